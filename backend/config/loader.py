@@ -1,0 +1,151 @@
+"""Loads an operation file and everything it names; every problem becomes a ConfigError."""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from backend.config.schema import (
+    ENVIRONMENT_TYPES,
+    BacktestEnvironment,
+    EnvironmentConfig,
+    OperationConfig,
+    StrategyBlueprint,
+    StrategyLink,
+)
+from backend.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class ResolvedLink:
+    """An active strategy link with its blueprint and environment loaded."""
+
+    link: StrategyLink
+    blueprint: StrategyBlueprint
+    blueprint_file: Path
+    environment: EnvironmentConfig
+    environment_file: Path
+
+    @property
+    def link_id(self) -> str:
+        return self.link.link_id
+
+
+@dataclass(frozen=True)
+class LoadedOperation:
+    path: Path
+    config: OperationConfig
+    links: list[ResolvedLink]  # active links only, in file order
+
+
+def format_location(loc: tuple[str | int, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def read_yaml_mapping(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(path, "file not found") from None
+    except OSError as exc:
+        raise ConfigError(path, f"cannot read file: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(path, f"invalid YAML: {problem}", key=where) from None
+    if not isinstance(data, dict):
+        raise ConfigError(path, "expected a mapping of keys at the top level")
+    return data
+
+
+def validate_model(model: type[M], data: dict, path: Path) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
+        reason = first["msg"].removeprefix("Value error, ") + more
+        raise ConfigError(path, reason, key=format_location(tuple(first["loc"]))) from None
+
+
+def load_yaml_model(model: type[M], path: Path) -> M:
+    return validate_model(model, read_yaml_mapping(path), path)
+
+
+def load_environment(path: Path) -> EnvironmentConfig:
+    data = read_yaml_mapping(path)
+    kind = data.get("type")
+    if kind not in ENVIRONMENT_TYPES:
+        raise ConfigError(path, f"must be one of {sorted(ENVIRONMENT_TYPES)}, got {kind!r}", "type")
+    env = validate_model(ENVIRONMENT_TYPES[kind], data, path)
+    if isinstance(env, BacktestEnvironment):
+        data_file = (path.parent / env.data_file).resolve()
+        if not data_file.is_file():
+            raise ConfigError(path, f"data file not found: {data_file}", "data_file")
+        env = env.model_copy(update={"data_file": data_file})
+    return env
+
+
+def _referenced_file(
+    operation_path: Path, folder: Path, item_id: str, kind: str, key: str
+) -> Path:
+    path = folder / f"{item_id}.yaml"
+    if not path.is_file():
+        raise ConfigError(operation_path, f"unknown {kind} '{item_id}': no file {path}", key)
+    return path
+
+
+def load_operation(path: Path | str) -> LoadedOperation:
+    """Load config/operations/<name>.yaml; blueprints and environments are looked up in the
+    sibling folders config/strategies/ and config/environments/."""
+    path = Path(path)
+    operation = load_yaml_model(OperationConfig, path)
+    config_root = path.resolve().parent.parent
+    links: list[ResolvedLink] = []
+    for index, link in enumerate(operation.strategy_links):
+        if not link.is_active:
+            continue
+        key = f"strategy_links[{index}]"
+        blueprint_file = _referenced_file(
+            path, config_root / "strategies", link.strategy_blueprint_id,
+            "strategy blueprint", f"{key}.strategy_blueprint_id",
+        )
+        environment_file = _referenced_file(
+            path, config_root / "environments", link.execution_environment_id,
+            "execution environment", f"{key}.execution_environment_id",
+        )
+        blueprint = load_yaml_model(StrategyBlueprint, blueprint_file)
+        environment = load_environment(environment_file)
+        _check_compatible(path, key, blueprint, environment)
+        links.append(ResolvedLink(link, blueprint, blueprint_file, environment, environment_file))
+    return LoadedOperation(path, operation, links)
+
+
+def _check_compatible(
+    path: Path, key: str, blueprint: StrategyBlueprint, environment: EnvironmentConfig
+) -> None:
+    if blueprint.timeframe != environment.timeframe:
+        raise ConfigError(
+            path,
+            f"blueprint timeframe {blueprint.timeframe} differs from the environment's "
+            f"timeframe {environment.timeframe}",
+            key,
+        )
+    missing = [asset for asset in blueprint.assets if asset not in environment.symbols]
+    if missing:
+        raise ConfigError(
+            path,
+            f"blueprint trades {', '.join(missing)}, which the environment does not provide "
+            f"(it provides {', '.join(environment.symbols)})",
+            key,
+        )

@@ -1,0 +1,127 @@
+"""The shape of every YAML file under config/, as strict pydantic models."""
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+$", min_length=1)]
+Timeframe = Annotated[str, Field(pattern=r"^[1-9][0-9]*[mhd]$")]
+Symbol = Annotated[str, Field(pattern=r"^[A-Z0-9]+/[A-Z0-9]+$")]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- config/operations/*.yaml ---------------------------------------------------------------
+
+
+class StrategyLink(StrictModel):
+    strategy_blueprint_id: Identifier
+    execution_environment_id: Identifier
+    is_active: bool = True
+
+    @property
+    def link_id(self) -> str:
+        return f"{self.strategy_blueprint_id}@{self.execution_environment_id}"
+
+
+class OperationConfig(StrictModel):
+    display_name: str
+    description: str = ""
+    strategy_links: list[StrategyLink] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _links_are_unique_and_one_is_active(self) -> "OperationConfig":
+        seen: set[str] = set()
+        for link in self.strategy_links:
+            if link.link_id in seen:
+                raise ValueError(f"strategy link {link.link_id} is listed twice")
+            seen.add(link.link_id)
+        if not any(link.is_active for link in self.strategy_links):
+            raise ValueError("no strategy link has is_active: true; nothing to run")
+        return self
+
+
+# --- config/strategies/<id>.yaml ------------------------------------------------------------
+
+
+class WorkerSpec(StrictModel):
+    plugin: Identifier
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Workforce(StrictModel):
+    """Workers per category, in the order they run within the category."""
+
+    context: list[WorkerSpec] = Field(default_factory=list)
+    opportunity: list[WorkerSpec] = Field(default_factory=list)
+    threat: list[WorkerSpec] = Field(default_factory=list)
+    planning: list[WorkerSpec] = Field(default_factory=list)
+    execution: list[WorkerSpec] = Field(min_length=1)
+
+
+class StrategyBlueprint(StrictModel):
+    display_name: str
+    description: str = ""
+    assets: list[Symbol] = Field(min_length=1)
+    timeframe: Timeframe
+    workforce: Workforce
+
+
+# --- config/environments/<id>.yaml ----------------------------------------------------------
+
+
+class AccountSettings(StrictModel):
+    starting_capital: float = Field(gt=0)  # quote currency
+    fee_rate: float = Field(ge=0, lt=1)  # fraction of notional, e.g. 0.0026 = 0.26 %
+    slippage_bps: float = Field(default=0, ge=0)
+
+
+class BacktestEnvironment(AccountSettings):
+    type: Literal["backtest"]
+    display_name: str
+    data_file: Path  # relative paths are relative to the environment file
+    symbol: Symbol
+    timeframe: Timeframe
+    start: datetime
+    end: datetime
+
+    @model_validator(mode="after")
+    def _range_is_ordered(self) -> "BacktestEnvironment":
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+    @property
+    def symbols(self) -> list[str]:
+        return [self.symbol]
+
+
+class LiveEnvironment(AccountSettings):
+    type: Literal["live"]
+    display_name: str
+    exchange: Literal["kraken"]
+    symbols: list[Symbol] = Field(min_length=1)
+    timeframe: Timeframe
+    mode: Literal["paper", "live"] = "paper"
+    allow_live_orders: bool = False
+    api_key_env: str = "KRAKEN_API_KEY"  # names of environment variables, never the keys
+    api_secret_env: str = "KRAKEN_API_SECRET"
+    poll_interval_seconds: float = Field(default=15, gt=0)
+    api_url: str | None = None  # base URL override (a local fake exchange in tests)
+
+    @model_validator(mode="after")
+    def _live_orders_are_explicit(self) -> "LiveEnvironment":
+        if self.mode == "live" and not self.allow_live_orders:
+            raise ValueError("mode: live places real orders and needs allow_live_orders: true")
+        return self
+
+
+EnvironmentConfig = BacktestEnvironment | LiveEnvironment
+ENVIRONMENT_TYPES: dict[str, type[BacktestEnvironment] | type[LiveEnvironment]] = {
+    "backtest": BacktestEnvironment,
+    "live": LiveEnvironment,
+}

@@ -1,0 +1,47 @@
+from collections.abc import Sequence
+
+from backend.dtos import DTO, BaseContextDTO
+from backend.errors import MissingDTOError
+from backend.interfaces import ITradingContextProvider
+
+
+class TradingContextProvider(ITradingContextProvider):
+    """In-memory tick cache: {asset: {DTO type: DTO}} for the current tick only.
+
+    Used by one strategy run's thread only, so it needs no lock.
+    """
+
+    def __init__(self) -> None:
+        self._base: dict[str, BaseContextDTO] = {}
+        self._cache: dict[str, dict[type[DTO], DTO]] = {}
+
+    def start_new_tick(self, base_context: BaseContextDTO) -> None:
+        self._base[base_context.asset] = base_context
+        self._cache[base_context.asset] = {}
+
+    def get_base_context(self, asset: str) -> BaseContextDTO:
+        try:
+            return self._base[asset]
+        except KeyError:
+            raise RuntimeError(f"no tick is open for {asset}") from None
+
+    def get_required_dtos(
+        self, asset: str, dto_types: Sequence[type[DTO]], requester: str
+    ) -> dict[type[DTO], DTO]:
+        cached = self._cache.get(asset, {})
+        for dto_type in dto_types:
+            if dto_type not in cached:
+                raise MissingDTOError(requester, dto_type, asset)
+        return {dto_type: cached[dto_type] for dto_type in dto_types}
+
+    def set_result_dto(self, asset: str, dto: DTO) -> None:
+        if asset not in self._cache:
+            raise RuntimeError(f"no tick is open for {asset}")
+        self._cache[asset][type(dto)] = dto
+
+    def has_dto(self, asset: str, dto_type: type[DTO]) -> bool:
+        return dto_type in self._cache.get(asset, {})
+
+    def clear(self) -> None:
+        self._base.clear()
+        self._cache.clear()

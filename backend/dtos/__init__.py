@@ -1,0 +1,38 @@
+"""Data transfer objects exchanged through a strategy's tick cache (all pydantic models)."""
+
+from backend.dtos.base import DTO
+from backend.dtos.context import (
+    BaseContextDTO,
+    EmaDTO,
+    FairValueGapDTO,
+    GapZone,
+    MarketRegimeDTO,
+    MarketStructure,
+    PortfolioSnapshotDTO,
+    Regime,
+    RiskLevel,
+    VolatilityDTO,
+)
+from backend.dtos.execution import FillDTO, OrderDTO, OrderSide, TradePlanDTO
+from backend.dtos.signals import OpportunitySignalDTO, ThreatAction, ThreatSignalDTO
+
+__all__ = [
+    "DTO",
+    "BaseContextDTO",
+    "EmaDTO",
+    "FairValueGapDTO",
+    "FillDTO",
+    "GapZone",
+    "MarketRegimeDTO",
+    "MarketStructure",
+    "OpportunitySignalDTO",
+    "OrderDTO",
+    "OrderSide",
+    "PortfolioSnapshotDTO",
+    "Regime",
+    "RiskLevel",
+    "ThreatAction",
+    "ThreatSignalDTO",
+    "TradePlanDTO",
+    "VolatilityDTO",
+]

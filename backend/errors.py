@@ -1,0 +1,28 @@
+"""Errors the daemon reports to the user as one clear line (no traceback)."""
+
+from pathlib import Path
+
+
+class OpdaemonError(Exception):
+    """Base of every error that is reported to the user without a traceback."""
+
+
+class ConfigError(OpdaemonError):
+    """A configuration or data file is wrong: names the file, the key (or line) and the reason."""
+
+    def __init__(self, file: Path | str, reason: str, key: str | None = None) -> None:
+        self.file = str(file)
+        self.key = key
+        self.reason = reason
+        where = f"{self.file}: {key}" if key else self.file
+        super().__init__(f"{where}: {reason}")
+
+
+class MissingDTOError(OpdaemonError):
+    """A worker asked the tick cache for a DTO that no earlier worker produced this tick."""
+
+    def __init__(self, requester: str, dto_type: type, asset: str) -> None:
+        super().__init__(
+            f"worker '{requester}' requires {dto_type.__name__} for {asset}, "
+            "but no earlier worker produced it this tick"
+        )

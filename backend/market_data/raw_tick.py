@@ -1,0 +1,17 @@
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+
+class RawTick(BaseModel):
+    """One closed candle of one symbol, as an execution environment emits it (RAW_TICK)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    symbol: str
+    timestamp: datetime  # candle open time, UTC
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float

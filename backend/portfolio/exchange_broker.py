@@ -1,0 +1,111 @@
+"""Routes market orders to a real exchange through ccxt and books the confirmed fills."""
+
+import time
+from datetime import datetime
+
+import ccxt
+import structlog
+
+from backend.dtos import FillDTO, OrderDTO, OrderSide
+from backend.interfaces import IBroker
+from backend.market_data.kraken_client import describe_error
+from backend.portfolio.ledger import Ledger
+
+log = structlog.get_logger(__name__)
+
+DONE_STATUSES = {"closed", "canceled", "expired", "rejected"}
+
+
+class ExchangeBroker(IBroker):
+    """Places spot market orders on the exchange and applies the exchange's fill to the ledger.
+
+    Like the simulator it never lets the strategy's ledger go short or spend more cash than it
+    has (sized on the reference price and the market's taker fee), so strategies sharing one
+    exchange account cannot touch each other's coins. A create that fails is never retried:
+    a duplicate order is worse than a missed one.
+    """
+
+    def __init__(
+        self, ledger: Ledger, client: ccxt.Exchange, fill_poll_attempts: int = 20, fill_poll_seconds: float = 0.5
+    ) -> None:
+        self._ledger = ledger
+        self._client = client
+        self._fill_poll_attempts = fill_poll_attempts
+        self._fill_poll_seconds = fill_poll_seconds
+
+    def submit(self, order: OrderDTO, timestamp: datetime) -> FillDTO | None:
+        context = {"asset": order.asset, "side": order.side.value}
+        try:
+            self._client.load_markets()
+            amount = float(self._client.amount_to_precision(order.asset, self._affordable(order)))
+            if amount <= 0:
+                raise ccxt.InvalidOrder("amount rounds to zero")
+            # fciq: Kraken charges the fee in the quote currency, which is what the ledger books.
+            placed = self._client.create_order(order.asset, "market", order.side.value, amount,
+                                               params={"oflags": "fciq"})
+        except (ccxt.InsufficientFunds, ccxt.InvalidOrder) as error:
+            log.warning("order_rejected", **context, reason=describe_error(error, self._client))
+            return None
+        except (ccxt.AuthenticationError, ccxt.BadSymbol):
+            raise  # configuration problems: stop instead of failing every order
+        except ccxt.BaseError as error:
+            # The order may or may not exist on the exchange; never re-send it blindly.
+            log.error("order_not_placed", **context, error=describe_error(error, self._client))
+            return None
+
+        final = self._await_fill(placed["id"], order.asset)
+        filled = float((final or {}).get("filled") or 0)
+        if final is None or (final.get("status") not in DONE_STATUSES and filled <= 0):
+            log.error("order_fill_unconfirmed", **context, order_id=placed["id"],
+                      status=(final or {}).get("status"))
+            return None
+        if filled <= 0:
+            log.warning("order_rejected", **context, order_id=placed["id"], reason=f"order {final['status']}")
+            return None
+        if final.get("status") != "closed":
+            log.warning("order_partially_filled", **context, order_id=placed["id"],
+                        status=final.get("status"), filled=filled, amount=amount)
+
+        price = float(final.get("average") or (final.get("cost") or 0) / filled)
+        fill = FillDTO(
+            asset=order.asset,
+            side=order.side,
+            quantity=filled,
+            price=price,
+            fee=self._fee_in_quote(final, order.asset, price),
+            timestamp=timestamp,
+            order_id=str(placed["id"]),
+        )
+        self._ledger.apply_fill(fill)
+        log.info("order_filled", **context, order_id=fill.order_id, quantity=filled, price=price, fee=fill.fee)
+        return fill
+
+    def _affordable(self, order: OrderDTO) -> float:
+        """The order's quantity, capped to the ledger's cash (buys) or position (sells)."""
+        if order.side is OrderSide.SELL:
+            return min(order.quantity, self._ledger.position(order.asset).qty)
+        fee_rate = self._client.market(order.asset).get("taker") or 0.0
+        return min(order.quantity, self._ledger.cash / (order.reference_price * (1 + fee_rate)))
+
+    def _await_fill(self, order_id: str, symbol: str) -> dict | None:
+        """Poll the order until it is done (bounded); None when it could never be read."""
+        latest: dict | None = None
+        for attempt in range(self._fill_poll_attempts):
+            try:
+                latest = self._client.fetch_order(order_id, symbol)
+            except ccxt.OperationFailed as error:  # reads are safe to retry
+                log.warning("order_status_unavailable", order_id=order_id,
+                            error=describe_error(error, self._client))
+            else:
+                if latest.get("status") in DONE_STATUSES:
+                    return latest
+            if attempt + 1 < self._fill_poll_attempts:
+                time.sleep(self._fill_poll_seconds)
+        return latest
+
+    def _fee_in_quote(self, final: dict, symbol: str, price: float) -> float:
+        fee = final.get("fee") or {}
+        cost = float(fee.get("cost") or 0)
+        if fee.get("currency") == self._client.market(symbol)["base"]:
+            return cost * price  # charged in base despite fciq: book its quote value
+        return cost

@@ -1,0 +1,42 @@
+from pydantic import Field, model_validator
+
+from backend.dtos import EmaDTO
+from backend.interfaces import IWorker, WorkerCategory, WorkerParams
+from backend.workers.indicators import Ema
+
+
+class EmaDetectorParams(WorkerParams):
+    fast_period: int = Field(default=12, ge=1)
+    slow_period: int = Field(default=26, ge=2)
+
+    @model_validator(mode="after")
+    def _fast_below_slow(self) -> "EmaDetectorParams":
+        if self.fast_period >= self.slow_period:
+            raise ValueError("fast_period must be smaller than slow_period")
+        return self
+
+
+class EmaDetector(IWorker):
+    """Fast and slow EMA of the close."""
+
+    plugin_name = "ema_detector"
+    category = WorkerCategory.CONTEXT
+    Params = EmaDetectorParams
+    produces = (EmaDTO,)
+    params: EmaDetectorParams
+
+    def __init__(self, params: EmaDetectorParams, context) -> None:
+        super().__init__(params, context)
+        self._emas: dict[str, tuple[Ema, Ema]] = {}
+
+    def process(self, asset: str) -> None:
+        close = self._base(asset).close
+        fast, slow = self._emas.setdefault(
+            asset, (Ema(self.params.fast_period), Ema(self.params.slow_period))
+        )
+        self.context.set_result_dto(asset, EmaDTO(
+            fast_period=self.params.fast_period,
+            slow_period=self.params.slow_period,
+            fast=fast.update(close),
+            slow=slow.update(close),
+        ))

@@ -1,0 +1,96 @@
+from collections import deque
+from dataclasses import dataclass
+
+from pydantic import Field
+
+from backend.dtos import BaseContextDTO, FairValueGapDTO, GapZone, MarketStructure
+from backend.interfaces import IWorker, WorkerCategory, WorkerParams
+
+
+class FairValueGapParams(WorkerParams):
+    min_gap_pct: float = Field(default=0.05, ge=0)  # ignore gaps smaller than this
+    swing_lookback: int = Field(default=2, ge=1)  # candles each side of a swing point
+
+
+@dataclass
+class _AssetState:
+    candles: deque[BaseContextDTO]
+    bullish_gap: GapZone | None = None
+    bearish_gap: GapZone | None = None
+    structure: MarketStructure = MarketStructure.NEUTRAL
+    swing_high: float | None = None
+    swing_low: float | None = None
+
+
+class FairValueGapDetector(IWorker):
+    """ICT fair value gaps and market structure.
+
+    A bullish gap forms when a candle's low is above the high two candles earlier (bearish:
+    high below the low); it is filled once price trades through it. A swing high/low is a
+    candle whose high/low beats `swing_lookback` candles on each side; a close beyond the last
+    swing high (low) is a break of structure to bullish (bearish).
+    """
+
+    plugin_name = "fair_value_gap_detector"
+    category = WorkerCategory.CONTEXT
+    Params = FairValueGapParams
+    produces = (FairValueGapDTO,)
+    params: FairValueGapParams
+
+    def __init__(self, params: FairValueGapParams, context) -> None:
+        super().__init__(params, context)
+        self._states: dict[str, _AssetState] = {}
+
+    def process(self, asset: str) -> None:
+        candle = self._base(asset)
+        window = 2 * self.params.swing_lookback + 1
+        state = self._states.setdefault(asset, _AssetState(deque(maxlen=max(3, window))))
+        state.candles.append(candle)
+
+        self._fill_gaps(state, candle)
+        gap = state.bullish_gap
+        in_bullish_gap = gap is not None and candle.low <= gap.top and candle.close >= gap.bottom
+        self._form_gaps(state, candle)
+        self._update_structure(state, candle, window)
+
+        self.context.set_result_dto(asset, FairValueGapDTO(
+            bullish_gap=state.bullish_gap,
+            bearish_gap=state.bearish_gap,
+            price_in_bullish_gap=in_bullish_gap,
+            structure=state.structure,
+            last_swing_high=state.swing_high,
+            last_swing_low=state.swing_low,
+        ))
+
+    @staticmethod
+    def _fill_gaps(state: _AssetState, candle: BaseContextDTO) -> None:
+        if state.bullish_gap and candle.low < state.bullish_gap.bottom:
+            state.bullish_gap = None
+        if state.bearish_gap and candle.high > state.bearish_gap.top:
+            state.bearish_gap = None
+
+    def _form_gaps(self, state: _AssetState, candle: BaseContextDTO) -> None:
+        if len(state.candles) < 3:
+            return
+        first = state.candles[-3]
+        min_size = self.params.min_gap_pct / 100
+        if candle.low > first.high and candle.low - first.high >= first.high * min_size:
+            state.bullish_gap = GapZone(bottom=first.high, top=candle.low, formed_at=candle.timestamp)
+        if candle.high < first.low and first.low - candle.high >= first.low * min_size:
+            state.bearish_gap = GapZone(bottom=candle.high, top=first.low, formed_at=candle.timestamp)
+
+    def _update_structure(self, state: _AssetState, candle: BaseContextDTO, window: int) -> None:
+        # Break of structure is judged against swings confirmed before this candle.
+        if state.swing_high is not None and candle.close > state.swing_high:
+            state.structure = MarketStructure.BULLISH
+        elif state.swing_low is not None and candle.close < state.swing_low:
+            state.structure = MarketStructure.BEARISH
+        if len(state.candles) < window:
+            return
+        candles = list(state.candles)[-window:]
+        middle = candles[self.params.swing_lookback]
+        others = candles[: self.params.swing_lookback] + candles[self.params.swing_lookback + 1 :]
+        if all(middle.high > c.high for c in others):
+            state.swing_high = middle.high
+        if all(middle.low < c.low for c in others):
+            state.swing_low = middle.low

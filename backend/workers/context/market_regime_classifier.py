@@ -1,0 +1,54 @@
+from pydantic import Field
+
+from backend.dtos import EmaDTO, MarketRegimeDTO, Regime
+from backend.interfaces import IWorker, WorkerCategory, WorkerParams
+from backend.workers.indicators import ReturnVolatility
+
+
+class MarketRegimeParams(WorkerParams):
+    trend_threshold_pct: float = Field(default=0.3, gt=0)  # EMA spread that counts as a trend
+    volatility_window: int = Field(default=24, ge=2)
+    high_volatility_pct: float = Field(default=1.5, gt=0)  # return stdev above this is volatile
+
+
+class MarketRegimeClassifier(IWorker):
+    """Volatile when returns swing more than high_volatility_pct; otherwise trending when the
+    EMA spread exceeds the threshold and the close is on the same side of the slow EMA;
+    otherwise ranging."""
+
+    plugin_name = "market_regime_classifier"
+    category = WorkerCategory.CONTEXT
+    Params = MarketRegimeParams
+    requires = (EmaDTO,)
+    produces = (MarketRegimeDTO,)
+    params: MarketRegimeParams
+
+    def __init__(self, params: MarketRegimeParams, context) -> None:
+        super().__init__(params, context)
+        self._volatility: dict[str, ReturnVolatility] = {}
+
+    def process(self, asset: str) -> None:
+        close = self._base(asset).close
+        ema = self._require(asset, EmaDTO)
+        tracker = self._volatility.setdefault(asset, ReturnVolatility(self.params.volatility_window))
+        volatility = tracker.update(close)
+        spread = ema.spread_pct
+        self.context.set_result_dto(asset, MarketRegimeDTO(
+            regime=self._classify(close, ema, spread, volatility),
+            trend_strength_pct=spread,
+            volatility_pct=volatility,
+        ))
+
+    def _classify(
+        self, close: float, ema: EmaDTO, spread: float | None, volatility: float | None
+    ) -> Regime:
+        if spread is None or volatility is None or ema.slow is None:
+            return Regime.WARMING_UP
+        if volatility > self.params.high_volatility_pct:
+            return Regime.VOLATILE
+        threshold = self.params.trend_threshold_pct
+        if spread > threshold and close > ema.slow:
+            return Regime.TRENDING_UP
+        if spread < -threshold and close < ema.slow:
+            return Regime.TRENDING_DOWN
+        return Regime.RANGING

@@ -1,0 +1,39 @@
+import structlog
+
+from backend.dtos import FillDTO, OrderDTO, TradePlanDTO
+from backend.interfaces import IBroker, ITradingContextProvider, IWorker, WorkerCategory, WorkerParams
+
+log = structlog.get_logger(__name__)
+
+
+class MarketOrderExecutor(IWorker):
+    """Turns the tick's trade plan into a market order at the close and sends it to the broker
+    the environment provides (simulated fills, or the exchange where live orders are allowed)."""
+
+    plugin_name = "market_order_executor"
+    category = WorkerCategory.EXECUTION
+    optional = (TradePlanDTO,)
+    produces = (FillDTO,)
+
+    def __init__(self, params: WorkerParams, context: ITradingContextProvider, broker: IBroker) -> None:
+        super().__init__(params, context)
+        self._broker = broker
+
+    def process(self, asset: str) -> None:
+        plan = self._optional(asset, TradePlanDTO)
+        if plan is None:
+            return
+        base = self._base(asset)
+        order = OrderDTO(
+            asset=asset, side=plan.side, quantity=plan.quantity,
+            reference_price=base.close, reason=plan.reason,
+        )
+        fill = self._broker.submit(order, base.timestamp)
+        if fill is None:
+            return
+        self.context.set_result_dto(asset, fill)
+        log.info(
+            "order_filled", asset=asset, side=fill.side.value, quantity=round(fill.quantity, 8),
+            price=round(fill.price, 2), fee=round(fill.fee, 4), reason=plan.reason,
+            candle_time=base.timestamp.isoformat(),
+        )

@@ -1,0 +1,63 @@
+"""Incremental indicators: one update per candle, O(1) memory beyond their window."""
+
+import statistics
+from collections import deque
+
+
+class Ema:
+    """Exponential moving average, seeded with the simple average of the first `period` values."""
+
+    def __init__(self, period: int) -> None:
+        self.period = period
+        self._alpha = 2 / (period + 1)
+        self._seed: list[float] = []
+        self.value: float | None = None
+
+    def update(self, x: float) -> float | None:
+        if self.value is None:
+            self._seed.append(x)
+            if len(self._seed) == self.period:
+                self.value = sum(self._seed) / self.period
+                self._seed.clear()
+        else:
+            self.value = self._alpha * x + (1 - self._alpha) * self.value
+        return self.value
+
+
+class WilderAtr:
+    """Average true range with Wilder's smoothing, seeded with the mean of the first `period`."""
+
+    def __init__(self, period: int) -> None:
+        self.period = period
+        self._prev_close: float | None = None
+        self._seed: list[float] = []
+        self.value: float | None = None
+
+    def update(self, high: float, low: float, close: float) -> float | None:
+        if self._prev_close is None:
+            true_range = high - low
+        else:
+            true_range = max(high - low, abs(high - self._prev_close), abs(low - self._prev_close))
+        self._prev_close = close
+        if self.value is None:
+            self._seed.append(true_range)
+            if len(self._seed) == self.period:
+                self.value = sum(self._seed) / self.period
+        else:
+            self.value = (self.value * (self.period - 1) + true_range) / self.period
+        return self.value
+
+
+class ReturnVolatility:
+    """Sample standard deviation of the last `window` close-to-close returns, in percent."""
+
+    def __init__(self, window: int) -> None:
+        self._closes: deque[float] = deque(maxlen=window + 1)
+
+    def update(self, close: float) -> float | None:
+        self._closes.append(close)
+        if len(self._closes) < self._closes.maxlen:  # type: ignore[operator]
+            return None
+        closes = list(self._closes)
+        returns = [(b - a) / a for a, b in zip(closes, closes[1:])]
+        return statistics.stdev(returns) * 100

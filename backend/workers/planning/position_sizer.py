@@ -1,0 +1,72 @@
+from pydantic import Field
+
+from backend.dtos import OpportunitySignalDTO, OrderSide, ThreatAction, ThreatSignalDTO, TradePlanDTO
+from backend.interfaces import IWorker, WorkerCategory, WorkerParams
+
+
+class PositionSizerParams(WorkerParams):
+    risk_per_trade_pct: float = Field(default=1.0, gt=0, le=100)  # equity lost if the stop is hit
+    reward_risk_ratio: float = Field(default=2.0, gt=0)  # target distance / stop distance
+    max_position_pct: float = Field(default=95.0, gt=0, le=100)  # cap on notional / equity
+    default_stop_pct: float = Field(default=2.0, gt=0, lt=100)  # when the signal has no stop
+
+
+class PositionSizer(IWorker):
+    """Risk-based entries, exits on stop, target or an exit threat; evaluated on candle closes.
+
+    Entry size: risk_per_trade_pct of equity divided by the distance to the stop, capped by
+    max_position_pct of equity. Any threat blocks new entries.
+    """
+
+    plugin_name = "position_sizer"
+    category = WorkerCategory.PLANNING
+    Params = PositionSizerParams
+    optional = (OpportunitySignalDTO, ThreatSignalDTO)
+    produces = (TradePlanDTO,)
+    params: PositionSizerParams
+
+    def __init__(self, params: PositionSizerParams, context) -> None:
+        super().__init__(params, context)
+        self._exits: dict[str, tuple[float, float]] = {}  # asset -> (stop, target)
+
+    def process(self, asset: str) -> None:
+        base = self._base(asset)
+        threat = self._optional(asset, ThreatSignalDTO)
+        if base.portfolio.position_qty > 0:
+            self._plan_exit(asset, base.close, base.portfolio.position_qty, threat)
+            return
+        opportunity = self._optional(asset, OpportunitySignalDTO)
+        if opportunity is None or opportunity.side is not OrderSide.BUY or threat is not None:
+            return
+        price, equity = base.close, base.portfolio.equity
+        stop = opportunity.stop_price or price * (1 - self.params.default_stop_pct / 100)
+        if stop >= price:
+            return
+        risk_per_unit = price - stop
+        quantity = min(
+            equity * self.params.risk_per_trade_pct / 100 / risk_per_unit,
+            equity * self.params.max_position_pct / 100 / price,
+        )
+        target = price + self.params.reward_risk_ratio * risk_per_unit
+        self._exits[asset] = (stop, target)
+        self.context.set_result_dto(asset, TradePlanDTO(
+            side=OrderSide.BUY, quantity=quantity, reason=opportunity.reason,
+            stop_price=stop, target_price=target,
+        ))
+
+    def _plan_exit(
+        self, asset: str, price: float, quantity: float, threat: ThreatSignalDTO | None
+    ) -> None:
+        stop, target = self._exits.get(asset, (None, None))
+        if threat is not None and threat.action is ThreatAction.EXIT_POSITIONS:
+            reason = threat.reason
+        elif stop is not None and price <= stop:
+            reason = f"stop {stop:.2f} hit"
+        elif target is not None and price >= target:
+            reason = f"target {target:.2f} reached"
+        else:
+            return
+        self._exits.pop(asset, None)
+        self.context.set_result_dto(
+            asset, TradePlanDTO(side=OrderSide.SELL, quantity=quantity, reason=reason)
+        )

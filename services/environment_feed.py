@@ -1,0 +1,70 @@
+"""Fans every RAW_TICK of one execution environment out to the strategy runs bound to it."""
+
+import threading
+import time
+from collections.abc import Sequence
+
+import structlog
+
+from backend.market_data import TickSource
+from services.strategy_run import RunStatus, StrategyRun
+
+log = structlog.get_logger(__name__)
+
+
+class EnvironmentFeed:
+    def __init__(
+        self,
+        environment_id: str,
+        source: TickSource,
+        runs: Sequence[StrategyRun],
+        stop: threading.Event,
+        progress_every_pct: int = 10,
+    ) -> None:
+        self.environment_id = environment_id
+        self._source = source
+        self._runs = list(runs)
+        self._stop = stop
+        self._progress_every_pct = progress_every_pct
+        self.error: str | None = None
+        self._thread = threading.Thread(target=self._feed, name=f"feed:{environment_id}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _feed(self) -> None:
+        structlog.contextvars.bind_contextvars(environment=self.environment_id)
+        total = self._source.total_ticks
+        log.info("environment_feed_started", total_ticks=total)
+        started = time.monotonic()
+        next_report = self._progress_every_pct
+        sent = 0
+        try:
+            for tick in self._source.ticks(self._stop):
+                accepted = [run.submit(tick) for run in self._runs]
+                if not any(accepted):
+                    log.warning("environment_feed_idle", reason="every strategy run bound to it failed")
+                    break
+                sent += 1
+                if total and sent * 100 >= next_report * total:
+                    elapsed = time.monotonic() - started
+                    log.info(
+                        "backtest_progress", ticks=sent, total_ticks=total,
+                        percent=round(sent * 100 / total), tick_time=tick.timestamp.isoformat(),
+                        eta_seconds=round(elapsed * (total - sent) / sent, 1),
+                    )
+                    next_report += self._progress_every_pct
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.exception("environment_feed_failed", error=self.error)
+        finally:
+            end = RunStatus.STOPPED if self._stop.is_set() or self.error else RunStatus.COMPLETED
+            for run in self._runs:
+                run.finish(end)
+            log.info("environment_feed_finished", ticks_sent=sent)

@@ -1,0 +1,45 @@
+from collections.abc import Sequence
+
+from backend.dtos import BaseContextDTO
+from backend.interfaces import ITradingContextProvider, IWorker
+from backend.market_data import RawTick
+from backend.portfolio import Ledger
+
+
+class TickCacheManager:
+    """One tick's lifecycle for one strategy: open the cache, run the workforce, close it."""
+
+    def __init__(
+        self,
+        context: ITradingContextProvider,
+        workforce: Sequence[IWorker],
+        ledger: Ledger,
+        assets: Sequence[str],
+    ) -> None:
+        self._context = context
+        self._workforce = list(workforce)
+        self._ledger = ledger
+        self._assets = frozenset(assets)
+
+    def process(self, tick: RawTick) -> bool:
+        """Run the workforce on tick; False when the strategy does not trade tick.symbol."""
+        if tick.symbol not in self._assets:
+            return False
+        self._ledger.mark(tick.symbol, tick.close)
+        self._context.start_new_tick(BaseContextDTO(
+            asset=tick.symbol,
+            timestamp=tick.timestamp,
+            open=tick.open,
+            high=tick.high,
+            low=tick.low,
+            close=tick.close,
+            volume=tick.volume,
+            portfolio=self._ledger.snapshot(tick.symbol),
+        ))
+        try:
+            for worker in self._workforce:
+                worker.process(tick.symbol)
+        finally:
+            self._context.clear()
+        self._ledger.record_equity()
+        return True

@@ -1,0 +1,82 @@
+"""Builds a strategy's workforce from its blueprint, checking it before anything runs."""
+
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from backend.config.loader import format_location
+from backend.config.schema import StrategyBlueprint
+from backend.dtos import DTO
+from backend.errors import ConfigError
+from backend.interfaces import IBroker, ITradingContextProvider, IWorker, WorkerCategory
+from backend.workers.registry import PLUGINS
+
+
+class WorkerFactory:
+    def __init__(self, plugins: dict[str, type[IWorker]] | None = None) -> None:
+        self._plugins = PLUGINS if plugins is None else plugins
+
+    def build(
+        self,
+        blueprint: StrategyBlueprint,
+        blueprint_file: Path,
+        context: ITradingContextProvider,
+        broker: IBroker,
+    ) -> list[IWorker]:
+        """Workers in run order: context, opportunity, threat, planning, execution.
+
+        Raises ConfigError (naming the blueprint file and key) for an unknown plugin, a plugin
+        listed under the wrong category, bad params, a DTO required before any worker produces
+        it, or two workers producing the same DTO.
+        """
+        workforce: list[IWorker] = []
+        producers: dict[type[DTO], str] = {}
+        for category in WorkerCategory:
+            for index, spec in enumerate(getattr(blueprint.workforce, category.value)):
+                key = f"workforce.{category.value}[{index}]"
+                worker_class = self._plugin(spec.plugin, category, blueprint_file, key)
+                try:
+                    params = worker_class.Params.model_validate(spec.params)
+                except ValidationError as exc:
+                    first = exc.errors()[0]
+                    raise ConfigError(
+                        blueprint_file,
+                        first["msg"].removeprefix("Value error, "),
+                        f"{key}.params" + ("." + format_location(tuple(first["loc"])) if first["loc"] else ""),
+                    ) from None
+                for dto_type in worker_class.requires:
+                    if dto_type not in producers:
+                        raise ConfigError(
+                            blueprint_file,
+                            f"worker '{spec.plugin}' requires {dto_type.__name__}, "
+                            "which no earlier worker produces",
+                            key,
+                        )
+                for dto_type in worker_class.produces:
+                    if dto_type in producers:
+                        raise ConfigError(
+                            blueprint_file,
+                            f"{dto_type.__name__} is already produced by {producers[dto_type]}",
+                            key,
+                        )
+                    producers[dto_type] = f"'{spec.plugin}' ({key})"
+                if category is WorkerCategory.EXECUTION:
+                    workforce.append(worker_class(params, context, broker))  # type: ignore[call-arg]
+                else:
+                    workforce.append(worker_class(params, context))
+        return workforce
+
+    def _plugin(
+        self, name: str, category: WorkerCategory, blueprint_file: Path, key: str
+    ) -> type[IWorker]:
+        worker_class = self._plugins.get(name)
+        if worker_class is None:
+            known = ", ".join(sorted(self._plugins))
+            raise ConfigError(blueprint_file, f"unknown plugin '{name}' (known: {known})", f"{key}.plugin")
+        if worker_class.category is not category:
+            raise ConfigError(
+                blueprint_file,
+                f"plugin '{name}' is a {worker_class.category.value} worker, not {category.value}",
+                f"{key}.plugin",
+            )
+        return worker_class

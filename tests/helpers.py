@@ -1,0 +1,148 @@
+"""Builders shared by the tests: ticks, CSV files, config trees and a recording worker."""
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from backend.core.trading_context_provider import TradingContextProvider
+from backend.dtos import DTO
+from backend.interfaces import IWorker, WorkerCategory
+from backend.market_data import RawTick
+from backend.portfolio import Ledger, SimulatedBroker
+from services.tick_cache_manager import TickCacheManager
+
+REPO = Path(__file__).resolve().parents[1]
+START = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def tick(
+    index: int,
+    close: float,
+    *,
+    open: float | None = None,
+    high: float | None = None,
+    low: float | None = None,
+    symbol: str = "BTC/USD",
+    volume: float = 1.0,
+) -> RawTick:
+    open_ = close if open is None else open
+    return RawTick(
+        symbol=symbol,
+        timestamp=START + timedelta(hours=index),
+        open=open_,
+        high=max(open_, close) if high is None else high,
+        low=min(open_, close) if low is None else low,
+        close=close,
+        volume=volume,
+    )
+
+
+def ticks_from_closes(closes: Iterable[float], symbol: str = "BTC/USD") -> list[RawTick]:
+    return [tick(i, c, symbol=symbol) for i, c in enumerate(closes)]
+
+
+def write_csv(path: Path, ticks: Sequence[RawTick]) -> Path:
+    lines = ["timestamp,open,high,low,close,volume"]
+    lines += [
+        f"{t.timestamp.isoformat().replace('+00:00', 'Z')},{t.open},{t.high},{t.low},{t.close},{t.volume}"
+        for t in ticks
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_yaml(path: Path, data: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def backtest_environment(data_file: str = "../../data/ticks.csv", **overrides: Any) -> dict:
+    return {
+        "type": "backtest",
+        "display_name": "test data",
+        "data_file": data_file,
+        "symbol": "BTC/USD",
+        "timeframe": "1h",
+        "start": "2024-01-01T00:00:00Z",
+        "end": "2025-01-01T00:00:00Z",
+        "starting_capital": 10_000,
+        "fee_rate": 0.001,
+        **overrides,
+    }
+
+
+def write_config_tree(
+    root: Path,
+    links: Sequence[tuple[str, str]],
+    blueprints: dict[str, dict],
+    environments: dict[str, dict],
+    ticks: Sequence[RawTick] = (),
+) -> Path:
+    """config/{operations,strategies,environments} plus data/ticks.csv under root; returns the
+    operation file's path. links are (blueprint id, environment id) pairs, all active."""
+    for blueprint_id, blueprint in blueprints.items():
+        write_yaml(root / "config" / "strategies" / f"{blueprint_id}.yaml", blueprint)
+    for environment_id, environment in environments.items():
+        write_yaml(root / "config" / "environments" / f"{environment_id}.yaml", environment)
+    if ticks:
+        write_csv(root / "data" / "ticks.csv", ticks)
+    operation = {
+        "display_name": "test operation",
+        "strategy_links": [
+            {"strategy_blueprint_id": b, "execution_environment_id": e, "is_active": True}
+            for b, e in links
+        ],
+    }
+    return write_yaml(root / "config" / "operations" / "op.yaml", operation)
+
+
+def blueprint(workforce: dict, assets: Sequence[str] = ("BTC/USD",)) -> dict:
+    base = {"execution": [{"plugin": "market_order_executor"}]}
+    return {"display_name": "test", "assets": list(assets), "timeframe": "1h", "workforce": {**base, **workforce}}
+
+
+class Recorder(IWorker):
+    """Test worker that runs last and copies the DTOs of the watched types each tick."""
+
+    plugin_name = "recorder"
+    category = WorkerCategory.EXECUTION
+
+    def __init__(self, context, watched: Sequence[type[DTO]]) -> None:
+        super().__init__(IWorker.Params(), context)
+        self.watched = list(watched)
+        self.ticks: list[dict[type[DTO], DTO]] = []
+
+    def process(self, asset: str) -> None:
+        self.ticks.append({t: self._optional(asset, t) for t in self.watched if self.context.has_dto(asset, t)})
+
+
+class Pipeline:
+    """A real tick pipeline (provider, ledger, simulated broker, tick manager) around workers."""
+
+    def __init__(
+        self,
+        workers: Sequence[tuple[type[IWorker], dict]],
+        watched: Sequence[type[DTO]],
+        starting_capital: float = 10_000,
+        fee_rate: float = 0.0,
+        slippage_bps: float = 0.0,
+    ) -> None:
+        self.context = TradingContextProvider()
+        self.ledger = Ledger(starting_capital)
+        self.broker = SimulatedBroker(self.ledger, fee_rate, slippage_bps)
+        built: list[IWorker] = []
+        for worker_class, params in workers:
+            extra = (self.broker,) if worker_class.category is WorkerCategory.EXECUTION else ()
+            built.append(worker_class(worker_class.Params(**params), self.context, *extra))
+        self.recorder = Recorder(self.context, watched)
+        self.manager = TickCacheManager(self.context, [*built, self.recorder], self.ledger, ["BTC/USD"])
+
+    def feed(self, ticks: Iterable[RawTick]) -> list[dict[type[DTO], DTO]]:
+        for raw in ticks:
+            self.manager.process(raw)
+        return self.recorder.ticks

@@ -1,0 +1,198 @@
+"""Config loading: the shipped files load; every kind of mistake is a ConfigError that names the
+file, the key and the reason."""
+
+from pathlib import Path
+
+import pytest
+
+from backend.config import LiveEnvironment, load_operation
+from backend.errors import ConfigError
+from backend.market_data.backtest_source import load_candles
+from tests.helpers import (
+    REPO,
+    START,
+    backtest_environment,
+    blueprint,
+    tick,
+    ticks_from_closes,
+    write_config_tree,
+    write_csv,
+    write_yaml,
+)
+
+DCA = blueprint({"opportunity": [{"plugin": "dca_schedule_opportunity"}], "planning": [{"plugin": "position_sizer"}]})
+
+
+def tree(tmp_path: Path, *, environment: dict | None = None, strategy: dict | None = None) -> Path:
+    return write_config_tree(
+        tmp_path, [("dca", "bt")], {"dca": strategy or DCA}, {"bt": environment or backtest_environment()},
+        ticks_from_closes([100, 101, 102]),
+    )
+
+
+def config_error(path: Path) -> ConfigError:
+    with pytest.raises(ConfigError) as error:
+        load_operation(path)
+    return error.value
+
+
+def test_shipped_operations_load():
+    demo = load_operation(REPO / "config/operations/backtest_demo.yaml")
+    assert [link.link_id for link in demo.links] == [
+        "ict_smc_strategy@backtest_2024_q1", "smart_dca_btc@backtest_2024_q1",
+    ]
+    multi = load_operation(REPO / "config/operations/multi_strategy_operation.yaml")
+    live = multi.links[0].environment
+    assert isinstance(live, LiveEnvironment)
+    assert live.mode == "paper" and not live.allow_live_orders
+
+
+def test_a_valid_tree_resolves_blueprint_environment_and_data_file(tmp_path):
+    operation = load_operation(tree(tmp_path))
+    (link,) = operation.links
+    assert link.blueprint.workforce.opportunity[0].plugin == "dca_schedule_opportunity"
+    assert link.environment.data_file == (tmp_path / "data" / "ticks.csv").resolve()
+
+
+def test_inactive_links_are_not_loaded(tmp_path):
+    path = tree(tmp_path)
+    write_yaml(path, {
+        "display_name": "op",
+        "strategy_links": [
+            {"strategy_blueprint_id": "dca", "execution_environment_id": "bt", "is_active": True},
+            {"strategy_blueprint_id": "missing", "execution_environment_id": "bt", "is_active": False},
+        ],
+    })
+    assert [link.link_id for link in load_operation(path).links] == ["dca@bt"]
+
+
+def test_unknown_key_in_operation_is_named(tmp_path):
+    path = tree(tmp_path)
+    write_yaml(path, {"display_name": "op", "strategy_links": [
+        {"strategy_blueprint_id": "dca", "execution_environment_id": "bt", "is_activ": True}]})
+    error = config_error(path)
+    assert error.file == str(path)
+    assert error.key == "strategy_links[0].is_activ"
+    assert "Extra inputs are not permitted" in error.reason
+
+
+def test_wrong_type_is_named(tmp_path):
+    path = tree(tmp_path)
+    write_yaml(path, {"display_name": "op", "strategy_links": [
+        {"strategy_blueprint_id": "dca", "execution_environment_id": "bt", "is_active": "maybe"}]})
+    assert config_error(path).key == "strategy_links[0].is_active"
+
+
+def test_unknown_blueprint_names_the_id_and_the_file_searched(tmp_path):
+    path = tree(tmp_path)
+    write_yaml(path, {"display_name": "op", "strategy_links": [
+        {"strategy_blueprint_id": "nope", "execution_environment_id": "bt"}]})
+    error = config_error(path)
+    assert error.key == "strategy_links[0].strategy_blueprint_id"
+    assert "'nope'" in error.reason and str(tmp_path / "config" / "strategies" / "nope.yaml") in error.reason
+
+
+def test_unknown_environment_names_the_id_and_the_file_searched(tmp_path):
+    path = tree(tmp_path)
+    write_yaml(path, {"display_name": "op", "strategy_links": [
+        {"strategy_blueprint_id": "dca", "execution_environment_id": "moon"}]})
+    error = config_error(path)
+    assert error.key == "strategy_links[0].execution_environment_id"
+    assert "moon.yaml" in error.reason
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    path = tree(tmp_path)
+    path.write_text("display_name: op\nstrategy_links: [\n  - oops: : :\n")
+    error = config_error(path)
+    assert error.key.startswith("line ") and "invalid YAML" in error.reason
+
+
+def test_missing_operation_file(tmp_path):
+    error = config_error(tmp_path / "absent.yaml")
+    assert error.reason == "file not found"
+
+
+def test_no_active_link_and_duplicate_links_are_rejected(tmp_path):
+    path = tree(tmp_path)
+    link = {"strategy_blueprint_id": "dca", "execution_environment_id": "bt"}
+    write_yaml(path, {"display_name": "op", "strategy_links": [{**link, "is_active": False}]})
+    assert "nothing to run" in config_error(path).reason
+    write_yaml(path, {"display_name": "op", "strategy_links": [link, link]})
+    assert "listed twice" in config_error(path).reason
+
+
+def test_bad_blueprint_value_names_the_blueprint_file_and_key(tmp_path):
+    bad = {**DCA, "timeframe": "hourly"}
+    error = config_error(tree(tmp_path, strategy=bad))
+    assert error.file.endswith("config/strategies/dca.yaml") and error.key == "timeframe"
+
+
+def test_live_mode_requires_allow_live_orders(tmp_path):
+    live = {"type": "live", "display_name": "k", "exchange": "kraken", "symbols": ["BTC/USD"],
+            "timeframe": "1h", "mode": "live", "starting_capital": 100, "fee_rate": 0.0026}
+    error = config_error(tree(tmp_path, environment=live))
+    assert error.file.endswith("config/environments/bt.yaml")
+    assert "allow_live_orders: true" in error.reason
+
+
+def test_unknown_environment_type(tmp_path):
+    error = config_error(tree(tmp_path, environment={**backtest_environment(), "type": "simulation"}))
+    assert error.key == "type" and "'simulation'" in error.reason
+
+
+def test_blueprint_and_environment_must_agree_on_timeframe_and_assets(tmp_path):
+    error = config_error(tree(tmp_path, environment=backtest_environment(timeframe="4h")))
+    assert error.key == "strategy_links[0]" and "timeframe" in error.reason
+    error = config_error(tree(tmp_path, environment=backtest_environment(symbol="ETH/USD")))
+    assert "BTC/USD" in error.reason and "ETH/USD" in error.reason
+
+
+def test_missing_data_file(tmp_path):
+    error = config_error(tree(tmp_path, environment=backtest_environment(data_file="../../data/none.csv")))
+    assert error.key == "data_file" and "none.csv" in error.reason
+
+
+def test_backtest_end_must_follow_start(tmp_path):
+    env = backtest_environment(start="2024-02-01T00:00:00Z", end="2024-01-01T00:00:00Z")
+    assert "end must be after start" in config_error(tree(tmp_path, environment=env)).reason
+
+
+# --- historical data files ------------------------------------------------------------------
+
+END = START.replace(year=2025)
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        ("2024-01-01T02:00:00Z,100,99,98,100,1", "do not contain"),
+        ("2024-01-01T02:00:00Z,100,101,99,abc,1", "close 'abc' is not a number"),
+        ("yesterday,100,101,99,100,1", "not an ISO 8601"),
+        ("2024-01-01T02:00:00Z,100,101", "expected 6 fields"),
+        ("2024-01-01T00:30:00Z,100,101,99,100,1", "is not after the previous row"),
+        ("2024-01-01T02:00:00Z,100,101,99,100,-1", "volume not negative"),
+    ],
+)
+def test_malformed_data_rows_name_file_line_and_reason(tmp_path, row, reason):
+    path = write_csv(tmp_path / "d.csv", [tick(0, 100), tick(1, 100)])
+    path.write_text(path.read_text() + row + "\n")
+    with pytest.raises(ConfigError) as error:
+        load_candles(path, START, END)
+    assert error.value.file == str(path) and error.value.key == "line 4" and reason in error.value.reason
+
+
+def test_data_file_needs_its_columns_and_rows_in_range(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("time,open,high,low,close\n")
+    with pytest.raises(ConfigError, match="missing column"):
+        load_candles(path, START, END)
+    write_csv(path, [tick(0, 100)])
+    with pytest.raises(ConfigError, match="no candles between"):
+        load_candles(path, START.replace(year=2030), END.replace(year=2031))
+
+
+def test_data_range_is_start_inclusive_end_exclusive(tmp_path):
+    path = write_csv(tmp_path / "d.csv", ticks_from_closes([1, 2, 3, 4]))
+    rows = load_candles(path, tick(1, 1).timestamp, tick(3, 1).timestamp)
+    assert [row[4] for row in rows] == [2, 3]

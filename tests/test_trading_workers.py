@@ -1,0 +1,201 @@
+import pytest
+
+from backend.dtos import (
+    FillDTO,
+    OpportunitySignalDTO,
+    OrderDTO,
+    OrderSide,
+    ThreatAction,
+    ThreatSignalDTO,
+    TradePlanDTO,
+)
+from backend.portfolio import Ledger, SimulatedBroker
+from backend.workers.context.ema_detector import EmaDetector
+from backend.workers.context.fair_value_gap_detector import FairValueGapDetector
+from backend.workers.context.market_regime_classifier import MarketRegimeClassifier
+from backend.workers.context.volatility_assessor import VolatilityAssessor
+from backend.workers.execution.market_order_executor import MarketOrderExecutor
+from backend.workers.opportunity.dca_schedule_opportunity import DcaScheduleOpportunity
+from backend.workers.opportunity.fvg_reentry_opportunity import FvgReentryOpportunity
+from backend.workers.planning.dca_planner import DcaPlanner
+from backend.workers.planning.position_sizer import PositionSizer
+from backend.workers.threat.drawdown_threat import DrawdownThreat
+from backend.workers.threat.volatility_threat import VolatilityThreat
+from tests.helpers import START, Pipeline, tick, ticks_from_closes
+
+# --- ledger and simulated broker ------------------------------------------------------------
+
+
+def order(side: OrderSide, quantity: float, price: float) -> OrderDTO:
+    return OrderDTO(asset="BTC/USD", side=side, quantity=quantity, reference_price=price, reason="test")
+
+
+def test_simulated_fill_applies_slippage_and_fee_to_the_ledger():
+    ledger = Ledger(10_000)
+    broker = SimulatedBroker(ledger, fee_rate=0.001, slippage_bps=10)
+    fill = broker.submit(order(OrderSide.BUY, 0.1, 50_000), START)
+    assert fill.price == pytest.approx(50_050)  # 10 bps against us
+    assert fill.fee == pytest.approx(0.1 * 50_050 * 0.001)
+    assert ledger.cash == pytest.approx(10_000 - 5_005 - 5.005)
+    sell = broker.submit(order(OrderSide.SELL, 1.0, 60_000), START)  # more than held
+    assert sell.quantity == pytest.approx(0.1)
+    assert sell.price == pytest.approx(59_940)
+    assert ledger.position("BTC/USD").qty == 0
+    assert ledger.cash == pytest.approx(10_000 - 5_005 - 5.005 + 5_994 - 5.994)
+
+
+def test_simulated_buy_is_cut_to_what_cash_affords_and_rejected_without_cash():
+    ledger = Ledger(1_000)
+    broker = SimulatedBroker(ledger, fee_rate=0.01)
+    fill = broker.submit(order(OrderSide.BUY, 1.0, 1_000), START)
+    assert fill.quantity == pytest.approx(1_000 / 1_010)
+    assert ledger.cash == pytest.approx(0, abs=1e-9)
+    assert broker.submit(order(OrderSide.BUY, 1.0, 1_000), START) is None
+    assert broker.submit(order(OrderSide.SELL, 5.0, 1_000), START).quantity == pytest.approx(1_000 / 1_010)
+    assert broker.submit(order(OrderSide.SELL, 1.0, 1_000), START) is None
+
+
+def test_ledger_tracks_average_cost_equity_and_max_drawdown():
+    ledger = Ledger(1_000)
+    for qty, price in [(1, 100), (1, 200)]:
+        ledger.apply_fill(FillDTO(asset="A/B", side=OrderSide.BUY, quantity=qty, price=price, fee=1, timestamp=START))
+    assert ledger.position("A/B").avg_entry_price == 150
+    assert ledger.cash == 1_000 - 300 - 2
+    for price in (200, 100, 250):  # equity 1098 (peak), 898, 1198
+        ledger.mark("A/B", price)
+        ledger.record_equity()
+    summary = ledger.summary()
+    assert summary.max_drawdown_pct == pytest.approx((1 - 898 / 1098) * 100)
+    assert summary.final_equity == 1198 and summary.pnl == 198 and summary.trades == 2 and summary.fees_paid == 2
+
+
+# --- opportunity, threat, planning, execution -----------------------------------------------
+
+
+def ict_pipeline(**sizer) -> Pipeline:
+    return Pipeline(
+        [
+            (EmaDetector, {"fast_period": 2, "slow_period": 3}),
+            (MarketRegimeClassifier, {"volatility_window": 2, "trend_threshold_pct": 0.1, "high_volatility_pct": 50}),
+            (FairValueGapDetector, {"min_gap_pct": 0, "swing_lookback": 1}),
+            (FvgReentryOpportunity, {"allowed_regimes": ["trending_up", "ranging"], "stop_buffer_pct": 1}),
+            (PositionSizer, {"risk_per_trade_pct": 1, "reward_risk_ratio": 2, **sizer}),
+            (MarketOrderExecutor, {}),
+        ],
+        [OpportunitySignalDTO, TradePlanDTO, FillDTO],
+    )
+
+
+ICT_SETUP = [
+    tick(0, 99, open=98, high=100, low=97),
+    tick(1, 104, open=99, high=105, low=99),  # swing high 105 once confirmed
+    tick(2, 102, open=104, high=103, low=101),
+    tick(3, 108, open=102, high=109, low=106),  # breaks 105: bullish; gap 103-106
+    tick(4, 110, open=108, high=111, low=107),
+    tick(5, 107, open=110, high=110, low=105),  # back into the 103-106 gap -> entry at 107
+]
+
+
+def test_fvg_reentry_entry_is_sized_by_risk_and_filled():
+    out = ict_pipeline(max_position_pct=100).feed(ICT_SETUP)
+    assert all(OpportunitySignalDTO not in t for t in out[:5])
+    signal = out[5][OpportunitySignalDTO]
+    assert signal.side is OrderSide.BUY and signal.stop_price == pytest.approx(103 * 0.99)
+    plan = out[5][TradePlanDTO]
+    risk_per_unit = 107 - 103 * 0.99
+    assert plan.quantity == pytest.approx(10_000 * 0.01 / risk_per_unit)  # 1 % of equity at risk
+    assert plan.target_price == pytest.approx(107 + 2 * risk_per_unit)
+    assert out[5][FillDTO].quantity == pytest.approx(plan.quantity)
+
+
+def test_position_sizer_caps_notional_and_exits_at_the_target():
+    pipeline = ict_pipeline(max_position_pct=10)
+    out = pipeline.feed(ICT_SETUP)
+    assert out[5][TradePlanDTO].quantity == pytest.approx(10_000 * 0.10 / 107)
+    target = out[5][TradePlanDTO].target_price
+    out = pipeline.feed([tick(6, target - 0.5), tick(7, target + 0.5)])
+    assert TradePlanDTO not in out[6]
+    assert out[7][TradePlanDTO].side is OrderSide.SELL and "target" in out[7][TradePlanDTO].reason
+    assert pipeline.ledger.position("BTC/USD").qty == 0
+
+
+def test_position_sizer_exits_at_the_stop():
+    pipeline = ict_pipeline()
+    pipeline.feed(ICT_SETUP)
+    out = pipeline.feed([tick(6, 101)])  # below the 101.97 stop
+    assert out[6][TradePlanDTO].side is OrderSide.SELL and "stop" in out[6][TradePlanDTO].reason
+
+
+def test_no_entry_when_the_regime_is_not_allowed():
+    pipeline = Pipeline(
+        [
+            (EmaDetector, {"fast_period": 2, "slow_period": 3}),
+            (MarketRegimeClassifier, {"volatility_window": 2, "trend_threshold_pct": 0.1, "high_volatility_pct": 50}),
+            (FairValueGapDetector, {"min_gap_pct": 0, "swing_lookback": 1}),
+            (FvgReentryOpportunity, {"allowed_regimes": ["trending_down"]}),
+        ],
+        [OpportunitySignalDTO],
+    )
+    assert all(OpportunitySignalDTO not in t for t in pipeline.feed(ICT_SETUP))
+
+
+def test_drawdown_threat_blocks_entries_then_forces_exit():
+    pipeline = Pipeline(
+        [
+            (DcaScheduleOpportunity, {"interval_bars": 1}),
+            (DrawdownThreat, {"block_entries_at_pct": 5, "exit_at_pct": 10}),
+            (PositionSizer, {"risk_per_trade_pct": 100, "max_position_pct": 100, "default_stop_pct": 50}),
+            (MarketOrderExecutor, {}),
+        ],
+        [ThreatSignalDTO, TradePlanDTO],
+    )
+    out = pipeline.feed(ticks_from_closes([100, 100, 93, 85]))
+    assert out[0][TradePlanDTO].side is OrderSide.BUY  # all in at 100
+    assert ThreatSignalDTO not in out[1]
+    assert out[2][ThreatSignalDTO].action is ThreatAction.BLOCK_ENTRIES  # -7 %
+    assert out[3][ThreatSignalDTO].action is ThreatAction.EXIT_POSITIONS  # -15 %
+    assert out[3][TradePlanDTO].side is OrderSide.SELL
+    out = pipeline.feed([tick(4, 86)])  # still 14 % under the peak: no new entry
+    assert TradePlanDTO not in out[4]
+
+
+def dca_pipeline(**planner) -> Pipeline:
+    return Pipeline(
+        [
+            (EmaDetector, {"fast_period": 2, "slow_period": 3}),
+            (MarketRegimeClassifier, {"volatility_window": 2, "trend_threshold_pct": 0.1, "high_volatility_pct": 50}),
+            (VolatilityAssessor, {"atr_period": 2, "low_atr_pct": 1, "high_atr_pct": 5}),
+            (DcaScheduleOpportunity, {"interval_bars": 2}),
+            (VolatilityThreat, {}),
+            (DcaPlanner, {"quote_amount": 100, "dip_multiplier": 2, "take_profit_pct": 10, **planner}),
+            (MarketOrderExecutor, {}),
+        ],
+        [OpportunitySignalDTO, ThreatSignalDTO, TradePlanDTO, FillDTO],
+        fee_rate=0.01,
+    )
+
+
+def test_dca_buys_on_schedule_and_doubles_in_a_downtrend():
+    pipeline = dca_pipeline()
+    out = pipeline.feed(ticks_from_closes([100, 100, 99, 98, 97, 96]))
+    buys = [(i, t[TradePlanDTO]) for i, t in enumerate(out) if TradePlanDTO in t]
+    assert [i for i, _ in buys] == [1, 3, 5]  # every 2nd bar
+    assert buys[0][1].quantity == pytest.approx(100 / 100)  # warming up: x1
+    assert buys[2][1].quantity == pytest.approx(200 / 96)  # trending down: x2
+    assert pipeline.ledger.fees_paid == pytest.approx((100 + 200 + 200) * 0.01, rel=1e-6)
+
+
+def test_dca_takes_profit_on_the_whole_position():
+    pipeline = dca_pipeline()
+    pipeline.feed(ticks_from_closes([100, 100, 105]))
+    out = pipeline.feed([tick(3, 110.5)])  # 10.5 % above the 100 average cost
+    assert out[3][TradePlanDTO].side is OrderSide.SELL
+    assert out[3][TradePlanDTO].quantity == pytest.approx(1.0)
+    assert pipeline.ledger.position("BTC/USD").qty == 0
+
+
+def test_dca_pauses_while_volatility_is_high():
+    pipeline = dca_pipeline()
+    out = pipeline.feed([tick(0, 100, high=104, low=96), tick(1, 100, high=104, low=96)])  # ATR 8 %
+    assert out[1][ThreatSignalDTO].action is ThreatAction.BLOCK_ENTRIES
+    assert OpportunitySignalDTO in out[1] and TradePlanDTO not in out[1]
