@@ -1,0 +1,70 @@
+"""Test-only worker plugins that record what a strategy run saw, or misbehave on purpose."""
+
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+from backend.dtos import MarketRegimeDTO
+from backend.interfaces import IWorker, WorkerCategory, WorkerParams
+from backend.workers.registry import PLUGINS
+
+
+@dataclass(frozen=True)
+class Seen:
+    timestamp: object
+    close: float
+    regime: MarketRegimeDTO | None
+    context_id: int
+    thread: str
+
+
+RECORDS: dict[str, list[Seen]] = defaultdict(list)
+
+
+class ProbeParams(WorkerParams):
+    tag: str
+    crash_at_tick: int | None = None  # raise on this (1-based) tick
+    sleep_seconds: float = 0.0
+
+
+class Probe(IWorker):
+    plugin_name = "probe"
+    category = WorkerCategory.OPPORTUNITY
+    Params = ProbeParams
+    optional = (MarketRegimeDTO,)
+    params: ProbeParams
+
+    def process(self, asset: str) -> None:
+        records = RECORDS[self.params.tag]
+        if self.params.crash_at_tick == len(records) + 1:
+            raise ZeroDivisionError("probe crashed on purpose")
+        if self.params.sleep_seconds:
+            time.sleep(self.params.sleep_seconds)
+        base = self._base(asset)
+        records.append(Seen(
+            base.timestamp, base.close, self._optional(asset, MarketRegimeDTO),
+            id(self.context), threading.current_thread().name,
+        ))
+
+
+PLUGINS_WITH_PROBE = {**PLUGINS, "probe": Probe}
+
+
+def probe_blueprint(tag: str, regime: dict | None = None, **probe_params) -> dict:
+    context = []
+    if regime is not None:
+        context = [
+            {"plugin": "ema_detector", "params": {"fast_period": 3, "slow_period": 8}},
+            {"plugin": "market_regime_classifier", "params": regime},
+        ]
+    return {
+        "display_name": tag,
+        "assets": ["BTC/USD"],
+        "timeframe": "1h",
+        "workforce": {
+            "context": context,
+            "opportunity": [{"plugin": "probe", "params": {"tag": tag, **probe_params}}],
+            "execution": [{"plugin": "market_order_executor"}],
+        },
+    }

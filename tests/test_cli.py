@@ -1,0 +1,97 @@
+"""run-operation end to end: the shipped demo on the bundled data, exit codes, signals, logs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from services.cli import main
+from services.logging_setup import mask_secrets
+from tests.helpers import REPO, backtest_environment, blueprint, tick, write_config_tree
+from tests.probes import PLUGINS_WITH_PROBE, probe_blueprint
+
+DEMO = str(REPO / "config/operations/backtest_demo.yaml")
+LINKS = ("ict_smc_strategy@backtest_2024_q1", "smart_dca_btc@backtest_2024_q1")
+
+
+def json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_backtest_demo_runs_both_strategies_on_the_bundled_data(capsys):
+    assert main([DEMO]) == 0
+    out, err = capsys.readouterr()
+    for link in LINKS:
+        assert f"== {link} [completed]" in out
+    events = json_lines(err)
+    summaries = {e["strategy_link"]: e for e in events if e["event"] == "strategy_summary"}
+    assert set(summaries) == set(LINKS)
+    for summary in summaries.values():
+        assert summary["ticks_processed"] == 2184  # every hour of Q1 2024
+        assert summary["trades"] > 0 and summary["fees_paid"] > 0
+        assert summary["final_equity"] == round(10_000 + summary["pnl"], 6)
+        assert summary["max_drawdown_pct"] > 0
+    fills = [e for e in events if e["event"] == "order_filled"]
+    assert {f["strategy_link"] for f in fills} == set(LINKS)  # every strategy line is bound
+    assert sum(e["event"] == "backtest_progress" for e in events) == 10
+
+
+def test_console_log_format(capsys):
+    assert main([DEMO, "--log-format", "console", "--log-level", "warning"]) == 0
+    _, err = capsys.readouterr()
+    assert "order_filled" not in err  # info is below the level
+    assert not err.lstrip().startswith("{")
+
+
+def test_config_error_exits_2_with_one_clear_line(tmp_path, capsys):
+    path = write_config_tree(tmp_path, [("s", "bt")], {"s": blueprint({})}, {"bt": backtest_environment(fee_rate=2)},
+                             [tick(0, 1)])
+    assert main([str(path)]) == 2
+    _, err = capsys.readouterr()
+    env_file = tmp_path / "config" / "environments" / "bt.yaml"
+    assert f"run-operation: config error: {env_file}: fee_rate: Input should be less than 1" in err
+    assert "Traceback" not in err
+
+
+def test_failed_strategy_exits_1_while_the_other_completes(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("services.worker_factory.PLUGINS", PLUGINS_WITH_PROBE)
+    blueprints = {"bad": probe_blueprint("bad", crash_at_tick=3), "good": probe_blueprint("good")}
+    path = write_config_tree(tmp_path, [("bad", "bt"), ("good", "bt")], blueprints, {"bt": backtest_environment()},
+                             [tick(i, 100 + i) for i in range(10)])
+    assert main([str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert "== bad@bt [failed]" in out and "error: ZeroDivisionError: probe crashed on purpose" in out
+    assert "== good@bt [completed]" in out
+    failure = next(e for e in json_lines(err) if e["event"] == "strategy_run_failed")
+    assert failure["strategy_link"] == "bad@bt" and failure["exception"]  # traceback kept in the log
+
+
+def test_sigint_stops_cleanly_and_prints_summaries(tmp_path):
+    ticks = [tick(i, 100 + (i % 50)) for i in range(200_000)]
+    strategy = blueprint({"opportunity": [{"plugin": "dca_schedule_opportunity"}],
+                          "planning": [{"plugin": "position_sizer"}]})
+    path = write_config_tree(tmp_path, [("dca", "bt")], {"dca": strategy},
+                             {"bt": backtest_environment(end="2050-01-01T00:00:00Z")}, ticks)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", str(path)], cwd=REPO,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    for line in process.stderr:
+        if '"strategy_run_started"' in line:
+            break
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "== dca@bt [stopped]" in out
+    summary = next(e for e in json_lines(err) if e["event"] == "strategy_summary")
+    assert 0 < summary["ticks_processed"] < 200_000
+    assert "Traceback" not in err
+
+
+def test_credential_fields_are_masked_in_logs():
+    event = {"event": "x", "api_key": "abc", "KRAKEN_API_SECRET": "def", "price": 1}
+    assert mask_secrets(None, "info", event) == {"event": "x", "api_key": "***", "KRAKEN_API_SECRET": "***", "price": 1}

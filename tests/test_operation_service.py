@@ -1,0 +1,155 @@
+"""OperationService: isolated runs in their own threads, complete in-order fan-out, crash
+isolation and orderly shutdown."""
+
+import math
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from backend.config import load_operation
+from backend.market_data import RawTick, TickSource
+from services.operation_service import OperationService
+from services.strategy_run import RunStatus
+from services.worker_factory import WorkerFactory
+from tests.helpers import backtest_environment, tick, write_config_tree, write_csv
+from tests.probes import PLUGINS_WITH_PROBE, RECORDS, probe_blueprint
+
+
+def wavy_ticks(count: int, start_index: int = 0) -> list[RawTick]:
+    """A price path with trends and swings, so regimes change over time."""
+    return [
+        tick(i, 100 + 10 * math.sin(i / 15) + 3 * math.sin(i / 2.5) + i * 0.02)
+        for i in range(start_index, start_index + count)
+    ]
+
+
+def service_for(tmp_path, links, blueprints, environments=None, ticks=(), **kwargs) -> OperationService:
+    path = write_config_tree(tmp_path, links, blueprints, environments or {"bt": backtest_environment()}, ticks)
+    return OperationService(load_operation(path), WorkerFactory(PLUGINS_WITH_PROBE), **kwargs)
+
+
+def test_every_run_gets_every_tick_in_order_in_its_own_thread(tmp_path):
+    ticks = wavy_ticks(400)
+    blueprints = {tag: probe_blueprint(tag, sleep_seconds=0.0002 if tag == "slow" else 0) for tag in ("a", "b", "slow")}
+    service = service_for(tmp_path, [(t, "bt") for t in blueprints], blueprints, ticks=ticks, queue_size=3)
+    summaries = service.run()
+    expected = [t.timestamp for t in ticks]
+    for tag in blueprints:
+        assert [seen.timestamp for seen in RECORDS[tag]] == expected
+    threads = {tag: {seen.thread for seen in RECORDS[tag]} for tag in blueprints}
+    assert all(len(names) == 1 for names in threads.values())
+    assert len(set.union(*threads.values())) == 3
+    assert threading.main_thread().name not in set.union(*threads.values())
+    assert [s.status for s in summaries] == [RunStatus.COMPLETED] * 3
+    assert [s.ticks_processed for s in summaries] == [400] * 3
+
+
+def test_runs_only_see_the_environment_they_are_bound_to(tmp_path):
+    first, second = wavy_ticks(50), wavy_ticks(30, start_index=1000)
+    write_csv(tmp_path / "data" / "other.csv", second)
+    environments = {"bt": backtest_environment(), "bt2": backtest_environment("../../data/other.csv")}
+    blueprints = {"a": probe_blueprint("a"), "b": probe_blueprint("b")}
+    service = service_for(tmp_path, [("a", "bt"), ("b", "bt2")], blueprints, environments, ticks=first)
+    service.run()
+    assert [s.timestamp for s in RECORDS["a"]] == [t.timestamp for t in first]
+    assert [s.timestamp for s in RECORDS["b"]] == [t.timestamp for t in second]
+
+
+def test_two_strategies_on_one_asset_never_share_cache_state(tmp_path):
+    ticks = wavy_ticks(600)
+    calm = {"trend_threshold_pct": 0.5, "volatility_window": 10, "high_volatility_pct": 50}
+    jumpy = {"trend_threshold_pct": 0.05, "volatility_window": 4, "high_volatility_pct": 1.0}
+    blueprints = {"calm": probe_blueprint("calm", calm), "jumpy": probe_blueprint("jumpy", jumpy)}
+    service_for(tmp_path / "together", [("calm", "bt"), ("jumpy", "bt")], blueprints, ticks=ticks, queue_size=2).run()
+    together = {tag: list(RECORDS[tag]) for tag in blueprints}
+    RECORDS.clear()
+    service_for(tmp_path / "alone", [("calm", "bt")], blueprints, ticks=ticks).run()
+    calm_alone = list(RECORDS["calm"])
+
+    # Each run used one provider of its own, and no DTO object was seen by both runs.
+    assert len({s.context_id for s in together["calm"]}) == 1
+    assert {s.context_id for s in together["calm"]}.isdisjoint({s.context_id for s in together["jumpy"]})
+    assert {id(s.regime) for s in together["calm"]}.isdisjoint({id(s.regime) for s in together["jumpy"]})
+    # Each run computed its own MarketRegimeDTO: the two differ, and running next to another
+    # strategy changed nothing compared with running alone.
+    calm_regimes = [s.regime for s in together["calm"]]
+    assert calm_regimes != [s.regime for s in together["jumpy"]]
+    assert calm_regimes == [s.regime for s in calm_alone]
+
+
+def test_a_crashing_strategy_stops_alone(tmp_path):
+    ticks = wavy_ticks(300)
+    blueprints = {"bad": probe_blueprint("bad", crash_at_tick=100), "good": probe_blueprint("good")}
+    service = service_for(tmp_path, [("bad", "bt"), ("good", "bt")], blueprints, ticks=ticks, queue_size=2)
+    bad, good = service.run()
+    assert bad.status is RunStatus.FAILED
+    assert bad.error == "ZeroDivisionError: probe crashed on purpose"
+    assert bad.ticks_processed == 99
+    assert good.status is RunStatus.COMPLETED and good.ticks_processed == 300
+    assert [s.timestamp for s in RECORDS["good"]] == [t.timestamp for t in ticks]
+
+
+class EndlessSource(TickSource):
+    """Yields a tick every few milliseconds until stopped; counts what it yielded."""
+
+    def __init__(self) -> None:
+        self.yielded = 0
+
+    def ticks(self, stop: threading.Event) -> Iterator[RawTick]:
+        while not stop.is_set():
+            yield tick(self.yielded, 100 + self.yielded % 7)
+            self.yielded += 1
+            time.sleep(0.002)
+
+
+def test_when_every_run_failed_the_feed_stops_reading(tmp_path):
+    source = EndlessSource()
+    blueprints = {"bad": probe_blueprint("bad", crash_at_tick=5)}
+    service = service_for(
+        tmp_path, [("bad", "bt")], blueprints, ticks=wavy_ticks(3), source_factory=lambda env, file: source
+    )
+    service.start()
+    for feed in service.feeds:
+        feed.join(timeout=5)
+        assert not feed.is_alive()  # an endless source, yet the feed ended
+    (summary,) = service.wait()
+    assert summary.status is RunStatus.FAILED and summary.ticks_processed == 4
+
+
+def test_stop_processes_every_queued_tick_then_ends_runs_as_stopped(tmp_path):
+    source = EndlessSource()
+    blueprints = {"a": probe_blueprint("a"), "slow": probe_blueprint("slow", sleep_seconds=0.01)}
+    service = service_for(
+        tmp_path, [("a", "bt"), ("slow", "bt")], blueprints, ticks=wavy_ticks(3),
+        source_factory=lambda env, file: source, queue_size=50,
+    )
+    service.start()
+    time.sleep(0.3)
+    service.stop()
+    summaries = service.wait()
+    assert source.yielded > 20
+    assert [s.status for s in summaries] == [RunStatus.STOPPED, RunStatus.STOPPED]
+    # The slow run lagged behind the feed, yet no tick was dropped at shutdown.
+    assert [s.ticks_processed for s in summaries] == [source.yielded, source.yielded]
+    assert len(RECORDS["slow"]) == source.yielded
+
+
+def test_summary_reports_the_account(tmp_path):
+    dca = {
+        "display_name": "dca", "assets": ["BTC/USD"], "timeframe": "1h",
+        "workforce": {
+            "context": [{"plugin": "ema_detector"}, {"plugin": "market_regime_classifier"}],
+            "opportunity": [{"plugin": "dca_schedule_opportunity", "params": {"interval_bars": 10}}],
+            "planning": [{"plugin": "dca_planner", "params": {"quote_amount": 100, "take_profit_pct": 50}}],
+            "execution": [{"plugin": "market_order_executor"}],
+        },
+    }
+    ticks = [tick(i, 100.0) for i in range(100)]
+    (summary,) = service_for(tmp_path, [("dca", "bt")], {"dca": dca}, ticks=ticks).run()
+    account = summary.account
+    assert summary.ticks_processed == 100 and account.trades == 10
+    assert account.fees_paid == pytest.approx(10 * 100 * 0.001)  # fee_rate 0.1 %
+    assert account.final_equity == pytest.approx(10_000 - account.fees_paid)
+    assert account.pnl == pytest.approx(-account.fees_paid)
