@@ -61,7 +61,7 @@ class KrakenLiveSource(TickSource):
                     candles = self._fetch(symbol)
                 except ccxt.OperationFailed as error:
                     failures += 1
-                    delay = min(self._poll_interval * 2**failures, max(self._poll_interval, MAX_BACKOFF_SECONDS))
+                    delay = self._backoff(failures)
                     log.warning("market_data_unavailable", exchange="kraken", symbol=symbol,
                                 error=describe_error(error, self._client), attempt=failures,
                                 retry_in_seconds=round(delay, 3))
@@ -73,6 +73,10 @@ class KrakenLiveSource(TickSource):
             else:
                 failures = 0
             stop.wait(delay)
+
+    def _backoff(self, failures: int) -> float:
+        """Seconds to wait after `failures` failed polls in a row: doubling, capped."""
+        return min(self._poll_interval * 2**failures, max(self._poll_interval, MAX_BACKOFF_SECONDS))
 
     def _check_markets(self) -> None:
         """Load Kraken's markets once and fail clearly on a symbol Kraken does not list."""

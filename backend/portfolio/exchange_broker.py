@@ -26,7 +26,11 @@ class ExchangeBroker(IBroker):
     """
 
     def __init__(
-        self, ledger: Ledger, client: ccxt.Exchange, fill_poll_attempts: int = 20, fill_poll_seconds: float = 0.5
+        self,
+        ledger: Ledger,
+        client: ccxt.Exchange,
+        fill_poll_attempts: int = 20,
+        fill_poll_seconds: float = 0.5,
     ) -> None:
         self._ledger = ledger
         self._client = client
@@ -37,9 +41,12 @@ class ExchangeBroker(IBroker):
         context = {"asset": order.asset, "side": order.side.value}
         try:
             self._client.load_markets()
-            amount = float(self._client.amount_to_precision(order.asset, self._affordable(order)))
-            if amount <= 0:
-                raise ccxt.InvalidOrder("amount rounds to zero")
+            quantity = self._affordable(order)
+            if quantity <= 0:
+                log.warning("order_rejected", **context,
+                            reason="no cash" if order.side is OrderSide.BUY else "no position")
+                return None
+            amount = float(self._client.amount_to_precision(order.asset, quantity))
             # fciq: Kraken charges the fee in the quote currency, which is what the ledger books.
             placed = self._client.create_order(order.asset, "market", order.side.value, amount,
                                                params={"oflags": "fciq"})
@@ -53,20 +60,21 @@ class ExchangeBroker(IBroker):
             log.error("order_not_placed", **context, error=describe_error(error, self._client))
             return None
 
-        final = self._await_fill(placed["id"], order.asset)
+        order_id = str(placed["id"])
+        final = self._await_fill(order_id, order.asset)
+        status = (final or {}).get("status")
         filled = float((final or {}).get("filled") or 0)
-        if final is None or (final.get("status") not in DONE_STATUSES and filled <= 0):
-            log.error("order_fill_unconfirmed", **context, order_id=placed["id"],
-                      status=(final or {}).get("status"))
-            return None
         if filled <= 0:
-            log.warning("order_rejected", **context, order_id=placed["id"], reason=f"order {final['status']}")
+            if status in DONE_STATUSES:  # e.g. canceled by the exchange without any fill
+                log.warning("order_rejected", **context, order_id=order_id, reason=f"order {status}")
+            else:  # placed, but its fill could not be confirmed: needs a look on the exchange
+                log.error("order_fill_unconfirmed", **context, order_id=order_id, status=status)
             return None
-        if final.get("status") != "closed":
-            log.warning("order_partially_filled", **context, order_id=placed["id"],
-                        status=final.get("status"), filled=filled, amount=amount)
+        if status != "closed":
+            log.warning("order_partially_filled", **context, order_id=order_id, status=status,
+                        filled=filled, amount=amount)
 
-        price = float(final.get("average") or (final.get("cost") or 0) / filled)
+        price = float(final.get("average") or (final.get("cost") or 0) / filled or order.reference_price)
         fill = FillDTO(
             asset=order.asset,
             side=order.side,
@@ -74,10 +82,9 @@ class ExchangeBroker(IBroker):
             price=price,
             fee=self._fee_in_quote(final, order.asset, price),
             timestamp=timestamp,
-            order_id=str(placed["id"]),
+            order_id=order_id,
         )
         self._ledger.apply_fill(fill)
-        log.info("order_filled", **context, order_id=fill.order_id, quantity=filled, price=price, fee=fill.fee)
         return fill
 
     def _affordable(self, order: OrderDTO) -> float:

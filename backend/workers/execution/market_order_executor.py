@@ -35,5 +35,5 @@ class MarketOrderExecutor(IWorker):
         log.info(
             "order_filled", asset=asset, side=fill.side.value, quantity=round(fill.quantity, 8),
             price=round(fill.price, 2), fee=round(fill.fee, 4), reason=plan.reason,
-            candle_time=base.timestamp.isoformat(),
+            candle_time=base.timestamp.isoformat(), order_id=fill.order_id,
         )

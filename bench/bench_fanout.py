@@ -1,0 +1,80 @@
+"""Throughput of the daemon as the number of strategy runs on one environment grows.
+
+Replays the bundled Q1 2024 sample (repeated to `--ticks`) from memory through 1, 2 and 4
+copies of each shipped blueprint, all in one run, and prints ticks per second per strategy
+plus each case's wall time as a ratio of the single-run case.
+
+    python bench/bench_fanout.py [--ticks 20000]
+"""
+
+import argparse
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import structlog
+
+from backend.config import load_operation
+from backend.market_data import RawTick, TickSource
+from backend.market_data.backtest_source import BacktestSource
+from services.operation_service import OperationService
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class MemorySource(TickSource):
+    def __init__(self, ticks: list[RawTick]) -> None:
+        self._ticks = ticks
+        self.total_ticks = len(ticks)
+
+    def ticks(self, stop: threading.Event) -> Iterator[RawTick]:
+        yield from self._ticks
+
+
+def sample_ticks(count: int) -> list[RawTick]:
+    operation = load_operation(REPO / "config/operations/backtest_demo.yaml")
+    base = list(BacktestSource(operation.links[0].environment).ticks(threading.Event()))
+    hour = timedelta(hours=1)
+    return [
+        t.model_copy(update={"timestamp": base[0].timestamp + i * hour})
+        for i, t in zip(range(count), itertools.cycle(base))
+    ]
+
+
+def run(blueprint_id: str, copies: int, ticks: list[RawTick]) -> float:
+    operation = load_operation(REPO / "config/operations/backtest_demo.yaml")
+    template = next(l for l in operation.links if l.link.strategy_blueprint_id == blueprint_id)
+    links = [
+        replace(template, link=template.link.model_copy(update={"strategy_blueprint_id": f"{blueprint_id}_{i}"}))
+        for i in range(copies)
+    ]
+    service = OperationService(replace(operation, links=links), source_factory=lambda env, file: MemorySource(ticks))
+    started = time.perf_counter()
+    service.run()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--ticks", type=int, default=20_000)
+    args = parser.parse_args()
+    # Quiet: logging is not what is measured.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    ticks = sample_ticks(args.ticks)
+    print(f"{args.ticks} ticks per strategy run")
+    print(f"{'blueprint':<18}{'runs':>5}{'seconds':>10}{'ticks/s/run':>14}{'time vs 1 run':>15}")
+    for blueprint_id in ("ict_smc_strategy", "smart_dca_btc"):
+        single = None
+        for copies in (1, 2, 4):
+            seconds = run(blueprint_id, copies, ticks)
+            single = single or seconds
+            print(f"{blueprint_id:<18}{copies:>5}{seconds:>10.2f}{args.ticks / seconds:>14,.0f}{seconds / single:>14.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,284 @@
+"""A small fake of Kraken's REST API on 127.0.0.1, for driving the real ccxt client in tests.
+
+Implements what ccxt's kraken uses for load_markets, fetch_ohlcv, create_order, fetch_order and
+fetch_balance:
+
+    GET  /0/public/Assets        GET  /0/public/AssetPairs    GET /0/public/OHLC   GET /0/public/Time
+    POST /0/private/AddOrder     POST /0/private/QueryOrders
+    POST /0/private/Balance      POST /0/private/BalanceEx
+
+Private calls are authenticated like Kraken does it: API-Key must be the test key, API-Sign must be
+base64(HMAC-SHA512(base64decode(secret), path + SHA256(nonce + body))) and nonces must increase;
+otherwise the answer is Kraken's error envelope, e.g. {"error": ["EAPI:Invalid key"], "result": {}}.
+
+Usage:
+    with running_fake_kraken() as fake:
+        fake.set_candles("XXBTZUSD", [candle(t, 100.0), ...])   # last row = the forming candle
+        fake.fail_next(3)                                       # next 3 requests answer HTTP 503
+        ... fake.url is the environment's api_url; fake.requests holds what was received
+"""
+
+import base64
+import hashlib
+import hmac
+import itertools
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, urlsplit
+
+TEST_API_KEY = "FAKE-TEST-KEY-not-a-real-kraken-key"
+TEST_API_SECRET = base64.b64encode(b"fake test secret, not a real kraken secret!!").decode()
+
+ASSETS = {
+    "XXBT": {"aclass": "currency", "altname": "XBT", "decimals": 10, "display_decimals": 5, "status": "enabled"},
+    "XETH": {"aclass": "currency", "altname": "ETH", "decimals": 10, "display_decimals": 5, "status": "enabled"},
+    "ZUSD": {"aclass": "currency", "altname": "USD", "decimals": 4, "display_decimals": 2, "status": "enabled"},
+}
+_FEES_TAKER = [[0, 0.26], [50000, 0.24], [100000, 0.22]]
+_FEES_MAKER = [[0, 0.16], [50000, 0.14], [100000, 0.12]]
+
+
+def _pair(altname: str, wsname: str, base: str, quote: str, pair_decimals: int, ordermin: str) -> dict:
+    return {
+        "altname": altname, "wsname": wsname, "aclass_base": "currency", "base": base,
+        "aclass_quote": "currency", "quote": quote, "lot": "unit", "cost_decimals": 5,
+        "pair_decimals": pair_decimals, "lot_decimals": 8, "lot_multiplier": 1,
+        "leverage_buy": [], "leverage_sell": [], "fees": _FEES_TAKER, "fees_maker": _FEES_MAKER,
+        "fee_volume_currency": "ZUSD", "margin_call": 80, "margin_stop": 40,
+        "ordermin": ordermin, "costmin": "0.5", "tick_size": "0.1", "status": "online",
+    }
+
+
+ASSET_PAIRS = {
+    "XXBTZUSD": _pair("XBTUSD", "XBT/USD", "XXBT", "ZUSD", 1, "0.00005"),
+    "XETHZUSD": _pair("ETHUSD", "ETH/USD", "XETH", "ZUSD", 2, "0.002"),
+}
+FEE_RATE = 0.0026  # taker fee of the first tier
+
+
+def candle(open_time: int, close: float, volume: float = 1.0) -> list:
+    """An OHLC row in Kraken's shape: [time, open, high, low, close, vwap, volume, count]."""
+    open_ = close - 1
+    return [open_time, f"{open_:.1f}", f"{close + 2:.1f}", f"{open_ - 2:.1f}", f"{close:.1f}",
+            f"{close:.1f}", f"{volume:.8f}", 3]
+
+
+@dataclass
+class ReceivedRequest:
+    method: str
+    endpoint: str  # "public/OHLC", "private/AddOrder", ...
+    params: dict[str, str]
+    headers: dict[str, str]
+
+
+@dataclass
+class FakeKraken:
+    api_key: str = TEST_API_KEY
+    api_secret: str = TEST_API_SECRET
+    candles: dict[str, list[list]] = field(default_factory=dict)  # pair id -> OHLC rows, oldest first
+    prices: dict[str, float] = field(default_factory=lambda: {"XXBTZUSD": 50_000.0, "XETHZUSD": 3_000.0})
+    balances: dict[str, float] = field(default_factory=lambda: {"ZUSD": 10_000.0, "XXBT": 0.0, "XETH": 0.0})
+    open_polls: int = 0  # QueryOrders answers "open" this many times before the order shows closed
+    orders: dict[str, dict] = field(default_factory=dict)
+    requests: list[ReceivedRequest] = field(default_factory=list)
+    url: str = ""
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failures_left = 0
+        self._failure_status = 503
+        self._last_nonce = 0
+        self._ids = itertools.count(1)
+        self._server: ThreadingHTTPServer | None = None
+
+    # --- scripting -------------------------------------------------------------------------
+
+    def set_candles(self, pair_id: str, rows: list[list]) -> None:
+        with self._lock:
+            self.candles[pair_id] = [list(row) for row in rows]
+
+    def fail_next(self, count: int, status: int = 503) -> None:
+        with self._lock:
+            self._failures_left, self._failure_status = count, status
+
+    def received(self, endpoint: str) -> list[ReceivedRequest]:
+        with self._lock:
+            return [r for r in self.requests if r.endpoint == endpoint]
+
+    # --- server ----------------------------------------------------------------------------
+
+    def start(self) -> "FakeKraken":
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server API)
+                fake._handle(self, "GET")
+
+            def do_POST(self) -> None:  # noqa: N802
+                fake._handle(self, "POST")
+
+            def log_message(self, *args: object) -> None:  # keep test output quiet
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
+                         name="fake-kraken", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        parts = urlsplit(handler.path)
+        body = ""
+        if method == "POST":
+            body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0)).decode()
+        params = dict(parse_qsl(parts.query if method == "GET" else body))
+        endpoint = parts.path.removeprefix("/0/")
+        with self._lock:
+            self.requests.append(ReceivedRequest(method, endpoint, params, dict(handler.headers.items())))
+            if self._failures_left > 0:
+                self._failures_left -= 1
+                status = self._failure_status
+                return _send(handler, status, b"<html><body>503 Service Unavailable</body></html>", "text/html")
+            if endpoint.startswith("private/"):
+                auth_error = self._check_auth(handler, parts.path, params, body)
+                if auth_error:
+                    return _send_json(handler, {"error": [auth_error], "result": {}})
+            route = self._routes().get((method, endpoint))
+            if route is None:
+                return _send_json(handler, {"error": ["EGeneral:Unknown method"]}, status=404)
+            try:
+                result = route(params)
+            except KrakenError as error:
+                return _send_json(handler, {"error": [str(error)], "result": {}})
+        _send_json(handler, {"error": [], "result": result})
+
+    def _routes(self) -> dict:
+        return {
+            ("GET", "public/Time"): lambda _: {"unixtime": int(time.time()), "rfc1123": ""},
+            ("GET", "public/Assets"): lambda _: ASSETS,
+            ("GET", "public/AssetPairs"): lambda _: ASSET_PAIRS,
+            ("GET", "public/OHLC"): self._ohlc,
+            ("POST", "private/Balance"): lambda _: {k: f"{v:.8f}" for k, v in self.balances.items()},
+            ("POST", "private/BalanceEx"): lambda _: {
+                k: {"balance": f"{v:.8f}", "hold_trade": "0.0000"} for k, v in self.balances.items()},
+            ("POST", "private/AddOrder"): self._add_order,
+            ("POST", "private/QueryOrders"): self._query_orders,
+        }
+
+    def _check_auth(self, handler: BaseHTTPRequestHandler, path: str, params: dict, body: str) -> str | None:
+        if handler.headers.get("API-Key") != self.api_key:
+            return "EAPI:Invalid key"
+        nonce = params.get("nonce", "")
+        digest = hashlib.sha256((nonce + body).encode()).digest()
+        expected = base64.b64encode(
+            hmac.new(base64.b64decode(self.api_secret), path.encode() + digest, hashlib.sha512).digest()
+        ).decode()
+        if not hmac.compare_digest(handler.headers.get("API-Sign", ""), expected):
+            return "EAPI:Invalid signature"
+        if not nonce.isdigit() or int(nonce) <= self._last_nonce:
+            return "EAPI:Invalid nonce"
+        self._last_nonce = int(nonce)
+        return None
+
+    # --- endpoints -------------------------------------------------------------------------
+
+    def _ohlc(self, params: dict) -> dict:
+        pair = _pair_id(params.get("pair", ""))
+        rows = self.candles.get(pair, [])
+        if "since" in params:
+            rows = [row for row in rows if row[0] > int(params["since"])]
+        last = rows[-2][0] if len(rows) > 1 else (rows[-1][0] if rows else 0)  # last committed candle
+        return {pair: rows[-720:], "last": last}
+
+    def _add_order(self, params: dict) -> dict:
+        pair = _pair_id(params.get("pair", ""))
+        info = ASSET_PAIRS[pair]
+        side, volume = params.get("type"), float(params.get("volume", "0"))
+        if params.get("ordertype") != "market" or side not in ("buy", "sell"):
+            raise KrakenError("EGeneral:Invalid arguments")
+        if volume < float(info["ordermin"]):
+            raise KrakenError("EOrder:Order minimum not met")
+        price = self.prices[pair]
+        cost = volume * price
+        fee = round(cost * FEE_RATE, 4)
+        base, quote = info["base"], info["quote"]
+        if side == "buy":
+            if self.balances.get(quote, 0.0) < cost + fee:
+                raise KrakenError("EOrder:Insufficient funds")
+            self.balances[quote] -= cost + fee
+            self.balances[base] = self.balances.get(base, 0.0) + volume
+        else:
+            if self.balances.get(base, 0.0) < volume:
+                raise KrakenError("EOrder:Insufficient funds")
+            self.balances[base] -= volume
+            self.balances[quote] = self.balances.get(quote, 0.0) + cost - fee
+        txid = f"O{next(self._ids):05d}-FAKEK-RAKEN"
+        description = f"{side} {volume:.8f} {info['altname']} @ market"
+        self.orders[txid] = {
+            "refid": None, "userref": 0, "status": "closed", "reason": None,
+            "opentm": time.time(), "closetm": time.time(), "starttm": 0, "expiretm": 0,
+            "descr": {"pair": info["altname"], "type": side, "ordertype": "market", "price": "0",
+                      "price2": "0", "leverage": "none", "order": description, "close": ""},
+            "vol": f"{volume:.8f}", "vol_exec": f"{volume:.8f}", "cost": f"{cost:.5f}", "fee": f"{fee:.5f}",
+            "price": f"{price:.1f}", "stopprice": "0.00000", "limitprice": "0.00000", "misc": "",
+            "oflags": params.get("oflags", "fciq"), "trades": [f"T{txid[1:]}"],
+            "_open_polls": self.open_polls,
+        }
+        return {"descr": {"order": description}, "txid": [txid]}
+
+    def _query_orders(self, params: dict) -> dict:
+        result = {}
+        for txid in params.get("txid", "").split(","):
+            order = self.orders.get(txid)
+            if order is None:
+                raise KrakenError("EOrder:Unknown order")
+            public = {k: v for k, v in order.items() if not k.startswith("_")}
+            if order["_open_polls"] > 0:  # still working: nothing executed yet
+                order["_open_polls"] -= 1
+                public.update(status="open", vol_exec="0.00000000", cost="0.00000", fee="0.00000", price="0.0")
+            result[txid] = public
+        return result
+
+
+class KrakenError(Exception):
+    """An error Kraken reports in its JSON envelope (HTTP 200, {"error": [...]})."""
+
+
+def _pair_id(name: str) -> str:
+    for pair_id, info in ASSET_PAIRS.items():
+        if name in (pair_id, info["altname"]):
+            return pair_id
+    raise KrakenError("EQuery:Unknown asset pair")
+
+
+def _send(handler: BaseHTTPRequestHandler, status: int, body: bytes, content_type: str) -> None:
+    handler.send_response(status)
+    handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def _send_json(handler: BaseHTTPRequestHandler, payload: dict, status: int = 200) -> None:
+    _send(handler, status, json.dumps(payload).encode(), "application/json")
+
+
+@contextmanager
+def running_fake_kraken(**settings: object) -> Iterator[FakeKraken]:
+    """A started FakeKraken (settings are FakeKraken fields), shut down on exit."""
+    fake = FakeKraken(**settings).start()  # type: ignore[arg-type]
+    try:
+        yield fake
+    finally:
+        fake.stop()

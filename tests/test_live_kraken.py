@@ -1,0 +1,385 @@
+"""Live Kraken market data and order routing, through the real ccxt client against a local fake."""
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
+import ccxt
+import pytest
+import structlog
+
+from backend.config.schema import LiveEnvironment
+from backend.dtos import OrderDTO, OrderSide
+from backend.errors import ConfigError
+from backend.market_data.kraken_client import make_kraken_client
+from backend.market_data.kraken_live_source import KrakenLiveSource
+from backend.market_data.raw_tick import RawTick
+from backend.market_data.sources import build_tick_source
+from backend.portfolio.brokers import build_broker
+from backend.portfolio.exchange_broker import ExchangeBroker
+from backend.portfolio.ledger import Ledger
+from backend.portfolio.simulated_broker import SimulatedBroker
+from tests.fake_kraken import TEST_API_KEY, TEST_API_SECRET, FakeKraken, candle, running_fake_kraken
+
+KEY_ENV, SECRET_ENV = "OPDAEMON_TEST_KRAKEN_KEY", "OPDAEMON_TEST_KRAKEN_SECRET"
+MINUTE = 60
+ENV_FILE = "config/environments/kraken_test.yaml"
+
+
+# --- fixtures and helpers -----------------------------------------------------------------
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeKraken]:
+    with running_fake_kraken() as server:
+        yield server
+
+
+@pytest.fixture
+def logs() -> Iterator[list[dict]]:
+    """Every structlog event (all levels) emitted during the test."""
+    capture = structlog.testing.LogCapture()
+    previous = structlog.get_config()
+    everything = structlog.make_filtering_bound_logger(logging.DEBUG)
+    structlog.configure(processors=[capture], wrapper_class=everything)
+    yield capture.entries
+    structlog.configure(**previous)
+
+
+@pytest.fixture
+def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, TEST_API_KEY)
+    monkeypatch.setenv(SECRET_ENV, TEST_API_SECRET)
+
+
+def live_env(fake: FakeKraken, **overrides: object) -> LiveEnvironment:
+    settings: dict = {
+        "type": "live", "display_name": "Kraken (fake)", "exchange": "kraken", "symbols": ["BTC/USD"],
+        "timeframe": "1m", "poll_interval_seconds": 0.05, "api_url": fake.url,
+        "api_key_env": KEY_ENV, "api_secret_env": SECRET_ENV,
+        "starting_capital": 10_000, "fee_rate": 0.0026,
+    }
+    return LiveEnvironment(**{**settings, **overrides})
+
+
+def fast_client(environment: LiveEnvironment, with_credentials: bool = False) -> ccxt.kraken:
+    client = make_kraken_client(environment, ENV_FILE, with_credentials=with_credentials)
+    client.rateLimit = 1  # ms; Kraken's real pacing would make every test take seconds
+    return client
+
+
+def minute_rows(start: int, closes: list[float]) -> list[list]:
+    return [candle(start + i * MINUTE, close) for i, close in enumerate(closes)]
+
+
+def ten_minutes_ago() -> int:
+    return int(time.time()) // MINUTE * MINUTE - 10 * MINUTE
+
+
+class Consumer:
+    """Drains a source's ticks on a background thread, the way the environment feed does."""
+
+    def __init__(self, source: KrakenLiveSource) -> None:
+        self.stop = threading.Event()
+        self.ticks: list[RawTick] = []
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(source,), daemon=True)
+        self._thread.start()
+
+    def _run(self, source: KrakenLiveSource) -> None:
+        try:
+            for tick in source.ticks(self.stop):
+                self.ticks.append(tick)
+        except BaseException as error:  # surfaced to the test
+            self.error = error
+
+    def wait_for(self, count: int, timeout: float = 3.0) -> list[RawTick]:
+        wait_until(lambda: len(self.ticks) >= count or self.error is not None, timeout)
+        if self.error:
+            raise self.error
+        assert len(self.ticks) >= count, f"only {len(self.ticks)} of {count} ticks within {timeout}s"
+        return list(self.ticks)
+
+    def close(self, timeout: float = 1.0) -> float:
+        """Set stop; return how long the source took to finish."""
+        started = time.monotonic()
+        self.stop.set()
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "source did not stop"
+        return time.monotonic() - started
+
+
+@pytest.fixture
+def consume() -> Iterator[Callable[[KrakenLiveSource], Consumer]]:
+    consumers: list[Consumer] = []
+
+    def start(source: KrakenLiveSource) -> Consumer:
+        consumers.append(Consumer(source))
+        return consumers[-1]
+
+    yield start
+    for consumer in consumers:
+        consumer.stop.set()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def at(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+# --- live market data -----------------------------------------------------------------------
+
+
+def test_first_poll_emits_only_the_latest_closed_candle_then_each_new_one_once(fake, consume):
+    start = ten_minutes_ago()
+    fake.set_candles("XXBTZUSD", minute_rows(start, [100, 101, 102, 103, 104]))  # 104: forming
+    environment = live_env(fake)
+    consumer = consume(KrakenLiveSource(environment, ENV_FILE, client=fast_client(environment)))
+
+    first = consumer.wait_for(1)
+    time.sleep(0.3)  # several more polls of unchanged data
+    assert consumer.ticks == first == [RawTick(
+        symbol="BTC/USD", timestamp=at(start + 3 * MINUTE), open=102, high=105, low=100, close=103, volume=1,
+    )]
+
+    # Three more rows: the formerly forming one and the next one closed, a new one forming.
+    fake.set_candles("XXBTZUSD", minute_rows(start, [100, 101, 102, 103, 104, 105, 106]))
+    consumer.wait_for(3)
+    time.sleep(0.3)
+    assert [(t.timestamp, t.close) for t in consumer.ticks] == [
+        (at(start + 3 * MINUTE), 103), (at(start + 4 * MINUTE), 104), (at(start + 5 * MINUTE), 105),
+    ]
+    consumer.close()
+    # After the first poll the source only asks for candles after the last one it emitted.
+    ohlc = fake.received("public/OHLC")
+    assert ohlc[0].params == {"pair": "XXBTZUSD", "interval": "1"}
+    assert int(ohlc[-1].params["since"]) >= start + 3 * MINUTE - MINUTE
+
+
+def test_a_candle_whose_interval_has_not_ended_is_not_emitted(fake, consume):
+    hour = 3600
+    this_hour = int(time.time()) // hour * hour
+    # The row of the current hour is not Kraken's last row here, yet it is still running.
+    fake.set_candles("XXBTZUSD", [candle(this_hour + offset * hour, 100 + offset) for offset in (-2, -1, 0, 1)])
+    environment = live_env(fake, timeframe="1h")
+    consumer = consume(KrakenLiveSource(environment, ENV_FILE, client=fast_client(environment)))
+
+    consumer.wait_for(1)
+    time.sleep(0.2)
+    assert [(t.timestamp, t.close) for t in consumer.ticks] == [(at(this_hour - hour), 99)]
+
+
+def test_every_symbol_is_polled(fake, consume):
+    start = ten_minutes_ago()
+    fake.set_candles("XXBTZUSD", minute_rows(start, [100, 101, 102]))
+    fake.set_candles("XETHZUSD", minute_rows(start, [10, 11, 12]))
+    environment = live_env(fake, symbols=["BTC/USD", "ETH/USD"])
+    consumer = consume(KrakenLiveSource(environment, ENV_FILE, client=fast_client(environment)))
+
+    consumer.wait_for(2)
+    time.sleep(0.2)
+    assert sorted((t.symbol, t.close) for t in consumer.ticks) == [("BTC/USD", 101), ("ETH/USD", 11)]
+
+
+def test_a_burst_of_503s_is_logged_and_ridden_out(fake, consume, logs):
+    start = ten_minutes_ago()
+    fake.set_candles("XXBTZUSD", minute_rows(start, [100, 101, 102]))
+    fake.fail_next(3)  # markets cannot even be loaded at first
+    environment = live_env(fake)
+    consumer = consume(KrakenLiveSource(environment, ENV_FILE, client=fast_client(environment)))
+
+    assert [t.close for t in consumer.wait_for(1, timeout=5)] == [101]
+    fake.set_candles("XXBTZUSD", minute_rows(start, [100, 101, 102, 103]))
+    assert [t.close for t in consumer.wait_for(2)] == [101, 102]
+
+    warnings = [e for e in logs if e["event"] == "market_data_unavailable"]
+    assert [(w["log_level"], w["attempt"]) for w in warnings] == [("warning", n) for n in (1, 2, 3)]
+    assert all("ExchangeNotAvailable" in w["error"] for w in warnings)
+    assert warnings[1]["retry_in_seconds"] > warnings[0]["retry_in_seconds"]  # backing off
+
+
+@pytest.mark.parametrize("failing", [False, True], ids=["waiting_for_next_poll", "backing_off"])
+def test_stop_is_prompt(fake, consume, failing):
+    fake.set_candles("XXBTZUSD", minute_rows(ten_minutes_ago(), [100, 101, 102]))
+    if failing:
+        fake.fail_next(1000)
+    environment = live_env(fake, poll_interval_seconds=30)
+    consumer = consume(KrakenLiveSource(environment, ENV_FILE, client=fast_client(environment)))
+    wait_until(lambda: len(fake.requests) >= (1 if failing else 3), timeout=3)
+    time.sleep(0.05)
+
+    assert consumer.close() < 0.5
+    assert consumer.error is None
+
+
+def test_unknown_symbol_and_unsupported_timeframe_are_config_errors(fake, consume):
+    environment = live_env(fake, symbols=["BTC/USD", "DOGE/EUR"])
+    consumer = consume(KrakenLiveSource(environment, ENV_FILE, client=fast_client(environment)))
+    with pytest.raises(ConfigError, match="kraken has no market DOGE/EUR") as raised:
+        consumer.wait_for(1)
+    assert raised.value.key == "symbols"
+
+    with pytest.raises(ConfigError, match="no 2h candles") as raised:
+        KrakenLiveSource(live_env(fake, timeframe="2h"), ENV_FILE)
+    assert (raised.value.file, raised.value.key) == (ENV_FILE, "timeframe")
+
+
+def test_a_live_environment_gets_the_kraken_source_and_the_api_url_override(fake):
+    source = build_tick_source(live_env(fake), ENV_FILE)
+    assert isinstance(source, KrakenLiveSource)
+    assert source.total_ticks is None
+    client = make_kraken_client(live_env(fake), ENV_FILE, with_credentials=False)
+    assert (client.urls["api"]["public"], client.urls["api"]["private"]) == (fake.url, fake.url)
+    assert client.enableRateLimit and not client.apiKey
+    client.rateLimit = 1
+    assert client.load_markets()["BTC/USD"]["id"] == "XXBTZUSD"  # really talks to the fake
+
+
+# --- credentials ----------------------------------------------------------------------------
+
+
+def test_missing_api_key_is_a_config_error_naming_the_variable(fake, monkeypatch):
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    monkeypatch.setenv(SECRET_ENV, TEST_API_SECRET)
+    with pytest.raises(ConfigError) as raised:
+        make_kraken_client(live_env(fake), ENV_FILE, with_credentials=True)
+    message = str(raised.value)
+    assert KEY_ENV in message and SECRET_ENV not in message
+    assert TEST_API_SECRET not in message
+    assert (raised.value.file, raised.value.key) == (ENV_FILE, "api_key_env")
+
+    # The same error surfaces when the daemon builds a live broker.
+    live = live_env(fake, mode="live", allow_live_orders=True)
+    with pytest.raises(ConfigError, match=KEY_ENV):
+        build_broker(live, ENV_FILE, Ledger(10_000))
+
+
+def test_a_secret_that_is_not_base64_is_rejected_without_showing_it(fake, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, TEST_API_KEY)
+    monkeypatch.setenv(SECRET_ENV, "not base64 at all!")
+    with pytest.raises(ConfigError, match=SECRET_ENV) as raised:
+        make_kraken_client(live_env(fake), ENV_FILE, with_credentials=True)
+    assert "not base64 at all" not in str(raised.value) and TEST_API_KEY not in str(raised.value)
+
+
+def test_brokers_by_mode(fake, credentials):
+    paper = build_broker(live_env(fake), ENV_FILE, Ledger(10_000))
+    live = build_broker(live_env(fake, mode="live", allow_live_orders=True), ENV_FILE, Ledger(10_000))
+    assert isinstance(paper, SimulatedBroker)
+    assert isinstance(live, ExchangeBroker)
+
+
+# --- order routing ------------------------------------------------------------------------
+
+
+def live_broker(fake: FakeKraken, ledger: Ledger) -> ExchangeBroker:
+    environment = live_env(fake, mode="live", allow_live_orders=True)
+    return ExchangeBroker(ledger, fast_client(environment, with_credentials=True), fill_poll_seconds=0.01)
+
+
+def order(side: OrderSide, quantity: float, reference_price: float = 50_000.0) -> OrderDTO:
+    return OrderDTO(
+        asset="BTC/USD", side=side, quantity=quantity, reference_price=reference_price, reason="test"
+    )
+
+
+def assert_no_secrets(logs: list[dict]) -> None:
+    text = repr(logs)
+    assert TEST_API_KEY not in text and TEST_API_SECRET not in text
+
+
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def test_a_market_buy_is_signed_placed_and_its_fill_booked(fake, credentials, logs):
+    ledger = Ledger(10_000)
+    fill = live_broker(fake, ledger).submit(order(OrderSide.BUY, 0.01), NOW)
+
+    (add_order,) = fake.received("private/AddOrder")
+    assert add_order.headers["API-Key"] == TEST_API_KEY and add_order.headers["API-Sign"]  # the fake verified it
+    assert {k: add_order.params[k] for k in ("pair", "type", "ordertype", "volume", "oflags")} == {
+        "pair": "XXBTZUSD", "type": "buy", "ordertype": "market", "volume": "0.01", "oflags": "fciq",
+    }
+    assert fill is not None
+    assert (fill.side, fill.quantity, fill.price, fill.order_id, fill.timestamp) == (
+        OrderSide.BUY, 0.01, 50_000.0, "O00001-FAKEK-RAKEN", NOW)
+    assert fill.fee == pytest.approx(1.3)  # 0.26 % of 500 USD, as the exchange reported it
+    assert ledger.cash == pytest.approx(10_000 - 500 - 1.3)
+    assert ledger.position("BTC/USD").qty == pytest.approx(0.01)
+    assert ledger.fees_paid == pytest.approx(1.3)
+    assert ledger.fills == [fill]
+    assert_no_secrets(logs)
+
+
+def test_a_sell_closes_the_position_and_waits_for_the_order_to_close(fake, credentials):
+    ledger = Ledger(10_000)
+    broker = live_broker(fake, ledger)
+    broker.submit(order(OrderSide.BUY, 0.01), NOW)
+    fake.prices["XXBTZUSD"] = 60_000.0
+    fake.open_polls = 2  # the exchange reports the order open twice before it is filled
+
+    fill = broker.submit(order(OrderSide.SELL, 0.5, 60_000.0), NOW)  # capped to the 0.01 held
+
+    assert fill is not None and (fill.quantity, fill.price) == (0.01, 60_000.0)
+    assert fake.received("private/AddOrder")[-1].params["volume"] == "0.01"
+    assert len(fake.received("private/QueryOrders")) == 1 + 3
+    assert ledger.position("BTC/USD").qty == 0
+    assert ledger.cash == pytest.approx(10_000 - 501.3 + 600 - 1.56)
+
+
+def test_orders_are_capped_to_the_ledger_and_not_sent_without_coins(fake, credentials, logs):
+    ledger = Ledger(1_000)
+    broker = live_broker(fake, ledger)
+    fill = broker.submit(order(OrderSide.BUY, 1.0), NOW)
+    assert fill is not None and fill.quantity == pytest.approx(1_000 / (50_000 * 1.0026), abs=1e-8)
+    assert fill.quantity <= 1_000 / (50_000 * 1.0026)
+
+    assert broker.submit(order(OrderSide.SELL, 1.0, 50_000.0), NOW) is not None  # sells what it holds
+    assert broker.submit(order(OrderSide.SELL, 1.0, 50_000.0), NOW) is None  # nothing left
+    assert len(fake.received("private/AddOrder")) == 2
+    assert logs[-1]["event"] == "order_rejected" and logs[-1]["reason"] == "no position"
+
+
+def test_insufficient_funds_is_a_rejection_that_leaves_the_ledger_alone(fake, credentials, logs):
+    fake.balances["ZUSD"] = 10.0  # the real account holds less than the strategy's ledger thinks
+    ledger = Ledger(10_000)
+
+    assert live_broker(fake, ledger).submit(order(OrderSide.BUY, 0.01), NOW) is None
+
+    assert len(fake.received("private/AddOrder")) == 1
+    assert (ledger.cash, ledger.positions, ledger.fills, ledger.fees_paid) == (10_000, {}, [], 0)
+    (rejection,) = [e for e in logs if e["event"] == "order_rejected"]
+    assert rejection["log_level"] == "warning" and "Insufficient funds" in rejection["reason"]
+    assert_no_secrets(logs)
+
+
+def test_a_network_error_on_create_is_logged_and_not_retried(fake, credentials, logs):
+    ledger = Ledger(10_000)
+    broker = live_broker(fake, ledger)
+    broker._client.load_markets()  # so that the failure hits AddOrder itself
+    fake.fail_next(1)
+
+    assert broker.submit(order(OrderSide.BUY, 0.01), NOW) is None
+
+    assert len(fake.received("private/AddOrder")) == 1
+    assert ledger.fills == [] and ledger.cash == 10_000
+    (error,) = [e for e in logs if e["event"] == "order_not_placed"]
+    assert error["log_level"] == "error" and "ExchangeNotAvailable" in error["error"]
+    assert_no_secrets(logs)
+
+
+def test_a_wrong_api_key_is_fatal_and_not_leaked(fake, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, "SOME-OTHER-KEY")
+    monkeypatch.setenv(SECRET_ENV, TEST_API_SECRET)
+    ledger = Ledger(10_000)
+    with pytest.raises(ccxt.AuthenticationError, match="EAPI:Invalid key") as raised:
+        live_broker(fake, ledger).submit(order(OrderSide.BUY, 0.01), NOW)
+    assert "SOME-OTHER-KEY" not in str(raised.value) and TEST_API_SECRET not in str(raised.value)
+    assert ledger.fills == []

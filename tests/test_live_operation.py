@@ -1,0 +1,60 @@
+"""The shipped multi-strategy operation's shape end to end: ICT/SMC paper-trading live Kraken
+candles (real ccxt client, local fake exchange) next to DCA on the backtest data, one process."""
+
+import shutil
+import time
+
+from backend.config import load_operation
+from services.operation_service import OperationService
+from services.strategy_run import RunStatus
+from tests.fake_kraken import candle, running_fake_kraken
+from tests.helpers import REPO, write_yaml
+
+HOUR = 3600
+
+
+def wait_until(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return condition()
+
+
+def test_live_paper_and_backtest_links_run_side_by_side(tmp_path):
+    config = tmp_path / "config"
+    shutil.copytree(REPO / "config" / "strategies", config / "strategies")
+    shutil.copytree(REPO / "config" / "operations", config / "operations")
+    backtest = (REPO / "config/environments/backtest_2024_q1.yaml").read_text()
+    data_file = REPO / "data" / "btc_usd_2024q1_1h.csv"
+    (config / "environments").mkdir()
+    (config / "environments" / "backtest_2024_q1.yaml").write_text(
+        backtest.replace("../../data/btc_usd_2024q1_1h.csv", str(data_file))
+    )
+    with running_fake_kraken() as fake:
+        live = {
+            "type": "live", "display_name": "fake kraken", "exchange": "kraken", "symbols": ["BTC/USD"],
+            "timeframe": "1h", "poll_interval_seconds": 0.05, "api_url": fake.url,
+            "starting_capital": 10_000, "fee_rate": 0.0026,
+        }
+        write_yaml(config / "environments" / "live_kraken_main.yaml", live)
+        hour = int(time.time()) // HOUR * HOUR
+        rows = [candle(hour - (6 - i) * HOUR, 60_000 + i * 10) for i in range(4)]  # last: "forming"
+        fake.set_candles("XXBTZUSD", rows)
+
+        service = OperationService(load_operation(config / "operations" / "multi_strategy_operation.yaml"))
+        live_run, backtest_run = service.runs
+        assert live_run.link_id == "ict_smc_strategy@live_kraken_main"
+        service.start()
+        try:
+            assert wait_until(lambda: live_run.ticks_processed == 1, timeout=20)
+            fake.set_candles("XXBTZUSD", [*rows, candle(hour - 2 * HOUR, 60_100)])  # row 3 closes
+            assert wait_until(lambda: live_run.ticks_processed == 2, timeout=20)
+            assert wait_until(lambda: not backtest_run.is_alive(), timeout=20)
+        finally:
+            service.stop()
+            live_summary, backtest_summary = service.wait()
+
+    assert live_summary.status is RunStatus.STOPPED and live_summary.ticks_processed == 2
+    assert backtest_summary.status is RunStatus.COMPLETED and backtest_summary.ticks_processed == 2184
+    assert fake.received("public/OHLC")
+    assert not [r for r in fake.requests if r.endpoint.startswith("private/")]  # paper: no orders sent
