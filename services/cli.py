@@ -1,9 +1,10 @@
-"""`run-operation PATH`: run an operation until its data ends or SIGINT/SIGTERM.
+"""`run-operation PATH`: run an operation until its data ends or SIGINT/SIGTERM (a second signal exits at once).
 
 Exit codes: 0 success, 1 a strategy run (or an environment's feed) failed, 2 config/data error.
 """
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -56,7 +57,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
 
     def request_stop(signum: int, _frame: object) -> None:
-        log.info("signal_received", signal=signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        if service.stop_event.is_set():  # a second signal: the user will not wait any longer
+            log.warning("forced_exit", signal=name, reason="queued ticks were not processed")
+            os._exit(EXIT_FAILED)
+        log.info("signal_received", signal=name)
         service.stop()
 
     signal.signal(signal.SIGINT, request_stop)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import structlog
 
+from backend.errors import OpdaemonError
 from backend.market_data import TickSource
 from services.strategy_run import RunStatus, StrategyRun
 
@@ -60,6 +61,9 @@ class EnvironmentFeed:
                         eta_seconds=round(elapsed * (total - sent) / sent, 1),
                     )
                     next_report += self._progress_every_pct
+        except OpdaemonError as exc:  # e.g. a symbol the exchange does not list: no traceback
+            self.error = str(exc)
+            log.error("environment_feed_failed", error=self.error)
         except Exception as exc:
             self.error = f"{type(exc).__name__}: {exc}"
             log.exception("environment_feed_failed", error=self.error)

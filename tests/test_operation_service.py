@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from backend.config import load_operation
+from backend.errors import ConfigError
 from backend.market_data import RawTick, TickSource
 from services.operation_service import OperationService
 from services.strategy_run import RunStatus
@@ -153,3 +154,19 @@ def test_summary_reports_the_account(tmp_path):
     assert account.fees_paid == pytest.approx(10 * 100 * 0.001)  # fee_rate 0.1 %
     assert account.final_equity == pytest.approx(10_000 - account.fees_paid)
     assert account.pnl == pytest.approx(-account.fees_paid)
+
+
+class BrokenSource(TickSource):
+    def ticks(self, stop: threading.Event) -> Iterator[RawTick]:
+        yield tick(0, 100)
+        raise ConfigError("config/environments/bt.yaml", "kraken has no market DOGE/EUR", "symbols")
+
+
+def test_a_failing_source_ends_its_runs_after_their_queued_ticks_and_is_reported(tmp_path):
+    service = service_for(
+        tmp_path, [("a", "bt")], {"a": probe_blueprint("a")}, ticks=wavy_ticks(3),
+        source_factory=lambda env, file: BrokenSource(),
+    )
+    (summary,) = service.run()
+    assert summary.status is RunStatus.STOPPED and summary.ticks_processed == 1
+    assert service.feed_errors == ["bt: config/environments/bt.yaml: symbols: kraken has no market DOGE/EUR"]
