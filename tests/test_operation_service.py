@@ -2,19 +2,20 @@
 isolation and orderly shutdown."""
 
 import math
+from dataclasses import replace
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from backend.config import load_operation
+from backend.config import ResolvedLink, WorkerSpec, load_operation
 from backend.errors import ConfigError
 from backend.market_data import RawTick, TickSource
 from services.operation_service import OperationService
 from services.strategy_run import RunStatus
 from services.worker_factory import WorkerFactory
-from tests.helpers import backtest_environment, tick, write_config_tree, write_csv
+from tests.helpers import REPO, backtest_environment, tick, write_config_tree, write_csv
 from tests.probes import PLUGINS_WITH_PROBE, RECORDS, probe_blueprint
 
 
@@ -58,26 +59,32 @@ def test_runs_only_see_the_environment_they_are_bound_to(tmp_path):
     assert [s.timestamp for s in RECORDS["b"]] == [t.timestamp for t in second]
 
 
-def test_two_strategies_on_one_asset_never_share_cache_state(tmp_path):
-    ticks = wavy_ticks(600)
-    calm = {"trend_threshold_pct": 0.5, "volatility_window": 10, "high_volatility_pct": 50}
-    jumpy = {"trend_threshold_pct": 0.05, "volatility_window": 4, "high_volatility_pct": 1.0}
-    blueprints = {"calm": probe_blueprint("calm", calm), "jumpy": probe_blueprint("jumpy", jumpy)}
-    service_for(tmp_path / "together", [("calm", "bt"), ("jumpy", "bt")], blueprints, ticks=ticks, queue_size=2).run()
-    together = {tag: list(RECORDS[tag]) for tag in blueprints}
-    RECORDS.clear()
-    service_for(tmp_path / "alone", [("calm", "bt")], blueprints, ticks=ticks).run()
-    calm_alone = list(RECORDS["calm"])
+def with_probe(link: ResolvedLink) -> ResolvedLink:
+    """The link with a recording probe appended to its blueprint's opportunity workers."""
+    workforce = link.blueprint.workforce
+    probe = WorkerSpec(plugin="probe", params={"tag": link.link.strategy_blueprint_id})
+    workforce = workforce.model_copy(update={"opportunity": [*workforce.opportunity, probe]})
+    return replace(link, blueprint=link.blueprint.model_copy(update={"workforce": workforce}))
 
-    # Each run used one provider of its own, and no DTO object was seen by both runs.
-    assert len({s.context_id for s in together["calm"]}) == 1
-    assert {s.context_id for s in together["calm"]}.isdisjoint({s.context_id for s in together["jumpy"]})
-    assert {id(s.regime) for s in together["calm"]}.isdisjoint({id(s.regime) for s in together["jumpy"]})
-    # Each run computed its own MarketRegimeDTO: the two differ, and running next to another
-    # strategy changed nothing compared with running alone.
-    calm_regimes = [s.regime for s in together["calm"]]
-    assert calm_regimes != [s.regime for s in together["jumpy"]]
-    assert calm_regimes == [s.regime for s in calm_alone]
+
+def test_shipped_blueprints_each_see_only_their_own_market_regime():
+    demo = load_operation(REPO / "config/operations/backtest_demo.yaml")
+    links = [with_probe(link) for link in demo.links]
+    together = OperationService(replace(demo, links=links), WorkerFactory(PLUGINS_WITH_PROBE), queue_size=4).run()
+    seen = {tag: list(RECORDS[tag]) for tag in ("ict_smc_strategy", "smart_dca_btc")}
+    RECORDS.clear()
+    (dca_alone,) = OperationService(replace(demo, links=links[1:]), WorkerFactory(PLUGINS_WITH_PROBE)).run()
+
+    ict, dca = seen["ict_smc_strategy"], seen["smart_dca_btc"]
+    assert len(ict) == len(dca) == 2184
+    assert {id(s.regime) for s in ict}.isdisjoint({id(s.regime) for s in dca})
+    assert len({s.context_id for s in ict}) == len({s.context_id for s in dca}) == 1  # one provider each
+    assert {s.context_id for s in ict}.isdisjoint({s.context_id for s in dca})
+    # 20/50 EMAs against 24/72: each blueprint classified the same candles its own way ...
+    assert [s.regime for s in ict] != [s.regime for s in dca]
+    # ... and the DCA run, trades and all, is exactly what it is when it runs alone.
+    assert [s.regime for s in dca] == [s.regime for s in RECORDS["smart_dca_btc"]]
+    assert together[1].account == dca_alone.account and dca_alone.account.trades > 0
 
 
 def test_a_crashing_strategy_stops_alone(tmp_path):
