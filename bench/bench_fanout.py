@@ -48,7 +48,7 @@ def sample_ticks(count: int) -> list[RawTick]:
 
 def run(blueprint_id: str, copies: int, ticks: list[RawTick]) -> float:
     operation = load_operation(REPO / "config/operations/backtest_demo.yaml")
-    template = next(l for l in operation.links if l.link.strategy_blueprint_id == blueprint_id)
+    template = next(x for x in operation.links if x.link.strategy_blueprint_id == blueprint_id)
     links = [
         replace(template, link=template.link.model_copy(update={"strategy_blueprint_id": f"{blueprint_id}_{i}"}))
         for i in range(copies)
@@ -73,7 +73,8 @@ def main() -> None:
         for copies in (1, 2, 4):
             seconds = run(blueprint_id, copies, ticks)
             single = single or seconds
-            print(f"{blueprint_id:<18}{copies:>5}{seconds:>10.2f}{args.ticks / seconds:>14,.0f}{seconds / single:>14.2f}x")
+            rate = args.ticks / seconds
+            print(f"{blueprint_id:<18}{copies:>5}{seconds:>10.2f}{rate:>14,.0f}{seconds / single:>14.2f}x")
 
 
 if __name__ == "__main__":

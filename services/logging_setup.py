@@ -7,6 +7,7 @@ from collections.abc import MutableMapping
 from typing import Any, Literal, TextIO
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 
 SECRET_KEY = re.compile(r"(secret|api_?key|password|token|signature)", re.IGNORECASE)
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -26,11 +27,14 @@ def configure_logging(
     stream: TextIO | None = None,
 ) -> None:
     renderer: Any
+    # Tracebacks never show local variables: they may hold credentials.
     if log_format == "json":
         renderer = structlog.processors.JSONRenderer()
-        tracebacks: list[Any] = [structlog.processors.dict_tracebacks]
+        tracebacks: list[Any] = [
+            structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
+        ]
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=False)
+        renderer = structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
         tracebacks = []
     structlog.configure(
         processors=[

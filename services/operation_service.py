@@ -38,7 +38,7 @@ class OperationService:
         self.runs = [self._build_run(link, factory, queue_size) for link in operation.links]
         runs_by_environment: dict[str, list[StrategyRun]] = {}
         link_of_environment: dict[str, ResolvedLink] = {}
-        for link, run in zip(operation.links, self.runs):
+        for link, run in zip(operation.links, self.runs, strict=True):
             runs_by_environment.setdefault(run.environment_id, []).append(run)
             link_of_environment.setdefault(run.environment_id, link)
         self.feeds = [
@@ -58,10 +58,7 @@ class OperationService:
         broker = build_broker(link.environment, str(link.environment_file), ledger)
         workforce = factory.build(link.blueprint, link.blueprint_file, context, broker)
         manager = TickCacheManager(context, workforce, ledger, link.blueprint.assets)
-        return StrategyRun(
-            link.link.strategy_blueprint_id, link.link.execution_environment_id,
-            manager, ledger, queue_size,
-        )
+        return StrategyRun(link.link, manager, ledger, queue_size)
 
     def start(self) -> None:
         log.info(
@@ -81,9 +78,10 @@ class OperationService:
 
     def wait(self, poll_seconds: float = 0.2) -> list[RunSummary]:
         """Block until every run has ended (in short joins, so signal handlers get to run)."""
-        for worker in [*self.feeds, *self.runs]:
-            while worker.is_alive():
-                worker.join(poll_seconds)
+        threads: list[EnvironmentFeed | StrategyRun] = [*self.feeds, *self.runs]
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(poll_seconds)
         summaries = [run.summary() for run in self.runs]
         log.info("operation_finished", failed=[s.strategy_link for s in summaries if s.error])
         return summaries

@@ -7,6 +7,7 @@ from enum import StrEnum
 
 import structlog
 
+from backend.config import StrategyLink
 from backend.market_data import RawTick
 from backend.portfolio import AccountSummary, Ledger
 from services.tick_cache_manager import TickCacheManager
@@ -47,15 +48,14 @@ class RunSummary:
 class StrategyRun:
     def __init__(
         self,
-        blueprint_id: str,
-        environment_id: str,
+        link: StrategyLink,
         tick_manager: TickCacheManager,
         ledger: Ledger,
         queue_size: int = 1024,
     ) -> None:
-        self.blueprint_id = blueprint_id
-        self.environment_id = environment_id
-        self.link_id = f"{blueprint_id}@{environment_id}"
+        self.blueprint_id = link.strategy_blueprint_id
+        self.environment_id = link.execution_environment_id
+        self.link_id = link.link_id
         self._tick_manager = tick_manager
         self._ledger = ledger
         self._queue: queue.Queue[RawTick | _End] = queue.Queue(maxsize=queue_size)

@@ -7,8 +7,10 @@ import subprocess
 import sys
 import time
 
+import structlog
+
 from services.cli import main
-from services.logging_setup import mask_secrets
+from services.logging_setup import configure_logging, mask_secrets
 from tests.helpers import REPO, backtest_environment, blueprint, tick, write_config_tree
 from tests.probes import PLUGINS_WITH_PROBE, probe_blueprint
 
@@ -95,3 +97,17 @@ def test_sigint_stops_cleanly_and_prints_summaries(tmp_path):
 def test_credential_fields_are_masked_in_logs():
     event = {"event": "x", "api_key": "abc", "KRAKEN_API_SECRET": "def", "price": 1}
     assert mask_secrets(None, "info", event) == {"event": "x", "api_key": "***", "KRAKEN_API_SECRET": "***", "price": 1}
+
+
+def test_failure_tracebacks_in_logs_never_show_local_variables(capsys):
+    configure_logging("json", "info")
+    log = structlog.get_logger()
+    try:
+        api_secret = "hunter2-not-a-real-secret"
+        raise RuntimeError(f"boom ({len(api_secret)})")
+    except RuntimeError:
+        log.exception("strategy_run_failed")
+    _, err = capsys.readouterr()
+    (event,) = json_lines(err)
+    assert event["exception"][0]["exc_value"] == "boom (25)"
+    assert "hunter2" not in err

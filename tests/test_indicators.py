@@ -17,7 +17,7 @@ def test_ema_of_period_one_follows_the_input():
 
 def test_wilder_atr_uses_true_range_across_the_previous_close():
     atr = WilderAtr(3)
-    values = [atr.update(h, l, c) for h, l, c in [(10, 8, 9), (11, 9, 10), (12, 9, 11), (13, 10, 12)]]
+    values = [atr.update(high, low, close) for high, low, close in [(10, 8, 9), (11, 9, 10), (12, 9, 11), (13, 10, 12)]]
     # true ranges 2, 2, 3 -> seed 7/3; then TR 3 -> (7/3 * 2 + 3) / 3 = 23/9
     assert values[:2] == [None, None]
     assert values[2] == pytest.approx(7 / 3)

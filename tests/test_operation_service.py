@@ -2,10 +2,10 @@
 isolation and orderly shutdown."""
 
 import math
-from dataclasses import replace
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 

@@ -22,16 +22,17 @@ def _as_utc(moment: datetime) -> datetime:
 def _parse_row(record: dict[str, str | None]) -> Row:
     if any(record[column] is None for column in COLUMNS):
         raise ValueError(f"expected {len(COLUMNS)} fields: {','.join(COLUMNS)}")
+    timestamp_text, *number_texts = (str(record[column]) for column in COLUMNS)
     try:
-        timestamp = _as_utc(datetime.fromisoformat(record["timestamp"]))
+        timestamp = _as_utc(datetime.fromisoformat(timestamp_text))
     except ValueError:
-        raise ValueError(f"timestamp {record['timestamp']!r} is not an ISO 8601 date-time") from None
+        raise ValueError(f"timestamp {timestamp_text!r} is not an ISO 8601 date-time") from None
     values = []
-    for column in COLUMNS[1:]:
+    for column, text in zip(COLUMNS[1:], number_texts, strict=True):
         try:
-            values.append(float(record[column]))
+            values.append(float(text))
         except ValueError:
-            raise ValueError(f"{column} {record[column]!r} is not a number") from None
+            raise ValueError(f"{column} {text!r} is not a number") from None
     open_, high, low, close, volume = values
     if min(open_, high, low, close) <= 0 or volume < 0:
         raise ValueError("prices must be positive and volume not negative")

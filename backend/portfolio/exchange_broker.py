@@ -61,9 +61,9 @@ class ExchangeBroker(IBroker):
             return None
 
         order_id = str(placed["id"])
-        final = self._await_fill(order_id, order.asset)
-        status = (final or {}).get("status")
-        filled = float((final or {}).get("filled") or 0)
+        final = self._await_fill(order_id, order.asset) or {}
+        status = final.get("status")
+        filled = float(final.get("filled") or 0)
         if filled <= 0:
             if status in DONE_STATUSES:  # e.g. canceled by the exchange without any fill
                 log.warning("order_rejected", **context, order_id=order_id, reason=f"order {status}")

@@ -59,5 +59,5 @@ class ReturnVolatility:
         if len(self._closes) < self._closes.maxlen:  # type: ignore[operator]
             return None
         closes = list(self._closes)
-        returns = [(b - a) / a for a, b in zip(closes, closes[1:])]
+        returns = [(b - a) / a for a, b in zip(closes, closes[1:], strict=False)]
         return statistics.stdev(returns) * 100

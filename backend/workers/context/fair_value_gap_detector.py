@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from pydantic import Field
 
 from backend.dtos import BaseContextDTO, FairValueGapDTO, GapZone, MarketStructure
-from backend.interfaces import IWorker, WorkerCategory, WorkerParams
+from backend.interfaces import ITradingContextProvider, IWorker, WorkerCategory, WorkerParams
 
 
 class FairValueGapParams(WorkerParams):
@@ -37,7 +37,7 @@ class FairValueGapDetector(IWorker):
     produces = (FairValueGapDTO,)
     params: FairValueGapParams
 
-    def __init__(self, params: FairValueGapParams, context) -> None:
+    def __init__(self, params: FairValueGapParams, context: ITradingContextProvider) -> None:
         super().__init__(params, context)
         self._states: dict[str, _AssetState] = {}
 

@@ -1,7 +1,7 @@
 from pydantic import Field
 
 from backend.dtos import EmaDTO, MarketRegimeDTO, Regime
-from backend.interfaces import IWorker, WorkerCategory, WorkerParams
+from backend.interfaces import ITradingContextProvider, IWorker, WorkerCategory, WorkerParams
 from backend.workers.indicators import ReturnVolatility
 
 
@@ -23,7 +23,7 @@ class MarketRegimeClassifier(IWorker):
     produces = (MarketRegimeDTO,)
     params: MarketRegimeParams
 
-    def __init__(self, params: MarketRegimeParams, context) -> None:
+    def __init__(self, params: MarketRegimeParams, context: ITradingContextProvider) -> None:
         super().__init__(params, context)
         self._volatility: dict[str, ReturnVolatility] = {}
 

@@ -1,7 +1,7 @@
 from pydantic import Field
 
 from backend.dtos import OpportunitySignalDTO, OrderSide
-from backend.interfaces import IWorker, WorkerCategory, WorkerParams
+from backend.interfaces import ITradingContextProvider, IWorker, WorkerCategory, WorkerParams
 
 
 class DcaScheduleParams(WorkerParams):
@@ -17,7 +17,7 @@ class DcaScheduleOpportunity(IWorker):
     produces = (OpportunitySignalDTO,)
     params: DcaScheduleParams
 
-    def __init__(self, params: DcaScheduleParams, context) -> None:
+    def __init__(self, params: DcaScheduleParams, context: ITradingContextProvider) -> None:
         super().__init__(params, context)
         self._bars: dict[str, int] = {}
 
