@@ -2,7 +2,8 @@
 
 Replays the bundled Q1 2024 sample (repeated to `--ticks`) from memory through 1, 2 and 4
 copies of each shipped blueprint, all in one run, and prints ticks per second per strategy
-plus each case's wall time as a ratio of the single-run case.
+plus each case's wall time as a ratio of the single-run case. The "direct" row calls the same
+workforce in a plain loop (no thread, queue or fan-out): the daemon's own overhead.
 
     python bench/bench_fanout.py [--ticks 20000]
 """
@@ -46,16 +47,28 @@ def sample_ticks(count: int) -> list[RawTick]:
     ]
 
 
-def run(blueprint_id: str, copies: int, ticks: list[RawTick]) -> float:
+def service_for(blueprint_id: str, copies: int, ticks: list[RawTick]) -> OperationService:
     operation = load_operation(REPO / "config/operations/backtest_demo.yaml")
     template = next(x for x in operation.links if x.link.strategy_blueprint_id == blueprint_id)
     links = [
         replace(template, link=template.link.model_copy(update={"strategy_blueprint_id": f"{blueprint_id}_{i}"}))
         for i in range(copies)
     ]
-    service = OperationService(replace(operation, links=links), source_factory=lambda env, file: MemorySource(ticks))
+    return OperationService(replace(operation, links=links), source_factory=lambda env, file: MemorySource(ticks))
+
+
+def timed_run(blueprint_id: str, copies: int, ticks: list[RawTick]) -> float:
+    service = service_for(blueprint_id, copies, ticks)
     started = time.perf_counter()
     service.run()
+    return time.perf_counter() - started
+
+
+def timed_direct(blueprint_id: str, ticks: list[RawTick]) -> float:
+    manager = service_for(blueprint_id, 1, ticks).runs[0].tick_manager
+    started = time.perf_counter()
+    for tick in ticks:
+        manager.process(tick)
     return time.perf_counter() - started
 
 
@@ -67,14 +80,14 @@ def main() -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     ticks = sample_ticks(args.ticks)
     print(f"{args.ticks} ticks per strategy run")
-    print(f"{'blueprint':<18}{'runs':>5}{'seconds':>10}{'ticks/s/run':>14}{'time vs 1 run':>15}")
+    print(f"{'blueprint':<18}{'runs':>7}{'seconds':>10}{'ticks/s/run':>14}{'time vs 1 run':>15}")
     for blueprint_id in ("ict_smc_strategy", "smart_dca_btc"):
-        single = None
-        for copies in (1, 2, 4):
-            seconds = run(blueprint_id, copies, ticks)
-            single = single or seconds
+        single = timed_run(blueprint_id, 1, ticks)
+        cases = [("direct", timed_direct(blueprint_id, ticks)), ("1", single)]
+        cases += [(str(copies), timed_run(blueprint_id, copies, ticks)) for copies in (2, 4)]
+        for runs, seconds in cases:
             rate = args.ticks / seconds
-            print(f"{blueprint_id:<18}{copies:>5}{seconds:>10.2f}{rate:>14,.0f}{seconds / single:>14.2f}x")
+            print(f"{blueprint_id:<18}{runs:>7}{seconds:>10.2f}{rate:>14,.0f}{seconds / single:>14.2f}x")
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ class StrategyRun:
         self.blueprint_id = link.strategy_blueprint_id
         self.environment_id = link.execution_environment_id
         self.link_id = link.link_id
-        self._tick_manager = tick_manager
+        self.tick_manager = tick_manager
         self._ledger = ledger
         self._queue: queue.Queue[RawTick | _End] = queue.Queue(maxsize=queue_size)
         self._thread = threading.Thread(target=self._consume, name=f"strategy:{self.link_id}", daemon=True)
@@ -113,7 +113,7 @@ class StrategyRun:
                 self.status = item.status
                 break
             try:
-                if self._tick_manager.process(item):
+                if self.tick_manager.process(item):
                     self.ticks_processed += 1
             except Exception as exc:  # a strategy's bug must not reach the other runs
                 self.error = f"{type(exc).__name__}: {exc}"

@@ -1,6 +1,6 @@
 """Incremental indicators: one update per candle, O(1) memory beyond their window."""
 
-import statistics
+import math
 from collections import deque
 
 
@@ -52,12 +52,16 @@ class ReturnVolatility:
     """Sample standard deviation of the last `window` close-to-close returns, in percent."""
 
     def __init__(self, window: int) -> None:
-        self._closes: deque[float] = deque(maxlen=window + 1)
+        self._returns: deque[float] = deque(maxlen=window)
+        self._prev_close: float | None = None
 
     def update(self, close: float) -> float | None:
-        self._closes.append(close)
-        if len(self._closes) < self._closes.maxlen:  # type: ignore[operator]
+        if self._prev_close is not None:
+            self._returns.append(close / self._prev_close - 1)
+        self._prev_close = close
+        count = len(self._returns)
+        if count < (self._returns.maxlen or 0):
             return None
-        closes = list(self._closes)
-        returns = [(b - a) / a for a, b in zip(closes, closes[1:], strict=False)]
-        return statistics.stdev(returns) * 100
+        mean = sum(self._returns) / count
+        variance = sum((r - mean) ** 2 for r in self._returns) / (count - 1)
+        return math.sqrt(variance) * 100
