@@ -1,7 +1,7 @@
 from collections.abc import Sequence
 
 from backend.dtos import BaseContextDTO
-from backend.interfaces import ITradingContextProvider, IWorker
+from backend.interfaces import ITradingContextProvider, IWorker, WorkerCategory
 from backend.market_data import RawTick
 from backend.portfolio import Ledger
 
@@ -18,11 +18,13 @@ class TickCacheManager:
     ) -> None:
         self._context = context
         self._workforce = list(workforce)
+        self._context_workers = [w for w in workforce if w.category is WorkerCategory.CONTEXT]
         self._ledger = ledger
         self._assets = frozenset(assets)
 
     def process(self, tick: RawTick) -> bool:
-        """Run the workforce on tick; False when the strategy does not trade tick.symbol."""
+        """Run the workforce on tick (only the context workers on a warm-up tick); False when the
+        strategy does not trade tick.symbol."""
         if tick.symbol not in self._assets:
             return False
         self._ledger.mark(tick.symbol, tick.close)
@@ -37,9 +39,10 @@ class TickCacheManager:
             portfolio=self._ledger.snapshot(tick.symbol),
         ))
         try:
-            for worker in self._workforce:
+            for worker in self._context_workers if tick.warmup else self._workforce:
                 worker.process(tick.symbol)
         finally:
             self._context.clear()
-        self._ledger.record_equity()
+        if not tick.warmup:
+            self._ledger.record_equity()
         return True

@@ -163,6 +163,18 @@ def test_first_poll_emits_only_the_latest_closed_candle_then_each_new_one_once(f
     assert int(ohlc[-1].params["since"]) >= start + 3 * MINUTE - MINUTE
 
 
+def test_warmup_candles_are_replayed_first_and_flagged(fake, consume):
+    start = ten_minutes_ago()
+    fake.set_candles("XXBTZUSD", minute_rows(start, [100, 101, 102, 103, 104]))  # 104: forming
+    environment = live_env(fake, warmup_candles=2)
+    consumer = consume(KrakenLiveSource(environment, ENV_FILE, client=fast_client(environment)))
+
+    consumer.wait_for(3)
+    fake.set_candles("XXBTZUSD", minute_rows(start, [100, 101, 102, 103, 104, 105]))
+    ticks = consumer.wait_for(4)
+    assert [(t.close, t.warmup) for t in ticks] == [(101, True), (102, True), (103, False), (104, False)]
+
+
 def test_a_candle_whose_interval_has_not_ended_is_not_emitted(fake, consume):
     hour = 3600
     this_hour = int(time.time()) // hour * hour

@@ -111,6 +111,8 @@ class LiveEnvironment(AccountSettings):
     api_key_env: str = "KRAKEN_API_KEY"  # names of environment variables, never the keys
     api_secret_env: str = "KRAKEN_API_SECRET"
     poll_interval_seconds: float = Field(default=15, gt=0)
+    # Closed candles replayed at start so indicators are warm; only context workers see them.
+    warmup_candles: int = Field(default=0, ge=0, le=700)
     api_url: str | None = None  # base URL override (a local fake exchange in tests)
 
     @model_validator(mode="after")

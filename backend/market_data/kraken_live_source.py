@@ -26,7 +26,8 @@ class KrakenLiveSource(TickSource):
     A candle is emitted once it is closed: its interval has ended on the local UTC clock
     (open + timeframe <= now) AND Kraken has already started a later row (Kraken's last OHLC
     row is the still-forming one). The second rule protects against clock skew and late trades.
-    The first poll emits only the latest closed candle per symbol (no replay of history).
+    The first poll emits the latest closed candle per symbol, preceded by `warmup_candles`
+    earlier ones flagged as warm-up (indicators only, no trading).
 
     Network-type failures (ccxt.OperationFailed: NetworkError, ExchangeNotAvailable,
     RequestTimeout, DDoSProtection, BadResponse...) are logged and retried with capped
@@ -48,6 +49,7 @@ class KrakenLiveSource(TickSource):
         self._timeframe = environment.timeframe
         self._timeframe_ms = self._client.parse_timeframe(environment.timeframe) * 1000
         self._poll_interval = environment.poll_interval_seconds
+        self._warmup_candles = environment.warmup_candles
         self._last_emitted: dict[str, int] = {}  # symbol -> open time (ms) of the last emitted candle
         self._markets_checked = False
 
@@ -66,10 +68,12 @@ class KrakenLiveSource(TickSource):
                                 error=describe_error(error, self._client), attempt=failures,
                                 retry_in_seconds=round(delay, 3))
                     break
-                for candle in self._new_closed_candles(symbol, candles):
+                warmup = symbol not in self._last_emitted
+                fresh = self._new_closed_candles(symbol, candles)
+                for index, candle in enumerate(fresh):
                     if stop.is_set():
                         return
-                    yield _to_tick(symbol, candle)
+                    yield _to_tick(symbol, candle, warmup=warmup and index < len(fresh) - 1)
             else:
                 failures = 0
             stop.wait(delay)
@@ -98,16 +102,16 @@ class KrakenLiveSource(TickSource):
         now_ms = time.time() * 1000
         closed = [c for c in candles[:-1] if c[0] + self._timeframe_ms <= now_ms]  # [-1] is forming
         last = self._last_emitted.get(symbol)
-        fresh = closed[-1:] if last is None else [c for c in closed if c[0] > last]
+        fresh = closed[-(self._warmup_candles + 1):] if last is None else [c for c in closed if c[0] > last]
         if fresh:
             self._last_emitted[symbol] = fresh[-1][0]
         return fresh
 
 
-def _to_tick(symbol: str, candle: Candle) -> RawTick:
+def _to_tick(symbol: str, candle: Candle, warmup: bool) -> RawTick:
     open_time, open_, high, low, close, volume = candle[:6]
     return RawTick(
         symbol=symbol,
         timestamp=datetime.fromtimestamp(open_time / 1000, tz=UTC),
-        open=open_, high=high, low=low, close=close, volume=volume,
+        open=open_, high=high, low=low, close=close, volume=volume, warmup=warmup,
     )

@@ -15,3 +15,4 @@ class RawTick(BaseModel):
     low: float
     close: float
     volume: float
+    warmup: bool = False  # replayed history at start: context workers only, no trading
