@@ -33,7 +33,7 @@ def test_live_paper_and_backtest_links_run_side_by_side(tmp_path):
     with running_fake_kraken() as fake:
         live = {
             "type": "live", "display_name": "fake kraken", "exchange": "kraken", "symbols": ["BTC/USD"],
-            "timeframe": "1h", "poll_interval_seconds": 0.05, "api_url": fake.url,
+            "timeframe": "1h", "poll_interval_seconds": 0.05, "api_url": fake.url, "warmup_candles": 2,
             "starting_capital": 10_000, "fee_rate": 0.0026,
         }
         write_yaml(config / "environments" / "live_kraken_main.yaml", live)
@@ -46,15 +46,15 @@ def test_live_paper_and_backtest_links_run_side_by_side(tmp_path):
         assert live_run.link_id == "ict_smc_strategy@live_kraken_main"
         service.start()
         try:
-            assert wait_until(lambda: live_run.ticks_processed == 1, timeout=20)
+            assert wait_until(lambda: live_run.ticks_processed == 3, timeout=20)  # 2 warm-up + 1
             fake.set_candles("XXBTZUSD", [*rows, candle(hour - 2 * HOUR, 60_100)])  # row 3 closes
-            assert wait_until(lambda: live_run.ticks_processed == 2, timeout=20)
+            assert wait_until(lambda: live_run.ticks_processed == 4, timeout=20)
             assert wait_until(lambda: not backtest_run.is_alive(), timeout=20)
         finally:
             service.stop()
             live_summary, backtest_summary = service.wait()
 
-    assert live_summary.status is RunStatus.STOPPED and live_summary.ticks_processed == 2
+    assert live_summary.status is RunStatus.STOPPED and live_summary.ticks_processed == 4
     assert backtest_summary.status is RunStatus.COMPLETED and backtest_summary.ticks_processed == 2184
     assert fake.received("public/OHLC")
     assert not [r for r in fake.requests if r.endpoint.startswith("private/")]  # paper: no orders sent
