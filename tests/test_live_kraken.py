@@ -163,7 +163,7 @@ def test_first_poll_emits_only_the_latest_closed_candle_then_each_new_one_once(f
     assert int(ohlc[-1].params["since"]) >= start + 3 * MINUTE - MINUTE
 
 
-def test_warmup_candles_are_replayed_first_and_flagged(fake, consume):
+def test_warmup_candles_are_replayed_first_and_flagged(fake, consume, logs):
     start = ten_minutes_ago()
     fake.set_candles("XXBTZUSD", minute_rows(start, [100, 101, 102, 103, 104]))  # 104: forming
     environment = live_env(fake, warmup_candles=2)
@@ -173,6 +173,9 @@ def test_warmup_candles_are_replayed_first_and_flagged(fake, consume):
     fake.set_candles("XXBTZUSD", minute_rows(start, [100, 101, 102, 103, 104, 105]))
     ticks = consumer.wait_for(4)
     assert [(t.close, t.warmup) for t in ticks] == [(101, True), (102, True), (103, False), (104, False)]
+    assert [(e["event"], e.get("close")) for e in logs] == [
+        ("warmup_replayed", None), ("candle_closed", 103), ("candle_closed", 104),
+    ]
 
 
 def test_a_candle_whose_interval_has_not_ended_is_not_emitted(fake, consume):

@@ -70,10 +70,16 @@ class KrakenLiveSource(TickSource):
                     break
                 warmup = symbol not in self._last_emitted
                 fresh = self._new_closed_candles(symbol, candles)
+                if warmup and len(fresh) > 1:
+                    log.info("warmup_replayed", symbol=symbol, candles=len(fresh) - 1)
                 for index, candle in enumerate(fresh):
                     if stop.is_set():
                         return
-                    yield _to_tick(symbol, candle, warmup=warmup and index < len(fresh) - 1)
+                    tick = _to_tick(symbol, candle, warmup=warmup and index < len(fresh) - 1)
+                    if not tick.warmup:
+                        log.info("candle_closed", symbol=symbol, candle_time=tick.timestamp.isoformat(),
+                                 close=tick.close)
+                    yield tick
             else:
                 failures = 0
             stop.wait(delay)
