@@ -1,4 +1,4 @@
-from backend.config.loader import LoadedOperation, ResolvedLink, load_operation, load_yaml_model
+from backend.config.loader import LoadedOperation, ResolvedLink, load_operation
 from backend.config.schema import (
     BacktestEnvironment,
     EnvironmentConfig,
@@ -20,5 +20,4 @@ __all__ = [
     "StrategyLink",
     "WorkerSpec",
     "load_operation",
-    "load_yaml_model",
 ]
