@@ -41,7 +41,10 @@ class ExchangeBroker(IBroker):
         context = {"asset": order.asset, "side": order.side.value}
         try:
             self._client.load_markets()
-            quantity = self._affordable(order)
+            fee_rate = self._client.market(order.asset).get("taker") or 0.0
+            quantity = self._ledger.capped_quantity(
+                order.asset, order.side, order.quantity, order.reference_price, fee_rate
+            )
             if quantity <= 0:
                 log.warning("order_rejected", **context,
                             reason="no cash" if order.side is OrderSide.BUY else "no position")
@@ -86,13 +89,6 @@ class ExchangeBroker(IBroker):
         )
         self._ledger.apply_fill(fill)
         return fill
-
-    def _affordable(self, order: OrderDTO) -> float:
-        """The order's quantity, capped to the ledger's cash (buys) or position (sells)."""
-        if order.side is OrderSide.SELL:
-            return min(order.quantity, self._ledger.position(order.asset).qty)
-        fee_rate = self._client.market(order.asset).get("taker") or 0.0
-        return min(order.quantity, self._ledger.cash / (order.reference_price * (1 + fee_rate)))
 
     def _await_fill(self, order_id: str, symbol: str) -> dict | None:
         """Poll the order until it is done (bounded); None when it could never be read."""

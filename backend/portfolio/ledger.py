@@ -54,6 +54,13 @@ class Ledger:
             peak_equity=self._peak_equity,
         )
 
+    def capped_quantity(self, asset: str, side: OrderSide, quantity: float, price: float, fee_rate: float) -> float:
+        """quantity cut to what this spot account can do: buys to the cash (fee included),
+        sells to the position held; never short, never below zero cash."""
+        if side is OrderSide.BUY:
+            return min(quantity, self.cash / (price * (1 + fee_rate)))
+        return min(quantity, self.position(asset).qty)
+
     def apply_fill(self, fill: FillDTO) -> None:
         position = self.positions.setdefault(fill.asset, Position())
         notional = fill.quantity * fill.price

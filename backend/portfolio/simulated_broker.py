@@ -21,13 +21,9 @@ class SimulatedBroker(IBroker):
         self._slippage = slippage_bps / 10_000
 
     def submit(self, order: OrderDTO, timestamp: datetime) -> FillDTO | None:
-        if order.side is OrderSide.BUY:
-            price = order.reference_price * (1 + self._slippage)
-            affordable = self._ledger.cash / (price * (1 + self._fee_rate))
-            quantity = min(order.quantity, affordable)
-        else:
-            price = order.reference_price * (1 - self._slippage)
-            quantity = min(order.quantity, self._ledger.position(order.asset).qty)
+        direction = 1 if order.side is OrderSide.BUY else -1
+        price = order.reference_price * (1 + direction * self._slippage)
+        quantity = self._ledger.capped_quantity(order.asset, order.side, order.quantity, price, self._fee_rate)
         if quantity * price < MIN_NOTIONAL:
             log.warning("order_rejected", asset=order.asset, side=order.side.value,
                         reason="no cash" if order.side is OrderSide.BUY else "no position")
