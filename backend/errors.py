@@ -26,3 +26,7 @@ class MissingDTOError(OpdaemonError):
             f"worker '{requester}' requires {dto_type.__name__} for {asset}, "
             "but no earlier worker produced it this tick"
         )
+
+
+class ExchangeUnavailableError(OpdaemonError):
+    """The exchange could not be reached (DNS, refused, TLS, timeout); the message names the cause."""

@@ -32,6 +32,11 @@ class OperationConfig(StrictModel):
     display_name: str
     description: str = ""
     strategy_links: list[StrategyLink] = Field(min_length=1)
+    # A tick one strategy spends longer on marks that run stalled; the others go on without it.
+    stall_timeout_seconds: float = Field(default=60, gt=0)
+    # After SIGINT/SIGTERM, how long runs may take to finish their current tick before the
+    # daemon reports them stalled and exits anyway.
+    shutdown_timeout_seconds: float = Field(default=5, gt=0)
 
     @model_validator(mode="after")
     def _links_are_unique_and_one_is_active(self) -> "OperationConfig":
@@ -114,6 +119,8 @@ class LiveEnvironment(AccountSettings):
     # Closed candles replayed at start so indicators are warm; only context workers see them.
     warmup_candles: int = Field(default=0, ge=0, le=700)
     api_url: str | None = None  # base URL override (a local fake exchange in tests)
+    # At start: how long the exchange may take to answer (and, for mode: live, accept the key).
+    startup_timeout_seconds: float = Field(default=30, gt=0)
 
     @model_validator(mode="after")
     def _live_orders_are_explicit(self) -> "LiveEnvironment":

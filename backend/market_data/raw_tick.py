@@ -16,3 +16,4 @@ class RawTick(BaseModel):
     close: float
     volume: float
     warmup: bool = False  # replayed history at start: context workers only, no trading
+    missing_before: int = 0  # candles of the timeframe missing right before this one (a data gap)

@@ -8,7 +8,15 @@ from backend.market_data.raw_tick import RawTick
 class TickSource(ABC):
     """The RAW_TICK stream of one execution environment."""
 
-    total_ticks: int | None = None  # known up front for backtests; drives progress logs
+    total_ticks: int | None = None  # known up front for backtests (drives progress); None = live
+    candles_rejected: int = 0  # candles that failed the checks in candle_checks and were skipped
+
+    def prepare(self) -> None:
+        """Checks that need the outside world, run once before any thread starts.
+
+        Raises ConfigError (exit 2) for what the user must fix in a file or a credential, and
+        ExchangeUnavailableError (exit 1) when the outside world does not answer.
+        """
 
     @abstractmethod
     def ticks(self, stop: threading.Event) -> Iterator[RawTick]:
