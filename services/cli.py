@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import structlog
 
 from backend.config import load_operation
-from backend.errors import ConfigError
+from backend.errors import ConfigError, ExchangeUnavailableError
 from services.logging_setup import LOG_LEVELS, configure_logging
 from services.operation_service import OperationService
 from services.strategy_run import RunStatus, RunSummary
@@ -55,6 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("config_error", file=exc.file, key=exc.key, reason=exc.reason)
         print(f"run-operation: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except ExchangeUnavailableError as exc:
+        log.error("exchange_unavailable", error=str(exc))
+        print(f"run-operation: exchange unavailable: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
     def request_stop(signum: int, _frame: object) -> None:
         name = signal.Signals(signum).name

@@ -30,6 +30,11 @@ class EnvironmentFeed:
         self.error: str | None = None
         self._thread = threading.Thread(target=self._feed, name=f"feed:{environment_id}", daemon=True)
 
+    def prepare(self) -> None:
+        """The source's start-up checks (exchange reachable, key accepted), before any thread starts."""
+        with structlog.contextvars.bound_contextvars(environment=self.environment_id):
+            self._source.prepare()
+
     def start(self) -> None:
         self._thread.start()
 

@@ -50,6 +50,8 @@ class OperationService:
             )
             for environment_id, link in link_of_environment.items()
         ]
+        for feed in self.feeds:
+            feed.prepare()
 
     @staticmethod
     def _build_run(link: ResolvedLink, factory: WorkerFactory, queue_size: int) -> StrategyRun:

@@ -7,7 +7,11 @@ later than the previous accepted one, and tells how many whole intervals are mis
 """
 
 import math
-from datetime import datetime
+from datetime import UTC, datetime
+
+import structlog
+
+log = structlog.get_logger(__name__)
 
 TIMEFRAME_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
 
@@ -56,3 +60,11 @@ class CandleSequence:
             missing = round((epoch - self.last.timestamp()) / self._seconds) - 1
         self.last = open_time
         return missing
+
+
+def log_data_gap(symbol: str, open_time: datetime, missing: int, timeframe: str) -> None:
+    """One `data_gap` line for the `missing` candles right before the candle opening at open_time:
+    the hole is [gap_from, gap_to)."""
+    gap_from = datetime.fromtimestamp(open_time.timestamp() - missing * timeframe_seconds(timeframe), tz=UTC)
+    log.warning("data_gap", symbol=symbol, missing_candles=missing,
+                gap_from=gap_from.isoformat(), gap_to=open_time.isoformat())
