@@ -1,23 +1,60 @@
-"""`run-operation PATH`: run an operation until its data ends or SIGINT/SIGTERM (a second signal exits at once).
+"""`run-operation PATH`: run an operation until its data ends or SIGINT/SIGTERM.
 
-Exit codes: 0 success, 1 a strategy run (or an environment's feed) failed, 2 config/data error.
+Exit codes: 0 success or a clean stop on request; 1 a strategy run failed or stalled, an
+environment's feed failed, the exchange could not be reached at start, the log stream closed, or
+a second signal forced the exit; 2 a config, data or credential error.
+
+Signal handlers are installed before anything else is imported or loaded, so a SIGINT/SIGTERM at
+any moment ends the process cleanly, also as PID 1 in a container (where an unhandled SIGTERM
+would be ignored).
 """
 
 import argparse
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
+from types import FrameType
+from typing import TextIO
 
 import structlog
 
-from backend.config import load_operation
-from backend.errors import ConfigError, ExchangeUnavailableError
-from services.logging_setup import LOG_LEVELS, configure_logging
-from services.operation_service import OperationService
-from services.strategy_run import RunStatus, RunSummary
+from services.logging_setup import LOG_LEVELS, configure_logging, silence_if_standard_stream
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+class StopRequested(Exception):  # noqa: N818 (a request, not an error)
+    """Raised in the main thread by a signal that arrives while the operation is still loading."""
+
+
+class Shutdown:
+    """Why and when the daemon was asked to stop: a signal, or a log stream that closed."""
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self.reasons: list[str] = []
+        self.loading = True  # while True, a signal interrupts the main thread's loading
+
+    def request(self, reason: str) -> None:
+        self.reasons.append(reason)
+        self.requested.set()
+
+    @property
+    def log_stream_closed(self) -> bool:
+        return "log_stream_closed" in self.reasons
+
+    def on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.requested.is_set() and not self.log_stream_closed:
+            # A second signal: the user will not wait any longer.
+            _say(f"run-operation: {name} again, exiting at once", sys.stderr)
+            os._exit(EXIT_FAILED)
+        self.request(name)
+        if self.loading:
+            raise StopRequested(name)
+        structlog.get_logger("run-operation").info("signal_received", signal=name)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -30,7 +67,61 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def format_summaries(summaries: Sequence[RunSummary]) -> str:
+def _say(text: str, stream: TextIO | None) -> None:
+    """Print to stdout/stderr; a closed stream must not turn a clean exit into a traceback."""
+    try:
+        print(text, file=stream, flush=True)
+    except (OSError, ValueError, AttributeError):
+        silence_if_standard_stream(stream)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    shutdown = Shutdown()
+    previous = {sig: signal.signal(sig, shutdown.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _run(parse_args(argv), shutdown)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run(args: argparse.Namespace, shutdown: Shutdown) -> int:
+    try:
+        # Imported here, after the signal handlers: loading ccxt and pydantic takes a while.
+        from backend.config import load_operation
+        from backend.errors import ConfigError, ExchangeUnavailableError
+        from services.operation_service import OperationService
+
+        configure_logging(args.log_format, args.log_level,
+                          on_broken=lambda: shutdown.request("log_stream_closed"))
+        log = structlog.get_logger("run-operation")
+        log.info("operation_loading", file=args.operation)
+        try:
+            service = OperationService(load_operation(args.operation), stop_event=shutdown.requested)
+        except ConfigError as exc:
+            log.error("config_error", file=exc.file, key=exc.key, reason=exc.reason)
+            _say(f"run-operation: config error: {exc}", sys.stderr)
+            return EXIT_CONFIG
+        except ExchangeUnavailableError as exc:
+            log.error("exchange_unavailable", error=str(exc))
+            _say(f"run-operation: exchange unavailable: {exc}", sys.stderr)
+            return EXIT_FAILED
+        shutdown.loading = False
+    except StopRequested as stop:
+        _say(f"run-operation: {stop} received while loading; nothing was started", sys.stderr)
+        return EXIT_OK
+
+    summaries = service.run()
+    _say(format_summaries(summaries), sys.stdout)
+    for error in service.feed_errors:
+        _say(f"run-operation: environment feed failed: {error}", sys.stderr)
+    if shutdown.log_stream_closed:
+        return EXIT_FAILED
+    failed = service.feed_errors or any(summary.failed for summary in summaries)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def format_summaries(summaries: Sequence) -> str:
     lines = ["", "Strategy run summaries"]
     for s in summaries:
         a = s.account
@@ -43,39 +134,6 @@ def format_summaries(summaries: Sequence[RunSummary]) -> str:
         if s.error:
             lines.append(f"   error: {s.error}")
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    configure_logging(args.log_format, args.log_level)
-    log = structlog.get_logger("run-operation")
-    try:
-        service = OperationService(load_operation(args.operation))
-    except ConfigError as exc:
-        log.error("config_error", file=exc.file, key=exc.key, reason=exc.reason)
-        print(f"run-operation: config error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except ExchangeUnavailableError as exc:
-        log.error("exchange_unavailable", error=str(exc))
-        print(f"run-operation: exchange unavailable: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-
-    def request_stop(signum: int, _frame: object) -> None:
-        name = signal.Signals(signum).name
-        if service.stop_event.is_set():  # a second signal: the user will not wait any longer
-            log.warning("forced_exit", signal=name, reason="queued ticks were not processed")
-            os._exit(EXIT_FAILED)
-        log.info("signal_received", signal=name)
-        service.stop()
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    summaries = service.run()
-    print(format_summaries(summaries), flush=True)
-    for error in service.feed_errors:
-        print(f"run-operation: environment feed failed: {error}", file=sys.stderr)
-    failed = service.feed_errors or any(s.status is RunStatus.FAILED for s in summaries)
-    return EXIT_FAILED if failed else EXIT_OK
 
 
 if __name__ == "__main__":

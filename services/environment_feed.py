@@ -1,4 +1,9 @@
-"""Fans every RAW_TICK of one execution environment out to the strategy runs bound to it."""
+"""Fans every RAW_TICK of one execution environment out to the strategy runs bound to it.
+
+Invariants: the feed thread never dies outside its error handling; it never waits on a run that
+takes no more ticks (failed, stalled, stopping); every line it logs names the environment and
+the strategy links that depend on it; a live feed that delivered no candle has failed.
+"""
 
 import threading
 import time
@@ -30,9 +35,14 @@ class EnvironmentFeed:
         self.error: str | None = None
         self._thread = threading.Thread(target=self._feed, name=f"feed:{environment_id}", daemon=True)
 
+    @property
+    def log_context(self) -> dict[str, object]:
+        """The fields every feed-level line carries, so a per-strategy log view sees its feed."""
+        return {"environment": self.environment_id, "strategy_links": [run.link_id for run in self._runs]}
+
     def prepare(self) -> None:
         """The source's start-up checks (exchange reachable, key accepted), before any thread starts."""
-        with structlog.contextvars.bound_contextvars(environment=self.environment_id):
+        with structlog.contextvars.bound_contextvars(**self.log_context):
             self._source.prepare()
 
     def start(self) -> None:
@@ -45,35 +55,46 @@ class EnvironmentFeed:
         return self._thread.is_alive()
 
     def _feed(self) -> None:
-        structlog.contextvars.bind_contextvars(environment=self.environment_id)
-        total = self._source.total_ticks
-        log.info("environment_feed_started", total_ticks=total)
-        started = time.monotonic()
-        next_report = self._progress_every_pct
+        structlog.contextvars.bind_contextvars(**self.log_context)
         sent = 0
         try:
-            for tick in self._source.ticks(self._stop):
-                accepted = [run.submit(tick) for run in self._runs]
-                if not any(accepted):
-                    log.warning("environment_feed_idle", reason="every strategy run bound to it failed")
-                    break
-                sent += 1
-                if total and sent * 100 >= next_report * total:
-                    elapsed = time.monotonic() - started
-                    log.info(
-                        "backtest_progress", ticks=sent, total_ticks=total,
-                        percent=round(sent * 100 / total), tick_time=tick.timestamp.isoformat(),
-                        eta_seconds=round(elapsed * (total - sent) / sent, 1),
-                    )
-                    next_report += self._progress_every_pct
+            log.info("environment_feed_started", total_ticks=self._source.total_ticks)
+            sent = self._send_ticks()
+            if self._source.total_ticks is None and sent == 0 and not self.error:
+                self.error = "no live candle was delivered"
+                log.error("environment_feed_failed", error=self.error)
         except OpdaemonError as exc:  # e.g. a symbol the exchange does not list: no traceback
             self.error = str(exc)
             log.error("environment_feed_failed", error=self.error)
-        except Exception as exc:
+        except BaseException as exc:  # anything else still ends the feed in order
             self.error = f"{type(exc).__name__}: {exc}"
             log.exception("environment_feed_failed", error=self.error)
         finally:
             end = RunStatus.STOPPED if self._stop.is_set() or self.error else RunStatus.COMPLETED
             for run in self._runs:
                 run.finish(end)
-            log.info("environment_feed_finished", ticks_sent=sent)
+            log.info("environment_feed_finished", ticks_sent=sent,
+                     candles_rejected=self._source.candles_rejected)
+
+    def _send_ticks(self) -> int:
+        total = self._source.total_ticks
+        started = time.monotonic()
+        next_report = self._progress_every_pct
+        sent = 0
+        for tick in self._source.ticks(self._stop):
+            delivered = any([run.submit(tick) for run in self._runs])  # a list: submit to every run
+            sent += delivered
+            if self._stop.is_set():
+                break
+            if not delivered:
+                log.warning("environment_feed_idle", reason="no strategy run bound to it takes ticks any more")
+                break
+            if total and sent * 100 >= next_report * total:
+                elapsed = time.monotonic() - started
+                log.info(
+                    "backtest_progress", ticks=sent, total_ticks=total,
+                    percent=round(sent * 100 / total), tick_time=tick.timestamp.isoformat(),
+                    eta_seconds=round(elapsed * (total - sent) / sent, 1),
+                )
+                next_report += self._progress_every_pct
+        return sent

@@ -1,6 +1,13 @@
-"""Boots every active strategy link of an operation in isolation and runs them to the end."""
+"""Boots every active strategy link of an operation in isolation and runs them to the end.
+
+Invariants: everything is built, and every config error raised, before the first thread starts;
+`wait()` returns within `shutdown_timeout_seconds` of a stop request and never waits on a run that
+is stalled, whatever its workers do; the watchdog marks a run stalled once one tick has taken
+longer than `stall_timeout_seconds`.
+"""
 
 import threading
+import time
 from collections.abc import Callable
 
 import structlog
@@ -20,20 +27,22 @@ from services.worker_factory import WorkerFactory
 log = structlog.get_logger(__name__)
 
 SourceFactory = Callable[[EnvironmentConfig, str], TickSource]
+WATCHDOG_SECONDS = 0.1  # how often wait() checks the runs
 
 
 class OperationService:
-    """Everything is built (and every config error raised) before the first thread starts."""
-
     def __init__(
         self,
         operation: LoadedOperation,
         worker_factory: WorkerFactory | None = None,
         source_factory: SourceFactory = build_tick_source,
         queue_size: int = 1024,
+        stop_event: threading.Event | None = None,
     ) -> None:
         self.operation = operation
-        self.stop_event = threading.Event()
+        self.stop_event = stop_event or threading.Event()
+        self.stall_timeout = operation.config.stall_timeout_seconds
+        self.shutdown_timeout = operation.config.shutdown_timeout_seconds
         factory = worker_factory or WorkerFactory()
         self.runs = [self._build_run(link, factory, queue_size) for link in operation.links]
         runs_by_environment: dict[str, list[StrategyRun]] = {}
@@ -41,31 +50,31 @@ class OperationService:
         for link, run in zip(operation.links, self.runs, strict=True):
             runs_by_environment.setdefault(run.environment_id, []).append(run)
             link_of_environment.setdefault(run.environment_id, link)
-        self.feeds = [
-            EnvironmentFeed(
-                environment_id,
-                source_factory(link.environment, str(link.environment_file)),
-                runs_by_environment[environment_id],
-                self.stop_event,
-            )
-            for environment_id, link in link_of_environment.items()
-        ]
+        self.feeds: list[EnvironmentFeed] = []
+        for environment_id, link in link_of_environment.items():
+            runs = runs_by_environment[environment_id]
+            # Lines logged while the data loads name the environment and its links too.
+            with structlog.contextvars.bound_contextvars(
+                environment=environment_id, strategy_links=[run.link_id for run in runs]
+            ):
+                source = source_factory(link.environment, str(link.environment_file))
+            self.feeds.append(EnvironmentFeed(environment_id, source, runs, self.stop_event))
         for feed in self.feeds:
             feed.prepare()
 
-    @staticmethod
-    def _build_run(link: ResolvedLink, factory: WorkerFactory, queue_size: int) -> StrategyRun:
+    def _build_run(self, link: ResolvedLink, factory: WorkerFactory, queue_size: int) -> StrategyRun:
         context = TradingContextProvider()
         ledger = Ledger(link.environment.starting_capital)
         broker = build_broker(link.environment, str(link.environment_file), ledger)
         workforce = factory.build(link.blueprint, link.blueprint_file, context, broker)
         manager = TickCacheManager(context, workforce, ledger, link.blueprint.assets)
-        return StrategyRun(link.link, manager, ledger, queue_size)
+        return StrategyRun(link.link, manager, ledger, self.stop_event, queue_size)
 
     def start(self) -> None:
         log.info(
             "operation_started", operation=self.operation.config.display_name,
             strategy_links=[run.link_id for run in self.runs],
+            stall_timeout_seconds=self.stall_timeout, shutdown_timeout_seconds=self.shutdown_timeout,
         )
         for run in self.runs:
             run.start()
@@ -73,20 +82,41 @@ class OperationService:
             feed.start()
 
     def stop(self) -> None:
-        """Stop reading new ticks; every tick already queued is still processed."""
-        if not self.stop_event.is_set():
-            log.info("operation_stopping")
-            self.stop_event.set()
+        """Stop reading new ticks; every run ends after its current tick."""
+        self.stop_event.set()
 
-    def wait(self, poll_seconds: float = 0.2) -> list[RunSummary]:
-        """Block until every run has ended (in short joins, so signal handlers get to run)."""
-        threads: list[EnvironmentFeed | StrategyRun] = [*self.feeds, *self.runs]
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(poll_seconds)
+    def wait(self) -> list[RunSummary]:
+        """Watch the runs until all have ended (or been given up on), then log their summaries."""
+        stop_deadline: float | None = None
+        while True:
+            now = time.monotonic()
+            for run in self.runs:
+                run.check_stall(now, self.stall_timeout)
+            threads: list[EnvironmentFeed | StrategyRun] = [*self.feeds, *self.runs]
+            busy = [thread for thread in threads if thread.is_alive()]
+            if not busy:
+                break
+            if self.stop_event.is_set():
+                if stop_deadline is None:
+                    log.info("operation_stopping", shutdown_timeout_seconds=self.shutdown_timeout)
+                    stop_deadline = now + self.shutdown_timeout
+                if now >= stop_deadline:
+                    self._give_up_after_stop(busy)
+                    break
+            busy[0].join(WATCHDOG_SECONDS)  # short joins, so signal handlers get to run
         summaries = [run.summary() for run in self.runs]
-        log.info("operation_finished", failed=[s.strategy_link for s in summaries if s.error])
+        for summary in summaries:
+            log.info("strategy_summary", **summary.as_log_fields())
+        log.info("operation_finished", failed=[s.strategy_link for s in summaries if s.failed])
         return summaries
+
+    def _give_up_after_stop(self, busy: list[EnvironmentFeed | StrategyRun]) -> None:
+        for thread in busy:
+            if isinstance(thread, StrategyRun):
+                thread.abandon(f"did not finish its tick within {self.shutdown_timeout:g} s of the stop request")
+            else:  # e.g. blocked in a slow exchange request; it is a daemon thread and ends with us
+                log.warning("environment_feed_not_stopped", environment=thread.environment_id,
+                            waited_seconds=self.shutdown_timeout)
 
     def run(self) -> list[RunSummary]:
         self.start()

@@ -1,7 +1,14 @@
-"""One strategy run: its own bounded tick queue, consumed in its own thread."""
+"""One strategy run: its own bounded tick queue, consumed in its own thread.
+
+Invariants: the consuming thread never dies outside its error handling; a run that is failed,
+stalled or stopping never makes the feed wait (`submit` returns False); once the stop event is
+set, the run ends after its current tick and queued ticks are discarded, never traded; once a
+run is declared stalled, the workers left in its current tick never run and it takes no tick again.
+"""
 
 import queue
 import threading
+import time
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 
@@ -14,13 +21,20 @@ from services.tick_cache_manager import TickCacheManager
 
 log = structlog.get_logger(__name__)
 
+QUEUE_POLL_SECONDS = 0.1  # how often a waiting feed or an idle run looks at the stop event
+
 
 class RunStatus(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
     COMPLETED = "completed"  # its environment's data ended
-    STOPPED = "stopped"  # shut down on request, after finishing every queued tick
+    STOPPED = "stopped"  # shut down on request after its current tick; queued ticks discarded
     FAILED = "failed"  # a worker raised; the run stopped, the others go on
+    STALLED = "stalled"  # one tick took longer than the stall limit; the run was abandoned
+
+    @property
+    def ended(self) -> bool:
+        return self not in (RunStatus.PENDING, RunStatus.RUNNING)
 
 
 @dataclass(frozen=True)
@@ -38,6 +52,10 @@ class RunSummary:
     account: AccountSummary
     error: str | None
 
+    @property
+    def failed(self) -> bool:
+        return self.status in (RunStatus.FAILED, RunStatus.STALLED)
+
     def as_log_fields(self) -> dict:
         fields = asdict(self)
         fields.update(fields.pop("account"))
@@ -51,6 +69,7 @@ class StrategyRun:
         link: StrategyLink,
         tick_manager: TickCacheManager,
         ledger: Ledger,
+        stop: threading.Event,
         queue_size: int = 1024,
     ) -> None:
         self.blueprint_id = link.strategy_blueprint_id
@@ -58,18 +77,23 @@ class StrategyRun:
         self.link_id = link.link_id
         self.tick_manager = tick_manager
         self._ledger = ledger
+        self._stop = stop
         self._queue: queue.Queue[RawTick | _End] = queue.Queue(maxsize=queue_size)
         self._thread = threading.Thread(target=self._consume, name=f"strategy:{self.link_id}", daemon=True)
+        self._status_lock = threading.Lock()  # the run's thread and the watchdog both end runs
         self.status = RunStatus.PENDING
         self.ticks_processed = 0
         self.error: str | None = None
+        # The tick being processed and when it started (monotonic), as one reference so the
+        # watchdog never reads half of an update.
+        self._current: tuple[RawTick, float] | None = None
 
     def start(self) -> None:
         self.status = RunStatus.RUNNING
         self._thread.start()
 
     def submit(self, tick: RawTick) -> bool:
-        """Queue tick, waiting while the queue is full; False once the run has failed."""
+        """Queue tick, waiting while the queue is full; False once the run takes no more ticks."""
         return self._put(tick)
 
     def finish(self, status: RunStatus) -> None:
@@ -80,7 +104,27 @@ class StrategyRun:
         self._thread.join(timeout)
 
     def is_alive(self) -> bool:
-        return self._thread.is_alive()
+        """True while the run may still change: its thread is busy and it has not been abandoned."""
+        return self._thread.is_alive() and self.status is not RunStatus.STALLED
+
+    def check_stall(self, now: float, limit_seconds: float) -> None:
+        """The watchdog (another thread): abandon the run if its current tick has taken longer
+        than limit_seconds."""
+        current = self._current
+        if current is not None and now - current[1] > limit_seconds:
+            self.abandon(f"spent more than {limit_seconds:g} s on one tick")
+
+    def abandon(self, reason: str) -> None:
+        """Give up on a run that is stuck in a tick: it is reported stalled, its remaining
+        workers for that tick never run and the feed stops waiting for it."""
+        current = self._current
+        worker = self.tick_manager.current_worker
+        tick_time = current[0].timestamp.isoformat() if current else None
+        if not self._end(RunStatus.STALLED, f"stalled: worker '{worker}' {reason} (tick {tick_time})"):
+            return
+        self.tick_manager.abandon()
+        log.error("strategy_run_stalled", strategy_link=self.link_id, blueprint=self.blueprint_id,
+                  environment=self.environment_id, worker=worker, tick_time=tick_time, reason=reason)
 
     def summary(self) -> RunSummary:
         return RunSummary(
@@ -93,31 +137,69 @@ class StrategyRun:
             error=self.error,
         )
 
+    def _accepting(self) -> bool:
+        return not self.status.ended and not self._stop.is_set()
+
     def _put(self, item: RawTick | _End) -> bool:
-        while self.status is not RunStatus.FAILED:
+        while self._accepting():
             try:
-                self._queue.put(item, timeout=0.2)
+                self._queue.put(item, timeout=QUEUE_POLL_SECONDS)
                 return True
             except queue.Full:
                 continue
         return False
+
+    def _end(self, status: RunStatus, error: str | None = None) -> bool:
+        """Set the final status once; False if the run had already ended."""
+        with self._status_lock:
+            if self.status.ended:
+                return False
+            self.status, self.error = status, error
+            return True
 
     def _consume(self) -> None:
         structlog.contextvars.bind_contextvars(
             strategy_link=self.link_id, blueprint=self.blueprint_id, environment=self.environment_id
         )
         log.info("strategy_run_started")
-        while True:
-            item = self._queue.get()
-            if isinstance(item, _End):
-                self.status = item.status
-                break
+        try:
+            self._consume_ticks()
+        except BaseException as exc:  # never die silently: the watchdog and summary rely on status
+            self._end(RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
+            log.exception("strategy_run_failed", error=self.error)
+
+    def _consume_ticks(self) -> None:
+        while not self.status.ended:
+            if self._stop.is_set():
+                self._discard_queue()
+                self._end(RunStatus.STOPPED)
+                return
             try:
-                if self.tick_manager.process(item):
-                    self.ticks_processed += 1
+                item = self._queue.get(timeout=QUEUE_POLL_SECONDS)
+            except queue.Empty:
+                continue
+            if isinstance(item, _End):
+                self._end(item.status)
+                return
+            self._current = (item, time.monotonic())
+            try:
+                processed = self.tick_manager.process(item)
             except Exception as exc:  # a strategy's bug must not reach the other runs
-                self.error = f"{type(exc).__name__}: {exc}"
-                self.status = RunStatus.FAILED
-                log.exception("strategy_run_failed", tick_time=item.timestamp.isoformat(), error=self.error)
+                if self._end(RunStatus.FAILED, f"{type(exc).__name__}: {exc}"):
+                    log.exception("strategy_run_failed", tick_time=item.timestamp.isoformat(), error=self.error)
+                return
+            finally:
+                self._current = None
+            if processed and not self.status.ended:
+                self.ticks_processed += 1
+
+    def _discard_queue(self) -> None:
+        discarded = 0
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
                 break
-        log.info("strategy_summary", **self.summary().as_log_fields())
+            discarded += not isinstance(item, _End)
+        if discarded:
+            log.info("queued_ticks_discarded", ticks=discarded, reason="stop requested")

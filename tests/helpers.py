@@ -82,9 +82,11 @@ def write_config_tree(
     blueprints: dict[str, dict],
     environments: dict[str, dict],
     ticks: Sequence[RawTick] = (),
+    operation_settings: dict | None = None,
 ) -> Path:
     """config/{operations,strategies,environments} plus data/ticks.csv under root; returns the
-    operation file's path. links are (blueprint id, environment id) pairs, all active."""
+    operation file's path. links are (blueprint id, environment id) pairs, all active;
+    operation_settings are extra keys of the operation file (e.g. stall_timeout_seconds)."""
     for blueprint_id, blueprint in blueprints.items():
         write_yaml(root / "config" / "strategies" / f"{blueprint_id}.yaml", blueprint)
     for environment_id, environment in environments.items():
@@ -97,6 +99,7 @@ def write_config_tree(
             {"strategy_blueprint_id": b, "execution_environment_id": e, "is_active": True}
             for b, e in links
         ],
+        **(operation_settings or {}),
     }
     return write_yaml(root / "config" / "operations" / "op.yaml", operation)
 

@@ -5,6 +5,8 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 
+import structlog
+
 from backend.dtos import MarketRegimeDTO
 from backend.interfaces import IWorker, WorkerCategory, WorkerParams
 from backend.workers.registry import PLUGINS
@@ -20,12 +22,14 @@ class Seen:
 
 
 RECORDS: dict[str, list[Seen]] = defaultdict(list)
+HANG_SECONDS = 3600.0  # "forever" for a test; the daemon thread dies with its process
 
 
 class ProbeParams(WorkerParams):
     tag: str
     crash_at_tick: int | None = None  # raise on this (1-based) tick
     sleep_seconds: float = 0.0
+    hang_at_tick: int | None = None  # block on this (1-based) tick, like a call that never returns
 
 
 class Probe(IWorker):
@@ -41,6 +45,9 @@ class Probe(IWorker):
             raise ZeroDivisionError("probe crashed on purpose")
         if self.params.sleep_seconds:
             time.sleep(self.params.sleep_seconds)
+        if self.params.hang_at_tick == len(records) + 1:
+            structlog.get_logger(__name__).info("probe_hanging", tag=self.params.tag)
+            threading.Event().wait(HANG_SECONDS)
         base = self._base(asset)
         records.append(Seen(
             base.timestamp, base.close, self._optional(asset, MarketRegimeDTO),

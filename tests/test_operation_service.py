@@ -107,8 +107,8 @@ class EndlessSource(TickSource):
 
     def ticks(self, stop: threading.Event) -> Iterator[RawTick]:
         while not stop.is_set():
-            yield tick(self.yielded, 100 + self.yielded % 7)
             self.yielded += 1
+            yield tick(self.yielded - 1, 100 + (self.yielded - 1) % 7)
             time.sleep(0.002)
 
 
@@ -126,7 +126,7 @@ def test_when_every_run_failed_the_feed_stops_reading(tmp_path):
     assert summary.status is RunStatus.FAILED and summary.ticks_processed == 4
 
 
-def test_stop_processes_every_queued_tick_then_ends_runs_as_stopped(tmp_path):
+def test_stop_ends_every_run_after_its_current_tick_and_discards_the_queue(tmp_path):
     source = EndlessSource()
     blueprints = {"a": probe_blueprint("a"), "slow": probe_blueprint("slow", sleep_seconds=0.01)}
     service = service_for(
@@ -136,12 +136,54 @@ def test_stop_processes_every_queued_tick_then_ends_runs_as_stopped(tmp_path):
     service.start()
     time.sleep(0.3)
     service.stop()
-    summaries = service.wait()
+    stopped = time.monotonic()
+    fast, slow = service.wait()
+    assert time.monotonic() - stopped < 0.5  # one slow tick, not the 50 queued behind it
     assert source.yielded > 20
-    assert [s.status for s in summaries] == [RunStatus.STOPPED, RunStatus.STOPPED]
-    # The slow run lagged behind the feed, yet no tick was dropped at shutdown.
-    assert [s.ticks_processed for s in summaries] == [source.yielded, source.yielded]
-    assert len(RECORDS["slow"]) == source.yielded
+    assert (fast.status, slow.status) == (RunStatus.STOPPED, RunStatus.STOPPED)
+    # Each run processed a prefix of the ticks, in order; the slow one lagged and its queued
+    # ticks were dropped rather than traded after the stop.
+    assert len(RECORDS["slow"]) == slow.ticks_processed < fast.ticks_processed <= source.yielded
+    assert [seen.close for seen in RECORDS["slow"]] == [100 + i % 7 for i in range(slow.ticks_processed)]
+
+
+def test_a_full_queue_makes_the_feed_wait_and_drops_nothing(tmp_path):
+    ticks = wavy_ticks(60)
+    blueprints = {"slow": probe_blueprint("slow", sleep_seconds=0.002), "fast": probe_blueprint("fast")}
+    service = service_for(tmp_path, [("slow", "bt"), ("fast", "bt")], blueprints, ticks=ticks, queue_size=2)
+    summaries = service.run()
+    assert [(s.status, s.ticks_processed) for s in summaries] == [(RunStatus.COMPLETED, 60)] * 2
+    assert [seen.timestamp for seen in RECORDS["slow"]] == [t.timestamp for t in ticks]
+
+
+def test_the_watchdog_abandons_a_stalled_run_and_its_order_never_happens(tmp_path):
+    ticks = wavy_ticks(40)
+    hung = probe_blueprint("hung", sleep_seconds=0)
+    hung["workforce"]["opportunity"][0]["params"]["hang_at_tick"] = 5
+    service = service_for(tmp_path, [("hung", "bt"), ("good", "bt")], {"hung": hung, "good": probe_blueprint("good")},
+                          ticks=ticks, queue_size=4)
+    service.stall_timeout = 0.2
+    hung_summary, good_summary = service.run()
+    assert hung_summary.status is RunStatus.STALLED and hung_summary.failed
+    assert hung_summary.ticks_processed == 4 and "worker 'probe'" in (hung_summary.error or "")
+    assert (good_summary.status, good_summary.ticks_processed) == (RunStatus.COMPLETED, 40)
+    run = service.runs[0]
+    assert run.tick_manager.current_worker == "probe" and not run.is_alive()
+
+
+class ExplodingSource(TickSource):
+    def ticks(self, stop: threading.Event) -> Iterator[RawTick]:
+        yield tick(0, 100)
+        yield tick(1, 101)
+        raise RuntimeError("socket went away")
+
+
+def test_an_unexpected_source_error_stops_its_runs_and_is_reported(tmp_path):
+    service = service_for(tmp_path, [("a", "bt")], {"a": probe_blueprint("a")}, ticks=wavy_ticks(3),
+                          source_factory=lambda env, file: ExplodingSource())
+    (summary,) = service.run()
+    assert (summary.status, summary.ticks_processed) == (RunStatus.STOPPED, 2)
+    assert service.feed_errors == ["bt: RuntimeError: socket went away"]
 
 
 def test_summary_reports_the_account(tmp_path):

@@ -11,7 +11,7 @@ class TickSource(ABC):
     total_ticks: int | None = None  # known up front for backtests (drives progress); None = live
     candles_rejected: int = 0  # candles that failed the checks in candle_checks and were skipped
 
-    def prepare(self) -> None:
+    def prepare(self) -> None:  # noqa: B027 (most sources have nothing to check)
         """Checks that need the outside world, run once before any thread starts.
 
         Raises ConfigError (exit 2) for what the user must fix in a file or a credential, and
