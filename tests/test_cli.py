@@ -14,7 +14,7 @@ from tests.helpers import REPO, backtest_environment, blueprint, tick, write_con
 from tests.probes import PLUGINS_WITH_PROBE, probe_blueprint
 
 DEMO = str(REPO / "config/operations/backtest_demo.yaml")
-LINKS = ("ict_smc_strategy@backtest_2024_q1", "smart_dca_btc@backtest_2024_q1")
+LINKS = ("ict_smc_strategy@backtest_2023_q1", "smart_dca_btc@backtest_2023_q1")
 
 
 def json_lines(text: str) -> list[dict]:
@@ -30,7 +30,7 @@ def test_backtest_demo_runs_both_strategies_on_the_bundled_data(capsys):
     summaries = {e["strategy_link"]: e for e in events if e["event"] == "strategy_summary"}
     assert set(summaries) == set(LINKS)
     for summary in summaries.values():
-        assert summary["ticks_processed"] == 2184  # every hour of Q1 2024
+        assert summary["ticks_processed"] == 2160  # every hour of Q1 2023
         assert summary["trades"] > 0 and summary["fees_paid"] > 0
         assert summary["final_equity"] == round(10_000 + summary["pnl"], 6)
         assert summary["max_drawdown_pct"] > 0

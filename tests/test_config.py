@@ -39,7 +39,7 @@ def config_error(path: Path) -> ConfigError:
 def test_shipped_operations_load():
     demo = load_operation(REPO / "config/operations/backtest_demo.yaml")
     assert [link.link_id for link in demo.links] == [
-        "ict_smc_strategy@backtest_2024_q1", "smart_dca_btc@backtest_2024_q1",
+        "ict_smc_strategy@backtest_2023_q1", "smart_dca_btc@backtest_2023_q1",
     ]
     multi = load_operation(REPO / "config/operations/multi_strategy_operation.yaml")
     live = multi.links[0].environment

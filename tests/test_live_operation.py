@@ -24,11 +24,11 @@ def test_live_paper_and_backtest_links_run_side_by_side(tmp_path):
     config = tmp_path / "config"
     shutil.copytree(REPO / "config" / "strategies", config / "strategies")
     shutil.copytree(REPO / "config" / "operations", config / "operations")
-    backtest = (REPO / "config/environments/backtest_2024_q1.yaml").read_text()
-    data_file = REPO / "data" / "btc_usd_2024q1_1h.csv"
+    backtest = (REPO / "config/environments/backtest_2023_q1.yaml").read_text()
+    data_file = REPO / "data" / "kraken_xbtusd_1h_2023q1.csv"
     (config / "environments").mkdir()
-    (config / "environments" / "backtest_2024_q1.yaml").write_text(
-        backtest.replace("../../data/btc_usd_2024q1_1h.csv", str(data_file))
+    (config / "environments" / "backtest_2023_q1.yaml").write_text(
+        backtest.replace("../../data/kraken_xbtusd_1h_2023q1.csv", str(data_file))
     )
     with running_fake_kraken() as fake:
         live = {
@@ -55,6 +55,6 @@ def test_live_paper_and_backtest_links_run_side_by_side(tmp_path):
             live_summary, backtest_summary = service.wait()
 
     assert live_summary.status is RunStatus.STOPPED and live_summary.ticks_processed == 4
-    assert backtest_summary.status is RunStatus.COMPLETED and backtest_summary.ticks_processed == 2184
+    assert backtest_summary.status is RunStatus.COMPLETED and backtest_summary.ticks_processed == 2160
     assert fake.received("public/OHLC")
     assert not [r for r in fake.requests if r.endpoint.startswith("private/")]  # paper: no orders sent

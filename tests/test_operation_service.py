@@ -76,7 +76,7 @@ def test_shipped_blueprints_each_see_only_their_own_market_regime():
     (dca_alone,) = OperationService(replace(demo, links=links[1:]), WorkerFactory(PLUGINS_WITH_PROBE)).run()
 
     ict, dca = seen["ict_smc_strategy"], seen["smart_dca_btc"]
-    assert len(ict) == len(dca) == 2184
+    assert len(ict) == len(dca) == 2160
     assert {id(s.regime) for s in ict}.isdisjoint({id(s.regime) for s in dca})
     assert len({s.context_id for s in ict}) == len({s.context_id for s in dca}) == 1  # one provider each
     assert {s.context_id for s in ict}.isdisjoint({s.context_id for s in dca})
