@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from backend.config.loader import load_environment
 from backend.config.schema import BacktestEnvironment
 from backend.errors import ConfigError
 from backend.market_data.backtest_source import BacktestSource
 from backend.market_data.candle_file import read_candle_file
+from backend.market_data.sources import TickSourceFactory
 from services.cli import main
-from tests.helpers import START, backtest_environment, blueprint, tick, write_config_tree, write_csv
+from tests.helpers import START, backtest_environment, blueprint, tick, write_config_tree, write_csv, write_yaml
 
 HEADER = "timestamp,open,high,low,close,volume"
 
@@ -213,6 +215,30 @@ def test_time_offsets_are_converted_to_utc_and_naive_times_are_utc(tmp_path):
     ]
 
 
+def test_environments_on_one_file_parse_it_once_and_each_sees_its_range(tmp_path, monkeypatch):
+    write_csv(tmp_path / "data" / "ticks.csv", [tick(i, 100 + i) for i in range(10)])
+    environment_files = [
+        write_yaml(tmp_path / "config" / "environments" / "early.yaml", backtest_environment(end=hour(4))),
+        # Another spelling of the same file: the cache goes by the resolved path.
+        write_yaml(tmp_path / "config" / "environments" / "late.yaml",
+                   backtest_environment("../environments/../../data/ticks.csv", start=hour(4), end=hour(8))),
+    ]
+    parsed: list[Path] = []
+
+    def counting_read(path: Path, timeframe: str):
+        parsed.append(path)
+        return read_candle_file(path, timeframe)
+
+    monkeypatch.setattr("backend.market_data.sources.read_candle_file", counting_read)
+    factory = TickSourceFactory()
+    early, late = (factory(load_environment(file), str(file)) for file in environment_files)
+    assert parsed == [(tmp_path / "data" / "ticks.csv").resolve()]
+    assert [t.close for t in early.ticks(threading.Event())] == [100, 101, 102, 103]
+    assert [t.close for t in late.ticks(threading.Event())] == [104, 105, 106, 107]
+    assert (early.total_ticks, late.total_ticks) == (4, 4)
+    # A second factory (another operation) parses for itself.
+    TickSourceFactory()(load_environment(environment_files[0]), str(environment_files[0]))
+    assert len(parsed) == 2
 
 
 def test_a_malformed_row_still_names_its_line(tmp_path, capsys):
