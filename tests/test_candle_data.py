@@ -25,6 +25,11 @@ def hour(index: int) -> str:
     return (START + timedelta(hours=index)).isoformat()
 
 
+def write_lines(path: Path, rows: list[str], prefix: str = "") -> Path:
+    path.write_text(prefix + "\n".join([HEADER, *rows]) + "\n", encoding="utf-8")
+    return path
+
+
 def operation(tmp_path: Path, rows: list[str], **environment: str) -> tuple[Path, Path]:
     """An operation with one strategy on one backtest environment reading `rows`; returns the
     operation file and the data file (resolved, as error messages name it)."""
@@ -83,11 +88,6 @@ def test_hourly_rows_with_holes_are_still_hourly(tmp_path):
     write_lines(data_file, [*rows, f"{hour(11)},100,101,99,100,1"])
     with pytest.raises(ConfigError, match="rows are mostly 3h apart"):
         read_candle_file(data_file, "1h")
-
-
-def write_lines(path: Path, rows: list[str], prefix: str = "") -> Path:
-    path.write_text(prefix + "\n".join([HEADER, *rows]) + "\n", encoding="utf-8")
-    return path
 
 
 @pytest.mark.parametrize(

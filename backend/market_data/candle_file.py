@@ -32,7 +32,7 @@ def utc_from_epoch(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
 
 
-def describe_seconds(seconds: int) -> str:
+def _describe_seconds(seconds: int) -> str:
     """A spacing in the units timeframes use: 86400 -> '1d', 7200 -> '2h', 90 -> '90s'."""
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds % size == 0:
@@ -183,6 +183,6 @@ def _check_spacing(candles: CandleFile) -> None:
         step = timeframe_seconds(candles.timeframe)
         raise ConfigError(
             candles.path,
-            f"rows are mostly {describe_seconds(most_common * step)} apart, but the environment's "
-            f"timeframe is {candles.timeframe}: is this {describe_seconds(most_common * step)} data?",
+            f"rows are mostly {_describe_seconds(most_common * step)} apart, but the environment's "
+            f"timeframe is {candles.timeframe}: is this {_describe_seconds(most_common * step)} data?",
         )
