@@ -7,7 +7,7 @@ import pytest
 
 from backend.config import LiveEnvironment, load_operation
 from backend.errors import ConfigError
-from backend.market_data.backtest_source import load_candles
+from backend.market_data.candle_file import read_candle_file
 from tests.helpers import (
     REPO,
     START,
@@ -170,15 +170,15 @@ END = START.replace(year=2025)
         ("2024-01-01T02:00:00Z,100,101,99,abc,1", "close 'abc' is not a number"),
         ("yesterday,100,101,99,100,1", "not an ISO 8601"),
         ("2024-01-01T02:00:00Z,100,101", "expected 6 fields"),
-        ("2024-01-01T00:30:00Z,100,101,99,100,1", "is not after the previous row"),
-        ("2024-01-01T02:00:00Z,100,101,99,100,-1", "volume not negative"),
+        ("2024-01-01T00:00:00Z,100,101,99,100,1", "is not after the previous candle"),
+        ("2024-01-01T02:00:00Z,100,101,99,100,-1", "volume must not be negative"),
     ],
 )
 def test_malformed_data_rows_name_file_line_and_reason(tmp_path, row, reason):
     path = write_csv(tmp_path / "d.csv", [tick(0, 100), tick(1, 100)])
     path.write_text(path.read_text() + row + "\n")
     with pytest.raises(ConfigError) as error:
-        load_candles(path, START, END)
+        read_candle_file(path, "1h")
     assert error.value.file == str(path) and error.value.key == "line 4" and reason in error.value.reason
 
 
@@ -186,13 +186,14 @@ def test_data_file_needs_its_columns_and_rows_in_range(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text("time,open,high,low,close\n")
     with pytest.raises(ConfigError, match="missing column"):
-        load_candles(path, START, END)
+        read_candle_file(path, "1h")
     write_csv(path, [tick(0, 100)])
     with pytest.raises(ConfigError, match="no candles between"):
-        load_candles(path, START.replace(year=2030), END.replace(year=2031))
+        read_candle_file(path, "1h").rows_between(START.replace(year=2030), END.replace(year=2031))
 
 
 def test_data_range_is_start_inclusive_end_exclusive(tmp_path):
     path = write_csv(tmp_path / "d.csv", ticks_from_closes([1, 2, 3, 4]))
-    rows = load_candles(path, tick(1, 1).timestamp, tick(3, 1).timestamp)
-    assert [row[4] for row in rows] == [2, 3]
+    candles = read_candle_file(path, "1h")
+    rows = candles.rows_between(tick(1, 1).timestamp, tick(3, 1).timestamp)
+    assert [candles.closes[row] for row in rows] == [2, 3]

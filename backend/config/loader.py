@@ -90,8 +90,12 @@ def load_environment(path: Path) -> EnvironmentConfig:
     env = validate_model(ENVIRONMENT_TYPES[kind], data, path)
     if isinstance(env, BacktestEnvironment):
         data_file = (path.parent / env.data_file).resolve()
-        if not data_file.is_file():
+        if data_file.is_dir():
+            raise ConfigError(path, f"data file is a directory, not a CSV file: {data_file}", "data_file")
+        if not data_file.exists():
             raise ConfigError(path, f"data file not found: {data_file}", "data_file")
+        if not data_file.is_file():
+            raise ConfigError(path, f"data file is not a regular file: {data_file}", "data_file")
         env = env.model_copy(update={"data_file": data_file})
     return env
 

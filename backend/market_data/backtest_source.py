@@ -1,88 +1,92 @@
-"""Replays a historical OHLCV CSV file as RAW_TICKs."""
+"""Replays one environment's [start, end) range of a parsed CandleFile as RAW_TICKs.
 
-import csv
+Invariant: every tick is a candle of the range, in time order; a tick right after a hole carries
+`missing_before` > 0 and is announced with a `data_gap` line, while the range's first tick
+carries 0 (candles missing at the range's edges are reported once, as `data_range_partial`).
+"""
+
+import math
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
-from pathlib import Path
+
+import structlog
 
 from backend.config.schema import BacktestEnvironment
-from backend.errors import ConfigError
+from backend.market_data.candle_checks import log_data_gap, timeframe_seconds
+from backend.market_data.candle_file import CandleFile, as_utc, read_candle_file, utc_from_epoch
 from backend.market_data.raw_tick import RawTick
 from backend.market_data.tick_source import TickSource
 
-COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
-Row = tuple[datetime, float, float, float, float, float]
+log = structlog.get_logger(__name__)
 
-
-def _as_utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _parse_row(record: dict[str, str | None]) -> Row:
-    if any(record[column] is None for column in COLUMNS):
-        raise ValueError(f"expected {len(COLUMNS)} fields: {','.join(COLUMNS)}")
-    timestamp_text, *number_texts = (str(record[column]) for column in COLUMNS)
-    try:
-        timestamp = _as_utc(datetime.fromisoformat(timestamp_text))
-    except ValueError:
-        raise ValueError(f"timestamp {timestamp_text!r} is not an ISO 8601 date-time") from None
-    values = []
-    for column, text in zip(COLUMNS[1:], number_texts, strict=True):
-        try:
-            values.append(float(text))
-        except ValueError:
-            raise ValueError(f"{column} {text!r} is not a number") from None
-    open_, high, low, close, volume = values
-    if min(open_, high, low, close) <= 0 or volume < 0:
-        raise ValueError("prices must be positive and volume not negative")
-    if high < max(open_, close, low) or low > min(open_, close):
-        raise ValueError(f"high {high} / low {low} do not contain open {open_} and close {close}")
-    return timestamp, open_, high, low, close, volume
-
-
-def load_candles(path: Path, start: datetime, end: datetime) -> list[Row]:
-    """Rows with start <= timestamp < end; any malformed row is a ConfigError naming its line."""
-    start, end = _as_utc(start), _as_utc(end)
-    rows: list[Row] = []
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise ConfigError(path, f"missing column(s): {', '.join(missing)}", "line 1")
-            previous: datetime | None = None
-            for record in reader:
-                where = f"line {reader.line_num}"
-                try:
-                    row = _parse_row(record)
-                except ValueError as exc:
-                    raise ConfigError(path, str(exc), where) from None
-                if previous is not None and row[0] <= previous:
-                    raise ConfigError(path, f"timestamp {row[0].isoformat()} is not after the previous row's", where)
-                previous = row[0]
-                if start <= row[0] < end:
-                    rows.append(row)
-    except OSError as exc:
-        raise ConfigError(path, f"cannot read data file: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(path, "not a UTF-8 text file") from None
-    if not rows:
-        raise ConfigError(path, f"no candles between {start.isoformat()} and {end.isoformat()}")
-    return rows
+GAPS_LISTED = 5  # the `data_gaps` summary names the first few holes; each has its own `data_gap` line
 
 
 class BacktestSource(TickSource):
-    def __init__(self, environment: BacktestEnvironment) -> None:
+    def __init__(self, environment: BacktestEnvironment, candle_file: CandleFile | None = None) -> None:
+        """candle_file: the parsed data file, shared with other environments (TickSourceFactory);
+        read here when not given. Raises ConfigError when no candle opens in [start, end)."""
+        self._candles = (
+            read_candle_file(environment.data_file, environment.timeframe) if candle_file is None else candle_file
+        )
         self._symbol = environment.symbol
-        self._rows = load_candles(environment.data_file, environment.start, environment.end)
+        self._timeframe = environment.timeframe
+        self._start, self._end = as_utc(environment.start), as_utc(environment.end)
+        self._rows = self._candles.rows_between(self._start, self._end)
         self.total_ticks = len(self._rows)
 
+    def prepare(self) -> None:
+        """Report, once and before any tick, what the range lacks (the feed has bound the environment)."""
+        self._warn_if_range_partial()
+        self._summarize_gaps()
+
     def ticks(self, stop: threading.Event) -> Iterator[RawTick]:
-        for timestamp, open_, high, low, close, volume in self._rows:
+        candles, first = self._candles, self._rows.start
+        for row in self._rows:
             if stop.is_set():
                 return
+            open_time = utc_from_epoch(candles.open_times[row])
+            # What lies before the range is no gap in it (a late start is `data_range_partial`).
+            missing = candles.missing_before[row] if row != first else 0
+            if missing:
+                log_data_gap(self._symbol, open_time, missing, self._timeframe)
             yield RawTick(
-                symbol=self._symbol, timestamp=timestamp,
-                open=open_, high=high, low=low, close=close, volume=volume,
+                symbol=self._symbol, timestamp=open_time,
+                open=candles.opens[row], high=candles.highs[row], low=candles.lows[row],
+                close=candles.closes[row], volume=candles.volumes[row], missing_before=missing,
             )
+
+    def _warn_if_range_partial(self) -> None:
+        """The range should hold every candle of the timeframe's grid in [start, end)."""
+        step = timeframe_seconds(self._timeframe)
+        first_expected = math.ceil(self._start.timestamp() / step) * step
+        last_expected = (math.ceil(self._end.timestamp() / step) - 1) * step
+        first, last = self._candles.open_times[self._rows.start], self._candles.open_times[self._rows[-1]]
+        if first > first_expected or last < last_expected:
+            log.warning(
+                "data_range_partial", data_file=str(self._candles.path), symbol=self._symbol,
+                requested_start=self._start.isoformat(), requested_end=self._end.isoformat(),
+                first_candle=_iso(first), last_candle=_iso(last),
+                missing_at_start=(first - first_expected) // step, missing_at_end=(last_expected - last) // step,
+            )
+
+    def _summarize_gaps(self) -> None:
+        gap_rows = self._candles.gaps_within(self._rows)
+        if not gap_rows:
+            return
+        missing = self._candles.missing_before
+        step = timeframe_seconds(self._timeframe)
+        listed = [
+            {"gap_from": _iso(self._candles.open_times[row] - missing[row] * step),
+             "gap_to": _iso(self._candles.open_times[row])}
+            for row in gap_rows[:GAPS_LISTED]
+        ]
+        log.warning(
+            "data_gaps", data_file=str(self._candles.path), symbol=self._symbol, gaps=len(gap_rows),
+            missing_candles=sum(missing[row] for row in gap_rows), first_gaps=listed,
+        )
+
+
+def _iso(epoch_seconds: int) -> str:
+    return utc_from_epoch(epoch_seconds).isoformat()
+
