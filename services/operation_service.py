@@ -16,7 +16,7 @@ from backend.config import LoadedOperation, ResolvedLink
 from backend.config.schema import EnvironmentConfig
 from backend.core.trading_context_provider import TradingContextProvider
 from backend.market_data import TickSource
-from backend.market_data.sources import build_tick_source
+from backend.market_data.sources import TickSourceFactory
 from backend.portfolio import Ledger
 from backend.portfolio.brokers import build_broker
 from services.environment_feed import EnvironmentFeed
@@ -35,7 +35,7 @@ class OperationService:
         self,
         operation: LoadedOperation,
         worker_factory: WorkerFactory | None = None,
-        source_factory: SourceFactory = build_tick_source,
+        source_factory: SourceFactory | None = None,
         queue_size: int = 1024,
         stop_event: threading.Event | None = None,
     ) -> None:
@@ -44,6 +44,7 @@ class OperationService:
         self.stall_timeout = operation.config.stall_timeout_seconds
         self.shutdown_timeout = operation.config.shutdown_timeout_seconds
         factory = worker_factory or WorkerFactory()
+        source_factory = source_factory or TickSourceFactory()  # one per operation: one parse per file
         self.runs = [self._build_run(link, factory, queue_size) for link in operation.links]
         runs_by_environment: dict[str, list[StrategyRun]] = {}
         link_of_environment: dict[str, ResolvedLink] = {}

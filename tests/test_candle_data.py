@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from backend.config.loader import load_environment
+from backend.config.loader import load_environment, load_operation
 from backend.config.schema import BacktestEnvironment
 from backend.errors import ConfigError
 from backend.market_data.backtest_source import BacktestSource
 from backend.market_data.candle_file import read_candle_file
 from backend.market_data.sources import TickSourceFactory
 from services.cli import main
+from services.operation_service import OperationService
 from tests.helpers import START, backtest_environment, blueprint, tick, write_config_tree, write_csv, write_yaml
 
 HEADER = "timestamp,open,high,low,close,volume"
@@ -246,3 +247,19 @@ def test_a_malformed_row_still_names_its_line(tmp_path, capsys):
     assert main([str(path)]) == 2
     _, err = capsys.readouterr()
     assert f"{data_file}: line 4: close 'abc' is not a number" in err
+
+
+def test_an_operation_parses_a_file_once_for_all_its_environments(tmp_path, monkeypatch):
+    environments = {f"bt{i}": backtest_environment(start=hour(i), end=hour(i + 5)) for i in range(3)}
+    path = write_config_tree(tmp_path, [("s", name) for name in environments], {"s": blueprint({})}, environments,
+                             [tick(i, 100 + i) for i in range(10)])
+    parsed: list[Path] = []
+
+    def counting_read(data_file: Path, timeframe: str):
+        parsed.append(data_file)
+        return read_candle_file(data_file, timeframe)
+
+    monkeypatch.setattr("backend.market_data.sources.read_candle_file", counting_read)
+    summaries = OperationService(load_operation(path)).run()
+    assert len(parsed) == 1
+    assert [s.ticks_processed for s in summaries] == [5, 5, 5]

@@ -16,7 +16,7 @@ from backend.errors import ConfigError
 from backend.market_data.kraken_client import make_kraken_client
 from backend.market_data.kraken_live_source import KrakenLiveSource
 from backend.market_data.raw_tick import RawTick
-from backend.market_data.sources import build_tick_source
+from backend.market_data.sources import TickSourceFactory
 from backend.portfolio.brokers import build_broker
 from backend.portfolio.exchange_broker import ExchangeBroker
 from backend.portfolio.ledger import Ledger
@@ -247,7 +247,7 @@ def test_unknown_symbol_and_unsupported_timeframe_are_config_errors(fake, consum
 
 
 def test_a_live_environment_gets_the_kraken_source_and_the_api_url_override(fake):
-    source = build_tick_source(live_env(fake), ENV_FILE)
+    source = TickSourceFactory()(live_env(fake), ENV_FILE)
     assert isinstance(source, KrakenLiveSource)
     assert source.total_ticks is None
     client = make_kraken_client(live_env(fake), ENV_FILE, with_credentials=False)

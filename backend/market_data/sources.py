@@ -36,7 +36,3 @@ class TickSourceFactory:
             self._candle_files[key] = read_candle_file(*key)
         return self._candle_files[key]
 
-
-def build_tick_source(environment: EnvironmentConfig, environment_file: str) -> TickSource:
-    """One source with a factory of its own (no sharing): prefer one TickSourceFactory per operation."""
-    return TickSourceFactory()(environment, environment_file)
