@@ -23,7 +23,7 @@ def test_warmup_ticks_feed_context_workers_only():
     warmup = [tick(i, 100 + i).model_copy(update={"warmup": True}) for i in range(3)]
     assert all(run.manager.process(t) for t in warmup)
     assert run.recorder.ticks == []  # nothing after the context workers ran
-    assert run.ledger.fills == [] and run.ledger.summary().max_drawdown_pct == 0
+    assert run.ledger.state.trades == 0 and run.ledger.summary().max_drawdown_pct == 0
 
     (live,) = run.feed([tick(3, 103)])
     assert live[EmaDTO].slow == 0.5 * 103 + 0.5 * 101  # seeded by the warm-up closes 100-102

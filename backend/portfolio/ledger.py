@@ -1,14 +1,38 @@
-"""One strategy run's account: cash, positions, fees and the equity curve's drawdown."""
+"""One strategy run's account: cash, positions, fees and the equity curve's peak and drawdown.
 
-from dataclasses import dataclass
+Invariant: the whole account is one AccountState (what the state store persists and restores);
+it is changed only by `apply_fill` and `record_equity`, and its size does not grow with the number
+of trades (fills are counted, the journal keeps them).
+"""
+
+from dataclasses import dataclass, field
 
 from backend.dtos import FillDTO, OrderSide, PortfolioSnapshotDTO
 
+DUST_QUANTITY = 1e-12  # a position this small after a sell is float residue: flat
+
 
 @dataclass
-class Position:
+class PositionState:
     qty: float = 0.0
     avg_entry_price: float = 0.0  # volume-weighted buy price, fees excluded
+
+
+@dataclass
+class AccountState:
+    """Everything a strategy's spot account is, in one quote currency."""
+
+    starting_capital: float
+    cash: float
+    fees_paid: float = 0.0
+    peak_equity: float = 0.0
+    max_drawdown_pct: float = 0.0
+    trades: int = 0
+    positions: dict[str, PositionState] = field(default_factory=dict)
+
+    @classmethod
+    def new(cls, starting_capital: float) -> "AccountState":
+        return cls(starting_capital, cash=starting_capital, peak_equity=starting_capital)
 
 
 @dataclass(frozen=True)
@@ -24,77 +48,89 @@ class AccountSummary:
 class Ledger:
     """Spot account in one quote currency; used by one strategy run's thread only."""
 
-    def __init__(self, starting_capital: float) -> None:
-        self.starting_capital = starting_capital
-        self.cash = starting_capital
-        self.positions: dict[str, Position] = {}
-        self.fills: list[FillDTO] = []
-        self.fees_paid = 0.0
+    def __init__(self, starting_capital: float, state: AccountState | None = None) -> None:
+        self.state = state or AccountState.new(starting_capital)
         self._last_prices: dict[str, float] = {}
-        self._peak_equity = starting_capital
-        self._max_drawdown_pct = 0.0
+
+    @property
+    def starting_capital(self) -> float:
+        return self.state.starting_capital
+
+    @property
+    def cash(self) -> float:
+        return self.state.cash
+
+    @property
+    def fees_paid(self) -> float:
+        return self.state.fees_paid
+
+    @property
+    def positions(self) -> dict[str, PositionState]:
+        return self.state.positions
 
     def mark(self, asset: str, price: float) -> None:
         self._last_prices[asset] = price
 
-    def position(self, asset: str) -> Position:
-        return self.positions.get(asset, Position())
+    def position(self, asset: str) -> PositionState:
+        return self.state.positions.get(asset, PositionState())
 
     def equity(self) -> float:
-        held = sum(p.qty * self._last_prices.get(a, p.avg_entry_price) for a, p in self.positions.items())
-        return self.cash + held
+        held = sum(
+            p.qty * self._last_prices.get(a, p.avg_entry_price) for a, p in self.state.positions.items()
+        )
+        return self.state.cash + held
 
     def snapshot(self, asset: str) -> PortfolioSnapshotDTO:
         position = self.position(asset)
         return PortfolioSnapshotDTO(
-            cash=self.cash,
+            cash=self.state.cash,
             position_qty=position.qty,
             avg_entry_price=position.avg_entry_price if position.qty > 0 else None,
             equity=self.equity(),
-            peak_equity=self._peak_equity,
+            peak_equity=self.state.peak_equity,
         )
 
     def capped_quantity(self, asset: str, side: OrderSide, quantity: float, price: float, fee_rate: float) -> float:
         """quantity cut to what this spot account can do: buys to the cash (fee included),
         sells to the position held; never short, never below zero cash."""
         if side is OrderSide.BUY:
-            return min(quantity, self.cash / (price * (1 + fee_rate)))
+            return min(quantity, max(self.state.cash, 0.0) / (price * (1 + fee_rate)))
         return min(quantity, self.position(asset).qty)
 
     def apply_fill(self, fill: FillDTO) -> None:
-        position = self.positions.setdefault(fill.asset, Position())
+        state = self.state
+        position = state.positions.setdefault(fill.asset, PositionState())
         notional = fill.quantity * fill.price
         if fill.side is OrderSide.BUY:
             total_qty = position.qty + fill.quantity
-            position.avg_entry_price = (
-                position.qty * position.avg_entry_price + notional
-            ) / total_qty
+            position.avg_entry_price = (position.qty * position.avg_entry_price + notional) / total_qty
             position.qty = total_qty
-            self.cash -= notional + fill.fee
+            state.cash -= notional + fill.fee
         else:
             position.qty -= fill.quantity
-            if position.qty <= 1e-12:
-                position.qty, position.avg_entry_price = 0.0, 0.0
-            self.cash += notional - fill.fee
-        self.fees_paid += fill.fee
-        self.fills.append(fill)
+            if position.qty <= DUST_QUANTITY:
+                del state.positions[fill.asset]
+            state.cash += notional - fill.fee
+        state.fees_paid += fill.fee
+        state.trades += 1
         self._last_prices.setdefault(fill.asset, fill.price)
 
     def record_equity(self) -> None:
         """Close the tick on the equity curve: track the peak and the deepest drawdown."""
+        state = self.state
         equity = self.equity()
-        self._peak_equity = max(self._peak_equity, equity)
-        drawdown = (1 - equity / self._peak_equity) * 100 if self._peak_equity > 0 else 0.0
-        self._max_drawdown_pct = max(self._max_drawdown_pct, drawdown)
+        state.peak_equity = max(state.peak_equity, equity)
+        drawdown = (1 - equity / state.peak_equity) * 100 if state.peak_equity > 0 else 0.0
+        state.max_drawdown_pct = max(state.max_drawdown_pct, drawdown)
 
     def summary(self) -> AccountSummary:
         equity = self.equity()
-        pnl = equity - self.starting_capital
+        pnl = equity - self.state.starting_capital
         return AccountSummary(
-            trades=len(self.fills),
-            fees_paid=self.fees_paid,
+            trades=self.state.trades,
+            fees_paid=self.state.fees_paid,
             final_equity=equity,
             pnl=pnl,
-            pnl_pct=pnl / self.starting_capital * 100,
-            max_drawdown_pct=self._max_drawdown_pct,
+            pnl_pct=pnl / self.state.starting_capital * 100,
+            max_drawdown_pct=self.state.max_drawdown_pct,
         )

@@ -1,0 +1,280 @@
+"""The operation's durable state: one SQLite database per operation in the data dir.
+
+Invariants: one process at a time uses a data dir's database (an exclusive lock on a file next to
+it, held for the process's lifetime); a database with an unknown, newer schema version or one that
+cannot be read is refused and left untouched; every method commits before it returns, so what a
+caller was told is written survives kill -9; an order's intent is written before it is sent.
+"""
+
+import fcntl
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+
+from backend.errors import ConfigError
+from backend.portfolio.ledger import AccountState, PositionState
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE accounts (
+    link TEXT PRIMARY KEY, starting_capital REAL NOT NULL, cash REAL NOT NULL, fees_paid REAL NOT NULL,
+    peak_equity REAL NOT NULL, max_drawdown_pct REAL NOT NULL, trades INTEGER NOT NULL, updated_at TEXT NOT NULL);
+CREATE TABLE positions (
+    link TEXT NOT NULL, asset TEXT NOT NULL, qty REAL NOT NULL, avg_entry_price REAL NOT NULL,
+    PRIMARY KEY (link, asset));
+CREATE TABLE orders (
+    client_order_id TEXT PRIMARY KEY, link TEXT NOT NULL, asset TEXT NOT NULL, side TEXT NOT NULL,
+    quantity REAL NOT NULL, reference_price REAL NOT NULL, reason TEXT NOT NULL, state TEXT NOT NULL,
+    exchange_order_id TEXT, detail TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE INDEX orders_by_link_state ON orders (link, state);
+CREATE TABLE fills (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, client_order_id TEXT NOT NULL, link TEXT NOT NULL,
+    asset TEXT NOT NULL, side TEXT NOT NULL, quantity REAL NOT NULL, price REAL NOT NULL, fee REAL NOT NULL,
+    candle_time TEXT NOT NULL, exchange_order_id TEXT, recorded_at TEXT NOT NULL);
+CREATE TABLE cursors (
+    link TEXT NOT NULL, symbol TEXT NOT NULL, last_candle TEXT NOT NULL, PRIMARY KEY (link, symbol));
+"""
+
+
+class OrderState(StrEnum):
+    INTENDED = "intended"  # journaled, not yet (known to be) sent
+    SUBMITTED = "submitted"  # the exchange acknowledged it
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELED = "canceled"
+    REJECTED = "rejected"
+    UNKNOWN = "unknown"  # sent, outcome unknown: settled by looking it up, never by sending again
+
+    @property
+    def settled(self) -> bool:
+        return self in (OrderState.FILLED, OrderState.CANCELED, OrderState.REJECTED)
+
+
+@dataclass(frozen=True)
+class OrderRecord:
+    client_order_id: str
+    link: str
+    asset: str
+    side: str
+    quantity: float
+    reference_price: float
+    reason: str
+    state: OrderState
+    exchange_order_id: str | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class FillRecord:
+    client_order_id: str
+    asset: str
+    side: str
+    quantity: float
+    price: float
+    fee: float
+    candle_time: datetime
+    exchange_order_id: str | None
+
+
+ORDER_COLUMNS = ("client_order_id, link, asset, side, quantity, reference_price, reason, state, "
+                 "exchange_order_id, detail")
+
+
+def _order_from_row(row: tuple) -> OrderRecord:
+    client_order_id, link, asset, side, quantity, reference_price, reason, state, exchange_id, detail = row
+    return OrderRecord(client_order_id, link, asset, side, quantity, reference_price, reason, OrderState(state),
+                       exchange_id, detail)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class StateStore:
+    """Used by every strategy thread at once: one connection, one lock, short transactions."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection, lock_fd: int) -> None:
+        self.path = path
+        self._db = connection
+        self._lock = threading.Lock()
+        self._lock_fd = lock_fd
+
+    @classmethod
+    def open(cls, data_dir: Path, operation_name: str) -> "StateStore":
+        """Lock the data dir for this operation and open (or create) its database."""
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(data_dir, f"cannot create the data dir: {exc.strerror}", "--data-dir") from None
+        path = data_dir / f"{operation_name}.sqlite3"
+        lock_fd = _lock_exclusively(data_dir / f"{operation_name}.lock")
+        try:
+            connection = _open_database(path)
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        return cls(path, connection, lock_fd)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+        os.close(self._lock_fd)
+
+    # --- accounts ----------------------------------------------------------------------------
+
+    def load_account(self, link: str) -> AccountState | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT starting_capital, cash, fees_paid, peak_equity, max_drawdown_pct, trades "
+                "FROM accounts WHERE link = ?", (link,)).fetchone()
+            if row is None:
+                return None
+            positions = {
+                asset: PositionState(qty, price) for asset, qty, price in self._db.execute(
+                    "SELECT asset, qty, avg_entry_price FROM positions WHERE link = ?", (link,))
+            }
+        starting_capital, cash, fees_paid, peak_equity, max_drawdown_pct, trades = row
+        return AccountState(starting_capital, cash, fees_paid, peak_equity, max_drawdown_pct, trades, positions)
+
+    def save_account(self, link: str, account: AccountState, cursor: tuple[str, datetime] | None = None) -> None:
+        """The account, and with it the last processed candle of a symbol, in one transaction."""
+        with self._lock, self._db:
+            self._write_account(link, account)
+            if cursor is not None:
+                self._db.execute("INSERT OR REPLACE INTO cursors VALUES (?, ?, ?)",
+                                 (link, cursor[0], cursor[1].isoformat()))
+
+    def cursor(self, link: str, symbol: str) -> datetime | None:
+        with self._lock:
+            row = self._db.execute("SELECT last_candle FROM cursors WHERE link = ? AND symbol = ?",
+                                   (link, symbol)).fetchone()
+        return None if row is None else datetime.fromisoformat(row[0])
+
+    # --- orders and fills ----------------------------------------------------------------------
+
+    def record_intent(self, order: OrderRecord) -> None:
+        with self._lock, self._db:
+            now = _now()
+            self._db.execute(
+                "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (order.client_order_id, order.link, order.asset, order.side, order.quantity,
+                 order.reference_price, order.reason, order.state.value, order.exchange_order_id,
+                 order.detail, now, now))
+
+    def update_order(self, client_order_id: str, state: OrderState, exchange_order_id: str | None = None,
+                     detail: str | None = None) -> None:
+        with self._lock, self._db:
+            self._set_order_state(client_order_id, state, exchange_order_id, detail)
+
+    def record_fill(self, link: str, fill: FillRecord, account: AccountState, order_state: OrderState) -> None:
+        """The fill, the account it produced and the order's new state: all or nothing."""
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT INTO fills (client_order_id, link, asset, side, quantity, price, fee, candle_time, "
+                "exchange_order_id, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (fill.client_order_id, link, fill.asset, fill.side, fill.quantity, fill.price, fill.fee,
+                 fill.candle_time.isoformat(), fill.exchange_order_id, _now()))
+            self._write_account(link, account)
+            self._set_order_state(fill.client_order_id, order_state, fill.exchange_order_id, None)
+
+    def unsettled_orders(self, link: str) -> list[OrderRecord]:
+        """Orders of link whose outcome is not final (intended, submitted, partly filled, unknown)."""
+        settled = [state.value for state in OrderState if state.settled]
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {ORDER_COLUMNS} FROM orders WHERE link = ? AND state NOT IN (?, ?, ?) ORDER BY created_at",
+                (link, *settled)).fetchall()
+        return [_order_from_row(row) for row in rows]
+
+    def fills(self, link: str) -> list[FillRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT client_order_id, asset, side, quantity, price, fee, candle_time, exchange_order_id "
+                "FROM fills WHERE link = ? ORDER BY id", (link,)).fetchall()
+        return [
+            FillRecord(order_id, asset, side, quantity, price, fee, datetime.fromisoformat(candle), exchange_id)
+            for order_id, asset, side, quantity, price, fee, candle, exchange_id in rows
+        ]
+
+    def order(self, client_order_id: str) -> OrderRecord | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {ORDER_COLUMNS} FROM orders WHERE client_order_id = ?",
+                                   (client_order_id,)).fetchone()
+        return None if row is None else _order_from_row(row)
+
+    # --- internals (caller holds the lock, inside a transaction) --------------------------------
+
+    def _write_account(self, link: str, account: AccountState) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (link, account.starting_capital, account.cash, account.fees_paid, account.peak_equity,
+             account.max_drawdown_pct, account.trades, _now()))
+        self._db.execute("DELETE FROM positions WHERE link = ?", (link,))
+        self._db.executemany(
+            "INSERT INTO positions VALUES (?, ?, ?, ?)",
+            [(link, asset, p.qty, p.avg_entry_price) for asset, p in account.positions.items() if p.qty > 0])
+
+    def _set_order_state(self, client_order_id: str, state: OrderState, exchange_order_id: str | None,
+                         detail: str | None) -> None:
+        self._db.execute(
+            "UPDATE orders SET state = ?, exchange_order_id = COALESCE(?, exchange_order_id), "
+            "detail = COALESCE(?, detail), updated_at = ? WHERE client_order_id = ?",
+            (state.value, exchange_order_id, detail, _now(), client_order_id))
+
+
+def _lock_exclusively(lock_path: Path) -> int:
+    """Hold an exclusive lock on lock_path for the process's lifetime (released by the kernel on
+    any exit, kill -9 included); a second daemon on the same data dir is a config error."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise ConfigError(lock_path, f"another run-operation (pid {holder}) is using this data dir; "
+                          "stop it first or pass another --data-dir") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
+
+
+def _open_database(path: Path) -> sqlite3.Connection:
+    """Open path, refusing (untouched) a file that is not an opdaemon database of a known version."""
+    try:
+        connection = sqlite3.connect(path, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise ConfigError(path, f"cannot open the database: {exc}") from None
+    try:
+        _check_or_create_schema(path, connection)
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _check_or_create_schema(path: Path, connection: sqlite3.Connection) -> None:
+    untouched = "; it was left untouched"
+    try:
+        tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if tables and "meta" not in tables:
+            raise ConfigError(path, "not an opdaemon database (it has no meta table)" + untouched)
+        if "meta" in tables:
+            version = int(connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise ConfigError(path, f"written by a newer opdaemon (schema version {version}; this one knows "
+                                  f"versions up to {SCHEMA_VERSION})" + untouched)
+            problem = connection.execute("PRAGMA quick_check").fetchone()[0]
+            if problem != "ok":
+                raise ConfigError(path, f"the database is damaged ({problem})" + untouched)
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = FULL")  # a commit survives power loss, not just kill -9
+        if "meta" not in tables:  # a new database: the whole schema or nothing
+            connection.executescript(
+                f"BEGIN; {SCHEMA} INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;")
+    except sqlite3.DatabaseError as exc:
+        raise ConfigError(path, f"not a readable database ({exc})" + untouched) from None

@@ -1,0 +1,110 @@
+"""The SQLite state store on real files: round trips, one daemon per data dir, refusals that
+leave the file untouched."""
+
+import fcntl
+import hashlib
+import sqlite3
+from datetime import UTC, datetime
+
+import pytest
+
+from backend.errors import ConfigError
+from backend.portfolio import AccountState, PositionState
+from backend.state import FillRecord, OrderRecord, OrderState, StateStore
+
+CANDLE = datetime(2024, 5, 1, 12, tzinfo=UTC)
+
+
+def digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def store(tmp_path):
+    opened = StateStore.open(tmp_path, "op")
+    yield opened
+    opened.close()
+
+
+def intent(client_order_id: str = "c1", link: str = "a@live") -> OrderRecord:
+    return OrderRecord(client_order_id, link, "BTC/USD", "buy", 0.01, 50_000.0, "test", OrderState.INTENDED)
+
+
+def test_an_account_and_its_cursor_survive_a_reopen(tmp_path):
+    account = AccountState(10_000, cash=4_999.5, fees_paid=0.5, peak_equity=10_200, max_drawdown_pct=1.5,
+                           trades=3, positions={"BTC/USD": PositionState(0.1, 50_000.0)})
+    first = StateStore.open(tmp_path, "op")
+    first.save_account("a@live", account, cursor=("BTC/USD", CANDLE))
+    first.close()
+
+    second = StateStore.open(tmp_path, "op")
+    assert second.load_account("a@live") == account
+    assert second.cursor("a@live", "BTC/USD") == CANDLE
+    assert second.load_account("b@live") is None and second.cursor("a@live", "ETH/USD") is None
+    second.close()
+
+
+def test_a_fill_its_account_and_its_order_state_are_written_together(store):
+    store.record_intent(intent("c1"))
+    store.record_intent(intent("c2"))
+    assert [o.client_order_id for o in store.unsettled_orders("a@live")] == ["c1", "c2"]
+
+    account = AccountState(10_000, cash=9_498.7, fees_paid=1.3, trades=1,
+                           positions={"BTC/USD": PositionState(0.01, 50_000.0)})
+    fill = FillRecord("c1", "BTC/USD", "buy", 0.01, 50_000.0, 1.3, CANDLE, "OX-1")
+    store.record_fill("a@live", fill, account, OrderState.FILLED)
+    store.update_order("c2", OrderState.UNKNOWN, detail="reply lost")
+
+    assert store.fills("a@live") == [fill]
+    assert store.load_account("a@live") == account
+    assert store.order("c1").state is OrderState.FILLED and store.order("c1").exchange_order_id == "OX-1"
+    (unknown,) = store.unsettled_orders("a@live")
+    assert (unknown.client_order_id, unknown.state, unknown.detail) == ("c2", OrderState.UNKNOWN, "reply lost")
+
+
+def test_a_second_daemon_on_the_same_data_dir_is_refused(store, tmp_path):
+    with pytest.raises(ConfigError, match=r"another run-operation \(pid \d+\) is using this data dir") as raised:
+        StateStore.open(tmp_path, "op")
+    assert raised.value.file == str(tmp_path / "op.lock")
+    StateStore.open(tmp_path, "other_operation").close()  # another operation's database is free
+
+
+def test_the_lock_goes_with_the_store(tmp_path):
+    StateStore.open(tmp_path, "op").close()
+    StateStore.open(tmp_path, "op").close()
+
+
+def test_a_database_from_a_newer_version_is_refused_untouched(tmp_path):
+    StateStore.open(tmp_path, "op").close()
+    path = tmp_path / "op.sqlite3"
+    with sqlite3.connect(path) as connection:
+        connection.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
+    connection.close()
+    before = digest(path)
+    with pytest.raises(ConfigError, match="newer opdaemon .schema version 7; this one knows versions up to 1"):
+        StateStore.open(tmp_path, "op")
+    assert digest(path) == before
+
+
+@pytest.mark.parametrize("content", [b"this is not a database at all" * 100, b"SQLite format 3\x00" + b"\xff" * 4000],
+                         ids=["text", "damaged_header"])
+def test_a_corrupt_database_is_refused_untouched(tmp_path, content):
+    path = tmp_path / "op.sqlite3"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as raised:
+        StateStore.open(tmp_path, "op")
+    assert raised.value.file == str(path) and "left untouched" in raised.value.reason
+    assert path.read_bytes() == content
+    with (tmp_path / "op.lock").open() as lock:  # the refused store released its lock
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_another_programs_database_is_refused_untouched(tmp_path):
+    path = tmp_path / "op.sqlite3"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE trades (id INTEGER)")
+    connection.close()
+    before = digest(path)
+    with pytest.raises(ConfigError, match="not an opdaemon database"):
+        StateStore.open(tmp_path, "op")
+    assert digest(path) == before
