@@ -15,6 +15,7 @@ import structlog
 from backend.config import LoadedOperation, ResolvedLink
 from backend.config.schema import EnvironmentConfig
 from backend.core.trading_context_provider import TradingContextProvider
+from backend.interfaces import WorkerServices
 from backend.market_data import TickSource
 from backend.market_data.sources import TickSourceFactory
 from backend.portfolio import Ledger
@@ -67,7 +68,7 @@ class OperationService:
         context = TradingContextProvider()
         ledger = Ledger(link.environment.starting_capital)
         broker = build_broker(link.environment, str(link.environment_file), ledger)
-        workforce = factory.build(link.blueprint, link.blueprint_file, context, broker)
+        workforce = factory.build(link.blueprint, link.blueprint_file, WorkerServices(context, broker))
         manager = TickCacheManager(context, workforce, ledger, link.blueprint.assets)
         return StrategyRun(link.link, manager, ledger, self.stop_event, queue_size)
 

@@ -8,7 +8,7 @@ from backend.config.loader import format_location
 from backend.config.schema import StrategyBlueprint
 from backend.dtos import DTO
 from backend.errors import ConfigError
-from backend.interfaces import IBroker, ITradingContextProvider, IWorker, WorkerCategory
+from backend.interfaces import IWorker, WorkerCategory, WorkerServices
 from backend.workers.registry import PLUGINS
 
 
@@ -20,8 +20,7 @@ class WorkerFactory:
         self,
         blueprint: StrategyBlueprint,
         blueprint_file: Path,
-        context: ITradingContextProvider,
-        broker: IBroker,
+        services: WorkerServices,
     ) -> list[IWorker]:
         """Workers in run order: context, opportunity, threat, planning, execution.
 
@@ -60,10 +59,7 @@ class WorkerFactory:
                             key,
                         )
                     producers[dto_type] = f"'{spec.plugin}' ({key})"
-                if category is WorkerCategory.EXECUTION:
-                    workforce.append(worker_class(params, context, broker))  # type: ignore[call-arg]
-                else:
-                    workforce.append(worker_class(params, context))
+                workforce.append(worker_class(params, services))
         return workforce
 
     def _plugin(

@@ -9,7 +9,7 @@ import yaml
 
 from backend.core.trading_context_provider import TradingContextProvider
 from backend.dtos import DTO
-from backend.interfaces import IWorker, WorkerCategory
+from backend.interfaces import IWorker, WorkerCategory, WorkerServices
 from backend.market_data import RawTick
 from backend.portfolio import Ledger, SimulatedBroker
 from services.tick_cache_manager import TickCacheManager
@@ -115,8 +115,8 @@ class Recorder(IWorker):
     plugin_name = "recorder"
     category = WorkerCategory.EXECUTION
 
-    def __init__(self, context, watched: Sequence[type[DTO]]) -> None:
-        super().__init__(IWorker.Params(), context)
+    def __init__(self, services: WorkerServices, watched: Sequence[type[DTO]]) -> None:
+        super().__init__(IWorker.Params(), services)
         self.watched = list(watched)
         self.ticks: list[dict[type[DTO], DTO]] = []
 
@@ -138,11 +138,9 @@ class Pipeline:
         self.context = TradingContextProvider()
         self.ledger = Ledger(starting_capital)
         self.broker = SimulatedBroker(self.ledger, fee_rate, slippage_bps)
-        built: list[IWorker] = []
-        for worker_class, params in workers:
-            extra = (self.broker,) if worker_class.category is WorkerCategory.EXECUTION else ()
-            built.append(worker_class(worker_class.Params(**params), self.context, *extra))
-        self.recorder = Recorder(self.context, watched)
+        services = WorkerServices(self.context, self.broker)
+        built = [worker_class(worker_class.Params(**params), services) for worker_class, params in workers]
+        self.recorder = Recorder(services, watched)
         self.manager = TickCacheManager(self.context, [*built, self.recorder], self.ledger, ["BTC/USD"])
 
     def feed(self, ticks: Iterable[RawTick]) -> list[dict[type[DTO], DTO]]:

@@ -5,6 +5,7 @@ import pytest
 from backend.config import StrategyBlueprint
 from backend.core.trading_context_provider import TradingContextProvider
 from backend.errors import ConfigError
+from backend.interfaces import WorkerServices
 from backend.portfolio import Ledger, SimulatedBroker
 from backend.workers.context.ema_detector import EmaDetector
 from backend.workers.context.market_regime_classifier import MarketRegimeClassifier
@@ -17,9 +18,8 @@ FILE = Path("config/strategies/x.yaml")
 
 
 def build(workforce: dict):
-    context = TradingContextProvider()
-    broker = SimulatedBroker(Ledger(100), 0)
-    return WorkerFactory().build(StrategyBlueprint.model_validate(blueprint(workforce)), FILE, context, broker), context
+    services = WorkerServices(TradingContextProvider(), SimulatedBroker(Ledger(100), 0))
+    return WorkerFactory().build(StrategyBlueprint.model_validate(blueprint(workforce)), FILE, services), services
 
 
 def build_error(workforce: dict) -> ConfigError:
@@ -30,12 +30,12 @@ def build_error(workforce: dict) -> ConfigError:
 
 
 def test_workforce_is_built_in_category_order_with_the_injected_provider():
-    workers, context = build({
+    workers, services = build({
         "planning": [{"plugin": "position_sizer", "params": {"risk_per_trade_pct": 2}}],
         "context": [{"plugin": "ema_detector"}, {"plugin": "market_regime_classifier"}],
     })
     assert [type(w) for w in workers] == [EmaDetector, MarketRegimeClassifier, PositionSizer, MarketOrderExecutor]
-    assert all(w.context is context for w in workers)
+    assert all(w.services is services and w.context is services.context for w in workers)
     assert workers[2].params.risk_per_trade_pct == 2
 
 

@@ -1,10 +1,12 @@
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from backend.dtos import DTO, BaseContextDTO
+from backend.interfaces.broker import IBroker
 from backend.interfaces.context_provider import ITradingContextProvider
 
 T = TypeVar("T", bound=DTO)
@@ -26,12 +28,26 @@ class WorkerParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+@dataclass(frozen=True)
+class WorkerServices:
+    """What a strategy run hands every one of its workers, as one bundle (constructor injection).
+
+    All of it belongs to that one run: its tick cache, and its broker (orders go to the run's own
+    account, which sizes, journals and books them). A new service is one more field here, not a
+    special case per worker category.
+    """
+
+    context: ITradingContextProvider
+    broker: IBroker
+
+
 class IWorker(ABC):
     """One step of a strategy's per-tick pipeline.
 
     The class declares what it reads and writes, so a workforce can be checked before it runs:
     `requires` must have been produced by an earlier worker, `optional` may be absent this tick.
-    The tick cache arrives by constructor injection; a worker holds no strategy id.
+    Its services arrive by constructor injection, as one WorkerServices; a worker holds no
+    strategy id.
     """
 
     plugin_name: ClassVar[str]
@@ -41,9 +57,10 @@ class IWorker(ABC):
     optional: ClassVar[tuple[type[DTO], ...]] = ()
     produces: ClassVar[tuple[type[DTO], ...]] = ()
 
-    def __init__(self, params: WorkerParams, context: ITradingContextProvider) -> None:
+    def __init__(self, params: WorkerParams, services: WorkerServices) -> None:
         self.params = params
-        self.context = context
+        self.services = services
+        self.context = services.context
 
     @property
     def name(self) -> str:

@@ -1,7 +1,7 @@
 from pydantic import Field, model_validator
 
 from backend.dtos import EmaDTO
-from backend.interfaces import ITradingContextProvider, IWorker, WorkerCategory, WorkerParams
+from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
 from backend.workers.indicators import Ema
 
 
@@ -25,8 +25,8 @@ class EmaDetector(IWorker):
     produces = (EmaDTO,)
     params: EmaDetectorParams
 
-    def __init__(self, params: EmaDetectorParams, context: ITradingContextProvider) -> None:
-        super().__init__(params, context)
+    def __init__(self, params: EmaDetectorParams, services: WorkerServices) -> None:
+        super().__init__(params, services)
         self._emas: dict[str, tuple[Ema, Ema]] = {}
 
     def process(self, asset: str) -> None:

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from pydantic import Field
 
 from backend.dtos import BaseContextDTO, FairValueGapDTO, GapZone, MarketStructure
-from backend.interfaces import ITradingContextProvider, IWorker, WorkerCategory, WorkerParams
+from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
 
 
 class FairValueGapParams(WorkerParams):
@@ -37,8 +37,8 @@ class FairValueGapDetector(IWorker):
     produces = (FairValueGapDTO,)
     params: FairValueGapParams
 
-    def __init__(self, params: FairValueGapParams, context: ITradingContextProvider) -> None:
-        super().__init__(params, context)
+    def __init__(self, params: FairValueGapParams, services: WorkerServices) -> None:
+        super().__init__(params, services)
         self._states: dict[str, _AssetState] = {}
 
     def process(self, asset: str) -> None:

@@ -1,7 +1,7 @@
 from pydantic import Field
 
 from backend.dtos import EmaDTO, MarketRegimeDTO, Regime
-from backend.interfaces import ITradingContextProvider, IWorker, WorkerCategory, WorkerParams
+from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
 from backend.workers.indicators import ReturnVolatility
 
 
@@ -23,8 +23,8 @@ class MarketRegimeClassifier(IWorker):
     produces = (MarketRegimeDTO,)
     params: MarketRegimeParams
 
-    def __init__(self, params: MarketRegimeParams, context: ITradingContextProvider) -> None:
-        super().__init__(params, context)
+    def __init__(self, params: MarketRegimeParams, services: WorkerServices) -> None:
+        super().__init__(params, services)
         self._volatility: dict[str, ReturnVolatility] = {}
 
     def process(self, asset: str) -> None:

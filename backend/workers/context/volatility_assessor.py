@@ -1,7 +1,7 @@
 from pydantic import Field, model_validator
 
 from backend.dtos import RiskLevel, VolatilityDTO
-from backend.interfaces import ITradingContextProvider, IWorker, WorkerCategory, WorkerParams
+from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
 from backend.workers.indicators import WilderAtr
 
 
@@ -26,8 +26,8 @@ class VolatilityAssessor(IWorker):
     produces = (VolatilityDTO,)
     params: VolatilityAssessorParams
 
-    def __init__(self, params: VolatilityAssessorParams, context: ITradingContextProvider) -> None:
-        super().__init__(params, context)
+    def __init__(self, params: VolatilityAssessorParams, services: WorkerServices) -> None:
+        super().__init__(params, services)
         self._atrs: dict[str, WilderAtr] = {}
 
     def process(self, asset: str) -> None:

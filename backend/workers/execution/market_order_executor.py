@@ -1,7 +1,7 @@
 import structlog
 
 from backend.dtos import FillDTO, OrderDTO, TradePlanDTO
-from backend.interfaces import IBroker, ITradingContextProvider, IWorker, WorkerCategory, WorkerParams
+from backend.interfaces import IWorker, WorkerCategory
 
 log = structlog.get_logger(__name__)
 
@@ -15,10 +15,6 @@ class MarketOrderExecutor(IWorker):
     optional = (TradePlanDTO,)
     produces = (FillDTO,)
 
-    def __init__(self, params: WorkerParams, context: ITradingContextProvider, broker: IBroker) -> None:
-        super().__init__(params, context)
-        self._broker = broker
-
     def process(self, asset: str) -> None:
         plan = self._optional(asset, TradePlanDTO)
         if plan is None:
@@ -28,7 +24,7 @@ class MarketOrderExecutor(IWorker):
             asset=asset, side=plan.side, quantity=plan.quantity,
             reference_price=base.close, reason=plan.reason,
         )
-        fill = self._broker.submit(order, base.timestamp)
+        fill = self.services.broker.submit(order, base.timestamp)
         if fill is None:
             return
         self.context.set_result_dto(asset, fill)

@@ -1,7 +1,7 @@
 from pydantic import Field
 
 from backend.dtos import OpportunitySignalDTO, OrderSide
-from backend.interfaces import ITradingContextProvider, IWorker, WorkerCategory, WorkerParams
+from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
 
 
 class DcaScheduleParams(WorkerParams):
@@ -17,8 +17,8 @@ class DcaScheduleOpportunity(IWorker):
     produces = (OpportunitySignalDTO,)
     params: DcaScheduleParams
 
-    def __init__(self, params: DcaScheduleParams, context: ITradingContextProvider) -> None:
-        super().__init__(params, context)
+    def __init__(self, params: DcaScheduleParams, services: WorkerServices) -> None:
+        super().__init__(params, services)
         self._bars: dict[str, int] = {}
 
     def process(self, asset: str) -> None:

@@ -1,7 +1,7 @@
 from pydantic import Field
 
 from backend.dtos import OpportunitySignalDTO, OrderSide, ThreatAction, ThreatSignalDTO, TradePlanDTO
-from backend.interfaces import ITradingContextProvider, IWorker, WorkerCategory, WorkerParams
+from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
 
 
 class PositionSizerParams(WorkerParams):
@@ -25,8 +25,8 @@ class PositionSizer(IWorker):
     produces = (TradePlanDTO,)
     params: PositionSizerParams
 
-    def __init__(self, params: PositionSizerParams, context: ITradingContextProvider) -> None:
-        super().__init__(params, context)
+    def __init__(self, params: PositionSizerParams, services: WorkerServices) -> None:
+        super().__init__(params, services)
         self._exits: dict[str, tuple[float, float]] = {}  # asset -> (stop, target)
 
     def process(self, asset: str) -> None:
