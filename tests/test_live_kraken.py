@@ -374,13 +374,7 @@ def test_every_outage_warning_names_its_root_cause(fake, consume, logs, server):
         assert "wrong version number" in warnings[0]["cause"].lower()
 
 
-def test_unknown_symbol_and_unsupported_timeframe_are_config_errors(fake, consume):
-    environment = live_env(fake, symbols=["BTC/USD", "DOGE/EUR"])
-    consumer = consume(KrakenLiveSource(environment, ENV_FILE, client=fast_client(environment)))
-    with pytest.raises(ConfigError, match="kraken has no market DOGE/EUR") as raised:
-        consumer.wait_for(1)
-    assert raised.value.key == "symbols"
-
+def test_an_unsupported_timeframe_is_a_config_error(fake):
     with pytest.raises(ConfigError, match="no 2h candles") as raised:
         KrakenLiveSource(live_env(fake, timeframe="2h"), ENV_FILE)
     assert (raised.value.file, raised.value.key) == (ENV_FILE, "timeframe")

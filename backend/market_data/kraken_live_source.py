@@ -1,23 +1,28 @@
 """Polls Kraken's OHLC endpoint and emits each closed, sound candle once, as a RAW_TICK.
 
-Invariant:
+Invariants:
+- `prepare()` returns only when Kraken answered within `startup_timeout_seconds`, lists every
+  symbol and, for `mode: live`, accepted the API key; otherwise it raises ConfigError (symbols,
+  key) or ExchangeUnavailableError naming the URL, the time waited and the root cause.
 - No candle becomes a tick unless it passes `candle_problem` and its symbol's `CandleSequence`;
   a rejected one is logged (`candle_rejected`), counted in `candles_rejected` and skipped.
 """
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import ccxt
 import structlog
 
 from backend.config.schema import LiveEnvironment
-from backend.errors import ConfigError
+from backend.errors import ConfigError, ExchangeUnavailableError
 from backend.market_data.candle_checks import CandleSequence, candle_problem, log_data_gap
 from backend.market_data.kraken_client import (
     describe_error,
+    is_key_rejected,
     is_network_failure,
     make_kraken_client,
     root_cause,
@@ -28,7 +33,11 @@ from backend.market_data.tick_source import TickSource
 log = structlog.get_logger(__name__)
 
 MAX_BACKOFF_SECONDS = 300.0
+STARTUP_FIRST_BACKOFF_SECONDS = 0.25
+STARTUP_MAX_BACKOFF_SECONDS = 2.0
+MIN_REQUEST_TIMEOUT_MS = 100  # a request needs some time even right before the start-up deadline
 Candle = list  # ccxt OHLCV row: [open_time_ms, open, high, low, close, volume]; values may be None
+T = TypeVar("T")
 
 
 class KrakenLiveSource(TickSource):
@@ -52,14 +61,19 @@ class KrakenLiveSource(TickSource):
         environment: LiveEnvironment,
         environment_file: str,
         client: ccxt.kraken | None = None,
+        private_client: ccxt.kraken | None = None,
     ) -> None:
+        """client: public data; private_client: the key check of mode: live (by default both are
+        made from the environment, the private one only when prepare() needs it)."""
         self._client = client or make_kraken_client(environment, environment_file, with_credentials=False)
+        self._private_client = private_client
         if environment.timeframe not in self._client.timeframes:
             supported = ", ".join(self._client.timeframes)
             raise ConfigError(
                 environment_file, f"kraken has no {environment.timeframe} candles (use one of: {supported})",
                 "timeframe",
             )
+        self._environment = environment
         self._file = environment_file
         self._symbols = list(environment.symbols)
         self._timeframe = environment.timeframe
@@ -70,7 +84,85 @@ class KrakenLiveSource(TickSource):
         self._last_seen: dict[str, int] = {}
         self._sequences = {symbol: CandleSequence(environment.timeframe) for symbol in self._symbols}
         self.candles_rejected = 0
-        self._markets_checked = False
+
+    # --- start-up ------------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Kraken answers, lists every symbol and (mode: live) accepts the key, before the deadline."""
+        started = time.monotonic()
+        deadline = started + self._environment.startup_timeout_seconds
+        try:
+            markets = self._before_deadline(self._client, self._client.load_markets, deadline)
+        except ccxt.BaseError as error:
+            raise self._start_failed(error, self._client) from None
+        unknown = [symbol for symbol in self._symbols if symbol not in markets]
+        if unknown:
+            raise ConfigError(self._file, f"kraken has no market {', '.join(unknown)}", "symbols")
+        if self._environment.mode == "live":
+            self._check_api_key(deadline)
+        log.info("exchange_ready", exchange="kraken", url=self._url, symbols=self._symbols,
+                 credentials_checked=self._environment.mode == "live",
+                 seconds=round(time.monotonic() - started, 3))
+
+    def _check_api_key(self, deadline: float) -> None:
+        """One private read with the environment's credentials: a refused key is the user's to fix."""
+        private = self._private_client or make_kraken_client(self._environment, self._file, with_credentials=True)
+        private.set_markets(self._client.markets, self._client.currencies)  # no second market load
+        try:
+            self._before_deadline(private, private.fetch_balance, deadline)
+        except ccxt.BaseError as error:
+            if not is_key_rejected(error):
+                raise self._start_failed(error, private) from None
+            raise ConfigError(
+                self._file,
+                f"kraken rejected the API key from {self._environment.api_key_env} / "
+                f"{self._environment.api_secret_env}: {describe_error(error, private)}",
+                "api_key_env",
+            ) from None
+
+    def _before_deadline(self, client: ccxt.kraken, call: Callable[[], T], deadline: float) -> T:
+        """call(), retrying network-type failures with short backoff while the deadline allows.
+
+        Raises ExchangeUnavailableError when Kraken is still unreachable; any other ccxt error
+        propagates at once.
+        """
+        backoff = STARTUP_FIRST_BACKOFF_SECONDS
+        attempt = 0
+        request_timeout_ms = client.timeout
+        while True:
+            attempt += 1
+            # No request of this attempt may outlast the deadline by much.
+            remaining_ms = (deadline - time.monotonic()) * 1000
+            client.timeout = int(max(MIN_REQUEST_TIMEOUT_MS, min(request_timeout_ms, remaining_ms)))
+            try:
+                return call()
+            except ccxt.BaseError as error:
+                if not is_network_failure(error):
+                    raise
+                cause = root_cause(error, client)
+                if time.monotonic() + backoff >= deadline:
+                    timeout = self._environment.startup_timeout_seconds
+                    waited = timeout - (deadline - time.monotonic())
+                    raise ExchangeUnavailableError(
+                        f"kraken at {self._url} unreachable for {waited:.1f} s "
+                        f"(startup_timeout_seconds: {timeout:g}, {attempt} attempt(s)): {cause}"
+                    ) from None
+                log.warning("exchange_startup_retry", exchange="kraken", url=self._url, cause=cause,
+                            error=describe_error(error, client), attempt=attempt, retry_in_seconds=backoff)
+            finally:
+                client.timeout = request_timeout_ms
+            time.sleep(backoff)
+            backoff = min(backoff * 2, STARTUP_MAX_BACKOFF_SECONDS)
+
+    def _start_failed(self, error: ccxt.BaseError, client: ccxt.kraken) -> ExchangeUnavailableError:
+        """Kraken answered the start-up check, but with an error that retrying will not cure."""
+        return ExchangeUnavailableError(
+            f"kraken at {self._url} answered the start-up check with an error: {root_cause(error, client)}"
+        )
+
+    @property
+    def _url(self) -> str:
+        return str(self._client.urls["api"]["public"])
 
     # --- polling -------------------------------------------------------------------------------
 
@@ -80,7 +172,6 @@ class KrakenLiveSource(TickSource):
             delay = self._poll_interval
             for symbol in self._symbols:
                 try:
-                    self._check_markets()
                     candles = self._fetch(symbol)
                 except ccxt.BaseError as error:
                     if not is_network_failure(error):
@@ -103,16 +194,6 @@ class KrakenLiveSource(TickSource):
     def _backoff(self, failures: int) -> float:
         """Seconds to wait after `failures` failed polls in a row: doubling, capped."""
         return min(self._poll_interval * 2**failures, max(self._poll_interval, MAX_BACKOFF_SECONDS))
-
-    def _check_markets(self) -> None:
-        """Load Kraken's markets once and fail clearly on a symbol Kraken does not list."""
-        if self._markets_checked:
-            return
-        markets = self._client.load_markets()
-        unknown = [symbol for symbol in self._symbols if symbol not in markets]
-        if unknown:
-            raise ConfigError(self._file, f"kraken has no market {', '.join(unknown)}", "symbols")
-        self._markets_checked = True
 
     def _fetch(self, symbol: str) -> list[Candle]:
         last = self._last_seen.get(symbol)
