@@ -183,10 +183,9 @@ class KrakenLiveSource(TickSource):
                                 error=describe_error(error, self._client), attempt=failures,
                                 retry_in_seconds=round(delay, 3))
                     break
-                for tick in self._new_ticks(symbol, candles):
-                    if stop.is_set():
-                        return
-                    yield tick
+                yield from self._new_ticks(symbol, candles, stop)
+                if stop.is_set():
+                    return
             else:
                 failures = 0
             stop.wait(delay)
@@ -200,13 +199,15 @@ class KrakenLiveSource(TickSource):
         since = None if last is None else last + 1  # ccxt asks Kraken for a little more and filters
         return self._client.fetch_ohlcv(symbol, self._timeframe, since=since)
 
-    def _new_ticks(self, symbol: str, candles: list[Candle]) -> Iterator[RawTick]:
+    def _new_ticks(self, symbol: str, candles: list[Candle], stop: threading.Event) -> Iterator[RawTick]:
         """The checked ticks of the closed candles not handled yet; warm-up flagged on the first poll."""
         first_poll = symbol not in self._last_seen
         fresh = self._new_closed_candles(symbol, candles)
         if first_poll and len(fresh) > 1:
             log.info("warmup_replayed", symbol=symbol, candles=len(fresh) - 1)
         for index, candle in enumerate(fresh):
+            if stop.is_set():
+                return
             self._last_seen[symbol] = candle[0]
             tick = self._checked_tick(symbol, candle, warmup=first_poll and index < len(fresh) - 1)
             if tick is None:
@@ -216,6 +217,8 @@ class KrakenLiveSource(TickSource):
             yield tick
 
     def _new_closed_candles(self, symbol: str, candles: list[Candle]) -> list[Candle]:
+        """Closed candles after the last one handled, one per open time, oldest first; on the first
+        poll only the latest `warmup_candles + 1`. A row without an open time is rejected here."""
         by_open_time: dict[int, Candle] = {}
         for candle in candles:
             if isinstance(candle[0], int):
