@@ -11,11 +11,19 @@ Private calls are authenticated like Kraken does it: API-Key must be the test ke
 base64(HMAC-SHA512(base64decode(secret), path + SHA256(nonce + body))) and nonces must increase;
 otherwise the answer is Kraken's error envelope, e.g. {"error": ["EAPI:Invalid key"], "result": {}}.
 
+It is not polite: rows are served as scripted, bad numbers and repeated rows included, and
+`echo_key_in_errors` makes it quote the API key it received in its error text, as some servers do.
+
 Usage:
     with running_fake_kraken() as fake:
-        fake.set_candles("XXBTZUSD", [candle(t, 100.0), ...])   # last row = the forming candle
+        fake.set_candles("XXBTZUSD", [candle(t, 100.0), sent_as(candle(t + 60, 101.0), high="nan"), ...])
+                                                                # last row = the forming candle
         fake.fail_next(3)                                       # next 3 requests answer HTTP 503
         ... fake.url is the environment's api_url; fake.requests holds what was received
+
+For start-up failures on real sockets: `refused_url()` (nothing listens there), `silent_url()`
+(accepts connections, never answers) and `fake.url` with https:// (a TLS handshake with a plain
+HTTP server fails).
 """
 
 import base64
@@ -23,6 +31,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -61,11 +70,22 @@ ASSET_PAIRS = {
 FEE_RATE = 0.0026  # taker fee of the first tier
 
 
+OHLC_FIELDS = {"open": 1, "high": 2, "low": 3, "close": 4, "volume": 6}
+
+
 def candle(open_time: int, close: float, volume: float = 1.0) -> list:
     """An OHLC row in Kraken's shape: [time, open, high, low, close, vwap, volume, count]."""
     open_ = close - 1
     return [open_time, f"{open_:.1f}", f"{close + 2:.1f}", f"{open_ - 2:.1f}", f"{close:.1f}",
             f"{close:.1f}", f"{volume:.8f}", 3]
+
+
+def sent_as(row: list, **texts: str) -> list:
+    """A copy of an OHLC row with fields replaced by the exact text sent, e.g. sent_as(row, high="nan")."""
+    row = list(row)
+    for name, text in texts.items():
+        row[OHLC_FIELDS[name]] = text
+    return row
 
 
 @dataclass
@@ -86,6 +106,7 @@ class FakeKraken:
     open_polls: int = 0  # QueryOrders answers "open" this many times before the order shows closed
     orders: dict[str, dict] = field(default_factory=dict)
     requests: list[ReceivedRequest] = field(default_factory=list)
+    echo_key_in_errors: bool = False  # a rude server: quotes the API-Key header in auth errors
     url: str = ""
 
     def __post_init__(self) -> None:
@@ -177,6 +198,12 @@ class FakeKraken:
         }
 
     def _check_auth(self, handler: BaseHTTPRequestHandler, path: str, params: dict, body: str) -> str | None:
+        error = self._auth_error(handler, path, params, body)
+        if error and self.echo_key_in_errors:
+            return f"{error} (API-Key: {handler.headers.get('API-Key')})"
+        return error
+
+    def _auth_error(self, handler: BaseHTTPRequestHandler, path: str, params: dict, body: str) -> str | None:
         if handler.headers.get("API-Key") != self.api_key:
             return "EAPI:Invalid key"
         nonce = params.get("nonce", "")
@@ -196,8 +223,8 @@ class FakeKraken:
     def _ohlc(self, params: dict) -> dict:
         pair = _pair_id(params.get("pair", ""))
         rows = self.candles.get(pair, [])
-        if "since" in params:
-            rows = [row for row in rows if row[0] > int(params["since"])]
+        if "since" in params:  # a row without a numeric time is never "after" anything
+            rows = [row for row in rows if isinstance(row[0], int) and row[0] > int(params["since"])]
         last = rows[-2][0] if len(rows) > 1 else (rows[-1][0] if rows else 0)  # last committed candle
         return {pair: rows[-720:], "last": last}
 
@@ -282,3 +309,38 @@ def running_fake_kraken(**settings: object) -> Iterator[FakeKraken]:
         yield fake
     finally:
         fake.stop()
+
+
+def refused_url() -> str:
+    """A local URL where nothing listens: connecting is refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def silent_url() -> Iterator[str]:
+    """A local URL whose server accepts every connection and never answers a byte."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.05)  # so the accepting thread notices the end of the test
+    held: list[socket.socket] = []
+    closing = threading.Event()
+
+    def accept_and_hold() -> None:
+        while not closing.is_set():
+            try:
+                held.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept_and_hold, name="silent-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        closing.set()
+        thread.join()
+        server.close()
+        for connection in held:
+            connection.close()

@@ -21,7 +21,16 @@ from backend.portfolio.brokers import build_broker
 from backend.portfolio.exchange_broker import ExchangeBroker
 from backend.portfolio.ledger import Ledger
 from backend.portfolio.simulated_broker import SimulatedBroker
-from tests.fake_kraken import TEST_API_KEY, TEST_API_SECRET, FakeKraken, candle, running_fake_kraken
+from tests.fake_kraken import (
+    TEST_API_KEY,
+    TEST_API_SECRET,
+    FakeKraken,
+    candle,
+    refused_url,
+    running_fake_kraken,
+    sent_as,
+    silent_url,
+)
 
 KEY_ENV, SECRET_ENV = "OPDAEMON_TEST_KRAKEN_KEY", "OPDAEMON_TEST_KRAKEN_SECRET"
 MINUTE = 60
@@ -75,7 +84,11 @@ def minute_rows(start: int, closes: list[float]) -> list[list]:
 
 
 def ten_minutes_ago() -> int:
-    return int(time.time()) // MINUTE * MINUTE - 10 * MINUTE
+    return minutes_ago(10)
+
+
+def minutes_ago(minutes: int) -> int:
+    return int(time.time()) // MINUTE * MINUTE - minutes * MINUTE
 
 
 class Consumer:
@@ -217,6 +230,7 @@ def test_a_burst_of_503s_is_logged_and_ridden_out(fake, consume, logs):
     warnings = [e for e in logs if e["event"] == "market_data_unavailable"]
     assert [(w["log_level"], w["attempt"]) for w in warnings] == [("warning", n) for n in (1, 2, 3)]
     assert all("ExchangeNotAvailable" in w["error"] for w in warnings)
+    assert [w["cause"] for w in warnings] == ["HTTP 503 Service Unavailable"] * 3
     assert warnings[1]["retry_in_seconds"] > warnings[0]["retry_in_seconds"]  # backing off
 
 
@@ -234,13 +248,133 @@ def test_stop_is_prompt(fake, consume, failing):
     assert consumer.error is None
 
 
-def test_unknown_symbol_and_unsupported_timeframe_are_config_errors(fake, consume):
-    environment = live_env(fake, symbols=["BTC/USD", "DOGE/EUR"])
-    consumer = consume(KrakenLiveSource(environment, ENV_FILE, client=fast_client(environment)))
-    with pytest.raises(ConfigError, match="kraken has no market DOGE/EUR") as raised:
-        consumer.wait_for(1)
-    assert raised.value.key == "symbols"
+# --- every live candle is checked -------------------------------------------------------------
 
+
+def events(logs: list[dict], name: str) -> list[dict]:
+    return [e for e in logs if e["event"] == name]
+
+
+def test_bad_candles_are_rejected_once_and_later_good_ones_still_flow(fake, consume, logs):
+    start = minutes_ago(20)
+    rows = minute_rows(start, [100, 101])  # 101: forming
+    fake.set_candles("XXBTZUSD", [["x", "1", "1", "1", "1", "1", "1", 1], *rows])  # a row without a time
+    environment = live_env(fake)
+    source = KrakenLiveSource(environment, ENV_FILE, client=fast_client(environment))
+    consumer = consume(source)
+    assert [t.close for t in consumer.wait_for(1)] == [100]
+
+    def at_minute(index: int, close: float) -> list:
+        return candle(start + index * MINUTE, close)
+
+    bad = [
+        sent_as(at_minute(2, 102), high="nan"),
+        sent_as(at_minute(3, 103), low="inf"),
+        sent_as(at_minute(4, 104), low="200.0"),  # above open and close
+        sent_as(at_minute(5, 105), volume="-1"),
+        sent_as(at_minute(6, 106), open=""),  # ccxt makes this None
+        sent_as(at_minute(7, 107), close="0"),
+        candle(start + 8 * MINUTE + 30, 108),  # not on the minute grid
+    ]
+    fake.set_candles("XXBTZUSD", [*rows, *bad, at_minute(9, 109), at_minute(10, 110)])  # 110: forming
+    consumer.wait_for(3)
+    time.sleep(0.3)  # more polls of the same rows: nothing is rejected twice
+    ticks = consumer.ticks
+    assert [(t.close, t.missing_before) for t in ticks] == [(100, 0), (101, 0), (109, 7)]
+
+    rejected = events(logs, "candle_rejected")
+    assert source.candles_rejected == len(rejected) == 8
+    assert rejected[0] == {"event": "candle_rejected", "log_level": "warning", "symbol": "BTC/USD",
+                           "candle_time": None, "reason": "the row has no open time"}
+    assert [r["candle_time"] for r in rejected[1:]] == [at(row[0]).isoformat() for row in bad]
+    assert [r["reason"] for r in rejected[1:]] == [
+        "prices and volume must be finite numbers",
+        "prices and volume must be finite numbers",
+        "low 200.0 / high 106.0 do not contain open 103.0 and close 104.0",
+        "volume must not be negative",
+        "prices and volume must be numbers",
+        "prices must be positive",
+        f"timestamp {at(start + 8 * MINUTE + 30).isoformat()} is not aligned to the 1m timeframe",
+    ]
+    (gap,) = events(logs, "data_gap")
+    assert (gap["missing_candles"], gap["gap_from"], gap["gap_to"]) == (
+        7, at(start + 2 * MINUTE).isoformat(), at(start + 9 * MINUTE).isoformat())
+    assert [e["close"] for e in events(logs, "candle_closed")] == [100, 101, 109]  # none of the bad ones
+
+    fake.set_candles("XXBTZUSD", [*rows, *bad, at_minute(9, 109), at_minute(10, 110), at_minute(11, 111)])
+    assert [(t.close, t.missing_before) for t in consumer.wait_for(4)][-1] == (110, 0)
+
+
+def test_a_repeated_row_is_one_candle(fake, consume, logs):
+    start = ten_minutes_ago()
+    fake.set_candles("XXBTZUSD", minute_rows(start, [100, 101]))
+    environment = live_env(fake)
+    consumer = consume(KrakenLiveSource(environment, ENV_FILE, client=fast_client(environment)))
+    consumer.wait_for(1)
+
+    a, b, c, d = minute_rows(start + MINUTE, [101, 102, 103, 104])
+    fake.set_candles("XXBTZUSD", [*minute_rows(start, [100]), a, a, b, c, b, d, d])  # d, twice, still forms
+    consumer.wait_for(3)
+    time.sleep(0.3)
+    assert [(t.close, t.missing_before) for t in consumer.ticks] == [(100, 0), (101, 0), (102, 0), (103, 0)]
+    assert not events(logs, "candle_rejected") and not events(logs, "data_gap")
+
+
+def test_a_hole_between_delivered_candles_is_marked_on_the_next_tick(fake, consume, logs):
+    start = ten_minutes_ago()
+    fake.set_candles("XXBTZUSD", minute_rows(start, [100, 101]))
+    environment = live_env(fake)
+    consumer = consume(KrakenLiveSource(environment, ENV_FILE, client=fast_client(environment)))
+    consumer.wait_for(1)
+
+    rows = minute_rows(start, [100, 101, 102, 103, 104, 105])
+    fake.set_candles("XXBTZUSD", [rows[0], rows[1], rows[4], rows[5]])  # 102 and 103 never came
+    ticks = consumer.wait_for(3)
+    assert [(t.close, t.missing_before) for t in ticks] == [(100, 0), (101, 0), (104, 2)]
+    (gap,) = events(logs, "data_gap")
+    assert (gap["symbol"], gap["missing_candles"], gap["gap_from"], gap["gap_to"]) == (
+        "BTC/USD", 2, at(start + 2 * MINUTE).isoformat(), at(start + 4 * MINUTE).isoformat())
+
+
+def test_warmup_candles_are_checked_too(fake, consume, logs):
+    start = ten_minutes_ago()
+    rows = minute_rows(start, [100, 101, 102, 103, 104])  # 104: forming
+    rows[1] = sent_as(rows[1], high="nan")
+    fake.set_candles("XXBTZUSD", rows)
+    environment = live_env(fake, warmup_candles=3)
+    source = KrakenLiveSource(environment, ENV_FILE, client=fast_client(environment))
+    consumer = consume(source)
+
+    consumer.wait_for(3)
+    time.sleep(0.2)
+    assert [(t.close, t.warmup, t.missing_before) for t in consumer.ticks] == [
+        (100, True, 0), (102, True, 1), (103, False, 0)]
+    assert source.candles_rejected == 1
+
+
+# --- outages once running -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("server", ["refused", "tls", "silent"])
+def test_every_outage_warning_names_its_root_cause(fake, consume, logs, server):
+    with silent_url() as silent:
+        url = {"refused": refused_url(), "tls": fake.url.replace("http://", "https://"), "silent": silent}[server]
+        environment = live_env(fake, api_url=url, poll_interval_seconds=0.01)
+        client = fast_client(environment)
+        client.timeout = 200  # ms, so the silent server times out quickly
+        consumer = consume(KrakenLiveSource(environment, ENV_FILE, client=client))
+        wait_until(lambda: len(events(logs, "market_data_unavailable")) >= 2, timeout=5)
+        consumer.close()
+
+    warnings = events(logs, "market_data_unavailable")
+    assert len(warnings) >= 2 and consumer.error is None  # retried, not given up
+    expected = {"refused": "connection refused", "tls": "TLS error", "silent": "timed out"}[server]
+    assert all(w["cause"].startswith(expected) for w in warnings), warnings[0]
+    if server == "tls":
+        assert "wrong version number" in warnings[0]["cause"].lower()
+
+
+def test_an_unsupported_timeframe_is_a_config_error(fake):
     with pytest.raises(ConfigError, match="no 2h candles") as raised:
         KrakenLiveSource(live_env(fake, timeframe="2h"), ENV_FILE)
     assert (raised.value.file, raised.value.key) == (ENV_FILE, "timeframe")

@@ -1,16 +1,28 @@
-"""Builds the synchronous ccxt Kraken client shared by the live tick source and the exchange broker."""
+"""The synchronous ccxt Kraken client shared by the live tick source and the exchange broker, and
+what its errors mean.
+
+Invariant: no text made here (`describe_error`, `root_cause`) contains the client's API key or
+secret, whatever the exchange echoes back; callers log and raise only these texts.
+"""
 
 import base64
 import binascii
 import os
+import socket
+import ssl
 
 import ccxt
+from requests.exceptions import RequestException
 
 from backend.config.schema import LiveEnvironment
 from backend.errors import ConfigError
 
 REQUEST_TIMEOUT_MS = 10_000
 MAX_ERROR_TEXT = 300
+# Kraken's answers when it refuses the key itself rather than the request. Not all of them map
+# to ccxt.AuthenticationError ("EAPI:Invalid signature" is a plain ExchangeError), and an error
+# that echoes more text after the code matches none of ccxt's exact codes.
+KEY_REJECTIONS = ("EAPI:Invalid key", "EAPI:Invalid signature", "EGeneral:Permission denied")
 
 
 def make_kraken_client(
@@ -54,11 +66,77 @@ def _read_credentials(environment: LiveEnvironment, environment_file: str) -> tu
     return key, secret
 
 
-def describe_error(error: Exception, client: ccxt.Exchange | None = None) -> str:
+def describe_error(error: BaseException, client: ccxt.Exchange | None = None) -> str:
     """A short, log-safe description of a ccxt error: credentials are blanked out if present."""
-    text = f"{type(error).__name__}: {error}"
+    return _safe(f"{type(error).__name__}: {error}", client)
+
+
+def root_cause(error: BaseException, client: ccxt.Exchange | None = None) -> str:
+    """Why a request failed, in words, from the deepest error of its chain (__cause__/__context__):
+    'DNS lookup failed (...)', 'connection refused', 'TLS error (...)', 'timed out',
+    'HTTP 503 Service Unavailable'...; the error's own description when nothing lower explains it
+    (e.g. Kraken's JSON error envelope)."""
+    for link in reversed(_chain(error)):
+        words = _socket_failure(link) or _http_status(link)
+        if words:
+            return _safe(words, client)
+    if isinstance(error, ccxt.RequestTimeout):
+        return "timed out"
+    return describe_error(error, client)
+
+
+def is_network_failure(error: BaseException) -> bool:
+    """Worth retrying: ccxt's network-type errors, or any error caused by a socket or TLS failure."""
+    return isinstance(error, ccxt.OperationFailed) or any(_socket_failure(link) for link in _chain(error))
+
+
+def is_key_rejected(error: BaseException) -> bool:
+    """Kraken refused the API key (unknown key, wrong secret, missing permission)."""
+    return isinstance(error, ccxt.AuthenticationError) or (
+        isinstance(error, ccxt.ExchangeError) and any(code in str(error) for code in KEY_REJECTIONS)
+    )
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    """The error and the ones it was raised from or while handling, outermost first."""
+    links: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in links:
+        links.append(current)
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    return links
+
+
+def _socket_failure(error: BaseException) -> str | None:
+    # requests' exceptions subclass OSError too, but only wrap the socket's; they are skipped so
+    # the socket error underneath them speaks.
+    if not isinstance(error, OSError) or isinstance(error, RequestException):
+        return None
+    detail = error.strerror or str(error) or type(error).__name__
+    if isinstance(error, socket.gaierror):
+        return f"DNS lookup failed ({detail})"
+    if isinstance(error, ssl.SSLError):
+        return f"TLS error ({detail})"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, ConnectionResetError):  # also http.client.RemoteDisconnected
+        return "connection reset or closed by the server"
+    if isinstance(error, TimeoutError):
+        return "timed out"
+    return f"network error ({detail})"
+
+
+def _http_status(error: BaseException) -> str | None:
+    response = getattr(error, "response", None)
+    status = getattr(response, "status_code", None)
+    if status is None:
+        return None
+    return f"HTTP {status} {getattr(response, 'reason', '') or ''}".rstrip()
+
+
+def _safe(text: str, client: ccxt.Exchange | None) -> str:
     if client is not None:
-        for secret in (client.apiKey, client.secret):
-            if secret:
-                text = text.replace(secret, "***")
+        for credential in (client.apiKey, client.secret):
+            if credential:
+                text = text.replace(credential, "***")
     return text if len(text) <= MAX_ERROR_TEXT else text[:MAX_ERROR_TEXT] + "..."

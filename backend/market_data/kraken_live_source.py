@@ -1,23 +1,43 @@
-"""Polls Kraken's OHLC endpoint and emits each closed candle once, as a RAW_TICK."""
+"""Polls Kraken's OHLC endpoint and emits each closed, sound candle once, as a RAW_TICK.
+
+Invariants:
+- `prepare()` returns only when Kraken answered within `startup_timeout_seconds`, lists every
+  symbol and, for `mode: live`, accepted the API key; otherwise it raises ConfigError (symbols,
+  key) or ExchangeUnavailableError naming the URL, the time waited and the root cause.
+- No candle becomes a tick unless it passes `candle_problem` and its symbol's `CandleSequence`;
+  a rejected one is logged (`candle_rejected`), counted in `candles_rejected` and skipped.
+"""
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import ccxt
 import structlog
 
 from backend.config.schema import LiveEnvironment
-from backend.errors import ConfigError
-from backend.market_data.kraken_client import describe_error, make_kraken_client
+from backend.errors import ConfigError, ExchangeUnavailableError
+from backend.market_data.candle_checks import CandleSequence, candle_problem, log_data_gap
+from backend.market_data.kraken_client import (
+    describe_error,
+    is_key_rejected,
+    is_network_failure,
+    make_kraken_client,
+    root_cause,
+)
 from backend.market_data.raw_tick import RawTick
 from backend.market_data.tick_source import TickSource
 
 log = structlog.get_logger(__name__)
 
 MAX_BACKOFF_SECONDS = 300.0
-Candle = list  # ccxt OHLCV row: [open_time_ms, open, high, low, close, volume]
+STARTUP_FIRST_BACKOFF_SECONDS = 0.25
+STARTUP_MAX_BACKOFF_SECONDS = 2.0
+MIN_REQUEST_TIMEOUT_MS = 100  # a request needs some time even right before the start-up deadline
+Candle = list  # ccxt OHLCV row: [open_time_ms, open, high, low, close, volume]; values may be None
+T = TypeVar("T")
 
 
 class KrakenLiveSource(TickSource):
@@ -27,31 +47,124 @@ class KrakenLiveSource(TickSource):
     (open + timeframe <= now) AND Kraken has already started a later row (Kraken's last OHLC
     row is the still-forming one). The second rule protects against clock skew and late trades.
     The first poll emits the latest closed candle per symbol, preceded by `warmup_candles`
-    earlier ones flagged as warm-up (indicators only, no trading).
+    earlier ones flagged as warm-up (indicators only, no trading). A row repeating an open time
+    counts once. A candle after a hole carries `missing_before` and is logged as `data_gap`.
 
     Network-type failures (ccxt.OperationFailed: NetworkError, ExchangeNotAvailable,
-    RequestTimeout, DDoSProtection, BadResponse...) are logged and retried with capped
-    exponential backoff; any other ccxt error (authentication, bad symbol...) propagates.
+    RequestTimeout, DDoSProtection, BadResponse..., or a socket/TLS error underneath) are logged
+    with their root cause and retried with capped exponential backoff; any other ccxt error
+    propagates.
     """
 
     def __init__(
-        self, environment: LiveEnvironment, environment_file: str, client: ccxt.kraken | None = None
+        self,
+        environment: LiveEnvironment,
+        environment_file: str,
+        client: ccxt.kraken | None = None,
+        private_client: ccxt.kraken | None = None,
     ) -> None:
+        """client: public data; private_client: the key check of mode: live (by default both are
+        made from the environment, the private one only when prepare() needs it)."""
         self._client = client or make_kraken_client(environment, environment_file, with_credentials=False)
+        self._private_client = private_client
         if environment.timeframe not in self._client.timeframes:
             supported = ", ".join(self._client.timeframes)
             raise ConfigError(
                 environment_file, f"kraken has no {environment.timeframe} candles (use one of: {supported})",
                 "timeframe",
             )
+        self._environment = environment
         self._file = environment_file
         self._symbols = list(environment.symbols)
         self._timeframe = environment.timeframe
         self._timeframe_ms = self._client.parse_timeframe(environment.timeframe) * 1000
         self._poll_interval = environment.poll_interval_seconds
         self._warmup_candles = environment.warmup_candles
-        self._last_emitted: dict[str, int] = {}  # symbol -> open time (ms) of the last emitted candle
-        self._markets_checked = False
+        # symbol -> open time (ms) of the last candle handled, emitted or rejected: never twice
+        self._last_seen: dict[str, int] = {}
+        self._sequences = {symbol: CandleSequence(environment.timeframe) for symbol in self._symbols}
+        self.candles_rejected = 0
+
+    # --- start-up ------------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Kraken answers, lists every symbol and (mode: live) accepts the key, before the deadline."""
+        started = time.monotonic()
+        deadline = started + self._environment.startup_timeout_seconds
+        try:
+            markets = self._before_deadline(self._client, self._client.load_markets, deadline)
+        except ccxt.BaseError as error:
+            raise self._start_failed(error, self._client) from None
+        unknown = [symbol for symbol in self._symbols if symbol not in markets]
+        if unknown:
+            raise ConfigError(self._file, f"kraken has no market {', '.join(unknown)}", "symbols")
+        if self._environment.mode == "live":
+            self._check_api_key(deadline)
+        log.info("exchange_ready", exchange="kraken", url=self._url, symbols=self._symbols,
+                 credentials_checked=self._environment.mode == "live",
+                 seconds=round(time.monotonic() - started, 3))
+
+    def _check_api_key(self, deadline: float) -> None:
+        """One private read with the environment's credentials: a refused key is the user's to fix."""
+        private = self._private_client or make_kraken_client(self._environment, self._file, with_credentials=True)
+        private.set_markets(self._client.markets, self._client.currencies)  # no second market load
+        try:
+            self._before_deadline(private, private.fetch_balance, deadline)
+        except ccxt.BaseError as error:
+            if not is_key_rejected(error):
+                raise self._start_failed(error, private) from None
+            raise ConfigError(
+                self._file,
+                f"kraken rejected the API key from {self._environment.api_key_env} / "
+                f"{self._environment.api_secret_env}: {describe_error(error, private)}",
+                "api_key_env",
+            ) from None
+
+    def _before_deadline(self, client: ccxt.kraken, call: Callable[[], T], deadline: float) -> T:
+        """call(), retrying network-type failures with short backoff while the deadline allows.
+
+        Raises ExchangeUnavailableError when Kraken is still unreachable; any other ccxt error
+        propagates at once.
+        """
+        backoff = STARTUP_FIRST_BACKOFF_SECONDS
+        attempt = 0
+        request_timeout_ms = client.timeout
+        while True:
+            attempt += 1
+            # No request of this attempt may outlast the deadline by much.
+            remaining_ms = (deadline - time.monotonic()) * 1000
+            client.timeout = int(max(MIN_REQUEST_TIMEOUT_MS, min(request_timeout_ms, remaining_ms)))
+            try:
+                return call()
+            except ccxt.BaseError as error:
+                if not is_network_failure(error):
+                    raise
+                cause = root_cause(error, client)
+                if time.monotonic() + backoff >= deadline:
+                    timeout = self._environment.startup_timeout_seconds
+                    waited = timeout - (deadline - time.monotonic())
+                    raise ExchangeUnavailableError(
+                        f"kraken at {self._url} unreachable for {waited:.1f} s "
+                        f"(startup_timeout_seconds: {timeout:g}, {attempt} attempt(s)): {cause}"
+                    ) from None
+                log.warning("exchange_startup_retry", exchange="kraken", url=self._url, cause=cause,
+                            error=describe_error(error, client), attempt=attempt, retry_in_seconds=backoff)
+            finally:
+                client.timeout = request_timeout_ms
+            time.sleep(backoff)
+            backoff = min(backoff * 2, STARTUP_MAX_BACKOFF_SECONDS)
+
+    def _start_failed(self, error: ccxt.BaseError, client: ccxt.kraken) -> ExchangeUnavailableError:
+        """Kraken answered the start-up check, but with an error that retrying will not cure."""
+        return ExchangeUnavailableError(
+            f"kraken at {self._url} answered the start-up check with an error: {root_cause(error, client)}"
+        )
+
+    @property
+    def _url(self) -> str:
+        return str(self._client.urls["api"]["public"])
+
+    # --- polling -------------------------------------------------------------------------------
 
     def ticks(self, stop: threading.Event) -> Iterator[RawTick]:
         failures = 0
@@ -59,27 +172,20 @@ class KrakenLiveSource(TickSource):
             delay = self._poll_interval
             for symbol in self._symbols:
                 try:
-                    self._check_markets()
                     candles = self._fetch(symbol)
-                except ccxt.OperationFailed as error:
+                except ccxt.BaseError as error:
+                    if not is_network_failure(error):
+                        raise
                     failures += 1
                     delay = self._backoff(failures)
                     log.warning("market_data_unavailable", exchange="kraken", symbol=symbol,
+                                cause=root_cause(error, self._client),
                                 error=describe_error(error, self._client), attempt=failures,
                                 retry_in_seconds=round(delay, 3))
                     break
-                warmup = symbol not in self._last_emitted
-                fresh = self._new_closed_candles(symbol, candles)
-                if warmup and len(fresh) > 1:
-                    log.info("warmup_replayed", symbol=symbol, candles=len(fresh) - 1)
-                for index, candle in enumerate(fresh):
-                    if stop.is_set():
-                        return
-                    tick = _to_tick(symbol, candle, warmup=warmup and index < len(fresh) - 1)
-                    if not tick.warmup:
-                        log.info("candle_closed", symbol=symbol, candle_time=tick.timestamp.isoformat(),
-                                 close=tick.close)
-                    yield tick
+                yield from self._new_ticks(symbol, candles, stop)
+                if stop.is_set():
+                    return
             else:
                 failures = 0
             stop.wait(delay)
@@ -88,36 +194,67 @@ class KrakenLiveSource(TickSource):
         """Seconds to wait after `failures` failed polls in a row: doubling, capped."""
         return min(self._poll_interval * 2**failures, max(self._poll_interval, MAX_BACKOFF_SECONDS))
 
-    def _check_markets(self) -> None:
-        """Load Kraken's markets once and fail clearly on a symbol Kraken does not list."""
-        if self._markets_checked:
-            return
-        markets = self._client.load_markets()
-        unknown = [symbol for symbol in self._symbols if symbol not in markets]
-        if unknown:
-            raise ConfigError(self._file, f"kraken has no market {', '.join(unknown)}", "symbols")
-        self._markets_checked = True
-
     def _fetch(self, symbol: str) -> list[Candle]:
-        last = self._last_emitted.get(symbol)
+        last = self._last_seen.get(symbol)
         since = None if last is None else last + 1  # ccxt asks Kraken for a little more and filters
         return self._client.fetch_ohlcv(symbol, self._timeframe, since=since)
 
+    def _new_ticks(self, symbol: str, candles: list[Candle], stop: threading.Event) -> Iterator[RawTick]:
+        """The checked ticks of the closed candles not handled yet; warm-up flagged on the first poll."""
+        first_poll = symbol not in self._last_seen
+        fresh = self._new_closed_candles(symbol, candles)
+        if first_poll and len(fresh) > 1:
+            log.info("warmup_replayed", symbol=symbol, candles=len(fresh) - 1)
+        for index, candle in enumerate(fresh):
+            if stop.is_set():
+                return
+            self._last_seen[symbol] = candle[0]
+            tick = self._checked_tick(symbol, candle, warmup=first_poll and index < len(fresh) - 1)
+            if tick is None:
+                continue
+            if not tick.warmup:
+                log.info("candle_closed", symbol=symbol, candle_time=tick.timestamp.isoformat(), close=tick.close)
+            yield tick
+
     def _new_closed_candles(self, symbol: str, candles: list[Candle]) -> list[Candle]:
-        candles = sorted(candles, key=lambda candle: candle[0])
+        """Closed candles after the last one handled, one per open time, oldest first; on the first
+        poll only the latest `warmup_candles + 1`. A row without an open time is rejected here."""
+        by_open_time: dict[int, Candle] = {}
+        for candle in candles:
+            if isinstance(candle[0], int):
+                by_open_time.setdefault(candle[0], candle)  # Kraken sends one row per interval
+            else:
+                self._reject(symbol, None, "the row has no open time")
+        rows = [by_open_time[open_time] for open_time in sorted(by_open_time)]
         now_ms = time.time() * 1000
-        closed = [c for c in candles[:-1] if c[0] + self._timeframe_ms <= now_ms]  # [-1] is forming
-        last = self._last_emitted.get(symbol)
-        fresh = closed[-(self._warmup_candles + 1):] if last is None else [c for c in closed if c[0] > last]
-        if fresh:
-            self._last_emitted[symbol] = fresh[-1][0]
-        return fresh
+        closed = [c for c in rows[:-1] if c[0] + self._timeframe_ms <= now_ms]  # [-1] is forming
+        last = self._last_seen.get(symbol)
+        return closed[-(self._warmup_candles + 1):] if last is None else [c for c in closed if c[0] > last]
 
+    def _checked_tick(self, symbol: str, candle: Candle, warmup: bool) -> RawTick | None:
+        """The candle as a tick, or None (logged and counted) when it must not be traded on."""
+        open_time = datetime.fromtimestamp(candle[0] / 1000, tz=UTC)
+        values = candle[1:6]
+        # ccxt turns an unparsable number into None, "nan"/"inf" into float nan/inf.
+        if not all(isinstance(value, int | float) for value in values):
+            self._reject(symbol, open_time, "prices and volume must be numbers")
+            return None
+        open_, high, low, close, volume = (float(v) for v in values)
+        problem = candle_problem(open_, high, low, close, volume)
+        if problem is not None:
+            self._reject(symbol, open_time, problem)
+            return None
+        try:
+            missing = self._sequences[symbol].missing_before(open_time)
+        except ValueError as error:
+            self._reject(symbol, open_time, str(error))
+            return None
+        if missing:
+            log_data_gap(symbol, open_time, missing, self._timeframe)
+        return RawTick(symbol=symbol, timestamp=open_time, open=open_, high=high, low=low, close=close,
+                       volume=volume, warmup=warmup, missing_before=missing)
 
-def _to_tick(symbol: str, candle: Candle, warmup: bool) -> RawTick:
-    open_time, open_, high, low, close, volume = candle[:6]
-    return RawTick(
-        symbol=symbol,
-        timestamp=datetime.fromtimestamp(open_time / 1000, tz=UTC),
-        open=open_, high=high, low=low, close=close, volume=volume, warmup=warmup,
-    )
+    def _reject(self, symbol: str, open_time: datetime | None, reason: str) -> None:
+        self.candles_rejected += 1
+        log.warning("candle_rejected", symbol=symbol,
+                    candle_time=open_time.isoformat() if open_time else None, reason=reason)
