@@ -28,5 +28,24 @@ class MissingDTOError(OpdaemonError):
         )
 
 
-class ExchangeUnavailableError(OpdaemonError):
-    """The exchange could not be reached (DNS, refused, TLS, timeout); the message names the cause."""
+# --- what venue adapters raise; ccxt's errors never travel further than the adapter ----------
+
+
+class ExchangeError(OpdaemonError):
+    """Something an exchange did or failed to do; the message never contains a credential."""
+
+
+class TemporaryExchangeError(ExchangeError):
+    """Worth retrying later: network trouble, rate limiting, the exchange briefly down."""
+
+
+class ExchangeUnavailableError(TemporaryExchangeError):
+    """The exchange could not be reached at start (DNS, refused, TLS, timeout); names the cause."""
+
+
+class OrderRejectedError(ExchangeError):
+    """The exchange refused this order (funds, minimum size, invalid arguments): nothing executed."""
+
+
+class FatalExchangeError(ExchangeError):
+    """Needs a person: the key was refused or lacks a permission, the market is unknown."""

@@ -15,12 +15,17 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from contextlib import ExitStack, closing
+from pathlib import Path
 from types import FrameType
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import structlog
 
 from services.logging_setup import LOG_LEVELS, configure_logging, silence_if_standard_stream
+
+if TYPE_CHECKING:
+    from services.operation_service import OperationService
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
@@ -64,6 +69,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("operation", help="path to config/operations/<name>.yaml")
     parser.add_argument("--log-format", choices=("json", "console"), default="json")
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    parser.add_argument("--data-dir", type=Path, default=Path("var"),
+                        help="where live and paper accounts, orders and fills are kept (default: ./var)")
     return parser.parse_args(argv)
 
 
@@ -86,32 +93,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, shutdown: Shutdown) -> int:
-    try:
-        # Imported here, after the signal handlers: loading ccxt and pydantic takes a while.
-        from backend.config import load_operation
-        from backend.errors import ConfigError, ExchangeUnavailableError
-        from services.operation_service import OperationService
-
-        configure_logging(args.log_format, args.log_level,
-                          on_broken=lambda: shutdown.request("log_stream_closed"))
-        log = structlog.get_logger("run-operation")
-        log.info("operation_loading", file=args.operation)
+    with ExitStack() as cleanup:  # the state store is closed (its lock released) on every path
         try:
-            service = OperationService(load_operation(args.operation), stop_event=shutdown.requested)
-        except ConfigError as exc:
-            log.error("config_error", file=exc.file, key=exc.key, reason=exc.reason)
-            _say(f"run-operation: config error: {exc}", sys.stderr)
-            return EXIT_CONFIG
-        except ExchangeUnavailableError as exc:
-            log.error("exchange_unavailable", error=str(exc))
-            _say(f"run-operation: exchange unavailable: {exc}", sys.stderr)
-            return EXIT_FAILED
-        shutdown.loading = False
-    except StopRequested as stop:
-        _say(f"run-operation: {stop} received while loading; nothing was started", sys.stderr)
-        return EXIT_OK
-
-    summaries = service.run()
+            service = _load(args, shutdown, cleanup)
+        except StopRequested as stop:
+            _say(f"run-operation: {stop} received while loading; nothing was started", sys.stderr)
+            return EXIT_OK
+        if isinstance(service, int):
+            return service
+        summaries = service.run()
     _say(format_summaries(summaries), sys.stdout)
     for error in service.feed_errors:
         _say(f"run-operation: environment feed failed: {error}", sys.stderr)
@@ -119,6 +109,36 @@ def _run(args: argparse.Namespace, shutdown: Shutdown) -> int:
         return EXIT_FAILED
     failed = service.feed_errors or any(summary.failed for summary in summaries)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _load(args: argparse.Namespace, shutdown: Shutdown, cleanup: ExitStack) -> "OperationService | int":
+    """Everything checked and built, nothing started yet; an exit code when that failed."""
+    # Imported here, after the signal handlers: loading ccxt and pydantic takes a while.
+    from backend.config import LiveEnvironment, load_operation
+    from backend.errors import ConfigError, ExchangeUnavailableError
+    from backend.state import StateStore
+    from services.operation_service import OperationService
+
+    configure_logging(args.log_format, args.log_level, on_broken=lambda: shutdown.request("log_stream_closed"))
+    log = structlog.get_logger("run-operation")
+    log.info("operation_loading", file=args.operation)
+    try:
+        operation = load_operation(args.operation)
+        store = None
+        if any(isinstance(link.environment, LiveEnvironment) for link in operation.links):
+            store = cleanup.enter_context(closing(StateStore.open(args.data_dir, operation.path.stem)))
+            log.info("state_store_opened", path=str(store.path))
+        service = OperationService(operation, stop_event=shutdown.requested, store=store)
+    except ConfigError as exc:
+        log.error("config_error", file=exc.file, key=exc.key, reason=exc.reason)
+        _say(f"run-operation: config error: {exc}", sys.stderr)
+        return EXIT_CONFIG
+    except ExchangeUnavailableError as exc:
+        log.error("exchange_unavailable", error=str(exc))
+        _say(f"run-operation: exchange unavailable: {exc}", sys.stderr)
+        return EXIT_FAILED
+    shutdown.loading = False
+    return service
 
 
 def format_summaries(summaries: Sequence) -> str:

@@ -8,6 +8,7 @@ the strategy links that depend on it; a live feed that delivered no candle has f
 import threading
 import time
 from collections.abc import Sequence
+from datetime import datetime
 
 import structlog
 
@@ -44,6 +45,17 @@ class EnvironmentFeed:
         """The source's start-up checks (exchange reachable, key accepted), before any thread starts."""
         with structlog.contextvars.bound_contextvars(**self.log_context):
             self._source.prepare()
+
+    def resume_after_restart(self) -> None:
+        """Tell the source, per symbol, the oldest last-processed candle of the runs bound to it."""
+        cursors: dict[str, datetime] = {}
+        for run in self._runs:
+            for symbol, candle_time in run.tick_manager.account.cursors.items():
+                cursors[symbol] = min(candle_time, cursors.get(symbol, candle_time))
+        if cursors:
+            log.info("resuming_after_restart", **self.log_context,
+                     last_processed={symbol: moment.isoformat() for symbol, moment in cursors.items()})
+            self._source.resume_after(cursors)
 
     def start(self) -> None:
         self._thread.start()

@@ -13,14 +13,15 @@ from collections.abc import Callable
 import structlog
 
 from backend.config import LoadedOperation, ResolvedLink
-from backend.config.schema import EnvironmentConfig
+from backend.config.schema import EnvironmentConfig, LiveEnvironment
 from backend.core.trading_context_provider import TradingContextProvider
 from backend.interfaces import WorkerServices
+from backend.interfaces.journal import IAccountJournal, InMemoryJournal
 from backend.market_data import TickSource
-from backend.market_data.sources import TickSourceFactory
-from backend.portfolio import Ledger
-from backend.portfolio.brokers import build_broker
+from backend.portfolio import Ledger, StrategyAccount
+from backend.state import StateStore, StoreJournal
 from services.environment_feed import EnvironmentFeed
+from services.execution_environments import ExecutionEnvironments
 from services.strategy_run import RunSummary, StrategyRun
 from services.tick_cache_manager import TickCacheManager
 from services.worker_factory import WorkerFactory
@@ -39,13 +40,17 @@ class OperationService:
         source_factory: SourceFactory | None = None,
         queue_size: int = 1024,
         stop_event: threading.Event | None = None,
+        store: StateStore | None = None,
     ) -> None:
+        """store: where live and paper links keep their accounts (None: they live in memory)."""
         self.operation = operation
         self.stop_event = stop_event or threading.Event()
+        self._store = store
+        self._environments = ExecutionEnvironments(self.stop_event)
         self.stall_timeout = operation.config.stall_timeout_seconds
         self.shutdown_timeout = operation.config.shutdown_timeout_seconds
         factory = worker_factory or WorkerFactory()
-        source_factory = source_factory or TickSourceFactory()  # one per operation: one parse per file
+        source_factory = source_factory or self._environments.tick_source
         self.runs = [self._build_run(link, factory, queue_size) for link in operation.links]
         runs_by_environment: dict[str, list[StrategyRun]] = {}
         link_of_environment: dict[str, ResolvedLink] = {}
@@ -63,14 +68,30 @@ class OperationService:
             self.feeds.append(EnvironmentFeed(environment_id, source, runs, self.stop_event))
         for feed in self.feeds:
             feed.prepare()
+            feed.resume_after_restart()
 
     def _build_run(self, link: ResolvedLink, factory: WorkerFactory, queue_size: int) -> StrategyRun:
         context = TradingContextProvider()
+        account = self._account(link)
+        workforce = factory.build(link.blueprint, link.blueprint_file, WorkerServices(context, account))
+        manager = TickCacheManager(context, workforce, account, link.blueprint.assets)
+        return StrategyRun(link.link, manager, self.stop_event, queue_size)
+
+    def _account(self, link: ResolvedLink) -> StrategyAccount:
+        """The link's account: restored from the store for live and paper links, new otherwise."""
+        gateway = self._environments.order_gateway(link.environment, str(link.environment_file), link.link_id)
+        journal: IAccountJournal = InMemoryJournal()
         ledger = Ledger(link.environment.starting_capital)
-        broker = build_broker(link.environment, str(link.environment_file), ledger)
-        workforce = factory.build(link.blueprint, link.blueprint_file, WorkerServices(context, broker))
-        manager = TickCacheManager(context, workforce, ledger, link.blueprint.assets)
-        return StrategyRun(link.link, manager, ledger, self.stop_event, queue_size)
+        if self._store is not None and isinstance(link.environment, LiveEnvironment):
+            journal = StoreJournal(self._store, link.link_id)
+            restored = self._store.load_account(link.link_id)
+            if restored is None:
+                self._store.save_account(link.link_id, ledger.state)
+            else:
+                ledger = Ledger(restored.starting_capital, restored)
+                log.info("account_restored", strategy_link=link.link_id, cash=round(restored.cash, 2),
+                         positions={a: p.qty for a, p in restored.positions.items()}, trades=restored.trades)
+        return StrategyAccount(ledger, gateway, journal)
 
     def start(self) -> None:
         log.info(

@@ -16,7 +16,7 @@ import structlog
 
 from backend.config import StrategyLink
 from backend.market_data import RawTick
-from backend.portfolio import AccountSummary, Ledger
+from backend.portfolio import AccountSummary
 from services.tick_cache_manager import TickCacheManager
 
 log = structlog.get_logger(__name__)
@@ -68,7 +68,6 @@ class StrategyRun:
         self,
         link: StrategyLink,
         tick_manager: TickCacheManager,
-        ledger: Ledger,
         stop: threading.Event,
         queue_size: int = 1024,
     ) -> None:
@@ -76,7 +75,6 @@ class StrategyRun:
         self.environment_id = link.execution_environment_id
         self.link_id = link.link_id
         self.tick_manager = tick_manager
-        self._ledger = ledger
         self._stop = stop
         self._queue: queue.Queue[RawTick | _End] = queue.Queue(maxsize=queue_size)
         self._thread = threading.Thread(target=self._consume, name=f"strategy:{self.link_id}", daemon=True)
@@ -133,7 +131,7 @@ class StrategyRun:
             environment=self.environment_id,
             status=self.status,
             ticks_processed=self.ticks_processed,
-            account=self._ledger.summary(),
+            account=self.tick_manager.account.summary(),
             error=self.error,
         )
 

@@ -1,9 +1,13 @@
 from collections.abc import Sequence
 
+import structlog
+
 from backend.dtos import BaseContextDTO
 from backend.interfaces import ITradingContextProvider, IWorker, WorkerCategory
 from backend.market_data import RawTick
-from backend.portfolio import Ledger
+from backend.portfolio import StrategyAccount
+
+log = structlog.get_logger(__name__)
 
 
 class TickCacheManager:
@@ -17,13 +21,13 @@ class TickCacheManager:
         self,
         context: ITradingContextProvider,
         workforce: Sequence[IWorker],
-        ledger: Ledger,
+        account: StrategyAccount,
         assets: Sequence[str],
     ) -> None:
         self._context = context
         self._workforce = list(workforce)
         self._context_workers = [w for w in workforce if w.category is WorkerCategory.CONTEXT]
-        self._ledger = ledger
+        self.account = account
         self._assets = frozenset(assets)
         self.current_worker: str | None = None
         self._abandoned = False
@@ -36,7 +40,11 @@ class TickCacheManager:
         strategy does not trade tick.symbol or the run was abandoned."""
         if tick.symbol not in self._assets or self._abandoned:
             return False
-        self._ledger.mark(tick.symbol, tick.close)
+        trading = not tick.warmup
+        if trading and not self.account.is_new(tick.symbol, tick.timestamp):
+            log.warning("candle_already_processed", symbol=tick.symbol, candle_time=tick.timestamp.isoformat())
+            return False
+        portfolio = self.account.open_tick(tick.symbol, tick.close, tick.timestamp, trading)
         self._context.start_new_tick(BaseContextDTO(
             asset=tick.symbol,
             timestamp=tick.timestamp,
@@ -45,10 +53,10 @@ class TickCacheManager:
             low=tick.low,
             close=tick.close,
             volume=tick.volume,
-            portfolio=self._ledger.snapshot(tick.symbol),
+            portfolio=portfolio,
         ))
         try:
-            for worker in self._context_workers if tick.warmup else self._workforce:
+            for worker in self._workforce if trading else self._context_workers:
                 if self._abandoned:
                     return False
                 self.current_worker = worker.name
@@ -56,6 +64,5 @@ class TickCacheManager:
         finally:
             self.current_worker = None
             self._context.clear()
-        if not tick.warmup:
-            self._ledger.record_equity()
+        self.account.close_tick(tick.symbol, tick.timestamp, trading)
         return True

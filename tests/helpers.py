@@ -11,7 +11,7 @@ from backend.core.trading_context_provider import TradingContextProvider
 from backend.dtos import DTO
 from backend.interfaces import IWorker, WorkerCategory, WorkerServices
 from backend.market_data import RawTick
-from backend.portfolio import Ledger, SimulatedBroker
+from backend.portfolio import Ledger, SimulatedGateway, StrategyAccount
 from services.tick_cache_manager import TickCacheManager
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,6 +109,11 @@ def blueprint(workforce: dict, assets: Sequence[str] = ("BTC/USD",)) -> dict:
     return {"display_name": "test", "assets": list(assets), "timeframe": "1h", "workforce": {**base, **workforce}}
 
 
+def simulated_account(ledger: Ledger, fee_rate: float = 0.0, slippage_bps: float = 0.0) -> StrategyAccount:
+    """A backtest's account: simulated fills, nothing journaled."""
+    return StrategyAccount(ledger, SimulatedGateway(fee_rate, slippage_bps))
+
+
 class Recorder(IWorker):
     """Test worker that runs last and copies the DTOs of the watched types each tick."""
 
@@ -125,7 +130,7 @@ class Recorder(IWorker):
 
 
 class Pipeline:
-    """A real tick pipeline (provider, ledger, simulated broker, tick manager) around workers."""
+    """A real tick pipeline (provider, account with simulated fills, tick manager) around workers."""
 
     def __init__(
         self,
@@ -137,11 +142,11 @@ class Pipeline:
     ) -> None:
         self.context = TradingContextProvider()
         self.ledger = Ledger(starting_capital)
-        self.broker = SimulatedBroker(self.ledger, fee_rate, slippage_bps)
-        services = WorkerServices(self.context, self.broker)
+        self.account = simulated_account(self.ledger, fee_rate, slippage_bps)
+        services = WorkerServices(self.context, self.account)
         built = [worker_class(worker_class.Params(**params), services) for worker_class, params in workers]
         self.recorder = Recorder(services, watched)
-        self.manager = TickCacheManager(self.context, [*built, self.recorder], self.ledger, ["BTC/USD"])
+        self.manager = TickCacheManager(self.context, [*built, self.recorder], self.account, ["BTC/USD"])
 
     def feed(self, ticks: Iterable[RawTick]) -> list[dict[type[DTO], DTO]]:
         for raw in ticks:

@@ -14,8 +14,8 @@ from backend.config.schema import BacktestEnvironment
 from backend.errors import ConfigError
 from backend.market_data.backtest_source import BacktestSource
 from backend.market_data.candle_file import read_candle_file
-from backend.market_data.sources import TickSourceFactory
 from services.cli import main
+from services.execution_environments import ExecutionEnvironments
 from services.operation_service import OperationService
 from tests.helpers import START, backtest_environment, blueprint, tick, write_config_tree, write_csv, write_yaml
 
@@ -230,15 +230,16 @@ def test_environments_on_one_file_parse_it_once_and_each_sees_its_range(tmp_path
         parsed.append(path)
         return read_candle_file(path, timeframe)
 
-    monkeypatch.setattr("backend.market_data.sources.read_candle_file", counting_read)
-    factory = TickSourceFactory()
-    early, late = (factory(load_environment(file), str(file)) for file in environment_files)
+    monkeypatch.setattr("services.execution_environments.read_candle_file", counting_read)
+    environments = ExecutionEnvironments(threading.Event())
+    early, late = (environments.tick_source(load_environment(file), str(file)) for file in environment_files)
     assert parsed == [(tmp_path / "data" / "ticks.csv").resolve()]
     assert [t.close for t in early.ticks(threading.Event())] == [100, 101, 102, 103]
     assert [t.close for t in late.ticks(threading.Event())] == [104, 105, 106, 107]
     assert (early.total_ticks, late.total_ticks) == (4, 4)
     # A second factory (another operation) parses for itself.
-    TickSourceFactory()(load_environment(environment_files[0]), str(environment_files[0]))
+    first_file = environment_files[0]
+    ExecutionEnvironments(threading.Event()).tick_source(load_environment(first_file), str(first_file))
     assert len(parsed) == 2
 
 
@@ -259,7 +260,7 @@ def test_an_operation_parses_a_file_once_for_all_its_environments(tmp_path, monk
         parsed.append(data_file)
         return read_candle_file(data_file, timeframe)
 
-    monkeypatch.setattr("backend.market_data.sources.read_candle_file", counting_read)
+    monkeypatch.setattr("services.execution_environments.read_candle_file", counting_read)
     summaries = OperationService(load_operation(path)).run()
     assert len(parsed) == 1
     assert [s.ticks_processed for s in summaries] == [5, 5, 5]

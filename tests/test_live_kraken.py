@@ -11,16 +11,13 @@ import pytest
 import structlog
 
 from backend.config.schema import LiveEnvironment
-from backend.dtos import OrderDTO, OrderSide
 from backend.errors import ConfigError
-from backend.market_data.kraken_client import make_kraken_client
-from backend.market_data.kraken_live_source import KrakenLiveSource
 from backend.market_data.raw_tick import RawTick
-from backend.market_data.sources import TickSourceFactory
-from backend.portfolio.brokers import build_broker
-from backend.portfolio.exchange_broker import ExchangeBroker
-from backend.portfolio.ledger import Ledger
-from backend.portfolio.simulated_broker import SimulatedBroker
+from backend.portfolio import SimulatedGateway
+from backend.venues.kraken.client import make_kraken_client
+from backend.venues.kraken.execution import KrakenOrderGateway
+from backend.venues.kraken.market_data import KrakenLiveSource
+from services.execution_environments import ExecutionEnvironments
 from tests.fake_kraken import (
     TEST_API_KEY,
     TEST_API_SECRET,
@@ -381,7 +378,7 @@ def test_an_unsupported_timeframe_is_a_config_error(fake):
 
 
 def test_a_live_environment_gets_the_kraken_source_and_the_api_url_override(fake):
-    source = TickSourceFactory()(live_env(fake), ENV_FILE)
+    source = ExecutionEnvironments(threading.Event()).tick_source(live_env(fake), ENV_FILE)
     assert isinstance(source, KrakenLiveSource)
     assert source.total_ticks is None
     client = make_kraken_client(live_env(fake), ENV_FILE, with_credentials=False)
@@ -404,10 +401,10 @@ def test_missing_api_key_is_a_config_error_naming_the_variable(fake, monkeypatch
     assert TEST_API_SECRET not in message
     assert (raised.value.file, raised.value.key) == (ENV_FILE, "api_key_env")
 
-    # The same error surfaces when the daemon builds a live broker.
+    # The same error surfaces when the daemon builds a live order gateway.
     live = live_env(fake, mode="live", allow_live_orders=True)
     with pytest.raises(ConfigError, match=KEY_ENV):
-        build_broker(live, ENV_FILE, Ledger(10_000))
+        ExecutionEnvironments(threading.Event()).order_gateway(live, ENV_FILE, "s@live")
 
 
 def test_a_secret_that_is_not_base64_is_rejected_without_showing_it(fake, monkeypatch):
@@ -418,117 +415,9 @@ def test_a_secret_that_is_not_base64_is_rejected_without_showing_it(fake, monkey
     assert "not base64 at all" not in str(raised.value) and TEST_API_KEY not in str(raised.value)
 
 
-def test_brokers_by_mode(fake, credentials):
-    paper = build_broker(live_env(fake), ENV_FILE, Ledger(10_000))
-    live = build_broker(live_env(fake, mode="live", allow_live_orders=True), ENV_FILE, Ledger(10_000))
-    assert isinstance(paper, SimulatedBroker)
-    assert isinstance(live, ExchangeBroker)
-
-
-# --- order routing ------------------------------------------------------------------------
-
-
-def live_broker(fake: FakeKraken, ledger: Ledger) -> ExchangeBroker:
-    environment = live_env(fake, mode="live", allow_live_orders=True)
-    return ExchangeBroker(ledger, fast_client(environment, with_credentials=True), fill_poll_seconds=0.01)
-
-
-def order(side: OrderSide, quantity: float, reference_price: float = 50_000.0) -> OrderDTO:
-    return OrderDTO(
-        asset="BTC/USD", side=side, quantity=quantity, reference_price=reference_price, reason="test"
-    )
-
-
-def assert_no_secrets(logs: list[dict]) -> None:
-    text = repr(logs)
-    assert TEST_API_KEY not in text and TEST_API_SECRET not in text
-
-
-NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-
-
-def test_a_market_buy_is_signed_placed_and_its_fill_booked(fake, credentials, logs):
-    ledger = Ledger(10_000)
-    fill = live_broker(fake, ledger).submit(order(OrderSide.BUY, 0.01), NOW)
-
-    (add_order,) = fake.received("private/AddOrder")
-    assert add_order.headers["API-Key"] == TEST_API_KEY and add_order.headers["API-Sign"]  # the fake verified it
-    assert {k: add_order.params[k] for k in ("pair", "type", "ordertype", "volume", "oflags")} == {
-        "pair": "XXBTZUSD", "type": "buy", "ordertype": "market", "volume": "0.01", "oflags": "fciq",
-    }
-    assert fill is not None
-    assert (fill.side, fill.quantity, fill.price, fill.order_id, fill.timestamp) == (
-        OrderSide.BUY, 0.01, 50_000.0, "O00001-FAKEK-RAKEN", NOW)
-    assert fill.fee == pytest.approx(1.3)  # 0.26 % of 500 USD, as the exchange reported it
-    assert ledger.cash == pytest.approx(10_000 - 500 - 1.3)
-    assert ledger.position("BTC/USD").qty == pytest.approx(0.01)
-    assert ledger.fees_paid == pytest.approx(1.3)
-    assert ledger.fills == [fill]
-    assert_no_secrets(logs)
-
-
-def test_a_sell_closes_the_position_and_waits_for_the_order_to_close(fake, credentials):
-    ledger = Ledger(10_000)
-    broker = live_broker(fake, ledger)
-    broker.submit(order(OrderSide.BUY, 0.01), NOW)
-    fake.prices["XXBTZUSD"] = 60_000.0
-    fake.open_polls = 2  # the exchange reports the order open twice before it is filled
-
-    fill = broker.submit(order(OrderSide.SELL, 0.5, 60_000.0), NOW)  # capped to the 0.01 held
-
-    assert fill is not None and (fill.quantity, fill.price) == (0.01, 60_000.0)
-    assert fake.received("private/AddOrder")[-1].params["volume"] == "0.01"
-    assert len(fake.received("private/QueryOrders")) == 1 + 3
-    assert ledger.position("BTC/USD").qty == 0
-    assert ledger.cash == pytest.approx(10_000 - 501.3 + 600 - 1.56)
-
-
-def test_orders_are_capped_to_the_ledger_and_not_sent_without_coins(fake, credentials, logs):
-    ledger = Ledger(1_000)
-    broker = live_broker(fake, ledger)
-    fill = broker.submit(order(OrderSide.BUY, 1.0), NOW)
-    assert fill is not None and fill.quantity == pytest.approx(1_000 / (50_000 * 1.0026), abs=1e-8)
-    assert fill.quantity <= 1_000 / (50_000 * 1.0026)
-
-    assert broker.submit(order(OrderSide.SELL, 1.0, 50_000.0), NOW) is not None  # sells what it holds
-    assert broker.submit(order(OrderSide.SELL, 1.0, 50_000.0), NOW) is None  # nothing left
-    assert len(fake.received("private/AddOrder")) == 2
-    assert logs[-1]["event"] == "order_rejected" and logs[-1]["reason"] == "no position"
-
-
-def test_insufficient_funds_is_a_rejection_that_leaves_the_ledger_alone(fake, credentials, logs):
-    fake.balances["ZUSD"] = 10.0  # the real account holds less than the strategy's ledger thinks
-    ledger = Ledger(10_000)
-
-    assert live_broker(fake, ledger).submit(order(OrderSide.BUY, 0.01), NOW) is None
-
-    assert len(fake.received("private/AddOrder")) == 1
-    assert (ledger.cash, ledger.positions, ledger.fills, ledger.fees_paid) == (10_000, {}, [], 0)
-    (rejection,) = [e for e in logs if e["event"] == "order_rejected"]
-    assert rejection["log_level"] == "warning" and "Insufficient funds" in rejection["reason"]
-    assert_no_secrets(logs)
-
-
-def test_a_network_error_on_create_is_logged_and_not_retried(fake, credentials, logs):
-    ledger = Ledger(10_000)
-    broker = live_broker(fake, ledger)
-    broker._client.load_markets()  # so that the failure hits AddOrder itself
-    fake.fail_next(1)
-
-    assert broker.submit(order(OrderSide.BUY, 0.01), NOW) is None
-
-    assert len(fake.received("private/AddOrder")) == 1
-    assert ledger.fills == [] and ledger.cash == 10_000
-    (error,) = [e for e in logs if e["event"] == "order_not_placed"]
-    assert error["log_level"] == "error" and "ExchangeNotAvailable" in error["error"]
-    assert_no_secrets(logs)
-
-
-def test_a_wrong_api_key_is_fatal_and_not_leaked(fake, monkeypatch):
-    monkeypatch.setenv(KEY_ENV, "SOME-OTHER-KEY")
-    monkeypatch.setenv(SECRET_ENV, TEST_API_SECRET)
-    ledger = Ledger(10_000)
-    with pytest.raises(ccxt.AuthenticationError, match="EAPI:Invalid key") as raised:
-        live_broker(fake, ledger).submit(order(OrderSide.BUY, 0.01), NOW)
-    assert "SOME-OTHER-KEY" not in str(raised.value) and TEST_API_SECRET not in str(raised.value)
-    assert ledger.fills == []
+def test_order_gateways_by_mode(fake, credentials):
+    environments = ExecutionEnvironments(threading.Event())
+    paper = environments.order_gateway(live_env(fake), ENV_FILE, "a@live")
+    live = environments.order_gateway(live_env(fake, mode="live", allow_live_orders=True), ENV_FILE, "a@live")
+    assert isinstance(paper, SimulatedGateway)
+    assert isinstance(live, KrakenOrderGateway)

@@ -18,8 +18,8 @@ import pytest
 import structlog
 
 from backend.errors import ConfigError, ExchangeUnavailableError
-from backend.market_data.kraken_client import describe_error, is_key_rejected, root_cause
-from backend.market_data.kraken_live_source import KrakenLiveSource
+from backend.venues.kraken.client import describe_error, is_key_rejected, root_cause
+from backend.venues.kraken.market_data import KrakenLiveSource
 from tests.fake_kraken import (
     TEST_API_KEY,
     TEST_API_SECRET,

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from backend.dtos import AccountState, PositionState
 from backend.errors import ConfigError
-from backend.portfolio import AccountState, PositionState
 from backend.state import FillRecord, OrderRecord, OrderState, StateStore
 
 CANDLE = datetime(2024, 5, 1, 12, tzinfo=UTC)
@@ -39,8 +39,8 @@ def test_an_account_and_its_cursor_survive_a_reopen(tmp_path):
 
     second = StateStore.open(tmp_path, "op")
     assert second.load_account("a@live") == account
-    assert second.cursor("a@live", "BTC/USD") == CANDLE
-    assert second.load_account("b@live") is None and second.cursor("a@live", "ETH/USD") is None
+    assert second.cursors("a@live") == {"BTC/USD": CANDLE}
+    assert second.load_account("b@live") is None and second.cursors("b@live") == {}
     second.close()
 
 

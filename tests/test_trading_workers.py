@@ -9,7 +9,7 @@ from backend.dtos import (
     ThreatSignalDTO,
     TradePlanDTO,
 )
-from backend.portfolio import Ledger, SimulatedBroker
+from backend.portfolio import Ledger
 from backend.workers.context.ema_detector import EmaDetector
 from backend.workers.context.fair_value_gap_detector import FairValueGapDetector
 from backend.workers.context.market_regime_classifier import MarketRegimeClassifier
@@ -21,7 +21,7 @@ from backend.workers.planning.dca_planner import DcaPlanner
 from backend.workers.planning.position_sizer import PositionSizer
 from backend.workers.threat.drawdown_threat import DrawdownThreat
 from backend.workers.threat.volatility_threat import VolatilityThreat
-from tests.helpers import START, Pipeline, tick, ticks_from_closes
+from tests.helpers import START, Pipeline, simulated_account, tick, ticks_from_closes
 
 # --- ledger and simulated broker ------------------------------------------------------------
 
@@ -32,7 +32,7 @@ def order(side: OrderSide, quantity: float, price: float) -> OrderDTO:
 
 def test_simulated_fill_applies_slippage_and_fee_to_the_ledger():
     ledger = Ledger(10_000)
-    broker = SimulatedBroker(ledger, fee_rate=0.001, slippage_bps=10)
+    broker = simulated_account(ledger, fee_rate=0.001, slippage_bps=10)
     fill = broker.submit(order(OrderSide.BUY, 0.1, 50_000), START)
     assert fill.price == pytest.approx(50_050)  # 10 bps against us
     assert fill.fee == pytest.approx(0.1 * 50_050 * 0.001)
@@ -46,7 +46,7 @@ def test_simulated_fill_applies_slippage_and_fee_to_the_ledger():
 
 def test_simulated_buy_is_cut_to_what_cash_affords_and_rejected_without_cash():
     ledger = Ledger(1_000)
-    broker = SimulatedBroker(ledger, fee_rate=0.01)
+    broker = simulated_account(ledger, fee_rate=0.01)
     fill = broker.submit(order(OrderSide.BUY, 1.0, 1_000), START)
     assert fill.quantity == pytest.approx(1_000 / 1_010)
     assert ledger.cash == pytest.approx(0, abs=1e-9)

@@ -6,19 +6,19 @@ from backend.config import StrategyBlueprint
 from backend.core.trading_context_provider import TradingContextProvider
 from backend.errors import ConfigError
 from backend.interfaces import WorkerServices
-from backend.portfolio import Ledger, SimulatedBroker
+from backend.portfolio import Ledger
 from backend.workers.context.ema_detector import EmaDetector
 from backend.workers.context.market_regime_classifier import MarketRegimeClassifier
 from backend.workers.execution.market_order_executor import MarketOrderExecutor
 from backend.workers.planning.position_sizer import PositionSizer
 from services.worker_factory import WorkerFactory
-from tests.helpers import blueprint
+from tests.helpers import blueprint, simulated_account
 
 FILE = Path("config/strategies/x.yaml")
 
 
 def build(workforce: dict):
-    services = WorkerServices(TradingContextProvider(), SimulatedBroker(Ledger(100), 0))
+    services = WorkerServices(TradingContextProvider(), simulated_account(Ledger(100)))
     return WorkerFactory().build(StrategyBlueprint.model_validate(blueprint(workforce)), FILE, services), services
 
 

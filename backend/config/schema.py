@@ -121,6 +121,9 @@ class LiveEnvironment(AccountSettings):
     api_url: str | None = None  # base URL override (a local fake exchange in tests)
     # At start: how long the exchange may take to answer (and, for mode: live, accept the key).
     startup_timeout_seconds: float = Field(default=30, gt=0)
+    # mode: live: how long a placed order's fill is awaited before it is journaled as unknown
+    # (it is then settled by looking it up, never sent again).
+    order_wait_seconds: float = Field(default=3, gt=0)
 
     @model_validator(mode="after")
     def _live_orders_are_explicit(self) -> "LiveEnvironment":

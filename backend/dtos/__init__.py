@@ -1,5 +1,6 @@
 """Data transfer objects exchanged through a strategy's tick cache (all pydantic models)."""
 
+from backend.dtos.account import AccountState, PositionState
 from backend.dtos.base import DTO
 from backend.dtos.context import (
     BaseContextDTO,
@@ -18,6 +19,7 @@ from backend.dtos.signals import OpportunitySignalDTO, ThreatAction, ThreatSigna
 
 __all__ = [
     "DTO",
+    "AccountState",
     "BaseContextDTO",
     "EmaDTO",
     "FairValueGapDTO",
@@ -29,6 +31,7 @@ __all__ = [
     "OrderDTO",
     "OrderSide",
     "PortfolioSnapshotDTO",
+    "PositionState",
     "Regime",
     "RiskLevel",
     "ThreatAction",

@@ -1,6 +1,7 @@
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from datetime import datetime
 
 from backend.market_data.raw_tick import RawTick
 
@@ -17,6 +18,10 @@ class TickSource(ABC):
         Raises ConfigError (exit 2) for what the user must fix in a file or a credential, and
         ExchangeUnavailableError (exit 1) when the outside world does not answer.
         """
+
+    def resume_after(self, cursors: dict[str, datetime]) -> None:  # noqa: B027 (backtests start over)
+        """After a restart: per symbol, the last candle already processed. A live source replays
+        the candles closed since then as warm-up (context workers only) and trades from the next."""
 
     @abstractmethod
     def ticks(self, stop: threading.Event) -> Iterator[RawTick]:

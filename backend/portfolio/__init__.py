@@ -1,4 +1,5 @@
-from backend.portfolio.ledger import AccountState, AccountSummary, Ledger, PositionState
-from backend.portfolio.simulated_broker import SimulatedBroker
+from backend.portfolio.account import StrategyAccount
+from backend.portfolio.ledger import AccountSummary, Ledger
+from backend.portfolio.simulated_gateway import SimulatedGateway
 
-__all__ = ["AccountState", "AccountSummary", "Ledger", "PositionState", "SimulatedBroker"]
+__all__ = ["AccountSummary", "Ledger", "SimulatedGateway", "StrategyAccount"]

@@ -5,34 +5,11 @@ it is changed only by `apply_fill` and `record_equity`, and its size does not gr
 of trades (fills are counted, the journal keeps them).
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from backend.dtos import FillDTO, OrderSide, PortfolioSnapshotDTO
+from backend.dtos import AccountState, FillDTO, OrderSide, PortfolioSnapshotDTO, PositionState
 
 DUST_QUANTITY = 1e-12  # a position this small after a sell is float residue: flat
-
-
-@dataclass
-class PositionState:
-    qty: float = 0.0
-    avg_entry_price: float = 0.0  # volume-weighted buy price, fees excluded
-
-
-@dataclass
-class AccountState:
-    """Everything a strategy's spot account is, in one quote currency."""
-
-    starting_capital: float
-    cash: float
-    fees_paid: float = 0.0
-    peak_equity: float = 0.0
-    max_drawdown_pct: float = 0.0
-    trades: int = 0
-    positions: dict[str, PositionState] = field(default_factory=dict)
-
-    @classmethod
-    def new(cls, starting_capital: float) -> "AccountState":
-        return cls(starting_capital, cash=starting_capital, peak_equity=starting_capital)
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
+from backend.dtos import AccountState, PositionState
 from backend.errors import ConfigError
-from backend.portfolio.ledger import AccountState, PositionState
 
 SCHEMA_VERSION = 1
 SCHEMA = """
@@ -149,11 +149,11 @@ class StateStore:
                 self._db.execute("INSERT OR REPLACE INTO cursors VALUES (?, ?, ?)",
                                  (link, cursor[0], cursor[1].isoformat()))
 
-    def cursor(self, link: str, symbol: str) -> datetime | None:
+    def cursors(self, link: str) -> dict[str, datetime]:
+        """Per symbol, the last candle link processed."""
         with self._lock:
-            row = self._db.execute("SELECT last_candle FROM cursors WHERE link = ? AND symbol = ?",
-                                   (link, symbol)).fetchone()
-        return None if row is None else datetime.fromisoformat(row[0])
+            rows = self._db.execute("SELECT symbol, last_candle FROM cursors WHERE link = ?", (link,)).fetchall()
+        return {symbol: datetime.fromisoformat(candle) for symbol, candle in rows}
 
     # --- orders and fills ----------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
-"""The synchronous ccxt Kraken client shared by the live tick source and the exchange broker, and
-what its errors mean.
+"""The synchronous ccxt Kraken client, one per account, and what its errors mean.
 
-Invariant: no text made here (`describe_error`, `root_cause`) contains the client's API key or
-secret, whatever the exchange echoes back; callers log and raise only these texts.
+Invariants: one client serves every strategy link and the market data of one API key (and URL),
+and it sends one request at a time with strictly increasing nonces, whatever thread asks; no
+text made here (`describe_error`, `root_cause`, `translate_error`) contains the API key or secret,
+whatever the exchange echoes back; ccxt's errors become the project's ExchangeError taxonomy here.
 """
 
 import base64
@@ -10,12 +11,20 @@ import binascii
 import os
 import socket
 import ssl
+import threading
+from typing import Any
 
 import ccxt
 from requests.exceptions import RequestException
 
 from backend.config.schema import LiveEnvironment
-from backend.errors import ConfigError
+from backend.errors import (
+    ConfigError,
+    ExchangeError,
+    FatalExchangeError,
+    OrderRejectedError,
+    TemporaryExchangeError,
+)
 
 REQUEST_TIMEOUT_MS = 10_000
 MAX_ERROR_TEXT = 300
@@ -25,9 +34,29 @@ MAX_ERROR_TEXT = 300
 KEY_REJECTIONS = ("EAPI:Invalid key", "EAPI:Invalid signature", "EGeneral:Permission denied")
 
 
+class AccountClient(ccxt.kraken):
+    """ccxt's Kraken client, safe to share between threads: every request (nonce made, request
+    signed, sent and answered) happens under one lock, so Kraken receives the nonces of one key
+    strictly increasing, and the rate limiter paces the whole account, not one caller."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config)
+        self._request_lock = threading.RLock()
+        self._last_nonce = 0
+
+    def fetch2(self, *args: Any, **kwargs: Any) -> Any:
+        with self._request_lock:
+            return super().fetch2(*args, **kwargs)
+
+    def nonce(self) -> int:
+        # Milliseconds, as ccxt does, but never equal to the last one (two orders in one ms).
+        self._last_nonce = max(int(super().nonce()), self._last_nonce + 1)
+        return self._last_nonce
+
+
 def make_kraken_client(
     environment: LiveEnvironment, environment_file: str, with_credentials: bool
-) -> ccxt.kraken:
+) -> AccountClient:
     """A rate-limited Kraken client; with credentials read from the env vars the environment names.
 
     `api_url` (tests: a local fake exchange) replaces Kraken's host: ccxt appends
@@ -36,7 +65,7 @@ def make_kraken_client(
     config: dict = {"enableRateLimit": True, "timeout": REQUEST_TIMEOUT_MS}
     if with_credentials:
         config["apiKey"], config["secret"] = _read_credentials(environment, environment_file)
-    client = ccxt.kraken(config)
+    client = AccountClient(config)
     if environment.api_url:
         base = environment.api_url.rstrip("/")
         client.urls["api"] = {**client.urls["api"], "public": base, "private": base}
@@ -83,6 +112,18 @@ def root_cause(error: BaseException, client: ccxt.Exchange | None = None) -> str
     if isinstance(error, ccxt.RequestTimeout):
         return "timed out"
     return describe_error(error, client)
+
+
+def translate_error(error: BaseException, client: ccxt.Exchange | None = None) -> ExchangeError:
+    """The one place ccxt's errors become the project's: temporary, order rejected or fatal."""
+    cause = root_cause(error, client)
+    if is_key_rejected(error) or isinstance(error, ccxt.PermissionDenied | ccxt.BadSymbol):
+        return FatalExchangeError(cause)
+    if isinstance(error, ccxt.InsufficientFunds | ccxt.InvalidOrder):
+        return OrderRejectedError(cause)
+    if is_network_failure(error):
+        return TemporaryExchangeError(cause)
+    return ExchangeError(cause)
 
 
 def is_network_failure(error: BaseException) -> bool:

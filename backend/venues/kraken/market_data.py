@@ -20,15 +20,16 @@ import structlog
 from backend.config.schema import LiveEnvironment
 from backend.errors import ConfigError, ExchangeUnavailableError
 from backend.market_data.candle_checks import CandleSequence, candle_problem, log_data_gap
-from backend.market_data.kraken_client import (
+from backend.market_data.raw_tick import RawTick
+from backend.market_data.tick_source import TickSource
+from backend.venues.kraken.client import (
     describe_error,
     is_key_rejected,
     is_network_failure,
     make_kraken_client,
     root_cause,
+    translate_error,
 )
-from backend.market_data.raw_tick import RawTick
-from backend.market_data.tick_source import TickSource
 
 log = structlog.get_logger(__name__)
 
@@ -83,6 +84,7 @@ class KrakenLiveSource(TickSource):
         # symbol -> open time (ms) of the last candle handled, emitted or rejected: never twice
         self._last_seen: dict[str, int] = {}
         self._sequences = {symbol: CandleSequence(environment.timeframe) for symbol in self._symbols}
+        self._resume_after_ms: dict[str, int] = {}  # symbol -> open time (ms) processed before a restart
         self.candles_rejected = 0
 
     # --- start-up ------------------------------------------------------------------------------
@@ -164,6 +166,9 @@ class KrakenLiveSource(TickSource):
     def _url(self) -> str:
         return str(self._client.urls["api"]["public"])
 
+    def resume_after(self, cursors: dict[str, datetime]) -> None:
+        self._resume_after_ms = {symbol: int(moment.timestamp() * 1000) for symbol, moment in cursors.items()}
+
     # --- polling -------------------------------------------------------------------------------
 
     def ticks(self, stop: threading.Event) -> Iterator[RawTick]:
@@ -175,7 +180,7 @@ class KrakenLiveSource(TickSource):
                     candles = self._fetch(symbol)
                 except ccxt.BaseError as error:
                     if not is_network_failure(error):
-                        raise
+                        raise translate_error(error, self._client) from None
                     failures += 1
                     delay = self._backoff(failures)
                     log.warning("market_data_unavailable", exchange="kraken", symbol=symbol,
@@ -202,14 +207,18 @@ class KrakenLiveSource(TickSource):
     def _new_ticks(self, symbol: str, candles: list[Candle], stop: threading.Event) -> Iterator[RawTick]:
         """The checked ticks of the closed candles not handled yet; warm-up flagged on the first poll."""
         first_poll = symbol not in self._last_seen
+        resuming = first_poll and symbol in self._resume_after_ms
         fresh = self._new_closed_candles(symbol, candles)
-        if first_poll and len(fresh) > 1:
-            log.info("warmup_replayed", symbol=symbol, candles=len(fresh) - 1)
+        # A fresh start trades the latest closed candle; a restart trades none of the candles that
+        # closed while it was down (they only warm the context workers) and resumes with the next.
+        replayed = len(fresh) if resuming else len(fresh) - 1
+        if first_poll and replayed > 0:
+            log.info("warmup_replayed", symbol=symbol, candles=replayed, resumed=resuming)
         for index, candle in enumerate(fresh):
             if stop.is_set():
                 return
             self._last_seen[symbol] = candle[0]
-            tick = self._checked_tick(symbol, candle, warmup=first_poll and index < len(fresh) - 1)
+            tick = self._checked_tick(symbol, candle, warmup=first_poll and index < replayed)
             if tick is None:
                 continue
             if not tick.warmup:
@@ -229,7 +238,15 @@ class KrakenLiveSource(TickSource):
         now_ms = time.time() * 1000
         closed = [c for c in rows[:-1] if c[0] + self._timeframe_ms <= now_ms]  # [-1] is forming
         last = self._last_seen.get(symbol)
-        return closed[-(self._warmup_candles + 1):] if last is None else [c for c in closed if c[0] > last]
+        if last is not None:
+            return [c for c in closed if c[0] > last]
+        resume = self._resume_after_ms.get(symbol)
+        if resume is None:
+            return closed[-(self._warmup_candles + 1):]
+        before = [c for c in closed if c[0] <= resume][-self._warmup_candles:] if self._warmup_candles else []
+        if not before:  # the sequence starts at the last candle processed, so a gap since is counted
+            self._sequences[symbol].last = datetime.fromtimestamp(resume / 1000, tz=UTC)
+        return before + [c for c in closed if c[0] > resume]
 
     def _checked_tick(self, symbol: str, candle: Candle, warmup: bool) -> RawTick | None:
         """The candle as a tick, or None (logged and counted) when it must not be traded on."""

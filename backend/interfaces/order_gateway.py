@@ -1,0 +1,49 @@
+"""Where an account's orders are executed: a simulator or an exchange. A gateway turns an order
+into an outcome and nothing else; it never touches the account (StrategyAccount books fills)."""
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from enum import StrEnum
+
+from backend.dtos import OrderSide
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    client_order_id: str  # unique per order; journaled before the order is sent
+    asset: str
+    side: OrderSide
+    quantity: float  # already capped to what the account can do
+    reference_price: float  # the candle close the plan was made at
+
+
+class OutcomeStatus(StrEnum):
+    FILLED = "filled"  # done, with `filled_quantity` > 0 (possibly less than asked)
+    REJECTED = "rejected"  # done with nothing executed (refused, canceled, expired)
+    UNKNOWN = "unknown"  # may or may not exist on the venue: settle it, never send it again
+
+
+@dataclass(frozen=True)
+class OrderOutcome:
+    status: OutcomeStatus
+    filled_quantity: float = 0.0
+    average_price: float = 0.0
+    fee: float = 0.0  # in the quote currency
+    exchange_order_id: str | None = None
+    reason: str | None = None
+    complete: bool = True  # False: the venue ended the order with part of it unfilled
+
+
+class IOrderGateway(ABC):
+    @abstractmethod
+    def sizing(self, asset: str, side: OrderSide, reference_price: float) -> tuple[float, float]:
+        """(price, fee rate) to size an order on: a buy is sized on the worst price the gateway may
+        fill at, so that the fill can never cost more cash than the account has."""
+
+    @abstractmethod
+    def execute(self, request: OrderRequest) -> OrderOutcome:
+        """Send the order once and report what became of it; UNKNOWN when that cannot be told."""
+
+    @abstractmethod
+    def settle(self, request: OrderRequest) -> OrderOutcome:
+        """Look up an order whose outcome was UNKNOWN (by its client order id); never re-sends it."""

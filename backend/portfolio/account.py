@@ -1,0 +1,128 @@
+"""A strategy's account: the one place its orders are sized, journaled and booked.
+
+Invariants: an order is journaled before its gateway sees it; a fill changes the ledger only here,
+and is journaled with the account it produced in one write; an order whose outcome is unknown is
+never sent again, only settled by looking it up, and while one is unsettled the account takes no
+new buys (sells of what it surely holds stay allowed).
+"""
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+
+import structlog
+
+from backend.dtos import FillDTO, OrderDTO, OrderSide, PortfolioSnapshotDTO
+from backend.interfaces import IBroker
+from backend.interfaces.journal import IAccountJournal, InMemoryJournal
+from backend.interfaces.order_gateway import IOrderGateway, OrderOutcome, OrderRequest, OutcomeStatus
+from backend.portfolio.ledger import AccountSummary, Ledger
+
+log = structlog.get_logger(__name__)
+
+MIN_NOTIONAL = 0.01  # quote currency; smaller remainders (float dust) are not orders
+
+
+def new_client_order_id() -> str:
+    """A UUID: Kraken's cl_ord_id accepts it, and it never repeats across restarts."""
+    return str(uuid.uuid4())
+
+
+class StrategyAccount(IBroker):
+    def __init__(
+        self,
+        ledger: Ledger,
+        gateway: IOrderGateway,
+        journal: IAccountJournal | None = None,
+        new_order_id: Callable[[], str] = new_client_order_id,
+    ) -> None:
+        self.ledger = ledger
+        self._gateway = gateway
+        self._journal = journal or InMemoryJournal()
+        self._new_order_id = new_order_id
+        self._unsettled: list[OrderRequest] = self._journal.unsettled()
+        self._cursors = self._journal.cursors()  # symbol -> last candle processed, across restarts
+
+    @property
+    def cursors(self) -> dict[str, datetime]:
+        """Per symbol, the last candle processed (across restarts)."""
+        return dict(self._cursors)
+
+    @property
+    def unsettled_orders(self) -> list[OrderRequest]:
+        return list(self._unsettled)
+
+    # --- the tick's frame (TickCacheManager) -------------------------------------------------
+
+    def open_tick(self, symbol: str, close: float, candle_time: datetime, trading: bool) -> PortfolioSnapshotDTO:
+        """Mark the candle's close, settle what can be settled; the account as workers see it."""
+        self.ledger.mark(symbol, close)
+        if self._unsettled and trading:
+            self.settle(candle_time)
+        return self.ledger.snapshot(symbol)
+
+    def is_new(self, symbol: str, candle_time: datetime) -> bool:
+        """False for a candle this account has processed already (before a restart, say)."""
+        last = self._cursors.get(symbol)
+        return last is None or candle_time > last
+
+    def close_tick(self, symbol: str, candle_time: datetime, trading: bool) -> None:
+        """The candle is processed: close it on the equity curve and make it durable. A replayed
+        older candle (warm-up after a restart) never moves the cursor back."""
+        if trading:
+            self.ledger.record_equity()
+        if self.is_new(symbol, candle_time):
+            self._cursors[symbol] = candle_time
+            self._journal.save(self.ledger.state, symbol, candle_time)
+
+    def summary(self) -> AccountSummary:
+        return self.ledger.summary()
+
+    # --- orders --------------------------------------------------------------------------------
+
+    def submit(self, order: OrderDTO, timestamp: datetime) -> FillDTO | None:
+        context = {"asset": order.asset, "side": order.side.value}
+        if order.side is OrderSide.BUY and self._unsettled:
+            log.warning("order_skipped", **context, reason="an earlier order's outcome is unknown until reconciled",
+                        unsettled=[request.client_order_id for request in self._unsettled])
+            return None
+        price, fee_rate = self._gateway.sizing(order.asset, order.side, order.reference_price)
+        quantity = self.ledger.capped_quantity(order.asset, order.side, order.quantity, price, fee_rate)
+        if quantity * price < MIN_NOTIONAL:
+            log.warning("order_rejected", **context, reason="no cash" if order.side is OrderSide.BUY else "no position")
+            return None
+        request = OrderRequest(self._new_order_id(), order.asset, order.side, quantity, order.reference_price)
+        self._journal.record_intent(request, order.reason)
+        return self._book(request, self._gateway.execute(request), timestamp)
+
+    def settle(self, timestamp: datetime) -> None:
+        """Look up every order whose outcome is unknown and book what the venue says of it."""
+        for request in list(self._unsettled):
+            outcome = self._gateway.settle(request)
+            if outcome.status is not OutcomeStatus.UNKNOWN:
+                self._unsettled.remove(request)
+                log.info("order_settled", client_order_id=request.client_order_id, status=outcome.status.value)
+                self._book(request, outcome, timestamp)
+
+    def _book(self, request: OrderRequest, outcome: OrderOutcome, timestamp: datetime) -> FillDTO | None:
+        context = {"asset": request.asset, "side": request.side.value, "client_order_id": request.client_order_id,
+                   "order_id": outcome.exchange_order_id}
+        if outcome.status is OutcomeStatus.FILLED:
+            fill = FillDTO(
+                asset=request.asset, side=request.side, quantity=outcome.filled_quantity,
+                price=outcome.average_price, fee=outcome.fee, timestamp=timestamp, order_id=outcome.exchange_order_id,
+            )
+            self.ledger.apply_fill(fill)
+            self._journal.record_outcome(request, outcome.status, fill, self.ledger.state, outcome.reason)
+            if not outcome.complete:
+                log.warning("order_partially_filled", **context, filled=outcome.filled_quantity,
+                            amount=request.quantity)
+            return fill
+        self._journal.record_outcome(request, outcome.status, None, self.ledger.state, outcome.reason)
+        if outcome.status is OutcomeStatus.REJECTED:
+            log.warning("order_rejected", **context, reason=outcome.reason)
+        elif request not in self._unsettled:
+            self._unsettled.append(request)
+            log.error("order_outcome_unknown", **context, reason=outcome.reason,
+                      action="no new buys until it is settled by looking it up; it is never sent again")
+        return None

@@ -1,0 +1,28 @@
+"""Simulated fills for backtests and paper trading."""
+
+from backend.dtos import OrderSide
+from backend.interfaces.order_gateway import IOrderGateway, OrderOutcome, OrderRequest, OutcomeStatus
+
+
+class SimulatedGateway(IOrderGateway):
+    """Fills every market order at once, at the reference price moved against the order by the
+    slippage, with the fee charged on the notional in the quote currency."""
+
+    def __init__(self, fee_rate: float, slippage_bps: float = 0.0) -> None:
+        self._fee_rate = fee_rate
+        self._slippage = slippage_bps / 10_000
+
+    def sizing(self, asset: str, side: OrderSide, reference_price: float) -> tuple[float, float]:
+        return self._fill_price(side, reference_price), self._fee_rate
+
+    def execute(self, request: OrderRequest) -> OrderOutcome:
+        price = self._fill_price(request.side, request.reference_price)
+        return OrderOutcome(OutcomeStatus.FILLED, filled_quantity=request.quantity, average_price=price,
+                            fee=request.quantity * price * self._fee_rate)
+
+    def settle(self, request: OrderRequest) -> OrderOutcome:
+        raise AssertionError("a simulated order always has a known outcome")
+
+    def _fill_price(self, side: OrderSide, reference_price: float) -> float:
+        direction = 1 if side is OrderSide.BUY else -1
+        return reference_price * (1 + direction * self._slippage)

@@ -1,0 +1,22 @@
+import threading
+from abc import ABC, abstractmethod
+
+from backend.config.schema import LiveEnvironment
+from backend.interfaces.order_gateway import IOrderGateway
+from backend.market_data import TickSource
+
+
+class Venue(ABC):
+    """One exchange's adapter. One instance per operation, so that everything using one account
+    (the market data and every strategy link trading on it) shares one client: one nonce source,
+    one rate-limit budget."""
+
+    @abstractmethod
+    def tick_source(self, environment: LiveEnvironment, environment_file: str) -> TickSource:
+        """The environment's live market data."""
+
+    @abstractmethod
+    def order_gateway(
+        self, environment: LiveEnvironment, environment_file: str, link_id: str, stop: threading.Event
+    ) -> IOrderGateway:
+        """Real orders for one strategy link (mode: live only); `stop` cuts waits short at shutdown."""

@@ -1,0 +1,140 @@
+"""Kraken spot market orders for one strategy link, through its account's shared client.
+
+Invariants: an order is sent once and only once (AddOrder is never retried); every order carries
+the link's `userref` and its own `cl_ord_id`, so an exchange order can always be attributed and
+looked up; a failure whose outcome cannot be told (lost reply, timeout, an order the exchange does
+not list yet) is answered by looking the order up, never by sending it again, and stays UNKNOWN
+if the lookup cannot tell either; market buys are sent as a quote amount (`viqc`) that the
+account has checked it can pay, fee included, so a fill above the close cannot overspend.
+"""
+
+import threading
+import time
+import zlib
+
+import ccxt
+import structlog
+
+from backend.dtos import OrderSide
+from backend.errors import FatalExchangeError
+from backend.interfaces.order_gateway import IOrderGateway, OrderOutcome, OrderRequest, OutcomeStatus
+from backend.venues.kraken.client import AccountClient, describe_error, is_key_rejected, translate_error
+
+log = structlog.get_logger(__name__)
+
+DONE_STATUSES = {"closed", "canceled", "expired", "rejected"}
+
+
+def link_userref(link_id: str) -> int:
+    """A stable, positive int32 per strategy link: Kraken's `userref`, for attribution."""
+    return zlib.crc32(link_id.encode()) & 0x7FFF_FFFF
+
+
+class KrakenOrderGateway(IOrderGateway):
+    def __init__(
+        self,
+        client: AccountClient,
+        userref: int,
+        stop: threading.Event,
+        fill_wait_seconds: float = 5.0,
+        poll_seconds: float = 0.5,
+        lookup_attempts: int = 3,
+    ) -> None:
+        self._client = client
+        self._userref = userref
+        self._stop = stop
+        self._fill_wait_seconds = fill_wait_seconds
+        self._poll_seconds = poll_seconds
+        self._lookup_attempts = lookup_attempts
+
+    def sizing(self, asset: str, side: OrderSide, reference_price: float) -> tuple[float, float]:
+        return reference_price, float(self._client.market(asset).get("taker") or 0.0)
+
+    def execute(self, request: OrderRequest) -> OrderOutcome:
+        params = {"oflags": "fciq", "cl_ord_id": request.client_order_id, "userref": self._userref}
+        try:
+            if request.side is OrderSide.BUY:
+                cost = float(self._client.cost_to_precision(request.asset, request.quantity * request.reference_price))
+                placed = self._client.create_market_buy_order_with_cost(request.asset, cost, params=params)
+            else:
+                amount = float(self._client.amount_to_precision(request.asset, request.quantity))
+                placed = self._client.create_order(request.asset, "market", "sell", amount, params=params)
+        except ccxt.BaseError as error:
+            if is_key_rejected(error):
+                raise translate_error(error, self._client) from None
+            if isinstance(error, ccxt.InsufficientFunds | ccxt.InvalidOrder):
+                return OrderOutcome(OutcomeStatus.REJECTED, reason=describe_error(error, self._client))
+            # The order may or may not exist: find out, never send it again.
+            log.warning("order_reply_lost", client_order_id=request.client_order_id,
+                        error=describe_error(error, self._client))
+            return self._look_up(request, why=f"AddOrder failed: {describe_error(error, self._client)}")
+        return self._await_fill(request, str(placed["id"]))
+
+    def settle(self, request: OrderRequest) -> OrderOutcome:
+        return self._look_up(request, why="settling an order whose outcome was unknown")
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _await_fill(self, request: OrderRequest, order_id: str) -> OrderOutcome:
+        """Poll the placed order until it is done, the wait is over or a stop is requested."""
+        deadline = time.monotonic() + self._fill_wait_seconds
+        latest: dict | None = None
+        while True:
+            try:
+                latest = self._client.fetch_order(order_id, request.asset)
+            except ccxt.OrderNotFound:
+                pass  # exchanges lag: an order just placed may not be listed yet
+            except ccxt.BaseError as error:
+                self._raise_if_fatal(error)
+                log.warning("order_status_unavailable", order_id=order_id, error=describe_error(error, self._client))
+            if latest is not None and latest.get("status") in DONE_STATUSES:
+                return self._outcome(request, latest)
+            if time.monotonic() >= deadline or self._stop.wait(self._poll_seconds):
+                status = latest.get("status") if latest else "not listed yet"
+                return OrderOutcome(OutcomeStatus.UNKNOWN, exchange_order_id=order_id,
+                                    reason=f"placed, not done after waiting (status: {status})")
+
+    def _look_up(self, request: OrderRequest, why: str) -> OrderOutcome:
+        """Find the order by its cl_ord_id among open, then closed orders (a few tries)."""
+        params = {"clientOrderId": request.client_order_id}
+        for attempt in range(self._lookup_attempts):
+            if attempt:
+                self._stop.wait(self._poll_seconds)
+            try:
+                found = self._client.fetch_open_orders(request.asset, params=params) or \
+                    self._client.fetch_closed_orders(request.asset, params=params)
+            except ccxt.BaseError as error:
+                self._raise_if_fatal(error)
+                log.warning("order_lookup_failed", client_order_id=request.client_order_id,
+                            error=describe_error(error, self._client), attempt=attempt + 1)
+                continue
+            matching = [o for o in found if o.get("clientOrderId") == request.client_order_id]
+            if matching:
+                order = matching[0]
+                if order.get("status") in DONE_STATUSES:
+                    return self._outcome(request, order)
+                return self._await_fill(request, str(order["id"]))
+        return OrderOutcome(OutcomeStatus.UNKNOWN, reason=f"{why}; not found by its cl_ord_id yet")
+
+    def _outcome(self, request: OrderRequest, order: dict) -> OrderOutcome:
+        filled = float(order.get("filled") or 0)
+        order_id = str(order["id"])
+        if filled <= 0:
+            return OrderOutcome(OutcomeStatus.REJECTED, exchange_order_id=order_id,
+                                reason=f"order {order.get('status')} without a fill")
+        price = float(order.get("average") or (order.get("cost") or 0) / filled or request.reference_price)
+        return OrderOutcome(OutcomeStatus.FILLED, filled_quantity=filled, average_price=price,
+                            fee=self._fee_in_quote(order, request.asset, price), exchange_order_id=order_id,
+                            complete=order.get("status") == "closed")
+
+    def _fee_in_quote(self, order: dict, symbol: str, price: float) -> float:
+        fee = order.get("fee") or {}
+        cost = float(fee.get("cost") or 0)
+        if fee.get("currency") == self._client.market(symbol)["base"]:
+            return cost * price  # charged in base despite fciq: book its quote value
+        return cost
+
+    def _raise_if_fatal(self, error: ccxt.BaseError) -> None:
+        translated = translate_error(error, self._client)
+        if isinstance(translated, FatalExchangeError):
+            raise translated from None

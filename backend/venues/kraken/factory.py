@@ -1,0 +1,34 @@
+import threading
+
+from backend.config.schema import LiveEnvironment
+from backend.interfaces.order_gateway import IOrderGateway
+from backend.market_data import TickSource
+from backend.venues.base import Venue
+from backend.venues.kraken.client import AccountClient, make_kraken_client
+from backend.venues.kraken.execution import KrakenOrderGateway, link_userref
+from backend.venues.kraken.market_data import KrakenLiveSource
+
+
+class KrakenVenue(Venue):
+    """Kraken: one AccountClient per (URL, API key) for everything that trades with that key, and
+    one public client per URL for market data that needs no key (paper trading)."""
+
+    def __init__(self) -> None:
+        self._clients: dict[tuple[str, str | None], AccountClient] = {}
+
+    def tick_source(self, environment: LiveEnvironment, environment_file: str) -> TickSource:
+        client = self._client(environment, environment_file)
+        private = client if environment.mode == "live" else None
+        return KrakenLiveSource(environment, environment_file, client=client, private_client=private)
+
+    def order_gateway(
+        self, environment: LiveEnvironment, environment_file: str, link_id: str, stop: threading.Event
+    ) -> IOrderGateway:
+        return KrakenOrderGateway(self._client(environment, environment_file), link_userref(link_id), stop,
+                                  fill_wait_seconds=environment.order_wait_seconds)
+
+    def _client(self, environment: LiveEnvironment, environment_file: str) -> AccountClient:
+        with_credentials = environment.mode == "live"
+        client = make_kraken_client(environment, environment_file, with_credentials=with_credentials)
+        key = (str(client.urls["api"]["private"]), client.apiKey or None)
+        return self._clients.setdefault(key, client)

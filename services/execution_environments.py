@@ -1,0 +1,48 @@
+"""Per operation, what each execution environment is made of: its tick source and, per strategy
+link, the gateway its orders go to.
+
+Invariants: a data file is parsed once per (resolved path, timeframe) however many backtest
+environments replay it; one venue instance per exchange, so everything trading with one API key
+shares one client; real orders only for `mode: live` environments (which the config schema only
+accepts with `allow_live_orders: true`); backtests and paper trading get simulated fills.
+"""
+
+import threading
+from pathlib import Path
+
+from backend.config.schema import BacktestEnvironment, EnvironmentConfig, LiveEnvironment
+from backend.interfaces.order_gateway import IOrderGateway
+from backend.market_data import TickSource
+from backend.market_data.backtest_source import BacktestSource
+from backend.market_data.candle_file import CandleFile, read_candle_file
+from backend.portfolio import SimulatedGateway
+from backend.venues import VENUES, Venue
+
+
+class ExecutionEnvironments:
+    def __init__(self, stop: threading.Event) -> None:
+        self._stop = stop
+        self._candle_files: dict[tuple[Path, str], CandleFile] = {}
+        self._venues: dict[str, Venue] = {}
+
+    def tick_source(self, environment: EnvironmentConfig, environment_file: str) -> TickSource:
+        if isinstance(environment, BacktestEnvironment):
+            return BacktestSource(environment, self.candle_file(environment.data_file, environment.timeframe))
+        return self._venue(environment).tick_source(environment, environment_file)
+
+    def order_gateway(self, environment: EnvironmentConfig, environment_file: str, link_id: str) -> IOrderGateway:
+        if isinstance(environment, LiveEnvironment) and environment.mode == "live":
+            return self._venue(environment).order_gateway(environment, environment_file, link_id, self._stop)
+        return SimulatedGateway(environment.fee_rate, environment.slippage_bps)
+
+    def candle_file(self, data_file: Path, timeframe: str) -> CandleFile:
+        """The parsed file, read on first use (the timeframe decides the checks and the gaps)."""
+        key = (data_file.resolve(), timeframe)
+        if key not in self._candle_files:
+            self._candle_files[key] = read_candle_file(*key)
+        return self._candle_files[key]
+
+    def _venue(self, environment: LiveEnvironment) -> Venue:
+        if environment.exchange not in self._venues:
+            self._venues[environment.exchange] = VENUES[environment.exchange]()
+        return self._venues[environment.exchange]
