@@ -1,6 +1,7 @@
 import pytest
 import structlog
 
+from tests.live_support import credentials, fake, logs  # noqa: F401 (fixtures for every test file)
 from tests.probes import RECORDS
 
 

@@ -104,6 +104,8 @@ class FakeKraken:
     prices: dict[str, float] = field(default_factory=lambda: {"XXBTZUSD": 50_000.0, "XETHZUSD": 3_000.0})
     balances: dict[str, float] = field(default_factory=lambda: {"ZUSD": 10_000.0, "XXBT": 0.0, "XETH": 0.0})
     open_polls: int = 0  # QueryOrders answers "open" this many times before the order shows closed
+    hidden_lookups: int = 0  # a new order is not listed by the next this-many order lookups (lag)
+    fill_slippage: float = 0.0  # market orders fill at price * (1 + slippage) for buys (- for sells)
     orders: dict[str, dict] = field(default_factory=dict)
     requests: list[ReceivedRequest] = field(default_factory=list)
     echo_key_in_errors: bool = False  # a rude server: quotes the API-Key header in auth errors
@@ -114,6 +116,8 @@ class FakeKraken:
         self._failures_left = 0
         self._failure_status = 503
         self._last_nonce = 0
+        self._replies_to_lose = 0
+        self.nonce_errors = 0
         self._ids = itertools.count(1)
         self._server: ThreadingHTTPServer | None = None
 
@@ -126,6 +130,15 @@ class FakeKraken:
     def fail_next(self, count: int, status: int = 503) -> None:
         with self._lock:
             self._failures_left, self._failure_status = count, status
+
+    def lose_next_add_order_reply(self, count: int = 1) -> None:
+        """The next AddOrder(s) execute, but the connection closes before the reply is sent."""
+        with self._lock:
+            self._replies_to_lose = count
+
+    def orders_of(self, userref: int | None = None) -> list[dict]:
+        with self._lock:
+            return [o for o in self.orders.values() if userref is None or o["userref"] == userref]
 
     def received(self, endpoint: str) -> list[ReceivedRequest]:
         with self._lock:
@@ -182,6 +195,10 @@ class FakeKraken:
                 result = route(params)
             except KrakenError as error:
                 return _send_json(handler, {"error": [str(error)], "result": {}})
+            if endpoint == "private/AddOrder" and self._replies_to_lose > 0:
+                self._replies_to_lose -= 1
+                handler.close_connection = True  # executed; the reply is lost on the way back
+                return None
         _send_json(handler, {"error": [], "result": result})
 
     def _routes(self) -> dict:
@@ -195,6 +212,9 @@ class FakeKraken:
                 k: {"balance": f"{v:.8f}", "hold_trade": "0.0000"} for k, v in self.balances.items()},
             ("POST", "private/AddOrder"): self._add_order,
             ("POST", "private/QueryOrders"): self._query_orders,
+            ("POST", "private/OpenOrders"): lambda p: {"open": self._listed(p, open_=True)},
+            ("POST", "private/ClosedOrders"): lambda p: {"closed": (closed := self._listed(p, open_=False)),
+                                                         "count": len(closed)},
         }
 
     def _check_auth(self, handler: BaseHTTPRequestHandler, path: str, params: dict, body: str) -> str | None:
@@ -214,6 +234,7 @@ class FakeKraken:
         if not hmac.compare_digest(handler.headers.get("API-Sign", ""), expected):
             return "EAPI:Invalid signature"
         if not nonce.isdigit() or int(nonce) <= self._last_nonce:
+            self.nonce_errors += 1
             return "EAPI:Invalid nonce"
         self._last_nonce = int(nonce)
         return None
@@ -232,12 +253,21 @@ class FakeKraken:
         pair = _pair_id(params.get("pair", ""))
         info = ASSET_PAIRS[pair]
         side, volume = params.get("type"), float(params.get("volume", "0"))
+        oflags = params.get("oflags", "")
         if params.get("ordertype") != "market" or side not in ("buy", "sell"):
             raise KrakenError("EGeneral:Invalid arguments")
+        client_id = params.get("cl_ord_id")
+        if client_id and any(o["cl_ord_id"] == client_id and o["status"] == "open" for o in self.orders.values()):
+            raise KrakenError("EOrder:Duplicate order")
+        price = self.prices[pair] * (1 + (self.fill_slippage if side == "buy" else -self.fill_slippage))
+        if "viqc" in oflags:  # volume in quote currency (market buys only)
+            if side != "buy":
+                raise KrakenError("EGeneral:Invalid arguments:viqc")
+            cost, volume = volume, volume / price
+        else:
+            cost = volume * price
         if volume < float(info["ordermin"]):
             raise KrakenError("EOrder:Order minimum not met")
-        price = self.prices[pair]
-        cost = volume * price
         fee = round(cost * FEE_RATE, 4)
         base, quote = info["base"], info["quote"]
         if side == "buy":
@@ -253,29 +283,51 @@ class FakeKraken:
         txid = f"O{next(self._ids):05d}-FAKEK-RAKEN"
         description = f"{side} {volume:.8f} {info['altname']} @ market"
         self.orders[txid] = {
-            "refid": None, "userref": 0, "status": "closed", "reason": None,
+            "refid": None, "userref": int(params.get("userref", 0)), "cl_ord_id": client_id,
+            "status": "closed", "reason": None,
             "opentm": time.time(), "closetm": time.time(), "starttm": 0, "expiretm": 0,
             "descr": {"pair": info["altname"], "type": side, "ordertype": "market", "price": "0",
                       "price2": "0", "leverage": "none", "order": description, "close": ""},
             "vol": f"{volume:.8f}", "vol_exec": f"{volume:.8f}", "cost": f"{cost:.5f}", "fee": f"{fee:.5f}",
             "price": f"{price:.1f}", "stopprice": "0.00000", "limitprice": "0.00000", "misc": "",
-            "oflags": params.get("oflags", "fciq"), "trades": [f"T{txid[1:]}"],
-            "_open_polls": self.open_polls,
+            "oflags": oflags, "trades": [f"T{txid[1:]}"],
+            "_open_polls": self.open_polls, "_hidden_lookups": self.hidden_lookups,
         }
         return {"descr": {"order": description}, "txid": [txid]}
+
+    def _visible(self, order: dict) -> dict | None:
+        """The order as a lookup sees it now: None while the exchange lags, open while it works."""
+        if order["_hidden_lookups"] > 0:
+            order["_hidden_lookups"] -= 1
+            return None
+        public = {k: v for k, v in order.items() if not k.startswith("_")}
+        if order["_open_polls"] > 0:  # still working: nothing executed yet
+            order["_open_polls"] -= 1
+            public.update(status="open", vol_exec="0.00000000", cost="0.00000", fee="0.00000", price="0.0")
+        return public
 
     def _query_orders(self, params: dict) -> dict:
         result = {}
         for txid in params.get("txid", "").split(","):
             order = self.orders.get(txid)
-            if order is None:
+            public = None if order is None else self._visible(order)
+            if public is None:
                 raise KrakenError("EOrder:Unknown order")
-            public = {k: v for k, v in order.items() if not k.startswith("_")}
-            if order["_open_polls"] > 0:  # still working: nothing executed yet
-                order["_open_polls"] -= 1
-                public.update(status="open", vol_exec="0.00000000", cost="0.00000", fee="0.00000", price="0.0")
             result[txid] = public
         return result
+
+    def _listed(self, params: dict, open_: bool) -> dict:
+        """OpenOrders / ClosedOrders, filtered by cl_ord_id and userref as Kraken does."""
+        listed = {}
+        for txid, order in self.orders.items():
+            if params.get("cl_ord_id") and order["cl_ord_id"] != params["cl_ord_id"]:
+                continue
+            if params.get("userref") and order["userref"] != int(params["userref"]):
+                continue
+            public = self._visible(order)
+            if public is not None and (public["status"] == "open") == open_:
+                listed[txid] = public
+        return listed
 
 
 class KrakenError(Exception):

@@ -1,16 +1,12 @@
 """Live Kraken market data and order routing, through the real ccxt client against a local fake."""
 
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
-import ccxt
 import pytest
-import structlog
 
-from backend.config.schema import LiveEnvironment
 from backend.errors import ConfigError
 from backend.market_data.raw_tick import RawTick
 from backend.portfolio import SimulatedGateway
@@ -21,59 +17,14 @@ from services.execution_environments import ExecutionEnvironments
 from tests.fake_kraken import (
     TEST_API_KEY,
     TEST_API_SECRET,
-    FakeKraken,
     candle,
     refused_url,
-    running_fake_kraken,
     sent_as,
     silent_url,
 )
+from tests.live_support import ENV_FILE, KEY_ENV, SECRET_ENV, fast_client, live_env
 
-KEY_ENV, SECRET_ENV = "OPDAEMON_TEST_KRAKEN_KEY", "OPDAEMON_TEST_KRAKEN_SECRET"
 MINUTE = 60
-ENV_FILE = "config/environments/kraken_test.yaml"
-
-
-# --- fixtures and helpers -----------------------------------------------------------------
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeKraken]:
-    with running_fake_kraken() as server:
-        yield server
-
-
-@pytest.fixture
-def logs() -> Iterator[list[dict]]:
-    """Every structlog event (all levels) emitted during the test."""
-    capture = structlog.testing.LogCapture()
-    previous = structlog.get_config()
-    everything = structlog.make_filtering_bound_logger(logging.DEBUG)
-    structlog.configure(processors=[capture], wrapper_class=everything)
-    yield capture.entries
-    structlog.configure(**previous)
-
-
-@pytest.fixture
-def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(KEY_ENV, TEST_API_KEY)
-    monkeypatch.setenv(SECRET_ENV, TEST_API_SECRET)
-
-
-def live_env(fake: FakeKraken, **overrides: object) -> LiveEnvironment:
-    settings: dict = {
-        "type": "live", "display_name": "Kraken (fake)", "exchange": "kraken", "symbols": ["BTC/USD"],
-        "timeframe": "1m", "poll_interval_seconds": 0.05, "api_url": fake.url,
-        "api_key_env": KEY_ENV, "api_secret_env": SECRET_ENV,
-        "starting_capital": 10_000, "fee_rate": 0.0026,
-    }
-    return LiveEnvironment(**{**settings, **overrides})
-
-
-def fast_client(environment: LiveEnvironment, with_credentials: bool = False) -> ccxt.kraken:
-    client = make_kraken_client(environment, ENV_FILE, with_credentials=with_credentials)
-    client.rateLimit = 1  # ms; Kraken's real pacing would make every test take seconds
-    return client
 
 
 def minute_rows(start: int, closes: list[float]) -> list[list]:

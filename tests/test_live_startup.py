@@ -29,7 +29,7 @@ from tests.fake_kraken import (
     silent_url,
 )
 from tests.helpers import REPO, blueprint, write_config_tree
-from tests.test_live_kraken import ENV_FILE, KEY_ENV, SECRET_ENV, fast_client, live_env
+from tests.live_support import ENV_FILE, KEY_ENV, SECRET_ENV, fast_client, live_env
 
 WRONG_KEY = "WRONG-KEY-that-kraken-does-not-know"
 STARTUP_TIMEOUT = 1.0  # seconds; every unreachable case must give up about then

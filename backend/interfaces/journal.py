@@ -4,7 +4,7 @@ from abc import ABC, abstractmethod
 from datetime import datetime
 
 from backend.dtos import AccountState, FillDTO
-from backend.interfaces.order_gateway import OrderRequest, OutcomeStatus
+from backend.interfaces.order_gateway import OrderOutcome, OrderRequest
 
 
 class IAccountJournal(ABC):
@@ -15,8 +15,8 @@ class IAccountJournal(ABC):
         """Durably note an order about to be sent; called before the gateway sees it."""
 
     @abstractmethod
-    def record_outcome(self, request: OrderRequest, status: OutcomeStatus, fill: FillDTO | None,
-                       account: AccountState, detail: str | None) -> None:
+    def record_outcome(self, request: OrderRequest, outcome: OrderOutcome, fill: FillDTO | None,
+                       account: AccountState) -> None:
         """The order's outcome and, with a fill, the account it produced: all or nothing."""
 
     @abstractmethod
@@ -38,8 +38,8 @@ class InMemoryJournal(IAccountJournal):
     def record_intent(self, request: OrderRequest, reason: str) -> None:
         pass
 
-    def record_outcome(self, request: OrderRequest, status: OutcomeStatus, fill: FillDTO | None,
-                       account: AccountState, detail: str | None) -> None:
+    def record_outcome(self, request: OrderRequest, outcome: OrderOutcome, fill: FillDTO | None,
+                       account: AccountState) -> None:
         pass
 
     def unsettled(self) -> list[OrderRequest]:

@@ -113,12 +113,12 @@ class StrategyAccount(IBroker):
                 price=outcome.average_price, fee=outcome.fee, timestamp=timestamp, order_id=outcome.exchange_order_id,
             )
             self.ledger.apply_fill(fill)
-            self._journal.record_outcome(request, outcome.status, fill, self.ledger.state, outcome.reason)
+            self._journal.record_outcome(request, outcome, fill, self.ledger.state)
             if not outcome.complete:
                 log.warning("order_partially_filled", **context, filled=outcome.filled_quantity,
                             amount=request.quantity)
             return fill
-        self._journal.record_outcome(request, outcome.status, None, self.ledger.state, outcome.reason)
+        self._journal.record_outcome(request, outcome, None, self.ledger.state)
         if outcome.status is OutcomeStatus.REJECTED:
             log.warning("order_rejected", **context, reason=outcome.reason)
         elif request not in self._unsettled:

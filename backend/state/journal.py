@@ -4,7 +4,7 @@ from datetime import datetime
 
 from backend.dtos import AccountState, FillDTO, OrderSide
 from backend.interfaces.journal import IAccountJournal
-from backend.interfaces.order_gateway import OrderRequest, OutcomeStatus
+from backend.interfaces.order_gateway import OrderOutcome, OrderRequest, OutcomeStatus
 from backend.state.store import FillRecord, OrderRecord, OrderState, StateStore
 
 ORDER_STATES = {
@@ -25,10 +25,11 @@ class StoreJournal(IAccountJournal):
             request.reference_price, reason, OrderState.INTENDED,
         ))
 
-    def record_outcome(self, request: OrderRequest, status: OutcomeStatus, fill: FillDTO | None,
-                       account: AccountState, detail: str | None) -> None:
+    def record_outcome(self, request: OrderRequest, outcome: OrderOutcome, fill: FillDTO | None,
+                       account: AccountState) -> None:
         if fill is None:
-            self._store.update_order(request.client_order_id, ORDER_STATES[status], None, detail)
+            self._store.update_order(request.client_order_id, ORDER_STATES[outcome.status],
+                                     outcome.exchange_order_id, outcome.reason)
             return
         self._store.record_fill(self._link, FillRecord(
             request.client_order_id, fill.asset, fill.side.value, fill.quantity, fill.price, fill.fee,

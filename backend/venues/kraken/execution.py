@@ -48,6 +48,7 @@ class KrakenOrderGateway(IOrderGateway):
         self._lookup_attempts = lookup_attempts
 
     def sizing(self, asset: str, side: OrderSide, reference_price: float) -> tuple[float, float]:
+        self._client.load_markets()  # loaded by the start-up check; cached by ccxt after that
         return reference_price, float(self._client.market(asset).get("taker") or 0.0)
 
     def execute(self, request: OrderRequest) -> OrderOutcome:

@@ -1,0 +1,219 @@
+"""Real orders through the real ccxt client against a local fake Kraken that loses replies, lags
+and fills above the close; accounts journaled in real SQLite files."""
+
+import threading
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from backend.dtos import OrderDTO, OrderSide
+from backend.errors import FatalExchangeError
+from backend.portfolio import Ledger, StrategyAccount
+from backend.state import OrderState, StateStore, StoreJournal
+from backend.venues.kraken.execution import KrakenOrderGateway, link_userref
+from tests.fake_kraken import TEST_API_KEY, TEST_API_SECRET, FakeKraken
+from tests.live_support import fast_client, live_env
+
+NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+LINK = "ict@kraken_live"
+
+
+@pytest.fixture
+def store(tmp_path):
+    opened = StateStore.open(tmp_path, "op")
+    yield opened
+    opened.close()
+
+
+def live_account(fake: FakeKraken, store: StateStore | None, link: str = LINK, capital: float = 10_000,
+                 client=None, stop: threading.Event | None = None, **gateway: float) -> StrategyAccount:
+    environment = live_env(fake, mode="live", allow_live_orders=True)
+    client = client or fast_client(environment, with_credentials=True)
+    settings = {"fill_wait_seconds": 1.0, "poll_seconds": 0.01, **gateway}
+    kraken = KrakenOrderGateway(client, link_userref(link), stop or threading.Event(), **settings)
+    journal = StoreJournal(store, link) if store is not None else None
+    return StrategyAccount(Ledger(capital), kraken, journal)
+
+
+def buy(quantity: float, price: float = 50_000.0) -> OrderDTO:
+    return OrderDTO(asset="BTC/USD", side=OrderSide.BUY, quantity=quantity, reference_price=price, reason="test")
+
+
+def sell(quantity: float, price: float = 50_000.0) -> OrderDTO:
+    return OrderDTO(asset="BTC/USD", side=OrderSide.SELL, quantity=quantity, reference_price=price, reason="test")
+
+
+def assert_no_secrets(text: str) -> None:
+    assert TEST_API_KEY not in text and TEST_API_SECRET not in text
+
+
+def test_a_buy_is_tagged_sent_as_quote_amount_booked_and_journaled(fake, credentials, store, logs):
+    account = live_account(fake, store)
+    fill = account.submit(buy(0.01), NOW)
+
+    (add_order,) = fake.received("private/AddOrder")
+    assert {k: add_order.params[k] for k in ("pair", "type", "ordertype", "volume")} == {
+        "pair": "XXBTZUSD", "type": "buy", "ordertype": "market", "volume": "500"}  # 0.01 BTC at 50,000 in USD
+    assert set(add_order.params["oflags"].split(",")) == {"fciq", "viqc"}
+    assert add_order.params["userref"] == str(link_userref(LINK))
+    (exchange_order,) = fake.orders_of(link_userref(LINK))
+    assert exchange_order["cl_ord_id"] == add_order.params["cl_ord_id"]
+
+    assert fill is not None and (fill.quantity, fill.price) == (pytest.approx(0.01), 50_000.0)
+    assert fill.fee == pytest.approx(1.3)  # 0.26 % of 500 USD, as the exchange reported it
+    assert account.ledger.cash == pytest.approx(10_000 - 500 - 1.3)
+    (journaled,) = store.fills(LINK)
+    assert (journaled.client_order_id, journaled.exchange_order_id) == (exchange_order["cl_ord_id"], fill.order_id)
+    assert store.order(journaled.client_order_id).state is OrderState.FILLED
+    assert store.load_account(LINK) == account.ledger.state
+    assert_no_secrets(repr(logs))
+
+
+def test_a_lost_add_order_reply_is_looked_up_not_resent(fake, credentials, store, logs):
+    account = live_account(fake, store)
+    account.ledger.mark("BTC/USD", 50_000.0)
+    fake.lose_next_add_order_reply()
+
+    fill = account.submit(buy(0.01), NOW)
+
+    assert len(fake.received("private/AddOrder")) == 1  # never sent twice
+    assert len(fake.orders) == 1
+    assert fill is not None and fill.quantity == pytest.approx(0.01)
+    assert account.ledger.state.trades == 1 and len(store.fills(LINK)) == 1
+    assert any(e["event"] == "order_reply_lost" for e in logs)
+    assert account.submit(buy(0.01), NOW) is not None  # nothing unsettled: trading goes on
+
+
+def test_an_order_the_exchange_lists_late_is_booked_once_it_appears(fake, credentials, store):
+    fake.hidden_lookups = 3  # the next three looks at a new order do not find it
+    account = live_account(fake, store)
+
+    fill = account.submit(buy(0.01), NOW)
+
+    assert fill is not None and len(store.fills(LINK)) == 1
+    assert len(fake.received("private/QueryOrders")) == 4
+
+
+def test_an_order_still_unknown_blocks_new_buys_and_is_settled_on_a_later_tick(fake, credentials, store, logs):
+    fake.lose_next_add_order_reply()
+    fake.hidden_lookups = 50  # longer than the gateway looks: the outcome stays unknown
+    account = live_account(fake, store, lookup_attempts=2)
+
+    assert account.submit(buy(0.01), NOW) is None
+    (unknown,) = store.unsettled_orders(LINK)
+    assert unknown.state is OrderState.UNKNOWN and account.ledger.state.trades == 0
+    assert account.submit(buy(0.01), NOW) is None  # no new entry while one is unknown
+    assert len(fake.received("private/AddOrder")) == 1
+    assert any(e["event"] == "order_skipped" for e in logs)
+
+    fake.orders_of()[0]["_hidden_lookups"] = 0  # the exchange catches up
+    account.open_tick("BTC/USD", 50_000.0, NOW, trading=True)
+    assert account.ledger.state.trades == 1 and store.unsettled_orders(LINK) == []
+    assert store.order(unknown.client_order_id).state is OrderState.FILLED
+    assert len(fake.received("private/AddOrder")) == 1
+
+
+def test_a_restarted_account_still_settles_the_order_it_did_not_know(fake, credentials, tmp_path):
+    fake.lose_next_add_order_reply()
+    fake.hidden_lookups = 50
+    first_store = StateStore.open(tmp_path, "op")
+    live_account(fake, first_store, lookup_attempts=1).submit(buy(0.01), NOW)
+    first_store.close()
+
+    fake.orders_of()[0]["_hidden_lookups"] = 0
+    second_store = StateStore.open(tmp_path, "op")
+    restored = StrategyAccount(Ledger(10_000, second_store.load_account(LINK)), live_account(
+        fake, None)._gateway, StoreJournal(second_store, LINK))
+    assert [r.client_order_id for r in restored.unsettled_orders] == [fake.orders_of()[0]["cl_ord_id"]]
+    restored.settle(NOW)
+    assert restored.ledger.state.trades == 1 and restored.ledger.position("BTC/USD").qty == pytest.approx(0.01)
+    assert second_store.load_account(LINK) == restored.ledger.state
+    second_store.close()
+
+
+def test_a_fill_above_the_close_never_overspends_the_account(fake, credentials, store):
+    fake.fill_slippage = 0.02  # fills 2 % above the candle close
+    account = live_account(fake, store, capital=1_000)
+
+    fill = account.submit(buy(1.0), NOW)  # more than the account can pay: capped
+
+    assert fill is not None and fill.price == pytest.approx(51_000)
+    assert account.ledger.cash >= 0
+    assert account.ledger.cash == pytest.approx(0, abs=0.01)
+
+
+def test_insufficient_funds_is_a_rejection_that_leaves_the_account_alone(fake, credentials, store, logs):
+    fake.balances["ZUSD"] = 10.0  # the real account holds less than the strategy's ledger thinks
+    account = live_account(fake, store)
+
+    assert account.submit(buy(0.01), NOW) is None
+
+    assert account.ledger.state.cash == 10_000 and account.ledger.state.trades == 0
+    (order,) = [store.order(r.params["cl_ord_id"]) for r in fake.received("private/AddOrder")]
+    assert order.state is OrderState.REJECTED and "Insufficient funds" in order.detail
+    assert any(e["event"] == "order_rejected" for e in logs)
+    assert_no_secrets(repr(logs))
+
+
+def test_links_on_one_key_order_at_once_without_a_nonce_error(fake, credentials, tmp_path):
+    environment = live_env(fake, mode="live", allow_live_orders=True)
+    shared = fast_client(environment, with_credentials=True)
+    shared.load_markets()
+    store = StateStore.open(tmp_path, "op")
+    accounts = [live_account(fake, store, link=f"s{i}@live", capital=1_000, client=shared) for i in range(6)]
+    start = threading.Barrier(len(accounts))
+    fills = []
+
+    def trade(account: StrategyAccount) -> None:
+        start.wait()
+        fills.append(account.submit(buy(0.001), NOW))
+
+    threads = [threading.Thread(target=trade, args=(account,)) for account in accounts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    store.close()
+
+    assert fake.nonce_errors == 0
+    assert len(fills) == 6 and all(fill is not None for fill in fills)
+    assert len(fake.orders) == 6
+    assert {o["userref"] for o in fake.orders_of()} == {link_userref(f"s{i}@live") for i in range(6)}
+
+
+def test_separate_clients_on_one_key_do_race_their_nonces(fake, credentials):
+    """The failure the shared client prevents: the fake does notice nonces out of order."""
+    environment = live_env(fake, mode="live", allow_live_orders=True)
+    clients = [fast_client(environment, with_credentials=True) for _ in range(2)]
+    clients[1]._last_nonce = 10**15  # this client's nonces are far ahead of the other's
+    clients[1].fetch_balance()
+    with pytest.raises(Exception, match="Invalid nonce"):
+        clients[0].fetch_balance()
+    assert fake.nonce_errors == 1
+
+
+def test_a_stop_cuts_the_fill_wait_short_and_leaves_the_order_unknown(fake, credentials, store):
+    fake.open_polls = 10_000  # the order stays open
+    stop = threading.Event()
+    account = live_account(fake, store, stop=stop, fill_wait_seconds=60, poll_seconds=0.05)
+    threading.Timer(0.3, stop.set).start()
+    started = time.monotonic()
+
+    assert account.submit(buy(0.01), NOW) is None
+
+    assert time.monotonic() - started < 2
+    (unknown,) = store.unsettled_orders(LINK)
+    (placed,) = fake.orders
+    assert (unknown.state, unknown.exchange_order_id) == (OrderState.UNKNOWN, placed)
+
+
+def test_a_rejected_key_stops_the_run_without_leaking_it(fake, monkeypatch, store):
+    monkeypatch.setenv("OPDAEMON_TEST_KRAKEN_KEY", "SOME-OTHER-KEY-" + "x" * 20)
+    monkeypatch.setenv("OPDAEMON_TEST_KRAKEN_SECRET", TEST_API_SECRET)
+    fake.echo_key_in_errors = True
+    account = live_account(fake, store)
+    with pytest.raises(FatalExchangeError, match="EAPI:Invalid key") as raised:
+        account.submit(buy(0.01), NOW)
+    assert "SOME-OTHER-KEY" not in str(raised.value) and TEST_API_SECRET not in str(raised.value)
+    assert account.ledger.state.trades == 0
