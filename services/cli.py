@@ -115,7 +115,7 @@ def _load(args: argparse.Namespace, shutdown: Shutdown, cleanup: ExitStack) -> "
     """Everything checked and built, nothing started yet; an exit code when that failed."""
     # Imported here, after the signal handlers: loading ccxt and pydantic takes a while.
     from backend.config import LiveEnvironment, load_operation
-    from backend.errors import ConfigError, ExchangeUnavailableError
+    from backend.errors import ConfigError, ExchangeError, FatalExchangeError
     from backend.state import StateStore
     from services.operation_service import OperationService
 
@@ -133,10 +133,11 @@ def _load(args: argparse.Namespace, shutdown: Shutdown, cleanup: ExitStack) -> "
         log.error("config_error", file=exc.file, key=exc.key, reason=exc.reason)
         _say(f"run-operation: config error: {exc}", sys.stderr)
         return EXIT_CONFIG
-    except ExchangeUnavailableError as exc:
-        log.error("exchange_unavailable", error=str(exc))
-        _say(f"run-operation: exchange unavailable: {exc}", sys.stderr)
-        return EXIT_FAILED
+    except ExchangeError as exc:  # unreachable at start (1), or a refusal a person must fix (2)
+        log.error("exchange_unavailable" if not isinstance(exc, FatalExchangeError) else "exchange_refused",
+                  error=str(exc))
+        _say(f"run-operation: exchange error: {exc}", sys.stderr)
+        return EXIT_CONFIG if isinstance(exc, FatalExchangeError) else EXIT_FAILED
     shutdown.loading = False
     return service
 

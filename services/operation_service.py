@@ -22,6 +22,7 @@ from backend.portfolio import Ledger, StrategyAccount
 from backend.state import StateStore, StoreJournal
 from services.environment_feed import EnvironmentFeed
 from services.execution_environments import ExecutionEnvironments
+from services.reconciliation import reconcile
 from services.strategy_run import RunSummary, StrategyRun
 from services.tick_cache_manager import TickCacheManager
 from services.worker_factory import WorkerFactory
@@ -69,6 +70,10 @@ class OperationService:
         for feed in self.feeds:
             feed.prepare()
             feed.resume_after_restart()
+        reconcile({
+            link.link_id: run.tick_manager.account for link, run in zip(operation.links, self.runs, strict=True)
+            if isinstance(link.environment, LiveEnvironment) and link.environment.mode == "live"
+        })
 
     def _build_run(self, link: ResolvedLink, factory: WorkerFactory, queue_size: int) -> StrategyRun:
         context = TradingContextProvider()

@@ -15,6 +15,7 @@ from enum import StrEnum
 import structlog
 
 from backend.config import StrategyLink
+from backend.errors import OpdaemonError
 from backend.market_data import RawTick
 from backend.portfolio import AccountSummary
 from services.tick_cache_manager import TickCacheManager
@@ -182,6 +183,10 @@ class StrategyRun:
             self._current = (item, time.monotonic())
             try:
                 processed = self.tick_manager.process(item)
+            except OpdaemonError as exc:  # e.g. the exchange refused the key: said plainly, no traceback
+                if self._end(RunStatus.FAILED, str(exc)):
+                    log.error("strategy_run_failed", tick_time=item.timestamp.isoformat(), error=self.error)
+                return
             except Exception as exc:  # a strategy's bug must not reach the other runs
                 if self._end(RunStatus.FAILED, f"{type(exc).__name__}: {exc}"):
                     log.exception("strategy_run_failed", tick_time=item.timestamp.isoformat(), error=self.error)

@@ -265,7 +265,7 @@ def test_cli_exits_1_soon_when_nothing_listens(tmp_path):
 
     assert finished.returncode == 1, finished.stderr
     assert elapsed < STARTUP_TIMEOUT + 3  # the timeout, plus starting Python and importing ccxt
-    assert f"run-operation: exchange unavailable: kraken at {url} unreachable for" in finished.stderr
+    assert f"run-operation: exchange error: kraken at {url} unreachable for" in finished.stderr
     assert "connection refused" in finished.stderr and "Traceback" not in finished.stderr
     logged = [json.loads(line) for line in finished.stderr.splitlines() if line.startswith("{")]
     assert [e["event"] for e in logged if e["level"] == "error"] == ["exchange_unavailable"]

@@ -35,6 +35,10 @@ class OrderOutcome:
 
 
 class IOrderGateway(ABC):
+    # Gateways trading the same venue account share this object (their client), so that
+    # reconciliation can add up what the strategies on one account hold.
+    venue_account: object | None = None
+
     @abstractmethod
     def sizing(self, asset: str, side: OrderSide, reference_price: float) -> tuple[float, float]:
         """(price, fee rate) to size an order on: a buy is sized on the worst price the gateway may
@@ -47,3 +51,8 @@ class IOrderGateway(ABC):
     @abstractmethod
     def settle(self, request: OrderRequest) -> OrderOutcome:
         """Look up an order whose outcome was UNKNOWN (by its client order id); never re-sends it."""
+
+    def holdings(self) -> dict[str, float] | None:
+        """What the venue account holds per currency (e.g. {"BTC": 0.5, "USD": 1000.0}), for
+        reconciliation; None for a simulated venue, which has nothing to reconcile with."""
+        return None

@@ -42,6 +42,7 @@ class StrategyAccount(IBroker):
         self._new_order_id = new_order_id
         self._unsettled: list[OrderRequest] = self._journal.unsettled()
         self._cursors = self._journal.cursors()  # symbol -> last candle processed, across restarts
+        self.paused: str | None = None  # why the account takes no new buys (reconciliation found a mismatch)
 
     @property
     def cursors(self) -> dict[str, datetime]:
@@ -82,8 +83,9 @@ class StrategyAccount(IBroker):
 
     def submit(self, order: OrderDTO, timestamp: datetime) -> FillDTO | None:
         context = {"asset": order.asset, "side": order.side.value}
-        if order.side is OrderSide.BUY and self._unsettled:
-            log.warning("order_skipped", **context, reason="an earlier order's outcome is unknown until reconciled",
+        if order.side is OrderSide.BUY and (self._unsettled or self.paused):
+            reason = self.paused or "an earlier order's outcome is unknown until reconciled"
+            log.warning("order_skipped", **context, reason=reason,
                         unsettled=[request.client_order_id for request in self._unsettled])
             return None
         price, fee_rate = self._gateway.sizing(order.asset, order.side, order.reference_price)
@@ -94,6 +96,14 @@ class StrategyAccount(IBroker):
         request = OrderRequest(self._new_order_id(), order.asset, order.side, quantity, order.reference_price)
         self._journal.record_intent(request, order.reason)
         return self._book(request, self._gateway.execute(request), timestamp)
+
+    def holdings(self) -> dict[str, float] | None:
+        """What the venue account behind this strategy holds (None when fills are simulated)."""
+        return self._gateway.holdings()
+
+    @property
+    def venue_account(self) -> object | None:
+        return self._gateway.venue_account
 
     def settle(self, timestamp: datetime) -> None:
         """Look up every order whose outcome is unknown and book what the venue says of it."""

@@ -41,6 +41,7 @@ class KrakenOrderGateway(IOrderGateway):
         lookup_attempts: int = 3,
     ) -> None:
         self._client = client
+        self.venue_account = client
         self._userref = userref
         self._stop = stop
         self._fill_wait_seconds = fill_wait_seconds
@@ -73,6 +74,13 @@ class KrakenOrderGateway(IOrderGateway):
 
     def settle(self, request: OrderRequest) -> OrderOutcome:
         return self._look_up(request, why="settling an order whose outcome was unknown")
+
+    def holdings(self) -> dict[str, float] | None:
+        try:
+            totals = self._client.fetch_balance().get("total") or {}
+        except ccxt.BaseError as error:
+            raise translate_error(error, self._client) from None
+        return {currency: float(amount or 0) for currency, amount in totals.items()}
 
     # --- internals -------------------------------------------------------------------------------
 

@@ -1,0 +1,47 @@
+"""Start-up reconciliation of the live accounts with the exchange (mode: live links only).
+
+Invariants: every journaled order whose outcome was unknown is looked up and booked (or left
+unknown) before any tick; when the strategies trading one venue account together hold more of a
+currency than that account does, each of them is paused (no new buys; exits stay allowed) and one
+`reconciliation_mismatch` line names the links and the amounts; the other links trade.
+"""
+
+from collections import defaultdict
+from datetime import UTC, datetime
+
+import structlog
+
+from backend.portfolio import StrategyAccount
+
+log = structlog.get_logger(__name__)
+
+TOLERANCE = 1e-8  # exchange rounding of amounts
+
+
+def reconcile(accounts: dict[str, StrategyAccount]) -> None:
+    """accounts: link id -> account, of links whose orders are real."""
+    now = datetime.now(UTC)
+    held: dict[tuple[int, str], dict[str, float]] = defaultdict(dict)  # (venue account, currency) -> link -> qty
+    venue_holdings: dict[int, dict[str, float]] = {}
+    for link, account in accounts.items():
+        if account.unsettled_orders:
+            log.info("settling_unknown_orders", strategy_link=link,
+                     orders=[request.client_order_id for request in account.unsettled_orders])
+            account.settle(now)
+        holdings = account.holdings()
+        if holdings is None:
+            continue
+        venue = id(account.venue_account)
+        venue_holdings[venue] = holdings
+        for asset, position in account.ledger.positions.items():
+            held[(venue, asset.split("/")[0])][link] = position.qty
+    for (venue, currency), by_link in held.items():
+        total, available = sum(by_link.values()), venue_holdings[venue].get(currency, 0.0)
+        if total > available + TOLERANCE:
+            reason = f"the strategies hold {total:g} {currency} together, the exchange account {available:g}"
+            log.error("reconciliation_mismatch", currency=currency, exchange_balance=available,
+                      strategies_hold=by_link, action="these links take no new buys until it is resolved")
+            for link in by_link:
+                accounts[link].paused = reason
+        else:
+            log.info("reconciled", currency=currency, exchange_balance=available, strategies_hold=by_link)
