@@ -35,3 +35,11 @@ def test_return_volatility_is_the_sample_stdev_of_returns_in_percent():
     assert vol.update(100) is None
     assert vol.update(110) is None
     assert vol.update(99) == pytest.approx(math.sqrt(0.02) * 100)  # returns +10 %, -10 %
+
+
+def test_return_volatility_subtracts_the_mean_of_returns():
+    vol = ReturnVolatility(3)
+    for close in (100, 101, 103.02):
+        vol.update(close)
+    # returns +1 %, +2 %, +1 %: mean 4/3 %, sample variance ((1/3)² + (2/3)² + (1/3)²) / 2 = 1/3 (%²)
+    assert vol.update(104.0502) == pytest.approx(math.sqrt(1 / 3), rel=1e-6)

@@ -67,6 +67,20 @@ def test_ledger_tracks_average_cost_equity_and_max_drawdown():
     summary = ledger.summary()
     assert summary.max_drawdown_pct == pytest.approx((1 - 898 / 1098) * 100)
     assert summary.final_equity == 1198 and summary.pnl == 198 and summary.trades == 2 and summary.fees_paid == 2
+    assert summary.pnl_pct == pytest.approx(19.8)
+
+
+def test_a_partial_sell_keeps_the_rest_at_its_entry_price_and_dust_closes_the_position():
+    ledger = Ledger(1_000)
+    ledger.apply_fill(FillDTO(asset="A/B", side=OrderSide.BUY, quantity=2, price=100, fee=0, timestamp=START))
+    ledger.apply_fill(FillDTO(asset="A/B", side=OrderSide.SELL, quantity=0.5, price=120, fee=0.6, timestamp=START))
+    assert ledger.position("A/B").qty == 1.5 and ledger.position("A/B").avg_entry_price == 100
+    assert ledger.cash == pytest.approx(1_000 - 200 + 60 - 0.6)
+    # Selling all but float dust closes the position instead of leaving a 1e-13 BTC remainder.
+    ledger.apply_fill(FillDTO(asset="A/B", side=OrderSide.SELL, quantity=1.5 - 1e-13, price=120, fee=0,
+                              timestamp=START))
+    assert "A/B" not in ledger.positions and ledger.position("A/B").qty == 0
+    assert ledger.summary().trades == 3
 
 
 # --- opportunity, threat, planning, execution -----------------------------------------------
