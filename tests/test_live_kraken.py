@@ -372,3 +372,37 @@ def test_order_gateways_by_mode(fake, credentials):
     live = environments.order_gateway(live_env(fake, mode="live", allow_live_orders=True), ENV_FILE, "a@live")
     assert isinstance(paper, SimulatedGateway)
     assert isinstance(live, KrakenOrderGateway)
+
+
+def test_after_a_restart_candles_closed_meanwhile_only_warm_up_and_the_next_one_trades(fake, consume, logs):
+    start = ten_minutes_ago()
+    fake.set_candles("XXBTZUSD", minute_rows(start, [100, 101, 102, 103, 104, 105]))  # 105: forming
+    environment = live_env(fake, warmup_candles=1)
+    source = KrakenLiveSource(environment, ENV_FILE, client=fast_client(environment))
+    source.resume_after({"BTC/USD": at(start + 2 * MINUTE)})  # 102 was the last candle processed
+    consumer = consume(source)
+
+    replayed = consumer.wait_for(3)
+    time.sleep(0.2)
+    # 102 again (warm-up for the indicators), then 103 and 104 that closed while down: none trades.
+    assert [(t.close, t.warmup) for t in consumer.ticks] == [(102, True), (103, True), (104, True)]
+    assert replayed[-1].missing_before == 0
+    fake.set_candles("XXBTZUSD", minute_rows(start, [100, 101, 102, 103, 104, 105, 106]))
+    assert [(t.close, t.warmup) for t in consumer.wait_for(4)][-1] == (105, False)
+    (replay,) = events(logs, "warmup_replayed")
+    assert (replay["candles"], replay["resumed"]) == (3, True)
+
+
+def test_a_restart_after_longer_than_the_history_logs_the_gap(fake, consume, logs):
+    start = ten_minutes_ago()
+    fake.set_candles("XXBTZUSD", minute_rows(start, [100, 101, 102]))  # 102: forming
+    environment = live_env(fake)
+    source = KrakenLiveSource(environment, ENV_FILE, client=fast_client(environment))
+    source.resume_after({"BTC/USD": at(start - 4 * MINUTE)})  # 3 candles older than Kraken still has
+    consumer = consume(source)
+
+    ticks = consumer.wait_for(2)
+    assert [(t.close, t.warmup, t.missing_before) for t in ticks] == [(100, True, 3), (101, True, 0)]
+    (gap,) = events(logs, "data_gap")
+    assert (gap["missing_candles"], gap["gap_from"], gap["gap_to"]) == (
+        3, at(start - 3 * MINUTE).isoformat(), at(start).isoformat())

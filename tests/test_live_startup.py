@@ -3,19 +3,16 @@ key within `startup_timeout_seconds`, or the daemon stops at once naming the roo
 key or secret in any message. Real ccxt client, real local sockets, and the real CLI."""
 
 import json
-import logging
 import os
 import re
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import ccxt
 import pytest
-import structlog
 
 from backend.errors import ConfigError, ExchangeUnavailableError
 from backend.venues.kraken.client import describe_error, is_key_rejected, root_cause
@@ -25,7 +22,6 @@ from tests.fake_kraken import (
     TEST_API_SECRET,
     FakeKraken,
     refused_url,
-    running_fake_kraken,
     silent_url,
 )
 from tests.helpers import REPO, blueprint, write_config_tree
@@ -33,21 +29,6 @@ from tests.live_support import ENV_FILE, KEY_ENV, SECRET_ENV, fast_client, live_
 
 WRONG_KEY = "WRONG-KEY-that-kraken-does-not-know"
 STARTUP_TIMEOUT = 1.0  # seconds; every unreachable case must give up about then
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeKraken]:
-    with running_fake_kraken() as server:
-        yield server
-
-
-@pytest.fixture
-def logs() -> Iterator[list[dict]]:
-    capture = structlog.testing.LogCapture()
-    previous = structlog.get_config()
-    structlog.configure(processors=[capture], wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
-    yield capture.entries
-    structlog.configure(**previous)
 
 
 def source_for(fake: FakeKraken, **overrides: object) -> KrakenLiveSource:
