@@ -234,7 +234,9 @@ def live_operation(tmp_path: Path, api_url: str, **overrides: object) -> Path:
 def run_cli(operation: Path, **env: str) -> tuple[subprocess.CompletedProcess, float]:
     started = time.monotonic()
     finished = subprocess.run(
-        [sys.executable, "-m", "services.cli", str(operation)], cwd=REPO, capture_output=True, text=True,
+        # The state store goes next to the test's config, never into the repository's ./var.
+        [sys.executable, "-m", "services.cli", str(operation), "--data-dir", str(operation.parent / "var")],
+        cwd=REPO, capture_output=True, text=True,
         timeout=30, env={**os.environ, "PYTHONPATH": str(REPO), **env},
     )
     return finished, time.monotonic() - started
