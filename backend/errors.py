@@ -49,3 +49,8 @@ class OrderRejectedError(ExchangeError):
 
 class FatalExchangeError(ExchangeError):
     """Needs a person: the key was refused or lacks a permission, the market is unknown."""
+
+
+class OrderNotPlacedError(FatalExchangeError):
+    """The exchange refused an order request itself (e.g. the key) before any order existed: it
+    certainly did not execute. Needs a person, like every FatalExchangeError."""

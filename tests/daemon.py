@@ -6,7 +6,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,15 +14,17 @@ from tests.helpers import REPO
 
 
 class Daemon:
-    """`python -m MODULE ARGS` (services.cli or tests.probe_cli) with stderr read line by line."""
+    """`python -m MODULE ARGS` (services.cli or tests.probe_cli) with stderr read line by line;
+    env: variables set (or overridden) on top of this process's environment."""
 
     def __init__(self, args: Sequence[str], module: str = "services.cli",
-                 prefix: Sequence[str] = (), stdout: int | None = subprocess.PIPE) -> None:
+                 prefix: Sequence[str] = (), stdout: int | None = subprocess.PIPE,
+                 env: Mapping[str, str] | None = None) -> None:
         self.started = time.monotonic()
         self.process = subprocess.Popen(
             [*prefix, sys.executable, "-m", module, *map(str, args)], cwd=REPO,
             stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
+            env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
         )
         self.stderr_lines: list[str] = []
         self._new_line = threading.Condition()

@@ -46,7 +46,8 @@ class IOrderGateway(ABC):
 
     @abstractmethod
     def execute(self, request: OrderRequest) -> OrderOutcome:
-        """Send the order once and report what became of it; UNKNOWN when that cannot be told."""
+        """Send the order once and report what became of it; UNKNOWN when that cannot be told.
+        Raises OrderNotPlacedError when the venue refused the request itself (nothing executed)."""
 
     @abstractmethod
     def settle(self, request: OrderRequest) -> OrderOutcome:

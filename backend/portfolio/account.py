@@ -3,7 +3,10 @@
 Invariants: an order is journaled before its gateway sees it; a fill changes the ledger only here,
 and is journaled with the account it produced in one write; an order whose outcome is unknown is
 never sent again, only settled by looking it up, and while one is unsettled the account takes no
-new buys (sells of what it surely holds stay allowed).
+new buys (sells of what it surely holds stay allowed); an order the venue refused before it
+existed (the key) is journaled rejected, so it never blocks the account after a restart; a candle
+is traded at most once: it becomes its symbol's durable cursor before any worker trades on it, so
+a process that dies in the middle of a tick never trades that candle again after a restart.
 """
 
 import uuid
@@ -13,6 +16,7 @@ from datetime import datetime
 import structlog
 
 from backend.dtos import FillDTO, OrderDTO, OrderSide, PortfolioSnapshotDTO
+from backend.errors import OrderNotPlacedError
 from backend.interfaces import IBroker
 from backend.interfaces.journal import IAccountJournal, InMemoryJournal
 from backend.interfaces.order_gateway import IOrderGateway, OrderOutcome, OrderRequest, OutcomeStatus
@@ -56,10 +60,13 @@ class StrategyAccount(IBroker):
     # --- the tick's frame (TickCacheManager) -------------------------------------------------
 
     def open_tick(self, symbol: str, close: float, candle_time: datetime, trading: bool) -> PortfolioSnapshotDTO:
-        """Mark the candle's close, settle what can be settled; the account as workers see it."""
+        """Mark the candle's close, settle what can be settled and, when it is traded, claim the
+        candle (its cursor, durably) before any worker acts on it; the account as workers see it."""
         self.ledger.mark(symbol, close)
         if self._unsettled and trading:
             self.settle(candle_time)
+        if trading:
+            self._advance_cursor(symbol, candle_time)
         return self.ledger.snapshot(symbol)
 
     def is_new(self, symbol: str, candle_time: datetime) -> bool:
@@ -68,13 +75,21 @@ class StrategyAccount(IBroker):
         return last is None or candle_time > last
 
     def close_tick(self, symbol: str, candle_time: datetime, trading: bool) -> None:
-        """The candle is processed: close it on the equity curve and make it durable. A replayed
-        older candle (warm-up after a restart) never moves the cursor back."""
+        """The candle is processed: close it on the equity curve and make it durable (a traded
+        candle's cursor was written by open_tick already). A replayed older candle (warm-up after
+        a restart) never moves the cursor back."""
         if trading:
             self.ledger.record_equity()
-        if self.is_new(symbol, candle_time):
+        self._advance_cursor(symbol, candle_time, save_anyway=trading)
+
+    def _advance_cursor(self, symbol: str, candle_time: datetime, save_anyway: bool = False) -> None:
+        """candle_time becomes the symbol's cursor unless that would move it back; the account is
+        saved with the cursor when it moved (or save_anyway)."""
+        moved = self.is_new(symbol, candle_time)
+        if moved:
             self._cursors[symbol] = candle_time
-            self._journal.save(self.ledger.state, symbol, candle_time)
+        if moved or save_anyway:
+            self._journal.save(self.ledger.state, symbol, self._cursors[symbol])
 
     def summary(self) -> AccountSummary:
         return self.ledger.summary()
@@ -95,7 +110,12 @@ class StrategyAccount(IBroker):
             return None
         request = OrderRequest(self._new_order_id(), order.asset, order.side, quantity, order.reference_price)
         self._journal.record_intent(request, order.reason)
-        return self._book(request, self._gateway.execute(request), timestamp)
+        try:
+            outcome = self._gateway.execute(request)
+        except OrderNotPlacedError as error:  # e.g. the key was refused: journaled, then the run stops
+            self._book(request, OrderOutcome(OutcomeStatus.REJECTED, reason=str(error)), timestamp)
+            raise
+        return self._book(request, outcome, timestamp)
 
     def holdings(self) -> dict[str, float] | None:
         """What the venue account behind this strategy holds (None when fills are simulated)."""

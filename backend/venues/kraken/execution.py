@@ -16,9 +16,15 @@ import ccxt
 import structlog
 
 from backend.dtos import OrderSide
-from backend.errors import FatalExchangeError
+from backend.errors import FatalExchangeError, OrderNotPlacedError
 from backend.interfaces.order_gateway import IOrderGateway, OrderOutcome, OrderRequest, OutcomeStatus
-from backend.venues.kraken.client import AccountClient, describe_error, is_key_rejected, translate_error
+from backend.venues.kraken.client import (
+    AccountClient,
+    describe_error,
+    is_key_rejected,
+    root_cause,
+    translate_error,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -62,8 +68,8 @@ class KrakenOrderGateway(IOrderGateway):
                 amount = float(self._client.amount_to_precision(request.asset, request.quantity))
                 placed = self._client.create_order(request.asset, "market", "sell", amount, params=params)
         except ccxt.BaseError as error:
-            if is_key_rejected(error):
-                raise translate_error(error, self._client) from None
+            if is_key_rejected(error):  # refused before the order existed: nothing executed
+                raise OrderNotPlacedError(root_cause(error, self._client)) from None
             if isinstance(error, ccxt.InsufficientFunds | ccxt.InvalidOrder):
                 return OrderOutcome(OutcomeStatus.REJECTED, reason=describe_error(error, self._client))
             # The order may or may not exist: find out, never send it again.

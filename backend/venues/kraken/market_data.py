@@ -214,10 +214,12 @@ class KrakenLiveSource(TickSource):
         replayed = len(fresh) if resuming else len(fresh) - 1
         if first_poll and replayed > 0:
             log.info("warmup_replayed", symbol=symbol, candles=replayed, resumed=resuming)
+        if resuming:  # the restart's first poll is over even when no candle has closed since the cursor
+            self._last_seen[symbol] = self._resume_after_ms[symbol]
         for index, candle in enumerate(fresh):
             if stop.is_set():
                 return
-            self._last_seen[symbol] = candle[0]
+            self._last_seen[symbol] = max(candle[0], self._last_seen.get(symbol, candle[0]))
             tick = self._checked_tick(symbol, candle, warmup=first_poll and index < replayed)
             if tick is None:
                 continue
