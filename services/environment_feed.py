@@ -32,6 +32,9 @@ class EnvironmentFeed:
         self._source = source
         self._runs = list(runs)
         self._stop = stop
+        # Ends the source's waits: set on a stop request, or once no run bound here takes ticks
+        # (a live source would otherwise poll on until its next candle, an hour on 1h candles).
+        self._halt = threading.Event()
         self._progress_every_pct = progress_every_pct
         self.error: str | None = None
         self._thread = threading.Thread(target=self._feed, name=f"feed:{environment_id}", daemon=True)
@@ -59,6 +62,11 @@ class EnvironmentFeed:
 
     def start(self) -> None:
         self._thread.start()
+
+    def halt_if_unneeded(self) -> None:
+        """Called by the watchdog: end the feed's waits once it is stopping or serves no run."""
+        if self._stop.is_set() or all(run.status.ended for run in self._runs):
+            self._halt.set()
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
@@ -93,10 +101,10 @@ class EnvironmentFeed:
         started = time.monotonic()
         next_report = self._progress_every_pct
         sent = 0
-        for tick in self._source.ticks(self._stop):
+        for tick in self._source.ticks(self._halt):
             delivered = any([run.submit(tick) for run in self._runs])  # a list: submit to every run
             sent += delivered
-            if self._stop.is_set():
+            if self._stop.is_set() or self._halt.is_set():
                 break
             if not delivered:
                 log.warning("environment_feed_idle", reason="no strategy run bound to it takes ticks any more")

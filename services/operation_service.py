@@ -120,6 +120,8 @@ class OperationService:
             now = time.monotonic()
             for run in self.runs:
                 run.check_stall(now, self.stall_timeout)
+            for feed in self.feeds:
+                feed.halt_if_unneeded()
             threads: list[EnvironmentFeed | StrategyRun] = [*self.feeds, *self.runs]
             busy = [thread for thread in threads if thread.is_alive()]
             if not busy:

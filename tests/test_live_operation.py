@@ -8,7 +8,8 @@ from backend.config import load_operation
 from services.operation_service import OperationService
 from services.strategy_run import RunStatus
 from tests.fake_kraken import candle, running_fake_kraken
-from tests.helpers import REPO, write_yaml
+from tests.helpers import REPO, write_config_tree, write_yaml
+from tests.probes import PLUGINS_WITH_PROBE, probe_blueprint
 
 HOUR = 3600
 
@@ -58,3 +59,23 @@ def test_live_paper_and_backtest_links_run_side_by_side(tmp_path):
     assert backtest_summary.status is RunStatus.COMPLETED and backtest_summary.ticks_processed == 2160
     assert fake.received("public/OHLC")
     assert not [r for r in fake.requests if r.endpoint.startswith("private/")]  # paper: no orders sent
+
+
+def test_a_live_feed_whose_runs_all_failed_ends_without_waiting_for_the_next_candle(tmp_path, monkeypatch):
+    monkeypatch.setattr("services.worker_factory.PLUGINS", PLUGINS_WITH_PROBE)
+    with running_fake_kraken() as fake:
+        hour = int(time.time()) // HOUR * HOUR
+        fake.set_candles("XXBTZUSD", [candle(hour - (3 - i) * HOUR, 60_000 + i) for i in range(4)])
+        live = {
+            "type": "live", "display_name": "fake kraken", "exchange": "kraken", "symbols": ["BTC/USD"],
+            "timeframe": "1h", "poll_interval_seconds": 30, "api_url": fake.url,
+            "starting_capital": 10_000, "fee_rate": 0.0026,
+        }
+        path = write_config_tree(tmp_path, [("bad", "live")], {"bad": probe_blueprint("bad", crash_at_tick=1)},
+                                 {"live": live})
+        service = OperationService(load_operation(path))
+        started = time.monotonic()
+        (summary,) = service.run()
+
+    assert summary.status is RunStatus.FAILED
+    assert time.monotonic() - started < 5  # not the 30 s poll interval, nor the next hour's candle

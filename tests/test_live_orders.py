@@ -3,14 +3,14 @@ and fills above the close; accounts journaled in real SQLite files."""
 
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from backend.dtos import OrderDTO, OrderSide
 from backend.errors import FatalExchangeError
 from backend.portfolio import Ledger, StrategyAccount
-from backend.state import OrderState, StateStore, StoreJournal
+from backend.state import OrderRecord, OrderState, StateStore, StoreJournal
 from backend.venues.kraken.execution import KrakenOrderGateway, link_userref
 from tests.fake_kraken import TEST_API_KEY, TEST_API_SECRET, FakeKraken
 from tests.live_support import fast_client, live_env
@@ -217,3 +217,32 @@ def test_a_rejected_key_stops_the_run_without_leaking_it(fake, monkeypatch, stor
         account.submit(buy(0.01), NOW)
     assert "SOME-OTHER-KEY" not in str(raised.value) and TEST_API_SECRET not in str(raised.value)
     assert account.ledger.state.trades == 0
+
+
+def journal_unsent_intent(store: StateStore, minutes_ago: float) -> OrderRecord:
+    """An intent journaled by a daemon that died before sending it."""
+    record = OrderRecord("c0ffee00-0000-4000-8000-000000000001", LINK, "BTC/USD", "buy", 0.01, 50_000.0,
+                         "test", OrderState.INTENDED, created_at=datetime.now(UTC) - timedelta(minutes=minutes_ago))
+    store.record_intent(record)
+    return record
+
+
+def test_an_intent_kraken_never_heard_of_is_rejected_after_a_while(fake, credentials, store, logs):
+    record = journal_unsent_intent(store, minutes_ago=3)
+    account = live_account(fake, store, lookup_attempts=1)
+    account.settle(NOW)
+    assert store.order(record.client_order_id).state is OrderState.REJECTED
+    assert "never placed" in store.order(record.client_order_id).detail
+    assert account.unsettled_orders == [] and account.submit(buy(0.01), NOW) is not None  # buys again
+
+
+@pytest.mark.parametrize(("minutes_ago", "failing_lookups"), [(0.2, 0), (10, 10)],
+                         ids=["recent_kraken_may_lag", "old_but_kraken_does_not_answer"])
+def test_an_intent_stays_unknown_while_nothing_can_be_concluded(fake, credentials, store, minutes_ago,
+                                                                failing_lookups):
+    record = journal_unsent_intent(store, minutes_ago=minutes_ago)
+    fake.fail_next(failing_lookups)
+    account = live_account(fake, store, lookup_attempts=1)
+    account.settle(NOW)
+    assert store.order(record.client_order_id).state is OrderState.UNKNOWN
+    assert account.submit(buy(0.01), NOW) is None  # still no new buys

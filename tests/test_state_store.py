@@ -86,8 +86,8 @@ def test_a_database_from_a_newer_version_is_refused_untouched(tmp_path):
     assert digest(path) == before
 
 
-@pytest.mark.parametrize("content", [b"this is not a database at all" * 100, b"SQLite format 3\x00" + b"\xff" * 4000],
-                         ids=["text", "damaged_header"])
+@pytest.mark.parametrize("content", [b"this is not a database at all" * 100, b"SQLite format 3\x00" + b"\xff" * 4000,
+                                     b""], ids=["text", "damaged_header", "empty"])
 def test_a_corrupt_database_is_refused_untouched(tmp_path, content):
     path = tmp_path / "op.sqlite3"
     path.write_bytes(content)

@@ -2,7 +2,8 @@
 into an outcome and nothing else; it never touches the account (StrategyAccount books fills)."""
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from backend.dtos import OrderSide
@@ -15,6 +16,7 @@ class OrderRequest:
     side: OrderSide
     quantity: float  # already capped to what the account can do
     reference_price: float  # the candle close the plan was made at
+    journaled_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 class OutcomeStatus(StrEnum):

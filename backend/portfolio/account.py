@@ -129,7 +129,9 @@ class StrategyAccount(IBroker):
         """Look up every order whose outcome is unknown and book what the venue says of it."""
         for request in list(self._unsettled):
             outcome = self._gateway.settle(request)
-            if outcome.status is not OutcomeStatus.UNKNOWN:
+            if outcome.status is OutcomeStatus.UNKNOWN:  # still: journal why (an intent becomes unknown)
+                self._journal.record_outcome(request, outcome, None, self.ledger.state)
+            else:
                 self._unsettled.remove(request)
                 log.info("order_settled", client_order_id=request.client_order_id, status=outcome.status.value)
                 self._book(request, outcome, timestamp)

@@ -1,6 +1,6 @@
 """A strategy link's journal in the state store (the link is bound here, never passed by callers)."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from backend.dtos import AccountState, FillDTO, OrderSide
 from backend.interfaces.journal import IAccountJournal
@@ -22,7 +22,7 @@ class StoreJournal(IAccountJournal):
     def record_intent(self, request: OrderRequest, reason: str) -> None:
         self._store.record_intent(OrderRecord(
             request.client_order_id, self._link, request.asset, request.side.value, request.quantity,
-            request.reference_price, reason, OrderState.INTENDED,
+            request.reference_price, reason, OrderState.INTENDED, created_at=request.journaled_at,
         ))
 
     def record_outcome(self, request: OrderRequest, outcome: OrderOutcome, fill: FillDTO | None,
@@ -39,7 +39,7 @@ class StoreJournal(IAccountJournal):
     def unsettled(self) -> list[OrderRequest]:
         return [
             OrderRequest(order.client_order_id, order.asset, OrderSide(order.side), order.quantity,
-                         order.reference_price)
+                         order.reference_price, order.created_at or datetime.now(UTC))
             for order in self._store.unsettled_orders(self._link)
         ]
 

@@ -67,6 +67,7 @@ class OrderRecord:
     state: OrderState
     exchange_order_id: str | None = None
     detail: str | None = None
+    created_at: datetime | None = None  # when the intent was journaled (set by the store)
 
 
 @dataclass(frozen=True)
@@ -82,13 +83,13 @@ class FillRecord:
 
 
 ORDER_COLUMNS = ("client_order_id, link, asset, side, quantity, reference_price, reason, state, "
-                 "exchange_order_id, detail")
+                 "exchange_order_id, detail, created_at")
 
 
 def _order_from_row(row: tuple) -> OrderRecord:
-    client_order_id, link, asset, side, quantity, reference_price, reason, state, exchange_id, detail = row
+    client_order_id, link, asset, side, quantity, reference_price, reason, state, exchange_id, detail, created = row
     return OrderRecord(client_order_id, link, asset, side, quantity, reference_price, reason, OrderState(state),
-                       exchange_id, detail)
+                       exchange_id, detail, datetime.fromisoformat(created))
 
 
 def _now() -> str:
@@ -159,7 +160,7 @@ class StateStore:
 
     def record_intent(self, order: OrderRecord) -> None:
         with self._lock, self._db:
-            now = _now()
+            now = (order.created_at or datetime.now(UTC)).isoformat()
             self._db.execute(
                 "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (order.client_order_id, order.link, order.asset, order.side, order.quantity,
@@ -245,6 +246,10 @@ def _lock_exclusively(lock_path: Path) -> int:
 
 def _open_database(path: Path) -> sqlite3.Connection:
     """Open path, refusing (untouched) a file that is not an opdaemon database of a known version."""
+    if path.is_file() and path.stat().st_size == 0:
+        # SQLite would take it for a new database: every account would silently start over.
+        raise ConfigError(path, "the database file is empty, so every account in it would start over; "
+                          "it was left untouched (remove it to start with fresh accounts)")
     try:
         connection = sqlite3.connect(path, check_same_thread=False)
     except sqlite3.Error as exc:

@@ -11,6 +11,7 @@ account has checked it can pay, fee included, so a fill above the close cannot o
 import threading
 import time
 import zlib
+from datetime import UTC, datetime, timedelta
 
 import ccxt
 import structlog
@@ -29,6 +30,9 @@ from backend.venues.kraken.client import (
 log = structlog.get_logger(__name__)
 
 DONE_STATUSES = {"closed", "canceled", "expired", "rejected"}
+# Kraken lists every order it accepted, by cl_ord_id, within seconds. One it still does not know
+# this long after it was journaled was never placed (the daemon died before sending it, say).
+NEVER_PLACED_AFTER = timedelta(minutes=2)
 
 
 def link_userref(link_id: str) -> int:
@@ -75,11 +79,17 @@ class KrakenOrderGateway(IOrderGateway):
             # The order may or may not exist: find out, never send it again.
             log.warning("order_reply_lost", client_order_id=request.client_order_id,
                         error=describe_error(error, self._client))
-            return self._look_up(request, why=f"AddOrder failed: {describe_error(error, self._client)}")
+            return self._look_up(request, why=f"AddOrder failed: {describe_error(error, self._client)}")[0]
         return self._await_fill(request, str(placed["id"]))
 
     def settle(self, request: OrderRequest) -> OrderOutcome:
-        return self._look_up(request, why="settling an order whose outcome was unknown")
+        outcome, kraken_answered = self._look_up(request, why="settling an order whose outcome was unknown")
+        age = datetime.now(UTC) - request.journaled_at
+        not_listed = outcome.status is OutcomeStatus.UNKNOWN and outcome.exchange_order_id is None
+        if not_listed and kraken_answered and age > NEVER_PLACED_AFTER:
+            return OrderOutcome(OutcomeStatus.REJECTED, reason=f"never placed: Kraken does not know its cl_ord_id "
+                                f"{age.total_seconds():.0f} s after it was journaled")
+        return outcome
 
     def holdings(self) -> dict[str, float] | None:
         try:
@@ -109,9 +119,11 @@ class KrakenOrderGateway(IOrderGateway):
                 return OrderOutcome(OutcomeStatus.UNKNOWN, exchange_order_id=order_id,
                                     reason=f"placed, not done after waiting (status: {status})")
 
-    def _look_up(self, request: OrderRequest, why: str) -> OrderOutcome:
-        """Find the order by its cl_ord_id among open, then closed orders (a few tries)."""
+    def _look_up(self, request: OrderRequest, why: str) -> tuple[OrderOutcome, bool]:
+        """Find the order by its cl_ord_id among open, then closed orders (a few tries); with
+        whether Kraken answered a lookup at all (not finding the order means something then)."""
         params = {"clientOrderId": request.client_order_id}
+        answered = False
         for attempt in range(self._lookup_attempts):
             if attempt:
                 self._stop.wait(self._poll_seconds)
@@ -123,13 +135,14 @@ class KrakenOrderGateway(IOrderGateway):
                 log.warning("order_lookup_failed", client_order_id=request.client_order_id,
                             error=describe_error(error, self._client), attempt=attempt + 1)
                 continue
+            answered = True
             matching = [o for o in found if o.get("clientOrderId") == request.client_order_id]
             if matching:
                 order = matching[0]
                 if order.get("status") in DONE_STATUSES:
-                    return self._outcome(request, order)
-                return self._await_fill(request, str(order["id"]))
-        return OrderOutcome(OutcomeStatus.UNKNOWN, reason=f"{why}; not found by its cl_ord_id yet")
+                    return self._outcome(request, order), answered
+                return self._await_fill(request, str(order["id"])), answered
+        return OrderOutcome(OutcomeStatus.UNKNOWN, reason=f"{why}; not found by its cl_ord_id yet"), answered
 
     def _outcome(self, request: OrderRequest, order: dict) -> OrderOutcome:
         filled = float(order.get("filled") or 0)
