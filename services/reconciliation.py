@@ -1,9 +1,10 @@
 """Start-up reconciliation of the live accounts with the exchange (mode: live links only).
 
 Invariants: every journaled order whose outcome was unknown is looked up and booked (or left
-unknown) before any tick; when the strategies trading one venue account together hold more of a
-currency than that account does, each of them is paused (no new buys; exits stay allowed) and one
-`reconciliation_mismatch` line names the links and the amounts; the other links trade.
+unknown) before any tick; a link with an order open on the exchange that its journal does not
+know, and the links that together hold more of a currency than their exchange account does, are
+paused (no new buys; exits stay allowed), each case logged as one `reconciliation_mismatch` line
+naming the links and the orders or amounts; the other links trade.
 """
 
 from collections import defaultdict
@@ -31,6 +32,13 @@ def reconcile(accounts: dict[str, StrategyAccount]) -> None:
         holdings = account.holdings()
         if holdings is None:
             continue
+        unsettled = {request.client_order_id for request in account.unsettled_orders}
+        unknown_open = [order for order in account.open_orders() or [] if order not in unsettled]
+        if unknown_open:
+            reason = f"orders open on the exchange that its journal does not know: {', '.join(unknown_open)}"
+            log.error("reconciliation_mismatch", strategy_link=link, open_orders=unknown_open,
+                      action="this link takes no new buys until it is resolved")
+            account.paused = reason
         venue = id(account.venue_account)
         venue_holdings[venue] = holdings
         for asset, position in account.ledger.positions.items():

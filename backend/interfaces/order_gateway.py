@@ -55,6 +55,11 @@ class IOrderGateway(ABC):
     def settle(self, request: OrderRequest) -> OrderOutcome:
         """Look up an order whose outcome was UNKNOWN (by its client order id); never re-sends it."""
 
+    def open_orders(self) -> list[str] | None:
+        """Client order ids (or the venue's ids) of the orders open on the venue that belong to this
+        gateway's strategy link, for reconciliation; None for a simulated venue."""
+        return None
+
     def holdings(self) -> dict[str, float] | None:
         """What the venue account holds per currency (e.g. {"BTC": 0.5, "USD": 1000.0}), for
         reconciliation; None for a simulated venue, which has nothing to reconcile with."""

@@ -117,6 +117,10 @@ class StrategyAccount(IBroker):
             raise
         return self._book(request, outcome, timestamp)
 
+    def open_orders(self) -> list[str] | None:
+        """The link's orders open on the venue (None when fills are simulated)."""
+        return self._gateway.open_orders()
+
     def holdings(self) -> dict[str, float] | None:
         """What the venue account behind this strategy holds (None when fills are simulated)."""
         return self._gateway.holdings()

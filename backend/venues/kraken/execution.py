@@ -91,6 +91,13 @@ class KrakenOrderGateway(IOrderGateway):
                                 f"{age.total_seconds():.0f} s after it was journaled")
         return outcome
 
+    def open_orders(self) -> list[str] | None:
+        try:
+            orders = self._client.fetch_open_orders(params={"userref": self._userref})
+        except ccxt.BaseError as error:
+            raise translate_error(error, self._client) from None
+        return [str(order.get("clientOrderId") or order["id"]) for order in orders]
+
     def holdings(self) -> dict[str, float] | None:
         try:
             totals = self._client.fetch_balance().get("total") or {}
