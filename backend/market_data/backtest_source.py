@@ -24,7 +24,7 @@ GAPS_LISTED = 5  # the `data_gaps` summary names the first few holes; each has i
 
 class BacktestSource(TickSource):
     def __init__(self, environment: BacktestEnvironment, candle_file: CandleFile | None = None) -> None:
-        """candle_file: the parsed data file, shared with other environments (TickSourceFactory);
+        """candle_file: the parsed data file, shared with other environments (services.execution_environments);
         read here when not given. Raises ConfigError when no candle opens in [start, end)."""
         self._candles = (
             read_candle_file(environment.data_file, environment.timeframe) if candle_file is None else candle_file
