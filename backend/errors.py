@@ -18,6 +18,17 @@ class ConfigError(OpdaemonError):
         super().__init__(f"{where}: {reason}")
 
 
+class SettingError(OpdaemonError):
+    """A setting is wrong, raised where the file it came from is not known (runtime objects carry
+    no config file paths): names the key and the reason. Whoever builds the object at load time,
+    and so knows the file, turns it into the ConfigError naming that file."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(f"{key}: {reason}")
+
+
 class MissingDTOError(OpdaemonError):
     """A worker asked the tick cache for a DTO that no earlier worker produced this tick."""
 

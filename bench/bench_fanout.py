@@ -54,7 +54,7 @@ def service_for(blueprint_id: str, copies: int, ticks: list[RawTick]) -> Operati
         replace(template, link=template.link.model_copy(update={"strategy_blueprint_id": f"{blueprint_id}_{i}"}))
         for i in range(copies)
     ]
-    return OperationService(replace(operation, links=links), source_factory=lambda env, file: MemorySource(ticks))
+    return OperationService(replace(operation, links=links), source_factory=lambda env: MemorySource(ticks))
 
 
 def timed_run(blueprint_id: str, copies: int, ticks: list[RawTick]) -> float:

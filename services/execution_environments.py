@@ -4,7 +4,9 @@ link, the gateway its orders go to.
 Invariants: a data file is parsed once per (resolved path, timeframe) however many backtest
 environments replay it; one venue instance per exchange, so everything trading with one API key
 shares one client; real orders only for `mode: live` environments (which the config schema only
-accepts with `allow_live_orders: true`); backtests and paper trading get simulated fills.
+accepts with `allow_live_orders: true`); backtests and paper trading get simulated fills; what
+is built here never carries a config file path (a venue's wrong setting is a SettingError, which
+the caller, knowing the file, reports as a ConfigError).
 """
 
 import threading
@@ -25,14 +27,14 @@ class ExecutionEnvironments:
         self._candle_files: dict[tuple[Path, str], CandleFile] = {}
         self._venues: dict[str, Venue] = {}
 
-    def tick_source(self, environment: EnvironmentConfig, environment_file: str) -> TickSource:
+    def tick_source(self, environment: EnvironmentConfig) -> TickSource:
         if isinstance(environment, BacktestEnvironment):
             return BacktestSource(environment, self.candle_file(environment.data_file, environment.timeframe))
-        return self._venue(environment).tick_source(environment, environment_file)
+        return self._venue(environment).tick_source(environment)
 
-    def order_gateway(self, environment: EnvironmentConfig, environment_file: str, link_id: str) -> IOrderGateway:
+    def order_gateway(self, environment: EnvironmentConfig, link_id: str) -> IOrderGateway:
         if isinstance(environment, LiveEnvironment) and environment.mode == "live":
-            return self._venue(environment).order_gateway(environment, environment_file, link_id, self._stop)
+            return self._venue(environment).order_gateway(environment, link_id, self._stop)
         return SimulatedGateway(environment.fee_rate, environment.slippage_bps)
 
     def candle_file(self, data_file: Path, timeframe: str) -> CandleFile:

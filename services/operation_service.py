@@ -1,6 +1,8 @@
 """Boots every active strategy link of an operation in isolation and runs them to the end.
 
 Invariants: everything is built, and every config error raised, before the first thread starts;
+a wrong setting a tick source or gateway reports (a SettingError: it knows no file) becomes the
+ConfigError naming the link's environment file, here, where that file is known;
 `wait()` returns within `shutdown_timeout_seconds` of a stop request and never waits on a run that
 is stalled, whatever its workers do; the watchdog marks a run stalled once one tick has taken
 longer than `stall_timeout_seconds`.
@@ -8,13 +10,16 @@ longer than `stall_timeout_seconds`.
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import structlog
 
 from backend.config import LoadedOperation, ResolvedLink
 from backend.config.schema import EnvironmentConfig, LiveEnvironment
 from backend.core.trading_context_provider import TradingContextProvider
+from backend.errors import ConfigError, SettingError
 from backend.interfaces import WorkerServices
 from backend.interfaces.journal import IAccountJournal, InMemoryJournal
 from backend.market_data import TickSource
@@ -29,7 +34,7 @@ from services.worker_factory import WorkerFactory
 
 log = structlog.get_logger(__name__)
 
-SourceFactory = Callable[[EnvironmentConfig, str], TickSource]
+SourceFactory = Callable[[EnvironmentConfig], TickSource]
 WATCHDOG_SECONDS = 0.1  # how often wait() checks the runs
 
 
@@ -64,11 +69,14 @@ class OperationService:
             # Lines logged while the data loads name the environment and its links too.
             with structlog.contextvars.bound_contextvars(
                 environment=environment_id, strategy_links=[run.link_id for run in runs]
-            ):
-                source = source_factory(link.environment, str(link.environment_file))
+            ), settings_of(link.environment_file):
+                source = source_factory(link.environment)
             self.feeds.append(EnvironmentFeed(environment_id, source, runs, self.stop_event))
+        # The feeds know no files: a prepare() error is named after the environment's file here.
+        environment_files = {env_id: link.environment_file for env_id, link in link_of_environment.items()}
         for feed in self.feeds:
-            feed.prepare()
+            with settings_of(environment_files[feed.environment_id]):
+                feed.prepare()
             feed.resume_after_restart()
         reconcile({
             link.link_id: run.tick_manager.account for link, run in zip(operation.links, self.runs, strict=True)
@@ -84,7 +92,8 @@ class OperationService:
 
     def _account(self, link: ResolvedLink) -> StrategyAccount:
         """The link's account: restored from the store for live and paper links, new otherwise."""
-        gateway = self._environments.order_gateway(link.environment, str(link.environment_file), link.link_id)
+        with settings_of(link.environment_file):
+            gateway = self._environments.order_gateway(link.environment, link.link_id)
         journal: IAccountJournal = InMemoryJournal()
         ledger = Ledger(link.environment.starting_capital)
         if self._store is not None and isinstance(link.environment, LiveEnvironment):
@@ -155,3 +164,13 @@ class OperationService:
     @property
     def feed_errors(self) -> list[str]:
         return [f"{feed.environment_id}: {feed.error}" for feed in self.feeds if feed.error]
+
+
+@contextmanager
+def settings_of(environment_file: Path) -> Iterator[None]:
+    """A SettingError raised inside (a source or gateway being built or prepared) becomes the
+    ConfigError naming the environment file the setting is in, with the same key and reason."""
+    try:
+        yield
+    except SettingError as error:
+        raise ConfigError(environment_file, error.reason, error.key) from None

@@ -12,7 +12,6 @@ from backend.venues.kraken.client import AccountClient, make_kraken_client
 from tests.fake_kraken import TEST_API_KEY, TEST_API_SECRET, FakeKraken, running_fake_kraken
 
 KEY_ENV, SECRET_ENV = "OPDAEMON_TEST_KRAKEN_KEY", "OPDAEMON_TEST_KRAKEN_SECRET"
-ENV_FILE = "config/environments/kraken_test.yaml"
 
 
 # --- fixtures and helpers -----------------------------------------------------------------
@@ -52,7 +51,7 @@ def live_env(fake: FakeKraken, **overrides: object) -> LiveEnvironment:
 
 
 def fast_client(environment: LiveEnvironment, with_credentials: bool = False) -> AccountClient:
-    client = make_kraken_client(environment, ENV_FILE, with_credentials=with_credentials)
+    client = make_kraken_client(environment, with_credentials=with_credentials)
     client.rateLimit = 1  # ms; Kraken's real pacing would make every test take seconds
     return client
 

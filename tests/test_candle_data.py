@@ -232,14 +232,14 @@ def test_environments_on_one_file_parse_it_once_and_each_sees_its_range(tmp_path
 
     monkeypatch.setattr("services.execution_environments.read_candle_file", counting_read)
     environments = ExecutionEnvironments(threading.Event())
-    early, late = (environments.tick_source(load_environment(file), str(file)) for file in environment_files)
+    early, late = (environments.tick_source(load_environment(file)) for file in environment_files)
     assert parsed == [(tmp_path / "data" / "ticks.csv").resolve()]
     assert [t.close for t in early.ticks(threading.Event())] == [100, 101, 102, 103]
     assert [t.close for t in late.ticks(threading.Event())] == [104, 105, 106, 107]
     assert (early.total_ticks, late.total_ticks) == (4, 4)
     # A second factory (another operation) parses for itself.
     first_file = environment_files[0]
-    ExecutionEnvironments(threading.Event()).tick_source(load_environment(first_file), str(first_file))
+    ExecutionEnvironments(threading.Event()).tick_source(load_environment(first_file))
     assert len(parsed) == 2
 
 

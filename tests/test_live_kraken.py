@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from backend.errors import ConfigError
+from backend.errors import SettingError
 from backend.market_data.raw_tick import RawTick
 from backend.portfolio import SimulatedGateway
 from backend.venues.kraken.client import make_kraken_client
@@ -22,7 +22,7 @@ from tests.fake_kraken import (
     sent_as,
     silent_url,
 )
-from tests.live_support import ENV_FILE, KEY_ENV, SECRET_ENV, fast_client, live_env
+from tests.live_support import KEY_ENV, SECRET_ENV, fast_client, live_env
 
 MINUTE = 60
 
@@ -102,7 +102,7 @@ def test_first_poll_emits_only_the_latest_closed_candle_then_each_new_one_once(f
     start = ten_minutes_ago()
     fake.set_candles("XXBTZUSD", minute_rows(start, [100, 101, 102, 103, 104]))  # 104: forming
     environment = live_env(fake)
-    consumer = consume(KrakenLiveSource(environment, ENV_FILE, client=fast_client(environment)))
+    consumer = consume(KrakenLiveSource(environment, client=fast_client(environment)))
 
     first = consumer.wait_for(1)
     time.sleep(0.3)  # several more polls of unchanged data
@@ -128,7 +128,7 @@ def test_warmup_candles_are_replayed_first_and_flagged(fake, consume, logs):
     start = ten_minutes_ago()
     fake.set_candles("XXBTZUSD", minute_rows(start, [100, 101, 102, 103, 104]))  # 104: forming
     environment = live_env(fake, warmup_candles=2)
-    consumer = consume(KrakenLiveSource(environment, ENV_FILE, client=fast_client(environment)))
+    consumer = consume(KrakenLiveSource(environment, client=fast_client(environment)))
 
     consumer.wait_for(3)
     fake.set_candles("XXBTZUSD", minute_rows(start, [100, 101, 102, 103, 104, 105]))
@@ -145,7 +145,7 @@ def test_a_candle_whose_interval_has_not_ended_is_not_emitted(fake, consume):
     # The row of the current hour is not Kraken's last row here, yet it is still running.
     fake.set_candles("XXBTZUSD", [candle(this_hour + offset * hour, 100 + offset) for offset in (-2, -1, 0, 1)])
     environment = live_env(fake, timeframe="1h")
-    consumer = consume(KrakenLiveSource(environment, ENV_FILE, client=fast_client(environment)))
+    consumer = consume(KrakenLiveSource(environment, client=fast_client(environment)))
 
     consumer.wait_for(1)
     time.sleep(0.2)
@@ -157,7 +157,7 @@ def test_every_symbol_is_polled(fake, consume):
     fake.set_candles("XXBTZUSD", minute_rows(start, [100, 101, 102]))
     fake.set_candles("XETHZUSD", minute_rows(start, [10, 11, 12]))
     environment = live_env(fake, symbols=["BTC/USD", "ETH/USD"])
-    consumer = consume(KrakenLiveSource(environment, ENV_FILE, client=fast_client(environment)))
+    consumer = consume(KrakenLiveSource(environment, client=fast_client(environment)))
 
     consumer.wait_for(2)
     time.sleep(0.2)
@@ -169,7 +169,7 @@ def test_a_burst_of_503s_is_logged_and_ridden_out(fake, consume, logs):
     fake.set_candles("XXBTZUSD", minute_rows(start, [100, 101, 102]))
     fake.fail_next(3)  # markets cannot even be loaded at first
     environment = live_env(fake)
-    consumer = consume(KrakenLiveSource(environment, ENV_FILE, client=fast_client(environment)))
+    consumer = consume(KrakenLiveSource(environment, client=fast_client(environment)))
 
     assert [t.close for t in consumer.wait_for(1, timeout=5)] == [101]
     fake.set_candles("XXBTZUSD", minute_rows(start, [100, 101, 102, 103]))
@@ -188,7 +188,7 @@ def test_stop_is_prompt(fake, consume, failing):
     if failing:
         fake.fail_next(1000)
     environment = live_env(fake, poll_interval_seconds=30)
-    consumer = consume(KrakenLiveSource(environment, ENV_FILE, client=fast_client(environment)))
+    consumer = consume(KrakenLiveSource(environment, client=fast_client(environment)))
     wait_until(lambda: len(fake.requests) >= (1 if failing else 3), timeout=3)
     time.sleep(0.05)
 
@@ -208,7 +208,7 @@ def test_bad_candles_are_rejected_once_and_later_good_ones_still_flow(fake, cons
     rows = minute_rows(start, [100, 101])  # 101: forming
     fake.set_candles("XXBTZUSD", [["x", "1", "1", "1", "1", "1", "1", 1], *rows])  # a row without a time
     environment = live_env(fake)
-    source = KrakenLiveSource(environment, ENV_FILE, client=fast_client(environment))
+    source = KrakenLiveSource(environment, client=fast_client(environment))
     consumer = consume(source)
     assert [t.close for t in consumer.wait_for(1)] == [100]
 
@@ -257,7 +257,7 @@ def test_a_repeated_row_is_one_candle(fake, consume, logs):
     start = ten_minutes_ago()
     fake.set_candles("XXBTZUSD", minute_rows(start, [100, 101]))
     environment = live_env(fake)
-    consumer = consume(KrakenLiveSource(environment, ENV_FILE, client=fast_client(environment)))
+    consumer = consume(KrakenLiveSource(environment, client=fast_client(environment)))
     consumer.wait_for(1)
 
     a, b, c, d = minute_rows(start + MINUTE, [101, 102, 103, 104])
@@ -272,7 +272,7 @@ def test_a_hole_between_delivered_candles_is_marked_on_the_next_tick(fake, consu
     start = ten_minutes_ago()
     fake.set_candles("XXBTZUSD", minute_rows(start, [100, 101]))
     environment = live_env(fake)
-    consumer = consume(KrakenLiveSource(environment, ENV_FILE, client=fast_client(environment)))
+    consumer = consume(KrakenLiveSource(environment, client=fast_client(environment)))
     consumer.wait_for(1)
 
     rows = minute_rows(start, [100, 101, 102, 103, 104, 105])
@@ -290,7 +290,7 @@ def test_warmup_candles_are_checked_too(fake, consume, logs):
     rows[1] = sent_as(rows[1], high="nan")
     fake.set_candles("XXBTZUSD", rows)
     environment = live_env(fake, warmup_candles=3)
-    source = KrakenLiveSource(environment, ENV_FILE, client=fast_client(environment))
+    source = KrakenLiveSource(environment, client=fast_client(environment))
     consumer = consume(source)
 
     consumer.wait_for(3)
@@ -310,7 +310,7 @@ def test_every_outage_warning_names_its_root_cause(fake, consume, logs, server):
         environment = live_env(fake, api_url=url, poll_interval_seconds=0.01)
         client = fast_client(environment)
         client.timeout = 200  # ms, so the silent server times out quickly
-        consumer = consume(KrakenLiveSource(environment, ENV_FILE, client=client))
+        consumer = consume(KrakenLiveSource(environment, client=client))
         wait_until(lambda: len(events(logs, "market_data_unavailable")) >= 2, timeout=5)
         consumer.close()
 
@@ -322,17 +322,19 @@ def test_every_outage_warning_names_its_root_cause(fake, consume, logs, server):
         assert "wrong version number" in warnings[0]["cause"].lower()
 
 
-def test_an_unsupported_timeframe_is_a_config_error(fake):
-    with pytest.raises(ConfigError, match="no 2h candles") as raised:
-        KrakenLiveSource(live_env(fake, timeframe="2h"), ENV_FILE)
-    assert (raised.value.file, raised.value.key) == (ENV_FILE, "timeframe")
+def test_an_unsupported_timeframe_is_a_setting_error(fake):
+    # The source knows no file; OperationService names it (test_live_startup, end to end).
+    with pytest.raises(SettingError) as raised:
+        KrakenLiveSource(live_env(fake, timeframe="2h"))
+    assert raised.value.key == "timeframe"
+    assert str(raised.value).startswith("timeframe: kraken has no 2h candles (use one of: 1m, ")
 
 
 def test_a_live_environment_gets_the_kraken_source_and_the_api_url_override(fake):
-    source = ExecutionEnvironments(threading.Event()).tick_source(live_env(fake), ENV_FILE)
+    source = ExecutionEnvironments(threading.Event()).tick_source(live_env(fake))
     assert isinstance(source, KrakenLiveSource)
     assert source.total_ticks is None
-    client = make_kraken_client(live_env(fake), ENV_FILE, with_credentials=False)
+    client = make_kraken_client(live_env(fake), with_credentials=False)
     assert (client.urls["api"]["public"], client.urls["api"]["private"]) == (fake.url, fake.url)
     assert client.enableRateLimit and not client.apiKey
     client.rateLimit = 1
@@ -342,34 +344,35 @@ def test_a_live_environment_gets_the_kraken_source_and_the_api_url_override(fake
 # --- credentials ----------------------------------------------------------------------------
 
 
-def test_missing_api_key_is_a_config_error_naming_the_variable(fake, monkeypatch):
+def test_missing_api_key_is_a_setting_error_naming_the_variable(fake, monkeypatch):
     monkeypatch.delenv(KEY_ENV, raising=False)
     monkeypatch.setenv(SECRET_ENV, TEST_API_SECRET)
-    with pytest.raises(ConfigError) as raised:
-        make_kraken_client(live_env(fake), ENV_FILE, with_credentials=True)
+    with pytest.raises(SettingError) as raised:
+        make_kraken_client(live_env(fake), with_credentials=True)
     message = str(raised.value)
     assert KEY_ENV in message and SECRET_ENV not in message
     assert TEST_API_SECRET not in message
-    assert (raised.value.file, raised.value.key) == (ENV_FILE, "api_key_env")
+    assert raised.value.key == "api_key_env"
 
     # The same error surfaces when the daemon builds a live order gateway.
     live = live_env(fake, mode="live", allow_live_orders=True)
-    with pytest.raises(ConfigError, match=KEY_ENV):
-        ExecutionEnvironments(threading.Event()).order_gateway(live, ENV_FILE, "s@live")
+    with pytest.raises(SettingError, match=KEY_ENV):
+        ExecutionEnvironments(threading.Event()).order_gateway(live, "s@live")
 
 
 def test_a_secret_that_is_not_base64_is_rejected_without_showing_it(fake, monkeypatch):
     monkeypatch.setenv(KEY_ENV, TEST_API_KEY)
     monkeypatch.setenv(SECRET_ENV, "not base64 at all!")
-    with pytest.raises(ConfigError, match=SECRET_ENV) as raised:
-        make_kraken_client(live_env(fake), ENV_FILE, with_credentials=True)
+    with pytest.raises(SettingError, match=SECRET_ENV) as raised:
+        make_kraken_client(live_env(fake), with_credentials=True)
+    assert raised.value.key == "api_secret_env"
     assert "not base64 at all" not in str(raised.value) and TEST_API_KEY not in str(raised.value)
 
 
 def test_order_gateways_by_mode(fake, credentials):
     environments = ExecutionEnvironments(threading.Event())
-    paper = environments.order_gateway(live_env(fake), ENV_FILE, "a@live")
-    live = environments.order_gateway(live_env(fake, mode="live", allow_live_orders=True), ENV_FILE, "a@live")
+    paper = environments.order_gateway(live_env(fake), "a@live")
+    live = environments.order_gateway(live_env(fake, mode="live", allow_live_orders=True), "a@live")
     assert isinstance(paper, SimulatedGateway)
     assert isinstance(live, KrakenOrderGateway)
 
@@ -378,7 +381,7 @@ def test_after_a_restart_candles_closed_meanwhile_only_warm_up_and_the_next_one_
     start = ten_minutes_ago()
     fake.set_candles("XXBTZUSD", minute_rows(start, [100, 101, 102, 103, 104, 105]))  # 105: forming
     environment = live_env(fake, warmup_candles=1)
-    source = KrakenLiveSource(environment, ENV_FILE, client=fast_client(environment))
+    source = KrakenLiveSource(environment, client=fast_client(environment))
     source.resume_after({"BTC/USD": at(start + 2 * MINUTE)})  # 102 was the last candle processed
     consumer = consume(source)
 
@@ -397,7 +400,7 @@ def test_a_restart_after_longer_than_the_history_logs_the_gap(fake, consume, log
     start = ten_minutes_ago()
     fake.set_candles("XXBTZUSD", minute_rows(start, [100, 101, 102]))  # 102: forming
     environment = live_env(fake)
-    source = KrakenLiveSource(environment, ENV_FILE, client=fast_client(environment))
+    source = KrakenLiveSource(environment, client=fast_client(environment))
     source.resume_after({"BTC/USD": at(start - 4 * MINUTE)})  # 3 candles older than Kraken still has
     consumer = consume(source)
 

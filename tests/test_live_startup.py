@@ -14,9 +14,11 @@ from pathlib import Path
 import ccxt
 import pytest
 
-from backend.errors import ConfigError, ExchangeUnavailableError
+from backend.config import load_operation
+from backend.errors import ConfigError, ExchangeUnavailableError, SettingError
 from backend.venues.kraken.client import describe_error, is_key_rejected, root_cause
 from backend.venues.kraken.market_data import KrakenLiveSource
+from services.operation_service import OperationService
 from tests.fake_kraken import (
     TEST_API_KEY,
     TEST_API_SECRET,
@@ -25,7 +27,7 @@ from tests.fake_kraken import (
     silent_url,
 )
 from tests.helpers import REPO, blueprint, write_config_tree
-from tests.live_support import ENV_FILE, KEY_ENV, SECRET_ENV, fast_client, live_env
+from tests.live_support import KEY_ENV, SECRET_ENV, fast_client, live_env
 
 WRONG_KEY = "WRONG-KEY-that-kraken-does-not-know"
 STARTUP_TIMEOUT = 1.0  # seconds; every unreachable case must give up about then
@@ -33,7 +35,7 @@ STARTUP_TIMEOUT = 1.0  # seconds; every unreachable case must give up about then
 
 def source_for(fake: FakeKraken, **overrides: object) -> KrakenLiveSource:
     environment = live_env(fake, **overrides)
-    return KrakenLiveSource(environment, ENV_FILE, client=fast_client(environment))
+    return KrakenLiveSource(environment, client=fast_client(environment))
 
 
 def events(logs: list[dict], name: str) -> list[dict]:
@@ -62,10 +64,11 @@ def test_a_short_outage_at_start_is_ridden_out(fake, logs):
     assert events(logs, "exchange_ready")
 
 
-def test_a_symbol_kraken_does_not_list_is_a_config_error_at_start(fake):
-    with pytest.raises(ConfigError, match="kraken has no market DOGE/EUR") as raised:
+def test_a_symbol_kraken_does_not_list_is_a_setting_error_at_start(fake):
+    # The source knows no file; OperationService names it (below, end to end).
+    with pytest.raises(SettingError, match="kraken has no market DOGE/EUR") as raised:
         source_for(fake, symbols=["BTC/USD", "DOGE/EUR"]).prepare()
-    assert (raised.value.file, raised.value.key) == (ENV_FILE, "symbols")
+    assert raised.value.key == "symbols"
     assert not fake.received("public/OHLC")
 
 
@@ -164,14 +167,14 @@ def test_live_mode_reads_the_balance_once_with_the_accepted_key(fake, key_env, l
     ],
     ids=["unknown_key", "wrong_secret"],
 )
-def test_a_rejected_key_is_a_config_error_that_never_shows_the_key(fake, key_env, logs, key, secret, kraken_says):
+def test_a_rejected_key_is_a_setting_error_that_never_shows_the_key(fake, key_env, logs, key, secret, kraken_says):
     fake.echo_key_in_errors = True  # the exchange quotes the key back in its error
     key_env(key, secret)
-    with pytest.raises(ConfigError) as raised:
+    with pytest.raises(SettingError) as raised:
         source_for(fake, **LIVE).prepare()
 
     error = raised.value
-    assert (error.file, error.key) == (ENV_FILE, "api_key_env")
+    assert error.key == "api_key_env"
     assert error.reason.startswith(f"kraken rejected the API key from {KEY_ENV} / {SECRET_ENV}: ")
     assert kraken_says in error.reason and "API-Key: ***" in error.reason
     text = str(error) + repr(logs)
@@ -185,7 +188,7 @@ def test_an_outage_during_the_key_check_is_retried_not_blamed_on_the_key(fake, k
     client = fast_client(environment)
     client.load_markets()  # so that the next failures hit the private read
     fake.fail_next(2)
-    source = KrakenLiveSource(environment, ENV_FILE, client=client,
+    source = KrakenLiveSource(environment, client=client,
                               private_client=fast_client(environment, with_credentials=True))
     source.prepare()
 
@@ -218,7 +221,7 @@ def test_which_errors_mean_the_key_was_rejected(error, rejected):
     assert is_key_rejected(error) is rejected
 
 
-# --- end to end through the CLI -------------------------------------------------------------
+# --- end to end: OperationService and the CLI ---------------------------------------------
 
 
 def live_operation(tmp_path: Path, api_url: str, **overrides: object) -> Path:
@@ -228,7 +231,48 @@ def live_operation(tmp_path: Path, api_url: str, **overrides: object) -> Path:
         "startup_timeout_seconds": STARTUP_TIMEOUT, "starting_capital": 10_000, "fee_rate": 0.0026,
         **overrides,
     }
-    return write_config_tree(tmp_path, [("s", "live")], {"s": blueprint({})}, {"live": environment})
+    strategy = {**blueprint({}), "timeframe": environment["timeframe"]}
+    return write_config_tree(tmp_path, [("s", "live")], {"s": strategy}, {"live": environment})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "secret", "setting", "reason"),
+    [
+        ({"timeframe": "2h"}, None, None, "timeframe", "kraken has no 2h candles (use one of: 1m, 5m, "),
+        ({"symbols": ["BTC/USD", "DOGE/EUR"]}, None, None, "symbols", "kraken has no market DOGE/EUR"),
+        (LIVE, WRONG_KEY, TEST_API_SECRET, "api_key_env",
+         f"kraken rejected the API key from {KEY_ENV} / {SECRET_ENV}: "),
+        (LIVE, None, TEST_API_SECRET, "api_key_env",
+         f"environment variable(s) {KEY_ENV} not set; mode: live needs the Kraken API key and secret there"),
+        (LIVE, TEST_API_KEY, None, "api_secret_env",
+         f"environment variable(s) {SECRET_ENV} not set; mode: live needs the Kraken API key and secret there"),
+        (LIVE, TEST_API_KEY, "not base64 at all!", "api_secret_env",
+         f"environment variable {SECRET_ENV} is not a base64 Kraken API secret"),
+    ],
+    ids=["timeframe", "unknown_symbol", "key_refused", "key_variable_unset", "secret_variable_unset",
+         "secret_not_base64"],
+)
+def test_a_wrong_setting_stops_the_load_naming_the_environment_file(
+    tmp_path, fake, monkeypatch, overrides, key, secret, setting, reason
+):
+    for name, value in ((KEY_ENV, key), (SECRET_ENV, secret)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    operation = load_operation(live_operation(tmp_path, fake.url, api_key_env=KEY_ENV, api_secret_env=SECRET_ENV,
+                                              **overrides))
+    with pytest.raises(ConfigError) as raised:
+        OperationService(operation)
+
+    env_file = tmp_path / "config" / "environments" / "live.yaml"
+    error = raised.value
+    assert (error.file, error.key) == (str(env_file), setting)
+    assert error.reason.startswith(reason)
+    assert str(error).startswith(f"{env_file}: {setting}: {reason}")
+    for value in (key, secret):
+        assert not value or value not in str(error)
+    assert not fake.received("public/OHLC") and not fake.received("private/AddOrder")
 
 
 def run_cli(operation: Path, **env: str) -> tuple[subprocess.CompletedProcess, float]:

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from backend.config import ResolvedLink, WorkerSpec, load_operation
-from backend.errors import ConfigError
+from backend.errors import ConfigError, SettingError
 from backend.market_data import RawTick, TickSource
 from services.operation_service import OperationService
 from services.strategy_run import RunStatus
@@ -116,7 +116,7 @@ def test_when_every_run_failed_the_feed_stops_reading(tmp_path):
     source = EndlessSource()
     blueprints = {"bad": probe_blueprint("bad", crash_at_tick=5)}
     service = service_for(
-        tmp_path, [("bad", "bt")], blueprints, ticks=wavy_ticks(3), source_factory=lambda env, file: source
+        tmp_path, [("bad", "bt")], blueprints, ticks=wavy_ticks(3), source_factory=lambda env: source
     )
     service.start()
     for feed in service.feeds:
@@ -131,7 +131,7 @@ def test_stop_ends_every_run_after_its_current_tick_and_discards_the_queue(tmp_p
     blueprints = {"a": probe_blueprint("a"), "slow": probe_blueprint("slow", sleep_seconds=0.01)}
     service = service_for(
         tmp_path, [("a", "bt"), ("slow", "bt")], blueprints, ticks=wavy_ticks(3),
-        source_factory=lambda env, file: source, queue_size=50,
+        source_factory=lambda env: source, queue_size=50,
     )
     service.start()
     time.sleep(0.3)
@@ -180,7 +180,7 @@ class ExplodingSource(TickSource):
 
 def test_an_unexpected_source_error_stops_its_runs_and_is_reported(tmp_path):
     service = service_for(tmp_path, [("a", "bt")], {"a": probe_blueprint("a")}, ticks=wavy_ticks(3),
-                          source_factory=lambda env, file: ExplodingSource())
+                          source_factory=lambda env: ExplodingSource())
     (summary,) = service.run()
     assert (summary.status, summary.ticks_processed) == (RunStatus.STOPPED, 2)
     assert service.feed_errors == ["bt: RuntimeError: socket went away"]
@@ -208,14 +208,43 @@ def test_summary_reports_the_account(tmp_path):
 class BrokenSource(TickSource):
     def ticks(self, stop: threading.Event) -> Iterator[RawTick]:
         yield tick(0, 100)
-        raise ConfigError("config/environments/bt.yaml", "kraken has no market DOGE/EUR", "symbols")
+        raise SettingError("symbols", "kraken has no market DOGE/EUR")  # a source knows no config file
 
 
 def test_a_failing_source_ends_its_runs_after_their_queued_ticks_and_is_reported(tmp_path):
     service = service_for(
         tmp_path, [("a", "bt")], {"a": probe_blueprint("a")}, ticks=wavy_ticks(3),
-        source_factory=lambda env, file: BrokenSource(),
+        source_factory=lambda env: BrokenSource(),
     )
     (summary,) = service.run()
     assert summary.status is RunStatus.STOPPED and summary.ticks_processed == 1
-    assert service.feed_errors == ["bt: config/environments/bt.yaml: symbols: kraken has no market DOGE/EUR"]
+    assert service.feed_errors == ["bt: symbols: kraken has no market DOGE/EUR"]
+
+
+class RefusingSource(TickSource):
+    def prepare(self) -> None:
+        raise SettingError("symbols", "kraken has no market DOGE/EUR")
+
+    def ticks(self, stop: threading.Event) -> Iterator[RawTick]:
+        yield from ()
+
+
+def refuse_to_build(environment: object) -> TickSource:
+    raise SettingError("timeframe", "kraken has no 2h candles")
+
+
+@pytest.mark.parametrize(
+    ("source_factory", "expected"),
+    [
+        (refuse_to_build, "timeframe: kraken has no 2h candles"),
+        (lambda env: RefusingSource(), "symbols: kraken has no market DOGE/EUR"),
+    ],
+    ids=["building", "prepare"],
+)
+def test_a_setting_error_of_a_source_becomes_a_config_error_naming_the_environment_file(
+    tmp_path, source_factory, expected
+):
+    with pytest.raises(ConfigError) as raised:
+        service_for(tmp_path, [("a", "bt")], {"a": probe_blueprint("a")}, ticks=wavy_ticks(3),
+                    source_factory=source_factory)
+    assert str(raised.value) == f"{tmp_path / 'config' / 'environments' / 'bt.yaml'}: {expected}"

@@ -15,8 +15,9 @@ class TickSource(ABC):
     def prepare(self) -> None:  # noqa: B027 (most sources have nothing to check)
         """Checks that need the outside world, run once before any thread starts.
 
-        Raises ConfigError (exit 2) for what the user must fix in a file or a credential, and
-        ExchangeUnavailableError (exit 1) when the outside world does not answer.
+        Raises SettingError for what the user must fix in a setting or a credential (the caller
+        names the file: a ConfigError, exit 2), and ExchangeUnavailableError (exit 1) when the
+        outside world does not answer.
         """
 
     def resume_after(self, cursors: dict[str, datetime]) -> None:  # noqa: B027 (backtests start over)

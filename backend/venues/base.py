@@ -9,14 +9,16 @@ from backend.market_data import TickSource
 class Venue(ABC):
     """One exchange's adapter. One instance per operation, so that everything using one account
     (the market data and every strategy link trading on it) shares one client: one nonce source,
-    one rate-limit budget."""
+    one rate-limit budget.
+
+    An adapter never knows which config file a setting came from: a wrong setting (here or in
+    the source's `prepare()`) is a SettingError naming the key; whoever builds the adapter at load
+    time turns it into the ConfigError naming the file."""
 
     @abstractmethod
-    def tick_source(self, environment: LiveEnvironment, environment_file: str) -> TickSource:
+    def tick_source(self, environment: LiveEnvironment) -> TickSource:
         """The environment's live market data."""
 
     @abstractmethod
-    def order_gateway(
-        self, environment: LiveEnvironment, environment_file: str, link_id: str, stop: threading.Event
-    ) -> IOrderGateway:
+    def order_gateway(self, environment: LiveEnvironment, link_id: str, stop: threading.Event) -> IOrderGateway:
         """Real orders for one strategy link (mode: live only); `stop` cuts waits short at shutdown."""

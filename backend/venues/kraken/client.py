@@ -19,10 +19,10 @@ from requests.exceptions import RequestException
 
 from backend.config.schema import LiveEnvironment
 from backend.errors import (
-    ConfigError,
     ExchangeError,
     FatalExchangeError,
     OrderRejectedError,
+    SettingError,
     TemporaryExchangeError,
 )
 
@@ -54,17 +54,17 @@ class AccountClient(ccxt.kraken):
         return self._last_nonce
 
 
-def make_kraken_client(
-    environment: LiveEnvironment, environment_file: str, with_credentials: bool
-) -> AccountClient:
-    """A rate-limited Kraken client; with credentials read from the env vars the environment names.
+def make_kraken_client(environment: LiveEnvironment, with_credentials: bool) -> AccountClient:
+    """A rate-limited Kraken client; with credentials read from the env vars the environment names
+    (a SettingError on `api_key_env` / `api_secret_env` when one is unset or the secret is not
+    base64; never the value itself).
 
     `api_url` (tests: a local fake exchange) replaces Kraken's host: ccxt appends
     `/0/public/<Method>` and `/0/private/<Method>` to `urls['api']['public'|'private']` itself.
     """
     config: dict = {"enableRateLimit": True, "timeout": REQUEST_TIMEOUT_MS}
     if with_credentials:
-        config["apiKey"], config["secret"] = _read_credentials(environment, environment_file)
+        config["apiKey"], config["secret"] = _read_credentials(environment)
     client = AccountClient(config)
     if environment.api_url:
         base = environment.api_url.rstrip("/")
@@ -72,25 +72,23 @@ def make_kraken_client(
     return client
 
 
-def _read_credentials(environment: LiveEnvironment, environment_file: str) -> tuple[str, str]:
+def _read_credentials(environment: LiveEnvironment) -> tuple[str, str]:
     names = (environment.api_key_env, environment.api_secret_env)
     missing = [name for name in names if not os.environ.get(name, "").strip()]
     if missing:
-        raise ConfigError(
-            environment_file,
+        raise SettingError(
+            "api_key_env" if environment.api_key_env in missing else "api_secret_env",
             f"environment variable(s) {', '.join(missing)} not set; "
             "mode: live needs the Kraken API key and secret there",
-            "api_key_env" if environment.api_key_env in missing else "api_secret_env",
         )
     key, secret = (os.environ[name].strip() for name in names)
     try:
         base64.b64decode(secret, validate=True)
     except (binascii.Error, ValueError):
         # Only the variable's name goes into the message, never its value.
-        raise ConfigError(
-            environment_file,
-            f"environment variable {environment.api_secret_env} is not a base64 Kraken API secret",
+        raise SettingError(
             "api_secret_env",
+            f"environment variable {environment.api_secret_env} is not a base64 Kraken API secret",
         ) from None
     return key, secret
 

@@ -16,19 +16,17 @@ class KrakenVenue(Venue):
     def __init__(self) -> None:
         self._clients: dict[tuple[str, str | None], AccountClient] = {}
 
-    def tick_source(self, environment: LiveEnvironment, environment_file: str) -> TickSource:
-        client = self._client(environment, environment_file)
+    def tick_source(self, environment: LiveEnvironment) -> TickSource:
+        client = self._client(environment)
         private = client if environment.mode == "live" else None
-        return KrakenLiveSource(environment, environment_file, client=client, private_client=private)
+        return KrakenLiveSource(environment, client=client, private_client=private)
 
-    def order_gateway(
-        self, environment: LiveEnvironment, environment_file: str, link_id: str, stop: threading.Event
-    ) -> IOrderGateway:
-        return KrakenOrderGateway(self._client(environment, environment_file), link_userref(link_id), stop,
+    def order_gateway(self, environment: LiveEnvironment, link_id: str, stop: threading.Event) -> IOrderGateway:
+        return KrakenOrderGateway(self._client(environment), link_userref(link_id), stop,
                                   fill_wait_seconds=environment.order_wait_seconds)
 
-    def _client(self, environment: LiveEnvironment, environment_file: str) -> AccountClient:
+    def _client(self, environment: LiveEnvironment) -> AccountClient:
         with_credentials = environment.mode == "live"
-        client = make_kraken_client(environment, environment_file, with_credentials=with_credentials)
+        client = make_kraken_client(environment, with_credentials=with_credentials)
         key = (str(client.urls["api"]["private"]), client.apiKey or None)
         return self._clients.setdefault(key, client)

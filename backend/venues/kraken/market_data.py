@@ -2,8 +2,8 @@
 
 Invariants:
 - `prepare()` returns only when Kraken answered within `startup_timeout_seconds`, lists every
-  symbol and, for `mode: live`, accepted the API key; otherwise it raises ConfigError (symbols,
-  key) or ExchangeUnavailableError naming the URL, the time waited and the root cause.
+  symbol and, for `mode: live`, accepted the API key; otherwise it raises SettingError (symbols,
+  api_key_env) or ExchangeUnavailableError naming the URL, the time waited and the root cause.
 - No candle becomes a tick unless it passes `candle_problem` and its symbol's `CandleSequence`;
   a rejected one is logged (`candle_rejected`), counted in `candles_rejected` and skipped.
 """
@@ -18,7 +18,7 @@ import ccxt
 import structlog
 
 from backend.config.schema import LiveEnvironment
-from backend.errors import ConfigError, ExchangeUnavailableError
+from backend.errors import ExchangeUnavailableError, SettingError
 from backend.market_data.candle_checks import CandleSequence, candle_problem, log_data_gap
 from backend.market_data.raw_tick import RawTick
 from backend.market_data.tick_source import TickSource
@@ -60,22 +60,18 @@ class KrakenLiveSource(TickSource):
     def __init__(
         self,
         environment: LiveEnvironment,
-        environment_file: str,
         client: ccxt.kraken | None = None,
         private_client: ccxt.kraken | None = None,
     ) -> None:
         """client: public data; private_client: the key check of mode: live (by default both are
-        made from the environment, the private one only when prepare() needs it)."""
-        self._client = client or make_kraken_client(environment, environment_file, with_credentials=False)
+        made from the environment, the private one only when prepare() needs it). A timeframe
+        Kraken has no candles for is a SettingError on `timeframe`."""
+        self._client = client or make_kraken_client(environment, with_credentials=False)
         self._private_client = private_client
         if environment.timeframe not in self._client.timeframes:
             supported = ", ".join(self._client.timeframes)
-            raise ConfigError(
-                environment_file, f"kraken has no {environment.timeframe} candles (use one of: {supported})",
-                "timeframe",
-            )
+            raise SettingError("timeframe", f"kraken has no {environment.timeframe} candles (use one of: {supported})")
         self._environment = environment
-        self._file = environment_file
         self._symbols = list(environment.symbols)
         self._timeframe = environment.timeframe
         self._timeframe_ms = self._client.parse_timeframe(environment.timeframe) * 1000
@@ -99,7 +95,7 @@ class KrakenLiveSource(TickSource):
             raise self._start_failed(error, self._client) from None
         unknown = [symbol for symbol in self._symbols if symbol not in markets]
         if unknown:
-            raise ConfigError(self._file, f"kraken has no market {', '.join(unknown)}", "symbols")
+            raise SettingError("symbols", f"kraken has no market {', '.join(unknown)}")
         if self._environment.mode == "live":
             self._check_api_key(deadline)
         log.info("exchange_ready", exchange="kraken", url=self._url, symbols=self._symbols,
@@ -108,18 +104,17 @@ class KrakenLiveSource(TickSource):
 
     def _check_api_key(self, deadline: float) -> None:
         """One private read with the environment's credentials: a refused key is the user's to fix."""
-        private = self._private_client or make_kraken_client(self._environment, self._file, with_credentials=True)
+        private = self._private_client or make_kraken_client(self._environment, with_credentials=True)
         private.set_markets(self._client.markets, self._client.currencies)  # no second market load
         try:
             self._before_deadline(private, private.fetch_balance, deadline)
         except ccxt.BaseError as error:
             if not is_key_rejected(error):
                 raise self._start_failed(error, private) from None
-            raise ConfigError(
-                self._file,
+            raise SettingError(
+                "api_key_env",
                 f"kraken rejected the API key from {self._environment.api_key_env} / "
                 f"{self._environment.api_secret_env}: {describe_error(error, private)}",
-                "api_key_env",
             ) from None
 
     def _before_deadline(self, client: ccxt.kraken, call: Callable[[], T], deadline: float) -> T:
