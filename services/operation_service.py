@@ -18,6 +18,7 @@ import structlog
 
 from backend.config import LoadedOperation, ResolvedLink
 from backend.config.schema import EnvironmentConfig, LiveEnvironment
+from backend.core.ohlcv_provider import OhlcvProvider
 from backend.core.trading_context_provider import TradingContextProvider
 from backend.errors import ConfigError, SettingError
 from backend.interfaces import WorkerServices
@@ -85,9 +86,10 @@ class OperationService:
 
     def _build_run(self, link: ResolvedLink, factory: WorkerFactory, queue_size: int) -> StrategyRun:
         context = TradingContextProvider()
+        history = OhlcvProvider(factory.history_needed(link.blueprint, link.blueprint_file))
         account = self._account(link)
-        workforce = factory.build(link.blueprint, link.blueprint_file, WorkerServices(context, account))
-        manager = TickCacheManager(context, workforce, account, link.blueprint.assets)
+        workforce = factory.build(link.blueprint, link.blueprint_file, WorkerServices(context, account, history))
+        manager = TickCacheManager(context, history, workforce, account, link.blueprint.assets)
         return StrategyRun(link.link, manager, self.stop_event, queue_size)
 
     def _account(self, link: ResolvedLink) -> StrategyAccount:

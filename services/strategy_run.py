@@ -87,6 +87,11 @@ class StrategyRun:
         # watchdog never reads half of an update.
         self._current: tuple[RawTick, float] | None = None
 
+    @property
+    def history_needed(self) -> int:
+        """Closed candles the workforce must see before it is warm (what a live feed should replay)."""
+        return self.tick_manager.history_needed
+
     def start(self) -> None:
         self.status = RunStatus.RUNNING
         self._thread.start()

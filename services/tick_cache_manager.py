@@ -2,8 +2,9 @@ from collections.abc import Sequence
 
 import structlog
 
+from backend.core.ohlcv_provider import OhlcvProvider
 from backend.dtos import BaseContextDTO
-from backend.interfaces import ITradingContextProvider, IWorker, WorkerCategory
+from backend.interfaces import Candle, ITradingContextProvider, IWorker, WorkerCategory
 from backend.market_data import RawTick
 from backend.portfolio import StrategyAccount
 
@@ -11,7 +12,12 @@ log = structlog.get_logger(__name__)
 
 
 class TickCacheManager:
-    """One tick's lifecycle for one strategy: open the cache, run the workforce, close it.
+    """One tick's lifecycle for one strategy: record the candle in the run's history, open the
+    cache, run the workforce, close it.
+
+    Every processed candle (warm-up ones too) is in the history before the first worker runs, so a
+    worker's `history(asset, n)` always ends with the current tick. `history_needed` is the run's
+    warm-up need: the candles its workforce must see before its indicators are warm.
 
     `current_worker` names the worker running now (for the stall watchdog); after `abandon()`
     no further worker runs, so a run given up on never places an order late.
@@ -20,17 +26,23 @@ class TickCacheManager:
     def __init__(
         self,
         context: ITradingContextProvider,
+        history: OhlcvProvider,
         workforce: Sequence[IWorker],
         account: StrategyAccount,
         assets: Sequence[str],
     ) -> None:
         self._context = context
+        self._history = history
         self._workforce = list(workforce)
         self._context_workers = [w for w in workforce if w.category is WorkerCategory.CONTEXT]
         self.account = account
         self._assets = frozenset(assets)
         self.current_worker: str | None = None
         self._abandoned = False
+
+    @property
+    def history_needed(self) -> int:
+        return self._history.capacity
 
     def abandon(self) -> None:
         self._abandoned = True
@@ -44,6 +56,15 @@ class TickCacheManager:
         if trading and not self.account.is_new(tick.symbol, tick.timestamp):
             log.warning("candle_already_processed", symbol=tick.symbol, candle_time=tick.timestamp.isoformat())
             return False
+        self._history.append(tick.symbol, Candle(
+            open_time=tick.timestamp,
+            open=tick.open,
+            high=tick.high,
+            low=tick.low,
+            close=tick.close,
+            volume=tick.volume,
+            missing_before=tick.missing_before,
+        ))
         portfolio = self.account.open_tick(tick.symbol, tick.close, tick.timestamp, trading)
         self._context.start_new_tick(BaseContextDTO(
             asset=tick.symbol,

@@ -8,7 +8,7 @@ from backend.config.loader import format_location
 from backend.config.schema import StrategyBlueprint
 from backend.dtos import DTO
 from backend.errors import ConfigError
-from backend.interfaces import IWorker, WorkerCategory, WorkerServices
+from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
 from backend.workers.registry import PLUGINS
 
 
@@ -28,7 +28,20 @@ class WorkerFactory:
         listed under the wrong category, bad params, a DTO required before any worker produces
         it, or two workers producing the same DTO.
         """
-        workforce: list[IWorker] = []
+        return [worker_class(params, services) for worker_class, params in self._checked(blueprint, blueprint_file)]
+
+    def history_needed(self, blueprint: StrategyBlueprint, blueprint_file: Path) -> int:
+        """Candles per asset the workforce needs: the largest need any of its workers declares
+        (so the run's history holds enough for each, and its warm-up follows from its workers).
+        Raises the same ConfigErrors as build."""
+        return max(
+            (params.history_needed() for _, params in self._checked(blueprint, blueprint_file)),
+            default=0,
+        )
+
+    def _checked(self, blueprint: StrategyBlueprint, blueprint_file: Path) -> list[tuple[type[IWorker], WorkerParams]]:
+        """The workforce's plugin classes with their validated params, in run order."""
+        checked: list[tuple[type[IWorker], WorkerParams]] = []
         producers: dict[type[DTO], str] = {}
         for category in WorkerCategory:
             for index, spec in enumerate(getattr(blueprint.workforce, category.value)):
@@ -59,8 +72,8 @@ class WorkerFactory:
                             key,
                         )
                     producers[dto_type] = f"'{spec.plugin}' ({key})"
-                workforce.append(worker_class(params, services))
-        return workforce
+                checked.append((worker_class, params))
+        return checked
 
     def _plugin(
         self, name: str, category: WorkerCategory, blueprint_file: Path, key: str

@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 
+from backend.core.ohlcv_provider import OhlcvProvider
 from backend.core.trading_context_provider import TradingContextProvider
 from backend.dtos import DTO
 from backend.interfaces import IWorker, WorkerCategory, WorkerServices
@@ -27,6 +28,7 @@ def tick(
     low: float | None = None,
     symbol: str = "BTC/USD",
     volume: float = 1.0,
+    missing_before: int = 0,
 ) -> RawTick:
     open_ = close if open is None else open
     return RawTick(
@@ -37,6 +39,7 @@ def tick(
         low=min(open_, close) if low is None else low,
         close=close,
         volume=volume,
+        missing_before=missing_before,
     )
 
 
@@ -130,7 +133,8 @@ class Recorder(IWorker):
 
 
 class Pipeline:
-    """A real tick pipeline (provider, account with simulated fills, tick manager) around workers."""
+    """A real tick pipeline (tick cache, candle history sized by the workers' declared need, account
+    with simulated fills, tick manager) around workers."""
 
     def __init__(
         self,
@@ -143,10 +147,14 @@ class Pipeline:
         self.context = TradingContextProvider()
         self.ledger = Ledger(starting_capital)
         self.account = simulated_account(self.ledger, fee_rate, slippage_bps)
-        services = WorkerServices(self.context, self.account)
-        built = [worker_class(worker_class.Params(**params), services) for worker_class, params in workers]
+        validated = [(worker_class, worker_class.Params(**params)) for worker_class, params in workers]
+        self.history = OhlcvProvider(max((params.history_needed() for _, params in validated), default=0))
+        services = WorkerServices(self.context, self.account, self.history)
+        built = [worker_class(params, services) for worker_class, params in validated]
         self.recorder = Recorder(services, watched)
-        self.manager = TickCacheManager(self.context, [*built, self.recorder], self.account, ["BTC/USD"])
+        self.manager = TickCacheManager(
+            self.context, self.history, [*built, self.recorder], self.account, ["BTC/USD"]
+        )
 
     def feed(self, ticks: Iterable[RawTick]) -> list[dict[type[DTO], DTO]]:
         for raw in ticks:

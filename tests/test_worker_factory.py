@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from backend.config import StrategyBlueprint
+from backend.core.ohlcv_provider import OhlcvProvider
 from backend.core.trading_context_provider import TradingContextProvider
 from backend.errors import ConfigError
 from backend.interfaces import WorkerServices
@@ -18,7 +19,7 @@ FILE = Path("config/strategies/x.yaml")
 
 
 def build(workforce: dict):
-    services = WorkerServices(TradingContextProvider(), simulated_account(Ledger(100)))
+    services = WorkerServices(TradingContextProvider(), simulated_account(Ledger(100)), OhlcvProvider(0))
     return WorkerFactory().build(StrategyBlueprint.model_validate(blueprint(workforce)), FILE, services), services
 
 

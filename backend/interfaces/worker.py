@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict
 from backend.dtos import DTO, BaseContextDTO
 from backend.interfaces.broker import IBroker
 from backend.interfaces.context_provider import ITradingContextProvider
+from backend.interfaces.ohlcv_provider import Candle, IOhlcvProvider
 
 T = TypeVar("T", bound=DTO)
 
@@ -27,18 +28,25 @@ class WorkerParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def history_needed(self) -> int:
+        """Consecutive closed candles per asset the worker so configured needs (none by default):
+        at most this many it reads from `ohlcv`, and as many it must see before its output is warm.
+        The run keeps the largest need of its workforce, and that is its warm-up length."""
+        return 0
+
 
 @dataclass(frozen=True)
 class WorkerServices:
     """What a strategy run hands every one of its workers, as one bundle (constructor injection).
 
-    All of it belongs to that one run: its tick cache, and its broker (orders go to the run's own
-    account, which sizes, journals and books them). A new service is one more field here, not a
-    special case per worker category.
+    All of it belongs to that one run: its tick cache, its broker (orders go to the run's own
+    account, which sizes, journals and books them) and its candle history. A new service is one
+    more field here, not a special case per worker category.
     """
 
     context: ITradingContextProvider
     broker: IBroker
+    ohlcv: IOhlcvProvider
 
 
 class IWorker(ABC):
@@ -47,7 +55,8 @@ class IWorker(ABC):
     The class declares what it reads and writes, so a workforce can be checked before it runs:
     `requires` must have been produced by an earlier worker, `optional` may be absent this tick.
     Its services arrive by constructor injection, as one WorkerServices; a worker holds no
-    strategy id.
+    strategy id. Its params' `history_needed()` declares how many recent candles it reads from
+    `ohlcv`.
     """
 
     plugin_name: ClassVar[str]
@@ -61,6 +70,7 @@ class IWorker(ABC):
         self.params = params
         self.services = services
         self.context = services.context
+        self.ohlcv = services.ohlcv
 
     @property
     def name(self) -> str:
@@ -78,3 +88,7 @@ class IWorker(ABC):
 
     def _optional(self, asset: str, dto_type: type[T]) -> T | None:
         return self._require(asset, dto_type) if self.context.has_dto(asset, dto_type) else None
+
+    def _candle(self, asset: str) -> Candle:
+        """The current tick's candle from the history (needs a declared need of at least 1)."""
+        return self.ohlcv.history(asset, 1)[-1]

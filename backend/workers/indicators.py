@@ -1,7 +1,10 @@
-"""Incremental indicators: one update per candle, O(1) memory beyond their window."""
+"""Indicators: incremental ones (one update per candle, O(1) memory beyond their window) and
+functions of a window of candles a worker reads from its run's history."""
 
 import math
 from collections import deque
+from collections.abc import Sequence
+from itertools import pairwise
 
 
 class Ema:
@@ -48,20 +51,23 @@ class WilderAtr:
         return self.value
 
 
+def return_volatility_pct(closes: Sequence[float]) -> float:
+    """Sample standard deviation of the close-to-close returns of closes (at least 3), in percent."""
+    returns = [close / previous - 1 for previous, close in pairwise(closes)]
+    count = len(returns)
+    mean = sum(returns) / count
+    variance = sum((r - mean) ** 2 for r in returns) / (count - 1)
+    return math.sqrt(variance) * 100
+
+
 class ReturnVolatility:
     """Sample standard deviation of the last `window` close-to-close returns, in percent."""
 
     def __init__(self, window: int) -> None:
-        self._returns: deque[float] = deque(maxlen=window)
-        self._prev_close: float | None = None
+        self._closes: deque[float] = deque(maxlen=window + 1)
 
     def update(self, close: float) -> float | None:
-        if self._prev_close is not None:
-            self._returns.append(close / self._prev_close - 1)
-        self._prev_close = close
-        count = len(self._returns)
-        if count < (self._returns.maxlen or 0):
+        self._closes.append(close)
+        if len(self._closes) < (self._closes.maxlen or 0):
             return None
-        mean = sum(self._returns) / count
-        variance = sum((r - mean) ** 2 for r in self._returns) / (count - 1)
-        return math.sqrt(variance) * 100
+        return return_volatility_pct(self._closes)

@@ -15,9 +15,14 @@ class EmaDetectorParams(WorkerParams):
             raise ValueError("fast_period must be smaller than slow_period")
         return self
 
+    def history_needed(self) -> int:
+        return self.slow_period  # the slow EMA's seed
+
 
 class EmaDetector(IWorker):
-    """Fast and slow EMA of the close."""
+    """Fast and slow EMA of the close. After a hole in the data both are seeded again from the
+    candles that follow it (warming up meanwhile): an average across a hole would blend prices
+    it never saw."""
 
     plugin_name = "ema_detector"
     category = WorkerCategory.CONTEXT
@@ -31,9 +36,9 @@ class EmaDetector(IWorker):
 
     def process(self, asset: str) -> None:
         close = self._base(asset).close
-        fast, slow = self._emas.setdefault(
-            asset, (Ema(self.params.fast_period), Ema(self.params.slow_period))
-        )
+        if asset not in self._emas or self._candle(asset).missing_before:
+            self._emas[asset] = (Ema(self.params.fast_period), Ema(self.params.slow_period))
+        fast, slow = self._emas[asset]
         self.context.set_result_dto(asset, EmaDTO(
             fast_period=self.params.fast_period,
             slow_period=self.params.slow_period,

@@ -1,20 +1,22 @@
-from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pydantic import Field
 
-from backend.dtos import BaseContextDTO, FairValueGapDTO, GapZone, MarketStructure
-from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
+from backend.dtos import FairValueGapDTO, GapZone, MarketStructure
+from backend.interfaces import Candle, IWorker, WorkerCategory, WorkerParams, WorkerServices, since_last_gap
 
 
 class FairValueGapParams(WorkerParams):
     min_gap_pct: float = Field(default=0.05, ge=0)  # ignore gaps smaller than this
     swing_lookback: int = Field(default=2, ge=1)  # candles each side of a swing point
 
+    def history_needed(self) -> int:
+        return 2 * self.swing_lookback + 1  # a swing window (at least the 3 candles of a gap)
+
 
 @dataclass
 class _AssetState:
-    candles: deque[BaseContextDTO]
     bullish_gap: GapZone | None = None
     bearish_gap: GapZone | None = None
     structure: MarketStructure = MarketStructure.NEUTRAL
@@ -29,6 +31,10 @@ class FairValueGapDetector(IWorker):
     high below the low); it is filled once price trades through it. A swing high/low is a
     candle whose high/low beats `swing_lookback` candles on each side; a close beyond the last
     swing high (low) is a break of structure to bullish (bearish).
+
+    Candles come from the run's history and a pattern never spans a hole in the data. After a
+    hole everything is forgotten (open gaps, swings, structure): price may have filled or broken
+    them while no candle was seen.
     """
 
     plugin_name = "fair_value_gap_detector"
@@ -42,16 +48,17 @@ class FairValueGapDetector(IWorker):
         self._states: dict[str, _AssetState] = {}
 
     def process(self, asset: str) -> None:
-        candle = self._base(asset)
-        window = 2 * self.params.swing_lookback + 1
-        state = self._states.setdefault(asset, _AssetState(deque(maxlen=max(3, window))))
-        state.candles.append(candle)
+        candles = since_last_gap(self.ohlcv.history(asset, self.params.history_needed()))
+        candle = candles[-1]
+        if asset not in self._states or candle.missing_before:
+            self._states[asset] = _AssetState()
+        state = self._states[asset]
 
         self._fill_gaps(state, candle)
         gap = state.bullish_gap
         in_bullish_gap = gap is not None and candle.low <= gap.top and candle.close >= gap.bottom
-        self._form_gaps(state, candle)
-        self._update_structure(state, candle, window)
+        self._form_gaps(state, candles)
+        self._update_structure(state, candles)
 
         self.context.set_result_dto(asset, FairValueGapDTO(
             bullish_gap=state.bullish_gap,
@@ -63,33 +70,34 @@ class FairValueGapDetector(IWorker):
         ))
 
     @staticmethod
-    def _fill_gaps(state: _AssetState, candle: BaseContextDTO) -> None:
+    def _fill_gaps(state: _AssetState, candle: Candle) -> None:
         if state.bullish_gap and candle.low < state.bullish_gap.bottom:
             state.bullish_gap = None
         if state.bearish_gap and candle.high > state.bearish_gap.top:
             state.bearish_gap = None
 
-    def _form_gaps(self, state: _AssetState, candle: BaseContextDTO) -> None:
-        if len(state.candles) < 3:
+    def _form_gaps(self, state: _AssetState, candles: Sequence[Candle]) -> None:
+        if len(candles) < 3:
             return
-        first = state.candles[-3]
+        first, candle = candles[-3], candles[-1]
         min_size = self.params.min_gap_pct / 100
         if candle.low > first.high and candle.low - first.high >= first.high * min_size:
-            state.bullish_gap = GapZone(bottom=first.high, top=candle.low, formed_at=candle.timestamp)
+            state.bullish_gap = GapZone(bottom=first.high, top=candle.low, formed_at=candle.open_time)
         if candle.high < first.low and first.low - candle.high >= first.low * min_size:
-            state.bearish_gap = GapZone(bottom=candle.high, top=first.low, formed_at=candle.timestamp)
+            state.bearish_gap = GapZone(bottom=candle.high, top=first.low, formed_at=candle.open_time)
 
-    def _update_structure(self, state: _AssetState, candle: BaseContextDTO, window: int) -> None:
+    def _update_structure(self, state: _AssetState, candles: Sequence[Candle]) -> None:
         # Break of structure is judged against swings confirmed before this candle.
-        if state.swing_high is not None and candle.close > state.swing_high:
+        close = candles[-1].close
+        if state.swing_high is not None and close > state.swing_high:
             state.structure = MarketStructure.BULLISH
-        elif state.swing_low is not None and candle.close < state.swing_low:
+        elif state.swing_low is not None and close < state.swing_low:
             state.structure = MarketStructure.BEARISH
-        if len(state.candles) < window:
+        lookback = self.params.swing_lookback
+        if len(candles) < self.params.history_needed():
             return
-        candles = list(state.candles)[-window:]
-        middle = candles[self.params.swing_lookback]
-        others = candles[: self.params.swing_lookback] + candles[self.params.swing_lookback + 1 :]
+        middle = candles[lookback]
+        others = [*candles[:lookback], *candles[lookback + 1 :]]
         if all(middle.high > c.high for c in others):
             state.swing_high = middle.high
         if all(middle.low < c.low for c in others):

@@ -1,8 +1,8 @@
 from pydantic import Field
 
 from backend.dtos import EmaDTO, MarketRegimeDTO, Regime
-from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
-from backend.workers.indicators import ReturnVolatility
+from backend.interfaces import IWorker, WorkerCategory, WorkerParams, since_last_gap
+from backend.workers.indicators import return_volatility_pct
 
 
 class MarketRegimeParams(WorkerParams):
@@ -10,11 +10,15 @@ class MarketRegimeParams(WorkerParams):
     volatility_window: int = Field(default=24, ge=2)
     high_volatility_pct: float = Field(default=1.5, gt=0)  # return stdev above this is volatile
 
+    def history_needed(self) -> int:
+        return self.volatility_window + 1  # closes for volatility_window returns
+
 
 class MarketRegimeClassifier(IWorker):
     """Volatile when returns swing more than high_volatility_pct; otherwise trending when the
     EMA spread exceeds the threshold and the close is on the same side of the slow EMA;
-    otherwise ranging."""
+    otherwise ranging. Returns are taken from the run's history and never across a hole in the
+    data, so after one the regime is warming up until `volatility_window` returns follow it."""
 
     plugin_name = "market_regime_classifier"
     category = WorkerCategory.CONTEXT
@@ -23,15 +27,12 @@ class MarketRegimeClassifier(IWorker):
     produces = (MarketRegimeDTO,)
     params: MarketRegimeParams
 
-    def __init__(self, params: MarketRegimeParams, services: WorkerServices) -> None:
-        super().__init__(params, services)
-        self._volatility: dict[str, ReturnVolatility] = {}
-
     def process(self, asset: str) -> None:
         close = self._base(asset).close
         ema = self._require(asset, EmaDTO)
-        tracker = self._volatility.setdefault(asset, ReturnVolatility(self.params.volatility_window))
-        volatility = tracker.update(close)
+        needed = self.params.history_needed()
+        closes = [candle.close for candle in since_last_gap(self.ohlcv.history(asset, needed))]
+        volatility = return_volatility_pct(closes) if len(closes) == needed else None
         spread = ema.spread_pct
         self.context.set_result_dto(asset, MarketRegimeDTO(
             regime=self._classify(close, ema, spread, volatility),

@@ -16,9 +16,14 @@ class VolatilityAssessorParams(WorkerParams):
             raise ValueError("low_atr_pct must be smaller than high_atr_pct")
         return self
 
+    def history_needed(self) -> int:
+        return self.atr_period  # the ATR's seed
+
 
 class VolatilityAssessor(IWorker):
-    """ATR as a percentage of the close, bucketed into a risk level."""
+    """ATR as a percentage of the close, bucketed into a risk level. After a hole in the data the
+    ATR is seeded again from the candles that follow it (warming up meanwhile): the move across
+    the hole is not the range of one candle."""
 
     plugin_name = "volatility_assessor"
     category = WorkerCategory.CONTEXT
@@ -32,7 +37,9 @@ class VolatilityAssessor(IWorker):
 
     def process(self, asset: str) -> None:
         candle = self._base(asset)
-        atr = self._atrs.setdefault(asset, WilderAtr(self.params.atr_period))
+        if asset not in self._atrs or self._candle(asset).missing_before:
+            self._atrs[asset] = WilderAtr(self.params.atr_period)
+        atr = self._atrs[asset]
         value = atr.update(candle.high, candle.low, candle.close)
         if value is None:
             dto = VolatilityDTO(atr=None, atr_pct=None, risk_level=RiskLevel.WARMING_UP)
