@@ -125,3 +125,71 @@ def test_break_below_a_confirmed_swing_low_turns_structure_bearish():
     ])
     assert states[2].last_swing_low == 95
     assert states[3].structure is MarketStructure.BEARISH
+
+
+# --- after a hole in the data (a tick with missing_before > 0) ------------------------------
+
+
+def test_ema_detector_reseeds_after_a_gap():
+    pipeline = Pipeline([(EmaDetector, {"fast_period": 2, "slow_period": 3})], [EmaDTO])
+    ticks = [*ticks_from_closes([10, 20, 30, 40]), tick(6, 100, missing_before=2), tick(7, 110), tick(8, 120)]
+    emas = [t[EmaDTO] for t in pipeline.feed(ticks)]
+    assert emas[3].is_ready
+    assert (emas[4].fast, emas[4].slow) == (None, None)  # warming up again, not blended across the hole
+    assert (emas[5].fast, emas[5].slow) == (105.0, None)  # seeded from the closes after the hole
+    assert emas[6].slow == 110.0
+
+
+def test_volatility_assessor_reseeds_its_atr_after_a_gap():
+    pipeline = Pipeline(
+        [(VolatilityAssessor, {"atr_period": 2, "low_atr_pct": 1, "high_atr_pct": 3})], [VolatilityDTO]
+    )
+    out = pipeline.feed([
+        tick(0, 100, high=100.5, low=99.5),
+        tick(1, 100, high=100.5, low=99.5),  # ATR 1
+        tick(5, 120, high=120.5, low=119.5, missing_before=3),  # across the hole TR would be 20.5
+        tick(6, 120, high=121, low=119),  # TR 2
+    ])
+    assert out[1][VolatilityDTO].atr == pytest.approx(1.0)
+    assert out[2][VolatilityDTO].risk_level is RiskLevel.WARMING_UP and out[2][VolatilityDTO].atr is None
+    assert out[3][VolatilityDTO].atr == pytest.approx(1.5)  # (1 + 2) / 2: only candles after the hole
+
+
+def test_regime_volatility_is_not_measured_across_a_gap():
+    pipeline = regime_pipeline(volatility_window=2, high_volatility_pct=5)
+    out = pipeline.feed([
+        *ticks_from_closes([100, 110, 99]),
+        tick(4, 200, missing_before=1),  # a 100 % "return" across the hole must not count
+        tick(5, 210),
+        tick(6, 199.5),
+    ])
+    volatility = [t[MarketRegimeDTO].volatility_pct for t in out]
+    assert volatility[2] == pytest.approx(14.1421356)
+    assert volatility[3] is None and volatility[4] is None
+    assert out[4][MarketRegimeDTO].regime is Regime.WARMING_UP
+    assert volatility[5] == pytest.approx(7.0710678)  # returns +5 %, -5 % after the hole only
+
+
+def test_no_fair_value_gap_is_built_across_a_hole():
+    states = fvg_states([
+        tick(0, 97, open=96, high=100, low=95),
+        tick(1, 105, open=99, high=106, low=99),
+        tick(3, 108, open=105, high=110, low=103, missing_before=1),  # low 103 > high 100, but across the hole
+        tick(4, 109, open=108, high=110, low=107),  # low 107 > high 106 of candle 1, before the hole
+    ])
+    assert states[2].bullish_gap is None and states[3].bullish_gap is None
+
+
+def test_a_hole_forgets_open_gaps_and_structure():
+    states = fvg_states([
+        tick(0, 97, open=96, high=100, low=95),
+        tick(1, 105, open=99, high=106, low=99),
+        tick(2, 108, open=105, high=110, low=103),  # bullish gap 100-103
+        tick(3, 107, open=108, high=109, low=104),  # swing high 110 confirmed
+        tick(4, 111, open=107, high=112, low=106),  # close above 110: bullish
+        tick(8, 111, open=111, high=112, low=110, missing_before=3),
+    ])
+    assert states[4].bullish_gap is not None and states[4].structure is MarketStructure.BULLISH
+    after = states[5]
+    assert after.bullish_gap is None and after.structure is MarketStructure.NEUTRAL
+    assert after.last_swing_high is None and after.last_swing_low is None
