@@ -60,7 +60,7 @@ def test_a_length_longer_than_what_is_held_returns_what_exists():
     assert provider.history("ETH/USD", 5) == ()  # an asset not seen yet
 
 
-def test_no_more_than_the_capacity_is_kept():
+def test_the_oldest_candles_drop_out_at_the_capacity():
     provider = OhlcvProvider(capacity=3)
     for index in range(10):
         provider.append("BTC/USD", candle(index))

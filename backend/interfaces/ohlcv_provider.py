@@ -31,7 +31,7 @@ class IOhlcvProvider(ABC):
     @property
     @abstractmethod
     def capacity(self) -> int:
-        """Candles kept per asset: the largest `IWorker.history_needed` of the workforce."""
+        """Candles kept per asset: the largest `WorkerParams.history_needed()` of the workforce."""
 
     @abstractmethod
     def history(self, asset: str, length: int) -> Sequence[Candle]:

@@ -93,9 +93,9 @@ class FairValueGapDetector(IWorker):
             state.structure = MarketStructure.BULLISH
         elif state.swing_low is not None and close < state.swing_low:
             state.structure = MarketStructure.BEARISH
-        lookback = self.params.swing_lookback
         if len(candles) < self.params.history_needed():
             return
+        lookback = self.params.swing_lookback
         middle = candles[lookback]
         others = [*candles[:lookback], *candles[lookback + 1 :]]
         if all(middle.high > c.high for c in others):
