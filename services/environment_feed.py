@@ -59,7 +59,7 @@ class EnvironmentFeed:
         self._runs = list(runs)
         self._base_timeframe = base_timeframe
         self._run_timeframes = dict(run_timeframes)
-        self._routes = self._route(base_timeframe)
+        self._routes = self._routes_by_timeframe()
         self._stop = stop
         # Ends the source's waits: set on a stop request, or once no run bound here takes ticks
         # (a live source would otherwise poll on until its next candle, an hour on 1h candles).
@@ -73,15 +73,15 @@ class EnvironmentFeed:
         """The fields every feed-level line carries, so a per-strategy log view sees its feed."""
         return {"environment": self.environment_id, "strategy_links": [run.link_id for run in self._runs]}
 
-    def _route(self, base_timeframe: str) -> list[_Route]:
+    def _routes_by_timeframe(self) -> list[_Route]:
         """One route per timeframe (`60m` and `1h` are one), base first: a bar is built once."""
-        base_seconds = timeframe_seconds(base_timeframe)
-        routes: dict[int, _Route] = {base_seconds: _Route(base_timeframe, None)}
+        base = self._base_timeframe
+        routes: dict[int, _Route] = {timeframe_seconds(base): _Route(base, None)}
         for run in self._runs:
             timeframe = self._run_timeframes[run.link_id]
             seconds = timeframe_seconds(timeframe)
             if seconds not in routes:
-                routes[seconds] = _Route(timeframe, Resampler(base_timeframe, timeframe))
+                routes[seconds] = _Route(timeframe, Resampler(base, timeframe))
             routes[seconds].runs.append(run)
         return [route for route in routes.values() if route.runs]
 
