@@ -91,7 +91,7 @@ class EnvironmentFeed:
             self._source.prepare()
 
     def resume_after_restart(self) -> None:
-        """Tell the source, per symbol, the oldest last-processed candle of the runs bound to it."""
+        """Tell the source, per symbol, the oldest base candle the runs bound to it have all processed."""
         cursors: dict[str, datetime] = {}
         base = timedelta(seconds=timeframe_seconds(self._base_timeframe))
         for run in self._runs:

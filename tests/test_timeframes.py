@@ -110,6 +110,9 @@ def test_a_tick_that_is_not_after_the_previous_one_is_refused():
     resampler.add(base_tick(at(0, 5), 1, 1, 1, 1))
     with pytest.raises(ValueError, match="not after the previous one"):
         resampler.add(base_tick(at(0, 5), 1, 1, 1, 1))
+    resampler.add(base_tick(at(0, 10), 1, 1, 1, 1))  # completes the 00:00 bar
+    with pytest.raises(ValueError, match="not after the previous one"):  # which must not open again
+        resampler.add(base_tick(at(0, 0), 1, 1, 1, 1))
 
 
 @pytest.mark.parametrize(("base", "timeframe", "problem"), [

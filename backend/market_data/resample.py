@@ -42,7 +42,6 @@ class _OpenBar:
     """The bucket being filled for one symbol (epoch seconds, UTC)."""
 
     start: int
-    last_base: int  # open time of the latest base candle added
     open: float
     high: float
     low: float
@@ -52,8 +51,7 @@ class _OpenBar:
     warmup: bool
     missing_before: int
 
-    def add(self, epoch: int, tick: RawTick) -> None:
-        self.last_base = epoch
+    def add(self, tick: RawTick) -> None:
         self.high = max(self.high, tick.high)
         self.low = min(self.low, tick.low)
         self.close = tick.close
@@ -75,6 +73,7 @@ class Resampler:
         self._bar_seconds = timeframe_seconds(timeframe)
         self._candles_per_bar = self._bar_seconds // self._base_seconds
         self._open: dict[str, _OpenBar] = {}
+        self._last_base: dict[str, int] = {}  # symbol -> open time of its latest base candle
 
     def add(self, tick: RawTick) -> list[RawTick]:
         """Take the next base tick of its symbol; return the bars it completes (none, one or two), oldest first.
@@ -83,21 +82,22 @@ class Resampler:
         """
         epoch = int(tick.timestamp.timestamp())
         start = epoch - epoch % self._bar_seconds
+        if epoch <= self._last_base.get(tick.symbol, epoch - 1):
+            raise ValueError(f"{tick.symbol} tick {tick.timestamp.isoformat()} is not after the previous one")
+        self._last_base[tick.symbol] = epoch
         completed: list[RawTick] = []
         bar = self._open.get(tick.symbol)
-        if bar is not None and epoch <= bar.last_base:
-            raise ValueError(f"{tick.symbol} tick {tick.timestamp.isoformat()} is not after the previous one")
         if bar is not None and start != bar.start:  # a later bucket began: this one is over
             completed.append(self._emit(tick.symbol))
             bar = None
         if bar is None:
             self._open[tick.symbol] = _OpenBar(
-                start=start, last_base=epoch, open=tick.open, high=tick.high, low=tick.low, close=tick.close,
+                start=start, open=tick.open, high=tick.high, low=tick.low, close=tick.close,
                 volume=tick.volume, base_candles=1, warmup=tick.warmup,
                 missing_before=self._empty_buckets_before(start, epoch, tick.missing_before),
             )
         else:
-            bar.add(epoch, tick)
+            bar.add(tick)
         if epoch + self._base_seconds == start + self._bar_seconds:  # the bucket's last base candle
             completed.append(self._emit(tick.symbol))
         return completed
