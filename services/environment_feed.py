@@ -1,22 +1,44 @@
 """Fans every RAW_TICK of one execution environment out to the strategy runs bound to it.
 
+Runs of the environment's own (base) timeframe get its ticks as they come; for each longer
+timeframe, one Resampler per environment builds the bars once and every run of that timeframe
+gets them, in order (see backend.market_data.resample for when a bar is complete and how gaps
+are marked).
+
 Invariants: the feed thread never dies outside its error handling; it never waits on a run that
 takes no more ticks (failed, stalled, stopping); every line it logs names the environment and
-the strategy links that depend on it; a live feed that delivered no candle has failed.
+the strategy links that depend on it; a live feed that delivered no candle has failed; progress
+counts base ticks, whatever the runs' timeframes.
 """
 
 import threading
 import time
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import structlog
 
 from backend.errors import OpdaemonError
-from backend.market_data import TickSource
+from backend.market_data import RawTick, TickSource
+from backend.market_data.candle_checks import log_data_gap, timeframe_seconds
+from backend.market_data.resample import Resampler
 from services.strategy_run import RunStatus, StrategyRun
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass
+class _Route:
+    """The runs of one timeframe and, above the base timeframe, the one resampler building their bars."""
+
+    timeframe: str
+    resampler: Resampler | None  # None: the base timeframe, whose ticks go through as they are
+    runs: list[StrategyRun] = field(default_factory=list)
+    bars_sent: int = 0
+
+    def bars(self, tick: RawTick) -> list[RawTick]:
+        return [tick] if self.resampler is None else self.resampler.add(tick)
 
 
 class EnvironmentFeed:
@@ -26,11 +48,18 @@ class EnvironmentFeed:
         source: TickSource,
         runs: Sequence[StrategyRun],
         stop: threading.Event,
+        base_timeframe: str,
+        run_timeframes: Mapping[str, str],
         progress_every_pct: int = 10,
     ) -> None:
+        """base_timeframe: the source's candles; run_timeframes: each run's timeframe by link id
+        (the base one or a longer one the config loader accepted)."""
         self.environment_id = environment_id
         self._source = source
         self._runs = list(runs)
+        self._base_timeframe = base_timeframe
+        self._run_timeframes = dict(run_timeframes)
+        self._routes = self._routes_by_timeframe()
         self._stop = stop
         # Ends the source's waits: set on a stop request, or once no run bound here takes ticks
         # (a live source would otherwise poll on until its next candle, an hour on 1h candles).
@@ -44,17 +73,34 @@ class EnvironmentFeed:
         """The fields every feed-level line carries, so a per-strategy log view sees its feed."""
         return {"environment": self.environment_id, "strategy_links": [run.link_id for run in self._runs]}
 
+    def _routes_by_timeframe(self) -> list[_Route]:
+        """One route per timeframe (`60m` and `1h` are one), base first: a bar is built once."""
+        base = self._base_timeframe
+        routes: dict[int, _Route] = {timeframe_seconds(base): _Route(base, None)}
+        for run in self._runs:
+            timeframe = self._run_timeframes[run.link_id]
+            seconds = timeframe_seconds(timeframe)
+            if seconds not in routes:
+                routes[seconds] = _Route(timeframe, Resampler(base, timeframe))
+            routes[seconds].runs.append(run)
+        return [route for route in routes.values() if route.runs]
+
     def prepare(self) -> None:
         """The source's start-up checks (exchange reachable, key accepted), before any thread starts."""
         with structlog.contextvars.bound_contextvars(**self.log_context):
             self._source.prepare()
 
     def resume_after_restart(self) -> None:
-        """Tell the source, per symbol, the oldest last-processed candle of the runs bound to it."""
+        """Tell the source, per symbol, the oldest base candle the runs bound to it have all processed."""
         cursors: dict[str, datetime] = {}
+        base = timedelta(seconds=timeframe_seconds(self._base_timeframe))
         for run in self._runs:
-            for symbol, candle_time in run.tick_manager.account.cursors.items():
-                cursors[symbol] = min(candle_time, cursors.get(symbol, candle_time))
+            # A run's cursor is the open time of its last bar; that bar took base candles up to
+            # its last one, so the source replays from there and the next bar is built whole.
+            bar = timedelta(seconds=timeframe_seconds(self._run_timeframes[run.link_id]))
+            for symbol, bar_time in run.tick_manager.account.cursors.items():
+                last_base = bar_time + bar - base
+                cursors[symbol] = min(last_base, cursors.get(symbol, last_base))
         if cursors:
             log.info("resuming_after_restart", **self.log_context,
                      last_processed={symbol: moment.isoformat() for symbol, moment in cursors.items()})
@@ -93,8 +139,10 @@ class EnvironmentFeed:
             end = RunStatus.STOPPED if self._stop.is_set() or self.error else RunStatus.COMPLETED
             for run in self._runs:
                 run.finish(end)
+            self._report_open_bars()
             log.info("environment_feed_finished", ticks_sent=sent,
-                     candles_rejected=self._source.candles_rejected)
+                     candles_rejected=self._source.candles_rejected,
+                     bars_sent={route.timeframe: route.bars_sent for route in self._routes if route.resampler})
 
     def _send_ticks(self) -> int:
         total = self._source.total_ticks
@@ -102,12 +150,14 @@ class EnvironmentFeed:
         next_report = self._progress_every_pct
         sent = 0
         for tick in self._source.ticks(self._halt):
-            delivered = any([run.submit(tick) for run in self._runs])  # a list: submit to every run
-            sent += delivered
-            if self._stop.is_set() or self._halt.is_set():
-                break
-            if not delivered:
+            if all(run.status.ended for run in self._runs):
                 log.warning("environment_feed_idle", reason="no strategy run bound to it takes ticks any more")
+                break
+            for route in self._routes:
+                for bar in route.bars(tick):
+                    self._send(route, bar)
+            sent += 1
+            if self._stop.is_set() or self._halt.is_set():
                 break
             if total and sent * 100 >= next_report * total:
                 elapsed = time.monotonic() - started
@@ -118,3 +168,29 @@ class EnvironmentFeed:
                 )
                 next_report += self._progress_every_pct
         return sent
+
+    def _send(self, route: _Route, bar: RawTick) -> None:
+        """Give bar to every run of its route (each waits while its queue is full, never drops)."""
+        if route.resampler is not None:
+            self._announce_gaps(route.timeframe, bar)
+        for run in route.runs:
+            run.submit(bar)
+        route.bars_sent += 1
+
+    def _announce_gaps(self, timeframe: str, bar: RawTick) -> None:
+        """A resampled bar's gaps, in its own timeframe (the base gaps were logged by the source)."""
+        if bar.missing_before:
+            log_data_gap(bar.symbol, bar.timestamp, bar.missing_before, timeframe)
+        if bar.missing_within:
+            log.warning("bar_missing_base_candles", symbol=bar.symbol, timeframe=timeframe,
+                        bar_time=bar.timestamp.isoformat(), base_timeframe=self._base_timeframe,
+                        missing_candles=bar.missing_within)
+
+    def _report_open_bars(self) -> None:
+        """Buckets the data ended inside were never complete, so no run got them: say so."""
+        for route in self._routes:
+            if route.resampler is None:
+                continue
+            for symbol, (bar_time, base_candles) in route.resampler.open_bars().items():
+                log.info("bar_not_completed", symbol=symbol, timeframe=route.timeframe,
+                         bar_time=bar_time.isoformat(), base_candles=base_candles)

@@ -61,6 +61,8 @@ class OperationService:
         self.runs = [self._build_run(link, factory, queue_size) for link in operation.links]
         runs_by_environment: dict[str, list[StrategyRun]] = {}
         link_of_environment: dict[str, ResolvedLink] = {}
+        # Each run's bars: the environment streams its own timeframe, its feed resamples the rest.
+        timeframes = {link.link_id: link.blueprint.timeframe for link in operation.links}
         for link, run in zip(operation.links, self.runs, strict=True):
             runs_by_environment.setdefault(run.environment_id, []).append(run)
             link_of_environment.setdefault(run.environment_id, link)
@@ -72,7 +74,10 @@ class OperationService:
                 environment=environment_id, strategy_links=[run.link_id for run in runs]
             ), settings_of(link.environment_file):
                 source = source_factory(link.environment)
-            self.feeds.append(EnvironmentFeed(environment_id, source, runs, self.stop_event))
+            self.feeds.append(EnvironmentFeed(
+                environment_id, source, runs, self.stop_event,
+                base_timeframe=link.environment.timeframe, run_timeframes=timeframes,
+            ))
         # The feeds know no files: a prepare() error is named after the environment's file here.
         environment_files = {env_id: link.environment_file for env_id, link in link_of_environment.items()}
         for feed in self.feeds:

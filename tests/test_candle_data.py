@@ -179,8 +179,8 @@ def test_a_hole_is_carried_by_the_next_tick_and_summarized(tmp_path):
         {"event": "data_gaps", "log_level": "warning", "data_file": str(tmp_path / "data" / "ticks.csv"),
          "symbol": "BTC/USD", "gaps": 1, "missing_candles": 3,
          "first_gaps": [{"gap_from": hour(5), "gap_to": hour(8)}]},
-        {"event": "data_gap", "log_level": "warning", "symbol": "BTC/USD", "missing_candles": 3,
-         "gap_from": hour(5), "gap_to": hour(8)},
+        {"event": "data_gap", "log_level": "warning", "symbol": "BTC/USD", "timeframe": "1h",
+         "missing_candles": 3, "gap_from": hour(5), "gap_to": hour(8)},
     ]
 
 

@@ -1,4 +1,7 @@
-"""Loads an operation file and everything it names; every problem becomes a ConfigError."""
+"""Loads an operation file and everything it names; every problem becomes a ConfigError.
+
+A blueprint's timeframe is the environment's or a longer one its candles can be resampled to
+(`resampling_problem`); anything else is an error on the operation file's link key."""
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +19,7 @@ from backend.config.schema import (
     StrategyLink,
 )
 from backend.errors import ConfigError
+from backend.market_data.resample import resampling_problem
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -138,13 +142,10 @@ def load_operation(path: Path | str) -> LoadedOperation:
 def _check_compatible(
     path: Path, key: str, blueprint: StrategyBlueprint, environment: EnvironmentConfig
 ) -> None:
-    if blueprint.timeframe != environment.timeframe:
-        raise ConfigError(
-            path,
-            f"blueprint timeframe {blueprint.timeframe} differs from the environment's "
-            f"timeframe {environment.timeframe}",
-            key,
-        )
+    # The environment streams its own timeframe; a blueprint's longer one is resampled from it.
+    timeframe_problem = resampling_problem(environment.timeframe, blueprint.timeframe)
+    if timeframe_problem is not None:
+        raise ConfigError(path, f"blueprint {timeframe_problem}", key)
     missing = [asset for asset in blueprint.assets if asset not in environment.symbols]
     if missing:
         raise ConfigError(

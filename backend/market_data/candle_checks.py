@@ -66,5 +66,5 @@ def log_data_gap(symbol: str, open_time: datetime, missing: int, timeframe: str)
     """One `data_gap` line for the `missing` candles right before the candle opening at open_time:
     the hole is [gap_from, gap_to)."""
     gap_from = datetime.fromtimestamp(open_time.timestamp() - missing * timeframe_seconds(timeframe), tz=UTC)
-    log.warning("data_gap", symbol=symbol, missing_candles=missing,
+    log.warning("data_gap", symbol=symbol, timeframe=timeframe, missing_candles=missing,
                 gap_from=gap_from.isoformat(), gap_to=open_time.isoformat())

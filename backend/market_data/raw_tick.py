@@ -17,3 +17,6 @@ class RawTick(BaseModel):
     volume: float
     warmup: bool = False  # replayed history at start: context workers only, no trading
     missing_before: int = 0  # candles of the timeframe missing right before this one (a data gap)
+    # A bar resampled from shorter base candles (backend.market_data.resample): how many of its
+    # base candles never arrived, so it was built from the rest. 0 for a base candle.
+    missing_within: int = 0
