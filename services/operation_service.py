@@ -24,6 +24,7 @@ from backend.errors import ConfigError, SettingError
 from backend.interfaces import WorkerServices
 from backend.interfaces.journal import IAccountJournal, InMemoryJournal
 from backend.market_data import TickSource
+from backend.market_data.candle_checks import timeframe_seconds
 from backend.portfolio import Ledger, StrategyAccount
 from backend.state import StateStore, StoreJournal
 from services.environment_feed import EnvironmentFeed
@@ -37,6 +38,7 @@ log = structlog.get_logger(__name__)
 
 SourceFactory = Callable[[EnvironmentConfig], TickSource]
 WATCHDOG_SECONDS = 0.1  # how often wait() checks the runs
+MAX_WARMUP_CANDLES = 700  # Kraken's OHLC endpoint returns at most 720 candles, the last one forming
 
 
 class OperationService:
@@ -73,7 +75,7 @@ class OperationService:
             with structlog.contextvars.bound_contextvars(
                 environment=environment_id, strategy_links=[run.link_id for run in runs]
             ), settings_of(link.environment_file):
-                source = source_factory(link.environment)
+                source = source_factory(with_warmup_for(link.environment, runs, timeframes))
             self.feeds.append(EnvironmentFeed(
                 environment_id, source, runs, self.stop_event,
                 base_timeframe=link.environment.timeframe, run_timeframes=timeframes,
@@ -171,6 +173,25 @@ class OperationService:
     @property
     def feed_errors(self) -> list[str]:
         return [f"{feed.environment_id}: {feed.error}" for feed in self.feeds if feed.error]
+
+
+def with_warmup_for(
+    environment: EnvironmentConfig, runs: list[StrategyRun], timeframes: dict[str, str]
+) -> EnvironmentConfig:
+    """A live environment replays at start at least the base candles its runs' workforces need
+    (`warmup_candles` can ask for more, never for less), capped by what Kraken keeps."""
+    if not isinstance(environment, LiveEnvironment):
+        return environment
+    base = timeframe_seconds(environment.timeframe)
+    needed = 0
+    for run in runs:
+        per_bar = timeframe_seconds(timeframes[run.link_id]) // base
+        needed = max(needed, run.history_needed * per_bar + per_bar - 1)  # + a bar's alignment slack
+    if needed > MAX_WARMUP_CANDLES:
+        log.warning("warmup_capped", environment=environment.display_name, needed_candles=needed,
+                    replayed_candles=MAX_WARMUP_CANDLES)
+    warmup = max(environment.warmup_candles, min(needed, MAX_WARMUP_CANDLES))
+    return environment.model_copy(update={"warmup_candles": warmup})
 
 
 @contextmanager

@@ -3,12 +3,15 @@ candles (real ccxt client, local fake exchange) next to DCA on the backtest data
 
 import shutil
 import time
+from types import SimpleNamespace
 
 from backend.config import load_operation
-from services.operation_service import OperationService
+from backend.config.schema import LiveEnvironment
+from services.operation_service import OperationService, with_warmup_for
 from services.strategy_run import RunStatus
 from tests.fake_kraken import candle, running_fake_kraken
 from tests.helpers import REPO, write_config_tree, write_yaml
+from tests.live_support import live_env
 from tests.probes import PLUGINS_WITH_PROBE, probe_blueprint
 
 HOUR = 3600
@@ -79,3 +82,18 @@ def test_a_live_feed_whose_runs_all_failed_ends_without_waiting_for_the_next_can
 
     assert summary.status is RunStatus.FAILED
     assert time.monotonic() - started < 5  # not the 30 s poll interval, nor the next hour's candle
+
+
+def test_a_live_environment_replays_what_its_workforces_need(fake, logs):
+    runs = [SimpleNamespace(link_id="ict@live", history_needed=50),
+            SimpleNamespace(link_id="dca@live", history_needed=9)]
+    timeframes = {"ict@live": "1m", "dca@live": "15m"}
+    environment = live_env(fake)  # 1m base, warmup_candles 0
+    derived = with_warmup_for(environment, runs, timeframes)  # type: ignore[arg-type]
+    assert isinstance(derived, LiveEnvironment) and derived.warmup_candles == 9 * 15 + 14  # more than ICT's 50
+    asked_for_more = with_warmup_for(live_env(fake, warmup_candles=600), runs, timeframes)  # type: ignore[arg-type]
+    assert isinstance(asked_for_more, LiveEnvironment) and asked_for_more.warmup_candles == 600
+    runs[0].history_needed = 1_000
+    capped = with_warmup_for(environment, runs, timeframes)  # type: ignore[arg-type]
+    assert isinstance(capped, LiveEnvironment) and capped.warmup_candles == 700
+    assert [e["event"] for e in logs] == ["warmup_capped"]
