@@ -43,7 +43,7 @@ def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 def live_env(fake: FakeKraken, **overrides: object) -> LiveEnvironment:
     settings: dict = {
         "type": "live", "display_name": "Kraken (fake)", "exchange": "kraken", "symbols": ["BTC/USD"],
-        "timeframe": "1m", "poll_interval_seconds": 0.05, "api_url": fake.url,
+        "timeframe": "1m", "market_data": "rest", "poll_interval_seconds": 0.05, "api_url": fake.url,
         "api_key_env": KEY_ENV, "api_secret_env": SECRET_ENV,
         "starting_capital": 10_000, "fee_rate": 0.0026,
     }

@@ -37,7 +37,8 @@ def test_live_paper_and_backtest_links_run_side_by_side(tmp_path):
     with running_fake_kraken() as fake:
         live = {
             "type": "live", "display_name": "fake kraken", "exchange": "kraken", "symbols": ["BTC/USD"],
-            "timeframe": "1h", "poll_interval_seconds": 0.05, "api_url": fake.url, "warmup_candles": 2,
+            "timeframe": "1h", "market_data": "rest", "poll_interval_seconds": 0.05, "api_url": fake.url,
+            "warmup_candles": 2,
             "starting_capital": 10_000, "fee_rate": 0.0026,
         }
         write_yaml(config / "environments" / "live_kraken_main.yaml", live)
@@ -71,7 +72,7 @@ def test_a_live_feed_whose_runs_all_failed_ends_without_waiting_for_the_next_can
         fake.set_candles("XXBTZUSD", [candle(hour - (3 - i) * HOUR, 60_000 + i) for i in range(4)])
         live = {
             "type": "live", "display_name": "fake kraken", "exchange": "kraken", "symbols": ["BTC/USD"],
-            "timeframe": "1h", "poll_interval_seconds": 30, "api_url": fake.url,
+            "timeframe": "1h", "market_data": "rest", "poll_interval_seconds": 30, "api_url": fake.url,
             "starting_capital": 10_000, "fee_rate": 0.0026,
         }
         path = write_config_tree(tmp_path, [("bad", "live")], {"bad": probe_blueprint("bad", crash_at_tick=1)},

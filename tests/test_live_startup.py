@@ -227,7 +227,7 @@ def test_which_errors_mean_the_key_was_rejected(error, rejected):
 def live_operation(tmp_path: Path, api_url: str, **overrides: object) -> Path:
     environment = {
         "type": "live", "display_name": "fake kraken", "exchange": "kraken", "symbols": ["BTC/USD"],
-        "timeframe": "1h", "poll_interval_seconds": 0.05, "api_url": api_url,
+        "timeframe": "1h", "market_data": "rest", "poll_interval_seconds": 0.05, "api_url": api_url,
         "startup_timeout_seconds": STARTUP_TIMEOUT, "starting_capital": 10_000, "fee_rate": 0.0026,
         **overrides,
     }

@@ -83,7 +83,7 @@ def live_operation(root: Path, fake: FakeKraken, blueprints: tuple[str, ...] = (
         "type": "live", "display_name": "fake kraken, live orders", "exchange": "kraken",
         "symbols": ["BTC/USD"], "timeframe": "1m", "mode": "live", "allow_live_orders": True,
         "api_key_env": KEY_ENV, "api_secret_env": SECRET_ENV, "api_url": fake.url,
-        "poll_interval_seconds": 0.05, "startup_timeout_seconds": 2, "order_wait_seconds": 2,
+        "market_data": "rest", "poll_interval_seconds": 0.05, "startup_timeout_seconds": 2, "order_wait_seconds": 2,
         "starting_capital": 10_000, "fee_rate": 0.0026, **environment,
     }
     return write_config_tree(root, [(b, "live") for b in blueprints], {b: dca_blueprint() for b in blueprints},

@@ -115,10 +115,17 @@ class LiveEnvironment(AccountSettings):
     allow_live_orders: bool = False
     api_key_env: str = "KRAKEN_API_KEY"  # names of environment variables, never the keys
     api_secret_env: str = "KRAKEN_API_SECRET"
-    poll_interval_seconds: float = Field(default=15, gt=0)
+    # websocket: candles streamed (REST backfills what a reconnect missed); rest: polled.
+    market_data: Literal["websocket", "rest"] = "websocket"
+    poll_interval_seconds: float = Field(default=15, gt=0)  # market_data: rest
+    # market_data: websocket: a symbol's stream silent this long is reconnected (backoff, jitter);
+    # silent this long the environment reports itself stale until candles flow again.
+    stream_silence_seconds: float = Field(default=60, gt=0)
+    stale_after_seconds: float = Field(default=180, gt=0)
     # Closed candles replayed at start so indicators are warm; only context workers see them.
     warmup_candles: int = Field(default=0, ge=0, le=700)
     api_url: str | None = None  # base URL override (a local fake exchange in tests)
+    ws_url: str | None = None  # websocket URL override (a local fake exchange in tests)
     # At start: how long the exchange may take to answer (and, for mode: live, accept the key).
     startup_timeout_seconds: float = Field(default=30, gt=0)
     # mode: live: how long a placed order's fill is awaited before it is journaled as unknown
@@ -129,6 +136,13 @@ class LiveEnvironment(AccountSettings):
     def _live_orders_are_explicit(self) -> "LiveEnvironment":
         if self.mode == "live" and not self.allow_live_orders:
             raise ValueError("mode: live places real orders and needs allow_live_orders: true")
+        return self
+
+    @model_validator(mode="after")
+    def _overrides_point_at_one_exchange(self) -> "LiveEnvironment":
+        # A REST override alone would stream from the real Kraken next to a fake (or other) REST host.
+        if self.market_data == "websocket" and (self.api_url is None) != (self.ws_url is None):
+            raise ValueError("api_url and ws_url are overridden together with market_data: websocket")
         return self
 
 

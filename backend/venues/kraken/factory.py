@@ -7,6 +7,7 @@ from backend.venues.base import Venue
 from backend.venues.kraken.client import AccountClient, make_kraken_client
 from backend.venues.kraken.execution import KrakenOrderGateway, link_userref
 from backend.venues.kraken.market_data import KrakenLiveSource
+from backend.venues.kraken.streaming import KrakenStreamSource
 
 
 class KrakenVenue(Venue):
@@ -19,7 +20,8 @@ class KrakenVenue(Venue):
     def tick_source(self, environment: LiveEnvironment) -> TickSource:
         client = self._client(environment)
         private = client if environment.mode == "live" else None
-        return KrakenLiveSource(environment, client=client, private_client=private)
+        source = KrakenStreamSource if environment.market_data == "websocket" else KrakenLiveSource
+        return source(environment, client=client, private_client=private)
 
     def order_gateway(self, environment: LiveEnvironment, link_id: str, stop: threading.Event) -> IOrderGateway:
         return KrakenOrderGateway(self._client(environment), link_userref(link_id), stop,

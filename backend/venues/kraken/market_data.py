@@ -1,4 +1,5 @@
-"""Polls Kraken's OHLC endpoint and emits each closed, sound candle once, as a RAW_TICK.
+"""Kraken candles as RAW_TICKs: what every Kraken source shares (start-up checks, restart cursor,
+closed-candle rules of the REST answer, candle checks) and the REST polling source.
 
 Invariants:
 - `prepare()` returns only when Kraken answered within `startup_timeout_seconds`, lists every
@@ -6,6 +7,7 @@ Invariants:
   api_key_env) or ExchangeUnavailableError naming the URL, the time waited and the root cause.
 - No candle becomes a tick unless it passes `candle_problem` and its symbol's `CandleSequence`;
   a rejected one is logged (`candle_rejected`), counted in `candles_rejected` and skipped.
+- A symbol's candles are handed out at most once each, in open-time order: `_last_seen` only grows.
 """
 
 import threading
@@ -41,20 +43,17 @@ Candle = list  # ccxt OHLCV row: [open_time_ms, open, high, low, close, volume];
 T = TypeVar("T")
 
 
-class KrakenLiveSource(TickSource):
-    """Live RAW_TICKs for every symbol of a live environment (public data, no credentials).
+class KrakenCandleSource(TickSource):
+    """What every Kraken market data source shares: the start-up checks, the restart cursor, the
+    closed-candle rules of a REST OHLC answer (first answer: warm-up or resume) and the checks a
+    candle passes before it becomes a tick. Subclasses decide when candles arrive (`ticks`).
 
-    A candle is emitted once it is closed: its interval has ended on the local UTC clock
+    A candle from REST is closed once its interval has ended on the local UTC clock
     (open + timeframe <= now) AND Kraken has already started a later row (Kraken's last OHLC
     row is the still-forming one). The second rule protects against clock skew and late trades.
-    The first poll emits the latest closed candle per symbol, preceded by `warmup_candles`
+    The first answer yields the latest closed candle per symbol, preceded by `warmup_candles`
     earlier ones flagged as warm-up (indicators only, no trading). A row repeating an open time
     counts once. A candle after a hole carries `missing_before` and is logged as `data_gap`.
-
-    Network-type failures (ccxt.OperationFailed: NetworkError, ExchangeNotAvailable,
-    RequestTimeout, DDoSProtection, BadResponse..., or a socket/TLS error underneath) are logged
-    with their root cause and retried with capped exponential backoff; any other ccxt error
-    propagates.
     """
 
     def __init__(
@@ -164,67 +163,44 @@ class KrakenLiveSource(TickSource):
     def resume_after(self, cursors: dict[str, datetime]) -> None:
         self._resume_after_ms = {symbol: int(moment.timestamp() * 1000) for symbol, moment in cursors.items()}
 
-    # --- polling -------------------------------------------------------------------------------
-
-    def ticks(self, stop: threading.Event) -> Iterator[RawTick]:
-        failures = 0
-        while not stop.is_set():
-            delay = self._poll_interval
-            for symbol in self._symbols:
-                try:
-                    candles = self._fetch(symbol)
-                except ccxt.BaseError as error:
-                    if not is_network_failure(error):
-                        raise translate_error(error, self._client) from None
-                    failures += 1
-                    delay = self._backoff(failures)
-                    log.warning("market_data_unavailable", exchange="kraken", symbol=symbol,
-                                cause=root_cause(error, self._client),
-                                error=describe_error(error, self._client), attempt=failures,
-                                retry_in_seconds=round(delay, 3))
-                    break
-                yield from self._new_ticks(symbol, candles, stop)
-                if stop.is_set():
-                    return
-            else:
-                failures = 0
-            stop.wait(delay)
-
-    def _backoff(self, failures: int) -> float:
-        """Seconds to wait after `failures` failed polls in a row: doubling, capped."""
-        return min(self._poll_interval * 2**failures, max(self._poll_interval, MAX_BACKOFF_SECONDS))
+    # --- candles from a REST answer -----------------------------------------------------------
 
     def _fetch(self, symbol: str) -> list[Candle]:
         last = self._last_seen.get(symbol)
         since = None if last is None else last + 1  # ccxt asks Kraken for a little more and filters
         return self._client.fetch_ohlcv(symbol, self._timeframe, since=since)
 
-    def _new_ticks(self, symbol: str, candles: list[Candle], stop: threading.Event) -> Iterator[RawTick]:
-        """The checked ticks of the closed candles not handled yet; warm-up flagged on the first poll."""
-        first_poll = symbol not in self._last_seen
-        resuming = first_poll and symbol in self._resume_after_ms
+    def _ticks_from_rest(self, symbol: str, candles: list[Candle]) -> list[RawTick]:
+        """The checked ticks of the closed candles not handled yet; warm-up flagged on the first answer."""
+        first_answer = symbol not in self._last_seen
+        resuming = first_answer and symbol in self._resume_after_ms
         fresh = self._new_closed_candles(symbol, candles)
         # A fresh start trades the latest closed candle; a restart trades none of the candles that
         # closed while it was down (they only warm the context workers) and resumes with the next.
         replayed = len(fresh) if resuming else len(fresh) - 1
-        if first_poll and replayed > 0:
+        if first_answer and replayed > 0:
             log.info("warmup_replayed", symbol=symbol, candles=replayed, resumed=resuming)
-        if resuming:  # the restart's first poll is over even when no candle has closed since the cursor
+        if resuming:  # the restart's first answer is over even when no candle has closed since the cursor
             self._last_seen[symbol] = self._resume_after_ms[symbol]
-        for index, candle in enumerate(fresh):
-            if stop.is_set():
-                return
+        return self._hand_out(symbol, fresh, warmup_count=max(replayed, 0) if first_answer else 0)
+
+    def _hand_out(self, symbol: str, candles: list[Candle], warmup_count: int = 0) -> list[RawTick]:
+        """Closed candles after `_last_seen`, oldest first, as checked ticks (the first
+        `warmup_count` flagged warm-up); each is marked handled, even when it is rejected."""
+        ticks = []
+        for index, candle in enumerate(candles):
             self._last_seen[symbol] = max(candle[0], self._last_seen.get(symbol, candle[0]))
-            tick = self._checked_tick(symbol, candle, warmup=first_poll and index < replayed)
+            tick = self._checked_tick(symbol, candle, warmup=index < warmup_count)
             if tick is None:
                 continue
             if not tick.warmup:
                 log.info("candle_closed", symbol=symbol, candle_time=tick.timestamp.isoformat(), close=tick.close)
-            yield tick
+            ticks.append(tick)
+        return ticks
 
     def _new_closed_candles(self, symbol: str, candles: list[Candle]) -> list[Candle]:
         """Closed candles after the last one handled, one per open time, oldest first; on the first
-        poll only the latest `warmup_candles + 1`. A row without an open time is rejected here."""
+        answer only the latest `warmup_candles + 1`. A row without an open time is rejected here."""
         by_open_time: dict[int, Candle] = {}
         for candle in candles:
             if isinstance(candle[0], int):
@@ -272,3 +248,44 @@ class KrakenLiveSource(TickSource):
         self.candles_rejected += 1
         log.warning("candle_rejected", symbol=symbol,
                     candle_time=open_time.isoformat() if open_time else None, reason=reason)
+
+
+class KrakenLiveSource(KrakenCandleSource):
+    """Polls Kraken's OHLC endpoint every `poll_interval_seconds` (`market_data: rest`).
+
+    Network-type failures (ccxt.OperationFailed: NetworkError, ExchangeNotAvailable,
+    RequestTimeout, DDoSProtection, BadResponse..., or a socket/TLS error underneath) are logged
+    with their root cause and retried with capped exponential backoff; any other ccxt error
+    propagates, translated.
+    """
+
+    def ticks(self, stop: threading.Event) -> Iterator[RawTick]:
+        failures = 0
+        while not stop.is_set():
+            delay = self._poll_interval
+            for symbol in self._symbols:
+                try:
+                    candles = self._fetch(symbol)
+                except ccxt.BaseError as error:
+                    if not is_network_failure(error):
+                        raise translate_error(error, self._client) from None
+                    failures += 1
+                    delay = self._backoff(failures)
+                    log.warning("market_data_unavailable", exchange="kraken", symbol=symbol,
+                                cause=root_cause(error, self._client),
+                                error=describe_error(error, self._client), attempt=failures,
+                                retry_in_seconds=round(delay, 3))
+                    break
+                for tick in self._ticks_from_rest(symbol, candles):
+                    if stop.is_set():
+                        return
+                    yield tick
+                if stop.is_set():
+                    return
+            else:
+                failures = 0
+            stop.wait(delay)
+
+    def _backoff(self, failures: int) -> float:
+        """Seconds to wait after `failures` failed polls in a row: doubling, capped."""
+        return min(self._poll_interval * 2**failures, max(self._poll_interval, MAX_BACKOFF_SECONDS))

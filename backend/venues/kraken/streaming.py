@@ -1,0 +1,242 @@
+"""Streams Kraken candles over its websocket (ccxt.pro, API v2) and emits each closed, sound one
+once, as a RAW_TICK, within a second of the next candle's start (`market_data: websocket`).
+
+Invariants:
+- Per symbol, candles are handed out once each and in open-time order, whether they came from the
+  stream or from the REST backfill, whatever the stream repeats, reorders or revises: only candles
+  after the last one handed out (`_last_seen`) are ever considered.
+- Every connection backfills over REST before any of its streamed candles is handed out, so a
+  reconnect leaves no hole the exchange can still fill.
+- `ticks(stop)` runs its asyncio loop in the calling thread and returns within
+  STOP_CHECK_SECONDS (+ closing the sockets) of `stop` being set.
+- ccxt's errors stop here: network trouble is logged and retried, anything else is translated.
+"""
+
+import asyncio
+import contextlib
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import ccxt
+import ccxt.pro
+import structlog
+
+from backend.config.schema import LiveEnvironment
+from backend.market_data.raw_tick import RawTick
+from backend.venues.kraken.client import describe_error, is_network_failure, root_cause, translate_error
+from backend.venues.kraken.market_data import Candle, KrakenCandleSource
+
+log = structlog.get_logger(__name__)
+
+STOP_CHECK_SECONDS = 0.05  # how often a wait for the next candle looks at `stop`
+RECONNECT_FIRST_BACKOFF_SECONDS = 0.5
+RECONNECT_MAX_BACKOFF_SECONDS = 60.0
+STREAM_CACHE_CANDLES = 1000  # ccxt keeps this many candles per connection
+
+
+class StreamSilentError(Exception):
+    """A subscription delivered nothing for `stream_silence_seconds` (ccxt never notices: the
+    socket may still answer its pings, or the subscription was refused)."""
+
+
+class KrakenStreamSource(KrakenCandleSource):
+    """Live RAW_TICKs from Kraken's websocket, one connection per symbol.
+
+    A streamed candle is closed once the stream has started a later interval (Kraken's clock, no
+    local one). Each connection: subscribe, backfill over REST the candles closed since the last
+    one handed out (on the first connection: warm-up or resume, as the REST source does), then
+    hand out streamed candles as they close. A connection that fails, or is silent for
+    `stream_silence_seconds`, is replaced after an exponential backoff with jitter. A symbol whose
+    stream has been silent for `stale_after_seconds` makes the environment stale: `stale_since`
+    (UTC) is set and `market_data_stale` logged, until every stream speaks again
+    (`market_data_restored`).
+    """
+
+    def __init__(
+        self,
+        environment: LiveEnvironment,
+        client: ccxt.kraken | None = None,
+        private_client: ccxt.kraken | None = None,
+    ) -> None:
+        super().__init__(environment, client, private_client)
+        self._silence_seconds = environment.stream_silence_seconds
+        self._stale_after_seconds = environment.stale_after_seconds
+        self._last_heard: dict[str, float] = {}  # symbol -> monotonic time of its last streamed message
+        self.stale_since: datetime | None = None  # set while some symbol's stream is silent too long
+
+    # --- the feed thread's side -----------------------------------------------------------------
+
+    def ticks(self, stop: threading.Event) -> Iterator[RawTick]:
+        loop = asyncio.new_event_loop()
+        ready: deque[RawTick] = deque()
+        arrived = asyncio.Event()
+
+        def hand_out(new: list[RawTick]) -> None:
+            ready.extend(new)
+            arrived.set()
+
+        started = time.monotonic()
+        self._last_heard = dict.fromkeys(self._symbols, started)
+        followers = [loop.create_task(self._follow(symbol, hand_out)) for symbol in self._symbols]
+        try:
+            while True:
+                tick = loop.run_until_complete(self._next_tick(ready, arrived, followers, stop))
+                if tick is None:
+                    return
+                yield tick
+        finally:
+            for follower in followers:
+                follower.cancel()
+            loop.run_until_complete(asyncio.gather(*followers, return_exceptions=True))
+            # A REST backfill still running in the default executor finishes on its own.
+            loop.close()
+
+    async def _next_tick(self, ready: deque[RawTick], arrived: asyncio.Event,
+                         followers: list[asyncio.Task], stop: threading.Event) -> RawTick | None:
+        """The next candle to hand out, or None once `stop` is set; a follower's fatal error is raised."""
+        while not stop.is_set():
+            if ready:
+                return ready.popleft()
+            for follower in followers:
+                if follower.done():
+                    follower.result()  # only a translated, non-network error ends a follower
+            self._watch_staleness()
+            arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(arrived.wait(), STOP_CHECK_SECONDS)
+        return None
+
+    def _watch_staleness(self) -> None:
+        now = time.monotonic()
+        silent = {symbol: now - heard for symbol, heard in self._last_heard.items()
+                  if now - heard >= self._stale_after_seconds}
+        if silent and self.stale_since is None:
+            self.stale_since = datetime.now(UTC)
+            log.warning("market_data_stale", exchange="kraken", symbols=sorted(silent),
+                        silent_seconds=round(max(silent.values()), 3),
+                        stale_after_seconds=self._stale_after_seconds)
+        elif not silent and self.stale_since is not None:
+            stale_seconds = (datetime.now(UTC) - self.stale_since).total_seconds()
+            self.stale_since = None
+            log.info("market_data_restored", exchange="kraken", stale_seconds=round(stale_seconds, 3))
+
+    # --- one symbol -----------------------------------------------------------------------------
+
+    async def _follow(self, symbol: str, hand_out: Callable[[list[RawTick]], None]) -> None:
+        """Connections for `symbol`, one after the other, for as long as the feed runs."""
+        failures = 0
+        while True:
+            heard_before = self._last_heard[symbol]
+            try:
+                await self._connection(symbol, hand_out)
+            except StreamSilentError:
+                reason: dict[str, object] = {"cause": "stream silent", "silent_seconds": self._silence_seconds}
+            except (ccxt.BaseError, OSError) as error:  # ccxt passes a failed send's OSError on as is
+                if not is_network_failure(error):
+                    raise translate_error(error, self._client) from None
+                reason = {"cause": root_cause(error, self._client), "error": describe_error(error, self._client)}
+            # A connection that streamed something starts the backoff over.
+            failures = 1 if self._last_heard[symbol] != heard_before else failures + 1
+            delay = self._backoff(failures)
+            log.warning("market_data_unavailable", exchange="kraken", symbol=symbol, transport="websocket",
+                        attempt=failures, retry_in_seconds=round(delay, 3), **reason)
+            await asyncio.sleep(delay)
+
+    async def _connection(self, symbol: str, hand_out: Callable[[list[RawTick]], None]) -> None:
+        """Subscribe, backfill, then hand out streamed candles as they close; only an error or
+        silence (StreamSilentError) ends it."""
+        exchange = self._stream_client()
+        # A watch is kept pending: ccxt fails it when the connection is lost, and only then.
+        watch = asyncio.ensure_future(exchange.watch_ohlcv(symbol, self._timeframe))
+        changed: asyncio.Future = asyncio.ensure_future(exchange.candles_changed.wait())
+        try:
+            # Subscribed first, backfilled second: a candle closing in between is in ccxt's cache.
+            candles = await asyncio.to_thread(self._fetch, symbol)
+            hand_out(self._ticks_from_rest(symbol, candles))
+            while True:
+                done, _ = await asyncio.wait({watch, changed}, timeout=self._silence_seconds,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    raise StreamSilentError()
+                if watch.done():
+                    watch.result()  # raises the connection's error
+                    watch = asyncio.ensure_future(exchange.watch_ohlcv(symbol, self._timeframe))
+                if exchange.connections > 1:  # ccxt redialled by itself: this connection was not backfilled
+                    raise ccxt.NetworkError("connection replaced by the client")
+                if changed.done():
+                    exchange.candles_changed.clear()
+                    changed = asyncio.ensure_future(exchange.candles_changed.wait())
+                    self._last_heard[symbol] = time.monotonic()
+                    streamed = exchange.cached_candles(symbol, self._timeframe)
+                    hand_out(self._hand_out(symbol, self._closed_after_last(symbol, streamed)))
+        finally:
+            for pending in (watch, changed):
+                pending.cancel()
+            await asyncio.gather(watch, changed, return_exceptions=True)
+            await exchange.close()
+
+    def _closed_after_last(self, symbol: str, streamed: list[Candle]) -> list[Candle]:
+        """Streamed candles after the last one handed out that the stream has closed (a later
+        interval began), one per open time, oldest first. ccxt keeps one row per open time (the
+        latest version), in arrival order, which after a revision or a resent candle is not time order."""
+        by_open_time = {row[0]: row for row in streamed if isinstance(row[0], int)}
+        if not by_open_time:
+            return []
+        forming = max(by_open_time)
+        closed = [by_open_time[t] for t in sorted(by_open_time) if t < forming]
+        if symbol not in self._last_seen:  # REST had no closed candle yet: start as it would, with the latest
+            return closed[-1:]
+        return [candle for candle in closed if candle[0] > self._last_seen[symbol]]
+
+    def _stream_client(self) -> "StreamClient":
+        """A fresh websocket client (one connection, an empty candle cache) sharing the markets the
+        start-up check loaded, so it makes no REST request of its own."""
+        config: dict[str, Any] = {
+            "enableRateLimit": True,
+            "options": {"OHLCVLimit": STREAM_CACHE_CANDLES},
+        }
+        if self._environment.ws_url:
+            config["urls"] = {"api": {"ws": {"publicV2": self._environment.ws_url},
+                                      "public": self._client.urls["api"]["public"]}}
+        exchange = StreamClient(config)
+        if self._client.markets:
+            exchange.set_markets(self._client.markets, self._client.currencies)
+        return exchange
+
+    def _backoff(self, failures: int) -> float:
+        """Seconds before the next connection after `failures` in a row: doubling, capped, and
+        jittered (half to all of it) so that several symbols or daemons do not reconnect in step."""
+        ceiling = min(RECONNECT_FIRST_BACKOFF_SECONDS * 2 ** (failures - 1), RECONNECT_MAX_BACKOFF_SECONDS)
+        return ceiling * random.uniform(0.5, 1.0)
+
+
+class StreamClient(ccxt.pro.kraken):
+    """ccxt.pro's Kraken client for one connection, telling when candles arrive.
+
+    ccxt resolves a watch only when one is pending as a message is handled, so a message coming
+    right between two watches would wait for the next one to be seen; `candles_changed` stays set
+    until read. `connections` counts dials: a watch issued after the connection was lost redials
+    on its own, without the backfill a new connection needs.
+    """
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(config)
+        self.candles_changed = asyncio.Event()
+        self.connections = 0
+
+    def on_connected(self, client: Any, message: Any = None) -> None:
+        super().on_connected(client, message)
+        self.connections += 1
+
+    def handle_ohlcv(self, client: Any, message: dict) -> None:
+        super().handle_ohlcv(client, message)
+        self.candles_changed.set()
+
+    def cached_candles(self, symbol: str, timeframe: str) -> list[Candle]:
+        """Every candle of this connection, one per open time (the latest version), in arrival order."""
+        return list(self.ohlcvs.get(symbol, {}).get(timeframe, []))

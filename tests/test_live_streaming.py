@@ -1,0 +1,162 @@
+"""Live Kraken candles over the websocket (ccxt.pro), against local fakes of Kraken's websocket
+and REST APIs: each candle once and in order, backfill after a reconnect, the silence watchdog,
+revised candles, staleness, and a prompt stop."""
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from backend.config.schema import LiveEnvironment
+from backend.venues.kraken import streaming
+from backend.venues.kraken.factory import KrakenVenue
+from backend.venues.kraken.market_data import KrakenLiveSource
+from backend.venues.kraken.streaming import KrakenStreamSource
+from tests.fake_kraken import FakeKraken
+from tests.fake_kraken_ws import FakeKrakenStream, running_fake_kraken_ws, ws_candle
+from tests.live_support import fast_client, live_env
+from tests.test_live_kraken import MINUTE, Consumer, at, consume, minute_rows, ten_minutes_ago, wait_until
+
+__all__ = ["consume"]  # the fixture
+
+
+@pytest.fixture
+def stream() -> Iterator[FakeKrakenStream]:
+    with running_fake_kraken_ws() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def quick_reconnects(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(streaming, "RECONNECT_FIRST_BACKOFF_SECONDS", 0.05)
+
+
+def stream_env(fake: FakeKraken, stream: FakeKrakenStream, **overrides: object) -> LiveEnvironment:
+    return live_env(fake, market_data="websocket", ws_url=stream.url, **overrides)
+
+
+def started(fake: FakeKraken, stream: FakeKrakenStream, consume, **overrides: object) -> tuple[KrakenStreamSource,
+                                                                                              Consumer]:
+    environment = stream_env(fake, stream, **overrides)
+    source = KrakenStreamSource(environment, client=fast_client(environment))
+    source.prepare()
+    return source, consume(source)
+
+
+def btc(open_time: int, close: float) -> dict:
+    return ws_candle("BTC/USD", open_time, close)
+
+
+def delivered(consumer: Consumer) -> list[tuple[object, float]]:
+    return [(tick.timestamp, tick.close) for tick in consumer.ticks]
+
+
+def test_candles_arrive_once_and_in_order_across_a_forced_disconnect_with_a_rest_backfill(fake, stream, consume,
+                                                                                            logs):
+    t = ten_minutes_ago()
+    fake.set_candles("XXBTZUSD", minute_rows(t, [100, 101, 102]))  # REST: t+1 latest closed, t+2 forming
+    stream.send(btc(t + 1 * MINUTE, 101), btc(t + 2 * MINUTE, 102))  # the snapshot a subscription gets
+    _, consumer = started(fake, stream, consume)
+
+    consumer.wait_for(1)  # the start-up backfill: the latest closed candle
+    stream.wait_for_subscriptions(1)
+    stream.send(btc(t + 2 * MINUTE, 102.5), btc(t + 3 * MINUTE, 103))  # t+3 begins: t+2 has closed
+    consumer.wait_for(2)
+
+    stream.drop_connections()
+    # While it is away: t+3..t+5 close and t+6 forms; only REST will ever tell of t+4 and t+5.
+    fake.set_candles("XXBTZUSD", minute_rows(t, [100, 101, 102.5, 103, 104, 105, 106]))
+    stream.send(btc(t + 6 * MINUTE, 106))
+    consumer.wait_for(5)
+    stream.wait_for_subscriptions(2)
+    stream.send(btc(t + 6 * MINUTE, 106.5), btc(t + 7 * MINUTE, 107))
+    consumer.wait_for(6)
+    time.sleep(0.2)
+
+    assert delivered(consumer) == [(at(t + 1 * MINUTE), 101), (at(t + 2 * MINUTE), 102.5), (at(t + 3 * MINUTE), 103),
+                                   (at(t + 4 * MINUTE), 104), (at(t + 5 * MINUTE), 105), (at(t + 6 * MINUTE), 106.5)]
+    assert not any(tick.warmup or tick.missing_before for tick in consumer.ticks)
+    assert fake.received("public/OHLC")[-1].params["since"]  # the backfill asked for what follows the last
+    assert [e["cause"] for e in logs if e["event"] == "market_data_unavailable"] == [
+        "NetworkError: Connection closed by remote server, closing code 1011"]
+    assert consumer.close() < 0.6
+
+
+def test_a_revised_repeated_or_reordered_candle_is_not_handed_out_again(fake, stream, consume):
+    t = ten_minutes_ago()
+    fake.set_candles("XXBTZUSD", minute_rows(t, [100, 101]))
+    source, consumer = started(fake, stream, consume)
+    consumer.wait_for(1)  # t
+    stream.wait_for_subscriptions(1)
+    stream.send(btc(t + 1 * MINUTE, 101), btc(t + 2 * MINUTE, 102))
+    consumer.wait_for(2)  # t+1
+
+    stream.send(btc(t + 1 * MINUTE, 999))  # t+1 revised after it was handed out
+    stream.send(btc(t + 2 * MINUTE, 102.5), btc(t, 100), btc(t + 1 * MINUTE, 101))  # repeated, out of order
+    stream.send(btc(t + 3 * MINUTE, 103), btc(t + 1 * MINUTE, 998))  # t+2 closes; t+1 revised again
+    consumer.wait_for(3)
+    stream.send(btc(t + 4 * MINUTE, 104))
+    consumer.wait_for(4)
+    time.sleep(0.2)
+
+    assert delivered(consumer) == [(at(t), 100), (at(t + MINUTE), 101), (at(t + 2 * MINUTE), 102.5),
+                                   (at(t + 3 * MINUTE), 103)]
+    assert source.candles_rejected == 0
+
+
+def test_the_watchdog_reconnects_a_silent_stream_and_reports_the_environment_stale_until_it_speaks(
+        fake, stream, consume, logs):
+    t = ten_minutes_ago()
+    fake.set_candles("XXBTZUSD", minute_rows(t, [100, 101]))
+    stream.send(btc(t + MINUTE, 101))
+    stream.silent = True  # the socket stays open and answers pings, but no candle comes
+    source, consumer = started(fake, stream, consume, stream_silence_seconds=0.2, stale_after_seconds=0.5)
+    consumer.wait_for(1)
+
+    stream.wait_for_subscriptions(3)  # the watchdog resubscribed on fresh connections
+    wait_until(lambda: source.stale_since is not None, 2)
+    assert source.stale_since is not None
+    silent = [e for e in logs if e["event"] == "market_data_unavailable"]
+    assert silent[0]["cause"] == "stream silent" and silent[0]["transport"] == "websocket"
+    assert [e["symbols"] for e in logs if e["event"] == "market_data_stale"] == [["BTC/USD"]]
+
+    stream.silent = False
+    wait_until(lambda: source.stale_since is None, 3)
+    assert source.stale_since is None
+    assert [e["event"] for e in logs if e["event"].startswith("market_data_")][-1] == "market_data_restored"
+    stream.send(btc(t + 2 * MINUTE, 102))
+    consumer.wait_for(2)
+    assert delivered(consumer) == [(at(t), 100), (at(t + MINUTE), 101)]
+    consumer.close()
+
+
+def test_a_refused_subscription_is_retried_by_the_watchdog(fake, stream, consume, logs):
+    t = ten_minutes_ago()
+    fake.set_candles("XXBTZUSD", minute_rows(t, [100, 101]))
+    stream.refuse = True
+    _, consumer = started(fake, stream, consume, stream_silence_seconds=0.2)
+    stream.wait_for_subscriptions(2)
+    stream.refuse = False
+    stream.wait_for_subscriptions(3)
+    stream.send(btc(t + MINUTE, 101), btc(t + 2 * MINUTE, 102))
+    consumer.wait_for(2)
+    assert delivered(consumer) == [(at(t), 100), (at(t + MINUTE), 101)]
+    assert consumer.close() < 0.6
+
+
+def test_stop_ends_the_stream_promptly_even_while_it_waits(fake, stream, consume):
+    fake.set_candles("XXBTZUSD", minute_rows(ten_minutes_ago(), [100, 101]))
+    _, consumer = started(fake, stream, consume)
+    consumer.wait_for(1)
+    stream.wait_for_subscriptions(1)
+    assert consumer.close() < 0.6
+
+
+def test_market_data_chooses_the_source_websocket_by_default(fake, stream):
+    venue = KrakenVenue()
+    assert isinstance(venue.tick_source(stream_env(fake, stream)), KrakenStreamSource)
+    assert isinstance(venue.tick_source(live_env(fake)), KrakenLiveSource)  # the tests' default: rest
+    assert LiveEnvironment(type="live", display_name="k", exchange="kraken", symbols=["BTC/USD"], timeframe="1h",
+                           starting_capital=1, fee_rate=0).market_data == "websocket"
+    with pytest.raises(ValueError, match="api_url and ws_url are overridden together"):
+        live_env(fake, market_data="websocket")
