@@ -233,7 +233,9 @@ def test_kill_9_then_restart_trades_on_without_the_missed_candles_and_books_matc
     assert (restored["strategy_link"], restored["trades"]) == (LINK, 2)
     assert restored["positions"]["BTC/USD"] == pytest.approx(2 * BUY_USD / PRICE)
     (replayed,) = wait_for(second, "warmup_replayed")
-    assert (replayed["candles"], replayed["resumed"]) == (3, True)  # rows 4-6: context workers only
+    # Context workers only: rows 0-3 re-warm the indicators the workforce needs (up to the cursor),
+    # rows 4-6 closed while the daemon was down.
+    assert (replayed["candles"], replayed["resumed"]) == (7, True)
     minutes.add()  # row 7 closes: the first candle the restarted daemon may trade
     (fill,) = wait_for(second, "order_filled")
     assert fill["candle_time"] == minutes.time(7)
@@ -243,7 +245,7 @@ def test_kill_9_then_restart_trades_on_without_the_missed_candles_and_books_matc
     assert [e["candle_time"] for e in second.events("candle_closed")] == [minutes.time(7)]
     assert len(second.events("order_filled")) == 1
     (summary,) = second.events("strategy_summary")
-    assert (summary["ticks_processed"], summary["trades"]) == (4, 3)  # 3 replayed + 1 traded; 3 fills in all
+    assert (summary["ticks_processed"], summary["trades"]) == (8, 3)  # 7 replayed + 1 traded; 3 fills in all
     for daemon in (first, second):
         assert not daemon.events("candle_already_processed")
         assert not daemon.events("order_outcome_unknown")
@@ -259,7 +261,8 @@ def test_kill_9_then_restart_trades_on_without_the_missed_candles_and_books_matc
 
 def test_a_restart_before_the_next_candle_closes_trades_that_candle_once_it_closes(tmp_path, fake, daemons):
     """The usual restart (a deploy within one candle): nothing closed while the daemon was down, so
-    nothing is replayed, and the first candle to close after the restart is traded."""
+    only candles up to the cursor are replayed (to re-warm the indicators), and the first candle to
+    close after the restart is traded."""
     operation, data_dir = live_operation(tmp_path, fake), tmp_path / "state"
     minutes = Minutes(fake, 4)
     first = daemons(operation, data_dir)
@@ -276,7 +279,9 @@ def test_a_restart_before_the_next_candle_closes_trades_that_candle_once_it_clos
     stop(second)
 
     assert fill["candle_time"] == minutes.time(3)
-    assert not second.events("warmup_replayed") and not second.events("candle_already_processed")
+    (replayed,) = second.events("warmup_replayed")
+    assert (replayed["candles"], replayed["resumed"]) == (3, True)  # rows 0-2, none after the cursor
+    assert not second.events("candle_already_processed")
     assert [e["candle_time"] for e in second.events("candle_closed")] == [minutes.time(3)]
     assert_books_match_the_exchange(data_dir, fake)
     with state_of(data_dir) as store:

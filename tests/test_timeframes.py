@@ -327,7 +327,8 @@ def test_live_1m_kraken_candles_become_5m_bars_for_a_5m_run(tmp_path, fake, monk
     fake.set_candles("XXBTZUSD", minutes(11))  # minutes 0 to 9 closed, 10 forming
     live = {
         "type": "live", "display_name": "fake kraken", "exchange": "kraken", "symbols": ["BTC/USD"],
-        "timeframe": "1m", "poll_interval_seconds": 0.05, "api_url": fake.url, "warmup_candles": 9,
+        "timeframe": "1m", "market_data": "rest", "poll_interval_seconds": 0.05, "api_url": fake.url,
+        "warmup_candles": 9,
         "starting_capital": 10_000, "fee_rate": 0.0026,
     }
     blueprints = {"one": {**probe_blueprint("one"), "timeframe": "1m"},
