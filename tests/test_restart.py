@@ -508,7 +508,7 @@ def test_a_key_refused_while_trading_fails_the_run_unshown_and_a_restart_with_a_
     assert TEST_API_KEY.encode() not in (data_dir / f"{STEM}.sqlite3").read_bytes()
 
     second = daemons(operation, data_dir, env={KEY_ENV: NEW_KEY, SECRET_ENV: TEST_API_SECRET})
-    wait_for(second, "environment_feed_started")
+    wait_for(second, "warmup_replayed")  # its first poll is done: the next candle to close is traded
     minutes.add()
     (fill,) = wait_for(second, "order_filled")  # nothing is left unsettled to block its buys
     let_it_poll(fake)
