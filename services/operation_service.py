@@ -86,10 +86,10 @@ class OperationService:
             with settings_of(environment_files[feed.environment_id]):
                 feed.prepare()
             feed.resume_after_restart()
-        reconcile({
-            link.link_id: run.tick_manager.account for link, run in zip(operation.links, self.runs, strict=True)
-            if isinstance(link.environment, LiveEnvironment) and link.environment.mode == "live"
-        })
+        live = [(link, run) for link, run in zip(operation.links, self.runs, strict=True)
+                if isinstance(link.environment, LiveEnvironment) and link.environment.mode == "live"]
+        reconcile({link.link_id: run.tick_manager.account for link, run in live},
+                  {link.link_id: link.blueprint.assets[0].split("/")[1] for link, _ in live})
 
     def _build_run(self, link: ResolvedLink, factory: WorkerFactory, queue_size: int) -> StrategyRun:
         context = TradingContextProvider()
@@ -108,12 +108,23 @@ class OperationService:
         if self._store is not None and isinstance(link.environment, LiveEnvironment):
             journal = StoreJournal(self._store, link.link_id)
             restored = self._store.load_account(link.link_id)
+            mode = link.environment.mode
+            kept_mode = self._store.account_mode(link.link_id)
+            if restored is not None and kept_mode not in (None, mode):
+                # A paper account's coins were never bought: trading them live would sell real ones.
+                raise ConfigError(
+                    link.environment_file,
+                    f"strategy link {link.link_id} has a {kept_mode} account in {self._store.path}; it cannot "
+                    f"continue as mode: {mode}: use another --data-dir for it",
+                    "mode",
+                )
             if restored is None:
                 self._store.save_account(link.link_id, ledger.state)
             else:
                 ledger = Ledger(restored.starting_capital, restored)
-                log.info("account_restored", strategy_link=link.link_id, cash=round(restored.cash, 2),
+                log.info("account_restored", strategy_link=link.link_id, mode=mode, cash=round(restored.cash, 2),
                          positions={a: p.qty for a, p in restored.positions.items()}, trades=restored.trades)
+            self._store.set_account_mode(link.link_id, mode)
         return StrategyAccount(ledger, gateway, journal)
 
     def start(self) -> None:

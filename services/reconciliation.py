@@ -4,7 +4,8 @@ Invariants: every journaled order whose outcome was unknown is looked up and boo
 unknown) before any tick; a link with an order open on the exchange that its journal does not
 know, and the links that together hold more of a currency than their exchange account does, are
 paused (no new buys; exits stay allowed), each case logged as one `reconciliation_mismatch` line
-naming the links and the orders or amounts; the other links trade.
+naming the links and the orders or amounts; the other links trade. Cash counts as a holding of the
+quote currency, so links whose budgets add up to more than the exchange account holds are caught.
 """
 
 from collections import defaultdict
@@ -19,8 +20,9 @@ log = structlog.get_logger(__name__)
 TOLERANCE = 1e-8  # exchange rounding of amounts
 
 
-def reconcile(accounts: dict[str, StrategyAccount]) -> None:
-    """accounts: link id -> account, of links whose orders are real."""
+def reconcile(accounts: dict[str, StrategyAccount], quote_currencies: dict[str, str]) -> None:
+    """accounts: link id -> account, of links whose orders are real; quote_currencies: link id ->
+    the currency its cash is in (its `starting_capital` is a budget the exchange account must hold)."""
     now = datetime.now(UTC)
     held: dict[tuple[int, str], dict[str, float]] = defaultdict(dict)  # (venue account, currency) -> link -> qty
     venue_holdings: dict[int, dict[str, float]] = {}
@@ -43,6 +45,7 @@ def reconcile(accounts: dict[str, StrategyAccount]) -> None:
         venue_holdings[venue] = holdings
         for asset, position in account.ledger.positions.items():
             held[(venue, asset.split("/")[0])][link] = position.qty
+        held[(venue, quote_currencies[link])][link] = account.ledger.cash
     for (venue, currency), by_link in held.items():
         total, available = sum(by_link.values()), venue_holdings[venue].get(currency, 0.0)
         if total > available + TOLERANCE:

@@ -197,3 +197,20 @@ def test_data_range_is_start_inclusive_end_exclusive(tmp_path):
     candles = read_candle_file(path, "1h")
     rows = candles.rows_between(tick(1, 1).timestamp, tick(3, 1).timestamp)
     assert [candles.closes[row] for row in rows] == [2, 3]
+
+
+def test_backtest_bounds_without_an_offset_are_utc_even_next_to_one_with(tmp_path):
+    environment = backtest_environment(start="2024-01-01T00:00:00", end="2024-01-01T02:00:00Z")
+    (link,) = load_operation(tree(tmp_path, environment=environment)).links
+    assert link.environment.start.isoformat() == "2024-01-01T00:00:00+00:00"
+    reversed_range = backtest_environment(start="2024-01-02", end="2024-01-01T00:00:00+02:00")
+    assert config_error(tree(tmp_path / "b", environment=reversed_range)).reason == "end must be after start"
+
+
+@pytest.mark.parametrize("switch", ["yes", 1, "on", "true"])
+def test_the_live_orders_switch_takes_only_true(tmp_path, switch):
+    environment = {"type": "live", "display_name": "k", "exchange": "kraken", "symbols": ["BTC/USD"],
+                   "timeframe": "1h", "mode": "live", "allow_live_orders": switch,
+                   "starting_capital": 100, "fee_rate": 0.001}
+    error = config_error(tree(tmp_path, environment=environment))
+    assert error.key == "allow_live_orders" and "valid boolean" in error.reason

@@ -5,13 +5,17 @@ import shutil
 import time
 from types import SimpleNamespace
 
+import pytest
+
 from backend.config import load_operation
 from backend.config.schema import LiveEnvironment
+from backend.errors import ConfigError
+from backend.state import StateStore
 from services.operation_service import OperationService, with_warmup_for
 from services.strategy_run import RunStatus
 from tests.fake_kraken import candle, running_fake_kraken
-from tests.helpers import REPO, write_config_tree, write_yaml
-from tests.live_support import live_env
+from tests.helpers import REPO, blueprint, write_config_tree, write_yaml
+from tests.live_support import KEY_ENV, SECRET_ENV, live_env
 from tests.probes import PLUGINS_WITH_PROBE, probe_blueprint
 
 HOUR = 3600
@@ -98,3 +102,25 @@ def test_a_live_environment_replays_what_its_workforces_need(fake, logs):
     capped = with_warmup_for(environment, runs, timeframes)  # type: ignore[arg-type]
     assert isinstance(capped, LiveEnvironment) and capped.warmup_candles == 700
     assert [e["event"] for e in logs] == ["warmup_capped"]
+
+
+def test_a_paper_account_never_becomes_a_live_one(tmp_path, fake, credentials):
+    hour = int(time.time()) // HOUR * HOUR
+    fake.set_candles("XXBTZUSD", [candle(hour - (3 - i) * HOUR, 60_000 + i) for i in range(4)])
+    paper = {"type": "live", "display_name": "fake kraken", "exchange": "kraken", "symbols": ["BTC/USD"],
+             "timeframe": "1h", "market_data": "rest", "api_url": fake.url,
+             "api_key_env": KEY_ENV, "api_secret_env": SECRET_ENV, "starting_capital": 10_000, "fee_rate": 0.0026}
+    dca = blueprint({"opportunity": [{"plugin": "dca_schedule_opportunity"}],
+                     "planning": [{"plugin": "position_sizer"}]})
+    path = write_config_tree(tmp_path, [("dca", "k")], {"dca": dca}, {"k": paper})
+    store = StateStore.open(tmp_path / "state", "op")
+    OperationService(load_operation(path), store=store)  # the paper account is recorded
+    store.close()
+
+    write_yaml(tmp_path / "config" / "environments" / "k.yaml", {**paper, "mode": "live", "allow_live_orders": True})
+    store = StateStore.open(tmp_path / "state", "op")
+    with pytest.raises(ConfigError, match=r"has a paper account in .* cannot continue as mode: live") as raised:
+        OperationService(load_operation(path), store=store)
+    store.close()
+    assert (raised.value.file, raised.value.key) == (str(tmp_path / "config" / "environments" / "k.yaml"), "mode")
+    assert not fake.received("private/AddOrder")

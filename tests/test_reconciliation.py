@@ -36,7 +36,7 @@ def test_an_open_order_the_journal_does_not_know_pauses_its_link_only(fake, cred
     (placed,) = fake.orders_of(link_userref("a@live"))
     placed["status"] = "open"  # e.g. placed by an earlier run whose journal was lost
 
-    reconcile(accounts)
+    reconcile(accounts, {link: "USD" for link in accounts})
 
     (mismatch,) = [e for e in logs if e["event"] == "reconciliation_mismatch"]
     assert (mismatch["strategy_link"], mismatch["open_orders"]) == ("a@live", [placed["cl_ord_id"]])
@@ -51,7 +51,7 @@ def test_holdings_beyond_the_exchange_balance_pause_the_links_holding_them(fake,
         account.submit(buy(0.001), NOW)
     fake.balances["XXBT"] = 0.0015  # someone sold part of it by hand
 
-    reconcile(accounts)
+    reconcile(accounts, {link: "USD" for link in accounts})
 
     (mismatch,) = [e for e in logs if e["event"] == "reconciliation_mismatch"]
     assert mismatch["currency"] == "BTC" and mismatch["exchange_balance"] == pytest.approx(0.0015)
@@ -62,6 +62,19 @@ def test_holdings_beyond_the_exchange_balance_pause_the_links_holding_them(fake,
 def test_a_matching_account_is_not_paused(fake, credentials, logs):
     accounts = accounts_on_one_key(fake, ["a@live"])
     accounts["a@live"].submit(buy(0.001), NOW)
-    reconcile(accounts)
+    reconcile(accounts, {link: "USD" for link in accounts})
     assert accounts["a@live"].paused is None
-    assert [e["event"] for e in logs if e["event"].startswith("reconcil")] == ["reconciled"]
+    assert sorted(e["currency"] for e in logs if e["event"] == "reconciled") == ["BTC", "USD"]
+    assert not [e for e in logs if e["event"] == "reconciliation_mismatch"]
+
+
+def test_budgets_beyond_the_exchange_cash_pause_the_links(fake, credentials, logs):
+    fake.balances["ZUSD"] = 1_500.0  # two links with a 1,000 USD budget each
+    accounts = accounts_on_one_key(fake, ["a@live", "b@live"])
+
+    reconcile(accounts, {link: "USD" for link in accounts})
+
+    (mismatch,) = [e for e in logs if e["event"] == "reconciliation_mismatch"]
+    assert (mismatch["currency"], mismatch["exchange_balance"]) == ("USD", 1_500.0)
+    assert mismatch["strategies_hold"] == {"a@live": 1_000.0, "b@live": 1_000.0}
+    assert all(account.paused for account in accounts.values())

@@ -538,7 +538,8 @@ def test_a_link_holding_more_than_the_exchange_is_paused_while_another_link_on_t
     assert held == pytest.approx(BUY_USD / PRICE)
 
     fake.balances["XXBT"] = 0.0  # someone withdrew the BTC by hand
-    operation = live_operation(tmp_path, fake, blueprints=("a", "b"))  # a second link on the same key
+    fake.balances["ZUSD"] += 10_000  # and paid in the budget of a second link on the same key
+    operation = live_operation(tmp_path, fake, blueprints=("a", "b"))
     minutes.add()
     orders_before = len(fake.orders)
     second = daemons(operation, data_dir)

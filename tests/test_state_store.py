@@ -11,6 +11,7 @@ import pytest
 from backend.dtos import AccountState, PositionState
 from backend.errors import ConfigError
 from backend.state import FillRecord, OrderRecord, OrderState, StateStore
+from backend.state.store import SCHEMA
 
 CANDLE = datetime(2024, 5, 1, 12, tzinfo=UTC)
 
@@ -81,7 +82,7 @@ def test_a_database_from_a_newer_version_is_refused_untouched(tmp_path):
         connection.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
     connection.close()
     before = digest(path)
-    with pytest.raises(ConfigError, match=r"newer opdaemon \(schema version 7; this one knows versions up to 1\)"):
+    with pytest.raises(ConfigError, match=r"newer opdaemon \(schema version 7; this one knows versions up to 2\)"):
         StateStore.open(tmp_path, "op")
     assert digest(path) == before
 
@@ -108,3 +109,47 @@ def test_another_programs_database_is_refused_untouched(tmp_path):
     with pytest.raises(ConfigError, match="not an opdaemon database"):
         StateStore.open(tmp_path, "op")
     assert digest(path) == before
+
+
+@pytest.mark.parametrize(("damage", "reason"), [
+    ("UPDATE meta SET value = 'abc' WHERE key = 'schema_version'", "schema version 'abc'"),
+    ("DROP TABLE accounts", "no table accounts"),
+], ids=["version_not_a_number", "table_missing"])
+def test_a_database_with_damaged_contents_is_refused_untouched(tmp_path, damage, reason):
+    StateStore.open(tmp_path, "op").close()
+    path = tmp_path / "op.sqlite3"
+    with sqlite3.connect(path) as connection:
+        connection.execute(damage)
+    connection.close()
+    before = digest(path)
+    with pytest.raises(ConfigError, match=f"damaged .{reason}.") as raised:
+        StateStore.open(tmp_path, "op")
+    assert raised.value.file == str(path) and digest(path) == before
+
+
+def test_a_version_1_database_is_migrated_and_keeps_its_accounts(tmp_path):
+    path = tmp_path / "op.sqlite3"
+    version_1 = SCHEMA.replace(",\n    mode TEXT);", ");")
+    assert version_1 != SCHEMA
+    with sqlite3.connect(path) as connection:
+        connection.executescript(f"{version_1} INSERT INTO meta VALUES ('schema_version', '1');")
+        connection.execute("INSERT INTO accounts VALUES ('a@live', 10000, 9000, 1, 10000, 0, 1, 'then')")
+    connection.close()
+
+    store = StateStore.open(tmp_path, "op")
+    assert store.load_account("a@live") == AccountState(10_000, 9_000, 1, 10_000, 0, 1, {})
+    assert store.account_mode("a@live") is None
+    store.set_account_mode("a@live", "paper")
+    store.save_account("a@live", AccountState(10_000, 8_000))
+    assert store.account_mode("a@live") == "paper"  # saving the account keeps its mode
+    store.close()
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("SELECT value FROM meta").fetchone() == ("2",)
+    connection.close()
+
+
+def test_a_data_dir_that_is_a_file_is_named_as_such(tmp_path):
+    (tmp_path / "var").write_text("")
+    with pytest.raises(ConfigError, match="is a file, not a directory") as raised:
+        StateStore.open(tmp_path / "var", "op")
+    assert raised.value.key == "--data-dir"

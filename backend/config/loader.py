@@ -77,7 +77,8 @@ def validate_model(model: type[M], data: dict, path: Path) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
+        others = exc.error_count() - 1
+        more = f" (and {others} more problem{'s' if others > 1 else ''} in this file)" if others else ""
         reason = first["msg"].removeprefix("Value error, ") + more
         raise ConfigError(path, reason, key=format_location(tuple(first["loc"]))) from None
 

@@ -1,10 +1,10 @@
 """The shape of every YAML file under config/, as strict pydantic models."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+$", min_length=1)]
 Timeframe = Annotated[str, Field(pattern=r"^[1-9][0-9]*[mhd]$")]
@@ -94,6 +94,12 @@ class BacktestEnvironment(AccountSettings):
     start: datetime
     end: datetime
 
+    @field_validator("start", "end")
+    @classmethod
+    def _in_utc(cls, moment: datetime) -> datetime:
+        """A bound without an offset is UTC, as CSV timestamps are."""
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
     @model_validator(mode="after")
     def _range_is_ordered(self) -> "BacktestEnvironment":
         if self.end <= self.start:
@@ -112,7 +118,7 @@ class LiveEnvironment(AccountSettings):
     symbols: list[Symbol] = Field(min_length=1)
     timeframe: Timeframe
     mode: Literal["paper", "live"] = "paper"
-    allow_live_orders: bool = False
+    allow_live_orders: StrictBool = False  # a safety switch: `true` only, never "yes" or 1
     api_key_env: str = "KRAKEN_API_KEY"  # names of environment variables, never the keys
     api_secret_env: str = "KRAKEN_API_SECRET"
     # websocket: candles streamed (REST backfills what a reconnect missed); rest: polled.

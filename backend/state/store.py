@@ -18,12 +18,19 @@ from pathlib import Path
 from backend.dtos import AccountState, PositionState
 from backend.errors import ConfigError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Version N's changes to version N-1, applied in order to an older database when it is opened.
+MIGRATIONS = {
+    2: "ALTER TABLE accounts ADD COLUMN mode TEXT;",  # paper or live: a paper account never trades live
+}
+TABLES_OF_VERSION = {1: ("meta", "accounts", "positions", "orders", "fills", "cursors")}
+TABLES_OF_VERSION[2] = TABLES_OF_VERSION[1]
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE accounts (
     link TEXT PRIMARY KEY, starting_capital REAL NOT NULL, cash REAL NOT NULL, fees_paid REAL NOT NULL,
-    peak_equity REAL NOT NULL, max_drawdown_pct REAL NOT NULL, trades INTEGER NOT NULL, updated_at TEXT NOT NULL);
+    peak_equity REAL NOT NULL, max_drawdown_pct REAL NOT NULL, trades INTEGER NOT NULL, updated_at TEXT NOT NULL,
+    mode TEXT);
 CREATE TABLE positions (
     link TEXT NOT NULL, asset TEXT NOT NULL, qty REAL NOT NULL, avg_entry_price REAL NOT NULL,
     PRIMARY KEY (link, asset));
@@ -108,6 +115,8 @@ class StateStore:
     @classmethod
     def open(cls, data_dir: Path, operation_name: str) -> "StateStore":
         """Lock the data dir for this operation and open (or create) its database."""
+        if data_dir.exists() and not data_dir.is_dir():
+            raise ConfigError(data_dir, "is a file, not a directory", "--data-dir")
         try:
             data_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -149,6 +158,16 @@ class StateStore:
             if cursor is not None:
                 self._db.execute("INSERT OR REPLACE INTO cursors VALUES (?, ?, ?)",
                                  (link, cursor[0], cursor[1].isoformat()))
+
+    def account_mode(self, link: str) -> str | None:
+        """`paper` or `live`: how the link's account has traded (None before it was recorded)."""
+        with self._lock:
+            row = self._db.execute("SELECT mode FROM accounts WHERE link = ?", (link,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_account_mode(self, link: str, mode: str) -> None:
+        with self._lock, self._db:
+            self._db.execute("UPDATE accounts SET mode = ? WHERE link = ?", (mode, link))
 
     def cursors(self, link: str) -> dict[str, datetime]:
         """Per symbol, the last candle link processed."""
@@ -212,7 +231,11 @@ class StateStore:
 
     def _write_account(self, link: str, account: AccountState) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO accounts (link, starting_capital, cash, fees_paid, peak_equity, max_drawdown_pct, trades, "
+            "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (link) DO UPDATE SET "
+            "starting_capital = excluded.starting_capital, cash = excluded.cash, fees_paid = excluded.fees_paid, "
+            "peak_equity = excluded.peak_equity, max_drawdown_pct = excluded.max_drawdown_pct, "
+            "trades = excluded.trades, updated_at = excluded.updated_at",
             (link, account.starting_capital, account.cash, account.fees_paid, account.peak_equity,
              account.max_drawdown_pct, account.trades, _now()))
         self._db.execute("DELETE FROM positions WHERE link = ?", (link,))
@@ -269,17 +292,38 @@ def _check_or_create_schema(path: Path, connection: sqlite3.Connection) -> None:
         if tables and "meta" not in tables:
             raise ConfigError(path, "not an opdaemon database (it has no meta table)" + untouched)
         if "meta" in tables:
-            version = int(connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
-            if version > SCHEMA_VERSION:
-                raise ConfigError(path, f"written by a newer opdaemon (schema version {version}; this one knows "
-                                  f"versions up to {SCHEMA_VERSION})" + untouched)
+            version = _schema_version(path, connection, untouched)
             problem = connection.execute("PRAGMA quick_check").fetchone()[0]
             if problem != "ok":
                 raise ConfigError(path, f"the database is damaged ({problem})" + untouched)
+            missing = sorted(set(TABLES_OF_VERSION[version]) - tables)
+            if missing:
+                raise ConfigError(path, f"the database is damaged (no table {', '.join(missing)})" + untouched)
         connection.execute("PRAGMA journal_mode = WAL")
         connection.execute("PRAGMA synchronous = FULL")  # a commit survives power loss, not just kill -9
         if "meta" not in tables:  # a new database: the whole schema or nothing
             connection.executescript(
                 f"BEGIN; {SCHEMA} INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;")
+        elif version < SCHEMA_VERSION:
+            _migrate(connection, version)
     except sqlite3.DatabaseError as exc:
         raise ConfigError(path, f"not a readable database ({exc})" + untouched) from None
+
+
+def _schema_version(path: Path, connection: sqlite3.Connection, untouched: str) -> int:
+    row = connection.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    version = row[0] if row else None
+    if not (isinstance(version, str) and version.isdigit() and int(version) > 0):
+        raise ConfigError(path, f"the database is damaged (schema version {version!r})" + untouched)
+    if int(version) > SCHEMA_VERSION:
+        raise ConfigError(path, f"written by a newer opdaemon (schema version {version}; this one knows "
+                          f"versions up to {SCHEMA_VERSION})" + untouched)
+    return int(version)
+
+
+def _migrate(connection: sqlite3.Connection, version: int) -> None:
+    """Bring a database of an older schema version up to SCHEMA_VERSION, one version at a time,
+    all in one transaction."""
+    steps = "".join(MIGRATIONS[target] for target in range(version + 1, SCHEMA_VERSION + 1))
+    connection.executescript(
+        f"BEGIN; {steps} UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version'; COMMIT;")
