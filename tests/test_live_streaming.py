@@ -160,3 +160,22 @@ def test_market_data_chooses_the_source_websocket_by_default(fake, stream):
                            starting_capital=1, fee_rate=0).market_data == "websocket"
     with pytest.raises(ValueError, match="api_url and ws_url are overridden together"):
         live_env(fake, market_data="websocket")
+
+
+def test_a_stream_that_only_repeats_old_candles_turns_the_environment_stale(fake, stream, consume, logs):
+    """A frozen feed: every resubscription gets a snapshot, but of the same old candle."""
+    t = ten_minutes_ago()
+    fake.set_candles("XXBTZUSD", minute_rows(t, [100, 101]))
+    stream.send(btc(t + MINUTE, 101))  # held by the fake, sent in every subscription's snapshot
+    source, consumer = started(fake, stream, consume, stream_silence_seconds=0.2, stale_after_seconds=0.6)
+    consumer.wait_for(1)
+
+    stream.wait_for_subscriptions(5)  # the watchdog resubscribed, each time to the same snapshot
+    wait_until(lambda: source.stale_since is not None, 2)
+    assert source.stale_since is not None
+    assert [e["event"] for e in logs if e["event"] == "market_data_stale"] == ["market_data_stale"]
+
+    stream.send(btc(t + 2 * MINUTE, 102))  # news: the market moves again
+    wait_until(lambda: source.stale_since is None, 3)
+    assert source.stale_since is None
+    consumer.close()

@@ -66,7 +66,10 @@ class KrakenStreamSource(KrakenCandleSource):
         super().__init__(environment, client, private_client)
         self._silence_seconds = environment.stream_silence_seconds
         self._stale_after_seconds = environment.stale_after_seconds
-        self._last_heard: dict[str, float] = {}  # symbol -> monotonic time of its last streamed message
+        # symbol -> monotonic time the stream last brought something new (a resubscription's snapshot
+        # of unchanged candles is no news: a quiet or frozen market still turns the environment stale)
+        self._last_heard: dict[str, float] = {}
+        self._latest_row: dict[str, tuple] = {}  # symbol -> the newest streamed row, as last seen
         self.stale_since: datetime | None = None  # set while some symbol's stream is silent too long
 
     # --- the feed thread's side -----------------------------------------------------------------
@@ -157,7 +160,10 @@ class KrakenStreamSource(KrakenCandleSource):
         try:
             # Subscribed first, backfilled second: a candle closing in between is in ccxt's cache.
             candles = await asyncio.to_thread(self._fetch, symbol)
-            hand_out(self._ticks_from_rest(symbol, candles))
+            backfilled = self._ticks_from_rest(symbol, candles)
+            if backfilled:
+                self._last_heard[symbol] = time.monotonic()
+            hand_out(backfilled)
             while True:
                 done, _ = await asyncio.wait({watch, changed}, timeout=self._silence_seconds,
                                              return_when=asyncio.FIRST_COMPLETED)
@@ -171,8 +177,11 @@ class KrakenStreamSource(KrakenCandleSource):
                 if changed.done():
                     exchange.candles_changed.clear()
                     changed = asyncio.ensure_future(exchange.candles_changed.wait())
-                    self._last_heard[symbol] = time.monotonic()
                     streamed = exchange.cached_candles(symbol, self._timeframe)
+                    newest = max((tuple(row) for row in streamed if isinstance(row[0], int)), default=None)
+                    if newest is not None and newest != self._latest_row.get(symbol):
+                        self._latest_row[symbol] = newest
+                        self._last_heard[symbol] = time.monotonic()
                     hand_out(self._hand_out(symbol, self._closed_after_last(symbol, streamed)))
         finally:
             for pending in (watch, changed):
