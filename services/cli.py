@@ -1,4 +1,6 @@
 """`run-operation PATH`: run an operation until its data ends or SIGINT/SIGTERM.
+`run-operation validate PATH`: check it without starting anything (only when the first argument
+is literally `validate`); `run-operation PATH --print-config`: print it as resolved, masked.
 
 Exit codes: 0 success or a clean stop on request; 1 a strategy run failed or stalled, an
 environment's feed failed, the exchange could not be reached at start, the log stream closed, or
@@ -25,6 +27,7 @@ import structlog
 from services.logging_setup import LOG_LEVELS, configure_logging, silence_if_standard_stream
 
 if TYPE_CHECKING:
+    from backend.errors import ConfigError
     from services.operation_service import OperationService
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -63,15 +66,34 @@ class Shutdown:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="run-operation", description="Run every active strategy link of an operation file."
-    )
+    """`args.command` is `validate` when the first argument is literally that, `run` otherwise
+    (so an operation file named `validate` runs as `run-operation ./validate`)."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    validate = arguments[:1] == ["validate"]
+    if validate:
+        parser = argparse.ArgumentParser(
+            prog="run-operation validate",
+            description="Check an operation's files, plugins, params, data and credentials' presence; start nothing.",
+        )
+        arguments = arguments[1:]
+    else:
+        parser = argparse.ArgumentParser(
+            prog="run-operation",
+            description="Run every active strategy link of an operation file (or: run-operation validate PATH).",
+        )
     parser.add_argument("operation", help="path to config/operations/<name>.yaml")
     parser.add_argument("--log-format", choices=("json", "console"), default="json")
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     parser.add_argument("--data-dir", type=Path, default=Path("var"),
-                        help="where live and paper accounts, orders and fills are kept (default: ./var)")
-    return parser.parse_args(argv)
+                        help="where live and paper accounts, orders and fills are kept (default: ./var); "
+                             "validate never opens it")
+    if not validate:
+        parser.add_argument("--print-config", nargs="?", const="yaml", choices=("yaml", "json"),
+                            help="print the resolved configuration (secrets masked) as yaml (default) or json, "
+                                 "and exit without running")
+    args = parser.parse_args(arguments)
+    args.command = "validate" if validate else "run"
+    return args
 
 
 def _say(text: str, stream: TextIO | None) -> None:
@@ -86,7 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     shutdown = Shutdown()
     previous = {sig: signal.signal(sig, shutdown.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return _run(parse_args(argv), shutdown)
+        args = parse_args(argv)
+        if args.command == "validate" or args.print_config:
+            return _inspect(args, shutdown)
+        return _run(args, shutdown)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -130,8 +155,7 @@ def _load(args: argparse.Namespace, shutdown: Shutdown, cleanup: ExitStack) -> "
             log.info("state_store_opened", path=str(store.path))
         service = OperationService(operation, stop_event=shutdown.requested, store=store)
     except ConfigError as exc:
-        log.error("config_error", file=exc.file, key=exc.key, reason=exc.reason)
-        _say(f"run-operation: config error: {exc}", sys.stderr)
+        _report_config_error(exc)
         return EXIT_CONFIG
     except ExchangeError as exc:  # unreachable at start (1), or a refusal a person must fix (2)
         log.error("exchange_unavailable" if not isinstance(exc, FatalExchangeError) else "exchange_refused",
@@ -140,6 +164,36 @@ def _load(args: argparse.Namespace, shutdown: Shutdown, cleanup: ExitStack) -> "
         return EXIT_CONFIG if isinstance(exc, FatalExchangeError) else EXIT_FAILED
     shutdown.loading = False
     return service
+
+
+def _inspect(args: argparse.Namespace, shutdown: Shutdown) -> int:
+    """`validate` or `--print-config`: load and check, print, start nothing."""
+    try:
+        # Imported here, after the signal handlers, as in _load.
+        from backend.config import load_operation
+        from backend.errors import ConfigError
+        from services.config_check import summary_line, validate_operation
+        from services.config_view import render, resolved_config
+
+        configure_logging(args.log_format, args.log_level, on_broken=lambda: shutdown.request("log_stream_closed"))
+        try:
+            if args.command == "validate":
+                report = summary_line(validate_operation(args.operation))
+            else:
+                report = render(resolved_config(load_operation(args.operation)), args.print_config)
+        except ConfigError as exc:
+            _report_config_error(exc)
+            return EXIT_CONFIG
+    except StopRequested as stop:
+        _say(f"run-operation: {stop} received while loading; nothing was started", sys.stderr)
+        return EXIT_OK
+    _say(report, sys.stdout)
+    return EXIT_OK
+
+
+def _report_config_error(exc: "ConfigError") -> None:
+    structlog.get_logger("run-operation").error("config_error", file=exc.file, key=exc.key, reason=exc.reason)
+    _say(f"run-operation: config error: {exc}", sys.stderr)
 
 
 def format_summaries(summaries: Sequence) -> str:

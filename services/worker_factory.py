@@ -1,4 +1,8 @@
-"""Builds a strategy's workforce from its blueprint, checking it before anything runs."""
+"""Builds a strategy's workforce from its blueprint, checking it before anything runs.
+
+Invariant: a plugin named by import path (`package.module:ClassName`) goes through exactly the
+checks a built-in one does (category, params, DTO order); only finding its class differs.
+"""
 
 from pathlib import Path
 
@@ -9,6 +13,7 @@ from backend.config.schema import StrategyBlueprint
 from backend.dtos import DTO
 from backend.errors import ConfigError
 from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
+from backend.workers.plugin_import import PluginImportError, import_worker, is_import_path
 from backend.workers.registry import PLUGINS
 
 
@@ -78,14 +83,28 @@ class WorkerFactory:
     def _plugin(
         self, name: str, category: WorkerCategory, blueprint_file: Path, key: str
     ) -> type[IWorker]:
-        worker_class = self._plugins.get(name)
-        if worker_class is None:
-            known = ", ".join(sorted(self._plugins))
-            raise ConfigError(blueprint_file, f"unknown plugin '{name}' (known: {known})", f"{key}.plugin")
+        worker_class = self._find(name, blueprint_file, f"{key}.plugin")
         if worker_class.category is not category:
             raise ConfigError(
                 blueprint_file,
                 f"plugin '{name}' is a {worker_class.category.value} worker, not {category.value}",
                 f"{key}.plugin",
+            )
+        return worker_class
+
+    def _find(self, name: str, blueprint_file: Path, key: str) -> type[IWorker]:
+        """The class a blueprint's `plugin` names: a built-in by short name, or one by import path."""
+        if is_import_path(name):
+            try:
+                return import_worker(name)
+            except PluginImportError as exc:
+                raise ConfigError(blueprint_file, exc.reason, key) from None
+        worker_class = self._plugins.get(name)
+        if worker_class is None:
+            known = ", ".join(sorted(self._plugins))
+            raise ConfigError(
+                blueprint_file,
+                f"unknown plugin '{name}' (known: {known}; or a class by import path, package.module:ClassName)",
+                key,
             )
         return worker_class

@@ -9,6 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, 
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+$", min_length=1)]
 Timeframe = Annotated[str, Field(pattern=r"^[1-9][0-9]*[mhd]$")]
 Symbol = Annotated[str, Field(pattern=r"^[A-Z0-9]+/[A-Z0-9]+$")]
+# A built-in plugin's short name, or a class by import path: `package.module:ClassName`.
+PluginName = Annotated[str, Field(
+    pattern=r"^([A-Za-z0-9_\-]+|[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*)$"
+)]
 
 
 class StrictModel(BaseModel):
@@ -54,7 +58,7 @@ class OperationConfig(StrictModel):
 
 
 class WorkerSpec(StrictModel):
-    plugin: Identifier
+    plugin: PluginName
     params: dict[str, Any] = Field(default_factory=dict)
 
 

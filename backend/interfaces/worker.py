@@ -74,7 +74,10 @@ class IWorker(ABC):
 
     @property
     def name(self) -> str:
-        return self.plugin_name
+        """The built-in plugin name; a plugin loaded by import path may leave `plugin_name` out and
+        is then named by its import path."""
+        worker = type(self)
+        return getattr(worker, "plugin_name", None) or f"{worker.__module__}:{worker.__qualname__}"
 
     @abstractmethod
     def process(self, asset: str) -> None:

@@ -16,6 +16,11 @@ class Venue(ABC):
     time turns it into the ConfigError naming the file."""
 
     @abstractmethod
+    def check_credentials(self, environment: LiveEnvironment) -> None:
+        """That the credentials mode: live needs are there and well-formed, without using them
+        (no request is made); a SettingError naming the key otherwise, never a value."""
+
+    @abstractmethod
     def tick_source(self, environment: LiveEnvironment) -> TickSource:
         """The environment's live market data."""
 

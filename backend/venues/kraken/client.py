@@ -64,7 +64,7 @@ def make_kraken_client(environment: LiveEnvironment, with_credentials: bool) -> 
     """
     config: dict = {"enableRateLimit": True, "timeout": REQUEST_TIMEOUT_MS}
     if with_credentials:
-        config["apiKey"], config["secret"] = _read_credentials(environment)
+        config["apiKey"], config["secret"] = read_credentials(environment)
     client = AccountClient(config)
     if environment.api_url:
         base = environment.api_url.rstrip("/")
@@ -72,7 +72,7 @@ def make_kraken_client(environment: LiveEnvironment, with_credentials: bool) -> 
     return client
 
 
-def _read_credentials(environment: LiveEnvironment) -> tuple[str, str]:
+def read_credentials(environment: LiveEnvironment) -> tuple[str, str]:
     names = (environment.api_key_env, environment.api_secret_env)
     missing = [name for name in names if not os.environ.get(name, "").strip()]
     if missing:

@@ -4,7 +4,7 @@ from backend.config.schema import LiveEnvironment
 from backend.interfaces.order_gateway import IOrderGateway
 from backend.market_data import TickSource
 from backend.venues.base import Venue
-from backend.venues.kraken.client import AccountClient, make_kraken_client
+from backend.venues.kraken.client import AccountClient, make_kraken_client, read_credentials
 from backend.venues.kraken.execution import KrakenOrderGateway, link_userref
 from backend.venues.kraken.market_data import KrakenLiveSource
 from backend.venues.kraken.streaming import KrakenStreamSource
@@ -16,6 +16,9 @@ class KrakenVenue(Venue):
 
     def __init__(self) -> None:
         self._clients: dict[tuple[str, str | None], AccountClient] = {}
+
+    def check_credentials(self, environment: LiveEnvironment) -> None:
+        read_credentials(environment)
 
     def tick_source(self, environment: LiveEnvironment) -> TickSource:
         client = self._client(environment)
