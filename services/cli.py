@@ -88,12 +88,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="where live and paper accounts, orders and fills are kept (default: ./var); "
                              "validate never opens it")
     if not validate:
+        parser.add_argument("--http", type=_http_address, metavar="HOST:PORT",
+                            help="serve status, metrics and control on HOST:PORT (HOST defaults to 127.0.0.1); "
+                                 "off unless given")
         parser.add_argument("--print-config", nargs="?", const="yaml", choices=("yaml", "json"),
                             help="print the resolved configuration (secrets masked) as yaml (default) or json, "
                                  "and exit without running")
     args = parser.parse_args(arguments)
     args.command = "validate" if validate else "run"
     return args
+
+
+def _http_address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"not HOST:PORT: {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 def _say(text: str, stream: TextIO | None) -> None:
@@ -126,7 +136,9 @@ def _run(args: argparse.Namespace, shutdown: Shutdown) -> int:
             return EXIT_OK
         if isinstance(service, int):
             return service
-        summaries = service.run()
+        summaries = _run_with_status_server(args, service)
+        if isinstance(summaries, int):
+            return summaries
     _say(format_summaries(summaries), sys.stdout)
     for error in service.feed_errors:
         _say(f"run-operation: environment feed failed: {error}", sys.stderr)
@@ -134,6 +146,27 @@ def _run(args: argparse.Namespace, shutdown: Shutdown) -> int:
         return EXIT_FAILED
     failed = service.feed_errors or any(summary.failed for summary in summaries)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _run_with_status_server(args: argparse.Namespace, service: "OperationService") -> "list | int":
+    """The runs, with the status server (--http) beside them from their start to their end."""
+    if args.http is None:
+        return service.run()
+    from services.status_server import StatusServer
+
+    # Listening before the first run starts: an address that cannot be bound stops nothing running.
+    server = StatusServer.for_operation(service, *args.http)
+    try:
+        server.start()
+    except OSError as exc:
+        _say(f"run-operation: status server cannot listen on {args.http[0]}:{args.http[1]}: {exc}", sys.stderr)
+        structlog.get_logger("run-operation").error("status_server_failed", error=str(exc))
+        server.stop()
+        return EXIT_FAILED
+    try:
+        return service.run()
+    finally:
+        server.stop()
 
 
 def _load(args: argparse.Namespace, shutdown: Shutdown, cleanup: ExitStack) -> "OperationService | int":

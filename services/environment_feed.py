@@ -66,6 +66,12 @@ class EnvironmentFeed:
         self._halt = threading.Event()
         self._progress_every_pct = progress_every_pct
         self.error: str | None = None
+        # For the status server: base ticks sent, candles after a hole, when the feed started and
+        # when its last tick came (time.monotonic()), read at scrape time.
+        self.ticks_sent = 0
+        self.gaps = 0
+        self.started_at: float | None = None
+        self.last_tick_at: float | None = None
         self._thread = threading.Thread(target=self._feed, name=f"feed:{environment_id}", daemon=True)
 
     @property
@@ -107,7 +113,43 @@ class EnvironmentFeed:
             self._source.resume_after(cursors)
 
     def start(self) -> None:
+        self.started_at = time.monotonic()
         self._thread.start()
+
+    @property
+    def live(self) -> bool:
+        """A source without an end (a live exchange) rather than a backtest's file."""
+        return self._source.total_ticks is None
+
+    @property
+    def reconnects(self) -> int:
+        return getattr(self._source, "reconnects", 0)
+
+    @property
+    def base_timeframe_seconds(self) -> int:
+        return timeframe_seconds(self._base_timeframe)
+
+    def last_candle_age(self, now: float) -> float | None:
+        """Seconds since the last tick came (since the start before the first); None if not started."""
+        since = self.last_tick_at if self.last_tick_at is not None else self.started_at
+        return None if since is None else max(0.0, now - since)
+
+    def stale_reason(self, now: float, margin_seconds: float) -> str | None:
+        """Why the feed is not fresh at now (time.monotonic()), or None: a live feed whose last
+        tick (or start) is older than its timeframe plus margin_seconds, or whose source says it
+        is stale; a failed feed. A feed that ended without error (a backtest done) is not stale."""
+        if self.error:
+            return f"environment {self.environment_id}: feed failed: {self.error}"
+        if self.started_at is None or not self.is_alive():
+            return None
+        stale_since = getattr(self._source, "stale_since", None)
+        if stale_since is not None:
+            return f"environment {self.environment_id}: market data stale since {stale_since.isoformat()}"
+        age = self.last_candle_age(now)
+        limit = self.base_timeframe_seconds + margin_seconds
+        if self.live and age is not None and age > limit:
+            return f"environment {self.environment_id}: no candle for {age:.0f} s (limit {limit:g} s)"
+        return None
 
     def halt_if_unneeded(self) -> None:
         """Called by the watchdog: end the feed's waits once it is stopping or serves no run."""
@@ -150,6 +192,9 @@ class EnvironmentFeed:
         next_report = self._progress_every_pct
         sent = 0
         for tick in self._source.ticks(self._halt):
+            self.last_tick_at = time.monotonic()
+            if tick.missing_before:
+                self.gaps += 1
             if all(run.status.ended for run in self._runs):
                 log.warning("environment_feed_idle", reason="no strategy run bound to it takes ticks any more")
                 break
@@ -157,6 +202,7 @@ class EnvironmentFeed:
                 for bar in route.bars(tick):
                     self._send(route, bar)
             sent += 1
+            self.ticks_sent = sent
             if self._stop.is_set() or self._halt.is_set():
                 break
             if total and sent * 100 >= next_report * total:

@@ -9,7 +9,9 @@ run is declared stalled, the workers left in its current tick never run and it t
 import queue
 import threading
 import time
+from bisect import bisect_left
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from enum import StrEnum
 
 import structlog
@@ -23,6 +25,8 @@ from services.tick_cache_manager import TickCacheManager
 log = structlog.get_logger(__name__)
 
 QUEUE_POLL_SECONDS = 0.1  # how often a waiting feed or an idle run looks at the stop event
+# Upper bounds (seconds) of the tick latency histogram the status server exports; +Inf is implied.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class RunStatus(StrEnum):
@@ -83,6 +87,11 @@ class StrategyRun:
         self.status = RunStatus.PENDING
         self.ticks_processed = 0
         self.error: str | None = None
+        # Kept for the status server, read at scrape time (plain counters: O(1) per tick).
+        self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)  # per bucket, the last one +Inf
+        self.latency_sum = 0.0
+        self.last_tick_time: datetime | None = None  # the last processed candle's open time
+        self.last_tick_at: float | None = None  # time.time() when it was processed
         # The tick being processed and when it started (monotonic), as one reference so the
         # watchdog never reads half of an update.
         self._current: tuple[RawTick, float] | None = None
@@ -141,6 +150,10 @@ class StrategyRun:
             error=self.error,
         )
 
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
     def _accepting(self) -> bool:
         return not self.status.ended and not self._stop.is_set()
 
@@ -185,7 +198,8 @@ class StrategyRun:
             if isinstance(item, _End):
                 self._end(item.status)
                 return
-            self._current = (item, time.monotonic())
+            started = time.monotonic()
+            self._current = (item, started)
             try:
                 processed = self.tick_manager.process(item)
             except OpdaemonError as exc:  # e.g. the exchange refused the key: said plainly, no traceback
@@ -199,6 +213,10 @@ class StrategyRun:
             finally:
                 self._current = None
             if processed and not self.status.ended:
+                elapsed = time.monotonic() - started
+                self.latency_counts[bisect_left(LATENCY_BUCKETS, elapsed)] += 1
+                self.latency_sum += elapsed
+                self.last_tick_time, self.last_tick_at = item.timestamp, time.time()
                 self.ticks_processed += 1
 
     def _discard_queue(self) -> None:

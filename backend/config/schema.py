@@ -41,6 +41,12 @@ class OperationConfig(StrictModel):
     # After SIGINT/SIGTERM, how long runs may take to finish their current tick before the
     # daemon reports them stalled and exits anyway.
     shutdown_timeout_seconds: float = Field(default=5, gt=0)
+    # The status server (--http): the name of the environment variable holding the bearer token
+    # its POST endpoints require (never the token); unset: those endpoints are disabled.
+    control_token_env: str | None = None
+    # The status server's /readyz: a live feed is stale once its last candle is older than its
+    # timeframe plus this margin.
+    freshness_margin_seconds: float = Field(default=60, gt=0)
 
     @model_validator(mode="after")
     def _links_are_unique_and_one_is_active(self) -> "OperationConfig":

@@ -46,7 +46,9 @@ class StrategyAccount(IBroker):
         self._new_order_id = new_order_id
         self._unsettled: list[OrderRequest] = self._journal.unsettled()
         self._cursors = self._journal.cursors()  # symbol -> last candle processed, across restarts
-        self.paused: str | None = None  # why the account takes no new buys (reconciliation found a mismatch)
+        self.paused: str | None = None  # why the account takes no new buys (reconciliation, an operator)
+        # Orders by outcome since start (filled, rejected, unknown, skipped), for the status server.
+        self.order_outcomes: dict[str, int] = dict.fromkeys(("filled", "rejected", "unknown", "skipped"), 0)
 
     @property
     def cursors(self) -> dict[str, datetime]:
@@ -102,6 +104,7 @@ class StrategyAccount(IBroker):
             reason = self.paused or "an earlier order's outcome is unknown until reconciled"
             log.warning("order_skipped", **context, reason=reason,
                         unsettled=[request.client_order_id for request in self._unsettled])
+            self.order_outcomes["skipped"] += 1
             return None
         price, fee_rate = self._gateway.sizing(order.asset, order.side, order.reference_price)
         quantity = self.ledger.capped_quantity(order.asset, order.side, order.quantity, price, fee_rate)
@@ -143,6 +146,7 @@ class StrategyAccount(IBroker):
     def _book(self, request: OrderRequest, outcome: OrderOutcome, timestamp: datetime) -> FillDTO | None:
         context = {"asset": request.asset, "side": request.side.value, "client_order_id": request.client_order_id,
                    "order_id": outcome.exchange_order_id}
+        self.order_outcomes[outcome.status.value] = self.order_outcomes.get(outcome.status.value, 0) + 1
         if outcome.status is OutcomeStatus.FILLED:
             fill = FillDTO(
                 asset=request.asset, side=request.side, quantity=outcome.filled_quantity,

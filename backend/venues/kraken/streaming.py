@@ -71,6 +71,7 @@ class KrakenStreamSource(KrakenCandleSource):
         self._last_heard: dict[str, float] = {}
         self._latest_row: dict[str, tuple] = {}  # symbol -> the newest streamed row, as last seen
         self.stale_since: datetime | None = None  # set while some symbol's stream is silent too long
+        self.reconnects = 0  # connections replaced (all symbols), for the status server
 
     # --- the feed thread's side -----------------------------------------------------------------
 
@@ -146,6 +147,7 @@ class KrakenStreamSource(KrakenCandleSource):
             # A connection that streamed something starts the backoff over.
             failures = 1 if self._last_heard[symbol] != heard_before else failures + 1
             delay = self._backoff(failures)
+            self.reconnects += 1
             log.warning("market_data_unavailable", exchange="kraken", symbol=symbol, transport="websocket",
                         attempt=failures, retry_in_seconds=round(delay, 3), **reason)
             await asyncio.sleep(delay)

@@ -1,0 +1,329 @@
+"""The status server (`run-operation PATH --http HOST:PORT`): health, readiness, Prometheus
+metrics, each strategy link's status, and pause/resume, served by aiohttp in its own thread and
+event loop beside the strategy threads.
+
+Invariants: nothing here runs on the hot path: metrics are read from the counters the runs,
+accounts and feeds keep, at scrape time, into a registry of this server's own (never the global
+one); every answer is JSON (or Prometheus text), a bad request included, never a traceback;
+the POST endpoints need `Authorization: Bearer <token>`, the token read from the environment
+variable the operation file names in `control_token_env`, and are refused (403) without one;
+`stop()` returns within its timeout whatever a client does.
+"""
+
+import asyncio
+import contextlib
+import hmac
+import json
+import math
+import os
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from services.operation_service import OperationService
+from services.strategy_run import LATENCY_BUCKETS, RunStatus, StrategyRun
+
+log = structlog.get_logger(__name__)
+
+OPERATOR_PAUSE = "paused by the operator (status server)"
+DEFAULT_HOST = "127.0.0.1"
+
+
+def _equity(run: StrategyRun) -> tuple[float, float, float, float, dict[str, float]]:
+    """(equity, pnl, drawdown %, max drawdown %, positions) read from another thread: the run's
+    thread may change the positions while they are read, so try again then."""
+    ledger = run.tick_manager.account.ledger
+    for _ in range(5):
+        try:
+            state = ledger.state
+            equity = ledger.equity()
+            positions = {asset: p.qty for asset, p in list(state.positions.items())}
+            break
+        except RuntimeError:  # dictionary changed size during iteration
+            continue
+    else:
+        return math.nan, math.nan, math.nan, math.nan, {}
+    peak = max(state.peak_equity, equity)
+    drawdown = (1 - equity / peak) * 100 if peak > 0 else 0.0
+    return equity, equity - state.starting_capital, drawdown, state.max_drawdown_pct, positions
+
+
+class OperationCollector:
+    """Prometheus metrics of one operation, read from its runs and feeds at each scrape."""
+
+    def __init__(self, service: OperationService) -> None:
+        self._service = service
+
+    def collect(self) -> Iterator[Metric]:
+        link = ["strategy_link"]
+        ticks = CounterMetricFamily("opdaemon_ticks_processed", "Ticks a strategy run has processed", labels=link)
+        latency = HistogramMetricFamily("opdaemon_tick_latency_seconds", "Time one tick took a strategy run",
+                                        labels=link)
+        depth = GaugeMetricFamily("opdaemon_queue_depth", "Ticks waiting in a strategy run's queue", labels=link)
+        equity = GaugeMetricFamily("opdaemon_equity", "Account equity (quote currency)", labels=link)
+        pnl = GaugeMetricFamily("opdaemon_pnl", "Equity minus starting capital (quote currency)", labels=link)
+        drawdown = GaugeMetricFamily("opdaemon_drawdown_pct", "Drawdown from the equity peak now (%)", labels=link)
+        max_drawdown = GaugeMetricFamily("opdaemon_max_drawdown_pct", "Deepest drawdown so far (%)", labels=link)
+        position = GaugeMetricFamily("opdaemon_position", "Quantity held", labels=[*link, "asset"])
+        trades = CounterMetricFamily("opdaemon_trades", "Fills booked", labels=link)
+        orders = CounterMetricFamily("opdaemon_orders", "Orders by outcome", labels=[*link, "outcome"])
+        errors = CounterMetricFamily("opdaemon_errors", "Strategy run failures (failed or stalled)", labels=link)
+        paused = GaugeMetricFamily("opdaemon_paused", "1 while the account takes no new buys", labels=link)
+        status = GaugeMetricFamily("opdaemon_run_status", "1 for the run's current status",
+                                   labels=[*link, "status"])
+        for run in self._service.runs:
+            name = [run.link_id]
+            ticks.add_metric(name, run.ticks_processed)
+            counts = list(run.latency_counts)
+            cumulative, buckets = 0, []
+            for bound, count in zip([*map(str, LATENCY_BUCKETS), "+Inf"], counts, strict=True):
+                cumulative += count
+                buckets.append((bound, cumulative))
+            latency.add_metric(name, buckets, run.latency_sum)
+            depth.add_metric(name, run.queue_depth)
+            value, profit, down, max_down, held = _equity(run)
+            equity.add_metric(name, value)
+            pnl.add_metric(name, profit)
+            drawdown.add_metric(name, down)
+            max_drawdown.add_metric(name, max_down)
+            for asset, quantity in held.items():
+                position.add_metric([run.link_id, asset], quantity)
+            account = run.tick_manager.account
+            trades.add_metric(name, account.ledger.state.trades)
+            for outcome, count in list(account.order_outcomes.items()):
+                orders.add_metric([run.link_id, outcome], count)
+            errors.add_metric(name, 1 if run.status in (RunStatus.FAILED, RunStatus.STALLED) else 0)
+            paused.add_metric(name, 1 if account.paused else 0)
+            status.add_metric([run.link_id, run.status.value], 1)
+        yield from (ticks, latency, depth, equity, pnl, drawdown, max_drawdown, position, trades, orders, errors,
+                    paused, status)
+
+        env = ["environment"]
+        age = GaugeMetricFamily("opdaemon_environment_last_candle_age_seconds",
+                                "Seconds since the environment's last candle (since its start before the first)",
+                                labels=env)
+        reconnects = CounterMetricFamily("opdaemon_environment_reconnects", "Market data connections replaced",
+                                         labels=env)
+        gaps = CounterMetricFamily("opdaemon_environment_gaps", "Candles that came after a hole in the data",
+                                   labels=env)
+        sent = CounterMetricFamily("opdaemon_environment_ticks", "Base candles the feed has sent", labels=env)
+        now = time.monotonic()
+        for feed in self._service.feeds:
+            name = [feed.environment_id]
+            since = feed.last_candle_age(now)
+            age.add_metric(name, math.nan if since is None else since)
+            reconnects.add_metric(name, feed.reconnects)
+            gaps.add_metric(name, feed.gaps)
+            sent.add_metric(name, feed.ticks_sent)
+        yield from (age, reconnects, gaps, sent)
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every failure answered as JSON: unknown paths and methods too, and never a traceback."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _error(exc.status, exc.reason)
+    except Exception as exc:
+        log.exception("status_server_error", path=request.path)
+        return _error(500, f"internal error: {type(exc).__name__}")
+
+
+class StatusServer:
+    """Start with `start()` (returns once it listens; `port` is the one bound), end with `stop()`."""
+
+    def __init__(self, service: OperationService, host: str = DEFAULT_HOST, port: int = 0,
+                 token: str | None = None) -> None:
+        """token: the bearer token the POST endpoints require; None disables them."""
+        self._service = service
+        self.host, self.port = host, port
+        self._token = token
+        self._margin = service.operation.config.freshness_margin_seconds
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(OperationCollector(service))
+        self._runs = {run.link_id: run for run in service.runs}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread = threading.Thread(target=self._serve, name="status-server", daemon=True)
+        self._ready = threading.Event()
+        self._stopped: asyncio.Event | None = None
+        self._start_error: BaseException | None = None
+
+    @classmethod
+    def for_operation(cls, service: OperationService, host: str, port: int) -> "StatusServer":
+        """The token from the environment variable the operation names (`control_token_env`)."""
+        variable = service.operation.config.control_token_env
+        token = os.environ.get(variable) if variable else None
+        return cls(service, host, port, token or None)
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def start(self, timeout: float = 10) -> None:
+        """Listen; OSError if the address cannot be bound."""
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise OSError(f"status server did not start within {timeout:g} s")
+        if self._start_error is not None:
+            raise self._start_error
+        log.info("status_server_started", host=self.host, port=self.port,
+                 control="enabled" if self._token else "disabled")
+
+    def stop(self, timeout: float = 2) -> None:
+        loop, stopped = self._loop, self._stopped
+        if loop is not None and stopped is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed in between
+                loop.call_soon_threadsafe(stopped.set)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("status_server_not_stopped", waited_seconds=timeout)
+        else:
+            log.info("status_server_stopped")
+
+    def _serve(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._main())
+        finally:
+            loop.close()
+
+    async def _main(self) -> None:
+        self._stopped = asyncio.Event()
+        app = web.Application(middlewares=[_json_errors])
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/strategies", self._strategies)
+        app.router.add_get("/strategies/{link}", self._strategy)
+        app.router.add_post("/strategies/{link}/{action}", self._control)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        try:
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, self.host, self.port)
+            await site.start()
+            sockets = site._server.sockets if site._server is not None else ()  # type: ignore[attr-defined]
+            if sockets:
+                self.port = sockets[0].getsockname()[1]
+        except BaseException as exc:
+            self._start_error = exc
+            await self._runner.cleanup()
+            self._ready.set()
+            return
+        self._ready.set()
+        await self._stopped.wait()
+        await self._runner.cleanup()
+
+    # --- endpoints -----------------------------------------------------------------------------
+
+    def not_ready_reasons(self) -> list[str]:
+        now = time.monotonic()
+        reasons = [reason for feed in self._service.feeds
+                   if (reason := feed.stale_reason(now, self._margin)) is not None]
+        for run in self._service.runs:
+            if run.status in (RunStatus.FAILED, RunStatus.STALLED):
+                reasons.append(f"strategy link {run.link_id} {run.status.value}: {run.error}")
+        return reasons
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _readyz(self, _request: web.Request) -> web.Response:
+        reasons = self.not_ready_reasons()
+        if reasons:
+            return web.json_response({"status": "not ready", "reasons": reasons}, status=503)
+        return web.json_response({"status": "ready"})
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        body = generate_latest(self.registry)
+        response = web.Response(body=body)
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    async def _strategies(self, _request: web.Request) -> web.Response:
+        return web.json_response([self._describe(run) for run in self._service.runs], dumps=_dumps)
+
+    async def _strategy(self, request: web.Request) -> web.Response:
+        run = self._runs.get(request.match_info["link"])
+        if run is None:
+            return _error(404, f"no strategy link {request.match_info['link']!r}")
+        return web.json_response(self._describe(run), dumps=_dumps)
+
+    async def _control(self, request: web.Request) -> web.Response:
+        action = request.match_info["action"]
+        if action not in ("pause", "resume"):
+            return _error(404, f"no such action {action!r} (pause, resume)")
+        if self._token is None:
+            return _error(403, "control endpoints are disabled: set control_token_env in the operation file "
+                               "and that environment variable")
+        given = request.headers.get("Authorization", "")
+        scheme, _, token = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self._token.encode()):
+            return web.json_response({"error": "a valid bearer token is required"}, status=401,
+                                     headers={"WWW-Authenticate": "Bearer"})
+        run = self._runs.get(request.match_info["link"])
+        if run is None:
+            return _error(404, f"no strategy link {request.match_info['link']!r}")
+        account = run.tick_manager.account
+        if action == "pause":
+            if account.paused is None:
+                account.paused = OPERATOR_PAUSE
+        elif account.paused not in (None, OPERATOR_PAUSE):
+            return _error(409, f"paused for another reason, which resume does not clear: {account.paused}")
+        else:
+            account.paused = None
+        log.info("strategy_link_" + ("paused" if action == "pause" else "resumed"), strategy_link=run.link_id)
+        return web.json_response(self._describe(run), dumps=_dumps)
+
+    @staticmethod
+    def _describe(run: StrategyRun) -> dict[str, Any]:
+        equity, pnl, drawdown, max_drawdown, positions = _equity(run)
+        account = run.tick_manager.account
+        return {
+            "strategy_link": run.link_id,
+            "blueprint": run.blueprint_id,
+            "environment": run.environment_id,
+            "status": run.status.value,
+            "paused": account.paused,
+            "ticks_processed": run.ticks_processed,
+            "queue_depth": run.queue_depth,
+            "last_tick": {
+                "candle_time": run.last_tick_time.isoformat() if run.last_tick_time else None,
+                "processed_at": run.last_tick_at,
+            },
+            "last_error": run.error,
+            "account": {
+                "equity": equity, "pnl": pnl, "drawdown_pct": drawdown, "max_drawdown_pct": max_drawdown,
+                "cash": account.ledger.state.cash, "trades": account.ledger.state.trades,
+                "fees_paid": account.ledger.state.fees_paid, "positions": positions,
+                "orders": dict(account.order_outcomes), "unsettled_orders": len(account.unsettled_orders),
+            },
+        }
+
+
+def _dumps(value: Any) -> str:
+    """JSON without NaN (not JSON): a value that could not be read is null."""
+    return json.dumps(_clean(value), default=str)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value

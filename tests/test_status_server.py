@@ -1,0 +1,302 @@
+"""The status server over real HTTP on 127.0.0.1 (an ephemeral port), beside real runs."""
+
+import json
+import queue
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from backend.config import load_operation
+from backend.dtos import OrderDTO, OrderSide
+from backend.interfaces import IWorker, WorkerCategory
+from backend.market_data import RawTick, TickSource
+from services.cli import main
+from services.operation_service import OperationService
+from services.status_server import StatusServer
+from services.strategy_run import RunStatus
+from services.worker_factory import WorkerFactory
+from tests.helpers import backtest_environment, blueprint, tick, write_config_tree
+from tests.probes import PLUGINS_WITH_PROBE, probe_blueprint
+
+TOKEN_ENV, TOKEN = "OPDAEMON_TEST_CONTROL_TOKEN", "s3cret-token"
+
+
+class GatedSource(TickSource):
+    """Hands out the ticks a test puts in, one at a time; None ends the data. live: no end known."""
+
+    def __init__(self, live: bool = False) -> None:
+        self.total_ticks = None if live else 1_000_000
+        self.pending: queue.Queue[RawTick | None] = queue.Queue()
+        self.stale_since: datetime | None = None
+
+    def ticks(self, stop: threading.Event) -> Iterator[RawTick]:
+        while not stop.is_set():
+            try:
+                item = self.pending.get(timeout=0.02)
+            except queue.Empty:
+                continue
+            if item is None:
+                return
+            yield item
+
+
+class FlipFlop(IWorker):
+    """Buys when flat, sells everything when holding: one entry or exit per tick."""
+
+    plugin_name = "flip_flop"
+    category = WorkerCategory.EXECUTION
+
+    def process(self, asset: str) -> None:
+        base = self._base(asset)
+        held = base.portfolio.position_qty
+        side, quantity = (OrderSide.SELL, held) if held > 0 else (OrderSide.BUY, base.portfolio.cash / base.close / 2)
+        self.services.broker.submit(
+            OrderDTO(asset=asset, side=side, quantity=quantity, reference_price=base.close, reason="flip"),
+            base.timestamp,
+        )
+
+
+PLUGINS = {**PLUGINS_WITH_PROBE, "flip_flop": FlipFlop}
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.01)
+
+
+class Client:
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+
+    def request(self, path: str, method: str = "GET", token: str | None = None) -> tuple[int, str, str]:
+        """(status, content type, body)."""
+        request = urllib.request.Request(self.base + path, method=method, data=b"" if method == "POST" else None)
+        if token is not None:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status, response.headers["Content-Type"], response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.headers["Content-Type"], error.read().decode()
+
+    def json(self, path: str, method: str = "GET", token: str | None = None) -> tuple[int, object]:
+        status, content_type, body = self.request(path, method, token)
+        assert content_type.startswith("application/json"), (status, content_type, body)
+        return status, json.loads(body)
+
+    def metrics(self) -> dict[tuple[str, tuple], float]:
+        status, _, body = self.request("/metrics")
+        assert status == 200
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(body) for sample in family.samples
+        }
+
+
+def gated_service(tmp_path, blueprints, source: GatedSource, **operation_settings) -> OperationService:
+    path = write_config_tree(tmp_path, [(b, "bt") for b in blueprints], blueprints, {"bt": backtest_environment()},
+                             [tick(0, 100)], operation_settings)
+    return OperationService(load_operation(path), WorkerFactory(PLUGINS), source_factory=lambda env: source)
+
+
+@pytest.fixture
+def serving() -> Iterator[Callable[..., tuple[StatusServer, Client]]]:
+    """serve(service, token=None): the service running with a status server on an ephemeral port."""
+    started: list[tuple[OperationService, StatusServer]] = []
+
+    def serve(service: OperationService, token: str | None = None) -> tuple[StatusServer, Client]:
+        server = StatusServer(service, "127.0.0.1", 0, token)
+        server.start()
+        service.start()
+        started.append((service, server))
+        return server, Client(server.port)
+
+    yield serve
+    for service, server in started:
+        service.stop()
+        service.wait()
+        server.stop()
+
+
+def test_metrics_and_strategies_match_the_summaries_of_a_real_backtest(tmp_path):
+    ticks = [tick(i, 100 + 10 * ((i // 24) % 2) + (i % 7)) for i in range(24 * 30)]
+    dca = blueprint({"opportunity": [{"plugin": "dca_schedule_opportunity"}],
+                     "planning": [{"plugin": "position_sizer"}]})
+    path = write_config_tree(tmp_path, [("dca", "bt"), ("probe", "bt")], {"dca": dca, "probe": probe_blueprint("p")},
+                             {"bt": backtest_environment()}, ticks)
+    service = OperationService(load_operation(path), WorkerFactory(PLUGINS))
+    server = StatusServer(service, "127.0.0.1", 0)
+    server.start()
+    try:
+        client = Client(server.port)
+        summaries = {s.strategy_link: s for s in service.run()}
+        assert summaries["dca@bt"].account.trades > 0  # the comparison below means something
+        metrics = client.metrics()
+        for link, summary in summaries.items():
+            label = (("strategy_link", link),)
+            assert metrics[("opdaemon_ticks_processed_total", label)] == summary.ticks_processed == len(ticks)
+            assert metrics[("opdaemon_trades_total", label)] == summary.account.trades
+            assert metrics[("opdaemon_equity", label)] == pytest.approx(summary.account.final_equity)
+            assert metrics[("opdaemon_pnl", label)] == pytest.approx(summary.account.pnl)
+            assert metrics[("opdaemon_max_drawdown_pct", label)] == pytest.approx(summary.account.max_drawdown_pct)
+            assert metrics[("opdaemon_tick_latency_seconds_count", label)] == len(ticks)
+            assert metrics[("opdaemon_tick_latency_seconds_bucket", (("le", "+Inf"), *label))] == len(ticks)
+            assert metrics[("opdaemon_errors_total", label)] == 0
+            assert metrics[("opdaemon_queue_depth", label)] == 0
+        filled = ("opdaemon_orders_total", (("outcome", "filled"), ("strategy_link", "dca@bt")))
+        assert metrics[filled] == summaries["dca@bt"].account.trades
+        assert metrics[("opdaemon_environment_ticks_total", (("environment", "bt"),))] == len(ticks)
+        assert metrics[("opdaemon_environment_gaps_total", (("environment", "bt"),))] == 0
+        assert ("opdaemon_environment_last_candle_age_seconds", (("environment", "bt"),)) in metrics
+
+        status, listed = client.json("/strategies")
+        assert status == 200 and [s["strategy_link"] for s in listed] == ["dca@bt", "probe@bt"]
+        status, one = client.json("/strategies/dca@bt")
+        assert status == 200 and one["status"] == "completed" and one["last_error"] is None
+        assert one["ticks_processed"] == len(ticks) and one["account"]["trades"] == summaries["dca@bt"].account.trades
+        assert one["account"]["equity"] == pytest.approx(summaries["dca@bt"].account.final_equity)
+        assert one["last_tick"]["candle_time"] == ticks[-1].timestamp.isoformat()
+        # A backtest that finished is not stale.
+        assert client.json("/readyz") == (200, {"status": "ready"})
+    finally:
+        server.stop()
+
+
+def test_healthz_and_readyz_while_healthy_then_503_once_a_run_failed(tmp_path, serving):
+    source = GatedSource()
+    service = gated_service(tmp_path, {"bad": probe_blueprint("bad", crash_at_tick=2), "good": probe_blueprint("g")},
+                            source)
+    _, client = serving(service)
+    assert client.json("/healthz") == (200, {"status": "ok"})
+    source.pending.put(tick(1, 100))
+    wait_until(lambda: all(run.ticks_processed == 1 for run in service.runs))
+    assert client.json("/readyz") == (200, {"status": "ready"})
+    source.pending.put(tick(2, 101))
+    wait_until(lambda: service.runs[0].status is RunStatus.FAILED)
+    status, body = client.json("/readyz")
+    assert status == 503
+    assert body["reasons"] == ["strategy link bad@bt failed: ZeroDivisionError: probe crashed on purpose"]
+    assert client.json("/healthz")[0] == 200
+    assert client.metrics()[("opdaemon_errors_total", (("strategy_link", "bad@bt"),))] == 1
+    status, bad = client.json("/strategies/bad@bt")
+    assert bad["status"] == "failed" and bad["last_error"] == "ZeroDivisionError: probe crashed on purpose"
+
+
+def test_readyz_is_503_while_a_live_feed_is_stale(tmp_path, serving):
+    source = GatedSource(live=True)
+    service = gated_service(tmp_path, {"good": probe_blueprint("g")}, source)
+    _, client = serving(service)
+    source.pending.put(tick(1, 100))
+    wait_until(lambda: service.runs[0].ticks_processed == 1)
+    assert client.json("/readyz")[0] == 200
+    # The source says its stream has been silent too long.
+    source.stale_since = datetime(2024, 1, 1, tzinfo=UTC)
+    status, body = client.json("/readyz")
+    assert status == 503 and body["reasons"] == ["environment bt: market data stale since 2024-01-01T00:00:00+00:00"]
+    source.stale_since = None
+    assert client.json("/readyz")[0] == 200
+    # No candle for longer than the timeframe (1h) plus the margin (60 s).
+    feed = service.feeds[0]
+    feed.last_tick_at = time.monotonic() - 3661
+    status, body = client.json("/readyz")
+    assert status == 503 and body["reasons"][0].startswith("environment bt: no candle for 366")
+    assert client.metrics()[("opdaemon_environment_last_candle_age_seconds", (("environment", "bt"),))] > 3660
+    source.pending.put(tick(2, 101))
+    wait_until(lambda: service.runs[0].ticks_processed == 2)
+    assert client.json("/readyz")[0] == 200
+
+
+def test_pause_blocks_entries_but_not_exits_and_resume_restores_them(tmp_path, serving, monkeypatch):
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    source = GatedSource()
+    flip = blueprint({}) | {"workforce": {"execution": [{"plugin": "flip_flop"}]}}
+    service = gated_service(tmp_path, {"flip": flip}, source, control_token_env=TOKEN_ENV)
+    server = StatusServer.for_operation(service, "127.0.0.1", 0)
+    _, client = serving(service, server._token)
+    account = service.runs[0].tick_manager.account
+
+    def feed(index: int) -> None:
+        source.pending.put(tick(index, 100 + index))
+        wait_until(lambda: service.runs[0].ticks_processed == index)
+
+    feed(1)  # flat: buys
+    assert account.ledger.state.trades == 1 and account.ledger.position("BTC/USD").qty > 0
+    status, body = client.json("/strategies/flip@bt/pause", "POST", TOKEN)
+    assert status == 200 and body["paused"] == "paused by the operator (status server)"
+    feed(2)  # holding: the exit is allowed while paused
+    assert account.ledger.state.trades == 2 and account.ledger.position("BTC/USD").qty == 0
+    feed(3)  # flat: the entry is skipped while paused
+    assert account.ledger.state.trades == 2 and account.ledger.position("BTC/USD").qty == 0
+    metrics = client.metrics()
+    label = ("strategy_link", "flip@bt")
+    assert metrics[("opdaemon_orders_total", (("outcome", "skipped"), label))] == 1
+    assert metrics[("opdaemon_paused", (label,))] == 1
+    status, body = client.json("/strategies/flip@bt/resume", "POST", TOKEN)
+    assert status == 200 and body["paused"] is None
+    feed(4)  # flat again: buys again
+    assert account.ledger.state.trades == 3 and account.ledger.position("BTC/USD").qty > 0
+    assert client.metrics()[("opdaemon_paused", (label,))] == 0
+
+
+def test_posts_without_or_with_a_wrong_token_are_refused(tmp_path, serving):
+    service = gated_service(tmp_path, {"good": probe_blueprint("g")}, GatedSource())
+    _, client = serving(service, TOKEN)
+    account = service.runs[0].tick_manager.account
+    for token in (None, "wrong", TOKEN + "x", ""):
+        status, body = client.json("/strategies/good@bt/pause", "POST", token)
+        assert status == 401 and "bearer token" in body["error"]
+    assert account.paused is None
+    assert client.json("/strategies/nope@bt/pause", "POST", TOKEN) == (404, {"error": "no strategy link 'nope@bt'"})
+    assert client.json("/strategies/good@bt/explode", "POST", TOKEN)[0] == 404
+    assert client.json("/strategies/good@bt/pause", "POST", TOKEN)[0] == 200
+    assert account.paused is not None
+
+
+def test_without_a_token_control_is_disabled_and_bad_requests_get_json_errors(tmp_path, serving):
+    service = gated_service(tmp_path, {"good": probe_blueprint("g")}, GatedSource())
+    _, client = serving(service, None)
+    status, body = client.json("/strategies/good@bt/pause", "POST", TOKEN)
+    assert status == 403 and "disabled" in body["error"]
+    assert service.runs[0].tick_manager.account.paused is None
+    assert client.json("/strategies/nope@bt") == (404, {"error": "no strategy link 'nope@bt'"})
+    status, body = client.json("/no/such/path")
+    assert status == 404 and "error" in body
+    status, body = client.json("/healthz", "POST")
+    assert status == 405 and "error" in body
+
+
+def test_a_token_variable_that_is_not_set_disables_control(tmp_path, monkeypatch):
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    service = gated_service(tmp_path, {"good": probe_blueprint("g")}, GatedSource(), control_token_env=TOKEN_ENV)
+    assert StatusServer.for_operation(service, "127.0.0.1", 0)._token is None
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    assert StatusServer.for_operation(service, "127.0.0.1", 0)._token == TOKEN
+
+
+def test_run_operation_http_serves_beside_the_runs_and_stops_with_them(tmp_path, capsys):
+    path = write_config_tree(tmp_path, [("p", "bt")], {"p": blueprint({})}, {"bt": backtest_environment()},
+                             [tick(i, 100 + i) for i in range(50)])
+    assert main([str(path), "--http", "127.0.0.1:0"]) == 0
+    _, err = capsys.readouterr()
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    names = [e["event"] for e in events]
+    started = next(e for e in events if e["event"] == "status_server_started")
+    assert started["host"] == "127.0.0.1" and started["port"] > 0 and started["control"] == "disabled"
+    assert names.index("status_server_started") < names.index("operation_started")
+    assert names.index("operation_finished") < names.index("status_server_stopped")
+
+
+def test_run_operation_http_rejects_a_bad_address(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["whatever.yaml", "--http", "localhost:http"])
+    assert exit_.value.code == 2
+    assert "not HOST:PORT" in capsys.readouterr().err
