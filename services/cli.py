@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, TextIO
 
 import structlog
 
-from services.logging_setup import LOG_LEVELS, configure_logging, silence_if_standard_stream
+from services.logging_setup import LOG_LEVELS, LogFiles, configure_logging, silence_if_standard_stream
 
 if TYPE_CHECKING:
     from backend.errors import ConfigError
@@ -87,6 +87,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=Path("var"),
                         help="where live and paper accounts, orders and fills are kept (default: ./var); "
                              "validate never opens it")
+    parser.add_argument("--log-dir", type=Path, metavar="DIR",
+                        help="also write JSON lines to DIR: one file per strategy link and daemon.jsonl, "
+                             "rotated by size; stderr keeps every line; validate ignores it")
+    parser.add_argument("--log-max-bytes", type=_positive_int, default=10_000_000, metavar="N",
+                        help="rotate a --log-dir file before it would reach N bytes (default 10000000)")
+    parser.add_argument("--log-backups", type=_positive_int, default=5, metavar="N",
+                        help="rotated files kept per --log-dir file: NAME.jsonl.1 .. NAME.jsonl.N (default 5)")
     if not validate:
         parser.add_argument("--http", type=_http_address, metavar="HOST:PORT",
                             help="serve status, metrics and control on HOST:PORT (HOST defaults to 127.0.0.1); "
@@ -104,6 +111,12 @@ def _http_address(text: str) -> tuple[str, int]:
     if not port.isdigit() or int(port) > 65535:
         raise argparse.ArgumentTypeError(f"not HOST:PORT: {text!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"not a positive integer: {text!r}")
+    return int(text)
 
 
 def _say(text: str, stream: TextIO | None) -> None:
@@ -177,7 +190,17 @@ def _load(args: argparse.Namespace, shutdown: Shutdown, cleanup: ExitStack) -> "
     from backend.state import StateStore
     from services.operation_service import OperationService
 
-    configure_logging(args.log_format, args.log_level, on_broken=lambda: shutdown.request("log_stream_closed"))
+    files = None
+    if args.log_dir is not None:
+        try:
+            files = LogFiles(args.log_dir, args.log_max_bytes, args.log_backups)
+        except OSError as exc:
+            _say(f"run-operation: config error: --log-dir {args.log_dir}: cannot write log files there: {exc}",
+                 sys.stderr)
+            return EXIT_CONFIG
+        cleanup.callback(files.close)
+    configure_logging(args.log_format, args.log_level, on_broken=lambda: shutdown.request("log_stream_closed"),
+                      files=files)
     log = structlog.get_logger("run-operation")
     log.info("operation_loading", file=args.operation)
     try:

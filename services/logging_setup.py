@@ -3,14 +3,22 @@
 Invariant: logging never raises and never blocks for good in the caller's thread. A write that
 fails (closed pipe, closed file) marks the stream broken, later lines are dropped, and the
 `on_broken` callback runs once so the daemon can stop cleanly instead of running blind.
+
+With a log dir (`LogFiles`), every line is also written, always as JSON, to one file per strategy
+link and to `daemon.jsonl`, each rotated by size. A file write that fails drops that file only:
+it is reported once (`log_file_unavailable`) and the daemon keeps running on the other streams.
 """
 
+import contextlib
+import contextvars
 import logging
+import logging.handlers
 import os
 import re
 import sys
 import threading
 from collections.abc import Callable, MutableMapping
+from pathlib import Path
 from typing import Any, Literal, TextIO
 
 import structlog
@@ -78,12 +86,128 @@ class GuardedLogger:
     fatal = failure = err = error = critical = exception = msg
 
 
+DAEMON_LOG = "daemon"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._@-]")
+
+
+def log_file_name(link_id: str) -> str:
+    """A link id made filesystem-safe: `ict_smc_strategy@live_kraken_main` -> `....jsonl`."""
+    name = _UNSAFE.sub("_", link_id)
+    if name.startswith(".") or name == DAEMON_LOG:  # no hidden files; never the daemon's own file
+        name = "_" + name
+    return name + ".jsonl"
+
+
+class _FileWriteError(Exception):
+    pass
+
+
+class _RotatingFile(logging.handlers.RotatingFileHandler):
+    """The stdlib size rotation, with a failure raised to the caller instead of printed."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (stdlib name)
+        raise _FileWriteError(str(sys.exc_info()[1]))
+
+
+class LogFiles:
+    """The structlog processor writing each line, as JSON, to the files it belongs to:
+    a line with `strategy_link` to that link's file; a line with `strategy_links` (an environment
+    feed's, or the operation's) to each listed link's file and to `daemon.jsonl`; any other line to
+    `daemon.jsonl`. Link files are opened at their first line; a file that cannot be opened or
+    written is closed, dropped and reported once as `log_file_unavailable` on the other streams."""
+
+    def __init__(self, directory: Path, max_bytes: int, backups: int) -> None:
+        """Creates the directory and opens `daemon.jsonl`: an OSError here is the caller's to report."""
+        self.directory = Path(directory)
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self._lock = threading.RLock()
+        self._files: dict[str, _RotatingFile | None] = {}  # None: dropped for good
+        self._closed = False
+        self._render_exception = structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
+        self._render = structlog.processors.JSONRenderer()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._files[DAEMON_LOG] = self._open(DAEMON_LOG)
+
+    def _open(self, key: str) -> _RotatingFile:
+        name = DAEMON_LOG + ".jsonl" if key == DAEMON_LOG else log_file_name(key)
+        handler = _RotatingFile(self.directory / name, maxBytes=self.max_bytes, backupCount=self.backups,
+                                encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        return handler
+
+    @staticmethod
+    def targets(event: MutableMapping[str, Any]) -> list[str]:
+        link = event.get("strategy_link")
+        if isinstance(link, str):
+            return [link]
+        links = event.get("strategy_links")
+        if isinstance(links, list | tuple):
+            return [*(str(item) for item in links), DAEMON_LOG]
+        return [DAEMON_LOG]
+
+    def __call__(self, _logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        try:
+            line = self._render(None, method, self._render_exception(None, method, dict(event)))
+        except Exception:  # an unserialisable field must not stop the stderr line
+            return event
+        failures: list[tuple[str, str]] = []
+        with self._lock:
+            if self._closed:
+                return event
+            record = logging.makeLogRecord({"msg": line})
+            for key in dict.fromkeys(self.targets(event)):
+                failure = self._write(key, record)
+                if failure is not None:
+                    failures.append(failure)
+        for path, error in failures:  # after the lock; in an empty context: a daemon line, not a link's
+            contextvars.Context().run(
+                structlog.get_logger("logging").error, "log_file_unavailable", path=path, error=error
+            )
+        return event
+
+    def _write(self, key: str, record: logging.LogRecord) -> tuple[str, str] | None:
+        """None on success or when the file was dropped before; (path, error) when it fails now."""
+        if key in self._files and self._files[key] is None:
+            return None
+        handler = self._files.get(key)
+        path = str(self.directory / (DAEMON_LOG + ".jsonl" if key == DAEMON_LOG else log_file_name(key)))
+        try:
+            if handler is None:
+                handler = self._files[key] = self._open(key)
+            handler.handle(record)
+            return None
+        except (_FileWriteError, OSError, ValueError) as exc:
+            self._files[key] = None
+            if handler is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    handler.close()
+            return path, str(exc)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            for handler in self._files.values():
+                if handler is not None:
+                    with contextlib.suppress(OSError, ValueError):
+                        handler.close()
+
+
+_active_files: LogFiles | None = None
+
+
 def configure_logging(
     log_format: Literal["json", "console"] = "json",
     level: str = "info",
     stream: TextIO | None = None,
     on_broken: Callable[[], None] | None = None,
+    files: LogFiles | None = None,
 ) -> None:
+    """`files`: also write every line to the log dir (the previous configuration's files are closed)."""
+    global _active_files
+    if _active_files is not None and _active_files is not files:
+        _active_files.close()
+    _active_files = files
     renderer: Any
     # Tracebacks never show local variables: they may hold credentials.
     if log_format == "json":
@@ -101,6 +225,7 @@ def configure_logging(
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             mask_secrets,
+            *([files] if files is not None else []),
             *tracebacks,
             renderer,
         ],
