@@ -262,6 +262,9 @@ def format_summaries(summaries: Sequence) -> str:
             f"   final equity {a.final_equity:>15,.2f}   PnL {a.pnl:>+13,.2f} ({a.pnl_pct:+.2f}%)"
             f"   max drawdown {a.max_drawdown_pct:.2f}%",
         ]
+        if s.orders_rejected or s.orders_unknown or s.orders_skipped:  # worth a look on a live account
+            lines.append(f"   orders not filled: rejected {s.orders_rejected}   unknown {s.orders_unknown}"
+                         f"   skipped {s.orders_skipped}")
         if s.error:
             lines.append(f"   error: {s.error}")
     return "\n".join(lines)

@@ -56,6 +56,11 @@ class RunSummary:
     ticks_processed: int
     account: AccountSummary
     error: str | None
+    # Orders that did not fill since start: rejected by the venue, outcome unknown, or skipped
+    # (no new buys while paused or while an order is unknown).
+    orders_rejected: int = 0
+    orders_unknown: int = 0
+    orders_skipped: int = 0
 
     @property
     def failed(self) -> bool:
@@ -140,14 +145,18 @@ class StrategyRun:
                   environment=self.environment_id, worker=worker, tick_time=tick_time, reason=reason)
 
     def summary(self) -> RunSummary:
+        account = self.tick_manager.account
         return RunSummary(
             strategy_link=self.link_id,
             blueprint=self.blueprint_id,
             environment=self.environment_id,
             status=self.status,
             ticks_processed=self.ticks_processed,
-            account=self.tick_manager.account.summary(),
+            account=account.summary(),
             error=self.error,
+            orders_rejected=account.order_outcomes["rejected"],
+            orders_unknown=account.order_outcomes["unknown"],
+            orders_skipped=account.order_outcomes["skipped"],
         )
 
     @property

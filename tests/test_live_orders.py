@@ -152,6 +152,7 @@ def test_insufficient_funds_is_a_rejection_that_leaves_the_account_alone(fake, c
     assert account.ledger.state.cash == 10_000 and account.ledger.state.trades == 0
     (order,) = [store.order(r.params["cl_ord_id"]) for r in fake.received("private/AddOrder")]
     assert order.state is OrderState.REJECTED and "Insufficient funds" in order.detail
+    assert account.order_outcomes == {"filled": 0, "rejected": 1, "unknown": 0, "skipped": 0}
     assert any(e["event"] == "order_rejected" for e in logs)
     assert_no_secrets(repr(logs))
 

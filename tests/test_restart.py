@@ -144,11 +144,12 @@ def let_it_poll(fake: FakeKraken, polls: int = 10) -> None:
     wait_until(lambda: len(fake.received("public/OHLC")) >= target, f"{polls} more OHLC polls")
 
 
-def stop(daemon: Daemon) -> None:
-    """SIGTERM; the daemon must stop cleanly (exit 0)."""
+def stop(daemon: Daemon) -> str:
+    """SIGTERM; the daemon must stop cleanly (exit 0). Its stdout (the summaries)."""
     daemon.signal(signal.SIGTERM)
-    code, _ = daemon.finish()
+    code, out = daemon.finish()
     assert code == 0, daemon.stderr
+    return out
 
 
 def db_cursor(data_dir: Path, link: str = LINK) -> str | None:
@@ -551,10 +552,15 @@ def test_a_link_holding_more_than_the_exchange_is_paused_while_another_link_on_t
     (fill,) = wait_for(second, "order_filled")
     (skipped,) = wait_for(second, "order_skipped")
     let_it_poll(fake)
-    stop(second)
+    out = stop(second)
 
     assert fill["strategy_link"] == "b@live" and fill["candle_time"] == minutes.time(-2)
     assert skipped["strategy_link"] == "a@live" and f"hold {held:g} BTC" in skipped["reason"]
+    a_summary = out[out.index("== a@live"):out.index("== b@live")]
+    assert "orders not filled: rejected 0   unknown 0   skipped 1" in a_summary
+    assert "orders not filled" not in out[out.index("== b@live"):]
+    summaries = {e["strategy_link"]: e for e in second.events("strategy_summary")}
+    assert (summaries["a@live"]["orders_skipped"], summaries["b@live"]["orders_skipped"]) == (1, 0)
     assert [e["strategy_link"] for e in second.events("order_filled")] == ["b@live"]
     new_orders = list(fake.orders.values())[orders_before:]
     assert [o["userref"] for o in new_orders] == [link_userref("b@live")]
