@@ -81,9 +81,8 @@ class OperationService:
                 base_timeframe=link.environment.timeframe, run_timeframes=timeframes,
             ))
         # The feeds know no files: a prepare() error is named after the environment's file here.
-        environment_files = {env_id: link.environment_file for env_id, link in link_of_environment.items()}
-        for feed in self.feeds:
-            with settings_of(environment_files[feed.environment_id]):
+        for feed, link in zip(self.feeds, link_of_environment.values(), strict=True):
+            with settings_of(link.environment_file):
                 feed.prepare()
             feed.resume_after_restart()
         live = [(link, run) for link, run in zip(operation.links, self.runs, strict=True)
