@@ -27,6 +27,8 @@ from services.strategy_run import RunStatus, StrategyRun
 
 log = structlog.get_logger(__name__)
 
+IDLE_CHECK_EVERY = 64  # base ticks of a backtest between two looks at whether any run still takes ticks
+
 
 @dataclass
 class _Route:
@@ -37,8 +39,8 @@ class _Route:
     runs: list[StrategyRun] = field(default_factory=list)
     bars_sent: int = 0
 
-    def bars(self, tick: RawTick) -> list[RawTick]:
-        return [tick] if self.resampler is None else self.resampler.add(tick)
+    def bars(self, tick: RawTick) -> Sequence[RawTick]:
+        return (tick,) if self.resampler is None else self.resampler.add(tick)
 
 
 class EnvironmentFeed:
@@ -188,6 +190,7 @@ class EnvironmentFeed:
 
     def _send_ticks(self) -> int:
         total = self._source.total_ticks
+        live = total is None
         started = time.monotonic()
         next_report = self._progress_every_pct
         sent = 0
@@ -195,7 +198,7 @@ class EnvironmentFeed:
             self.last_tick_at = time.monotonic()
             if tick.missing_before:
                 self.gaps += 1
-            if all(run.status.ended for run in self._runs):
+            if (live or sent % IDLE_CHECK_EVERY == 0) and all(run.status.ended for run in self._runs):
                 log.warning("environment_feed_idle", reason="no strategy run bound to it takes ticks any more")
                 break
             for route in self._routes:

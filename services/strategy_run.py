@@ -1,15 +1,22 @@
 """One strategy run: its own bounded tick queue, consumed in its own thread.
 
-Invariants: the consuming thread never dies outside its error handling; a run that is failed,
-stalled or stopping never makes the feed wait (`submit` returns False); once the stop event is
-set, the run ends after its current tick and queued ticks are discarded, never traded; once a
-run is declared stalled, the workers left in its current tick never run and it takes no tick again.
+The hand-off between the feed's thread and the run's is a deque the feed appends to and the run
+takes from: neither takes a lock per tick. A lock is only taken to sleep and to wake the other
+side (the run when it found nothing to do, the feed when the queue was full and half of it has
+been taken since), so a backtest's ticks cross in runs of hundreds per wake-up, and a live candle is taken as soon as it is added.
+
+Invariants: the consuming thread never dies outside its error handling; at most `queue_size`
+ticks wait; a full queue makes the feed wait, so no tick is dropped while the run takes ticks;
+a run that is failed, stalled or stopping never makes the feed wait (`submit` returns False);
+once the stop event is set, the run ends after its current tick and queued ticks are discarded,
+never traded; once a run is declared stalled, the workers left in its current tick never run and
+it takes no tick again.
 """
 
-import queue
 import threading
 import time
 from bisect import bisect_left
+from collections import deque
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -40,11 +47,6 @@ class RunStatus(StrEnum):
     @property
     def ended(self) -> bool:
         return self not in (RunStatus.PENDING, RunStatus.RUNNING)
-
-
-@dataclass(frozen=True)
-class _End:
-    status: RunStatus
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,15 @@ class StrategyRun:
         self.link_id = link.link_id
         self.tick_manager = tick_manager
         self._stop = stop
-        self._queue: queue.Queue[RawTick | _End] = queue.Queue(maxsize=queue_size)
+        self._capacity = max(1, queue_size)
+        self._ticks: deque[RawTick] = deque()  # appended by the feed's thread, taken by the run's
+        self._end_status: RunStatus | None = None  # set by finish(): no tick comes after the queued ones
+        self._closed = False  # the run has ended: the feed's cheap per-tick check
+        self._lock = threading.Lock()
+        self._ticks_ready = threading.Condition(self._lock)  # the run sleeps on it while the queue is empty
+        self._room_ready = threading.Condition(self._lock)  # the feed sleeps on it while the queue is full
+        self._run_waiting = False
+        self._feed_waiting = False
         self._thread = threading.Thread(target=self._consume, name=f"strategy:{self.link_id}", daemon=True)
         self._status_lock = threading.Lock()  # the run's thread and the watchdog both end runs
         self.status = RunStatus.PENDING
@@ -112,11 +122,22 @@ class StrategyRun:
 
     def submit(self, tick: RawTick) -> bool:
         """Queue tick, waiting while the queue is full; False once the run takes no more ticks."""
-        return self._put(tick)
+        ticks = self._ticks
+        if self._closed or (len(ticks) >= self._capacity and not self._wait_for_room()):
+            return False
+        ticks.append(tick)
+        # The flag is read after the append and the run sets it before it looks at the queue
+        # (under the lock it sleeps with), so either it sees the tick or it is woken here.
+        if self._run_waiting:
+            with self._lock:
+                self._ticks_ready.notify()
+        return True
 
     def finish(self, status: RunStatus) -> None:
         """No more ticks will come: the run ends with status once the queue is drained."""
-        self._put(_End(status))
+        self._end_status = status
+        with self._lock:
+            self._ticks_ready.notify()
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
@@ -161,19 +182,24 @@ class StrategyRun:
 
     @property
     def queue_depth(self) -> int:
-        return self._queue.qsize()
+        return len(self._ticks)
 
     def _accepting(self) -> bool:
         return not self.status.ended and not self._stop.is_set()
 
-    def _put(self, item: RawTick | _End) -> bool:
-        while self._accepting():
+    def _wait_for_room(self) -> bool:
+        """Wait while the queue is full (looking at the run's state every QUEUE_POLL_SECONDS);
+        False once the run takes no more ticks."""
+        with self._lock:
+            self._feed_waiting = True
             try:
-                self._queue.put(item, timeout=QUEUE_POLL_SECONDS)
-                return True
-            except queue.Full:
-                continue
-        return False
+                while len(self._ticks) >= self._capacity:
+                    if not self._accepting():
+                        return False
+                    self._room_ready.wait(QUEUE_POLL_SECONDS)
+            finally:
+                self._feed_waiting = False
+        return True
 
     def _end(self, status: RunStatus, error: str | None = None) -> bool:
         """Set the final status once; False if the run had already ended."""
@@ -181,6 +207,7 @@ class StrategyRun:
             if self.status.ended:
                 return False
             self.status, self.error = status, error
+            self._closed = True
             return True
 
     def _consume(self) -> None:
@@ -195,46 +222,65 @@ class StrategyRun:
             log.exception("strategy_run_failed", error=self.error)
 
     def _consume_ticks(self) -> None:
-        while not self.status.ended:
-            if self._stop.is_set():
+        ticks, stop, process, monotonic = self._ticks, self._stop, self.tick_manager.process, time.monotonic
+        while self.status is RunStatus.RUNNING:
+            if stop.is_set():
                 self._discard_queue()
                 self._end(RunStatus.STOPPED)
                 return
-            try:
-                item = self._queue.get(timeout=QUEUE_POLL_SECONDS)
-            except queue.Empty:
+            if not ticks:
+                # finish() sets the status after its last tick was queued: read in this order,
+                # an end status with an empty queue means every tick was taken.
+                end = self._end_status
+                if end is not None and not ticks:
+                    self._end(end)
+                    return
+                self._wait_for_ticks()
                 continue
-            if isinstance(item, _End):
-                self._end(item.status)
-                return
-            started = time.monotonic()
-            self._current = (item, started)
+            tick = ticks.popleft()
+            # The feed waits on a full queue: wake it once half is free, not on every tick taken
+            # (which would hand the interpreter lock back and forth on each one).
+            if self._feed_waiting and len(ticks) <= self._capacity // 2:
+                with self._lock:
+                    self._room_ready.notify()
+            started = monotonic()
+            self._current = (tick, started)
             try:
-                processed = self.tick_manager.process(item)
+                processed = process(tick)
             except OpdaemonError as exc:  # e.g. the exchange refused the key: said plainly, no traceback
                 if self._end(RunStatus.FAILED, str(exc)):
-                    log.error("strategy_run_failed", tick_time=item.timestamp.isoformat(), error=self.error)
+                    log.error("strategy_run_failed", tick_time=tick.timestamp.isoformat(), error=self.error)
                 return
             except Exception as exc:  # a strategy's bug must not reach the other runs
                 if self._end(RunStatus.FAILED, f"{type(exc).__name__}: {exc}"):
-                    log.exception("strategy_run_failed", tick_time=item.timestamp.isoformat(), error=self.error)
+                    log.exception("strategy_run_failed", tick_time=tick.timestamp.isoformat(), error=self.error)
                 return
             finally:
                 self._current = None
-            if processed and not self.status.ended:
-                elapsed = time.monotonic() - started
+            if processed and self.status is RunStatus.RUNNING:
+                elapsed = monotonic() - started
                 self.latency_counts[bisect_left(LATENCY_BUCKETS, elapsed)] += 1
                 self.latency_sum += elapsed
-                self.last_tick_time, self.last_tick_at = item.timestamp, time.time()
+                self.last_tick_time, self.last_tick_at = tick.timestamp, time.time()
                 self.ticks_processed += 1
+
+    def _wait_for_ticks(self) -> None:
+        """Sleep until the feed adds a tick or finishes (at most QUEUE_POLL_SECONDS, to look at
+        the stop event)."""
+        with self._lock:
+            self._run_waiting = True
+            try:
+                if not self._ticks and self._end_status is None:
+                    self._ticks_ready.wait(QUEUE_POLL_SECONDS)
+            finally:
+                self._run_waiting = False
 
     def _discard_queue(self) -> None:
         discarded = 0
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            discarded += not isinstance(item, _End)
+        while self._ticks:
+            self._ticks.popleft()
+            discarded += 1
+        with self._lock:
+            self._room_ready.notify()
         if discarded:
             log.info("queued_ticks_discarded", ticks=discarded, reason="stop requested")

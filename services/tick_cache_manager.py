@@ -50,24 +50,21 @@ class TickCacheManager:
     def process(self, tick: RawTick) -> bool:
         """Run the workforce on tick (only the context workers on a warm-up tick); False when the
         strategy does not trade tick.symbol or the run was abandoned."""
-        if tick.symbol not in self._assets or self._abandoned:
+        symbol = tick.symbol
+        if symbol not in self._assets or self._abandoned:
             return False
         trading = not tick.warmup
-        if trading and not self.account.is_new(tick.symbol, tick.timestamp):
-            log.warning("candle_already_processed", symbol=tick.symbol, candle_time=tick.timestamp.isoformat())
+        if trading and not self.account.is_new(symbol, tick.timestamp):
+            log.warning("candle_already_processed", symbol=symbol, candle_time=tick.timestamp.isoformat())
             return False
-        self._history.append(tick.symbol, Candle(
-            open_time=tick.timestamp,
-            open=tick.open,
-            high=tick.high,
-            low=tick.low,
-            close=tick.close,
-            volume=tick.volume,
-            missing_before=tick.missing_before,
+        # Built without validation: the tick was checked where it entered the process.
+        self._history.append(symbol, Candle(
+            tick.timestamp, tick.open, tick.high, tick.low, tick.close, tick.volume, tick.missing_before
         ))
-        portfolio = self.account.open_tick(tick.symbol, tick.close, tick.timestamp, trading)
-        self._context.start_new_tick(BaseContextDTO(
-            asset=tick.symbol,
+        portfolio = self.account.open_tick(symbol, tick.close, tick.timestamp, trading)
+        context = self._context
+        context.start_new_tick(BaseContextDTO.trusted(
+            asset=symbol,
             timestamp=tick.timestamp,
             open=tick.open,
             high=tick.high,
@@ -81,9 +78,9 @@ class TickCacheManager:
                 if self._abandoned:
                     return False
                 self.current_worker = worker.name
-                worker.process(tick.symbol)
+                worker.process(symbol)
         finally:
             self.current_worker = None
-            self._context.clear()
+            context.clear()
         self.account.close_tick(tick.symbol, tick.timestamp, trading)
         return True

@@ -27,6 +27,12 @@ class OhlcvProvider(IOhlcvProvider):
         """Record the current tick's candle of asset (the oldest drops out once full)."""
         self._candles.setdefault(asset, deque(maxlen=self._capacity)).append(candle)
 
+    def latest(self, asset: str) -> Candle:
+        candles = self._candles.get(asset)
+        if not candles:  # nothing recorded, or a need of 0: the errors history() gives
+            return self.history(asset, 1)[-1]
+        return candles[-1]
+
     def history(self, asset: str, length: int) -> Sequence[Candle]:
         if not 0 <= length <= self._capacity:
             raise ValueError(

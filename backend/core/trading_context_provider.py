@@ -1,8 +1,11 @@
 from collections.abc import Sequence
+from typing import TypeVar
 
 from backend.dtos import DTO, BaseContextDTO
 from backend.errors import MissingDTOError
 from backend.interfaces import ITradingContextProvider
+
+T = TypeVar("T", bound=DTO)
 
 
 class TradingContextProvider(ITradingContextProvider):
@@ -10,6 +13,8 @@ class TradingContextProvider(ITradingContextProvider):
 
     Used by one strategy run's thread only, so it needs no lock.
     """
+
+    __slots__ = ("_base", "_cache")
 
     def __init__(self) -> None:
         self._base: dict[str, BaseContextDTO] = {}
@@ -34,10 +39,15 @@ class TradingContextProvider(ITradingContextProvider):
                 raise MissingDTOError(requester, dto_type, asset)
         return {dto_type: cached[dto_type] for dto_type in dto_types}
 
+    def find_dto(self, asset: str, dto_type: type[T]) -> T | None:
+        cached = self._cache.get(asset)
+        return None if cached is None else cached.get(dto_type)  # type: ignore[return-value]
+
     def set_result_dto(self, asset: str, dto: DTO) -> None:
-        if asset not in self._cache:
-            raise RuntimeError(f"no tick is open for {asset}")
-        self._cache[asset][type(dto)] = dto
+        try:
+            self._cache[asset][type(dto)] = dto
+        except KeyError:
+            raise RuntimeError(f"no tick is open for {asset}") from None
 
     def has_dto(self, asset: str, dto_type: type[DTO]) -> bool:
         return dto_type in self._cache.get(asset, {})

@@ -1,7 +1,41 @@
+"""The base of every tick-cache DTO.
+
+Invariant: a DTO built with `DTO(...)` is validated by pydantic (for values from outside: config,
+exchange, files); `Model.trusted(...)` builds the same immutable model without validation, for
+values the daemon computed itself on the hot path, and fills in the field defaults the same way.
+"""
+
+from typing import Any, ClassVar, Self
+
 from pydantic import BaseModel, ConfigDict
+
+_new = object.__new__
+_set = object.__setattr__
 
 
 class DTO(BaseModel):
     """Immutable value written once per tick into a strategy's tick cache."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    _trusted_defaults: ClassVar[dict[str, Any] | None] = None
+
+    @classmethod
+    def trusted(cls, **values: Any) -> Self:
+        """The model from values already of the right types (a float where a float is declared,
+        a DTO where a DTO is), without pydantic's validation: about half the cost per tick.
+        Never for data from outside the process."""
+        defaults = cls.__dict__.get("_trusted_defaults")
+        if defaults is None:
+            defaults = {
+                name: field.default for name, field in cls.model_fields.items() if not field.is_required()
+            }
+            type.__setattr__(cls, "_trusted_defaults", defaults)
+        for name, default in defaults.items():
+            values.setdefault(name, default)
+        dto = _new(cls)
+        _set(dto, "__dict__", values)
+        _set(dto, "__pydantic_fields_set__", set(values))
+        _set(dto, "__pydantic_extra__", None)
+        _set(dto, "__pydantic_private__", None)
+        return dto

@@ -30,6 +30,13 @@ class ITradingContextProvider(ABC):
     @abstractmethod
     def has_dto(self, asset: str, dto_type: type[DTO]) -> bool: ...
 
+    def find_dto(self, asset: str, dto_type: type[T]) -> T | None:
+        """The DTO of that type this tick, or None: `has_dto` and `get_required_dtos` in one
+        look-up (a provider may override it with a faster one)."""
+        if not self.has_dto(asset, dto_type):
+            return None
+        return self.get_required_dtos(asset, [dto_type], "find_dto")[dto_type]  # type: ignore[return-value]
+
     @abstractmethod
     def clear(self) -> None:
         """End the tick: drop every cached DTO."""

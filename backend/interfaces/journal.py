@@ -10,6 +10,10 @@ from backend.interfaces.order_gateway import OrderOutcome, OrderRequest
 class IAccountJournal(ABC):
     """One strategy account's journal (it knows which account; callers never pass an id)."""
 
+    # False for a journal that keeps nothing (backtests): the account then skips the per-candle
+    # save, the one call it would make on every tick.
+    durable: bool = True
+
     @abstractmethod
     def record_intent(self, request: OrderRequest, reason: str) -> None:
         """Durably note an order about to be sent; called before the gateway sees it."""
@@ -34,6 +38,8 @@ class IAccountJournal(ABC):
 
 class InMemoryJournal(IAccountJournal):
     """Backtests: nothing survives the process, nothing is slowed down by disk writes."""
+
+    durable = False
 
     def record_intent(self, request: OrderRequest, reason: str) -> None:
         pass

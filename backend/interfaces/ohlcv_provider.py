@@ -8,13 +8,12 @@ every run owning its own provider.
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Candle:
-    """One closed candle of one asset."""
+class Candle(NamedTuple):
+    """One closed candle of one asset (an immutable named tuple: cheap to build on every tick)."""
 
     open_time: datetime  # UTC
     open: float
@@ -38,6 +37,11 @@ class IOhlcvProvider(ABC):
         """The last `length` candles of asset, oldest first, ending with the current tick's candle;
         fewer when fewer have been seen. Raises ValueError when length is negative or more than
         `capacity` (a worker reading more than it declared)."""
+
+    def latest(self, asset: str) -> Candle:
+        """The current tick's candle of asset: `history(asset, 1)[-1]`, the same errors (a
+        provider may override it with a faster one)."""
+        return self.history(asset, 1)[-1]
 
 
 def since_last_gap(candles: Sequence[Candle]) -> Sequence[Candle]:

@@ -1,11 +1,13 @@
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 from typing import ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from backend.dtos import DTO, BaseContextDTO
+from backend.errors import MissingDTOError
 from backend.interfaces.broker import IBroker
 from backend.interfaces.context_provider import ITradingContextProvider
 from backend.interfaces.ohlcv_provider import Candle, IOhlcvProvider
@@ -72,7 +74,7 @@ class IWorker(ABC):
         self.context = services.context
         self.ohlcv = services.ohlcv
 
-    @property
+    @cached_property
     def name(self) -> str:
         """The built-in plugin name; a plugin loaded by import path may leave `plugin_name` out and
         is then named by its import path."""
@@ -87,11 +89,14 @@ class IWorker(ABC):
         return self.context.get_base_context(asset)
 
     def _require(self, asset: str, dto_type: type[T]) -> T:
-        return self.context.get_required_dtos(asset, [dto_type], self.name)[dto_type]  # type: ignore[return-value]
+        dto = self.context.find_dto(asset, dto_type)
+        if dto is None:
+            raise MissingDTOError(self.name, dto_type, asset)
+        return dto
 
     def _optional(self, asset: str, dto_type: type[T]) -> T | None:
-        return self._require(asset, dto_type) if self.context.has_dto(asset, dto_type) else None
+        return self.context.find_dto(asset, dto_type)
 
     def _candle(self, asset: str) -> Candle:
         """The current tick's candle from the history (needs a declared need of at least 1)."""
-        return self.ohlcv.history(asset, 1)[-1]
+        return self.ohlcv.latest(asset)

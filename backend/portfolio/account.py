@@ -43,6 +43,7 @@ class StrategyAccount(IBroker):
         self.ledger = ledger
         self._gateway = gateway
         self._journal = journal or InMemoryJournal()
+        self._durable = self._journal.durable
         self._new_order_id = new_order_id
         self._unsettled: list[OrderRequest] = self._journal.unsettled()
         self._cursors = self._journal.cursors()  # symbol -> last candle processed, across restarts
@@ -87,10 +88,11 @@ class StrategyAccount(IBroker):
     def _advance_cursor(self, symbol: str, candle_time: datetime, save_anyway: bool = False) -> None:
         """candle_time becomes the symbol's cursor unless that would move it back; the account is
         saved with the cursor when it moved (or save_anyway)."""
-        moved = self.is_new(symbol, candle_time)
+        last = self._cursors.get(symbol)
+        moved = last is None or candle_time > last
         if moved:
             self._cursors[symbol] = candle_time
-        if moved or save_anyway:
+        if (moved or save_anyway) and self._durable:
             self._journal.save(self.ledger.state, symbol, self._cursors[symbol])
 
     def summary(self) -> AccountSummary:

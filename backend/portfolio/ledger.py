@@ -2,7 +2,8 @@
 
 Invariant: the whole account is one AccountState (what the state store persists and restores);
 it is changed only by `apply_fill` and `record_equity`, and its size does not grow with the number
-of trades (fills are counted, the journal keeps them).
+of trades (fills are counted, the journal keeps them). Equity is computed once per change of a
+price or of the account, not once per reader.
 """
 
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ class Ledger:
     def __init__(self, starting_capital: float, state: AccountState | None = None) -> None:
         self.state = state or AccountState.new(starting_capital)
         self._last_prices: dict[str, float] = {}
+        self._equity: float | None = None  # cached until a price or the account changes
 
     @property
     def starting_capital(self) -> float:
@@ -47,24 +49,30 @@ class Ledger:
 
     def mark(self, asset: str, price: float) -> None:
         self._last_prices[asset] = price
+        self._equity = None
 
     def position(self, asset: str) -> PositionState:
         return self.state.positions.get(asset, PositionState())
 
     def equity(self) -> float:
-        held = sum(
-            p.qty * self._last_prices.get(a, p.avg_entry_price) for a, p in self.state.positions.items()
-        )
-        return self.state.cash + held
+        equity = self._equity
+        if equity is None:
+            held = sum(
+                p.qty * self._last_prices.get(a, p.avg_entry_price) for a, p in self.state.positions.items()
+            )
+            equity = self._equity = self.state.cash + held
+        return equity
 
     def snapshot(self, asset: str) -> PortfolioSnapshotDTO:
-        position = self.position(asset)
-        return PortfolioSnapshotDTO(
-            cash=self.state.cash,
-            position_qty=position.qty,
-            avg_entry_price=position.avg_entry_price if position.qty > 0 else None,
+        state = self.state
+        position = state.positions.get(asset)
+        held = position is not None and position.qty > 0
+        return PortfolioSnapshotDTO.trusted(
+            cash=state.cash,
+            position_qty=position.qty if position is not None else 0.0,
+            avg_entry_price=position.avg_entry_price if held else None,  # type: ignore[union-attr]
             equity=self.equity(),
-            peak_equity=self.state.peak_equity,
+            peak_equity=state.peak_equity,
         )
 
     def capped_quantity(self, asset: str, side: OrderSide, quantity: float, price: float, fee_rate: float) -> float:
@@ -76,6 +84,7 @@ class Ledger:
 
     def apply_fill(self, fill: FillDTO) -> None:
         state = self.state
+        self._equity = None
         position = state.positions.setdefault(fill.asset, PositionState())
         notional = fill.quantity * fill.price
         if fill.side is OrderSide.BUY:

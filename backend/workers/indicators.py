@@ -3,7 +3,7 @@ functions of a window of candles a worker reads from its run's history."""
 
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from itertools import pairwise
 
 
@@ -53,7 +53,11 @@ class WilderAtr:
 
 def return_volatility_pct(closes: Sequence[float]) -> float:
     """Sample standard deviation of the close-to-close returns of closes (at least 3), in percent."""
-    returns = [close / previous - 1 for previous, close in pairwise(closes)]
+    return volatility_of_returns_pct([close / previous - 1 for previous, close in pairwise(closes)])
+
+
+def volatility_of_returns_pct(returns: Collection[float]) -> float:
+    """Sample standard deviation of returns (at least 2, oldest first), in percent."""
     count = len(returns)
     mean = sum(returns) / count
     variance = sum((r - mean) ** 2 for r in returns) / (count - 1)

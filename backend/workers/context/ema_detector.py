@@ -39,7 +39,7 @@ class EmaDetector(IWorker):
         if asset not in self._emas or self._candle(asset).missing_before:
             self._emas[asset] = (Ema(self.params.fast_period), Ema(self.params.slow_period))
         fast, slow = self._emas[asset]
-        self.context.set_result_dto(asset, EmaDTO(
+        self.context.set_result_dto(asset, EmaDTO.trusted(
             fast_period=self.params.fast_period,
             slow_period=self.params.slow_period,
             fast=fast.update(close),

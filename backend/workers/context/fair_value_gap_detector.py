@@ -60,7 +60,7 @@ class FairValueGapDetector(IWorker):
         self._form_gaps(state, candles)
         self._update_structure(state, candles)
 
-        self.context.set_result_dto(asset, FairValueGapDTO(
+        self.context.set_result_dto(asset, FairValueGapDTO.trusted(
             bullish_gap=state.bullish_gap,
             bearish_gap=state.bearish_gap,
             price_in_bullish_gap=in_bullish_gap,
@@ -82,9 +82,9 @@ class FairValueGapDetector(IWorker):
         first, candle = candles[-3], candles[-1]
         min_size = self.params.min_gap_pct / 100
         if candle.low > first.high and candle.low - first.high >= first.high * min_size:
-            state.bullish_gap = GapZone(bottom=first.high, top=candle.low, formed_at=candle.open_time)
+            state.bullish_gap = GapZone.trusted(bottom=first.high, top=candle.low, formed_at=candle.open_time)
         if candle.high < first.low and first.low - candle.high >= first.low * min_size:
-            state.bearish_gap = GapZone(bottom=candle.high, top=first.low, formed_at=candle.open_time)
+            state.bearish_gap = GapZone.trusted(bottom=candle.high, top=first.low, formed_at=candle.open_time)
 
     def _update_structure(self, state: _AssetState, candles: Sequence[Candle]) -> None:
         # Break of structure is judged against swings confirmed before this candle.

@@ -1,8 +1,10 @@
+from collections import deque
+
 from pydantic import Field
 
 from backend.dtos import EmaDTO, MarketRegimeDTO, Regime
-from backend.interfaces import IWorker, WorkerCategory, WorkerParams, since_last_gap
-from backend.workers.indicators import return_volatility_pct
+from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
+from backend.workers.indicators import volatility_of_returns_pct
 
 
 class MarketRegimeParams(WorkerParams):
@@ -18,7 +20,10 @@ class MarketRegimeClassifier(IWorker):
     """Volatile when returns swing more than high_volatility_pct; otherwise trending when the
     EMA spread exceeds the threshold and the close is on the same side of the slow EMA;
     otherwise ranging. Returns are taken from the run's history and never across a hole in the
-    data, so after one the regime is warming up until `volatility_window` returns follow it."""
+    data, so after one the regime is warming up until `volatility_window` returns follow it.
+
+    The returns are kept as they come (one division per candle, not a window's worth): they are
+    exactly those of the last `volatility_window + 1` closes of the history since its last hole."""
 
     plugin_name = "market_regime_classifier"
     category = WorkerCategory.CONTEXT
@@ -27,14 +32,24 @@ class MarketRegimeClassifier(IWorker):
     produces = (MarketRegimeDTO,)
     params: MarketRegimeParams
 
+    def __init__(self, params: MarketRegimeParams, services: WorkerServices) -> None:
+        super().__init__(params, services)
+        self._returns: dict[str, deque[float]] = {}  # per asset, the latest returns since the last hole
+        self._last_close: dict[str, float] = {}
+
     def process(self, asset: str) -> None:
-        close = self._base(asset).close
+        candle = self._candle(asset)
+        close = candle.close
         ema = self._require(asset, EmaDTO)
-        needed = self.params.history_needed()
-        closes = [candle.close for candle in since_last_gap(self.ohlcv.history(asset, needed))]
-        volatility = return_volatility_pct(closes) if len(closes) == needed else None
+        returns = self._returns.get(asset)
+        if returns is None or candle.missing_before:
+            returns = self._returns[asset] = deque(maxlen=self.params.volatility_window)
+        else:
+            returns.append(close / self._last_close[asset] - 1)
+        self._last_close[asset] = close
+        volatility = volatility_of_returns_pct(returns) if len(returns) == self.params.volatility_window else None
         spread = ema.spread_pct
-        self.context.set_result_dto(asset, MarketRegimeDTO(
+        self.context.set_result_dto(asset, MarketRegimeDTO.trusted(
             regime=self._classify(close, ema, spread, volatility),
             trend_strength_pct=spread,
             volatility_pct=volatility,

@@ -42,10 +42,10 @@ class VolatilityAssessor(IWorker):
         atr = self._atrs[asset]
         value = atr.update(candle.high, candle.low, candle.close)
         if value is None:
-            dto = VolatilityDTO(atr=None, atr_pct=None, risk_level=RiskLevel.WARMING_UP)
+            dto = VolatilityDTO.trusted(atr=None, atr_pct=None, risk_level=RiskLevel.WARMING_UP)
         else:
             atr_pct = value / candle.close * 100
-            dto = VolatilityDTO(atr=value, atr_pct=atr_pct, risk_level=self._level(atr_pct))
+            dto = VolatilityDTO.trusted(atr=value, atr_pct=atr_pct, risk_level=self._level(atr_pct))
         self.context.set_result_dto(asset, dto)
 
     def _level(self, atr_pct: float) -> RiskLevel:
