@@ -39,9 +39,6 @@ class _Route:
     runs: list[StrategyRun] = field(default_factory=list)
     bars_sent: int = 0
 
-    def bars(self, tick: RawTick) -> Sequence[RawTick]:
-        return (tick,) if self.resampler is None else self.resampler.add(tick)
-
 
 class EnvironmentFeed:
     def __init__(
@@ -191,6 +188,7 @@ class EnvironmentFeed:
     def _send_ticks(self) -> int:
         total = self._source.total_ticks
         live = total is None
+        routes = self._routes
         started = time.monotonic()
         next_report = self._progress_every_pct
         sent = 0
@@ -201,9 +199,14 @@ class EnvironmentFeed:
             if (live or sent % IDLE_CHECK_EVERY == 0) and all(run.status.ended for run in self._runs):
                 log.warning("environment_feed_idle", reason="no strategy run bound to it takes ticks any more")
                 break
-            for route in self._routes:
-                for bar in route.bars(tick):
-                    self._send(route, bar)
+            for route in routes:
+                if route.resampler is None:  # the base timeframe: the tick itself, to every run
+                    for run in route.runs:
+                        run.submit(tick)
+                    route.bars_sent += 1
+                else:
+                    for bar in route.resampler.add(tick):
+                        self._send(route, bar)
             sent += 1
             self.ticks_sent = sent
             if self._stop.is_set() or self._halt.is_set():

@@ -7,6 +7,7 @@ from backend.dtos import BaseContextDTO
 from backend.interfaces import Candle, ITradingContextProvider, IWorker, WorkerCategory
 from backend.market_data import RawTick
 from backend.portfolio import StrategyAccount
+from backend.portfolio.ledger import PortfolioValues, portfolio_snapshot
 
 log = structlog.get_logger(__name__)
 
@@ -39,6 +40,23 @@ class TickCacheManager:
         self._assets = frozenset(assets)
         self.current_worker: str | None = None
         self._abandoned = False
+        self._open: tuple[RawTick, PortfolioValues] | None = None  # the tick being processed
+        self._base_context = self._build_base_context  # bound once: handed to the cache every tick
+
+    def _build_base_context(self) -> BaseContextDTO:
+        """The open tick's base context (built once per tick, by the tick cache, on first use)."""
+        assert self._open is not None, "only called while a tick is open"
+        tick, portfolio = self._open
+        return BaseContextDTO.trusted(
+            asset=tick.symbol,
+            timestamp=tick.timestamp,
+            open=tick.open,
+            high=tick.high,
+            low=tick.low,
+            close=tick.close,
+            volume=tick.volume,
+            portfolio=portfolio_snapshot(portfolio),
+        )
 
     @property
     def history_needed(self) -> int:
@@ -61,18 +79,10 @@ class TickCacheManager:
         self._history.append(symbol, Candle(
             tick.timestamp, tick.open, tick.high, tick.low, tick.close, tick.volume, tick.missing_before
         ))
-        portfolio = self.account.open_tick(symbol, tick.close, tick.timestamp, trading)
+        # The account as of the tick's open, taken now and turned into DTOs only if a worker asks.
+        self._open = (tick, self.account.open_tick(symbol, tick.close, tick.timestamp, trading))
         context = self._context
-        context.start_new_tick(BaseContextDTO.trusted(
-            asset=symbol,
-            timestamp=tick.timestamp,
-            open=tick.open,
-            high=tick.high,
-            low=tick.low,
-            close=tick.close,
-            volume=tick.volume,
-            portfolio=portfolio,
-        ))
+        context.start_new_tick_lazily(symbol, self._base_context)
         try:
             for worker in self._workforce if trading else self._context_workers:
                 if self._abandoned:

@@ -1,4 +1,4 @@
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from backend.dtos import DTO, BaseContextDTO
@@ -14,21 +14,27 @@ class TradingContextProvider(ITradingContextProvider):
     Used by one strategy run's thread only, so it needs no lock.
     """
 
-    __slots__ = ("_base", "_cache")
-
     def __init__(self) -> None:
-        self._base: dict[str, BaseContextDTO] = {}
+        self._base: dict[str, BaseContextDTO | Callable[[], BaseContextDTO]] = {}  # a DTO, or what builds it
         self._cache: dict[str, dict[type[DTO], DTO]] = {}
 
     def start_new_tick(self, base_context: BaseContextDTO) -> None:
         self._base[base_context.asset] = base_context
         self._cache[base_context.asset] = {}
 
+    def start_new_tick_lazily(self, asset: str, base_context: Callable[[], BaseContextDTO]) -> None:
+        # Many ticks of many strategies never look at it: built on the first get_base_context.
+        self._base[asset] = base_context
+        self._cache[asset] = {}
+
     def get_base_context(self, asset: str) -> BaseContextDTO:
         try:
-            return self._base[asset]
+            base = self._base[asset]
         except KeyError:
             raise RuntimeError(f"no tick is open for {asset}") from None
+        if not isinstance(base, BaseContextDTO):
+            base = self._base[asset] = base()
+        return base
 
     def get_required_dtos(
         self, asset: str, dto_types: Sequence[type[DTO]], requester: str

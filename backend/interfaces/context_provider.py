@@ -1,5 +1,5 @@
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from backend.dtos import DTO, BaseContextDTO
@@ -14,6 +14,12 @@ class ITradingContextProvider(ABC):
     @abstractmethod
     def start_new_tick(self, base_context: BaseContextDTO) -> None:
         """Open a tick for base_context.asset; earlier DTOs of that asset are dropped."""
+
+    def start_new_tick_lazily(self, asset: str, base_context: Callable[[], BaseContextDTO]) -> None:
+        """`start_new_tick(base_context())`, except that a provider may call base_context only
+        when a worker first asks for it (it must then give the same DTO whenever it is called
+        within the tick)."""
+        self.start_new_tick(base_context())
 
     @abstractmethod
     def get_base_context(self, asset: str) -> BaseContextDTO: ...

@@ -50,7 +50,7 @@ class BacktestSource(TickSource):
             missing = candles.missing_before[row] if row != first else 0
             if missing:
                 log_data_gap(self._symbol, open_time, missing, self._timeframe)
-            yield RawTick(
+            yield RawTick.trusted(
                 symbol=self._symbol, timestamp=open_time,
                 open=candles.opens[row], high=candles.highs[row], low=candles.lows[row],
                 close=candles.closes[row], volume=candles.volumes[row], missing_before=missing,

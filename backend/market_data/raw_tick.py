@@ -1,12 +1,14 @@
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
+from backend.dtos.base import DTO
 
 
-class RawTick(BaseModel):
-    """One closed candle of one symbol, as an execution environment emits it (RAW_TICK)."""
+class RawTick(DTO):
+    """One closed candle of one symbol, as an execution environment emits it (RAW_TICK).
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    `RawTick(...)` validates; a source whose candles were checked already (a data file's rows,
+    by candle_checks as they were read) builds them with `RawTick.trusted(...)`.
+    """
 
     symbol: str
     timestamp: datetime  # candle open time, UTC

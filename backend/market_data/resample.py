@@ -115,7 +115,7 @@ class Resampler:
 
     def _emit(self, symbol: str) -> RawTick:
         bar = self._open.pop(symbol)
-        return RawTick(
+        return RawTick.trusted(  # made of base ticks a source has checked
             symbol=symbol, timestamp=utc_from_epoch(bar.start), open=bar.open, high=bar.high, low=bar.low,
             close=bar.close, volume=bar.volume, warmup=bar.warmup, missing_before=bar.missing_before,
             missing_within=self._candles_per_bar - bar.base_candles,

@@ -15,12 +15,12 @@ from datetime import datetime
 
 import structlog
 
-from backend.dtos import FillDTO, OrderDTO, OrderSide, PortfolioSnapshotDTO
+from backend.dtos import FillDTO, OrderDTO, OrderSide
 from backend.errors import OrderNotPlacedError
 from backend.interfaces import IBroker
 from backend.interfaces.journal import IAccountJournal, InMemoryJournal
 from backend.interfaces.order_gateway import IOrderGateway, OrderOutcome, OrderRequest, OutcomeStatus
-from backend.portfolio.ledger import AccountSummary, Ledger
+from backend.portfolio.ledger import AccountSummary, Ledger, PortfolioValues
 
 log = structlog.get_logger(__name__)
 
@@ -62,15 +62,16 @@ class StrategyAccount(IBroker):
 
     # --- the tick's frame (TickCacheManager) -------------------------------------------------
 
-    def open_tick(self, symbol: str, close: float, candle_time: datetime, trading: bool) -> PortfolioSnapshotDTO:
+    def open_tick(self, symbol: str, close: float, candle_time: datetime, trading: bool) -> PortfolioValues:
         """Mark the candle's close, settle what can be settled and, when it is traded, claim the
-        candle (its cursor, durably) before any worker acts on it; the account as workers see it."""
+        candle (its cursor, durably) before any worker acts on it; the account as workers see it
+        this tick (the values of its PortfolioSnapshotDTO: see ledger.portfolio_snapshot)."""
         self.ledger.mark(symbol, close)
         if self._unsettled and trading:
             self.settle(candle_time)
         if trading:
             self._advance_cursor(symbol, candle_time)
-        return self.ledger.snapshot(symbol)
+        return self.ledger.snapshot_values(symbol)
 
     def is_new(self, symbol: str, candle_time: datetime) -> bool:
         """False for a candle this account has processed already (before a restart, say)."""
@@ -81,19 +82,21 @@ class StrategyAccount(IBroker):
         """The candle is processed: close it on the equity curve and make it durable (a traded
         candle's cursor was written by open_tick already). A replayed older candle (warm-up after
         a restart) never moves the cursor back."""
-        if trading:
-            self.ledger.record_equity()
-        self._advance_cursor(symbol, candle_time, save_anyway=trading)
-
-    def _advance_cursor(self, symbol: str, candle_time: datetime, save_anyway: bool = False) -> None:
-        """candle_time becomes the symbol's cursor unless that would move it back; the account is
-        saved with the cursor when it moved (or save_anyway)."""
-        last = self._cursors.get(symbol)
-        moved = last is None or candle_time > last
-        if moved:
-            self._cursors[symbol] = candle_time
-        if (moved or save_anyway) and self._durable:
+        if not trading:
+            self._advance_cursor(symbol, candle_time)
+            return
+        self.ledger.record_equity()
+        if self._durable:
             self._journal.save(self.ledger.state, symbol, self._cursors[symbol])
+
+    def _advance_cursor(self, symbol: str, candle_time: datetime) -> None:
+        """candle_time becomes the symbol's cursor, saved with the account, unless that would
+        move it back."""
+        last = self._cursors.get(symbol)
+        if last is None or candle_time > last:
+            self._cursors[symbol] = candle_time
+            if self._durable:
+                self._journal.save(self.ledger.state, symbol, candle_time)
 
     def summary(self) -> AccountSummary:
         return self.ledger.summary()

@@ -6,11 +6,21 @@ of trades (fills are counted, the journal keeps them). Equity is computed once p
 price or of the account, not once per reader.
 """
 
+import math
 from dataclasses import dataclass
 
 from backend.dtos import AccountState, FillDTO, OrderSide, PortfolioSnapshotDTO, PositionState
 
 DUST_QUANTITY = 1e-12  # a position this small after a sell is float residue: flat
+
+# cash, position_qty, avg_entry_price (None when flat), equity, peak_equity: a PortfolioSnapshotDTO's fields
+PortfolioValues = tuple[float, float, float | None, float, float]
+
+
+def portfolio_snapshot(values: PortfolioValues) -> PortfolioSnapshotDTO:
+    cash, position_qty, avg_entry_price, equity, peak_equity = values
+    return PortfolioSnapshotDTO.trusted(cash=cash, position_qty=position_qty, avg_entry_price=avg_entry_price,
+                                        equity=equity, peak_equity=peak_equity)
 
 
 @dataclass(frozen=True)
@@ -63,23 +73,27 @@ class Ledger:
             equity = self._equity = self.state.cash + held
         return equity
 
-    def snapshot(self, asset: str) -> PortfolioSnapshotDTO:
+    def snapshot_values(self, asset: str) -> PortfolioValues:
+        """What `snapshot` holds, as a plain tuple (cheap to take on every tick)."""
         state = self.state
         position = state.positions.get(asset)
-        held = position is not None and position.qty > 0
-        return PortfolioSnapshotDTO.trusted(
-            cash=state.cash,
-            position_qty=position.qty if position is not None else 0.0,
-            avg_entry_price=position.avg_entry_price if held else None,  # type: ignore[union-attr]
-            equity=self.equity(),
-            peak_equity=state.peak_equity,
-        )
+        if position is None or position.qty <= 0:
+            return state.cash, 0.0 if position is None else position.qty, None, self.equity(), state.peak_equity
+        return state.cash, position.qty, position.avg_entry_price, self.equity(), state.peak_equity
+
+    def snapshot(self, asset: str) -> PortfolioSnapshotDTO:
+        return portfolio_snapshot(self.snapshot_values(asset))
 
     def capped_quantity(self, asset: str, side: OrderSide, quantity: float, price: float, fee_rate: float) -> float:
         """quantity cut to what this spot account can do: buys to the cash (fee included),
         sells to the position held; never short, never below zero cash."""
         if side is OrderSide.BUY:
-            return min(quantity, max(self.state.cash, 0.0) / (price * (1 + fee_rate)))
+            cash = max(self.state.cash, 0.0)
+            affordable = cash / (price * (1 + fee_rate))
+            # The division rounds: step down until the cost, as apply_fill will book it, fits.
+            while affordable > 0 and affordable * price + affordable * price * fee_rate > cash:
+                affordable = math.nextafter(affordable, 0.0)
+            return min(quantity, affordable)
         return min(quantity, self.position(asset).qty)
 
     def apply_fill(self, fill: FillDTO) -> None:

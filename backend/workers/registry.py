@@ -7,7 +7,9 @@ from backend.workers.context.market_regime_classifier import MarketRegimeClassif
 from backend.workers.context.volatility_assessor import VolatilityAssessor
 from backend.workers.execution.market_order_executor import MarketOrderExecutor
 from backend.workers.opportunity.dca_schedule_opportunity import DcaScheduleOpportunity
+from backend.workers.opportunity.ema_cross_opportunity import EmaCrossOpportunity
 from backend.workers.opportunity.fvg_reentry_opportunity import FvgReentryOpportunity
+from backend.workers.planning.all_in_planner import AllInPlanner
 from backend.workers.planning.dca_planner import DcaPlanner
 from backend.workers.planning.position_sizer import PositionSizer
 from backend.workers.threat.drawdown_threat import DrawdownThreat
@@ -22,10 +24,12 @@ PLUGINS: dict[str, type[IWorker]] = {
         FairValueGapDetector,
         FvgReentryOpportunity,
         DcaScheduleOpportunity,
+        EmaCrossOpportunity,
         DrawdownThreat,
         VolatilityThreat,
         PositionSizer,
         DcaPlanner,
+        AllInPlanner,
         MarketOrderExecutor,
     )
 }

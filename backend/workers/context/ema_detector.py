@@ -35,8 +35,9 @@ class EmaDetector(IWorker):
         self._emas: dict[str, tuple[Ema, Ema]] = {}
 
     def process(self, asset: str) -> None:
-        close = self._base(asset).close
-        if asset not in self._emas or self._candle(asset).missing_before:
+        candle = self._candle(asset)
+        close = candle.close
+        if asset not in self._emas or candle.missing_before:
             self._emas[asset] = (Ema(self.params.fast_period), Ema(self.params.slow_period))
         fast, slow = self._emas[asset]
         self.context.set_result_dto(asset, EmaDTO.trusted(

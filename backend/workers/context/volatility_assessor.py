@@ -36,8 +36,8 @@ class VolatilityAssessor(IWorker):
         self._atrs: dict[str, WilderAtr] = {}
 
     def process(self, asset: str) -> None:
-        candle = self._base(asset)
-        if asset not in self._atrs or self._candle(asset).missing_before:
+        candle = self._candle(asset)
+        if asset not in self._atrs or candle.missing_before:
             self._atrs[asset] = WilderAtr(self.params.atr_period)
         atr = self._atrs[asset]
         value = atr.update(candle.high, candle.low, candle.close)

@@ -1,0 +1,169 @@
+"""The whole benchmark table in one run: every figure below is measured now, on this machine,
+and every ratio compares two figures of this same run.
+
+    python bench/run_all.py [--candles 200000] [--blueprint-candles 50000] [--baseline main]
+
+Rows:
+- peers: the EMA(12)/EMA(26) crossover (config/strategies/ema_cross.yaml) through the full
+  service, one run, against backtesting.py and backtrader on the same candles (bench/peers.py
+  says how the semantics are matched). Trades are compared on the shipped sample and on the long
+  series: fills and final equity to the cent. The peers are installed into this interpreter's
+  environment when missing (`pip install backtesting backtrader`).
+- overhead: a workforce with no computation (one market_order_executor, which finds no plan and
+  returns): what the daemon itself costs per candle and run (feed, hand-off, tick cache, account),
+  with 1 and 10 runs on one environment.
+- shipped blueprints: ICT/SMC and smart DCA through the full service, one run, against the same
+  measurement of the `--baseline` git revision (extracted with `git archive` into a temporary
+  directory and run with the same script).
+- memory: 1, 100 and 1,000 runs of ICT/SMC on one environment over the shipped sample: bytes per
+  run of its parts (tick cache, candle history, account, workers, the run itself) and the peak
+  RSS of the process.
+
+Each opdaemon case runs in a fresh interpreter (bench/service_case.py).
+"""
+
+import argparse
+import importlib.util
+import json
+import subprocess
+import sys
+import tarfile
+import tempfile
+from io import BytesIO
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(BENCH))
+
+from candles import SAMPLE, mirrored, sample_rows, write_csv  # noqa: E402
+
+STRATEGIES = REPO / "config" / "strategies"
+EMA_CROSS = STRATEGIES / "ema_cross.yaml"
+BLUEPRINTS = {"ICT/SMC": STRATEGIES / "ict_smc_strategy.yaml", "smart DCA": STRATEGIES / "smart_dca_btc.yaml"}
+EXECUTOR_ONLY = {
+    "display_name": "no computation", "assets": ["BTC/USD"], "timeframe": "1h",
+    "workforce": {"execution": [{"plugin": "market_order_executor"}]},
+}
+
+
+def ensure_peers() -> None:
+    missing = [name for name in ("backtesting", "backtrader") if importlib.util.find_spec(name) is None]
+    if missing:
+        print(f"installing {' '.join(missing)} ...", flush=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
+
+
+def service_case(blueprint: Path, data: Path, runs: int = 1, memory: bool = False,
+                 code: Path = REPO) -> dict:
+    command = [sys.executable, str(BENCH / "service_case.py"), str(blueprint), str(data), "--runs", str(runs)]
+    if memory:
+        command.append("--memory")
+    env = {"PYTHONPATH": str(code), "PATH": ""}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=code, check=False)
+    if done.returncode:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr}")
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def baseline_checkout(revision: str, into: Path) -> Path:
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", revision], capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into
+
+
+def rate(result: dict) -> float:
+    return result["candles"] / result["seconds"]
+
+
+def same(fills: list[int], equities: list[float]) -> str:
+    return "yes" if len(set(fills)) == 1 and len({round(e, 2) for e in equities}) == 1 else "NO"
+
+
+def peers(candles: int, tmp: Path) -> None:
+    import pandas as pd
+    from peers import frame, run_backtesting, run_backtrader
+
+    first, rows = sample_rows()
+    print(f"\n## EMA(12)/EMA(26) crossover, one run ({candles:,} hourly candles; trades checked on the sample too)")
+    print(f"{'':<26}{'candles/s':>12}{'fills':>8}{'final equity':>16}{'opdaemon is':>14}")
+    for label, series in (("shipped sample", rows), ("long series", mirrored(rows, candles))):
+        data_file = write_csv(tmp / f"{label.replace(' ', '_')}.csv", first, series) if series is not rows else SAMPLE
+        data = frame(pd.Timestamp(first), series)
+        ours = service_case(EMA_CROSS, data_file)
+        results = {"opdaemon (full service)": (ours["seconds"], ours["trades"], ours["final_equity"]),
+                   "backtesting.py": run_backtesting(data), "backtrader": run_backtrader(data)}
+        ours_rate = len(series) / results["opdaemon (full service)"][0]
+        print(f"{label} ({len(series):,} candles)")
+        for name, (seconds, fills, equity) in results.items():
+            speed = len(series) / seconds
+            ratio = "" if name.startswith("opdaemon") else f"{ours_rate / speed:.2f}x"
+            print(f"  {name:<24}{speed:>12,.0f}{fills:>8}{equity:>16,.2f}{ratio:>14}")
+        print(f"  identical trades (fills, final equity to the cent): "
+              f"{same([r[1] for r in results.values()], [r[2] for r in results.values()])}")
+
+
+def overhead(candles: int, tmp: Path) -> None:
+    import yaml
+
+    first, rows = sample_rows()
+    data_file = write_csv(tmp / "overhead.csv", first, mirrored(rows, candles))
+    blueprint = tmp / "executor_only.yaml"
+    blueprint.write_text(yaml.safe_dump(EXECUTOR_ONLY))
+    print(f"\n## Daemon overhead: no computation in the workforce ({candles:,} candles)")
+    print(f"{'runs on one environment':<26}{'µs per candle per run':>24}")
+    for runs in (1, 10):
+        result = service_case(blueprint, data_file, runs=runs)
+        print(f"  {runs:<24}{result['seconds'] / result['candles'] / runs * 1e6:>24.2f}")
+
+
+def blueprints(candles: int, baseline: str, tmp: Path) -> None:
+    first, rows = sample_rows()
+    data_file = write_csv(tmp / "blueprints.csv", first, mirrored(rows, candles))
+    old = baseline_checkout(baseline, tmp / "baseline")
+    print(f"\n## Shipped blueprints, one run, full service ({candles:,} candles)")
+    print(f"{'':<14}{f'{baseline} candles/s':>20}{'now candles/s':>16}{'now is':>10}{'same trades':>14}")
+    for name, path in BLUEPRINTS.items():
+        before, now = service_case(path, data_file, code=old), service_case(path, data_file)
+        same_trades = same([before["trades"], now["trades"]], [before["final_equity"], now["final_equity"]])
+        print(f"  {name:<12}{rate(before):>20,.0f}{rate(now):>16,.0f}{rate(now) / rate(before):>9.2f}x{same_trades:>14}")
+
+
+def memory() -> None:
+    print("\n## Memory, ICT/SMC on one environment (the shipped sample, 2,160 candles)")
+    print(f"{'runs':>6}{'tick cache':>12}{'history':>10}{'account':>10}{'workers':>10}{'run':>10}"
+          f"{'per run':>10}{'peak RSS':>12}")
+    for runs in (1, 100, 1000):
+        result = service_case(BLUEPRINTS["ICT/SMC"], SAMPLE, runs=runs, memory=True)
+        parts = result["per_run_bytes"]
+        print(f"{runs:>6}{parts['provider']:>12,}{parts['history']:>10,}{parts['account']:>10,}"
+              f"{parts['workers']:>10,}{parts['run']:>10,}{sum(parts.values()):>10,}"
+              f"{result['max_rss_bytes'] / 2**20:>10.0f} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--candles", type=int, default=200_000, help="the long series of the peer comparison")
+    parser.add_argument("--blueprint-candles", type=int, default=50_000, help="candles of the shipped blueprints' rows")
+    parser.add_argument("--overhead-candles", type=int, default=100_000)
+    parser.add_argument("--baseline", default="main", help="git revision the shipped blueprints are compared with")
+    parser.add_argument("--only", choices=("peers", "overhead", "blueprints", "memory"), action="append")
+    args = parser.parse_args()
+    ensure_peers()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        only = args.only or ["peers", "overhead", "blueprints", "memory"]
+        if "peers" in only:
+            peers(args.candles, tmp)
+        if "overhead" in only:
+            overhead(args.overhead_candles, tmp)
+        if "blueprints" in only:
+            blueprints(args.blueprint_candles, args.baseline, tmp)
+        if "memory" in only:
+            memory()
+
+
+if __name__ == "__main__":
+    main()
