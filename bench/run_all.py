@@ -128,7 +128,8 @@ def blueprints(candles: int, baseline: str, tmp: Path) -> None:
     for name, path in BLUEPRINTS.items():
         before, now = service_case(path, data_file, code=old), service_case(path, data_file)
         same_trades = same([before["trades"], now["trades"]], [before["final_equity"], now["final_equity"]])
-        print(f"  {name:<12}{rate(before):>20,.0f}{rate(now):>16,.0f}{rate(now) / rate(before):>9.2f}x{same_trades:>14}")
+        speedup = rate(now) / rate(before)
+        print(f"  {name:<12}{rate(before):>20,.0f}{rate(now):>16,.0f}{speedup:>9.2f}x{same_trades:>14}")
 
 
 def memory() -> None:

@@ -108,11 +108,15 @@ def main() -> None:
     from services.operation_service import OperationService
 
     with tempfile.TemporaryDirectory() as tmp:
-        service = OperationService(load_operation(write_tree(Path(tmp), args.blueprint, args.data, args.runs, args.fee)))
+        operation = write_tree(Path(tmp), args.blueprint, args.data, args.runs, args.fee)
+        service = OperationService(load_operation(operation))
         started = time.perf_counter()
         summaries = service.run()
         seconds = time.perf_counter() - started
+    import backend
+
     result: dict[str, object] = {
+        "code": str(Path(backend.__file__).resolve().parents[1]),
         "seconds": seconds,
         "candles": summaries[0].ticks_processed,
         "statuses": sorted({summary.status.value for summary in summaries}),

@@ -207,6 +207,9 @@ class EnvironmentFeed:
                 else:
                     for bar in route.resampler.add(tick):
                         self._send(route, bar)
+            if live:  # a live candle is handed over at once, not when a batch has filled
+                for run in self._runs:
+                    run.wake()
             sent += 1
             self.ticks_sent = sent
             if self._stop.is_set() or self._halt.is_set():

@@ -2,8 +2,9 @@
 
 The hand-off between the feed's thread and the run's is a deque the feed appends to and the run
 takes from: neither takes a lock per tick. A lock is only taken to sleep and to wake the other
-side (the run when it found nothing to do, the feed when the queue was full and half of it has
-been taken since), so a backtest's ticks cross in runs of hundreds per wake-up, and a live candle is taken as soon as it is added.
+side (the run when it found nothing to do and a batch has come, the feed when the queue was full
+and half of it has been taken since), so a backtest's ticks cross in runs of dozens to hundreds
+per wake-up, and a live candle is taken as soon as it is added.
 
 Invariants: the consuming thread never dies outside its error handling; at most `queue_size`
 ticks wait; a full queue makes the feed wait, so no tick is dropped while the run takes ticks;
@@ -31,7 +32,10 @@ from services.tick_cache_manager import TickCacheManager
 
 log = structlog.get_logger(__name__)
 
-QUEUE_POLL_SECONDS = 0.1  # how often a waiting feed or an idle run looks at the stop event
+QUEUE_POLL_SECONDS = 0.1  # how often a waiting feed or an idle run looks at the stop event (and the queue)
+# A backtest's feed wakes an idle run once this many ticks wait (waking it on every tick would
+# cost a thread switch per tick); a live feed wakes it on every candle (`wake`).
+WAKE_AFTER_TICKS = 64
 # Upper bounds (seconds) of the tick latency histogram the status server exports; +Inf is implied.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -89,6 +93,7 @@ class StrategyRun:
         self.tick_manager = tick_manager
         self._stop = stop
         self._capacity = max(1, queue_size)
+        self._wake_after = min(WAKE_AFTER_TICKS, self._capacity)
         self._ticks: deque[RawTick] = deque()  # appended by the feed's thread, taken by the run's
         self._end_status: RunStatus | None = None  # set by finish(): no tick comes after the queued ones
         self._closed = False  # the run has ended: the feed's cheap per-tick check
@@ -126,12 +131,18 @@ class StrategyRun:
         if self._closed or (len(ticks) >= self._capacity and not self._wait_for_room()):
             return False
         ticks.append(tick)
-        # The flag is read after the append and the run sets it before it looks at the queue
-        # (under the lock it sleeps with), so either it sees the tick or it is woken here.
+        if len(ticks) >= self._wake_after:
+            self.wake()
+        return True
+
+    def wake(self) -> None:
+        """Wake the run if it sleeps on an empty queue: the feed calls it after every candle of a
+        live source (never kept waiting); a backtest's ticks wake it by the batch, in submit.
+        The flag is read after the append and the run sets it before it looks at the queue
+        (under the lock it sleeps with), so either the run sees the tick or it is woken here."""
         if self._run_waiting:
             with self._lock:
                 self._ticks_ready.notify()
-        return True
 
     def finish(self, status: RunStatus) -> None:
         """No more ticks will come: the run ends with status once the queue is drained."""

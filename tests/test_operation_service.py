@@ -13,7 +13,7 @@ from backend.config import ResolvedLink, WorkerSpec, load_operation
 from backend.errors import ConfigError, SettingError
 from backend.market_data import RawTick, TickSource
 from services.operation_service import OperationService
-from services.strategy_run import RunStatus
+from services.strategy_run import QUEUE_POLL_SECONDS, RunStatus
 from services.worker_factory import WorkerFactory
 from tests.helpers import REPO, backtest_environment, tick, write_config_tree, write_csv
 from tests.probes import PLUGINS_WITH_PROBE, RECORDS, probe_blueprint
@@ -154,6 +154,18 @@ def test_a_full_queue_makes_the_feed_wait_and_drops_nothing(tmp_path):
     summaries = service.run()
     assert [(s.status, s.ticks_processed) for s in summaries] == [(RunStatus.COMPLETED, 60)] * 2
     assert [seen.timestamp for seen in RECORDS["slow"]] == [t.timestamp for t in ticks]
+
+
+def test_a_queue_that_stays_full_longer_than_the_feed_polls_still_drops_nothing(tmp_path):
+    # Each tick of "slow" outlasts several of the feed's waits on its full one-tick queue.
+    assert QUEUE_POLL_SECONDS < 0.15
+    ticks = wavy_ticks(5)
+    blueprints = {"slow": probe_blueprint("slow", sleep_seconds=0.15), "fast": probe_blueprint("fast")}
+    service = service_for(tmp_path, [("slow", "bt"), ("fast", "bt")], blueprints, ticks=ticks, queue_size=1)
+    summaries = service.run()
+    assert [(s.status, s.ticks_processed) for s in summaries] == [(RunStatus.COMPLETED, 5)] * 2
+    assert [seen.timestamp for seen in RECORDS["slow"]] == [t.timestamp for t in ticks]
+    assert [seen.timestamp for seen in RECORDS["fast"]] == [t.timestamp for t in ticks]
 
 
 def test_the_watchdog_abandons_a_stalled_run_and_its_order_never_happens(tmp_path):

@@ -1,6 +1,7 @@
 import pytest
 
 from backend.dtos import (
+    EmaDTO,
     FillDTO,
     OpportunitySignalDTO,
     OrderDTO,
@@ -16,7 +17,9 @@ from backend.workers.context.market_regime_classifier import MarketRegimeClassif
 from backend.workers.context.volatility_assessor import VolatilityAssessor
 from backend.workers.execution.market_order_executor import MarketOrderExecutor
 from backend.workers.opportunity.dca_schedule_opportunity import DcaScheduleOpportunity
+from backend.workers.opportunity.ema_cross_opportunity import EmaCrossOpportunity
 from backend.workers.opportunity.fvg_reentry_opportunity import FvgReentryOpportunity
+from backend.workers.planning.all_in_planner import AllInPlanner
 from backend.workers.planning.dca_planner import DcaPlanner
 from backend.workers.planning.position_sizer import PositionSizer
 from backend.workers.threat.drawdown_threat import DrawdownThreat
@@ -213,3 +216,62 @@ def test_dca_pauses_while_volatility_is_high():
     out = pipeline.feed([tick(0, 100, high=104, low=96), tick(1, 100, high=104, low=96)])  # ATR 8 %
     assert out[1][ThreatSignalDTO].action is ThreatAction.BLOCK_ENTRIES
     assert OpportunitySignalDTO in out[1] and TradePlanDTO not in out[1]
+
+
+# --- EMA crossover, all in or out -------------------------------------------------------------
+
+
+def ema_cross_pipeline(fee_rate: float = 0.0, **planner: float) -> Pipeline:
+    return Pipeline(
+        [
+            (EmaDetector, {"fast_period": 2, "slow_period": 3}),
+            (EmaCrossOpportunity, {}),
+            (DrawdownThreat, {"block_entries_at_pct": 50, "exit_at_pct": 60}),
+            (AllInPlanner, planner),
+            (MarketOrderExecutor, {}),
+        ],
+        [EmaDTO, OpportunitySignalDTO, TradePlanDTO, FillDTO],
+        fee_rate=fee_rate,
+    )
+
+
+def test_ema_cross_buys_with_all_the_cash_on_a_cross_up_and_sells_everything_on_a_cross_down():
+    pipeline = ema_cross_pipeline()
+    closes = [10, 10, 10, 9, 8, 12, 14, 15, 11, 9, 8]
+    out = pipeline.feed(ticks_from_closes(closes))
+    signals = {i: t[OpportunitySignalDTO].side for i, t in enumerate(out) if OpportunitySignalDTO in t}
+    # Each signal is a cross: fast below slow on the candle before, above on this one (or back).
+    for i, side in signals.items():
+        before, now = out[i - 1][EmaDTO], out[i][EmaDTO]
+        assert (before.fast - before.slow) * (now.fast - now.slow) < 0
+        assert side is (OrderSide.BUY if now.fast > now.slow else OrderSide.SELL)
+    assert list(signals.values()) == [OrderSide.BUY, OrderSide.SELL]
+    (buy_at, sell_at) = signals
+    buy, sell = out[buy_at][FillDTO], out[sell_at][FillDTO]
+    assert (buy.side, buy.price) == (OrderSide.BUY, closes[buy_at])
+    assert buy.quantity * buy.price <= 10_000 and buy.quantity == pytest.approx(10_000 / closes[buy_at])
+    assert (sell.side, sell.quantity, sell.price) == (OrderSide.SELL, buy.quantity, closes[sell_at])
+    assert pipeline.ledger.cash == pytest.approx(10_000 * closes[sell_at] / closes[buy_at])
+    assert pipeline.ledger.position("BTC/USD").qty == 0
+
+
+def test_ema_cross_sees_no_cross_while_warming_up_or_across_a_hole():
+    pipeline = ema_cross_pipeline()
+    # Down then up, but the rise comes right after a hole: the EMAs reseed, so no cross is seen.
+    out = pipeline.feed([*ticks_from_closes([10, 9, 8, 7]), tick(10, 20, missing_before=6), tick(11, 21)])
+    assert all(OpportunitySignalDTO not in t for t in out)
+    assert out[4][EmaDTO].slow is None
+
+
+def test_all_in_buy_pays_the_fee_from_the_cash_and_never_takes_it_below_zero():
+    pipeline = ema_cross_pipeline(fee_rate=0.0026)
+    pipeline.feed(ticks_from_closes([10, 10, 10, 9, 8, 12.345678]))
+    (fill,) = [t[FillDTO] for t in pipeline.recorder.ticks if FillDTO in t]
+    assert fill.side is OrderSide.BUY and fill.quantity * fill.price * 1.0026 == pytest.approx(10_000)
+    assert 0 <= pipeline.ledger.cash < 1e-6
+
+
+def test_all_in_planner_leaves_a_signal_below_its_minimum_cash_alone():
+    pipeline = ema_cross_pipeline(min_order_quote=20_000)
+    out = pipeline.feed(ticks_from_closes([10, 10, 10, 9, 8, 12]))
+    assert OpportunitySignalDTO in out[5] and TradePlanDTO not in out[5]

@@ -25,7 +25,10 @@ class OhlcvProvider(IOhlcvProvider):
 
     def append(self, asset: str, candle: Candle) -> None:
         """Record the current tick's candle of asset (the oldest drops out once full)."""
-        self._candles.setdefault(asset, deque(maxlen=self._capacity)).append(candle)
+        candles = self._candles.get(asset)
+        if candles is None:  # not setdefault: that would build a deque on every call
+            candles = self._candles[asset] = deque(maxlen=self._capacity)
+        candles.append(candle)
 
     def latest(self, asset: str) -> Candle:
         candles = self._candles.get(asset)

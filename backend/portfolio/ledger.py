@@ -67,9 +67,9 @@ class Ledger:
     def equity(self) -> float:
         equity = self._equity
         if equity is None:
-            held = sum(
-                p.qty * self._last_prices.get(a, p.avg_entry_price) for a, p in self.state.positions.items()
-            )
+            held, prices = 0.0, self._last_prices
+            for asset, position in self.state.positions.items():
+                held += position.qty * prices.get(asset, position.avg_entry_price)
             equity = self._equity = self.state.cash + held
         return equity
 

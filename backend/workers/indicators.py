@@ -60,7 +60,7 @@ def volatility_of_returns_pct(returns: Collection[float]) -> float:
     """Sample standard deviation of returns (at least 2, oldest first), in percent."""
     count = len(returns)
     mean = sum(returns) / count
-    variance = sum((r - mean) ** 2 for r in returns) / (count - 1)
+    variance = sum([(r - mean) ** 2 for r in returns]) / (count - 1)  # a list: faster than a generator, same sum
     return math.sqrt(variance) * 100
 
 

@@ -24,6 +24,6 @@ class DcaScheduleOpportunity(IWorker):
     def process(self, asset: str) -> None:
         self._bars[asset] = self._bars.get(asset, 0) + 1
         if self._bars[asset] % self.params.interval_bars == 0:
-            self.context.set_result_dto(asset, OpportunitySignalDTO(
+            self.context.set_result_dto(asset, OpportunitySignalDTO.trusted(
                 side=OrderSide.BUY, reason=f"scheduled buy every {self.params.interval_bars} bars"
             ))

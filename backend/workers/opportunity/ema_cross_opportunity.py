@@ -32,6 +32,6 @@ class EmaCrossOpportunity(IWorker):
             side, direction = OrderSide.SELL, "below"
         else:
             return
-        self.context.set_result_dto(asset, OpportunitySignalDTO(
+        self.context.set_result_dto(asset, OpportunitySignalDTO.trusted(
             side=side, reason=f"EMA({ema.fast_period}) crossed {direction} EMA({ema.slow_period})",
         ))

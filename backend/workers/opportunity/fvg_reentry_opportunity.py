@@ -38,7 +38,7 @@ class FvgReentryOpportunity(IWorker):
             or regime not in self.params.allowed_regimes
         ):
             return
-        self.context.set_result_dto(asset, OpportunitySignalDTO(
+        self.context.set_result_dto(asset, OpportunitySignalDTO.trusted(
             side=OrderSide.BUY,
             reason=f"re-entry into bullish FVG {gap.bottom:.2f}-{gap.top:.2f}, regime {regime}",
             stop_price=gap.bottom * (1 - self.params.stop_buffer_pct / 100),

@@ -33,5 +33,5 @@ class DrawdownThreat(IWorker):
         else:
             return
         self.context.set_result_dto(
-            asset, ThreatSignalDTO(action=action, reason=f"drawdown {drawdown:.2f}% from peak equity")
+            asset, ThreatSignalDTO.trusted(action=action, reason=f"drawdown {drawdown:.2f}% from peak equity")
         )

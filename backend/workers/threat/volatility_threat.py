@@ -13,7 +13,7 @@ class VolatilityThreat(IWorker):
     def process(self, asset: str) -> None:
         volatility = self._require(asset, VolatilityDTO)
         if volatility.risk_level is RiskLevel.HIGH:
-            self.context.set_result_dto(asset, ThreatSignalDTO(
+            self.context.set_result_dto(asset, ThreatSignalDTO.trusted(
                 action=ThreatAction.BLOCK_ENTRIES,
                 reason=f"high volatility: ATR {volatility.atr_pct:.2f}% of price",
             ))
