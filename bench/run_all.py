@@ -15,7 +15,8 @@ Rows:
 - shipped blueprints: ICT/SMC and smart DCA through the full service, one run, against the same
   measurement of the `--baseline` git revision (extracted with `git archive` into a temporary
   directory and run with the same script).
-- memory: 1, 100 and 1,000 runs of ICT/SMC on one environment over the shipped sample: bytes per
+- memory: 1, 100 and 1,000 runs of ICT/SMC on one environment (the sample's first candles, more than
+  the 50 its history keeps): bytes per
   run of its parts (tick cache, candle history, account, workers, the run itself) and the peak
   RSS of the process.
 
@@ -132,12 +133,14 @@ def blueprints(candles: int, baseline: str, tmp: Path) -> None:
         print(f"  {name:<12}{rate(before):>20,.0f}{rate(now):>16,.0f}{speedup:>9.2f}x{same_trades:>14}")
 
 
-def memory() -> None:
-    print("\n## Memory, ICT/SMC on one environment (the shipped sample, 2,160 candles)")
+def memory(candles: int, tmp: Path) -> None:
+    first, rows = sample_rows()
+    data_file = write_csv(tmp / "memory.csv", first, rows[:candles])
+    print(f"\n## Memory, ICT/SMC on one environment (the first {candles:,} candles of the shipped sample)")
     print(f"{'runs':>6}{'tick cache':>12}{'history':>10}{'account':>10}{'workers':>10}{'run':>10}"
           f"{'per run':>10}{'peak RSS':>12}")
     for runs in (1, 100, 1000):
-        result = service_case(BLUEPRINTS["ICT/SMC"], SAMPLE, runs=runs, memory=True)
+        result = service_case(BLUEPRINTS["ICT/SMC"], data_file, runs=runs, memory=True)
         parts = result["per_run_bytes"]
         print(f"{runs:>6}{parts['provider']:>12,}{parts['history']:>10,}{parts['account']:>10,}"
               f"{parts['workers']:>10,}{parts['run']:>10,}{sum(parts.values()):>10,}"
@@ -149,6 +152,7 @@ def main() -> None:
     parser.add_argument("--candles", type=int, default=200_000, help="the long series of the peer comparison")
     parser.add_argument("--blueprint-candles", type=int, default=50_000, help="candles of the shipped blueprints' rows")
     parser.add_argument("--overhead-candles", type=int, default=100_000)
+    parser.add_argument("--memory-candles", type=int, default=600, help="candles of the memory rows (history: 50)")
     parser.add_argument("--baseline", default="main", help="git revision the shipped blueprints are compared with")
     parser.add_argument("--only", choices=("peers", "overhead", "blueprints", "memory"), action="append")
     args = parser.parse_args()
@@ -163,7 +167,7 @@ def main() -> None:
         if "blueprints" in only:
             blueprints(args.blueprint_candles, args.baseline, tmp)
         if "memory" in only:
-            memory()
+            memory(args.memory_candles, tmp)
 
 
 if __name__ == "__main__":
