@@ -1,10 +1,11 @@
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pydantic import Field
 
 from backend.dtos import FairValueGapDTO, GapZone, MarketStructure
-from backend.interfaces import Candle, IWorker, WorkerCategory, WorkerParams, WorkerServices, since_last_gap
+from backend.interfaces import Candle, IWorker, WorkerCategory, WorkerParams, WorkerServices
 
 
 class FairValueGapParams(WorkerParams):
@@ -17,6 +18,7 @@ class FairValueGapParams(WorkerParams):
 
 @dataclass
 class _AssetState:
+    window: deque[Candle]  # the latest candles since the last hole, as many as a swing needs
     bullish_gap: GapZone | None = None
     bearish_gap: GapZone | None = None
     structure: MarketStructure = MarketStructure.NEUTRAL
@@ -32,9 +34,10 @@ class FairValueGapDetector(IWorker):
     candle whose high/low beats `swing_lookback` candles on each side; a close beyond the last
     swing high (low) is a break of structure to bullish (bearish).
 
-    Candles come from the run's history and a pattern never spans a hole in the data. After a
-    hole everything is forgotten (open gaps, swings, structure): price may have filled or broken
-    them while no candle was seen.
+    Candles come from the run's history (the current one each tick, kept in a window of the
+    last `2 * swing_lookback + 1`) and a pattern never spans a hole in the data. After a hole
+    everything is forgotten (open gaps, swings, structure): price may have filled or broken them
+    while no candle was seen.
     """
 
     plugin_name = "fair_value_gap_detector"
@@ -48,11 +51,12 @@ class FairValueGapDetector(IWorker):
         self._states: dict[str, _AssetState] = {}
 
     def process(self, asset: str) -> None:
-        candles = since_last_gap(self.ohlcv.history(asset, self.params.history_needed()))
-        candle = candles[-1]
-        if asset not in self._states or candle.missing_before:
-            self._states[asset] = _AssetState()
-        state = self._states[asset]
+        candle = self._candle(asset)
+        state = self._states.get(asset)
+        if state is None or candle.missing_before:
+            state = self._states[asset] = _AssetState(deque(maxlen=self.params.history_needed()))
+        candles = state.window
+        candles.append(candle)
 
         self._fill_gaps(state, candle)
         gap = state.bullish_gap
@@ -97,8 +101,8 @@ class FairValueGapDetector(IWorker):
             return
         lookback = self.params.swing_lookback
         middle = candles[lookback]
-        others = [*candles[:lookback], *candles[lookback + 1 :]]
-        if all(middle.high > c.high for c in others):
+        others = [candle for index, candle in enumerate(candles) if index != lookback]
+        if middle.high > max([c.high for c in others]):
             state.swing_high = middle.high
-        if all(middle.low < c.low for c in others):
+        if middle.low < min([c.low for c in others]):
             state.swing_low = middle.low
