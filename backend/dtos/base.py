@@ -5,6 +5,7 @@ exchange, files); `Model.trusted(...)` builds the same immutable model without v
 values the daemon computed itself on the hot path, and fills in the field defaults the same way.
 """
 
+from collections.abc import Callable
 from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict
@@ -18,17 +19,23 @@ class DTO(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    # Per class, filled in when pydantic has built it: the defaults `trusted` fills in, and the
-    # fields-set every trusted instance shares (a frozen model never changes it).
+    # Per class, filled in when pydantic has built it: the defaults `trusted` fills in (values,
+    # and factories called per instance), and the fields-set every trusted instance shares (a
+    # frozen model never changes it).
     _trusted_defaults: ClassVar[dict[str, Any]] = {}
+    _trusted_factories: ClassVar[dict[str, Callable[[], Any]]] = {}
     _trusted_fields_set: ClassVar[set[str]] = set()
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
+        optional = {name: field for name, field in cls.model_fields.items() if not field.is_required()}
         cls._trusted_defaults = {
-            name: field.get_default(call_default_factory=True)
-            for name, field in cls.model_fields.items() if not field.is_required()
+            name: field.default for name, field in optional.items() if field.default_factory is None
+        }
+        cls._trusted_factories = {
+            name: field.default_factory for name, field in optional.items()  # type: ignore[misc]
+            if field.default_factory is not None
         }
         cls._trusted_fields_set = set(cls.model_fields)
 
@@ -39,6 +46,9 @@ class DTO(BaseModel):
         Never for data from outside the process."""
         if cls._trusted_defaults:
             values = {**cls._trusted_defaults, **values}
+        for name, factory in cls._trusted_factories.items():
+            if name not in values:
+                values[name] = factory()
         dto = _new(cls)
         _set(dto, "__dict__", values)
         _set(dto, "__pydantic_fields_set__", cls._trusted_fields_set)
