@@ -74,17 +74,42 @@ def deep_size(obj: object, seen: set[int]) -> int:
     return size
 
 
+def full_cache_bytes(run: object) -> int:
+    """The run's tick cache at its fullest: at the end of one more tick (a repeat of its last
+    candle, an hour later), with every DTO its workforce writes."""
+    from datetime import timedelta
+
+    from backend.market_data import RawTick
+
+    manager = run.tick_manager  # type: ignore[attr-defined]
+    context, sizes = manager._context, []
+    clear = context.clear
+
+    def measured_clear() -> None:
+        sizes.append(deep_size(context, set()))
+        clear()
+
+    context.clear = measured_clear
+    symbol = next(iter(manager._assets))
+    last = manager._history.latest(symbol)
+    manager.process(RawTick.trusted(symbol=symbol, timestamp=last.open_time + timedelta(hours=1), open=last.open,
+                                    high=last.high, low=last.low, close=last.close, volume=last.volume))
+    context.clear = clear
+    return sizes[0]
+
+
 def run_memory(runs: list) -> dict[str, int]:
     """Mean bytes per run of its parts, each counted once (what two parts share goes to the first)."""
     shared: set[int] = set()
     for run in runs[:1]:  # what every run refers to but does not own: the operation's config and loggers
         for name in ("_stop",):
             deep_size(getattr(run, name), shared)
-    totals = {"provider": 0, "history": 0, "account": 0, "workers": 0, "run": 0}
+    totals = {"provider": 0, "cache": 0, "history": 0, "account": 0, "workers": 0, "run": 0}
     for run in runs:
         manager = run.tick_manager
         seen = set(shared)
         totals["provider"] += deep_size(manager._context, seen)
+        totals["cache"] += full_cache_bytes(run) - deep_size(manager._context, set())
         totals["history"] += deep_size(manager._history, seen)
         totals["account"] += deep_size(manager.account, seen)
         totals["workers"] += deep_size(manager._workforce, seen)
