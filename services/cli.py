@@ -24,7 +24,13 @@ from typing import TYPE_CHECKING, TextIO
 
 import structlog
 
-from services.logging_setup import LOG_LEVELS, LogFiles, configure_logging, silence_if_standard_stream
+from services.logging_setup import (
+    LOG_LEVELS,
+    LogFiles,
+    configure_logging,
+    silence_if_standard_stream,
+    stderr_lines_to,
+)
 
 if TYPE_CHECKING:
     from backend.errors import ConfigError
@@ -94,6 +100,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="rotate a --log-dir file before it would reach N bytes (default 10000000)")
     parser.add_argument("--log-backups", type=_positive_int, default=5, metavar="N",
                         help="rotated files kept per --log-dir file: NAME.jsonl.1 .. NAME.jsonl.N (default 5)")
+    parser.add_argument("--report", type=Path, metavar="DIR",
+                        help="write each run's trades.csv, equity.csv and summary.json, and report.html "
+                             "comparing the runs, to DIR; validate ignores it")
     if not validate:
         parser.add_argument("--http", type=_http_address, metavar="HOST:PORT",
                             help="serve status, metrics and control on HOST:PORT (HOST defaults to 127.0.0.1); "
@@ -149,10 +158,26 @@ def _run(args: argparse.Namespace, shutdown: Shutdown) -> int:
             return EXIT_OK
         if isinstance(service, int):
             return service
+        report = None
+        if args.report is not None:
+            from backend.errors import ConfigError
+            from services.report import Report
+
+            try:  # before anything starts: a DIR that cannot be written is found now
+                report = Report.for_operation(args.report, service)
+            except OSError as exc:
+                _report_config_error(ConfigError(f"--report {args.report}", f"cannot write the report there: {exc}"))
+                return EXIT_CONFIG
+            cleanup.callback(report.close)
         summaries = _run_with_status_server(args, service)
         if isinstance(summaries, int):
             return summaries
+        report_path = report.finish(summaries) if report is not None else None
     _say(format_summaries(summaries), sys.stdout)
+    if report_path is not None:
+        _say(f"Report: {report_path}", sys.stdout)
+    elif report is not None:
+        _say(f"run-operation: the report could not be written to {args.report} (see report_write_failed)", sys.stderr)
     for error in service.feed_errors:
         _say(f"run-operation: environment feed failed: {error}", sys.stderr)
     if shutdown.log_stream_closed:
@@ -164,7 +189,7 @@ def _run(args: argparse.Namespace, shutdown: Shutdown) -> int:
 def _run_with_status_server(args: argparse.Namespace, service: "OperationService") -> "list | int":
     """The runs, with the status server (--http) beside them from their start to their end."""
     if args.http is None:
-        return service.run()
+        return _run_with_progress(service)
     from services.status_server import StatusServer
 
     # Listening before the first run starts: an address that cannot be bound stops nothing running.
@@ -177,9 +202,22 @@ def _run_with_status_server(args: argparse.Namespace, service: "OperationService
         server.stop()
         return EXIT_FAILED
     try:
-        return service.run()
+        return _run_with_progress(service)
     finally:
         server.stop()
+
+
+def _run_with_progress(service: "OperationService") -> list:
+    """The runs; on a terminal, with a progress bar per backtest environment in place of the
+    `backtest_progress` lines (which the --log-dir files still get), log lines printed above."""
+    backtests = [feed for feed in service.feeds if feed.total_ticks is not None]
+    from services.progress import ProgressBars
+
+    if not backtests or not ProgressBars.wanted(sys.stderr):
+        return service.run()
+    bars = ProgressBars(backtests, sys.stderr)
+    with stderr_lines_to(bars, hidden_events={"backtest_progress"}), bars:
+        return service.run()
 
 
 def _load(args: argparse.Namespace, shutdown: Shutdown, cleanup: ExitStack) -> "OperationService | int":
