@@ -163,7 +163,7 @@ def _table(runs: Sequence[RunFiles]) -> str:
     rows = []
     for run in runs:
         s, m = run.summary, run.summary["metrics"]
-        folder = quote(run.directory.name)
+        folder = quote(run.directory.name, safe="@")
         files = " ".join(f'<a href="{folder}/{name}">{name}</a>'
                          for name in ("trades.csv", "equity.csv", "summary.json"))
         error = f'<div class="error">{html.escape(s["error"])}</div>' if s.get("error") else ""
