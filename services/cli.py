@@ -210,9 +210,9 @@ def _run_with_status_server(args: argparse.Namespace, service: "OperationService
 def _run_with_progress(service: "OperationService") -> list:
     """The runs; on a terminal, with a progress bar per backtest environment in place of the
     `backtest_progress` lines (which the --log-dir files still get), log lines printed above."""
-    backtests = [feed for feed in service.feeds if feed.total_ticks is not None]
     from services.progress import ProgressBars
 
+    backtests = [feed for feed in service.feeds if feed.total_ticks is not None]
     if not backtests or not ProgressBars.wanted(sys.stderr):
         return service.run()
     bars = ProgressBars(backtests, sys.stderr)

@@ -14,7 +14,6 @@ for any closed log stream.
 import contextlib
 import threading
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Protocol, TextIO
 
 from rich.console import Console
@@ -76,7 +75,7 @@ class ProgressBars:
         self._refresher.start()
         return self
 
-    def __exit__(self, *_exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+    def __exit__(self, *_exc: object) -> None:
         self._done.set()
         self._refresher.join()
         with contextlib.suppress(OSError, ValueError):

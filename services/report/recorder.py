@@ -10,6 +10,7 @@ never fails the run: recording stops and `report_write_failed` is logged once.
 import csv
 import json
 from collections.abc import Iterable
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -88,7 +89,9 @@ class RunRecorder:
     def _write(self, writer: Any, row: tuple) -> None:
         try:
             writer.writerow(row)
-        except (OSError, ValueError) as exc:  # disk full, a file closed under us: stop recording, not trading
+        except (OSError, ValueError) as exc:  # disk full: stop recording, not trading
+            if self._closed:  # closed meanwhile by the main thread (a run given up on): nothing lost
+                return
             self.close()
             log.error("report_write_failed", path=str(self.directory), error=str(exc))
 
@@ -113,7 +116,7 @@ class RunRecorder:
             "last_tick": self.last_tick.isoformat() if self.last_tick else None,
             "equity_rows": self.equity_rows,
             "trades_recorded": self.trades_recorded,
-            "metrics": self.metrics().__dict__,
+            "metrics": asdict(self.metrics()),
         }
         (self.directory / "summary.json").write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
         return content
