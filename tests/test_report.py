@@ -8,7 +8,7 @@ import shutil
 import signal
 import subprocess
 import tracemalloc
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -184,3 +184,31 @@ def test_report_renders_in_a_headless_browser(tmp_path, capsys):
         columns = {x for x in range(width) for y in range(0, height, 2) if pixels[x, y] == rgb}
         # A curve spans the chart's width; the table's 10-pixel swatch alone could never do that.
         assert len(columns) > width // 3, (colour, len(columns))
+
+
+def test_long_curves_and_many_trades_are_thinned_without_losing_extremes(tmp_path, monkeypatch):
+    from services.report import html
+
+    run = tmp_path / "run"
+    run.mkdir()
+    start = datetime.fromisoformat("2024-01-01T00:00:00+00:00")
+    with open(run / "equity.csv", "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(("time", "equity", "drawdown_pct"))
+        for index in range(10_000):
+            equity = {7_777: 50.0, 3_333: 250.0}.get(index, 100.0 + index % 3)
+            writer.writerow(((start + timedelta(minutes=5 * index)).isoformat(), equity, 50.0 if index == 7_777 else 1))
+    curve = html.read_curve(run / "equity.csv", 10_000, buckets=100)
+    assert len(curve.times) <= 500
+    assert min(curve.equity) == 50.0 and max(curve.equity) == 250.0 and max(curve.drawdown) == 50.0
+    assert curve.times[0] == start and curve.times[-1] == start + timedelta(minutes=5 * 9_999)
+    assert curve.times == sorted(curve.times)
+
+    with open(run / "trades.csv", "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(("time", "side", "equity_after"))
+        for index in range(95):
+            writer.writerow(((start + timedelta(hours=index)).isoformat(), "buy" if index % 2 else "sell", 100))
+    monkeypatch.setattr(html, "MAX_MARKERS", 10)
+    markers, step = html.read_markers(run / "trades.csv", 95)
+    assert step == 10 and len(markers["buy"][0]) + len(markers["sell"][0]) == 10

@@ -18,7 +18,7 @@ from services.logging_setup import safe_file_stem
 from services.operation_service import OperationService
 from services.report.html import RunFiles, run_colour, write_report_html
 from services.report.recorder import RunRecorder
-from services.strategy_run import RunSummary
+from services.strategy_run import RunSummary, StrategyRun
 
 log = structlog.get_logger(__name__)
 
@@ -26,26 +26,34 @@ REPORT_HTML = "report.html"
 
 
 class Report:
-    def __init__(self, directory: Path, title: str, recorders: Sequence[RunRecorder]) -> None:
+    def __init__(self, directory: Path, title: str) -> None:
+        """Creates DIR: an OSError is the caller's."""
         self.directory = directory
         self.title = title
-        self._recorders = {recorder.link_id: recorder for recorder in recorders}
+        self._recorders: dict[str, RunRecorder] = {}
+        directory.mkdir(parents=True, exist_ok=True)
 
     @classmethod
     def for_operation(cls, directory: Path, service: OperationService) -> "Report":
         """A recorder attached to every run of service, before it starts; OSError if DIR cannot be written."""
+        report = cls(directory, service.operation.config.display_name)
         timeframes = {link.link_id: link.blueprint.timeframe for link in service.operation.links}
-        recorders: list[RunRecorder] = []
         try:
-            directory.mkdir(parents=True, exist_ok=True)
             for run in service.runs:
-                recorders.append(RunRecorder(directory / safe_file_stem(run.link_id), run.link_id,
-                                             timeframes[run.link_id], run.tick_manager))
+                report.record(run, timeframes[run.link_id])
         except OSError:
-            for recorder in recorders:
-                recorder.close()
+            report.close()
             raise
-        return cls(directory, service.operation.config.display_name, recorders)
+        return report
+
+    def record(self, run: StrategyRun, timeframe: str) -> None:
+        """Record run from its first tick (a run started later, too): its folder and CSV files are
+        created now (OSError), replacing those of an earlier run of the same link."""
+        previous = self._recorders.get(run.link_id)
+        if previous is not None:
+            previous.close()
+        self._recorders[run.link_id] = RunRecorder(self.directory / safe_file_stem(run.link_id), run.link_id,
+                                                    timeframe, run.tick_manager)
 
     def close(self) -> None:
         """Stop recording and flush the CSV files (also on the way out of a failed start)."""
@@ -60,7 +68,9 @@ class Report:
         runs: list[RunFiles] = []
         try:
             for index, summary in enumerate(summaries):
-                recorder = self._recorders[summary.strategy_link]
+                recorder = self._recorders.get(summary.strategy_link)
+                if recorder is None:  # a link nobody asked to record
+                    continue
                 runs.append(RunFiles(summary.strategy_link, recorder.directory, recorder.write_summary(summary),
                                      run_colour(index)))
             write_report_html(path, self.title, runs)

@@ -8,8 +8,8 @@ whatever the runs' length. (plotly was the other candidate: interactive, but it 
 script whose code itself carries external links, and a report does not need to run code.)
 
 Invariant: memory is bounded by the chart's size, not the runs': a curve is read back from
-equity.csv row by row and thinned to at most MAX_BUCKETS buckets, each keeping its first row and
-its extremes (lowest and highest equity, deepest drawdown), so no peak or trough is lost;
+equity.csv row by row and thinned to at most MAX_BUCKETS buckets, each keeping its first and last
+rows and its extremes (lowest and highest equity, deepest drawdown), so no peak or trough is lost;
 beyond MAX_MARKERS trades a run's markers are thinned evenly, and the legend says so.
 """
 
@@ -54,13 +54,13 @@ class _Curve:
 
 
 def read_curve(equity_csv: Path, rows: int, buckets: int = MAX_BUCKETS) -> _Curve:
-    """The equity curve of equity.csv thinned to at most 4 points per bucket (see the invariant)."""
+    """The equity curve of equity.csv thinned to at most 5 points per bucket (see the invariant)."""
     size = max(1, math.ceil(rows / buckets))
     curve = _Curve([], [], [])
     bucket: list[tuple[int, datetime, float, float]] = []
 
     def flush() -> None:
-        keep = {bucket[0], min(bucket, key=lambda row: row[2]), max(bucket, key=lambda row: row[2]),
+        keep = {bucket[0], bucket[-1], min(bucket, key=lambda row: row[2]), max(bucket, key=lambda row: row[2]),
                 max(bucket, key=lambda row: row[3])}
         for _, time, equity, drawdown in sorted(keep):
             curve.times.append(time)
@@ -99,7 +99,6 @@ def charts_svg(runs: Sequence[RunFiles]) -> str:
     # Imported here: only a run with --report pays for matplotlib's import.
     from matplotlib import dates
     from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
 
     figure = Figure(figsize=(12, 7.5), layout="constrained")
     equity_axes, drawdown_axes = figure.subplots(2, 1, sharex=True, height_ratios=(2, 1))
@@ -127,10 +126,7 @@ def charts_svg(runs: Sequence[RunFiles]) -> str:
     drawdown_axes.set_title("Drawdown from the peak (%)")
     for axes in (equity_axes, drawdown_axes):
         axes.grid(True, color="#dddddd", linewidth=0.6)
-    handles, labels = equity_axes.get_legend_handles_labels()
-    if not handles:
-        handles, labels = [Line2D([], [], color="white")], ["no ticks processed"]
-    equity_axes.legend(handles, labels, loc="upper left", fontsize=8, framealpha=0.85)
+    equity_axes.legend(loc="upper left", fontsize=8, framealpha=0.85)
     locator = dates.AutoDateLocator()
     drawdown_axes.xaxis.set_major_locator(locator)
     drawdown_axes.xaxis.set_major_formatter(dates.ConciseDateFormatter(locator))
