@@ -7,6 +7,9 @@ fails (closed pipe, closed file) marks the stream broken, later lines are droppe
 With a log dir (`LogFiles`), every line is also written, always as JSON, to one file per strategy
 link and to `daemon.jsonl`, each rotated by size. A file write that fails drops that file only:
 it is reported once (`log_file_unavailable`) and the daemon keeps running on the other streams.
+
+`stderr_lines_to` sends the stderr lines elsewhere for a while (the progress bars print them above
+themselves) and can hide some events from stderr only: the log files still get every line.
 """
 
 import contextlib
