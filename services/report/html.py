@@ -16,6 +16,7 @@ beyond MAX_MARKERS trades a run's markers are thinned evenly, and the legend say
 import csv
 import html
 import io
+import logging
 import math
 import re
 from collections.abc import Iterator, Sequence
@@ -96,7 +97,10 @@ def read_markers(trades_csv: Path, trades: int) -> tuple[dict[str, tuple[list[da
 
 def charts_svg(runs: Sequence[RunFiles]) -> str:
     """Equity (with buys ▲ and sells ▼) above drawdown, every run in its colour, as an <svg> element."""
-    # Imported here: only a run with --report pays for matplotlib's import.
+    # Imported here: only a run with --report pays for matplotlib's import. Its own log (e.g. "created
+    # a temporary cache directory" where HOME is read-only) would be a raw line in the JSON stderr.
+    logging.getLogger("matplotlib").addHandler(logging.NullHandler())
+    logging.getLogger("matplotlib").propagate = False
     from matplotlib import dates
     from matplotlib.figure import Figure
 
