@@ -50,7 +50,7 @@ class ProgressBars:
         self._stream = stream
         self._console = Console(file=stream)
         self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+            TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
             TextColumn("elapsed"), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
             console=self._console, auto_refresh=False, redirect_stdout=False, redirect_stderr=False,
         )
