@@ -28,6 +28,7 @@ from services.logging_setup import LOG_LEVELS, LogFiles, configure_logging, sile
 
 if TYPE_CHECKING:
     from backend.errors import ConfigError
+    from services.backtest_shards import ShardedBacktest
     from services.operation_service import OperationService
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -98,6 +99,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.add_argument("--http", type=_http_address, metavar="HOST:PORT",
                             help="serve status, metrics and control on HOST:PORT (HOST defaults to 127.0.0.1); "
                                  "off unless given")
+        parser.add_argument("--processes", type=_process_count, default=1, metavar="N|auto",
+                            help="spread the links of a backtest-only operation over N processes (auto: one per "
+                                 "CPU core), each replaying the data itself (default 1: all in this process); "
+                                 "ignored with live or paper links and with --http")
         parser.add_argument("--print-config", nargs="?", const="yaml", choices=("yaml", "json"),
                             help="print the resolved configuration (secrets masked) as yaml (default) or json, "
                                  "and exit without running")
@@ -111,6 +116,10 @@ def _http_address(text: str) -> tuple[str, int]:
     if not port.isdigit() or int(port) > 65535:
         raise argparse.ArgumentTypeError(f"not HOST:PORT: {text!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _process_count(text: str) -> int:
+    return os.cpu_count() or 1 if text == "auto" else _positive_int(text)
 
 
 def _positive_int(text: str) -> int:
@@ -161,12 +170,14 @@ def _run(args: argparse.Namespace, shutdown: Shutdown) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _run_with_status_server(args: argparse.Namespace, service: "OperationService") -> "list | int":
+def _run_with_status_server(args: argparse.Namespace, service: "OperationService | ShardedBacktest") -> "list | int":
     """The runs, with the status server (--http) beside them from their start to their end."""
     if args.http is None:
         return service.run()
+    from services.operation_service import OperationService
     from services.status_server import StatusServer
 
+    assert isinstance(service, OperationService)  # with --http, links are never sharded
     # Listening before the first run starts: an address that cannot be bound stops nothing running.
     server = StatusServer.for_operation(service, *args.http)
     try:
@@ -182,12 +193,14 @@ def _run_with_status_server(args: argparse.Namespace, service: "OperationService
         server.stop()
 
 
-def _load(args: argparse.Namespace, shutdown: Shutdown, cleanup: ExitStack) -> "OperationService | int":
+def _load(args: argparse.Namespace, shutdown: Shutdown,
+          cleanup: ExitStack) -> "OperationService | ShardedBacktest | int":
     """Everything checked and built, nothing started yet; an exit code when that failed."""
     # Imported here, after the signal handlers: loading ccxt and pydantic takes a while.
     from backend.config import LiveEnvironment, load_operation
     from backend.errors import ConfigError, ExchangeError, FatalExchangeError
     from backend.state import StateStore
+    from services.backtest_shards import ShardedBacktest, shardable
     from services.operation_service import OperationService
 
     files = None
@@ -205,6 +218,12 @@ def _load(args: argparse.Namespace, shutdown: Shutdown, cleanup: ExitStack) -> "
     log.info("operation_loading", file=args.operation)
     try:
         operation = load_operation(args.operation)
+        if args.processes > 1 and len(operation.links) > 1 and args.http is None and shardable(operation):
+            sharded = ShardedBacktest(operation, args.processes, shutdown.requested, args.log_level)
+            cleanup.callback(sharded.abort)  # whatever happens next, no shard outlives the daemon
+            sharded.prepare()
+            shutdown.loading = False
+            return sharded
         store = None
         if any(isinstance(link.environment, LiveEnvironment) for link in operation.links):
             store = cleanup.enter_context(closing(StateStore.open(args.data_dir, operation.path.stem)))

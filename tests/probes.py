@@ -1,5 +1,7 @@
 """Test-only worker plugins that record what a strategy run saw, or misbehave on purpose."""
 
+import os
+import signal
 import threading
 import time
 from collections import defaultdict
@@ -30,6 +32,7 @@ class ProbeParams(WorkerParams):
     crash_at_tick: int | None = None  # raise on this (1-based) tick
     sleep_seconds: float = 0.0
     hang_at_tick: int | None = None  # block on this (1-based) tick, like a call that never returns
+    kill_process_at_tick: int | None = None  # SIGKILL its own process on this tick (an out-of-memory kill)
 
 
 class Probe(IWorker):
@@ -43,6 +46,8 @@ class Probe(IWorker):
         records = RECORDS[self.params.tag]
         if self.params.crash_at_tick == len(records) + 1:
             raise ZeroDivisionError("probe crashed on purpose")
+        if self.params.kill_process_at_tick == len(records) + 1:
+            os.kill(os.getpid(), signal.SIGKILL)
         if self.params.sleep_seconds:
             time.sleep(self.params.sleep_seconds)
         if self.params.hang_at_tick == len(records) + 1:
