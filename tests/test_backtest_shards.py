@@ -21,8 +21,8 @@ def run(args: list, module: str = "services.cli", timeout: float = 40) -> tuple[
 
 
 def dca(interval_bars: int) -> dict:
-    return blueprint({"opportunity": [{"plugin": "dca_schedule_opportunity", "params": {"interval_bars": interval_bars}}],
-                      "planning": [{"plugin": "position_sizer"}]})
+    opportunity = {"plugin": "dca_schedule_opportunity", "params": {"interval_bars": interval_bars}}
+    return blueprint({"opportunity": [opportunity], "planning": [{"plugin": "position_sizer"}]})
 
 
 def three_links(tmp_path: Path, candles: int = 3000, **blueprints: dict) -> Path:

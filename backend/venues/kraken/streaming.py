@@ -209,8 +209,9 @@ class KrakenStreamSource(KrakenCandleSource):
 
     def _closed_after_last(self, symbol: str, streamed: list[Candle]) -> list[Candle]:
         """Streamed candles after the last one handed out that are closed (a later interval began,
-        or the clock is past their end and grace), one per open time, oldest first. ccxt keeps one row per open time (the
-        latest version), in arrival order, which after a revision or a resent candle is not time order."""
+        or the clock is past their end and grace), one per open time, oldest first. ccxt keeps one
+        row per open time (the latest version), in arrival order, which after a revision or a
+        resent candle is not time order."""
         by_open_time = {row[0]: row for row in streamed if isinstance(row[0], int)}
         if not by_open_time:
             return []
