@@ -22,9 +22,9 @@ import os
 import signal
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
@@ -34,9 +34,21 @@ from backend.errors import ConfigError
 from backend.portfolio import AccountSummary
 from services.strategy_run import RunStatus, RunSummary
 
+if TYPE_CHECKING:
+    from services.operation_service import OperationService
+
 log = structlog.get_logger(__name__)
 
 STOP_CHECK_SECONDS = 0.1
+
+
+class RunObserver(Protocol):
+    """Something a shard attaches to its runs before they start, and whose findings per link (plain,
+    picklable values) it sends back with the summaries; e.g. a sweep's performance figures."""
+
+    def attach(self, service: "OperationService") -> None: ...
+
+    def results(self) -> dict[str, Any]: ...
 
 
 def shardable(operation: LoadedOperation) -> bool:
@@ -59,6 +71,7 @@ class _Shard:
     config_error: ConfigError | None = None
     summaries: list[RunSummary] | None = None
     feed_errors: tuple[str, ...] = ()
+    observed: dict[str, Any] = field(default_factory=dict)
     crash: str | None = None
 
 
@@ -67,17 +80,21 @@ class ShardedBacktest:
     forwards log lines and gathers summaries."""
 
     def __init__(self, operation: LoadedOperation, processes: int, stop_event: threading.Event,
-                 log_level: str) -> None:
+                 log_level: str, observer: Callable[[], RunObserver] | None = None,
+                 shards: list[list[ResolvedLink]] | None = None) -> None:
+        """observer: made in each shard, attached to its service; shards: the links of each process
+        (default: the operation's links dealt round-robin over `processes`)."""
         self.operation = operation
         self.stop_event = stop_event
         context = multiprocessing.get_context("fork")
         self._go = context.Event()
         self._stop = context.Event()
         self._shards: list[_Shard] = []
-        for links in split_links(operation.links, processes):
+        for links in shards or split_links(operation.links, processes):
             parent_end, child_end = context.Pipe(duplex=False)
             part = replace(operation, links=links)
-            process = context.Process(target=_run_shard, args=(part, child_end, self._go, self._stop, log_level),
+            process = context.Process(target=_run_shard,
+                                      args=(part, child_end, self._go, self._stop, log_level, observer),
                                       name=f"shard:{len(self._shards)}", daemon=True)
             process.start()
             child_end.close()  # the parent keeps only its reading end: EOF once the child is gone
@@ -120,6 +137,11 @@ class ShardedBacktest:
     def feed_errors(self) -> list[str]:
         return [error for shard in self._shards for error in shard.feed_errors]
 
+    @property
+    def observed(self) -> dict[str, Any]:
+        """What each shard's observer found, by link (nothing for a shard that died)."""
+        return {link: found for shard in self._shards for link, found in shard.observed.items()}
+
     def _join(self) -> None:
         for shard in self._shards:
             shard.process.join()
@@ -151,7 +173,7 @@ class ShardedBacktest:
             elif kind == "crash":
                 shard.crash = message[1]
             elif kind == "done":
-                shard.summaries, shard.feed_errors = message[1], tuple(message[2])
+                shard.summaries, shard.feed_errors, shard.observed = message[1], tuple(message[2]), message[3]
         shard.connection.close()
         if shard.summaries is None and shard.crash is None:
             shard.process.join()
@@ -203,7 +225,8 @@ class _PipeStream:
         pass
 
 
-def _run_shard(operation: LoadedOperation, connection: Connection, go: Any, stop: Any, log_level: str) -> None:
+def _run_shard(operation: LoadedOperation, connection: Connection, go: Any, stop: Any, log_level: str,
+               observer_factory: Callable[[], RunObserver] | None) -> None:
     """In the forked child: build, report ready, wait for go, run, report the summaries."""
     from services.logging_setup import configure_logging
     from services.operation_service import OperationService
@@ -223,6 +246,9 @@ def _run_shard(operation: LoadedOperation, connection: Connection, go: Any, stop
     except Exception as exc:
         connection.send(("crash", f"{type(exc).__name__}: {exc}"))
         return
+    observer = observer_factory() if observer_factory is not None else None
+    if observer is not None:
+        observer.attach(service)
     connection.send(("ready",))
     _watch(lambda: stop.is_set() or os.getppid() != parent, local_stop)
     while not go.wait(STOP_CHECK_SECONDS):
@@ -231,7 +257,7 @@ def _run_shard(operation: LoadedOperation, connection: Connection, go: Any, stop
     if stop.is_set() or local_stop.is_set():  # an abort sets stop, then go
         return
     summaries = service.run()
-    connection.send(("done", summaries, service.feed_errors))
+    connection.send(("done", summaries, service.feed_errors, observer.results() if observer is not None else {}))
 
 
 def _watch(stop_requested: Callable[[], bool], local_stop: threading.Event) -> None:

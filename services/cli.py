@@ -67,9 +67,11 @@ class Shutdown:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """`args.command` is `validate` when the first argument is literally that, `run` otherwise
-    (so an operation file named `validate` runs as `run-operation ./validate`)."""
+    """`args.command` is `validate` or `sweep` when the first argument is literally that, `run`
+    otherwise (so an operation file named `validate` runs as `run-operation ./validate`)."""
     arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["sweep"]:
+        return _parse_sweep_args(arguments[1:])
     validate = arguments[:1] == ["validate"]
     if validate:
         parser = argparse.ArgumentParser(
@@ -111,6 +113,31 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def _parse_sweep_args(arguments: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="run-operation sweep",
+        description="Run every combination of a sweep file (and its walk-forward, if it has one); write the "
+                    "ranked results as CSV, JSON and HTML.",
+    )
+    parser.add_argument("sweep", type=Path, help="path to config/sweeps/<name>.yaml")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="where results.csv, results.json and results.html go (default: sweeps/<name> "
+                             "in the current directory)")
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help="local (default): processes on this machine; ray: one Ray task per combination")
+    parser.add_argument("--processes", type=_process_count, default=os.cpu_count() or 1, metavar="N|auto",
+                        help="--executor local: combinations run side by side, one per process "
+                             "(default: one per CPU core; 1: all in this process)")
+    parser.add_argument("--address", metavar="ADDRESS",
+                        help="--executor ray: the cluster to join (e.g. ray://head:10001 or auto); "
+                             "default: start a local Ray")
+    parser.add_argument("--log-format", choices=("json", "console"), default="json")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    args = parser.parse_args(arguments)
+    args.command = "sweep"
+    return args
+
+
 def _http_address(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not port.isdigit() or int(port) > 65535:
@@ -141,6 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = {sig: signal.signal(sig, shutdown.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         args = parse_args(argv)
+        if args.command == "sweep":
+            return _sweep(args, shutdown)
         if args.command == "validate" or args.print_config:
             return _inspect(args, shutdown)
         return _run(args, shutdown)
@@ -264,6 +293,49 @@ def _inspect(args: argparse.Namespace, shutdown: Shutdown) -> int:
         return EXIT_OK
     _say(report, sys.stdout)
     return EXIT_OK
+
+
+def _sweep(args: argparse.Namespace, shutdown: Shutdown) -> int:
+    """`sweep FILE`: every combination (and the walk-forward), results written, the best printed.
+    Exit 0 once the results are written (failed combinations are rows of their own, and a stop on
+    request writes what completed), 1 when every combination failed, 2 on a config or data error."""
+    try:
+        # Imported here, after the signal handlers, as in _load.
+        from backend.errors import ConfigError
+        from services.research.command import load_checked_sweep, make_executor, quiet_runs
+
+        configure_logging(args.log_format, args.log_level, on_broken=lambda: shutdown.request("log_stream_closed"))
+        quiet_runs()
+        try:
+            sweep = load_checked_sweep(args.sweep, args.executor)
+            executor = make_executor(args, shutdown.requested)
+        except ConfigError as exc:
+            _report_config_error(exc)
+            return EXIT_CONFIG
+    except StopRequested as stop:
+        _say(f"run-operation: {stop} received while loading; nothing was started", sys.stderr)
+        return EXIT_OK
+    shutdown.loading = False
+    from services.research.command import run_and_write
+
+    out = args.out or Path("sweeps") / sweep.path.stem
+    rows, page = run_and_write(sweep, executor, shutdown.requested, out)
+    _say(format_sweep_table(rows, sweep.config.metric), sys.stdout)
+    _say(f"Results: {page}", sys.stdout)
+    if rows and all(row.status != "completed" for row in rows) and not shutdown.requested.is_set():
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def format_sweep_table(rows: Sequence, metric: str, shown: int = 10) -> str:
+    lines = ["", f"Best {min(shown, len(rows))} of {len(rows)} combinations by {metric}"]
+    for row in rows[:shown]:
+        score = row.metrics.get(metric)
+        figure = "—" if score is None else f"{score:,.4f}"
+        values = ", ".join(f"{name}={value}" for name, value in row.parameters.items())
+        lines.append(f"{row.rank:>4}. {row.combination_id}  {metric} {figure:>12}  "
+                     f"PnL {row.metrics.get('pnl_pct') or 0:+.2f}%  [{row.status}]  {values}")
+    return "\n".join(lines)
 
 
 def _report_config_error(exc: "ConfigError") -> None:
