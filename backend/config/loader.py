@@ -49,6 +49,8 @@ class LoadedOperation:
 def format_location(loc: tuple[str | int, ...]) -> str:
     text = ""
     for part in loc:
+        if isinstance(part, str) and part.startswith("<"):  # a union's tag (backend.config.sweep), not a key
+            continue
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text or "(top level)"
 

@@ -8,7 +8,7 @@ blueprint by the sweep loader (services.research.sweep_file), which knows the fi
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 
 from backend.config.schema import Identifier, StrictModel, Timeframe
 
@@ -40,7 +40,12 @@ class ValueRange(StrictModel):
         return [round(self.start + i * self.step, 10) for i in range(count)]
 
 
-ParameterValues = Annotated[list[Any], Field(min_length=1)] | ValueRange
+# A list of values, or a range: told apart by shape, so an error speaks of the one that was meant.
+# (A tag written <like this> is not a key: format_location leaves it out of the error's key.)
+ParameterValues = Annotated[
+    Annotated[list[Any], Field(min_length=1), Tag("<list>")] | Annotated[ValueRange, Tag("<range>")],
+    Discriminator(lambda value: "<range>" if isinstance(value, dict) else "<list>"),
+]
 
 
 class SearchConfig(StrictModel):

@@ -68,8 +68,11 @@ def run_and_write(sweep: LoadedSweep, executor: Executor, stop: threading.Event,
     log.info("sweep_started", sweep=sweep.config.display_name, combinations=sweep.space.size,
              method=sweep.config.search.method, metric=sweep.config.metric,
              walk_forward=sweep.config.walk_forward is not None)
-    rows = search.run()
-    walk_forward = search.walk_forward() if sweep.config.walk_forward is not None and not stop.is_set() else None
+    try:
+        rows = search.run()
+        walk_forward = search.walk_forward() if sweep.config.walk_forward is not None and not stop.is_set() else None
+    finally:
+        executor.close()
     page = write_results(out, sweep, rows, walk_forward)
     log.info("sweep_finished", results=str(page), stopped=stop.is_set(),
              failed=[row.combination_id for row in rows if row.status != "completed"])

@@ -48,10 +48,14 @@ class RayExecutor:
                 part = pending.pop(reference)
                 try:
                     done(ray.get(reference))
-                except (ray.exceptions.RayError, OSError) as error:  # lost twice, or the task itself broke
-                    done(_failed(part, f"{type(error).__name__}: {error}"))
+                except ray.exceptions.RayError as error:  # lost twice, or the task itself broke
+                    done(_failed(part, _describe(error)))
         for reference in pending:
             ray.cancel(reference)
+
+    def close(self) -> None:
+        """Leave the cluster (a local Ray started here is shut down)."""
+        self._ray.shutdown()
 
     def _data_of(self, part: LoadedOperation) -> dict[str, Any]:
         """The part's data files as object-store references, each file put once per executor."""
@@ -61,16 +65,26 @@ class RayExecutor:
         return {str(path): self._shipped[path] for path in files}
 
 
-def _run_part(part: LoadedOperation, data: dict[str, bytes]) -> dict[str, RunResult]:
+def _run_part(part: LoadedOperation, data: dict[str, Any]) -> dict[str, RunResult]:
     """In a Ray worker: the data written once per worker machine (by content), then the part run
-    in the worker's process exactly as LocalExecutor(1) runs it."""
-    local = {original: _materialised(content, Path(original).suffix) for original, content in data.items()}
+    in the worker's process exactly as LocalExecutor(1) runs it. `data`: path -> object reference
+    (references inside a dict are not resolved by Ray: fetched here)."""
+    import ray
+
+    local = {original: _materialised(ray.get(reference), Path(original).suffix)
+             for original, reference in data.items()}
     links = [replace(link, environment=link.environment.model_copy(
         update={"data_file": local[str(link.environment.data_file)]}))  # type: ignore[union-attr]
         for link in part.links]
     results: dict[str, RunResult] = {}
     LocalExecutor(1, threading.Event()).run([replace(part, links=links)], results.update)
     return results
+
+
+def _describe(error: Exception) -> str:
+    """A Ray error in one line: its kind and the last line of what it says (no traceback, no colour)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[-1] if lines else ''}"
 
 
 def _materialised(content: bytes, suffix: str) -> Path:

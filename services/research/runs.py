@@ -85,6 +85,8 @@ class Executor(Protocol):
 
     def run(self, parts: Sequence[LoadedOperation], done: Callable[[dict[str, RunResult]], None]) -> None: ...
 
+    def close(self) -> None: ...
+
 
 class LocalExecutor:
     """`processes` = 1: every part in this process, one after the other; more: batches of
@@ -101,6 +103,9 @@ class LocalExecutor:
                 return
             batch = parts[start:start + self.processes]
             done(self._run_batch(batch))
+
+    def close(self) -> None:
+        pass  # nothing outlives a batch
 
     def _run_batch(self, batch: Sequence[LoadedOperation]) -> dict[str, RunResult]:
         links = [link for part in batch for link in part.links]
