@@ -3,9 +3,16 @@ through the real CLI (in-process, over local processes, seeded random and Optuna
 killed combination reported while the rest complete, and bad sweep files refused with the key."""
 
 import csv
+import fcntl
 import json
+import os
+import pty
 import re
 import shutil
+import struct
+import subprocess
+import sys
+import termios
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +24,7 @@ from backend.research.parameter_space import ParameterSpace, combination_id
 from backend.research.walk_forward import windows
 from tests.daemon import Daemon
 from tests.helpers import REPO, write_yaml
+from tests.test_progress import ANSI_CONTROL, BAR, read_until_closed
 
 GRID = REPO / "config" / "sweeps" / "dca_grid.yaml"
 WALK = REPO / "config" / "sweeps" / "dca_walk_forward.yaml"
@@ -250,3 +258,21 @@ def test_a_ray_task_whose_worker_dies_is_retried_once_then_a_failed_row(tmp_path
     assert rows[None]["status"] == "failed" and rows[None]["error"].startswith("WorkerCrashedError")
     (failed,) = daemon.events("sweep_task_failed")
     assert failed["strategy_links"] == [f"{rows[None]['combination_id']}@backtest_2023_q1"]
+
+
+def test_on_a_terminal_a_sweep_shows_one_bar_and_no_progress_lines(tmp_path):
+    master, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "sweep", str(WALK), "--out", str(tmp_path)], cwd=REPO,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=terminal,
+        env={**os.environ, "PYTHONPATH": str(REPO), "TERM": "xterm"},
+    )
+    os.close(terminal)
+    screen = ANSI_CONTROL.sub("", read_until_closed(master))
+    os.close(master)
+    process.communicate(timeout=50)
+    assert process.returncode == 0
+    assert BAR * 10 in screen and "sweep dca_walk_forward" in screen
+    assert "49/49" in screen  # 9 over the whole range, then 4 windows x (9 + 1 test run)
+    assert "sweep_progress" not in screen and '"event": "sweep_finished"' in screen

@@ -8,8 +8,10 @@ raised before the first combination runs.
 
 import argparse
 import importlib.util
+import sys
 import threading
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,9 @@ import structlog
 
 from backend.errors import ConfigError
 from services.execution_environments import ExecutionEnvironments
+from services.logging_setup import stderr_lines_to
 from services.operation_service import settings_of
+from services.progress import ProgressBars
 from services.research.results import write_results
 from services.research.runs import Executor, LocalExecutor
 from services.research.sweep import Row, Sweep
@@ -62,6 +66,18 @@ def quiet_runs() -> None:
     structlog.configure(processors=[drop_run_chatter, *processors])
 
 
+@contextmanager
+def _progress_bar(search: Sweep) -> Iterator[None]:
+    """On a terminal, one bar over every combination run (with the time left) in place of the
+    `sweep_progress` lines; elsewhere, the lines."""
+    if not ProgressBars.wanted(sys.stderr):
+        yield
+        return
+    bars = ProgressBars([search], sys.stderr)
+    with stderr_lines_to(bars, hidden_events={"sweep_progress", "backtest_shards_started"}), bars:
+        yield
+
+
 def run_and_write(sweep: LoadedSweep, executor: Executor, stop: threading.Event, out: Path) -> tuple[list[Row], Path]:
     """The sweep over the whole range (and the walk-forward, if the file has one); the results page."""
     search = Sweep(sweep, executor, stop)
@@ -69,8 +85,10 @@ def run_and_write(sweep: LoadedSweep, executor: Executor, stop: threading.Event,
              method=sweep.config.search.method, metric=sweep.config.metric,
              walk_forward=sweep.config.walk_forward is not None)
     try:
-        rows = search.run()
-        walk_forward = search.walk_forward() if sweep.config.walk_forward is not None and not stop.is_set() else None
+        with _progress_bar(search):
+            rows = search.run()
+            walking = sweep.config.walk_forward is not None and not stop.is_set()
+            walk_forward = search.walk_forward() if walking else None
     finally:
         executor.close()
     page = write_results(out, sweep, rows, walk_forward)

@@ -11,7 +11,7 @@ whatever the number of processes), so every executor gives the same table.
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -59,25 +59,12 @@ class Row:
 
 @dataclass
 class Progress:
-    """Combinations done of the total, for a progress bar or `sweep_progress` lines."""
+    """A stage's combinations done of its total, logged as `sweep_progress` lines."""
 
     label: str
     total: int
     done: int = 0
     started: float = field(default_factory=time.monotonic)
-
-    # The names a progress bar reads (services.progress.ProgressSource).
-    @property
-    def environment_id(self) -> str:
-        return self.label
-
-    @property
-    def ticks_sent(self) -> int:
-        return self.done
-
-    @property
-    def total_ticks(self) -> int:
-        return self.total
 
     def advance(self, count: int) -> None:
         self.done += count
@@ -88,14 +75,25 @@ class Progress:
 
 
 class Sweep:
-    def __init__(self, sweep: LoadedSweep, executor: Executor, stop: threading.Event,
-                 on_progress: Callable[[Progress], None] | None = None) -> None:
-        """on_progress: told of each new Progress (a stage: the sweep, or a walk-forward window) as it starts."""
+    def __init__(self, sweep: LoadedSweep, executor: Executor, stop: threading.Event) -> None:
         self.sweep = sweep
         self.config = sweep.config
         self.executor = executor
         self.stop = stop
-        self._on_progress = on_progress or (lambda _progress: None)
+        # For a progress bar over the whole command (services.progress.ProgressSource's names).
+        self.environment_id = f"sweep {sweep.path.stem}"
+        self.ticks_sent = 0  # combination runs done, every stage together
+
+    @property
+    def total_ticks(self) -> int:
+        """Combination runs planned: the search over the whole range, then per walk-forward
+        window its search and its test run (Optuna may need fewer when it repeats itself)."""
+        search = self.config.search
+        per_search = self.sweep.space.size if search.method == "grid" else min(search.budget or 0,
+                                                                               self.sweep.space.size)
+        if search.method == "optuna":
+            per_search = search.budget or 0
+        return per_search + len(self._windows()) * (per_search + 1)
 
     # --- one search ---------------------------------------------------------------------------
 
@@ -108,7 +106,7 @@ class Sweep:
         else:
             combinations = (list(self.sweep.space.grid()) if search.method == "grid"
                             else self.sweep.space.sample(search.budget or 0, search.seed))
-            rows = self._evaluate(combinations, environments, self._progress(label, len(combinations)))
+            rows = self._evaluate(combinations, environments, Progress(label, len(combinations)))
         return self.ranked(rows)
 
     def ranked(self, rows: Sequence[Row]) -> list[Row]:
@@ -122,11 +120,6 @@ class Sweep:
         for rank, row in enumerate(ordered, start=1):
             row.rank = rank
         return ordered
-
-    def _progress(self, label: str, total: int) -> Progress:
-        progress = Progress(label, total)
-        self._on_progress(progress)
-        return progress
 
     def _evaluate(self, combinations: Sequence[Combination], environments: Sequence[SweepEnvironment],
                   progress: Progress | None) -> list[Row]:
@@ -143,8 +136,10 @@ class Sweep:
             for link_id, result in results.items():
                 identifier, environment_id = link_id.rsplit("@", 1)
                 _record(rows[identifier], environment_id, result, len(environments))
+            finished = len({link_id.rsplit("@", 1)[0] for link_id in results})
+            self.ticks_sent += finished
             if progress is not None:
-                progress.advance(len({link_id.rsplit("@", 1)[0] for link_id in results}))
+                progress.advance(finished)
 
         self.executor.run(parts, done)
         return list(rows.values())
@@ -171,7 +166,7 @@ class Sweep:
         direction = "minimize" if self.config.lower_is_better else "maximize"
         study = optuna.create_study(direction=direction, sampler=optuna.samplers.TPESampler(seed=search.seed))
         labels = {name: f"{name[0]}.{name[1]}" for name in self.sweep.space.values}
-        progress = self._progress(label, budget)
+        progress = Progress(label, budget)
         rows: dict[str, Row] = {}
         asked = 0
         while asked < budget and not self.stop.is_set():
@@ -196,13 +191,8 @@ class Sweep:
     def walk_forward(self) -> "WalkForward":
         """Optimise on each train window, run the winner on the test window after it, stitch the
         test windows' equity (each continuing from the previous one's end)."""
-        plan = self.config.walk_forward
-        assert plan is not None, "the sweep file has no walk_forward section"
         (environment,) = self.sweep.environments
-        slices = windows(environment.config.start, environment.config.end,
-                         timedelta(seconds=timeframe_seconds(plan.train)),
-                         timedelta(seconds=timeframe_seconds(plan.test)),
-                         timedelta(seconds=timeframe_seconds(plan.step or plan.test)), plan.anchored)
+        slices = self._windows()
         results = WalkForward(self.config.metric, environment.config.starting_capital)
         for window in slices:
             if self.stop.is_set():
@@ -213,10 +203,22 @@ class Sweep:
             test_row = None
             if best is not None:
                 test = _within(environment, window.test_start, window.test_end)
-                (test_row,) = self._evaluate([best.combination], [test], self._progress(
+                (test_row,) = self._evaluate([best.combination], [test], Progress(
                     f"window {window.index + 1}/{len(slices)} test", 1))
             results.add(window, ranked, best, test_row)
         return results
+
+
+    def _windows(self) -> list[Window]:
+        plan = self.config.walk_forward
+        if plan is None:
+            return []
+        (environment,) = self.sweep.environments
+        def length(duration: str) -> timedelta:
+            return timedelta(seconds=timeframe_seconds(duration))
+
+        return windows(environment.config.start, environment.config.end, length(plan.train), length(plan.test),
+                       length(plan.step or plan.test), plan.anchored)
 
 
 def _within(environment: SweepEnvironment, start: Any, end: Any) -> SweepEnvironment:
