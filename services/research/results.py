@@ -152,10 +152,12 @@ def _heatmap(sweep: LoadedSweep, rows: Sequence[Row]) -> str:
     scores = {(row.combination[first], row.combination[second]): row.score(metric) for row in rows}
     known = [score for score in scores.values() if score is not None]
     low, high = (min(known), max(known)) if known else (0.0, 0.0)
-    cell, left, top = 64, 140, 40
-    width, height = left + cell * len(second_values), top + cell * len(first_values)
+    cell, left, top = 64, 140, 64
+    width = max(left + cell * len(second_values), 16 + 8 * len(f"{first[0]}.{first[1]}{second[0]}.{second[1]}"))
+    height = top + cell * len(first_values)
+    # Axis titles on lines of their own: the columns' (→) first, then the rows' (↓), then the column values.
     shapes = [f'<text x="{left}" y="16">{escape(f"{second[0]}.{second[1]}")} →</text>',
-              f'<text x="4" y="{top - 8}">{escape(f"{first[0]}.{first[1]}")} ↓</text>']
+              f'<text x="4" y="36">{escape(f"{first[0]}.{first[1]}")} ↓</text>']
     for j, value in enumerate(second_values):
         shapes.append(f'<text x="{left + j * cell + cell / 2}" y="{top - 8}" text-anchor="middle">'
                       f'{escape(_format(value))}</text>')
