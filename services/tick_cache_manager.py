@@ -1,4 +1,5 @@
 from collections.abc import Sequence
+from typing import Protocol
 
 import structlog
 
@@ -10,6 +11,12 @@ from backend.portfolio import StrategyAccount
 from backend.portfolio.ledger import PortfolioValues, portfolio_snapshot
 
 log = structlog.get_logger(__name__)
+
+
+class TickRecorder(Protocol):
+    """Told of every processed tick once the account has closed it (`--report`)."""
+
+    def tick_closed(self, tick: RawTick, account: StrategyAccount) -> None: ...
 
 
 class TickCacheManager:
@@ -42,6 +49,7 @@ class TickCacheManager:
         self._abandoned = False
         self._open: tuple[RawTick, PortfolioValues] | None = None  # the tick being processed
         self._base_context = self._build_base_context  # bound once: handed to the cache every tick
+        self.recorder: TickRecorder | None = None
 
     def _build_base_context(self) -> BaseContextDTO:
         """The open tick's base context (built once per tick, by the tick cache, on first use)."""
@@ -93,4 +101,6 @@ class TickCacheManager:
             self.current_worker = None
             context.clear()
         self.account.close_tick(tick.symbol, tick.timestamp, trading)
+        if self.recorder is not None:
+            self.recorder.tick_closed(tick, self.account)
         return True
