@@ -71,7 +71,10 @@ def _csv_blocks(path: Path, timeframe: str) -> Iterator[CandleBlock]:
     try:
         reader = arrow_csv.open_csv(
             path,
-            read_options=arrow_csv.ReadOptions(skip_rows=1, column_names=names, block_size=BLOCK_BYTES),
+            # One thread: as fast on a busy machine, and environments replaying at once add no pools.
+            read_options=arrow_csv.ReadOptions(
+                skip_rows=1, column_names=names, block_size=BLOCK_BYTES, use_threads=False,
+            ),
             convert_options=arrow_csv.ConvertOptions(
                 column_types=types, null_values=[], strings_can_be_null=False, quoted_strings_can_be_null=False,
             ),
@@ -182,7 +185,9 @@ class _BlockBuilder:
 
 def _parquet_blocks(path: Path, timeframe: str) -> Iterator[CandleBlock]:
     try:
-        parquet = pq.ParquetFile(path)
+        # pre_buffer off: on, pyarrow keeps the ranges it read ahead, so memory grows with the file;
+        # buffer_size: column chunks are read through a buffer, not whole (a row group can be huge).
+        parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=BLOCK_BYTES)
     except pa.ArrowInvalid as exc:
         raise ConfigError(path, f"not a readable Parquet file: {exc}") from None
     absent = [column for column in COLUMNS if column not in parquet.schema_arrow.names]
