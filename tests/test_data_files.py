@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 from backend.config.schema import BacktestEnvironment
 from backend.errors import ConfigError
 from backend.market_data.backtest_source import BacktestSource
-from backend.market_data.candle_file import read_candle_file
+from backend.market_data.candle_file import Hole, read_candle_file
 from tests.helpers import REPO, START, backtest_environment
 
 KRAKEN_5M = REPO / "data" / "kraken_xbtusd_5m_2023q1.csv"
@@ -196,9 +196,10 @@ def test_a_large_file_with_holes_counts_rows_and_holes_from_its_index(tmp_path):
     path = write_lines(tmp_path / "d.csv", rows)
     candles = read_candle_file(path, "1m")
     assert len(candles) == 100_000 - 13
-    hole_rows = [hole.row for hole in candles.holes_within(range(len(candles)))]
-    assert hole_rows == [30_000, 70_000 - 3]
-    assert [hole.missing for hole in candles.holes_within(range(len(candles)))] == [3, 10]
+    holes = candles.holes_within(range(len(candles)))
+    assert [candles.hole(index) for index in holes] == [Hole(30_000, 3), Hole(70_000 - 3, 10)]
+    assert candles.missing_in(holes) == 13
+    assert candles.missing_in(candles.holes_within(range(30_000, len(candles)))) == 10
     for row in (0, 29_999, 30_000, 69_996, 69_997, len(candles) - 1):
         timestamp = rows[row][:20]
         assert candles.open_epoch(row) == datetime.fromisoformat(timestamp).timestamp()

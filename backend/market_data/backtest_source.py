@@ -80,12 +80,12 @@ class BacktestSource(TickSource):
             return
         step = timeframe_seconds(self._timeframe)
         listed = []
-        for hole in holes[:GAPS_LISTED]:
+        for hole in map(self._candles.hole, holes[:GAPS_LISTED]):
             gap_to = self._candles.open_epoch(hole.row)
             listed.append({"gap_from": _iso(gap_to - hole.missing * step), "gap_to": _iso(gap_to)})
         log.warning(
             "data_gaps", data_file=str(self._candles.path), symbol=self._symbol, gaps=len(holes),
-            missing_candles=sum(hole.missing for hole in holes), first_gaps=listed,
+            missing_candles=self._candles.missing_in(holes), first_gaps=listed,
         )
 
 

@@ -105,9 +105,9 @@ def check_block(
     epochs, time_ok, units = _epoch_units(times)
     opens, highs, lows, closes, volumes = columns = [_floats(column) for column in numbers]
     step_units = timeframe_step * units
-    previous = np.empty_like(epochs)
+    previous = np.empty_like(epochs)  # each row's predecessor; the file's first row has none
     previous[1:] = epochs[:-1]
-    previous[:1] = np.iinfo(np.int64).min if previous_open is None else previous_open * units
+    previous[:1] = epochs[:1] - step_units if previous_open is None else previous_open * units
     # NaN (from a null or an unparsable cell) fails every comparison: `isfinite` flags it.
     bad = ~np.logical_and.reduce([np.isfinite(column) for column in columns])
     bad |= np.minimum(np.minimum(opens, highs), np.minimum(lows, closes)) <= 0
@@ -123,8 +123,6 @@ def check_block(
         raise BadRowError(first_row + index, _reference_reason(times, numbers, index, earlier, timeframe))
     seconds = epochs // units
     missing = (seconds - previous // units) // timeframe_step - 1
-    if previous_open is None:
-        missing[:1] = 0
     return CandleBlock(first_row, seconds, opens, highs, lows, closes, volumes, missing)
 
 

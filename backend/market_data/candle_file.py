@@ -18,7 +18,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,8 +64,8 @@ class CandleFile:
     first_epoch: int  # open time of the first and the last candle, epoch seconds
     last_epoch: int
     version: tuple[int, int]  # (size, mtime_ns) of the file that was checked
-    hole_rows: array = field(default_factory=lambda: array("q"))  # ascending
-    missing_through: array = field(default_factory=lambda: array("q"))  # candles missing up to each hole
+    hole_rows: array  # int64, ascending: the row right after each hole
+    missing_through: array  # int64: the candles missing in that hole and all earlier ones
 
     def __len__(self) -> int:
         return self.rows
@@ -84,8 +84,7 @@ class CandleFile:
 
     def open_epoch(self, row: int) -> int:
         """Open time of candle `row` (epoch seconds), from the hole index alone."""
-        holes_before = bisect_right(self.hole_rows, row)
-        missing = self.missing_through[holes_before - 1] if holes_before else 0
+        missing = self._missing_in_first(bisect_right(self.hole_rows, row))
         return self.first_epoch + (row + missing) * self.step
 
     def rows_between(self, start: datetime, end: datetime) -> range:
@@ -104,12 +103,17 @@ class CandleFile:
             )
         return rows
 
-    def holes_within(self, rows: range) -> list[Hole]:
-        """The holes right before the rows of `rows` after its first (what precedes a range is
-        not in it), in order."""
-        first = bisect_left(self.hole_rows, rows.start + 1)
-        last = bisect_left(self.hole_rows, rows.stop)
-        return [Hole(self.hole_rows[index], self._missing_at(index)) for index in range(first, last)]
+    def holes_within(self, rows: range) -> range:
+        """Indices (for `hole`) of the holes right before the rows of `rows` after its first: what
+        precedes a range is not in it."""
+        return range(bisect_left(self.hole_rows, rows.start + 1), bisect_left(self.hole_rows, rows.stop))
+
+    def hole(self, index: int) -> Hole:
+        return Hole(self.hole_rows[index], self._missing_in_first(index + 1) - self._missing_in_first(index))
+
+    def missing_in(self, holes: range) -> int:
+        """Candles missing in these holes (an index range from `holes_within`), added up."""
+        return self._missing_in_first(holes.stop) - self._missing_in_first(holes.start)
 
     def blocks(self, rows: range) -> Iterator["CandleBlock"]:
         """The candles `rows`, read again from the file and checked again, a block at a time."""
@@ -123,9 +127,9 @@ class CandleFile:
             if block.first_row + len(block) > rows.start:
                 yield block.rows(rows.start, rows.stop)
 
-    def _missing_at(self, hole_index: int) -> int:
-        before = self.missing_through[hole_index - 1] if hole_index else 0
-        return self.missing_through[hole_index] - before
+    def _missing_in_first(self, holes: int) -> int:
+        """Candles missing in the file's first `holes` holes."""
+        return self.missing_through[holes - 1] if holes else 0
 
 
 def read_candle_file(path: Path, timeframe: str) -> CandleFile:

@@ -5,9 +5,10 @@ BLOCK_BYTES of text at a time, Parquet a record batch of at most BLOCK_ROWS rows
 row yielded passed `check_block` (so `parse_row`, `candle_problem` and `CandleSequence`); anything
 else is a ConfigError naming the file and the CSV line (as a text editor counts it) or the
 Parquet row (1 = the first candle). A CSV block pyarrow cannot read (a row with the wrong number
-of fields, bad UTF-8, spellings only Python reads such as `1_000` or ` 1.5`) is re-read from its
-first row by the row-by-row reference loop, which yields what it accepts and names the first line
-it refuses, so pyarrow only ever speeds up the reading and never changes what is accepted.
+of fields, bad UTF-8, spellings only Python reads such as `1_000` or ` 1.5`) or that fails a check
+is re-read from its first row to the end of the file by the row-by-row reference loop (Python's
+csv module, as the reader always did), which yields what it accepts and names the first line it
+refuses: pyarrow only speeds the reading up, it never changes what is accepted or the error.
 """
 
 import csv
@@ -80,6 +81,8 @@ def _csv_blocks(path: Path, timeframe: str) -> Iterator[CandleBlock]:
             ),
         )
         for batch in reader:
+            if not batch.num_rows:
+                continue
             times, *numbers = (batch.column(index) for index in indices)
             block = check_block(rows, times, numbers, previous_open, timeframe)
             yield block
@@ -196,6 +199,8 @@ def _parquet_blocks(path: Path, timeframe: str) -> Iterator[CandleBlock]:
     rows, previous_open = 0, None
     try:
         for batch in parquet.iter_batches(batch_size=BLOCK_ROWS, columns=list(COLUMNS)):
+            if not batch.num_rows:
+                continue
             times, *numbers = (batch.column(column) for column in COLUMNS)
             block = check_block(rows, times, numbers, previous_open, timeframe)
             yield block
