@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 
 from backend.config.schema import BacktestEnvironment
 from backend.errors import ConfigError
+from backend.market_data import candle_readers
 from backend.market_data.backtest_source import BacktestSource
 from backend.market_data.candle_file import Hole, read_candle_file
 from tests.helpers import REPO, START, backtest_environment
@@ -258,3 +259,52 @@ def test_a_file_changed_after_its_check_is_refused_at_replay(tmp_path):
     write_lines(path, [*good_rows(4), f"{hour(4)},100,101,99,100,1"])
     with pytest.raises(ConfigError, match="the data file changed after it was checked"):
         next(source.ticks(threading.Event()))
+
+
+# --- block boundaries -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_blocks(monkeypatch):
+    """Blocks of a few rows: every check and every hole then also spans a block boundary."""
+    monkeypatch.setattr(candle_readers, "BLOCK_BYTES", 128)
+    monkeypatch.setattr(candle_readers, "BLOCK_ROWS", 3)
+
+
+def test_block_boundaries_change_no_candle_and_no_gap(tmp_path, monkeypatch):
+    """The day around the 15-candle hole of 2023-02-22, read in blocks of a few rows."""
+    day = {name: values[14_829:15_102] for name, values in csv_columns(KRAKEN_5M).items()}  # 12:00 to 12:00
+    csv_file = write_lines(tmp_path / "d.csv", [",".join(row) for row in zip(*day.values(), strict=True)])
+    parquet_file = write_parquet(tmp_path / "d.parquet", day)
+    hole = ("2023-02-21T20:00:00Z", "2023-02-22T04:00:00Z")
+    expected = replay(csv_file, *hole, "5m")
+    assert (len(expected[0]), expected[1][0]["missing_candles"]) == (8 * 12 - 15, 15)
+    monkeypatch.setattr(candle_readers, "BLOCK_BYTES", 128)
+    monkeypatch.setattr(candle_readers, "BLOCK_ROWS", 3)
+    assert replay(csv_file, *hole, "5m") == expected
+    assert replay(parquet_file, *hole, "5m") == expected
+
+
+@pytest.mark.parametrize("bad_at", [1, 2, 3, 4, 5, 6])
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        ("{time},100,101,99,100,1", "is not after the previous candle's"),
+        ("{time},100,101,100.5,101,1", "low 100.5 / high 101.0 do not contain open 100.0 and close 101.0"),
+        ("{time},100,101,99,100,-1", "volume must not be negative"),
+    ],
+    ids=["duplicate", "low_above_open", "negative_volume"],
+)
+def test_a_bad_row_at_any_block_boundary_is_found_at_its_line_and_row(tmp_path, tiny_blocks, bad_at, row, reason):
+    rows = [(START + timedelta(hours=index)).isoformat() for index in range(8)]
+    cells = [f"{time},100,101,99,100,1" for time in rows]
+    duplicate_time = rows[bad_at - 1] if "after" in reason else rows[bad_at]
+    cells[bad_at] = row.format(time=duplicate_time)
+    csv_file = write_lines(tmp_path / "d.csv", cells)
+    parquet_file = write_parquet(tmp_path / "d.parquet", {
+        column: [line.split(",")[index] for line in cells] for index, column in enumerate(HEADER.split(","))
+    })
+    for path, where in ((csv_file, f"line {bad_at + 2}"), (parquet_file, f"row {bad_at + 1}")):
+        with pytest.raises(ConfigError) as error:
+            read_candle_file(path, "1h")
+        assert error.value.key == where and reason in error.value.reason
