@@ -46,8 +46,12 @@ def ema_series(closes: np.ndarray, period: int) -> np.ndarray:
 def run_backtesting(data: pd.DataFrame) -> tuple[float, int, float]:
     import time
 
+    import backtesting.backtesting
     from backtesting import Strategy
     from backtesting.lib import FractionalBacktest, crossover
+
+    # No progress bar (when tqdm is installed): it writes to the table's terminal and costs time.
+    backtesting.backtesting._tqdm = lambda sequence, **_: sequence  # type: ignore[attr-defined]
 
     closes = data.Close.to_numpy()
 

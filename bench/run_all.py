@@ -1,7 +1,7 @@
 """The whole benchmark table in one run: every figure below is measured now, on this machine,
 and every ratio compares two figures of this same run.
 
-    python bench/run_all.py [--candles 200000] [--blueprint-candles 50000] [--baseline main]
+    python bench/run_all.py [--candles 200000] [--blueprint-candles 50000] [--baseline REV ...]
 
 Rows:
 - peers: the EMA(12)/EMA(26) crossover (config/strategies/ema_cross.yaml) through the full
@@ -13,8 +13,9 @@ Rows:
   returns): what the daemon itself costs per candle and run (feed, hand-off, tick cache, account),
   with 1 and 10 runs on one environment.
 - shipped blueprints: ICT/SMC and smart DCA through the full service, one run, against the same
-  measurement of the `--baseline` git revision (extracted with `git archive` into a temporary
-  directory and run with the same script).
+  measurement of each `--baseline` git revision (extracted with `git archive` into a temporary
+  directory and run with the same script): by default 944a9ad, the seed when issue 9 was taken
+  up, and main.
 - memory: 1, 100 and 1,000 runs of ICT/SMC on one environment (the sample's first candles, more than
   the 50 its history keeps): bytes per
   run of its parts (the tick cache's provider between ticks, and what a full tick puts in it,
@@ -46,6 +47,8 @@ sys.path.insert(0, str(BENCH))
 from candles import SAMPLE, mirrored, sample_rows, write_csv  # noqa: E402
 
 T = TypeVar("T")
+# The seed as issue 9 found it (its "today"), and main as it is now.
+BASELINES = ["944a9ad", "main"]
 STRATEGIES = REPO / "config" / "strategies"
 EMA_CROSS = STRATEGIES / "ema_cross.yaml"
 BLUEPRINTS = {"ICT/SMC": STRATEGIES / "ict_smc_strategy.yaml", "smart DCA": STRATEGIES / "smart_dca_btc.yaml"}
@@ -140,19 +143,26 @@ def overhead(candles: int, tmp: Path, repeat: int) -> None:
         print(f"  {runs:<24}{result['seconds'] / result['candles'] / runs * 1e6:>24.2f}")
 
 
-def blueprints(candles: int, baseline: str, tmp: Path, repeat: int) -> None:
+def blueprints(candles: int, baselines: list[str], tmp: Path, repeat: int) -> None:
     first, rows = sample_rows()
     data_file = write_csv(tmp / "blueprints.csv", first, mirrored(rows, candles))
-    old = baseline_checkout(baseline, tmp / "baseline")
+    codes = {revision: baseline_checkout(revision, tmp / f"baseline_{index}")
+             for index, revision in enumerate(baselines)}
     print(f"\n## Shipped blueprints, one run, full service ({candles:,} candles)")
-    print(f"{'':<14}{f'{baseline} candles/s':>20}{'now candles/s':>16}{'now is':>10}{'same trades':>14}")
+    print(f"{'':<14}{'revision':<12}{'candles/s':>12}{'now is':>10}{'same trades':>14}")
     for name, path in BLUEPRINTS.items():
-        pairs = [(service_case(path, data_file, code=old), service_case(path, data_file)) for _ in range(repeat)]
-        before = min((pair[0] for pair in pairs), key=lambda r: r["seconds"])
-        now = min((pair[1] for pair in pairs), key=lambda r: r["seconds"])
-        same_trades = same([before["trades"], now["trades"]], [before["final_equity"], now["final_equity"]])
-        speedup = rate(now) / rate(before)
-        print(f"  {name:<12}{rate(before):>20,.0f}{rate(now):>16,.0f}{speedup:>9.2f}x{same_trades:>14}")
+        results: dict[str, list[dict]] = {"now": [], **{revision: [] for revision in baselines}}
+        for _ in range(repeat):  # interleaved
+            for revision, code in codes.items():
+                results[revision].append(service_case(path, data_file, code=code))
+            results["now"].append(service_case(path, data_file))
+        fastest = {revision: min(runs, key=lambda r: r["seconds"]) for revision, runs in results.items()}
+        now = fastest["now"]
+        print(f"  {name:<12}{'this tree':<12}{rate(now):>12,.0f}")
+        for revision in baselines:
+            before = fastest[revision]
+            same_trades = same([before["trades"], now["trades"]], [before["final_equity"], now["final_equity"]])
+            print(f"  {'':<12}{revision:<12}{rate(before):>12,.0f}{rate(now) / rate(before):>9.2f}x{same_trades:>14}")
 
 
 def memory(candles: int, tmp: Path) -> None:
@@ -175,7 +185,8 @@ def main() -> None:
     parser.add_argument("--blueprint-candles", type=int, default=50_000, help="candles of the shipped blueprints' rows")
     parser.add_argument("--overhead-candles", type=int, default=100_000)
     parser.add_argument("--memory-candles", type=int, default=600, help="candles of the memory rows (history: 50)")
-    parser.add_argument("--baseline", default="main", help="git revision the shipped blueprints are compared with")
+    parser.add_argument("--baseline", action="append", help="git revision the shipped blueprints are compared with "
+                        f"(repeatable; default: {' and '.join(BASELINES)})")
     parser.add_argument("--repeat", type=int, default=3, help="timed figures are the best of this many runs")
     parser.add_argument("--only", choices=("peers", "overhead", "blueprints", "memory"), action="append")
     args = parser.parse_args()
@@ -188,7 +199,7 @@ def main() -> None:
         if "overhead" in only:
             overhead(args.overhead_candles, tmp, args.repeat)
         if "blueprints" in only:
-            blueprints(args.blueprint_candles, args.baseline, tmp, args.repeat)
+            blueprints(args.blueprint_candles, args.baseline or BASELINES, tmp, args.repeat)
         if "memory" in only:
             memory(args.memory_candles, tmp)
 
