@@ -15,7 +15,8 @@ _set = object.__setattr__
 
 
 class DTO(BaseModel):
-    """Immutable value written once per tick into a strategy's tick cache."""
+    """Immutable value of the tick path: a RAW_TICK, or what a worker writes once per tick into
+    its strategy's tick cache."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -74,15 +74,13 @@ class Ledger:
         return equity
 
     def snapshot_values(self, asset: str) -> PortfolioValues:
-        """What `snapshot` holds, as a plain tuple (cheap to take on every tick)."""
+        """The account as workers see it, as the fields of a PortfolioSnapshotDTO in a plain
+        tuple (cheap to take on every tick; `portfolio_snapshot` builds the DTO when asked)."""
         state = self.state
         position = state.positions.get(asset)
         if position is None or position.qty <= 0:
             return state.cash, 0.0 if position is None else position.qty, None, self.equity(), state.peak_equity
         return state.cash, position.qty, position.avg_entry_price, self.equity(), state.peak_equity
-
-    def snapshot(self, asset: str) -> PortfolioSnapshotDTO:
-        return portfolio_snapshot(self.snapshot_values(asset))
 
     def capped_quantity(self, asset: str, side: OrderSide, quantity: float, price: float, fee_rate: float) -> float:
         """quantity cut to what this spot account can do: buys to the cash (fee included),
