@@ -8,7 +8,8 @@ a second signal forced the exit; 2 a config, data or credential error.
 
 Signal handlers are installed before anything else is imported or loaded, so a SIGINT/SIGTERM at
 any moment ends the process cleanly, also as PID 1 in a container (where an unhandled SIGTERM
-would be ignored).
+would be ignored), and a SIGHUP never kills it: while running it reloads the operation file (one
+that arrived while loading, once the operation has started; none while validating or stopping).
 """
 
 import argparse
@@ -16,7 +17,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack, closing
 from pathlib import Path
 from types import FrameType
@@ -44,6 +45,8 @@ class Shutdown:
         self.requested = threading.Event()
         self.reasons: list[str] = []
         self.loading = True  # while True, a signal interrupts the main thread's loading
+        self.reload: Callable[[str], None] | None = None  # set once the operation runs
+        self.reload_pending = False  # a SIGHUP came before that
 
     def request(self, reason: str) -> None:
         self.reasons.append(reason)
@@ -63,6 +66,23 @@ class Shutdown:
         if self.loading:
             raise StopRequested(name)
         structlog.get_logger("run-operation").info("signal_received", signal=name)
+
+    def on_hangup(self, _signum: int, _frame: FrameType | None) -> None:
+        """SIGHUP: reload the operation file (in a thread of its own: the handler returns at once)."""
+        if self.requested.is_set():
+            return  # stopping: nothing to reload into
+        if self.reload is None:
+            self.reload_pending = True
+            return
+        structlog.get_logger("run-operation").info("signal_received", signal="SIGHUP")
+        self.reload("SIGHUP")
+
+    def reload_with(self, reload: "Callable[[str], None]") -> None:
+        """The operation runs: SIGHUP reloads it from now on, and one that came while loading now."""
+        self.reload = reload
+        if self.reload_pending:
+            self.reload_pending = False
+            reload("SIGHUP")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -130,6 +150,7 @@ def _say(text: str, stream: TextIO | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     shutdown = Shutdown()
     previous = {sig: signal.signal(sig, shutdown.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, shutdown.on_hangup)
     try:
         args = parse_args(argv)
         if args.command == "validate" or args.print_config:
@@ -149,7 +170,7 @@ def _run(args: argparse.Namespace, shutdown: Shutdown) -> int:
             return EXIT_OK
         if isinstance(service, int):
             return service
-        summaries = _run_with_status_server(args, service)
+        summaries = _run_with_status_server(args, service, shutdown)
         if isinstance(summaries, int):
             return summaries
     _say(format_summaries(summaries), sys.stdout)
@@ -161,10 +182,11 @@ def _run(args: argparse.Namespace, shutdown: Shutdown) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _run_with_status_server(args: argparse.Namespace, service: "OperationService") -> "list | int":
+def _run_with_status_server(args: argparse.Namespace, service: "OperationService",
+                            shutdown: Shutdown) -> "list | int":
     """The runs, with the status server (--http) beside them from their start to their end."""
     if args.http is None:
-        return service.run()
+        return _run_reloadable(service, shutdown)
     from services.status_server import StatusServer
 
     # Listening before the first run starts: an address that cannot be bound stops nothing running.
@@ -177,9 +199,16 @@ def _run_with_status_server(args: argparse.Namespace, service: "OperationService
         server.stop()
         return EXIT_FAILED
     try:
-        return service.run()
+        return _run_reloadable(service, shutdown)
     finally:
         server.stop()
+
+
+def _run_reloadable(service: "OperationService", shutdown: Shutdown) -> list:
+    """The runs, SIGHUP reloading the operation file while they run."""
+    service.start()
+    shutdown.reload_with(service.request_reload)
+    return service.wait()
 
 
 def _load(args: argparse.Namespace, shutdown: Shutdown, cleanup: ExitStack) -> "OperationService | int":
