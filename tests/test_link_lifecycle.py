@@ -296,3 +296,29 @@ def test_reload_of_a_file_that_no_longer_loads_is_a_config_error_and_the_set_sta
     finally:
         service.stop()
         service.wait()
+
+
+def test_reload_of_a_changed_environment_gives_it_a_new_feed_and_restarts_its_links_only(tmp_path):
+    sources = Sources()
+    path = write_config_tree(tmp_path, [("a", "bt"), ("b", "bt"), ("c", "other")],
+                             {"a": probe_blueprint("a"), "b": probe_blueprint("b"), "c": probe_blueprint("c")},
+                             {"bt": environment("bt"), "other": environment("other")}, [tick(0, 100)])
+    service = OperationService(load_operation(path), WorkerFactory(PLUGINS), source_factory=sources)
+    service.start()
+    try:
+        a, b, c = service.runs
+        old_feed, other_feed = service.feeds
+        write_yaml(tmp_path / "config" / "environments" / "bt.yaml", environment("bt") | {"fee_rate": 0.002})
+        plan = service.reload("test")
+        assert (plan.restarted, plan.unchanged, plan.new_feeds) == (["a@bt", "b@bt"], ["c@other"], ["bt"])
+        new_feed, kept_feed = service.feeds
+        assert kept_feed is other_feed and new_feed is not old_feed and len(sources.built["bt"]) == 2
+        wait_until(lambda: not old_feed.is_alive())  # every link it served left: it ended
+        assert service.run_of("c@other") is c and c.is_alive()
+        assert a.status is b.status is RunStatus.STOPPED
+        sources.put("bt", 1)
+        wait_until(lambda: all(service.run_of(link).ticks_processed == 1 for link in ("a@bt", "b@bt")))
+        assert service.run_of("a@bt").tick_manager.account.ledger is not a.tick_manager.account.ledger
+    finally:
+        service.stop()
+        service.wait()

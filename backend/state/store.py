@@ -30,7 +30,7 @@ MIGRATIONS = {
     2: "ALTER TABLE accounts ADD COLUMN mode TEXT;",  # paper or live: a paper account never trades live
     3: LINK_CONTROLS_TABLE,
 }
-TABLES_OF_VERSION = {1: ("meta", "accounts", "positions", "orders", "fills", "cursors")}
+TABLES_OF_VERSION: dict[int, tuple[str, ...]] = {1: ("meta", "accounts", "positions", "orders", "fills", "cursors")}
 TABLES_OF_VERSION[2] = TABLES_OF_VERSION[1]
 TABLES_OF_VERSION[3] = (*TABLES_OF_VERSION[2], "link_controls")
 SCHEMA = """
