@@ -13,6 +13,10 @@ from backend.config import LoadedOperation, ResolvedLink
 from backend.config.schema import EnvironmentConfig
 
 
+class ReloadFailedError(Exception):
+    """Applying a checked reload failed part way (a bug, or the disk): the set may be partly changed."""
+
+
 @dataclass(frozen=True)
 class ReloadPlan:
     operation: LoadedOperation  # the file as re-read

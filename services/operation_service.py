@@ -38,7 +38,7 @@ from backend.state import LinkControls, StateStore, StoreJournal
 from services.environment_feed import EnvironmentFeed
 from services.execution_environments import ExecutionEnvironments
 from services.link_lifecycle import OPERATOR_PAUSE, LinkStateError, LinkStop, UnknownLinkError, continued_run
-from services.operation_reload import ReloadPlan, plan_reload
+from services.operation_reload import ReloadFailedError, ReloadPlan, plan_reload
 from services.reconciliation import reconcile
 from services.strategy_run import RunStatus, RunSummary, StrategyRun
 from services.tick_cache_manager import TickCacheManager
@@ -392,9 +392,9 @@ class OperationService:
         self._started.wait()
         try:
             self.reload(trigger)
-        except (ConfigError, ExchangeError, LinkStateError):
-            pass  # logged as operation_reload_rejected
-        except Exception:
+        except (ConfigError, ExchangeError, LinkStateError, ReloadFailedError):
+            pass  # logged as operation_reload_rejected or operation_reload_failed
+        except Exception:  # while checking: never silently
             log.exception("operation_reload_failed")
 
     def reload(self, trigger: str) -> ReloadPlan:
@@ -412,7 +412,11 @@ class OperationService:
                 where = {"file": exc.file, "key": exc.key, "reason": exc.reason} if isinstance(exc, ConfigError) else {}
                 log.error("operation_reload_rejected", error=str(exc), **where)
                 raise
-            self._apply(plan, feeds)
+            try:
+                self._apply(plan, feeds)
+            except Exception as exc:
+                log.exception("operation_reload_failed", error=f"{type(exc).__name__}: {exc}")
+                raise ReloadFailedError(f"{type(exc).__name__}: {exc}") from exc
         log.info("operation_reloaded", **plan.as_log_fields(), new_feeds=plan.new_feeds)
         return plan
 

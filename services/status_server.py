@@ -30,6 +30,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from backend.errors import ConfigError, ExchangeError
 from services.link_lifecycle import LinkStateError, UnknownLinkError
+from services.operation_reload import ReloadFailedError
 from services.operation_service import OperationService
 from services.strategy_run import LATENCY_BUCKETS, RunStatus, StrategyRun
 
@@ -308,6 +309,8 @@ class StatusServer:
             return _error(409, str(exc))
         except ExchangeError as exc:
             return _error(502, f"exchange error: {exc}")
+        except ReloadFailedError as exc:
+            return _error(500, f"the reload failed part way, see the log (operation_reload_failed): {exc}")
         return web.json_response({"status": "reloaded", **plan.as_log_fields(), "new_feeds": plan.new_feeds})
 
     @staticmethod
