@@ -27,6 +27,11 @@ class ReloadPlan:
     new_feeds: list[str]  # environment ids whose feed is (re)built: new, or its settings changed
 
     @property
+    def link_ids(self) -> list[str]:
+        """Every link of the new running set, in file order."""
+        return [link.link_id for link in self.operation.links]
+
+    @property
     def links_to_build(self) -> list[ResolvedLink]:
         wanted = {*self.added, *self.restarted}
         return [link for link in self.operation.links if link.link_id in wanted]

@@ -322,8 +322,8 @@ class OperationService:
         its next candle. Its environment's feed must still be running."""
         with self._one_change_at_a_time:
             link = self._link(link_id)
-            if not link.stopped_by_operator:
-                if link.run.status.ended:
+            if not link.stopped_by_operator or link.run.status is not RunStatus.STOPPED:
+                if link.run.status.ended:  # failed, stalled (also while being stopped), completed
                     raise LinkStateError(f"strategy link {link_id} has {link.run.status.value}; "
                                          "only a link stopped through the control API can be started")
                 return link.run  # running already
@@ -406,8 +406,8 @@ class OperationService:
             try:
                 if self.stop_event.is_set():
                     raise LinkStateError("the daemon is stopping")
-                plan = self._plan_reload()
-                feeds = self._prepared_feeds(plan)
+                plan, needs = self._plan_reload()
+                feeds = self._prepared_feeds(plan, needs)
             except (ConfigError, ExchangeError, LinkStateError) as exc:
                 where = {"file": exc.file, "key": exc.key, "reason": exc.reason} if isinstance(exc, ConfigError) else {}
                 log.error("operation_reload_rejected", error=str(exc), **where)
@@ -420,57 +420,61 @@ class OperationService:
         log.info("operation_reloaded", **plan.as_log_fields(), new_feeds=plan.new_feeds)
         return plan
 
-    def _plan_reload(self) -> ReloadPlan:
-        """The file re-read and every link to build checked (plugins, params, account mode)."""
+    def _plan_reload(self) -> tuple[ReloadPlan, dict[str, int]]:
+        """The file re-read and every link to build checked (plugins, params, account mode); with
+        the candles each of those needs."""
         operation = load_operation(self.operation.path)
         with self._running_set:
             running = {link_id: link.resolved for link_id, link in self._links.items()}
-        plan = plan_reload(running, dict(self._feed_settings), operation)
+            feeds = dict(self._feed_settings)
+        plan = plan_reload(running, feeds, operation)
+        needs = {}
         for link in plan.links_to_build:
-            self._factory.history_needed(link.blueprint, link.blueprint_file)
+            needs[link.link_id] = self._factory.history_needed(link.blueprint, link.blueprint_file)
             self._check_account_mode(link)
-        return plan
+        return plan, needs
 
-    def _prepared_feeds(self, plan: ReloadPlan) -> dict[str, EnvironmentFeed]:
+    def _prepared_feeds(self, plan: ReloadPlan, needs: dict[str, int]) -> dict[str, EnvironmentFeed]:
         """A feed, with no run yet, for each environment that gets a new one, its data loaded and
         its exchange checked (prepare), before anything running is touched."""
         feeds: dict[str, EnvironmentFeed] = {}
         for environment_id in plan.new_feeds:
             links = [link for link in plan.operation.links if link.link.execution_environment_id == environment_id]
             first = links[0]
-            needs = [_PlannedNeed(link.link_id, self._factory.history_needed(link.blueprint, link.blueprint_file))
-                     for link in links]
             timeframes = {link.link_id: link.blueprint.timeframe for link in links}
             with structlog.contextvars.bound_contextvars(
-                environment=environment_id, strategy_links=[link.link_id for link in links]
+                environment=environment_id, strategy_links=list(timeframes)
             ), settings_of(first.environment_file):
-                source = self._source_factory(with_warmup_for(first.environment, needs, timeframes))
-                feed = EnvironmentFeed(environment_id, source, [], self.stop_event,
+                warmup = with_warmup_for(first.environment, [_PlannedNeed(link_id, needs[link_id])
+                                                             for link_id in timeframes], timeframes)
+                feed = EnvironmentFeed(environment_id, self._source_factory(warmup), [], self.stop_event,
                                        base_timeframe=first.environment.timeframe, run_timeframes={})
                 feed.prepare()
             feeds[environment_id] = feed
         return feeds
 
     def _apply(self, plan: ReloadPlan, new_feeds: dict[str, EnvironmentFeed]) -> None:
+        """Stop the links that leave or restart (outside the running-set lock: the status server
+        reads the set meanwhile), then change the set in one step."""
+        leaving = [self._links[link_id] for link_id in [*plan.removed, *plan.restarted]]
+        self._end_runs(leaving)
+        environments = {link.link.execution_environment_id: link.environment for link in plan.operation.links}
         with self._running_set:
-            leaving = [self._links[link_id] for link_id in [*plan.removed, *plan.restarted]]
-            self._end_runs(leaving)
             for link in leaving:
                 self._feeds[link.environment_id].detach(link.run)
             for link_id in plan.removed:
                 log.info("strategy_summary", **self._links.pop(link_id).run.summary().as_log_fields())
-            for environment_id, feed in new_feeds.items():
-                replaced = self._feeds.get(environment_id)
-                if replaced is not None:
-                    replaced.halt_if_unneeded()  # every link it served has left: it ends
+            for environment_id, feed in [*self._feeds.items()]:
+                if environment_id in new_feeds or environment_id not in environments:
+                    feed.halt_if_unneeded()  # every link it served has left: it ends
+                if environment_id not in environments:
+                    del self._feeds[environment_id], self._feed_settings[environment_id]
+            for environment_id, feed in new_feeds.items():  # a replaced feed keeps its place
                 self._feeds[environment_id] = feed
-                self._feed_settings[environment_id] = next(
-                    link.environment for link in plan.operation.links
-                    if link.link.execution_environment_id == environment_id)
-            built = {}
-            for resolved in plan.links_to_build:
-                link = built[resolved.link_id] = self._build_link(resolved)
-                before = self._links.get(resolved.link_id)
+                self._feed_settings[environment_id] = environments[environment_id]
+            built = {resolved.link_id: self._build_link(resolved) for resolved in plan.links_to_build}
+            for link_id, link in built.items():
+                before = self._links.get(link_id)
                 if before is not None:  # restarted: what the operator asked of it stays
                     paused = before.run.tick_manager.account.paused == OPERATOR_PAUSE
                     self._restore_controls(link, LinkControls(paused, before.stopped_by_operator))
@@ -478,7 +482,7 @@ class OperationService:
                     self._restore_controls(link, self._stored_controls(link))
                 if not self._feeds[link.environment_id].attach(link.run, link.timeframe):
                     link.run.status = RunStatus.COMPLETED
-                    log.warning("strategy_link_not_started", strategy_link=resolved.link_id,
+                    log.warning("strategy_link_not_started", strategy_link=link_id,
                                 reason=f"environment {link.environment_id}'s feed has ended")
             for feed in new_feeds.values():
                 feed.resume_after_restart()
@@ -487,8 +491,7 @@ class OperationService:
                     link.run.start()
             for feed in new_feeds.values():
                 feed.start()
-            self._links = {resolved.link_id: built.get(resolved.link_id) or self._links[resolved.link_id]
-                           for resolved in plan.operation.links}
+            self._links = {link_id: built.get(link_id) or self._links[link_id] for link_id in plan.link_ids}
             self.operation = plan.operation
             self.stall_timeout = plan.operation.config.stall_timeout_seconds
             self.shutdown_timeout = plan.operation.config.shutdown_timeout_seconds

@@ -322,3 +322,29 @@ def test_reload_of_a_changed_environment_gives_it_a_new_feed_and_restarts_its_li
     finally:
         service.stop()
         service.wait()
+
+
+def test_an_environment_left_without_links_by_a_reload_ends_and_comes_back_with_a_new_feed(tmp_path):
+    sources = Sources()
+    blueprints = {"a": probe_blueprint("a"), "b": probe_blueprint("b")}
+    environments = {"bt": environment("bt"), "bt2": environment("bt2")}
+    path = write_config_tree(tmp_path, [("a", "bt"), ("b", "bt2")], blueprints, environments, [tick(0, 100)])
+    service = OperationService(load_operation(path), WorkerFactory(PLUGINS), source_factory=sources)
+    service.start()
+    waiter = threading.Thread(target=service.wait, daemon=True)
+    waiter.start()
+    try:
+        gone = service.feeds[1]
+        write_config_tree(tmp_path, [("a", "bt")], blueprints, environments)
+        assert service.reload("test").removed == ["b@bt2"]
+        wait_until(lambda: not gone.is_alive())
+        assert [feed.environment_id for feed in service.feeds] == ["bt"] and gone.error is None
+        write_config_tree(tmp_path, [("a", "bt"), ("b", "bt2")], blueprints, environments)
+        plan = service.reload("test")
+        assert (plan.added, plan.new_feeds) == (["b@bt2"], ["bt2"])
+        sources.put("bt2", 1)
+        wait_until(lambda: service.run_of("b@bt2").ticks_processed == 1)
+        assert len(sources.built["bt2"]) == 2 and waiter.is_alive()
+    finally:
+        service.stop()
+        waiter.join(10)
