@@ -97,6 +97,7 @@ def test_stop_and_start_keep_the_paper_account_and_pause_and_stop_survive_a_rest
     assert (started["status"], started["account"]["trades"]) == ("running", 1)
     minutes.add()  # row 4 closes: both trade it, dca on the account it had
     wait_for(first, "order_filled", count=2, strategy_link="dca@live")
+    wait_for(first, "order_filled", count=3, strategy_link="other@live")
     account = client.json("/strategies/dca@live")[1]["account"]  # type: ignore[index]
     assert account["trades"] == 2 and account["cash"] == pytest.approx(10_000 - 2 * BUY_USD, abs=1)
     assert fills_of(first, "dca@live") == [minutes.time(2), minutes.time(4)]  # row 3 missed while stopped
@@ -109,7 +110,7 @@ def test_stop_and_start_keep_the_paper_account_and_pause_and_stop_survive_a_rest
     second, client = daemons(operation, data_dir)
     (restored,) = wait_for(second, "link_controls_restored")
     assert (restored["strategy_link"], restored["paused"], restored["stopped"]) == ("dca@live", True, True)
-    wait_for(second, "environment_feed_started")
+    wait_for(second, "warmup_replayed")  # rows up to 4 seen again; a row closing from now on is traded
     kept = client.json("/strategies/dca@live")[1]
     assert (kept["status"], kept["account"]["trades"]) == ("stopped", 2)  # type: ignore[index]
     assert kept["paused"] is not None  # type: ignore[index]
