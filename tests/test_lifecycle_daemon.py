@@ -2,7 +2,10 @@
 against the fake Kraken in this process, driven over real HTTP (the status server) and real
 SIGHUPs; its state store read after it exits."""
 
+import os
 import signal
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -13,6 +16,7 @@ from tests.daemon import Daemon, write_hourly_csv
 from tests.fake_kraken import FakeKraken
 from tests.helpers import backtest_environment, write_config_tree, write_yaml
 from tests.live_support import KEY_ENV, SECRET_ENV
+from tests.probes import probe_blueprint
 from tests.test_restart import (
     BUY_USD,
     CREDENTIALS,
@@ -194,4 +198,44 @@ def test_sighup_adds_removes_restarts_and_keeps_links_and_a_bad_file_leaves_the_
     assert [e["event"] for e in daemon.events() if e["event"].startswith("operation_reload")] == [
         "operation_reload_requested", "operation_reloaded", "operation_reload_requested",
         "operation_reload_rejected"]
+    assert "Traceback" not in daemon.stderr
+
+
+def test_a_sighup_while_loading_never_kills_the_daemon_and_reloads_once_it_runs(tmp_path):
+    """The operation file is a FIFO: the daemon reads it when the test writes it, at start and
+    again on the reload the SIGHUP it got while loading asked for."""
+    write_hourly_csv(tmp_path / "data" / "ticks.csv", 5_000)
+    slow = {"a": probe_blueprint("a", sleep_seconds=0.01), "b": probe_blueprint("b", sleep_seconds=0.01)}
+    environments = {"bt": backtest_environment()}
+    path = write_config_tree(tmp_path, [("a", "bt")], slow, environments)
+    first = path.read_text()
+    second = write_config_tree(tmp_path, [("a", "bt"), ("b", "bt")], slow, environments).read_text()
+    path.unlink()
+    os.mkfifo(path)
+
+    def feed_the_fifo(text: str) -> None:
+        writer = threading.Thread(target=path.write_text, args=(text,), daemon=True)
+        writer.start()
+        writer.join(15)
+        assert not writer.is_alive(), "the daemon never read the operation file"
+
+    daemon = Daemon([path], module="tests.probe_cli")
+    try:
+        daemon.wait_for_event("operation_loading")
+        daemon.signal(signal.SIGHUP)
+        time.sleep(0.3)
+        assert daemon.process.poll() is None  # SIGHUP's default action would have ended it
+        feed_the_fifo(first)
+        daemon.wait_for_event("operation_started")
+        (requested,) = wait_for(daemon, "operation_reload_requested")
+        assert requested["trigger"] == "SIGHUP"
+        feed_the_fifo(second)  # what the reload reads
+        (reloaded,) = wait_for(daemon, "operation_reloaded")
+        assert (reloaded["added"], reloaded["unchanged"]) == (["b@bt"], ["a@bt"])
+        daemon.signal(signal.SIGTERM)
+        code, out = daemon.finish()
+    finally:
+        if daemon.process.poll() is None:
+            daemon.process.kill()
+    assert code == 0 and "== a@bt [stopped]" in out and "== b@bt [stopped]" in out
     assert "Traceback" not in daemon.stderr
