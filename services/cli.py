@@ -77,7 +77,7 @@ class Shutdown:
         structlog.get_logger("run-operation").info("signal_received", signal="SIGHUP")
         self.reload("SIGHUP")
 
-    def reload_with(self, reload: "Callable[[str], None]") -> None:
+    def reload_with(self, reload: Callable[[str], None]) -> None:
         """The operation runs: SIGHUP reloads it from now on, and one that came while loading now."""
         self.reload = reload
         if self.reload_pending:

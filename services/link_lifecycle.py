@@ -46,11 +46,6 @@ class LinkStop(threading.Event):
             super().wait(left)
         return True
 
-    @property
-    def requested_for_link(self) -> bool:
-        """Set for this link alone (not only by the operation's stop)."""
-        return super().is_set()
-
 
 def continued_run(stopped: StrategyRun, link: StrategyLink, history: OhlcvProvider, bar: timedelta,
                   stop: LinkStop, queue_size: int) -> StrategyRun:

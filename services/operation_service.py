@@ -406,6 +406,8 @@ class OperationService:
             try:
                 if self.stop_event.is_set():
                     raise LinkStateError("the daemon is stopping")
+                if not self._started.is_set():  # start() would start what the reload started again
+                    raise LinkStateError("the operation is still starting")
                 plan, needs = self._plan_reload()
                 feeds = self._prepared_feeds(plan, needs)
             except (ConfigError, ExchangeError, LinkStateError) as exc:
