@@ -348,3 +348,25 @@ def test_an_environment_left_without_links_by_a_reload_ends_and_comes_back_with_
     finally:
         service.stop()
         waiter.join(10)
+
+
+def test_a_restarted_link_keeps_what_the_operator_asked_of_it(tmp_path, operation_running):
+    sources = Sources()
+    blueprints = {"paused": probe_blueprint("p"), "stopped": probe_blueprint("s")}
+    service, client = operation_running([("paused", "bt"), ("stopped", "bt")], blueprints,
+                                        {"bt": environment("bt")}, sources)
+    client.json("/strategies/paused@bt/pause", "POST", TOKEN)
+    client.json("/strategies/stopped@bt/stop", "POST", TOKEN)
+    changed = {name: probe_blueprint(name[0], sleep_seconds=0.001) for name in blueprints}
+    write_config_tree(tmp_path, [("paused", "bt"), ("stopped", "bt")], changed, {"bt": environment("bt")})
+    status, body = client.json("/reload", "POST", TOKEN)
+    assert status == 200 and body["restarted"] == ["paused@bt", "stopped@bt"]  # type: ignore[index]
+    paused, stopped = (client.json(f"/strategies/{link}")[1] for link in ("paused@bt", "stopped@bt"))
+    assert (paused["status"], paused["paused"]) == ("running", "paused by the operator (status server)")  # type: ignore[index]
+    assert stopped["status"] == "stopped"  # type: ignore[index]
+    sources.put("bt", 1)
+    wait_until(lambda: service.run_of("paused@bt").ticks_processed == 1)
+    assert service.run_of("stopped@bt").ticks_processed == 0
+    assert client.json("/strategies/stopped@bt/start", "POST", TOKEN)[1]["status"] == "running"  # type: ignore[index]
+    sources.put("bt", 2)
+    wait_until(lambda: service.run_of("stopped@bt").ticks_processed == 1)
