@@ -76,8 +76,8 @@ class EnvironmentFeed:
         self.last_tick_at: float | None = None
         self._thread = threading.Thread(target=self._feed, name=f"feed:{environment_id}", daemon=True)
         # attach/detach (other threads) against the feed's end: a run is attached before the end
-        # (and finished by it) or refused. The route lists are replaced, never changed in place,
-        # so the feed thread's loops never see a list change under them.
+        # (and finished by it) or refused. A route's runs are replaced, never changed in place, so
+        # the feed thread's loops never see a list change under them; a new route is appended.
         self._membership = threading.Lock()
         self._ended = False
 
@@ -177,7 +177,7 @@ class EnvironmentFeed:
             seconds = timeframe_seconds(timeframe)
             route = next((r for r in self._routes if timeframe_seconds(r.timeframe) == seconds), None)
             if route is None:  # a new timeframe: its bars are built from the next complete one on
-                self._routes = [*self._routes, _Route(timeframe, Resampler(self._base_timeframe, timeframe), [run])]
+                self._routes.append(_Route(timeframe, Resampler(self._base_timeframe, timeframe), [run]))
             else:
                 route.runs = [*route.runs, run]
             self._runs = [*self._runs, run]

@@ -4,7 +4,7 @@ Invariants: a link's stop is set for that link alone (the control API, a reload)
 operation's stop (a signal), whichever comes first, and a run only ever asks it `is_set()` or
 `wait()`; a link started again continues with the same tick manager (account, workforce, candle
 history) in a new run whose counters carry on from the stopped one, and the hole the stop left is
-marked on the next candle of each asset (never joined silently).
+marked (missing_before) on the first candle of each asset it then gets: never joined silently.
 """
 
 import threading
@@ -12,7 +12,7 @@ import time
 from datetime import timedelta
 
 from backend.config import StrategyLink
-from backend.core.ohlcv_provider import OhlcvProvider
+from backend.market_data import RawTick
 from services.strategy_run import StrategyRun
 
 POLL_SECONDS = 0.05  # how often wait() looks at the operation's stop as well
@@ -47,15 +47,29 @@ class LinkStop(threading.Event):
         return True
 
 
-def continued_run(stopped: StrategyRun, link: StrategyLink, history: OhlcvProvider, bar: timedelta,
-                  stop: LinkStop, queue_size: int) -> StrategyRun:
-    """A new run of a stopped link, not started: the same tick manager, the counters the status
-    server reports carried on (counters never go back), and its next candle of each asset marked
-    with the bars of length bar it missed while stopped."""
-    run = StrategyRun(link, stopped.tick_manager, stop, queue_size)
-    run.ticks_processed = stopped.ticks_processed
-    run.latency_counts = list(stopped.latency_counts)
-    run.latency_sum = stopped.latency_sum
-    run.last_tick_time, run.last_tick_at = stopped.last_tick_time, stopped.last_tick_at
-    history.expect_hole(bar)
-    return run
+class ContinuedRun(StrategyRun):
+    """A stopped link's new run: the same tick manager (account, workforce, candle history), and the
+    first candle of each asset after the stop marked with the bars missed meanwhile."""
+
+    def __init__(self, stopped: StrategyRun, link: StrategyLink, bar: timedelta, stop: LinkStop,
+                 queue_size: int) -> None:
+        super().__init__(link, stopped.tick_manager, stop, queue_size)
+        # Counters never go back: the status server reports the link, not this run.
+        self.ticks_processed = stopped.ticks_processed
+        self.latency_counts = list(stopped.latency_counts)
+        self.latency_sum = stopped.latency_sum
+        self.last_tick_time, self.last_tick_at = stopped.last_tick_time, stopped.last_tick_at
+        self._bar = bar
+        self._last_before_stop = stopped.tick_manager.account.cursors  # per asset, the last candle processed
+
+    def submit(self, tick: RawTick) -> bool:
+        if self._last_before_stop:  # only until each asset's first candle after the stop has come
+            tick = self._with_hole_marked(tick)
+        return super().submit(tick)
+
+    def _with_hole_marked(self, tick: RawTick) -> RawTick:
+        last = self._last_before_stop.pop(tick.symbol, None)
+        if last is None or tick.timestamp <= last:
+            return tick
+        missed = (tick.timestamp - last) // self._bar - 1
+        return tick.model_copy(update={"missing_before": missed}) if missed > tick.missing_before else tick

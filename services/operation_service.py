@@ -37,7 +37,7 @@ from backend.portfolio import Ledger, StrategyAccount
 from backend.state import LinkControls, StateStore, StoreJournal
 from services.environment_feed import EnvironmentFeed
 from services.execution_environments import ExecutionEnvironments
-from services.link_lifecycle import OPERATOR_PAUSE, LinkStateError, LinkStop, UnknownLinkError, continued_run
+from services.link_lifecycle import OPERATOR_PAUSE, ContinuedRun, LinkStateError, LinkStop, UnknownLinkError
 from services.operation_reload import ReloadFailedError, ReloadPlan, plan_reload
 from services.reconciliation import reconcile
 from services.strategy_run import RunStatus, RunSummary, StrategyRun
@@ -53,12 +53,10 @@ MAX_WARMUP_CANDLES = 700  # Kraken's OHLC endpoint returns at most 720 candles, 
 
 @dataclass
 class _Link:
-    """A strategy link in the running set: its config, its current run, the run's candle history
-    (kept when the link is started again) and its own stop."""
+    """A strategy link in the running set: its config, its current run and that run's own stop."""
 
     resolved: ResolvedLink
     run: StrategyRun
-    history: OhlcvProvider
     stop: LinkStop
     stopped_by_operator: bool = False
 
@@ -173,7 +171,7 @@ class OperationService:
         workforce = self._factory.build(link.blueprint, link.blueprint_file, WorkerServices(context, account, history))
         manager = TickCacheManager(context, history, workforce, account, link.blueprint.assets)
         stop = LinkStop(self.stop_event)
-        return _Link(link, StrategyRun(link.link, manager, stop, self._queue_size), history, stop)
+        return _Link(link, StrategyRun(link.link, manager, stop, self._queue_size), stop)
 
     def _account(self, link: ResolvedLink) -> StrategyAccount:
         """The link's account: restored from the store for live and paper links, new otherwise."""
@@ -331,7 +329,7 @@ class OperationService:
                 raise LinkStateError("the daemon is stopping")
             bar = timedelta(seconds=timeframe_seconds(link.timeframe))
             stop = LinkStop(self.stop_event)
-            run = continued_run(link.run, link.resolved.link, link.history, bar, stop, self._queue_size)
+            run = ContinuedRun(link.run, link.resolved.link, bar, stop, self._queue_size)
             with self._running_set:
                 feed = self._feeds[link.environment_id]
                 if not feed.attach(run, link.timeframe):
@@ -356,7 +354,7 @@ class OperationService:
             if link.run.is_alive():
                 link.run.abandon(f"did not finish its tick within {self.shutdown_timeout:g} s of the stop request")
             elif link.run.status is RunStatus.PENDING:  # never started (kept stopped since a restart)
-                link.run.status = RunStatus.STOPPED
+                link.run.end_unstarted(RunStatus.STOPPED)
 
     def _stored_controls(self, link: _Link) -> LinkControls:
         if self._store is None or not link.kept_in_store:
@@ -372,7 +370,7 @@ class OperationService:
             account.paused = OPERATOR_PAUSE
         if controls.stopped:
             link.stopped_by_operator = True
-            link.run.status = RunStatus.STOPPED  # never started until start_link
+            link.run.end_unstarted(RunStatus.STOPPED)  # not started until start_link
         log.info("link_controls_restored", strategy_link=link.resolved.link_id, paused=controls.paused,
                  stopped=controls.stopped)
 
@@ -483,7 +481,7 @@ class OperationService:
                 else:
                     self._restore_controls(link, self._stored_controls(link))
                 if not self._feeds[link.environment_id].attach(link.run, link.timeframe):
-                    link.run.status = RunStatus.COMPLETED
+                    link.run.end_unstarted(RunStatus.COMPLETED)
                     log.warning("strategy_link_not_started", strategy_link=link_id,
                                 reason=f"environment {link.environment_id}'s feed has ended")
             for feed in new_feeds.values():

@@ -4,16 +4,14 @@ real runs and feeds in this process, driven over real HTTP on 127.0.0.1 (the sta
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from backend.config import load_operation
 from backend.config.schema import EnvironmentConfig
-from backend.core.ohlcv_provider import OhlcvProvider
 from backend.errors import ConfigError
-from backend.interfaces import Candle, IWorker, WorkerCategory, WorkerParams
+from backend.interfaces import IWorker, WorkerCategory, WorkerParams
 from backend.market_data import TickSource
 from services.link_lifecycle import UnknownLinkError
 from services.operation_service import OperationService
@@ -106,29 +104,6 @@ def operation_running(tmp_path: Path) -> Iterator[Callable[..., tuple[OperationS
 
 def environment(name: str) -> dict:
     return backtest_environment(display_name=name)
-
-
-# --- the candle history marks a hole ----------------------------------------------------------
-
-
-def test_after_expect_hole_the_next_candle_of_each_asset_counts_the_bars_it_missed():
-    t0 = datetime(2024, 1, 1, tzinfo=UTC)
-
-    def candle(hour: int, missing_before: int = 0) -> Candle:
-        return Candle(t0 + timedelta(hours=hour), 1, 1, 1, 1, 1, missing_before)
-
-    history = OhlcvProvider(5)
-    history.append("BTC/USD", candle(0))
-    history.append("BTC/USD", candle(1))
-    history.append("ETH/USD", candle(1))
-    history.expect_hole(timedelta(hours=1))
-    history.append("BTC/USD", candle(5))  # hours 2, 3, 4 missed
-    history.append("BTC/USD", candle(7))  # after the first candle, holes are the feed's to mark again
-    history.append("ETH/USD", candle(4, missing_before=5))  # a larger hole the feed knows is kept
-    history.append("SOL/USD", candle(9))  # nothing seen before: no hole to count
-    assert [c.missing_before for c in history.history("BTC/USD", 4)] == [0, 0, 3, 0]
-    assert [c.missing_before for c in history.history("ETH/USD", 2)] == [0, 5]
-    assert [c.missing_before for c in history.history("SOL/USD", 1)] == [0]
 
 
 # --- stop and start over HTTP ---------------------------------------------------------------------
