@@ -25,10 +25,17 @@ from typing import TYPE_CHECKING, TextIO
 
 import structlog
 
-from services.logging_setup import LOG_LEVELS, LogFiles, configure_logging, silence_if_standard_stream
+from services.logging_setup import (
+    LOG_LEVELS,
+    LogFiles,
+    configure_logging,
+    silence_if_standard_stream,
+    stderr_lines_to,
+)
 
 if TYPE_CHECKING:
     from backend.errors import ConfigError
+    from services.backtest_shards import ShardedBacktest
     from services.operation_service import OperationService
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
@@ -86,9 +93,11 @@ class Shutdown:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """`args.command` is `validate` when the first argument is literally that, `run` otherwise
-    (so an operation file named `validate` runs as `run-operation ./validate`)."""
+    """`args.command` is `validate` or `sweep` when the first argument is literally that, `run`
+    otherwise (so an operation file named `validate` runs as `run-operation ./validate`)."""
     arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["sweep"]:
+        return _parse_sweep_args(arguments[1:])
     validate = arguments[:1] == ["validate"]
     if validate:
         parser = argparse.ArgumentParser(
@@ -114,10 +123,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="rotate a --log-dir file before it would reach N bytes (default 10000000)")
     parser.add_argument("--log-backups", type=_positive_int, default=5, metavar="N",
                         help="rotated files kept per --log-dir file: NAME.jsonl.1 .. NAME.jsonl.N (default 5)")
+    parser.add_argument("--report", type=Path, metavar="DIR",
+                        help="write each run's trades.csv, equity.csv and summary.json, and report.html "
+                             "comparing the runs, to DIR; validate ignores it")
     if not validate:
         parser.add_argument("--http", type=_http_address, metavar="HOST:PORT",
                             help="serve status, metrics and control on HOST:PORT (HOST defaults to 127.0.0.1); "
                                  "off unless given")
+        parser.add_argument("--processes", type=_process_count, default=1, metavar="N|auto",
+                            help="spread the links of a backtest-only operation over N processes (auto: one per "
+                                 "CPU core), each replaying the data itself (default 1: all in this process); "
+                                 "ignored with live or paper links and with --http")
         parser.add_argument("--print-config", nargs="?", const="yaml", choices=("yaml", "json"),
                             help="print the resolved configuration (secrets masked) as yaml (default) or json, "
                                  "and exit without running")
@@ -126,11 +142,40 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def _parse_sweep_args(arguments: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="run-operation sweep",
+        description="Run every combination of a sweep file (and its walk-forward, if it has one); write the "
+                    "ranked results as CSV, JSON and HTML.",
+    )
+    parser.add_argument("sweep", type=Path, help="path to config/sweeps/<name>.yaml")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="where results.csv, results.json and results.html go (default: sweeps/<name> "
+                             "in the current directory)")
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help="local (default): processes on this machine; ray: one Ray task per combination")
+    parser.add_argument("--processes", type=_process_count, default=os.cpu_count() or 1, metavar="N|auto",
+                        help="--executor local: combinations run side by side, one per process "
+                             "(default: one per CPU core; 1: all in this process)")
+    parser.add_argument("--address", metavar="ADDRESS",
+                        help="--executor ray: the cluster to join (e.g. ray://head:10001 or auto); "
+                             "default: start a local Ray")
+    parser.add_argument("--log-format", choices=("json", "console"), default="json")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    args = parser.parse_args(arguments)
+    args.command = "sweep"
+    return args
+
+
 def _http_address(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not port.isdigit() or int(port) > 65535:
         raise argparse.ArgumentTypeError(f"not HOST:PORT: {text!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _process_count(text: str) -> int:
+    return os.cpu_count() or 1 if text == "auto" else _positive_int(text)
 
 
 def _positive_int(text: str) -> int:
@@ -153,6 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, shutdown.on_hangup)
     try:
         args = parse_args(argv)
+        if args.command == "sweep":
+            return _sweep(args, shutdown)
         if args.command == "validate" or args.print_config:
             return _inspect(args, shutdown)
         return _run(args, shutdown)
@@ -170,10 +217,28 @@ def _run(args: argparse.Namespace, shutdown: Shutdown) -> int:
             return EXIT_OK
         if isinstance(service, int):
             return service
+        report = None
+        if args.report is not None:
+            from backend.errors import ConfigError
+            from services.operation_service import OperationService
+            from services.report import Report
+
+            assert isinstance(service, OperationService)  # with --report, links are never sharded
+            try:  # before anything starts: a DIR that cannot be written is found now
+                report = Report.for_operation(args.report, service)
+            except OSError as exc:
+                _report_config_error(ConfigError(f"--report {args.report}", f"cannot write the report there: {exc}"))
+                return EXIT_CONFIG
+            cleanup.callback(report.close)
         summaries = _run_with_status_server(args, service, shutdown)
         if isinstance(summaries, int):
             return summaries
+        report_path = report.finish(summaries) if report is not None else None
     _say(format_summaries(summaries), sys.stdout)
+    if report_path is not None:
+        _say(f"Report: {report_path}", sys.stdout)
+    elif report is not None:
+        _say(f"run-operation: the report could not be written to {args.report} (see report_write_failed)", sys.stderr)
     for error in service.feed_errors:
         _say(f"run-operation: environment feed failed: {error}", sys.stderr)
     if shutdown.log_stream_closed:
@@ -182,13 +247,15 @@ def _run(args: argparse.Namespace, shutdown: Shutdown) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _run_with_status_server(args: argparse.Namespace, service: "OperationService",
+def _run_with_status_server(args: argparse.Namespace, service: "OperationService | ShardedBacktest",
                             shutdown: Shutdown) -> "list | int":
     """The runs, with the status server (--http) beside them from their start to their end."""
     if args.http is None:
-        return _run_reloadable(service, shutdown)
+        return _run_with_progress(service, shutdown)
+    from services.operation_service import OperationService
     from services.status_server import StatusServer
 
+    assert isinstance(service, OperationService)  # with --http, links are never sharded
     # Listening before the first run starts: an address that cannot be bound stops nothing running.
     server = StatusServer.for_operation(service, *args.http)
     try:
@@ -199,9 +266,26 @@ def _run_with_status_server(args: argparse.Namespace, service: "OperationService
         server.stop()
         return EXIT_FAILED
     try:
-        return _run_reloadable(service, shutdown)
+        return _run_with_progress(service, shutdown)
     finally:
         server.stop()
+
+
+def _run_with_progress(service: "OperationService | ShardedBacktest", shutdown: Shutdown) -> list:
+    """The runs; on a terminal, with a progress bar per backtest environment in place of the
+    `backtest_progress` lines (which the --log-dir files still get), log lines printed above.
+    Sharded backtests log their shards' progress lines instead (their feeds are in other processes)."""
+    from services.operation_service import OperationService
+    from services.progress import ProgressBars
+
+    if not isinstance(service, OperationService):
+        return service.run()
+    backtests = [feed for feed in service.feeds if feed.total_ticks is not None]
+    if not backtests or not ProgressBars.wanted(sys.stderr):
+        return _run_reloadable(service, shutdown)
+    bars = ProgressBars(backtests, sys.stderr)
+    with stderr_lines_to(bars, hidden_events={"backtest_progress"}), bars:
+        return _run_reloadable(service, shutdown)
 
 
 def _run_reloadable(service: "OperationService", shutdown: Shutdown) -> list:
@@ -211,12 +295,14 @@ def _run_reloadable(service: "OperationService", shutdown: Shutdown) -> list:
     return service.wait()
 
 
-def _load(args: argparse.Namespace, shutdown: Shutdown, cleanup: ExitStack) -> "OperationService | int":
+def _load(args: argparse.Namespace, shutdown: Shutdown,
+          cleanup: ExitStack) -> "OperationService | ShardedBacktest | int":
     """Everything checked and built, nothing started yet; an exit code when that failed."""
     # Imported here, after the signal handlers: loading ccxt and pydantic takes a while.
     from backend.config import LiveEnvironment, load_operation
     from backend.errors import ConfigError, ExchangeError, FatalExchangeError
     from backend.state import StateStore
+    from services.backtest_shards import ShardedBacktest, shardable
     from services.operation_service import OperationService
 
     files = None
@@ -234,6 +320,13 @@ def _load(args: argparse.Namespace, shutdown: Shutdown, cleanup: ExitStack) -> "
     log.info("operation_loading", file=args.operation)
     try:
         operation = load_operation(args.operation)
+        if (args.processes > 1 and len(operation.links) > 1 and args.http is None and args.report is None
+                and shardable(operation)):
+            sharded = ShardedBacktest(operation, args.processes, shutdown.requested, args.log_level)
+            cleanup.callback(sharded.abort)  # whatever happens next, no shard outlives the daemon
+            sharded.prepare()
+            shutdown.loading = False
+            return sharded
         store = None
         if any(isinstance(link.environment, LiveEnvironment) for link in operation.links):
             store = cleanup.enter_context(closing(StateStore.open(args.data_dir, operation.path.stem)))
@@ -274,6 +367,49 @@ def _inspect(args: argparse.Namespace, shutdown: Shutdown) -> int:
         return EXIT_OK
     _say(report, sys.stdout)
     return EXIT_OK
+
+
+def _sweep(args: argparse.Namespace, shutdown: Shutdown) -> int:
+    """`sweep FILE`: every combination (and the walk-forward), results written, the best printed.
+    Exit 0 once the results are written (failed combinations are rows of their own, and a stop on
+    request writes what completed), 1 when every combination failed, 2 on a config or data error."""
+    try:
+        # Imported here, after the signal handlers, as in _load.
+        from backend.errors import ConfigError
+        from services.research.command import load_checked_sweep, make_executor, quiet_runs
+
+        configure_logging(args.log_format, args.log_level, on_broken=lambda: shutdown.request("log_stream_closed"))
+        quiet_runs()
+        try:
+            sweep = load_checked_sweep(args.sweep, args.executor)
+            executor = make_executor(args, shutdown.requested)
+        except ConfigError as exc:
+            _report_config_error(exc)
+            return EXIT_CONFIG
+    except StopRequested as stop:
+        _say(f"run-operation: {stop} received while loading; nothing was started", sys.stderr)
+        return EXIT_OK
+    shutdown.loading = False
+    from services.research.command import run_and_write
+
+    out = args.out or Path("sweeps") / sweep.path.stem
+    rows, page = run_and_write(sweep, executor, shutdown.requested, out)
+    _say(format_sweep_table(rows, sweep.config.metric), sys.stdout)
+    _say(f"Results: {page}", sys.stdout)
+    if rows and all(row.status != "completed" for row in rows) and not shutdown.requested.is_set():
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def format_sweep_table(rows: Sequence, metric: str, shown: int = 10) -> str:
+    lines = ["", f"Best {min(shown, len(rows))} of {len(rows)} combinations by {metric}"]
+    for row in rows[:shown]:
+        score = row.metrics.get(metric)
+        figure = "—" if score is None else f"{score:,.4f}"
+        values = ", ".join(f"{name}={value}" for name, value in row.parameters.items())
+        lines.append(f"{row.rank:>4}. {row.combination_id}  {metric} {figure:>12}  "
+                     f"PnL {row.metrics.get('pnl_pct') or 0:+.2f}%  [{row.status}]  {values}")
+    return "\n".join(lines)
 
 
 def _report_config_error(exc: "ConfigError") -> None:

@@ -129,6 +129,11 @@ class EnvironmentFeed:
         return self._source.total_ticks is None
 
     @property
+    def total_ticks(self) -> int | None:
+        """Base ticks the source will send (a backtest's), None for a live one: with `ticks_sent`, progress."""
+        return self._source.total_ticks
+
+    @property
     def reconnects(self) -> int:
         return getattr(self._source, "reconnects", 0)
 

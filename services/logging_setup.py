@@ -7,6 +7,9 @@ fails (closed pipe, closed file) marks the stream broken, later lines are droppe
 With a log dir (`LogFiles`), every line is also written, always as JSON, to one file per strategy
 link and to `daemon.jsonl`, each rotated by size. A file write that fails drops that file only:
 it is reported once (`log_file_unavailable`) and the daemon keeps running on the other streams.
+
+`stderr_lines_to` sends the stderr lines elsewhere for a while (the progress bars print them above
+themselves) and can hide some events from stderr only: the log files still get every line.
 """
 
 import contextlib
@@ -17,9 +20,9 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Collection, Iterator, MutableMapping
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, Protocol, TextIO
 
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
@@ -36,14 +39,22 @@ def mask_secrets(_logger: Any, _method: str, event: MutableMapping[str, Any]) ->
     return event
 
 
-def silence_if_standard_stream(stream: TextIO | None) -> None:
+class LineStream(Protocol):
+    """Where log lines are written: a text file such as stderr, or anything that prints text."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
+def silence_if_standard_stream(stream: LineStream | None) -> None:
     """Point a broken stdout/stderr at /dev/null, so that the interpreter's final flush does not
     print 'Exception ignored ... BrokenPipeError' on the way out."""
     for name in ("stdout", "stderr"):
         if stream is not None and stream is getattr(sys, name):
             try:
                 devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, stream.fileno())
+                os.dup2(devnull, getattr(sys, name).fileno())
                 os.close(devnull)
             except (OSError, ValueError):
                 pass
@@ -52,11 +63,17 @@ def silence_if_standard_stream(stream: TextIO | None) -> None:
 class GuardedStream:
     """Writes whole lines to one stream under a lock; the first failure makes it broken for good."""
 
-    def __init__(self, stream: TextIO | None, on_broken: Callable[[], None] | None = None) -> None:
+    def __init__(self, stream: LineStream | None, on_broken: Callable[[], None] | None = None) -> None:
         self._stream = stream
         self._on_broken = on_broken
         self._lock = threading.RLock()  # re-entrant: a signal handler may log mid-write
         self.broken = stream is None  # e.g. started with `2>&-`
+
+    def swap(self, stream: LineStream) -> LineStream | None:
+        """Write to stream from now on; the stream written to until now."""
+        with self._lock:
+            previous, self._stream = self._stream, stream
+            return previous
 
     def write_line(self, line: str) -> None:
         with self._lock:
@@ -90,10 +107,17 @@ DAEMON_LOG = "daemon"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@-]")
 
 
-def log_file_name(link_id: str) -> str:
-    """A link id made filesystem-safe: `ict_smc_strategy@live_kraken_main` -> `....jsonl`."""
+def safe_file_stem(link_id: str) -> str:
+    """A link id made a filesystem-safe name: any character other than letters, digits, `.`, `_`,
+    `-`, `@` becomes `_`; never a hidden file."""
     name = _UNSAFE.sub("_", link_id)
-    if name.startswith(".") or name == DAEMON_LOG:  # no hidden files; never the daemon's own file
+    return "_" + name if name.startswith(".") else name
+
+
+def log_file_name(link_id: str) -> str:
+    """A link's log file: `ict_smc_strategy@live_kraken_main` -> `....jsonl`."""
+    name = safe_file_stem(link_id)
+    if name == DAEMON_LOG:  # never the daemon's own file
         name = "_" + name
     return name + ".jsonl"
 
@@ -194,6 +218,33 @@ class LogFiles:
 
 
 _active_files: LogFiles | None = None
+_stderr: GuardedStream | None = None  # the configuration's stderr stream
+_hidden_on_stderr: frozenset[str] = frozenset()
+
+
+def _hide_on_stderr(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Drop the events stderr does not show now (after the log files have their line)."""
+    if event.get("event") in _hidden_on_stderr:
+        raise structlog.DropEvent
+    return event
+
+
+@contextlib.contextmanager
+def stderr_lines_to(stream: LineStream, hidden_events: Collection[str] = ()) -> Iterator[None]:
+    """While inside, the log lines meant for stderr are written to stream instead (e.g. printed
+    above progress bars), except hidden_events, which the log files (--log-dir) still get."""
+    global _hidden_on_stderr
+    if _stderr is None:
+        raise RuntimeError("configure_logging() first")
+    output = _stderr
+    previous = output.swap(stream)
+    _hidden_on_stderr = frozenset(hidden_events)
+    try:
+        yield
+    finally:
+        _hidden_on_stderr = frozenset()
+        if previous is not None:
+            output.swap(previous)
 
 
 def configure_logging(
@@ -204,7 +255,7 @@ def configure_logging(
     files: LogFiles | None = None,
 ) -> None:
     """`files`: also write every line to the log dir (the previous configuration's files are closed)."""
-    global _active_files
+    global _active_files, _stderr
     if _active_files is not None and _active_files is not files:
         _active_files.close()
     _active_files = files
@@ -218,7 +269,8 @@ def configure_logging(
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
         tracebacks = []
-    output = GuardedLogger(GuardedStream(stream or sys.stderr, on_broken))
+    _stderr = GuardedStream(stream or sys.stderr, on_broken)
+    output = GuardedLogger(_stderr)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -226,6 +278,7 @@ def configure_logging(
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             mask_secrets,
             *([files] if files is not None else []),
+            _hide_on_stderr,
             *tracebacks,
             renderer,
         ],

@@ -1,4 +1,5 @@
 from collections.abc import Sequence
+from typing import Protocol
 
 import structlog
 
@@ -9,6 +10,12 @@ from backend.market_data import RawTick
 from backend.portfolio import StrategyAccount
 
 log = structlog.get_logger(__name__)
+
+
+class TickRecorder(Protocol):
+    """Told of every processed tick once the account has closed it (`--report`)."""
+
+    def tick_closed(self, tick: RawTick, account: StrategyAccount) -> None: ...
 
 
 class TickCacheManager:
@@ -39,6 +46,7 @@ class TickCacheManager:
         self._assets = frozenset(assets)
         self.current_worker: str | None = None
         self._abandoned = False
+        self.recorder: TickRecorder | None = None
 
     @property
     def history_needed(self) -> int:
@@ -86,4 +94,6 @@ class TickCacheManager:
             self.current_worker = None
             self._context.clear()
         self.account.close_tick(tick.symbol, tick.timestamp, trading)
+        if self.recorder is not None:
+            self.recorder.tick_closed(tick, self.account)
         return True

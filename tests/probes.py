@@ -1,9 +1,12 @@
 """Test-only worker plugins that record what a strategy run saw, or misbehave on purpose."""
 
+import os
+import signal
 import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 
@@ -30,6 +33,8 @@ class ProbeParams(WorkerParams):
     crash_at_tick: int | None = None  # raise on this (1-based) tick
     sleep_seconds: float = 0.0
     hang_at_tick: int | None = None  # block on this (1-based) tick, like a call that never returns
+    kill_process_at_tick: int | None = None  # SIGKILL its own process on this tick (an out-of-memory kill)
+    kill_once_file: str | None = None  # with kill_process_at_tick: kill only if this file is absent (creating it)
 
 
 class Probe(IWorker):
@@ -41,11 +46,14 @@ class Probe(IWorker):
 
     def process(self, asset: str) -> None:
         records = RECORDS[self.params.tag]
-        if self.params.crash_at_tick == len(records) + 1:
+        self.ticks_seen = getattr(self, "ticks_seen", 0) + 1  # this worker's own ticks, whatever its tag
+        if self.params.crash_at_tick == self.ticks_seen:
             raise ZeroDivisionError("probe crashed on purpose")
+        if self.params.kill_process_at_tick == self.ticks_seen and self._first_kill():
+            os.kill(os.getpid(), signal.SIGKILL)
         if self.params.sleep_seconds:
             time.sleep(self.params.sleep_seconds)
-        if self.params.hang_at_tick == len(records) + 1:
+        if self.params.hang_at_tick == self.ticks_seen:
             structlog.get_logger(__name__).info("probe_hanging", tag=self.params.tag)
             threading.Event().wait(HANG_SECONDS)
         base = self._base(asset)
@@ -53,6 +61,17 @@ class Probe(IWorker):
             base.timestamp, base.close, self._optional(asset, MarketRegimeDTO),
             id(self.context), threading.current_thread().name,
         ))
+
+
+    def _first_kill(self) -> bool:
+        """True unless kill_once_file says this kill already happened (in an earlier attempt)."""
+        if self.params.kill_once_file is None:
+            return True
+        marker = Path(self.params.kill_once_file)
+        if marker.exists():
+            return False
+        marker.touch()
+        return True
 
 
 PLUGINS_WITH_PROBE = {**PLUGINS, "probe": Probe}

@@ -3,7 +3,7 @@ and REST APIs: each candle once and in order, backfill after a reconnect, the si
 revised candles, staleness, and a prompt stop."""
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -35,10 +35,15 @@ def stream_env(fake: FakeKraken, stream: FakeKrakenStream, **overrides: object) 
     return live_env(fake, market_data="websocket", ws_url=stream.url, **overrides)
 
 
-def started(fake: FakeKraken, stream: FakeKrakenStream, consume, **overrides: object) -> tuple[KrakenStreamSource,
-                                                                                              Consumer]:
+def stopped_clock() -> float:
+    """A local clock stuck in 1970: no candle is ever closed by the clock, only by the stream."""
+    return 0.0
+
+
+def started(fake: FakeKraken, stream: FakeKrakenStream, consume, clock: Callable[[], float] = stopped_clock,
+            **overrides: object) -> tuple[KrakenStreamSource, Consumer]:
     environment = stream_env(fake, stream, **overrides)
-    source = KrakenStreamSource(environment, client=fast_client(environment))
+    source = KrakenStreamSource(environment, client=fast_client(environment), clock=clock)
     source.prepare()
     return source, consume(source)
 
@@ -178,4 +183,31 @@ def test_a_stream_that_only_repeats_old_candles_turns_the_environment_stale(fake
     stream.send(btc(t + 2 * MINUTE, 102))  # news: the market moves again
     wait_until(lambda: source.stale_since is None, 3)
     assert source.stale_since is None
+    consumer.close()
+
+
+def test_a_quiet_minute_is_closed_by_the_local_clock_and_a_late_trade_is_not_handed_out_again(fake, stream, consume):
+    """Kraken sends candles on trades only: without a trade in the next minute, the clock closes
+    the candle CLOSE_GRACE_SECONDS after its end, not the next trade whenever it comes."""
+    t = ten_minutes_ago()
+    fake.set_candles("XXBTZUSD", minute_rows(t, [100, 101]))  # REST: t closed, t+1 forming
+    now = [t + MINUTE + 30.0]  # the local clock, in the middle of t+1
+    _, consumer = started(fake, stream, consume, clock=lambda: now[0])
+    consumer.wait_for(1)
+    stream.wait_for_subscriptions(1)
+    stream.send(btc(t + MINUTE, 101.5))  # a trade in t+1
+
+    now[0] = t + 2 * MINUTE + streaming.CLOSE_GRACE_SECONDS - 0.1  # t+1 is over, its grace is not
+    time.sleep(4 * streaming.CLOCK_CHECK_SECONDS)
+    assert delivered(consumer) == [(at(t), 100)]
+
+    now[0] = t + 2 * MINUTE + streaming.CLOSE_GRACE_SECONDS  # no message: the clock alone closes t+1
+    consumer.wait_for(2)
+    stream.send(btc(t + MINUTE, 999))  # a trade of t+1 reported late: t+1 was handed out already
+    stream.send(btc(t + 2 * MINUTE, 102))
+    now[0] = t + 3 * MINUTE + streaming.CLOSE_GRACE_SECONDS
+    consumer.wait_for(3)
+    time.sleep(4 * streaming.CLOCK_CHECK_SECONDS)
+
+    assert delivered(consumer) == [(at(t), 100), (at(t + MINUTE), 101.5), (at(t + 2 * MINUTE), 102)]
     consumer.close()

@@ -49,6 +49,8 @@ class LoadedOperation:
 def format_location(loc: tuple[str | int, ...]) -> str:
     text = ""
     for part in loc:
+        if isinstance(part, str) and part.startswith("<"):  # a union's tag (backend.config.sweep), not a key
+            continue
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text or "(top level)"
 
@@ -105,7 +107,7 @@ def load_environment(path: Path) -> EnvironmentConfig:
     return env
 
 
-def _referenced_file(
+def referenced_file(
     operation_path: Path, folder: Path, item_id: str, kind: str, key: str
 ) -> Path:
     path = folder / f"{item_id}.yaml"
@@ -125,22 +127,22 @@ def load_operation(path: Path | str) -> LoadedOperation:
         if not link.is_active:
             continue
         key = f"strategy_links[{index}]"
-        blueprint_file = _referenced_file(
+        blueprint_file = referenced_file(
             path, config_root / "strategies", link.strategy_blueprint_id,
             "strategy blueprint", f"{key}.strategy_blueprint_id",
         )
-        environment_file = _referenced_file(
+        environment_file = referenced_file(
             path, config_root / "environments", link.execution_environment_id,
             "execution environment", f"{key}.execution_environment_id",
         )
         blueprint = load_yaml_model(StrategyBlueprint, blueprint_file)
         environment = load_environment(environment_file)
-        _check_compatible(path, key, blueprint, environment)
+        check_compatible(path, key, blueprint, environment)
         links.append(ResolvedLink(link, blueprint, blueprint_file, environment, environment_file))
     return LoadedOperation(path, operation, links)
 
 
-def _check_compatible(
+def check_compatible(
     path: Path, key: str, blueprint: StrategyBlueprint, environment: EnvironmentConfig
 ) -> None:
     # The environment streams its own timeframe; a blueprint's longer one is resampled from it.

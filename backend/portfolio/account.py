@@ -49,6 +49,7 @@ class StrategyAccount(IBroker):
         self.paused: str | None = None  # why the account takes no new buys (reconciliation, an operator)
         # Orders by outcome since start (filled, rejected, unknown, skipped), for the status server.
         self.order_outcomes: dict[str, int] = dict.fromkeys(("filled", "rejected", "unknown", "skipped"), 0)
+        self.on_fill: Callable[[FillDTO], None] | None = None  # told of every fill once booked (a report)
 
     @property
     def cursors(self) -> dict[str, datetime]:
@@ -154,6 +155,8 @@ class StrategyAccount(IBroker):
             )
             self.ledger.apply_fill(fill)
             self._journal.record_outcome(request, outcome, fill, self.ledger.state)
+            if self.on_fill is not None:
+                self.on_fill(fill)
             if not outcome.complete:
                 log.warning("order_partially_filled", **context, filled=outcome.filled_quantity,
                             amount=request.quantity)

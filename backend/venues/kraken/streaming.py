@@ -1,5 +1,5 @@
 """Streams Kraken candles over its websocket (ccxt.pro, API v2) and emits each closed, sound one
-once, as a RAW_TICK, within a second of the next candle's start (`market_data: websocket`).
+once, as a RAW_TICK, within a second of its close (`market_data: websocket`).
 
 Invariants:
 - Per symbol, candles are handed out once each and in open-time order, whether they came from the
@@ -7,6 +7,10 @@ Invariants:
   after the last one handed out (`_last_seen`) are ever considered.
 - Every connection backfills over REST before any of its streamed candles is handed out, so a
   reconnect leaves no hole the exchange can still fill.
+- A streamed candle is closed once the stream has started a later interval, or once the local
+  clock is CLOSE_GRACE_SECONDS past its end (Kraken sends candles on trades only: in a quiet
+  minute nothing else would say so). A trade reported after that revises a candle already handed
+  out, and is not handed out again.
 - `ticks(stop)` runs its asyncio loop in the calling thread and returns within
   STOP_CHECK_SECONDS (+ closing the sockets) of `stop` being set.
 - ccxt's errors stop here: network trouble is logged and retried, anything else is translated.
@@ -37,6 +41,10 @@ STOP_CHECK_SECONDS = 0.05  # how often a wait for the next candle looks at `stop
 RECONNECT_FIRST_BACKOFF_SECONDS = 0.5
 RECONNECT_MAX_BACKOFF_SECONDS = 60.0
 STREAM_CACHE_CANDLES = 1000  # ccxt keeps this many candles per connection
+# After a candle's end, how long its last trades may still take to arrive before the local clock
+# closes it; with CLOCK_CHECK_SECONDS, a candle is handed out within a second of its close.
+CLOSE_GRACE_SECONDS = 0.5
+CLOCK_CHECK_SECONDS = 0.25
 
 
 class StreamSilentError(Exception):
@@ -47,8 +55,9 @@ class StreamSilentError(Exception):
 class KrakenStreamSource(KrakenCandleSource):
     """Live RAW_TICKs from Kraken's websocket, one connection per symbol.
 
-    A streamed candle is closed once the stream has started a later interval (Kraken's clock, no
-    local one). Each connection: subscribe, backfill over REST the candles closed since the last
+    A streamed candle is closed once the stream has started a later interval or, in a quiet market,
+    once the local clock (`clock`, seconds since the epoch: keep it NTP-synced) is
+    CLOSE_GRACE_SECONDS past its end. Each connection: subscribe, backfill over REST the candles closed since the last
     one handed out (on the first connection: warm-up or resume, as the REST source does), then
     hand out streamed candles as they close. A connection that fails, or is silent for
     `stream_silence_seconds`, is replaced after an exponential backoff with jitter. A symbol whose
@@ -62,8 +71,10 @@ class KrakenStreamSource(KrakenCandleSource):
         environment: LiveEnvironment,
         client: ccxt.kraken | None = None,
         private_client: ccxt.kraken | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(environment, client, private_client)
+        self._clock = clock
         self._silence_seconds = environment.stream_silence_seconds
         self._stale_after_seconds = environment.stale_after_seconds
         # symbol -> monotonic time the stream last brought something new (a resubscription's snapshot
@@ -166,25 +177,30 @@ class KrakenStreamSource(KrakenCandleSource):
             if backfilled:
                 self._last_heard[symbol] = time.monotonic()
             hand_out(backfilled)
+            last_message = time.monotonic()
             while True:
-                done, _ = await asyncio.wait({watch, changed}, timeout=self._silence_seconds,
-                                             return_when=asyncio.FIRST_COMPLETED)
-                if not done:
+                silence_left = last_message + self._silence_seconds - time.monotonic()
+                if silence_left <= 0:
                     raise StreamSilentError()
+                # Woken by a message, or by the clock: a quiet market's candle closes on time too.
+                done, _ = await asyncio.wait({watch, changed}, timeout=min(silence_left, CLOCK_CHECK_SECONDS),
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if done:
+                    last_message = time.monotonic()
                 if watch.done():
                     watch.result()  # raises the connection's error
                     watch = asyncio.ensure_future(exchange.watch_ohlcv(symbol, self._timeframe))
                 if exchange.connections > 1:  # ccxt redialled by itself: this connection was not backfilled
                     raise ccxt.NetworkError("connection replaced by the client")
+                streamed = exchange.cached_candles(symbol, self._timeframe)
                 if changed.done():
                     exchange.candles_changed.clear()
                     changed = asyncio.ensure_future(exchange.candles_changed.wait())
-                    streamed = exchange.cached_candles(symbol, self._timeframe)
                     newest = max((tuple(row) for row in streamed if isinstance(row[0], int)), default=None)
                     if newest is not None and newest != self._latest_row.get(symbol):
                         self._latest_row[symbol] = newest
                         self._last_heard[symbol] = time.monotonic()
-                    hand_out(self._hand_out(symbol, self._closed_after_last(symbol, streamed)))
+                hand_out(self._hand_out(symbol, self._closed_after_last(symbol, streamed)))
         finally:
             for pending in (watch, changed):
                 pending.cancel()
@@ -192,13 +208,16 @@ class KrakenStreamSource(KrakenCandleSource):
             await exchange.close()
 
     def _closed_after_last(self, symbol: str, streamed: list[Candle]) -> list[Candle]:
-        """Streamed candles after the last one handed out that the stream has closed (a later
-        interval began), one per open time, oldest first. ccxt keeps one row per open time (the
-        latest version), in arrival order, which after a revision or a resent candle is not time order."""
+        """Streamed candles after the last one handed out that are closed (a later interval began,
+        or the clock is past their end and grace), one per open time, oldest first. ccxt keeps one
+        row per open time (the latest version), in arrival order, which after a revision or a
+        resent candle is not time order."""
         by_open_time = {row[0]: row for row in streamed if isinstance(row[0], int)}
         if not by_open_time:
             return []
         forming = max(by_open_time)
+        if forming + self._timeframe_ms <= (self._clock() - CLOSE_GRACE_SECONDS) * 1000:
+            forming += 1  # its interval is over by the clock: closed too
         closed = [by_open_time[t] for t in sorted(by_open_time) if t < forming]
         if symbol not in self._last_seen:  # REST had no closed candle yet: start as it would, with the latest
             return closed[-1:]

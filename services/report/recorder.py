@@ -1,0 +1,122 @@
+"""One strategy run's report files, written while it runs: `trades.csv` (a row per fill),
+`equity.csv` (a row per processed tick) and, once it has ended, `summary.json`.
+
+Invariants: memory does not grow with the run (rows go to the files as they come; the metrics are
+a PerformanceTracker); until `close()` only the run's own thread calls in, and after it every
+call is a no-op (a run given up on may still close a tick late); a file that cannot be written
+never fails the run: recording stops and `report_write_failed` is logged once.
+"""
+
+import csv
+import json
+from collections.abc import Iterable
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+
+from backend.dtos import FillDTO
+from backend.market_data import RawTick
+from backend.market_data.candle_checks import timeframe_seconds
+from backend.performance import Performance, PerformanceTracker
+from backend.portfolio import StrategyAccount
+from services.strategy_run import RunSummary
+from services.tick_cache_manager import TickCacheManager
+
+log = structlog.get_logger(__name__)
+
+TRADE_COLUMNS = ("time", "symbol", "side", "quantity", "price", "notional", "fee",
+                 "position_after", "cash_after", "equity_after", "order_id")
+EQUITY_COLUMNS = ("time", "symbol", "close", "position", "cash", "equity", "drawdown_pct")
+
+
+class RunRecorder:
+    """Attach it to a run's tick manager before the run starts; `close()` and `write_summary()`
+    once it has ended."""
+
+    def __init__(self, directory: Path, link_id: str, timeframe: str, manager: TickCacheManager) -> None:
+        """Creates the directory and the two CSV files (headers only): an OSError is the caller's."""
+        self.directory = directory
+        self.link_id = link_id
+        self.timeframe = timeframe
+        self._account = manager.account
+        self.starting_equity = self._account.ledger.equity()
+        self.performance = PerformanceTracker(self.starting_equity, timeframe_seconds(timeframe))
+        self.equity_rows = 0
+        self.trades_recorded = 0
+        self.first_tick: datetime | None = None
+        self.last_tick: datetime | None = None
+        self._closed = False
+        directory.mkdir(parents=True, exist_ok=True)
+        self._trades_file = self._open("trades.csv", TRADE_COLUMNS)
+        self._equity_file = self._open("equity.csv", EQUITY_COLUMNS)
+        self._trades = csv.writer(self._trades_file)
+        self._equity = csv.writer(self._equity_file)
+        manager.recorder = self
+        self._account.on_fill = self.fill
+
+    def _open(self, name: str, columns: Iterable[str]) -> TextIO:
+        file = open(self.directory / name, "w", newline="", encoding="utf-8")  # noqa: SIM115 (closed by close())
+        csv.writer(file).writerow(columns)
+        return file
+
+    def tick_closed(self, tick: RawTick, account: StrategyAccount) -> None:
+        if self._closed:
+            return
+        ledger = account.ledger
+        equity = ledger.equity()
+        drawdown = self.performance.add(tick.timestamp, equity, bool(ledger.positions))
+        if self.first_tick is None:
+            self.first_tick = tick.timestamp
+        self.last_tick = tick.timestamp
+        self.equity_rows += 1
+        self._write(self._equity, (tick.timestamp.isoformat(), tick.symbol, tick.close,
+                                   ledger.position(tick.symbol).qty, ledger.cash, equity, drawdown))
+
+    def fill(self, fill: FillDTO) -> None:
+        if self._closed:
+            return
+        ledger = self._account.ledger
+        self.trades_recorded += 1
+        self._write(self._trades, (
+            fill.timestamp.isoformat(), fill.asset, fill.side.value, fill.quantity, fill.price,
+            fill.quantity * fill.price, fill.fee, ledger.position(fill.asset).qty, ledger.cash, ledger.equity(),
+            fill.order_id or "",
+        ))
+
+    def _write(self, writer: Any, row: tuple) -> None:
+        try:
+            writer.writerow(row)
+        except (OSError, ValueError) as exc:  # disk full: stop recording, not trading
+            if self._closed:  # closed meanwhile by the main thread (a run given up on): nothing lost
+                return
+            self.close()
+            log.error("report_write_failed", path=str(self.directory), error=str(exc))
+
+    def close(self) -> None:
+        """Flush and close the CSV files; later calls of the run are ignored."""
+        self._closed = True
+        for file in (self._trades_file, self._equity_file):
+            try:
+                file.close()
+            except OSError as exc:
+                log.error("report_write_failed", path=file.name, error=str(exc))
+
+    def metrics(self) -> Performance:
+        return self.performance.result()
+
+    def write_summary(self, summary: RunSummary) -> dict[str, Any]:
+        """summary.json: the run's `strategy_summary` fields as logged, then what the report adds."""
+        content: dict[str, Any] = {
+            **summary.as_log_fields(),
+            "timeframe": self.timeframe,
+            "first_tick": self.first_tick.isoformat() if self.first_tick else None,
+            "last_tick": self.last_tick.isoformat() if self.last_tick else None,
+            "equity_rows": self.equity_rows,
+            "trades_recorded": self.trades_recorded,
+            "metrics": asdict(self.metrics()),
+        }
+        (self.directory / "summary.json").write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
+        return content

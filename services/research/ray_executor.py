@@ -1,0 +1,109 @@
+"""`--executor ray`: each combination one Ray task, on a local Ray or an existing cluster.
+
+Invariants: each data file is read once and shipped once, through Ray's object store; a task
+runs the combination exactly as the local executor does (an in-process operation of its links,
+services.research.runs), so results are identical; a task lost with its worker is retried once
+(`max_retries=1`), then reported as its combination's failure while the others complete.
+"""
+
+import hashlib
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from backend.config import LoadedOperation
+from backend.performance import Performance
+from backend.portfolio import AccountSummary
+from services.research.runs import LocalExecutor, RunResult
+from services.strategy_run import RunStatus, RunSummary
+
+log = structlog.get_logger(__name__)
+
+WAIT_SECONDS = 0.2  # how often the driver looks at the stop event while tasks run
+
+
+class RayExecutor:
+    def __init__(self, address: str | None, stop: threading.Event) -> None:
+        import ray
+
+        self._ray = ray
+        self.stop = stop
+        if not ray.is_initialized():
+            # A local Ray when no address is given; its dashboard and driver log echo stay off.
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        self._task = ray.remote(max_retries=1)(_run_part)
+        self._shipped: dict[Path, Any] = {}
+
+    def run(self, parts: Sequence[LoadedOperation], done: Callable[[dict[str, RunResult]], None]) -> None:
+        ray = self._ray
+        pending = {self._task.remote(part, self._data_of(part)): part for part in parts}
+        while pending and not self.stop.is_set():
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_SECONDS)
+            for reference in ready:
+                part = pending.pop(reference)
+                try:
+                    done(ray.get(reference))
+                except ray.exceptions.RayError as error:  # lost twice, or the task itself broke
+                    done(_failed(part, _describe(error)))
+        for reference in pending:
+            ray.cancel(reference)
+
+    def close(self) -> None:
+        """Leave the cluster (a local Ray started here is shut down)."""
+        self._ray.shutdown()
+
+    def _data_of(self, part: LoadedOperation) -> dict[str, Any]:
+        """The part's data files as object-store references, each file put once per executor."""
+        files = {Path(link.environment.data_file) for link in part.links}  # type: ignore[union-attr]
+        for path in files - self._shipped.keys():
+            self._shipped[path] = self._ray.put(path.read_bytes())
+        return {str(path): self._shipped[path] for path in files}
+
+
+def _run_part(part: LoadedOperation, data: dict[str, Any]) -> dict[str, RunResult]:
+    """In a Ray worker: the data written once per worker machine (by content), then the part run
+    in the worker's process exactly as LocalExecutor(1) runs it. `data`: path -> object reference
+    (references inside a dict are not resolved by Ray: fetched here)."""
+    import ray
+
+    local = {original: _materialised(ray.get(reference), Path(original).suffix)
+             for original, reference in data.items()}
+    links = [replace(link, environment=link.environment.model_copy(
+        update={"data_file": local[str(link.environment.data_file)]}))  # type: ignore[union-attr]
+        for link in part.links]
+    results: dict[str, RunResult] = {}
+    LocalExecutor(1, threading.Event()).run([replace(part, links=links)], results.update)
+    return results
+
+
+def _describe(error: Exception) -> str:
+    """A Ray error in one line: its kind and the last line of what it says (no traceback, no colour)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[-1] if lines else ''}"
+
+
+def _materialised(content: bytes, suffix: str) -> Path:
+    digest = hashlib.sha256(content).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"opdaemon-data-{digest}{suffix}"
+    if not path.exists() or path.stat().st_size != len(content):
+        partial = path.with_suffix(f".{threading.get_ident()}.partial")
+        partial.write_bytes(content)
+        partial.replace(path)  # atomic: another task on this machine never reads half a file
+    return path
+
+
+def _failed(part: LoadedOperation, reason: str) -> dict[str, RunResult]:
+    log.error("sweep_task_failed", strategy_links=[link.link_id for link in part.links], error=reason)
+    results = {}
+    for link in part.links:
+        capital = link.environment.starting_capital
+        summary = RunSummary(link.link_id, link.link.strategy_blueprint_id, link.link.execution_environment_id,
+                             RunStatus.FAILED, 0, AccountSummary(0, 0.0, capital, 0.0, 0.0, 0.0), reason)
+        results[link.link_id] = RunResult(summary, Performance(0, capital, capital, 0.0, 0.0, 0.0, None, None, 0.0),
+                                          ())
+    return results

@@ -1,0 +1,278 @@
+"""Research at scale: grid expansion and ids, walk-forward windows on hand-checked dates, sweeps
+through the real CLI (in-process, over local processes, seeded random and Optuna), a failing or
+killed combination reported while the rest complete, and bad sweep files refused with the key."""
+
+import csv
+import fcntl
+import json
+import os
+import pty
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import termios
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from backend.config.sweep import ValueRange
+from backend.research.parameter_space import ParameterSpace, combination_id
+from backend.research.walk_forward import windows
+from tests.daemon import Daemon
+from tests.helpers import REPO, write_yaml
+from tests.test_progress import ANSI_CONTROL, BAR, read_until_closed
+
+GRID = REPO / "config" / "sweeps" / "dca_grid.yaml"
+WALK = REPO / "config" / "sweeps" / "dca_walk_forward.yaml"
+
+
+# --- the parameter space and the windows, by hand ------------------------------------------------
+
+
+def test_a_grid_is_expanded_row_major_and_sampled_reproducibly():
+    space = ParameterSpace({("a", "x"): [1, 2], ("b", "y"): [10, 20, 30]})
+    grid = list(space.grid())
+    assert space.size == 6 and len(grid) == 6
+    assert [(c[("a", "x")], c[("b", "y")]) for c in grid] == [(1, 10), (1, 20), (1, 30), (2, 10), (2, 20), (2, 30)]
+    assert [space.at(i) for i in range(6)] == grid
+    sample = space.sample(3, seed=7)
+    assert sample == space.sample(3, seed=7) and len({combination_id("bp", c) for c in sample}) == 3
+    assert sample != space.sample(3, seed=8) or sample != space.sample(3, seed=9)  # the seed matters
+    assert space.sample(10, seed=1) == grid  # a budget above the grid's size: the whole grid
+
+
+def test_a_combination_id_depends_on_blueprint_and_values_only():
+    one = {("a", "x"): 1, ("b", "y"): 2.5}
+    assert combination_id("bp", one) == combination_id("bp", dict(reversed(list(one.items()))))
+    assert re.fullmatch(r"bp-[0-9a-f]{8}", combination_id("bp", one))
+    assert combination_id("bp", one) != combination_id("bp", {**one, ("a", "x"): 2})
+    assert combination_id("bp", one) != combination_id("other", one)
+
+
+def test_value_ranges_include_their_end_when_the_steps_reach_it():
+    assert ValueRange.model_validate({"from": 5, "to": 15, "step": 5}).values() == [5, 10, 15]
+    assert ValueRange.model_validate({"from": 1, "to": 2, "step": 0.4}).values() == [1.0, 1.4, 1.8]
+    assert ValueRange.model_validate({"from": 0.1, "to": 0.3, "step": 0.1}).values() == [0.1, 0.2, 0.3]
+
+
+def day(n: int) -> datetime:
+    return datetime(2023, 1, 1, tzinfo=UTC) + timedelta(days=n)
+
+
+def test_rolling_and_anchored_windows_on_hand_checked_dates():
+    rolling = windows(day(0), day(90), timedelta(days=30), timedelta(days=15), timedelta(days=15))
+    assert [(w.train_start, w.train_end, w.test_end) for w in rolling] == [
+        (day(0), day(30), day(45)), (day(15), day(45), day(60)),
+        (day(30), day(60), day(75)), (day(45), day(75), day(90)),
+    ]
+    anchored = windows(day(0), day(90), timedelta(days=30), timedelta(days=15), timedelta(days=15), anchored=True)
+    assert [(w.train_start, w.test_start, w.test_end) for w in anchored] == [
+        (day(0), day(30), day(45)), (day(0), day(45), day(60)), (day(0), day(60), day(75)), (day(0), day(75), day(90)),
+    ]
+    assert windows(day(0), day(40), timedelta(days=30), timedelta(days=15), timedelta(days=15)) == []
+
+
+# --- sweeps through the CLI -------------------------------------------------------------------------
+
+
+def sweep(args: list, module: str = "services.cli", timeout: float = 50) -> tuple[int, str, Daemon]:
+    daemon = Daemon(["sweep", *args], module=module)
+    code, out = daemon.finish(timeout=timeout)
+    return code, out, daemon
+
+
+def rows_of(directory: Path) -> list[dict]:
+    return json.loads((directory / "results.json").read_text())["rows"]
+
+
+def test_the_example_grid_gives_the_same_ranked_table_in_process_and_over_processes(tmp_path):
+    code_one, _, _ = sweep([GRID, "--processes", "1", "--out", tmp_path / "one"])
+    code_two, out, daemon = sweep([GRID, "--processes", "2", "--out", tmp_path / "two"])
+
+    assert (code_one, code_two) == (0, 0), daemon.stderr
+    assert rows_of(tmp_path / "one") == rows_of(tmp_path / "two")
+    rows = rows_of(tmp_path / "two")
+    assert len(rows) == 9 and [row["rank"] for row in rows] == list(range(1, 10))
+    sharpes = [row["sharpe"] for row in rows]
+    assert sharpes == sorted(sharpes, reverse=True)  # ranked by the metric, best first
+    # The shipped blueprint's own values are one of the rows, with the backtest demo's figures.
+    shipped = next(r for r in rows if r["dca_schedule_opportunity.interval_bars"] == 24
+                   and r["dca_planner.take_profit_pct"] == 10)
+    assert shipped["trades"] == 85 and shipped["pnl_pct"] == pytest.approx(22.35, abs=0.01)
+    with (tmp_path / "two" / "results.csv").open() as handle:
+        table = list(csv.DictReader(handle))
+    assert [r["combination_id"] for r in table] == [r["combination_id"] for r in rows]
+    page = (tmp_path / "two" / "results.html").read_text()
+    assert "<svg" in page and not re.search(r"""(src|href)=["']?https?:""", page)  # a heatmap, nothing fetched
+    assert f"Results: {tmp_path / 'two' / 'results.html'}" in out
+    progress = daemon.events("sweep_progress")
+    assert progress[-1]["done"] == progress[-1]["total"] == 9
+    assert not daemon.events("order_filled")  # the runs' own chatter stays out of a sweep's log
+
+
+def test_the_example_walk_forward_reports_each_window_in_and_out_of_sample(tmp_path):
+    code, _, daemon = sweep([WALK, "--out", tmp_path])
+    assert code == 0, daemon.stderr
+    with (tmp_path / "walk_forward.csv").open() as handle:
+        table = list(csv.DictReader(handle))
+    assert [(r["train_start"][:10], r["test_start"][:10], r["test_end"][:10]) for r in table] == [
+        ("2023-01-01", "2023-01-31", "2023-02-15"), ("2023-01-16", "2023-02-15", "2023-03-02"),
+        ("2023-01-31", "2023-03-02", "2023-03-17"), ("2023-02-15", "2023-03-17", "2023-04-01"),
+    ]
+    report = json.loads((tmp_path / "walk_forward.json").read_text())
+    for row in report["windows"]:
+        assert row["out_of_sample_status"] == "completed"
+        assert row["in_sample_sharpe"] is not None and row["out_of_sample_sharpe"] is not None
+    stitched = report["stitched_equity"]
+    assert stitched[0][0] == "2023-01-31" and stitched[-1][0] == "2023-03-31"
+    # Compounded, the windows' out-of-sample returns are the stitched curve's return.
+    compounded = 1.0
+    for row in report["windows"]:
+        compounded *= 1 + row["out_of_sample_pnl_pct"] / 100
+    assert report["out_of_sample_pnl_pct"] == pytest.approx((compounded - 1) * 100, rel=1e-9)
+    assert "in-sample vs out-of-sample" in (tmp_path / "results.html").read_text()
+
+
+def copy_config(tmp_path: Path) -> Path:
+    config = tmp_path / "config"
+    for folder in ("strategies", "environments"):
+        shutil.copytree(REPO / "config" / folder, config / folder)
+    environment = config / "environments" / "backtest_2023_q1.yaml"
+    environment.write_text(environment.read_text().replace(
+        "../../data/", str(REPO / "data") + "/"))
+    (config / "sweeps").mkdir()
+    return config
+
+
+def write_sweep(config: Path, **settings: object) -> Path:
+    base = yaml.safe_load(GRID.read_text())
+    return write_yaml(config / "sweeps" / "s.yaml", {**base, **settings})
+
+
+def test_a_seeded_random_search_and_optuna_repeat_exactly_whatever_the_executor(tmp_path):
+    config = copy_config(tmp_path)
+    parameters = {"dca_schedule_opportunity": {"interval_bars": [6, 12, 24, 48]},
+                  "dca_planner": {"take_profit_pct": {"from": 4, "to": 16, "step": 4}}}
+    random_file = write_sweep(config, search={"method": "random", "budget": 5, "seed": 3}, parameters=parameters)
+    assert sweep([random_file, "--processes", "2", "--out", tmp_path / "r1"])[0] == 0
+    assert sweep([random_file, "--processes", "1", "--out", tmp_path / "r2"])[0] == 0
+    assert len(rows_of(tmp_path / "r1")) == 5 and rows_of(tmp_path / "r1") == rows_of(tmp_path / "r2")
+
+    optuna_file = write_sweep(config, search={"method": "optuna", "budget": 6, "seed": 3, "batch": 2},
+                              parameters=parameters)
+    assert sweep([optuna_file, "--processes", "2", "--out", tmp_path / "o1"])[0] == 0
+    assert sweep([optuna_file, "--processes", "1", "--out", tmp_path / "o2"])[0] == 0
+    assert rows_of(tmp_path / "o1") == rows_of(tmp_path / "o2")
+    assert 1 <= len(rows_of(tmp_path / "o1")) <= 6  # TPE may ask for a combination twice
+
+
+def probe_sweep(tmp_path: Path, **probe: list) -> Path:
+    config = copy_config(tmp_path)
+    write_yaml(config / "strategies" / "probed.yaml", {
+        "display_name": "probe", "assets": ["BTC/USD"], "timeframe": "1h",
+        "workforce": {"opportunity": [{"plugin": "probe", "params": {"tag": "sweep"}}],
+                      "execution": [{"plugin": "market_order_executor"}]},
+    })
+    return write_sweep(config, display_name="probe", blueprint="probed", metric="pnl_pct",
+                       parameters={"probe": probe})
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_raising_combination_is_a_failed_row_and_the_others_complete(tmp_path, processes):
+    path = probe_sweep(tmp_path, crash_at_tick=[None, 100, None], sleep_seconds=[0.0])
+    code, out, daemon = sweep([path, "--processes", processes, "--out", tmp_path / "out"], module="tests.probe_cli")
+
+    assert code == 0, daemon.stderr
+    rows = rows_of(tmp_path / "out")
+    assert [row["status"] for row in rows] == ["completed", "failed"]  # None and 100: two combinations
+    assert rows[1]["probe.crash_at_tick"] == 100 and rows[1]["rank"] == 2
+    assert rows[1]["error"] == "ZeroDivisionError: probe crashed on purpose"
+    assert "[failed]" in out
+
+
+def test_a_killed_combination_process_is_a_failed_row_and_the_others_complete(tmp_path):
+    path = probe_sweep(tmp_path, kill_process_at_tick=[None, 50])
+    code, _, daemon = sweep([path, "--processes", "2", "--out", tmp_path / "out"], module="tests.probe_cli")
+
+    assert code == 0, daemon.stderr
+    rows = rows_of(tmp_path / "out")
+    assert [(row["probe.kill_process_at_tick"], row["status"]) for row in rows] == [(None, "completed"), (50, "failed")]
+    assert rows[1]["error"] == "shard process killed by SIGKILL"
+
+
+@pytest.mark.parametrize(("settings", "key", "reason"), [
+    ({"parameters": {"nope": {"x": [1]}}}, "parameters.nope", "the blueprint has no worker 'nope'"),
+    ({"parameters": {"dca_planner": {"take_profit_pct": [10, -5]}}}, "parameters.dca_planner.take_profit_pct",
+     "-5: Input should be greater than 0"),
+    ({"search": {"method": "grid", "budget": 5}}, "search", "budget applies to method random or optuna"),
+    ({"search": {"method": "random"}}, "search", "method random needs a budget"),
+    ({"environments": ["nowhere"]}, "environments[0]", "unknown execution environment 'nowhere'"),
+    ({"metric": "luck"}, "metric", "Input should be"),
+    ({"parameters": {"dca_planner": {"take_profit_pct": {"from": 9, "to": 3, "step": 1}}}},
+     "parameters.dca_planner.take_profit_pct", "'to' must not be below 'from'"),
+    ({"walk_forward": {"train": "30x", "test": "15d"}}, "walk_forward.train", "String should match pattern"),
+])
+def test_a_bad_sweep_file_exits_2_naming_the_key(tmp_path, settings, key, reason):
+    path = write_sweep(copy_config(tmp_path), **settings)
+    code, _, daemon = sweep([path, "--out", tmp_path / "out"])
+    assert code == 2, daemon.stderr
+    (line,) = [line for line in daemon.stderr.splitlines() if line.startswith("run-operation: config error:")]
+    assert line.startswith(f"run-operation: config error: {path}: {key}: {reason}"), line
+    assert "Traceback" not in daemon.stderr and not (tmp_path / "out").exists()
+
+
+# --- Ray ------------------------------------------------------------------------------------------
+
+
+def test_ray_gives_the_local_executors_table_and_reports_a_combination_lost_twice(tmp_path):
+    """One local Ray (started by the CLI) for both: the example grid, then a combination whose
+    worker process is killed on every attempt (retried once, then a failed row)."""
+    assert sweep([GRID, "--processes", "1", "--out", tmp_path / "local"])[0] == 0
+    code, _, daemon = sweep([GRID, "--executor", "ray", "--out", tmp_path / "ray"], timeout=55)
+    assert code == 0, daemon.stderr
+    assert rows_of(tmp_path / "ray") == rows_of(tmp_path / "local")
+    assert "Traceback" not in daemon.stderr
+
+
+def test_a_ray_task_whose_worker_dies_is_retried_once_then_a_failed_row(tmp_path):
+    """The probe kills its Ray worker on tick 50: always, or only the first time (the marker file
+    tells a retry). Killed once: the retry completes; killed every time: a failed row."""
+    config = copy_config(tmp_path)
+    write_yaml(config / "strategies" / "probed.yaml", {
+        "display_name": "probe", "assets": ["BTC/USD"], "timeframe": "1h",
+        "workforce": {"opportunity": [{"plugin": "tests.probes:Probe", "params": {"tag": "ray"}}],
+                      "execution": [{"plugin": "market_order_executor"}]},
+    })
+    marker = str(tmp_path / "killed-once")
+    path = write_sweep(config, display_name="probe", blueprint="probed", metric="pnl_pct",
+                       parameters={"opportunity[0]": {"kill_process_at_tick": [50], "kill_once_file": [None, marker]}})
+    code, _, daemon = sweep([path, "--executor", "ray", "--out", tmp_path / "out"], timeout=55)
+
+    assert code == 0, daemon.stderr
+    rows = {row["opportunity[0].kill_once_file"]: row for row in rows_of(tmp_path / "out")}
+    assert rows[marker]["status"] == "completed" and Path(marker).exists()  # killed, retried, completed
+    assert rows[None]["status"] == "failed" and rows[None]["error"].startswith("WorkerCrashedError")
+    (failed,) = daemon.events("sweep_task_failed")
+    assert failed["strategy_links"] == [f"{rows[None]['combination_id']}@backtest_2023_q1"]
+
+
+def test_on_a_terminal_a_sweep_shows_one_bar_and_no_progress_lines(tmp_path):
+    master, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "sweep", str(WALK), "--out", str(tmp_path)], cwd=REPO,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=terminal,
+        env={**os.environ, "PYTHONPATH": str(REPO), "TERM": "xterm"},
+    )
+    os.close(terminal)
+    screen = ANSI_CONTROL.sub("", read_until_closed(master))
+    os.close(master)
+    process.communicate(timeout=50)
+    assert process.returncode == 0
+    assert BAR * 10 in screen and "sweep dca_walk_forward" in screen
+    assert "49/49" in screen  # 9 over the whole range, then 4 windows x (9 + 1 test run)
+    assert "sweep_progress" not in screen and '"event": "sweep_finished"' in screen
