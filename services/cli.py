@@ -19,6 +19,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack, closing
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, TextIO
@@ -217,13 +218,13 @@ def _run(args: argparse.Namespace, shutdown: Shutdown) -> int:
             return EXIT_OK
         if isinstance(service, int):
             return service
+        from backend.errors import ConfigError
+        from services.operation_service import OperationService
+
         report = None
-        if args.report is not None:
-            from backend.errors import ConfigError
-            from services.operation_service import OperationService
+        if args.report is not None and isinstance(service, OperationService):  # sharded: recorded by the shards
             from services.report import Report
 
-            assert isinstance(service, OperationService)  # with --report, links are never sharded
             try:  # before anything starts: a DIR that cannot be written is found now
                 report = Report.for_operation(args.report, service)
             except OSError as exc:
@@ -233,11 +234,20 @@ def _run(args: argparse.Namespace, shutdown: Shutdown) -> int:
         summaries = _run_with_status_server(args, service, shutdown)
         if isinstance(summaries, int):
             return summaries
-        report_path = report.finish(summaries) if report is not None else None
+        report_path = None
+        if report is not None:
+            report_path = report.finish(summaries)
+        elif args.report is not None and not isinstance(service, OperationService):
+            from services.report import write_page
+
+            found = service.observed  # (folder, summary) per link, from the shards that reported
+            report_path = write_page(args.report, service.operation.config.display_name,
+                                     [(s.strategy_link, *found[s.strategy_link]) for s in summaries
+                                      if s.strategy_link in found])
     _say(format_summaries(summaries), sys.stdout)
     if report_path is not None:
         _say(f"Report: {report_path}", sys.stdout)
-    elif report is not None:
+    elif args.report is not None:
         _say(f"run-operation: the report could not be written to {args.report} (see report_write_failed)", sys.stderr)
     for error in service.feed_errors:
         _say(f"run-operation: environment feed failed: {error}", sys.stderr)
@@ -320,9 +330,17 @@ def _load(args: argparse.Namespace, shutdown: Shutdown,
     log.info("operation_loading", file=args.operation)
     try:
         operation = load_operation(args.operation)
-        if (args.processes > 1 and len(operation.links) > 1 and args.http is None and args.report is None
-                and shardable(operation)):
-            sharded = ShardedBacktest(operation, args.processes, shutdown.requested, args.log_level)
+        if args.processes > 1 and len(operation.links) > 1 and args.http is None and shardable(operation):
+            recording = None
+            if args.report is not None:
+                from services.report import ShardRecording
+
+                try:
+                    args.report.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise ConfigError(f"--report {args.report}", f"cannot write the report there: {exc}") from None
+                recording = partial(ShardRecording, args.report)
+            sharded = ShardedBacktest(operation, args.processes, shutdown.requested, args.log_level, recording)
             cleanup.callback(sharded.abort)  # whatever happens next, no shard outlives the daemon
             sharded.prepare()
             shutdown.loading = False

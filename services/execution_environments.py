@@ -1,7 +1,7 @@
 """Per operation, what each execution environment is made of: its tick source and, per strategy
 link, the gateway its orders go to.
 
-Invariants: a data file is parsed once per (resolved path, timeframe) however many backtest
+Invariants: a data file is checked once per (resolved path, timeframe) however many backtest
 environments replay it; one venue instance per exchange, so everything trading with one API key
 shares one client; real orders only for `mode: live` environments (which the config schema only
 accepts with `allow_live_orders: true`); backtests and paper trading get simulated fills; what
@@ -38,7 +38,7 @@ class ExecutionEnvironments:
         return SimulatedGateway(environment.fee_rate, environment.slippage_bps)
 
     def candle_file(self, data_file: Path, timeframe: str) -> CandleFile:
-        """The parsed file, read on first use (the timeframe decides the checks and the gaps)."""
+        """The file, checked on first use (the timeframe decides the checks and the gaps)."""
         key = (data_file.resolve(), timeframe)
         if key not in self._candle_files:
             self._candle_files[key] = read_candle_file(*key)

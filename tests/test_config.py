@@ -196,7 +196,7 @@ def test_data_range_is_start_inclusive_end_exclusive(tmp_path):
     path = write_csv(tmp_path / "d.csv", ticks_from_closes([1, 2, 3, 4]))
     candles = read_candle_file(path, "1h")
     rows = candles.rows_between(tick(1, 1).timestamp, tick(3, 1).timestamp)
-    assert [candles.closes[row] for row in rows] == [2, 3]
+    assert [close for block in candles.blocks(rows) for close in block.closes.tolist()] == [2, 3]
 
 
 def test_backtest_bounds_without_an_offset_are_utc_even_next_to_one_with(tmp_path):

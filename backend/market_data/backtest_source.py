@@ -1,8 +1,10 @@
-"""Replays one environment's [start, end) range of a parsed CandleFile as RAW_TICKs.
+"""Replays one environment's [start, end) range of a checked CandleFile as RAW_TICKs.
 
 Invariant: every tick is a candle of the range, in time order; a tick right after a hole carries
 `missing_before` > 0 and is announced with a `data_gap` line, while the range's first tick
 carries 0 (candles missing at the range's edges are reported once, as `data_range_partial`).
+Each source streams the file itself (CandleFile.blocks): it holds one block of rows at a time,
+and environments sharing a file share only its check pass and hole index.
 """
 
 import math
@@ -24,8 +26,8 @@ GAPS_LISTED = 5  # the `data_gaps` summary names the first few holes; each has i
 
 class BacktestSource(TickSource):
     def __init__(self, environment: BacktestEnvironment, candle_file: CandleFile | None = None) -> None:
-        """candle_file: the parsed data file, shared with other environments (services.execution_environments);
-        read here when not given. Raises ConfigError when no candle opens in [start, end)."""
+        """candle_file: the checked data file, shared with other environments (services.execution_environments);
+        checked here when not given. Raises ConfigError when no candle opens in [start, end)."""
         self._candles = (
             read_candle_file(environment.data_file, environment.timeframe) if candle_file is None else candle_file
         )
@@ -41,27 +43,29 @@ class BacktestSource(TickSource):
         self._summarize_gaps()
 
     def ticks(self, stop: threading.Event) -> Iterator[RawTick]:
-        candles, first = self._candles, self._rows.start
-        for row in self._rows:
-            if stop.is_set():
-                return
-            open_time = utc_from_epoch(candles.open_times[row])
-            # What lies before the range is no gap in it (a late start is `data_range_partial`).
-            missing = candles.missing_before[row] if row != first else 0
-            if missing:
-                log_data_gap(self._symbol, open_time, missing, self._timeframe)
-            yield RawTick(
-                symbol=self._symbol, timestamp=open_time,
-                open=candles.opens[row], high=candles.highs[row], low=candles.lows[row],
-                close=candles.closes[row], volume=candles.volumes[row], missing_before=missing,
-            )
+        symbol, first = self._symbol, self._rows.start
+        for block in self._candles.blocks(self._rows):
+            missing_before = block.missing_before.tolist()
+            if block.first_row == first:  # what lies before the range is no gap in it (`data_range_partial`)
+                missing_before[0] = 0
+            for epoch, open_, high, low, close, volume, missing in zip(
+                block.open_times.tolist(), block.opens.tolist(), block.highs.tolist(), block.lows.tolist(),
+                block.closes.tolist(), block.volumes.tolist(), missing_before, strict=True,
+            ):
+                if stop.is_set():
+                    return
+                open_time = utc_from_epoch(epoch)
+                if missing:
+                    log_data_gap(symbol, open_time, missing, self._timeframe)
+                yield RawTick(symbol=symbol, timestamp=open_time, open=open_, high=high, low=low, close=close,
+                              volume=volume, missing_before=missing)
 
     def _warn_if_range_partial(self) -> None:
         """The range should hold every candle of the timeframe's grid in [start, end)."""
         step = timeframe_seconds(self._timeframe)
         first_expected = math.ceil(self._start.timestamp() / step) * step
         last_expected = (math.ceil(self._end.timestamp() / step) - 1) * step
-        first, last = self._candles.open_times[self._rows.start], self._candles.open_times[self._rows[-1]]
+        first, last = self._candles.open_epoch(self._rows.start), self._candles.open_epoch(self._rows[-1])
         if first > first_expected or last < last_expected:
             log.warning(
                 "data_range_partial", data_file=str(self._candles.path), symbol=self._symbol,
@@ -71,19 +75,17 @@ class BacktestSource(TickSource):
             )
 
     def _summarize_gaps(self) -> None:
-        gap_rows = self._candles.gaps_within(self._rows)
-        if not gap_rows:
+        holes = self._candles.holes_within(self._rows)
+        if not holes:
             return
-        missing = self._candles.missing_before
         step = timeframe_seconds(self._timeframe)
-        listed = [
-            {"gap_from": _iso(self._candles.open_times[row] - missing[row] * step),
-             "gap_to": _iso(self._candles.open_times[row])}
-            for row in gap_rows[:GAPS_LISTED]
-        ]
+        listed = []
+        for hole in map(self._candles.hole, holes[:GAPS_LISTED]):
+            gap_to = self._candles.open_epoch(hole.row)
+            listed.append({"gap_from": _iso(gap_to - hole.missing * step), "gap_to": _iso(gap_to)})
         log.warning(
-            "data_gaps", data_file=str(self._candles.path), symbol=self._symbol, gaps=len(gap_rows),
-            missing_candles=sum(missing[row] for row in gap_rows), first_gaps=listed,
+            "data_gaps", data_file=str(self._candles.path), symbol=self._symbol, gaps=len(holes),
+            missing_candles=self._candles.missing_in(holes), first_gaps=listed,
         )
 
 

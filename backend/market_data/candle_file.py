@@ -1,26 +1,33 @@
-"""A backtest OHLCV CSV file, parsed once into compact columns, every row checked.
+"""A backtest data file (CSV or Parquet), checked once in a streaming pass and replayed by
+streaming it again: its rows are never all in memory.
 
-Invariant: a CandleFile holds at least one candle; every candle passed `candle_problem`; open
-times are aligned to the timeframe and strictly increasing (`CandleSequence`); the most common
-spacing between rows is the timeframe itself (no daily file behind a 1h environment); and
-`missing_before[i]` is the number of candles missing between row i-1 and row i (0 for row 0).
-Anything else is a ConfigError naming the file (and the line, for a row).
+Invariant: a CandleFile is made only by `read_candle_file` after every row of the file passed the
+checks of backend.market_data.candle_readers (each candle `candle_problem`-free, open times
+aligned to the timeframe and strictly increasing) and the spacing check (the most common spacing
+between rows is the timeframe itself: no daily file behind a 1h environment); the file holds at
+least one candle. It keeps only what locates a row without reading the file: the first and last
+open times and, per hole, the row after it and the candles missing so far (16 bytes a hole, none
+a row), so a row's open time is `first + (row + missing before it) * step`. Memory, in the check
+pass and in each replay, is one block of rows plus that hole index, whatever the file's length.
+`blocks` replays from the file, re-checking every row, and refuses a file changed since.
+The readers (and pyarrow, ~0.3 s to import) are imported where a file is read: a live-only
+daemon never loads them.
 """
 
-import csv
 from array import array
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING
 
 from backend.errors import ConfigError
-from backend.market_data.candle_checks import CandleSequence, candle_problem, timeframe_seconds
+from backend.market_data.candle_checks import timeframe_seconds
 
-COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
-PRICE_COLUMNS = COLUMNS[1:]
+if TYPE_CHECKING:
+    from backend.market_data.candle_blocks import CandleBlock
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -40,39 +47,53 @@ def _describe_seconds(seconds: int) -> str:
     return f"{seconds}s"
 
 
+@dataclass(frozen=True)
+class Hole:
+    row: int  # the row right after the hole
+    missing: int  # candles of the timeframe missing right before that row
+
+
 @dataclass
 class CandleFile:
-    """One data file's candles as parallel arrays (8 bytes a value, not a Python object a value),
-    shared read-only by every environment that replays it."""
+    """What the check pass learnt about one data file, shared read-only by every environment
+    that replays it (each replays it with its own pass over the file)."""
 
     path: Path
     timeframe: str
-    open_times: array = field(default_factory=lambda: array("q"))  # epoch seconds, UTC
-    opens: array = field(default_factory=lambda: array("d"))
-    highs: array = field(default_factory=lambda: array("d"))
-    lows: array = field(default_factory=lambda: array("d"))
-    closes: array = field(default_factory=lambda: array("d"))
-    volumes: array = field(default_factory=lambda: array("d"))
-    missing_before: array = field(default_factory=lambda: array("q"))
-    gap_rows: list[int] = field(default_factory=list)  # indices i with missing_before[i] > 0
+    rows: int
+    first_epoch: int  # open time of the first and the last candle, epoch seconds
+    last_epoch: int
+    version: tuple[int, int]  # (size, mtime_ns) of the file that was checked
+    hole_rows: array  # int64, ascending: the row right after each hole
+    missing_through: array  # int64: the candles missing in that hole and all earlier ones
 
     def __len__(self) -> int:
-        return len(self.open_times)
+        return self.rows
+
+    @property
+    def step(self) -> int:
+        return timeframe_seconds(self.timeframe)
 
     @property
     def first_open(self) -> datetime:
-        return utc_from_epoch(self.open_times[0])
+        return utc_from_epoch(self.first_epoch)
 
     @property
     def last_open(self) -> datetime:
-        return utc_from_epoch(self.open_times[-1])
+        return utc_from_epoch(self.last_epoch)
+
+    def open_epoch(self, row: int) -> int:
+        """Open time of candle `row` (epoch seconds), from the hole index alone."""
+        missing = self._missing_in_first(bisect_right(self.hole_rows, row))
+        return self.first_epoch + (row + missing) * self.step
 
     def rows_between(self, start: datetime, end: datetime) -> range:
         """Indices of the candles opening in [start, end); a ConfigError when there are none."""
         start, end = as_utc(start), as_utc(end)
+        every_row = range(self.rows)
         rows = range(
-            bisect_left(self.open_times, start.timestamp()),
-            bisect_left(self.open_times, end.timestamp()),
+            bisect_left(every_row, start.timestamp(), key=self.open_epoch),
+            bisect_left(every_row, end.timestamp(), key=self.open_epoch),
         )
         if not rows:
             raise ConfigError(
@@ -82,107 +103,82 @@ class CandleFile:
             )
         return rows
 
-    def gaps_within(self, rows: range) -> list[int]:
-        """Indices of the rows in `rows`, after its first, that follow a hole."""
-        return self.gap_rows[bisect_left(self.gap_rows, rows.start + 1):bisect_left(self.gap_rows, rows.stop)]
+    def holes_within(self, rows: range) -> range:
+        """Indices (for `hole`) of the holes right before the rows of `rows` after its first: what
+        precedes a range is not in it."""
+        return range(bisect_left(self.hole_rows, rows.start + 1), bisect_left(self.hole_rows, rows.stop))
+
+    def hole(self, index: int) -> Hole:
+        return Hole(self.hole_rows[index], self._missing_in_first(index + 1) - self._missing_in_first(index))
+
+    def missing_in(self, holes: range) -> int:
+        """Candles missing in these holes (an index range from `holes_within`), added up."""
+        return self._missing_in_first(holes.stop) - self._missing_in_first(holes.start)
+
+    def blocks(self, rows: range) -> Iterator["CandleBlock"]:
+        """The candles `rows`, read again from the file and checked again, a block at a time."""
+        from backend.market_data.candle_readers import candle_blocks  # pyarrow: imported by backtests only
+
+        if _version(self.path) != self.version:
+            raise ConfigError(self.path, "the data file changed after it was checked: start the run again")
+        for block in candle_blocks(self.path, self.timeframe):
+            if block.first_row >= rows.stop:
+                return
+            if block.first_row + len(block) > rows.start:
+                yield block.rows(rows.start, rows.stop)
+
+    def _missing_in_first(self, holes: int) -> int:
+        """Candles missing in the file's first `holes` holes."""
+        return self.missing_through[holes - 1] if holes else 0
 
 
 def read_candle_file(path: Path, timeframe: str) -> CandleFile:
-    """Parse and check every row of a `timestamp,open,high,low,close,volume` CSV (any column
-    order, extra columns ignored, UTF-8 with or without a BOM)."""
-    candles = CandleFile(path, timeframe)
-    try:
-        # utf-8-sig: a BOM written by spreadsheet tools must not end up in the first column's name.
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            _read_rows(handle, candles)
-    except IsADirectoryError:
-        raise ConfigError(path, "data file is a directory, not a CSV file") from None
-    except OSError as exc:
-        raise ConfigError(path, f"cannot read data file: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(path, "not a UTF-8 text file") from None
-    except csv.Error as exc:
-        raise ConfigError(path, f"not a readable CSV file: {exc}") from None
-    if not candles.open_times:
-        raise ConfigError(path, "no candles: the file has a header but no rows")
-    _check_spacing(candles)
+    """Check every row of a CSV file (`timestamp,open,high,low,close,volume` in any column order,
+    extra columns ignored, UTF-8 with or without a BOM) or a Parquet file (`.parquet`, `.pq`) with
+    those columns, in one streaming pass; a ConfigError naming the file, and the line or row."""
+    from backend.market_data.candle_readers import candle_blocks, is_parquet  # pyarrow: imported by backtests only
+
+    version = _version(path)
+    rows, first, last = 0, 0, 0
+    hole_rows, missing_through = array("q"), array("q")
+    missing_so_far = 0
+    spacings: Counter[int] = Counter()  # in timeframes, between rows after a hole and the row before
+    for block in candle_blocks(path, timeframe):
+        if not rows:
+            first = int(block.open_times[0])
+        last = int(block.open_times[-1])
+        for index in block.missing_before.nonzero()[0].tolist():
+            missing = int(block.missing_before[index])
+            missing_so_far += missing
+            hole_rows.append(block.first_row + index)
+            missing_through.append(missing_so_far)
+            spacings[missing + 1] += 1
+        rows += len(block)
+    if not rows:
+        raise ConfigError(path, "no candles: the file has no rows" if is_parquet(path) else
+                          "no candles: the file has a header but no rows")
+    candles = CandleFile(path, timeframe, rows, first, last, version, hole_rows, missing_through)
+    spacings[1] = rows - 1 - len(hole_rows)
+    _check_spacing(candles, spacings)
     return candles
 
 
-def _read_rows(handle: TextIO, candles: CandleFile) -> None:
-    path = candles.path
-    reader = csv.reader(handle)
-    header = [name.strip() for name in next(reader, [])]
-    if not header:
-        raise ConfigError(path, f"the file is empty: expected the header {','.join(COLUMNS)}")
-    absent = [column for column in COLUMNS if column not in header]
-    if absent:
-        raise ConfigError(path, f"missing column(s): {', '.join(absent)}", "line 1")
-    width = len(header)
-    time_index, *price_indices = (header.index(column) for column in COLUMNS)
-    open_index, high_index, low_index, close_index, volume_index = price_indices
-    sequence = CandleSequence(candles.timeframe)
-    # Bound methods, looked up once: this loop runs once per row of files of millions of rows.
-    add_time, add_missing = candles.open_times.append, candles.missing_before.append
-    add_open, add_high, add_low = candles.opens.append, candles.highs.append, candles.lows.append
-    add_close, add_volume = candles.closes.append, candles.volumes.append
-    for record in reader:
-        if not record:  # a blank line
-            continue
-        if len(record) != width:
-            raise ConfigError(
-                path, f"expected {width} fields: {','.join(header)} (got {len(record)})", f"line {reader.line_num}"
-            )
-        try:
-            open_time = as_utc(datetime.fromisoformat(record[time_index]))
-        except ValueError:
-            raise ConfigError(
-                path, f"timestamp {record[time_index]!r} is not an ISO 8601 date-time", f"line {reader.line_num}"
-            ) from None
-        try:
-            open_, high, low, close, volume = (
-                float(record[open_index]), float(record[high_index]), float(record[low_index]),
-                float(record[close_index]), float(record[volume_index]),
-            )
-        except ValueError:
-            raise ConfigError(path, _not_a_number(record, price_indices), f"line {reader.line_num}") from None
-        problem = candle_problem(open_, high, low, close, volume)
-        if problem is not None:
-            raise ConfigError(path, problem, f"line {reader.line_num}")
-        try:
-            missing_before = sequence.missing_before(open_time)
-        except ValueError as exc:
-            raise ConfigError(path, str(exc), f"line {reader.line_num}") from None
-        if missing_before:
-            candles.gap_rows.append(len(candles.open_times))
-        add_time(int(open_time.timestamp()))
-        add_open(open_)
-        add_high(high)
-        add_low(low)
-        add_close(close)
-        add_volume(volume)
-        add_missing(missing_before)
-
-
-def _not_a_number(record: list[str], price_indices: list[int]) -> str:
-    for column, index in zip(PRICE_COLUMNS, price_indices, strict=True):
-        try:
-            float(record[index])
-        except ValueError:
-            return f"{column} {record[index]!r} is not a number"
-    raise AssertionError("called for a row whose numbers all parse")
-
-
-def _check_spacing(candles: CandleFile) -> None:
+def _check_spacing(candles: CandleFile, spacings: Counter[int]) -> None:
     """Alignment alone lets daily rows through a 1h environment (midnight is on the hourly
     grid); their spacing does not. Ties go to the timeframe: a file may have many holes."""
-    spacings = Counter(candles.missing_before[row] + 1 for row in candles.gap_rows)  # in timeframes
-    spacings[1] = len(candles) - 1 - len(candles.gap_rows)
     most_common = max(spacings, key=lambda spacing: (spacings[spacing], -spacing))
     if most_common > 1:
-        step = timeframe_seconds(candles.timeframe)
+        spacing = _describe_seconds(most_common * candles.step)
         raise ConfigError(
             candles.path,
-            f"rows are mostly {_describe_seconds(most_common * step)} apart, but the environment's "
-            f"timeframe is {candles.timeframe}: is this {_describe_seconds(most_common * step)} data?",
+            f"rows are mostly {spacing} apart, but the environment's "
+            f"timeframe is {candles.timeframe}: is this {spacing} data?",
         )
+
+
+def _version(path: Path) -> tuple[int, int]:
+    try:
+        status = path.stat()
+    except OSError as exc:
+        raise ConfigError(path, f"cannot read data file: {exc.strerror}") from None
+    return status.st_size, status.st_mtime_ns

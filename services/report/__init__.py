@@ -11,6 +11,7 @@ ended (completed, failed, stalled, stopped by a signal), with what it processed 
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -64,18 +65,49 @@ class Report:
         """Once the runs have ended: each run's summary.json, then report.html; its path, or None
         when it could not be written (logged as `report_write_failed`)."""
         self.close()
-        path = self.directory / REPORT_HTML
-        runs: list[RunFiles] = []
         try:
-            for index, summary in enumerate(summaries):
-                recorder = self._recorders.get(summary.strategy_link)
-                if recorder is None:  # a link nobody asked to record
-                    continue
-                runs.append(RunFiles(summary.strategy_link, recorder.directory, recorder.write_summary(summary),
-                                     run_colour(index)))
-            write_report_html(path, self.title, runs)
+            runs = [self.summary_files(summary) for summary in summaries if summary.strategy_link in self._recorders]
         except Exception as exc:  # a report that fails must not hide how the runs went
-            log.exception("report_write_failed", path=str(path), error=f"{type(exc).__name__}: {exc}")
+            log.exception("report_write_failed", path=str(self.directory), error=f"{type(exc).__name__}: {exc}")
             return None
-        log.info("report_written", path=str(path), strategy_links=[run.link_id for run in runs])
-        return path
+        return write_page(self.directory, self.title, runs)
+
+    def summary_files(self, summary: RunSummary) -> tuple[str, Path, dict[str, Any]]:
+        """Write the run's summary.json; (link, its folder, what summary.json holds)."""
+        recorder = self._recorders[summary.strategy_link]
+        return summary.strategy_link, recorder.directory, recorder.write_summary(summary)
+
+
+def write_page(directory: Path, title: str, runs: Sequence[tuple[str, Path, dict[str, Any]]]) -> Path | None:
+    """report.html over runs (link, folder, summary), in that order; its path, or None when it
+    could not be written (logged as `report_write_failed`)."""
+    path = directory / REPORT_HTML
+    try:
+        write_report_html(path, title, [RunFiles(link, folder, summary, run_colour(index))
+                                        for index, (link, folder, summary) in enumerate(runs)])
+    except Exception as exc:  # a report that fails must not hide how the runs went
+        log.exception("report_write_failed", path=str(path), error=f"{type(exc).__name__}: {exc}")
+        return None
+    log.info("report_written", path=str(path), strategy_links=[link for link, _, _ in runs])
+    return path
+
+
+class ShardRecording:
+    """`--report` with `--processes`: in each shard process (a RunObserver of services.backtest_shards)
+    the runs are recorded as in one process and their summary.json written once they end; the
+    parent then writes report.html (`write_page`) from the (folder, summary) each shard sends back."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._service: OperationService | None = None
+        self._report: Report | None = None
+
+    def attach(self, service: OperationService) -> None:
+        self._service = service
+        self._report = Report.for_operation(self.directory, service)
+
+    def results(self) -> dict[str, Any]:
+        assert self._service is not None and self._report is not None, "attach() first"
+        self._report.close()
+        found = [self._report.summary_files(run.summary()) for run in self._service.runs]
+        return {link: (folder, summary) for link, folder, summary in found}

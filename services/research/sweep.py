@@ -163,7 +163,8 @@ class Sweep:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         search = self.config.search
         budget = search.budget or 0
-        direction = "minimize" if self.config.lower_is_better else "maximize"
+        direction = optuna.study.StudyDirection.MINIMIZE if self.config.lower_is_better else \
+            optuna.study.StudyDirection.MAXIMIZE
         study = optuna.create_study(direction=direction, sampler=optuna.samplers.TPESampler(seed=search.seed))
         labels = {name: f"{name[0]}.{name[1]}" for name in self.sweep.space.values}
         progress = Progress(label, budget)

@@ -1,0 +1,310 @@
+"""Backtest data at scale: Parquet replays like CSV, every row of a large file is checked where it
+lies (file and line, or file and row), spellings only Python reads still pass, and the reader
+streams (its memory does not grow with the file)."""
+
+import csv
+import threading
+import tracemalloc
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from structlog.testing import capture_logs
+
+from backend.config.schema import BacktestEnvironment
+from backend.errors import ConfigError
+from backend.market_data import candle_readers
+from backend.market_data.backtest_source import BacktestSource
+from backend.market_data.candle_file import Hole, read_candle_file
+from tests.helpers import REPO, START, backtest_environment
+
+KRAKEN_5M = REPO / "data" / "kraken_xbtusd_5m_2023q1.csv"
+HEADER = "timestamp,open,high,low,close,volume"
+NEW_YORK = timezone(timedelta(hours=-5))  # in winter
+
+
+def hour(index: int) -> str:
+    return (START + timedelta(hours=index)).isoformat()
+
+
+def environment(data_file: Path, start: str, end: str, timeframe: str = "1h") -> BacktestEnvironment:
+    return BacktestEnvironment.model_validate(
+        backtest_environment(str(data_file), start=start, end=end, timeframe=timeframe)
+    )
+
+
+def replay(data_file: Path, start: str, end: str, timeframe: str = "1h") -> tuple[list[tuple], list[dict], int]:
+    """(ticks as tuples, the gap lines logged, total_ticks announced up front)."""
+    source = BacktestSource(environment(data_file, start, end, timeframe))
+    with capture_logs() as logs:
+        source.prepare()
+        ticks = [(t.timestamp, t.open, t.high, t.low, t.close, t.volume, t.missing_before)
+                 for t in source.ticks(threading.Event())]
+    gap_lines = [{k: v for k, v in log.items() if k != "data_file"} for log in logs
+                 if log["event"] in ("data_gaps", "data_gap")]
+    return ticks, gap_lines, source.total_ticks or 0
+
+
+def csv_columns(path: Path) -> dict[str, list[str]]:
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return {column: [row[column] for row in rows] for column in HEADER.split(",")}
+
+
+def write_parquet(path: Path, columns: dict[str, list], types: dict[str, pa.DataType] | None = None) -> Path:
+    types = types or {}
+    pq.write_table(pa.table({name: pa.array(values, types.get(name)) for name, values in columns.items()}), path)
+    return path
+
+
+def write_lines(path: Path, rows: list[str]) -> Path:
+    path.write_text("\n".join([HEADER, *rows]) + "\n", encoding="utf-8")
+    return path
+
+
+def good_rows(count: int) -> list[str]:
+    return [f"{hour(i)},100,101,99,100,1" for i in range(count)]
+
+
+# --- Parquet --------------------------------------------------------------------------------
+
+
+def test_parquet_replays_the_same_candles_and_gaps_as_the_csv_of_the_same_data(tmp_path):
+    columns = csv_columns(KRAKEN_5M)
+    typed = write_parquet(tmp_path / "typed.parquet", {
+        "timestamp": [datetime.fromisoformat(value) for value in columns["timestamp"]],
+        **{name: [float(value) for value in columns[name]] for name in ("open", "high", "low", "close", "volume")},
+    }, {"timestamp": pa.timestamp("ms", "UTC")})
+    # Text cells, another column order and an extra column, as a spreadsheet export might have.
+    as_text = write_parquet(tmp_path / "text.pq", {"trades": ["7"] * len(columns["close"]),
+                                                   **dict(reversed(list(columns.items())))})
+    quarter = ("2023-01-01T00:00:00Z", "2023-04-01T00:00:00Z")
+    feb_22_hole = ("2023-02-22T00:00:00Z", "2023-02-22T02:00:00Z")
+    for start, end in (quarter, feb_22_hole):
+        from_csv = replay(KRAKEN_5M, start, end, "5m")
+        assert replay(typed, start, end, "5m") == from_csv
+        assert replay(as_text, start, end, "5m") == from_csv
+    # data/README.md: 25,901 rows, 5 holes (19 bars); 2023-02-22 00:15 through 01:25 (15 bars) missing.
+    ticks, gap_lines, total = replay(typed, *quarter, "5m")
+    assert total == len(ticks) == 25_901
+    assert (gap_lines[0]["gaps"], gap_lines[0]["missing_candles"]) == (5, 19)
+    ticks, gap_lines, total = replay(typed, *feb_22_hole, "5m")
+    assert total == len(ticks) == 24 - 15
+    assert [(t[0].strftime("%H:%M"), t[6]) for t in ticks[2:4]] == [("00:10", 0), ("01:30", 15)]
+
+
+BAD_ROWS = {
+    "low_above_open": ("100", "101", "100.5", "101", "1"),
+    "not_finite": ("nan", "101", "99", "100", "1"),
+    "zero_price": ("0", "101", "99", "100", "1"),
+    "negative_volume": ("100", "101", "99", "100", "-0.5"),
+    "not_a_number": ("100", "101", "99", "abc", "1"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_ROWS))
+def test_a_bad_parquet_row_is_named_by_file_and_row_with_the_csv_reason(tmp_path, name):
+    """Row 3 of the data is bad: line 4 of the CSV (after the header), row 3 of the Parquet file."""
+    rows = [(hour(i), "100", "101", "99", "100", "1") for i in range(5)]
+    rows[2] = (hour(2), *BAD_ROWS[name])
+    csv_file = write_lines(tmp_path / "d.csv", [",".join(row) for row in rows])
+    parquet_file = write_parquet(tmp_path / "d.parquet", {
+        column: [row[index] for row in rows] for index, column in enumerate(HEADER.split(","))
+    })
+    with pytest.raises(ConfigError) as from_csv:
+        read_candle_file(csv_file, "1h")
+    with pytest.raises(ConfigError) as from_parquet:
+        read_candle_file(parquet_file, "1h")
+    assert from_csv.value.key == "line 4"
+    assert (from_parquet.value.file, from_parquet.value.key) == (str(parquet_file), "row 3")
+    assert from_parquet.value.reason == from_csv.value.reason
+
+
+@pytest.mark.parametrize(
+    ("timestamps", "close", "reason"),
+    [
+        ([START + timedelta(hours=i) for i in (0, 1, 1)], [100.0] * 3,
+         f"timestamp {hour(1)} is not after the previous candle's ({hour(1)})"),
+        ([START + timedelta(hours=i, minutes=30 * (i == 2)) for i in range(3)], [100.0] * 3,
+         "timestamp 2024-01-01T02:30:00+00:00 is not aligned to the 1h timeframe"),
+        ([START + timedelta(hours=i) for i in range(3)], [100.0, 100.0, None], "close is empty"),
+        ([START, START + timedelta(hours=1), None], [100.0] * 3, "timestamp is empty"),
+    ],
+    ids=["duplicate", "misaligned", "null_number", "null_timestamp"],
+)
+def test_typed_parquet_rows_are_checked_like_text(tmp_path, timestamps, close, reason):
+    path = write_parquet(tmp_path / "d.parquet", {
+        "timestamp": timestamps, "open": [100.0] * 3, "high": [101.0] * 3, "low": [99.0] * 3, "close": close,
+        "volume": [1.0] * 3,
+    }, {"timestamp": pa.timestamp("s")})
+    with pytest.raises(ConfigError) as error:
+        read_candle_file(path, "1h")
+    assert (error.value.key, error.value.reason) == ("row 3", reason)
+
+
+def test_a_parquet_file_without_candles_says_why(tmp_path):
+    path = tmp_path / "d.parquet"
+    path.write_text(HEADER)
+    with pytest.raises(ConfigError, match="not a readable Parquet file"):
+        read_candle_file(path, "1h")
+    write_parquet(path, {"timestamp": [hour(0)], "open": [1.0], "close": [1.0]})
+    with pytest.raises(ConfigError) as error:
+        read_candle_file(path, "1h")
+    assert (error.value.key, error.value.reason) == (None, "missing column(s): high, low, volume")
+    write_parquet(path, {name: [] for name in HEADER.split(",")}, dict.fromkeys(HEADER.split(","), pa.string()))
+    with pytest.raises(ConfigError, match=r": no candles: the file has no rows$"):
+        read_candle_file(path, "1h")
+    write_parquet(path, {"timestamp": [1704067200], **{name: [1.0] for name in HEADER.split(",")[1:]}})
+    with pytest.raises(ConfigError, match="the timestamp column holds int64: expected ISO 8601 text or timestamps"):
+        read_candle_file(path, "1h")
+
+
+# --- CSV: the vectorised path and the row-by-row reference agree ------------------------------
+
+
+def large_rows(count: int, start: datetime = START) -> list[str]:
+    return [f"{(start + timedelta(minutes=i)).isoformat().replace('+00:00', 'Z')},100.5,101.25,99.75,100.125,2.5"
+            for i in range(count)]
+
+
+@pytest.mark.parametrize(
+    ("bad_row", "reason"),
+    [
+        ("{time},100,101,100.5,101,1", "low 100.5 / high 101.0 do not contain open 100.0 and close 101.0"),
+        ("{time},100,101,99,abc,1", "close 'abc' is not a number"),
+        ("{time},100,101", "expected 6 fields: timestamp,open,high,low,close,volume (got 3)"),
+        ("{time},100,101,99,100,1,extra", "expected 6 fields: timestamp,open,high,low,close,volume (got 7)"),
+    ],
+    ids=["vectorised_check", "unreadable_number", "too_few_fields", "too_many_fields"],
+)
+def test_a_bad_row_deep_in_a_large_file_names_its_line(tmp_path, bad_row, reason):
+    rows = large_rows(60_000)
+    rows[50_000] = bad_row.format(time=(START + timedelta(minutes=50_000)).isoformat())
+    # Blank lines are no rows, but they are lines: 3 before the bad row, one after.
+    rows[10_000:10_000] = [""] * 3
+    rows.insert(55_000, "")
+    path = write_lines(tmp_path / "d.csv", rows)
+    with pytest.raises(ConfigError) as error:
+        read_candle_file(path, "1m")
+    assert (error.value.key, error.value.reason) == (f"line {1 + 3 + 50_001}", reason)
+
+
+def test_a_large_file_with_holes_counts_rows_and_holes_from_its_index(tmp_path):
+    rows = large_rows(100_000)
+    del rows[70_000:70_010], rows[30_000:30_003]  # 3 candles missing, then 10
+    path = write_lines(tmp_path / "d.csv", rows)
+    candles = read_candle_file(path, "1m")
+    assert len(candles) == 100_000 - 13
+    holes = candles.holes_within(range(len(candles)))
+    assert [candles.hole(index) for index in holes] == [Hole(30_000, 3), Hole(70_000 - 3, 10)]
+    assert candles.missing_in(holes) == 13
+    assert candles.missing_in(candles.holes_within(range(30_000, len(candles)))) == 10
+    for row in (0, 29_999, 30_000, 69_996, 69_997, len(candles) - 1):
+        timestamp = rows[row][:20]
+        assert candles.open_epoch(row) == datetime.fromisoformat(timestamp).timestamp()
+    window = candles.rows_between(START + timedelta(minutes=29_990), START + timedelta(minutes=70_005))
+    assert (window.start, window.stop) == (29_990, 70_000 - 3)  # 70,000 to 70,004 fall in the hole
+    assert sum(len(block) for block in candles.blocks(window)) == len(window)
+
+
+@pytest.mark.parametrize(
+    ("spell", "why"),
+    [
+        (lambda time, row: f"{time}, {row}", "spaces after the commas"),
+        (lambda time, row: f"{time},{row.replace('100.125', '100.125_0')}", "an underscore in a number"),
+        (lambda time, row: f"{time.replace('Z', '+00:00')},{row}", "offsets spelled +00:00"),
+        (lambda time, row: f"{time[:-1]},{row}", "naive times, which are UTC"),
+        (lambda time, row: f"{datetime.fromisoformat(time).astimezone(NEW_YORK).isoformat()},{row}", "offset -05:00"),
+    ],
+    ids=["spaces", "underscore", "plus_offset", "naive", "minus_five"],
+)
+def test_every_spelling_python_reads_gives_the_same_candles(tmp_path, spell, why):
+    rows = large_rows(30_000)
+    clean = write_lines(tmp_path / "clean.csv", rows)
+    spelled = write_lines(tmp_path / "spelled.csv", [spell(*row.split(",", 1)) for row in rows])
+    start, end = rows[0][:20], rows[-1][:20]
+    assert replay(spelled, start, end, "1m") == replay(clean, start, end, "1m"), why
+
+
+# --- streaming --------------------------------------------------------------------------------
+
+
+def peak_traced_bytes(path: Path) -> int:
+    """Peak Python-level allocation (numpy arrays included) of checking the file and replaying it."""
+    tracemalloc.start()
+    try:
+        source = BacktestSource(environment(path, "2000-01-01T00:00:00Z", "2100-01-01T00:00:00Z", "1m"))
+        for _ in source.ticks(threading.Event()):
+            pass
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_checking_and_replaying_a_file_take_the_same_memory_at_eight_times_the_size(tmp_path):
+    peak_traced_bytes(write_lines(tmp_path / "warm_up.csv", large_rows(10)))  # imports are no rows
+    small = write_lines(tmp_path / "small.csv", large_rows(25_000))
+    large = write_lines(tmp_path / "large.csv", large_rows(200_000))
+    small_peak, large_peak = peak_traced_bytes(small), peak_traced_bytes(large)
+    # Held in memory, 200,000 rows would be 11 MB as arrays of 8-byte values alone (the file: 10 MB).
+    assert large_peak < 1.5 * small_peak
+    assert large_peak < large.stat().st_size / 2
+
+
+def test_a_file_changed_after_its_check_is_refused_at_replay(tmp_path):
+    path = write_lines(tmp_path / "d.csv", good_rows(4))
+    source = BacktestSource(environment(path, hour(0), hour(4)))
+    write_lines(path, [*good_rows(4), f"{hour(4)},100,101,99,100,1"])
+    with pytest.raises(ConfigError, match="the data file changed after it was checked"):
+        next(source.ticks(threading.Event()))
+
+
+# --- block boundaries -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_blocks(monkeypatch):
+    """Blocks of a few rows: every check and every hole then also spans a block boundary."""
+    monkeypatch.setattr(candle_readers, "BLOCK_BYTES", 128)
+    monkeypatch.setattr(candle_readers, "BLOCK_ROWS", 3)
+
+
+def test_block_boundaries_change_no_candle_and_no_gap(tmp_path, monkeypatch):
+    """The day around the 15-candle hole of 2023-02-22, read in blocks of a few rows."""
+    day = {name: values[14_829:15_102] for name, values in csv_columns(KRAKEN_5M).items()}  # 12:00 to 12:00
+    csv_file = write_lines(tmp_path / "d.csv", [",".join(row) for row in zip(*day.values(), strict=True)])
+    parquet_file = write_parquet(tmp_path / "d.parquet", day)
+    hole = ("2023-02-21T20:00:00Z", "2023-02-22T04:00:00Z")
+    expected = replay(csv_file, *hole, "5m")
+    assert (len(expected[0]), expected[1][0]["missing_candles"]) == (8 * 12 - 15, 15)
+    monkeypatch.setattr(candle_readers, "BLOCK_BYTES", 128)
+    monkeypatch.setattr(candle_readers, "BLOCK_ROWS", 3)
+    assert replay(csv_file, *hole, "5m") == expected
+    assert replay(parquet_file, *hole, "5m") == expected
+
+
+@pytest.mark.parametrize("bad_at", [1, 2, 3, 4, 5, 6])
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        ("{time},100,101,99,100,1", "is not after the previous candle's"),
+        ("{time},100,101,100.5,101,1", "low 100.5 / high 101.0 do not contain open 100.0 and close 101.0"),
+        ("{time},100,101,99,100,-1", "volume must not be negative"),
+    ],
+    ids=["duplicate", "low_above_open", "negative_volume"],
+)
+def test_a_bad_row_at_any_block_boundary_is_found_at_its_line_and_row(tmp_path, tiny_blocks, bad_at, row, reason):
+    rows = [(START + timedelta(hours=index)).isoformat() for index in range(8)]
+    cells = [f"{time},100,101,99,100,1" for time in rows]
+    duplicate_time = rows[bad_at - 1] if "after" in reason else rows[bad_at]
+    cells[bad_at] = row.format(time=duplicate_time)
+    csv_file = write_lines(tmp_path / "d.csv", cells)
+    parquet_file = write_parquet(tmp_path / "d.parquet", {
+        column: [line.split(",")[index] for line in cells] for index, column in enumerate(HEADER.split(","))
+    })
+    for path, where in ((csv_file, f"line {bad_at + 2}"), (parquet_file, f"row {bad_at + 1}")):
+        with pytest.raises(ConfigError) as error:
+            read_candle_file(path, "1h")
+        assert error.value.key == where and reason in error.value.reason
