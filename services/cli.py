@@ -231,6 +231,7 @@ def _run(args: argparse.Namespace, shutdown: Shutdown) -> int:
                 _report_config_error(ConfigError(f"--report {args.report}", f"cannot write the report there: {exc}"))
                 return EXIT_CONFIG
             cleanup.callback(report.close)
+            service.when_link_built(report.record)  # a link a reload adds or restarts is reported too
         summaries = _run_with_status_server(args, service, shutdown)
         if isinstance(summaries, int):
             return summaries

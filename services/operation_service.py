@@ -111,6 +111,7 @@ class OperationService:
         self._one_change_at_a_time = threading.Lock()  # stop, start, pause, resume, reload
         self._running_set = threading.RLock()  # held while the set changes and while wait() reads it
         self._started = threading.Event()
+        self._build_listeners: list[Callable[[StrategyRun, str], None]] = []
         self._links = {link.link_id: self._build_link(link) for link in operation.links}
         by_environment: dict[str, list[_Link]] = {}
         for link in self._links.values():
@@ -272,6 +273,11 @@ class OperationService:
     @property
     def feed_errors(self) -> list[str]:
         return [f"{feed.environment_id}: {feed.error}" for feed in self.feeds if feed.error]
+
+    def when_link_built(self, listener: Callable[[StrategyRun, str], None]) -> None:
+        """listener(run, timeframe) for the run of every link a reload builds (added or restarted),
+        before it starts (e.g. the backtest report, which records the runs built at start itself)."""
+        self._build_listeners.append(listener)
 
     # --- one link: pause, resume, stop, start ----------------------------------------------------
 
@@ -487,6 +493,8 @@ class OperationService:
             for feed in new_feeds.values():
                 feed.resume_after_restart()
             for link in built.values():
+                for listener in self._build_listeners:
+                    listener(link.run, link.timeframe)
                 if link.run.status is RunStatus.PENDING:
                     link.run.start()
             for feed in new_feeds.values():

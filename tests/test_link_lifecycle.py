@@ -15,6 +15,7 @@ from backend.interfaces import IWorker, WorkerCategory, WorkerParams
 from backend.market_data import TickSource
 from services.link_lifecycle import UnknownLinkError
 from services.operation_service import OperationService
+from services.report import Report
 from services.status_server import StatusServer
 from services.strategy_run import RunStatus
 from services.worker_factory import WorkerFactory
@@ -345,3 +346,29 @@ def test_a_restarted_link_keeps_what_the_operator_asked_of_it(tmp_path, operatio
     assert client.json("/strategies/stopped@bt/start", "POST", TOKEN)[1]["status"] == "running"  # type: ignore[index]
     sources.put("bt", 2)
     wait_until(lambda: service.run_of("stopped@bt").ticks_processed == 1)
+
+
+def test_a_link_a_reload_adds_is_in_the_backtest_report(tmp_path):
+    sources = Sources()
+    blueprints = {"a": probe_blueprint("a"), "b": probe_blueprint("b")}
+    path = write_config_tree(tmp_path, [("a", "bt")], blueprints, {"bt": environment("bt")}, [tick(0, 100)])
+    service = OperationService(load_operation(path), WorkerFactory(PLUGINS), source_factory=sources)
+    report = Report.for_operation(tmp_path / "report", service)
+    service.when_link_built(report.record)
+    service.start()
+    waiter = threading.Thread(target=service.wait, daemon=True)
+    waiter.start()
+    try:
+        sources.put("bt", 1)
+        wait_until(lambda: service.run_of("a@bt").ticks_processed == 1)
+        write_config_tree(tmp_path, [("a", "bt"), ("b", "bt")], blueprints, {"bt": environment("bt")})
+        assert service.reload("test").added == ["b@bt"]
+        sources.put("bt", 2)
+        wait_until(lambda: service.run_of("b@bt").ticks_processed == 1)
+    finally:
+        service.stop()
+        waiter.join(10)
+    page = report.finish([run.summary() for run in service.runs])
+    assert page is not None and "b@bt" in page.read_text()
+    equity = (tmp_path / "report" / "b@bt" / "equity.csv").read_text().splitlines()
+    assert len(equity) == 2 and equity[1].startswith(tick(2, 0).timestamp.isoformat()[:19])  # header + hour 2
