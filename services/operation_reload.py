@@ -38,7 +38,7 @@ class ReloadPlan:
 
     def as_log_fields(self) -> dict[str, list[str]]:
         return {"added": self.added, "removed": self.removed, "restarted": self.restarted,
-                "unchanged": self.unchanged}
+                "unchanged": self.unchanged, "new_feeds": self.new_feeds}
 
 
 def plan_reload(running: Mapping[str, ResolvedLink], feeds: Mapping[str, EnvironmentConfig],
@@ -54,8 +54,7 @@ def plan_reload(running: Mapping[str, ResolvedLink], feeds: Mapping[str, Environ
         before = running.get(link_id)
         if before is None:
             added.append(link_id)
-        elif (before.blueprint != link.blueprint or before.environment != link.environment
-              or link.link.execution_environment_id in new_feeds):
+        elif before.blueprint != link.blueprint or link.link.execution_environment_id in new_feeds:
             restarted.append(link_id)
         else:
             unchanged.append(link_id)

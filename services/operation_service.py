@@ -423,7 +423,7 @@ class OperationService:
             except Exception as exc:
                 log.exception("operation_reload_failed", error=f"{type(exc).__name__}: {exc}")
                 raise ReloadFailedError(f"{type(exc).__name__}: {exc}") from exc
-        log.info("operation_reloaded", **plan.as_log_fields(), new_feeds=plan.new_feeds)
+        log.info("operation_reloaded", **plan.as_log_fields())
         return plan
 
     def _plan_reload(self) -> tuple[ReloadPlan, dict[str, int]]:

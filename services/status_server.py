@@ -311,7 +311,7 @@ class StatusServer:
             return _error(502, f"exchange error: {exc}")
         except ReloadFailedError as exc:
             return _error(500, f"the reload failed part way, see the log (operation_reload_failed): {exc}")
-        return web.json_response({"status": "reloaded", **plan.as_log_fields(), "new_feeds": plan.new_feeds})
+        return web.json_response({"status": "reloaded", **plan.as_log_fields()})
 
     @staticmethod
     def _describe(run: StrategyRun) -> dict[str, Any]:
