@@ -32,10 +32,20 @@ class LinkStop(threading.Event):
 
     def __init__(self, operation_stop: threading.Event) -> None:
         super().__init__()
-        self._operation_stop = operation_stop
+        # A plain flag and a bound method: the run asks is_set() on every tick.
+        self._set_for_link = False
+        self._operation_stop_is_set = operation_stop.is_set
+
+    def set(self) -> None:
+        self._set_for_link = True
+        super().set()
+
+    def clear(self) -> None:
+        self._set_for_link = False
+        super().clear()
 
     def is_set(self) -> bool:
-        return super().is_set() or self._operation_stop.is_set()
+        return self._set_for_link or self._operation_stop_is_set()
 
     def wait(self, timeout: float | None = None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout

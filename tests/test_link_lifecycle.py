@@ -13,7 +13,7 @@ from backend.config.schema import EnvironmentConfig
 from backend.errors import ConfigError
 from backend.interfaces import IWorker, WorkerCategory, WorkerParams
 from backend.market_data import TickSource
-from services.link_lifecycle import UnknownLinkError
+from services.link_lifecycle import LinkStop, UnknownLinkError
 from services.operation_service import OperationService
 from services.report import Report
 from services.status_server import StatusServer
@@ -105,6 +105,19 @@ def operation_running(tmp_path: Path) -> Iterator[Callable[..., tuple[OperationS
 
 def environment(name: str) -> dict:
     return backtest_environment(display_name=name)
+
+
+# --- a link's stop ------------------------------------------------------------------------------
+
+
+def test_a_link_stop_is_its_own_or_the_operations():
+    operation = threading.Event()
+    one, other = LinkStop(operation), LinkStop(operation)
+    one.set()
+    assert one.is_set() and one.wait(0) and not other.is_set() and not operation.is_set()
+    assert not other.wait(0.05)
+    threading.Timer(0.05, operation.set).start()
+    assert other.wait(5) and other.is_set()  # woken by the operation's stop, not only at its own
 
 
 # --- stop and start over HTTP ---------------------------------------------------------------------
