@@ -323,7 +323,7 @@ class OperationService:
     def start_link(self, link_id: str) -> StrategyRun:
         """A link stopped through the control API runs again in a new run with the same account,
         workforce and history; the candles it missed while stopped are a gap (missing_before) on
-        its next candle. Its environment's feed must still be running."""
+        its first candle of each asset. Its environment's feed must still be running."""
         with self._one_change_at_a_time:
             link = self._link(link_id)
             if not link.stopped_by_operator or link.run.status is not RunStatus.STOPPED:
@@ -359,7 +359,7 @@ class OperationService:
                 link.run.join(max(0.0, deadline - time.monotonic()))
             if link.run.is_alive():
                 link.run.abandon(f"did not finish its tick within {self.shutdown_timeout:g} s of the stop request")
-            elif link.run.status is RunStatus.PENDING:  # never started (kept stopped since a restart)
+            elif link.run.status is RunStatus.PENDING:  # stopped before the operation started
                 link.run.end_unstarted(RunStatus.STOPPED)
 
     def _stored_controls(self, link: _Link) -> LinkControls:
