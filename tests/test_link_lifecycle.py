@@ -9,16 +9,18 @@ from pathlib import Path
 import pytest
 
 from backend.config import load_operation
-from backend.config.schema import EnvironmentConfig
+from backend.config.schema import EnvironmentConfig, LiveEnvironment
 from backend.errors import ConfigError
 from backend.interfaces import IWorker, WorkerCategory, WorkerParams
 from backend.market_data import TickSource
+from services.execution_environments import ExecutionEnvironments
 from services.link_lifecycle import LinkStop, UnknownLinkError
 from services.operation_service import OperationService
 from services.report import Report
 from services.status_server import StatusServer
 from services.strategy_run import RunStatus
 from services.worker_factory import WorkerFactory
+from tests.fake_kraken import refused_url
 from tests.helpers import backtest_environment, blueprint, tick, write_config_tree, write_yaml
 from tests.probes import PLUGINS_WITH_PROBE, probe_blueprint
 from tests.test_status_server import Client, FlipFlop, GatedSource, wait_until
@@ -63,13 +65,16 @@ def flip_blueprint(tag: str, **overrides: object) -> dict:
 
 
 class Sources:
-    """One GatedSource per environment (a new one each time the environment's feed is built)."""
+    """One GatedSource per backtest environment (a new one each time the environment's feed is
+    built); a live environment gets its real source."""
 
     def __init__(self, live: bool = False) -> None:
         self.live = live
         self.built: dict[str, list[GatedSource]] = defaultdict(list)
 
     def __call__(self, environment: EnvironmentConfig) -> TickSource:
+        if isinstance(environment, LiveEnvironment):  # a real exchange's source, from its settings
+            return ExecutionEnvironments(threading.Event()).tick_source(environment)
         source = GatedSource(self.live)
         self.built[environment.display_name].append(source)
         return source
@@ -385,3 +390,21 @@ def test_a_link_a_reload_adds_is_in_the_backtest_report(tmp_path):
     assert page is not None and "b@bt" in page.read_text()
     equity = (tmp_path / "report" / "b@bt" / "equity.csv").read_text().splitlines()
     assert len(equity) == 2 and equity[1].startswith(tick(2, 0).timestamp.isoformat()[:19])  # header + hour 2
+
+
+def test_a_reload_whose_new_environment_cannot_reach_its_exchange_is_refused_and_changes_nothing(
+        tmp_path, operation_running):
+    sources = Sources()
+    blueprints = {"keep": probe_blueprint("keep"), "drop": probe_blueprint("drop")}
+    service, client = operation_running([("keep", "bt"), ("drop", "bt")], blueprints, {"bt": environment("bt")},
+                                        sources)
+    running = service.runs
+    unreachable = {"type": "live", "display_name": "nowhere", "exchange": "kraken", "symbols": ["BTC/USD"],
+                   "timeframe": "1h", "market_data": "rest", "api_url": refused_url(),
+                   "startup_timeout_seconds": 0.5, "starting_capital": 10_000, "fee_rate": 0.0026}
+    write_config_tree(tmp_path, [("keep", "bt"), ("far", "nowhere")], {"far": probe_blueprint("far")},
+                      {"nowhere": unreachable})
+    status, body = client.json("/reload", "POST", TOKEN)
+    assert status == 502 and "127.0.0.1" in body["error"]  # type: ignore[index]
+    assert service.runs == running and all(run.is_alive() for run in running)  # drop@bt was not stopped
+    assert [feed.environment_id for feed in service.feeds] == ["bt"]
