@@ -8,7 +8,8 @@ a second signal forced the exit; 2 a config, data or credential error.
 
 Signal handlers are installed before anything else is imported or loaded, so a SIGINT/SIGTERM at
 any moment ends the process cleanly, also as PID 1 in a container (where an unhandled SIGTERM
-would be ignored).
+would be ignored), and a SIGHUP never kills it: while running it reloads the operation file (one
+that arrived while loading, once the operation has started; none while validating or stopping).
 """
 
 import argparse
@@ -16,7 +17,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack, closing
 from functools import partial
 from pathlib import Path
@@ -52,6 +53,8 @@ class Shutdown:
         self.requested = threading.Event()
         self.reasons: list[str] = []
         self.loading = True  # while True, a signal interrupts the main thread's loading
+        self.reload: Callable[[str], None] | None = None  # set once the operation runs
+        self.reload_pending = False  # a SIGHUP came before that
 
     def request(self, reason: str) -> None:
         self.reasons.append(reason)
@@ -71,6 +74,23 @@ class Shutdown:
         if self.loading:
             raise StopRequested(name)
         structlog.get_logger("run-operation").info("signal_received", signal=name)
+
+    def on_hangup(self, _signum: int, _frame: FrameType | None) -> None:
+        """SIGHUP: reload the operation file (in a thread of its own: the handler returns at once)."""
+        if self.requested.is_set():
+            return  # stopping: nothing to reload into
+        if self.reload is None:
+            self.reload_pending = True
+            return
+        structlog.get_logger("run-operation").info("signal_received", signal="SIGHUP")
+        self.reload("SIGHUP")
+
+    def reload_with(self, reload: Callable[[str], None]) -> None:
+        """The operation runs: SIGHUP reloads it from now on, and one that came while loading now."""
+        self.reload = reload
+        if self.reload_pending:
+            self.reload_pending = False
+            reload("SIGHUP")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -176,6 +196,7 @@ def _say(text: str, stream: TextIO | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     shutdown = Shutdown()
     previous = {sig: signal.signal(sig, shutdown.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, shutdown.on_hangup)
     try:
         args = parse_args(argv)
         if args.command == "sweep":
@@ -210,7 +231,8 @@ def _run(args: argparse.Namespace, shutdown: Shutdown) -> int:
                 _report_config_error(ConfigError(f"--report {args.report}", f"cannot write the report there: {exc}"))
                 return EXIT_CONFIG
             cleanup.callback(report.close)
-        summaries = _run_with_status_server(args, service)
+            service.when_link_built(report.record)  # a link a reload adds or restarts is reported too
+        summaries = _run_with_status_server(args, service, shutdown)
         if isinstance(summaries, int):
             return summaries
         report_path = None
@@ -236,10 +258,11 @@ def _run(args: argparse.Namespace, shutdown: Shutdown) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _run_with_status_server(args: argparse.Namespace, service: "OperationService | ShardedBacktest") -> "list | int":
+def _run_with_status_server(args: argparse.Namespace, service: "OperationService | ShardedBacktest",
+                            shutdown: Shutdown) -> "list | int":
     """The runs, with the status server (--http) beside them from their start to their end."""
     if args.http is None:
-        return _run_with_progress(service)
+        return _run_with_progress(service, shutdown)
     from services.operation_service import OperationService
     from services.status_server import StatusServer
 
@@ -254,12 +277,12 @@ def _run_with_status_server(args: argparse.Namespace, service: "OperationService
         server.stop()
         return EXIT_FAILED
     try:
-        return _run_with_progress(service)
+        return _run_with_progress(service, shutdown)
     finally:
         server.stop()
 
 
-def _run_with_progress(service: "OperationService | ShardedBacktest") -> list:
+def _run_with_progress(service: "OperationService | ShardedBacktest", shutdown: Shutdown) -> list:
     """The runs; on a terminal, with a progress bar per backtest environment in place of the
     `backtest_progress` lines (which the --log-dir files still get), log lines printed above.
     Sharded backtests log their shards' progress lines instead (their feeds are in other processes)."""
@@ -270,10 +293,17 @@ def _run_with_progress(service: "OperationService | ShardedBacktest") -> list:
         return service.run()
     backtests = [feed for feed in service.feeds if feed.total_ticks is not None]
     if not backtests or not ProgressBars.wanted(sys.stderr):
-        return service.run()
+        return _run_reloadable(service, shutdown)
     bars = ProgressBars(backtests, sys.stderr)
     with stderr_lines_to(bars, hidden_events={"backtest_progress"}), bars:
-        return service.run()
+        return _run_reloadable(service, shutdown)
+
+
+def _run_reloadable(service: "OperationService", shutdown: Shutdown) -> list:
+    """The runs, SIGHUP reloading the operation file while they run."""
+    service.start()
+    shutdown.reload_with(service.request_reload)
+    return service.wait()
 
 
 def _load(args: argparse.Namespace, shutdown: Shutdown,

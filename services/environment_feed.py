@@ -8,7 +8,9 @@ are marked).
 Invariants: the feed thread never dies outside its error handling; it never waits on a run that
 takes no more ticks (failed, stalled, stopping); every line it logs names the environment and
 the strategy links that depend on it; a live feed that delivered no candle has failed; progress
-counts base ticks, whatever the runs' timeframes.
+counts base ticks, whatever the runs' timeframes; runs attached while it runs (`attach`, `detach`)
+get every tick from then on or none, and a run attached is finished when the feed ends, never
+left waiting; a run stopped on request keeps the feed going (it may be started again).
 """
 
 import threading
@@ -72,6 +74,11 @@ class EnvironmentFeed:
         self.started_at: float | None = None
         self.last_tick_at: float | None = None
         self._thread = threading.Thread(target=self._feed, name=f"feed:{environment_id}", daemon=True)
+        # attach/detach (other threads) against the feed's end: a run is attached before the end
+        # (and finished by it) or refused. A route's runs are replaced, never changed in place, so
+        # the feed thread's loops never see a list change under them; a new route is appended.
+        self._membership = threading.Lock()
+        self._ended = False
 
     @property
     def log_context(self) -> dict[str, object]:
@@ -157,8 +164,35 @@ class EnvironmentFeed:
 
     def halt_if_unneeded(self) -> None:
         """Called by the watchdog: end the feed's waits once it is stopping or serves no run."""
-        if self._stop.is_set() or all(run.status.ended for run in self._runs):
+        if self._stop.is_set() or self._unneeded():
             self._halt.set()
+
+    def _unneeded(self) -> bool:
+        """No run bound here takes ticks or may take them again: each has ended, and not on a stop
+        request (a link stopped through the control API can be started again). None bound: unneeded."""
+        return all(run.status.ended and run.status is not RunStatus.STOPPED for run in self._runs)
+
+    def attach(self, run: StrategyRun, timeframe: str) -> bool:
+        """Send run the ticks from now on, as bars of timeframe; False if the feed has ended."""
+        with self._membership:
+            if self._ended:
+                return False
+            self._run_timeframes[run.link_id] = timeframe
+            seconds = timeframe_seconds(timeframe)
+            route = next((r for r in self._routes if timeframe_seconds(r.timeframe) == seconds), None)
+            if route is None:  # a new timeframe: its bars are built from the next complete one on
+                self._routes.append(_Route(timeframe, Resampler(self._base_timeframe, timeframe), [run]))
+            else:
+                route.runs = [*route.runs, run]
+            self._runs = [*self._runs, run]
+            return True
+
+    def detach(self, run: StrategyRun) -> None:
+        """No more ticks for run; a feed left with no run ends (halt_if_unneeded)."""
+        with self._membership:
+            for route in self._routes:
+                route.runs = [r for r in route.runs if r is not run]
+            self._runs = [r for r in self._runs if r is not run]
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
@@ -172,7 +206,7 @@ class EnvironmentFeed:
         try:
             log.info("environment_feed_started", total_ticks=self._source.total_ticks)
             sent = self._send_ticks()
-            if self._source.total_ticks is None and sent == 0 and not self.error:
+            if self._source.total_ticks is None and sent == 0 and not self.error and self._runs:
                 self.error = "no live candle was delivered"
                 log.error("environment_feed_failed", error=self.error)
         except OpdaemonError as exc:  # e.g. a symbol the exchange does not list: no traceback
@@ -183,6 +217,8 @@ class EnvironmentFeed:
             log.exception("environment_feed_failed", error=self.error)
         finally:
             end = RunStatus.STOPPED if self._stop.is_set() or self.error else RunStatus.COMPLETED
+            with self._membership:
+                self._ended = True
             for run in self._runs:
                 run.finish(end)
             self._report_open_bars()
@@ -201,7 +237,7 @@ class EnvironmentFeed:
             self.last_tick_at = time.monotonic()
             if tick.missing_before:
                 self.gaps += 1
-            if (live or sent % IDLE_CHECK_EVERY == 0) and all(run.status.ended for run in self._runs):
+            if (live or sent % IDLE_CHECK_EVERY == 0) and self._unneeded():
                 log.warning("environment_feed_idle", reason="no strategy run bound to it takes ticks any more")
                 break
             for route in routes:

@@ -1,36 +1,46 @@
-"""Boots every active strategy link of an operation in isolation and runs them to the end.
+"""Boots every active strategy link of an operation in isolation and runs them to the end; stops,
+starts, pauses and resumes one link alone, and applies a reloaded operation file.
 
 Invariants: everything is built, and every config error raised, before the first thread starts;
 a wrong setting a tick source or gateway reports (a SettingError: it knows no file) becomes the
 ConfigError naming the link's environment file, here, where that file is known;
 `wait()` returns within `shutdown_timeout_seconds` of a stop request and never waits on a run that
 is stalled, whatever its workers do; the watchdog marks a run stalled once one tick has taken
-longer than `stall_timeout_seconds`.
+longer than `stall_timeout_seconds`; one lifecycle change (stop, start, pause, resume, reload) at
+a time, and a reload checks the whole file, and contacts the exchanges of new environments,
+before it changes anything, so a rejected one leaves the running set as it was; `wait()` never
+sees the running set half changed; what the operator asked of a live or paper link (paused,
+stopped) is in the state store before the request is answered.
 """
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 
-from backend.config import LoadedOperation, ResolvedLink
+from backend.config import LoadedOperation, ResolvedLink, load_operation
 from backend.config.schema import EnvironmentConfig, LiveEnvironment
 from backend.core.ohlcv_provider import OhlcvProvider
 from backend.core.trading_context_provider import TradingContextProvider
-from backend.errors import ConfigError, SettingError
+from backend.errors import ConfigError, ExchangeError, SettingError
 from backend.interfaces import WorkerServices
 from backend.interfaces.journal import IAccountJournal, InMemoryJournal
 from backend.market_data import TickSource
 from backend.market_data.candle_checks import timeframe_seconds
 from backend.portfolio import Ledger, StrategyAccount
-from backend.state import StateStore, StoreJournal
+from backend.state import LinkControls, StateStore, StoreJournal
 from services.environment_feed import EnvironmentFeed
 from services.execution_environments import ExecutionEnvironments
+from services.link_lifecycle import OPERATOR_PAUSE, ContinuedRun, LinkStateError, LinkStop, UnknownLinkError
+from services.operation_reload import ReloadFailedError, ReloadPlan, plan_reload
 from services.reconciliation import reconcile
-from services.strategy_run import RunSummary, StrategyRun
+from services.strategy_run import RunStatus, RunSummary, StrategyRun
 from services.tick_cache_manager import TickCacheManager
 from services.worker_factory import WorkerFactory
 
@@ -39,6 +49,43 @@ log = structlog.get_logger(__name__)
 SourceFactory = Callable[[EnvironmentConfig], TickSource]
 WATCHDOG_SECONDS = 0.1  # how often wait() checks the runs
 MAX_WARMUP_CANDLES = 700  # Kraken's OHLC endpoint returns at most 720 candles, the last one forming
+
+
+@dataclass
+class _Link:
+    """A strategy link in the running set: its config, its current run and that run's own stop."""
+
+    resolved: ResolvedLink
+    run: StrategyRun
+    stop: LinkStop
+    stopped_by_operator: bool = False
+
+    @property
+    def environment_id(self) -> str:
+        return self.resolved.link.execution_environment_id
+
+    @property
+    def timeframe(self) -> str:
+        return self.resolved.blueprint.timeframe
+
+    @property
+    def kept_in_store(self) -> bool:
+        """A live or paper link: its account and what the operator asked of it survive restarts."""
+        return isinstance(self.resolved.environment, LiveEnvironment)
+
+
+class NeedsHistory(Protocol):
+    @property
+    def link_id(self) -> str: ...
+
+    @property
+    def history_needed(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class _PlannedNeed:
+    link_id: str
+    history_needed: int
 
 
 class OperationService:
@@ -58,45 +105,74 @@ class OperationService:
         self._environments = ExecutionEnvironments(self.stop_event)
         self.stall_timeout = operation.config.stall_timeout_seconds
         self.shutdown_timeout = operation.config.shutdown_timeout_seconds
-        factory = worker_factory or WorkerFactory()
-        source_factory = source_factory or self._environments.tick_source
-        self.runs = [self._build_run(link, factory, queue_size) for link in operation.links]
-        runs_by_environment: dict[str, list[StrategyRun]] = {}
-        link_of_environment: dict[str, ResolvedLink] = {}
-        # Each run's bars: the environment streams its own timeframe, its feed resamples the rest.
-        timeframes = {link.link_id: link.blueprint.timeframe for link in operation.links}
-        for link, run in zip(operation.links, self.runs, strict=True):
-            runs_by_environment.setdefault(run.environment_id, []).append(run)
-            link_of_environment.setdefault(run.environment_id, link)
-        self.feeds: list[EnvironmentFeed] = []
-        for environment_id, link in link_of_environment.items():
-            runs = runs_by_environment[environment_id]
+        self._factory = worker_factory or WorkerFactory()
+        self._source_factory = source_factory or self._environments.tick_source
+        self._queue_size = queue_size
+        self._one_change_at_a_time = threading.Lock()  # stop, start, pause, resume, reload
+        self._running_set = threading.RLock()  # held while the set changes and while wait() reads it
+        self._started = threading.Event()
+        self._build_listeners: list[Callable[[StrategyRun, str], None]] = []
+        self._links = {link.link_id: self._build_link(link) for link in operation.links}
+        by_environment: dict[str, list[_Link]] = {}
+        for link in self._links.values():
+            by_environment.setdefault(link.environment_id, []).append(link)
+        self._feeds: dict[str, EnvironmentFeed] = {}
+        self._feed_settings: dict[str, EnvironmentConfig] = {}  # what each feed was built from
+        for environment_id, links in by_environment.items():
+            first = links[0].resolved
+            timeframes = {link.resolved.link_id: link.timeframe for link in links}
             # Lines logged while the data loads name the environment and its links too.
             with structlog.contextvars.bound_contextvars(
-                environment=environment_id, strategy_links=[run.link_id for run in runs]
-            ), settings_of(link.environment_file):
-                source = source_factory(with_warmup_for(link.environment, runs, timeframes))
-            self.feeds.append(EnvironmentFeed(
-                environment_id, source, runs, self.stop_event,
-                base_timeframe=link.environment.timeframe, run_timeframes=timeframes,
-            ))
+                environment=environment_id, strategy_links=list(timeframes)
+            ), settings_of(first.environment_file):
+                source = self._source_factory(with_warmup_for(first.environment, [link.run for link in links],
+                                                              timeframes))
+            self._feeds[environment_id] = EnvironmentFeed(
+                environment_id, source, [link.run for link in links], self.stop_event,
+                base_timeframe=first.environment.timeframe, run_timeframes=timeframes,
+            )
+            self._feed_settings[environment_id] = first.environment
         # The feeds know no files: a prepare() error is named after the environment's file here.
-        for feed, link in zip(self.feeds, link_of_environment.values(), strict=True):
-            with settings_of(link.environment_file):
+        for environment_id, feed in self._feeds.items():
+            with settings_of(by_environment[environment_id][0].resolved.environment_file):
                 feed.prepare()
             feed.resume_after_restart()
-        live = [(link, run) for link, run in zip(operation.links, self.runs, strict=True)
-                if isinstance(link.environment, LiveEnvironment) and link.environment.mode == "live"]
-        reconcile({link.link_id: run.tick_manager.account for link, run in live},
-                  {link.link_id: link.blueprint.assets[0].split("/")[1] for link, _ in live})
+        live = [link for link in self._links.values()
+                if isinstance(link.resolved.environment, LiveEnvironment) and link.resolved.environment.mode == "live"]
+        reconcile({link.resolved.link_id: link.run.tick_manager.account for link in live},
+                  {link.resolved.link_id: link.resolved.blueprint.assets[0].split("/")[1] for link in live})
+        for link in self._links.values():
+            self._restore_controls(link, self._stored_controls(link))
 
-    def _build_run(self, link: ResolvedLink, factory: WorkerFactory, queue_size: int) -> StrategyRun:
+    @property
+    def runs(self) -> list[StrategyRun]:
+        """The current run of every link in the running set, in the operation file's order."""
+        with self._running_set:
+            return [link.run for link in self._links.values()]
+
+    @property
+    def feeds(self) -> list[EnvironmentFeed]:
+        with self._running_set:
+            return list(self._feeds.values())
+
+    def run_of(self, link_id: str) -> StrategyRun:
+        return self._link(link_id).run
+
+    def _link(self, link_id: str) -> _Link:
+        with self._running_set:
+            link = self._links.get(link_id)
+        if link is None:
+            raise UnknownLinkError(f"no strategy link {link_id!r}")
+        return link
+
+    def _build_link(self, link: ResolvedLink) -> _Link:
         context = TradingContextProvider()
-        history = OhlcvProvider(factory.history_needed(link.blueprint, link.blueprint_file))
+        history = OhlcvProvider(self._factory.history_needed(link.blueprint, link.blueprint_file))
         account = self._account(link)
-        workforce = factory.build(link.blueprint, link.blueprint_file, WorkerServices(context, account, history))
+        workforce = self._factory.build(link.blueprint, link.blueprint_file, WorkerServices(context, account, history))
         manager = TickCacheManager(context, history, workforce, account, link.blueprint.assets)
-        return StrategyRun(link.link, manager, self.stop_event, queue_size)
+        stop = LinkStop(self.stop_event)
+        return _Link(link, StrategyRun(link.link, manager, stop, self._queue_size), stop)
 
     def _account(self, link: ResolvedLink) -> StrategyAccount:
         """The link's account: restored from the store for live and paper links, new otherwise."""
@@ -108,15 +184,7 @@ class OperationService:
             journal = StoreJournal(self._store, link.link_id)
             restored = self._store.load_account(link.link_id)
             mode = link.environment.mode
-            kept_mode = self._store.account_mode(link.link_id)
-            if restored is not None and kept_mode not in (None, mode):
-                # A paper account's coins were never bought: trading them live would sell real ones.
-                raise ConfigError(
-                    link.environment_file,
-                    f"strategy link {link.link_id} has a {kept_mode} account in {self._store.path}; it cannot "
-                    f"continue as mode: {mode}: use another --data-dir for it",
-                    "mode",
-                )
+            self._check_account_mode(link)
             if restored is None:
                 self._store.save_account(link.link_id, ledger.state)
             else:
@@ -126,32 +194,54 @@ class OperationService:
             self._store.set_account_mode(link.link_id, mode)
         return StrategyAccount(ledger, gateway, journal)
 
+    def _check_account_mode(self, link: ResolvedLink) -> None:
+        """A paper account's coins were never bought: trading them live would sell real ones."""
+        if self._store is None or not isinstance(link.environment, LiveEnvironment):
+            return
+        mode = link.environment.mode
+        kept_mode = self._store.account_mode(link.link_id)
+        if kept_mode not in (None, mode) and self._store.load_account(link.link_id) is not None:
+            raise ConfigError(
+                link.environment_file,
+                f"strategy link {link.link_id} has a {kept_mode} account in {self._store.path}; it cannot "
+                f"continue as mode: {mode}: use another --data-dir for it",
+                "mode",
+            )
+
+    # --- the whole operation ---------------------------------------------------------------------
+
     def start(self) -> None:
         log.info(
             "operation_started", operation=self.operation.config.display_name,
             strategy_links=[run.link_id for run in self.runs],
             stall_timeout_seconds=self.stall_timeout, shutdown_timeout_seconds=self.shutdown_timeout,
         )
-        for run in self.runs:
-            run.start()
-        for feed in self.feeds:
-            feed.start()
+        with self._running_set:
+            for run in self.runs:
+                if run.status is RunStatus.PENDING:  # not a link kept stopped from before a restart
+                    run.start()
+            for feed in self._feeds.values():
+                feed.start()
+        self._started.set()
 
     def stop(self) -> None:
         """Stop reading new ticks; every run ends after its current tick."""
         self.stop_event.set()
 
     def wait(self) -> list[RunSummary]:
-        """Watch the runs until all have ended (or been given up on), then log their summaries."""
+        """Watch the runs until all have ended (or been given up on), then log their summaries.
+        A link stopped through the control API keeps its feed, and so the daemon, running."""
         stop_deadline: float | None = None
         while True:
             now = time.monotonic()
-            for run in self.runs:
-                run.check_stall(now, self.stall_timeout)
-            for feed in self.feeds:
-                feed.halt_if_unneeded()
-            threads: list[EnvironmentFeed | StrategyRun] = [*self.feeds, *self.runs]
-            busy = [thread for thread in threads if thread.is_alive()]
+            with self._running_set:  # never between a run leaving and the one replacing it
+                runs, feeds = self.runs, self.feeds
+                for run in runs:
+                    run.check_stall(now, self.stall_timeout)
+                for feed in feeds:
+                    feed.halt_if_unneeded()
+                threads: list[EnvironmentFeed | StrategyRun] = [*feeds, *runs]
+                busy = [thread for thread in threads if thread.is_alive()]
             if not busy:
                 break
             if self.stop_event.is_set():
@@ -184,9 +274,239 @@ class OperationService:
     def feed_errors(self) -> list[str]:
         return [f"{feed.environment_id}: {feed.error}" for feed in self.feeds if feed.error]
 
+    def when_link_built(self, listener: Callable[[StrategyRun, str], None]) -> None:
+        """listener(run, timeframe) for the run of every link a reload builds (added or restarted),
+        before it starts (e.g. the backtest report, which records the runs built at start itself)."""
+        self._build_listeners.append(listener)
+
+    # --- one link: pause, resume, stop, start ----------------------------------------------------
+
+    def pause_link(self, link_id: str) -> StrategyRun:
+        """No new entries for the link (exits still allowed)."""
+        with self._one_change_at_a_time:
+            link = self._link(link_id)
+            account = link.run.tick_manager.account
+            if account.paused is None:
+                account.paused = OPERATOR_PAUSE
+            self._save_controls(link)
+        log.info("strategy_link_paused", strategy_link=link_id)
+        return link.run
+
+    def resume_link(self, link_id: str) -> StrategyRun:
+        """Entries again, unless the link is paused for another reason (reconciliation)."""
+        with self._one_change_at_a_time:
+            link = self._link(link_id)
+            account = link.run.tick_manager.account
+            if account.paused not in (None, OPERATOR_PAUSE):
+                raise LinkStateError(f"paused for another reason, which resume does not clear: {account.paused}")
+            account.paused = None
+            self._save_controls(link)
+        log.info("strategy_link_resumed", strategy_link=link_id)
+        return link.run
+
+    def stop_link(self, link_id: str) -> StrategyRun:
+        """The link's run ends after its current tick (queued ticks discarded); its account, workforce
+        and history are kept for a start, and its feed goes on for the other links."""
+        with self._one_change_at_a_time:
+            link = self._link(link_id)
+            if link.run.status.ended and not link.stopped_by_operator:
+                raise LinkStateError(f"strategy link {link_id} has {link.run.status.value}; "
+                                     "only a running link can be stopped")
+            if not link.stopped_by_operator:
+                link.stopped_by_operator = True
+                self._end_runs([link])
+                self._save_controls(link)
+                log.info("strategy_link_stopped", strategy_link=link_id, status=link.run.status.value,
+                         ticks_processed=link.run.ticks_processed)
+        return link.run
+
+    def start_link(self, link_id: str) -> StrategyRun:
+        """A link stopped through the control API runs again in a new run with the same account,
+        workforce and history; the candles it missed while stopped are a gap (missing_before) on
+        its first candle of each asset. Its environment's feed must still be running."""
+        with self._one_change_at_a_time:
+            link = self._link(link_id)
+            if not link.stopped_by_operator or link.run.status is not RunStatus.STOPPED:
+                if link.run.status.ended:  # failed, stalled (also while being stopped), completed
+                    raise LinkStateError(f"strategy link {link_id} has {link.run.status.value}; "
+                                         "only a link stopped through the control API can be started")
+                return link.run  # running already
+            if self.stop_event.is_set():
+                raise LinkStateError("the daemon is stopping")
+            bar = timedelta(seconds=timeframe_seconds(link.timeframe))
+            stop = LinkStop(self.stop_event)
+            run = ContinuedRun(link.run, link.resolved.link, bar, stop, self._queue_size)
+            with self._running_set:
+                feed = self._feeds[link.environment_id]
+                if not feed.attach(run, link.timeframe):
+                    raise LinkStateError(f"environment {link.environment_id}'s feed has ended "
+                                         f"({feed.error or 'its data ended'}); the link cannot take ticks again")
+                run.start()
+                feed.detach(link.run)
+                link.run, link.stop, link.stopped_by_operator = run, stop, False
+            self._save_controls(link)
+            log.info("strategy_link_started", strategy_link=link_id, ticks_processed=run.ticks_processed)
+        return run
+
+    def _end_runs(self, links: Sequence[_Link]) -> None:
+        """Stop each link's run after its current tick and wait for them together, at most
+        shutdown_timeout_seconds; one still busy then is reported stalled."""
+        for link in links:
+            link.stop.set()
+        deadline = time.monotonic() + self.shutdown_timeout
+        for link in links:
+            if link.run.is_alive():
+                link.run.join(max(0.0, deadline - time.monotonic()))
+            if link.run.is_alive():
+                link.run.abandon(f"did not finish its tick within {self.shutdown_timeout:g} s of the stop request")
+            elif link.run.status is RunStatus.PENDING:  # stopped before the operation started
+                link.run.end_unstarted(RunStatus.STOPPED)
+
+    def _stored_controls(self, link: _Link) -> LinkControls:
+        if self._store is None or not link.kept_in_store:
+            return LinkControls()
+        return self._store.link_controls(link.resolved.link_id)
+
+    def _restore_controls(self, link: _Link, controls: LinkControls) -> None:
+        """Before the link starts: what the operator asked of it before a restart or a reload."""
+        if not (controls.paused or controls.stopped):
+            return
+        account = link.run.tick_manager.account
+        if controls.paused and account.paused is None:
+            account.paused = OPERATOR_PAUSE
+        if controls.stopped:
+            link.stopped_by_operator = True
+            link.run.end_unstarted(RunStatus.STOPPED)  # not started until start_link
+        log.info("link_controls_restored", strategy_link=link.resolved.link_id, paused=controls.paused,
+                 stopped=controls.stopped)
+
+    def _save_controls(self, link: _Link) -> None:
+        if self._store is None or not link.kept_in_store:
+            return
+        paused = link.run.tick_manager.account.paused == OPERATOR_PAUSE
+        self._store.save_link_controls(link.resolved.link_id, LinkControls(paused, link.stopped_by_operator))
+
+    # --- reload ----------------------------------------------------------------------------------
+
+    def request_reload(self, trigger: str) -> None:
+        """Reload in a thread of its own (from a signal handler): the outcome is logged."""
+        threading.Thread(target=self._reload_logged, args=(trigger,), name="reload", daemon=True).start()
+
+    def _reload_logged(self, trigger: str) -> None:
+        self._started.wait()
+        try:
+            self.reload(trigger)
+        except (ConfigError, ExchangeError, LinkStateError, ReloadFailedError):
+            pass  # logged as operation_reload_rejected or operation_reload_failed
+        except Exception:  # while checking: never silently
+            log.exception("operation_reload_failed")
+
+    def reload(self, trigger: str) -> ReloadPlan:
+        """Re-read the operation file and apply it: new links start, removed ones stop, changed ones
+        restart, the others are untouched. ConfigError, ExchangeError or LinkStateError: rejected
+        (logged as operation_reload_rejected), nothing changed."""
+        with self._one_change_at_a_time:
+            log.info("operation_reload_requested", trigger=trigger, file=str(self.operation.path))
+            try:
+                if self.stop_event.is_set():
+                    raise LinkStateError("the daemon is stopping")
+                if not self._started.is_set():  # start() would start what the reload started again
+                    raise LinkStateError("the operation is still starting")
+                plan, needs = self._plan_reload()
+                feeds = self._prepared_feeds(plan, needs)
+            except (ConfigError, ExchangeError, LinkStateError) as exc:
+                where = {"file": exc.file, "key": exc.key, "reason": exc.reason} if isinstance(exc, ConfigError) else {}
+                log.error("operation_reload_rejected", error=str(exc), **where)
+                raise
+            try:
+                self._apply(plan, feeds)
+            except Exception as exc:
+                log.exception("operation_reload_failed", error=f"{type(exc).__name__}: {exc}")
+                raise ReloadFailedError(f"{type(exc).__name__}: {exc}") from exc
+        log.info("operation_reloaded", **plan.as_log_fields())
+        return plan
+
+    def _plan_reload(self) -> tuple[ReloadPlan, dict[str, int]]:
+        """The file re-read and every link to build checked (plugins, params, account mode); with
+        the candles each of those needs."""
+        operation = load_operation(self.operation.path)
+        with self._running_set:
+            running = {link_id: link.resolved for link_id, link in self._links.items()}
+            feeds = dict(self._feed_settings)
+        plan = plan_reload(running, feeds, operation)
+        needs = {}
+        for link in plan.links_to_build:
+            needs[link.link_id] = self._factory.history_needed(link.blueprint, link.blueprint_file)
+            self._check_account_mode(link)
+        return plan, needs
+
+    def _prepared_feeds(self, plan: ReloadPlan, needs: dict[str, int]) -> dict[str, EnvironmentFeed]:
+        """A feed, with no run yet, for each environment that gets a new one, its data loaded and
+        its exchange checked (prepare), before anything running is touched."""
+        feeds: dict[str, EnvironmentFeed] = {}
+        for environment_id in plan.new_feeds:
+            links = [link for link in plan.operation.links if link.link.execution_environment_id == environment_id]
+            first = links[0]
+            timeframes = {link.link_id: link.blueprint.timeframe for link in links}
+            with structlog.contextvars.bound_contextvars(
+                environment=environment_id, strategy_links=list(timeframes)
+            ), settings_of(first.environment_file):
+                warmup = with_warmup_for(first.environment, [_PlannedNeed(link_id, needs[link_id])
+                                                             for link_id in timeframes], timeframes)
+                feed = EnvironmentFeed(environment_id, self._source_factory(warmup), [], self.stop_event,
+                                       base_timeframe=first.environment.timeframe, run_timeframes={})
+                feed.prepare()
+            feeds[environment_id] = feed
+        return feeds
+
+    def _apply(self, plan: ReloadPlan, new_feeds: dict[str, EnvironmentFeed]) -> None:
+        """Stop the links that leave or restart (outside the running-set lock: the status server
+        reads the set meanwhile), then change the set in one step."""
+        leaving = [self._links[link_id] for link_id in [*plan.removed, *plan.restarted]]
+        self._end_runs(leaving)
+        environments = {link.link.execution_environment_id: link.environment for link in plan.operation.links}
+        with self._running_set:
+            for link in leaving:
+                self._feeds[link.environment_id].detach(link.run)
+            for link_id in plan.removed:
+                log.info("strategy_summary", **self._links.pop(link_id).run.summary().as_log_fields())
+            for environment_id, feed in [*self._feeds.items()]:
+                if environment_id in new_feeds or environment_id not in environments:
+                    feed.halt_if_unneeded()  # every link it served has left: it ends
+                if environment_id not in environments:
+                    del self._feeds[environment_id], self._feed_settings[environment_id]
+            for environment_id, feed in new_feeds.items():  # a replaced feed keeps its place
+                self._feeds[environment_id] = feed
+                self._feed_settings[environment_id] = environments[environment_id]
+            built = {resolved.link_id: self._build_link(resolved) for resolved in plan.links_to_build}
+            for link_id, link in built.items():
+                before = self._links.get(link_id)
+                if before is not None:  # restarted: what the operator asked of it stays
+                    paused = before.run.tick_manager.account.paused == OPERATOR_PAUSE
+                    self._restore_controls(link, LinkControls(paused, before.stopped_by_operator))
+                else:
+                    self._restore_controls(link, self._stored_controls(link))
+                if not self._feeds[link.environment_id].attach(link.run, link.timeframe):
+                    link.run.end_unstarted(RunStatus.COMPLETED)
+                    log.warning("strategy_link_not_started", strategy_link=link_id,
+                                reason=f"environment {link.environment_id}'s feed has ended")
+            for feed in new_feeds.values():
+                feed.resume_after_restart()
+            for link in built.values():
+                for listener in self._build_listeners:
+                    listener(link.run, link.timeframe)
+                if link.run.status is RunStatus.PENDING:
+                    link.run.start()
+            for feed in new_feeds.values():
+                feed.start()
+            self._links = {link_id: built.get(link_id) or self._links[link_id] for link_id in plan.link_ids}
+            self.operation = plan.operation
+            self.stall_timeout = plan.operation.config.stall_timeout_seconds
+            self.shutdown_timeout = plan.operation.config.shutdown_timeout_seconds
+
 
 def with_warmup_for(
-    environment: EnvironmentConfig, runs: list[StrategyRun], timeframes: dict[str, str]
+    environment: EnvironmentConfig, runs: Sequence[NeedsHistory], timeframes: dict[str, str]
 ) -> EnvironmentConfig:
     """A live environment replays at start at least the base candles its runs' workforces need
     (`warmup_candles` can ask for more, never for less), capped by what Kraken keeps."""

@@ -1,12 +1,13 @@
 """The status server (`run-operation PATH --http HOST:PORT`): health, readiness, Prometheus
-metrics, each strategy link's status, and pause/resume, served by aiohttp in its own thread and
-event loop beside the strategy threads.
+metrics, each strategy link's status, pause/resume/stop/start of one link and reload of the
+operation file, served by aiohttp in its own thread and event loop beside the strategy threads.
 
 Invariants: nothing here runs on the hot path: metrics are read from the counters the runs,
 accounts and feeds keep, at scrape time, into a registry of this server's own (never the global
 one); every answer is JSON (or Prometheus text), a bad request included, never a traceback;
 the POST endpoints need `Authorization: Bearer <token>`, the token read from the environment
 variable the operation file names in `control_token_env`, and are refused (403) without one;
+a request that waits on the runs (stop, start, reload) never blocks the event loop;
 `stop()` returns within its timeout whatever a client does.
 """
 
@@ -27,12 +28,14 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from backend.errors import ConfigError, ExchangeError
+from services.link_lifecycle import LinkStateError, UnknownLinkError
+from services.operation_reload import ReloadFailedError
 from services.operation_service import OperationService
 from services.strategy_run import LATENCY_BUCKETS, RunStatus, StrategyRun
 
 log = structlog.get_logger(__name__)
 
-OPERATOR_PAUSE = "paused by the operator (status server)"
 DEFAULT_HOST = "127.0.0.1"
 
 
@@ -152,10 +155,8 @@ class StatusServer:
         self._service = service
         self.host, self.port = host, port
         self._token = token
-        self._margin = service.operation.config.freshness_margin_seconds
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(OperationCollector(service))
-        self._runs = {run.link_id: run for run in service.runs}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._thread = threading.Thread(target=self._serve, name="status-server", daemon=True)
@@ -210,6 +211,7 @@ class StatusServer:
         app.router.add_get("/strategies", self._strategies)
         app.router.add_get("/strategies/{link}", self._strategy)
         app.router.add_post("/strategies/{link}/{action}", self._control)
+        app.router.add_post("/reload", self._reload)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         try:
             await self._runner.setup()
@@ -231,8 +233,9 @@ class StatusServer:
 
     def not_ready_reasons(self) -> list[str]:
         now = time.monotonic()
+        margin = self._service.operation.config.freshness_margin_seconds  # a reload may change it
         reasons = [reason for feed in self._service.feeds
-                   if (reason := feed.stale_reason(now, self._margin)) is not None]
+                   if (reason := feed.stale_reason(now, margin)) is not None]
         for run in self._service.runs:
             if run.status in (RunStatus.FAILED, RunStatus.STALLED):
                 reasons.append(f"strategy link {run.link_id} {run.status.value}: {run.error}")
@@ -257,15 +260,14 @@ class StatusServer:
         return web.json_response([self._describe(run) for run in self._service.runs], dumps=_dumps)
 
     async def _strategy(self, request: web.Request) -> web.Response:
-        run = self._runs.get(request.match_info["link"])
-        if run is None:
-            return _error(404, f"no strategy link {request.match_info['link']!r}")
+        try:
+            run = self._service.run_of(request.match_info["link"])
+        except UnknownLinkError as exc:
+            return _error(404, str(exc))
         return web.json_response(self._describe(run), dumps=_dumps)
 
-    async def _control(self, request: web.Request) -> web.Response:
-        action = request.match_info["action"]
-        if action not in ("pause", "resume"):
-            return _error(404, f"no such action {action!r} (pause, resume)")
+    def _refusal(self, request: web.Request) -> web.Response | None:
+        """Why a POST is refused (control disabled, no or a wrong bearer token), or None."""
         if self._token is None:
             return _error(403, "control endpoints are disabled: set control_token_env in the operation file "
                                "and that environment variable")
@@ -274,19 +276,42 @@ class StatusServer:
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self._token.encode()):
             return web.json_response({"error": "a valid bearer token is required"}, status=401,
                                      headers={"WWW-Authenticate": "Bearer"})
-        run = self._runs.get(request.match_info["link"])
-        if run is None:
-            return _error(404, f"no strategy link {request.match_info['link']!r}")
-        account = run.tick_manager.account
-        if action == "pause":
-            if account.paused is None:
-                account.paused = OPERATOR_PAUSE
-        elif account.paused not in (None, OPERATOR_PAUSE):
-            return _error(409, f"paused for another reason, which resume does not clear: {account.paused}")
-        else:
-            account.paused = None
-        log.info("strategy_link_" + ("paused" if action == "pause" else "resumed"), strategy_link=run.link_id)
+        return None
+
+    async def _control(self, request: web.Request) -> web.Response:
+        actions = {"pause": self._service.pause_link, "resume": self._service.resume_link,
+                   "stop": self._service.stop_link, "start": self._service.start_link}
+        action = actions.get(request.match_info["action"])
+        if action is None:
+            return _error(404, f"no such action {request.match_info['action']!r} ({', '.join(actions)})")
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        try:
+            # stop waits for the run's current tick: in a thread, never in the event loop
+            run = await asyncio.get_running_loop().run_in_executor(None, action, request.match_info["link"])
+        except UnknownLinkError as exc:
+            return _error(404, str(exc))
+        except LinkStateError as exc:
+            return _error(409, str(exc))
         return web.json_response(self._describe(run), dumps=_dumps)
+
+    async def _reload(self, request: web.Request) -> web.Response:
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        try:
+            plan = await asyncio.get_running_loop().run_in_executor(None, self._service.reload, "http")
+        except ConfigError as exc:
+            return web.json_response({"error": str(exc), "file": exc.file, "key": exc.key, "reason": exc.reason},
+                                     status=400)
+        except LinkStateError as exc:
+            return _error(409, str(exc))
+        except ExchangeError as exc:
+            return _error(502, f"exchange error: {exc}")
+        except ReloadFailedError as exc:
+            return _error(500, f"the reload failed part way, see the log (operation_reload_failed): {exc}")
+        return web.json_response({"status": "reloaded", **plan.as_log_fields()})
 
     @staticmethod
     def _describe(run: StrategyRun) -> dict[str, Any]:

@@ -164,6 +164,11 @@ class StrategyRun:
         if current is not None and now - current[1] > limit_seconds:
             self.abandon(f"spent more than {limit_seconds:g} s on one tick")
 
+    def end_unstarted(self, status: RunStatus) -> None:
+        """End a run that was never started (a link kept stopped, or added to an ended feed): it
+        takes no tick, and the feed never waits for it."""
+        self._end(status)
+
     def abandon(self, reason: str) -> None:
         """Give up on a run that is stuck in a tick: it is reported stalled, its remaining
         workers for that tick never run and the feed stops waiting for it."""

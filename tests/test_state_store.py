@@ -10,8 +10,8 @@ import pytest
 
 from backend.dtos import AccountState, PositionState
 from backend.errors import ConfigError
-from backend.state import FillRecord, OrderRecord, OrderState, StateStore
-from backend.state.store import SCHEMA
+from backend.state import FillRecord, LinkControls, OrderRecord, OrderState, StateStore
+from backend.state.store import LINK_CONTROLS_TABLE, SCHEMA, SCHEMA_VERSION
 
 CANDLE = datetime(2024, 5, 1, 12, tzinfo=UTC)
 
@@ -82,7 +82,7 @@ def test_a_database_from_a_newer_version_is_refused_untouched(tmp_path):
         connection.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
     connection.close()
     before = digest(path)
-    with pytest.raises(ConfigError, match=r"newer opdaemon \(schema version 7; this one knows versions up to 2\)"):
+    with pytest.raises(ConfigError, match=r"newer opdaemon \(schema version 7; this one knows versions up to 3\)"):
         StateStore.open(tmp_path, "op")
     assert digest(path) == before
 
@@ -129,8 +129,8 @@ def test_a_database_with_damaged_contents_is_refused_untouched(tmp_path, damage,
 
 def test_a_version_1_database_is_migrated_and_keeps_its_accounts(tmp_path):
     path = tmp_path / "op.sqlite3"
-    version_1 = SCHEMA.replace(",\n    mode TEXT);", ");")
-    assert version_1 != SCHEMA
+    version_1 = SCHEMA.replace(",\n    mode TEXT);", ");").replace(LINK_CONTROLS_TABLE, "")
+    assert version_1 != SCHEMA and "link_controls" not in version_1
     with sqlite3.connect(path) as connection:
         connection.executescript(f"{version_1} INSERT INTO meta VALUES ('schema_version', '1');")
         connection.execute("INSERT INTO accounts VALUES ('a@live', 10000, 9000, 1, 10000, 0, 1, 'then')")
@@ -142,10 +142,32 @@ def test_a_version_1_database_is_migrated_and_keeps_its_accounts(tmp_path):
     store.set_account_mode("a@live", "paper")
     store.save_account("a@live", AccountState(10_000, 8_000))
     assert store.account_mode("a@live") == "paper"  # saving the account keeps its mode
+    assert store.link_controls("a@live") == LinkControls()  # version 3: nothing asked of it yet
     store.close()
     with sqlite3.connect(path) as connection:
-        assert connection.execute("SELECT value FROM meta").fetchone() == ("2",)
+        assert connection.execute("SELECT value FROM meta").fetchone() == (str(SCHEMA_VERSION),)
     connection.close()
+
+
+def test_a_version_2_database_gets_link_controls_and_keeps_its_accounts(tmp_path):
+    path = tmp_path / "op.sqlite3"
+    version_2 = SCHEMA.replace(LINK_CONTROLS_TABLE, "")
+    with sqlite3.connect(path) as connection:
+        connection.executescript(f"{version_2} INSERT INTO meta VALUES ('schema_version', '2');")
+        connection.execute("INSERT INTO accounts VALUES ('a@live', 10000, 9000, 1, 10000, 0, 1, 'then', 'paper')")
+    connection.close()
+
+    store = StateStore.open(tmp_path, "op")
+    assert store.load_account("a@live") == AccountState(10_000, 9_000, 1, 10_000, 0, 1, {})
+    assert store.account_mode("a@live") == "paper"
+    store.save_link_controls("a@live", LinkControls(paused=True, stopped=True))
+    store.close()
+    reopened = StateStore.open(tmp_path, "op")
+    assert reopened.link_controls("a@live") == LinkControls(paused=True, stopped=True)
+    assert reopened.link_controls("b@live") == LinkControls()
+    reopened.save_link_controls("a@live", LinkControls(paused=True))
+    assert reopened.link_controls("a@live") == LinkControls(paused=True, stopped=False)
+    reopened.close()
 
 
 def test_a_data_dir_that_is_a_file_is_named_as_such(tmp_path):

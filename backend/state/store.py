@@ -3,7 +3,8 @@
 Invariants: one process at a time uses a data dir's database (an exclusive lock on a file next to
 it, held for the process's lifetime); a database with an unknown, newer schema version or one that
 cannot be read is refused and left untouched; every method commits before it returns, so what a
-caller was told is written survives kill -9; an order's intent is written before it is sent.
+caller was told is written survives kill -9; an order's intent is written before it is sent; an
+older schema is migrated by the explicit steps in MIGRATIONS, never by rewriting the database.
 """
 
 import fcntl
@@ -18,13 +19,20 @@ from pathlib import Path
 from backend.dtos import AccountState, PositionState
 from backend.errors import ConfigError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# What an operator asked of a link through the control API (paused, stopped), kept across restarts.
+LINK_CONTROLS_TABLE = """
+CREATE TABLE link_controls (
+    link TEXT PRIMARY KEY, paused INTEGER NOT NULL, stopped INTEGER NOT NULL, updated_at TEXT NOT NULL);
+"""
 # Version N's changes to version N-1, applied in order to an older database when it is opened.
 MIGRATIONS = {
     2: "ALTER TABLE accounts ADD COLUMN mode TEXT;",  # paper or live: a paper account never trades live
+    3: LINK_CONTROLS_TABLE,
 }
-TABLES_OF_VERSION = {1: ("meta", "accounts", "positions", "orders", "fills", "cursors")}
+TABLES_OF_VERSION: dict[int, tuple[str, ...]] = {1: ("meta", "accounts", "positions", "orders", "fills", "cursors")}
 TABLES_OF_VERSION[2] = TABLES_OF_VERSION[1]
+TABLES_OF_VERSION[3] = (*TABLES_OF_VERSION[2], "link_controls")
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE accounts (
@@ -45,7 +53,7 @@ CREATE TABLE fills (
     candle_time TEXT NOT NULL, exchange_order_id TEXT, recorded_at TEXT NOT NULL);
 CREATE TABLE cursors (
     link TEXT NOT NULL, symbol TEXT NOT NULL, last_candle TEXT NOT NULL, PRIMARY KEY (link, symbol));
-"""
+""" + LINK_CONTROLS_TABLE
 
 
 class OrderState(StrEnum):
@@ -75,6 +83,14 @@ class OrderRecord:
     exchange_order_id: str | None = None
     detail: str | None = None
     created_at: datetime | None = None  # when the intent was journaled (set by the store)
+
+
+@dataclass(frozen=True)
+class LinkControls:
+    """What the operator asked of a link: no new entries (paused), not running (stopped)."""
+
+    paused: bool = False
+    stopped: bool = False
 
 
 @dataclass(frozen=True)
@@ -174,6 +190,16 @@ class StateStore:
         with self._lock:
             rows = self._db.execute("SELECT symbol, last_candle FROM cursors WHERE link = ?", (link,)).fetchall()
         return {symbol: datetime.fromisoformat(candle) for symbol, candle in rows}
+
+    def link_controls(self, link: str) -> LinkControls:
+        with self._lock:
+            row = self._db.execute("SELECT paused, stopped FROM link_controls WHERE link = ?", (link,)).fetchone()
+        return LinkControls() if row is None else LinkControls(bool(row[0]), bool(row[1]))
+
+    def save_link_controls(self, link: str, controls: LinkControls) -> None:
+        with self._lock, self._db:
+            self._db.execute("INSERT OR REPLACE INTO link_controls VALUES (?, ?, ?, ?)",
+                             (link, int(controls.paused), int(controls.stopped), _now()))
 
     # --- orders and fills ----------------------------------------------------------------------
 
