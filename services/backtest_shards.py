@@ -233,6 +233,7 @@ def _run_shard(operation: LoadedOperation, connection: Connection, go: Any, stop
 
     # The terminal's Ctrl-C reaches the whole process group: the parent decides, through `stop`.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a backtest over processes is not reloaded
     local_stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: local_stop.set())
     configure_logging("json", log_level, stream=_PipeStream(connection),  # type: ignore[arg-type]

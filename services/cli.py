@@ -290,6 +290,8 @@ def _run_with_progress(service: "OperationService | ShardedBacktest", shutdown: 
     from services.progress import ProgressBars
 
     if not isinstance(service, OperationService):
+        shutdown.reload_with(lambda _reason: structlog.get_logger("run-operation").warning(
+            "operation_reload_rejected", reason="a backtest spread over processes (--processes) is not reloaded"))
         return service.run()
     backtests = [feed for feed in service.feeds if feed.total_ticks is not None]
     if not backtests or not ProgressBars.wanted(sys.stderr):

@@ -88,13 +88,15 @@ def test_a_bad_data_file_in_one_shard_stops_every_shard_before_any_tick(tmp_path
     assert "Traceback" not in daemon.stderr
 
 
-def test_sigterm_stops_every_shard_and_leaves_no_process_behind(tmp_path):
+def test_sighup_is_refused_and_sigterm_stops_every_shard_leaving_no_process_behind(tmp_path):
     path = three_links(tmp_path, 200_000, a=probe_blueprint("a", sleep_seconds=0.001),
                        b=probe_blueprint("b", sleep_seconds=0.001))
     daemon = Daemon([path, "--processes", "2"], module="tests.probe_cli")
     daemon.wait_for_event("backtest_shards_started")
     shards = [int(pid) for pid in Path(f"/proc/{daemon.process.pid}/task/{daemon.process.pid}/children")
               .read_text().split()]
+    daemon.signal(signal.SIGHUP)  # not reloaded, and neither the daemon nor a shard dies of it
+    assert "not reloaded" in daemon.wait_for_event("operation_reload_rejected")["reason"]
     time.sleep(0.5)
     daemon.signal(signal.SIGTERM)
     code, out = daemon.finish(timeout=20)
