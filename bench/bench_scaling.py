@@ -56,27 +56,32 @@ def timed(operation: Path, processes: int) -> float:
     return time.perf_counter() - started
 
 
+def scaling(candles: int, root: Path) -> None:
+    """Print the table: N links over 1 and min(N, cores) processes, against one link in one process."""
+    cores = os.cpu_count() or 1
+    data = write_hourly_csv(root / "candles.csv", candles)
+    single = timed(write_operation(root, 1, data, candles), 1)
+    base_rate = candles / single
+    print(f"\nScaling: N links of smart DCA, {candles} hourly candles each, {cores} cores; one link in one "
+          f"process: {base_rate:,.0f} candles/s ({single:.2f} s, start-up included)")
+    print(f"{'links':>6}{'processes':>11}{'seconds':>10}{'candles/s':>12}{'x one run':>11}{'target':>9}")
+    for links in sorted({1, 2, cores, 2 * cores}):
+        operation = write_operation(root, links, data, candles)
+        for processes in sorted({1, min(links, cores)}):
+            seconds = timed(operation, processes)
+            ratio = links * candles / seconds / base_rate
+            target = 0.8 * min(links, processes)
+            print(f"{links:>6}{processes:>11}{seconds:>10.2f}{links * candles / seconds:>12,.0f}"
+                  f"{ratio:>10.2f}x{target:>8.1f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--candles", type=int, default=100_000)
     args = parser.parse_args()
-    cores = os.cpu_count() or 1
     root = Path(tempfile.mkdtemp(prefix="opdaemon-scaling-"))
     try:
-        data = write_hourly_csv(root / "candles.csv", args.candles)
-        single = timed(write_operation(root, 1, data, args.candles), 1)
-        base_rate = args.candles / single
-        print(f"{args.candles} hourly candles per link, {cores} cores; one link in one process: "
-              f"{base_rate:,.0f} candles/s ({single:.2f} s, start-up included)")
-        print(f"{'links':>6}{'processes':>11}{'seconds':>10}{'candles/s':>12}{'x one run':>11}{'target':>9}")
-        for links in sorted({1, 2, cores, 2 * cores}):
-            operation = write_operation(root, links, data, args.candles)
-            for processes in sorted({1, min(links, cores)}):
-                seconds = timed(operation, processes)
-                ratio = links * args.candles / seconds / base_rate
-                target = 0.8 * min(links, processes)
-                print(f"{links:>6}{processes:>11}{seconds:>10.2f}{links * args.candles / seconds:>12,.0f}"
-                      f"{ratio:>10.2f}x{target:>8.1f}x")
+        scaling(args.candles, root)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

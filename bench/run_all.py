@@ -16,6 +16,8 @@ Rows:
   measurement of each `--baseline` git revision (extracted with `git archive` into a temporary
   directory and run with the same script): by default 944a9ad, the seed when issue 9 was taken
   up, and main.
+- scaling: N links of smart DCA over 1 and min(N, cores) processes (`--processes`), through the
+  CLI, against one link in one process (bench/bench_scaling.py).
 - memory: 1, 100 and 1,000 runs of ICT/SMC on one environment (the sample's first candles, more than
   the 50 its history keeps): bytes per
   run of its parts (the tick cache's provider between ticks, and what a full tick puts in it,
@@ -44,6 +46,7 @@ REPO = BENCH.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(BENCH))
 
+from bench_scaling import scaling  # noqa: E402
 from candles import SAMPLE, mirrored, sample_rows, write_csv  # noqa: E402
 
 T = TypeVar("T")
@@ -188,18 +191,21 @@ def main() -> None:
     parser.add_argument("--baseline", action="append", help="git revision the shipped blueprints are compared with "
                         f"(repeatable; default: {' and '.join(BASELINES)})")
     parser.add_argument("--repeat", type=int, default=3, help="timed figures are the best of this many runs")
-    parser.add_argument("--only", choices=("peers", "overhead", "blueprints", "memory"), action="append")
+    parser.add_argument("--scaling-candles", type=int, default=100_000, help="candles per link of the scaling rows")
+    parser.add_argument("--only", choices=("peers", "overhead", "blueprints", "scaling", "memory"), action="append")
     args = parser.parse_args()
     ensure_peers()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        only = args.only or ["peers", "overhead", "blueprints", "memory"]
+        only = args.only or ["peers", "overhead", "blueprints", "scaling", "memory"]
         if "peers" in only:
             peers(args.candles, tmp, args.repeat)
         if "overhead" in only:
             overhead(args.overhead_candles, tmp, args.repeat)
         if "blueprints" in only:
             blueprints(args.blueprint_candles, args.baseline or BASELINES, tmp, args.repeat)
+        if "scaling" in only:
+            scaling(args.scaling_candles, tmp)
         if "memory" in only:
             memory(args.memory_candles, tmp)
 
