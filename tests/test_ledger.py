@@ -1,0 +1,44 @@
+"""The spot ledger's arithmetic on partial sells: the remainder keeps its entry price and is
+valued at the market; only float residue below DUST_QUANTITY closes the position."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from backend.dtos import FillDTO, OrderSide
+from backend.portfolio.ledger import DUST_QUANTITY, Ledger
+
+T = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def fill(side: OrderSide, quantity: float, price: float, fee: float = 0.0) -> FillDTO:
+    return FillDTO(asset="BTC/USD", side=side, quantity=quantity, price=price, fee=fee, timestamp=T)
+
+
+def test_a_partial_sell_keeps_the_remainder_at_its_entry_price_and_books_the_cash():
+    ledger = Ledger(10_000)
+    ledger.apply_fill(fill(OrderSide.BUY, 0.2, 20_000, fee=4.0))  # 4,000 + 4 fee
+    ledger.apply_fill(fill(OrderSide.SELL, 0.05, 30_000, fee=1.5))  # 1,500 - 1.5 fee
+    position = ledger.position("BTC/USD")
+    assert position.qty == pytest.approx(0.15)
+    assert position.avg_entry_price == pytest.approx(20_000)  # a sell never moves the entry price
+    assert ledger.cash == pytest.approx(10_000 - 4_004 + 1_498.5)
+    ledger.mark("BTC/USD", 30_000)
+    assert ledger.equity() == pytest.approx(ledger.cash + 0.15 * 30_000)
+    assert (ledger.state.trades, ledger.fees_paid) == (2, pytest.approx(5.5))
+
+
+def test_only_float_residue_below_the_dust_threshold_closes_a_position():
+    ledger = Ledger(10_000)
+    ledger.apply_fill(fill(OrderSide.BUY, 0.3, 10_000))
+    ledger.apply_fill(fill(OrderSide.SELL, 0.1, 10_000))
+    ledger.apply_fill(fill(OrderSide.SELL, 0.2 - 10 * DUST_QUANTITY, 10_000))  # leaves 1e-11: a real remainder
+    assert ledger.position("BTC/USD").qty == pytest.approx(10 * DUST_QUANTITY, rel=1e-3)
+    assert "BTC/USD" in ledger.positions
+
+    ledger = Ledger(10_000)
+    ledger.apply_fill(fill(OrderSide.BUY, 0.3, 10_000))
+    ledger.apply_fill(fill(OrderSide.SELL, 0.1, 10_000))
+    ledger.apply_fill(fill(OrderSide.SELL, 0.2, 10_000))  # 0.3 - 0.1 - 0.2 is float residue, not zero
+    assert "BTC/USD" not in ledger.positions
+    assert ledger.position("BTC/USD").qty == 0
