@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from backend.errors import ConfigError
     from services.backtest_shards import ShardedBacktest
     from services.operation_service import OperationService
+    from services.research.sweep import WalkForward
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
@@ -127,14 +128,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--report", type=Path, metavar="DIR",
                         help="write each run's trades.csv, equity.csv and summary.json, and report.html "
                              "comparing the runs, to DIR; validate ignores it")
+    parser.add_argument("--http", type=_http_address, metavar="HOST:PORT",
+                        help="serve status, metrics and control on HOST:PORT (HOST defaults to 127.0.0.1); "
+                             "off unless given; validate ignores it")
+    parser.add_argument("--processes", type=_process_count, default=1, metavar="N|auto",
+                        help="spread the links of a backtest-only operation over N processes (auto: one per "
+                             "CPU core), each replaying the data itself (default 1: all in this process); "
+                             "ignored with live or paper links and with --http; validate ignores it")
     if not validate:
-        parser.add_argument("--http", type=_http_address, metavar="HOST:PORT",
-                            help="serve status, metrics and control on HOST:PORT (HOST defaults to 127.0.0.1); "
-                                 "off unless given")
-        parser.add_argument("--processes", type=_process_count, default=1, metavar="N|auto",
-                            help="spread the links of a backtest-only operation over N processes (auto: one per "
-                                 "CPU core), each replaying the data itself (default 1: all in this process); "
-                                 "ignored with live or paper links and with --http")
         parser.add_argument("--print-config", nargs="?", const="yaml", choices=("yaml", "json"),
                             help="print the resolved configuration (secrets masked) as yaml (default) or json, "
                                  "and exit without running")
@@ -348,6 +349,11 @@ def _load(args: argparse.Namespace, shutdown: Shutdown,
             sharded.prepare()
             shutdown.loading = False
             return sharded
+        if args.processes > 1:  # asked for, but these runs stay in this process: say why
+            reason = ("the operation has live or paper links" if not shardable(operation)
+                      else "the status server (--http) sees the runs of its own process only" if args.http
+                      else "the operation has one strategy link")
+            log.warning("option_ignored", option="--processes", reason=reason)
         store = None
         if any(isinstance(link.environment, LiveEnvironment) for link in operation.links):
             store = cleanup.enter_context(closing(StateStore.open(args.data_dir, operation.path.stem)))
@@ -414,9 +420,11 @@ def _sweep(args: argparse.Namespace, shutdown: Shutdown) -> int:
     from services.research.command import run_and_write
 
     out = args.out or Path("sweeps") / sweep.path.stem
-    rows, page = run_and_write(sweep, executor, shutdown.requested, out)
+    rows, walk_forward, page = run_and_write(sweep, executor, shutdown.requested, out)
     _say(format_sweep_table(rows, sweep.config.metric), sys.stdout)
-    _say(f"Results: {page}", sys.stdout)
+    if walk_forward is not None:
+        _say(format_walk_forward(walk_forward), sys.stdout)
+    _say(f"Results: {page} (and the CSV and JSON files beside it)", sys.stdout)
     if rows and all(row.status != "completed" for row in rows) and not shutdown.requested.is_set():
         return EXIT_FAILED
     return EXIT_OK
@@ -430,6 +438,26 @@ def format_sweep_table(rows: Sequence, metric: str, shown: int = 10) -> str:
         values = ", ".join(f"{name}={value}" for name, value in row.parameters.items())
         lines.append(f"{row.rank:>4}. {row.combination_id}  {metric} {figure:>12}  "
                      f"PnL {row.metrics.get('pnl_pct') or 0:+.2f}%  [{row.status}]  {values}")
+    return "\n".join(lines)
+
+
+def format_walk_forward(walk_forward: "WalkForward") -> str:
+    metric = walk_forward.metric
+
+    def figure(value: float | None, pattern: str) -> str:
+        return "—" if value is None else format(value, pattern)
+
+    lines = ["", f"Walk-forward by {metric}: in sample (train) -> out of sample (test)"]
+    for result in walk_forward.windows:
+        window, best, test = result.window, result.best, result.test
+        lines.append(
+            f"  window {window.index + 1}  train {window.train_start:%Y-%m-%d}..{window.train_end:%Y-%m-%d}  "
+            f"test ..{window.test_end:%Y-%m-%d}  best {best.combination_id if best else '—'}  "
+            f"{metric} {figure(best.metrics.get(metric) if best else None, '.2f')} -> "
+            f"{figure(test.metrics.get(metric) if test else None, '.2f')}  "
+            f"PnL {figure(best.metrics.get('pnl_pct') if best else None, '+.2f')}% -> "
+            f"{figure(test.metrics.get('pnl_pct') if test else None, '+.2f')}%")
+    lines.append(f"Stitched out-of-sample PnL: {walk_forward.out_of_sample_pnl_pct():+.2f}%")
     return "\n".join(lines)
 
 

@@ -102,7 +102,8 @@ def test_the_example_grid_gives_the_same_ranked_table_in_process_and_over_proces
     # The shipped blueprint's own values are one of the rows, with the backtest demo's figures.
     shipped = next(r for r in rows if r["dca_schedule_opportunity.interval_bars"] == 24
                    and r["dca_planner.take_profit_pct"] == 10)
-    assert shipped["trades"] == 85 and shipped["pnl_pct"] == pytest.approx(22.35, abs=0.01)
+    assert shipped["trades"] == 85 and isinstance(shipped["trades"], int)
+    assert shipped["pnl_pct"] == pytest.approx(22.35, abs=0.01)
     with (tmp_path / "two" / "results.csv").open() as handle:
         table = list(csv.DictReader(handle))
     assert [r["combination_id"] for r in table] == [r["combination_id"] for r in rows]
@@ -115,8 +116,9 @@ def test_the_example_grid_gives_the_same_ranked_table_in_process_and_over_proces
 
 
 def test_the_example_walk_forward_reports_each_window_in_and_out_of_sample(tmp_path):
-    code, _, daemon = sweep([WALK, "--out", tmp_path])
+    code, out, daemon = sweep([WALK, "--out", tmp_path])
     assert code == 0, daemon.stderr
+    assert "window 4  train 2023-02-15..2023-03-17  test ..2023-04-01" in out
     with (tmp_path / "walk_forward.csv").open() as handle:
         table = list(csv.DictReader(handle))
     assert [(r["train_start"][:10], r["test_start"][:10], r["test_end"][:10]) for r in table] == [
@@ -135,6 +137,7 @@ def test_the_example_walk_forward_reports_each_window_in_and_out_of_sample(tmp_p
         compounded *= 1 + row["out_of_sample_pnl_pct"] / 100
     assert report["out_of_sample_pnl_pct"] == pytest.approx((compounded - 1) * 100, rel=1e-9)
     assert "in-sample vs out-of-sample" in (tmp_path / "results.html").read_text()
+    assert f"Stitched out-of-sample PnL: {report['out_of_sample_pnl_pct']:+.2f}%" in out
 
 
 def copy_config(tmp_path: Path) -> Path:
@@ -215,6 +218,9 @@ def test_a_killed_combination_process_is_a_failed_row_and_the_others_complete(tm
     ({"parameters": {"dca_planner": {"take_profit_pct": {"from": 9, "to": 3, "step": 1}}}},
      "parameters.dca_planner.take_profit_pct", "'to' must not be below 'from'"),
     ({"walk_forward": {"train": "30x", "test": "15d"}}, "walk_forward.train", "String should match pattern"),
+    ({"walk_forward": {"train": "300d", "test": "15d"}}, "walk_forward",
+     "environment 'backtest_2023_q1' runs from 2023-01-01T00:00:00+00:00 to 2023-04-01T00:00:00+00:00: shorter than "
+     "one train window plus one test window (300d + 15d)"),
 ])
 def test_a_bad_sweep_file_exits_2_naming_the_key(tmp_path, settings, key, reason):
     path = write_sweep(copy_config(tmp_path), **settings)

@@ -8,6 +8,9 @@ ones all start at `start`. A range too short for one train + test window yields 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from backend.config.sweep import WalkForwardConfig
+from backend.market_data.candle_checks import timeframe_seconds
+
 
 @dataclass(frozen=True)
 class Window:
@@ -30,3 +33,12 @@ def windows(start: datetime, end: datetime, train: timedelta, test: timedelta, s
         found.append(Window(len(found), train_start, start + offset + train, start + offset + train + test))
         offset += step
     return found
+
+
+def planned_windows(plan: WalkForwardConfig, start: datetime, end: datetime) -> list[Window]:
+    """The windows a sweep file's `walk_forward` section cuts [start, end) into."""
+
+    def length(duration: str) -> timedelta:
+        return timedelta(seconds=timeframe_seconds(duration))
+
+    return windows(start, end, length(plan.train), length(plan.test), length(plan.step or plan.test), plan.anchored)

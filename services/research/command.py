@@ -24,7 +24,7 @@ from services.operation_service import settings_of
 from services.progress import ProgressBars
 from services.research.results import write_results
 from services.research.runs import Executor, LocalExecutor
-from services.research.sweep import Row, Sweep
+from services.research.sweep import Row, Sweep, WalkForward
 from services.research.sweep_file import LoadedSweep, load_sweep
 
 log = structlog.get_logger(__name__)
@@ -48,6 +48,8 @@ def make_executor(args: argparse.Namespace, stop: threading.Event) -> Executor:
         from services.research.ray_executor import RayExecutor
 
         return RayExecutor(args.address, stop)
+    if args.address is not None:
+        log.warning("option_ignored", option="--address", reason="it names a Ray cluster: use it with --executor ray")
     return LocalExecutor(args.processes, stop)
 
 
@@ -78,7 +80,8 @@ def _progress_bar(search: Sweep) -> Iterator[None]:
         yield
 
 
-def run_and_write(sweep: LoadedSweep, executor: Executor, stop: threading.Event, out: Path) -> tuple[list[Row], Path]:
+def run_and_write(sweep: LoadedSweep, executor: Executor, stop: threading.Event,
+                  out: Path) -> tuple[list[Row], WalkForward | None, Path]:
     """The sweep over the whole range (and the walk-forward, if the file has one); the results page."""
     search = Sweep(sweep, executor, stop)
     log.info("sweep_started", sweep=sweep.config.display_name, combinations=sweep.space.size,
@@ -94,4 +97,4 @@ def run_and_write(sweep: LoadedSweep, executor: Executor, stop: threading.Event,
     page = write_results(out, sweep, rows, walk_forward)
     log.info("sweep_finished", results=str(page), stopped=stop.is_set(),
              failed=[row.combination_id for row in rows if row.status != "completed"])
-    return rows, page
+    return rows, walk_forward, page

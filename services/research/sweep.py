@@ -13,21 +13,19 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 import structlog
 
 from backend.config import LoadedOperation, OperationConfig, ResolvedLink, StrategyLink
 from backend.config.schema import BacktestEnvironment
-from backend.market_data.candle_checks import timeframe_seconds
 from backend.research.parameter_space import (
     Combination,
     combination_id,
     describe,
     with_parameters,
 )
-from backend.research.walk_forward import Window, windows
+from backend.research.walk_forward import Window, planned_windows
 from services.research.runs import Executor, RunResult
 from services.research.sweep_file import LoadedSweep, SweepEnvironment
 
@@ -215,11 +213,7 @@ class Sweep:
         if plan is None:
             return []
         (environment,) = self.sweep.environments
-        def length(duration: str) -> timedelta:
-            return timedelta(seconds=timeframe_seconds(duration))
-
-        return windows(environment.config.start, environment.config.end, length(plan.train), length(plan.test),
-                       length(plan.step or plan.test), plan.anchored)
+        return planned_windows(plan, environment.config.start, environment.config.end)
 
 
 def _within(environment: SweepEnvironment, start: Any, end: Any) -> SweepEnvironment:
@@ -245,7 +239,12 @@ def _record(row: Row, environment_id: str, result: RunResult, environments: int)
     row.error = next((f["error"] for f in row.per_environment.values() if f["error"]), None)
     for metric in METRICS:
         values = [figures[metric] for figures in row.per_environment.values()]
-        row.metrics[metric] = None if any(v is None for v in values) else sum(values) / len(values)
+        if any(value is None for value in values):
+            row.metrics[metric] = None
+            continue
+        mean = sum(values) / len(values)
+        # Counts stay whole numbers when they are (`trades` on one environment: 85, not 85.0).
+        row.metrics[metric] = int(mean) if all(isinstance(v, int) for v in values) and mean.is_integer() else mean
 
 
 @dataclass

@@ -19,6 +19,7 @@ from backend.config.schema import BacktestEnvironment, StrategyBlueprint
 from backend.config.sweep import SweepConfig
 from backend.errors import ConfigError
 from backend.research.parameter_space import ParameterName, ParameterSpace, with_parameters, worker_slots
+from backend.research.walk_forward import planned_windows
 from services.worker_factory import WorkerFactory
 
 
@@ -57,6 +58,13 @@ def load_sweep(path: Path | str, factory: WorkerFactory | None = None) -> Loaded
                                     "backtest environments only", key)
         check_compatible(path, key, blueprint, environment)
         environments.append(SweepEnvironment(environment_id, environment, environment_file))
+    if config.walk_forward is not None:
+        (only,) = environments
+        start, end = only.config.start, only.config.end
+        if not planned_windows(config.walk_forward, start, end):
+            raise ConfigError(path, f"environment '{only.environment_id}' runs from {start.isoformat()} to "
+                                    f"{end.isoformat()}: shorter than one train window plus one test window "
+                                    f"({config.walk_forward.train} + {config.walk_forward.test})", "walk_forward")
     space = _parameter_space(path, config, blueprint, blueprint_file, factory or WorkerFactory())
     return LoadedSweep(path, config, blueprint, blueprint_file, environments, space)
 
