@@ -128,3 +128,12 @@ def test_a_report_over_two_processes_has_the_files_of_one_process(tmp_path):
             assert (tmp_path / "two" / link / name).read_bytes() == (tmp_path / "one" / link / name).read_bytes()
     (written,) = daemon.events("report_written")
     assert written["strategy_links"] == ["ict_smc_strategy@backtest_2023_q1", "smart_dca_btc@backtest_2023_q1"]
+
+
+def test_processes_with_the_status_server_stay_in_one_process_and_say_so():
+    daemon = Daemon([DEMO, "--processes", "2", "--http", "127.0.0.1:0"])
+    code, _ = daemon.finish(timeout=40)
+    assert code == 0, daemon.stderr
+    (ignored,) = daemon.events("option_ignored")
+    assert ignored["option"] == "--processes" and "--http" in ignored["reason"]
+    assert not daemon.events("backtest_shards_started")

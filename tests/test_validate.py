@@ -72,6 +72,14 @@ def test_validate_the_shipped_demo_exits_0_with_one_line_and_starts_nothing(noth
     assert nothing_started == []
 
 
+def test_validate_takes_the_run_command_line_as_it_is(nothing_started, capsys):
+    """`run-operation validate` + the exact flags of a run: checked, nothing listens or forks."""
+    flags = ["--http", "127.0.0.1:9", "--processes", "2", "--report", "unused-report-dir", "--log-level", "warning"]
+    assert main(["validate", str(DEMO), *flags]) == 0
+    assert capsys.readouterr().out.startswith(f"run-operation: OK: {DEMO}")
+    assert nothing_started == [] and not Path("unused-report-dir").exists()
+
+
 def test_validate_never_opens_the_data_dir_a_run_would_open(nothing_started, tmp_path, capsys):
     data_dir = tmp_path / "state"
     assert main(["validate", str(PAPER_AND_BACKTEST), "--data-dir", str(data_dir)]) == 0
