@@ -89,7 +89,8 @@ def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
 
 STYLE = """
 body{font:14px system-ui,sans-serif;margin:24px;color:#222}
-table{border-collapse:collapse;margin:12px 0}
+table{border-collapse:collapse;margin:12px 0;display:block;overflow-x:auto;max-width:100%}
+td{white-space:nowrap}
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}
 th{background:#f3f3f3} td.text{text-align:left}
 .failed td{color:#a00}
@@ -99,6 +100,8 @@ th{background:#f3f3f3} td.text{text-align:left}
 def _format(value: Any) -> str:
     if value is None:
         return "—"
+    if isinstance(value, str) and value.endswith("T00:00:00+00:00"):  # a window's date: the day is enough
+        return value.removesuffix("T00:00:00+00:00")
     if isinstance(value, float):
         return f"{value:,.4g}" if abs(value) < 1000 else f"{value:,.2f}"
     return str(value)
