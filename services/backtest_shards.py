@@ -153,7 +153,7 @@ class ShardedBacktest:
             return shard.summaries
         reason = shard.crash or f"shard process ended with exit code {shard.process.exitcode} before reporting"
         log.error("backtest_shard_failed", strategy_links=[link.link_id for link in shard.links], error=reason)
-        return [_failed_summary(link, reason) for link in shard.links]
+        return [failed_summary(link, reason) for link in shard.links]
 
     def _read(self, shard: _Shard) -> None:
         """Forward the shard's log lines and take its reports until its end of the pipe closes."""
@@ -198,7 +198,8 @@ def _forward_line(logger: Any, line: str) -> None:
     getattr(logger, level if level in ("debug", "info", "warning", "error", "critical") else "info")(name, **event)
 
 
-def _failed_summary(link: ResolvedLink, reason: str) -> RunSummary:
+def failed_summary(link: ResolvedLink, reason: str) -> RunSummary:
+    """The summary of a link whose run was lost with its process: nothing known of it but why."""
     capital = link.environment.starting_capital
     return RunSummary(
         strategy_link=link.link_id, blueprint=link.link.strategy_blueprint_id,

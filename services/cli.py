@@ -177,7 +177,7 @@ def _http_address(text: str) -> tuple[str, int]:
 
 
 def _process_count(text: str) -> int:
-    return os.cpu_count() or 1 if text == "auto" else _positive_int(text)
+    return (os.cpu_count() or 1) if text == "auto" else _positive_int(text)
 
 
 def _positive_int(text: str) -> int:

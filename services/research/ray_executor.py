@@ -17,10 +17,8 @@ from typing import Any
 import structlog
 
 from backend.config import LoadedOperation
-from backend.performance import Performance
-from backend.portfolio import AccountSummary
-from services.research.runs import LocalExecutor, RunResult
-from services.strategy_run import RunStatus, RunSummary
+from services.backtest_shards import failed_summary
+from services.research.runs import LocalExecutor, RunResult, unmeasured
 
 log = structlog.get_logger(__name__)
 
@@ -99,11 +97,5 @@ def _materialised(content: bytes, suffix: str) -> Path:
 
 def _failed(part: LoadedOperation, reason: str) -> dict[str, RunResult]:
     log.error("sweep_task_failed", strategy_links=[link.link_id for link in part.links], error=reason)
-    results = {}
-    for link in part.links:
-        capital = link.environment.starting_capital
-        summary = RunSummary(link.link_id, link.link.strategy_blueprint_id, link.link.execution_environment_id,
-                             RunStatus.FAILED, 0, AccountSummary(0, 0.0, capital, 0.0, 0.0, 0.0), reason)
-        results[link.link_id] = RunResult(summary, Performance(0, capital, capital, 0.0, 0.0, 0.0, None, None, 0.0),
-                                          ())
-    return results
+    return {link.link_id: unmeasured(failed_summary(link, reason), link.environment.starting_capital)
+            for link in part.links}

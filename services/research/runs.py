@@ -64,18 +64,20 @@ class PerformanceObserver:
         return {link: (recorder.tracker.result(), tuple(recorder.daily)) for link, recorder in self._recorders.items()}
 
 
-def _results(summaries: Sequence[RunSummary], observed: dict[str, Any], links: Sequence[ResolvedLink]) -> dict[
-        str, RunResult]:
-    results: dict[str, RunResult] = {}
+def unmeasured(summary: RunSummary, starting_capital: float) -> RunResult:
+    """The result of a run whose process died: its summary, and flat figures (nothing was measured)."""
+    flat = Performance(0, starting_capital, starting_capital, 0.0, 0.0, 0.0, None, None, 0.0)
+    return RunResult(summary, flat, ())
+
+
+def _results(summaries: Sequence[RunSummary], observed: dict[str, Any],
+             links: Sequence[ResolvedLink]) -> dict[str, RunResult]:
     starting = {link.link_id: link.environment.starting_capital for link in links}
+    results: dict[str, RunResult] = {}
     for summary in summaries:
         found = observed.get(summary.strategy_link)
-        if found is None:  # its process died: nothing was measured
-            capital = starting[summary.strategy_link]
-            performance = Performance(0, capital, capital, 0.0, 0.0, 0.0, None, None, 0.0)
-            results[summary.strategy_link] = RunResult(summary, performance, ())
-        else:
-            results[summary.strategy_link] = RunResult(summary, found[0], found[1])
+        results[summary.strategy_link] = (unmeasured(summary, starting[summary.strategy_link]) if found is None
+                                          else RunResult(summary, *found))
     return results
 
 

@@ -87,10 +87,8 @@ class Sweep:
         """Combination runs planned: the search over the whole range, then per walk-forward
         window its search and its test run (Optuna may need fewer when it repeats itself)."""
         search = self.config.search
-        per_search = self.sweep.space.size if search.method == "grid" else min(search.budget or 0,
-                                                                               self.sweep.space.size)
-        if search.method == "optuna":
-            per_search = search.budget or 0
+        per_search = {"grid": self.sweep.space.size, "random": min(search.budget or 0, self.sweep.space.size),
+                      "optuna": search.budget or 0}[search.method]
         return per_search + len(self._windows()) * (per_search + 1)
 
     # --- one search ---------------------------------------------------------------------------
