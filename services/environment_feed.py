@@ -15,21 +15,58 @@ left waiting; a run stopped on request keeps the feed going (it may be started a
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import numpy as np
 import structlog
 
 from backend.errors import OpdaemonError
+from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data import RawTick, TickSource
 from backend.market_data.candle_checks import log_data_gap, timeframe_seconds
+from backend.market_data.raw_tick import ticks_of
 from backend.market_data.resample import Resampler
 from services.strategy_run import RunStatus, StrategyRun
 
 log = structlog.get_logger(__name__)
 
 IDLE_CHECK_EVERY = 64  # base ticks of a backtest between two looks at whether any run still takes ticks
+
+
+class _Progress:
+    """`backtest_progress` lines: one each time another progress_every_pct of the ticks is sent."""
+
+    def __init__(self, total: int | None, every_pct: int) -> None:
+        self._total = total
+        self._every_pct = every_pct
+        self._next_pct = every_pct
+        self._started = time.monotonic()
+
+    def cut(self, candles: CandleColumns, sent: int) -> Iterator[CandleColumns]:
+        """candles (the ticks after the first `sent`) cut where a line is due, so that each is
+        logged once the tick it counts is sent (`report` between the pieces)."""
+        start = 0
+        while self._total:
+            due = -(-self._next_pct * self._total // 100) - (sent + start)  # ticks until the next line
+            if not 0 < due < len(candles) - start:
+                break
+            yield candles.rows(start, start + due)
+            start += due
+        yield candles.rows(start, len(candles)) if start else candles
+
+    def report(self, sent: int, tick_time: datetime) -> None:
+        total = self._total
+        if not total or sent * 100 < self._next_pct * total:
+            return
+        percent = sent * 100 // total
+        elapsed = time.monotonic() - self._started
+        log.info(
+            "backtest_progress", ticks=sent, total_ticks=total, percent=round(sent * 100 / total),
+            tick_time=tick_time.isoformat(), eta_seconds=round(elapsed * (total - sent) / sent, 1),
+        )
+        self._next_pct = (percent // self._every_pct + 1) * self._every_pct
 
 
 @dataclass
@@ -227,11 +264,12 @@ class EnvironmentFeed:
                      bars_sent={route.timeframe: route.bars_sent for route in self._routes if route.resampler})
 
     def _send_ticks(self) -> int:
+        if self._source.has_candle_blocks:
+            return self._send_blocks()
         total = self._source.total_ticks
         live = total is None
         routes = self._routes
-        started = time.monotonic()
-        next_report = self._progress_every_pct
+        progress = _Progress(total, self._progress_every_pct)
         sent = 0
         for tick in self._source.ticks(self._halt):
             self.last_tick_at = time.monotonic()
@@ -255,15 +293,43 @@ class EnvironmentFeed:
             self.ticks_sent = sent
             if self._stop.is_set() or self._halt.is_set():
                 break
-            if total and sent * 100 >= next_report * total:
-                elapsed = time.monotonic() - started
-                log.info(
-                    "backtest_progress", ticks=sent, total_ticks=total,
-                    percent=round(sent * 100 / total), tick_time=tick.timestamp.isoformat(),
-                    eta_seconds=round(elapsed * (total - sent) / sent, 1),
-                )
-                next_report += self._progress_every_pct
+            progress.report(sent, tick.timestamp)
         return sent
+
+    def _send_blocks(self) -> int:
+        """A backtest's candles a block at a time: each block as it is to the runs of the base
+        timeframe (each replays it, columnar when it can), its ticks through the resampler of
+        every longer one."""
+        progress = _Progress(self._source.total_ticks, self._progress_every_pct)
+        sent = 0
+        for block in self._source.candle_blocks(self._halt):
+            for candles in progress.cut(block, sent):
+                if not self._send_block(candles):
+                    return sent
+                sent += len(candles)
+                self.ticks_sent = sent
+                if self._stop.is_set() or self._halt.is_set():
+                    return sent
+                progress.report(sent, candles.open_time(len(candles) - 1))
+        return sent
+
+    def _send_block(self, candles: CandleColumns) -> bool:
+        """False, sending nothing, once no run bound here takes ticks."""
+        self.last_tick_at = time.monotonic()
+        if self._unneeded():
+            log.warning("environment_feed_idle", reason="no strategy run bound to it takes ticks any more")
+            return False
+        self.gaps += int(np.count_nonzero(candles.missing_before))
+        for route in self._routes:
+            if route.resampler is None:
+                for run in route.runs:
+                    run.submit_block(candles)
+                route.bars_sent += len(candles)
+            else:
+                for tick in ticks_of(candles):
+                    for bar in route.resampler.add(tick):
+                        self._send(route, bar)
+        return True
 
     def _send(self, route: _Route, bar: RawTick) -> None:
         """Give bar to every run of its route (each waits while its queue is full, never drops)."""

@@ -7,11 +7,11 @@ and half of it has been taken since), so a backtest's ticks cross in runs of doz
 per wake-up, and a live candle is taken as soon as it is added.
 
 Invariants: the consuming thread never dies outside its error handling; at most `queue_size`
-ticks wait; a full queue makes the feed wait, so no tick is dropped while the run takes ticks;
-a run that is failed, stalled or stopping never makes the feed wait (`submit` returns False);
-once the stop event is set, the run ends after its current tick and queued ticks are discarded,
-never traded; once a run is declared stalled, the workers left in its current tick never run and
-it takes no tick again.
+ticks (or BLOCKS_QUEUED blocks of a backtest's candles) wait; a full queue makes the feed wait,
+so no tick is dropped while the run takes ticks; a run that is failed, stalled or stopping never
+makes the feed wait (`submit` returns False); once the stop event is set, the run ends after its
+current tick (or columnar block) and queued ticks are discarded, never traded; once a run is
+declared stalled, the workers left in its current tick never run and it takes no tick again.
 """
 
 import threading
@@ -26,7 +26,9 @@ import structlog
 
 from backend.config import StrategyLink
 from backend.errors import OpdaemonError
+from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data import RawTick
+from backend.market_data.raw_tick import ticks_of
 from backend.portfolio import AccountSummary
 from services.tick_cache_manager import TickCacheManager
 
@@ -36,6 +38,7 @@ QUEUE_POLL_SECONDS = 0.1  # how often a waiting feed or an idle run looks at the
 # A backtest's feed wakes an idle run once this many ticks wait (waking it on every tick would
 # cost a thread switch per tick); a live feed wakes it on every candle (`wake`).
 WAKE_AFTER_TICKS = 64
+BLOCKS_QUEUED = 4  # a backtest's blocks of candles waiting at most per run (each a few thousand candles)
 # Upper bounds (seconds) of the tick latency histogram the status server exports; +Inf is implied.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -94,7 +97,8 @@ class StrategyRun:
         self._stop = stop
         self._capacity = max(1, queue_size)
         self._wake_after = min(WAKE_AFTER_TICKS, self._capacity)
-        self._ticks: deque[RawTick] = deque()  # appended by the feed's thread, taken by the run's
+        # Ticks, or a backtest's blocks of candles: appended by the feed's thread, taken by the run's.
+        self._ticks: deque[RawTick | CandleColumns] = deque()
         self._end_status: RunStatus | None = None  # set by finish(): no tick comes after the queued ones
         self._closed = False  # the run has ended: the feed's cheap per-tick check
         self._lock = threading.Lock()
@@ -112,9 +116,10 @@ class StrategyRun:
         self.latency_sum = 0.0
         self.last_tick_time: datetime | None = None  # the last processed candle's open time
         self.last_tick_at: float | None = None  # time.time() when it was processed
-        # The tick being processed and when it started (monotonic), as one reference so the
-        # watchdog never reads half of an update.
-        self._current: tuple[RawTick, float] | None = None
+        # The open time of the tick (or block) being processed and when it started (monotonic),
+        # as one reference so the watchdog never reads half of an update.
+        self._current: tuple[datetime, float] | None = None
+        self._why_not_columnar: str | None = None  # the last block's (logged when it changes)
 
     @property
     def history_needed(self) -> int:
@@ -128,11 +133,21 @@ class StrategyRun:
     def submit(self, tick: RawTick) -> bool:
         """Queue tick, waiting while the queue is full; False once the run takes no more ticks."""
         ticks = self._ticks
-        if self._closed or (len(ticks) >= self._capacity and not self._wait_for_room()):
+        if self._closed or (len(ticks) >= self._capacity and not self._wait_for_room(self._capacity)):
             return False
         ticks.append(tick)
         if len(ticks) >= self._wake_after:
             self.wake()
+        return True
+
+    def submit_block(self, candles: CandleColumns) -> bool:
+        """Queue a backtest's block of candles (waiting while BLOCKS_QUEUED items wait) and wake
+        the run; False once the run takes no more ticks."""
+        queued = self._ticks
+        if self._closed or (len(queued) >= BLOCKS_QUEUED and not self._wait_for_room(BLOCKS_QUEUED)):
+            return False
+        queued.append(candles)
+        self.wake()
         return True
 
     def wake(self) -> None:
@@ -174,7 +189,7 @@ class StrategyRun:
         workers for that tick never run and the feed stops waiting for it."""
         current = self._current
         worker = self.tick_manager.current_worker
-        tick_time = current[0].timestamp.isoformat() if current else None
+        tick_time = current[0].isoformat() if current else None
         if not self._end(RunStatus.STALLED, f"stalled: worker '{worker}' {reason} (tick {tick_time})"):
             return
         self.tick_manager.abandon()
@@ -203,13 +218,13 @@ class StrategyRun:
     def _accepting(self) -> bool:
         return not self.status.ended and not self._stop.is_set()
 
-    def _wait_for_room(self) -> bool:
-        """Wait while the queue is full (looking at the run's state every QUEUE_POLL_SECONDS);
-        False once the run takes no more ticks."""
+    def _wait_for_room(self, limit: int) -> bool:
+        """Wait while limit items or more are queued (looking at the run's state every
+        QUEUE_POLL_SECONDS); False once the run takes no more ticks."""
         with self._lock:
             self._feed_waiting = True
             try:
-                while len(self._ticks) >= self._capacity:
+                while len(self._ticks) >= limit:
                     if not self._accepting():
                         return False
                     self._room_ready.wait(QUEUE_POLL_SECONDS)
@@ -238,7 +253,7 @@ class StrategyRun:
             log.exception("strategy_run_failed", error=self.error)
 
     def _consume_ticks(self) -> None:
-        ticks, stop, process, monotonic = self._ticks, self._stop, self.tick_manager.process, time.monotonic
+        ticks, stop = self._ticks, self._stop
         while self.status is RunStatus.RUNNING:
             if stop.is_set():
                 self._discard_queue()
@@ -253,32 +268,73 @@ class StrategyRun:
                     return
                 self._wait_for_ticks()
                 continue
-            tick = ticks.popleft()
+            item = ticks.popleft()
             # The feed waits on a full queue: wake it once half is free, not on every tick taken
             # (which would hand the interpreter lock back and forth on each one).
             if self._feed_waiting and len(ticks) <= self._capacity // 2:
                 with self._lock:
                     self._room_ready.notify()
-            started = monotonic()
-            self._current = (tick, started)
-            try:
-                processed = process(tick)
-            except OpdaemonError as exc:  # e.g. the exchange refused the key: said plainly, no traceback
-                if self._end(RunStatus.FAILED, str(exc)):
-                    log.error("strategy_run_failed", tick_time=tick.timestamp.isoformat(), error=self.error)
+            if not (self._take(item) if isinstance(item, RawTick) else self._take_block(item)):
                 return
-            except Exception as exc:  # a strategy's bug must not reach the other runs
-                if self._end(RunStatus.FAILED, f"{type(exc).__name__}: {exc}"):
-                    log.exception("strategy_run_failed", tick_time=tick.timestamp.isoformat(), error=self.error)
-                return
-            finally:
-                self._current = None
-            if processed and self.status is RunStatus.RUNNING:
-                elapsed = monotonic() - started
-                self.latency_counts[bisect_left(LATENCY_BUCKETS, elapsed)] += 1
-                self.latency_sum += elapsed
-                self.last_tick_time, self.last_tick_at = tick.timestamp, time.time()
-                self.ticks_processed += 1
+
+    def _take(self, tick: RawTick) -> bool:
+        """Process one tick; False when that ended the run."""
+        started = time.monotonic()
+        self._current = (tick.timestamp, started)
+        try:
+            processed = self.tick_manager.process(tick)
+        except Exception as exc:
+            self._fail(exc, tick.timestamp)
+            return False
+        finally:
+            self._current = None
+        if processed and self.status is RunStatus.RUNNING:
+            self._count(tick.timestamp, 1, time.monotonic() - started)
+        return True
+
+    def _take_block(self, candles: CandleColumns) -> bool:
+        """Process a block of candles, columnar when the workforce can (else as ticks, one by one,
+        looking at the stop event between them); False when that ended the run."""
+        manager = self.tick_manager
+        why_not = manager.why_not_columnar(candles)
+        if why_not != self._why_not_columnar or not self.ticks_processed:
+            self._why_not_columnar = why_not
+            log.info("backtest_replay", mode="tick_by_tick" if why_not else "columnar", reason=why_not)
+        if why_not:
+            for tick in ticks_of(candles):
+                if self._stop.is_set() or self.status is not RunStatus.RUNNING:
+                    return True
+                if not self._take(tick):
+                    return False
+            return True
+        started = time.monotonic()
+        self._current = (candles.open_time(0), started)
+        try:
+            manager.process_block(candles)
+        except Exception as exc:
+            self._fail(exc, manager.open_tick_time or candles.open_time(0))
+            return False
+        finally:
+            self._current = None
+        if self.status is RunStatus.RUNNING:
+            self._count(candles.open_time(len(candles) - 1), len(candles), time.monotonic() - started)
+        return True
+
+    def _fail(self, exc: Exception, tick_time: datetime) -> None:
+        if isinstance(exc, OpdaemonError):  # e.g. the exchange refused the key: said plainly, no traceback
+            if self._end(RunStatus.FAILED, str(exc)):
+                log.error("strategy_run_failed", tick_time=tick_time.isoformat(), error=self.error)
+        # Any other error is a strategy's bug: it ends this run, never reaches the others.
+        elif self._end(RunStatus.FAILED, f"{type(exc).__name__}: {exc}"):
+            log.exception("strategy_run_failed", tick_time=tick_time.isoformat(), error=self.error)
+
+    def _count(self, last_time: datetime, candles: int, elapsed: float) -> None:
+        """candles processed, the last opened at last_time, in elapsed seconds (a block's
+        candles each count at their average latency)."""
+        self.latency_counts[bisect_left(LATENCY_BUCKETS, elapsed / candles)] += candles
+        self.latency_sum += elapsed
+        self.last_tick_time, self.last_tick_at = last_time, time.time()
+        self.ticks_processed += candles
 
     def _wait_for_ticks(self) -> None:
         """Sleep until the feed adds a tick or finishes (at most QUEUE_POLL_SECONDS, to look at

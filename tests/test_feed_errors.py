@@ -5,20 +5,19 @@ import json
 import threading
 from collections.abc import Iterator
 
-from backend.market_data import RawTick
+from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data.backtest_source import BacktestSource
 from services.cli import main
-from tests.helpers import backtest_environment, tick, write_config_tree
+from tests.helpers import backtest_environment, columns_of, tick, write_config_tree
 from tests.probes import probe_blueprint
 
 
 def test_an_unexpected_source_error_stops_the_runs_fails_the_feed_and_exits_1(tmp_path, monkeypatch, capsys):
-    def exploding(self: BacktestSource, stop: threading.Event) -> Iterator[RawTick]:
-        yield tick(0, 100)
-        yield tick(1, 101)
+    def exploding(self: BacktestSource, stop: threading.Event) -> Iterator[CandleColumns]:
+        yield columns_of([tick(0, 100), tick(1, 101)])
         raise RuntimeError("disk went away")
 
-    monkeypatch.setattr(BacktestSource, "ticks", exploding)
+    monkeypatch.setattr(BacktestSource, "candle_blocks", exploding)
     blueprint = probe_blueprint("a")
     blueprint["workforce"] = {"execution": [{"plugin": "market_order_executor"}]}
     operation = write_config_tree(tmp_path, [("a", "bt"), ("b", "bt")], {"a": blueprint, "b": blueprint},

@@ -4,12 +4,15 @@ from typing import TypeVar
 from backend.dtos import DTO, BaseContextDTO
 from backend.errors import MissingDTOError
 from backend.interfaces import ITradingContextProvider
+from backend.interfaces.context_provider import DtoColumns
 
 T = TypeVar("T", bound=DTO)
+C = TypeVar("C", bound=DtoColumns)
 
 
 class TradingContextProvider(ITradingContextProvider):
-    """In-memory tick cache: {asset: {DTO type: DTO}} for the current tick only.
+    """In-memory tick cache: {asset: {DTO type: DTO}} for the current tick only, and, during a
+    backtest's columnar replay, {asset: {columns type: DtoColumns}} for the current block.
 
     Used by one strategy run's thread only, so it needs no lock.
     """
@@ -17,6 +20,7 @@ class TradingContextProvider(ITradingContextProvider):
     def __init__(self) -> None:
         self._base: dict[str, BaseContextDTO | Callable[[], BaseContextDTO]] = {}  # a DTO, or what builds it
         self._cache: dict[str, dict[type[DTO], DTO]] = {}
+        self._columns: dict[str, dict[type[DtoColumns], DtoColumns]] = {}
 
     def start_new_tick(self, base_context: BaseContextDTO) -> None:
         self._base[base_context.asset] = base_context
@@ -61,3 +65,15 @@ class TradingContextProvider(ITradingContextProvider):
     def clear(self) -> None:
         self._base.clear()
         self._cache.clear()
+
+    def set_result_columns(self, asset: str, columns: DtoColumns) -> None:
+        self._columns.setdefault(asset, {})[type(columns)] = columns
+
+    def find_columns(self, asset: str, columns_type: type[C]) -> C | None:
+        return self._columns.get(asset, {}).get(columns_type)  # type: ignore[return-value]
+
+    def block_columns(self, asset: str) -> Sequence[DtoColumns]:
+        return list(self._columns.get(asset, {}).values())
+
+    def clear_block(self) -> None:
+        self._columns.clear()

@@ -5,6 +5,18 @@ from typing import TypeVar
 from backend.dtos import DTO, BaseContextDTO
 
 T = TypeVar("T", bound=DTO)
+C = TypeVar("C", bound="DtoColumns")
+
+
+class DtoColumns(ABC):
+    """One DTO type's values over the rows of a block of candles (a backtest's columnar replay):
+    what a context worker would have written into the tick cache on each of those rows."""
+
+    dto_type: type[DTO]
+
+    @abstractmethod
+    def at(self, row: int) -> DTO | None:
+        """The DTO the worker would have written on row (None: it would have written none)."""
 
 
 class ITradingContextProvider(ABC):
@@ -46,3 +58,21 @@ class ITradingContextProvider(ABC):
     @abstractmethod
     def clear(self) -> None:
         """End the tick: drop every cached DTO."""
+
+    # --- a block of candles (a backtest's columnar replay, see IWorker.columnar) ---------------
+
+    @abstractmethod
+    def set_result_columns(self, asset: str, columns: "DtoColumns") -> None:
+        """A context worker's output over the current block of asset's candles."""
+
+    @abstractmethod
+    def find_columns(self, asset: str, columns_type: type[C]) -> C | None:
+        """The current block's columns of that type for asset, or None."""
+
+    @abstractmethod
+    def block_columns(self, asset: str) -> Sequence["DtoColumns"]:
+        """Every column set of the current block of asset (the run builds a row's DTOs from them)."""
+
+    @abstractmethod
+    def clear_block(self) -> None:
+        """End the block: drop every column set."""

@@ -6,9 +6,10 @@ from typing import ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from backend.dtos import DTO, BaseContextDTO
+from backend.dtos import DTO, BaseContextDTO, PortfolioSnapshotDTO
 from backend.errors import MissingDTOError
 from backend.interfaces.broker import IBroker
+from backend.interfaces.candle_columns import CandleColumns
 from backend.interfaces.context_provider import ITradingContextProvider
 from backend.interfaces.ohlcv_provider import Candle, IOhlcvProvider
 
@@ -59,6 +60,22 @@ class IWorker(ABC):
     Its services arrive by constructor injection, as one WorkerServices; a worker holds no
     strategy id. Its params' `history_needed()` declares how many recent candles it reads from
     `ohlcv`.
+
+    Columnar replay (backtests). A worker with `columnar = True` also runs on a block of candles
+    at once, and a run whose workers all do replays a backtest's blocks that way: every worker's
+    `prepare_block`, then, from the block's first row, the rows up to the first one some worker
+    names in `next_active_row` are *quiet* (their candles go to the account and the history in
+    bulk and each worker's `skip` is told of them), and that *active* row is processed as a tick:
+    its context DTOs are taken from the block's columns, the other workers' `process` runs. The
+    contract that keeps both replays' trades identical:
+    - a context worker's `prepare_block` writes, through `context.set_result_columns`, the DTOs
+      its `process` would have written on every row of the block, and leaves its own state as
+      `process` would have left it after the block's last row;
+    - any other worker's `next_active_row` is never later than the first row at or after `start`
+      where its `process` could write a DTO, place an order or change its state other than as
+      `skip` will, given the account as it is (it stays so over quiet rows, but for the prices);
+      a worker that only reacts to DTOs other workers write on a tick keeps the default, never;
+    - `skip(asset, candles, rows)` brings its state to where `process` on those quiet rows would.
     """
 
     plugin_name: ClassVar[str]
@@ -67,6 +84,7 @@ class IWorker(ABC):
     requires: ClassVar[tuple[type[DTO], ...]] = ()
     optional: ClassVar[tuple[type[DTO], ...]] = ()
     produces: ClassVar[tuple[type[DTO], ...]] = ()
+    columnar: ClassVar[bool] = False  # implements the columnar replay's contract (class docstring)
 
     def __init__(self, params: WorkerParams, services: WorkerServices) -> None:
         self.params = params
@@ -84,6 +102,19 @@ class IWorker(ABC):
     @abstractmethod
     def process(self, asset: str) -> None:
         """Run this worker for asset on the current tick."""
+
+    # --- columnar replay (only called when `columnar` is True) -----------------------------------
+
+    def prepare_block(self, asset: str, candles: CandleColumns) -> None:  # noqa: B027 (most have nothing to do)
+        """A new block of asset's candles: a context worker writes its columns for it."""
+
+    def next_active_row(self, asset: str, candles: CandleColumns, start: int, portfolio: PortfolioSnapshotDTO) -> int:
+        """The first row at or after start on which this worker may act (len(candles): none);
+        portfolio: the account now, as it stays over quiet rows, but for the prices."""
+        return len(candles)
+
+    def skip(self, asset: str, candles: CandleColumns, rows: range) -> None:  # noqa: B027 (stateless by default)
+        """rows of the block were quiet: update the state `process` keeps from row to row."""
 
     def _base(self, asset: str) -> BaseContextDTO:
         return self.context.get_base_context(asset)

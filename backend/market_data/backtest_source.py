@@ -3,6 +3,7 @@
 Invariant: every tick is a candle of the range, in time order; a tick right after a hole carries
 `missing_before` > 0 and is announced with a `data_gap` line, while the range's first tick
 carries 0 (candles missing at the range's edges are reported once, as `data_range_partial`).
+Ticks come one by one (`ticks`) or as blocks of columns (`candle_blocks`), the same candles.
 Each source streams the file itself (CandleFile.blocks): it holds one block of rows at a time,
 and environments sharing a file share only its check pass and hole index.
 """
@@ -11,20 +12,25 @@ import math
 import threading
 from collections.abc import Iterator
 
+import numpy as np
 import structlog
 
 from backend.config.schema import BacktestEnvironment
+from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data.candle_checks import log_data_gap, timeframe_seconds
 from backend.market_data.candle_file import CandleFile, as_utc, read_candle_file, utc_from_epoch
-from backend.market_data.raw_tick import RawTick
+from backend.market_data.raw_tick import RawTick, ticks_of
 from backend.market_data.tick_source import TickSource
 
 log = structlog.get_logger(__name__)
 
+BLOCK_CANDLES = 4096  # per block handed to the runs: a few milliseconds of a columnar replay
 GAPS_LISTED = 5  # the `data_gaps` summary names the first few holes; each has its own `data_gap` line
 
 
 class BacktestSource(TickSource):
+    has_candle_blocks = True
+
     def __init__(self, environment: BacktestEnvironment, candle_file: CandleFile | None = None) -> None:
         """candle_file: the checked data file, shared with other environments (services.execution_environments);
         checked here when not given. Raises ConfigError when no candle opens in [start, end)."""
@@ -43,23 +49,31 @@ class BacktestSource(TickSource):
         self._summarize_gaps()
 
     def ticks(self, stop: threading.Event) -> Iterator[RawTick]:
-        symbol, first = self._symbol, self._rows.start
-        for block in self._candles.blocks(self._rows):
-            missing_before = block.missing_before.tolist()
-            if block.first_row == first:  # what lies before the range is no gap in it (`data_range_partial`)
-                missing_before[0] = 0
-            for epoch, open_, high, low, close, volume, missing in zip(
-                block.open_times.tolist(), block.opens.tolist(), block.highs.tolist(), block.lows.tolist(),
-                block.closes.tolist(), block.volumes.tolist(), missing_before, strict=True,
-            ):
+        for candles in self.candle_blocks(stop):
+            for tick in ticks_of(candles):
                 if stop.is_set():
                     return
-                open_time = utc_from_epoch(epoch)
-                if missing:
-                    log_data_gap(symbol, open_time, missing, self._timeframe)
-                # Not validated again: the check pass has checked every row of the file.
-                yield RawTick.trusted(symbol=symbol, timestamp=open_time, open=open_, high=high, low=low,
-                                      close=close, volume=volume, missing_before=missing)
+                yield tick
+
+    def candle_blocks(self, stop: threading.Event) -> Iterator[CandleColumns]:
+        """The range's candles, BLOCK_CANDLES at a time, each gap announced with a `data_gap` line."""
+        for block in self._candles.blocks(self._rows):
+            missing_before = block.missing_before
+            if block.first_row == self._rows.start:  # as in `ticks`: no gap before the range
+                missing_before = missing_before.copy()
+                missing_before[0] = 0
+            for start in range(0, len(block), BLOCK_CANDLES):
+                if stop.is_set():
+                    return
+                rows = slice(start, start + BLOCK_CANDLES)
+                candles = CandleColumns(
+                    self._symbol, block.open_times[rows], block.opens[rows], block.highs[rows], block.lows[rows],
+                    block.closes[rows], block.volumes[rows], missing_before[rows],
+                )
+                for row in np.flatnonzero(candles.missing_before).tolist():
+                    log_data_gap(self._symbol, candles.open_time(row), int(candles.missing_before[row]),
+                                 self._timeframe)
+                yield candles
 
     def _warn_if_range_partial(self) -> None:
         """The range should hold every candle of the timeframe's grid in [start, end)."""

@@ -1,6 +1,8 @@
-from datetime import datetime
+from collections.abc import Iterator
+from datetime import UTC, datetime
 
 from backend.dtos.base import DTO
+from backend.interfaces.candle_columns import CandleColumns
 
 
 class RawTick(DTO):
@@ -22,3 +24,23 @@ class RawTick(DTO):
     # A bar resampled from shorter base candles (backend.market_data.resample): how many of its
     # base candles never arrived, so it was built from the rest. 0 for a base candle.
     missing_within: int = 0
+
+
+def ticks_of(candles: CandleColumns) -> Iterator[RawTick]:
+    """The ticks of a block's rows, in order (checked already, as every block's rows are)."""
+    symbol = candles.symbol
+    for epoch, open_, high, low, close, volume, missing in zip(
+        candles.open_times.tolist(), candles.opens.tolist(), candles.highs.tolist(), candles.lows.tolist(),
+        candles.close_list, candles.volumes.tolist(), candles.missing_list, strict=True,
+    ):
+        yield RawTick.trusted(symbol=symbol, timestamp=datetime.fromtimestamp(epoch, UTC), open=open_, high=high,
+                              low=low, close=close, volume=volume, missing_before=missing)
+
+
+def tick_at(candles: CandleColumns, row: int) -> RawTick:
+    """The tick of one row of a block (`ticks_of` for every row is faster)."""
+    return RawTick.trusted(
+        symbol=candles.symbol, timestamp=candles.open_time(row), open=float(candles.opens[row]),
+        high=float(candles.highs[row]), low=float(candles.lows[row]), close=float(candles.closes[row]),
+        volume=float(candles.volumes[row]), missing_before=int(candles.missing_before[row]),
+    )

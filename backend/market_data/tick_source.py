@@ -3,6 +3,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from datetime import datetime
 
+from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data.raw_tick import RawTick
 
 
@@ -11,6 +12,7 @@ class TickSource(ABC):
 
     total_ticks: int | None = None  # known up front for backtests (drives progress); None = live
     candles_rejected: int = 0  # candles that failed the checks in candle_checks and were skipped
+    has_candle_blocks: bool = False  # also yields its ticks as blocks of columns (`candle_blocks`)
 
     def prepare(self) -> None:  # noqa: B027 (most sources have nothing to check)
         """Checks that need the outside world, run once before any thread starts.
@@ -27,3 +29,7 @@ class TickSource(ABC):
     @abstractmethod
     def ticks(self, stop: threading.Event) -> Iterator[RawTick]:
         """Yield ticks in time order until the data ends or `stop` is set."""
+
+    def candle_blocks(self, stop: threading.Event) -> Iterator[CandleColumns]:
+        """The ticks `ticks` yields, as consecutive blocks of columns (only if `has_candle_blocks`)."""
+        raise NotImplementedError(f"{type(self).__name__} yields ticks one by one")

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 
+import numpy as np
 import structlog
 
 from backend.dtos import FillDTO, OrderDTO, OrderSide
@@ -89,6 +90,17 @@ class StrategyAccount(IBroker):
         self.ledger.record_equity()
         if self._durable:
             self._journal.save(self.ledger.state, symbol, self._cursors[symbol])
+
+    def can_close_quietly(self, symbol: str) -> bool:
+        """Whether `close_quiet_candles` may stand for whole ticks now: nothing journaled per
+        candle (a backtest), no order to settle, nothing held but symbol."""
+        return not self._durable and not self._unsettled and self.ledger.holds_only(symbol)
+
+    def close_quiet_candles(self, symbol: str, closes: np.ndarray, last_time: datetime) -> None:
+        """Candles no worker acted on, closes in time order up to the one opened at last_time: the
+        account as after `open_tick` and `close_tick` on each (only when `can_close_quietly`)."""
+        self.ledger.record_quiet_closes(symbol, closes)
+        self._advance_cursor(symbol, last_time)
 
     def _advance_cursor(self, symbol: str, candle_time: datetime) -> None:
         """candle_time becomes the symbol's cursor, saved with the account, unless that would

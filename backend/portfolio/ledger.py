@@ -1,13 +1,16 @@
 """One strategy run's account: cash, positions, fees and the equity curve's peak and drawdown.
 
 Invariant: the whole account is one AccountState (what the state store persists and restores);
-it is changed only by `apply_fill` and `record_equity`, and its size does not grow with the number
+it is changed only by `apply_fill` and `record_equity` (or `record_quiet_closes`, the same as one
+`mark` and `record_equity` per close, in bulk), and its size does not grow with the number
 of trades (fills are counted, the journal keeps them). Equity is computed once per change of a
 price or of the account, not once per reader.
 """
 
 import math
 from dataclasses import dataclass
+
+import numpy as np
 
 from backend.dtos import AccountState, FillDTO, OrderSide, PortfolioSnapshotDTO, PositionState
 
@@ -120,6 +123,25 @@ class Ledger:
         state.peak_equity = max(state.peak_equity, equity)
         drawdown = (1 - equity / state.peak_equity) * 100 if state.peak_equity > 0 else 0.0
         state.max_drawdown_pct = max(state.max_drawdown_pct, drawdown)
+
+    def holds_only(self, asset: str) -> bool:
+        """No position in another asset (its equity then depends on asset's price alone)."""
+        return all(held == asset for held in self.state.positions)
+
+    def record_quiet_closes(self, asset: str, closes: np.ndarray) -> None:
+        """`mark(asset, close)` then `record_equity()` for each close, in order, with the same
+        floats: for an account that holds nothing but asset (`holds_only`) and trades on none of them."""
+        state = self.state
+        position = state.positions.get(asset)
+        # The equity `equity()` computes: cash plus 0.0 plus the one position's value.
+        equities = state.cash + (0.0 + position.qty * closes if position is not None else np.zeros(len(closes)))
+        peaks = np.maximum.accumulate(np.concatenate(([state.peak_equity], equities)))[1:]
+        drawdowns = np.zeros(len(closes))
+        np.multiply(1 - np.divide(equities, peaks, where=peaks > 0, out=np.ones(len(closes))), 100,
+                    where=peaks > 0, out=drawdowns)
+        state.peak_equity = float(peaks[-1])
+        state.max_drawdown_pct = max(state.max_drawdown_pct, float(drawdowns.max()))
+        self.mark(asset, float(closes[-1]))
 
     def summary(self) -> AccountSummary:
         equity = self.equity()

@@ -26,6 +26,22 @@ class Ema:
             self.value = self._alpha * x + (1 - self._alpha) * self.value
         return self.value
 
+    def update_many(self, xs: Sequence[float]) -> list[float | None]:
+        """`[self.update(x) for x in xs]`, the same floats, at a fraction of the cost."""
+        values: list[float | None] = []
+        index, count, value = 0, len(xs), self.value
+        while value is None and index < count:
+            value = self.update(xs[index])
+            values.append(value)
+            index += 1
+        if value is not None and index < count:
+            alpha, keep, append = self._alpha, 1 - self._alpha, values.append
+            for x in xs[index:]:
+                value = alpha * x + keep * value
+                append(value)
+            self.value = value
+        return values
+
 
 class WilderAtr:
     """Average true range with Wilder's smoothing, seeded with the mean of the first `period`."""

@@ -1,7 +1,13 @@
+from dataclasses import dataclass
+from itertools import pairwise
+
+import numpy as np
 from pydantic import Field, model_validator
 
 from backend.dtos import EmaDTO
 from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
+from backend.interfaces.candle_columns import CandleColumns
+from backend.interfaces.context_provider import DtoColumns
 from backend.workers.indicators import Ema
 
 
@@ -19,6 +25,31 @@ class EmaDetectorParams(WorkerParams):
         return self.slow_period  # the slow EMA's seed
 
 
+@dataclass(frozen=True)
+class EmaColumns(DtoColumns):
+    """The EmaDTO of every row of a block (None: warming up); `fast_array` and `slow_array` the
+    same values as numpy arrays, NaN while warming up."""
+
+    dto_type = EmaDTO
+    fast_period: int
+    slow_period: int
+    fast: list[float | None]
+    slow: list[float | None]
+
+    def at(self, row: int) -> EmaDTO:
+        return EmaDTO.trusted(
+            fast_period=self.fast_period, slow_period=self.slow_period, fast=self.fast[row], slow=self.slow[row]
+        )
+
+    @property
+    def fast_array(self) -> np.ndarray:
+        return np.array(self.fast, dtype=float)  # None becomes NaN
+
+    @property
+    def slow_array(self) -> np.ndarray:
+        return np.array(self.slow, dtype=float)
+
+
 class EmaDetector(IWorker):
     """Fast and slow EMA of the close. After a hole in the data both are seeded again from the
     candles that follow it (warming up meanwhile): an average across a hole would blend prices
@@ -28,6 +59,7 @@ class EmaDetector(IWorker):
     category = WorkerCategory.CONTEXT
     Params = EmaDetectorParams
     produces = (EmaDTO,)
+    columnar = True
     params: EmaDetectorParams
 
     def __init__(self, params: EmaDetectorParams, services: WorkerServices) -> None:
@@ -38,7 +70,7 @@ class EmaDetector(IWorker):
         candle = self._candle(asset)
         close = candle.close
         if asset not in self._emas or candle.missing_before:
-            self._emas[asset] = (Ema(self.params.fast_period), Ema(self.params.slow_period))
+            self._reseed(asset)
         fast, slow = self._emas[asset]
         self.context.set_result_dto(asset, EmaDTO.trusted(
             fast_period=self.params.fast_period,
@@ -46,3 +78,22 @@ class EmaDetector(IWorker):
             fast=fast.update(close),
             slow=slow.update(close),
         ))
+
+    def prepare_block(self, asset: str, candles: CandleColumns) -> None:
+        closes, fast_values, slow_values = candles.close_list, [], []
+        # Segments between holes: the EMAs are seeded again at each hole, as `process` does.
+        starts = [0, *np.flatnonzero(candles.missing_before).tolist(), len(candles)]
+        for start, stop in pairwise(starts):
+            if start == stop:
+                continue
+            if asset not in self._emas or candles.missing_list[start]:
+                self._reseed(asset)
+            fast, slow = self._emas[asset]
+            fast_values += fast.update_many(closes[start:stop])
+            slow_values += slow.update_many(closes[start:stop])
+        self.context.set_result_columns(
+            asset, EmaColumns(self.params.fast_period, self.params.slow_period, fast_values, slow_values)
+        )
+
+    def _reseed(self, asset: str) -> None:
+        self._emas[asset] = (Ema(self.params.fast_period), Ema(self.params.slow_period))

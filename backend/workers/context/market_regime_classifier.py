@@ -1,9 +1,14 @@
 from collections import deque
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 
 from pydantic import Field
 
 from backend.dtos import EmaDTO, MarketRegimeDTO, Regime
 from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
+from backend.interfaces.candle_columns import CandleColumns
+from backend.interfaces.context_provider import DtoColumns
+from backend.workers.context.ema_detector import EmaColumns
 from backend.workers.indicators import volatility_of_returns_pct
 
 
@@ -14,6 +19,18 @@ class MarketRegimeParams(WorkerParams):
 
     def history_needed(self) -> int:
         return self.volatility_window + 1  # closes for volatility_window returns
+
+
+@dataclass(frozen=True)
+class MarketRegimeColumns(DtoColumns):
+    """The MarketRegimeDTO of every row of a block, each computed when first asked for (most rows
+    of a backtest are never looked at)."""
+
+    dto_type = MarketRegimeDTO
+    regime_at: Callable[[int], MarketRegimeDTO]
+
+    def at(self, row: int) -> MarketRegimeDTO:
+        return self.regime_at(row)
 
 
 class MarketRegimeClassifier(IWorker):
@@ -30,6 +47,7 @@ class MarketRegimeClassifier(IWorker):
     Params = MarketRegimeParams
     requires = (EmaDTO,)
     produces = (MarketRegimeDTO,)
+    columnar = True
     params: MarketRegimeParams
 
     def __init__(self, params: MarketRegimeParams, services: WorkerServices) -> None:
@@ -47,13 +65,45 @@ class MarketRegimeClassifier(IWorker):
         else:
             returns.append(close / self._last_close[asset] - 1)
         self._last_close[asset] = close
+        self.context.set_result_dto(asset, self._regime(close, ema, returns))
+
+    def prepare_block(self, asset: str, candles: CandleColumns) -> None:
+        # Every return since the last hole before the block, then the block's: each row's window
+        # is the slice of them `process` would hold in its deque on that row.
+        window = self.params.volatility_window
+        returns = list(self._returns.get(asset, ()))
+        last_close = self._last_close.get(asset)
+        first_return = 0  # where the returns since the last hole start, in `returns`
+        starts, ends = [], []
+        for close, missing in zip(candles.close_list, candles.missing_list, strict=True):
+            if last_close is None or missing:
+                first_return = len(returns)
+            else:
+                returns.append(close / last_close - 1)
+            last_close = close
+            starts.append(first_return)
+            ends.append(len(returns))
+        emas = self.context.find_columns(asset, EmaColumns)
+        if emas is None:
+            raise RuntimeError(f"{self.name}: no EMA columns for {asset} (ema_detector must run before it)")
+        closes = candles.close_list
+
+        def regime_at(row: int) -> MarketRegimeDTO:
+            return self._regime(closes[row], emas.at(row), returns[max(starts[row], ends[row] - window):ends[row]])
+
+        self.context.set_result_columns(asset, MarketRegimeColumns(regime_at))
+        self._returns[asset] = deque(returns[max(starts[-1], ends[-1] - window):ends[-1]], maxlen=window)
+        self._last_close[asset] = closes[-1]
+
+    def _regime(self, close: float, ema: EmaDTO, returns: Collection[float]) -> MarketRegimeDTO:
+        """The regime given the close, the EMAs and the returns since the last hole (at most a window's)."""
         volatility = volatility_of_returns_pct(returns) if len(returns) == self.params.volatility_window else None
         spread = ema.spread_pct
-        self.context.set_result_dto(asset, MarketRegimeDTO.trusted(
+        return MarketRegimeDTO.trusted(
             regime=self._classify(close, ema, spread, volatility),
             trend_strength_pct=spread,
             volatility_pct=volatility,
-        ))
+        )
 
     def _classify(
         self, close: float, ema: EmaDTO, spread: float | None, volatility: float | None

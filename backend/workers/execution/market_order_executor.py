@@ -14,6 +14,7 @@ class MarketOrderExecutor(IWorker):
     category = WorkerCategory.EXECUTION
     optional = (TradePlanDTO,)
     produces = (FillDTO,)
+    columnar = True  # acts only on the DTOs of a tick
 
     def process(self, asset: str) -> None:
         plan = self._optional(asset, TradePlanDTO)

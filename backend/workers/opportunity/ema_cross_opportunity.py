@@ -1,5 +1,9 @@
-from backend.dtos import EmaDTO, OpportunitySignalDTO, OrderSide
+import numpy as np
+
+from backend.dtos import EmaDTO, OpportunitySignalDTO, OrderSide, PortfolioSnapshotDTO
 from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
+from backend.interfaces.candle_columns import CandleColumns
+from backend.workers.context.ema_detector import EmaColumns
 
 
 class EmaCrossOpportunity(IWorker):
@@ -12,10 +16,12 @@ class EmaCrossOpportunity(IWorker):
     Params = WorkerParams
     requires = (EmaDTO,)
     produces = (OpportunitySignalDTO,)
+    columnar = True
 
     def __init__(self, params: WorkerParams, services: WorkerServices) -> None:
         super().__init__(params, services)
         self._previous: dict[str, EmaDTO] = {}  # per asset, the EMAs of the previous candle
+        self._crosses = np.empty(0, dtype=np.int64)  # the current block's rows with a cross
 
     def process(self, asset: str) -> None:
         ema = self._require(asset, EmaDTO)
@@ -35,3 +41,28 @@ class EmaCrossOpportunity(IWorker):
         self.context.set_result_dto(asset, OpportunitySignalDTO.trusted(
             side=side, reason=f"EMA({ema.fast_period}) crossed {direction} EMA({ema.slow_period})",
         ))
+
+    def prepare_block(self, asset: str, candles: CandleColumns) -> None:
+        emas = self._columns(asset)
+        fast, slow = emas.fast_array, emas.slow_array
+        previous = self._previous.get(asset)
+        before = np.nan if previous is None or previous.fast is None else previous.fast
+        previous_fast = np.concatenate(([before], fast[:-1]))
+        before = np.nan if previous is None or previous.slow is None else previous.slow
+        previous_slow = np.concatenate(([before], slow[:-1]))
+        # NaN (warming up) compares false: no cross, as in `process`.
+        crossed = ((previous_fast < previous_slow) & (fast > slow)) | ((previous_fast > previous_slow) & (fast < slow))
+        self._crosses = np.flatnonzero(crossed)
+
+    def next_active_row(self, asset: str, candles: CandleColumns, start: int, portfolio: PortfolioSnapshotDTO) -> int:
+        index = int(np.searchsorted(self._crosses, start))
+        return int(self._crosses[index]) if index < len(self._crosses) else len(candles)
+
+    def skip(self, asset: str, candles: CandleColumns, rows: range) -> None:
+        self._previous[asset] = self._columns(asset).at(rows[-1])
+
+    def _columns(self, asset: str) -> EmaColumns:
+        emas = self.context.find_columns(asset, EmaColumns)
+        if emas is None:
+            raise RuntimeError(f"{self.name}: no EMA columns for {asset} (ema_detector must run before it)")
+        return emas

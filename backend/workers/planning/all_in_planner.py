@@ -18,6 +18,7 @@ class AllInPlanner(IWorker):
     Params = AllInPlannerParams
     optional = (OpportunitySignalDTO, ThreatSignalDTO)
     produces = (TradePlanDTO,)
+    columnar = True  # acts only on the DTOs of a tick
     params: AllInPlannerParams
 
     def process(self, asset: str) -> None:
