@@ -34,6 +34,7 @@ from backend.interfaces.journal import IAccountJournal, InMemoryJournal
 from backend.market_data import TickSource
 from backend.market_data.candle_checks import timeframe_seconds
 from backend.portfolio import Ledger, StrategyAccount
+from backend.portfolio.account import numbered_order_ids
 from backend.state import LinkControls, StateStore, StoreJournal
 from services.environment_feed import EnvironmentFeed
 from services.execution_environments import ExecutionEnvironments
@@ -180,7 +181,9 @@ class OperationService:
             gateway = self._environments.order_gateway(link.environment, link.link_id)
         journal: IAccountJournal = InMemoryJournal()
         ledger = Ledger(link.environment.starting_capital)
-        if self._store is not None and isinstance(link.environment, LiveEnvironment):
+        if not isinstance(link.environment, LiveEnvironment):  # a backtest: its orders never leave the process
+            return StrategyAccount(ledger, gateway, journal, numbered_order_ids("backtest-"))
+        if self._store is not None:
             journal = StoreJournal(self._store, link.link_id)
             restored = self._store.load_account(link.link_id)
             mode = link.environment.mode

@@ -53,6 +53,10 @@ class TickCacheManager:
         self._context_workers = [w for w in workforce if w.category is WorkerCategory.CONTEXT]
         self._acting_workers = [w for w in workforce if w.category is not WorkerCategory.CONTEXT]
         self._not_columnar = [worker.name for worker in workforce if not worker.columnar]
+        # The workers that may act on a row by themselves, and those that keep state across quiet
+        # rows (the others keep IWorker's defaults: never, nothing to do).
+        self._gates = [w for w in self._acting_workers if type(w).next_active_row is not IWorker.next_active_row]
+        self._skippers = [w for w in self._acting_workers if type(w).skip is not IWorker.skip]
         self.account = account
         self._assets = frozenset(assets)
         self.current_worker: str | None = None
@@ -140,32 +144,27 @@ class TickCacheManager:
         symbol, account, context = candles.symbol, self.account, self._context
         for worker in self._workforce:
             worker.prepare_block(symbol, candles)
-        rows, start, recorded = len(candles), 0, 0
+        rows, start = len(candles), 0
         try:
             while start < rows and not self._abandoned:
                 portfolio = portfolio_snapshot(account.ledger.snapshot_values(symbol))
-                active = min([w.next_active_row(symbol, candles, start, portfolio) for w in self._acting_workers],
+                active = min([w.next_active_row(symbol, candles, start, portfolio) for w in self._gates],
                              default=rows)
                 if active > start:
                     quiet = range(start, min(active, rows))
                     account.close_quiet_candles(symbol, candles.closes[quiet.start:quiet.stop],
                                                 candles.open_time(quiet.stop - 1))
-                    for worker in self._acting_workers:
+                    for worker in self._skippers:
                         worker.skip(symbol, candles, quiet)
                 if active >= rows:
                     break
-                recorded = self._record_history(candles, recorded, active + 1)
+                self._history.append_rows(symbol, candles, start, active + 1)
                 self._process_active_row(candles, active)
                 start = active + 1
-            self._record_history(candles, recorded, rows)
+            if start < rows:
+                self._history.append_rows(symbol, candles, start, rows)
         finally:
             context.clear_block()
-
-    def _record_history(self, candles: CandleColumns, recorded: int, upto: int) -> int:
-        """Rows [recorded, upto) into the history: only the last `capacity` of them can matter."""
-        for row in range(max(recorded, upto - self._history.capacity), upto):
-            self._history.append(candles.symbol, candles.candle(row))
-        return upto
 
     def _process_active_row(self, candles: CandleColumns, row: int) -> None:
         """`process` for the row's tick, its context DTOs taken from the block's columns."""

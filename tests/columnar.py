@@ -3,7 +3,7 @@ same DTOs a context worker writes on every row, the same fills and the same acco
 the blocks' sizes and wherever the data has holes."""
 
 from collections.abc import Callable, Iterable, Sequence
-from itertools import pairwise
+from itertools import cycle, pairwise
 from pathlib import Path
 
 import numpy as np
@@ -67,9 +67,9 @@ def rows(candles: CandleColumns, start: int, stop: int) -> CandleColumns:
 
 
 def split(candles: CandleColumns, sizes: Iterable[int]) -> list[CandleColumns]:
-    """candles cut into consecutive blocks of the given sizes (the last takes the rest)."""
+    """candles cut into consecutive blocks of the given sizes, repeated as needed."""
     cuts = [0]
-    for size in sizes:
+    for size in cycle(sizes):
         if cuts[-1] + size >= len(candles):
             break
         cuts.append(cuts[-1] + size)

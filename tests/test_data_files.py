@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 
 from backend.config.schema import BacktestEnvironment
 from backend.errors import ConfigError
-from backend.market_data import candle_readers
+from backend.market_data import candle_file, candle_readers
 from backend.market_data.backtest_source import BacktestSource
 from backend.market_data.candle_file import Hole, read_candle_file
 from tests.helpers import REPO, START, backtest_environment
@@ -231,6 +231,12 @@ def test_every_spelling_python_reads_gives_the_same_candles(tmp_path, spell, why
 # --- streaming --------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def streamed(monkeypatch):
+    """Every file is replayed from the file, as one longer than candle_file.KEEP_ROWS is."""
+    monkeypatch.setattr(candle_file, "KEEP_ROWS", 0)
+
+
 def peak_traced_bytes(path: Path) -> int:
     """Peak Python-level allocation (numpy arrays included) of checking the file and replaying it."""
     tracemalloc.start()
@@ -243,7 +249,7 @@ def peak_traced_bytes(path: Path) -> int:
         tracemalloc.stop()
 
 
-def test_checking_and_replaying_a_file_take_the_same_memory_at_eight_times_the_size(tmp_path):
+def test_checking_and_replaying_a_file_take_the_same_memory_at_eight_times_the_size(tmp_path, streamed):
     peak_traced_bytes(write_lines(tmp_path / "warm_up.csv", large_rows(10)))  # imports are no rows
     small = write_lines(tmp_path / "small.csv", large_rows(25_000))
     large = write_lines(tmp_path / "large.csv", large_rows(200_000))
@@ -253,12 +259,31 @@ def test_checking_and_replaying_a_file_take_the_same_memory_at_eight_times_the_s
     assert large_peak < large.stat().st_size / 2
 
 
-def test_a_file_changed_after_its_check_is_refused_at_replay(tmp_path):
+def test_a_file_changed_after_its_check_is_refused_at_replay(tmp_path, streamed):
     path = write_lines(tmp_path / "d.csv", good_rows(4))
     source = BacktestSource(environment(path, hour(0), hour(4)))
     write_lines(path, [*good_rows(4), f"{hour(4)},100,101,99,100,1"])
     with pytest.raises(ConfigError, match="the data file changed after it was checked"):
         next(source.ticks(threading.Event()))
+
+
+def test_a_short_file_is_replayed_from_its_checked_rows_the_same_as_from_the_file(tmp_path, monkeypatch):
+    # Prices that differ row to row, and a hole every 97 minutes.
+    rows = [f"{(START + timedelta(minutes=i)).isoformat().replace('+00:00', 'Z')},{100 + i % 89},"
+            f"{101 + i % 89},{99 + i % 89},{100.5 + i % 89},{1 + i % 7}" for i in range(6_000) if i % 97 != 50]
+    path = write_lines(tmp_path / "d.csv", rows)
+    monkeypatch.setattr(candle_readers, "BLOCK_BYTES", 4096)  # many blocks, so ranges cut some
+    start, end = (START + timedelta(minutes=187)).isoformat(), (START + timedelta(minutes=5_011)).isoformat()
+    kept = BacktestSource(environment(path, start, end, "1m"))
+    assert kept._candles.kept is not None and len(kept._candles.kept) > 10
+    write_lines(path, rows[:100])  # replayed from the checked rows: the file is not read again
+    from_memory = list(kept.ticks(threading.Event()))
+    write_lines(path, rows)
+    monkeypatch.setattr(candle_file, "KEEP_ROWS", 0)
+    streamed = BacktestSource(environment(path, start, end, "1m"))
+    assert streamed._candles.kept is None
+    assert from_memory == list(streamed.ticks(threading.Event())) and len(from_memory) > 4_000
+    assert sum(tick.missing_before > 0 for tick in from_memory) > 40
 
 
 # --- block boundaries -------------------------------------------------------------------------

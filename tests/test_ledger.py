@@ -3,10 +3,11 @@ valued at the market; only float residue below DUST_QUANTITY closes the position
 
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 
 from backend.dtos import FillDTO, OrderSide
-from backend.portfolio.ledger import DUST_QUANTITY, Ledger
+from backend.portfolio.ledger import DUST_QUANTITY, SHORT_STRETCH, Ledger
 
 T = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -42,3 +43,24 @@ def test_only_float_residue_below_the_dust_threshold_closes_a_position():
     ledger.apply_fill(fill(OrderSide.SELL, 0.2, 10_000))  # 0.3 - 0.1 - 0.2 is float residue, not zero
     assert "BTC/USD" not in ledger.positions
     assert ledger.position("BTC/USD").qty == 0
+
+
+@pytest.mark.parametrize("holding", [False, True])
+@pytest.mark.parametrize("count", [1, 2, SHORT_STRETCH, SHORT_STRETCH + 1, 500])
+def test_quiet_closes_in_bulk_are_a_mark_and_an_equity_record_each(holding, count):
+    """Both ways `record_quiet_closes` computes (a Python loop for short stretches, numpy for
+    long ones) give the floats of one mark and record_equity per close."""
+    closes = np.random.default_rng(count).uniform(10_000, 40_000, count)
+    one_by_one, in_bulk = Ledger(10_000), Ledger(10_000)
+    for ledger in (one_by_one, in_bulk):
+        ledger.mark("BTC/USD", 25_000)
+        ledger.record_equity()
+        if holding:
+            ledger.apply_fill(fill(OrderSide.BUY, 0.3, 25_000, fee=7.5))
+    for close in closes.tolist():
+        one_by_one.mark("BTC/USD", close)
+        one_by_one.record_equity()
+    in_bulk.record_quiet_closes("BTC/USD", closes)
+    assert in_bulk.state == one_by_one.state and in_bulk.equity() == one_by_one.equity()
+    if count > 2:  # the curve moved: a position's value had a drawdown to find
+        assert (in_bulk.state.max_drawdown_pct > 0) == holding

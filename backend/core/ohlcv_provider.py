@@ -2,13 +2,15 @@
 
 Invariants: at most `capacity` candles are kept per asset (memory stays bounded however long the
 run); only candles actually received are kept, in the order received, never invented ones; one
-run's thread is the only user, so there is no lock.
+run's thread is the only user, so there is no lock. Rows of a backtest's block (`append_rows`) are
+turned into Candles only when the history is read (most of a columnar replay's never are).
 """
 
 from collections import deque
 from collections.abc import Sequence
 from itertools import islice
 
+from backend.interfaces.candle_columns import CandleColumns
 from backend.interfaces.ohlcv_provider import Candle, IOhlcvProvider
 
 
@@ -18,6 +20,23 @@ class OhlcvProvider(IOhlcvProvider):
             raise ValueError(f"capacity must not be negative, got {capacity}")
         self._capacity = capacity
         self._candles: dict[str, deque[Candle]] = {}
+        self._pending: dict[str, tuple[CandleColumns, int, int]] = {}  # rows [start, stop) of a block, not yet Candles
+
+    def append_rows(self, asset: str, candles: CandleColumns, start: int, stop: int) -> None:
+        """Record rows [start, stop) of a block, after what was recorded before."""
+        pending = self._pending.get(asset)
+        if pending is not None and pending[0] is candles and pending[2] == start:
+            start = pending[1]
+        else:
+            self._record_pending(asset)
+        self._pending[asset] = (candles, start, stop)
+
+    def _record_pending(self, asset: str) -> None:
+        pending = self._pending.pop(asset, None)
+        if pending is not None:
+            candles, start, stop = pending
+            for row in range(max(start, stop - self._capacity), stop):
+                self._append(asset, candles.candle(row))
 
     @property
     def capacity(self) -> int:
@@ -25,12 +44,19 @@ class OhlcvProvider(IOhlcvProvider):
 
     def append(self, asset: str, candle: Candle) -> None:
         """Record the current tick's candle of asset (the oldest drops out once full)."""
+        if self._pending:
+            self._record_pending(asset)
+        self._append(asset, candle)
+
+    def _append(self, asset: str, candle: Candle) -> None:
         candles = self._candles.get(asset)
         if candles is None:  # not setdefault: that would build a deque on every call
             candles = self._candles[asset] = deque(maxlen=self._capacity)
         candles.append(candle)
 
     def latest(self, asset: str) -> Candle:
+        if self._pending:
+            self._record_pending(asset)
         candles = self._candles.get(asset)
         if not candles:  # nothing recorded, or a need of 0: the errors history() gives
             return self.history(asset, 1)[-1]
@@ -41,6 +67,8 @@ class OhlcvProvider(IOhlcvProvider):
             raise ValueError(
                 f"history length must be between 0 and the declared need {self._capacity}, got {length}"
             )
+        if self._pending:
+            self._record_pending(asset)
         candles = self._candles.get(asset, ())
         # A tuple: workers get a snapshot they cannot change.
         return tuple(islice(candles, max(0, len(candles) - length), None))

@@ -8,8 +8,10 @@ between rows is the timeframe itself: no daily file behind a 1h environment); th
 least one candle. It keeps only what locates a row without reading the file: the first and last
 open times and, per hole, the row after it and the candles missing so far (16 bytes a hole, none
 a row), so a row's open time is `first + (row + missing before it) * step`. Memory, in the check
-pass and in each replay, is one block of rows plus that hole index, whatever the file's length.
-`blocks` replays from the file, re-checking every row, and refuses a file changed since.
+pass and in each replay, is one block of rows plus that hole index, whatever the file's length,
+except that a file of at most KEEP_ROWS candles keeps its checked rows (at most ~30 MB of
+columns) and is replayed from them. A longer one is replayed from the file, re-checking every row;
+a file changed since its check is then refused.
 The readers (and pyarrow, ~0.3 s to import) are imported where a file is read: a live-only
 daemon never loads them.
 """
@@ -28,6 +30,10 @@ from backend.market_data.candle_checks import timeframe_seconds
 
 if TYPE_CHECKING:
     from backend.market_data.candle_blocks import CandleBlock
+
+# A file of at most this many candles is replayed from its checked rows (7 columns of 8 bytes:
+# ~30 MB at most, shared by every environment replaying it), a longer one from the file again.
+KEEP_ROWS = 1 << 19
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -66,6 +72,7 @@ class CandleFile:
     version: tuple[int, int]  # (size, mtime_ns) of the file that was checked
     hole_rows: array  # int64, ascending: the row right after each hole
     missing_through: array  # int64: the candles missing in that hole and all earlier ones
+    kept: "list[CandleBlock] | None" = None  # a short file's checked rows, replayed instead of the file
 
     def __len__(self) -> int:
         return self.rows
@@ -119,6 +126,10 @@ class CandleFile:
         """The candles `rows`, read again from the file and checked again, a block at a time."""
         from backend.market_data.candle_readers import candle_blocks  # pyarrow: imported by backtests only
 
+        if self.kept is not None:
+            yield from (block.rows(rows.start, rows.stop) for block in self.kept
+                        if block.first_row < rows.stop and block.first_row + len(block) > rows.start)
+            return
         if _version(self.path) != self.version:
             raise ConfigError(self.path, "the data file changed after it was checked: start the run again")
         for block in candle_blocks(self.path, self.timeframe):
@@ -143,7 +154,12 @@ def read_candle_file(path: Path, timeframe: str) -> CandleFile:
     hole_rows, missing_through = array("q"), array("q")
     missing_so_far = 0
     spacings: Counter[int] = Counter()  # in timeframes, between rows after a hole and the row before
+    kept: list[CandleBlock] | None = []
     for block in candle_blocks(path, timeframe):
+        if kept is not None and rows + len(block) <= KEEP_ROWS:
+            kept.append(block)
+        else:
+            kept = None
         if not rows:
             first = int(block.open_times[0])
         last = int(block.open_times[-1])
@@ -157,7 +173,7 @@ def read_candle_file(path: Path, timeframe: str) -> CandleFile:
     if not rows:
         raise ConfigError(path, "no candles: the file has no rows" if is_parquet(path) else
                           "no candles: the file has a header but no rows")
-    candles = CandleFile(path, timeframe, rows, first, last, version, hole_rows, missing_through)
+    candles = CandleFile(path, timeframe, rows, first, last, version, hole_rows, missing_through, kept)
     spacings[1] = rows - 1 - len(hole_rows)
     _check_spacing(candles, spacings)
     return candles

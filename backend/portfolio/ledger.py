@@ -14,6 +14,7 @@ import numpy as np
 
 from backend.dtos import AccountState, FillDTO, OrderSide, PortfolioSnapshotDTO, PositionState
 
+SHORT_STRETCH = 48  # closes below which record_quiet_closes loops in Python: numpy's calls cost more
 DUST_QUANTITY = 1e-12  # a position this small after a sell is float residue: flat
 
 # cash, position_qty, avg_entry_price (None when flat), equity, peak_equity: a PortfolioSnapshotDTO's fields
@@ -133,14 +134,21 @@ class Ledger:
         floats: for an account that holds nothing but asset (`holds_only`) and trades on none of them."""
         state = self.state
         position = state.positions.get(asset)
-        # The equity `equity()` computes: cash plus 0.0 plus the one position's value.
-        equities = state.cash + (0.0 + position.qty * closes if position is not None else np.zeros(len(closes)))
-        peaks = np.maximum.accumulate(np.concatenate(([state.peak_equity], equities)))[1:]
-        drawdowns = np.zeros(len(closes))
-        np.multiply(1 - np.divide(equities, peaks, where=peaks > 0, out=np.ones(len(closes))), 100,
-                    where=peaks > 0, out=drawdowns)
-        state.peak_equity = float(peaks[-1])
-        state.max_drawdown_pct = max(state.max_drawdown_pct, float(drawdowns.max()))
+        qty = position.qty if position is not None else 0.0
+        if len(closes) <= SHORT_STRETCH:
+            peak, deepest = state.peak_equity, state.max_drawdown_pct
+            for close in closes.tolist():
+                equity = state.cash + (0.0 + qty * close)  # as `equity()` adds it up
+                peak = max(peak, equity)
+                deepest = max(deepest, (1 - equity / peak) * 100 if peak > 0 else 0.0)
+        else:
+            equities = state.cash + (0.0 + qty * closes)
+            peaks = np.maximum.accumulate(np.concatenate(([state.peak_equity], equities)))[1:]
+            drawdowns = np.zeros(len(closes))
+            np.multiply(1 - np.divide(equities, peaks, where=peaks > 0, out=np.ones(len(closes))), 100,
+                        where=peaks > 0, out=drawdowns)
+            peak, deepest = float(peaks[-1]), max(state.max_drawdown_pct, float(drawdowns.max()))
+        state.peak_equity, state.max_drawdown_pct = peak, deepest
         self.mark(asset, float(closes[-1]))
 
     def summary(self) -> AccountSummary:

@@ -21,7 +21,8 @@ class MarketOrderExecutor(IWorker):
         if plan is None:
             return
         base = self._base(asset)
-        order = OrderDTO(
+        # From a validated plan and the tick's own close: nothing to validate again.
+        order = OrderDTO.trusted(
             asset=asset, side=plan.side, quantity=plan.quantity,
             reference_price=base.close, reason=plan.reason,
         )

@@ -1,3 +1,5 @@
+from bisect import bisect_left
+
 import numpy as np
 
 from backend.dtos import EmaDTO, OpportunitySignalDTO, OrderSide, PortfolioSnapshotDTO
@@ -21,7 +23,7 @@ class EmaCrossOpportunity(IWorker):
     def __init__(self, params: WorkerParams, services: WorkerServices) -> None:
         super().__init__(params, services)
         self._previous: dict[str, EmaDTO] = {}  # per asset, the EMAs of the previous candle
-        self._crosses = np.empty(0, dtype=np.int64)  # the current block's rows with a cross
+        self._crosses: list[int] = []  # the current block's rows with a cross
 
     def process(self, asset: str) -> None:
         ema = self._require(asset, EmaDTO)
@@ -52,11 +54,11 @@ class EmaCrossOpportunity(IWorker):
         previous_slow = np.concatenate(([before], slow[:-1]))
         # NaN (warming up) compares false: no cross, as in `process`.
         crossed = ((previous_fast < previous_slow) & (fast > slow)) | ((previous_fast > previous_slow) & (fast < slow))
-        self._crosses = np.flatnonzero(crossed)
+        self._crosses = np.flatnonzero(crossed).tolist()
 
     def next_active_row(self, asset: str, candles: CandleColumns, start: int, portfolio: PortfolioSnapshotDTO) -> int:
-        index = int(np.searchsorted(self._crosses, start))
-        return int(self._crosses[index]) if index < len(self._crosses) else len(candles)
+        index = bisect_left(self._crosses, start)
+        return self._crosses[index] if index < len(self._crosses) else len(candles)
 
     def skip(self, asset: str, candles: CandleColumns, rows: range) -> None:
         self._previous[asset] = self._columns(asset).at(rows[-1])
