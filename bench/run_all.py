@@ -55,6 +55,7 @@ BASELINES = ["944a9ad", "main"]
 STRATEGIES = REPO / "config" / "strategies"
 EMA_CROSS = STRATEGIES / "ema_cross.yaml"
 BLUEPRINTS = {"ICT/SMC": STRATEGIES / "ict_smc_strategy.yaml", "smart DCA": STRATEGIES / "smart_dca_btc.yaml"}
+NOT_COLUMNAR = {"plugin": "bench.tick_by_tick:NotColumnar"}
 EXECUTOR_ONLY = {
     "display_name": "no computation", "assets": ["BTC/USD"], "timeframe": "1h",
     "workforce": {"execution": [{"plugin": "market_order_executor"}]},
@@ -100,9 +101,22 @@ def same(fills: list[int], equities: list[float]) -> str:
     return "yes" if len(set(fills)) == 1 and len({round(e, 2) for e in equities}) == 1 else "NO"
 
 
+def tick_by_tick(blueprint: Path, tmp: Path) -> Path:
+    """A copy of blueprint with a worker that has no columnar replay: the run goes tick by tick."""
+    import yaml
+
+    spec = yaml.safe_load(blueprint.read_text())
+    spec["workforce"]["execution"] = [*spec["workforce"]["execution"], NOT_COLUMNAR]
+    path = tmp / f"{blueprint.stem}_tick_by_tick.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
 def peers(candles: int, tmp: Path, repeat: int) -> None:
     import pandas as pd
     from peers import frame, run_backtesting, run_backtrader
+
+    ema_cross_by_ticks = tick_by_tick(EMA_CROSS, tmp)
 
     first, rows = sample_rows()
     print(f"\n## EMA(12)/EMA(26) crossover, one run ({candles:,} hourly candles; trades checked on the sample too)")
@@ -112,6 +126,7 @@ def peers(candles: int, tmp: Path, repeat: int) -> None:
         data = frame(pd.Timestamp(first), series)
         measures = {
             "opdaemon (full service)": lambda data_file=data_file: service_case(EMA_CROSS, data_file),
+            "  tick by tick": lambda data_file=data_file: service_case(ema_cross_by_ticks, data_file),
             "backtesting.py": lambda data=data: run_backtesting(data),
             "backtrader": lambda data=data: run_backtrader(data),
         }
@@ -119,14 +134,16 @@ def peers(candles: int, tmp: Path, repeat: int) -> None:
         for _ in range(repeat):  # interleaved: a busy moment of the machine hits every contender
             for name, measure in measures.items():
                 runs[name].append(measure())
-        ours = min(runs["opdaemon (full service)"], key=lambda result: result["seconds"])
-        results = {"opdaemon (full service)": (ours["seconds"], ours["trades"], ours["final_equity"])}
+        results = {}
+        for name in ("opdaemon (full service)", "  tick by tick"):
+            ours = min(runs[name], key=lambda result: result["seconds"])
+            results[name] = (ours["seconds"], ours["trades"], ours["final_equity"])
         results |= {name: min(runs[name]) for name in ("backtesting.py", "backtrader")}
         ours_rate = len(series) / results["opdaemon (full service)"][0]
         print(f"{label} ({len(series):,} candles)")
         for name, (seconds, fills, equity) in results.items():
             speed = len(series) / seconds
-            ratio = "" if name.startswith("opdaemon") else f"{ours_rate / speed:.2f}x"
+            ratio = "" if name.startswith(("opdaemon", " ")) else f"{ours_rate / speed:.2f}x"
             print(f"  {name:<24}{speed:>12,.0f}{fills:>8}{equity:>16,.2f}{ratio:>14}")
         print(f"  identical trades (fills, final equity to the cent): "
               f"{same([r[1] for r in results.values()], [r[2] for r in results.values()])}")
@@ -139,11 +156,17 @@ def overhead(candles: int, tmp: Path, repeat: int) -> None:
     data_file = write_csv(tmp / "overhead.csv", first, mirrored(rows, candles))
     blueprint = tmp / "executor_only.yaml"
     blueprint.write_text(yaml.safe_dump(EXECUTOR_ONLY))
+    by_ticks = tick_by_tick(blueprint, tmp)
     print(f"\n## Daemon overhead: no computation in the workforce ({candles:,} candles)")
-    print(f"{'runs on one environment':<26}{'µs per candle per run':>24}")
+    print(f"{'':<26}{'µs per candle per run':^30}")
+    print(f"{'runs on one environment':<26}{'columnar':>15}{'tick by tick':>15}")
     for runs in (1, 10):
-        result = best(lambda runs=runs: service_case(blueprint, data_file, runs=runs), lambda r: r["seconds"], repeat)
-        print(f"  {runs:<24}{result['seconds'] / result['candles'] / runs * 1e6:>24.2f}")
+        cells = []
+        for path in (blueprint, by_ticks):
+            result = best(lambda runs=runs, path=path: service_case(path, data_file, runs=runs), lambda r: r["seconds"],
+                          repeat)
+            cells.append(result["seconds"] / result["candles"] / runs * 1e6)
+        print(f"  {runs:<24}{cells[0]:>15.2f}{cells[1]:>15.2f}")
 
 
 def blueprints(candles: int, baselines: list[str], tmp: Path, repeat: int) -> None:

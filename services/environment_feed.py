@@ -26,7 +26,7 @@ from backend.errors import OpdaemonError
 from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data import RawTick, TickSource
 from backend.market_data.candle_checks import log_data_gap, timeframe_seconds
-from backend.market_data.raw_tick import ticks_of
+from backend.market_data.raw_tick import shared_ticks_of
 from backend.market_data.resample import Resampler
 from services.strategy_run import RunStatus, StrategyRun
 
@@ -326,7 +326,7 @@ class EnvironmentFeed:
                     run.submit_block(candles)
                 route.bars_sent += len(candles)
             else:
-                for tick in ticks_of(candles):
+                for tick in shared_ticks_of(candles):
                     for bar in route.resampler.add(tick):
                         self._send(route, bar)
         return True

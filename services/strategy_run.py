@@ -28,7 +28,7 @@ from backend.config import StrategyLink
 from backend.errors import OpdaemonError
 from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data import RawTick
-from backend.market_data.raw_tick import ticks_of
+from backend.market_data.raw_tick import shared_ticks_of
 from backend.portfolio import AccountSummary
 from services.tick_cache_manager import TickCacheManager
 
@@ -301,7 +301,7 @@ class StrategyRun:
             self._why_not_columnar = why_not
             log.info("backtest_replay", mode="tick_by_tick" if why_not else "columnar", reason=why_not)
         if why_not:
-            for tick in ticks_of(candles):
+            for tick in shared_ticks_of(candles):
                 if self._stop.is_set() or self.status is not RunStatus.RUNNING:
                     return True
                 if not self._take(tick):

@@ -2,6 +2,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
+import numpy as np
 import structlog
 
 from backend.core.ohlcv_provider import OhlcvProvider
@@ -17,9 +18,15 @@ log = structlog.get_logger(__name__)
 
 
 class TickRecorder(Protocol):
-    """Told of every processed tick once the account has closed it (`--report`)."""
+    """Told of every processed candle once the account has closed it (`--report`, a sweep)."""
 
-    def tick_closed(self, tick: RawTick, account: StrategyAccount) -> None: ...
+    def tick_closed(self, tick: RawTick, account: StrategyAccount) -> None:
+        """A tick, the account as it closed it."""
+
+    def quiet_closed(self, candles: CandleColumns, rows: range, equities: np.ndarray, account: StrategyAccount) -> None:
+        """Rows of a block replayed columnar, on which no worker acted: the account's equity at
+        each row's close (the same floats `ledger.equity()` gave after each, tick by tick); the
+        account is as it closed the last of them."""
 
 
 class TickCacheManager:
@@ -35,7 +42,7 @@ class TickCacheManager:
 
     A backtest's block of candles is replayed columnar (`process_block`) when every worker
     implements the columnar contract (IWorker) and nothing needs each candle as a tick (no
-    recorder, a backtest's account): the same DTOs on the rows where a worker acts, the same
+    a backtest's account): the same DTOs on the rows where a worker acts, the same
     trades and the same account as ticks one by one, at a fraction of the cost.
     """
 
@@ -130,8 +137,6 @@ class TickCacheManager:
         symbol, account = candles.symbol, self.account
         if self._not_columnar:
             return f"workers without a columnar replay: {', '.join(self._not_columnar)}"
-        if self.recorder is not None:
-            return "a report records every tick"
         if self._abandoned or symbol not in self._assets or not account.is_new(symbol, candles.open_time(0)):
             return "candles this run does not trade"
         if not account.can_close_quietly(symbol):
@@ -152,8 +157,11 @@ class TickCacheManager:
                              default=rows)
                 if active > start:
                     quiet = range(start, min(active, rows))
-                    account.close_quiet_candles(symbol, candles.closes[quiet.start:quiet.stop],
-                                                candles.open_time(quiet.stop - 1))
+                    closes, recorder = candles.closes[quiet.start:quiet.stop], self.recorder
+                    equities = None if recorder is None else account.ledger.equities_at(symbol, closes)
+                    account.close_quiet_candles(symbol, closes, candles.open_time(quiet.stop - 1))
+                    if recorder is not None and equities is not None:
+                        recorder.quiet_closed(candles, quiet, equities, account)
                     for worker in self._skippers:
                         worker.skip(symbol, candles, quiet)
                 if active >= rows:
@@ -186,3 +194,5 @@ class TickCacheManager:
             self.current_worker = None
             context.clear()
         self.account.close_tick(symbol, tick.timestamp, True)
+        if self.recorder is not None:
+            self.recorder.tick_closed(tick, self.account)

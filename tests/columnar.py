@@ -136,6 +136,29 @@ def assert_same_trades(make: Callable[[], "Replay"], candles: CandleColumns, siz
     return by_blocks
 
 
+class NotColumnar(IWorker):
+    """Does nothing, and has no columnar replay: a workforce with it is replayed tick by tick."""
+
+    category = WorkerCategory.EXECUTION
+
+    def process(self, asset: str) -> None:
+        pass
+
+
+class Vandal(IWorker):
+    """A columnar context worker with a bug: it writes into the block every run of its
+    environment shares."""
+
+    category = WorkerCategory.CONTEXT
+    columnar = True
+
+    def process(self, asset: str) -> None:
+        pass
+
+    def prepare_block(self, asset: str, candles: CandleColumns) -> None:
+        candles.closes[-1] = 1.0
+
+
 class _Collect(IWorker):
     """Copies every DTO in the tick cache after the context workers (not columnar: per tick only)."""
 

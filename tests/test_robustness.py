@@ -1,6 +1,7 @@
 """Never stuck, never silently wrong: hung workers, closed pipes and signals at any moment, in
 real processes."""
 
+import json
 import os
 import signal
 import subprocess
@@ -134,7 +135,9 @@ def test_a_signal_while_loading_exits_cleanly(loading_forever, signum):
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_while_running_stops_cleanly_with_summaries(tmp_path, signum):
     daemon = Daemon([long_backtest(tmp_path)])
-    daemon.wait_for_event("backtest_progress")
+    # The feed reads up to a few blocks of 4,096 candles ahead of the run: at 20 % read, the run
+    # has processed some.
+    daemon.wait_for_line(lambda line: '"backtest_progress"' in line and json.loads(line)["percent"] >= 20)
     daemon.signal(signum)
     code, out = daemon.finish(timeout=15)
 

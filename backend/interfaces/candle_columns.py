@@ -3,6 +3,8 @@
 Invariant: the rows are in time order and each was checked where it entered the process (the
 data file's check pass), so a Candle or RawTick taken from a row needs no validation;
 `missing_before[row]` counts the candles missing right before that row (0 for a range's first).
+One block goes to every run of an environment, so nothing in it can be changed: its arrays are
+read-only and its Python copies of them are tuples.
 """
 
 from dataclasses import dataclass
@@ -25,6 +27,11 @@ class CandleColumns:
     volumes: np.ndarray
     missing_before: np.ndarray  # int64
 
+    def __post_init__(self) -> None:
+        for column in (self.open_times, self.opens, self.highs, self.lows, self.closes, self.volumes,
+                       self.missing_before):
+            column.flags.writeable = False
+
     def __len__(self) -> int:
         return len(self.open_times)
 
@@ -45,20 +52,20 @@ class CandleColumns:
             float(self.closes[row]), float(self.volumes[row]), int(self.missing_before[row]),
         )
 
-    # The columns as Python lists, made once per block for workers that loop over rows in Python
-    # (a list's floats are read far faster than a numpy array's, one at a time).
+    # The columns as Python values, made once per block for workers that loop over rows in Python
+    # (a tuple's floats are read far faster than a numpy array's, one at a time).
     @cached_property
-    def close_list(self) -> list[float]:
-        return self.closes.tolist()
+    def close_list(self) -> tuple[float, ...]:
+        return tuple(self.closes.tolist())
 
     @cached_property
-    def high_list(self) -> list[float]:
-        return self.highs.tolist()
+    def high_list(self) -> tuple[float, ...]:
+        return tuple(self.highs.tolist())
 
     @cached_property
-    def low_list(self) -> list[float]:
-        return self.lows.tolist()
+    def low_list(self) -> tuple[float, ...]:
+        return tuple(self.lows.tolist())
 
     @cached_property
-    def missing_list(self) -> list[int]:
-        return self.missing_before.tolist()
+    def missing_list(self) -> tuple[int, ...]:
+        return tuple(self.missing_before.tolist())

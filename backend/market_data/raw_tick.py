@@ -1,5 +1,6 @@
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from backend.dtos.base import DTO
 from backend.interfaces.candle_columns import CandleColumns
@@ -26,15 +27,23 @@ class RawTick(DTO):
     missing_within: int = 0
 
 
+@lru_cache(maxsize=4)  # the blocks in flight
+def shared_ticks_of(candles: CandleColumns) -> tuple[RawTick, ...]:
+    """`ticks_of(candles)`, made once for all the runs that replay the block tick by tick."""
+    return tuple(ticks_of(candles))
+
+
 def ticks_of(candles: CandleColumns) -> Iterator[RawTick]:
     """The ticks of a block's rows, in order (checked already, as every block's rows are)."""
     symbol = candles.symbol
-    for epoch, open_, high, low, close, volume, missing in zip(
-        candles.open_times.tolist(), candles.opens.tolist(), candles.highs.tolist(), candles.lows.tolist(),
-        candles.close_list, candles.volumes.tolist(), candles.missing_list, strict=True,
-    ):
-        yield RawTick.trusted(symbol=symbol, timestamp=datetime.fromtimestamp(epoch, UTC), open=open_, high=high,
-                              low=low, close=close, volume=volume, missing_before=missing)
+    return (
+        RawTick.trusted(symbol=symbol, timestamp=datetime.fromtimestamp(epoch, UTC), open=open_, high=high,
+                        low=low, close=close, volume=volume, missing_before=missing)
+        for epoch, open_, high, low, close, volume, missing in zip(
+            candles.open_times.tolist(), candles.opens.tolist(), candles.highs.tolist(), candles.lows.tolist(),
+            candles.close_list, candles.volumes.tolist(), candles.missing_list, strict=True,
+        )
+    )
 
 
 def tick_at(candles: CandleColumns, row: int) -> RawTick:

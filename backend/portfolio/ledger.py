@@ -129,6 +129,12 @@ class Ledger:
         """No position in another asset (its equity then depends on asset's price alone)."""
         return all(held == asset for held in self.state.positions)
 
+    def equities_at(self, asset: str, closes: np.ndarray) -> np.ndarray:
+        """The equity `equity()` gives after `mark(asset, close)`, for each close: for an account
+        that holds nothing but asset (`holds_only`)."""
+        position = self.state.positions.get(asset)
+        return self.state.cash + (0.0 + (position.qty if position is not None else 0.0) * closes)
+
     def record_quiet_closes(self, asset: str, closes: np.ndarray) -> None:
         """`mark(asset, close)` then `record_equity()` for each close, in order, with the same
         floats: for an account that holds nothing but asset (`holds_only`) and trades on none of them."""
@@ -142,7 +148,7 @@ class Ledger:
                 peak = max(peak, equity)
                 deepest = max(deepest, (1 - equity / peak) * 100 if peak > 0 else 0.0)
         else:
-            equities = state.cash + (0.0 + qty * closes)
+            equities = self.equities_at(asset, closes)
             peaks = np.maximum.accumulate(np.concatenate(([state.peak_equity], equities)))[1:]
             drawdowns = np.zeros(len(closes))
             np.multiply(1 - np.divide(equities, peaks, where=peaks > 0, out=np.ones(len(closes))), 100,

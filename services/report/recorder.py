@@ -11,17 +11,19 @@ import csv
 import json
 from collections.abc import Iterable
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+import numpy as np
 import structlog
 
 from backend.dtos import FillDTO
+from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data import RawTick
 from backend.market_data.candle_checks import timeframe_seconds
 from backend.performance import Performance, PerformanceTracker
-from backend.portfolio import StrategyAccount
+from backend.portfolio import Ledger, StrategyAccount
 from services.strategy_run import RunSummary
 from services.tick_cache_manager import TickCacheManager
 
@@ -63,17 +65,25 @@ class RunRecorder:
         return file
 
     def tick_closed(self, tick: RawTick, account: StrategyAccount) -> None:
+        ledger = account.ledger
+        self._close(tick.timestamp, tick.symbol, tick.close, ledger.equity(), ledger)
+
+    def quiet_closed(self, candles: CandleColumns, rows: range, equities: np.ndarray, account: StrategyAccount) -> None:
+        for epoch, close, equity in zip(candles.open_times[rows.start:rows.stop].tolist(),
+                                        candles.close_list[rows.start:rows.stop], equities.tolist(), strict=True):
+            self._close(datetime.fromtimestamp(epoch, UTC), candles.symbol, close, equity, account.ledger)
+
+    def _close(self, time: datetime, symbol: str, close: float, equity: float, ledger: Ledger) -> None:
+        """One row of equity.csv: a candle closed with the account at equity."""
         if self._closed:
             return
-        ledger = account.ledger
-        equity = ledger.equity()
-        drawdown = self.performance.add(tick.timestamp, equity, bool(ledger.positions))
+        drawdown = self.performance.add(time, equity, bool(ledger.positions))
         if self.first_tick is None:
-            self.first_tick = tick.timestamp
-        self.last_tick = tick.timestamp
+            self.first_tick = time
+        self.last_tick = time
         self.equity_rows += 1
-        self._write(self._equity, (tick.timestamp.isoformat(), tick.symbol, tick.close,
-                                   ledger.position(tick.symbol).qty, ledger.cash, equity, drawdown))
+        self._write(self._equity, (time.isoformat(), symbol, close, ledger.position(symbol).qty, ledger.cash,
+                                   equity, drawdown))
 
     def fill(self, fill: FillDTO) -> None:
         if self._closed:

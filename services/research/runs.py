@@ -9,9 +9,13 @@ a run that fails keeps its row (status and error), and so does a run whose proce
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import numpy as np
+
 from backend.config import LoadedOperation, ResolvedLink
+from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data import RawTick
 from backend.market_data.candle_checks import timeframe_seconds
 from backend.performance import Performance, PerformanceTracker
@@ -37,9 +41,16 @@ class PerformanceRecorder:
 
     def tick_closed(self, tick: RawTick, account: StrategyAccount) -> None:
         ledger = account.ledger
-        equity = ledger.equity()
-        self.tracker.add(tick.timestamp, equity, bool(ledger.positions))
-        day = tick.timestamp.date().isoformat()
+        self._close(tick.timestamp, ledger.equity(), bool(ledger.positions))
+
+    def quiet_closed(self, candles: CandleColumns, rows: range, equities: np.ndarray, account: StrategyAccount) -> None:
+        exposed = bool(account.ledger.positions)
+        for epoch, equity in zip(candles.open_times[rows.start:rows.stop].tolist(), equities.tolist(), strict=True):
+            self._close(datetime.fromtimestamp(epoch, UTC), equity, exposed)
+
+    def _close(self, time: datetime, equity: float, exposed: bool) -> None:
+        self.tracker.add(time, equity, exposed)
+        day = time.date().isoformat()
         if self.daily and self.daily[-1][0] == day:
             self.daily[-1] = (day, equity)
         else:

@@ -22,21 +22,20 @@ class EmaCrossOpportunity(IWorker):
 
     def __init__(self, params: WorkerParams, services: WorkerServices) -> None:
         super().__init__(params, services)
-        self._previous: dict[str, EmaDTO] = {}  # per asset, the EMAs of the previous candle
+        # Per asset, the fast and slow EMA of the previous candle (None while warming up).
+        self._previous: dict[str, tuple[float | None, float | None]] = {}
         self._crosses: list[int] = []  # the current block's rows with a cross
 
     def process(self, asset: str) -> None:
         ema = self._require(asset, EmaDTO)
-        previous = self._previous.get(asset)
-        self._previous[asset] = ema
-        if previous is None or previous.fast is None or previous.slow is None:
-            return
         fast, slow = ema.fast, ema.slow
-        if fast is None or slow is None:
+        previous_fast, previous_slow = self._previous.get(asset, (None, None))
+        self._previous[asset] = fast, slow
+        if previous_fast is None or previous_slow is None or fast is None or slow is None:
             return
-        if previous.fast < previous.slow and fast > slow:
+        if previous_fast < previous_slow and fast > slow:
             side, direction = OrderSide.BUY, "above"
-        elif previous.fast > previous.slow and fast < slow:
+        elif previous_fast > previous_slow and fast < slow:
             side, direction = OrderSide.SELL, "below"
         else:
             return
@@ -47,12 +46,10 @@ class EmaCrossOpportunity(IWorker):
     def prepare_block(self, asset: str, candles: CandleColumns) -> None:
         emas = self._columns(asset)
         fast, slow = emas.fast_array, emas.slow_array
-        previous = self._previous.get(asset)
-        before = np.nan if previous is None or previous.fast is None else previous.fast
-        previous_fast = np.concatenate(([before], fast[:-1]))
-        before = np.nan if previous is None or previous.slow is None else previous.slow
-        previous_slow = np.concatenate(([before], slow[:-1]))
-        # NaN (warming up) compares false: no cross, as in `process`.
+        # None (warming up) becomes NaN, which compares false: no cross, as in `process`.
+        before = np.array(self._previous.get(asset, (None, None)), dtype=float)
+        previous_fast = np.concatenate((before[:1], fast[:-1]))
+        previous_slow = np.concatenate((before[1:], slow[:-1]))
         crossed = ((previous_fast < previous_slow) & (fast > slow)) | ((previous_fast > previous_slow) & (fast < slow))
         self._crosses = np.flatnonzero(crossed).tolist()
 
@@ -61,7 +58,8 @@ class EmaCrossOpportunity(IWorker):
         return self._crosses[index] if index < len(self._crosses) else len(candles)
 
     def skip(self, asset: str, candles: CandleColumns, rows: range) -> None:
-        self._previous[asset] = self._columns(asset).at(rows[-1])
+        emas = self._columns(asset)
+        self._previous[asset] = emas.fast[rows[-1]], emas.slow[rows[-1]]
 
     def _columns(self, asset: str) -> EmaColumns:
         emas = self.context.find_columns(asset, EmaColumns)
