@@ -2,10 +2,13 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from pydantic import Field
 
 from backend.dtos import FairValueGapDTO, GapZone, MarketStructure
 from backend.interfaces import Candle, IWorker, WorkerCategory, WorkerParams, WorkerServices
+from backend.interfaces.candle_columns import CandleColumns
+from backend.interfaces.context_provider import DtoColumns
 
 
 class FairValueGapParams(WorkerParams):
@@ -26,6 +29,45 @@ class _AssetState:
     swing_low: float | None = None
 
 
+@dataclass(frozen=True)
+class FairValueGapColumns(DtoColumns):
+    """The FairValueGapDTO of every row of a block, built when asked for from what the detector
+    recorded per row (the gap objects themselves, shared by the rows they stay open on).
+
+    `in_bullish_gap`, `bullish_structure` and `has_bullish_gap` are the rows' price_in_bullish_gap,
+    `structure is BULLISH` and `bullish_gap is not None` as numpy bool arrays (for gates)."""
+
+    dto_type = FairValueGapDTO
+    bullish_gaps: list[GapZone | None]
+    bearish_gaps: list[GapZone | None]
+    in_gap: list[bool]
+    structures: list[MarketStructure]
+    swing_highs: list[float | None]
+    swing_lows: list[float | None]
+
+    def at(self, row: int) -> FairValueGapDTO:
+        return FairValueGapDTO.trusted(
+            bullish_gap=self.bullish_gaps[row],
+            bearish_gap=self.bearish_gaps[row],
+            price_in_bullish_gap=self.in_gap[row],
+            structure=self.structures[row],
+            last_swing_high=self.swing_highs[row],
+            last_swing_low=self.swing_lows[row],
+        )
+
+    @property
+    def in_bullish_gap(self) -> np.ndarray:
+        return np.array(self.in_gap, dtype=bool)
+
+    @property
+    def bullish_structure(self) -> np.ndarray:
+        return np.array([structure is MarketStructure.BULLISH for structure in self.structures], dtype=bool)
+
+    @property
+    def has_bullish_gap(self) -> np.ndarray:
+        return np.array([gap is not None for gap in self.bullish_gaps], dtype=bool)
+
+
 class FairValueGapDetector(IWorker):
     """ICT fair value gaps and market structure.
 
@@ -44,6 +86,7 @@ class FairValueGapDetector(IWorker):
     category = WorkerCategory.CONTEXT
     Params = FairValueGapParams
     produces = (FairValueGapDTO,)
+    columnar = True
     params: FairValueGapParams
 
     def __init__(self, params: FairValueGapParams, services: WorkerServices) -> None:
@@ -72,6 +115,75 @@ class FairValueGapDetector(IWorker):
             last_swing_high=state.swing_high,
             last_swing_low=state.swing_low,
         ))
+
+    def prepare_block(self, asset: str, candles: CandleColumns) -> None:
+        """`process` over the block's rows in one loop over its lists: the same comparisons on the
+        same floats, the state held in locals (gaps as GapZone objects, made only when one forms),
+        a row's values appended to lists its DTO is built from when asked for."""
+        highs, lows, closes, missing = candles.high_list, candles.low_list, candles.close_list, candles.missing_list
+        need, lookback = self.params.history_needed(), self.params.swing_lookback
+        min_size = self.params.min_gap_pct / 100
+        bullish_structure, bearish_structure = MarketStructure.BULLISH, MarketStructure.BEARISH
+        state = self._states.get(asset)
+        # The window's candles since the last hole, then the block's: `seen` rows of them are
+        # before the block (row r of the block is index r + seen); `since` indexes the segment's first.
+        window = [] if state is None else list(state.window)
+        seen = len(window)
+        all_highs, all_lows = [c.high for c in window] + highs, [c.low for c in window] + lows
+        if state is None:
+            state = _AssetState(deque(maxlen=need))
+        bullish, bearish, structure = state.bullish_gap, state.bearish_gap, state.structure
+        swing_high, swing_low = state.swing_high, state.swing_low
+        since = 0 if window else seen  # no state yet: a reset on the first row, as for a hole
+        bullish_gaps: list[GapZone | None] = []
+        bearish_gaps: list[GapZone | None] = []
+        in_gap: list[bool] = []
+        structures: list[MarketStructure] = []
+        swing_highs: list[float | None] = []
+        swing_lows: list[float | None] = []
+        for row in range(len(highs)):
+            index = row + seen
+            if missing[row] or index == since:
+                since = index
+                bullish = bearish = swing_high = swing_low = None
+                structure = MarketStructure.NEUTRAL
+            high, low, close = highs[row], lows[row], closes[row]
+            # _fill_gaps, the bullish gap test, _form_gaps, _update_structure: in process's order.
+            if bullish is not None and low < bullish.bottom:
+                bullish = None
+            if bearish is not None and high > bearish.top:
+                bearish = None
+            in_gap.append(bullish is not None and low <= bullish.top and close >= bullish.bottom)
+            if index - since >= 2:
+                first_high, first_low = all_highs[index - 2], all_lows[index - 2]
+                if low > first_high and low - first_high >= first_high * min_size:
+                    bullish = GapZone.trusted(bottom=first_high, top=low, formed_at=candles.open_time(row))
+                if high < first_low and first_low - high >= first_low * min_size:
+                    bearish = GapZone.trusted(bottom=high, top=first_low, formed_at=candles.open_time(row))
+            if swing_high is not None and close > swing_high:
+                structure = bullish_structure
+            elif swing_low is not None and close < swing_low:
+                structure = bearish_structure
+            if index - since >= need - 1:
+                middle = index - lookback
+                middle_high, middle_low = all_highs[middle], all_lows[middle]
+                if middle_high > max(max(all_highs[middle - lookback:middle]), max(all_highs[middle + 1:index + 1])):
+                    swing_high = middle_high
+                if middle_low < min(min(all_lows[middle - lookback:middle]), min(all_lows[middle + 1:index + 1])):
+                    swing_low = middle_low
+            bullish_gaps.append(bullish)
+            bearish_gaps.append(bearish)
+            structures.append(structure)
+            swing_highs.append(swing_high)
+            swing_lows.append(swing_low)
+        self.context.set_result_columns(asset, FairValueGapColumns(
+            bullish_gaps, bearish_gaps, in_gap, structures, swing_highs, swing_lows
+        ))
+        # The state `process` leaves: the window holds the last candles since the last hole.
+        last = len(highs) + seen
+        kept = [window[index] if index < seen else candles.candle(index - seen)
+                for index in range(max(since, last - need), last)]
+        self._states[asset] = _AssetState(deque(kept, maxlen=need), bullish, bearish, structure, swing_high, swing_low)
 
     @staticmethod
     def _fill_gaps(state: _AssetState, candle: Candle) -> None:
