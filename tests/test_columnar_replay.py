@@ -29,6 +29,7 @@ from tests.columnar import (
     long_series_with_holes,
     random_sizes,
     sample_candles,
+    split,
 )
 
 EMA_CROSS = REPO / "config" / "strategies" / "ema_cross.yaml"
@@ -164,6 +165,20 @@ def test_ict_15m_exits_at_stops_and_targets():
 def test_ict_15m_trades_identically_across_holes(long_series, sizes):
     replay = assert_same_trades(lambda: Replay(blueprint_file=ICT_15M), long_series, sizes)
     assert len(replay.fills) > 20
+
+
+@pytest.mark.parametrize("blueprint", [ICT, ICT_15M], ids=["1h", "15m"])
+def test_ict_blocks_and_single_ticks_alternate(long_series, blueprint):
+    """Every other block goes tick by tick (as when a block cannot be replayed columnar): each
+    worker's state after a block is the one `process` would have left, and the other way round."""
+    candles, turns = long_series.rows(0, 6000), Replay(blueprint_file=blueprint)
+    for index, block in enumerate(split(candles, random_sizes(15))):
+        if index % 2:
+            turns.by_ticks(block)
+        else:
+            turns.by_blocks([block])
+    by_ticks = Replay(blueprint_file=blueprint).by_ticks(candles)
+    assert turns.outcome() == by_ticks.outcome() and len(by_ticks.fills) > 10
 
 
 def ict_variant(directory: Path, workers: dict[str, list[dict]] | None = None, **drawdown: float) -> Path:
