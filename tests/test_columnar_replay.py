@@ -217,3 +217,13 @@ def test_ict_keeps_trading_identically_through_every_hole_when_the_threat_allows
     variant = ict_variant(tmp_path, block_entries_at_pct=60, exit_at_pct=80)
     replay = assert_same_trades(lambda: Replay(blueprint_file=variant), long_series, sizes)
     assert len(replay.fills) > 200 and replay.fills[-1].timestamp > long_series.open_time(len(long_series) * 3 // 4)
+
+
+def test_the_ict_demo_summary_is_the_same_replayed_columnar_or_tick_by_tick(tmp_path):
+    """The demo's ICT run is replayed columnar (its smart DCA neighbour tick by tick: not columnar)."""
+    operation = "config/operations/backtest_demo.yaml"
+    columnar, modes = run_cli(operation)
+    assert ("columnar", None) in modes
+    by_ticks, modes = run_cli(operation, "--report", str(tmp_path / "report"))
+    assert ("columnar", None) not in modes
+    assert columnar == by_ticks and columnar["ict_smc_strategy@backtest_2023_q1"]["trades"] > 20

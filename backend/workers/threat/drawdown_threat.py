@@ -23,7 +23,9 @@ class DrawdownThreat(IWorker):
 
     Columnar: stateless; active from the first row whose drawdown reaches block_entries_at_pct
     (an exit's threshold is never below it), the drawdowns of the rows ahead computed from their
-    closes as the ledger will see them (Ledger.record_quiet_closes)."""
+    closes as the ledger will see them (Ledger.record_quiet_closes). Once flat that deep, an
+    account stays so (no entry, and a flat equity cannot recover): every row is then active, as
+    the threat writes its DTO on each, and the replay is no faster than tick by tick."""
 
     plugin_name = "drawdown_threat"
     category = WorkerCategory.THREAT
