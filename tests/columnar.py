@@ -12,7 +12,7 @@ from backend.config import StrategyBlueprint
 from backend.config.loader import load_yaml_model
 from backend.core.ohlcv_provider import OhlcvProvider
 from backend.core.trading_context_provider import TradingContextProvider
-from backend.dtos import DTO, AccountState, FillDTO
+from backend.dtos import DTO, AccountState, FillDTO, OpportunitySignalDTO, OrderSide, ThreatSignalDTO
 from backend.interfaces import Candle, IWorker, WorkerCategory, WorkerParams, WorkerServices
 from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data.candle_file import read_candle_file
@@ -193,3 +193,20 @@ def assert_same_context(worker_specs: Sequence[tuple[type[IWorker], dict]], cand
     assert row == len(candles)
 
 
+class EntryBlockedWitness(IWorker):
+    """Counts the ticks on which a buy signal met a threat while flat: entries a threat blocked
+    (per tick only: not columnar)."""
+
+    category = WorkerCategory.PLANNING
+    Params = WorkerParams
+    optional = (OpportunitySignalDTO, ThreatSignalDTO)
+
+    def __init__(self, params: WorkerParams, services: WorkerServices) -> None:
+        super().__init__(params, services)
+        self.blocked = 0
+
+    def process(self, asset: str) -> None:
+        signal = self._optional(asset, OpportunitySignalDTO)
+        flat = self._base(asset).portfolio.position_qty <= 0
+        if flat and signal is not None and signal.side is OrderSide.BUY and self._optional(asset, ThreatSignalDTO):
+            self.blocked += 1

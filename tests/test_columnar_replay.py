@@ -5,29 +5,40 @@ holes, cut into blocks of every size; and the real CLI runs it with the same sum
 import json
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from structlog.testing import capture_logs
 
+from backend.interfaces.candle_columns import CandleColumns
+from backend.market_data.raw_tick import ticks_of
+from backend.market_data.resample import Resampler
 from backend.workers.context.ema_detector import EmaDetector
+from backend.workers.context.fair_value_gap_detector import FairValueGapDetector
 from backend.workers.context.market_regime_classifier import MarketRegimeClassifier
 from backend.workers.execution.market_order_executor import MarketOrderExecutor
 from tests.columnar import (
     REPO,
     SAMPLE_1H,
+    EntryBlockedWitness,
     Replay,
     assert_same_context,
     assert_same_trades,
     long_series_with_holes,
     random_sizes,
     sample_candles,
+    split,
 )
 from tests.helpers import backtest_environment, write_config_tree
 
 EMA_CROSS = REPO / "config" / "strategies" / "ema_cross.yaml"
+ICT = REPO / "config" / "strategies" / "ict_smc_strategy.yaml"
+ICT_15M = REPO / "config" / "strategies" / "ict_smc_strategy_15m.yaml"
+DCA = REPO / "config" / "strategies" / "smart_dca_btc.yaml"
+SAMPLE_5M = REPO / "data" / "kraken_xbtusd_5m_2023q1.csv"
 
 
 @pytest.fixture(scope="module")
@@ -61,12 +72,13 @@ def test_an_empty_workforce_replays_every_candle_into_the_account(long_series):
     assert replay.fills == [] and replay.account.cursors["BTC/USD"] == long_series.open_time(len(long_series) - 1)
 
 
-def run_cli(root: Path, with_workers: Sequence[dict] = (), vandal: bool = False) -> tuple[dict, set, dict]:
-    """A real `run-operation --report` of the EMA cross blueprint (plus with_workers) on the shipped
-    sample, in a config tree under root: its strategy summaries, the replay modes it logged, and
-    the report files of its run. vandal: a second link on the same environment writes into the
-    candles it is given."""
-    spec = yaml.safe_load(EMA_CROSS.read_text())
+def run_cli(root: Path, blueprint: Path = EMA_CROSS, with_workers: Sequence[dict] = (),
+            vandal: bool = False) -> tuple[dict, set, dict]:
+    """A real `run-operation --report` of blueprint (plus with_workers), as link `ema@bt`, on the
+    shipped sample, in a config tree under root: its strategy summaries, the replay modes it
+    logged, and the report files of its run. vandal: a second link on the same environment
+    writes into the candles it is given."""
+    spec = yaml.safe_load(blueprint.read_text())
     spec["workforce"]["execution"] += list(with_workers)
     environment = backtest_environment(str(SAMPLE_1H), start="2023-01-01T00:00:00Z", end="2023-04-01T00:00:00Z")
     blueprints, links = {"ema": spec}, [("ema", "bt")]
@@ -86,12 +98,14 @@ def run_cli(root: Path, with_workers: Sequence[dict] = (), vandal: bool = False)
     return summaries, modes, files
 
 
-def test_the_cli_and_its_report_are_the_same_replayed_columnar_or_tick_by_tick(tmp_path):
-    columnar, modes, report = run_cli(tmp_path / "columnar")
+@pytest.mark.parametrize("blueprint", [EMA_CROSS, ICT, DCA], ids=["ema_cross", "ict", "dca"])
+def test_the_cli_and_its_report_are_the_same_replayed_columnar_or_tick_by_tick(tmp_path, blueprint):
+    columnar, modes, report = run_cli(tmp_path / "columnar", blueprint)
     assert modes == {("columnar", None)}
-    by_ticks, modes, report_by_ticks = run_cli(tmp_path / "ticks", [{"plugin": "tests.columnar:NotColumnar"}])
+    by_ticks, modes, report_by_ticks = run_cli(tmp_path / "ticks", blueprint,
+                                                [{"plugin": "tests.columnar:NotColumnar"}])
     assert modes == {("tick_by_tick", "workers without a columnar replay: tests.columnar:NotColumnar")}
-    assert columnar == by_ticks and columnar["ema@bt"]["trades"] > 20
+    assert columnar == by_ticks and columnar["ema@bt"]["trades"] > 10
     assert set(report) == {"equity.csv", "trades.csv", "summary.json"}
     assert report == report_by_ticks  # every equity row and trade, the metrics: the same text
     assert report["equity.csv"].count("\n") == 2161  # a header and every candle of the sample
@@ -109,3 +123,126 @@ def test_regime_columns_are_the_dtos_written_tick_by_tick(long_series, sizes):
     workers = [(EmaDetector, {"fast_period": 5, "slow_period": 13}),
                (MarketRegimeClassifier, {"trend_threshold_pct": 0.3, "volatility_window": 6})]
     assert_same_context(workers, long_series.rows(0, 6000), sizes)
+
+
+@pytest.mark.parametrize("sizes", [[4096], [1], random_sizes(6), random_sizes(7)], ids=["4096", "1", "rand6", "rand7"])
+@pytest.mark.parametrize("params", [{"min_gap_pct": 0.1, "swing_lookback": 2}, {"min_gap_pct": 0, "swing_lookback": 1},
+                                    {"min_gap_pct": 0.05, "swing_lookback": 4}], ids=["ict", "lookback1", "lookback4"])
+def test_fair_value_gap_columns_are_the_dtos_written_tick_by_tick(long_series, sizes, params):
+    assert_same_context([(FairValueGapDetector, params)], long_series.rows(0, 6000), sizes)
+
+
+def fifteen_minute_candles() -> CandleColumns:
+    """The 5m sample resampled to 15m bars, as the environment feed builds them for the 15m blueprint."""
+    resampler = Resampler("5m", "15m")
+    bars = [bar for tick in ticks_of(sample_candles(SAMPLE_5M, "5m")) for bar in resampler.add(tick)]
+    column = lambda name, dtype: np.array([getattr(bar, name) for bar in bars], dtype=dtype)  # noqa: E731
+    return CandleColumns("BTC/USD", np.array([int(bar.timestamp.timestamp()) for bar in bars]), column("open", float),
+                         column("high", float), column("low", float), column("close", float), column("volume", float),
+                         column("missing_before", np.int64))
+
+
+def exits_by_ticks(make: Callable[[], Replay], candles: CandleColumns) -> list[str]:
+    """The reasons of the sells a fresh Replay from make places tick by tick (from its fill log)."""
+    with capture_logs() as logs:
+        make().by_ticks(candles)
+    return [line["reason"] for line in logs if line["event"] == "order_filled" and line["side"] == "sell"]
+
+
+def assert_stops_and_targets(exits: list[str]) -> None:
+    assert any(reason.startswith("stop ") for reason in exits), exits
+    assert any(reason.startswith("target ") for reason in exits), exits
+
+
+@pytest.mark.parametrize("sizes", [[4096], [1], random_sizes(8)], ids=["4096", "1", "random"])
+def test_ict_trades_identically_on_the_sample(sizes):
+    replay = assert_same_trades(lambda: Replay(blueprint_file=ICT), sample_candles(), sizes)
+    assert len(replay.fills) > 20
+
+
+def test_ict_on_the_sample_exits_at_stops_and_targets():
+    assert_stops_and_targets(exits_by_ticks(lambda: Replay(blueprint_file=ICT), sample_candles()))
+
+
+@pytest.mark.parametrize("sizes", [[4096], random_sizes(9), random_sizes(10)], ids=["4096", "rand9", "rand10"])
+def test_ict_trades_identically_across_holes(long_series, sizes):
+    replay = assert_same_trades(lambda: Replay(blueprint_file=ICT), long_series, sizes)
+    assert len(replay.fills) > 20
+
+
+def test_ict_across_holes_exits_at_stops_and_targets(long_series):
+    assert_stops_and_targets(exits_by_ticks(lambda: Replay(blueprint_file=ICT), long_series))
+
+
+def test_the_15m_blueprint_takes_15m_bars():
+    """It runs on 15m bars (resampled from the 5m environment's candles), so it is checked on
+    those: the 5m sample resampled, as the feed does."""
+    assert yaml.safe_load(ICT_15M.read_text())["timeframe"] == "15m"
+
+
+@pytest.mark.parametrize("sizes", [[4096], [1], random_sizes(11)], ids=["4096", "1", "random"])
+def test_ict_15m_trades_identically_on_resampled_bars(sizes):
+    replay = assert_same_trades(lambda: Replay(blueprint_file=ICT_15M), fifteen_minute_candles(), sizes)
+    assert len(replay.fills) > 20
+
+
+def test_ict_15m_exits_at_stops_and_targets():
+    assert_stops_and_targets(exits_by_ticks(lambda: Replay(blueprint_file=ICT_15M), fifteen_minute_candles()))
+
+
+@pytest.mark.parametrize("sizes", [[4096], random_sizes(12)], ids=["4096", "random"])
+def test_ict_15m_trades_identically_across_holes(long_series, sizes):
+    replay = assert_same_trades(lambda: Replay(blueprint_file=ICT_15M), long_series, sizes)
+    assert len(replay.fills) > 20
+
+
+@pytest.mark.parametrize("blueprint", [ICT, ICT_15M], ids=["1h", "15m"])
+def test_ict_blocks_and_single_ticks_alternate(long_series, blueprint):
+    """Every other block goes tick by tick (as when a block cannot be replayed columnar): each
+    worker's state after a block is the one `process` would have left, and the other way round."""
+    candles, turns = long_series.rows(0, 6000), Replay(blueprint_file=blueprint)
+    for index, block in enumerate(split(candles, random_sizes(15))):
+        if index % 2:
+            turns.by_ticks(block)
+        else:
+            turns.by_blocks([block])
+    by_ticks = Replay(blueprint_file=blueprint).by_ticks(candles)
+    assert turns.outcome() == by_ticks.outcome() and len(by_ticks.fills) > 10
+
+
+def ict_variant(directory: Path, workers: dict[str, list[dict]] | None = None, **drawdown: float) -> Path:
+    """The ICT blueprint with drawdown_threat's params and some categories' workers replaced, as a file."""
+    blueprint = yaml.safe_load(ICT.read_text())
+    blueprint["workforce"]["threat"] = [{"plugin": "drawdown_threat", "params": drawdown}]
+    blueprint["workforce"].update(workers or {})
+    path = directory / f"ict_variant_{len(list(directory.iterdir()))}.yaml"
+    path.write_text(yaml.safe_dump(blueprint))
+    return path
+
+
+# Entries blocked from 2 % under the peak, a position sold from 2.5 %; 2 % at risk per trade.
+DRAWDOWN = {"block_entries_at_pct": 2.0, "exit_at_pct": 2.5}
+SIZER = {"plugin": "position_sizer", "params": {"risk_per_trade_pct": 2.0, "reward_risk_ratio": 2.0}}
+
+
+@pytest.mark.parametrize("sizes", [[4096], [1], random_sizes(13)], ids=["4096", "1", "random"])
+def test_the_drawdown_threat_blocks_and_exits_identically(long_series, tmp_path, sizes):
+    candles = long_series.rows(0, 6000)
+    variant = ict_variant(tmp_path, {"planning": [SIZER]}, **DRAWDOWN)
+    replay = assert_same_trades(lambda: Replay(blueprint_file=variant), candles, sizes)
+    assert len(replay.fills) > 10
+    # Tick by tick (what the columnar replay matched), the threat did both.
+    witness = {"plugin": "tests.columnar:EntryBlockedWitness"}  # by import path: the factory builds it
+    watched = Replay(blueprint_file=ict_variant(tmp_path, {"planning": [witness, SIZER]}, **DRAWDOWN)).by_ticks(candles)
+    assert any(isinstance(worker, EntryBlockedWitness) and worker.blocked > 0 for worker in watched.workers)
+    exits = exits_by_ticks(lambda: Replay(blueprint_file=variant), candles)
+    assert any(reason.startswith("drawdown ") for reason in exits), exits
+
+
+@pytest.mark.parametrize("sizes", [[4096], random_sizes(14)], ids=["4096", "random"])
+def test_ict_keeps_trading_identically_through_every_hole_when_the_threat_allows(long_series, tmp_path, sizes):
+    """The shipped thresholds stop the 1h blueprint for good once flat 8 % under its peak (a flat
+    account's equity cannot recover): with wide ones it trades through the whole long series."""
+    variant = ict_variant(tmp_path, block_entries_at_pct=60, exit_at_pct=80)
+    replay = assert_same_trades(lambda: Replay(blueprint_file=variant), long_series, sizes)
+    assert len(replay.fills) > 200 and replay.fills[-1].timestamp > long_series.open_time(len(long_series) * 3 // 4)

@@ -1,3 +1,4 @@
+import numpy as np
 from pydantic import Field
 
 from backend.dtos import (
@@ -6,9 +7,13 @@ from backend.dtos import (
     MarketStructure,
     OpportunitySignalDTO,
     OrderSide,
+    PortfolioSnapshotDTO,
     Regime,
 )
-from backend.interfaces import IWorker, WorkerCategory, WorkerParams
+from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
+from backend.interfaces.candle_columns import CandleColumns
+from backend.workers.context.fair_value_gap_detector import FairValueGapColumns
+from backend.workers.context.market_regime_classifier import MarketRegimeColumns
 
 
 class FvgReentryParams(WorkerParams):
@@ -18,14 +23,26 @@ class FvgReentryParams(WorkerParams):
 
 class FvgReentryOpportunity(IWorker):
     """Long when price returns into an unfilled bullish fair value gap while the market
-    structure is bullish and the regime is one of allowed_regimes; the stop goes under the gap."""
+    structure is bullish and the regime is one of allowed_regimes; the stop goes under the gap.
+
+    Columnar: stateless, a gate. A block's candidates (in a bullish gap, bullish structure, a
+    bullish gap open) are found with numpy in `prepare_block`; a candidate is active when its
+    regime is allowed, which is asked of the regime's columns for candidates only, when reached."""
 
     plugin_name = "fvg_reentry_opportunity"
     category = WorkerCategory.OPPORTUNITY
     Params = FvgReentryParams
     requires = (FairValueGapDTO, MarketRegimeDTO)
     produces = (OpportunitySignalDTO,)
+    columnar = True
     params: FvgReentryParams
+
+    def __init__(self, params: FvgReentryParams, services: WorkerServices) -> None:
+        super().__init__(params, services)
+        self._candidates = np.empty(0, dtype=np.int64)  # the current block's candidate rows
+        self._regimes: MarketRegimeColumns | None = None
+        # The last answer of next_active_row, (start, row): no candidate in [start, row) is active.
+        self._answer = (0, -1)
 
     def process(self, asset: str) -> None:
         fvg = self._require(asset, FairValueGapDTO)
@@ -43,3 +60,27 @@ class FvgReentryOpportunity(IWorker):
             reason=f"re-entry into bullish FVG {gap.bottom:.2f}-{gap.top:.2f}, regime {regime}",
             stop_price=gap.bottom * (1 - self.params.stop_buffer_pct / 100),
         ))
+
+    def prepare_block(self, asset: str, candles: CandleColumns) -> None:
+        fvg = self.context.find_columns(asset, FairValueGapColumns)
+        self._regimes = self.context.find_columns(asset, MarketRegimeColumns)
+        if fvg is None or self._regimes is None:
+            raise RuntimeError(f"{self.name}: no fair value gap or regime columns for {asset} "
+                               "(fair_value_gap_detector and market_regime_classifier must run before it)")
+        self._candidates = np.flatnonzero(fvg.in_bullish_gap & fvg.bullish_structure & fvg.has_bullish_gap)
+        self._answer = (0, -1)
+
+    def next_active_row(self, asset: str, candles: CandleColumns, start: int, portfolio: PortfolioSnapshotDTO) -> int:
+        searched_from, found = self._answer
+        if searched_from <= start <= found:
+            return found  # the candidates before it were rejected already
+        candidates, regimes, allowed = self._candidates, self._regimes, self.params.allowed_regimes
+        assert regimes is not None, "prepare_block ran"
+        row = len(candles)
+        for index in range(int(np.searchsorted(candidates, start)), len(candidates)):
+            candidate = int(candidates[index])
+            if regimes.at(candidate).regime in allowed:
+                row = candidate
+                break
+        self._answer = (start, row)
+        return row

@@ -1,7 +1,16 @@
 from pydantic import Field
 
-from backend.dtos import OpportunitySignalDTO, OrderSide, ThreatAction, ThreatSignalDTO, TradePlanDTO
+from backend.dtos import (
+    OpportunitySignalDTO,
+    OrderSide,
+    PortfolioSnapshotDTO,
+    ThreatAction,
+    ThreatSignalDTO,
+    TradePlanDTO,
+)
 from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
+from backend.interfaces.candle_columns import CandleColumns
+from backend.workers.columnar import first_row_where
 
 
 class PositionSizerParams(WorkerParams):
@@ -16,6 +25,10 @@ class PositionSizer(IWorker):
 
     Entry size: risk_per_trade_pct of equity divided by the distance to the stop, capped by
     max_position_pct of equity. Any threat blocks new entries.
+
+    Columnar: flat, it reacts to a tick's signals only; holding, it acts alone from the first row
+    whose close reaches the position's stop or target (an exit threat's row is the threat's).
+    Its state (the exits) changes only on rows where it plans an order.
     """
 
     plugin_name = "position_sizer"
@@ -23,6 +36,7 @@ class PositionSizer(IWorker):
     Params = PositionSizerParams
     optional = (OpportunitySignalDTO, ThreatSignalDTO)
     produces = (TradePlanDTO,)
+    columnar = True
     params: PositionSizerParams
 
     def __init__(self, params: PositionSizerParams, services: WorkerServices) -> None:
@@ -53,6 +67,15 @@ class PositionSizer(IWorker):
             side=OrderSide.BUY, quantity=quantity, reason=opportunity.reason,
             stop_price=stop, target_price=target,
         ))
+
+    def next_active_row(self, asset: str, candles: CandleColumns, start: int, portfolio: PortfolioSnapshotDTO) -> int:
+        exits = self._exits.get(asset)
+        if portfolio.position_qty <= 0 or exits is None:
+            return len(candles)
+        stop, target = exits
+        closes = candles.closes
+        return first_row_where(lambda low, high: (closes[low:high] <= stop) | (closes[low:high] >= target),
+                               start, len(candles))
 
     def _plan_exit(
         self, asset: str, price: float, quantity: float, threat: ThreatSignalDTO | None

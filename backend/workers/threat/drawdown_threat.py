@@ -1,7 +1,10 @@
+import numpy as np
 from pydantic import Field, model_validator
 
-from backend.dtos import ThreatAction, ThreatSignalDTO
+from backend.dtos import PortfolioSnapshotDTO, ThreatAction, ThreatSignalDTO
 from backend.interfaces import IWorker, WorkerCategory, WorkerParams
+from backend.interfaces.candle_columns import CandleColumns
+from backend.workers.columnar import first_row_where
 
 
 class DrawdownThreatParams(WorkerParams):
@@ -16,12 +19,19 @@ class DrawdownThreatParams(WorkerParams):
 
 
 class DrawdownThreat(IWorker):
-    """Circuit breaker on the strategy's own equity drawdown from its peak."""
+    """Circuit breaker on the strategy's own equity drawdown from its peak.
+
+    Columnar: stateless; active from the first row whose drawdown reaches block_entries_at_pct
+    (an exit's threshold is never below it), the drawdowns of the rows ahead computed from their
+    closes as the ledger will see them (Ledger.record_quiet_closes). Once flat that deep, an
+    account stays so (no entry, and a flat equity cannot recover): every row is then active, as
+    the threat writes its DTO on each, and the replay is no faster than tick by tick."""
 
     plugin_name = "drawdown_threat"
     category = WorkerCategory.THREAT
     Params = DrawdownThreatParams
     produces = (ThreatSignalDTO,)
+    columnar = True
     params: DrawdownThreatParams
 
     def process(self, asset: str) -> None:
@@ -35,3 +45,27 @@ class DrawdownThreat(IWorker):
         self.context.set_result_dto(
             asset, ThreatSignalDTO.trusted(action=action, reason=f"drawdown {drawdown:.2f}% from peak equity")
         )
+
+    def next_active_row(self, asset: str, candles: CandleColumns, start: int, portfolio: PortfolioSnapshotDTO) -> int:
+        threshold, rows = self.params.block_entries_at_pct, len(candles)
+        cash, quantity = portfolio.cash, portfolio.position_qty
+        if quantity == 0:
+            # Flat, the equity is the same on every row; its peak can only rise to it (and the
+            # drawdown to 0): the drawdown of the start row is the deepest of all.
+            return start if portfolio.drawdown_pct >= threshold else rows
+        closes, peak = candles.closes, portfolio.peak_equity
+
+        def reaches(low: int, high: int) -> np.ndarray:
+            # Row k sees equity_k = cash + (0.0 + qty * close_k), as Ledger.equity() sums it, and
+            # the peak of the equities before it (the ledger records a row's equity after its
+            # workers ran): drawdown_pct's formula, on those floats.
+            nonlocal peak
+            equities = cash + (0.0 + quantity * closes[low:high])
+            peaks = np.maximum.accumulate(np.concatenate(([peak], equities)))
+            peak, peaks = float(peaks[-1]), peaks[:-1]
+            drawdowns = np.zeros(high - low)
+            np.multiply(1 - np.divide(equities, peaks, where=peaks > 0, out=np.ones(high - low)), 100,
+                        where=peaks > 0, out=drawdowns)
+            return drawdowns >= threshold
+
+        return first_row_where(reaches, start, rows)
