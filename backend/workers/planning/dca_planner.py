@@ -4,11 +4,13 @@ from backend.dtos import (
     MarketRegimeDTO,
     OpportunitySignalDTO,
     OrderSide,
+    PortfolioSnapshotDTO,
     Regime,
     ThreatSignalDTO,
     TradePlanDTO,
 )
 from backend.interfaces import IWorker, WorkerCategory, WorkerParams
+from backend.interfaces.candle_columns import CandleColumns
 
 
 class DcaPlannerParams(WorkerParams):
@@ -20,7 +22,11 @@ class DcaPlannerParams(WorkerParams):
 
 class DcaPlanner(IWorker):
     """Dollar-cost averaging: buys quote_amount on each buy signal (more in a downtrend, none
-    while a threat is raised) and sells the whole position at take_profit_pct above cost."""
+    while a threat is raised) and sells the whole position at take_profit_pct above cost.
+
+    Stateless. In a columnar replay it acts alone only to take profit, on the first close at or
+    above the threshold the account's average cost gives (that cost stays put over quiet rows);
+    a buy needs a buy signal, which only a tick's DTOs carry."""
 
     plugin_name = "dca_planner"
     category = WorkerCategory.PLANNING
@@ -28,6 +34,7 @@ class DcaPlanner(IWorker):
     requires = (MarketRegimeDTO,)
     optional = (OpportunitySignalDTO, ThreatSignalDTO)
     produces = (TradePlanDTO,)
+    columnar = True
     params: DcaPlannerParams
 
     def process(self, asset: str) -> None:
@@ -54,3 +61,12 @@ class DcaPlanner(IWorker):
             side=OrderSide.BUY, quantity=amount / price,
             reason=f"{opportunity.reason}; regime {regime}, x{multiplier}",
         ))
+
+    def next_active_row(self, asset: str, candles: CandleColumns, start: int, portfolio: PortfolioSnapshotDTO) -> int:
+        average = portfolio.avg_entry_price
+        if average is None or start >= len(candles):
+            return len(candles)
+        # `process`'s test on every remaining row at once: the same threshold float, the same >=.
+        reached = candles.closes[start:] >= average * (1 + self.params.take_profit_pct / 100)
+        first = int(reached.argmax())
+        return start + first if reached[first] else len(candles)
