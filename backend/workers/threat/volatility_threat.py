@@ -18,7 +18,7 @@ class VolatilityThreat(IWorker):
 
     def __init__(self, params: WorkerParams, services: WorkerServices) -> None:
         super().__init__(params, services)
-        self._high_rows = np.empty(0, dtype=np.int64)  # the current block's rows rated HIGH
+        self._next_high: list[int] = []  # per row of the current block, the first HIGH row at or after it
 
     def process(self, asset: str) -> None:
         volatility = self._require(asset, VolatilityDTO)
@@ -32,8 +32,11 @@ class VolatilityThreat(IWorker):
         volatility = self.context.find_columns(asset, VolatilityColumns)
         if volatility is None:
             raise RuntimeError(f"{self.name}: no volatility columns for {asset} (volatility_assessor must run)")
-        self._high_rows = volatility.high_rows
+        # Every row's answer at once (a list: looked up far faster than searched, per active row).
+        rows = len(candles)
+        following = np.full(rows + 1, rows, dtype=np.int64)
+        following[volatility.high_rows] = volatility.high_rows
+        self._next_high = np.minimum.accumulate(following[::-1])[::-1].tolist()
 
     def next_active_row(self, asset: str, candles: CandleColumns, start: int, portfolio: PortfolioSnapshotDTO) -> int:
-        index = int(np.searchsorted(self._high_rows, start))
-        return int(self._high_rows[index]) if index < len(self._high_rows) else len(candles)
+        return self._next_high[start]
