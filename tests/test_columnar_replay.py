@@ -5,6 +5,7 @@ holes, cut into blocks of every size; and the real CLI runs it with unchanged su
 import json
 import subprocess
 import sys
+from datetime import datetime
 
 import numpy as np
 import pytest
@@ -135,7 +136,7 @@ class _BlockedEntries(IWorker):
 
     def __init__(self, params: WorkerParams, services: WorkerServices) -> None:
         super().__init__(params, services)
-        self.candle_times: list = []
+        self.candle_times: list[datetime] = []
 
     def process(self, asset: str) -> None:
         opportunity = self._optional(asset, OpportunitySignalDTO)
