@@ -85,11 +85,13 @@ def random_sizes(seed: int = 1) -> list[int]:
 
 class Replay:
     """One strategy run's real parts (tick cache, history, account with simulated fills, tick
-    manager) around a workforce: a shipped blueprint's, or workers given as classes and params."""
+    manager) around a workforce: a shipped blueprint's, or workers given as classes and params;
+    `watchers` (classes and params) run after it on every tick, to see what it left in the cache."""
 
     def __init__(self, workers: Sequence[IWorker] | None = None, *, blueprint_file: Path | None = None,
                  fee_rate: float = 0.0026, starting_capital: float = 10_000,
-                 worker_specs: Sequence[tuple[type[IWorker], dict]] = ()) -> None:
+                 worker_specs: Sequence[tuple[type[IWorker], dict]] = (),
+                 watchers: Sequence[tuple[type[IWorker], dict]] = ()) -> None:
         self.context = TradingContextProvider()
         self.ledger = Ledger(starting_capital)
         self.account: StrategyAccount = simulated_account(self.ledger, fee_rate)
@@ -106,6 +108,7 @@ class Replay:
             self.history = OhlcvProvider(max([p.history_needed() for _, p in validated], default=0))
             services = WorkerServices(self.context, self.account, self.history)
             self.workers = [cls(params, services) for cls, params in validated]
+        self.workers += [cls(cls.Params(**params), services) for cls, params in watchers]
         self.manager = TickCacheManager(self.context, self.history, self.workers, self.account, ["BTC/USD"])
 
     def by_ticks(self, candles: CandleColumns) -> "Replay":

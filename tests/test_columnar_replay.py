@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +14,15 @@ import pytest
 import yaml
 from structlog.testing import capture_logs
 
+from backend.dtos import FillDTO, OpportunitySignalDTO, OrderSide, ThreatSignalDTO
+from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
 from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data.raw_tick import ticks_of
 from backend.market_data.resample import Resampler
 from backend.workers.context.ema_detector import EmaDetector
 from backend.workers.context.fair_value_gap_detector import FairValueGapDetector
 from backend.workers.context.market_regime_classifier import MarketRegimeClassifier
+from backend.workers.context.volatility_assessor import VolatilityAssessor
 from backend.workers.execution.market_order_executor import MarketOrderExecutor
 from tests.columnar import (
     REPO,
@@ -37,8 +41,9 @@ from tests.helpers import backtest_environment, write_config_tree
 EMA_CROSS = REPO / "config" / "strategies" / "ema_cross.yaml"
 ICT = REPO / "config" / "strategies" / "ict_smc_strategy.yaml"
 ICT_15M = REPO / "config" / "strategies" / "ict_smc_strategy_15m.yaml"
-DCA = REPO / "config" / "strategies" / "smart_dca_btc.yaml"
 SAMPLE_5M = REPO / "data" / "kraken_xbtusd_5m_2023q1.csv"
+SMART_DCA = REPO / "config" / "strategies" / "smart_dca_btc.yaml"
+SMART_DCA_1H = REPO / "config" / "strategies" / "smart_dca_btc_1h.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +103,7 @@ def run_cli(root: Path, blueprint: Path = EMA_CROSS, with_workers: Sequence[dict
     return summaries, modes, files
 
 
-@pytest.mark.parametrize("blueprint", [EMA_CROSS, ICT, DCA], ids=["ema_cross", "ict", "dca"])
+@pytest.mark.parametrize("blueprint", [EMA_CROSS, ICT, SMART_DCA], ids=["ema_cross", "ict", "dca"])
 def test_the_cli_and_its_report_are_the_same_replayed_columnar_or_tick_by_tick(tmp_path, blueprint):
     columnar, modes, report = run_cli(tmp_path / "columnar", blueprint)
     assert modes == {("columnar", None)}
@@ -246,3 +251,71 @@ def test_ict_keeps_trading_identically_through_every_hole_when_the_threat_allows
     variant = ict_variant(tmp_path, block_entries_at_pct=60, exit_at_pct=80)
     replay = assert_same_trades(lambda: Replay(blueprint_file=variant), long_series, sizes)
     assert len(replay.fills) > 200 and replay.fills[-1].timestamp > long_series.open_time(len(long_series) * 3 // 4)
+
+
+@pytest.mark.parametrize("sizes", [[4096], [1], random_sizes(6), random_sizes(7)], ids=["4096", "1", "rand6", "rand7"])
+def test_volatility_columns_are_the_dtos_written_tick_by_tick(long_series, sizes):
+    """Tight thresholds, so every risk level shows up; a short ATR, so it warms up often across holes."""
+    workers = [(VolatilityAssessor, {"atr_period": 5, "low_atr_pct": 0.5, "high_atr_pct": 0.9})]
+    assert_same_context(workers, long_series.rows(0, 6000), sizes)
+
+
+def assert_dca_traded(replay: Replay, fills: int) -> None:
+    """The comparison compared something: more than `fills` fills, and take-profit sales (the
+    whole position, at least 10 % above its average cost, as the blueprints say)."""
+    assert len(replay.fills) > fills
+    held, average, take_profits = 0.0, 0.0, 0
+    for fill in replay.fills:
+        if fill.side is OrderSide.BUY:
+            held, average = held + fill.quantity, (held * average + fill.quantity * fill.price) / (held + fill.quantity)
+        else:
+            assert fill.quantity == pytest.approx(held) and fill.price >= average * 1.1
+            held, take_profits = 0.0, take_profits + 1
+    assert take_profits >= 1
+
+
+@pytest.mark.parametrize("blueprint", [SMART_DCA, SMART_DCA_1H], ids=["smart_dca", "smart_dca_1h"])
+@pytest.mark.parametrize("sizes", [[4096], [1], random_sizes(8)], ids=["4096", "1", "random"])
+def test_smart_dca_trades_identically_on_the_sample(blueprint, sizes):
+    replay = assert_same_trades(lambda: Replay(blueprint_file=blueprint), sample_candles(), sizes)
+    assert_dca_traded(replay, 60)
+
+
+@pytest.mark.parametrize("blueprint", [SMART_DCA, SMART_DCA_1H], ids=["smart_dca", "smart_dca_1h"])
+@pytest.mark.parametrize("sizes", [[4096], [7], random_sizes(9)], ids=["4096", "7", "random"])
+def test_smart_dca_trades_identically_across_holes(long_series, blueprint, sizes):
+    replay = assert_same_trades(lambda: Replay(blueprint_file=blueprint), long_series, sizes)
+    assert_dca_traded(replay, 200)
+
+
+class _BlockedEntries(IWorker):
+    """Notes the candles where a buy signal met a threat and no order was filled. Columnar: it
+    only reads what the workforce left in a tick's cache (a blocked entry is an active row)."""
+
+    plugin_name = "blocked_entries"
+    category = WorkerCategory.EXECUTION
+    optional = (OpportunitySignalDTO, ThreatSignalDTO, FillDTO)
+    columnar = True
+
+    def __init__(self, params: WorkerParams, services: WorkerServices) -> None:
+        super().__init__(params, services)
+        self.candle_times: list[datetime] = []
+
+    def process(self, asset: str) -> None:
+        opportunity = self._optional(asset, OpportunitySignalDTO)
+        if (opportunity is not None and opportunity.side is OrderSide.BUY
+                and self._optional(asset, ThreatSignalDTO) is not None and self._optional(asset, FillDTO) is None):
+            self.candle_times.append(self._base(asset).timestamp)
+
+
+@pytest.mark.parametrize("sizes", [[4096], random_sizes(10)], ids=["4096", "random"])
+def test_smart_dca_volatility_threat_blocks_the_same_entries(long_series, sizes):
+    def make() -> Replay:
+        return Replay(blueprint_file=SMART_DCA, watchers=[(_BlockedEntries, {})])
+
+    by_ticks = make().by_ticks(long_series)
+    by_blocks = make().by_blocks(split(long_series, sizes))
+    assert by_blocks.outcome() == by_ticks.outcome()
+    blocked, blocked_by_blocks = (replay.workers[-1].candle_times for replay in (by_ticks, by_blocks))
+    assert len(blocked) >= 10  # tick by tick, the threat held back scheduled buys
+    assert blocked_by_blocks == blocked

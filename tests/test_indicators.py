@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 
 from backend.workers.indicators import Ema, ReturnVolatility, WilderAtr
@@ -28,6 +29,27 @@ def test_wilder_atr_counts_a_gap_from_the_previous_close():
     atr = WilderAtr(1)
     atr.update(101, 99, 100)
     assert atr.update(111, 109, 110) == 11  # |111 - 100| beats the range of 2
+
+
+@pytest.mark.parametrize("cuts", [[], [1], [3, 4], [5, 200], [2, 3, 4, 5, 6]], ids=str)
+def test_wilder_atr_update_many_is_update_row_by_row_to_the_float(cuts):
+    """Across the seed and any cut into calls (the state carries over), the same floats and the
+    same state as one update per candle, gaps beyond the candle's range included."""
+    random = np.random.default_rng(11)
+    closes = 100 * np.exp(np.cumsum(random.normal(0, 0.01, 400)))
+    highs = closes * (1 + random.uniform(0, 0.02, 400))
+    lows = closes * (1 - random.uniform(0, 0.02, 400))
+    gaps = np.where(np.arange(400) % 7 == 0, 1.05, 1.0)  # every 7th candle 5 % up: TRs across a gap
+    highs, lows, closes = highs * gaps, lows * gaps, closes * gaps
+    one_by_one, in_calls = WilderAtr(5), WilderAtr(5)
+    candles = zip(highs.tolist(), lows.tolist(), closes.tolist(), strict=True)
+    expected = [one_by_one.update(high, low, close) for high, low, close in candles]
+    got: list[float | None] = []
+    for start, stop in zip([0, *cuts], [*cuts, len(closes)], strict=True):
+        got += in_calls.update_many(highs[start:stop], lows[start:stop], closes[start:stop])
+    assert got == expected and expected[3] is None and expected[4] is not None
+    assert all(type(value) is float for value in got[4:])
+    assert vars(in_calls) == vars(one_by_one)
 
 
 def test_return_volatility_is_the_sample_stdev_of_returns_in_percent():

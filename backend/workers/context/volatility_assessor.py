@@ -1,7 +1,14 @@
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import pairwise
+
+import numpy as np
 from pydantic import Field, model_validator
 
 from backend.dtos import RiskLevel, VolatilityDTO
 from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
+from backend.interfaces.candle_columns import CandleColumns
+from backend.interfaces.context_provider import DtoColumns
 from backend.workers.indicators import WilderAtr
 
 
@@ -20,6 +27,26 @@ class VolatilityAssessorParams(WorkerParams):
         return self.atr_period  # the ATR's seed
 
 
+@dataclass(frozen=True)
+class VolatilityColumns(DtoColumns):
+    """The VolatilityDTO of every row of a block (ATR None: warming up). `atr_pct` holds the same
+    percentages as a numpy array (NaN while warming up), `level` rates one as `process` does, and
+    `high_rows` are the rows it rates HIGH, in order."""
+
+    dto_type = VolatilityDTO
+    atr: list[float | None]
+    atr_pct: np.ndarray
+    level: Callable[[float], RiskLevel]
+    high_rows: np.ndarray
+
+    def at(self, row: int) -> VolatilityDTO:
+        atr = self.atr[row]
+        if atr is None:
+            return VolatilityDTO.trusted(atr=None, atr_pct=None, risk_level=RiskLevel.WARMING_UP)
+        atr_pct = float(self.atr_pct[row])
+        return VolatilityDTO.trusted(atr=atr, atr_pct=atr_pct, risk_level=self.level(atr_pct))
+
+
 class VolatilityAssessor(IWorker):
     """ATR as a percentage of the close, bucketed into a risk level. After a hole in the data the
     ATR is seeded again from the candles that follow it (warming up meanwhile): the move across
@@ -29,6 +56,7 @@ class VolatilityAssessor(IWorker):
     category = WorkerCategory.CONTEXT
     Params = VolatilityAssessorParams
     produces = (VolatilityDTO,)
+    columnar = True
     params: VolatilityAssessorParams
 
     def __init__(self, params: VolatilityAssessorParams, services: WorkerServices) -> None:
@@ -47,6 +75,24 @@ class VolatilityAssessor(IWorker):
             atr_pct = value / candle.close * 100
             dto = VolatilityDTO.trusted(atr=value, atr_pct=atr_pct, risk_level=self._level(atr_pct))
         self.context.set_result_dto(asset, dto)
+
+    def prepare_block(self, asset: str, candles: CandleColumns) -> None:
+        atr_values: list[float | None] = []
+        # Segments between holes: the ATR is seeded again at each hole, as `process` does.
+        starts = [0, *np.flatnonzero(candles.missing_before).tolist(), len(candles)]
+        for start, stop in pairwise(starts):
+            if start == stop:
+                continue
+            if asset not in self._atrs or candles.missing_list[start]:
+                self._atrs[asset] = WilderAtr(self.params.atr_period)
+            atr_values += self._atrs[asset].update_many(
+                candles.highs[start:stop], candles.lows[start:stop], candles.closes[start:stop]
+            )
+        # `value / close * 100` row by row, in the same order (None becomes NaN, and stays NaN).
+        atr_pct = np.array(atr_values, dtype=float) / candles.closes * 100
+        # `_level` says HIGH exactly when atr_pct >= high_atr_pct; NaN (warming up) compares false.
+        high_rows = np.flatnonzero(atr_pct >= self.params.high_atr_pct)
+        self.context.set_result_columns(asset, VolatilityColumns(atr_values, atr_pct, self._level, high_rows))
 
     def _level(self, atr_pct: float) -> RiskLevel:
         if atr_pct >= self.params.high_atr_pct:

@@ -1,7 +1,8 @@
 from pydantic import Field
 
-from backend.dtos import OpportunitySignalDTO, OrderSide
+from backend.dtos import OpportunitySignalDTO, OrderSide, PortfolioSnapshotDTO
 from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
+from backend.interfaces.candle_columns import CandleColumns
 
 
 class DcaScheduleParams(WorkerParams):
@@ -9,12 +10,17 @@ class DcaScheduleParams(WorkerParams):
 
 
 class DcaScheduleOpportunity(IWorker):
-    """A buy signal every interval_bars candles of the asset (the first on candle interval_bars)."""
+    """A buy signal every interval_bars candles of the asset (the first on candle interval_bars).
+
+    Its one state is the count of candles seen per asset; in a columnar replay the next signal
+    is where that count next reaches a multiple of interval_bars, and `skip` adds the quiet
+    candles to it."""
 
     plugin_name = "dca_schedule_opportunity"
     category = WorkerCategory.OPPORTUNITY
     Params = DcaScheduleParams
     produces = (OpportunitySignalDTO,)
+    columnar = True
     params: DcaScheduleParams
 
     def __init__(self, params: DcaScheduleParams, services: WorkerServices) -> None:
@@ -27,3 +33,11 @@ class DcaScheduleOpportunity(IWorker):
             self.context.set_result_dto(asset, OpportunitySignalDTO.trusted(
                 side=OrderSide.BUY, reason=f"scheduled buy every {self.params.interval_bars} bars"
             ))
+
+    def next_active_row(self, asset: str, candles: CandleColumns, start: int, portfolio: PortfolioSnapshotDTO) -> int:
+        # Row start + k makes the count bars + k + 1: a multiple for the smallest k >= 0 below.
+        bars, interval = self._bars.get(asset, 0), self.params.interval_bars
+        return min(start + (-bars - 1) % interval, len(candles))
+
+    def skip(self, asset: str, candles: CandleColumns, rows: range) -> None:
+        self._bars[asset] = self._bars.get(asset, 0) + len(rows)

@@ -4,11 +4,13 @@ from backend.dtos import (
     MarketRegimeDTO,
     OpportunitySignalDTO,
     OrderSide,
+    PortfolioSnapshotDTO,
     Regime,
     ThreatSignalDTO,
     TradePlanDTO,
 )
-from backend.interfaces import IWorker, WorkerCategory, WorkerParams
+from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
+from backend.interfaces.candle_columns import CandleColumns
 
 
 class DcaPlannerParams(WorkerParams):
@@ -20,7 +22,11 @@ class DcaPlannerParams(WorkerParams):
 
 class DcaPlanner(IWorker):
     """Dollar-cost averaging: buys quote_amount on each buy signal (more in a downtrend, none
-    while a threat is raised) and sells the whole position at take_profit_pct above cost."""
+    while a threat is raised) and sells the whole position at take_profit_pct above cost.
+
+    `process` keeps no state. In a columnar replay it acts alone only to take profit, on the first
+    close at or above the threshold the account's average cost gives (that cost stays put over
+    quiet rows); a buy needs a buy signal, which only a tick's DTOs carry."""
 
     plugin_name = "dca_planner"
     category = WorkerCategory.PLANNING
@@ -28,7 +34,14 @@ class DcaPlanner(IWorker):
     requires = (MarketRegimeDTO,)
     optional = (OpportunitySignalDTO, ThreatSignalDTO)
     produces = (TradePlanDTO,)
+    columnar = True
     params: DcaPlannerParams
+
+    def __init__(self, params: DcaPlannerParams, services: WorkerServices) -> None:
+        super().__init__(params, services)
+        # The current block's last take-profit search: (threshold, from row, first row reaching
+        # it). Until a fill moves the average cost the threshold is the same, and so is the answer.
+        self._reach: tuple[float, int, int] | None = None
 
     def process(self, asset: str) -> None:
         base = self._base(asset)
@@ -54,3 +67,21 @@ class DcaPlanner(IWorker):
             side=OrderSide.BUY, quantity=amount / price,
             reason=f"{opportunity.reason}; regime {regime}, x{multiplier}",
         ))
+
+    def next_active_row(self, asset: str, candles: CandleColumns, start: int, portfolio: PortfolioSnapshotDTO) -> int:
+        average = portfolio.avg_entry_price
+        if average is None or start >= len(candles):
+            return len(candles)
+        threshold = average * (1 + self.params.take_profit_pct / 100)  # the float `process` compares with
+        reach = self._reach
+        if reach is not None and reach[0] == threshold and reach[1] <= start <= reach[2]:
+            return reach[2]  # no row in [reach[1], reach[2]) reaches it, so none in [start, reach[2])
+        # `process`'s test on every remaining row at once: the same floats, the same >=.
+        reached = candles.closes[start:] >= threshold
+        first = int(reached.argmax())
+        row = start + first if reached[first] else len(candles)
+        self._reach = (threshold, start, row)
+        return row
+
+    def prepare_block(self, asset: str, candles: CandleColumns) -> None:
+        self._reach = None  # rows of another block
