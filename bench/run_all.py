@@ -15,7 +15,7 @@ Rows:
 - shipped blueprints: ICT/SMC and smart DCA through the full service, one run, against the same
   measurement of each `--baseline` git revision (extracted with `git archive` into a temporary
   directory and run with the same script): by default 944a9ad, the seed when issue 9 was taken
-  up, and main.
+  up, and bd06b08, the last revision that replayed every backtest tick by tick.
 - scaling: N links of smart DCA over 1 and min(N, cores) processes (`--processes`), through the
   CLI, against one link in one process (bench/bench_scaling.py).
 - memory: 1, 100 and 1,000 runs of ICT/SMC on one environment (the sample's first candles, more than
@@ -50,8 +50,8 @@ from bench_scaling import scaling  # noqa: E402
 from candles import SAMPLE, mirrored, sample_rows, write_csv  # noqa: E402
 
 T = TypeVar("T")
-# The seed as issue 9 found it (its "today"), and main as it is now.
-BASELINES = ["944a9ad", "main"]
+# The seed as issue 9 found it (its "today"), and the last revision before the columnar replay.
+BASELINES = ["944a9ad", "bd06b08"]
 STRATEGIES = REPO / "config" / "strategies"
 EMA_CROSS = STRATEGIES / "ema_cross.yaml"
 BLUEPRINTS = {"ICT/SMC": STRATEGIES / "ict_smc_strategy.yaml", "smart DCA": STRATEGIES / "smart_dca_btc.yaml"}

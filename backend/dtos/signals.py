@@ -13,8 +13,11 @@ class OpportunitySignalDTO(DTO):
 
 
 class ThreatAction(StrEnum):
-    BLOCK_ENTRIES = "block_entries"
-    EXIT_POSITIONS = "exit_positions"
+    """What a threat asks. A threat only restrains: no worker acts because of one alone, except a
+    planner selling a position held on EXIT_POSITIONS (the columnar replay relies on it)."""
+
+    BLOCK_ENTRIES = "block_entries"  # no new entries while raised
+    EXIT_POSITIONS = "exit_positions"  # sell what is held (and no new entries)
 
 
 class ThreatSignalDTO(DTO):

@@ -75,7 +75,10 @@ class IWorker(ABC):
       where its `process` could write a DTO, place an order or change its state other than as
       `skip` will, given the account as it is (it stays so over quiet rows, but for the prices);
       a worker that only reacts to DTOs other workers write on a tick keeps the default, never;
-    - `skip(asset, candles, rows)` brings its state to where `process` on those quiet rows would.
+    - `skip(asset, candles, rows)` brings its state to where `process` on those quiet rows would;
+    - a threat only restrains (ThreatAction): a threat worker names only the rows where it would
+      raise EXIT_POSITIONS while a position is held. On every other row its signal can only stop
+      what another worker would do there, and any row another worker names runs all of them.
     """
 
     plugin_name: ClassVar[str]

@@ -21,11 +21,10 @@ class DrawdownThreatParams(WorkerParams):
 class DrawdownThreat(IWorker):
     """Circuit breaker on the strategy's own equity drawdown from its peak.
 
-    Columnar: stateless; active from the first row whose drawdown reaches block_entries_at_pct
-    (an exit's threshold is never below it), the drawdowns of the rows ahead computed from their
-    closes as the ledger will see them (Ledger.record_quiet_closes). Once flat that deep, an
-    account stays so (no entry, and a flat equity cannot recover): every row is then active, as
-    the threat writes its DTO on each, and the replay is no faster than tick by tick."""
+    Columnar: stateless; only an exit acts (blocking entries only restrains, see ThreatAction),
+    so it names the first row, while a position is held, whose drawdown reaches exit_at_pct: the
+    drawdowns of the rows ahead computed from their closes as the ledger will see them
+    (Ledger.record_quiet_closes)."""
 
     plugin_name = "drawdown_threat"
     category = WorkerCategory.THREAT
@@ -47,12 +46,10 @@ class DrawdownThreat(IWorker):
         )
 
     def next_active_row(self, asset: str, candles: CandleColumns, start: int, portfolio: PortfolioSnapshotDTO) -> int:
-        threshold, rows = self.params.block_entries_at_pct, len(candles)
+        threshold, rows = self.params.exit_at_pct, len(candles)
         cash, quantity = portfolio.cash, portfolio.position_qty
-        if quantity == 0:
-            # Flat, the equity is the same on every row; its peak can only rise to it (and the
-            # drawdown to 0): the drawdown of the start row is the deepest of all.
-            return start if portfolio.drawdown_pct >= threshold else rows
+        if quantity <= 0:  # nothing to exit
+            return rows
         closes, peak = candles.closes, portfolio.peak_equity
 
         def reaches(low: int, high: int) -> np.ndarray:
