@@ -26,7 +26,7 @@ from backend.errors import OpdaemonError
 from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data import RawTick, TickSource
 from backend.market_data.candle_checks import log_data_gap, timeframe_seconds
-from backend.market_data.raw_tick import shared_ticks_of
+from backend.market_data.raw_tick import columns_of, shared_ticks_of
 from backend.market_data.resample import Resampler
 from services.strategy_run import RunStatus, StrategyRun
 
@@ -325,10 +325,15 @@ class EnvironmentFeed:
                 for run in route.runs:
                     run.submit_block(candles)
                 route.bars_sent += len(candles)
-            else:
-                for tick in shared_ticks_of(candles):
-                    for bar in route.resampler.add(tick):
-                        self._send(route, bar)
+            else:  # the bars the block completes, as a block of their own
+                bars = [bar for tick in shared_ticks_of(candles) for bar in route.resampler.add(tick)]
+                for bar in bars:
+                    self._announce_gaps(route.timeframe, bar)
+                if bars:
+                    block = columns_of(bars)
+                    for run in route.runs:
+                        run.submit_block(block)
+                    route.bars_sent += len(bars)
         return True
 
     def _send(self, route: _Route, bar: RawTick) -> None:

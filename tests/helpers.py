@@ -5,14 +5,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from backend.core.ohlcv_provider import OhlcvProvider
 from backend.core.trading_context_provider import TradingContextProvider
 from backend.dtos import DTO
 from backend.interfaces import IWorker, WorkerCategory, WorkerServices
-from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data import RawTick
 from backend.portfolio import Ledger, SimulatedGateway, StrategyAccount
 from services.tick_cache_manager import TickCacheManager
@@ -162,13 +160,3 @@ class Pipeline:
         for raw in ticks:
             self.manager.process(raw)
         return self.recorder.ticks
-
-
-def columns_of(ticks: Sequence[RawTick]) -> CandleColumns:
-    """Ticks of one symbol as a block of candles, the way a backtest source yields them."""
-    column = lambda name, dtype: np.array([getattr(t, name) for t in ticks], dtype=dtype)  # noqa: E731
-    return CandleColumns(
-        ticks[0].symbol, np.array([int(t.timestamp.timestamp()) for t in ticks], dtype=np.int64),
-        column("open", float), column("high", float), column("low", float), column("close", float),
-        column("volume", float), column("missing_before", np.int64),
-    )

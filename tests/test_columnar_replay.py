@@ -80,12 +80,15 @@ def test_an_empty_workforce_replays_every_candle_into_the_account(long_series):
 def run_cli(root: Path, blueprint: Path = EMA_CROSS, with_workers: Sequence[dict] = (),
             vandal: bool = False) -> tuple[dict, set, dict]:
     """A real `run-operation --report` of blueprint (plus with_workers), as link `ema@bt`, on the
-    shipped sample, in a config tree under root: its strategy summaries, the replay modes it
-    logged, and the report files of its run. vandal: a second link on the same environment
-    writes into the candles it is given."""
+    shipped hourly sample, or the 5-minute one resampled when the blueprint's timeframe is not
+    1h, in a config tree under root: its strategy summaries, the replay modes it logged, and the
+    report files of its run. vandal: a second link on the same environment writes into the
+    candles it is given."""
     spec = yaml.safe_load(blueprint.read_text())
     spec["workforce"]["execution"] += list(with_workers)
-    environment = backtest_environment(str(SAMPLE_1H), start="2023-01-01T00:00:00Z", end="2023-04-01T00:00:00Z")
+    data, timeframe = (SAMPLE_1H, "1h") if spec["timeframe"] == "1h" else (SAMPLE_5M, "5m")
+    environment = backtest_environment(str(data), timeframe=timeframe, start="2023-01-01T00:00:00Z",
+                                       end="2023-04-01T00:00:00Z")
     blueprints, links = {"ema": spec}, [("ema", "bt")]
     if vandal:
         blueprints["vandal"] = {**spec, "workforce": {**spec["workforce"], "context": [
@@ -103,7 +106,7 @@ def run_cli(root: Path, blueprint: Path = EMA_CROSS, with_workers: Sequence[dict
     return summaries, modes, files
 
 
-@pytest.mark.parametrize("blueprint", [EMA_CROSS, ICT, SMART_DCA], ids=["ema_cross", "ict", "dca"])
+@pytest.mark.parametrize("blueprint", [EMA_CROSS, ICT, SMART_DCA, ICT_15M], ids=["ema_cross", "ict", "dca", "ict_15m"])
 def test_the_cli_and_its_report_are_the_same_replayed_columnar_or_tick_by_tick(tmp_path, blueprint):
     columnar, modes, report = run_cli(tmp_path / "columnar", blueprint)
     assert modes == {("columnar", None)}
@@ -113,7 +116,8 @@ def test_the_cli_and_its_report_are_the_same_replayed_columnar_or_tick_by_tick(t
     assert columnar == by_ticks and columnar["ema@bt"]["trades"] > 10
     assert set(report) == {"equity.csv", "trades.csv", "summary.json"}
     assert report == report_by_ticks  # every equity row and trade, the metrics: the same text
-    assert report["equity.csv"].count("\n") == 2161  # a header and every candle of the sample
+    bars = {"1h": 2160, "15m": 8635}[yaml.safe_load(blueprint.read_text())["timeframe"]]  # the 15m: from 5m candles
+    assert report["equity.csv"].count("\n") == bars + 1  # a header and every bar
 
 
 def test_a_worker_writing_into_the_shared_candles_fails_its_own_run_only(tmp_path):

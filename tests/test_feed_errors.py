@@ -7,8 +7,9 @@ from collections.abc import Iterator
 
 from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data.backtest_source import BacktestSource
+from backend.market_data.raw_tick import columns_of
 from services.cli import main
-from tests.helpers import backtest_environment, columns_of, tick, write_config_tree
+from tests.helpers import backtest_environment, tick, write_config_tree
 from tests.probes import probe_blueprint
 
 

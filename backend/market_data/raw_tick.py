@@ -1,6 +1,8 @@
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
+
+import numpy as np
 
 from backend.dtos.base import DTO
 from backend.interfaces.candle_columns import CandleColumns
@@ -52,4 +54,16 @@ def tick_at(candles: CandleColumns, row: int) -> RawTick:
         symbol=candles.symbol, timestamp=candles.open_time(row), open=float(candles.opens[row]),
         high=float(candles.highs[row]), low=float(candles.lows[row]), close=float(candles.closes[row]),
         volume=float(candles.volumes[row]), missing_before=int(candles.missing_before[row]),
+    )
+
+
+def columns_of(ticks: Sequence[RawTick]) -> CandleColumns:
+    """Ticks of one symbol, in time order, as a block of candles."""
+    def column(name: str, dtype: type) -> np.ndarray:
+        return np.array([getattr(tick, name) for tick in ticks], dtype=dtype)
+
+    return CandleColumns(
+        ticks[0].symbol, np.array([int(tick.timestamp.timestamp()) for tick in ticks], dtype=np.int64),
+        column("open", float), column("high", float), column("low", float), column("close", float),
+        column("volume", float), column("missing_before", np.int64),
     )
