@@ -1,4 +1,4 @@
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -6,7 +6,7 @@ import numpy as np
 import structlog
 
 from backend.core.ohlcv_provider import OhlcvProvider
-from backend.dtos import BaseContextDTO
+from backend.dtos import DTO, BaseContextDTO
 from backend.interfaces import Candle, ITradingContextProvider, IWorker, WorkerCategory
 from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data import RawTick
@@ -41,9 +41,9 @@ class TickCacheManager:
     no further worker runs, so a run given up on never places an order late.
 
     A backtest's block of candles is replayed columnar (`process_block`) when every worker
-    implements the columnar contract (IWorker) and nothing needs each candle as a tick (no
-    a backtest's account): the same DTOs on the rows where a worker acts, the same
-    trades and the same account as ticks one by one, at a fraction of the cost.
+    implements the columnar contract (IWorker) and the account keeps nothing per candle (a
+    backtest's): the same DTOs on the rows where a worker acts, the same trades, account and
+    recorded equity as ticks one by one, at a fraction of the cost.
     """
 
     def __init__(
@@ -113,12 +113,20 @@ class TickCacheManager:
         self._history.append(symbol, Candle(
             tick.timestamp, tick.open, tick.high, tick.low, tick.close, tick.volume, tick.missing_before
         ))
+        return self._run(tick, trading, self._workforce if trading else self._context_workers)
+
+    def _run(self, tick: RawTick, trading: bool, workers: Sequence[IWorker], dtos: Iterable[DTO] = ()) -> bool:
+        """The tick's frame around workers: the account opens the tick, the cache starts with dtos,
+        the workers run, the cache is cleared, the account closes the tick. False if the run was
+        abandoned meanwhile (the tick is then never closed)."""
+        symbol, context = tick.symbol, self._context
         # The account as of the tick's open, taken now and turned into DTOs only if a worker asks.
         self._open = (tick, self.account.open_tick(symbol, tick.close, tick.timestamp, trading))
-        context = self._context
         context.start_new_tick_lazily(symbol, self._base_context)
+        for dto in dtos:
+            context.set_result_dto(symbol, dto)
         try:
-            for worker in self._workforce if trading else self._context_workers:
+            for worker in workers:
                 if self._abandoned:
                     return False
                 self.current_worker = worker.name
@@ -126,7 +134,7 @@ class TickCacheManager:
         finally:
             self.current_worker = None
             context.clear()
-        self.account.close_tick(tick.symbol, tick.timestamp, trading)
+        self.account.close_tick(symbol, tick.timestamp, trading)
         if self.recorder is not None:
             self.recorder.tick_closed(tick, self.account)
         return True
@@ -144,8 +152,8 @@ class TickCacheManager:
         return None
 
     def process_block(self, candles: CandleColumns) -> None:
-        """Replay a block as IWorker's columnar contract says (only when `why_not_columnar` is None): the
-        rows up to the next one a worker acts on in bulk, that row as a tick."""
+        """Replay a block as IWorker's columnar contract says (only when `why_not_columnar` is None):
+        the rows up to the next one a worker acts on in bulk, that row as a tick."""
         symbol, account, context = candles.symbol, self.account, self._context
         for worker in self._workforce:
             worker.prepare_block(symbol, candles)
@@ -176,23 +184,6 @@ class TickCacheManager:
 
     def _process_active_row(self, candles: CandleColumns, row: int) -> None:
         """`process` for the row's tick, its context DTOs taken from the block's columns."""
-        symbol, context = candles.symbol, self._context
-        tick = tick_at(candles, row)
-        self._open = (tick, self.account.open_tick(symbol, tick.close, tick.timestamp, True))
-        context.start_new_tick_lazily(symbol, self._base_context)
-        for columns in context.block_columns(symbol):
-            dto = columns.at(row)
-            if dto is not None:
-                context.set_result_dto(symbol, dto)
-        try:
-            for worker in self._acting_workers:
-                if self._abandoned:
-                    return
-                self.current_worker = worker.name
-                worker.process(symbol)
-        finally:
-            self.current_worker = None
-            context.clear()
-        self.account.close_tick(symbol, tick.timestamp, True)
-        if self.recorder is not None:
-            self.recorder.tick_closed(tick, self.account)
+        columns = self._context.block_columns(candles.symbol)
+        dtos = [dto for dto in (column.at(row) for column in columns) if dto is not None]
+        self._run(tick_at(candles, row), True, self._acting_workers, dtos)

@@ -141,12 +141,16 @@ class Ledger:
         state = self.state
         position = state.positions.get(asset)
         qty = position.qty if position is not None else 0.0
-        if len(closes) <= SHORT_STRETCH:
-            peak, deepest = state.peak_equity, state.max_drawdown_pct
-            for close in closes.tolist():
-                equity = state.cash + (0.0 + qty * close)  # as `equity()` adds it up
-                peak = max(peak, equity)
-                deepest = max(deepest, (1 - equity / peak) * 100 if peak > 0 else 0.0)
+        if position is None or len(closes) <= SHORT_STRETCH:
+            # Flat, every close gives the same equity: once is enough.
+            cash, peak, deepest = state.cash, state.peak_equity, state.max_drawdown_pct
+            for close in closes.tolist() if position is not None else closes[:1].tolist():
+                equity = cash + (0.0 + qty * close)  # as `equity()` adds it up
+                if equity > peak:  # max(peak, equity), max(deepest, drawdown): the same floats
+                    peak = equity
+                drawdown = (1 - equity / peak) * 100 if peak > 0 else 0.0
+                if drawdown > deepest:
+                    deepest = drawdown
         else:
             equities = self.equities_at(asset, closes)
             peaks = np.maximum.accumulate(np.concatenate(([state.peak_equity], equities)))[1:]
