@@ -4,7 +4,7 @@ machine with C cores, each case's throughput (candles x links / wall second) as 
 one-link, one-process case measured in the same run. The issue's target: N links over C
 processes reach at least 0.8 x min(N, C) x the single run.
 
-    python bench/bench_scaling.py [--candles 100000]
+    python bench/bench_scaling.py [--candles 500000]
 """
 
 import argparse
@@ -77,7 +77,7 @@ def scaling(candles: int, root: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--candles", type=int, default=100_000)
+    parser.add_argument("--candles", type=int, default=500_000)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="opdaemon-scaling-"))
     try:

@@ -214,7 +214,7 @@ def main() -> None:
     parser.add_argument("--baseline", action="append", help="git revision the shipped blueprints are compared with "
                         f"(repeatable; default: {' and '.join(BASELINES)})")
     parser.add_argument("--repeat", type=int, default=3, help="timed figures are the best of this many runs")
-    parser.add_argument("--scaling-candles", type=int, default=100_000, help="candles per link of the scaling rows")
+    parser.add_argument("--scaling-candles", type=int, default=500_000, help="candles per link of the scaling rows")
     parser.add_argument("--only", choices=("peers", "overhead", "blueprints", "scaling", "memory"), action="append")
     args = parser.parse_args()
     ensure_peers()
