@@ -298,8 +298,8 @@ class EnvironmentFeed:
 
     def _send_blocks(self) -> int:
         """A backtest's candles a block at a time: each block as it is to the runs of the base
-        timeframe (each replays it, columnar when it can), its ticks through the resampler of
-        every longer one."""
+        timeframe (each replays it, columnar when it can), and through the resampler of every
+        longer timeframe, the bars it completes, as a block, to that timeframe's runs."""
         progress = _Progress(self._source.total_ticks, self._progress_every_pct)
         sent = 0
         for block in self._source.candle_blocks(self._halt):

@@ -55,17 +55,17 @@ class CandleColumns:
     # The columns as Python values, made once per block for workers that loop over rows in Python
     # (a tuple's floats are read far faster than a numpy array's, one at a time).
     @cached_property
-    def close_list(self) -> tuple[float, ...]:
+    def close_values(self) -> tuple[float, ...]:
         return tuple(self.closes.tolist())
 
     @cached_property
-    def high_list(self) -> tuple[float, ...]:
+    def high_values(self) -> tuple[float, ...]:
         return tuple(self.highs.tolist())
 
     @cached_property
-    def low_list(self) -> tuple[float, ...]:
+    def low_values(self) -> tuple[float, ...]:
         return tuple(self.lows.tolist())
 
     @cached_property
-    def missing_list(self) -> tuple[int, ...]:
+    def missing_values(self) -> tuple[int, ...]:
         return tuple(self.missing_before.tolist())

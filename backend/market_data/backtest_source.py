@@ -4,8 +4,9 @@ Invariant: every tick is a candle of the range, in time order; a tick right afte
 `missing_before` > 0 and is announced with a `data_gap` line, while the range's first tick
 carries 0 (candles missing at the range's edges are reported once, as `data_range_partial`).
 Ticks come one by one (`ticks`) or as blocks of columns (`candle_blocks`), the same candles.
-Each source streams the file itself (CandleFile.blocks): it holds one block of rows at a time,
-and environments sharing a file share only its check pass and hole index.
+Each source replays the file itself (CandleFile.blocks: streamed from the file, one block of
+rows at a time, or from the checked rows a short file keeps), and environments sharing a file
+share only its check pass, hole index and kept rows.
 """
 
 import math

@@ -43,7 +43,7 @@ def ticks_of(candles: CandleColumns) -> Iterator[RawTick]:
                         low=low, close=close, volume=volume, missing_before=missing)
         for epoch, open_, high, low, close, volume, missing in zip(
             candles.open_times.tolist(), candles.opens.tolist(), candles.highs.tolist(), candles.lows.tolist(),
-            candles.close_list, candles.volumes.tolist(), candles.missing_list, strict=True,
+            candles.close_values, candles.volumes.tolist(), candles.missing_values, strict=True,
         )
     )
 

@@ -70,7 +70,7 @@ class RunRecorder:
 
     def quiet_closed(self, candles: CandleColumns, rows: range, equities: np.ndarray, account: StrategyAccount) -> None:
         for epoch, close, equity in zip(candles.open_times[rows.start:rows.stop].tolist(),
-                                        candles.close_list[rows.start:rows.stop], equities.tolist(), strict=True):
+                                        candles.close_values[rows.start:rows.stop], equities.tolist(), strict=True):
             self._close(datetime.fromtimestamp(epoch, UTC), candles.symbol, close, equity, account.ledger)
 
     def _close(self, time: datetime, symbol: str, close: float, equity: float, ledger: Ledger) -> None:

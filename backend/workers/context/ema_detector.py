@@ -80,13 +80,13 @@ class EmaDetector(IWorker):
         ))
 
     def prepare_block(self, asset: str, candles: CandleColumns) -> None:
-        closes, fast_values, slow_values = candles.close_list, [], []
+        closes, fast_values, slow_values = candles.close_values, [], []
         # Segments between holes: the EMAs are seeded again at each hole, as `process` does.
         starts = [0, *np.flatnonzero(candles.missing_before).tolist(), len(candles)]
         for start, stop in pairwise(starts):
             if start == stop:
                 continue
-            if asset not in self._emas or candles.missing_list[start]:
+            if asset not in self._emas or candles.missing_values[start]:
                 self._reseed(asset)
             fast, slow = self._emas[asset]
             fast_values += fast.update_many(closes[start:stop])

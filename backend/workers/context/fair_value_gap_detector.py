@@ -137,8 +137,8 @@ class FairValueGapDetector(IWorker):
         bullish_forms, bearish_forms = self._gaps_formed(highs, lows)
         swing_highs, swing_lows = self._swings(highs, lows)
         all_highs, all_lows = highs.tolist(), lows.tolist()
-        block_highs, block_lows = candles.high_list, candles.low_list
-        closes, missing = candles.close_list, candles.missing_list
+        block_highs, block_lows = candles.high_values, candles.low_values
+        closes, missing = candles.close_values, candles.missing_values
         if state is None:
             state = _AssetState(deque(maxlen=need))
         bullish, bearish, structure = state.bullish_gap, state.bearish_gap, state.structure

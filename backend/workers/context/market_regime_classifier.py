@@ -75,7 +75,7 @@ class MarketRegimeClassifier(IWorker):
         last_close = self._last_close.get(asset)
         first_return = 0  # where the returns since the last hole start, in `returns`
         starts, ends = [], []
-        for close, missing in zip(candles.close_list, candles.missing_list, strict=True):
+        for close, missing in zip(candles.close_values, candles.missing_values, strict=True):
             if last_close is None or missing:
                 first_return = len(returns)
             else:
@@ -86,7 +86,7 @@ class MarketRegimeClassifier(IWorker):
         emas = self.context.find_columns(asset, EmaColumns)
         if emas is None:
             raise RuntimeError(f"{self.name}: no EMA columns for {asset} (ema_detector must run before it)")
-        closes = candles.close_list
+        closes = candles.close_values
 
         def regime_at(row: int) -> MarketRegimeDTO:
             return self._regime(closes[row], emas.at(row), returns[max(starts[row], ends[row] - window):ends[row]])

@@ -83,7 +83,7 @@ class VolatilityAssessor(IWorker):
         for start, stop in pairwise(starts):
             if start == stop:
                 continue
-            if asset not in self._atrs or candles.missing_list[start]:
+            if asset not in self._atrs or candles.missing_values[start]:
                 self._atrs[asset] = WilderAtr(self.params.atr_period)
             atr_values += self._atrs[asset].update_many(
                 candles.highs[start:stop], candles.lows[start:stop], candles.closes[start:stop]
