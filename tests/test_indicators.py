@@ -16,6 +16,21 @@ def test_ema_of_period_one_follows_the_input():
     assert [ema.update(x) for x in [7, 3, 9]] == [7, 3, 9]
 
 
+@pytest.mark.parametrize("period", [1, 2, 26])
+@pytest.mark.parametrize("cuts", [[], [1], [10, 11], [25, 26, 27], [3, 50, 51, 200]], ids=str)
+def test_ema_update_many_is_update_row_by_row_to_the_float(period, cuts):
+    """Across the seed and any cut into calls (the state carries over): the same floats and the
+    same state as one update per value."""
+    values = (100 * np.exp(np.cumsum(np.random.default_rng(period).normal(0, 0.01, 300)))).tolist()
+    one_by_one, in_calls = Ema(period), Ema(period)
+    expected = [one_by_one.update(x) for x in values]
+    got: list[float | None] = []
+    for start, stop in zip([0, *cuts], [*cuts, len(values)], strict=True):
+        got += in_calls.update_many(values[start:stop])
+    assert got == expected and expected[period - 1] is not None and expected[:period - 1] == [None] * (period - 1)
+    assert vars(in_calls) == vars(one_by_one)
+
+
 def test_wilder_atr_uses_true_range_across_the_previous_close():
     atr = WilderAtr(3)
     values = [atr.update(high, low, close) for high, low, close in [(10, 8, 9), (11, 9, 10), (12, 9, 11), (13, 10, 12)]]
