@@ -76,7 +76,7 @@ class _Route:
     timeframe: str
     resampler: Resampler | None  # None: the base timeframe, whose ticks go through as they are
     runs: list[StrategyRun] = field(default_factory=list)
-    bars_sent: int = 0
+    bars_sent: int = 0  # a resampled timeframe's (the base one's are the feed's ticks_sent)
 
 
 class EnvironmentFeed:
@@ -282,7 +282,6 @@ class EnvironmentFeed:
                 if route.resampler is None:  # the base timeframe: the tick itself, to every run
                     for run in route.runs:
                         run.submit(tick)
-                    route.bars_sent += 1
                 else:
                     for bar in route.resampler.add(tick):
                         self._send(route, bar)
@@ -324,7 +323,6 @@ class EnvironmentFeed:
             if route.resampler is None:
                 for run in route.runs:
                     run.submit_block(candles)
-                route.bars_sent += len(candles)
             else:  # the bars the block completes, as a block of their own
                 bars = [bar for tick in shared_ticks_of(candles) for bar in route.resampler.add(tick)]
                 for bar in bars:

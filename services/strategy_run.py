@@ -38,7 +38,7 @@ QUEUE_POLL_SECONDS = 0.1  # how often a waiting feed or an idle run looks at the
 # A backtest's feed wakes an idle run once this many ticks wait (waking it on every tick would
 # cost a thread switch per tick); a live feed wakes it on every candle (`wake`).
 WAKE_AFTER_TICKS = 64
-BLOCKS_QUEUED = 4  # a backtest's blocks of candles waiting at most per run (each a few thousand candles)
+BLOCKS_QUEUED = 2  # a backtest's blocks of candles waiting at most per run (each a few thousand candles)
 # Upper bounds (seconds) of the tick latency histogram the status server exports; +Inf is implied.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -116,10 +116,8 @@ class StrategyRun:
         self.latency_sum = 0.0
         self.last_tick_time: datetime | None = None  # the last processed candle's open time
         self.last_tick_at: float | None = None  # time.time() when it was processed
-        # The open time of the tick (or block) being processed and when it started (monotonic),
-        # as one reference so the watchdog never reads half of an update.
-        self._current: tuple[datetime, float] | None = None
         self._why_not_columnar: str | None = None  # the last block's (logged when it changes)
+        self._discarded = 0  # candles of a block left unprocessed on a stop request
 
     @property
     def history_needed(self) -> int:
@@ -175,9 +173,10 @@ class StrategyRun:
     def check_stall(self, now: float, limit_seconds: float) -> None:
         """The watchdog (another thread): abandon the run if its current tick has taken longer
         than limit_seconds."""
-        current = self._current
-        if current is not None and now - current[1] > limit_seconds:
-            self.abandon(f"spent more than {limit_seconds:g} s on one tick")
+        current = self.tick_manager.current_step
+        if current is not None and now - current[1] > limit_seconds * current[2]:
+            what = "one tick" if current[2] == 1 else f"a step over {current[2]} candles"
+            self.abandon(f"spent more than {limit_seconds * current[2]:g} s on {what}")
 
     def end_unstarted(self, status: RunStatus) -> None:
         """End a run that was never started (a link kept stopped, or added to an ended feed): it
@@ -187,7 +186,7 @@ class StrategyRun:
     def abandon(self, reason: str) -> None:
         """Give up on a run that is stuck in a tick: it is reported stalled, its remaining
         workers for that tick never run and the feed stops waiting for it."""
-        current = self._current
+        current = self.tick_manager.current_step
         worker = self.tick_manager.current_worker
         tick_time = current[0].isoformat() if current else None
         if not self._end(RunStatus.STALLED, f"stalled: worker '{worker}' {reason} (tick {tick_time})"):
@@ -280,44 +279,42 @@ class StrategyRun:
     def _take(self, tick: RawTick) -> bool:
         """Process one tick; False when that ended the run."""
         started = time.monotonic()
-        self._current = (tick.timestamp, started)
         try:
             processed = self.tick_manager.process(tick)
         except Exception as exc:
             self._fail(exc, tick.timestamp)
             return False
-        finally:
-            self._current = None
         if processed and self.status is RunStatus.RUNNING:
             self._count(tick.timestamp, 1, time.monotonic() - started)
         return True
 
     def _take_block(self, candles: CandleColumns) -> bool:
-        """Process a block of candles, columnar when the workforce can (else as ticks, one by one,
-        looking at the stop event between them); False when that ended the run."""
+        """Process a block of candles, columnar when the workforce can (else as ticks, one by one);
+        either way only until the stop event is set (the rest is counted as discarded). False
+        when that ended the run."""
         manager = self.tick_manager
         why_not = manager.why_not_columnar(candles)
         if why_not != self._why_not_columnar or not self.ticks_processed:
             self._why_not_columnar = why_not
             log.info("backtest_replay", mode="tick_by_tick" if why_not else "columnar", reason=why_not)
         if why_not:
-            for tick in shared_ticks_of(candles):
+            for row, tick in enumerate(shared_ticks_of(candles)):
                 if self._stop.is_set() or self.status is not RunStatus.RUNNING:
+                    self._discarded += len(candles) - row
                     return True
                 if not self._take(tick):
                     return False
             return True
         started = time.monotonic()
-        self._current = (candles.open_time(0), started)
         try:
-            manager.process_block(candles)
+            done = manager.process_block(candles, self._stop)
         except Exception as exc:
-            self._fail(exc, manager.open_tick_time or candles.open_time(0))
+            step = manager.current_step
+            self._fail(exc, step[0] if step else candles.open_time(0))
             return False
-        finally:
-            self._current = None
-        if self.status is RunStatus.RUNNING:
-            self._count(candles.open_time(len(candles) - 1), len(candles), time.monotonic() - started)
+        self._discarded += len(candles) - done
+        if done and self.status is RunStatus.RUNNING:
+            self._count(candles.open_time(done - 1), done, time.monotonic() - started)
         return True
 
     def _fail(self, exc: Exception, tick_time: datetime) -> None:
@@ -348,10 +345,11 @@ class StrategyRun:
                 self._run_waiting = False
 
     def _discard_queue(self) -> None:
-        discarded = 0
+        """Drop what waits in the queue: its candles, and those of a block left part-way, are logged."""
+        discarded, self._discarded = self._discarded, 0
         while self._ticks:
-            self._ticks.popleft()
-            discarded += 1
+            item = self._ticks.popleft()
+            discarded += 1 if isinstance(item, RawTick) else len(item)
         with self._lock:
             self._room_ready.notify()
         if discarded:

@@ -1,3 +1,5 @@
+import threading
+import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Protocol
@@ -37,8 +39,9 @@ class TickCacheManager:
     worker's `history(asset, n)` always ends with the current tick. `history_needed` is the run's
     warm-up need: the candles its workforce must see before its indicators are warm.
 
-    `current_worker` names the worker running now (for the stall watchdog); after `abandon()`
-    no further worker runs, so a run given up on never places an order late.
+    `current_worker` names the worker running now and `current_step` what it works on (for the
+    stall watchdog: a candle, or a columnar step over many); after `abandon()` no further worker
+    runs, so a run given up on never places an order late.
 
     A backtest's block of candles is replayed columnar (`process_block`) when every worker
     implements the columnar contract (IWorker) and the account keeps nothing per candle (a
@@ -67,6 +70,9 @@ class TickCacheManager:
         self.account = account
         self._assets = frozenset(assets)
         self.current_worker: str | None = None
+        # What the run is doing now, for the stall watchdog, as one reference: the open time of the
+        # (first) candle, since when (time.monotonic()), and how many candles the step covers.
+        self.current_step: tuple[datetime, float, int] | None = None
         self._abandoned = False
         self._open: tuple[RawTick, PortfolioValues] | None = None  # the tick being processed
         self._base_context = self._build_base_context  # bound once: handed to the cache every tick
@@ -90,11 +96,6 @@ class TickCacheManager:
     @property
     def history_needed(self) -> int:
         return self._history.capacity
-
-    @property
-    def open_tick_time(self) -> datetime | None:
-        """The open time of the tick being processed, if one is."""
-        return None if self._open is None else self._open[0].timestamp
 
     def abandon(self) -> None:
         self._abandoned = True
@@ -120,6 +121,7 @@ class TickCacheManager:
         the workers run, the cache is cleared, the account closes the tick. False if the run was
         abandoned meanwhile (the tick is then never closed)."""
         symbol, context = tick.symbol, self._context
+        self.current_step = (tick.timestamp, time.monotonic(), 1)
         # The account as of the tick's open, taken now and turned into DTOs only if a worker asks.
         self._open = (tick, self.account.open_tick(symbol, tick.close, tick.timestamp, trading))
         context.start_new_tick_lazily(symbol, self._base_context)
@@ -135,6 +137,7 @@ class TickCacheManager:
             self.current_worker = None
             context.clear()
         self.account.close_tick(symbol, tick.timestamp, trading)
+        self.current_step = None  # kept after an error: the failed tick
         if self.recorder is not None:
             self.recorder.tick_closed(tick, self.account)
         return True
@@ -145,42 +148,62 @@ class TickCacheManager:
         symbol, account = candles.symbol, self.account
         if self._not_columnar:
             return f"workers without a columnar replay: {', '.join(self._not_columnar)}"
-        if self._abandoned or symbol not in self._assets or not account.is_new(symbol, candles.open_time(0)):
+        if self._abandoned:
+            return "the run was given up on"
+        if symbol not in self._assets or not account.is_new(symbol, candles.open_time(0)):
             return "candles this run does not trade"
         if not account.can_close_quietly(symbol):
             return "the account journals every candle, settles an order or holds another asset"
         return None
 
-    def process_block(self, candles: CandleColumns) -> None:
+    def process_block(self, candles: CandleColumns, stop: threading.Event) -> int:
         """Replay a block as IWorker's columnar contract says (only when `why_not_columnar` is None):
-        the rows up to the next one a worker acts on in bulk, that row as a tick."""
-        symbol, account, context = candles.symbol, self.account, self._context
+        the rows up to the next one a worker acts on in bulk, that row as a tick; stops early once
+        stop is set (between steps, as tick by tick between ticks). Returns the rows processed."""
+        symbol, account, rows = candles.symbol, self.account, len(candles)
         for worker in self._workforce:
+            self._step(worker, candles, 0)
             worker.prepare_block(symbol, candles)
-        rows, start = len(candles), 0
+        start = 0
         try:
-            while start < rows and not self._abandoned:
+            while start < rows and not self._abandoned and not stop.is_set():
                 portfolio = portfolio_snapshot(account.ledger.snapshot_values(symbol))
-                active = min([w.next_active_row(symbol, candles, start, portfolio) for w in self._gates],
-                             default=rows)
+                active = rows
+                for worker in self._gates:
+                    self._step(worker, candles, start)
+                    active = min(active, worker.next_active_row(symbol, candles, start, portfolio))
                 if active > start:
-                    quiet = range(start, min(active, rows))
-                    closes, recorder = candles.closes[quiet.start:quiet.stop], self.recorder
-                    equities = None if recorder is None else account.ledger.equities_at(symbol, closes)
-                    account.close_quiet_candles(symbol, closes, candles.open_time(quiet.stop - 1))
-                    if recorder is not None and equities is not None:
-                        recorder.quiet_closed(candles, quiet, equities, account)
-                    for worker in self._skippers:
-                        worker.skip(symbol, candles, quiet)
+                    self._close_quietly(candles, range(start, min(active, rows)))
                 if active >= rows:
+                    self._history.append_rows(symbol, candles, start, rows)
+                    start = rows
                     break
                 self._history.append_rows(symbol, candles, start, active + 1)
                 self._process_active_row(candles, active)
                 start = active + 1
-            if start < rows:
-                self._history.append_rows(symbol, candles, start, rows)
         finally:
-            context.clear_block()
+            self.current_worker = None
+            self._context.clear_block()
+        self.current_step = None  # kept after an error: where it failed
+        return start
+
+    def _step(self, worker: IWorker, candles: CandleColumns, start: int) -> None:
+        """For the watchdog: worker now works on the block's rows from start on (a vector step
+        may take as long as that many ticks)."""
+        self.current_worker = worker.name
+        self.current_step = (candles.open_time(start), time.monotonic(), len(candles) - start)
+
+    def _close_quietly(self, candles: CandleColumns, quiet: range) -> None:
+        """Rows no worker acts on: to the account (and the recorder) in bulk, then the workers' skip."""
+        symbol, account, recorder = candles.symbol, self.account, self.recorder
+        closes = candles.closes[quiet.start:quiet.stop]
+        equities = None if recorder is None else account.ledger.equities_at(symbol, closes)
+        account.close_quiet_candles(symbol, closes, candles.open_time(quiet.stop - 1))
+        if recorder is not None and equities is not None:
+            recorder.quiet_closed(candles, quiet, equities, account)
+        for worker in self._skippers:
+            self._step(worker, candles, quiet.start)
+            worker.skip(symbol, candles, quiet)
 
     def _process_active_row(self, candles: CandleColumns, row: int) -> None:
         """`process` for the row's tick, its context DTOs taken from the block's columns."""

@@ -6,6 +6,7 @@ checks a built-in one does (category, params, DTO order); only finding its class
 
 from pathlib import Path
 
+import structlog
 from pydantic import ValidationError
 
 from backend.config.loader import format_location
@@ -16,10 +17,13 @@ from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServ
 from backend.workers.plugin_import import PluginImportError, import_worker, is_import_path
 from backend.workers.registry import PLUGINS
 
+log = structlog.get_logger(__name__)
+
 
 class WorkerFactory:
     def __init__(self, plugins: dict[str, type[IWorker]] | None = None) -> None:
         self._plugins = PLUGINS if plugins is None else plugins
+        self._warned: set[tuple[Path, str]] = set()  # (blueprint file, key) already warned about
 
     def build(
         self,
@@ -34,6 +38,19 @@ class WorkerFactory:
         it, or two workers producing the same DTO.
         """
         return [worker_class(params, services) for worker_class, params in self._checked(blueprint, blueprint_file)]
+
+    def _check_columnar(self, worker_class: type[IWorker], category: WorkerCategory, blueprint_file: Path,
+                        key: str) -> None:
+        """Warn (once) of a columnar opportunity worker that keeps the default `next_active_row`
+        (never): in a columnar replay it then runs only on candles another worker names, which
+        for the one that finds the opportunities is most likely a bug in the plugin."""
+        names_no_row = worker_class.next_active_row is IWorker.next_active_row
+        if (worker_class.columnar and category is WorkerCategory.OPPORTUNITY and names_no_row
+                and (blueprint_file, key) not in self._warned):
+            self._warned.add((blueprint_file, key))
+            log.warning("columnar_worker_names_no_row", file=str(blueprint_file), key=key,
+                        plugin=f"{worker_class.__module__}:{worker_class.__qualname__}",
+                        consequence="in a backtest replayed columnar it runs only on candles another worker names")
 
     def history_needed(self, blueprint: StrategyBlueprint, blueprint_file: Path) -> int:
         """Candles per asset the workforce needs: the largest need any of its workers declares
@@ -77,6 +94,7 @@ class WorkerFactory:
                             key,
                         )
                     producers[dto_type] = f"'{spec.plugin}' ({key})"
+                self._check_columnar(worker_class, category, blueprint_file, key)
                 checked.append((worker_class, params))
         return checked
 

@@ -2,7 +2,10 @@
 same DTOs a context worker writes on every row, the same fills and the same account, whatever
 the blocks' sizes and wherever the data has holes."""
 
+import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from itertools import cycle, pairwise
 from pathlib import Path
 
@@ -12,7 +15,14 @@ from backend.config import StrategyBlueprint
 from backend.config.loader import load_yaml_model
 from backend.core.ohlcv_provider import OhlcvProvider
 from backend.core.trading_context_provider import TradingContextProvider
-from backend.dtos import DTO, AccountState, FillDTO, OpportunitySignalDTO, OrderSide, ThreatSignalDTO
+from backend.dtos import (
+    DTO,
+    AccountState,
+    FillDTO,
+    OpportunitySignalDTO,
+    OrderSide,
+    ThreatSignalDTO,
+)
 from backend.interfaces import Candle, IWorker, WorkerCategory, WorkerParams, WorkerServices
 from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data.candle_file import read_candle_file
@@ -119,7 +129,7 @@ class Replay:
     def by_blocks(self, blocks: Iterable[CandleColumns]) -> "Replay":
         for block in blocks:
             assert self.manager.why_not_columnar(block) is None
-            self.manager.process_block(block)
+            assert self.manager.process_block(block, threading.Event()) == len(block)
         return self
 
     def outcome(self) -> tuple[list[dict], AccountState, dict, tuple[Candle, ...]]:
@@ -160,6 +170,34 @@ class Vandal(IWorker):
 
     def prepare_block(self, asset: str, candles: CandleColumns) -> None:
         candles.closes[-1] = 1.0
+
+
+class SlowPrepare(IWorker):
+    """A columnar context worker that takes 0.5 ms per candle of a block: slow, not stuck."""
+
+    category = WorkerCategory.CONTEXT
+    columnar = True
+
+    def process(self, asset: str) -> None:
+        pass
+
+    def prepare_block(self, asset: str, candles: CandleColumns) -> None:
+        time.sleep(len(candles) / 2000)
+
+
+class StuckAtTheEnd(IWorker):
+    """A columnar context worker that never returns from the block holding the candle of
+    2023-03-31 23:00 (the shipped sample's last): stuck."""
+
+    category = WorkerCategory.CONTEXT
+    columnar = True
+
+    def process(self, asset: str) -> None:
+        pass
+
+    def prepare_block(self, asset: str, candles: CandleColumns) -> None:
+        if candles.open_time(len(candles) - 1) == datetime(2023, 3, 31, 23, tzinfo=UTC):
+            time.sleep(3600)
 
 
 class _Collect(IWorker):

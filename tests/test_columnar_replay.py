@@ -24,6 +24,7 @@ from backend.workers.context.fair_value_gap_detector import FairValueGapDetector
 from backend.workers.context.market_regime_classifier import MarketRegimeClassifier
 from backend.workers.context.volatility_assessor import VolatilityAssessor
 from backend.workers.execution.market_order_executor import MarketOrderExecutor
+from backend.workers.opportunity.ema_cross_opportunity import EmaCrossOpportunity
 from tests.columnar import (
     REPO,
     SAMPLE_1H,
@@ -103,6 +104,8 @@ def run_cli(root: Path, blueprint: Path = EMA_CROSS, with_workers: Sequence[dict
                  for line in lines if line["event"] == "strategy_summary"}
     modes = {(line["mode"], line["reason"]) for line in lines if line["event"] == "backtest_replay"}
     files = {path.name: path.read_text() for path in (root / "report" / "ema@bt").iterdir()}
+    if not vandal:  # the page of the one run: the same runs, the same page
+        files["report.html"] = (root / "report" / "report.html").read_text()
     return summaries, modes, files
 
 
@@ -114,7 +117,7 @@ def test_the_cli_and_its_report_are_the_same_replayed_columnar_or_tick_by_tick(t
                                                 [{"plugin": "tests.columnar:NotColumnar"}])
     assert modes == {("tick_by_tick", "workers without a columnar replay: tests.columnar:NotColumnar")}
     assert columnar == by_ticks and columnar["ema@bt"]["trades"] > 10
-    assert set(report) == {"equity.csv", "trades.csv", "summary.json"}
+    assert set(report) == {"equity.csv", "trades.csv", "summary.json", "report.html"}
     assert report == report_by_ticks  # every equity row and trade, the metrics: the same text
     bars = {"1h": 2160, "15m": 8635}[yaml.safe_load(blueprint.read_text())["timeframe"]]  # the 15m: from 5m candles
     assert report["equity.csv"].count("\n") == bars + 1  # a header and every bar
@@ -124,6 +127,7 @@ def test_a_worker_writing_into_the_shared_candles_fails_its_own_run_only(tmp_pat
     alone, _, report = run_cli(tmp_path / "alone")
     beside, _, report_beside = run_cli(tmp_path / "beside", vandal=True)
     assert beside["vandal@bt"]["status"] == "failed" and "read-only" in beside["vandal@bt"]["error"]
+    report.pop("report.html")  # the page of the run alone (the other shows both runs)
     assert beside["ema@bt"] == alone["ema@bt"] and report_beside == report
 
 
@@ -323,3 +327,52 @@ def test_smart_dca_volatility_threat_blocks_the_same_entries(long_series, sizes)
     blocked, blocked_by_blocks = (replay.workers[-1].candle_times for replay in (by_ticks, by_blocks))
     assert len(blocked) >= 10  # tick by tick, the threat held back scheduled buys
     assert blocked_by_blocks == blocked
+
+
+def test_the_watchdog_gives_a_columnar_step_its_candles_worth_of_time(tmp_path):
+    """A stall is a tick that takes longer than stall_timeout_seconds; a step over a block of 216
+    candles (the progress lines cut the sample so) is allowed that much per candle: 0.1 s of
+    work is no stall at a 20 ms limit. A worker stuck in a block still is, named, while its
+    neighbours complete."""
+    spec = yaml.safe_load(EMA_CROSS.read_text())
+
+    def with_context(plugin: str) -> dict:
+        context = [*spec["workforce"]["context"], {"plugin": plugin}]
+        return {**spec, "workforce": {**spec["workforce"], "context": context}}
+
+    environment = backtest_environment(str(SAMPLE_1H), start="2023-01-01T00:00:00Z", end="2023-04-01T00:00:00Z")
+    operation = write_config_tree(
+        tmp_path, [("slow", "bt"), ("stuck", "bt"), ("ema", "bt")],
+        {"slow": with_context("tests.columnar:SlowPrepare"), "stuck": with_context("tests.columnar:StuckAtTheEnd"),
+         "ema": spec},
+        {"bt": environment}, operation_settings={"stall_timeout_seconds": 0.02})
+    done = subprocess.run([sys.executable, "-m", "services.cli", str(operation)], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, check=False)
+    lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    summaries = {line["strategy_link"]: line for line in lines if line["event"] == "strategy_summary"}
+    assert done.returncode == 1
+    assert summaries["slow@bt"]["status"] == summaries["ema@bt"]["status"] == "completed"
+    assert summaries["slow@bt"]["trades"] == summaries["ema@bt"]["trades"] > 20
+    assert summaries["stuck@bt"]["status"] == "stalled" and summaries["stuck@bt"]["ticks_processed"] == 2160 - 216
+    (stalled,) = [line for line in lines if line["event"] == "strategy_run_stalled"]
+    assert stalled["worker"] == "tests.columnar:StuckAtTheEnd" and "a step over 216 candles" in stalled["reason"]
+
+
+class NamesNoRow(EmaCrossOpportunity):
+    """The EMA cross, columnar, but naming no row: the plugin author's likely mistake."""
+
+    next_active_row = IWorker.next_active_row
+    skip = IWorker.skip
+
+
+def test_a_columnar_opportunity_worker_naming_no_row_is_warned_about_once(tmp_path):
+    spec = yaml.safe_load(EMA_CROSS.read_text())
+    spec["workforce"]["opportunity"] = [{"plugin": "tests.test_columnar_replay:NamesNoRow"}]
+    environment = backtest_environment(str(SAMPLE_1H), start="2023-01-01T00:00:00Z", end="2023-04-01T00:00:00Z")
+    operation = write_config_tree(tmp_path, [("lazy", "bt")], {"lazy": spec}, {"bt": environment})
+    for command in (["validate", str(operation)], [str(operation)]):
+        done = subprocess.run([sys.executable, "-m", "services.cli", *command], cwd=REPO, capture_output=True,
+                              text=True, timeout=60, check=True)
+        warnings = [json.loads(line) for line in done.stderr.splitlines() if "columnar_worker_names_no_row" in line]
+        assert [(w["key"], w["plugin"]) for w in warnings] == [
+            ("workforce.opportunity[0]", "tests.test_columnar_replay:NamesNoRow")]

@@ -145,6 +145,11 @@ def test_a_signal_while_running_stops_cleanly_with_summaries(tmp_path, signum):
     assert "== dca@bt [stopped]" in out
     (summary,) = daemon.events("strategy_summary")
     assert 0 < summary["ticks_processed"] < 200_000
+    # Every candle the feed read was processed or logged as discarded (but those of a block the
+    # feed was still handing over when the run stopped taking any: at most a block's 4,096).
+    read = daemon.events("environment_feed_finished")[0]["ticks_sent"]
+    discarded = sum(event["ticks"] for event in daemon.events("queued_ticks_discarded"))
+    assert 0 <= read - (summary["ticks_processed"] + discarded) <= 4096 and discarded > 0
     assert daemon.events("signal_received")[0]["signal"] == signal.Signals(signum).name
     assert "Traceback" not in daemon.stderr
 

@@ -101,7 +101,7 @@ def charts_svg(runs: Sequence[RunFiles]) -> str:
     # a temporary cache directory" where HOME is read-only) would be a raw line in the JSON stderr.
     logging.getLogger("matplotlib").addHandler(logging.NullHandler())
     logging.getLogger("matplotlib").propagate = False
-    from matplotlib import dates
+    from matplotlib import dates, rc_context
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(12, 7.5), layout="constrained")
@@ -135,8 +135,9 @@ def charts_svg(runs: Sequence[RunFiles]) -> str:
     drawdown_axes.xaxis.set_major_locator(locator)
     drawdown_axes.xaxis.set_major_formatter(dates.ConciseDateFormatter(locator))
     output = io.StringIO()
-    # No date or creator metadata: the same runs give the same file.
-    figure.savefig(output, format="svg", metadata={"Date": None, "Creator": None})
+    # No date or creator metadata and fixed element ids: the same runs give the same file.
+    with rc_context({"svg.hashsalt": "opdaemon"}):
+        figure.savefig(output, format="svg", metadata={"Date": None, "Creator": None})
     svg = output.getvalue()
     # Inline in HTML: no XML prolog, no external DTD, no RDF metadata naming vocabularies by URL.
     return re.sub(r"<metadata>.*?</metadata>\s*", "", svg[svg.index("<svg"):], count=1, flags=re.DOTALL)
