@@ -142,7 +142,8 @@ class Ledger:
         position = state.positions.get(asset)
         qty = position.qty if position is not None else 0.0
         if position is None or len(closes) <= SHORT_STRETCH:
-            # Flat, every close gives the same equity: once is enough.
+            # In Python: a short stretch, or a flat account, whose equity is the same at every close
+            # (so one is enough).
             cash, peak, deepest = state.cash, state.peak_equity, state.max_drawdown_pct
             for close in closes.tolist() if position is not None else closes[:1].tolist():
                 equity = cash + (0.0 + qty * close)  # as `equity()` adds it up
