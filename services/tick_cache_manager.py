@@ -161,11 +161,11 @@ class TickCacheManager:
         the rows up to the next one a worker acts on in bulk, that row as a tick; stops early once
         stop is set (between steps, as tick by tick between ticks). Returns the rows processed."""
         symbol, account, rows = candles.symbol, self.account, len(candles)
-        for worker in self._workforce:
-            self._step(worker, candles, 0)
-            worker.prepare_block(symbol, candles)
         start = 0
         try:
+            for worker in self._workforce:
+                self._step(worker, candles, 0)
+                worker.prepare_block(symbol, candles)
             while start < rows and not self._abandoned and not stop.is_set():
                 portfolio = portfolio_snapshot(account.ledger.snapshot_values(symbol))
                 active = rows
