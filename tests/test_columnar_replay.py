@@ -5,6 +5,7 @@ holes, cut into blocks of every size; and the real CLI runs it with the same sum
 import json
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +26,7 @@ from backend.workers.context.market_regime_classifier import MarketRegimeClassif
 from backend.workers.context.volatility_assessor import VolatilityAssessor
 from backend.workers.execution.market_order_executor import MarketOrderExecutor
 from backend.workers.opportunity.ema_cross_opportunity import EmaCrossOpportunity
+from backend.workers.planning.all_in_planner import AllInPlanner
 from tests.columnar import (
     REPO,
     SAMPLE_1H,
@@ -376,3 +378,34 @@ def test_a_columnar_opportunity_worker_naming_no_row_is_warned_about_once(tmp_pa
         warnings = [json.loads(line) for line in done.stderr.splitlines() if "columnar_worker_names_no_row" in line]
         assert [(w["key"], w["plugin"]) for w in warnings] == [
             ("workforce.opportunity[0]", "tests.test_columnar_replay:NamesNoRow")]
+
+
+def test_a_stop_ends_a_columnar_block_between_steps_and_the_account_stops_there(long_series):
+    """The stop request is looked at between steps (a stretch no worker acts on, an active row):
+    the rows before it are processed, none after it; as tick by tick, where it is looked at
+    between ticks."""
+    block = long_series.rows(0, 4096)
+    stopped, stop = Replay(blueprint_file=EMA_CROSS), threading.Event()
+    assert stopped.manager.process_block(block, stop) == 4096  # not set: all of it
+    stop.set()
+    later = long_series.rows(4096, 8192)
+    assert stopped.manager.process_block(later, stop) == 0
+    assert stopped.account.cursors["BTC/USD"] == block.open_time(4095)  # nothing of `later` was taken
+
+    class StopAtTheThirdCross(EmaCrossOpportunity):
+        crosses: list = []  # noqa: RUF012 (one instance, one test)
+
+        def process(self, asset: str) -> None:
+            super().process(asset)
+            if self.context.find_dto(asset, OpportunitySignalDTO) is not None:
+                self.crosses.append(self._base(asset).timestamp)
+                if len(self.crosses) == 3:
+                    stop.set()
+
+    stop.clear()
+    replay = Replay(worker_specs=[(EmaDetector, {"fast_period": 12, "slow_period": 26}), (StopAtTheThirdCross, {}),
+                                  (AllInPlanner, {}), (MarketOrderExecutor, {})])
+    done = replay.manager.process_block(block, stop)
+    third = StopAtTheThirdCross.crosses[2]
+    assert 0 < done < 4096 and block.open_time(done - 1) == third
+    assert replay.account.cursors["BTC/USD"] == third and replay.fills and replay.fills[-1].timestamp <= third
