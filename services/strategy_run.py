@@ -116,7 +116,8 @@ class StrategyRun:
         self.latency_sum = 0.0
         self.last_tick_time: datetime | None = None  # the last processed candle's open time
         self.last_tick_at: float | None = None  # time.time() when it was processed
-        self._why_not_columnar: str | None = None  # the last block's (logged when it changes)
+        # The last block's replay (mode, why not columnar), logged on the first block and when it changes.
+        self._replay: tuple[str, str | None] | None = None
         self._discarded = 0  # candles of a block left unprocessed on a stop request
 
     @property
@@ -294,9 +295,10 @@ class StrategyRun:
         when that ended the run."""
         manager = self.tick_manager
         why_not = manager.why_not_columnar(candles)
-        if why_not != self._why_not_columnar or not self.ticks_processed:
-            self._why_not_columnar = why_not
-            log.info("backtest_replay", mode="tick_by_tick" if why_not else "columnar", reason=why_not)
+        replay = ("tick_by_tick" if why_not else "columnar", why_not)
+        if replay != self._replay:
+            self._replay = replay
+            log.info("backtest_replay", mode=replay[0], reason=why_not)
         if why_not:
             for row, tick in enumerate(shared_ticks_of(candles)):
                 if self._stop.is_set() or self.status is not RunStatus.RUNNING:
