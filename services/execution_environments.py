@@ -34,7 +34,7 @@ class ExecutionEnvironments:
 
     def order_gateway(self, environment: EnvironmentConfig, link_id: str) -> IOrderGateway:
         if isinstance(environment, LiveEnvironment) and environment.mode == "live":
-            return self._venue(environment).order_gateway(environment, link_id, self._stop)
+            return self._venue(environment).order_gateway(environment, link_id)
         return SimulatedGateway(environment.fee_rate, environment.slippage_bps)
 
     def candle_file(self, data_file: Path, timeframe: str) -> CandleFile:
@@ -46,5 +46,5 @@ class ExecutionEnvironments:
 
     def _venue(self, environment: LiveEnvironment) -> Venue:
         if environment.exchange not in self._venues:
-            self._venues[environment.exchange] = VENUES[environment.exchange]()
+            self._venues[environment.exchange] = VENUES[environment.exchange](self._stop)
         return self._venues[environment.exchange]

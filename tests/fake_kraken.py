@@ -31,6 +31,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import re
 import socket
 import threading
 import time
@@ -117,6 +118,8 @@ class FakeKraken:
         self._failure_status = 503
         self._last_nonce = 0
         self._replies_to_lose = 0
+        self._refusals: list[str] = []
+        self._answers_without_id = 0
         self.nonce_errors = 0
         self._ids = itertools.count(1)
         self._server: ThreadingHTTPServer | None = None
@@ -136,9 +139,20 @@ class FakeKraken:
         with self._lock:
             self._replies_to_lose = count
 
-    def orders_of(self, userref: int | None = None) -> list[dict]:
+    def answer_next_add_order_without_id(self, count: int = 1) -> None:
+        """The next AddOrder(s) execute, but the answer names no txid (a truncated reply)."""
         with self._lock:
-            return [o for o in self.orders.values() if userref is None or o["userref"] == userref]
+            self._answers_without_id = count
+
+    def refuse_next_add_order(self, error: str, count: int = 1) -> None:
+        """The next AddOrder(s) are refused with Kraken's error text, e.g. "EOrder:Rate limit exceeded"."""
+        with self._lock:
+            self._refusals = [error] * count
+
+    def orders_of(self, cl_ord_id_prefix: str = "") -> list[dict]:
+        """The orders whose cl_ord_id starts with the prefix (e.g. a link's tag), oldest first."""
+        with self._lock:
+            return [o for o in self.orders.values() if (o["cl_ord_id"] or "").startswith(cl_ord_id_prefix)]
 
     def received(self, endpoint: str) -> list[ReceivedRequest]:
         with self._lock:
@@ -250,24 +264,35 @@ class FakeKraken:
         return {pair: rows[-720:], "last": last}
 
     def _add_order(self, params: dict) -> dict:
+        """AddOrder for market orders, refusing what Kraken documents it refuses (doc lines cited)."""
         pair = _pair_id(params.get("pair", ""))
         info = ASSET_PAIRS[pair]
-        side, volume = params.get("type"), float(params.get("volume", "0"))
-        oflags = params.get("oflags", "")
+        side, oflags = params.get("type"), params.get("oflags", "")
+        if self._refusals:
+            raise KrakenError(self._refusals.pop())
         if params.get("ordertype") != "market" or side not in ("buy", "sell"):
             raise KrakenError("EGeneral:Invalid arguments")
         client_id = params.get("cl_ord_id")
+        _check_order_identifiers(client_id, params.get("userref"))
         if client_id and any(o["cl_ord_id"] == client_id and o["status"] == "open" for o in self.orders.values()):
+            # clordid guide: "Kraken verifies cl_ord_id uniqueness across open orders for each client."
             raise KrakenError("EOrder:Duplicate order")
+        volume = _checked_volume(params.get("volume", ""), info, quote="viqc" in oflags)
         price = self.prices[pair] * (1 + (self.fill_slippage if side == "buy" else -self.fill_slippage))
-        if "viqc" in oflags:  # volume in quote currency (market buys only)
+        if "viqc" in oflags:
+            # AddOrder, oflags: "viqc = volume in quote currency (not available for leveraged orders)";
+            # Kraken takes it on market buys only and refuses it elsewhere.
             if side != "buy":
                 raise KrakenError("EGeneral:Invalid arguments:viqc")
             cost, volume = volume, volume / price
         else:
             cost = volume * price
+        # AssetPairs: "ordermin: Minimum order size (in terms of base currency)",
+        # "costmin: Minimum order cost (in terms of quote currency)".
         if volume < float(info["ordermin"]):
             raise KrakenError("EOrder:Order minimum not met")
+        if cost < float(info["costmin"]):
+            raise KrakenError("EOrder:Cost minimum not met")
         fee = round(cost * FEE_RATE, 4)
         base, quote = info["base"], info["quote"]
         if side == "buy":
@@ -283,7 +308,7 @@ class FakeKraken:
         txid = f"O{next(self._ids):05d}-FAKEK-RAKEN"
         description = f"{side} {volume:.8f} {info['altname']} @ market"
         self.orders[txid] = {
-            "refid": None, "userref": int(params.get("userref", 0)), "cl_ord_id": client_id,
+            "refid": None, "userref": int(params["userref"]) if "userref" in params else None, "cl_ord_id": client_id,
             "status": "closed", "reason": None,
             "opentm": time.time(), "closetm": time.time(), "starttm": 0, "expiretm": 0,
             "descr": {"pair": info["altname"], "type": side, "ordertype": "market", "price": "0",
@@ -293,6 +318,9 @@ class FakeKraken:
             "oflags": oflags, "trades": [f"T{txid[1:]}"],
             "_open_polls": self.open_polls, "_hidden_lookups": self.hidden_lookups,
         }
+        if self._answers_without_id > 0:
+            self._answers_without_id -= 1
+            return {"descr": {"order": description}}
         return {"descr": {"order": description}, "txid": [txid]}
 
     def _visible(self, order: dict) -> dict | None:
@@ -332,6 +360,36 @@ class FakeKraken:
 
 class KrakenError(Exception):
     """An error Kraken reports in its JSON envelope (HTTP 200, {"error": [...]})."""
+
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32}")
+_DECIMAL = re.compile(r"\d+(\.\d+)?")
+
+
+def _check_order_identifiers(client_id: str | None, userref: str | None) -> None:
+    """Kraken's rules for an order's own identifiers (docs.kraken.com, "Spot Client Order Identifiers")."""
+    if client_id is not None and userref is not None:
+        # "The cl_ord_id and userref are mutually exclusive—they cannot both be used on the same order."
+        raise KrakenError("EGeneral:Invalid arguments")
+    if client_id is not None and not (_UUID.fullmatch(client_id) or 0 < len(client_id) <= 18):
+        # "cl_ord_id supports 3 different formats": a long UUID (32 hex characters with 4 dashes),
+        # a short UUID (32 hex characters) or free text of up to 18 characters.
+        raise KrakenError("EGeneral:Invalid arguments:cl_ord_id")
+    if userref is not None and not (userref.lstrip("-").isdigit() and -2**31 <= int(userref) < 2**31):
+        # AddOrder: "userref: integer <int32>".
+        raise KrakenError("EGeneral:Invalid arguments:userref")
+
+
+def _checked_volume(text: str, info: dict, quote: bool) -> float:
+    """An order's volume as Kraken accepts it: a plain decimal with at most `lot_decimals` places
+    (AssetPairs: "lot_decimals: Scaling decimal places for volume"), or `cost_decimals` when it is
+    a quote amount (viqc: "cost_decimals: Scaling decimal places for cost")."""
+    places = info["cost_decimals"] if quote else info["lot_decimals"]
+    if not _DECIMAL.fullmatch(text) or float(text) <= 0:
+        raise KrakenError("EGeneral:Invalid arguments:volume")
+    if len(text.partition(".")[2]) > places:
+        raise KrakenError("EGeneral:Invalid arguments:volume")
+    return float(text)
 
 
 def _pair_id(name: str) -> str:

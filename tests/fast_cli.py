@@ -11,8 +11,8 @@ from services.cli import main
 FAST_RATE_LIMIT_MS = 1
 
 
-def _fast_init(self: AccountClient, config: dict[str, Any], _init: Any = AccountClient.__init__) -> None:
-    _init(self, {**config, "rateLimit": FAST_RATE_LIMIT_MS})
+def _fast_init(self: AccountClient, config: dict[str, Any], *args: Any, _init: Any = AccountClient.__init__) -> None:
+    _init(self, {**config, "rateLimit": FAST_RATE_LIMIT_MS}, *args)
 
 
 if __name__ == "__main__":

@@ -5,13 +5,14 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+import ccxt
 import pytest
 
 from backend.dtos import OrderDTO, OrderSide
 from backend.errors import FatalExchangeError
 from backend.portfolio import Ledger, StrategyAccount
 from backend.state import OrderRecord, OrderState, StateStore, StoreJournal
-from backend.venues.kraken.execution import KrakenOrderGateway, link_userref
+from backend.venues.kraken.execution import KrakenOrderGateway, link_tag
 from tests.fake_kraken import TEST_API_KEY, TEST_API_SECRET, FakeKraken
 from tests.live_support import fast_client, live_env
 
@@ -31,7 +32,7 @@ def live_account(fake: FakeKraken, store: StateStore | None, link: str = LINK, c
     environment = live_env(fake, mode="live", allow_live_orders=True)
     client = client or fast_client(environment, with_credentials=True)
     settings = {"fill_wait_seconds": 1.0, "poll_seconds": 0.01, **gateway}
-    kraken = KrakenOrderGateway(client, link_userref(link), stop or threading.Event(), **settings)
+    kraken = KrakenOrderGateway(client, link_tag(link), stop or threading.Event(), **settings)
     journal = StoreJournal(store, link) if store is not None else None
     return StrategyAccount(Ledger(capital), kraken, journal)
 
@@ -56,8 +57,9 @@ def test_a_buy_is_tagged_sent_as_quote_amount_booked_and_journaled(fake, credent
     assert {k: add_order.params[k] for k in ("pair", "type", "ordertype", "volume")} == {
         "pair": "XXBTZUSD", "type": "buy", "ordertype": "market", "volume": "500"}  # 0.01 BTC at 50,000 in USD
     assert set(add_order.params["oflags"].split(",")) == {"fciq", "viqc"}
-    assert add_order.params["userref"] == str(link_userref(LINK))
-    (exchange_order,) = fake.orders_of(link_userref(LINK))
+    assert "userref" not in add_order.params  # Kraken refuses an order with both userref and cl_ord_id
+    assert add_order.params["cl_ord_id"].startswith(link_tag(LINK) + "-")
+    (exchange_order,) = fake.orders_of(link_tag(LINK))
     assert exchange_order["cl_ord_id"] == add_order.params["cl_ord_id"]
 
     assert fill is not None and (fill.quantity, fill.price) == (pytest.approx(0.01), 50_000.0)
@@ -68,6 +70,61 @@ def test_a_buy_is_tagged_sent_as_quote_amount_booked_and_journaled(fake, credent
     assert store.order(journaled.client_order_id).state is OrderState.FILLED
     assert store.load_account(LINK) == account.ledger.state
     assert_no_secrets(repr(logs))
+
+
+@pytest.mark.parametrize(("params", "refusal"), [
+    ({"cl_ord_id": "6d1b345e-2821-40e2-ad83-4ecb18a06876", "userref": 7}, "EGeneral:Invalid arguments"),
+    ({"cl_ord_id": "nineteen-characters"}, "EGeneral:Invalid arguments:cl_ord_id"),
+    ({"cl_ord_id": "6d1b345e-2821-40e2-ad83-4ecb18a0687"}, "EGeneral:Invalid arguments:cl_ord_id"),
+    ({"userref": 2**31}, "EGeneral:Invalid arguments:userref"),
+])
+def test_the_fake_refuses_order_identifiers_as_kraken_documents(fake, credentials, params, refusal):
+    client = fast_client(live_env(fake, mode="live", allow_live_orders=True), with_credentials=True)
+    with pytest.raises(ccxt.BaseError, match=refusal):
+        client.create_order("BTC/USD", "market", "sell", 0.001, params=params)
+    fake.balances["XXBT"] = 1.0
+    accepted = {"cl_ord_id": "6d1b345e-2821-40e2-ad83-4ecb18a06876"}, {"cl_ord_id": "18-characters-long"}, {
+        "cl_ord_id": "6d1b345e282140e2ad834ecb18a06876"}, {"userref": -7}
+    for ids in accepted:
+        client.create_order("BTC/USD", "market", "sell", 0.001, params=ids)
+    assert len(fake.orders) == len(accepted)
+
+
+def test_the_fake_refuses_volumes_kraken_refuses(fake, credentials):
+    fake.balances["XXBT"] = 1.0
+    client = fast_client(live_env(fake, mode="live", allow_live_orders=True), with_credentials=True)
+    client.load_markets()
+    refused = [("sell", "0.000000001", ""), ("sell", "0.00001", ""), ("sell", "1e-3", ""),
+               ("sell", "0.001", "viqc"), ("buy", "0.4", "viqc"), ("buy", "10.123456", "viqc")]
+    for side, volume, oflags in refused:
+        with pytest.raises(ccxt.BaseError, match=r"EGeneral:Invalid arguments|EOrder:"):
+            client.privatePostAddOrder({"pair": "XXBTZUSD", "type": side, "ordertype": "market",
+                                        "volume": volume, "oflags": oflags})
+    assert fake.orders == {}
+
+
+@pytest.mark.parametrize("refusal", ["EGeneral:Invalid arguments", "EOrder:Cost minimum not met",
+                                     "EOrder:Rate limit exceeded", "EGeneral:Invalid arguments:cl_ord_id"])
+def test_an_order_kraken_refuses_plainly_is_rejected_never_unknown(fake, credentials, store, logs, refusal):
+    fake.refuse_next_add_order(refusal)
+    account = live_account(fake, store)
+
+    assert account.submit(buy(0.01), NOW) is None
+
+    (order,) = [store.order(r.params["cl_ord_id"]) for r in fake.received("private/AddOrder")]
+    assert order.state is OrderState.REJECTED and refusal in order.detail
+    assert store.unsettled_orders(LINK) == [] and not fake.received("private/OpenOrders")  # not looked up
+    assert account.submit(buy(0.01), NOW) is not None  # nothing blocks the next entry
+
+
+def test_an_add_order_answer_without_an_order_id_is_looked_up(fake, credentials, store, logs):
+    account = live_account(fake, store)
+    fake.answer_next_add_order_without_id()
+
+    fill = account.submit(buy(0.01), NOW)
+
+    assert fill is not None and fill.order_id == next(iter(fake.orders))
+    assert any(e["event"] == "order_reply_unreadable" for e in logs)
 
 
 def test_a_lost_add_order_reply_is_looked_up_not_resent(fake, credentials, store, logs):
@@ -180,7 +237,7 @@ def test_links_on_one_key_order_at_once_without_a_nonce_error(fake, credentials,
     assert fake.nonce_errors == 0
     assert len(fills) == 6 and all(fill is not None for fill in fills)
     assert len(fake.orders) == 6
-    assert {o["userref"] for o in fake.orders_of()} == {link_userref(f"s{i}@live") for i in range(6)}
+    assert {o["cl_ord_id"][:8] for o in fake.orders_of()} == {link_tag(f"s{i}@live") for i in range(6)}
 
 
 def test_separate_clients_on_one_key_do_race_their_nonces(fake, credentials):

@@ -2,6 +2,7 @@
 and REST APIs: each candle once and in order, backfill after a reconnect, the silence watchdog,
 revised candles, staleness, and a prompt stop."""
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -158,7 +159,7 @@ def test_stop_ends_the_stream_promptly_even_while_it_waits(fake, stream, consume
 
 
 def test_market_data_chooses_the_source_websocket_by_default(fake, stream):
-    venue = KrakenVenue()
+    venue = KrakenVenue(threading.Event())
     assert isinstance(venue.tick_source(stream_env(fake, stream)), KrakenStreamSource)
     assert isinstance(venue.tick_source(live_env(fake)), KrakenLiveSource)  # the tests' default: rest
     assert LiveEnvironment(type="live", display_name="k", exchange="kraken", symbols=["BTC/USD"], timeframe="1h",

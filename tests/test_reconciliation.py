@@ -8,7 +8,7 @@ import pytest
 
 from backend.dtos import OrderDTO, OrderSide
 from backend.portfolio import Ledger, StrategyAccount
-from backend.venues.kraken.execution import KrakenOrderGateway, link_userref
+from backend.venues.kraken.execution import KrakenOrderGateway, link_tag
 from services.reconciliation import reconcile
 from tests.fake_kraken import FakeKraken
 from tests.live_support import fast_client, live_env
@@ -20,7 +20,7 @@ def accounts_on_one_key(fake: FakeKraken, links: list[str]) -> dict[str, Strateg
     client = fast_client(live_env(fake, mode="live", allow_live_orders=True), with_credentials=True)
     client.load_markets()
     return {
-        link: StrategyAccount(Ledger(1_000), KrakenOrderGateway(client, link_userref(link), threading.Event(),
+        link: StrategyAccount(Ledger(1_000), KrakenOrderGateway(client, link_tag(link), threading.Event(),
                                                                 poll_seconds=0.01))
         for link in links
     }
@@ -33,7 +33,7 @@ def buy(quantity: float) -> OrderDTO:
 def test_an_open_order_the_journal_does_not_know_pauses_its_link_only(fake, credentials, logs):
     accounts = accounts_on_one_key(fake, ["a@live", "b@live"])
     accounts["a@live"].submit(buy(0.001), NOW)
-    (placed,) = fake.orders_of(link_userref("a@live"))
+    (placed,) = fake.orders_of(link_tag("a@live"))
     placed["status"] = "open"  # e.g. placed by an earlier run whose journal was lost
 
     reconcile(accounts, {link: "USD" for link in accounts})

@@ -19,7 +19,7 @@ import pytest
 
 from backend.dtos import AccountState
 from backend.state import OrderState, StateStore
-from backend.venues.kraken.execution import link_userref
+from backend.venues.kraken.execution import link_tag
 from tests.daemon import Daemon
 from tests.fake_kraken import TEST_API_KEY, TEST_API_SECRET, FakeKraken, candle
 from tests.helpers import write_config_tree
@@ -257,7 +257,7 @@ def test_kill_9_then_restart_trades_on_without_the_missed_candles_and_books_matc
         fills, cursors = store.fills(LINK), store.cursors(LINK)
     assert [f.candle_time for f in fills] == [minutes.moment(i) for i in (2, 3, 7)]  # each candle once
     assert cursors == {"BTC/USD": minutes.moment(7)}
-    assert {r.params["userref"] for r in fake.received("private/AddOrder")} == {str(link_userref(LINK))}
+    assert {r.params["cl_ord_id"][:8] for r in fake.received("private/AddOrder")} == {link_tag(LINK)}
 
 
 def test_a_restart_before_the_next_candle_closes_trades_that_candle_once_it_closes(tmp_path, fake, daemons):
@@ -563,7 +563,7 @@ def test_a_link_holding_more_than_the_exchange_is_paused_while_another_link_on_t
     assert (summaries["a@live"]["orders_skipped"], summaries["b@live"]["orders_skipped"]) == (1, 0)
     assert [e["strategy_link"] for e in second.events("order_filled")] == ["b@live"]
     new_orders = list(fake.orders.values())[orders_before:]
-    assert [o["userref"] for o in new_orders] == [link_userref("b@live")]
+    assert [o["cl_ord_id"][:8] for o in new_orders] == [link_tag("b@live")]
     with state_of(data_dir) as store:
         a, b = account_of(store, "a@live"), account_of(store, "b@live")
         assert (a.trades, b.trades) == (1, 1)

@@ -1,6 +1,7 @@
 """Where an account's orders are executed: a simulator or an exchange. A gateway turns an order
 into an outcome and nothing else; it never touches the account (StrategyAccount books fills)."""
 
+import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,6 +41,10 @@ class IOrderGateway(ABC):
     # Gateways trading the same venue account share this object (their client), so that
     # reconciliation can add up what the strategies on one account hold.
     venue_account: object | None = None
+
+    def new_client_order_id(self) -> str:
+        """A new order's id, unique across restarts, in the form the venue accepts (a UUID here)."""
+        return str(uuid.uuid4())
 
     @abstractmethod
     def sizing(self, asset: str, side: OrderSide, reference_price: float) -> tuple[float, float]:

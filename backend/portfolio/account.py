@@ -10,7 +10,6 @@ a process that dies in the middle of a tick never trades that candle again after
 """
 
 import itertools
-import uuid
 from collections.abc import Callable
 from datetime import datetime
 
@@ -29,11 +28,6 @@ log = structlog.get_logger(__name__)
 MIN_NOTIONAL = 0.01  # quote currency; smaller remainders (float dust) are not orders
 
 
-def new_client_order_id() -> str:
-    """A UUID: Kraken's cl_ord_id accepts it, and it never repeats across restarts."""
-    return str(uuid.uuid4())
-
-
 def numbered_order_ids(prefix: str) -> Callable[[], str]:
     """`prefix1`, `prefix2`, ...: ids of orders that never leave the process nor outlive it (a
     backtest's), far cheaper than a UUID each."""
@@ -47,13 +41,13 @@ class StrategyAccount(IBroker):
         ledger: Ledger,
         gateway: IOrderGateway,
         journal: IAccountJournal | None = None,
-        new_order_id: Callable[[], str] = new_client_order_id,
+        new_order_id: Callable[[], str] | None = None,
     ) -> None:
         self.ledger = ledger
         self._gateway = gateway
         self._journal = journal or InMemoryJournal()
         self._durable = self._journal.durable
-        self._new_order_id = new_order_id
+        self._new_order_id = new_order_id or gateway.new_client_order_id  # the venue's form by default
         self._unsettled: list[OrderRequest] = self._journal.unsettled()
         self._cursors = self._journal.cursors()  # symbol -> last candle processed, across restarts
         self.paused: str | None = None  # why the account takes no new buys (reconciliation, an operator)

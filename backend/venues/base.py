@@ -13,7 +13,13 @@ class Venue(ABC):
 
     An adapter never knows which config file a setting came from: a wrong setting (here or in
     the source's `prepare()`) is a SettingError naming the key; whoever builds the adapter at load
-    time turns it into the ConfigError naming the file."""
+    time turns it into the ConfigError naming the file.
+
+    `stop` is the operation's stop: once it is set, waits are cut short (an order's fill, a request
+    waiting for its turn on a shared client)."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self._stop = stop
 
     @abstractmethod
     def check_credentials(self, environment: LiveEnvironment) -> None:
@@ -25,5 +31,5 @@ class Venue(ABC):
         """The environment's live market data."""
 
     @abstractmethod
-    def order_gateway(self, environment: LiveEnvironment, link_id: str, stop: threading.Event) -> IOrderGateway:
-        """Real orders for one strategy link (mode: live only); `stop` cuts waits short at shutdown."""
+    def order_gateway(self, environment: LiveEnvironment, link_id: str) -> IOrderGateway:
+        """Real orders for one strategy link (mode: live only)."""

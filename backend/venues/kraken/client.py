@@ -1,7 +1,8 @@
 """The synchronous ccxt Kraken client, one per account, and what its errors mean.
 
 Invariants: one client serves every strategy link and the market data of one API key (and URL),
-and it sends one request at a time with strictly increasing nonces, whatever thread asks; no
+and it sends one request at a time with strictly increasing nonces, whatever thread asks; once the
+daemon stops, a request still waiting for its turn is never sent (RequestNotSent); no
 text made here (`describe_error`, `root_cause`, `translate_error`) contains the API key or secret,
 whatever the exchange echoes back; ccxt's errors become the project's ExchangeError taxonomy here.
 """
@@ -32,6 +33,14 @@ MAX_ERROR_TEXT = 300
 # to ccxt.AuthenticationError ("EAPI:Invalid signature" is a plain ExchangeError), and an error
 # that echoes more text after the code matches none of ccxt's exact codes.
 KEY_REJECTIONS = ("EAPI:Invalid key", "EAPI:Invalid signature", "EGeneral:Permission denied")
+# Kraken's plain refusals of an order: nothing was placed. ccxt maps only some of them to InvalidOrder
+# ("EGeneral:Invalid arguments" is a BadRequest, "EOrder:Cost minimum not met" a plain ExchangeError).
+ORDER_REFUSALS = ("EOrder:", "EGeneral:Invalid arguments")
+LOCK_WAIT_SLICE_SECONDS = 0.05  # how often a request waiting for its turn looks at the stop
+
+
+class RequestNotSent(ccxt.NetworkError):
+    """The daemon stopped while the request waited for its turn: it was never sent."""
 
 
 class AccountClient(ccxt.kraken):
@@ -39,14 +48,22 @@ class AccountClient(ccxt.kraken):
     signed, sent and answered) happens under one lock, so Kraken receives the nonces of one key
     strictly increasing, and the rate limiter paces the whole account, not one caller."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], stop: threading.Event | None = None) -> None:
         super().__init__(config)
         self._request_lock = threading.RLock()
         self._last_nonce = 0
+        self._stop = stop or threading.Event()
 
     def fetch2(self, *args: Any, **kwargs: Any) -> Any:
-        with self._request_lock:
+        # Waits in slices: a run whose turn comes after a slow request of another thread is not
+        # held past a stop (it would be abandoned as stalled with its order's outcome unjournaled).
+        while not self._request_lock.acquire(timeout=LOCK_WAIT_SLICE_SECONDS):
+            if self._stop.is_set():
+                raise RequestNotSent("the daemon is stopping")
+        try:
             return super().fetch2(*args, **kwargs)
+        finally:
+            self._request_lock.release()
 
     def nonce(self) -> int:
         # Milliseconds, as ccxt does, but never equal to the last one (two orders in one ms).
@@ -54,7 +71,8 @@ class AccountClient(ccxt.kraken):
         return self._last_nonce
 
 
-def make_kraken_client(environment: LiveEnvironment, with_credentials: bool) -> AccountClient:
+def make_kraken_client(environment: LiveEnvironment, with_credentials: bool,
+                       stop: threading.Event | None = None) -> AccountClient:
     """A rate-limited Kraken client; with credentials read from the env vars the environment names
     (a SettingError on `api_key_env` / `api_secret_env` when one is unset or the secret is not
     base64; never the value itself).
@@ -65,7 +83,7 @@ def make_kraken_client(environment: LiveEnvironment, with_credentials: bool) -> 
     config: dict = {"enableRateLimit": True, "timeout": REQUEST_TIMEOUT_MS}
     if with_credentials:
         config["apiKey"], config["secret"] = read_credentials(environment)
-    client = AccountClient(config)
+    client = AccountClient(config, stop)
     if environment.api_url:
         base = environment.api_url.rstrip("/")
         client.urls["api"] = {**client.urls["api"], "public": base, "private": base}
@@ -117,7 +135,7 @@ def translate_error(error: BaseException, client: ccxt.Exchange | None = None) -
     cause = root_cause(error, client)
     if is_key_rejected(error) or isinstance(error, ccxt.PermissionDenied | ccxt.BadSymbol):
         return FatalExchangeError(cause)
-    if isinstance(error, ccxt.InsufficientFunds | ccxt.InvalidOrder):
+    if isinstance(error, ccxt.InsufficientFunds | ccxt.InvalidOrder) or is_order_refused(error):
         return OrderRejectedError(cause)
     if is_network_failure(error):
         return TemporaryExchangeError(cause)
@@ -127,6 +145,15 @@ def translate_error(error: BaseException, client: ccxt.Exchange | None = None) -
 def is_network_failure(error: BaseException) -> bool:
     """Worth retrying: ccxt's network-type errors, or any error caused by a socket or TLS failure."""
     return isinstance(error, ccxt.OperationFailed) or any(_socket_failure(link) for link in _chain(error))
+
+
+def is_order_refused(error: BaseException) -> bool:
+    """Kraken's error envelope refuses the order plainly (EOrder:*, EGeneral:Invalid arguments):
+    it was not placed. ccxt quotes the envelope's JSON in its error, so the quoted code is what
+    Kraken answered: a network failure never reads so (ccxt raises some refusals, e.g. rate limits,
+    as network errors)."""
+    text = str(error)
+    return isinstance(error, ccxt.BaseError) and any(f'"{code}' in text for code in ORDER_REFUSALS)
 
 
 def is_key_rejected(error: BaseException) -> bool:

@@ -1,15 +1,19 @@
 """Kraken spot market orders for one strategy link, through its account's shared client.
 
 Invariants: an order is sent once and only once (AddOrder is never retried); every order carries
-the link's `userref` and its own `cl_ord_id`, so an exchange order can always be attributed and
-looked up; a failure whose outcome cannot be told (lost reply, timeout, an order the exchange does
-not list yet) is answered by looking the order up, never by sending it again, and stays UNKNOWN
-if the lookup cannot tell either; market buys are sent as a quote amount (`viqc`) that the
-account has checked it can pay, fee included, so a fill above the close cannot overspend.
+its own `cl_ord_id` and no `userref` (Kraken refuses an order with both), and that id begins with
+the link's tag, so an exchange order can always be attributed to its link and looked up; a refusal
+Kraken states plainly (EOrder:*, EGeneral:Invalid arguments) is a rejection; a failure whose outcome
+cannot be told (lost reply, timeout, an unreadable answer, an order the exchange does not list yet)
+is answered by looking the order up, never by sending it again, and stays UNKNOWN if the lookup
+cannot tell either, or if the daemon stops meanwhile; market buys are sent as a quote amount
+(`viqc`) that the account has checked it can pay, fee included, so a fill above the close cannot
+overspend.
 """
 
 import threading
 import time
+import uuid
 import zlib
 from datetime import UTC, datetime, timedelta
 
@@ -17,10 +21,11 @@ import ccxt
 import structlog
 
 from backend.dtos import OrderSide
-from backend.errors import FatalExchangeError, OrderNotPlacedError
+from backend.errors import FatalExchangeError, OrderNotPlacedError, OrderRejectedError
 from backend.interfaces.order_gateway import IOrderGateway, OrderOutcome, OrderRequest, OutcomeStatus
 from backend.venues.kraken.client import (
     AccountClient,
+    RequestNotSent,
     describe_error,
     is_key_rejected,
     root_cause,
@@ -35,16 +40,16 @@ DONE_STATUSES = {"closed", "canceled", "expired", "rejected"}
 NEVER_PLACED_AFTER = timedelta(minutes=2)
 
 
-def link_userref(link_id: str) -> int:
-    """A stable, positive int32 per strategy link: Kraken's `userref`, for attribution."""
-    return zlib.crc32(link_id.encode()) & 0x7FFF_FFFF
+def link_tag(link_id: str) -> str:
+    """A stable tag per strategy link, 8 hex digits: the first group of its orders' cl_ord_ids."""
+    return f"{zlib.crc32(link_id.encode()):08x}"
 
 
 class KrakenOrderGateway(IOrderGateway):
     def __init__(
         self,
         client: AccountClient,
-        userref: int,
+        tag: str,
         stop: threading.Event,
         fill_wait_seconds: float = 5.0,
         poll_seconds: float = 0.5,
@@ -52,7 +57,7 @@ class KrakenOrderGateway(IOrderGateway):
     ) -> None:
         self._client = client
         self.venue_account = client
-        self._userref = userref
+        self._tag = tag
         self._stop = stop
         self._fill_wait_seconds = fill_wait_seconds
         self._poll_seconds = poll_seconds
@@ -62,8 +67,14 @@ class KrakenOrderGateway(IOrderGateway):
         self._client.load_markets()  # loaded by the start-up check; cached by ccxt after that
         return reference_price, float(self._client.market(asset).get("taker") or 0.0)
 
+    def new_client_order_id(self) -> str:
+        """A long UUID whose first group is the link's tag (Kraken's cl_ord_id takes "32 hex characters
+        separated with 4 dashes"): unique, and attributable to the link among the account's orders."""
+        random = uuid.uuid4().hex
+        return f"{self._tag}-{random[8:12]}-{random[12:16]}-{random[16:20]}-{random[20:]}"
+
     def execute(self, request: OrderRequest) -> OrderOutcome:
-        params = {"oflags": "fciq", "cl_ord_id": request.client_order_id, "userref": self._userref}
+        params = {"oflags": "fciq", "cl_ord_id": request.client_order_id}
         try:
             if request.side is OrderSide.BUY:
                 cost = float(self._client.cost_to_precision(request.asset, request.quantity * request.reference_price))
@@ -71,15 +82,20 @@ class KrakenOrderGateway(IOrderGateway):
             else:
                 amount = float(self._client.amount_to_precision(request.asset, request.quantity))
                 placed = self._client.create_order(request.asset, "market", "sell", amount, params=params)
+        except RequestNotSent as error:  # the daemon stopped before the request went out
+            return OrderOutcome(OutcomeStatus.REJECTED, reason=f"never sent: {error}")
         except ccxt.BaseError as error:
             if is_key_rejected(error):  # refused before the order existed: nothing executed
                 raise OrderNotPlacedError(root_cause(error, self._client)) from None
-            if isinstance(error, ccxt.InsufficientFunds | ccxt.InvalidOrder):
+            if isinstance(translate_error(error, self._client), OrderRejectedError):
                 return OrderOutcome(OutcomeStatus.REJECTED, reason=describe_error(error, self._client))
             # The order may or may not exist: find out, never send it again.
             log.warning("order_reply_lost", client_order_id=request.client_order_id,
                         error=describe_error(error, self._client))
             return self._look_up(request, why=f"AddOrder failed: {describe_error(error, self._client)}")[0]
+        if not placed.get("id"):  # an answer without the order's id tells nothing: find out
+            log.warning("order_reply_unreadable", client_order_id=request.client_order_id)
+            return self._look_up(request, why="AddOrder answered without an order id")[0]
         return self._await_fill(request, str(placed["id"]))
 
     def settle(self, request: OrderRequest) -> OrderOutcome:
@@ -92,11 +108,13 @@ class KrakenOrderGateway(IOrderGateway):
         return outcome
 
     def open_orders(self) -> list[str] | None:
+        """The account's open orders whose cl_ord_id carries this link's tag."""
         try:
-            orders = self._client.fetch_open_orders(params={"userref": self._userref})
+            orders = self._client.fetch_open_orders()
         except ccxt.BaseError as error:
             raise translate_error(error, self._client) from None
-        return [str(order.get("clientOrderId") or order["id"]) for order in orders]
+        mine = f"{self._tag}-"
+        return [str(order["clientOrderId"]) for order in orders if str(order.get("clientOrderId")).startswith(mine)]
 
     def holdings(self) -> dict[str, float] | None:
         try:
@@ -132,11 +150,13 @@ class KrakenOrderGateway(IOrderGateway):
         params = {"clientOrderId": request.client_order_id}
         answered = False
         for attempt in range(self._lookup_attempts):
-            if attempt:
-                self._stop.wait(self._poll_seconds)
+            if attempt and self._stop.wait(self._poll_seconds):
+                break  # stopping: the order stays unknown, settled after the restart
             try:
                 found = self._client.fetch_open_orders(request.asset, params=params) or \
                     self._client.fetch_closed_orders(request.asset, params=params)
+            except RequestNotSent:
+                break
             except ccxt.BaseError as error:
                 self._raise_if_fatal(error)
                 log.warning("order_lookup_failed", client_order_id=request.client_order_id,

@@ -5,7 +5,7 @@ from backend.interfaces.order_gateway import IOrderGateway
 from backend.market_data import TickSource
 from backend.venues.base import Venue
 from backend.venues.kraken.client import AccountClient, make_kraken_client, read_credentials
-from backend.venues.kraken.execution import KrakenOrderGateway, link_userref
+from backend.venues.kraken.execution import KrakenOrderGateway, link_tag
 from backend.venues.kraken.market_data import KrakenLiveSource
 from backend.venues.kraken.streaming import KrakenStreamSource
 
@@ -14,7 +14,8 @@ class KrakenVenue(Venue):
     """Kraken: one AccountClient per (URL, API key) for everything that trades with that key, and
     one public client per URL for market data that needs no key (paper trading)."""
 
-    def __init__(self) -> None:
+    def __init__(self, stop: threading.Event) -> None:
+        super().__init__(stop)
         self._clients: dict[tuple[str, str | None], AccountClient] = {}
 
     def check_credentials(self, environment: LiveEnvironment) -> None:
@@ -26,12 +27,12 @@ class KrakenVenue(Venue):
         source = KrakenStreamSource if environment.market_data == "websocket" else KrakenLiveSource
         return source(environment, client=client, private_client=private)
 
-    def order_gateway(self, environment: LiveEnvironment, link_id: str, stop: threading.Event) -> IOrderGateway:
-        return KrakenOrderGateway(self._client(environment), link_userref(link_id), stop,
+    def order_gateway(self, environment: LiveEnvironment, link_id: str) -> IOrderGateway:
+        return KrakenOrderGateway(self._client(environment), link_tag(link_id), self._stop,
                                   fill_wait_seconds=environment.order_wait_seconds)
 
     def _client(self, environment: LiveEnvironment) -> AccountClient:
         with_credentials = environment.mode == "live"
-        client = make_kraken_client(environment, with_credentials=with_credentials)
+        client = make_kraken_client(environment, with_credentials=with_credentials, stop=self._stop)
         key = (str(client.urls["api"]["private"]), client.apiKey or None)
         return self._clients.setdefault(key, client)
