@@ -10,7 +10,9 @@ longer than `stall_timeout_seconds`; one lifecycle change (stop, start, pause, r
 a time, and a reload checks the whole file, and contacts the exchanges of new environments,
 before it changes anything, so a rejected one leaves the running set as it was; `wait()` never
 sees the running set half changed; what the operator asked of a live or paper link (paused,
-stopped) is in the state store before the request is answered.
+stopped) is in the state store before the request is answered; a link never has two runs writing
+its account: a link is started again, or rebuilt by a reload, only once its previous run's thread
+has ended (one still inside a tick, say waiting for an order's reply, finishes that tick first).
 """
 
 import threading
@@ -50,6 +52,9 @@ log = structlog.get_logger(__name__)
 SourceFactory = Callable[[EnvironmentConfig], TickSource]
 WATCHDOG_SECONDS = 0.1  # how often wait() checks the runs
 MAX_WARMUP_CANDLES = 700  # Kraken's OHLC endpoint returns at most 720 candles, the last one forming
+# How long a reload waits for the runs it replaces to finish their tick (an order in flight takes
+# the exchange's timeouts: AddOrder, then looking it up) before it gives up and changes nothing more.
+HANDOVER_TIMEOUT_SECONDS = 120.0
 
 
 @dataclass
@@ -317,10 +322,15 @@ class OperationService:
                                      "only a running link can be stopped")
             if not link.stopped_by_operator:
                 link.stopped_by_operator = True
-                self._end_runs([link])
+                still_busy = self._end_runs([link], self.shutdown_timeout)
                 self._save_controls(link)
-                log.info("strategy_link_stopped", strategy_link=link_id, status=link.run.status.value,
-                         ticks_processed=link.run.ticks_processed)
+                if still_busy:  # never abandoned: its tick (an order, say) is booked when it ends
+                    log.info("strategy_link_stopping", strategy_link=link_id,
+                             reason=f"still in its tick {self.shutdown_timeout:g} s after the stop request; "
+                                    "it stops once that tick is done")
+                else:
+                    log.info("strategy_link_stopped", strategy_link=link_id, status=link.run.status.value,
+                             ticks_processed=link.run.ticks_processed)
         return link.run
 
     def start_link(self, link_id: str) -> StrategyRun:
@@ -329,6 +339,9 @@ class OperationService:
         its first candle of each asset. Its environment's feed must still be running."""
         with self._one_change_at_a_time:
             link = self._link(link_id)
+            if link.stopped_by_operator and link.run.thread_running:
+                raise LinkStateError(f"strategy link {link_id} is still finishing its last tick (an order in "
+                                     "flight, say); start it once it has stopped")
             if not link.stopped_by_operator or link.run.status is not RunStatus.STOPPED:
                 if link.run.status.ended:  # failed, stalled (also while being stopped), completed
                     raise LinkStateError(f"strategy link {link_id} has {link.run.status.value}; "
@@ -351,19 +364,19 @@ class OperationService:
             log.info("strategy_link_started", strategy_link=link_id, ticks_processed=run.ticks_processed)
         return run
 
-    def _end_runs(self, links: Sequence[_Link]) -> None:
+    def _end_runs(self, links: Sequence[_Link], wait_seconds: float) -> list[_Link]:
         """Stop each link's run after its current tick and wait for them together, at most
-        shutdown_timeout_seconds; one still busy then is reported stalled."""
+        wait_seconds (cut short by the daemon's stop); the links whose run is still in its tick
+        then. A run is never abandoned here: the tick it finishes may book an order's fill."""
         for link in links:
             link.stop.set()
-        deadline = time.monotonic() + self.shutdown_timeout
+        deadline = time.monotonic() + wait_seconds
         for link in links:
-            if link.run.is_alive():
-                link.run.join(max(0.0, deadline - time.monotonic()))
-            if link.run.is_alive():
-                link.run.abandon(f"did not finish its tick within {self.shutdown_timeout:g} s of the stop request")
-            elif link.run.status is RunStatus.PENDING:  # stopped before the operation started
+            while link.run.thread_running and not self.stop_event.is_set() and time.monotonic() < deadline:
+                link.run.join(min(WATCHDOG_SECONDS, max(0.0, deadline - time.monotonic())))
+            if link.run.status is RunStatus.PENDING:  # stopped before the operation started
                 link.run.end_unstarted(RunStatus.STOPPED)
+        return [link for link in links if link.run.thread_running]
 
     def _stored_controls(self, link: _Link) -> LinkControls:
         if self._store is None or not link.kept_in_store:
@@ -423,6 +436,9 @@ class OperationService:
                 raise
             try:
                 self._apply(plan, feeds)
+            except ReloadFailedError as exc:
+                log.error("operation_reload_failed", error=str(exc))
+                raise
             except Exception as exc:
                 log.exception("operation_reload_failed", error=f"{type(exc).__name__}: {exc}")
                 raise ReloadFailedError(f"{type(exc).__name__}: {exc}") from exc
@@ -466,7 +482,13 @@ class OperationService:
         """Stop the links that leave or restart (outside the running-set lock: the status server
         reads the set meanwhile), then change the set in one step."""
         leaving = [self._links[link_id] for link_id in [*plan.removed, *plan.restarted]]
-        self._end_runs(leaving)
+        if leaving:
+            log.info("reload_stopping_links", strategy_links=[link.resolved.link_id for link in leaving])
+        still_busy = self._end_runs(leaving, HANDOVER_TIMEOUT_SECONDS)
+        if still_busy:  # their accounts are not theirs to hand over yet: build nothing
+            raise ReloadFailedError(f"strategy link(s) {', '.join(link.resolved.link_id for link in still_busy)} "
+                                 f"did not finish their tick within {HANDOVER_TIMEOUT_SECONDS:g} s of being "
+                                 "stopped; they stay stopped until they do and the file is reloaded again")
         environments = {link.link.execution_environment_id: link.environment for link in plan.operation.links}
         with self._running_set:
             for link in leaving:

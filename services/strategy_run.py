@@ -167,6 +167,12 @@ class StrategyRun:
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
 
+    @property
+    def thread_running(self) -> bool:
+        """The run's thread is still inside a tick (or waiting for one), abandoned or not: it may
+        still book what that tick does."""
+        return self._thread.is_alive()
+
     def is_alive(self) -> bool:
         """True while the run may still change: its thread is busy and it has not been abandoned."""
         return self._thread.is_alive() and self.status is not RunStatus.STALLED

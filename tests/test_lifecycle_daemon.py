@@ -239,3 +239,42 @@ def test_a_sighup_while_loading_never_kills_the_daemon_and_reloads_once_it_runs(
             daemon.process.kill()
     assert code == 0 and "== a@bt [stopped]" in out and "== b@bt [stopped]" in out
     assert "Traceback" not in daemon.stderr
+
+
+@pytest.mark.parametrize("how", ["reload", "stop_start"])
+def test_a_link_restarted_while_its_order_reply_is_slow_books_that_fill_once(tmp_path, fake, daemons, how):
+    """The old run is still inside AddOrder when the link is restarted (a reload that changes it, or
+    stop then start): it must never have two runs writing its account."""
+    from tests.test_restart import live_operation
+
+    operation = live_operation(tmp_path, fake, operation_settings={"control_token_env": TOKEN_ENV,
+                                                                    "shutdown_timeout_seconds": 0.3})
+    fake.delay_next_add_order_reply(2.0)  # slower than the shutdown timeout
+    minutes = Minutes(fake, 4)
+    daemon, client = daemons(operation, tmp_path / "state")
+    deadline = time.monotonic() + 20
+    while not fake.received("private/AddOrder"):  # the first order is on its way
+        assert time.monotonic() < deadline and daemon.process.poll() is None, daemon.stderr
+        time.sleep(0.02)
+
+    if how == "reload":
+        changed = dca_blueprint()
+        changed["workforce"]["planning"][0]["params"]["quote_amount"] = 2 * BUY_USD
+        write_yaml(tmp_path / "config" / "strategies" / "dca.yaml", changed)
+        post(client, "/reload")
+        wait_for(daemon, "operation_reloaded")
+    else:
+        post(client, "/strategies/dca@live/stop")
+        deadline = time.monotonic() + 10
+        while (answer := client.json("/strategies/dca@live/start", "POST", TOKEN))[0] == 409:
+            assert time.monotonic() < deadline, answer  # refused while the old run is still in its order
+            time.sleep(0.1)
+        assert answer[0] == 200, answer
+    minutes.add()  # the restarted link trades the next candle
+    wait_for(daemon, "order_filled", count=2)
+    time.sleep(0.5)
+    stop(daemon)
+
+    assert len(daemon.events("order_filled")) == len(fake.orders) == 2
+    from tests.test_restart import assert_books_match_the_exchange
+    assert_books_match_the_exchange(tmp_path / "state", fake)

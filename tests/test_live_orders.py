@@ -304,3 +304,24 @@ def test_an_intent_stays_unknown_while_nothing_can_be_concluded(fake, credential
     account.settle(NOW)
     assert store.order(record.client_order_id).state is OrderState.UNKNOWN
     assert account.submit(buy(0.01), NOW) is None  # still no new buys
+
+
+def test_a_fill_reported_by_two_paths_is_booked_once(fake, credentials, store, logs):
+    """Two accounts on one link's journal (a run that outlived its stop and the run replacing it)
+    both learn of the same exchange order: it is one fill, in the store and in what they book."""
+    fake.lose_next_add_order_reply()
+    fake.hidden_lookups = 50
+    first = live_account(fake, store, lookup_attempts=1)
+    assert first.submit(buy(0.01), NOW) is None  # unknown: the reply was lost, the order not listed yet
+    second = StrategyAccount(Ledger(10_000, store.load_account(LINK)), first._gateway, StoreJournal(store, LINK))
+    fake.orders_of()[0]["_hidden_lookups"] = 0
+
+    second.settle(NOW)
+    first.settle(NOW)
+
+    (fill,) = store.fills(LINK)
+    assert fill.exchange_order_id == next(iter(fake.orders))
+    assert second.ledger.position("BTC/USD").qty == pytest.approx(0.01)
+    assert first.ledger.position("BTC/USD").qty == 0 and first.unsettled_orders == []
+    assert store.load_account(LINK) == second.ledger.state
+    assert [e["event"] for e in logs if e["event"] == "fill_already_booked"] == ["fill_already_booked"]

@@ -27,6 +27,10 @@ class IAccountJournal(ABC):
     def unsettled(self) -> list[OrderRequest]:
         """Orders sent whose outcome is not known yet (oldest first)."""
 
+    def fill_booked(self, exchange_order_id: str) -> bool:
+        """Whether a fill of this exchange order is booked already (by whatever path reported it)."""
+        return False
+
     @abstractmethod
     def save(self, account: AccountState, symbol: str, candle_time: datetime) -> None:
         """The account after a processed candle, with that candle as the symbol's cursor."""

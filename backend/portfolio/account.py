@@ -1,7 +1,8 @@
 """A strategy's account: the one place its orders are sized, journaled and booked.
 
 Invariants: an order is journaled before its gateway sees it; a fill changes the ledger only here,
-and is journaled with the account it produced in one write; an order whose outcome is unknown is
+and is journaled with the account it produced in one write, once per exchange order id whatever path
+reports it (the order's reply, a lookup, a settlement after a restart); an order whose outcome is unknown is
 never sent again, only settled by looking it up, and while one is unsettled the account takes no
 new buys (sells of what it surely holds stay allowed); an order the venue refused before it
 existed (the key) is journaled rejected, so it never blocks the account after a restart; a candle
@@ -166,6 +167,12 @@ class StrategyAccount(IBroker):
     def _book(self, request: OrderRequest, outcome: OrderOutcome, timestamp: datetime) -> FillDTO | None:
         context = {"asset": request.asset, "side": request.side.value, "client_order_id": request.client_order_id,
                    "order_id": outcome.exchange_order_id}
+        if outcome.status is OutcomeStatus.FILLED and outcome.exchange_order_id \
+                and self._journal.fill_booked(outcome.exchange_order_id):
+            # Reported twice (a run that outlived its stop, say): the ledger has it already.
+            log.warning("fill_already_booked", **context)
+            self._journal.record_outcome(request, outcome, None, self.ledger.state)
+            return None
         self.order_outcomes[outcome.status.value] = self.order_outcomes.get(outcome.status.value, 0) + 1
         if outcome.status is OutcomeStatus.FILLED:
             fill = FillDTO(

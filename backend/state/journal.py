@@ -36,6 +36,9 @@ class StoreJournal(IAccountJournal):
             fill.timestamp, fill.order_id,
         ), account, OrderState.FILLED)
 
+    def fill_booked(self, exchange_order_id: str) -> bool:
+        return self._store.has_fill(self._link, exchange_order_id)
+
     def unsettled(self) -> list[OrderRequest]:
         return [
             OrderRequest(order.client_order_id, order.asset, OrderSide(order.side), order.quantity,

@@ -237,6 +237,11 @@ class StateStore:
                 (link, *settled)).fetchall()
         return [_order_from_row(row) for row in rows]
 
+    def has_fill(self, link: str, exchange_order_id: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM fills WHERE link = ? AND exchange_order_id = ? LIMIT 1",
+                                    (link, exchange_order_id)).fetchone() is not None
+
     def fills(self, link: str) -> list[FillRecord]:
         with self._lock:
             rows = self._db.execute(
