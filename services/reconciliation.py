@@ -9,7 +9,6 @@ quote currency, so links whose budgets add up to more than the exchange account 
 """
 
 from collections import defaultdict
-from datetime import UTC, datetime
 
 import structlog
 
@@ -23,14 +22,13 @@ TOLERANCE = 1e-8  # exchange rounding of amounts
 def reconcile(accounts: dict[str, StrategyAccount], quote_currencies: dict[str, str]) -> None:
     """accounts: link id -> account, of links whose orders are real; quote_currencies: link id ->
     the currency its cash is in (its `starting_capital` is a budget the exchange account must hold)."""
-    now = datetime.now(UTC)
     held: dict[tuple[int, str], dict[str, float]] = defaultdict(dict)  # (venue account, currency) -> link -> qty
     venue_holdings: dict[int, dict[str, float]] = {}
     for link, account in accounts.items():
         if account.unsettled_orders:
             log.info("settling_unknown_orders", strategy_link=link,
                      orders=[request.client_order_id for request in account.unsettled_orders])
-            account.settle(now)
+            account.settle()
         holdings = account.holdings()
         if holdings is None:
             continue

@@ -333,7 +333,7 @@ class StatusServer:
             "account": {
                 "equity": equity, "pnl": pnl, "drawdown_pct": drawdown, "max_drawdown_pct": max_drawdown,
                 "cash": account.ledger.state.cash, "trades": account.ledger.state.trades,
-                "fees_paid": account.ledger.state.fees_paid, "positions": positions,
+                "fees_paid": account.ledger.state.fees_paid, "positions": positions, "dust": account.ledger.dust(),
                 "orders": dict(account.order_outcomes), "unsettled_orders": len(account.unsettled_orders),
             },
         }

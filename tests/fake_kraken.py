@@ -294,7 +294,7 @@ class FakeKraken:
             # Kraken takes it on market buys only and refuses it elsewhere.
             if side != "buy":
                 raise KrakenError("EGeneral:Invalid arguments:viqc")
-            cost, volume = volume, volume / price
+            cost, volume = volume, round(volume / price, info["lot_decimals"])  # executed in whole lots
         else:
             cost = volume * price
         # AssetPairs: "ordermin: Minimum order size (in terms of base currency)",
@@ -308,13 +308,13 @@ class FakeKraken:
         if side == "buy":
             if self.balances.get(quote, 0.0) < cost + fee:
                 raise KrakenError("EOrder:Insufficient funds")
-            self.balances[quote] -= cost + fee
-            self.balances[base] = self.balances.get(base, 0.0) + volume
+            self._credit(quote, -(cost + fee))
+            self._credit(base, volume)
         else:
             if self.balances.get(base, 0.0) < volume:
                 raise KrakenError("EOrder:Insufficient funds")
-            self.balances[base] -= volume
-            self.balances[quote] = self.balances.get(quote, 0.0) + cost - fee
+            self._credit(base, -volume)
+            self._credit(quote, cost - fee)
         txid = f"O{next(self._ids):05d}-FAKEK-RAKEN"
         description = f"{side} {volume:.8f} {info['altname']} @ market"
         self.orders[txid] = {
@@ -332,6 +332,10 @@ class FakeKraken:
             self._answers_without_id -= 1
             return {"descr": {"order": description}}
         return {"descr": {"order": description}, "txid": [txid]}
+
+    def _credit(self, asset: str, amount: float) -> None:
+        """Kraken keeps balances in the asset's decimals (Assets: "decimals"), never a float's residue."""
+        self.balances[asset] = round(self.balances.get(asset, 0.0) + amount, ASSETS[asset]["decimals"])
 
     def _visible(self, order: dict) -> dict | None:
         """The order as a lookup sees it now: None while the exchange lags, open while it works."""

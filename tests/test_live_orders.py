@@ -8,11 +8,13 @@ from datetime import UTC, datetime, timedelta
 import ccxt
 import pytest
 
-from backend.dtos import OrderDTO, OrderSide
+from backend.dtos import AccountState, OrderDTO, OrderSide, PositionState
 from backend.errors import FatalExchangeError
-from backend.portfolio import Ledger, StrategyAccount
+from backend.interfaces.order_gateway import OrderRequest
+from backend.portfolio import Ledger, SimulatedGateway, StrategyAccount
 from backend.state import OrderRecord, OrderState, StateStore, StoreJournal
 from backend.venues.kraken.execution import KrakenOrderGateway, link_tag
+from services.reconciliation import reconcile
 from tests.fake_kraken import TEST_API_KEY, TEST_API_SECRET, FakeKraken
 from tests.live_support import fast_client, live_env
 
@@ -325,3 +327,67 @@ def test_a_fill_reported_by_two_paths_is_booked_once(fake, credentials, store, l
     assert first.ledger.position("BTC/USD").qty == 0 and first.unsettled_orders == []
     assert store.load_account(LINK) == second.ledger.state
     assert [e["event"] for e in logs if e["event"] == "fill_already_booked"] == ["fill_already_booked"]
+
+
+def test_an_order_settled_at_start_is_booked_on_its_candle_not_the_wall_clock(fake, credentials, tmp_path):
+    fake.lose_next_add_order_reply()
+    fake.hidden_lookups = 50
+    first_store = StateStore.open(tmp_path, "op")
+    crashed = live_account(fake, first_store, lookup_attempts=1)
+    crashed.open_tick("BTC/USD", 50_000.0, NOW, trading=True)  # the candle it trades on
+    assert crashed.submit(buy(0.01), NOW) is None
+    first_store.close()
+
+    fake.orders_of()[0]["_hidden_lookups"] = 0
+    store = StateStore.open(tmp_path, "op")
+    restored = StrategyAccount(Ledger(10_000, store.load_account(LINK)), crashed._gateway, StoreJournal(store, LINK))
+    reconcile({LINK: restored}, {LINK: "USD"})
+
+    (fill,) = store.fills(LINK)
+    assert fill.candle_time == NOW
+    store.close()
+
+
+def test_a_paper_order_journaled_without_its_fill_settles_as_never_executed(tmp_path):
+    """The daemon died between a paper order's intent and its simulated fill: the next start
+    settles it as rejected and trades on (it used to fail the run at every start)."""
+    store = StateStore.open(tmp_path, "op")
+    journal = StoreJournal(store, "p@paper")
+    intent = OrderDTO(asset="BTC/USD", side=OrderSide.BUY, quantity=0.01, reference_price=50_000.0, reason="t")
+    journal.record_intent(OrderRequest("paper-1", "BTC/USD", OrderSide.BUY, 0.01, 50_000.0), intent.reason)
+
+    restarted = StrategyAccount(Ledger(10_000), SimulatedGateway(0.0026), StoreJournal(store, "p@paper"))
+    restarted.open_tick("BTC/USD", 50_000.0, NOW, trading=True)
+
+    assert store.order("paper-1").state is OrderState.REJECTED and restarted.unsettled_orders == []
+    assert restarted.submit(intent, NOW) is not None  # entries are not blocked
+    store.close()
+
+
+def test_selling_all_of_a_float_sum_of_fills_sells_all_of_it(fake, credentials, store):
+    """0.7 + 0.1 BTC is 0.7999999999999999 as a float: the sell must not leave one lot behind."""
+    fake.balances["ZUSD"] = 50_000.0
+    account = live_account(fake, store, capital=50_000)
+    account.submit(buy(0.7), NOW)
+    account.submit(buy(0.1), NOW)
+    assert account.ledger.position("BTC/USD").qty < 0.8  # the float sum, a hair below
+
+    account.submit(sell(account.ledger.position("BTC/USD").qty), NOW)
+
+    assert fake.received("private/AddOrder")[-1].params["volume"] == "0.8"
+    assert "BTC/USD" not in account.ledger.positions and fake.balances["XXBT"] == pytest.approx(0, abs=1e-12)
+
+
+def test_a_position_below_the_minimum_order_is_dust_never_shown_to_workers_as_held(fake, credentials, tmp_path):
+    store = StateStore.open(tmp_path, "op")
+    store.save_account(LINK, AccountState(10_000, 9_999, 0, 10_000, 0, 2, {"BTC/USD": PositionState(2e-8, 50_000)}))
+    environment = live_env(fake, mode="live", allow_live_orders=True)
+    gateway = KrakenOrderGateway(fast_client(environment, with_credentials=True), link_tag(LINK), threading.Event())
+    account = StrategyAccount(Ledger(10_000, store.load_account(LINK)), gateway, StoreJournal(store, LINK))
+
+    _, held, entry, equity, _ = account.open_tick("BTC/USD", 50_000.0, NOW, trading=True)
+
+    assert (held, entry) == (0.0, None)  # a planner sees a flat account: it never plans to sell dust
+    assert equity == pytest.approx(9_999 + 2e-8 * 50_000)  # still valued
+    assert account.ledger.dust() == {"BTC/USD": 2e-8}
+    store.close()

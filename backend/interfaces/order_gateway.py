@@ -46,6 +46,10 @@ class IOrderGateway(ABC):
         """A new order's id, unique across restarts, in the form the venue accepts (a UUID here)."""
         return str(uuid.uuid4())
 
+    def minimum_quantity(self, asset: str) -> float:
+        """The smallest order of asset the venue takes (0: any); a position below it is dust."""
+        return 0.0
+
     @abstractmethod
     def sizing(self, asset: str, side: OrderSide, reference_price: float) -> tuple[float, float]:
         """(price, fee rate) to size an order on: a buy is sized on the worst price the gateway may

@@ -72,6 +72,8 @@ class StrategyAccount(IBroker):
         candle (its cursor, durably) before any worker acts on it; the account as workers see it
         this tick (the values of its PortfolioSnapshotDTO: see ledger.portfolio_snapshot)."""
         self.ledger.mark(symbol, close)
+        if trading and not self.ledger.has_minimum_quantity(symbol):  # once per symbol
+            self.ledger.set_minimum_quantity(symbol, self._gateway.minimum_quantity(symbol))
         if self._unsettled and trading:
             self.settle(candle_time)
         if trading:
@@ -153,8 +155,10 @@ class StrategyAccount(IBroker):
     def venue_account(self) -> object | None:
         return self._gateway.venue_account
 
-    def settle(self, timestamp: datetime) -> None:
-        """Look up every order whose outcome is unknown and book what the venue says of it."""
+    def settle(self, candle_time: datetime | None = None) -> None:
+        """Look up every order whose outcome is unknown and book what the venue says of it, on
+        candle_time; without one (at start, before any candle), on the last candle its asset
+        processed: the one the order was placed on, or a later one."""
         for request in list(self._unsettled):
             outcome = self._gateway.settle(request)
             if outcome.status is OutcomeStatus.UNKNOWN:  # still: journal why (an intent becomes unknown)
@@ -162,7 +166,7 @@ class StrategyAccount(IBroker):
             else:
                 self._unsettled.remove(request)
                 log.info("order_settled", client_order_id=request.client_order_id, status=outcome.status.value)
-                self._book(request, outcome, timestamp)
+                self._book(request, outcome, candle_time or self._cursors.get(request.asset, request.journaled_at))
 
     def _book(self, request: OrderRequest, outcome: OrderOutcome, timestamp: datetime) -> FillDTO | None:
         context = {"asset": request.asset, "side": request.side.value, "client_order_id": request.client_order_id,

@@ -44,6 +44,20 @@ class Ledger:
         self.state = state or AccountState.new(starting_capital)
         self._last_prices: dict[str, float] = {}
         self._equity: float | None = None  # cached until a price or the account changes
+        self._minimum_quantities: dict[str, float] = {}  # per asset: less than this held is dust
+
+    def set_minimum_quantity(self, asset: str, quantity: float) -> None:
+        """The venue's smallest order of asset: a position below it cannot be sold, so it is dust."""
+        self._minimum_quantities[asset] = quantity
+
+    def has_minimum_quantity(self, asset: str) -> bool:
+        return asset in self._minimum_quantities
+
+    def dust(self) -> dict[str, float]:
+        """The positions too small to sell (below the venue's minimum order): valued, never traded."""
+        minimums = self._minimum_quantities
+        held = list(self.state.positions.items())  # one step: the status server reads it from another thread
+        return {asset: p.qty for asset, p in held if p.qty < minimums.get(asset, 0.0)}
 
     @property
     def starting_capital(self) -> float:
@@ -79,11 +93,12 @@ class Ledger:
 
     def snapshot_values(self, asset: str) -> PortfolioValues:
         """The account as workers see it, as the fields of a PortfolioSnapshotDTO in a plain
-        tuple (cheap to take on every tick; `portfolio_snapshot` builds the DTO when asked)."""
+        tuple (cheap to take on every tick; `portfolio_snapshot` builds the DTO when asked). Dust
+        is not shown to workers as a position: they could only plan sells the venue refuses."""
         state = self.state
         position = state.positions.get(asset)
-        if position is None or position.qty <= 0:
-            return state.cash, 0.0 if position is None else position.qty, None, self.equity(), state.peak_equity
+        if position is None or position.qty <= 0 or position.qty < self._minimum_quantities.get(asset, 0.0):
+            return state.cash, 0.0, None, self.equity(), state.peak_equity
         return state.cash, position.qty, position.avg_entry_price, self.equity(), state.peak_equity
 
     def capped_quantity(self, asset: str, side: OrderSide, quantity: float, price: float, fee_rate: float) -> float:

@@ -1,4 +1,7 @@
-"""Simulated fills for backtests and paper trading."""
+"""Simulated fills for backtests and paper trading.
+
+Invariant: a simulated order is filled in the call that sends it, or never: one journaled but not
+filled (the process died in between) was never executed, and settles as rejected."""
 
 from backend.dtos import OrderSide
 from backend.interfaces.order_gateway import IOrderGateway, OrderOutcome, OrderRequest, OutcomeStatus
@@ -21,7 +24,10 @@ class SimulatedGateway(IOrderGateway):
                             fee=request.quantity * price * self._fee_rate)
 
     def settle(self, request: OrderRequest) -> OrderOutcome:
-        raise AssertionError("a simulated order always has a known outcome")
+        # The candle's cursor was written before the order: that candle is never traded again,
+        # so settling as never executed cannot lose a trade that a restart would make.
+        return OrderOutcome(OutcomeStatus.REJECTED, reason="never executed: the daemon stopped between the "
+                                                           "order's intent and its simulated fill")
 
     def _fill_price(self, side: OrderSide, reference_price: float) -> float:
         direction = 1 if side is OrderSide.BUY else -1

@@ -67,6 +67,10 @@ class KrakenOrderGateway(IOrderGateway):
         self._client.load_markets()  # loaded by the start-up check; cached by ccxt after that
         return reference_price, float(self._client.market(asset).get("taker") or 0.0)
 
+    def minimum_quantity(self, asset: str) -> float:
+        self._client.load_markets()
+        return float(self._client.market(asset)["limits"]["amount"]["min"] or 0.0)
+
     def new_client_order_id(self) -> str:
         """A long UUID whose first group is the link's tag (Kraken's cl_ord_id takes "32 hex characters
         separated with 4 dashes"): unique, and attributable to the link among the account's orders."""
@@ -80,7 +84,10 @@ class KrakenOrderGateway(IOrderGateway):
                 cost = float(self._client.cost_to_precision(request.asset, request.quantity * request.reference_price))
                 placed = self._client.create_market_buy_order_with_cost(request.asset, cost, params=params)
             else:
-                amount = float(self._client.amount_to_precision(request.asset, request.quantity))
+                # A position is a sum of fills in whole lots, held as a float a hair below or above
+                # it (0.7 + 0.1 == 0.7999999999999999): nudged up before truncating to the lot, so
+                # selling all of it sells all of it instead of leaving one lot behind as dust.
+                amount = float(self._client.amount_to_precision(request.asset, request.quantity * (1 + 1e-12)))
                 placed = self._client.create_order(request.asset, "market", "sell", amount, params=params)
         except RequestNotSent as error:  # the daemon stopped before the request went out
             return OrderOutcome(OutcomeStatus.REJECTED, reason=f"never sent: {error}")
