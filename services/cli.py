@@ -418,9 +418,12 @@ def _sweep(args: argparse.Namespace, shutdown: Shutdown) -> int:
         return EXIT_OK
     shutdown.loading = False
     from services.research.command import run_and_write
+    from services.research.results import partial_banner
 
     out = args.out or Path("sweeps") / sweep.path.stem
-    rows, walk_forward, page = run_and_write(sweep, executor, shutdown.requested, out)
+    rows, walk_forward, coverage, page = run_and_write(sweep, executor, shutdown.requested, out)
+    if coverage.partial:
+        _say(f"\n{partial_banner(coverage)}", sys.stdout)
     _say(format_sweep_table(rows, sweep.config.metric), sys.stdout)
     if walk_forward is not None:
         _say(format_walk_forward(walk_forward), sys.stdout)
@@ -436,7 +439,8 @@ def format_sweep_table(rows: Sequence, metric: str, shown: int = 10) -> str:
         score = row.metrics.get(metric)
         figure = "—" if score is None else f"{score:,.4f}"
         values = ", ".join(f"{name}={value}" for name, value in row.parameters.items())
-        lines.append(f"{row.rank:>4}. {row.combination_id}  {metric} {figure:>12}  "
+        rank = "-" if row.rank is None else row.rank  # a skipped combination has none
+        lines.append(f"{rank:>4}. {row.combination_id}  {metric} {figure:>12}  "
                      f"PnL {row.metrics.get('pnl_pct') or 0:+.2f}%  [{row.status}]  {values}")
     return "\n".join(lines)
 
