@@ -434,13 +434,16 @@ def _sweep(args: argparse.Namespace, shutdown: Shutdown) -> int:
 
 
 def format_sweep_table(rows: Sequence, metric: str, shown: int = 10) -> str:
-    lines = ["", f"Best {min(shown, len(rows))} of {len(rows)} combinations by {metric}"]
-    for row in rows[:shown]:
+    """The best ranked rows; skipped ones only counted (they are listed in the results)."""
+    ranked = [row for row in rows if row.rank is not None]
+    skipped = len(rows) - len(ranked)
+    lines = ["", f"Best {min(shown, len(ranked))} of {len(ranked)} combinations by {metric}"
+                 + (f" ({skipped} skipped by the constraints, listed in the results)" if skipped else "")]
+    for row in ranked[:shown]:
         score = row.metrics.get(metric)
         figure = "—" if score is None else f"{score:,.4f}"
         values = ", ".join(f"{name}={value}" for name, value in row.parameters.items())
-        rank = "-" if row.rank is None else row.rank  # a skipped combination has none
-        lines.append(f"{rank:>4}. {row.combination_id}  {metric} {figure:>12}  "
+        lines.append(f"{row.rank:>4}. {row.combination_id}  {metric} {figure:>12}  "
                      f"PnL {row.metrics.get('pnl_pct') or 0:+.2f}%  [{row.status}]  {values}")
     return "\n".join(lines)
 

@@ -304,7 +304,7 @@ def test_constraints_skip_combinations_before_any_run_and_list_them(tmp_path):
     with (tmp_path / "out" / "results.csv").open() as handle:
         assert [r["status"] for r in csv.DictReader(handle)][-1] == "skipped"
     assert '<tr class="skipped">' in (tmp_path / "out" / "results.html").read_text()
-    assert "[skipped]" in out
+    assert "Best 3 of 3 combinations by sharpe (1 skipped by the constraints, listed in the results)" in out
 
 
 def test_an_interrupted_sweep_writes_its_results_marked_partial(tmp_path):
