@@ -1,5 +1,6 @@
 """The shape of a sweep file (`config/sweeps/*.yaml`): a blueprint, backtest environments, a
-parameter grid per worker, constraints between the parameters, how to search it, what to rank by, and optionally walk-forward windows.
+parameter grid per worker, constraints between the parameters, how to search it, what to rank
+by, and optionally walk-forward windows.
 
 Invariant: a SweepConfig that validated names no empty grid, a search that fits its grid's shape,
 and windows with positive lengths; whether its workers, values and constraints' names exist is

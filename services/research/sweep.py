@@ -137,9 +137,9 @@ class Sweep:
         return ordered + sorted((row for row in rows if row.status == "skipped"), key=lambda row: row.combination_id)
 
     def _evaluate(self, combinations: Sequence[Combination], environments: Sequence[SweepEnvironment],
-                  label: str | None) -> list[Row]:
-        """Run combinations (label: log their progress under it); those breaking a constraint are
-        skipped, those the workers refuse are failed rows, neither is run."""
+                  label: str, own_progress: bool = True) -> list[Row]:
+        """Run combinations, their log lines under label (own_progress: their `sweep_progress` too);
+        those breaking a constraint are skipped, those the workers refuse are failed rows, neither runs."""
         rows: dict[str, Row] = {}
         parts: list[LoadedOperation] = []
         skipped: Counter[str] = Counter()
@@ -163,7 +163,7 @@ class Sweep:
                 parts.append(self._part(identifier, combination, environments))
         if skipped:
             log.info("sweep_combinations_skipped", stage=label, count=skipped.total(), by_constraint=dict(skipped))
-        progress = None if label is None else Progress(label, refused + len(parts))
+        progress = Progress(label, refused + len(parts)) if own_progress else None
 
         def advance(finished: int) -> None:
             self.ticks_sent += finished
@@ -213,7 +213,7 @@ class Sweep:
             combinations = [{name: trial.suggest_categorical(labels[name], values)
                              for name, values in self.sweep.space.values.items()} for trial in trials]
             fresh = [c for c in combinations if combination_id(self.config.blueprint, c) not in rows]
-            for row in self._evaluate(fresh, environments, label=None):
+            for row in self._evaluate(fresh, environments, label, own_progress=False):
                 rows[row.combination_id] = row
             for trial, combination in zip(trials, combinations, strict=True):
                 score = rows[combination_id(self.config.blueprint, combination)].score(self.config.metric)
@@ -246,7 +246,6 @@ class Sweep:
                                              f"window {window.index + 1}/{len(slices)} test")
             results.add(window, ranked, best, test_row)
         return results
-
 
     def coverage(self, rows: Sequence[Row], unasked_trials: int, walk_forward: "WalkForward | None") -> "Coverage":
         """How much of the whole-range search (its rows, and its Optuna trials a stop left unasked)

@@ -8,7 +8,7 @@ satisfies every constraint. Values that pass alone may still be refused together
 checking two params against each other): `refusal` tells, before the combination runs.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +49,14 @@ class LoadedSweep:
     environments: list[SweepEnvironment]
     space: ParameterSpace
     constraints: list[Constraint]
-    factory: WorkerFactory = field(default_factory=WorkerFactory)
+    factory: WorkerFactory
 
     def refusal(self, combination: Combination) -> str | None:
         """Why the blueprint's workers refuse this combination's values together; None if they take them."""
         refused = _refused(self.blueprint, self.blueprint_file, self.factory, combination)
-        return None if refused is None else f"refused: {refused.key}: {refused.reason}"
+        if refused is None:
+            return None
+        return f"refused: {refused.key}: {refused.reason}" if refused.key else f"refused: {refused.reason}"
 
 
 def load_sweep(path: Path | str, factory: WorkerFactory | None = None) -> LoadedSweep:
