@@ -418,9 +418,12 @@ def _sweep(args: argparse.Namespace, shutdown: Shutdown) -> int:
         return EXIT_OK
     shutdown.loading = False
     from services.research.command import run_and_write
+    from services.research.results import partial_banner
 
     out = args.out or Path("sweeps") / sweep.path.stem
-    rows, walk_forward, page = run_and_write(sweep, executor, shutdown.requested, out)
+    rows, walk_forward, coverage, page = run_and_write(sweep, executor, shutdown.requested, out)
+    if coverage.partial:
+        _say(f"\n{partial_banner(coverage)}", sys.stdout)
     _say(format_sweep_table(rows, sweep.config.metric), sys.stdout)
     if walk_forward is not None:
         _say(format_walk_forward(walk_forward), sys.stdout)
@@ -431,8 +434,12 @@ def _sweep(args: argparse.Namespace, shutdown: Shutdown) -> int:
 
 
 def format_sweep_table(rows: Sequence, metric: str, shown: int = 10) -> str:
-    lines = ["", f"Best {min(shown, len(rows))} of {len(rows)} combinations by {metric}"]
-    for row in rows[:shown]:
+    """The best ranked rows; skipped ones only counted (they are listed in the results)."""
+    ranked = [row for row in rows if row.rank is not None]
+    skipped = len(rows) - len(ranked)
+    lines = ["", f"Best {min(shown, len(ranked))} of {len(ranked)} combinations by {metric}"
+                 + (f" ({skipped} skipped by the constraints, listed in the results)" if skipped else "")]
+    for row in ranked[:shown]:
         score = row.metrics.get(metric)
         figure = "—" if score is None else f"{score:,.4f}"
         values = ", ".join(f"{name}={value}" for name, value in row.parameters.items())

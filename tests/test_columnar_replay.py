@@ -3,6 +3,7 @@ tick-by-tick one: the same trades to the float, on the shipped sample and on a l
 holes, cut into blocks of every size; and the real CLI runs it with the same summaries and report."""
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -47,6 +48,7 @@ ICT_15M = REPO / "config" / "strategies" / "ict_smc_strategy_15m.yaml"
 SAMPLE_5M = REPO / "data" / "kraken_xbtusd_5m_2023q1.csv"
 SMART_DCA = REPO / "config" / "strategies" / "smart_dca_btc.yaml"
 SMART_DCA_1H = REPO / "config" / "strategies" / "smart_dca_btc_1h.yaml"
+REPORT_EPOCH = 1680307200  # 2023-04-01 00:00 UTC: report.html's "generated" stamp (SOURCE_DATE_EPOCH)
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +100,10 @@ def run_cli(root: Path, blueprint: Path = EMA_CROSS, with_workers: Sequence[dict
             *spec["workforce"]["context"], {"plugin": "tests.columnar:Vandal"}]}}
         links.insert(0, ("vandal", "bt"))
     operation = write_config_tree(root, links, blueprints, {"bt": environment})
+    # The page's "report generated" stamp from a fixed moment: two runs compare equal whatever the wall clock.
     done = subprocess.run([sys.executable, "-m", "services.cli", str(operation), "--report", str(root / "report")],
-                          cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+                          cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+                          env={**os.environ, "SOURCE_DATE_EPOCH": str(REPORT_EPOCH)})
     assert done.returncode == (1 if vandal else 0), done.stderr[-2000:]
     lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
     summaries = {line["strategy_link"]: {k: v for k, v in line.items() if k not in ("timestamp", "level", "logger")}
@@ -121,6 +125,7 @@ def test_the_cli_and_its_report_are_the_same_replayed_columnar_or_tick_by_tick(t
     assert columnar == by_ticks and columnar["ema@bt"]["trades"] > 10
     assert set(report) == {"equity.csv", "trades.csv", "summary.json", "report.html"}
     assert report == report_by_ticks  # every equity row and trade, the metrics: the same text
+    assert "report generated 2023-04-01 00:00 UTC" in report["report.html"]  # REPORT_EPOCH, not the minute it ran
     bars = {"1h": 2160, "15m": 8635}[yaml.safe_load(blueprint.read_text())["timeframe"]]  # the 15m: from 5m candles
     assert report["equity.csv"].count("\n") == bars + 1  # a header and every bar
 

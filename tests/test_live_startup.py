@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import ccxt
@@ -287,15 +288,22 @@ def run_cli(operation: Path, **env: str) -> tuple[subprocess.CompletedProcess, f
 
 
 def test_cli_exits_1_soon_when_nothing_listens(tmp_path):
+    """Soon: within the timeout of starting to load the operation, by the daemon's own log
+    timestamps. Starting Python and importing ccxt come before and are not the daemon's to bound
+    (on a loaded machine they take seconds): here a sitecustomize makes them 2.5 s slower."""
     url = refused_url()
-    finished, elapsed = run_cli(live_operation(tmp_path, url))
+    slow_start = tmp_path / "slow_start"
+    slow_start.mkdir()
+    (slow_start / "sitecustomize.py").write_text("import time\ntime.sleep(2.5)\n")
+    finished, _ = run_cli(live_operation(tmp_path, url), PYTHONPATH=f"{REPO}{os.pathsep}{slow_start}")
 
     assert finished.returncode == 1, finished.stderr
-    assert elapsed < STARTUP_TIMEOUT + 3  # the timeout, plus starting Python and importing ccxt
     assert f"run-operation: exchange error: kraken at {url} unreachable for" in finished.stderr
     assert "connection refused" in finished.stderr and "Traceback" not in finished.stderr
     logged = [json.loads(line) for line in finished.stderr.splitlines() if line.startswith("{")]
     assert [e["event"] for e in logged if e["level"] == "error"] == ["exchange_unavailable"]
+    at = {e["event"]: datetime.fromisoformat(e["timestamp"]) for e in logged}
+    assert (at["exchange_unavailable"] - at["operation_loading"]).total_seconds() < STARTUP_TIMEOUT + 1
     assert "ticks processed" not in finished.stdout  # no strategy ever started
 
 

@@ -9,6 +9,7 @@ import os
 import pty
 import re
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import pytest
 import yaml
 
 from backend.config.sweep import ValueRange
+from backend.research.constraints import parse_constraint
 from backend.research.parameter_space import ParameterSpace, combination_id
 from backend.research.walk_forward import windows
 from tests.daemon import Daemon
@@ -51,6 +53,29 @@ def test_a_combination_id_depends_on_blueprint_and_values_only():
     assert re.fullmatch(r"bp-[0-9a-f]{8}", combination_id("bp", one))
     assert combination_id("bp", one) != combination_id("bp", {**one, ("a", "x"): 2})
     assert combination_id("bp", one) != combination_id("other", one)
+
+
+def test_constraints_compare_parameters_by_a_tiny_grammar_never_by_eval():
+    space = ParameterSpace({("a", "fast"): [1, 5], ("b", "slow"): [3, 4], ("c", "mode"): ["x", "y"],
+                            ("d", "fast"): [1], ("e", "period"): [2]})
+    below = parse_constraint("a.fast < b.slow", space)
+    assert below.holds({("a", "fast"): 1, ("b", "slow"): 3}) and not below.holds({("a", "fast"): 5, ("b", "slow"): 3})
+    assert str(below) == "a.fast < b.slow"
+    for text, value, expected in [("period <= 2", 2, True), ("period>=2.5", 2, False), ("period==2", 2, True),
+                                  ("period != 2", 2, False), ("period > -1.5", 2, True), ("period<3", 2, True)]:
+        assert parse_constraint(text, space).holds({("e", "period"): value}) is expected, text
+    assert parse_constraint("mode != a.fast", space).holds({("c", "mode"): "x", ("a", "fast"): 1})
+    for text, reason in [
+        ("fast < slow", "'fast' names a.fast and d.fast: write one of them"),
+        ("mode < 3", "'<' compares numbers: c.mode has the value 'x'"),
+        ("period < 1e400", "'1e400' is not a swept parameter"),  # not a finite number, so not a number
+        ("period < nan", "'nan' is not a swept parameter"),
+        ("3 < period", "'3' is not a swept parameter"),  # the left side names a parameter
+        ("period << 3", "'period << 3' is not `name OP name` or `name OP number`"),
+        ("len(period) < 3", "'len(period)' is not a swept parameter"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(reason)):
+            parse_constraint(text, space)
 
 
 def test_value_ranges_include_their_end_when_the_steps_reach_it():
@@ -217,6 +242,13 @@ def test_a_killed_combination_process_is_a_failed_row_and_the_others_complete(tm
     ({"metric": "luck"}, "metric", "Input should be"),
     ({"parameters": {"dca_planner": {"take_profit_pct": {"from": 9, "to": 3, "step": 1}}}},
      "parameters.dca_planner.take_profit_pct", "'to' must not be below 'from'"),
+    ({"constraints": ["interval_bars < nope"]}, "constraints[0]", "'nope' is not a swept parameter (they are: "
+     "dca_schedule_opportunity.interval_bars, dca_planner.take_profit_pct)"),
+    ({"constraints": ["interval_bars < 100", "__import__(os).system(true) < 1"]}, "constraints[1]",
+     "'__import__(os).system(true)' is not a swept parameter"),  # a name, never code
+    ({"constraints": ["interval_bars < 1 + 2"]}, "constraints[0]", "'interval_bars < 1 + 2' is not"),
+    ({"constraints": ["interval_bars"]}, "constraints[0]", "'interval_bars' is not"),
+    ({"constraints": ["interval_bars > 48"]}, "constraints", "no combination satisfies every constraint"),
     ({"walk_forward": {"train": "30x", "test": "15d"}}, "walk_forward.train", "String should match pattern"),
     ({"walk_forward": {"train": "300d", "test": "15d"}}, "walk_forward",
      "environment 'backtest_2023_q1' runs from 2023-01-01T00:00:00+00:00 to 2023-04-01T00:00:00+00:00: shorter than "
@@ -229,6 +261,83 @@ def test_a_bad_sweep_file_exits_2_naming_the_key(tmp_path, settings, key, reason
     (line,) = [line for line in daemon.stderr.splitlines() if line.startswith("run-operation: config error:")]
     assert line.startswith(f"run-operation: config error: {path}: {key}: {reason}"), line
     assert "Traceback" not in daemon.stderr and not (tmp_path / "out").exists()
+
+
+EMA_PERIODS = {"ema_detector": {"fast_period": [12, 30], "slow_period": [26, 72]}}  # (30, 26): refused
+
+
+def test_a_combination_a_worker_refuses_is_a_failed_row_ranked_last_and_results_are_written(tmp_path):
+    """Each value alone passes the worker's params; fast 30 with slow 26 does not (the worker checks
+    the two together): that row fails with the worker's reason, the other three run, no traceback."""
+    path = write_sweep(copy_config(tmp_path), parameters=EMA_PERIODS)
+    code, out, daemon = sweep([path, "--processes", "1", "--out", tmp_path / "out"])
+
+    assert code == 0, daemon.stderr
+    assert "Traceback" not in daemon.stderr
+    rows = rows_of(tmp_path / "out")
+    assert [row["status"] for row in rows] == ["completed", "completed", "completed", "failed"]
+    refused = rows[3]
+    assert (refused["ema_detector.fast_period"], refused["ema_detector.slow_period"], refused["rank"]) == (30, 26, 4)
+    assert refused["error"] == "refused: workforce.context[0].params: fast_period must be smaller than slow_period"
+    (logged,) = daemon.events("sweep_combination_refused")
+    assert logged["combination_id"] == refused["combination_id"] and logged["level"] == "warning"
+    assert daemon.events("sweep_progress")[-1]["done"] == 4
+    assert "[failed]" in out
+
+
+def test_constraints_skip_combinations_before_any_run_and_list_them(tmp_path):
+    path = write_sweep(copy_config(tmp_path), parameters=EMA_PERIODS,
+                       constraints=["fast_period < ema_detector.slow_period"])
+    code, out, daemon = sweep([path, "--processes", "1", "--out", tmp_path / "out"])
+
+    assert code == 0, daemon.stderr
+    rows = rows_of(tmp_path / "out")
+    assert [(row["rank"], row["status"]) for row in rows] == [(1, "completed"), (2, "completed"), (3, "completed"),
+                                                              (None, "skipped")]
+    skipped = rows[3]
+    assert (skipped["ema_detector.fast_period"], skipped["ema_detector.slow_period"]) == (30, 26)
+    assert skipped["error"] == "violates fast_period < ema_detector.slow_period"
+    (logged,) = daemon.events("sweep_combinations_skipped")
+    assert logged["count"] == 1 and logged["by_constraint"] == {"fast_period < ema_detector.slow_period": 1}
+    assert daemon.events("sweep_progress")[-1]["total"] == 3  # only the combinations that run
+    assert not daemon.events("sweep_combination_refused")
+    with (tmp_path / "out" / "results.csv").open() as handle:
+        assert [r["status"] for r in csv.DictReader(handle)][-1] == "skipped"
+    assert '<tr class="skipped">' in (tmp_path / "out" / "results.html").read_text()
+    assert "Best 3 of 3 combinations by sharpe (1 skipped by the constraints, listed in the results)" in out
+
+
+def test_an_interrupted_sweep_writes_its_results_marked_partial(tmp_path):
+    """The first combination completes; SIGINT during the second (slowed by the probe): the third
+    never runs, nor the walk-forward. Everything is written, and says it is partial."""
+    path = probe_sweep(tmp_path, sleep_seconds=[0.0, 0.004, 0.005])
+    write_yaml(path, {**yaml.safe_load(path.read_text()), "walk_forward": {"train": "30d", "test": "15d"}})
+    daemon = Daemon(["sweep", path, "--processes", "1", "--out", tmp_path / "out"], module="tests.probe_cli")
+    daemon.wait_for_line(lambda line: '"sweep_progress"' in line and '"done": 1' in line)
+    daemon.signal(signal.SIGINT)
+    code, out = daemon.finish(timeout=30)
+
+    assert code == 0, daemon.stderr
+    document = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert document["partial"] is True
+    assert (document["combinations_finished"], document["combinations_planned"]) == (1, 3)
+    # The second is `stopped` mid-run (or `not run`, had the signal come before it started).
+    statuses = {row["probe.sleep_seconds"]: row["status"] for row in document["rows"]}
+    assert statuses[0.0] == "completed" and statuses[0.005] == "not run" and statuses[0.004] in ("stopped", "not run")
+    assert (document["windows_finished"], document["windows_planned"]) == (0, 4)
+    assert "Partial results: the sweep was stopped; 1 of 3 combinations finished, 0 of 4 walk-forward windows" in out
+    assert '<p class="partial">Partial results' in (tmp_path / "out" / "results.html").read_text()
+    (finished,) = daemon.events("sweep_finished")
+    assert finished["partial"] is True and finished["finished"] == 1 and finished["planned"] == 3
+
+
+def test_a_complete_sweep_is_not_marked_partial(tmp_path):
+    path = probe_sweep(tmp_path, tag=["a", "b"])
+    code, out, daemon = sweep([path, "--processes", "1", "--out", tmp_path / "out"], module="tests.probe_cli")
+    assert code == 0, daemon.stderr
+    document = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert document["partial"] is False and document["combinations_finished"] == document["combinations_planned"] == 2
+    assert "Partial" not in out and "Partial" not in (tmp_path / "out" / "results.html").read_text()
 
 
 # --- Ray ------------------------------------------------------------------------------------------

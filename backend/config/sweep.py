@@ -1,9 +1,10 @@
 """The shape of a sweep file (`config/sweeps/*.yaml`): a blueprint, backtest environments, a
-parameter grid per worker, how to search it, what to rank by, and optionally walk-forward windows.
+parameter grid per worker, constraints between the parameters, how to search it, what to rank
+by, and optionally walk-forward windows.
 
 Invariant: a SweepConfig that validated names no empty grid, a search that fits its grid's shape,
-and windows with positive lengths; whether its workers and values exist is checked against the
-blueprint by the sweep loader (services.research.sweep_file), which knows the files.
+and windows with positive lengths; whether its workers, values and constraints' names exist is
+checked against the blueprint by the sweep loader (services.research.sweep_file), which knows the files.
 """
 
 from typing import Annotated, Any, Literal
@@ -83,6 +84,8 @@ class SweepConfig(StrictModel):
     search: SearchConfig = SearchConfig()
     # worker (its plugin name, or `category[index]`) -> param -> values
     parameters: dict[str, Annotated[dict[str, ParameterValues], Field(min_length=1)]] = Field(min_length=1)
+    # `fast_period < slow_period`: combinations breaking one are skipped (parsed by backend.research.constraints)
+    constraints: list[str] = Field(default_factory=list)
     walk_forward: WalkForwardConfig | None = None
 
     @model_validator(mode="after")

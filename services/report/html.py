@@ -18,6 +18,7 @@ import html
 import io
 import logging
 import math
+import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -202,8 +203,15 @@ _NOTES = (
 )
 
 
+def generated_at() -> datetime:
+    """Now; or SOURCE_DATE_EPOCH (seconds since 1970, the reproducible-builds.org convention) when it
+    holds a whole number, so the same runs give a byte-identical page whenever it is written."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
+    return datetime.fromtimestamp(int(epoch), UTC) if epoch.isdigit() else datetime.now(UTC)
+
+
 def write_report_html(path: Path, title: str, runs: Sequence[RunFiles]) -> None:
-    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    generated = generated_at().strftime("%Y-%m-%d %H:%M UTC")
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}: backtest report</title>
 <style>{_STYLE}</style></head>

@@ -24,7 +24,7 @@ from services.operation_service import settings_of
 from services.progress import ProgressBars
 from services.research.results import write_results
 from services.research.runs import Executor, LocalExecutor
-from services.research.sweep import Row, Sweep, WalkForward
+from services.research.sweep import Coverage, Row, Sweep, WalkForward
 from services.research.sweep_file import LoadedSweep, load_sweep
 
 log = structlog.get_logger(__name__)
@@ -81,20 +81,24 @@ def _progress_bar(search: Sweep) -> Iterator[None]:
 
 
 def run_and_write(sweep: LoadedSweep, executor: Executor, stop: threading.Event,
-                  out: Path) -> tuple[list[Row], WalkForward | None, Path]:
-    """The sweep over the whole range (and the walk-forward, if the file has one); the results page."""
+                  out: Path) -> tuple[list[Row], WalkForward | None, Coverage, Path]:
+    """The sweep over the whole range (and the walk-forward, if the file has one); the results page,
+    written whatever ran (after a stop: what ran, marked partial)."""
     search = Sweep(sweep, executor, stop)
     log.info("sweep_started", sweep=sweep.config.display_name, combinations=sweep.space.size,
              method=sweep.config.search.method, metric=sweep.config.metric,
-             walk_forward=sweep.config.walk_forward is not None)
+             constraints=len(sweep.constraints), walk_forward=sweep.config.walk_forward is not None)
     try:
         with _progress_bar(search):
             rows = search.run()
+            unasked_trials = search.unasked_trials  # the whole range's: a walk-forward's searches set their own
             walking = sweep.config.walk_forward is not None and not stop.is_set()
             walk_forward = search.walk_forward() if walking else None
     finally:
         executor.close()
-    page = write_results(out, sweep, rows, walk_forward)
-    log.info("sweep_finished", results=str(page), stopped=stop.is_set(),
-             failed=[row.combination_id for row in rows if row.status != "completed"])
-    return rows, walk_forward, page
+    coverage = search.coverage(rows, unasked_trials, walk_forward)
+    page = write_results(out, sweep, rows, coverage, walk_forward)
+    log.info("sweep_finished", results=str(page), stopped=stop.is_set(), partial=coverage.partial,
+             finished=coverage.finished, planned=coverage.planned, skipped=coverage.skipped,
+             failed=[row.combination_id for row in rows if row.status not in ("completed", "skipped")])
+    return rows, walk_forward, coverage, page

@@ -2,7 +2,8 @@
 (the table, a heatmap of the metric for a two-parameter grid, the walk-forward's in-sample vs
 out-of-sample table and its stitched out-of-sample equity).
 
-Invariants: the CSV, the JSON and the page show the same rows in the same order; the page is one
+Invariants: the CSV, the JSON and the page show the same rows in the same order; results cut
+short by a stop say so (`partial` in the JSON, a banner on the page); the page is one
 self-contained file (inline SVG and CSS, no script, nothing fetched), readable offline; every
 value written comes from the rows, escaped.
 """
@@ -15,7 +16,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from services.research.sweep import METRICS, Row, WalkForward
+from services.research.sweep import METRICS, Coverage, Row, WalkForward
 from services.research.sweep_file import LoadedSweep
 
 RESULTS_CSV, RESULTS_JSON, RESULTS_HTML = "results.csv", "results.json", "results.html"
@@ -27,7 +28,7 @@ def row_fields(row: Row) -> dict[str, Any]:
             **{metric: row.metrics.get(metric) for metric in METRICS}, "error": row.error}
 
 
-def write_results(directory: Path, sweep: LoadedSweep, rows: Sequence[Row],
+def write_results(directory: Path, sweep: LoadedSweep, rows: Sequence[Row], coverage: Coverage,
                   walk_forward: WalkForward | None = None) -> Path:
     """Write every file into directory (created); the HTML page's path."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -37,6 +38,7 @@ def write_results(directory: Path, sweep: LoadedSweep, rows: Sequence[Row],
         "sweep": config.display_name, "file": str(sweep.path), "blueprint": config.blueprint,
         "environments": config.environments, "metric": config.metric,
         "order": "ascending" if config.lower_is_better else "descending", "search": config.search.model_dump(),
+        "constraints": config.constraints, **coverage_fields(coverage),
         "rows": [{**row_fields(row), "per_environment": _without_curves(row.per_environment)} for row in rows],
     }
     (directory / RESULTS_JSON).write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")
@@ -44,13 +46,26 @@ def write_results(directory: Path, sweep: LoadedSweep, rows: Sequence[Row],
         window_rows = walk_forward_rows(walk_forward)
         _write_csv(directory / WALK_FORWARD_CSV, window_rows)
         (directory / WALK_FORWARD_JSON).write_text(json.dumps({
-            "metric": walk_forward.metric, "windows": window_rows,
+            "metric": walk_forward.metric, **coverage_fields(coverage), "windows": window_rows,
             "out_of_sample_pnl_pct": walk_forward.out_of_sample_pnl_pct(),
             "stitched_equity": walk_forward.stitched_equity(),
         }, indent=2, default=str) + "\n", encoding="utf-8")
     page = directory / RESULTS_HTML
-    page.write_text(_page(sweep, rows, walk_forward), encoding="utf-8")
+    page.write_text(_page(sweep, rows, coverage, walk_forward), encoding="utf-8")
     return page
+
+
+def coverage_fields(coverage: Coverage) -> dict[str, Any]:
+    fields: dict[str, Any] = {"partial": coverage.partial, "combinations_finished": coverage.finished,
+                              "combinations_planned": coverage.planned, "combinations_skipped": coverage.skipped}
+    if coverage.windows_planned:
+        fields |= {"windows_finished": coverage.windows_finished, "windows_planned": coverage.windows_planned}
+    return fields
+
+
+def partial_banner(coverage: Coverage) -> str:
+    """One line saying the results are partial and how much ran ('' when they are complete)."""
+    return f"Partial results: the sweep was stopped; {coverage.describe()}" if coverage.partial else ""
 
 
 def walk_forward_rows(walk_forward: WalkForward) -> list[dict[str, Any]]:
@@ -93,7 +108,8 @@ table{border-collapse:collapse;margin:12px 0;display:block;overflow-x:auto;max-w
 td{white-space:nowrap}
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}
 th{background:#f3f3f3} td.text{text-align:left}
-.failed td{color:#a00}
+.failed td{color:#a00} .skipped td{color:#888}
+.partial{background:#fff3cd;border:1px solid #e0b000;padding:8px 12px;font-weight:bold}
 """
 
 
@@ -123,7 +139,7 @@ def _table(rows: Sequence[dict[str, Any]], css_classes: Sequence[str] | None = N
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _page(sweep: LoadedSweep, rows: Sequence[Row], walk_forward: WalkForward | None) -> str:
+def _page(sweep: LoadedSweep, rows: Sequence[Row], coverage: Coverage, walk_forward: WalkForward | None) -> str:
     config = sweep.config
     order = "lowest" if config.lower_is_better else "highest"
     parts = [
@@ -133,6 +149,11 @@ def _page(sweep: LoadedSweep, rows: Sequence[Row], walk_forward: WalkForward | N
         f"<p>Blueprint <b>{escape(config.blueprint)}</b> on {escape(', '.join(config.environments))}; "
         f"search {escape(config.search.method)}; ranked by <b>{escape(config.metric)}</b> ({order} first).</p>",
     ]
+    if coverage.partial:
+        parts.append(f'<p class="partial">{escape(partial_banner(coverage))}</p>')
+    if config.constraints:
+        parts.append(f"<p>Constraints: {escape('; '.join(config.constraints))} "
+                     f"({coverage.skipped} combination(s) skipped, listed last).</p>")
     if walk_forward is not None:
         parts += [
             "<h2>Walk-forward: in-sample vs out-of-sample</h2>",
@@ -143,7 +164,7 @@ def _page(sweep: LoadedSweep, rows: Sequence[Row], walk_forward: WalkForward | N
     if len(sweep.space.values) == 2:
         parts += [f"<h2>{escape(config.metric)} by parameters</h2>", _heatmap(sweep, rows)]
     title = "Results of the full range" if walk_forward is not None else "Results"
-    css = ["" if row.status == "completed" else "failed" for row in rows]
+    css = [{"completed": "", "skipped": "skipped"}.get(row.status, "failed") for row in rows]
     parts += [f"<h2>{title}</h2>", _table([row_fields(row) for row in rows], css), "</body></html>"]
     return "\n".join(parts)
 

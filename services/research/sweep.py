@@ -3,14 +3,16 @@ isolated strategy run of the blueprint with those values (same workers, same sim
 named by a stable id, run by an executor (this process, local processes or Ray), ranked by the
 sweep's metric.
 
-Invariants: a combination that fails (a worker raised, its process died) is a row with its status
-and error, ranked last, and the others complete; the ranking is total and deterministic (ties by
-id); a search's combinations never depend on the executor (Optuna asks `batch` trials at a time,
-whatever the number of processes), so every executor gives the same table.
+Invariants: a combination that fails (a worker raised or refused its values, its process died) is
+a row with its status and error, ranked last, and the others complete; a combination breaking a
+constraint is a `skipped` row, never run nor ranked, after the ranked ones; the ranking is total
+and deterministic (ties by id); a search's combinations never depend on the executor (Optuna asks
+`batch` trials at a time, whatever the number of processes), so every executor gives the same table.
 """
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +21,7 @@ import structlog
 
 from backend.config import LoadedOperation, OperationConfig, ResolvedLink, StrategyLink
 from backend.config.schema import BacktestEnvironment
+from backend.research.constraints import first_violated
 from backend.research.parameter_space import (
     Combination,
     combination_id,
@@ -41,7 +44,7 @@ class Row:
 
     combination_id: str
     combination: Combination
-    status: str = "not run"  # completed | failed | stalled | stopped | not run
+    status: str = "not run"  # completed | failed | stalled | stopped | not run | skipped
     error: str | None = None
     metrics: dict[str, float | None] = field(default_factory=dict)
     per_environment: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -53,6 +56,11 @@ class Row:
 
     def score(self, metric: str) -> float | None:
         return self.metrics.get(metric) if self.status == "completed" else None
+
+    @property
+    def finished(self) -> bool:
+        """Ran to its end, or was refused before it could run (a stop cut neither short)."""
+        return self.status in ("completed", "failed")
 
 
 @dataclass
@@ -81,62 +89,95 @@ class Sweep:
         # For a progress bar over the whole command (services.progress.ProgressSource's names).
         self.environment_id = f"sweep {sweep.path.stem}"
         self.ticks_sent = 0  # combination runs done, every stage together
+        self.unasked_trials = 0  # Optuna: trials of the latest search a stop left unasked
 
     @property
     def total_ticks(self) -> int:
         """Combination runs planned: the search over the whole range, then per walk-forward
         window its search and its test run (Optuna may need fewer when it repeats itself)."""
+        return self.planned_per_search + len(self._windows()) * (self.planned_per_search + 1)
+
+    @property
+    def planned_per_search(self) -> int:
+        """Combinations one search runs: those picked that break no constraint (Optuna: its budget
+        of trials, a skipped one included)."""
         search = self.config.search
-        per_search = {"grid": self.sweep.space.size, "random": min(search.budget or 0, self.sweep.space.size),
-                      "optuna": search.budget or 0}[search.method]
-        return per_search + len(self._windows()) * (per_search + 1)
+        if search.method == "optuna":
+            return search.budget or 0
+        return sum(first_violated(self.sweep.constraints, combination) is None for combination in self._picked())
+
+    def _picked(self) -> list[Combination]:
+        """Grid and random searches: the combinations chosen, constraints not yet applied."""
+        search = self.config.search
+        return (list(self.sweep.space.grid()) if search.method == "grid"
+                else self.sweep.space.sample(search.budget or 0, search.seed))
 
     # --- one search ---------------------------------------------------------------------------
 
     def run(self, environments: Sequence[SweepEnvironment] | None = None, label: str = "sweep") -> list[Row]:
         """Search the space on environments (default: the sweep's), ranked best first."""
         environments = list(environments or self.sweep.environments)
-        search = self.config.search
-        if search.method == "optuna":
+        if self.config.search.method == "optuna":
             rows = self._optuna(environments, label)
         else:
-            combinations = (list(self.sweep.space.grid()) if search.method == "grid"
-                            else self.sweep.space.sample(search.budget or 0, search.seed))
-            rows = self._evaluate(combinations, environments, Progress(label, len(combinations)))
+            rows = self._evaluate(self._picked(), environments, label)
         return self.ranked(rows)
 
     def ranked(self, rows: Sequence[Row]) -> list[Row]:
+        """Best first, failed and unfinished last; skipped rows after those, unranked."""
         metric, lower = self.config.metric, self.config.lower_is_better
 
         def key(row: Row) -> tuple:
             score = row.score(metric)
             return (score is None, 0.0 if score is None else (score if lower else -score), row.combination_id)
 
-        ordered = sorted(rows, key=key)
+        ordered = sorted((row for row in rows if row.status != "skipped"), key=key)
         for rank, row in enumerate(ordered, start=1):
             row.rank = rank
-        return ordered
+        return ordered + sorted((row for row in rows if row.status == "skipped"), key=lambda row: row.combination_id)
 
     def _evaluate(self, combinations: Sequence[Combination], environments: Sequence[SweepEnvironment],
-                  progress: Progress | None) -> list[Row]:
+                  label: str, own_progress: bool = True) -> list[Row]:
+        """Run combinations, their log lines under label (own_progress: their `sweep_progress` too);
+        those breaking a constraint are skipped, those the workers refuse are failed rows, neither runs."""
         rows: dict[str, Row] = {}
         parts: list[LoadedOperation] = []
+        skipped: Counter[str] = Counter()
+        refused = 0
         for combination in combinations:
             identifier = combination_id(self.config.blueprint, combination)
             if identifier in rows:
                 continue
-            rows[identifier] = Row(identifier, combination)
-            parts.append(self._part(identifier, combination, environments))
+            row = rows[identifier] = Row(identifier, combination)
+            violated = first_violated(self.sweep.constraints, combination)
+            refusal = None if violated else self.sweep.refusal(combination)
+            if violated:
+                row.status, row.error = "skipped", f"violates {violated}"
+                skipped[violated.text] += 1
+            elif refusal:
+                row.status, row.error = "failed", refusal
+                refused += 1
+                log.warning("sweep_combination_refused", combination_id=identifier, parameters=row.parameters,
+                            reason=refusal)
+            else:
+                parts.append(self._part(identifier, combination, environments))
+        if skipped:
+            log.info("sweep_combinations_skipped", stage=label, count=skipped.total(), by_constraint=dict(skipped))
+        progress = Progress(label, refused + len(parts)) if own_progress else None
+
+        def advance(finished: int) -> None:
+            self.ticks_sent += finished
+            if progress is not None:
+                progress.advance(finished)
 
         def done(results: dict[str, RunResult]) -> None:
             for link_id, result in results.items():
                 identifier, environment_id = link_id.rsplit("@", 1)
                 _record(rows[identifier], environment_id, result, len(environments))
-            finished = len({link_id.rsplit("@", 1)[0] for link_id in results})
-            self.ticks_sent += finished
-            if progress is not None:
-                progress.advance(finished)
+            advance(len({link_id.rsplit("@", 1)[0] for link_id in results}))
 
+        if refused:
+            advance(refused)
         self.executor.run(parts, done)
         return list(rows.values())
 
@@ -172,7 +213,7 @@ class Sweep:
             combinations = [{name: trial.suggest_categorical(labels[name], values)
                              for name, values in self.sweep.space.values.items()} for trial in trials]
             fresh = [c for c in combinations if combination_id(self.config.blueprint, c) not in rows]
-            for row in self._evaluate(fresh, environments, None):
+            for row in self._evaluate(fresh, environments, label, own_progress=False):
                 rows[row.combination_id] = row
             for trial, combination in zip(trials, combinations, strict=True):
                 score = rows[combination_id(self.config.blueprint, combination)].score(self.config.metric)
@@ -181,6 +222,7 @@ class Sweep:
                 else:
                     study.tell(trial, score)
             progress.advance(len(trials))
+        self.unasked_trials = budget - asked
         return list(rows.values())
 
     # --- walk-forward -------------------------------------------------------------------------
@@ -200,11 +242,20 @@ class Sweep:
             test_row = None
             if best is not None:
                 test = _within(environment, window.test_start, window.test_end)
-                (test_row,) = self._evaluate([best.combination], [test], Progress(
-                    f"window {window.index + 1}/{len(slices)} test", 1))
+                (test_row,) = self._evaluate([best.combination], [test],
+                                             f"window {window.index + 1}/{len(slices)} test")
             results.add(window, ranked, best, test_row)
         return results
 
+    def coverage(self, rows: Sequence[Row], unasked_trials: int, walk_forward: "WalkForward | None") -> "Coverage":
+        """How much of the whole-range search (its rows, and its Optuna trials a stop left unasked)
+        and of the walk-forward ran."""
+        skipped = sum(row.status == "skipped" for row in rows)
+        return Coverage(
+            finished=sum(row.finished for row in rows), planned=len(rows) - skipped + unasked_trials,
+            skipped=skipped, windows_planned=len(self._windows()),
+            windows_finished=0 if walk_forward is None else sum(result.finished for result in walk_forward.windows),
+        )
 
     def _windows(self) -> list[Window]:
         plan = self.config.walk_forward
@@ -245,12 +296,40 @@ def _record(row: Row, environment_id: str, result: RunResult, environments: int)
         row.metrics[metric] = int(mean) if all(isinstance(v, int) for v in values) and mean.is_integer() else mean
 
 
+@dataclass(frozen=True)
+class Coverage:
+    """What ran of what was planned; partial when a stop (SIGINT/SIGTERM) cut the sweep short."""
+
+    finished: int  # whole-range combinations that ran to their end (or were refused)
+    planned: int  # whole-range combinations to run: skipped ones not counted, Optuna's unasked trials counted
+    skipped: int
+    windows_finished: int
+    windows_planned: int
+
+    @property
+    def partial(self) -> bool:
+        return self.finished < self.planned or self.windows_finished < self.windows_planned
+
+    def describe(self) -> str:
+        """`2 of 9 combinations finished, 0 of 4 walk-forward windows`."""
+        text = f"{self.finished} of {self.planned} combinations finished"
+        if self.windows_planned:
+            text += f", {self.windows_finished} of {self.windows_planned} walk-forward windows"
+        return text
+
+
 @dataclass
 class WindowResult:
     window: Window
     train_rows: list[Row]
     best: Row | None
     test: Row | None
+
+    @property
+    def finished(self) -> bool:
+        """Its search and its test run both ran to their end (a stop cut neither short)."""
+        return all(row.finished or row.status == "skipped" for row in self.train_rows) and (
+            self.test is None or self.test.finished)
 
 
 @dataclass

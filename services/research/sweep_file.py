@@ -1,8 +1,11 @@
 """Loads a sweep file and everything it names; every problem is a ConfigError naming the sweep
-file and its key (a value a worker refuses: `parameters.<worker>.<param>`), found before any run.
+file and its key (a value a worker refuses: `parameters.<worker>.<param>`; a constraint:
+`constraints[<i>]`), found before any run.
 
 Invariant: a LoadedSweep's parameter names each denote exactly one worker slot of its blueprint,
-and every candidate value, alone, passes that worker's params model.
+every candidate value, alone, passes that worker's params model, and at least one combination
+satisfies every constraint. Values that pass alone may still be refused together (a worker
+checking two params against each other): `refusal` tells, before the combination runs.
 """
 
 from dataclasses import dataclass
@@ -18,7 +21,14 @@ from backend.config.loader import (
 from backend.config.schema import BacktestEnvironment, StrategyBlueprint
 from backend.config.sweep import SweepConfig
 from backend.errors import ConfigError
-from backend.research.parameter_space import ParameterName, ParameterSpace, with_parameters, worker_slots
+from backend.research.constraints import Constraint, first_violated, parse_constraint
+from backend.research.parameter_space import (
+    Combination,
+    ParameterName,
+    ParameterSpace,
+    with_parameters,
+    worker_slots,
+)
 from backend.research.walk_forward import planned_windows
 from services.worker_factory import WorkerFactory
 
@@ -38,6 +48,15 @@ class LoadedSweep:
     blueprint_file: Path
     environments: list[SweepEnvironment]
     space: ParameterSpace
+    constraints: list[Constraint]
+    factory: WorkerFactory
+
+    def refusal(self, combination: Combination) -> str | None:
+        """Why the blueprint's workers refuse this combination's values together; None if they take them."""
+        refused = _refused(self.blueprint, self.blueprint_file, self.factory, combination)
+        if refused is None:
+            return None
+        return f"refused: {refused.key}: {refused.reason}" if refused.key else f"refused: {refused.reason}"
 
 
 def load_sweep(path: Path | str, factory: WorkerFactory | None = None) -> LoadedSweep:
@@ -65,8 +84,22 @@ def load_sweep(path: Path | str, factory: WorkerFactory | None = None) -> Loaded
             raise ConfigError(path, f"environment '{only.environment_id}' runs from {start.isoformat()} to "
                                     f"{end.isoformat()}: shorter than one train window plus one test window "
                                     f"({config.walk_forward.train} + {config.walk_forward.test})", "walk_forward")
-    space = _parameter_space(path, config, blueprint, blueprint_file, factory or WorkerFactory())
-    return LoadedSweep(path, config, blueprint, blueprint_file, environments, space)
+    factory = factory or WorkerFactory()
+    space = _parameter_space(path, config, blueprint, blueprint_file, factory)
+    constraints = _constraints(path, config, space)
+    return LoadedSweep(path, config, blueprint, blueprint_file, environments, space, constraints, factory)
+
+
+def _constraints(path: Path, config: SweepConfig, space: ParameterSpace) -> list[Constraint]:
+    constraints = []
+    for index, text in enumerate(config.constraints):
+        try:
+            constraints.append(parse_constraint(text, space))
+        except ValueError as error:
+            raise ConfigError(path, str(error), f"constraints[{index}]") from None
+    if constraints and all(first_violated(constraints, combination) for combination in space.grid()):
+        raise ConfigError(path, "no combination satisfies every constraint", "constraints")
+    return constraints
 
 
 def _parameter_space(path: Path, config: SweepConfig, blueprint: StrategyBlueprint, blueprint_file: Path,
@@ -94,7 +127,16 @@ def _parameter_space(path: Path, config: SweepConfig, blueprint: StrategyBluepri
 
 def _check_value(path: Path, key: str, blueprint: StrategyBlueprint, blueprint_file: Path, factory: WorkerFactory,
                  name: ParameterName, value: Any) -> None:
+    refused = _refused(blueprint, blueprint_file, factory, {name: value})
+    if refused is not None:
+        raise ConfigError(path, f"{value!r}: {refused.reason}", key)
+
+
+def _refused(blueprint: StrategyBlueprint, blueprint_file: Path, factory: WorkerFactory,
+             combination: Combination) -> ConfigError | None:
+    """The error building the blueprint with combination's values would raise; None if it builds."""
     try:
-        factory.history_needed(with_parameters(blueprint, {name: value}), blueprint_file)
+        factory.history_needed(with_parameters(blueprint, combination), blueprint_file)
     except ConfigError as error:
-        raise ConfigError(path, f"{value!r}: {error.reason}", key) from None
+        return error
+    return None
