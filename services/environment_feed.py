@@ -243,7 +243,8 @@ class EnvironmentFeed:
         try:
             log.info("environment_feed_started", total_ticks=self._source.total_ticks)
             sent = self._send_ticks()
-            if self._source.total_ticks is None and sent == 0 and not self.error and self._runs:
+            stopped = self._stop.is_set() or self._halt.is_set()  # asked to end: not the source's failure
+            if self._source.total_ticks is None and sent == 0 and not self.error and self._runs and not stopped:
                 self.error = "no live candle was delivered"
                 log.error("environment_feed_failed", error=self.error)
         except OpdaemonError as exc:  # e.g. a symbol the exchange does not list: no traceback

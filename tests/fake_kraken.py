@@ -120,7 +120,7 @@ class FakeKraken:
         self._replies_to_lose = 0
         self._refusals: list[str] = []
         self._answers_without_id = 0
-        self._add_order_reply_delay = 0.0
+        self._reply_delays: dict[str, list[float]] = {}  # endpoint -> delays of its next replies
         self.nonce_errors = 0
         self._ids = itertools.count(1)
         self._server: ThreadingHTTPServer | None = None
@@ -140,10 +140,11 @@ class FakeKraken:
         with self._lock:
             self._replies_to_lose = count
 
-    def delay_next_add_order_reply(self, seconds: float) -> None:
-        """The next AddOrder executes at once, but its reply leaves `seconds` later (a slow exchange)."""
+    def delay_replies(self, endpoint: str, seconds: float, count: int = 1) -> None:
+        """The next `count` requests to endpoint ("private/AddOrder", "public/OHLC") are carried out
+        at once, but their replies leave `seconds` later (a slow exchange)."""
         with self._lock:
-            self._add_order_reply_delay = seconds
+            self._reply_delays[endpoint] = [seconds] * count
 
     def answer_next_add_order_without_id(self, count: int = 1) -> None:
         """The next AddOrder(s) execute, but the answer names no txid (a truncated reply)."""
@@ -215,13 +216,12 @@ class FakeKraken:
                 result = route(params)
             except KrakenError as error:
                 return _send_json(handler, {"error": [str(error)], "result": {}})
-            delay = 0.0
-            if endpoint == "private/AddOrder":
-                if self._replies_to_lose > 0:
-                    self._replies_to_lose -= 1
-                    handler.close_connection = True  # executed; the reply is lost on the way back
-                    return None
-                delay, self._add_order_reply_delay = self._add_order_reply_delay, 0.0
+            if endpoint == "private/AddOrder" and self._replies_to_lose > 0:
+                self._replies_to_lose -= 1
+                handler.close_connection = True  # executed; the reply is lost on the way back
+                return None
+            delays = self._reply_delays.get(endpoint)
+            delay = delays.pop() if delays else 0.0
         time.sleep(delay)  # outside the lock: the exchange answers other requests meanwhile
         _send_json(handler, {"error": [], "result": result})
 

@@ -249,7 +249,7 @@ def test_a_link_restarted_while_its_order_reply_is_slow_books_that_fill_once(tmp
 
     operation = live_operation(tmp_path, fake, operation_settings={"control_token_env": TOKEN_ENV,
                                                                     "shutdown_timeout_seconds": 0.3})
-    fake.delay_next_add_order_reply(2.0)  # slower than the shutdown timeout
+    fake.delay_replies("private/AddOrder", 2.0)  # slower than the shutdown timeout
     minutes = Minutes(fake, 4)
     daemon, client = daemons(operation, tmp_path / "state")
     deadline = time.monotonic() + 20

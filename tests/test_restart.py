@@ -457,6 +457,46 @@ def test_sigterm_during_a_slow_fill_exits_in_time_and_the_restart_settles_the_or
     assert_no_traceback(first, second)
 
 
+def test_sigterm_while_an_order_lookup_waits_for_the_shared_client_journals_it_unknown_and_exits_0(
+        tmp_path, fake, daemons):
+    """The run's lookup waits for its turn on the account's client, held by the feed's slow candle
+    request: a stop must not leave it waiting (it used to end stalled, exit 1)."""
+    shutdown_timeout = 2.0
+    operation = live_operation(tmp_path, fake, operation_settings={"shutdown_timeout_seconds": shutdown_timeout})
+    fake.lose_next_add_order_reply()
+    fake.hidden_lookups = 1_000  # the order is never found: the run keeps looking it up
+    Minutes(fake, 4)
+    daemon = daemons(operation, tmp_path / "state")
+    wait_until(lambda: len(fake.received("private/AddOrder")) == 1, "the order is sent")
+    ohlc_before = len(fake.received("public/OHLC"))
+    fake.delay_replies("public/OHLC", 8.0, count=100)  # the feed's next poll holds the client 8 s
+    wait_until(lambda: len(fake.received("public/OHLC")) > ohlc_before, "a slow candle request is under way")
+    time.sleep(0.8)  # the run's next lookup is now waiting for the client
+    sent = daemon.signal(signal.SIGTERM)
+    code, _ = daemon.finish(timeout=shutdown_timeout + 10)
+
+    assert code == 0, daemon.stderr
+    assert time.monotonic() - sent < shutdown_timeout + 2
+    assert not daemon.events("strategy_run_stalled")
+    (placed,) = fake.orders.values()
+    with state_of(tmp_path / "state") as store:
+        journaled = store.order(placed["cl_ord_id"])
+    assert journaled is not None and journaled.state is OrderState.UNKNOWN
+
+
+def test_sigterm_before_the_first_live_candle_exits_0(tmp_path, fake, daemons):
+    operation = live_operation(tmp_path, fake)
+    Minutes(fake, 1)  # only the forming candle: nothing to hand out yet
+    daemon = daemons(operation, tmp_path / "state")
+    wait_for(daemon, "environment_feed_started")
+    time.sleep(0.2)
+    daemon.signal(signal.SIGTERM)
+    code, _ = daemon.finish()
+
+    assert code == 0, daemon.stderr
+    assert not daemon.events("environment_feed_failed")
+
+
 # --- credentials never shown ----------------------------------------------------------------------
 
 
