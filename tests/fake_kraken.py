@@ -110,6 +110,9 @@ class FakeKraken:
     orders: dict[str, dict] = field(default_factory=dict)
     requests: list[ReceivedRequest] = field(default_factory=list)
     echo_key_in_errors: bool = False  # a rude server: quotes the API-Key header in auth errors
+    # Kraken's REST call counter (docs.kraken.com, "Spot REST Rate Limits"): None leaves it off, for
+    # the tests that speed ccxt's pacing up; (maximum, decay per second), e.g. Starter's (15, 0.33).
+    call_counter: tuple[float, float] | None = None
     url: str = ""
 
     def __post_init__(self) -> None:
@@ -122,6 +125,8 @@ class FakeKraken:
         self._answers_without_id = 0
         self._reply_delays: dict[str, list[float]] = {}  # endpoint -> delays of its next replies
         self.nonce_errors = 0
+        self.rate_limited = 0
+        self._counter, self._counter_at = 0.0, time.monotonic()
         self._ids = itertools.count(1)
         self._server: ThreadingHTTPServer | None = None
 
@@ -206,7 +211,7 @@ class FakeKraken:
                 status = self._failure_status
                 return _send(handler, status, b"<html><body>503 Service Unavailable</body></html>", "text/html")
             if endpoint.startswith("private/"):
-                auth_error = self._check_auth(handler, parts.path, params, body)
+                auth_error = self._check_auth(handler, parts.path, params, body) or self._count_call(endpoint)
                 if auth_error:
                     return _send_json(handler, {"error": [auth_error], "result": {}})
             route = self._routes().get((method, endpoint))
@@ -246,6 +251,25 @@ class FakeKraken:
         if error and self.echo_key_in_errors:
             return f"{error} (API-Key: {handler.headers.get('API-Key')})"
         return error
+
+    def _count_call(self, endpoint: str) -> str | None:
+        """"Every REST API user has a 'call counter' which starts at 0. Ledger/trade history calls
+        increase the counter by 2. All other API calls increase this counter by 1 (except AddOrder,
+        CancelOrder which operate on a different limiter)"; over the tier's maximum:
+        "EAPI:Rate limit exceeded"."""
+        if self.call_counter is None or endpoint in ("private/AddOrder", "private/CancelOrder"):
+            return None
+        maximum, decay = self.call_counter
+        now = time.monotonic()
+        self._counter = max(0.0, self._counter - (now - self._counter_at) * decay)
+        self._counter_at = now
+        cost = 2 if endpoint in ("private/Ledgers", "private/QueryLedgers", "private/TradesHistory",
+                                 "private/QueryTrades") else 1
+        if self._counter + cost > maximum:
+            self.rate_limited += 1
+            return "EAPI:Rate limit exceeded"
+        self._counter += cost
+        return None
 
     def _auth_error(self, handler: BaseHTTPRequestHandler, path: str, params: dict, body: str) -> str | None:
         if handler.headers.get("API-Key") != self.api_key:

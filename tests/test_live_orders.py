@@ -13,6 +13,7 @@ from backend.errors import FatalExchangeError
 from backend.interfaces.order_gateway import OrderRequest
 from backend.portfolio import Ledger, SimulatedGateway, StrategyAccount
 from backend.state import OrderRecord, OrderState, StateStore, StoreJournal
+from backend.venues.kraken.client import make_kraken_client
 from backend.venues.kraken.execution import KrakenOrderGateway, link_tag
 from services.reconciliation import reconcile
 from tests.fake_kraken import TEST_API_KEY, TEST_API_SECRET, FakeKraken
@@ -251,6 +252,27 @@ def test_separate_clients_on_one_key_do_race_their_nonces(fake, credentials):
     with pytest.raises(Exception, match="Invalid nonce"):
         clients[0].fetch_balance()
     assert fake.nonce_errors == 1
+
+
+@pytest.mark.parametrize("paced", [True, False])
+def test_links_on_one_key_stay_within_krakens_call_counter_when_paced(fake, credentials, store, paced):
+    """ccxt's pacing of the one shared client (a private call costs 3 x rateLimit) against Kraken's
+    Starter counter (15, decaying 0.33/s), both 100 times faster; unpaced, the fake does refuse."""
+    fake.call_counter = (15, 0.33 * 100)
+    fake.open_polls = 4  # every order is polled a few times before it shows filled
+    environment = live_env(fake, mode="live", allow_live_orders=True)
+    shared = make_kraken_client(environment, with_credentials=True)
+    shared.rateLimit, shared.enableRateLimit = 1000 / 100, paced
+    shared.load_markets()
+    accounts = [live_account(fake, store, link=f"s{i}@live", capital=1_000, client=shared, poll_seconds=0.001,
+                             fill_wait_seconds=5.0) for i in range(4)]
+
+    fills = [account.submit(buy(0.001), NOW) for account in accounts for _ in range(2)]
+
+    if paced:
+        assert fake.rate_limited == 0 and all(fill is not None for fill in fills)
+    else:
+        assert fake.rate_limited > 0
 
 
 def test_a_stop_cuts_the_fill_wait_short_and_leaves_the_order_unknown(fake, credentials, store):
