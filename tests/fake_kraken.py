@@ -107,6 +107,9 @@ class FakeKraken:
     open_polls: int = 0  # QueryOrders answers "open" this many times before the order shows closed
     hidden_lookups: int = 0  # a new order is not listed by the next this-many order lookups (lag)
     fill_slippage: float = 0.0  # market orders fill at price * (1 + slippage) for buys (- for sells)
+    executed_fraction: float = 1.0  # of each market order's volume: below 1, it closes partly filled
+    end_status: str = "closed"  # "canceled" / "expired": orders end with nothing executed
+    fee_in_base: bool = False  # charge the fee in the base currency whatever oflags asked (and say so)
     orders: dict[str, dict] = field(default_factory=dict)
     requests: list[ReceivedRequest] = field(default_factory=list)
     echo_key_in_errors: bool = False  # a rude server: quotes the API-Key header in auth errors
@@ -119,6 +122,7 @@ class FakeKraken:
         self._lock = threading.Lock()
         self._failures_left = 0
         self._failure_status = 503
+        self._failing_endpoint: str | None = None  # None: any
         self._last_nonce = 0
         self._replies_to_lose = 0
         self._refusals: list[str] = []
@@ -136,9 +140,10 @@ class FakeKraken:
         with self._lock:
             self.candles[pair_id] = [list(row) for row in rows]
 
-    def fail_next(self, count: int, status: int = 503) -> None:
+    def fail_next(self, count: int, status: int = 503, endpoint: str | None = None) -> None:
+        """The next `count` requests (to endpoint, e.g. "private/OpenOrders", or to any) answer HTTP status."""
         with self._lock:
-            self._failures_left, self._failure_status = count, status
+            self._failures_left, self._failure_status, self._failing_endpoint = count, status, endpoint
 
     def lose_next_add_order_reply(self, count: int = 1) -> None:
         """The next AddOrder(s) execute, but the connection closes before the reply is sent."""
@@ -206,7 +211,7 @@ class FakeKraken:
         endpoint = parts.path.removeprefix("/0/")
         with self._lock:
             self.requests.append(ReceivedRequest(method, endpoint, params, dict(handler.headers.items())))
-            if self._failures_left > 0:
+            if self._failures_left > 0 and self._failing_endpoint in (None, endpoint):
                 self._failures_left -= 1
                 status = self._failure_status
                 return _send(handler, status, b"<html><body>503 Service Unavailable</body></html>", "text/html")
@@ -327,28 +332,35 @@ class FakeKraken:
             raise KrakenError("EOrder:Order minimum not met")
         if cost < float(info["costmin"]):
             raise KrakenError("EOrder:Cost minimum not met")
+        requested = volume
+        volume = 0.0 if self.end_status != "closed" else round(volume * self.executed_fraction, info["lot_decimals"])
+        cost = volume * price
         fee = round(cost * FEE_RATE, 4)
         base, quote = info["base"], info["quote"]
+        if self.fee_in_base:
+            fee, oflags = round(volume * FEE_RATE, 8), oflags.replace("fciq", "fcib")
+        base_fee, quote_fee = (fee, 0.0) if self.fee_in_base else (0.0, fee)
         if side == "buy":
-            if self.balances.get(quote, 0.0) < cost + fee:
+            if self.balances.get(quote, 0.0) < cost + quote_fee:
                 raise KrakenError("EOrder:Insufficient funds")
-            self._credit(quote, -(cost + fee))
-            self._credit(base, volume)
+            self._credit(quote, -(cost + quote_fee))
+            self._credit(base, volume - base_fee)
         else:
             if self.balances.get(base, 0.0) < volume:
                 raise KrakenError("EOrder:Insufficient funds")
-            self._credit(base, -volume)
-            self._credit(quote, cost - fee)
+            self._credit(base, -(volume + base_fee))
+            self._credit(quote, cost - quote_fee)
         txid = f"O{next(self._ids):05d}-FAKEK-RAKEN"
-        description = f"{side} {volume:.8f} {info['altname']} @ market"
+        description = f"{side} {requested:.8f} {info['altname']} @ market"
         self.orders[txid] = {
             "refid": None, "userref": int(params["userref"]) if "userref" in params else None, "cl_ord_id": client_id,
-            "status": "closed", "reason": None,
+            "status": self.end_status, "reason": None if self.end_status == "closed" else "User requested",
             "opentm": time.time(), "closetm": time.time(), "starttm": 0, "expiretm": 0,
             "descr": {"pair": info["altname"], "type": side, "ordertype": "market", "price": "0",
                       "price2": "0", "leverage": "none", "order": description, "close": ""},
-            "vol": f"{volume:.8f}", "vol_exec": f"{volume:.8f}", "cost": f"{cost:.5f}", "fee": f"{fee:.5f}",
-            "price": f"{price:.1f}", "stopprice": "0.00000", "limitprice": "0.00000", "misc": "",
+            "vol": f"{requested:.8f}", "vol_exec": f"{volume:.8f}", "cost": f"{cost:.5f}",
+            "fee": f"{fee:.8f}" if self.fee_in_base else f"{fee:.5f}", "price": f"{price:.1f}" if volume else "0.0",
+            "stopprice": "0.00000", "limitprice": "0.00000", "misc": "",
             "oflags": oflags, "trades": [f"T{txid[1:]}"],
             "_open_polls": self.open_polls, "_hidden_lookups": self.hidden_lookups,
         }

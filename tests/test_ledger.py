@@ -64,3 +64,19 @@ def test_quiet_closes_in_bulk_are_a_mark_and_an_equity_record_each(holding, coun
     assert in_bulk.state == one_by_one.state and in_bulk.equity() == one_by_one.equity()
     if count > 2:  # the curve moved: a position's value had a drawdown to find
         assert (in_bulk.state.max_drawdown_pct > 0) == holding
+
+
+def test_an_asset_filled_twice_before_its_first_mark_is_valued_at_its_fills():
+    ledger = Ledger(10_000)
+    ledger.apply_fill(FillDTO(asset="BTC/USD", side=OrderSide.BUY, quantity=0.1, price=20_000, fee=0, timestamp=T))
+    ledger.apply_fill(FillDTO(asset="BTC/USD", side=OrderSide.BUY, quantity=0.1, price=30_000, fee=0, timestamp=T))
+    # No candle close marked yet: valued at the first fill's price (the last price it knows)...
+    assert ledger.equity() == pytest.approx(5_000 + 0.2 * 20_000)
+    ledger.mark("BTC/USD", 40_000)  # ...and at the market once a close is marked
+    assert ledger.equity() == pytest.approx(5_000 + 0.2 * 40_000)
+
+
+def test_a_peak_equity_of_zero_records_no_drawdown_and_no_division_by_zero():
+    ledger = Ledger(0.0)
+    ledger.record_equity()
+    assert (ledger.state.peak_equity, ledger.state.max_drawdown_pct) == (0.0, 0.0)

@@ -413,3 +413,84 @@ def test_a_position_below_the_minimum_order_is_dust_never_shown_to_workers_as_he
     assert equity == pytest.approx(9_999 + 2e-8 * 50_000)  # still valued
     assert account.ledger.dust() == {"BTC/USD": 2e-8}
     store.close()
+
+
+def test_an_order_a_lookup_finds_still_open_is_polled_until_done(fake, credentials, store):
+    """Found open by its cl_ord_id after a lost reply: it is waited for, never booked rejected (which
+    would let new buys through while a live order is out)."""
+    fake.lose_next_add_order_reply()
+    fake.open_polls = 3  # open on the first looks
+    account = live_account(fake, store)
+
+    fill = account.submit(buy(0.01), NOW)
+
+    assert fill is not None and fill.quantity == pytest.approx(0.01)
+    assert store.order(fake.orders_of()[0]["cl_ord_id"]).state is OrderState.FILLED
+
+
+@pytest.mark.parametrize("status", ["canceled", "expired"])
+def test_an_order_the_venue_ends_with_nothing_filled_is_rejected_not_a_fill_of_zero(fake, credentials, store,
+                                                                                      status):
+    fake.end_status = status
+    account = live_account(fake, store)
+
+    assert account.submit(buy(0.01), NOW) is None
+
+    (order,) = [store.order(o["cl_ord_id"]) for o in fake.orders_of()]
+    assert order.state is OrderState.REJECTED and status in order.detail
+    assert store.fills(LINK) == [] and account.ledger.state.trades == 0 and account.ledger.cash == 10_000
+
+
+def test_a_fee_kraken_charges_in_the_base_currency_is_booked_at_its_quote_value(fake, credentials, store):
+    fake.fee_in_base = True
+    account = live_account(fake, store)
+
+    fill = account.submit(buy(0.01), NOW)
+
+    assert fill is not None and fill.fee == pytest.approx(0.01 * 0.0026 * 50_000)  # 2.6e-5 BTC, in USD
+
+
+def test_an_order_closed_partly_filled_books_what_executed_and_says_so(fake, credentials, store, logs):
+    account = live_account(fake, store)
+    account.submit(buy(0.02), NOW)
+    fake.executed_fraction = 0.5  # the exchange closes the sell half done (market price protection)
+
+    fill = account.submit(sell(0.02), NOW)
+
+    assert fill is not None and fill.quantity == pytest.approx(0.01)
+    assert account.ledger.position("BTC/USD").qty == pytest.approx(0.01)
+    (partial,) = [e for e in logs if e["event"] == "order_partially_filled"]
+    assert (partial["filled"], partial["amount"]) == (pytest.approx(0.01), pytest.approx(0.02))
+
+
+def test_a_lookup_failing_on_a_passing_exchange_error_is_tried_again(fake, credentials, store, logs):
+    fake.lose_next_add_order_reply()
+    account = live_account(fake, store, lookup_attempts=3)
+    fake.fail_next(1, endpoint="private/OpenOrders")  # the first lookup meets a 503
+
+    fill = account.submit(buy(0.01), NOW)
+
+    assert fill is not None and len(store.fills(LINK)) == 1
+    assert [e["attempt"] for e in logs if e["event"] == "order_lookup_failed"] == [1]
+
+
+def test_unknown_orders_are_looked_up_on_traded_candles_only_never_during_warm_up(fake, credentials, store):
+    fake.lose_next_add_order_reply()
+    fake.hidden_lookups = 50
+    account = live_account(fake, store, lookup_attempts=1)
+    assert account.submit(buy(0.01), NOW) is None
+    lookups = len(fake.received("private/OpenOrders"))
+
+    account.open_tick("BTC/USD", 50_000.0, NOW, trading=False)  # a warm-up candle
+    assert len(fake.received("private/OpenOrders")) == lookups
+    account.open_tick("BTC/USD", 50_000.0, NOW, trading=True)
+    assert len(fake.received("private/OpenOrders")) == lookups + 1
+
+
+def test_an_order_worth_exactly_the_minimum_notional_is_placed():
+    from backend.portfolio.account import MIN_NOTIONAL
+    from tests.helpers import simulated_account
+
+    account = simulated_account(Ledger(1_000))
+    assert account.submit(buy(MIN_NOTIONAL / 50_000), NOW) is not None
+    assert account.submit(buy(MIN_NOTIONAL / 50_000 * 0.99), NOW) is None

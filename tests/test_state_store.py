@@ -113,8 +113,9 @@ def test_another_programs_database_is_refused_untouched(tmp_path):
 
 @pytest.mark.parametrize(("damage", "reason"), [
     ("UPDATE meta SET value = 'abc' WHERE key = 'schema_version'", "schema version 'abc'"),
+    ("UPDATE meta SET value = '0' WHERE key = 'schema_version'", "schema version '0'"),
     ("DROP TABLE accounts", "no table accounts"),
-], ids=["version_not_a_number", "table_missing"])
+], ids=["version_not_a_number", "version_0", "table_missing"])
 def test_a_database_with_damaged_contents_is_refused_untouched(tmp_path, damage, reason):
     StateStore.open(tmp_path, "op").close()
     path = tmp_path / "op.sqlite3"

@@ -185,9 +185,12 @@ class KrakenOrderGateway(IOrderGateway):
             return OrderOutcome(OutcomeStatus.REJECTED, exchange_order_id=order_id,
                                 reason=f"order {order.get('status')} without a fill")
         price = float(order.get("average") or (order.get("cost") or 0) / filled or request.reference_price)
+        # A sell's volume is in base, so a closed one that executed less was cut short (e.g. market
+        # price protection); a buy's is a quote amount (viqc), which only its status can tell.
+        cut_short = request.side is OrderSide.SELL and filled < float(order.get("amount") or 0) * (1 - 1e-9)
         return OrderOutcome(OutcomeStatus.FILLED, filled_quantity=filled, average_price=price,
                             fee=self._fee_in_quote(order, request.asset, price), exchange_order_id=order_id,
-                            complete=order.get("status") == "closed")
+                            complete=order.get("status") == "closed" and not cut_short)
 
     def _fee_in_quote(self, order: dict, symbol: str, price: float) -> float:
         fee = order.get("fee") or {}
