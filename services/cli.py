@@ -483,6 +483,10 @@ def format_summaries(summaries: Sequence) -> str:
             f"   final equity {a.final_equity:>15,.2f}   PnL {a.pnl:>+13,.2f} ({a.pnl_pct:+.2f}%)"
             f"   max drawdown {a.max_drawdown_pct:.2f}%",
         ]
+        for p in a.open_positions:
+            lines.append(f"   holds {p.quantity:.8g} {p.asset} @ {p.average_entry_price:,.2f}   now {p.price:,.2f}"
+                         f"   unrealised {p.unrealised_pnl:+,.2f} ({p.unrealised_pnl_pct:+.2f}%)"
+                         + ("   dust (below the minimum order)" if p.dust else ""))
         if s.orders_rejected or s.orders_unknown or s.orders_skipped:  # worth a look on a live account
             lines.append(f"   orders not filled: rejected {s.orders_rejected}   unknown {s.orders_unknown}"
                          f"   skipped {s.orders_skipped}")

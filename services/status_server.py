@@ -39,15 +39,18 @@ log = structlog.get_logger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 
 
-def _equity(run: StrategyRun) -> tuple[float, float, float, float, dict[str, float]]:
-    """(equity, pnl, drawdown %, max drawdown %, positions) read from another thread: the run's
-    thread may change the positions while they are read, so try again then."""
+def _equity(run: StrategyRun) -> tuple[float, float, float, float, dict[str, dict]]:
+    """(equity, pnl, drawdown %, max drawdown %, positions by asset) read from another thread: the
+    run's thread may change the positions while they are read, so try again then."""
     ledger = run.tick_manager.account.ledger
     for _ in range(5):
         try:
             state = ledger.state
             equity = ledger.equity()
-            positions = {asset: p.qty for asset, p in list(state.positions.items())}
+            positions = {p.asset: {"quantity": p.quantity, "average_entry_price": p.average_entry_price,
+                                   "price": p.price, "unrealised_pnl": p.unrealised_pnl,
+                                   "unrealised_pnl_pct": p.unrealised_pnl_pct, "dust": p.dust}
+                         for p in ledger.open_positions()}
             break
         except RuntimeError:  # dictionary changed size during iteration
             continue
@@ -96,8 +99,8 @@ class OperationCollector:
             pnl.add_metric(name, profit)
             drawdown.add_metric(name, down)
             max_drawdown.add_metric(name, max_down)
-            for asset, quantity in held.items():
-                position.add_metric([run.link_id, asset], quantity)
+            for asset, held_position in held.items():
+                position.add_metric([run.link_id, asset], held_position["quantity"])
             account = run.tick_manager.account
             trades.add_metric(name, account.ledger.state.trades)
             for outcome, count in list(account.order_outcomes.items()):
@@ -333,7 +336,7 @@ class StatusServer:
             "account": {
                 "equity": equity, "pnl": pnl, "drawdown_pct": drawdown, "max_drawdown_pct": max_drawdown,
                 "cash": account.ledger.state.cash, "trades": account.ledger.state.trades,
-                "fees_paid": account.ledger.state.fees_paid, "positions": positions, "dust": account.ledger.dust(),
+                "fees_paid": account.ledger.state.fees_paid, "positions": positions,
                 "orders": dict(account.order_outcomes), "unsettled_orders": len(account.unsettled_orders),
             },
         }

@@ -111,3 +111,17 @@ def test_failure_tracebacks_in_logs_never_show_local_variables(capsys):
     (event,) = json_lines(err)
     assert event["exception"][0]["exc_value"] == "boom (25)"
     assert "hunter2" not in err
+
+
+def test_the_printed_summary_shows_each_open_position_with_its_unrealised_pnl():
+    from backend.portfolio.ledger import AccountSummary, OpenPosition
+    from services.cli import format_summaries
+    from services.strategy_run import RunStatus, RunSummary
+
+    held = (OpenPosition("BTC/USD", 0.5, 20_000.0, 22_000.0, 1_000.0, 10.0, False),
+            OpenPosition("ETH/USD", 1e-9, 1_500.0, 1_400.0, -1e-7, -6.67, True))
+    account = AccountSummary(3, 1.5, 11_000.0, 1_000.0, 10.0, 2.0, held)
+    out = format_summaries([RunSummary("a@live", "a", "live", RunStatus.STOPPED, 10, account, None)])
+
+    assert "   holds 0.5 BTC/USD @ 20,000.00   now 22,000.00   unrealised +1,000.00 (+10.00%)" in out
+    assert "   holds 1e-09 ETH/USD @ 1,500.00   now 1,400.00   unrealised -0.00 (-6.67%)   dust" in out

@@ -411,7 +411,8 @@ def test_a_position_below_the_minimum_order_is_dust_never_shown_to_workers_as_he
 
     assert (held, entry) == (0.0, None)  # a planner sees a flat account: it never plans to sell dust
     assert equity == pytest.approx(9_999 + 2e-8 * 50_000)  # still valued
-    assert account.ledger.dust() == {"BTC/USD": 2e-8}
+    (dust,) = account.ledger.open_positions()
+    assert (dust.asset, dust.quantity, dust.dust) == ("BTC/USD", 2e-8, True)
     store.close()
 
 

@@ -165,6 +165,12 @@ def test_metrics_and_strategies_match_the_summaries_of_a_real_backtest(tmp_path)
         assert one["ticks_processed"] == len(ticks) and one["account"]["trades"] == summaries["dca@bt"].account.trades
         assert one["account"]["equity"] == pytest.approx(summaries["dca@bt"].account.final_equity)
         assert one["last_tick"]["candle_time"] == ticks[-1].timestamp.isoformat()
+        (held,) = summaries["dca@bt"].account.open_positions  # the DCA still holds at the end
+        close, entry = ticks[-1].close, held.average_entry_price
+        assert one["account"]["positions"] == {"BTC/USD": {
+            "quantity": pytest.approx(held.quantity), "average_entry_price": pytest.approx(entry),
+            "price": close, "unrealised_pnl": pytest.approx(held.quantity * (close - entry)),
+            "unrealised_pnl_pct": pytest.approx((close / entry - 1) * 100), "dust": False}}
         # A backtest that finished is not stale.
         assert client.json("/readyz") == (200, {"status": "ready"})
     finally:

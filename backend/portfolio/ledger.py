@@ -28,6 +28,19 @@ def portfolio_snapshot(values: PortfolioValues) -> PortfolioSnapshotDTO:
 
 
 @dataclass(frozen=True)
+class OpenPosition:
+    """A position held, valued at the last close marked (its entry price before any)."""
+
+    asset: str
+    quantity: float
+    average_entry_price: float
+    price: float
+    unrealised_pnl: float
+    unrealised_pnl_pct: float
+    dust: bool  # below the venue's minimum order: valued, never traded
+
+
+@dataclass(frozen=True)
 class AccountSummary:
     trades: int
     fees_paid: float
@@ -35,6 +48,7 @@ class AccountSummary:
     pnl: float
     pnl_pct: float
     max_drawdown_pct: float
+    open_positions: tuple[OpenPosition, ...] = ()
 
 
 class Ledger:
@@ -53,11 +67,17 @@ class Ledger:
     def has_minimum_quantity(self, asset: str) -> bool:
         return asset in self._minimum_quantities
 
-    def dust(self) -> dict[str, float]:
-        """The positions too small to sell (below the venue's minimum order): valued, never traded."""
-        minimums = self._minimum_quantities
+    def open_positions(self) -> list[OpenPosition]:
+        """What is held, asset by asset, with its unrealised PnL; dust (too small to sell) flagged."""
         held = list(self.state.positions.items())  # one step: the status server reads it from another thread
-        return {asset: p.qty for asset, p in held if p.qty < minimums.get(asset, 0.0)}
+        positions = []
+        for asset, position in held:
+            entry, quantity = position.avg_entry_price, position.qty
+            price = self._last_prices.get(asset, entry)
+            pnl_pct = (price / entry - 1) * 100 if entry else 0.0
+            dust = quantity < self._minimum_quantities.get(asset, 0.0)
+            positions.append(OpenPosition(asset, quantity, entry, price, quantity * (price - entry), pnl_pct, dust))
+        return positions
 
     @property
     def starting_capital(self) -> float:
@@ -187,4 +207,5 @@ class Ledger:
             pnl=pnl,
             pnl_pct=pnl / self.state.starting_capital * 100,
             max_drawdown_pct=self.state.max_drawdown_pct,
+            open_positions=tuple(self.open_positions()),
         )
