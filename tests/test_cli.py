@@ -52,7 +52,7 @@ def test_config_error_exits_2_with_one_clear_line(tmp_path, capsys):
     assert main([str(path)]) == 2
     _, err = capsys.readouterr()
     env_file = tmp_path / "config" / "environments" / "bt.yaml"
-    assert f"run-operation: config error: {env_file}: fee_rate: Input should be less than 1" in err
+    assert f"run-operation: config error: {env_file}: fee_rate: 2 looks like a percentage; write 0.02" in err
     assert "Traceback" not in err
 
 
