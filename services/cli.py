@@ -30,6 +30,7 @@ from services.logging_setup import (
     LOG_LEVELS,
     LogFiles,
     configure_logging,
+    hidden_on_stderr,
     silence_if_standard_stream,
     stderr_lines_to,
 )
@@ -112,6 +113,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             prog="run-operation",
             description="Run every active strategy link of an operation file (or: run-operation validate PATH).",
         )
+        parser.add_argument("--version", action=_PrintVersion)
     parser.add_argument("operation", help="path to config/operations/<name>.yaml")
     parser.add_argument("--log-format", choices=("json", "console"), default="json")
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
@@ -167,6 +169,24 @@ def _parse_sweep_args(arguments: list[str]) -> argparse.Namespace:
     args = parser.parse_args(arguments)
     args.command = "sweep"
     return args
+
+
+class _PrintVersion(argparse.Action):
+    """--version: prints `run-operation <version>` of the installed package and exits 0."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **_kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="print run-operation's version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: object) -> None:
+        from importlib.metadata import PackageNotFoundError, version  # only when asked: it takes a while
+
+        try:
+            installed = version("opdaemon")
+        except PackageNotFoundError:
+            installed = "unknown (the opdaemon package is not installed)"
+        _say(f"run-operation {installed}", sys.stdout)
+        parser.exit()
 
 
 def _http_address(text: str) -> tuple[str, int]:
@@ -462,7 +482,9 @@ def format_walk_forward(walk_forward: "WalkForward") -> str:
 
 
 def _report_config_error(exc: "ConfigError") -> None:
-    structlog.get_logger("run-operation").error("config_error", file=exc.file, key=exc.key, reason=exc.reason)
+    """One line on stderr; the `config_error` event goes to the log files (--log-dir) only."""
+    with hidden_on_stderr({"config_error"}):
+        structlog.get_logger("run-operation").error("config_error", file=exc.file, key=exc.key, reason=exc.reason)
     _say(f"run-operation: config error: {exc}", sys.stderr)
 
 

@@ -1,11 +1,13 @@
 """run-operation end to end: the shipped demo on the bundled data, exit codes, signals, logs."""
 
+import importlib.metadata
 import json
 import os
 import signal
 import subprocess
 import sys
 
+import pytest
 import structlog
 
 from services.cli import main
@@ -111,3 +113,24 @@ def test_failure_tracebacks_in_logs_never_show_local_variables(capsys):
     (event,) = json_lines(err)
     assert event["exception"][0]["exc_value"] == "boom (25)"
     assert "hunter2" not in err
+
+
+def test_a_config_error_is_one_line_on_stderr_and_an_event_in_the_log_files(tmp_path, capsys):
+    path = write_config_tree(tmp_path, [("s", "bt")], {"s": blueprint({})}, {"bt": backtest_environment(fee_rate=2)},
+                             [tick(0, 1)])
+    env_file = tmp_path / "config" / "environments" / "bt.yaml"
+    expected = f"run-operation: config error: {env_file}: fee_rate: 2 looks like a percentage; write 0.02"
+    for command in ([str(path), "--log-dir", str(tmp_path / "logs")], ["validate", str(path)]):
+        assert main(command) == 2
+        _, err = capsys.readouterr()
+        reported = [line for line in err.splitlines() if "fee_rate" in line]
+        assert len(reported) == 1 and reported[0].startswith(expected), err
+    (event,) = [e for e in json_lines((tmp_path / "logs" / "daemon.jsonl").read_text()) if e["event"] == "config_error"]
+    assert (event["file"], event["key"]) == (str(env_file), "fee_rate")
+
+
+def test_version_prints_the_installed_package_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"run-operation {importlib.metadata.version('opdaemon')}\n"
