@@ -28,7 +28,6 @@ import structlog
 from structlog.tracebacks import ExceptionDictTransformer
 
 SECRET_KEY = re.compile(r"(secret|api_?key|password|token|signature)", re.IGNORECASE)
-LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def mask_secrets(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

@@ -52,7 +52,8 @@ class WorkerFactory:
         listed under the wrong category, bad params, a DTO required before any worker produces
         it, or two workers producing the same DTO.
         """
-        return [self._construct(worker, services, blueprint_file) for worker in self._checked(blueprint, blueprint_file)]
+        checked = self._checked(blueprint, blueprint_file)
+        return [self._construct(worker, services, blueprint_file) for worker in checked]
 
     def check_buildable(self, blueprint: StrategyBlueprint, blueprint_file: Path,
                         environment: EnvironmentConfig) -> int:

@@ -159,7 +159,8 @@ def test_a_malformed_plugin_name_is_refused_by_the_schema(tmp_path, capsys, plug
 def test_a_plugin_whose_constructor_raises_is_a_config_error_on_every_path(sample_plugins, tmp_path, capsys,
                                                                             command):
     fragile = blueprint({"context": [{"plugin": f"{sample_plugins}:Fragile"}]})
-    sound = blueprint({"opportunity": [{"plugin": "dca_schedule_opportunity"}], "planning": [{"plugin": "position_sizer"}]})
+    sound = blueprint({"opportunity": [{"plugin": "dca_schedule_opportunity"}],
+                       "planning": [{"plugin": "position_sizer"}]})
     path = write_config_tree(tmp_path, [("sound", "bt"), ("fragile", "bt")], {"sound": sound, "fragile": fragile},
                              {"bt": backtest_environment()}, [tick(i, 100 + i) for i in range(10)])
     validate, flags = command[:1] == ["validate"], command[1:] if command[:1] == ["validate"] else command

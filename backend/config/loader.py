@@ -82,7 +82,7 @@ def read_yaml_mapping(path: Path) -> dict:
     except OSError as exc:
         raise ConfigError(path, f"cannot read file: {exc.strerror}") from None
     try:
-        data = yaml.load(text, Loader=_Yaml12BooleansLoader)  # noqa: S506 (a safe loader)
+        data = yaml.load(text, Loader=_Yaml12BooleansLoader)  # a SafeLoader: builds no objects
     except yaml.YAMLError as exc:
         where, problem = _yaml_problem(exc, len(text))
         raise ConfigError(path, f"invalid YAML: {problem}", key=where) from None
@@ -113,7 +113,8 @@ def validate_model(model: type[M], data: dict, path: Path) -> M:
         first, others = errors[0], [format_location(tuple(error["loc"])) for error in errors[1:]]
         reason = first["msg"].removeprefix("Value error, ")
         if others:
-            shown = ", ".join(others[:MORE_PROBLEM_KEYS_SHOWN]) + (", …" if len(others) > MORE_PROBLEM_KEYS_SHOWN else "")
+            shown = ", ".join(others[:MORE_PROBLEM_KEYS_SHOWN])
+            shown += ", …" if len(others) > MORE_PROBLEM_KEYS_SHOWN else ""
             reason += f" (and {len(others)} more problem{'s' if len(others) > 1 else ''} in this file: {shown})"
         raise ConfigError(path, reason, key=format_location(tuple(first["loc"]))) from None
 

@@ -165,7 +165,8 @@ class LiveEnvironment(AccountSettings):
     def _switch_is_a_literal_boolean(cls, switch: Any) -> Any:
         """The loader reads only `true`/`false` as booleans (yes, on, True stay text): refuse the rest."""
         if not isinstance(switch, bool):
-            raise ValueError(f"write true or false, unquoted, not {switch!r} (a safety switch takes the literal true alone)")
+            raise ValueError(f"write true or false, unquoted, not {switch!r} "
+                             "(a safety switch takes the literal true alone)")
         return switch
 
     @model_validator(mode="after")
