@@ -17,6 +17,7 @@ from tests.fake_kraken import FakeKraken
 from tests.helpers import REPO, backtest_environment, write_config_tree, write_yaml
 from tests.live_support import KEY_ENV, SECRET_ENV
 from tests.probes import probe_blueprint
+from tests.test_plugins import SAMPLE_PLUGINS
 from tests.test_restart import (
     BUY_USD,
     CREDENTIALS,
@@ -241,25 +242,9 @@ def test_a_sighup_while_loading_never_kills_the_daemon_and_reloads_once_it_runs(
     assert "Traceback" not in daemon.stderr
 
 
-FRAGILE_PLUGIN = '''
-from backend.interfaces import IWorker, WorkerCategory
-
-
-class Fragile(IWorker):
-    category = WorkerCategory.CONTEXT
-
-    def __init__(self, params, services):
-        super().__init__(params, services)
-        raise RuntimeError("its model file is missing")
-
-    def process(self, asset: str) -> None:
-        pass
-'''
-
-
 def test_a_reload_to_a_plugin_whose_constructor_raises_is_rejected_and_the_link_keeps_running(tmp_path):
     (tmp_path / "plugins").mkdir()
-    (tmp_path / "plugins" / "fragile_plugin.py").write_text(FRAGILE_PLUGIN)
+    (tmp_path / "plugins" / "sample_plugins.py").write_text(SAMPLE_PLUGINS)
     write_hourly_csv(tmp_path / "data" / "ticks.csv", 5_000)
     slow = probe_blueprint("a", sleep_seconds=0.01)
     path = write_config_tree(tmp_path, [("a", "bt")], {"a": slow}, {"bt": backtest_environment()})
@@ -268,13 +253,13 @@ def test_a_reload_to_a_plugin_whose_constructor_raises_is_rejected_and_the_link_
     try:
         daemon.wait_for_event("operation_started")
         fragile = {**slow, "workforce": {**slow["workforce"],
-                                         "context": [{"plugin": "fragile_plugin:Fragile"}]}}
+                                         "context": [{"plugin": "sample_plugins:Fragile"}]}}
         write_yaml(tmp_path / "config" / "strategies" / "a.yaml", fragile)
         daemon.signal(signal.SIGHUP)
         (rejected,) = wait_for(daemon, "operation_reload_rejected")
         blueprint_file = tmp_path / "config" / "strategies" / "a.yaml"
         assert (rejected["file"], rejected["key"]) == (str(blueprint_file), "workforce.context[0]")
-        assert rejected["reason"] == ("plugin 'fragile_plugin:Fragile' could not be built: "
+        assert rejected["reason"] == ("plugin 'sample_plugins:Fragile' could not be built: "
                                       "RuntimeError: its model file is missing")
         runs_started = len(daemon.events("strategy_run_started"))
         daemon.signal(signal.SIGTERM)
