@@ -428,23 +428,19 @@ def _sweep(args: argparse.Namespace, shutdown: Shutdown) -> int:
     """`sweep FILE`: every combination (and the walk-forward), results written, the best printed.
     Exit 0 once the results are written (failed combinations are rows of their own, and a stop on
     request writes what completed), 1 when every combination failed, 2 on a config or data error."""
-    try:
-        # Imported here, after the signal handlers, as in _load.
-        from backend.errors import ConfigError
-        from services.logging_setup import configure_logging
-        from services.research.command import load_checked_sweep, make_executor, quiet_runs
+    # Imported here, after the signal handlers, as in _load.
+    from backend.errors import ConfigError
+    from services.logging_setup import configure_logging
+    from services.research.command import load_checked_sweep, make_executor, quiet_runs
 
-        configure_logging(args.log_format, args.log_level, on_broken=lambda: shutdown.request("log_stream_closed"))
-        quiet_runs()
-        try:
-            sweep = load_checked_sweep(args.sweep, args.executor)
-            executor = make_executor(args, shutdown.requested)
-        except ConfigError as exc:
-            _report_config_error(exc)
-            return EXIT_CONFIG
-    except StopRequested as stop:
-        _say(f"run-operation: {stop} received while loading; nothing was started", sys.stderr)
-        return EXIT_OK
+    configure_logging(args.log_format, args.log_level, on_broken=lambda: shutdown.request("log_stream_closed"))
+    quiet_runs()
+    try:
+        sweep = load_checked_sweep(args.sweep, args.executor)
+        executor = make_executor(args, shutdown.requested)
+    except ConfigError as exc:
+        _report_config_error(exc)
+        return EXIT_CONFIG
     shutdown.loading = False
     from services.research.command import run_and_write
 

@@ -50,7 +50,7 @@ class WorkerFactory:
 
         Raises ConfigError (naming the blueprint file and key) for an unknown plugin, a plugin
         listed under the wrong category, bad params, a DTO required before any worker produces
-        it, or two workers producing the same DTO.
+        it, two workers producing the same DTO, or a worker whose constructor raises.
         """
         checked = self._checked(blueprint, blueprint_file)
         return [self._construct(worker, services, blueprint_file) for worker in checked]
