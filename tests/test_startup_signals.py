@@ -75,6 +75,19 @@ def test_a_signal_as_soon_as_the_handlers_are_in_place_ends_the_start_cleanly(si
     assert "Traceback" not in daemon.stderr and out == ""
 
 
+@pytest.mark.parametrize("command", [["validate", DEMO], ["sweep", "config/sweeps/dca_grid.yaml"],
+                                     [DEMO, "--print-config"]], ids=["validate", "sweep", "print_config"])
+def test_every_command_ends_cleanly_on_a_signal_as_soon_as_the_handlers_are_in_place(command, tmp_path):
+    daemon = Daemon([*command, *(["--out", tmp_path] if command[0] == "sweep" else [])])
+    handlers_installed(daemon.process.pid)
+    daemon.signal(signal.SIGTERM)
+    code, out = daemon.finish(timeout=10)
+
+    assert code == 0, daemon.stderr
+    assert "run-operation: SIGTERM received while loading; nothing was started" in daemon.stderr
+    assert "Traceback" not in daemon.stderr and out == ""
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_a_fifth_of_a_second_after_start_ends_the_daemon_cleanly(signum):
     daemon = Daemon([DEMO])
