@@ -6,10 +6,12 @@ Exit codes: 0 success or a clean stop on request; 1 a strategy run failed or sta
 environment's feed failed, the exchange could not be reached at start, the log stream closed, or
 a second signal forced the exit; 2 a config, data or credential error.
 
-Signal handlers are installed before anything else is imported or loaded, so a SIGINT/SIGTERM at
-any moment ends the process cleanly, also as PID 1 in a container (where an unhandled SIGTERM
-would be ignored), and a SIGHUP never kills it: while running it reloads the operation file (one
-that arrived while loading, once the operation has started; none while validating or stopping).
+Signal handlers are installed before anything else is imported or loaded (this module imports
+nothing but the standard library's lightest modules at the top: structlog, pydantic, numpy come
+after), and stay until the process exits, so a SIGINT/SIGTERM at any moment ends the process
+cleanly, also as PID 1 in a container (where an unhandled SIGTERM would be ignored), and a SIGHUP
+never kills it: while running it reloads the operation file (one that arrived while loading, once
+the operation has started; none while validating or stopping).
 """
 
 import argparse
@@ -22,17 +24,7 @@ from contextlib import ExitStack, closing
 from functools import partial
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, TextIO
-
-import structlog
-
-from services.logging_setup import (
-    LOG_LEVELS,
-    LogFiles,
-    configure_logging,
-    silence_if_standard_stream,
-    stderr_lines_to,
-)
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from backend.errors import ConfigError
@@ -41,10 +33,20 @@ if TYPE_CHECKING:
     from services.research.sweep import WalkForward
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
-class StopRequested(Exception):  # noqa: N818 (a request, not an error)
-    """Raised in the main thread by a signal that arrives while the operation is still loading."""
+class StopRequested(BaseException):
+    """Raised in the main thread by a signal that arrives while the operation is still loading.
+    A BaseException, as KeyboardInterrupt is: the `except Exception` of a library being imported,
+    or of a plugin's constructor, must not swallow it."""
+
+
+def _log() -> Any:
+    """The daemon's logger; structlog is imported on first use, after the signal handlers."""
+    import structlog
+
+    return structlog.get_logger("run-operation")
 
 
 class Shutdown:
@@ -74,7 +76,7 @@ class Shutdown:
         self.request(name)
         if self.loading:
             raise StopRequested(name)
-        structlog.get_logger("run-operation").info("signal_received", signal=name)
+        _log().info("signal_received", signal=name)
 
     def on_hangup(self, _signum: int, _frame: FrameType | None) -> None:
         """SIGHUP: reload the operation file (in a thread of its own: the handler returns at once)."""
@@ -83,7 +85,7 @@ class Shutdown:
         if self.reload is None:
             self.reload_pending = True
             return
-        structlog.get_logger("run-operation").info("signal_received", signal="SIGHUP")
+        _log().info("signal_received", signal="SIGHUP")
         self.reload("SIGHUP")
 
     def reload_with(self, reload: Callable[[str], None]) -> None:
@@ -112,6 +114,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             prog="run-operation",
             description="Run every active strategy link of an operation file (or: run-operation validate PATH).",
         )
+        parser.add_argument("--version", action=_PrintVersion)
     parser.add_argument("operation", help="path to config/operations/<name>.yaml")
     parser.add_argument("--log-format", choices=("json", "console"), default="json")
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
@@ -169,6 +172,24 @@ def _parse_sweep_args(arguments: list[str]) -> argparse.Namespace:
     return args
 
 
+class _PrintVersion(argparse.Action):
+    """--version: prints `run-operation <version>` of the installed package and exits 0."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **_kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="print run-operation's version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: object) -> None:
+        from importlib.metadata import PackageNotFoundError, version  # only when asked: it takes a while
+
+        try:
+            installed = version("opdaemon")
+        except PackageNotFoundError:
+            installed = "unknown (the opdaemon package is not installed)"
+        _say(f"run-operation {installed}", sys.stdout)
+        parser.exit()
+
+
 def _http_address(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not port.isdigit() or int(port) > 65535:
@@ -191,32 +212,40 @@ def _say(text: str, stream: TextIO | None) -> None:
     try:
         print(text, file=stream, flush=True)
     except (OSError, ValueError, AttributeError):
+        from services.logging_setup import silence_if_standard_stream
+
         silence_if_standard_stream(stream)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The process's entry point (argv None: sys.argv; the handlers then stay until it exits), or a
+    command run in-process (argv given, e.g. by tests: the caller's handlers are put back)."""
     shutdown = Shutdown()
-    previous = {sig: signal.signal(sig, shutdown.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, shutdown.on_hangup)
+    previous: dict[signal.Signals, Any] = {}
     try:
+        # First of all: every import and load below may take a while, and a signal may come.
+        for sig, handler in ((signal.SIGINT, shutdown.on_signal), (signal.SIGTERM, shutdown.on_signal),
+                             (signal.SIGHUP, shutdown.on_hangup)):
+            previous[sig] = signal.signal(sig, handler)
         args = parse_args(argv)
         if args.command == "sweep":
             return _sweep(args, shutdown)
         if args.command == "validate" or args.print_config:
             return _inspect(args, shutdown)
         return _run(args, shutdown)
+    except StopRequested as stop:
+        _say(f"run-operation: {stop} received while loading; nothing was started", sys.stderr)
+        return EXIT_OK
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        shutdown.loading = False  # from here a signal is logged (a second one still exits 1 at once)
+        if argv is not None:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def _run(args: argparse.Namespace, shutdown: Shutdown) -> int:
     with ExitStack() as cleanup:  # the state store is closed (its lock released) on every path
-        try:
-            service = _load(args, shutdown, cleanup)
-        except StopRequested as stop:
-            _say(f"run-operation: {stop} received while loading; nothing was started", sys.stderr)
-            return EXIT_OK
+        service = _load(args, shutdown, cleanup)  # a signal while loading: StopRequested, to main
         if isinstance(service, int):
             return service
         from backend.errors import ConfigError
@@ -274,7 +303,7 @@ def _run_with_status_server(args: argparse.Namespace, service: "OperationService
         server.start()
     except OSError as exc:
         _say(f"run-operation: status server cannot listen on {args.http[0]}:{args.http[1]}: {exc}", sys.stderr)
-        structlog.get_logger("run-operation").error("status_server_failed", error=str(exc))
+        _log().error("status_server_failed", error=str(exc))
         server.stop()
         return EXIT_FAILED
     try:
@@ -287,11 +316,12 @@ def _run_with_progress(service: "OperationService | ShardedBacktest", shutdown: 
     """The runs; on a terminal, with a progress bar per backtest environment in place of the
     `backtest_progress` lines (which the --log-dir files still get), log lines printed above.
     Sharded backtests log their shards' progress lines instead (their feeds are in other processes)."""
+    from services.logging_setup import stderr_lines_to
     from services.operation_service import OperationService
     from services.progress import ProgressBars
 
     if not isinstance(service, OperationService):
-        shutdown.reload_with(lambda _reason: structlog.get_logger("run-operation").warning(
+        shutdown.reload_with(lambda _reason: _log().warning(
             "operation_reload_rejected", reason="a backtest spread over processes (--processes) is not reloaded"))
         return service.run()
     backtests = [feed for feed in service.feeds if feed.total_ticks is not None]
@@ -312,11 +342,12 @@ def _run_reloadable(service: "OperationService", shutdown: Shutdown) -> list:
 def _load(args: argparse.Namespace, shutdown: Shutdown,
           cleanup: ExitStack) -> "OperationService | ShardedBacktest | int":
     """Everything checked and built, nothing started yet; an exit code when that failed."""
-    # Imported here, after the signal handlers: loading ccxt and pydantic takes a while.
+    # Imported here, after the signal handlers: loading pydantic and numpy takes a while.
     from backend.config import LiveEnvironment, load_operation
     from backend.errors import ConfigError, ExchangeError, FatalExchangeError
     from backend.state import StateStore
     from services.backtest_shards import ShardedBacktest, shardable
+    from services.logging_setup import LogFiles, configure_logging
     from services.operation_service import OperationService
 
     files = None
@@ -330,7 +361,7 @@ def _load(args: argparse.Namespace, shutdown: Shutdown,
         cleanup.callback(files.close)
     configure_logging(args.log_format, args.log_level, on_broken=lambda: shutdown.request("log_stream_closed"),
                       files=files)
-    log = structlog.get_logger("run-operation")
+    log = _log()
     log.info("operation_loading", file=args.operation)
     try:
         operation = load_operation(args.operation)
@@ -373,25 +404,22 @@ def _load(args: argparse.Namespace, shutdown: Shutdown,
 
 def _inspect(args: argparse.Namespace, shutdown: Shutdown) -> int:
     """`validate` or `--print-config`: load and check, print, start nothing."""
-    try:
-        # Imported here, after the signal handlers, as in _load.
-        from backend.config import load_operation
-        from backend.errors import ConfigError
-        from services.config_check import summary_line, validate_operation
-        from services.config_view import render, resolved_config
+    # Imported here, after the signal handlers, as in _load.
+    from backend.config import load_operation
+    from backend.errors import ConfigError
+    from services.config_check import summary_line, validate_operation
+    from services.config_view import render, resolved_config
+    from services.logging_setup import configure_logging
 
-        configure_logging(args.log_format, args.log_level, on_broken=lambda: shutdown.request("log_stream_closed"))
-        try:
-            if args.command == "validate":
-                report = summary_line(validate_operation(args.operation))
-            else:
-                report = render(resolved_config(load_operation(args.operation)), args.print_config)
-        except ConfigError as exc:
-            _report_config_error(exc)
-            return EXIT_CONFIG
-    except StopRequested as stop:
-        _say(f"run-operation: {stop} received while loading; nothing was started", sys.stderr)
-        return EXIT_OK
+    configure_logging(args.log_format, args.log_level, on_broken=lambda: shutdown.request("log_stream_closed"))
+    try:
+        if args.command == "validate":
+            report = summary_line(validate_operation(args.operation))
+        else:
+            report = render(resolved_config(load_operation(args.operation)), args.print_config)
+    except ConfigError as exc:
+        _report_config_error(exc)
+        return EXIT_CONFIG
     _say(report, sys.stdout)
     return EXIT_OK
 
@@ -400,22 +428,19 @@ def _sweep(args: argparse.Namespace, shutdown: Shutdown) -> int:
     """`sweep FILE`: every combination (and the walk-forward), results written, the best printed.
     Exit 0 once the results are written (failed combinations are rows of their own, and a stop on
     request writes what completed), 1 when every combination failed, 2 on a config or data error."""
-    try:
-        # Imported here, after the signal handlers, as in _load.
-        from backend.errors import ConfigError
-        from services.research.command import load_checked_sweep, make_executor, quiet_runs
+    # Imported here, after the signal handlers, as in _load.
+    from backend.errors import ConfigError
+    from services.logging_setup import configure_logging
+    from services.research.command import load_checked_sweep, make_executor, quiet_runs
 
-        configure_logging(args.log_format, args.log_level, on_broken=lambda: shutdown.request("log_stream_closed"))
-        quiet_runs()
-        try:
-            sweep = load_checked_sweep(args.sweep, args.executor)
-            executor = make_executor(args, shutdown.requested)
-        except ConfigError as exc:
-            _report_config_error(exc)
-            return EXIT_CONFIG
-    except StopRequested as stop:
-        _say(f"run-operation: {stop} received while loading; nothing was started", sys.stderr)
-        return EXIT_OK
+    configure_logging(args.log_format, args.log_level, on_broken=lambda: shutdown.request("log_stream_closed"))
+    quiet_runs()
+    try:
+        sweep = load_checked_sweep(args.sweep, args.executor)
+        executor = make_executor(args, shutdown.requested)
+    except ConfigError as exc:
+        _report_config_error(exc)
+        return EXIT_CONFIG
     shutdown.loading = False
     from services.research.command import run_and_write
     from services.research.results import partial_banner
@@ -469,7 +494,11 @@ def format_walk_forward(walk_forward: "WalkForward") -> str:
 
 
 def _report_config_error(exc: "ConfigError") -> None:
-    structlog.get_logger("run-operation").error("config_error", file=exc.file, key=exc.key, reason=exc.reason)
+    """One line on stderr; the `config_error` event goes to the log files (--log-dir) only."""
+    from services.logging_setup import hidden_on_stderr
+
+    with hidden_on_stderr({"config_error"}):
+        _log().error("config_error", file=exc.file, key=exc.key, reason=exc.reason)
     _say(f"run-operation: config error: {exc}", sys.stderr)
 
 

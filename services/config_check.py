@@ -2,8 +2,9 @@
 nothing it does after.
 
 Invariant: every file, plugin, param, data file and (for `mode: live`) credential's presence is
-checked, each problem raised as the ConfigError the daemon would exit 2 with; no thread is
-started, no exchange is contacted, no data dir or state store is opened and no worker is built.
+checked, and every worker built once (on services of its own, then dropped) so that a constructor
+that raises is found, each problem raised as the ConfigError the daemon would exit 2 with; no
+thread is started, no exchange is contacted, no data dir or state store is opened.
 """
 
 import threading
@@ -23,7 +24,7 @@ def validate_operation(path: Path | str, factory: WorkerFactory | None = None) -
     environments = ExecutionEnvironments(threading.Event())
     checked_environments: set[Path] = set()
     for link in operation.links:
-        factory.history_needed(link.blueprint, link.blueprint_file)  # plugins, params, DTO order
+        factory.check_buildable(link.blueprint, link.blueprint_file, link.environment)  # plugins, params, DTOs
         if link.environment_file in checked_environments:
             continue
         checked_environments.add(link.environment_file)

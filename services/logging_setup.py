@@ -28,7 +28,6 @@ import structlog
 from structlog.tracebacks import ExceptionDictTransformer
 
 SECRET_KEY = re.compile(r"(secret|api_?key|password|token|signature)", re.IGNORECASE)
-LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def mask_secrets(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -230,19 +229,29 @@ def _hide_on_stderr(_logger: Any, _method: str, event: MutableMapping[str, Any])
 
 
 @contextlib.contextmanager
+def hidden_on_stderr(events: Collection[str]) -> Iterator[None]:
+    """While inside, these events are written to the log files (--log-dir) only, not to stderr."""
+    global _hidden_on_stderr
+    before = _hidden_on_stderr
+    _hidden_on_stderr = before | frozenset(events)
+    try:
+        yield
+    finally:
+        _hidden_on_stderr = before
+
+
+@contextlib.contextmanager
 def stderr_lines_to(stream: LineStream, hidden_events: Collection[str] = ()) -> Iterator[None]:
     """While inside, the log lines meant for stderr are written to stream instead (e.g. printed
     above progress bars), except hidden_events, which the log files (--log-dir) still get."""
-    global _hidden_on_stderr
     if _stderr is None:
         raise RuntimeError("configure_logging() first")
     output = _stderr
     previous = output.swap(stream)
-    _hidden_on_stderr = frozenset(hidden_events)
     try:
-        yield
+        with hidden_on_stderr(hidden_events):
+            yield
     finally:
-        _hidden_on_stderr = frozenset()
         if previous is not None:
             output.swap(previous)
 

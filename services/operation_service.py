@@ -446,8 +446,8 @@ class OperationService:
         return plan
 
     def _plan_reload(self) -> tuple[ReloadPlan, dict[str, int]]:
-        """The file re-read and every link to build checked (plugins, params, account mode); with
-        the candles each of those needs."""
+        """The file re-read and every link to build checked (plugins, params, its workers built once
+        and dropped, account mode); with the candles each of those needs."""
         operation = load_operation(self.operation.path)
         with self._running_set:
             running = {link_id: link.resolved for link_id, link in self._links.items()}
@@ -455,7 +455,7 @@ class OperationService:
         plan = plan_reload(running, feeds, operation)
         needs = {}
         for link in plan.links_to_build:
-            needs[link.link_id] = self._factory.history_needed(link.blueprint, link.blueprint_file)
+            needs[link.link_id] = self._factory.check_buildable(link.blueprint, link.blueprint_file, link.environment)
             self._check_account_mode(link)
         return plan, needs
 

@@ -1,23 +1,38 @@
 """Builds a strategy's workforce from its blueprint, checking it before anything runs.
 
-Invariant: a plugin named by import path (`package.module:ClassName`) goes through exactly the
-checks a built-in one does (category, params, DTO order); only finding its class differs.
+Invariants: a plugin named by import path (`package.module:ClassName`) goes through exactly the
+checks a built-in one does (category, params, DTO order); only finding its class differs. A
+worker's constructor that raises is a ConfigError naming the blueprint file and the worker's key,
+wherever the workforce is built (a start, a shard, a reload) or tried out (`check_buildable`:
+validate, a reload's check).
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 from pydantic import ValidationError
 
 from backend.config.loader import format_location
-from backend.config.schema import StrategyBlueprint
+from backend.config.schema import EnvironmentConfig, StrategyBlueprint
+from backend.core.ohlcv_provider import OhlcvProvider
+from backend.core.trading_context_provider import TradingContextProvider
 from backend.dtos import DTO
 from backend.errors import ConfigError
 from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
+from backend.portfolio import Ledger, SimulatedGateway, StrategyAccount
 from backend.workers.plugin_import import PluginImportError, import_worker, is_import_path
 from backend.workers.registry import PLUGINS
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class _CheckedWorker:
+    worker_class: type[IWorker]
+    params: WorkerParams
+    plugin: str  # as the blueprint names it
+    key: str  # workforce.<category>[<index>]
 
 
 class WorkerFactory:
@@ -35,9 +50,29 @@ class WorkerFactory:
 
         Raises ConfigError (naming the blueprint file and key) for an unknown plugin, a plugin
         listed under the wrong category, bad params, a DTO required before any worker produces
-        it, or two workers producing the same DTO.
+        it, two workers producing the same DTO, or a worker whose constructor raises.
         """
-        return [worker_class(params, services) for worker_class, params in self._checked(blueprint, blueprint_file)]
+        checked = self._checked(blueprint, blueprint_file)
+        return [self._construct(worker, services, blueprint_file) for worker in checked]
+
+    def check_buildable(self, blueprint: StrategyBlueprint, blueprint_file: Path,
+                        environment: EnvironmentConfig) -> int:
+        """Build the workforce once on services of its own (an empty tick cache and history, a
+        simulated account with the environment's capital and fees) and drop it: every check of
+        `build`, constructors included, with nothing shared with a run. Returns `history_needed`."""
+        needed = self.history_needed(blueprint, blueprint_file)
+        account = StrategyAccount(Ledger(environment.starting_capital),
+                                  SimulatedGateway(environment.fee_rate, environment.slippage_bps))
+        self.build(blueprint, blueprint_file, WorkerServices(TradingContextProvider(), account, OhlcvProvider(needed)))
+        return needed
+
+    @staticmethod
+    def _construct(worker: _CheckedWorker, services: WorkerServices, blueprint_file: Path) -> IWorker:
+        try:
+            return worker.worker_class(worker.params, services)
+        except Exception as exc:  # the plugin's own code: whatever it raises is reported, never a traceback
+            raise ConfigError(blueprint_file, f"plugin '{worker.plugin}' could not be built: "
+                                              f"{type(exc).__name__}: {exc}", worker.key) from None
 
     def _check_columnar(self, worker_class: type[IWorker], category: WorkerCategory, blueprint_file: Path,
                         key: str) -> None:
@@ -57,13 +92,13 @@ class WorkerFactory:
         (so the run's history holds enough for each, and its warm-up follows from its workers).
         Raises the same ConfigErrors as build."""
         return max(
-            (params.history_needed() for _, params in self._checked(blueprint, blueprint_file)),
+            (worker.params.history_needed() for worker in self._checked(blueprint, blueprint_file)),
             default=0,
         )
 
-    def _checked(self, blueprint: StrategyBlueprint, blueprint_file: Path) -> list[tuple[type[IWorker], WorkerParams]]:
+    def _checked(self, blueprint: StrategyBlueprint, blueprint_file: Path) -> list[_CheckedWorker]:
         """The workforce's plugin classes with their validated params, in run order."""
-        checked: list[tuple[type[IWorker], WorkerParams]] = []
+        checked: list[_CheckedWorker] = []
         producers: dict[type[DTO], str] = {}
         for category in WorkerCategory:
             for index, spec in enumerate(getattr(blueprint.workforce, category.value)):
@@ -95,7 +130,7 @@ class WorkerFactory:
                         )
                     producers[dto_type] = f"'{spec.plugin}' ({key})"
                 self._check_columnar(worker_class, category, blueprint_file, key)
-                checked.append((worker_class, params))
+                checked.append(_CheckedWorker(worker_class, params, spec.plugin, key))
         return checked
 
     def _plugin(

@@ -1,11 +1,13 @@
 """run-operation end to end: the shipped demo on the bundled data, exit codes, signals, logs."""
 
+import importlib.metadata
 import json
 import os
 import signal
 import subprocess
 import sys
 
+import pytest
 import structlog
 
 from services.cli import main
@@ -52,7 +54,7 @@ def test_config_error_exits_2_with_one_clear_line(tmp_path, capsys):
     assert main([str(path)]) == 2
     _, err = capsys.readouterr()
     env_file = tmp_path / "config" / "environments" / "bt.yaml"
-    assert f"run-operation: config error: {env_file}: fee_rate: Input should be less than 1" in err
+    assert f"run-operation: config error: {env_file}: fee_rate: 2 looks like a percentage; write 0.02" in err
     assert "Traceback" not in err
 
 
@@ -125,3 +127,24 @@ def test_the_printed_summary_shows_each_open_position_with_its_unrealised_pnl():
 
     assert "   holds 0.5 BTC/USD @ 20,000.00   now 22,000.00   unrealised +1,000.00 (+10.00%)" in out
     assert "   holds 1e-09 ETH/USD @ 1,500.00   now 1,400.00   unrealised -0.00 (-6.67%)   dust" in out
+
+
+def test_a_config_error_is_one_line_on_stderr_and_an_event_in_the_log_files(tmp_path, capsys):
+    path = write_config_tree(tmp_path, [("s", "bt")], {"s": blueprint({})}, {"bt": backtest_environment(fee_rate=2)},
+                             [tick(0, 1)])
+    env_file = tmp_path / "config" / "environments" / "bt.yaml"
+    expected = f"run-operation: config error: {env_file}: fee_rate: 2 looks like a percentage; write 0.02"
+    for command in ([str(path), "--log-dir", str(tmp_path / "logs")], ["validate", str(path)]):
+        assert main(command) == 2
+        _, err = capsys.readouterr()
+        reported = [line for line in err.splitlines() if "fee_rate" in line]
+        assert len(reported) == 1 and reported[0].startswith(expected), err
+    (event,) = [e for e in json_lines((tmp_path / "logs" / "daemon.jsonl").read_text()) if e["event"] == "config_error"]
+    assert (event["file"], event["key"]) == (str(env_file), "fee_rate")
+
+
+def test_version_prints_the_installed_package_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"run-operation {importlib.metadata.version('opdaemon')}\n"

@@ -56,11 +56,12 @@ def test_a_valid_tree_resolves_blueprint_environment_and_data_file(tmp_path):
 
 def test_inactive_links_are_not_loaded(tmp_path):
     path = tree(tmp_path)
+    write_yaml(tmp_path / "config" / "strategies" / "unfinished.yaml", {"display_name": "not a blueprint yet"})
     write_yaml(path, {
         "display_name": "op",
         "strategy_links": [
             {"strategy_blueprint_id": "dca", "execution_environment_id": "bt", "is_active": True},
-            {"strategy_blueprint_id": "missing", "execution_environment_id": "bt", "is_active": False},
+            {"strategy_blueprint_id": "unfinished", "execution_environment_id": "bt", "is_active": False},
         ],
     })
     assert [link.link_id for link in load_operation(path).links] == ["dca@bt"]
@@ -213,4 +214,95 @@ def test_the_live_orders_switch_takes_only_true(tmp_path, switch):
                    "timeframe": "1h", "mode": "live", "allow_live_orders": switch,
                    "starting_capital": 100, "fee_rate": 0.001}
     error = config_error(tree(tmp_path, environment=environment))
-    assert error.key == "allow_live_orders" and "valid boolean" in error.reason
+    assert error.key == "allow_live_orders" and f"write true or false, unquoted, not {switch!r}" in error.reason
+
+
+LIVE_ORDERS_YAML = """\
+type: live
+display_name: k
+exchange: kraken
+symbols: [BTC/USD]
+timeframe: 1h
+mode: live
+allow_live_orders: {switch}
+starting_capital: 100
+fee_rate: 0.001
+"""
+
+
+@pytest.mark.parametrize("switch", ["yes", "on", "YES", "On", "True", "TRUE", "y"])
+def test_the_live_orders_switch_refuses_yaml_1_1_spellings_of_true(tmp_path, switch):
+    path = tree(tmp_path)
+    environment_file = tmp_path / "config" / "environments" / "bt.yaml"
+    environment_file.write_text(LIVE_ORDERS_YAML.format(switch=switch))
+    error = config_error(path)
+    assert (error.file, error.key) == (str(environment_file), "allow_live_orders")
+    assert "write true" in error.reason
+
+
+def test_the_live_orders_switch_takes_the_literal_true(tmp_path):
+    path = tree(tmp_path)
+    (tmp_path / "config" / "environments" / "bt.yaml").write_text(LIVE_ORDERS_YAML.format(switch="true"))
+    environment = load_operation(path).links[0].environment
+    assert isinstance(environment, LiveEnvironment) and environment.allow_live_orders is True
+
+
+def test_other_yes_and_no_spellings_still_mean_a_boolean_where_the_schema_wants_one(tmp_path):
+    path = tree(tmp_path)
+    path.write_text("display_name: op\nstrategy_links:\n"
+                    "  - {strategy_blueprint_id: dca, execution_environment_id: bt, is_active: yes}\n"
+                    "  - {strategy_blueprint_id: dca, execution_environment_id: bt2, is_active: off}\n")
+    write_yaml(tmp_path / "config" / "environments" / "bt2.yaml", backtest_environment())
+    assert [link.link_id for link in load_operation(path).links] == ["dca@bt"]
+
+
+@pytest.mark.parametrize(("fee_rate", "written"), [(0.26, "0.0026"), (2, "0.02"), (0.1, "0.001")])
+def test_a_fee_rate_that_looks_like_a_percentage_is_refused(tmp_path, fee_rate, written):
+    error = config_error(tree(tmp_path, environment=backtest_environment(fee_rate=fee_rate)))
+    assert error.key == "fee_rate"
+    assert error.reason.startswith(f"{fee_rate} looks like a percentage; write {written}")
+
+
+def test_a_fee_rate_up_to_five_percent_is_taken(tmp_path):
+    (link,) = load_operation(tree(tmp_path, environment=backtest_environment(fee_rate=0.05))).links
+    assert link.environment.fee_rate == 0.05
+
+
+@pytest.mark.parametrize(("missing_id", "key"), [
+    ("strategy_blueprint_id", "strategy_links[1].strategy_blueprint_id"),
+    ("execution_environment_id", "strategy_links[1].execution_environment_id"),
+])
+def test_an_inactive_link_naming_a_missing_file_is_refused(tmp_path, missing_id, key):
+    path = tree(tmp_path)
+    inactive = {"strategy_blueprint_id": "dca", "execution_environment_id": "bt", "is_active": False,
+                missing_id: "gone"}
+    write_yaml(path, {"display_name": "op", "strategy_links": [
+        {"strategy_blueprint_id": "dca", "execution_environment_id": "bt"}, inactive]})
+    error = config_error(path)
+    assert (error.file, error.key) == (str(path), key) and "gone.yaml" in error.reason
+
+
+def test_a_misspelt_required_key_is_named_with_the_key_it_should_be(tmp_path):
+    misspelt = {key: value for key, value in DCA.items() if key != "timeframe"} | {"timefrme": "1h"}
+    error = config_error(tree(tmp_path, strategy=misspelt))
+    assert error.key == "timefrme"
+    assert error.reason == "unknown key; did you mean 'timeframe'? (a required key)"
+
+
+def test_more_problems_in_a_file_name_their_keys(tmp_path):
+    broken = {**DCA, "timeframe": "hourly", "assets": "BTC/USD", "colour": "red"}
+    error = config_error(tree(tmp_path, strategy=broken))
+    assert error.key == "assets"
+    assert error.reason.endswith("(and 2 more problems in this file: timeframe, colour)")
+
+
+@pytest.mark.parametrize(("text", "line"), [
+    ('display_name: "op\nstrategy_links: []\n', 1),
+    ("display_name: op\ndescription: 'it is\nstrategy_links:\n  - {strategy_blueprint_id: dca}\n", 2),
+])
+def test_an_unclosed_quote_is_named_where_it_opens(tmp_path, text, line):
+    path = tree(tmp_path)
+    path.write_text(text)
+    error = config_error(path)
+    assert error.key == f"line {line}"
+    assert error.reason == "invalid YAML: this quote is never closed"

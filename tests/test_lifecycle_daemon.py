@@ -14,9 +14,10 @@ import pytest
 from backend.state import LinkControls
 from tests.daemon import Daemon, write_hourly_csv
 from tests.fake_kraken import FakeKraken
-from tests.helpers import backtest_environment, write_config_tree, write_yaml
+from tests.helpers import REPO, backtest_environment, write_config_tree, write_yaml
 from tests.live_support import KEY_ENV, SECRET_ENV
 from tests.probes import probe_blueprint
+from tests.test_plugins import SAMPLE_PLUGINS
 from tests.test_restart import (
     BUY_USD,
     CREDENTIALS,
@@ -198,6 +199,36 @@ def test_sighup_adds_removes_restarts_and_keeps_links_and_a_bad_file_leaves_the_
     assert [e["event"] for e in daemon.events() if e["event"].startswith("operation_reload")] == [
         "operation_reload_requested", "operation_reloaded", "operation_reload_requested",
         "operation_reload_rejected"]
+    assert "Traceback" not in daemon.stderr
+
+
+def test_a_reload_to_a_plugin_whose_constructor_raises_is_rejected_and_the_link_keeps_running(tmp_path):
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "sample_plugins.py").write_text(SAMPLE_PLUGINS)
+    write_hourly_csv(tmp_path / "data" / "ticks.csv", 5_000)
+    slow = probe_blueprint("a", sleep_seconds=0.01)
+    path = write_config_tree(tmp_path, [("a", "bt")], {"a": slow}, {"bt": backtest_environment()})
+    daemon = Daemon([path], module="tests.probe_cli",
+                    env={"PYTHONPATH": os.pathsep.join([str(REPO), str(tmp_path / "plugins")])})
+    try:
+        daemon.wait_for_event("operation_started")
+        fragile = {**slow, "workforce": {**slow["workforce"],
+                                         "context": [{"plugin": "sample_plugins:Fragile"}]}}
+        write_yaml(tmp_path / "config" / "strategies" / "a.yaml", fragile)
+        daemon.signal(signal.SIGHUP)
+        (rejected,) = wait_for(daemon, "operation_reload_rejected")
+        blueprint_file = tmp_path / "config" / "strategies" / "a.yaml"
+        assert (rejected["file"], rejected["key"]) == (str(blueprint_file), "workforce.context[0]")
+        assert rejected["reason"] == ("plugin 'sample_plugins:Fragile' could not be built: "
+                                      "RuntimeError: its model file is missing")
+        runs_started = len(daemon.events("strategy_run_started"))
+        daemon.signal(signal.SIGTERM)
+        code, out = daemon.finish()
+    finally:
+        if daemon.process.poll() is None:
+            daemon.process.kill()
+    assert code == 0 and "== a@bt [stopped]" in out  # the run the reload would have replaced went on
+    assert runs_started == 1 and not daemon.events("operation_reload_failed")
     assert "Traceback" not in daemon.stderr
 
 

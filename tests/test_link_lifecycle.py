@@ -285,7 +285,7 @@ def test_reload_of_a_file_that_no_longer_loads_is_a_config_error_and_the_set_sta
         path.write_text("display_name: [unclosed\n")
         with pytest.raises(ConfigError) as rejected:
             service.reload("test")
-        assert rejected.value.file == str(path) and rejected.value.key == "line 2"
+        assert rejected.value.file == str(path) and rejected.value.key == "line 1"  # where the [ opens
         assert service.runs == before and before[0].is_alive()
     finally:
         service.stop()

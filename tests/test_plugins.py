@@ -38,6 +38,17 @@ class ContextWorker(IWorker):
 
 class Unfinished(IWorker):
     category = WorkerCategory.CONTEXT
+
+
+class Fragile(IWorker):
+    category = WorkerCategory.CONTEXT
+
+    def __init__(self, params, services):
+        super().__init__(params, services)
+        raise RuntimeError("its model file is missing")
+
+    def process(self, asset: str) -> None:
+        pass
 '''
 
 
@@ -142,3 +153,20 @@ def test_a_malformed_plugin_name_is_refused_by_the_schema(tmp_path, capsys, plug
     path = write_config_tree(tmp_path, [("s", "bt")], {"s": strategy}, {"bt": backtest_environment()}, [tick(0, 1)])
     assert main([str(path)]) == 2
     assert "workforce.context[0].plugin: String should match pattern" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["validate"], [], ["--processes", "2"]], ids=["validate", "run", "processes"])
+def test_a_plugin_whose_constructor_raises_is_a_config_error_on_every_path(sample_plugins, tmp_path, capsys,
+                                                                            command):
+    fragile = blueprint({"context": [{"plugin": f"{sample_plugins}:Fragile"}]})
+    sound = blueprint({"opportunity": [{"plugin": "dca_schedule_opportunity"}],
+                       "planning": [{"plugin": "position_sizer"}]})
+    path = write_config_tree(tmp_path, [("sound", "bt"), ("fragile", "bt")], {"sound": sound, "fragile": fragile},
+                             {"bt": backtest_environment()}, [tick(i, 100 + i) for i in range(10)])
+    validate, flags = command[:1] == ["validate"], command[1:] if command[:1] == ["validate"] else command
+    assert main([*(["validate"] if validate else []), str(path), *flags]) == 2
+    out, err = capsys.readouterr()
+    blueprint_file = tmp_path / "config" / "strategies" / "fragile.yaml"
+    assert (f"run-operation: config error: {blueprint_file}: workforce.context[0]: plugin "
+            f"'{sample_plugins}:Fragile' could not be built: RuntimeError: its model file is missing") in err
+    assert "Traceback" not in err and "OK" not in out and "strategy_run_started" not in err

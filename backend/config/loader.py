@@ -1,8 +1,14 @@
 """Loads an operation file and everything it names; every problem becomes a ConfigError.
 
 A blueprint's timeframe is the environment's or a longer one its candles can be resampled to
-(`resampling_problem`); anything else is an error on the operation file's link key."""
+(`resampling_problem`); anything else is an error on the operation file's link key. Only `true`
+and `false` are booleans in these files (YAML 1.2): `yes`, `on`, `True` are text, so a switch the
+schema takes strictly (`allow_live_orders`) can refuse them. An inactive link's files must exist;
+they are not loaded.
+"""
 
+import difflib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -22,6 +28,19 @@ from backend.errors import ConfigError
 from backend.market_data.resample import resampling_problem
 
 M = TypeVar("M", bound=BaseModel)
+MORE_PROBLEM_KEYS_SHOWN = 3
+
+
+class _Yaml12BooleansLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, but `yes`/`no`/`on`/`off`/`True` are text (YAML 1.2 core booleans)."""
+
+
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_Yaml12BooleansLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != _BOOL_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12BooleansLoader.add_implicit_resolver(_BOOL_TAG, re.compile(r"^(?:true|false)$"), list("tf"))
 
 
 @dataclass(frozen=True)
@@ -63,26 +82,55 @@ def read_yaml_mapping(path: Path) -> dict:
     except OSError as exc:
         raise ConfigError(path, f"cannot read file: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Yaml12BooleansLoader)  # a SafeLoader: builds no objects
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else None
-        problem = getattr(exc, "problem", None) or str(exc)
+        where, problem = _yaml_problem(exc, len(text))
         raise ConfigError(path, f"invalid YAML: {problem}", key=where) from None
     if not isinstance(data, dict):
         raise ConfigError(path, "expected a mapping of keys at the top level")
     return data
 
 
+def _yaml_problem(exc: yaml.YAMLError, length: int) -> tuple[str | None, str]:
+    """(line N, what is wrong). A construct left open until the end of the file (an unclosed quote
+    above all) is named where it opens: the end of the file tells nothing."""
+    problem_mark = getattr(exc, "problem_mark", None)
+    context_mark = getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None) or ""
+    if context_mark is not None and (problem_mark is None or problem_mark.index >= length):
+        if context == "while scanning a quoted scalar":
+            return f"line {context_mark.line + 1}", "this quote is never closed"
+        return f"line {context_mark.line + 1}", f"{problem} {context} started on this line"
+    return (f"line {problem_mark.line + 1}" if problem_mark else None), problem
+
+
 def validate_model(model: type[M], data: dict, path: Path) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        others = exc.error_count() - 1
-        more = f" (and {others} more problem{'s' if others > 1 else ''} in this file)" if others else ""
-        reason = first["msg"].removeprefix("Value error, ") + more
+        errors = _typos_first(exc.errors())
+        first, others = errors[0], [format_location(tuple(error["loc"])) for error in errors[1:]]
+        reason = first["msg"].removeprefix("Value error, ")
+        if others:
+            shown = ", ".join(others[:MORE_PROBLEM_KEYS_SHOWN])
+            shown += ", …" if len(others) > MORE_PROBLEM_KEYS_SHOWN else ""
+            reason += f" (and {len(others)} more problem{'s' if len(others) > 1 else ''} in this file: {shown})"
         raise ConfigError(path, reason, key=format_location(tuple(first["loc"]))) from None
+
+
+def _typos_first(errors: list) -> list:
+    """A required key reported missing next to an unknown key spelt like it is one typo: the
+    unknown key is reported first, naming the key it should be, and the missing one is dropped."""
+    missing = [error for error in errors if error["type"] == "missing"]
+    for unknown in (error for error in errors if error["type"] == "extra_forbidden"):
+        parent, name = tuple(unknown["loc"][:-1]), str(unknown["loc"][-1])
+        siblings = {str(error["loc"][-1]): error for error in missing if tuple(error["loc"][:-1]) == parent}
+        match = difflib.get_close_matches(name, list(siblings), n=1)
+        if match:
+            meant = {**unknown, "msg": f"unknown key; did you mean '{match[0]}'? (a required key)"}
+            return [meant, *(error for error in errors if error is not unknown and error is not siblings[match[0]])]
+    return errors
 
 
 def load_yaml_model(model: type[M], path: Path) -> M:
@@ -124,9 +172,8 @@ def load_operation(path: Path | str) -> LoadedOperation:
     config_root = path.resolve().parent.parent
     links: list[ResolvedLink] = []
     for index, link in enumerate(operation.strategy_links):
-        if not link.is_active:
-            continue
         key = f"strategy_links[{index}]"
+        # An inactive link's files must exist too (activating it must not be the way to find out).
         blueprint_file = referenced_file(
             path, config_root / "strategies", link.strategy_blueprint_id,
             "strategy blueprint", f"{key}.strategy_blueprint_id",
@@ -135,6 +182,8 @@ def load_operation(path: Path | str) -> LoadedOperation:
             path, config_root / "environments", link.execution_environment_id,
             "execution environment", f"{key}.execution_environment_id",
         )
+        if not link.is_active:
+            continue
         blueprint = load_yaml_model(StrategyBlueprint, blueprint_file)
         environment = load_environment(environment_file)
         check_compatible(path, key, blueprint, environment)

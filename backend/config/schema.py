@@ -89,10 +89,22 @@ class StrategyBlueprint(StrictModel):
 # --- config/environments/<id>.yaml ----------------------------------------------------------
 
 
+MAX_FEE_RATE = 0.05  # 5 %: far above any exchange's fee, far below a percentage written by mistake
+
+
 class AccountSettings(StrictModel):
     starting_capital: float = Field(gt=0)  # quote currency
-    fee_rate: float = Field(ge=0, lt=1)  # fraction of notional, e.g. 0.0026 = 0.26 %
+    fee_rate: float = Field(ge=0)  # fraction of notional, e.g. 0.0026 = 0.26 %; at most MAX_FEE_RATE
     slippage_bps: float = Field(default=0, ge=0)
+
+    @field_validator("fee_rate")
+    @classmethod
+    def _fee_rate_is_a_fraction(cls, fee_rate: float) -> float:
+        """0.26 meant as 0.26 % would silently charge 26 % of every order."""
+        if fee_rate > MAX_FEE_RATE:
+            raise ValueError(f"{fee_rate:g} looks like a percentage; write {fee_rate / 100:g} "
+                             f"(fee_rate is a fraction of the notional, at most {MAX_FEE_RATE:g})")
+        return fee_rate
 
 
 class BacktestEnvironment(AccountSettings):
@@ -128,7 +140,7 @@ class LiveEnvironment(AccountSettings):
     symbols: list[Symbol] = Field(min_length=1)
     timeframe: Timeframe
     mode: Literal["paper", "live"] = "paper"
-    allow_live_orders: StrictBool = False  # a safety switch: `true` only, never "yes" or 1
+    allow_live_orders: StrictBool = False  # a safety switch: the literal `true` only, never yes, on, True or 1
     api_key_env: str = "KRAKEN_API_KEY"  # names of environment variables, never the keys
     api_secret_env: str = "KRAKEN_API_SECRET"
     # websocket: candles streamed (REST backfills what a reconnect missed); rest: polled.
@@ -147,6 +159,15 @@ class LiveEnvironment(AccountSettings):
     # mode: live: how long a placed order's fill is awaited before it is journaled as unknown
     # (it is then settled by looking it up, never sent again).
     order_wait_seconds: float = Field(default=3, gt=0)
+
+    @field_validator("allow_live_orders", mode="before")
+    @classmethod
+    def _switch_is_a_literal_boolean(cls, switch: Any) -> Any:
+        """The loader reads only `true`/`false` as booleans (yes, on, True stay text): refuse the rest."""
+        if not isinstance(switch, bool):
+            raise ValueError(f"write true or false, unquoted, not {switch!r} "
+                             "(a safety switch takes the literal true alone)")
+        return switch
 
     @model_validator(mode="after")
     def _live_orders_are_explicit(self) -> "LiveEnvironment":
