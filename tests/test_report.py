@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from backend.core.ohlcv_provider import OhlcvProvider
-from backend.dtos import FillDTO, OrderSide
 from backend.core.trading_context_provider import TradingContextProvider
+from backend.dtos import FillDTO, OrderSide
 from backend.market_data.candle_checks import timeframe_seconds
 from backend.performance import performance_of
 from backend.portfolio import Ledger
