@@ -40,6 +40,10 @@ class VolatilityThreat(IWorker):
         assert columns is not None, "the volatility assessor (required before this worker) wrote its columns"
         high_rows = columns.high_rows[np.searchsorted(columns.high_rows, rows.start):
                                       np.searchsorted(columns.high_rows, rows.stop)]
+        if not len(high_rows):  # the common case, said without a mask
+            if self._blocks.is_blocked(asset):
+                self._blocks.clear(asset, candles.open_time(rows.start), CLEARED_BECAUSE)
+            return
         blocking = np.zeros(len(rows), dtype=bool)
         blocking[high_rows - rows.start] = True
         self._blocks.rows(asset, candles, rows, blocking, lambda row: self._reason(float(columns.atr_pct[row])),
