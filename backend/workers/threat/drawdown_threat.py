@@ -58,7 +58,9 @@ class DrawdownThreat(IWorker):
     def __init__(self, params: DrawdownThreatParams, services: WorkerServices) -> None:
         super().__init__(params, services)
         self._blocks = EntryBlocks(self.name)
-        self._peaks: dict[str, float] = {}  # per asset, after its first cool-down: the peak since
+        # Per asset, after its first cool-down: the peak since (in memory: a restarted daemon
+        # measures from the account's peak again).
+        self._peaks: dict[str, float] = {}
         self._quiet_account: dict[str, PortfolioSnapshotDTO] = {}  # next_active_row's, for skip
 
     def process(self, asset: str) -> None:
@@ -117,6 +119,7 @@ class DrawdownThreat(IWorker):
             # A block lasting cooldown_bars ends (the peak reset) on the row where it has lasted that long.
             ends = rows.start + max(0, (cooldown or 0) - self._blocks.candles_blocked(asset))
             if cooldown is not None and blocking[0] and ends < rows.stop:
+                # Every row before `ends` blocks: none of them clears (hence no reason to give).
                 self._blocks.rows(asset, candles, range(rows.start, ends), blocking[:ends - rows.start], reason_at, "")
                 self._peaks[asset] = cash
                 self._blocks.clear(asset, candles.open_time(ends), self._cleared_because(True))

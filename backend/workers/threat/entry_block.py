@@ -2,9 +2,9 @@
 
 Invariant: one `entries_blocked` line when a candle blocks after one that did not (or the first),
 one `entries_unblocked` line when a candle does not after one that did, never a line per candle;
-both name the worker, the asset and the candle's open time, so a tick-by-tick replay (`blocked` or `clear` on
-every candle) and a columnar one (`blocked`/`clear` on active rows, `rows` on the quiet ones between them)
-log the same lines. `rows` loops only over the changes (the rest is one vector pass).
+both name the worker, the asset and the candle's open time, so a tick-by-tick replay (`blocked`
+or `clear` on every candle) and a columnar one (the same on active rows, `rows` on the quiet ones
+between them) log the same lines. `rows` loops only over the changes (the rest is one vector pass).
 """
 
 from collections.abc import Callable
