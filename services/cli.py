@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from backend.errors import ConfigError
+    from backend.trade_stats import TradeStats
     from services.backtest_shards import ShardedBacktest
     from services.operation_service import OperationService
     from services.research.sweep import WalkForward
@@ -474,11 +475,7 @@ def format_sweep_table(rows: Sequence, metric: str, shown: int = 10) -> str:
 
 
 def format_walk_forward(walk_forward: "WalkForward") -> str:
-    metric = walk_forward.metric
-
-    def figure(value: float | None, pattern: str) -> str:
-        return "—" if value is None else format(value, pattern)
-
+    metric, figure = walk_forward.metric, _figure
     lines = ["", f"Walk-forward by {metric}: in sample (train) -> out of sample (test)"]
     for result in walk_forward.windows:
         window, best, test = result.window, result.best, result.test
@@ -516,12 +513,39 @@ def format_summaries(summaries: Sequence) -> str:
             lines.append(f"   holds {p.quantity:.8g} {p.asset} @ {p.average_entry_price:,.2f}   now {p.price:,.2f}"
                          f"   unrealised {p.unrealised_pnl:+,.2f} ({p.unrealised_pnl_pct:+.2f}%)"
                          + ("   dust (below the minimum order)" if p.dust else ""))
+        lines += format_trade_stats(s.trade_stats)
         if s.orders_rejected or s.orders_unknown or s.orders_skipped:  # worth a look on a live account
             lines.append(f"   orders not filled: rejected {s.orders_rejected}   unknown {s.orders_unknown}"
                          f"   skipped {s.orders_skipped}")
         if s.error:
             lines.append(f"   error: {s.error}")
     return "\n".join(lines)
+
+
+def format_trade_stats(stats: "TradeStats") -> list[str]:
+    """The printed summary's lines on round trips (backend.trade_stats), by asset and by month."""
+    lines = [
+        f"   round trips {stats.round_trips} (open {stats.open_round_trips})"
+        f"   win rate {_figure(stats.win_rate_pct, '.1f')}%   profit factor {_figure(stats.profit_factor, '.2f')}"
+        f"   expectancy {_figure(stats.expectancy, '+,.2f')}",
+    ]
+    if not stats.round_trips:
+        return lines
+    lines += [
+        f"   average win {_figure(stats.average_win, '+,.2f')}   average loss {_figure(stats.average_loss, '+,.2f')}"
+        f"   best {_figure(stats.best_trade, '+,.2f')}   worst {_figure(stats.worst_trade, '+,.2f')}"
+        f"   average holding {_figure(stats.average_holding_hours, ',.1f')} h",
+        f"   {'by asset, by month':<20} {'trips':>6} {'win rate':>9} {'PnL':>13}",
+    ]
+    for name, group in (*stats.per_asset.items(), *stats.per_month.items()):
+        lines.append(f"   {name:<20} {group.round_trips:>6} {_figure(group.win_rate_pct, '.1f'):>8}%"
+                     f" {group.pnl:>+13,.2f}")
+    return lines
+
+
+def _figure(value: float | None, pattern: str) -> str:
+    """value in pattern's format; a dash when it is undefined."""
+    return "—" if value is None else format(value, pattern)
 
 
 if __name__ == "__main__":

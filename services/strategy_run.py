@@ -18,7 +18,7 @@ import threading
 import time
 from bisect import bisect_left
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -30,6 +30,7 @@ from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data import RawTick
 from backend.market_data.raw_tick import shared_ticks_of
 from backend.portfolio import AccountSummary
+from backend.trade_stats import TradeStats
 from services.tick_cache_manager import TickCacheManager
 
 log = structlog.get_logger(__name__)
@@ -70,6 +71,7 @@ class RunSummary:
     orders_rejected: int = 0
     orders_unknown: int = 0
     orders_skipped: int = 0
+    trade_stats: TradeStats = field(default_factory=TradeStats)  # of the fills since start
 
     @property
     def failed(self) -> bool:
@@ -78,6 +80,7 @@ class RunSummary:
     def as_log_fields(self) -> dict:
         fields = asdict(self)
         fields.update(fields.pop("account"))
+        del fields["trade_stats"]  # summary.json, the printed summary and report.html show them
         fields["status"] = self.status.value
         return {k: round(v, 6) if isinstance(v, float) else v for k, v in fields.items()}
 
@@ -215,6 +218,7 @@ class StrategyRun:
             orders_rejected=account.order_outcomes["rejected"],
             orders_unknown=account.order_outcomes["unknown"],
             orders_skipped=account.order_outcomes["skipped"],
+            trade_stats=account.trade_stats.result(),
         )
 
     @property

@@ -10,6 +10,7 @@ from itertools import cycle, pairwise
 from pathlib import Path
 
 import numpy as np
+from structlog.testing import capture_logs
 
 from backend.config import StrategyBlueprint
 from backend.config.loader import load_yaml_model
@@ -106,6 +107,7 @@ class Replay:
         self.ledger = Ledger(starting_capital)
         self.account: StrategyAccount = simulated_account(self.ledger, fee_rate)
         self.fills: list[FillDTO] = []
+        self.entry_block_lines: list[dict] = []  # what the threats said (assert_same_trades)
         self.account.on_fill = self.fills.append
         if blueprint_file is not None:
             blueprint = load_yaml_model(StrategyBlueprint, blueprint_file)
@@ -142,11 +144,21 @@ class Replay:
 
 def assert_same_trades(make: Callable[[], "Replay"], candles: CandleColumns, sizes: Iterable[int]) -> Replay:
     """Replay candles tick by tick and by blocks of sizes with two fresh Replays from make: the
-    same fills, account, cursors and history. Returns the columnar one."""
-    by_ticks = make().by_ticks(candles)
-    by_blocks = make().by_blocks(split(candles, sizes))
+    same fills, account, cursors and history, and the same lines from the threats (kept in
+    `entry_block_lines`). Returns the columnar one."""
+    with capture_logs() as tick_lines:
+        by_ticks = make().by_ticks(candles)
+    with capture_logs() as block_lines:
+        by_blocks = make().by_blocks(split(candles, sizes))
     assert by_blocks.outcome() == by_ticks.outcome()
+    by_blocks.entry_block_lines = entry_block_lines(block_lines)
+    assert by_blocks.entry_block_lines == entry_block_lines(tick_lines)
     return by_blocks
+
+
+def entry_block_lines(lines: list[dict]) -> list[dict]:
+    """The threats' `entries_blocked` / `entries_unblocked` lines, in order."""
+    return [line for line in lines if line["event"] in ("entries_blocked", "entries_unblocked")]
 
 
 class NotColumnar(IWorker):

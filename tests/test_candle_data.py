@@ -14,6 +14,7 @@ from backend.config.schema import BacktestEnvironment
 from backend.errors import ConfigError
 from backend.market_data.backtest_source import BacktestSource
 from backend.market_data.candle_file import read_candle_file
+from backend.market_data.candle_readers import ACCEPTED
 from services.cli import main
 from services.execution_environments import ExecutionEnvironments
 from services.operation_service import OperationService
@@ -94,9 +95,10 @@ def test_hourly_rows_with_holes_are_still_hourly(tmp_path):
 @pytest.mark.parametrize(
     ("content", "where", "reason"),
     [
-        (b"", None, "the file is empty: expected the header timestamp,open,high,low,close,volume"),
+        (b"", None, f"the file is empty: expected {ACCEPTED}"),
         (HEADER.encode() + b"\n", None, "no candles: the file has a header but no rows"),
-        (b"timestamp,open,high,low,close\n", "line 1", "missing column(s): volume"),
+        (b"timestamp,open,high,low,close\n", "line 1",
+         f"missing column(s): volume; the header found: timestamp,open,high,low,close; expected {ACCEPTED}"),
         (HEADER.encode() + b"\n\xff\xfe,1,1,1,1,1\n", None, "not a UTF-8 text file"),
     ],
     ids=["empty", "header_only", "missing_column", "not_utf8"],

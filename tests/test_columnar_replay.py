@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,7 @@ from tests.columnar import (
     Replay,
     assert_same_context,
     assert_same_trades,
+    entry_block_lines,
     long_series_with_holes,
     random_sizes,
     sample_candles,
@@ -180,6 +181,18 @@ def test_ict_trades_identically_on_the_sample(sizes):
     assert len(replay.fills) > 20
 
 
+def test_the_shipped_ict_demo_trades_through_the_whole_quarter_and_says_why_it_pauses():
+    """Its drawdown threat blocks entries at 8 % under the peak; flat, the account never regains
+    it: the cool-down ends the block, and both ends are logged."""
+    with capture_logs() as logs:
+        replay = Replay(blueprint_file=ICT).by_ticks(sample_candles())
+    assert replay.fills[-1].timestamp >= datetime(2023, 3, 24, tzinfo=UTC)
+    lines = entry_block_lines(logs)
+    cooled = [line for line in lines if line["event"] == "entries_unblocked" and "cool-down" in line["reason"]]
+    assert cooled and cooled[0]["blocked_since"] == "2023-02-13T10:00:00+00:00", lines
+    assert {line["worker"] for line in lines} == {"drawdown_threat"}
+
+
 def test_ict_on_the_sample_exits_at_stops_and_targets():
     assert_stops_and_targets(exits_by_ticks(lambda: Replay(blueprint_file=ICT), sample_candles()))
 
@@ -259,6 +272,15 @@ def test_the_drawdown_threat_blocks_and_exits_identically(long_series, tmp_path,
     assert any(reason.startswith("drawdown ") for reason in exits), exits
 
 
+@pytest.mark.parametrize("sizes", [[4096], [1], random_sizes(15)], ids=["4096", "1", "random"])
+def test_the_drawdown_threat_cools_down_and_says_so_identically(long_series, tmp_path, sizes):
+    candles = long_series.rows(0, 6000)
+    variant = ict_variant(tmp_path, {"planning": [SIZER]}, **DRAWDOWN, cooldown_bars=5)
+    lines = assert_same_trades(lambda: Replay(blueprint_file=variant), candles, sizes).entry_block_lines
+    reasons = [line["reason"].split(" ")[0] for line in lines if line["event"] == "entries_unblocked"]
+    assert {"cool-down", "drawdown"} <= set(reasons), reasons
+
+
 @pytest.mark.parametrize("sizes", [[4096], random_sizes(14)], ids=["4096", "random"])
 def test_ict_keeps_trading_identically_through_every_hole_when_the_threat_allows(long_series, tmp_path, sizes):
     """The shipped thresholds stop the 1h blueprint for good once flat 8 % under its peak (a flat
@@ -328,9 +350,13 @@ def test_smart_dca_volatility_threat_blocks_the_same_entries(long_series, sizes)
     def make() -> Replay:
         return Replay(blueprint_file=SMART_DCA, watchers=[(_BlockedEntries, {})])
 
-    by_ticks = make().by_ticks(long_series)
-    by_blocks = make().by_blocks(split(long_series, sizes))
+    with capture_logs() as tick_lines:
+        by_ticks = make().by_ticks(long_series)
+    with capture_logs() as block_lines:
+        by_blocks = make().by_blocks(split(long_series, sizes))
     assert by_blocks.outcome() == by_ticks.outcome()
+    assert entry_block_lines(block_lines) == entry_block_lines(tick_lines)
+    assert len(entry_block_lines(tick_lines)) > 20
     blocked, blocked_by_blocks = (replay.workers[-1].candle_times for replay in (by_ticks, by_blocks))
     assert len(blocked) >= 10  # tick by tick, the threat held back scheduled buys
     assert blocked_by_blocks == blocked

@@ -3,6 +3,7 @@ lies (file and line, or file and row), spellings only Python reads still pass, a
 streams (its memory does not grow with the file)."""
 
 import csv
+import gzip
 import threading
 import tracemalloc
 from datetime import datetime, timedelta, timezone
@@ -77,9 +78,10 @@ def test_parquet_replays_the_same_candles_and_gaps_as_the_csv_of_the_same_data(t
         "timestamp": [datetime.fromisoformat(value) for value in columns["timestamp"]],
         **{name: [float(value) for value in columns[name]] for name in ("open", "high", "low", "close", "volume")},
     }, {"timestamp": pa.timestamp("ms", "UTC")})
-    # Text cells, another column order and an extra column, as a spreadsheet export might have.
-    as_text = write_parquet(tmp_path / "text.pq", {"trades": ["7"] * len(columns["close"]),
-                                                   **dict(reversed(list(columns.items())))})
+    # Text cells, another column order, capitalised names and an extra column, as a spreadsheet
+    # export might have.
+    capitalised = {name.title(): cells for name, cells in reversed(columns.items())}
+    as_text = write_parquet(tmp_path / "text.pq", {"trades": ["7"] * len(columns["close"]), **capitalised})
     quarter = ("2023-01-01T00:00:00Z", "2023-04-01T00:00:00Z")
     feb_22_hole = ("2023-02-22T00:00:00Z", "2023-02-22T02:00:00Z")
     for start, end in (quarter, feb_22_hole):
@@ -152,7 +154,9 @@ def test_a_parquet_file_without_candles_says_why(tmp_path):
     write_parquet(path, {"timestamp": [hour(0)], "open": [1.0], "close": [1.0]})
     with pytest.raises(ConfigError) as error:
         read_candle_file(path, "1h")
-    assert (error.value.key, error.value.reason) == (None, "missing column(s): high, low, volume")
+    assert (error.value.key, error.value.reason) == (None, "missing column(s): high, low, volume; the columns found: "
+                                                     "timestamp,open,close; expected columns named "
+                                                     f"{HEADER} (any case, extra ones ignored)")
     write_parquet(path, {name: [] for name in HEADER.split(",")}, dict.fromkeys(HEADER.split(","), pa.string()))
     with pytest.raises(ConfigError, match=r": no candles: the file has no rows$"):
         read_candle_file(path, "1h")
@@ -333,3 +337,81 @@ def test_a_bad_row_at_any_block_boundary_is_found_at_its_line_and_row(tmp_path, 
         with pytest.raises(ConfigError) as error:
             read_candle_file(path, "1h")
         assert error.value.key == where and reason in error.value.reason
+
+
+# --- common formats: Kraken's OHLCVT export, Unix times, any-case headers, gzip --------------
+
+
+def epoch_lines(path: Path, header: str | None, unit: int, trades: bool) -> list[str]:
+    """The rows of a data file with Unix times (unit: per second) and, with trades, Kraken's trade
+    count as a 7th column; header None: no header line (Kraken's own export has none)."""
+    columns = csv_columns(path)
+    times = [int(datetime.fromisoformat(value).timestamp()) * unit for value in columns["timestamp"]]
+    rows = [",".join([str(time), *(columns[name][index] for name in HEADER.split(",")[1:]),
+                      *([str(index % 97 + 1)] if trades else [])]) for index, time in enumerate(times)]
+    return rows if header is None else [header, *rows]
+
+
+def write_text(path: Path, lines: list[str]) -> Path:
+    text = "\n".join(lines) + "\n"
+    if path.suffix == ".gz":
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+FORMATS = {
+    "kraken_ohlcvt_export": ("XBTUSD_5.csv", None, 1, True),
+    "unix_ms_ccxt": ("btc.csv", "timestamp,open,high,low,close,volume", 1000, False),
+    "capitalised_header": ("btc.csv", "Timestamp,Open,High,Low,Close,Volume", 1, False),
+    "kraken_export_gzipped": ("XBTUSD_5.csv.gz", None, 1, True),
+    "unix_ms_headerless_gzipped": ("btc.csv.gz", None, 1000, False),
+}
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_common_formats_replay_the_same_candles_and_gaps_as_the_iso_file(tmp_path, name):
+    file_name, header, unit, trades = FORMATS[name]
+    path = write_text(tmp_path / file_name, epoch_lines(KRAKEN_5M, header, unit, trades))
+    window = ("2023-01-01T00:00:00Z", "2023-04-01T00:00:00Z", "5m")
+    expected = replay(KRAKEN_5M, *window)
+    assert replay(path, *window) == expected
+    assert len(expected[0]) == 25_901 and expected[1]  # every candle, and the gaps were announced
+
+
+def test_an_iso_file_gzipped_reads_the_same(tmp_path):
+    path = tmp_path / "btc.csv.gz"
+    path.write_bytes(gzip.compress(KRAKEN_5M.read_bytes()))
+    window = ("2023-01-01T00:00:00Z", "2023-01-08T00:00:00Z", "5m")
+    assert replay(path, *window) == replay(KRAKEN_5M, *window)
+
+
+@pytest.mark.parametrize(("file_name", "header", "unit", "line", "reason"), [
+    ("k.csv", None, 1, 5, "timestamp '1672531x00' is not a Unix time in seconds"),
+    ("k.csv.gz", None, 1, 5, "timestamp '1672531x00' is not a Unix time in seconds"),
+    ("m.csv", "TIMESTAMP,OPEN,HIGH,LOW,CLOSE,VOLUME", 1000, 6, "timestamp '1672531x00000' is not a Unix time in "
+                                                                 "milliseconds"),
+])
+def test_a_bad_unix_time_is_named_by_its_line(tmp_path, file_name, header, unit, line, reason):
+    lines = epoch_lines(KRAKEN_5M, header, unit, header is None)
+    bad = line - 1
+    lines[bad] = lines[bad].replace(str(1672531200 + 4 * 300), "1672531x00", 1)  # the 5th candle's time
+    path = write_text(tmp_path / file_name, lines)
+    with pytest.raises(ConfigError) as error:
+        read_candle_file(path, "5m")
+    assert (error.value.key, error.value.reason) == (f"line {line}", reason)
+
+
+@pytest.mark.parametrize(("first_line", "found"), [
+    ("date,o,h,l,c,v", "the header found: date,o,h,l,c,v"),
+    ("1672531200,16528.7,16530.0,16520.1,16520.4", "no header, and 5 columns"),
+])
+def test_a_file_in_no_format_read_says_what_it_found_and_what_is_accepted(tmp_path, first_line, found):
+    path = write_text(tmp_path / "x.csv", [first_line, "1672531500,1,1,1,1,1"])
+    with pytest.raises(ConfigError) as error:
+        read_candle_file(path, "5m")
+    assert error.value.key == "line 1"
+    assert found in error.value.reason
+    for accepted in ("timestamp,open,high,low,close,volume", "Kraken's OHLCVT export", "Unix"):
+        assert accepted in error.value.reason

@@ -6,7 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from backend.dtos import FillDTO, OrderSide
 from backend.performance import PerformanceTracker, performance_of
+from backend.trade_stats import TradeGroup, TradeStats, TradeStatsTracker, trade_stats_of
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 HOUR = 3600
@@ -78,3 +80,56 @@ def test_reading_the_result_midway_changes_nothing():
         drawdown = tracker.add(time, equity, exposed)
         assert tracker.result() == performance_of(curve[:index], 100, HOUR)
         assert drawdown == pytest.approx((1 - equity / max(100, *(e for _, e, _ in curve[:index]))) * 100)
+
+
+def fill(asset: str, side: str, quantity: float, price: float, fee: float, at: datetime) -> FillDTO:
+    return FillDTO(asset=asset, side=OrderSide(side), quantity=quantity, price=price, fee=fee, timestamp=at)
+
+
+FEB = datetime(2024, 2, 1, tzinfo=UTC)
+HAND_MADE_FILLS = [
+    fill("BTC/USD", "buy", 1, 100, 1, T0),  # trip 1: -101 ...
+    fill("ETH/USD", "buy", 2, 50, 1, T0 + timedelta(hours=1)),  # trip 2: -101 ...
+    fill("BTC/USD", "sell", 0.5, 120, 0.5, T0 + timedelta(hours=2)),  # ... +59.5 (partial exit) ...
+    fill("ETH/USD", "sell", 2, 45, 1, T0 + timedelta(hours=3)),  # ... +89: -12, held 2 h, January
+    fill("BTC/USD", "sell", 0.5, 130, 0.5, T0 + timedelta(hours=4)),  # ... +64.5: +23, held 4 h, January
+    fill("BTC/USD", "buy", 1, 100, 0, FEB - timedelta(hours=2)),  # trip 3: flat, held 3 h, ends in February
+    fill("BTC/USD", "sell", 1, 100, 0, FEB + timedelta(hours=1)),
+    fill("BTC/USD", "buy", 1, 100, 0.2, FEB + timedelta(days=1)),  # trip 4: +9.6, held 10 h
+    fill("BTC/USD", "sell", 1, 110, 0.2, FEB + timedelta(days=1, hours=10)),
+    fill("ETH/USD", "buy", 1, 40, 0.1, FEB + timedelta(days=2)),  # still open at the end: no round trip
+]
+
+
+def test_trade_statistics_of_hand_made_fills():
+    stats = trade_stats_of(HAND_MADE_FILLS)
+    assert (stats.round_trips, stats.wins, stats.losses, stats.open_round_trips) == (4, 2, 1, 1)
+    assert stats.win_rate_pct == pytest.approx(50)
+    assert stats.average_win == pytest.approx((23 + 9.6) / 2)
+    assert stats.average_loss == pytest.approx(-12)
+    assert stats.profit_factor == pytest.approx(32.6 / 12)
+    assert stats.expectancy == pytest.approx((23 - 12 + 0 + 9.6) / 4)
+    assert (stats.best_trade, stats.worst_trade) == (pytest.approx(23), pytest.approx(-12))
+    assert stats.average_holding_hours == pytest.approx((4 + 2 + 3 + 10) / 4)
+    assert stats.per_asset == {
+        "BTC/USD": TradeGroup(3, 2, 0, pytest.approx(200 / 3), pytest.approx(32.6)),
+        "ETH/USD": TradeGroup(1, 0, 1, 0.0, pytest.approx(-12)),
+    }
+    assert stats.per_month == {
+        "2024-01": TradeGroup(2, 1, 1, 50.0, pytest.approx(11)),
+        "2024-02": TradeGroup(2, 1, 0, 50.0, pytest.approx(9.6)),
+    }
+
+
+def test_trade_statistics_without_losses_or_trips_leave_undefined_figures_out():
+    assert trade_stats_of([]) == TradeStats()
+    winner = trade_stats_of(HAND_MADE_FILLS[7:9])
+    assert winner.round_trips == 1 and winner.profit_factor is None and winner.average_loss is None
+    assert winner.expectancy == winner.best_trade == winner.worst_trade == pytest.approx(9.6)
+
+
+def test_reading_trade_statistics_midway_changes_nothing():
+    tracker = TradeStatsTracker()
+    for index, each in enumerate(HAND_MADE_FILLS, start=1):
+        tracker.add(each)
+        assert tracker.result() == trade_stats_of(HAND_MADE_FILLS[:index])

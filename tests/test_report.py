@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import tracemalloc
+from dataclasses import asdict
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -15,9 +16,11 @@ import pytest
 
 from backend.core.ohlcv_provider import OhlcvProvider
 from backend.core.trading_context_provider import TradingContextProvider
+from backend.dtos import FillDTO, OrderSide
 from backend.market_data.candle_checks import timeframe_seconds
 from backend.performance import performance_of
 from backend.portfolio import Ledger
+from backend.trade_stats import trade_stats_of
 from services.cli import main
 from services.report.recorder import RunRecorder
 from services.tick_cache_manager import TickCacheManager
@@ -61,7 +64,23 @@ def assert_files_agree(run_dir: Path, logged_summary: dict) -> dict:
     recomputed = performance_of(curve, summary["metrics"]["starting_equity"], timeframe_seconds(summary["timeframe"]))
     assert summary["metrics"] == pytest.approx(recomputed.__dict__)
     assert summary["metrics"]["max_drawdown_pct"] == pytest.approx(summary["max_drawdown_pct"], abs=1e-6)
+    # The trade statistics are those of the fills in trades.csv.
+    fills = [FillDTO(asset=r["symbol"], side=OrderSide(r["side"]), quantity=float(r["quantity"]),
+                     price=float(r["price"]), fee=float(r["fee"]), timestamp=datetime.fromisoformat(r["time"]))
+             for r in trades]
+    assert leaves(summary["trade_stats"]) == pytest.approx(leaves(asdict(trade_stats_of(fills))))
     return summary
+
+
+def leaves(tree: dict, prefix: str = "") -> dict:
+    """A nested dict's values by their path: `per_month/2023-01/pnl`."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(leaves(value, f"{prefix}{key}/"))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def assert_self_contained(page: str) -> None:
@@ -88,6 +107,18 @@ def test_report_of_the_demo_agrees_with_the_summaries(tmp_path, capsys):
     assert page.count("<svg") == 1
     for link, summary in summaries.items():
         assert link in page
+        stats = summary["trade_stats"]
+        assert stats["round_trips"] >= 5 and set(stats["per_month"]) == {"2023-01", "2023-02", "2023-03"}
+        assert f"round trips {stats['round_trips']} (open {stats['open_round_trips']})" in out
+        assert f"win rate {stats['win_rate_pct']:.1f}%" in out
+        row = page[page.index(f"<tr><td>{link}</td><td>{stats['round_trips']}</td>"):]
+        row = row[:row.index("</tr>")]
+        for figure in (f"{stats['win_rate_pct']:.1f}", f"{stats['expectancy']:+,.2f}", f"{stats['best_trade']:+,.2f}",
+                       f"{stats['worst_trade']:+,.2f}", f"{stats['average_holding_hours']:,.1f}"):
+            assert f"<td>{figure}</td>" in row, (figure, row)
+        march = stats["per_month"]["2023-03"]
+        assert (f"<tr><td>{link}</td><td>2023-03</td><td>{march['round_trips']}</td><td>{march['wins']}</td>"
+                in page)
         assert f"{summary['final_equity']:,.2f}" in page and f"{summary['pnl_pct']:+.2f}" in page
         assert f"{summary['metrics']['sharpe']:.2f}" in page
         assert f'href="{link}/trades.csv"' in page  # relative links to the run's files

@@ -1,4 +1,5 @@
 import pytest
+from structlog.testing import capture_logs
 
 from backend.dtos import (
     EmaDTO,
@@ -174,6 +175,48 @@ def test_drawdown_threat_blocks_entries_then_forces_exit():
     assert out[3][TradePlanDTO].side is OrderSide.SELL
     out = pipeline.feed([tick(4, 86)])  # still 14 % under the peak: no new entry
     assert TradePlanDTO not in out[4]
+
+
+def block_lines(logs: list[dict]) -> list[tuple]:
+    return [(line["event"], line["worker"], line["reason"], line.get("blocked_since"), line["candle_time"])
+            for line in logs if line["event"] in ("entries_blocked", "entries_unblocked")]
+
+
+def test_the_drawdown_threat_says_when_it_blocks_and_clears_after_its_cooldown_while_flat():
+    """A flat account never regains its peak: without a cool-down the block would last for ever."""
+    pipeline = Pipeline(
+        [
+            (DcaScheduleOpportunity, {"interval_bars": 1}),
+            (DrawdownThreat, {"block_entries_at_pct": 5, "exit_at_pct": 10, "cooldown_bars": 3}),
+            (PositionSizer, {"risk_per_trade_pct": 100, "max_position_pct": 100, "default_stop_pct": 50}),
+            (MarketOrderExecutor, {}),
+        ],
+        [ThreatSignalDTO, TradePlanDTO],
+    )
+    with capture_logs() as logs:
+        out = pipeline.feed(ticks_from_closes([100, 100, 85, 86, 86, 86, 86, 86]))
+    assert out[2][TradePlanDTO].side is OrderSide.SELL  # -15 %: out, flat from then on
+    assert [i for i, t in enumerate(out) if ThreatSignalDTO in t] == [2, 3, 4]  # 3 bars, then cleared
+    assert [i for i, t in enumerate(out) if TradePlanDTO in t and t[TradePlanDTO].side is OrderSide.BUY] == [0, 5]
+    since, cleared = tick(2, 85).timestamp.isoformat(), tick(5, 86).timestamp.isoformat()
+    assert block_lines(logs) == [
+        ("entries_blocked", "drawdown_threat", "drawdown 15.00% from peak equity", None, since),
+        ("entries_unblocked", "drawdown_threat",
+         "cool-down of 3 bars over while flat: drawdown measured from here", since, cleared),
+    ]
+
+
+def test_the_volatility_threat_says_when_it_blocks_and_when_it_clears():
+    pipeline = dca_pipeline()
+    with capture_logs() as logs:
+        out = pipeline.feed(ticks_from_closes([100, 100, 100, 130, 131, 131, 131, 131, 131, 131, 131, 131]))
+    blocked = [i for i, t in enumerate(out) if ThreatSignalDTO in t]
+    assert blocked and blocked[-1] < len(out) - 1, blocked
+    lines = block_lines(logs)
+    assert [line[0] for line in lines] == ["entries_blocked", "entries_unblocked"]
+    assert lines[0][4] == lines[1][3] == tick(blocked[0], 0).timestamp.isoformat()
+    assert lines[0][2].startswith("high volatility: ATR ")
+    assert lines[1][2:] == ("volatility no longer high", lines[0][4], tick(blocked[-1] + 1, 0).timestamp.isoformat())
 
 
 def dca_pipeline(**planner) -> Pipeline:

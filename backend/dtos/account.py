@@ -5,6 +5,8 @@ Plain dataclasses, not tick-cache DTOs: they are mutated in place by the ledger 
 
 from dataclasses import dataclass, field
 
+DUST_QUANTITY = 1e-12  # a position this small after a sell is float residue: flat
+
 
 @dataclass
 class PositionState:

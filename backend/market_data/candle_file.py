@@ -144,9 +144,10 @@ class CandleFile:
 
 
 def read_candle_file(path: Path, timeframe: str) -> CandleFile:
-    """Check every row of a CSV file (`timestamp,open,high,low,close,volume` in any column order,
-    extra columns ignored, UTF-8 with or without a BOM) or a Parquet file (`.parquet`, `.pq`) with
-    those columns, in one streaming pass; a ConfigError naming the file, and the line or row."""
+    """Check every row of a CSV file (`timestamp,open,high,low,close,volume` in any case and column
+    order, extra columns ignored, or no header as Kraken's OHLCVT export; UTF-8 with or without a
+    BOM; `.gz` compressed or not) or a Parquet file (`.parquet`, `.pq`) with those columns, in one
+    streaming pass; a ConfigError naming the file, and the line or row (candle_readers.ACCEPTED)."""
     from backend.market_data.candle_readers import candle_blocks, is_parquet  # pyarrow: imported by backtests only
 
     version = _version(path)

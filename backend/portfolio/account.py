@@ -23,6 +23,7 @@ from backend.interfaces import IBroker
 from backend.interfaces.journal import IAccountJournal, InMemoryJournal
 from backend.interfaces.order_gateway import IOrderGateway, OrderOutcome, OrderRequest, OutcomeStatus
 from backend.portfolio.ledger import AccountSummary, Ledger, PortfolioValues
+from backend.trade_stats import TradeStatsTracker
 
 log = structlog.get_logger(__name__)
 
@@ -55,6 +56,7 @@ class StrategyAccount(IBroker):
         # Orders by outcome since start (filled, rejected, unknown, skipped), for the status server.
         self.order_outcomes: dict[str, int] = dict.fromkeys(("filled", "rejected", "unknown", "skipped"), 0)
         self.on_fill: Callable[[FillDTO], None] | None = None  # told of every fill once booked (a report)
+        self.trade_stats = TradeStatsTracker()  # of the fills since start
 
     @property
     def cursors(self) -> dict[str, datetime]:
@@ -184,6 +186,7 @@ class StrategyAccount(IBroker):
                 price=outcome.average_price, fee=outcome.fee, timestamp=timestamp, order_id=outcome.exchange_order_id,
             )
             self.ledger.apply_fill(fill)
+            self.trade_stats.add(fill)
             self._journal.record_outcome(request, outcome, fill, self.ledger.state)
             if self.on_fill is not None:
                 self.on_fill(fill)

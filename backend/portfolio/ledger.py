@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from backend.dtos import AccountState, FillDTO, OrderSide, PortfolioSnapshotDTO, PositionState
+from backend.dtos.account import DUST_QUANTITY
 
 SHORT_STRETCH = 48  # closes below which record_quiet_closes loops in Python: numpy's calls cost more
-DUST_QUANTITY = 1e-12  # a position this small after a sell is float residue: flat
 
 # cash, position_qty, avg_entry_price (None when flat), equity, peak_equity: a PortfolioSnapshotDTO's fields
 PortfolioValues = tuple[float, float, float | None, float, float]

@@ -1,5 +1,6 @@
 """report.html: one page comparing the runs of an operation, built from their report files once
-they have ended: a summary table, then equity and drawdown charts with the trades marked.
+they have ended: a summary table, then equity and drawdown charts with the trades marked, then
+the round trips' statistics (backend.trade_stats) per run, per asset and per month.
 
 The charts are drawn by matplotlib (a well-kept library, no hand-written chart code) as SVG
 inlined in the page, so the file is complete on its own: no script, no font, no stylesheet, no
@@ -162,7 +163,7 @@ def _period(first: str | None, last: str | None) -> str:
 def _table(runs: Sequence[RunFiles]) -> str:
     head = ("run", "status", "timeframe", "period (UTC)", "ticks", "trades", "fees", "final equity", "PnL", "PnL %",
             "max drawdown %", "Sharpe", "Sortino", "exposure %")
-    rows = []
+    rows: list[Sequence[str]] = []
     for run in runs:
         s, m = run.summary, run.summary["metrics"]
         folder = quote(run.directory.name, safe="@")
@@ -178,14 +179,44 @@ def _table(runs: Sequence[RunFiles]) -> str:
             _number(m["max_drawdown_pct"], ".2f"), _number(m["sharpe"], ".2f"), _number(m["sortino"], ".2f"),
             _number(m["exposure_pct"], ".1f"),
         )
-        rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
+        rows.append(cells)
+    return _html_table(head, rows)
+
+
+def _trade_tables(runs: Sequence[RunFiles]) -> str:
+    """The runs' round trips (backend.trade_stats, from summary.json): one row per run, then one
+    per run and asset and per run and month."""
+    head = ("run", "round trips", "open", "win rate %", "average win", "average loss", "profit factor",
+            "expectancy", "best trade", "worst trade", "average holding (h)")
+    group_head = ("run", "asset or month", "round trips", "wins", "losses", "win rate %", "PnL")
+    rows, group_rows = [], []
+    for run in runs:
+        t = run.summary["trade_stats"]
+        name = html.escape(run.link_id)
+        rows.append((name, _number(t["round_trips"], ","), _number(t["open_round_trips"], ","),
+                     _number(t["win_rate_pct"], ".1f"), _number(t["average_win"], "+,.2f"),
+                     _number(t["average_loss"], "+,.2f"), _number(t["profit_factor"], ".2f"),
+                     _number(t["expectancy"], "+,.2f"), _number(t["best_trade"], "+,.2f"),
+                     _number(t["worst_trade"], "+,.2f"), _number(t["average_holding_hours"], ",.1f")))
+        for key, group in (*t["per_asset"].items(), *t["per_month"].items()):
+            group_rows.append((name, html.escape(key), _number(group["round_trips"], ","), _number(group["wins"], ","),
+                               _number(group["losses"], ","), _number(group["win_rate_pct"], ".1f"),
+                               _number(group["pnl"], "+,.2f")))
+    return (f"<h2>Round trips</h2>{_html_table(head, rows)}"
+            f"<h2>Round trips by asset and by month</h2>{_html_table(group_head, group_rows)}")
+
+
+def _html_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A table of head's columns over rows of cells (already HTML)."""
     header = "".join(f"<th>{html.escape(name)}</th>" for name in head)
-    return f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>"
 
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px; color: #222; }
-h1 { font-size: 22px; margin-bottom: 4px; } .meta { color: #666; font-size: 13px; margin-bottom: 16px; }
+h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 16px; margin: 20px 0 6px; }
+.meta { color: #666; font-size: 13px; margin-bottom: 16px; }
 table { border-collapse: collapse; font-size: 12px; margin-bottom: 8px; }
 th, td { border: 1px solid #ddd; padding: 3px 6px; text-align: right; white-space: nowrap; }
 th { background: #f4f4f4; } th:first-child, td:first-child, th:nth-child(2), td:nth-child(2) { text-align: left; }
@@ -199,7 +230,11 @@ _NOTES = (
     "PnL and max drawdown as in the run's summary. Sharpe and Sortino: mean per-bar return over its "
     "standard deviation (Sortino: over the downside deviation), annualised by the run's timeframe "
     "(365 days a year), risk-free rate 0; a dash when undefined. Exposure: share of bars that closed "
-    "holding a position. Metrics are over the ticks this session processed."
+    "holding a position. Metrics are over the ticks this session processed. A round trip runs from "
+    "a position's first fill while flat to the fill that leaves the asset flat again; its PnL is the "
+    "cash it brought back, fees included; profit factor: gross profit over gross loss; expectancy: "
+    "the mean PnL of a round trip; by month: by the month (UTC) of its last fill; open: positions "
+    "still held at the end, not counted."
 )
 
 
@@ -221,6 +256,7 @@ def write_report_html(path: Path, title: str, runs: Sequence[RunFiles]) -> None:
 {_table(runs)}
 <p class="notes">{html.escape(_NOTES)}</p>
 {charts_svg(runs)}
+{_trade_tables(runs)}
 </body></html>
 """
     path.write_text(page, encoding="utf-8")

@@ -127,6 +127,7 @@ class RunRecorder:
             "equity_rows": self.equity_rows,
             "trades_recorded": self.trades_recorded,
             "metrics": asdict(self.metrics()),
+            "trade_stats": asdict(summary.trade_stats),
         }
         (self.directory / "summary.json").write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
         return content

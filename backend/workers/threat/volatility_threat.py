@@ -1,11 +1,19 @@
+import numpy as np
+
 from backend.dtos import RiskLevel, ThreatAction, ThreatSignalDTO, VolatilityDTO
-from backend.interfaces import IWorker, WorkerCategory
+from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
+from backend.interfaces.candle_columns import CandleColumns
+from backend.workers.context.volatility_assessor import VolatilityColumns
+from backend.workers.threat.entry_block import EntryBlocks
+
+CLEARED_BECAUSE = "volatility no longer high"
 
 
 class VolatilityThreat(IWorker):
-    """Blocks new entries while the volatility assessor rates risk as high. Columnar: it never
-    acts by itself (blocking only restrains, see ThreatAction), so it names no row; on the rows
-    the others name it runs as on any tick."""
+    """Blocks new entries while the volatility assessor rates risk as high; each block and its end
+    are logged (EntryBlocks). Columnar: it never acts by itself (blocking only restrains, see
+    ThreatAction), so it names no row; on the rows the others name it runs as on any tick, and
+    `skip` finds the blocks' starts and ends over the quiet rows in the assessor's columns."""
 
     plugin_name = "volatility_threat"
     category = WorkerCategory.THREAT
@@ -13,10 +21,34 @@ class VolatilityThreat(IWorker):
     produces = (ThreatSignalDTO,)
     columnar = True
 
+    def __init__(self, params: WorkerParams, services: WorkerServices) -> None:
+        super().__init__(params, services)
+        self._blocks = EntryBlocks(self.name)
+
     def process(self, asset: str) -> None:
         volatility = self._require(asset, VolatilityDTO)
-        if volatility.risk_level is RiskLevel.HIGH:
-            self.context.set_result_dto(asset, ThreatSignalDTO.trusted(
-                action=ThreatAction.BLOCK_ENTRIES,
-                reason=f"high volatility: ATR {volatility.atr_pct:.2f}% of price",
-            ))
+        if volatility.risk_level is not RiskLevel.HIGH:
+            if self._blocks.is_blocked(asset):
+                self._blocks.clear(asset, self._base(asset).timestamp, CLEARED_BECAUSE)
+            return
+        reason = self._reason(volatility.atr_pct)
+        self._blocks.blocked(asset, self._base(asset).timestamp, reason)
+        self.context.set_result_dto(asset, ThreatSignalDTO.trusted(action=ThreatAction.BLOCK_ENTRIES, reason=reason))
+
+    def skip(self, asset: str, candles: CandleColumns, rows: range) -> None:
+        columns = self.context.find_columns(asset, VolatilityColumns)
+        assert columns is not None, "the volatility assessor (required before this worker) wrote its columns"
+        high_rows = columns.high_rows[np.searchsorted(columns.high_rows, rows.start):
+                                      np.searchsorted(columns.high_rows, rows.stop)]
+        if not len(high_rows):  # the common case, said without a mask
+            if self._blocks.is_blocked(asset):
+                self._blocks.clear(asset, candles.open_time(rows.start), CLEARED_BECAUSE)
+            return
+        blocking = np.zeros(len(rows), dtype=bool)
+        blocking[high_rows - rows.start] = True
+        self._blocks.rows(asset, candles, rows, blocking, lambda row: self._reason(float(columns.atr_pct[row])),
+                          CLEARED_BECAUSE)
+
+    @staticmethod
+    def _reason(atr_pct: float | None) -> str:
+        return f"high volatility: ATR {atr_pct:.2f}% of price"
