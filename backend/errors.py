@@ -29,6 +29,10 @@ class SettingError(OpdaemonError):
         super().__init__(f"{key}: {reason}")
 
 
+class OperatorOrderError(OpdaemonError):
+    """An operator's order (force exit) that cannot be placed as asked: nothing held, no price yet."""
+
+
 class MissingDTOError(OpdaemonError):
     """A worker asked the tick cache for a DTO that no earlier worker produced this tick."""
 

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import structlog
 
@@ -30,7 +30,8 @@ from backend.config import LoadedOperation, ResolvedLink, load_operation
 from backend.config.schema import EnvironmentConfig, LiveEnvironment
 from backend.core.ohlcv_provider import OhlcvProvider
 from backend.core.trading_context_provider import TradingContextProvider
-from backend.errors import ConfigError, ExchangeError, SettingError
+from backend.dtos import FillDTO
+from backend.errors import ConfigError, ExchangeError, OperatorOrderError, SettingError
 from backend.interfaces import WorkerServices
 from backend.interfaces.journal import IAccountJournal, InMemoryJournal
 from backend.market_data import TickSource
@@ -43,7 +44,7 @@ from services.execution_environments import ExecutionEnvironments
 from services.link_lifecycle import OPERATOR_PAUSE, ContinuedRun, LinkStateError, LinkStop, UnknownLinkError
 from services.operation_reload import ReloadFailedError, ReloadPlan, plan_reload
 from services.reconciliation import reconcile
-from services.strategy_run import RunStatus, RunSummary, StrategyRun
+from services.strategy_run import RunEndedError, RunStatus, RunSummary, StrategyRun
 from services.tick_cache_manager import TickCacheManager
 from services.worker_factory import WorkerFactory
 
@@ -55,6 +56,10 @@ MAX_WARMUP_CANDLES = 700  # Kraken's OHLC endpoint returns at most 720 candles, 
 # How long a reload waits for the runs it replaces to finish their tick (an order in flight takes
 # the exchange's timeouts: AddOrder, then looking it up) before it gives up and changes nothing more.
 HANDOVER_TIMEOUT_SECONDS = 120.0
+# How long an operator's order waits for the run to carry it out (after the tick in progress: an
+# order of the link's own may be waiting for the exchange).
+OPERATOR_ORDER_TIMEOUT_SECONDS = 60.0
+T = TypeVar("T")
 
 
 @dataclass
@@ -363,6 +368,41 @@ class OperationService:
             self._save_controls(link)
             log.info("strategy_link_started", strategy_link=link_id, ticks_processed=run.ticks_processed)
         return run
+
+    # --- an operator's orders: force exit, force entry ------------------------------------------
+
+    def force_exit(self, link_id: str, asset: str | None = None) -> list[FillDTO | None]:
+        """Sell at market what the link holds of asset (of every asset, none named), now: on the
+        run's own thread, between two ticks, journaled like the link's own orders. Live and
+        paper links only (a backtest's orders are its workers'). What each sell filled (None: see
+        its order's log line)."""
+        link = self._operable(link_id)
+        account = link.run.tick_manager.account
+        assets = [asset] if asset else [p.asset for p in account.ledger.open_positions() if not p.dust]
+        if asset and asset not in link.resolved.blueprint.assets:
+            raise LinkStateError(f"{asset} is not an asset of strategy link {link_id}")
+        if not assets:
+            raise LinkStateError(f"strategy link {link_id} holds nothing to sell")
+        return self._between_ticks(link, lambda: [account.force_exit(held) for held in assets])
+
+    def force_entry(self, link_id: str, asset: str) -> None:
+        """The link's next traded candle of asset carries a buy opportunity from the operator: its
+        planners size the entry as any other (its threats may still restrain it)."""
+        link = self._operable(link_id)
+        self._between_ticks(link, lambda: link.run.tick_manager.force_entry(asset))
+        log.info("force_entry_requested", strategy_link=link_id, asset=asset)
+
+    def _operable(self, link_id: str) -> _Link:
+        link = self._link(link_id)
+        if not link.kept_in_store:
+            raise LinkStateError(f"strategy link {link_id} is a backtest: its orders are its workers' alone")
+        return link
+
+    def _between_ticks(self, link: _Link, function: Callable[[], T]) -> T:
+        try:
+            return link.run.call_between_ticks(function, OPERATOR_ORDER_TIMEOUT_SECONDS)
+        except (RunEndedError, OperatorOrderError) as exc:
+            raise LinkStateError(f"strategy link {link.resolved.link_id}: {exc}") from None
 
     def _end_runs(self, links: Sequence[_Link], wait_seconds: float) -> list[_Link]:
         """Stop each link's run after its current tick and wait for them together, at most

@@ -19,7 +19,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import structlog
@@ -213,6 +213,9 @@ class StatusServer:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/strategies", self._strategies)
         app.router.add_get("/strategies/{link}", self._strategy)
+        app.router.add_post("/strategies/{link}/force-exit", self._force_exit)
+        app.router.add_post("/strategies/{link}/force-exit/{asset:.+}", self._force_exit)
+        app.router.add_post("/strategies/{link}/force-entry/{asset:.+}", self._force_entry)
         app.router.add_post("/strategies/{link}/{action}", self._control)
         app.router.add_post("/reload", self._reload)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
@@ -298,6 +301,38 @@ class StatusServer:
         except LinkStateError as exc:
             return _error(409, str(exc))
         return web.json_response(self._describe(run), dumps=_dumps)
+
+    async def _force_exit(self, request: web.Request) -> web.Response:
+        """Sell at market now what the link holds (of one asset, or of all)."""
+        link, asset = request.match_info["link"], request.match_info.get("asset")
+        return await self._operator_order(request, lambda: self._service.force_exit(link, asset))
+
+    async def _force_entry(self, request: web.Request) -> web.Response:
+        """A buy opportunity on the asset's next candle, sized by the link's planners."""
+        link, asset = request.match_info["link"], request.match_info["asset"]
+        return await self._operator_order(request, lambda: self._service.force_entry(link, asset))
+
+    async def _operator_order(self, request: web.Request, order: Callable[[], object]) -> web.Response:
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        try:  # carried out by the run's thread, after its tick in progress: never in the event loop
+            placed = await asyncio.get_running_loop().run_in_executor(None, order)
+        except UnknownLinkError as exc:
+            return _error(404, str(exc))
+        except LinkStateError as exc:
+            return _error(409, str(exc))
+        except TimeoutError as exc:
+            return web.json_response({"status": "queued", "detail": str(exc)}, status=202)
+        run = self._service.run_of(request.match_info["link"])
+        answer: dict[str, Any] = self._describe(run)
+        if isinstance(placed, list):  # force-exit: each sell's fill, or null (its order's log line says why)
+            answer["fills"] = [None if fill is None else {"asset": fill.asset, "quantity": fill.quantity,
+                                                          "price": fill.price, "fee": fill.fee,
+                                                          "order_id": fill.order_id} for fill in placed]
+        else:
+            answer["force_entry"] = {"asset": request.match_info["asset"], "status": "planned on its next candle"}
+        return web.json_response(answer, dumps=_dumps)
 
     async def _reload(self, request: web.Request) -> web.Response:
         refused = self._refusal(request)

@@ -18,9 +18,11 @@ import threading
 import time
 from bisect import bisect_left
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any, TypeVar, cast
 
 import structlog
 
@@ -34,6 +36,7 @@ from backend.trade_stats import TradeStats
 from services.tick_cache_manager import TickCacheManager
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 QUEUE_POLL_SECONDS = 0.1  # how often a waiting feed or an idle run looks at the stop event (and the queue)
 # A backtest's feed wakes an idle run once this many ticks wait (waking it on every tick would
@@ -85,6 +88,32 @@ class RunSummary:
         return {k: round(v, 6) if isinstance(v, float) else v for k, v in fields.items()}
 
 
+class _CallBetweenTicks:
+    """A function to run on the run's own thread between two ticks (an operator's order: the
+    account is only ever used by that thread), and what it gave."""
+
+    def __init__(self, function: Callable[[], Any]) -> None:
+        self.function = function
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = self.function()
+        except Exception as exc:  # handed to the caller: the run goes on
+            self.error = exc
+        self.done.set()
+
+    def cancel(self, why: str) -> None:
+        self.error = RunEndedError(why)
+        self.done.set()
+
+
+class RunEndedError(Exception):
+    """The run ended before it could do what it was asked between two ticks."""
+
+
 class StrategyRun:
     def __init__(
         self,
@@ -101,7 +130,7 @@ class StrategyRun:
         self._capacity = max(1, queue_size)
         self._wake_after = min(WAKE_AFTER_TICKS, self._capacity)
         # Ticks, or a backtest's blocks of candles: appended by the feed's thread, taken by the run's.
-        self._ticks: deque[RawTick | CandleColumns] = deque()
+        self._ticks: deque[RawTick | CandleColumns | _CallBetweenTicks] = deque()
         self._end_status: RunStatus | None = None  # set by finish(): no tick comes after the queued ones
         self._closed = False  # the run has ended: the feed's cheap per-tick check
         self._lock = threading.Lock()
@@ -151,6 +180,22 @@ class StrategyRun:
         queued.append(candles)
         self.wake()
         return True
+
+    def call_between_ticks(self, function: Callable[[], T], timeout: float) -> T:
+        """function(), run on the run's own thread after the ticks queued before it (live queues
+        are short): what it returns, or what it raises. RunEndedError if the run is not running
+        or ends first; TimeoutError if it has not run within timeout (it still runs later)."""
+        call = _CallBetweenTicks(function)
+        if not self._accepting():
+            raise RunEndedError(f"the run has {self.status.value}")
+        with self._lock:
+            self._ticks.append(call)
+            self._ticks_ready.notify()
+        if not call.done.wait(timeout):
+            raise TimeoutError(f"not done within {timeout:g} s (the run is busy with a tick); it will be")
+        if call.error is not None:
+            raise call.error
+        return cast(T, call.result)
 
     def wake(self) -> None:
         """Wake the run if it sleeps on an empty queue: the feed calls it after every candle of a
@@ -261,6 +306,10 @@ class StrategyRun:
         except BaseException as exc:  # never die silently: the watchdog and summary rely on status
             self._end(RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
             log.exception("strategy_run_failed", error=self.error)
+        finally:  # whoever waits on a call the run will never make is told at once
+            for item in list(self._ticks):
+                if isinstance(item, _CallBetweenTicks):
+                    item.cancel(f"the run has {self.status.value}")
 
     def _consume_ticks(self) -> None:
         ticks, stop = self._ticks, self._stop
@@ -284,7 +333,9 @@ class StrategyRun:
             if self._feed_waiting and len(ticks) <= self._capacity // 2:
                 with self._lock:
                     self._room_ready.notify()
-            if not (self._take(item) if isinstance(item, RawTick) else self._take_block(item)):
+            if isinstance(item, _CallBetweenTicks):
+                item.run()
+            elif not (self._take(item) if isinstance(item, RawTick) else self._take_block(item)):
                 return
 
     def _take(self, tick: RawTick) -> bool:
@@ -361,6 +412,9 @@ class StrategyRun:
         discarded, self._discarded = self._discarded, 0
         while self._ticks:
             item = self._ticks.popleft()
+            if isinstance(item, _CallBetweenTicks):
+                item.cancel("the run stopped first")
+                continue
             discarded += 1 if isinstance(item, RawTick) else len(item)
         with self._lock:
             self._room_ready.notify()

@@ -8,7 +8,8 @@ import numpy as np
 import structlog
 
 from backend.core.ohlcv_provider import OhlcvProvider
-from backend.dtos import DTO, BaseContextDTO
+from backend.dtos import DTO, BaseContextDTO, OpportunitySignalDTO, OrderSide
+from backend.errors import OperatorOrderError
 from backend.interfaces import Candle, ITradingContextProvider, IWorker, WorkerCategory
 from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data import RawTick
@@ -17,6 +18,9 @@ from backend.portfolio import StrategyAccount
 from backend.portfolio.ledger import PortfolioValues, portfolio_snapshot
 
 log = structlog.get_logger(__name__)
+
+# What an operator's forced entry puts in the tick cache before the workers run.
+FORCED_ENTRY = OpportunitySignalDTO(side=OrderSide.BUY, reason="force_entry by the operator")
 
 
 class TickRecorder(Protocol):
@@ -74,6 +78,7 @@ class TickCacheManager:
         # (first) candle, since when (time.monotonic()), and how many candles the step covers.
         self.current_step: tuple[datetime, float, int] | None = None
         self._abandoned = False
+        self._forced_entries: set[str] = set()  # assets whose next traded candle carries an operator's entry
         self._open: tuple[RawTick, PortfolioValues] | None = None  # the tick being processed
         self._base_context = self._build_base_context  # bound once: handed to the cache every tick
         self.recorder: TickRecorder | None = None
@@ -114,7 +119,18 @@ class TickCacheManager:
         self._history.append(symbol, Candle(
             tick.timestamp, tick.open, tick.high, tick.low, tick.close, tick.volume, tick.missing_before
         ))
+        if trading and symbol in self._forced_entries:
+            self._forced_entries.discard(symbol)
+            log.info("force_entry_signalled", asset=symbol, candle_time=tick.timestamp.isoformat())
+            return self._run(tick, trading, self._workforce, (FORCED_ENTRY,))
         return self._run(tick, trading, self._workforce if trading else self._context_workers)
+
+    def force_entry(self, asset: str) -> None:
+        """An operator's entry: asset's next traded candle starts with a buy opportunity, which the
+        link's planners size (and its threats may restrain) as they would any other."""
+        if asset not in self._assets:
+            raise OperatorOrderError(f"{asset} is not an asset of this strategy ({', '.join(self._assets)})")
+        self._forced_entries.add(asset)
 
     def _run(self, tick: RawTick, trading: bool, workers: Sequence[IWorker], dtos: Iterable[DTO] = ()) -> bool:
         """The tick's frame around workers: the account opens the tick, the cache starts with dtos,

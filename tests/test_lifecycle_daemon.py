@@ -309,3 +309,45 @@ def test_a_link_restarted_while_its_order_reply_is_slow_books_that_fill_once(tmp
     assert len(daemon.events("order_filled")) == len(fake.orders) == 2
     from tests.test_restart import assert_books_match_the_exchange
     assert_books_match_the_exchange(tmp_path / "state", fake)
+
+
+def test_force_exit_sells_now_and_force_entry_buys_on_the_next_candle_sized_by_the_link(tmp_path, fake, daemons):
+    """A paper link: force-exit sells what it holds at once through its account (journaled),
+    force-entry makes its planner buy on the next candle; both token-protected; a backtest's
+    link refuses both."""
+    rare = dca_blueprint()
+    rare["workforce"]["opportunity"][0]["params"]["interval_bars"] = 1_000  # never buys on its own
+    csv = write_hourly_csv(tmp_path / "data" / "bt.csv", 24)
+    operation = paper_operation(tmp_path, fake, {"dca": dca_blueprint(), "rare": rare},
+                                extra_links=(("bt_probe", "bt"),),
+                                extra_environments={"bt": backtest_environment(str(csv))})
+    write_yaml(tmp_path / "config" / "strategies" / "bt_probe.yaml", dca_blueprint() | {"timeframe": "1h"})
+    minutes = Minutes(fake, 4)
+    daemon, client = daemons(operation, tmp_path / "state")
+    (bought,) = wait_for(daemon, "order_filled", strategy_link="dca@live")
+
+    assert client.json("/strategies/dca@live/force-exit", "POST")[0] == 401  # no token
+    sold = post(client, "/strategies/dca@live/force-exit/BTC/USD")
+    (fill,) = sold["fills"]
+    assert (fill["asset"], fill["quantity"]) == ("BTC/USD", pytest.approx(bought["quantity"]))
+    assert sold["account"]["positions"] == {} and sold["account"]["trades"] == 2
+    status, refused = client.json("/strategies/dca@live/force-exit", "POST", TOKEN)
+    assert status == 409 and "holds nothing" in refused["error"]
+    status, refused = client.json("/strategies/bt_probe@bt/force-exit", "POST", TOKEN)
+    assert status == 409 and "backtest" in refused["error"]
+    status, refused = client.json("/strategies/rare@live/force-entry/ETH/USD", "POST", TOKEN)
+    assert status == 409 and "not an asset" in refused["error"]
+
+    planned = post(client, "/strategies/rare@live/force-entry/BTC/USD")
+    assert planned["force_entry"]["status"] == "planned on its next candle"
+    assert not [e for e in daemon.events("order_filled") if e["strategy_link"] == "rare@live"]
+    minutes.add()
+    (entry,) = wait_for(daemon, "order_filled", strategy_link="rare@live", candle_time=minutes.time(3))
+    assert entry["quantity"] * 50_000 == pytest.approx(BUY_USD, rel=0.01)  # the planner's own sizing
+    stop(daemon)
+
+    with state_of(tmp_path / "state") as store:  # journaled like the link's own orders
+        buy, forced, _ = store.fills("dca@live")  # the last: its own buy of the next candle
+        order = store.order(forced.client_order_id)
+    assert (buy.side, forced.side, forced.candle_time) == ("buy", "sell", buy.candle_time)  # on the last candle
+    assert order is not None and order.reason == "force_exit by the operator"

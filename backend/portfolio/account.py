@@ -18,7 +18,7 @@ import numpy as np
 import structlog
 
 from backend.dtos import FillDTO, OrderDTO, OrderSide
-from backend.errors import OrderNotPlacedError
+from backend.errors import OperatorOrderError, OrderNotPlacedError
 from backend.interfaces import IBroker
 from backend.interfaces.journal import IAccountJournal, InMemoryJournal
 from backend.interfaces.order_gateway import IOrderGateway, OrderOutcome, OrderRequest, OutcomeStatus
@@ -144,6 +144,20 @@ class StrategyAccount(IBroker):
             self._book(request, OrderOutcome(OutcomeStatus.REJECTED, reason=str(error)), timestamp)
             raise
         return self._book(request, outcome, timestamp)
+
+    def force_exit(self, asset: str) -> FillDTO | None:
+        """Sell all that is held of asset at market now: an operator's order, placed between two
+        ticks, on the last candle processed (its close the reference price), journaled as any
+        other. None when nothing was filled (the order's own log line says why)."""
+        held = self.ledger.position(asset).qty
+        price, candle_time = self.ledger.last_price(asset), self._cursors.get(asset)
+        if held <= 0 or held < self.ledger.minimum_quantity(asset):
+            raise OperatorOrderError(f"nothing of {asset} to sell" + (f" but dust ({held:g})" if held > 0 else ""))
+        if price is None or candle_time is None:
+            raise OperatorOrderError(f"no candle of {asset} processed yet: no price to place the order at")
+        log.warning("force_exit", asset=asset, quantity=held, reference_price=price)
+        return self.submit(OrderDTO(asset=asset, side=OrderSide.SELL, quantity=held, reference_price=price,
+                                    reason="force_exit by the operator"), candle_time)
 
     def open_orders(self) -> list[str] | None:
         """The link's orders open on the venue (None when fills are simulated)."""

@@ -67,6 +67,9 @@ class Ledger:
     def has_minimum_quantity(self, asset: str) -> bool:
         return asset in self._minimum_quantities
 
+    def minimum_quantity(self, asset: str) -> float:
+        return self._minimum_quantities.get(asset, 0.0)
+
     def open_positions(self) -> list[OpenPosition]:
         """What is held, asset by asset, with its unrealised PnL; dust (too small to sell) flagged."""
         held = list(self.state.positions.items())  # one step: the status server reads it from another thread
@@ -98,6 +101,10 @@ class Ledger:
     def mark(self, asset: str, price: float) -> None:
         self._last_prices[asset] = price
         self._equity = None
+
+    def last_price(self, asset: str) -> float | None:
+        """The last close marked for asset (None before its first candle)."""
+        return self._last_prices.get(asset)
 
     def position(self, asset: str) -> PositionState:
         return self.state.positions.get(asset, PositionState())
