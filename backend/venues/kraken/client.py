@@ -3,7 +3,7 @@
 Invariants: one client serves every strategy link and the market data of one API key (and URL),
 and it sends one request at a time with strictly increasing nonces, whatever thread asks; no
 text made here (`describe_error`, `root_cause`, `translate_error`) contains the API key or secret,
-whatever the exchange echoes back; ccxt's errors become the project's ExchangeError taxonomy here.
+whatever the exchange echoes back, nor a URL's `user:password@` part; ccxt's errors become the project's ExchangeError taxonomy here.
 """
 
 import base64
@@ -18,6 +18,7 @@ import ccxt
 from requests.exceptions import RequestException
 
 from backend.config.schema import LiveEnvironment
+from backend.redaction import without_url_credentials
 from backend.errors import (
     ExchangeError,
     FatalExchangeError,
@@ -174,6 +175,7 @@ def _http_status(error: BaseException) -> str | None:
 
 
 def _safe(text: str, client: ccxt.Exchange | None) -> str:
+    text = without_url_credentials(text)
     if client is not None:
         for credential in (client.apiKey, client.secret):
             if credential:

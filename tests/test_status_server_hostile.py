@@ -1,0 +1,164 @@
+"""The status server against hostile or broken clients, over real sockets: idle and slow-header
+connections, a process at its file descriptor limit, bytes that are not UTF-8 and requests that
+are not HTTP. Whatever they send, /healthz answers within a second, every answer is JSON without
+the request echoed or a version disclosed, and stderr stays JSON lines."""
+
+import http.client
+import json
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from services.status_server import ACCEPT_BACKLOG, StatusServer
+from tests.daemon import Daemon
+from tests.fake_kraken import FakeKraken
+from tests.probes import probe_blueprint
+from tests.test_lifecycle_daemon import TOKEN, TOKEN_ENV, paper_operation
+from tests.test_restart import CREDENTIALS, FAST_CLI, Minutes, dca_blueprint, stop, wait_for
+from tests.test_status_server import Client, GatedSource, gated_service, serving  # noqa: F401 (fixture)
+
+
+def connect(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=5)
+
+
+def raw_request(port: int, data: bytes) -> tuple[int, http.client.HTTPMessage, bytes]:
+    """Send data as it is on a new connection; (status, headers, body) of the answer."""
+    with connect(port) as sock:
+        sock.sendall(data)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return response.status, response.headers, response.read()
+
+
+def healthz_seconds(port: int) -> float:
+    """How long GET /healthz takes on a new connection; it must answer 200."""
+    started = time.monotonic()
+    status, _, body = raw_request(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert (status, json.loads(body)) == (200, {"status": "ok"})
+    return time.monotonic() - started
+
+
+def closed_by_server(sock: socket.socket, within: float) -> bool:
+    sock.settimeout(within)
+    try:
+        return sock.recv(1024) == b""
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+@pytest.fixture
+def sockets() -> Iterator[list[socket.socket]]:
+    opened: list[socket.socket] = []
+    yield opened
+    for sock in opened:
+        sock.close()
+
+
+def test_idle_and_slow_header_connections_are_closed_after_the_idle_timeout(tmp_path, sockets):
+    service = gated_service(tmp_path, {"good": probe_blueprint("g")}, GatedSource())
+    server = StatusServer(service, "127.0.0.1", 0, idle_timeout=0.3)
+    server.start()
+    try:
+        idle = connect(server.port)
+        slow = connect(server.port)
+        sockets += [idle, slow]
+        slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and never the end of the header
+        for _ in range(3):
+            time.sleep(0.1)
+            slow.sendall(b"X-Slow: 1\r\n")  # a byte now and then does not keep it open
+        assert closed_by_server(idle, within=2)
+        assert closed_by_server(slow, within=2)
+        assert healthz_seconds(server.port) < 1
+    finally:
+        server.stop()
+
+
+def test_more_connections_than_the_cap_close_the_oldest_idle_ones_and_healthz_answers(tmp_path, sockets):
+    service = gated_service(tmp_path, {"good": probe_blueprint("g")}, GatedSource())
+    server = StatusServer(service, "127.0.0.1", 0, max_connections=8)
+    server.start()
+    try:
+        sockets += [connect(server.port) for _ in range(40)]
+        for sock in sockets[20:]:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\n")  # slow headers
+        assert healthz_seconds(server.port) < 1
+        closed = [closed_by_server(sock, within=0.2) for sock in sockets]
+        # The oldest were closed; a batch of connections accepted at once may exceed the cap briefly.
+        assert closed == sorted(closed, reverse=True) and closed.count(False) <= 8 + ACCEPT_BACKLOG
+    finally:
+        server.stop()
+
+
+def test_at_the_fd_limit_idle_clients_do_not_stop_healthz_and_stderr_stays_json(tmp_path, fake: FakeKraken, sockets):
+    """The daemon limited to 128 file descriptors, 300 idle and 30 slow-header connections."""
+    operation = paper_operation(tmp_path, fake, {"dca": dca_blueprint()})
+    Minutes(fake, 4)
+    daemon = Daemon([str(operation), "--data-dir", str(tmp_path / "state"), "--http", "127.0.0.1:0"],
+                    module=FAST_CLI, prefix=["prlimit", "--nofile=128"], env={**CREDENTIALS, TOKEN_ENV: TOKEN})
+    try:
+        (listening,) = wait_for(daemon, "status_server_started")
+        port = listening["port"]
+        for index in range(330):
+            sock = connect(port)
+            if index >= 300:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            sockets.append(sock)
+        time.sleep(0.5)
+        assert healthz_seconds(port) < 1
+        status, body = Client(port).json("/strategies/dca@live")
+        assert status == 200 and body["status"] == "running"  # type: ignore[index]
+        stop(daemon)
+    finally:
+        if daemon.process.poll() is None:
+            daemon.process.kill()
+            daemon.process.wait(5)
+    lines = daemon.stderr_lines
+    assert sum(map(len, lines)) < 200_000, "stderr flooded"
+    for line in lines:
+        json.loads(line)  # every line is JSON, no plain-text traceback
+
+
+def test_an_authorization_header_that_is_not_utf8_is_a_json_401_not_a_500(tmp_path, serving):  # noqa: F811
+    service = gated_service(tmp_path, {"good": probe_blueprint("g")}, GatedSource())
+    server, _ = serving(service, TOKEN)
+    with structlog.testing.capture_logs() as logs:
+        status, headers, body = raw_request(
+            server.port, b"POST /strategies/good@bt/pause HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+                         b"Authorization: Bearer \xff\xfe\xc3(\r\n\r\n")
+    assert status == 401 and headers["Content-Type"].startswith("application/json")
+    assert "bearer token" in json.loads(body)["error"]
+    assert [entry for entry in logs if entry["log_level"] == "error"] == []
+    assert service.runs[0].tick_manager.account.paused is None
+
+
+def test_a_token_with_surrounding_whitespace_is_stripped(tmp_path, monkeypatch, serving):  # noqa: F811
+    monkeypatch.setenv(TOKEN_ENV, f"  {TOKEN}\n")  # read from a secret file with its newline
+    service = gated_service(tmp_path, {"good": probe_blueprint("g")}, GatedSource(), control_token_env=TOKEN_ENV)
+    _, client = serving(service, StatusServer.for_operation(service, "127.0.0.1", 0)._token)
+    assert client.json("/strategies/good@bt/pause", "POST", TOKEN)[0] == 200
+    monkeypatch.setenv(TOKEN_ENV, " \n")  # only whitespace: no token, control disabled
+    assert StatusServer.for_operation(service, "127.0.0.1", 0)._token is None
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header Name <script>: 1\r\n\r\n",
+    b"GET /<script>\x00 HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Long: " + b"<script>" * 2000 + b"\r\n\r\n",
+    b"\x16\x03\x01\x02\x00<script> not http\r\n\r\n",
+])
+def test_a_request_aiohttp_cannot_parse_gets_a_json_400_without_echo_or_versions(tmp_path, serving,  # noqa: F811
+                                                                                  request_bytes):
+    service = gated_service(tmp_path, {"good": probe_blueprint("g")}, GatedSource())
+    server, _ = serving(service)
+    status, headers, body = raw_request(server.port, request_bytes)
+    assert status == 400 and headers["Content-Type"].startswith("application/json"), body
+    assert b"script" not in body and "error" in json.loads(body)
+    assert headers["Server"] == "opdaemon"
+    _, headers, _ = raw_request(server.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert headers["Server"] == "opdaemon"
