@@ -29,6 +29,10 @@ class SettingError(OpdaemonError):
         super().__init__(f"{key}: {reason}")
 
 
+class StateLostError(OpdaemonError):
+    """The state database was deleted or replaced while the daemon ran: nothing more can be kept."""
+
+
 class MissingDTOError(OpdaemonError):
     """A worker asked the tick cache for a DTO that no earlier worker produced this tick."""
 
