@@ -48,8 +48,9 @@ DEFAULT_HOST = "127.0.0.1"
 IDLE_TIMEOUT_SECONDS = 10.0
 MAX_CONNECTIONS = 32
 # asyncio accepts up to `backlog` connections at once before it makes their handlers (and so
-# before any is closed to make room): small, so the descriptors held at once stay few.
-ACCEPT_BACKLOG = 8
+# before any is closed to make room): the descriptors this server holds stay below
+# MAX_CONNECTIONS + ACCEPT_BACKLOG, however many clients connect.
+ACCEPT_BACKLOG = 64
 SERVER_HEADER = "opdaemon"  # never aiohttp's default, which names its and Python's versions
 
 
@@ -248,7 +249,7 @@ class StatusServer:
         app.router.add_get("/strategies/{link}", self._strategy)
         app.router.add_post("/strategies/{link}/{action}", self._control)
         app.router.add_post("/reload", self._reload)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        self._runner = web.AppRunner(app, shutdown_timeout=0.5)  # its connections are made in _accept
         listener: asyncio.Server | None = None
         try:
             await self._runner.setup()
@@ -277,8 +278,9 @@ class StatusServer:
             idle = [handler for handler in open_connections if handler not in self._busy]
             for handler in idle[:len(open_connections) - self._max_connections + 1]:
                 handler.force_close()
+        # access_log None: no access log (aiohttp's own way to turn it off; its hint says Logger).
         return _JsonErrorHandler(server, loop=asyncio.get_running_loop(), keepalive_timeout=self._idle_timeout,
-                                 access_log=None)
+                                 access_log=None)  # type: ignore[arg-type]
 
     @web.middleware
     async def _mark_busy(self, request: web.Request,

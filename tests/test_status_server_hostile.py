@@ -3,8 +3,11 @@ connections, a process at its file descriptor limit, bytes that are not UTF-8 an
 are not HTTP. Whatever they send, /healthz answers within a second, every answer is JSON without
 the request echoed or a version disclosed, and stderr stays JSON lines."""
 
+import errno
 import http.client
+import io
 import json
+import logging
 import socket
 import time
 from collections.abc import Iterator
@@ -12,7 +15,9 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from services.status_server import ACCEPT_BACKLOG, StatusServer
+from services import status_server
+from services.logging_setup import configure_logging
+from services.status_server import StatusServer
 from tests.daemon import Daemon
 from tests.fake_kraken import FakeKraken
 from tests.probes import probe_blueprint
@@ -47,6 +52,16 @@ def closed_by_server(sock: socket.socket, within: float) -> bool:
     try:
         return sock.recv(1024) == b""
     except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def closed_now(sock: socket.socket) -> bool:
+    sock.setblocking(False)
+    try:
+        return sock.recv(1024) == b""
+    except BlockingIOError:
         return False
     except ConnectionResetError:
         return True
@@ -88,15 +103,17 @@ def test_more_connections_than_the_cap_close_the_oldest_idle_ones_and_healthz_an
         for sock in sockets[20:]:
             sock.sendall(b"GET /healthz HTTP/1.1\r\n")  # slow headers
         assert healthz_seconds(server.port) < 1
-        closed = [closed_by_server(sock, within=0.2) for sock in sockets]
+        time.sleep(0.3)
+        closed = [closed_now(sock) for sock in sockets]
         # The oldest were closed; a batch of connections accepted at once may exceed the cap briefly.
-        assert closed == sorted(closed, reverse=True) and closed.count(False) <= 8 + ACCEPT_BACKLOG
+        assert closed == sorted(closed, reverse=True) and closed.count(False) <= 8 + status_server.ACCEPT_BACKLOG
     finally:
         server.stop()
 
 
 def test_at_the_fd_limit_idle_clients_do_not_stop_healthz_and_stderr_stays_json(tmp_path, fake: FakeKraken, sockets):
-    """The daemon limited to 128 file descriptors, 300 idle and 30 slow-header connections."""
+    """The daemon limited to 128 file descriptors (it needs about 11), 120 idle and 30 slow-header
+    connections."""
     operation = paper_operation(tmp_path, fake, {"dca": dca_blueprint()})
     Minutes(fake, 4)
     daemon = Daemon([str(operation), "--data-dir", str(tmp_path / "state"), "--http", "127.0.0.1:0"],
@@ -104,9 +121,9 @@ def test_at_the_fd_limit_idle_clients_do_not_stop_healthz_and_stderr_stays_json(
     try:
         (listening,) = wait_for(daemon, "status_server_started")
         port = listening["port"]
-        for index in range(330):
+        for index in range(150):
             sock = connect(port)
-            if index >= 300:
+            if index >= 120:
                 sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
             sockets.append(sock)
         time.sleep(0.5)
@@ -162,3 +179,20 @@ def test_a_request_aiohttp_cannot_parse_gets_a_json_400_without_echo_or_versions
     assert headers["Server"] == "opdaemon"
     _, headers, _ = raw_request(server.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert headers["Server"] == "opdaemon"
+
+
+def test_a_library_error_with_a_traceback_is_one_json_line():
+    """What asyncio reports at the fd limit (or aiohttp on a broken connection) goes through the
+    daemon's log, never as a plain-text traceback on stderr."""
+    stream = io.StringIO()
+    configure_logging("json", "info", stream=stream)
+    try:
+        raise OSError(errno.EMFILE, "Too many open files")
+    except OSError:
+        logging.getLogger("asyncio").error("socket.accept() out of system resource", exc_info=True)
+    logging.getLogger("aiohttp.access").info("not worth a line")  # below WARNING: dropped
+    (line,) = stream.getvalue().splitlines()
+    event = json.loads(line)
+    assert (event["event"], event["level"], event["logger"]) == ("library_log", "error", "asyncio")
+    assert event["message"] == "socket.accept() out of system resource"
+    assert event["error"] == "OSError: [Errno 24] Too many open files"

@@ -3,7 +3,8 @@
 Invariants: one client serves every strategy link and the market data of one API key (and URL),
 and it sends one request at a time with strictly increasing nonces, whatever thread asks; no
 text made here (`describe_error`, `root_cause`, `translate_error`) contains the API key or secret,
-whatever the exchange echoes back, nor a URL's `user:password@` part; ccxt's errors become the project's ExchangeError taxonomy here.
+whatever the exchange echoes back, nor a URL's `user:password@` part; ccxt's errors become the
+project's ExchangeError taxonomy here.
 """
 
 import base64
@@ -18,7 +19,6 @@ import ccxt
 from requests.exceptions import RequestException
 
 from backend.config.schema import LiveEnvironment
-from backend.redaction import without_url_credentials
 from backend.errors import (
     ExchangeError,
     FatalExchangeError,
@@ -26,6 +26,7 @@ from backend.errors import (
     SettingError,
     TemporaryExchangeError,
 )
+from backend.redaction import without_url_credentials
 
 REQUEST_TIMEOUT_MS = 10_000
 MAX_ERROR_TEXT = 300
