@@ -10,7 +10,8 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import structlog
@@ -48,20 +49,11 @@ def healthz_seconds(port: int) -> float:
 
 
 def closed_by_server(sock: socket.socket, within: float) -> bool:
+    """Whether the server closed sock, waiting up to `within` seconds (0: as things are now)."""
     sock.settimeout(within)
     try:
         return sock.recv(1024) == b""
-    except TimeoutError:
-        return False
-    except ConnectionResetError:
-        return True
-
-
-def closed_now(sock: socket.socket) -> bool:
-    sock.setblocking(False)
-    try:
-        return sock.recv(1024) == b""
-    except BlockingIOError:
+    except (TimeoutError, BlockingIOError):
         return False
     except ConnectionResetError:
         return True
@@ -75,40 +67,46 @@ def sockets() -> Iterator[list[socket.socket]]:
         sock.close()
 
 
-def test_idle_and_slow_header_connections_are_closed_after_the_idle_timeout(tmp_path, sockets):
-    service = gated_service(tmp_path, {"good": probe_blueprint("g")}, GatedSource())
-    server = StatusServer(service, "127.0.0.1", 0, idle_timeout=0.3)
-    server.start()
-    try:
-        idle = connect(server.port)
-        slow = connect(server.port)
-        sockets += [idle, slow]
-        slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and never the end of the header
-        for _ in range(3):
-            time.sleep(0.1)
-            slow.sendall(b"X-Slow: 1\r\n")  # a byte now and then does not keep it open
-        assert closed_by_server(idle, within=2)
-        assert closed_by_server(slow, within=2)
-        assert healthz_seconds(server.port) < 1
-    finally:
+@pytest.fixture
+def listening(tmp_path) -> Iterator[Callable[..., StatusServer]]:
+    """listen(**settings): a status server with these settings beside an idle operation."""
+    servers: list[StatusServer] = []
+
+    def listen(**settings: Any) -> StatusServer:
+        service = gated_service(tmp_path, {"good": probe_blueprint("g")}, GatedSource())
+        servers.append(StatusServer(service, "127.0.0.1", 0, **settings))
+        servers[-1].start()
+        return servers[-1]
+
+    yield listen
+    for server in servers:
         server.stop()
 
 
-def test_more_connections_than_the_cap_close_the_oldest_idle_ones_and_healthz_answers(tmp_path, sockets):
-    service = gated_service(tmp_path, {"good": probe_blueprint("g")}, GatedSource())
-    server = StatusServer(service, "127.0.0.1", 0, max_connections=8)
-    server.start()
-    try:
-        sockets += [connect(server.port) for _ in range(40)]
-        for sock in sockets[20:]:
-            sock.sendall(b"GET /healthz HTTP/1.1\r\n")  # slow headers
-        assert healthz_seconds(server.port) < 1
-        time.sleep(0.3)
-        closed = [closed_now(sock) for sock in sockets]
-        # The oldest were closed; a batch of connections accepted at once may exceed the cap briefly.
-        assert closed == sorted(closed, reverse=True) and closed.count(False) <= 8 + status_server.ACCEPT_BACKLOG
-    finally:
-        server.stop()
+def test_idle_and_slow_header_connections_are_closed_after_the_idle_timeout(listening, sockets):
+    server = listening(idle_timeout=0.3)
+    idle = connect(server.port)
+    slow = connect(server.port)
+    sockets += [idle, slow]
+    slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and never the end of the header
+    for _ in range(3):
+        time.sleep(0.1)
+        slow.sendall(b"X-Slow: 1\r\n")  # a byte now and then does not keep it open
+    assert closed_by_server(idle, within=2)
+    assert closed_by_server(slow, within=2)
+    assert healthz_seconds(server.port) < 1
+
+
+def test_more_connections_than_the_cap_close_the_oldest_idle_ones_and_healthz_answers(listening, sockets):
+    server = listening(max_connections=8)
+    sockets += [connect(server.port) for _ in range(40)]
+    for sock in sockets[20:]:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")  # slow headers
+    assert healthz_seconds(server.port) < 1
+    time.sleep(0.3)
+    closed = [closed_by_server(sock, within=0) for sock in sockets]
+    # The oldest were closed; a batch of connections accepted at once may exceed the cap briefly.
+    assert closed == sorted(closed, reverse=True) and closed.count(False) <= 8 + status_server.ACCEPT_BACKLOG
 
 
 def test_at_the_fd_limit_idle_clients_do_not_stop_healthz_and_stderr_stays_json(tmp_path, fake: FakeKraken, sockets):
