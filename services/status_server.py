@@ -250,7 +250,6 @@ class StatusServer:
         app.router.add_post("/strategies/{link}/{action}", self._control)
         app.router.add_post("/reload", self._reload)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5)  # its connections are made in _accept
-        listener: asyncio.Server | None = None
         try:
             await self._runner.setup()
             # Not a TCPSite: aiohttp has no connection cap, so connections are made here (_accept).
@@ -334,11 +333,10 @@ class StatusServer:
         if self._token is None:
             return _error(403, "control endpoints are disabled: set control_token_env in the operation file "
                                "and that environment variable")
-        given = request.headers.get("Authorization", "")
-        scheme, _, token = given.partition(" ")
-        # surrogateescape: aiohttp keeps a header's bytes that are not UTF-8 as lone surrogates.
-        given_token = token.strip().encode("utf-8", "surrogateescape")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given_token, self._token.encode()):
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        # surrogateescape: aiohttp (and os.environ) keep bytes that are not UTF-8 as lone surrogates.
+        given, expected = (text.encode("utf-8", "surrogateescape") for text in (token.strip(), self._token))
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given, expected):
             return web.json_response({"error": "a valid bearer token is required"}, status=401,
                                      headers={"WWW-Authenticate": "Bearer"})
         return None
