@@ -33,6 +33,10 @@ class OperatorOrderError(OpdaemonError):
     """An operator's order (force exit) that cannot be placed as asked: nothing held, no price yet."""
 
 
+class StateLostError(OpdaemonError):
+    """The state database was deleted or replaced while the daemon ran: nothing more can be kept."""
+
+
 class MissingDTOError(OpdaemonError):
     """A worker asked the tick cache for a DTO that no earlier worker produced this tick."""
 

@@ -122,6 +122,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=Path("var"),
                         help="where live and paper accounts, orders and fills are kept (default: ./var); "
                              "validate never opens it")
+    parser.add_argument("--new-state", action="store_true",
+                        help="start with fresh accounts when the data dir was used before but its database is "
+                             "missing (refused without it); never touches a database that exists; validate "
+                             "ignores it")
     parser.add_argument("--log-dir", type=Path, metavar="DIR",
                         help="also write JSON lines to DIR: one file per strategy link and daemon.jsonl, "
                              "rotated by size; stderr keeps every line; validate ignores it")
@@ -388,7 +392,8 @@ def _load(args: argparse.Namespace, shutdown: Shutdown,
             log.warning("option_ignored", option="--processes", reason=reason)
         store = None
         if any(isinstance(link.environment, LiveEnvironment) for link in operation.links):
-            store = cleanup.enter_context(closing(StateStore.open(args.data_dir, operation.path.stem)))
+            store = cleanup.enter_context(closing(StateStore.open(args.data_dir, operation.path.stem,
+                                                                    new_state=args.new_state)))
             log.info("state_store_opened", path=str(store.path))
         service = OperationService(operation, stop_event=shutdown.requested, store=store)
     except ConfigError as exc:

@@ -8,14 +8,12 @@ loses any `user:password@` part.
 
 import json
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
 from backend.config import LoadedOperation
+from backend.redaction import MASK, without_url_credentials
 from services.logging_setup import SECRET_KEY
-
-MASK = "***"
 
 
 def resolved_config(operation: LoadedOperation) -> dict[str, Any]:
@@ -48,13 +46,6 @@ def _masked(value: Any, key: str = "") -> Any:
         return [_masked(item, key) for item in value]
     if SECRET_KEY.search(key) and not key.endswith("_env") and value is not None:
         return MASK
-    if isinstance(value, str) and "://" in value:
-        return _without_userinfo(value)
+    if isinstance(value, str):
+        return without_url_credentials(value)
     return value
-
-
-def _without_userinfo(url: str) -> str:
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=f"{MASK}@{parts.netloc.rsplit('@', 1)[1]}"))

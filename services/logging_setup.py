@@ -8,6 +8,9 @@ With a log dir (`LogFiles`), every line is also written, always as JSON, to one 
 link and to `daemon.jsonl`, each rotated by size. A file write that fails drops that file only:
 it is reported once (`log_file_unavailable`) and the daemon keeps running on the other streams.
 
+Libraries' own warnings and errors (standard `logging`) become `library_log` events, so stderr
+stays JSON lines (with `--log-format json`) whatever a library reports.
+
 `stderr_lines_to` sends the stderr lines elsewhere for a while (the progress bars print them above
 themselves) and can hide some events from stderr only: the log files still get every line.
 """
@@ -27,15 +30,43 @@ from typing import Any, Literal, Protocol, TextIO
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
 
+from backend.redaction import MASK, without_url_credentials
+
 SECRET_KEY = re.compile(r"(secret|api_?key|password|token|signature)", re.IGNORECASE)
 
 
 def mask_secrets(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Replace the value of every field whose name looks like a credential."""
-    for key in event:
+    """Replace the value of every field whose name looks like a credential, and the
+    `user:password@` part of any URL in a text field."""
+    for key, value in event.items():
         if SECRET_KEY.search(key):
-            event[key] = "***"
+            event[key] = MASK
+        elif isinstance(value, str):
+            event[key] = without_url_credentials(value)
     return event
+
+
+class _LibraryLogBridge(logging.Handler):
+    """Warnings and errors of libraries' standard loggers (asyncio, aiohttp, urllib3...) as log
+    events of their own (`library_log`), never as plain text or a traceback on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            error = record.exc_info[1] if record.exc_info else None
+            structlog.get_logger(record.name).log(
+                record.levelno, "library_log", logger=record.name, message=record.getMessage(),
+                **({"error": f"{type(error).__name__}: {error}"} if error is not None else {}))
+        except Exception:  # logging never raises in the caller
+            pass
+
+
+def _bridge_library_logs() -> None:
+    """Route the standard loggers' WARNING and above through structlog (once, however often
+    logging is configured)."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _LibraryLogBridge)]:
+        root.removeHandler(handler)
+    root.addHandler(_LibraryLogBridge(logging.WARNING))
 
 
 class LineStream(Protocol):
@@ -295,3 +326,4 @@ def configure_logging(
         logger_factory=lambda *_args: output,
         cache_logger_on_first_use=False,
     )
+    _bridge_library_logs()

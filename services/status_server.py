@@ -9,6 +9,13 @@ the POST endpoints need `Authorization: Bearer <token>`, the token read from the
 variable the operation file names in `control_token_env`, and are refused (403) without one;
 a request that waits on the runs (stop, start, reload) never blocks the event loop;
 `stop()` returns within its timeout whatever a client does.
+
+Hostile clients: a connection that has not sent a whole request within `idle_timeout` (idle, or
+sending its header slowly) is closed (aiohttp's keep-alive timeout, which counts from the
+connection's start); at most `max_connections` are open at once, a new one closing the oldest
+that is not in a request, so /healthz answers however many a client opens and the process never
+reaches its file descriptor limit through this server; a request aiohttp cannot parse gets a
+JSON 400 that does not echo it, and no answer names aiohttp's or Python's version.
 """
 
 import asyncio
@@ -19,7 +26,8 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from http import HTTPStatus
 from typing import Any
 
 import structlog
@@ -37,6 +45,13 @@ from services.strategy_run import LATENCY_BUCKETS, RunStatus, StrategyRun
 log = structlog.get_logger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
+IDLE_TIMEOUT_SECONDS = 10.0
+MAX_CONNECTIONS = 32
+# asyncio accepts up to `backlog` connections at once before it makes their handlers (and so
+# before any is closed to make room): the descriptors this server holds stay below
+# MAX_CONNECTIONS + ACCEPT_BACKLOG, however many clients connect.
+ACCEPT_BACKLOG = 64
+SERVER_HEADER = "opdaemon"  # never aiohttp's default, which names its and Python's versions
 
 
 def _equity(run: StrategyRun) -> tuple[float, float, float, float, dict[str, dict]]:
@@ -135,6 +150,22 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
+class _JsonErrorHandler(web.RequestHandler):
+    """aiohttp's connection handler, answering a request it cannot parse (or a failure outside the
+    application) with a JSON error that does not echo the request, logged at debug level only:
+    any client can send one, and the log must not fill with them."""
+
+    def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        log.debug("status_server_bad_request", status=status, error=type(exc).__name__ if exc else None)
+        if request.writer.output_size > 0:  # the answer had begun: only closing is left
+            raise ConnectionError("the answer had begun; the connection is closed")
+        response = _error(status, HTTPStatus(status).phrase)
+        response.headers["Server"] = SERVER_HEADER
+        response.force_close()
+        return response
+
+
 @web.middleware
 async def _json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     """Every failure answered as JSON: unknown paths and methods too, and never a traceback."""
@@ -153,11 +184,15 @@ class StatusServer:
     """Start with `start()` (returns once it listens; `port` is the one bound), end with `stop()`."""
 
     def __init__(self, service: OperationService, host: str = DEFAULT_HOST, port: int = 0,
-                 token: str | None = None) -> None:
+                 token: str | None = None, idle_timeout: float = IDLE_TIMEOUT_SECONDS,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
         """token: the bearer token the POST endpoints require; None disables them."""
         self._service = service
         self.host, self.port = host, port
         self._token = token
+        self._idle_timeout = idle_timeout
+        self._max_connections = max_connections
+        self._busy: set[web.RequestHandler] = set()  # connections in a request: never closed to make room
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(OperationCollector(service))
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -171,7 +206,8 @@ class StatusServer:
     def for_operation(cls, service: OperationService, host: str, port: int) -> "StatusServer":
         """The token from the environment variable the operation names (`control_token_env`)."""
         variable = service.operation.config.control_token_env
-        token = os.environ.get(variable) if variable else None
+        # Stripped: a token read from a secret file keeps its newline, which no client sends.
+        token = os.environ.get(variable, "").strip() if variable else None
         return cls(service, host, port, token or None)
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -207,7 +243,8 @@ class StatusServer:
 
     async def _main(self) -> None:
         self._stopped = asyncio.Event()
-        app = web.Application(middlewares=[_json_errors])
+        app = web.Application(middlewares=[_json_errors, self._mark_busy])
+        app.on_response_prepare.append(_set_server_header)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/metrics", self._metrics)
@@ -218,14 +255,13 @@ class StatusServer:
         app.router.add_post("/strategies/{link}/force-entry/{asset:.+}", self._force_entry)
         app.router.add_post("/strategies/{link}/{action}", self._control)
         app.router.add_post("/reload", self._reload)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        self._runner = web.AppRunner(app, shutdown_timeout=0.5)  # its connections are made in _accept
         try:
             await self._runner.setup()
-            site = web.TCPSite(self._runner, self.host, self.port)
-            await site.start()
-            sockets = site._server.sockets if site._server is not None else ()  # type: ignore[attr-defined]
-            if sockets:
-                self.port = sockets[0].getsockname()[1]
+            # Not a TCPSite: aiohttp has no connection cap, so connections are made here (_accept).
+            listener = await asyncio.get_running_loop().create_server(
+                self._accept, self.host, self.port, reuse_address=True, backlog=ACCEPT_BACKLOG)
+            self.port = listener.sockets[0].getsockname()[1]
         except BaseException as exc:
             self._start_error = exc
             await self._runner.cleanup()
@@ -233,7 +269,33 @@ class StatusServer:
             return
         self._ready.set()
         await self._stopped.wait()
+        listener.close()
         await self._runner.cleanup()
+
+    def _accept(self) -> web.RequestHandler:
+        """The handler of a new connection, once there is room for it: the oldest connection not in
+        a request is closed when `max_connections` are open."""
+        assert self._runner is not None and self._runner.server is not None
+        server = self._runner.server
+        # Oldest first; one closed a moment ago stays listed until its task has ended.
+        open_connections = [handler for handler in server.connections if handler.transport is not None]
+        if len(open_connections) >= self._max_connections:
+            idle = [handler for handler in open_connections if handler not in self._busy]
+            for handler in idle[:len(open_connections) - self._max_connections + 1]:
+                handler.force_close()
+        # access_log None: no access log (aiohttp's own way to turn it off; its hint says Logger).
+        return _JsonErrorHandler(server, loop=asyncio.get_running_loop(), keepalive_timeout=self._idle_timeout,
+                                 access_log=None)  # type: ignore[arg-type]
+
+    @web.middleware
+    async def _mark_busy(self, request: web.Request,
+                         handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        connection = request.protocol
+        self._busy.add(connection)
+        try:
+            return await handler(request)
+        finally:
+            self._busy.discard(connection)
 
     # --- endpoints -----------------------------------------------------------------------------
 
@@ -277,9 +339,10 @@ class StatusServer:
         if self._token is None:
             return _error(403, "control endpoints are disabled: set control_token_env in the operation file "
                                "and that environment variable")
-        given = request.headers.get("Authorization", "")
-        scheme, _, token = given.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self._token.encode()):
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        # surrogateescape: aiohttp (and os.environ) keep bytes that are not UTF-8 as lone surrogates.
+        given, expected = (text.encode("utf-8", "surrogateescape") for text in (token.strip(), self._token))
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given, expected):
             return web.json_response({"error": "a valid bearer token is required"}, status=401,
                                      headers={"WWW-Authenticate": "Bearer"})
         return None
@@ -375,6 +438,10 @@ class StatusServer:
                 "orders": dict(account.order_outcomes), "unsettled_orders": len(account.unsettled_orders),
             },
         }
+
+
+async def _set_server_header(_request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = SERVER_HEADER
 
 
 def _dumps(value: Any) -> str:

@@ -356,6 +356,45 @@ def test_a_second_daemon_on_the_same_data_dir_exits_2_naming_the_lock(tmp_path, 
     assert_books_match_the_exchange(data_dir, fake)
 
 
+def test_a_database_deleted_while_running_stops_trading_and_the_next_start_needs_new_state(tmp_path, fake,
+                                                                                         daemons):
+    operation, data_dir = live_operation(tmp_path, fake), tmp_path / "state"
+    database = data_dir / f"{STEM}.sqlite3"
+    minutes = Minutes(fake, 4)
+    first = daemons(operation, data_dir)
+    wait_for(first, "order_filled")
+    for path in data_dir.glob(f"{STEM}.sqlite3*"):  # with its -wal and -shm files
+        path.unlink()
+    minutes.add()  # the next candle: its write finds the database gone
+    (lost,) = wait_for(first, "state_database_lost")
+    assert (lost["path"], lost["reason"]) == (str(database), "deleted")
+    (failed,) = wait_for(first, "strategy_run_failed")
+    assert "was deleted while running" in failed["error"] and "--new-state" in failed["error"]
+    assert len(fake.received("private/AddOrder")) == 1  # no order without its intent journaled
+    first.signal(signal.SIGTERM)
+    assert first.finish()[0] == 1
+
+    second = daemons(operation, data_dir, module=REAL_CLI)
+    code, _ = second.finish()
+    assert code == 2, second.stderr
+    assert f"run-operation: config error: {database}: the database is missing" in second.stderr
+    assert "--new-state" in second.stderr and not database.exists()
+    assert_no_traceback(second)
+
+    third = Daemon([str(operation), "--data-dir", str(data_dir), "--new-state"], module=FAST_CLI, env=CREDENTIALS)
+    try:
+        wait_for(third, "warmup_replayed")
+        # Fresh accounts, as asked; the exchange still holds the first daemon's BTC, which the
+        # start-up reconciliation reports (and pauses the buys) rather than ignores.
+        wait_for(third, "reconciliation_mismatch")
+        stop(third)
+    finally:
+        if third.process.poll() is None:
+            third.process.kill()
+    with state_of(data_dir) as store:
+        assert account_of(store).trades == 0 and store.fills(LINK) == []
+
+
 def _foreign_database(path: Path) -> None:
     with closing_connection(sqlite3.connect(path)) as db:
         db.execute("CREATE TABLE notes (text TEXT)")

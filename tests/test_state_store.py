@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from backend.dtos import AccountState, PositionState
-from backend.errors import ConfigError
+from backend.errors import ConfigError, StateLostError
 from backend.state import FillRecord, LinkControls, OrderRecord, OrderState, StateStore
 from backend.state.store import LINK_CONTROLS_TABLE, SCHEMA, SCHEMA_VERSION
 
@@ -176,3 +176,27 @@ def test_a_data_dir_that_is_a_file_is_named_as_such(tmp_path):
     with pytest.raises(ConfigError, match="is a file, not a directory") as raised:
         StateStore.open(tmp_path / "var", "op")
     assert raised.value.key == "--data-dir"
+
+
+def test_a_database_replaced_while_open_refuses_every_write_and_the_replacement_is_kept(store, tmp_path):
+    store.save_account("a@live", AccountState(10_000, 10_000, 0, 10_000, 0, 0, {}))
+    replacement = tmp_path / "copy.sqlite3"
+    replacement.write_bytes(store.path.read_bytes())
+    replacement.replace(store.path)  # another inode at the same path (a restore, a sync tool)
+    before = digest(store.path)
+    for write in (lambda: store.record_intent(intent()), lambda: store.save_link_controls("a@live", LinkControls()),
+                  lambda: store.save_account("a@live", AccountState(10_000, 1, 0, 10_000, 0, 0, {}))):
+        with pytest.raises(StateLostError, match="was replaced by another file while running"):
+            write()
+    assert digest(store.path) == before
+
+
+def test_a_missing_database_after_an_earlier_run_is_created_only_with_new_state(tmp_path):
+    StateStore.open(tmp_path, "op").close()
+    (tmp_path / "op.sqlite3").unlink()
+    with pytest.raises(ConfigError, match="--new-state"):
+        StateStore.open(tmp_path, "op")
+    assert not (tmp_path / "op.sqlite3").exists()
+    StateStore.open(tmp_path, "op", new_state=True).close()
+    assert (tmp_path / "op.sqlite3").exists()
+    StateStore.open(tmp_path, "other").close()  # a first start needs nothing

@@ -1,10 +1,11 @@
 """The shape of every YAML file under config/, as strict pydantic models."""
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+$", min_length=1)]
 Timeframe = Annotated[str, Field(pattern=r"^[1-9][0-9]*[mhd]$")]
@@ -13,6 +14,21 @@ Symbol = Annotated[str, Field(pattern=r"^[A-Z0-9]+/[A-Z0-9]+$")]
 PluginName = Annotated[str, Field(
     pattern=r"^([A-Za-z0-9_\-]+|[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*)$"
 )]
+
+# The name of an environment variable: what a key, secret or token pasted in its place never is
+# (Kraken's keys are longer and base64, with + / =). The value is never repeated in the message.
+ENVIRONMENT_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}")
+
+
+def _is_variable_name(name: str) -> str:
+    if not ENVIRONMENT_VARIABLE_NAME.fullmatch(name):
+        raise ValueError("must be the name of an environment variable (letters, digits and _, not starting with a "
+                         "digit, at most 48 characters), never the key, secret or token itself; the value given is "
+                         "not shown")
+    return name
+
+
+EnvironmentVariableName = Annotated[str, AfterValidator(_is_variable_name)]
 
 
 class StrictModel(BaseModel):
@@ -43,7 +59,7 @@ class OperationConfig(StrictModel):
     shutdown_timeout_seconds: float = Field(default=5, gt=0)
     # The status server (--http): the name of the environment variable holding the bearer token
     # its POST endpoints require (never the token); unset: those endpoints are disabled.
-    control_token_env: str | None = None
+    control_token_env: EnvironmentVariableName | None = None
     # The status server's /readyz: a live feed is stale once its last candle is older than its
     # timeframe plus this margin.
     freshness_margin_seconds: float = Field(default=60, gt=0)
@@ -141,8 +157,8 @@ class LiveEnvironment(AccountSettings):
     timeframe: Timeframe
     mode: Literal["paper", "live"] = "paper"
     allow_live_orders: StrictBool = False  # a safety switch: the literal `true` only, never yes, on, True or 1
-    api_key_env: str = "KRAKEN_API_KEY"  # names of environment variables, never the keys
-    api_secret_env: str = "KRAKEN_API_SECRET"
+    api_key_env: EnvironmentVariableName = "KRAKEN_API_KEY"  # names of environment variables, never the keys
+    api_secret_env: EnvironmentVariableName = "KRAKEN_API_SECRET"
     # websocket: candles streamed (REST backfills what a reconnect missed); rest: polled.
     market_data: Literal["websocket", "rest"] = "websocket"
     poll_interval_seconds: float = Field(default=15, gt=0)  # market_data: rest

@@ -5,6 +5,13 @@ it, held for the process's lifetime); a database with an unknown, newer schema v
 cannot be read is refused and left untouched; every method commits before it returns, so what a
 caller was told is written survives kill -9; an order's intent is written before it is sent; an
 older schema is migrated by the explicit steps in MIGRATIONS, never by rewriting the database.
+
+A database that vanished is never silently replaced: while running, every write first checks that
+the file at `path` is still the one opened (same device and inode) and otherwise raises
+StateLostError (logged once as `state_database_lost`), so the link writing fails and stops
+trading instead of writing into a file nobody will read again; at start, a data dir whose lock
+file shows an earlier run but whose database is missing is a config error unless `new_state`
+(`--new-state`) asks for fresh accounts.
 """
 
 import fcntl
@@ -16,8 +23,12 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
+import structlog
+
 from backend.dtos import AccountState, PositionState
-from backend.errors import ConfigError
+from backend.errors import ConfigError, StateLostError
+
+log = structlog.get_logger(__name__)
 
 SCHEMA_VERSION = 3
 # What an operator asked of a link through the control API (paused, stopped), kept across restarts.
@@ -127,10 +138,13 @@ class StateStore:
         self._db = connection
         self._lock = threading.Lock()
         self._lock_fd = lock_fd
+        self._identity = _file_identity(path)
+        self._lost: str | None = None  # why the database file is no longer the one opened
 
     @classmethod
-    def open(cls, data_dir: Path, operation_name: str) -> "StateStore":
-        """Lock the data dir for this operation and open (or create) its database."""
+    def open(cls, data_dir: Path, operation_name: str, new_state: bool = False) -> "StateStore":
+        """Lock the data dir for this operation and open (or create) its database; a database
+        missing after an earlier run (its lock file is there) is created only with new_state."""
         if data_dir.exists() and not data_dir.is_dir():
             raise ConfigError(data_dir, "is a file, not a directory", "--data-dir")
         try:
@@ -138,8 +152,14 @@ class StateStore:
         except OSError as exc:
             raise ConfigError(data_dir, f"cannot create the data dir: {exc.strerror}", "--data-dir") from None
         path = data_dir / f"{operation_name}.sqlite3"
-        lock_fd = _lock_exclusively(data_dir / f"{operation_name}.lock")
+        lock_path = data_dir / f"{operation_name}.lock"
+        used_before = lock_path.exists()
+        lock_fd = _lock_exclusively(lock_path)
         try:
+            if used_before and not path.exists() and not new_state:
+                raise ConfigError(path, f"the database is missing, but {lock_path} shows an earlier run used this "
+                                  "data dir: its accounts would silently start over. Restore the database, or pass "
+                                  "--new-state to start with fresh accounts")
             connection = _open_database(path)
         except BaseException:
             os.close(lock_fd)
@@ -170,6 +190,7 @@ class StateStore:
     def save_account(self, link: str, account: AccountState, cursor: tuple[str, datetime] | None = None) -> None:
         """The account, and with it the last processed candle of a symbol, in one transaction."""
         with self._lock, self._db:
+            self._check_file()
             self._write_account(link, account)
             if cursor is not None:
                 self._db.execute("INSERT OR REPLACE INTO cursors VALUES (?, ?, ?)",
@@ -183,6 +204,7 @@ class StateStore:
 
     def set_account_mode(self, link: str, mode: str) -> None:
         with self._lock, self._db:
+            self._check_file()
             self._db.execute("UPDATE accounts SET mode = ? WHERE link = ?", (mode, link))
 
     def cursors(self, link: str) -> dict[str, datetime]:
@@ -198,6 +220,7 @@ class StateStore:
 
     def save_link_controls(self, link: str, controls: LinkControls) -> None:
         with self._lock, self._db:
+            self._check_file()
             self._db.execute("INSERT OR REPLACE INTO link_controls VALUES (?, ?, ?, ?)",
                              (link, int(controls.paused), int(controls.stopped), _now()))
 
@@ -205,6 +228,7 @@ class StateStore:
 
     def record_intent(self, order: OrderRecord) -> None:
         with self._lock, self._db:
+            self._check_file()
             now = (order.created_at or datetime.now(UTC)).isoformat()
             self._db.execute(
                 "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -215,11 +239,13 @@ class StateStore:
     def update_order(self, client_order_id: str, state: OrderState, exchange_order_id: str | None = None,
                      detail: str | None = None) -> None:
         with self._lock, self._db:
+            self._check_file()
             self._set_order_state(client_order_id, state, exchange_order_id, detail)
 
     def record_fill(self, link: str, fill: FillRecord, account: AccountState, order_state: OrderState) -> None:
         """The fill, the account it produced and the order's new state: all or nothing."""
         with self._lock, self._db:
+            self._check_file()
             self._db.execute(
                 "INSERT INTO fills (client_order_id, link, asset, side, quantity, price, fee, candle_time, "
                 "exchange_order_id, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -260,6 +286,18 @@ class StateStore:
 
     # --- internals (caller holds the lock, inside a transaction) --------------------------------
 
+    def _check_file(self) -> None:
+        """StateLostError unless `path` is still the file opened: a write to a deleted (or
+        replaced) database would be lost at exit, and the next start would find other accounts."""
+        if self._lost is None:
+            identity = _file_identity(self.path)
+            if identity == self._identity:
+                return
+            self._lost = "deleted" if identity is None else "replaced by another file"
+            log.error("state_database_lost", path=str(self.path), reason=self._lost)
+        raise StateLostError(f"the state database {self.path} was {self._lost} while running; nothing more "
+                             "is written to it (restore it, or restart with --new-state for fresh accounts)")
+
     def _write_account(self, link: str, account: AccountState) -> None:
         self._db.execute(
             "INSERT INTO accounts (link, starting_capital, cash, fees_paid, peak_equity, max_drawdown_pct, trades, "
@@ -280,6 +318,15 @@ class StateStore:
             "UPDATE orders SET state = ?, exchange_order_id = COALESCE(?, exchange_order_id), "
             "detail = COALESCE(?, detail), updated_at = ? WHERE client_order_id = ?",
             (state.value, exchange_order_id, detail, _now(), client_order_id))
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at path; None when there is none."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino
 
 
 def _lock_exclusively(lock_path: Path) -> int:

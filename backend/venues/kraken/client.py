@@ -4,7 +4,8 @@ Invariants: one client serves every strategy link and the market data of one API
 and it sends one request at a time with strictly increasing nonces, whatever thread asks; once the
 daemon stops, a request still waiting for its turn is never sent (RequestNotSent); no
 text made here (`describe_error`, `root_cause`, `translate_error`) contains the API key or secret,
-whatever the exchange echoes back; ccxt's errors become the project's ExchangeError taxonomy here.
+whatever the exchange echoes back, nor a URL's `user:password@` part; ccxt's errors become the
+project's ExchangeError taxonomy here.
 """
 
 import base64
@@ -26,6 +27,7 @@ from backend.errors import (
     SettingError,
     TemporaryExchangeError,
 )
+from backend.redaction import without_url_credentials
 
 REQUEST_TIMEOUT_MS = 10_000
 MAX_ERROR_TEXT = 300
@@ -201,6 +203,7 @@ def _http_status(error: BaseException) -> str | None:
 
 
 def _safe(text: str, client: ccxt.Exchange | None) -> str:
+    text = without_url_credentials(text)
     if client is not None:
         for credential in (client.apiKey, client.secret):
             if credential:

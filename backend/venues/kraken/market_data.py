@@ -24,6 +24,7 @@ from backend.errors import ExchangeUnavailableError, SettingError
 from backend.market_data.candle_checks import CandleSequence, candle_problem, log_data_gap
 from backend.market_data.raw_tick import RawTick
 from backend.market_data.tick_source import TickSource
+from backend.redaction import without_url_credentials
 from backend.venues.kraken.client import (
     describe_error,
     is_key_rejected,
@@ -158,7 +159,7 @@ class KrakenCandleSource(TickSource):
 
     @property
     def _url(self) -> str:
-        return str(self._client.urls["api"]["public"])
+        return without_url_credentials(str(self._client.urls["api"]["public"]))
 
     def resume_after(self, cursors: dict[str, datetime]) -> None:
         self._resume_after_ms = {symbol: int(moment.timestamp() * 1000) for symbol, moment in cursors.items()}
