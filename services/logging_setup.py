@@ -233,10 +233,8 @@ def forward_events_to(sink: EventSink | None) -> None:
 def _forward_to_sink(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     sink = _event_sink
     if sink is not None:
-        try:
+        with contextlib.suppress(Exception):  # the line is written whatever the sink does
             sink(event)
-        except Exception:  # the line is written whatever the sink does
-            pass
     return event
 
 

@@ -11,6 +11,7 @@ holds tokens) is read once at start and never logged, printed or put in an error
 """
 
 import contextlib
+import contextvars
 import json
 import logging
 import os
@@ -79,7 +80,7 @@ def resolve_targets(operation: LoadedOperation, environ: Mapping[str, str] = os.
         url = environ.get(config.url_env, "").strip()
         if not url:
             raise ConfigError(operation.path, f"environment variable {config.url_env} is not set or empty", key)
-        service = apprise.Apprise.instantiate(url)
+        service = apprise.Apprise.instantiate(url, asset=_asset(apprise))
         if service is None:
             raise ConfigError(operation.path, f"environment variable {config.url_env} does not hold a URL apprise "
                                               "accepts (its value is not shown)", key)
@@ -87,6 +88,15 @@ def resolve_targets(operation: LoadedOperation, environ: Mapping[str, str] = os.
         service.socket_connect_timeout = service.socket_read_timeout = config.timeout_seconds
         targets.append(Target(config, service, url))
     return targets
+
+
+def _asset(apprise: Any) -> Any:
+    """Sending in the channel's own (daemon) thread: apprise 2 otherwise sends from a thread pool
+    the interpreter waits for at exit, so a receiver that hangs would hold the daemon's exit."""
+    try:
+        return apprise.AppriseAsset(service_timeout=0)  # apprise 2: 0 = no pool, no deadline of its own
+    except (TypeError, AttributeError):  # apprise 1 has no such setting and always sends in the caller's thread
+        return apprise.AppriseAsset()
 
 
 @dataclass(frozen=True)
@@ -201,14 +211,18 @@ class Channel:
 
     def _send(self, notification: Notification) -> None:
         self._sent_at.append(time.monotonic())
-        _apprise_warnings.pop(threading.get_ident(), None)
+        warnings: list[str] = []
+        kept = _apprise_warnings.set(warnings)
         try:
             delivered = bool(self._sender.notify(body=notification.body, title=notification.title,
                                                  notify_type=notification.severity))
         except Exception as exc:  # a plugin's bug must not end the thread
-            delivered, _apprise_warnings[threading.get_ident()] = False, type(exc).__name__
+            delivered = False
+            warnings.append(type(exc).__name__)
+        finally:
+            _apprise_warnings.reset(kept)
         if not delivered:
-            reason = _apprise_warnings.pop(threading.get_ident(), "the service did not take it")
+            reason = warnings[-1] if warnings else "the service did not take it"
             log.warning("notification_failed", target=self.target.name, notification=notification.kind,
                         error=masked(reason, self.target.url))
 
@@ -220,7 +234,9 @@ class Notifier:
         self.channels = [Channel(target, operation_name) for target in targets]
         self._operation_name = operation_name
         self._flush_seconds = flush_seconds
-        self._routes = {log_event: [c for c in self.channels if kind in c.events] for log_event, kind in LOG_EVENTS.items()}
+        # log event -> (its `events:` name, the channels that want it)
+        self._routes = {log_event: (kind, [channel for channel in self.channels if kind in channel.events])
+                        for log_event, kind in LOG_EVENTS.items()}
 
     @classmethod
     def for_operation(cls, operation: LoadedOperation) -> "Notifier | None":
@@ -231,11 +247,10 @@ class Notifier:
         return cls(operation.config.display_name, targets, operation.config.shutdown_timeout_seconds)
 
     def __call__(self, event: Mapping[str, Any]) -> None:
-        name = event.get("event")
-        channels = self._routes.get(name) if isinstance(name, str) else None
+        kind, channels = self._routes.get(str(event.get("event")), ("", []))
         if not channels:
             return
-        notification = notification_of(self._operation_name, LOG_EVENTS[name], event)
+        notification = notification_of(self._operation_name, kind, event)
         for channel in channels:
             channel.offer(notification)
 
@@ -254,19 +269,23 @@ class Notifier:
 
 # --- apprise's own log lines -------------------------------------------------------------------
 
-_apprise_warnings: dict[int, str] = {}  # thread id -> the last warning apprise logged in it
+# The warnings apprise logs while one send is under way (its context is copied into the threads
+# apprise may send from), the last one being the reason a send failed.
+_apprise_warnings: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("apprise_warnings", default=None)
 
 
 class _KeepWarnings(logging.Handler):
-    """Keeps apprise's last warning per thread, as the reason of a failed send; prints nothing
-    (its lines may name a URL, and stderr holds JSON lines only)."""
+    """Keeps apprise's warnings for the send under way; prints nothing (stderr holds JSON lines only)."""
 
     def emit(self, record: logging.LogRecord) -> None:
         with contextlib.suppress(Exception):
-            _apprise_warnings[record.thread or 0] = record.getMessage()
+            warnings = _apprise_warnings.get()
+            if warnings is not None:
+                warnings.append(record.getMessage())
 
 
 def _keep_apprise_logs_off_stderr() -> None:
+    """apprise's lines only ever reach _KeepWarnings, even where the root logger prints."""
     logger = logging.getLogger("apprise")
     logger.propagate = False
     logger.setLevel(logging.WARNING)

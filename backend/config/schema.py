@@ -36,14 +36,13 @@ class StrategyLink(StrictModel):
 NotificationEvent = Literal[
     "fill", "run_failed", "run_stalled", "feed_stale", "reconciliation_mismatch", "daemon_started", "daemon_stopped",
 ]
-NOTIFICATION_EVENTS: tuple[str, ...] = get_args(NotificationEvent)
 EnvironmentVariable = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
 
 class NotificationTarget(StrictModel):
     # The name of the environment variable holding an apprise URL (never the URL: it holds secrets).
     url_env: EnvironmentVariable
-    events: list[NotificationEvent] = Field(default_factory=lambda: list(NOTIFICATION_EVENTS), min_length=1)
+    events: list[NotificationEvent] = Field(default_factory=lambda: list(get_args(NotificationEvent)), min_length=1)
     # More in any 60 s are held back and announced as one summary once the minute allows.
     max_per_minute: int = Field(default=20, gt=0)
     timeout_seconds: float = Field(default=5, gt=0)  # one send: connecting, and again waiting for the answer
