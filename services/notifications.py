@@ -6,7 +6,8 @@ it is routed to by a non-blocking append to that target's bounded queue (when fu
 dropped, counted and reported as `notification_dropped`); each target sends from its own daemon
 thread, at most `max_per_minute` in any 60 s (the excess is counted and announced as one summary
 once the window allows), each send bounded by `timeout_seconds`; a send that fails is logged as
-`notification_failed`. A target is named everywhere by its environment variable: its URL (which
+`notification_failed`. The events of backtest environments' runs are not sent (a replay is not
+news). A target is named everywhere by its environment variable: its URL (which
 holds tokens) is read once at start and never logged, printed or put in an error.
 """
 
@@ -25,7 +26,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import structlog
 
-from backend.config import LoadedOperation
+from backend.config import BacktestEnvironment, LoadedOperation
 from backend.config.schema import NotificationTarget
 from backend.errors import ConfigError
 from services.logging_setup import forward_events_to
@@ -230,10 +231,13 @@ class Channel:
 class Notifier:
     """Routes the logged events to the channels that want them (the logging sink)."""
 
-    def __init__(self, operation_name: str, targets: list[Target], flush_seconds: float) -> None:
+    def __init__(self, operation_name: str, targets: list[Target], flush_seconds: float,
+                 backtest_environments: frozenset[str]) -> None:
+        """backtest_environments: the ids of the environments whose runs' events are not sent."""
         self.channels = [Channel(target, operation_name) for target in targets]
         self._operation_name = operation_name
         self._flush_seconds = flush_seconds
+        self._backtest_environments = backtest_environments
         # log event -> (its `events:` name, the channels that want it)
         self._routes = {log_event: (kind, [channel for channel in self.channels if kind in channel.events])
                         for log_event, kind in LOG_EVENTS.items()}
@@ -244,11 +248,13 @@ class Notifier:
         targets = resolve_targets(operation)
         if not targets:
             return None
-        return cls(operation.config.display_name, targets, operation.config.shutdown_timeout_seconds)
+        backtests = frozenset(link.link.execution_environment_id for link in operation.links
+                              if isinstance(link.environment, BacktestEnvironment))
+        return cls(operation.config.display_name, targets, operation.config.shutdown_timeout_seconds, backtests)
 
     def __call__(self, event: Mapping[str, Any]) -> None:
         kind, channels = self._routes.get(str(event.get("event")), ("", []))
-        if not channels:
+        if not channels or event.get("environment") in self._backtest_environments:  # a replay is not news
             return
         notification = notification_of(self._operation_name, kind, event)
         for channel in channels:
