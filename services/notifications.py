@@ -7,8 +7,9 @@ dropped, counted and reported as `notification_dropped`); each target sends from
 thread, at most `max_per_minute` in any 60 s (the excess is counted and announced as one summary
 once the window allows), each send bounded by `timeout_seconds`; a send that fails is logged as
 `notification_failed`. The events of backtest environments' runs are not sent (a replay is not
-news). A target is named everywhere by its environment variable: its URL (which
-holds tokens) is read once at start and never logged, printed or put in an error.
+news), and an operation of backtests only sends nothing. A target is named everywhere by its
+environment variable: its URL (which holds tokens) is read once at start and never logged,
+printed or put in an error.
 """
 
 import contextlib
@@ -244,12 +245,17 @@ class Notifier:
 
     @classmethod
     def for_operation(cls, operation: LoadedOperation) -> "Notifier | None":
-        """None when the operation notifies nobody; a ConfigError for a target that is not usable."""
+        """None when the operation notifies nobody (it has no target, or no live or paper link); a
+        ConfigError for a target that is not usable."""
         targets = resolve_targets(operation)
         if not targets:
             return None
         backtests = frozenset(link.link.execution_environment_id for link in operation.links
                               if isinstance(link.environment, BacktestEnvironment))
+        if all(link.link.execution_environment_id in backtests for link in operation.links):
+            log.warning("option_ignored", option="notifications",
+                        reason="the operation has no live or paper link, and a backtest's events are not sent")
+            return None
         return cls(operation.config.display_name, targets, operation.config.shutdown_timeout_seconds, backtests)
 
     def __call__(self, event: Mapping[str, Any]) -> None:

@@ -27,7 +27,6 @@ from services.notifications import LOG_EVENTS, Notifier, resolve_targets
 from tests.daemon import Daemon
 from tests.fake_kraken import FakeKraken
 from tests.helpers import backtest_environment, ticks_from_closes, write_config_tree
-from tests.probes import probe_blueprint
 from tests.test_lifecycle_daemon import paper_settings
 from tests.test_restart import CREDENTIALS, Minutes, dca_blueprint, wait_for
 
@@ -105,7 +104,8 @@ def receivers() -> Iterator:
 
 
 def backtest_operation(root: Path, **target: object) -> Path:
-    return write_config_tree(root, [("p", "bt")], {"p": probe_blueprint("p")}, {"bt": backtest_environment()},
+    return write_config_tree(root, [("p", "bt")], {"p": {**dca_blueprint(), "timeframe": "1h"}},
+                             {"bt": backtest_environment()},
                              ticks=ticks_from_closes([100.0] * 5),
                              operation_settings={"notifications": [{"url_env": URL_ENV, **target}]})
 
@@ -153,6 +153,17 @@ def test_print_config_shows_the_variable_never_the_url(tmp_path, capsys, monkeyp
     assert json.loads(out)["operation"]["notifications"] == [
         {"url_env": URL_ENV, "events": ["fill"], "max_per_minute": 20, "timeout_seconds": 5.0}]
     assert SECRET_TOKEN not in out and SECRET_PASSWORD not in out
+
+
+def test_an_operation_of_backtests_only_notifies_nobody_and_says_so(tmp_path, capsys, monkeypatch, receivers):
+    receiver = receivers()
+    monkeypatch.setenv(URL_ENV, receiver.url)
+    assert main([str(backtest_operation(tmp_path))]) == 0
+    _, err = capsys.readouterr()
+    (ignored,) = [line for line in json_lines(err) if line["event"] == "option_ignored"]
+    assert ignored["option"] == "notifications" and "no live or paper link" in ignored["reason"]
+    time.sleep(0.2)
+    assert receiver.received == []  # not even daemon_started: a replay is not news
 
 
 # --- the notifier in this process ------------------------------------------------------------
