@@ -159,13 +159,17 @@ class Channel:
             self._wake.notify()
 
     def close(self, deadline: float) -> None:
-        """Send what is queued until the monotonic deadline, then leave the thread (a daemon) be."""
+        """Send what is queued until the monotonic deadline; then what is left is dropped, and the
+        thread (a daemon) ends once the send it is in returns."""
         with self._wake:
             self._closing = True
             self._wake.notify()
         self._thread.join(max(0.0, deadline - time.monotonic()))
         if self._thread.is_alive():
-            log.warning("notifications_not_flushed", target=self.target.name, pending=len(self._queue))
+            with self._wake:
+                pending = len(self._queue)
+                self._queue.clear()
+            log.warning("notifications_not_flushed", target=self.target.name, pending=pending)
 
     def _run(self) -> None:
         while True:
