@@ -353,6 +353,7 @@ def _load(args: argparse.Namespace, shutdown: Shutdown,
     from backend.state import StateStore
     from services.backtest_shards import ShardedBacktest, shardable
     from services.logging_setup import LogFiles, configure_logging
+    from services.notifications import Notifier
     from services.operation_service import OperationService
 
     files = None
@@ -370,6 +371,10 @@ def _load(args: argparse.Namespace, shutdown: Shutdown,
     log.info("operation_loading", file=args.operation)
     try:
         operation = load_operation(args.operation)
+        notifier = Notifier.for_operation(operation)
+        if notifier is not None:  # before anything is built: reconciliation's mismatches are notified too
+            notifier.start()
+            cleanup.callback(notifier.close)
         if args.processes > 1 and len(operation.links) > 1 and args.http is None and shardable(operation):
             recording = None
             if args.report is not None:

@@ -1,10 +1,11 @@
 """`run-operation validate PATH`: what `run-operation PATH` checks before it starts anything, and
 nothing it does after.
 
-Invariant: every file, plugin, param, data file and (for `mode: live`) credential's presence is
-checked, and every worker built once (on services of its own, then dropped) so that a constructor
-that raises is found, each problem raised as the ConfigError the daemon would exit 2 with; no
-thread is started, no exchange is contacted, no data dir or state store is opened.
+Invariant: every file, plugin, param, data file, notification URL and (for `mode: live`)
+credential's presence is checked, and every worker built once (on services of its own, then
+dropped) so that a constructor that raises is found, each problem raised as the ConfigError the
+daemon would exit 2 with; no thread is started, no exchange is contacted, no data dir or state
+store is opened.
 """
 
 import threading
@@ -13,12 +14,14 @@ from pathlib import Path
 from backend.config import LiveEnvironment, LoadedOperation, load_operation
 from backend.venues import VENUES
 from services.execution_environments import ExecutionEnvironments
+from services.notifications import resolve_targets
 from services.operation_service import settings_of
 from services.worker_factory import WorkerFactory
 
 
 def validate_operation(path: Path | str, factory: WorkerFactory | None = None) -> LoadedOperation:
     operation = load_operation(path)
+    resolve_targets(operation)
     factory = factory or WorkerFactory()
     # Only its parse cache is used (a data file read once); it is not started and has nothing to stop.
     environments = ExecutionEnvironments(threading.Event())

@@ -11,6 +11,9 @@ it is reported once (`log_file_unavailable`) and the daemon keeps running on the
 Libraries' own warnings and errors (standard `logging`) become `library_log` events, so stderr
 stays JSON lines (with `--log-format json`) whatever a library reports.
 
+`forward_events_to` hands every line's event (secrets masked) to one more sink, the notifier, in
+the thread that logs it: the sink must return at once; anything it raises is swallowed.
+
 `stderr_lines_to` sends the stderr lines elsewhere for a while (the progress bars print them above
 themselves) and can hide some events from stderr only: the log files still get every line.
 """
@@ -23,7 +26,7 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Callable, Collection, Iterator, MutableMapping
+from collections.abc import Callable, Collection, Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any, Literal, Protocol, TextIO
 
@@ -247,6 +250,24 @@ class LogFiles:
                         handler.close()
 
 
+EventSink = Callable[[Mapping[str, Any]], None]
+_event_sink: EventSink | None = None
+
+
+def forward_events_to(sink: EventSink | None) -> None:
+    """From now on, also hand every logged event to sink (None: to nobody)."""
+    global _event_sink
+    _event_sink = sink
+
+
+def _forward_to_sink(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    sink = _event_sink
+    if sink is not None:
+        with contextlib.suppress(Exception):  # the line is written whatever the sink does
+            sink(event)
+    return event
+
+
 _active_files: LogFiles | None = None
 _stderr: GuardedStream | None = None  # the configuration's stderr stream
 _hidden_on_stderr: frozenset[str] = frozenset()
@@ -317,6 +338,7 @@ def configure_logging(
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             mask_secrets,
+            _forward_to_sink,
             *([files] if files is not None else []),
             _hide_on_stderr,
             *tracebacks,

@@ -3,7 +3,7 @@
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
@@ -48,6 +48,22 @@ class StrategyLink(StrictModel):
         return f"{self.strategy_blueprint_id}@{self.execution_environment_id}"
 
 
+# What a notification target can be sent (see services/notifications.py for the log events behind them).
+NotificationEvent = Literal[
+    "fill", "run_failed", "run_stalled", "feed_stale", "reconciliation_mismatch", "daemon_started", "daemon_stopped",
+]
+EnvironmentVariable = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+class NotificationTarget(StrictModel):
+    # The name of the environment variable holding an apprise URL (never the URL: it holds secrets).
+    url_env: EnvironmentVariable
+    events: list[NotificationEvent] = Field(default_factory=lambda: list(get_args(NotificationEvent)), min_length=1)
+    # More in any 60 s are held back and announced as one summary once the minute allows.
+    max_per_minute: int = Field(default=20, gt=0)
+    timeout_seconds: float = Field(default=5, gt=0)  # one send: connecting, and again waiting for the answer
+
+
 class OperationConfig(StrictModel):
     display_name: str
     description: str = ""
@@ -63,6 +79,7 @@ class OperationConfig(StrictModel):
     # The status server's /readyz: a live feed is stale once its last candle is older than its
     # timeframe plus this margin.
     freshness_margin_seconds: float = Field(default=60, gt=0)
+    notifications: list[NotificationTarget] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _links_are_unique_and_one_is_active(self) -> "OperationConfig":
