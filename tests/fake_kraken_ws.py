@@ -8,7 +8,7 @@ the fake holds for that symbol; `{"method": "ping"}` is answered with `pong`. Ca
 fake's own version of that candle (so a later snapshot carries the latest one).
 
 It is not polite: `send` takes candles in any order, repeated, or revising a candle long closed;
-`drop_connections()` closes every socket; `silent = True` keeps sockets open and pings answered
+`send_raw` sends any text frame (a malformed one) to every socket; `drop_connections()` closes every socket; `silent = True` keeps sockets open and pings answered
 but sends no candle (no snapshot either), the stalled feed ccxt cannot notice; `refuse = True`
 answers subscriptions with Kraken's error reply (ccxt then waits forever).
 
@@ -61,6 +61,10 @@ class FakeKrakenStream:
     def send(self, *candles: dict) -> None:
         """Push candles, as one update per symbol, in the order given; waits until they are sent."""
         self._call(self._send(list(candles)))
+
+    def send_raw(self, text: str) -> None:
+        """Send `text` as it is, one text frame, to every open socket (e.g. a frame that is not JSON)."""
+        self._call(self._send_raw(text))
 
     def drop_connections(self) -> None:
         """Close every open socket (the client sees the connection closed by the server)."""
@@ -141,6 +145,11 @@ class FakeKrakenStream:
                 held = [self._candles.get(symbol, {})[begin] for begin in sorted(self._candles.get(symbol, {}))]
                 if held and not self.silent:
                     await socket.send_json({"channel": "ohlc", "type": "snapshot", "timestamp": now, "data": held})
+
+    async def _send_raw(self, text: str) -> None:
+        for socket in list(self._sockets):
+            if not socket.closed:
+                await socket.send_str(text)
 
     async def _send(self, candles: list[dict]) -> None:
         by_symbol: dict[str, list[dict]] = {}

@@ -5,12 +5,13 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
+import ccxt
 import pytest
 
-from backend.errors import SettingError
+from backend.errors import SettingError, TemporaryExchangeError
 from backend.market_data.raw_tick import RawTick
 from backend.portfolio import SimulatedGateway
-from backend.venues.kraken.client import make_kraken_client
+from backend.venues.kraken.client import make_kraken_client, translate_error
 from backend.venues.kraken.execution import KrakenOrderGateway
 from backend.venues.kraken.market_data import KrakenLiveSource
 from services.execution_environments import ExecutionEnvironments
@@ -409,3 +410,50 @@ def test_a_restart_after_longer_than_the_history_logs_the_gap(fake, consume, log
     (gap,) = events(logs, "data_gap")
     assert (gap["missing_candles"], gap["gap_from"], gap["gap_to"]) == (
         3, at(start - 3 * MINUTE).isoformat(), at(start).isoformat())
+
+
+# --- answers that are not Kraken's JSON envelope ---------------------------------------------
+
+
+@pytest.mark.parametrize("body", [b"", b"<html>maintenance</html>"], ids=["empty", "not_json"])
+def test_a_200_answer_without_json_is_an_outage_not_an_empty_answer(fake, consume, logs, body):
+    start = ten_minutes_ago()
+    fake.set_candles("XXBTZUSD", minute_rows(start, [100, 101, 102]))
+    environment = live_env(fake)
+    client = fast_client(environment)
+    client.load_markets()
+    fake.garble_next(2, body)
+    consumer = consume(KrakenLiveSource(environment, client=client))
+
+    assert [t.close for t in consumer.wait_for(1, timeout=5)] == [101]
+    warnings = events(logs, "market_data_unavailable")
+    assert [w["attempt"] for w in warnings] == [1, 2]
+    assert all("BadResponse" in w["error"] and "HTTP 200" in w["cause"] for w in warnings), warnings
+
+
+def test_an_add_order_answered_200_without_json_raises_rather_than_returning_an_order(fake, credentials):
+    client = fast_client(live_env(fake), with_credentials=True)
+    client.load_markets()
+    fake.garble_next(1, b"")
+    with pytest.raises(ccxt.BadResponse) as raised:
+        client.create_order("BTC/USD", "market", "buy", 0.001)
+    assert isinstance(translate_error(raised.value, client), TemporaryExchangeError)  # outcome unknown
+    assert fake.received("private/AddOrder")
+
+
+def test_a_fetch_answered_after_stop_hands_out_and_announces_nothing(fake, consume, logs):
+    """A poll in flight when the daemon is told to stop returns after it: its candles would be
+    announced (`candle_closed`) for no run, and announced again after the restart."""
+    start = ten_minutes_ago()
+    fake.set_candles("XXBTZUSD", minute_rows(start, [100, 101, 102]))
+    environment = live_env(fake, poll_interval_seconds=0.3)
+    consumer = consume(KrakenLiveSource(environment, client=fast_client(environment)))
+    consumer.wait_for(1)  # the source now waits 0.3 s for its next poll
+
+    fake.delay_next(1, 0.4)
+    fake.set_candles("XXBTZUSD", minute_rows(start, [100, 101, 102, 103]))  # 102 closes
+    time.sleep(0.4)  # the next poll is under way
+    consumer.close()  # returns once the poll has been answered
+
+    assert [t.close for t in consumer.ticks] == [101]
+    assert [e["close"] for e in events(logs, "candle_closed")] == [101]

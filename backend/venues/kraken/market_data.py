@@ -186,17 +186,23 @@ class KrakenCandleSource(TickSource):
 
     def _hand_out(self, symbol: str, candles: list[Candle], warmup_count: int = 0) -> list[RawTick]:
         """Closed candles after `_last_seen`, oldest first, as checked ticks (the first
-        `warmup_count` flagged warm-up); each is marked handled, even when it is rejected."""
+        `warmup_count` flagged warm-up); each is marked handled, even when it is rejected. The
+        caller announces each tick it hands over (`_announced`)."""
         ticks = []
         for index, candle in enumerate(candles):
             self._last_seen[symbol] = max(candle[0], self._last_seen.get(symbol, candle[0]))
             tick = self._checked_tick(symbol, candle, warmup=index < warmup_count)
-            if tick is None:
-                continue
-            if not tick.warmup:
-                log.info("candle_closed", symbol=symbol, candle_time=tick.timestamp.isoformat(), close=tick.close)
-            ticks.append(tick)
+            if tick is not None:
+                ticks.append(tick)
         return ticks
+
+    @staticmethod
+    def _announced(tick: RawTick) -> RawTick:
+        """tick, `candle_closed` logged (a candle to trade): called as it leaves the source, so a
+        candle prepared but never handed over (the source was stopped) is not announced."""
+        if not tick.warmup:
+            log.info("candle_closed", symbol=tick.symbol, candle_time=tick.timestamp.isoformat(), close=tick.close)
+        return tick
 
     def _new_closed_candles(self, symbol: str, candles: list[Candle]) -> list[Candle]:
         """Closed candles after the last one handled, one per open time, oldest first; on the first
@@ -277,9 +283,9 @@ class KrakenLiveSource(KrakenCandleSource):
                                 retry_in_seconds=round(delay, 3))
                     break
                 for tick in self._ticks_from_rest(symbol, candles):
-                    if stop.is_set():
+                    if stop.is_set():  # also when the answer came after the stop: nobody takes it
                         return
-                    yield tick
+                    yield self._announced(tick)
                 if stop.is_set():
                     return
             else:

@@ -116,7 +116,7 @@ class KrakenStreamSource(KrakenCandleSource):
         """The next candle to hand out, or None once `stop` is set; a follower's fatal error is raised."""
         while not stop.is_set():
             if ready:
-                return ready.popleft()
+                return self._announced(ready.popleft())
             for follower in followers:
                 if follower.done():
                     follower.result()  # only a translated, non-network error ends a follower
