@@ -211,3 +211,24 @@ def test_a_quiet_minute_is_closed_by_the_local_clock_and_a_late_trade_is_not_han
 
     assert delivered(consumer) == [(at(t), 100), (at(t + MINUTE), 101.5), (at(t + 2 * MINUTE), 102)]
     consumer.close()
+
+
+def test_a_malformed_frame_is_one_log_event_not_a_traceback_on_stderr(fake, stream, consume, logs, caplog):
+    t = ten_minutes_ago()
+    fake.set_candles("XXBTZUSD", minute_rows(t, [100, 101]))
+    _, consumer = started(fake, stream, consume, stream_silence_seconds=0.3)
+    consumer.wait_for(1)
+    stream.wait_for_subscriptions(1)
+
+    # ccxt stops reading the connection after it (its receive loop died): the watchdog replaces it.
+    stream.send_raw('{"channel": "ohlc", "type": "update", "data": [')  # cut short
+    stream.send(btc(t + MINUTE, 101), btc(t + 2 * MINUTE, 102))
+    consumer.wait_for(2)
+    wait_until(lambda: any(e["event"] == "event_loop_error" for e in logs), 2)
+
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []  # asyncio's own handler
+    (error,) = [e for e in logs if e["event"] == "event_loop_error"]
+    assert error["log_level"] == "error" and "JSONDecodeError" in error["error"]
+    stream.wait_for_subscriptions(2)
+    assert delivered(consumer) == [(at(t), 100), (at(t + MINUTE), 101)]
+    consumer.close()

@@ -31,6 +31,7 @@ import ccxt.pro
 import structlog
 
 from backend.config.schema import LiveEnvironment
+from backend.core.event_loops import new_event_loop
 from backend.market_data.raw_tick import RawTick
 from backend.venues.kraken.client import describe_error, is_network_failure, root_cause, translate_error
 from backend.venues.kraken.market_data import Candle, KrakenCandleSource
@@ -87,7 +88,7 @@ class KrakenStreamSource(KrakenCandleSource):
     # --- the feed thread's side -----------------------------------------------------------------
 
     def ticks(self, stop: threading.Event) -> Iterator[RawTick]:
-        loop = asyncio.new_event_loop()
+        loop = new_event_loop()
         ready: deque[RawTick] = deque()
         arrived = asyncio.Event()
 
