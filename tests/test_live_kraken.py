@@ -457,3 +457,23 @@ def test_a_fetch_answered_after_stop_hands_out_and_announces_nothing(fake, consu
 
     assert [t.close for t in consumer.ticks] == [101]
     assert [e["close"] for e in events(logs, "candle_closed")] == [101]
+
+
+def test_a_candle_published_late_is_still_traded_in_order(fake, consume, logs):
+    """Kraken's answer may show a candle before an earlier one is published: the later one waits
+    one poll for it rather than being handed out after a hole that then fills."""
+    start = ten_minutes_ago()
+    rows = minute_rows(start, [100, 101, 102, 103, 104, 105])
+    fake.set_candles("XXBTZUSD", rows[:2])
+    environment = live_env(fake, poll_interval_seconds=0.3)
+    consumer = consume(KrakenLiveSource(environment, client=fast_client(environment)))
+    consumer.wait_for(1)  # 100
+
+    fake.set_candles("XXBTZUSD", [*rows[:2], *rows[3:5]])  # 102 not published yet; 104 forming
+    consumer.wait_for(2)  # 101
+    fake.set_candles("XXBTZUSD", rows)  # 102 published, before the next poll
+    consumer.wait_for(4)
+    time.sleep(0.4)
+
+    assert [(t.close, t.missing_before) for t in consumer.ticks] == [(100, 0), (101, 0), (102, 0), (103, 0), (104, 0)]
+    assert not events(logs, "data_gap")

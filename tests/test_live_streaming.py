@@ -232,3 +232,24 @@ def test_a_malformed_frame_is_one_log_event_not_a_traceback_on_stderr(fake, stre
     stream.wait_for_subscriptions(2)
     assert delivered(consumer) == [(at(t), 100), (at(t + MINUTE), 101)]
     consumer.close()
+
+
+def test_a_candle_the_stream_skips_on_the_same_connection_is_backfilled_over_rest(fake, stream, consume, logs):
+    t = ten_minutes_ago()
+    fake.set_candles("XXBTZUSD", minute_rows(t, [100, 101]))
+    source, consumer = started(fake, stream, consume)
+    consumer.wait_for(1)  # t
+    stream.wait_for_subscriptions(1)
+    stream.send(btc(t + MINUTE, 101), btc(t + 2 * MINUTE, 102))
+    consumer.wait_for(2)  # t+1
+
+    fake.set_candles("XXBTZUSD", minute_rows(t, [100, 101, 102, 103, 104, 105]))  # Kraken has t+3
+    stream.send(btc(t + 4 * MINUTE, 104))  # the stream never tells of t+3
+    stream.send(btc(t + 5 * MINUTE, 105))  # t+4 closes: t+3 is missing before it
+    consumer.wait_for(5)
+    time.sleep(0.2)
+
+    assert delivered(consumer) == [(at(t + i * MINUTE), 100 + i) for i in range(5)]
+    assert not [e for e in logs if e["event"] == "data_gap"]
+    assert len(fake.received("public/OHLC")) == 2  # at connect, and once for the hole
+    consumer.close()

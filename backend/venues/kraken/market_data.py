@@ -80,6 +80,7 @@ class KrakenCandleSource(TickSource):
         self._last_seen: dict[str, int] = {}
         self._sequences = {symbol: CandleSequence(environment.timeframe) for symbol in self._symbols}
         self._resume_after_ms: dict[str, int] = {}  # symbol -> open time (ms) processed before a restart
+        self._hole_waited_for: dict[str, int] = {}  # symbol -> open time (ms) of the missing candle last waited for
         self.candles_rejected = 0
 
     # --- start-up ------------------------------------------------------------------------------
@@ -170,11 +171,17 @@ class KrakenCandleSource(TickSource):
         since = None if last is None else last + 1  # ccxt asks Kraken for a little more and filters
         return self._client.fetch_ohlcv(symbol, self._timeframe, since=since)
 
-    def _ticks_from_rest(self, symbol: str, candles: list[Candle]) -> list[RawTick]:
-        """The checked ticks of the closed candles not handled yet; warm-up flagged on the first answer."""
+    def _ticks_from_rest(self, symbol: str, candles: list[Candle], wait_for_holes: bool = False) -> list[RawTick]:
+        """The checked ticks of the closed candles not handled yet; warm-up flagged on the first answer.
+        wait_for_holes: the candles after a hole this answer is the first to show are kept for the
+        next answer (Kraken may still publish the missing one); a hole shown twice is a gap."""
         first_answer = symbol not in self._last_seen
         resuming = first_answer and symbol in self._resume_after_ms
         fresh = self._new_closed_candles(symbol, candles)
+        hole = self._first_hole(symbol, fresh)
+        if wait_for_holes and hole is not None and self._hole_waited_for.get(symbol) != hole:
+            self._hole_waited_for[symbol] = hole
+            fresh = [candle for candle in fresh if candle[0] < hole]
         # A fresh start trades the latest closed candle; a restart trades none of the candles that
         # closed while it was down (they only warm the context workers) and resumes with the next.
         replayed = len(fresh) if resuming else len(fresh) - 1
@@ -183,6 +190,19 @@ class KrakenCandleSource(TickSource):
         if resuming:  # the restart's first answer is over even when no candle has closed since the cursor
             self._last_seen[symbol] = self._resume_after_ms[symbol]
         return self._hand_out(symbol, fresh, warmup_count=max(replayed, 0) if first_answer else 0)
+
+    def _first_hole(self, symbol: str, candles: list[Candle]) -> int | None:
+        """Open time (ms) of the first candle missing between the last one handled and the last of
+        `candles` (closed candles after it, oldest first), or None: no hole, or nothing handled yet."""
+        expected = self._last_seen.get(symbol)
+        if expected is None:
+            return None
+        for candle in candles:
+            expected += self._timeframe_ms
+            if candle[0] > expected:
+                return expected
+            expected = candle[0]
+        return None
 
     def _hand_out(self, symbol: str, candles: list[Candle], warmup_count: int = 0) -> list[RawTick]:
         """Closed candles after `_last_seen`, oldest first, as checked ticks (the first
@@ -259,6 +279,9 @@ class KrakenCandleSource(TickSource):
 class KrakenLiveSource(KrakenCandleSource):
     """Polls Kraken's OHLC endpoint every `poll_interval_seconds` (`market_data: rest`).
 
+    Kraken may publish a candle after a later one (seen by a soak): candles after a hole wait one
+    poll for the missing candle, which then comes in order; a hole still there is a gap (`data_gap`).
+
     Network-type failures (ccxt.OperationFailed: NetworkError, ExchangeNotAvailable,
     RequestTimeout, DDoSProtection, BadResponse..., or a socket/TLS error underneath) are logged
     with their root cause and retried with capped exponential backoff; any other ccxt error
@@ -282,7 +305,7 @@ class KrakenLiveSource(KrakenCandleSource):
                                 error=describe_error(error, self._client), attempt=failures,
                                 retry_in_seconds=round(delay, 3))
                     break
-                for tick in self._ticks_from_rest(symbol, candles):
+                for tick in self._ticks_from_rest(symbol, candles, wait_for_holes=True):
                     if stop.is_set():  # also when the answer came after the stop: nobody takes it
                         return
                     yield self._announced(tick)

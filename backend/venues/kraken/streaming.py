@@ -6,7 +6,8 @@ Invariants:
   stream or from the REST backfill, whatever the stream repeats, reorders or revises: only candles
   after the last one handed out (`_last_seen`) are ever considered.
 - Every connection backfills over REST before any of its streamed candles is handed out, so a
-  reconnect leaves no hole the exchange can still fill.
+  reconnect leaves no hole the exchange can still fill; so does every hole in the stream (a
+  candle it skipped), once per hole, before the candles after it are handed out.
 - A streamed candle is closed once the stream has started a later interval, or once the local
   clock is CLOSE_GRACE_SECONDS past its end (Kraken sends candles on trades only: in a quiet
   minute nothing else would say so). A trade reported after that revises a candle already handed
@@ -179,6 +180,7 @@ class KrakenStreamSource(KrakenCandleSource):
                 self._last_heard[symbol] = time.monotonic()
             hand_out(backfilled)
             last_message = time.monotonic()
+            backfilled_hole: int | None = None  # the missing candle last asked of REST
             while True:
                 silence_left = last_message + self._silence_seconds - time.monotonic()
                 if silence_left <= 0:
@@ -201,7 +203,13 @@ class KrakenStreamSource(KrakenCandleSource):
                     if newest is not None and newest != self._latest_row.get(symbol):
                         self._latest_row[symbol] = newest
                         self._last_heard[symbol] = time.monotonic()
-                hand_out(self._hand_out(symbol, self._closed_after_last(symbol, streamed)))
+                closed = self._closed_after_last(symbol, streamed)
+                hole = self._first_hole(symbol, closed)
+                if hole is not None and hole != backfilled_hole:  # Kraken may have what the stream skipped
+                    backfilled_hole = hole
+                    hand_out(self._ticks_from_rest(symbol, await asyncio.to_thread(self._fetch, symbol)))
+                    closed = self._closed_after_last(symbol, streamed)
+                hand_out(self._hand_out(symbol, closed))
         finally:
             for pending in (watch, changed):
                 pending.cancel()
