@@ -11,6 +11,7 @@ import pytest
 from backend.errors import SettingError, TemporaryExchangeError
 from backend.market_data.raw_tick import RawTick
 from backend.portfolio import SimulatedGateway
+from backend.venues.kraken import exchange_clock
 from backend.venues.kraken.client import make_kraken_client, translate_error
 from backend.venues.kraken.execution import KrakenOrderGateway
 from backend.venues.kraken.market_data import KrakenLiveSource
@@ -477,3 +478,27 @@ def test_a_candle_published_late_is_still_traded_in_order(fake, consume, logs):
 
     assert [(t.close, t.missing_before) for t in consumer.ticks] == [(100, 0), (101, 0), (102, 0), (103, 0), (104, 0)]
     assert not events(logs, "data_gap")
+
+
+def test_the_rest_source_hands_out_nothing_while_krakens_clock_is_too_far_off(fake, consume, logs, monkeypatch):
+    monkeypatch.setattr(exchange_clock, "CLOCK_SKEW_RECHECK_SECONDS", 0.1)
+    fake.set_candles("XXBTZUSD", minute_rows(ten_minutes_ago(), [100, 101, 102]))
+    fake.clock = lambda: time.time() - 60  # Kraken's clock a minute behind the local one
+    environment = live_env(fake, max_clock_skew_warn_seconds=1, max_clock_skew_seconds=5)
+    source = KrakenLiveSource(environment, client=fast_client(environment))
+    source.prepare()
+    consumer = consume(source)
+    time.sleep(0.3)
+    assert consumer.ticks == []
+    (too_large,) = events(logs, "clock_skew_too_large")
+    assert too_large["skew_seconds"] == pytest.approx(-59.5, abs=0.6)
+
+    fake.clock = time.time
+    assert [t.close for t in consumer.wait_for(1)] == [101]
+    assert [e["event"] for e in logs if e["event"].startswith("clock_skew_")] == [
+        "clock_skew_measured", "clock_skew_too_large", "clock_skew_restored"]
+
+
+def test_the_skew_warning_limit_may_not_exceed_the_trading_limit(fake):
+    with pytest.raises(ValueError, match="max_clock_skew_warn_seconds must not exceed max_clock_skew_seconds"):
+        live_env(fake, max_clock_skew_warn_seconds=20, max_clock_skew_seconds=10)

@@ -32,6 +32,7 @@ from backend.venues.kraken.client import (
     root_cause,
     translate_error,
 )
+from backend.venues.kraken.exchange_clock import ExchangeClock
 
 log = structlog.get_logger(__name__)
 
@@ -48,9 +49,10 @@ class KrakenCandleSource(TickSource):
     closed-candle rules of a REST OHLC answer (first answer: warm-up or resume) and the checks a
     candle passes before it becomes a tick. Subclasses decide when candles arrive (`ticks`).
 
-    A candle from REST is closed once its interval has ended on the local UTC clock
-    (open + timeframe <= now) AND Kraken has already started a later row (Kraken's last OHLC
-    row is the still-forming one). The second rule protects against clock skew and late trades.
+    A candle from REST is closed once its interval has ended on Kraken's clock (the local one
+    corrected by the measured skew: open + timeframe <= now) AND Kraken has already started a
+    later row (Kraken's last OHLC row is the still-forming one). While the skew is above
+    `max_clock_skew_seconds` no candle is handed out.
     The first answer yields the latest closed candle per symbol, preceded by `warmup_candles`
     earlier ones flagged as warm-up (indicators only, no trading). A row repeating an open time
     counts once. A candle after a hole carries `missing_before` and is logged as `data_gap`.
@@ -61,11 +63,15 @@ class KrakenCandleSource(TickSource):
         environment: LiveEnvironment,
         client: ccxt.kraken | None = None,
         private_client: ccxt.kraken | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         """client: public data; private_client: the key check of mode: live (by default both are
-        made from the environment, the private one only when prepare() needs it). A timeframe
-        Kraken has no candles for is a SettingError on `timeframe`."""
+        made from the environment, the private one only when prepare() needs it); clock: the local
+        clock (seconds since the epoch), corrected by Kraken's. A timeframe Kraken has no candles
+        for is a SettingError on `timeframe`."""
         self._client = client or make_kraken_client(environment, with_credentials=False)
+        self._exchange_clock = ExchangeClock(self._client, clock, environment.max_clock_skew_warn_seconds,
+                                             environment.max_clock_skew_seconds)
         self._private_client = private_client
         if environment.timeframe not in self._client.timeframes:
             supported = ", ".join(self._client.timeframes)
@@ -86,7 +92,8 @@ class KrakenCandleSource(TickSource):
     # --- start-up ------------------------------------------------------------------------------
 
     def prepare(self) -> None:
-        """Kraken answers, lists every symbol and (mode: live) accepts the key, before the deadline."""
+        """Kraken answers, lists every symbol and (mode: live) accepts the key, before the deadline;
+        the clock skew is measured."""
         started = time.monotonic()
         deadline = started + self._environment.startup_timeout_seconds
         try:
@@ -98,6 +105,7 @@ class KrakenCandleSource(TickSource):
             raise SettingError("symbols", f"kraken has no market {', '.join(unknown)}")
         if self._environment.mode == "live":
             self._check_api_key(deadline)
+        self._before_deadline(self._client, self._exchange_clock.measure, deadline)
         log.info("exchange_ready", exchange="kraken", url=self._url, symbols=self._symbols,
                  credentials_checked=self._environment.mode == "live",
                  seconds=round(time.monotonic() - started, 3))
@@ -175,6 +183,8 @@ class KrakenCandleSource(TickSource):
         """The checked ticks of the closed candles not handled yet; warm-up flagged on the first answer.
         wait_for_holes: the candles after a hole this answer is the first to show are kept for the
         next answer (Kraken may still publish the missing one); a hole shown twice is a gap."""
+        if not self._exchange_clock.trusted:  # no candle is closed by a clock in doubt
+            return []
         first_answer = symbol not in self._last_seen
         resuming = first_answer and symbol in self._resume_after_ms
         fresh = self._new_closed_candles(symbol, candles)
@@ -234,7 +244,7 @@ class KrakenCandleSource(TickSource):
             else:
                 self._reject(symbol, None, "the row has no open time")
         rows = [by_open_time[open_time] for open_time in sorted(by_open_time)]
-        now_ms = time.time() * 1000
+        now_ms = self._exchange_clock.now() * 1000
         closed = [c for c in rows[:-1] if c[0] + self._timeframe_ms <= now_ms]  # [-1] is forming
         last = self._last_seen.get(symbol)
         if last is not None:
@@ -292,6 +302,7 @@ class KrakenLiveSource(KrakenCandleSource):
         failures = 0
         while not stop.is_set():
             delay = self._poll_interval
+            self._exchange_clock.check()
             for symbol in self._symbols:
                 try:
                     candles = self._fetch(symbol)

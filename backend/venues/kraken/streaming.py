@@ -75,8 +75,9 @@ class KrakenStreamSource(KrakenCandleSource):
         private_client: ccxt.kraken | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(environment, client, private_client)
-        self._clock = clock
+        super().__init__(environment, client, private_client, clock)
+        # symbol -> open time (ms) -> the version of a row rejected as opening in the future
+        self._future_rows: dict[str, dict[int, tuple]] = {symbol: {} for symbol in self._symbols}
         self._silence_seconds = environment.stream_silence_seconds
         self._stale_after_seconds = environment.stale_after_seconds
         # symbol -> monotonic time the stream last brought something new (a resubscription's snapshot
@@ -117,6 +118,8 @@ class KrakenStreamSource(KrakenCandleSource):
                          followers: list[asyncio.Task], stop: threading.Event) -> RawTick | None:
         """The next candle to hand out, or None once `stop` is set; a follower's fatal error is raised."""
         while not stop.is_set():
+            if self._exchange_clock.due():
+                await asyncio.to_thread(self._exchange_clock.check)
             if ready:
                 return self._announced(ready.popleft())
             for follower in followers:
@@ -173,15 +176,19 @@ class KrakenStreamSource(KrakenCandleSource):
         watch = asyncio.ensure_future(exchange.watch_ohlcv(symbol, self._timeframe))
         changed: asyncio.Future = asyncio.ensure_future(exchange.candles_changed.wait())
         try:
-            # Subscribed first, backfilled second: a candle closing in between is in ccxt's cache.
-            candles = await asyncio.to_thread(self._fetch, symbol)
-            backfilled = self._ticks_from_rest(symbol, candles)
-            if backfilled:
-                self._last_heard[symbol] = time.monotonic()
-            hand_out(backfilled)
-            last_message = time.monotonic()
+            backfilled = False  # its streamed candles may be handed out once it is
             backfilled_hole: int | None = None  # the missing candle last asked of REST
+            last_message = time.monotonic()
             while True:
+                # Subscribed first, backfilled second: a candle closing in between is in ccxt's cache.
+                # While the clock skew is too large nothing is handed out, so the backfill waits too.
+                if not backfilled and self._exchange_clock.trusted:
+                    ticks = self._ticks_from_rest(symbol, await asyncio.to_thread(self._fetch, symbol))
+                    backfilled = self._exchange_clock.trusted
+                    if ticks:
+                        self._last_heard[symbol] = time.monotonic()
+                    hand_out(ticks)
+                    last_message = time.monotonic()
                 silence_left = last_message + self._silence_seconds - time.monotonic()
                 if silence_left <= 0:
                     raise StreamSilentError()
@@ -199,10 +206,14 @@ class KrakenStreamSource(KrakenCandleSource):
                 if changed.done():
                     exchange.candles_changed.clear()
                     changed = asyncio.ensure_future(exchange.candles_changed.wait())
+                    if exchange.message_sent is not None:
+                        self._exchange_clock.note_message_time(exchange.message_sent)
                     newest = max((tuple(row) for row in streamed if isinstance(row[0], int)), default=None)
                     if newest is not None and newest != self._latest_row.get(symbol):
                         self._latest_row[symbol] = newest
                         self._last_heard[symbol] = time.monotonic()
+                if not backfilled:
+                    continue
                 closed = self._closed_after_last(symbol, streamed)
                 hole = self._first_hole(symbol, closed)
                 if hole is not None and hole != backfilled_hole:  # Kraken may have what the stream skipped
@@ -218,19 +229,36 @@ class KrakenStreamSource(KrakenCandleSource):
 
     def _closed_after_last(self, symbol: str, streamed: list[Candle]) -> list[Candle]:
         """Streamed candles after the last one handed out that are closed (a later interval began,
-        or the clock is past their end and grace), one per open time, oldest first. ccxt keeps one
-        row per open time (the latest version), in arrival order, which after a revision or a
-        resent candle is not time order."""
-        by_open_time = {row[0]: row for row in streamed if isinstance(row[0], int)}
+        or Kraken's clock is past their end and grace), one per open time, oldest first; none while
+        the clock skew is too large. A row opening after Kraken's now (beyond the tolerated skew) is
+        rejected, once per version, and closes nothing. ccxt keeps one row per open time (the latest
+        version), in arrival order, which after a revision or a resent candle is not time order."""
+        if not self._exchange_clock.trusted:
+            return []
+        now_ms = self._exchange_clock.now() * 1000
+        by_open_time = {row[0]: row for row in streamed
+                        if isinstance(row[0], int) and not self._from_the_future(symbol, row, now_ms)}
         if not by_open_time:
             return []
         forming = max(by_open_time)
-        if forming + self._timeframe_ms <= (self._clock() - CLOSE_GRACE_SECONDS) * 1000:
-            forming += 1  # its interval is over by the clock: closed too
+        if forming + self._timeframe_ms <= now_ms - CLOSE_GRACE_SECONDS * 1000:
+            forming += 1  # its interval is over by Kraken's clock: closed too
         closed = [by_open_time[t] for t in sorted(by_open_time) if t < forming]
         if symbol not in self._last_seen:  # REST had no closed candle yet: start as it would, with the latest
             return closed[-1:]
         return [candle for candle in closed if candle[0] > self._last_seen[symbol]]
+
+    def _from_the_future(self, symbol: str, row: Candle, now_ms: float) -> bool:
+        """The row opens after Kraken's now, beyond the skew tolerated (rejected once per version)."""
+        ahead_seconds = (row[0] - now_ms) / 1000
+        if ahead_seconds <= self._exchange_clock.warn_seconds:
+            return False
+        version = tuple(row)
+        if self._future_rows[symbol].get(row[0]) != version:
+            self._future_rows[symbol][row[0]] = version
+            self._reject(symbol, datetime.fromtimestamp(row[0] / 1000, tz=UTC),
+                         f"opens {ahead_seconds:.0f} s after kraken's time now (a candle from the future)")
+        return True
 
     def _stream_client(self) -> "StreamClient":
         """A fresh websocket client (one connection, an empty candle cache) sharing the markets the
@@ -267,6 +295,7 @@ class StreamClient(ccxt.pro.kraken):
         super().__init__(config)
         self.candles_changed = asyncio.Event()
         self.connections = 0
+        self.message_sent: float | None = None  # the last candle message's own timestamp (epoch seconds)
 
     def on_connected(self, client: Any, message: Any = None) -> None:
         super().on_connected(client, message)
@@ -274,6 +303,8 @@ class StreamClient(ccxt.pro.kraken):
 
     def handle_ohlcv(self, client: Any, message: dict) -> None:
         super().handle_ohlcv(client, message)
+        sent_ms = self.parse8601(message.get("timestamp"))
+        self.message_sent = sent_ms / 1000 if sent_ms is not None else None
         self.candles_changed.set()
 
     def cached_candles(self, symbol: str, timeframe: str) -> list[Candle]:
