@@ -8,10 +8,12 @@ Invariants:
 - Every connection backfills over REST before any of its streamed candles is handed out, so a
   reconnect leaves no hole the exchange can still fill; so does every hole in the stream (a
   candle it skipped), once per hole, before the candles after it are handed out.
-- A streamed candle is closed once the stream has started a later interval, or once the local
-  clock is CLOSE_GRACE_SECONDS past its end (Kraken sends candles on trades only: in a quiet
-  minute nothing else would say so). A trade reported after that revises a candle already handed
-  out, and is not handed out again.
+- A streamed candle is closed once the stream has started a later interval, or once Kraken's
+  clock (the local one corrected by the measured skew, see exchange_clock) is CLOSE_GRACE_SECONDS
+  past its end (Kraken sends candles on trades only: in a quiet minute nothing else would say
+  so). A row opening after Kraken's now is rejected and starts nothing. While that clock is not
+  trusted (skew too large, or in doubt) nothing is handed out. A trade reported after the close
+  revises a candle already handed out, and is not handed out again.
 - `ticks(stop)` runs its asyncio loop in the calling thread and returns within
   STOP_CHECK_SECONDS (+ closing the sockets) of `stop` being set.
 - ccxt's errors stop here: network trouble is logged and retried, anything else is translated.
@@ -58,7 +60,7 @@ class KrakenStreamSource(KrakenCandleSource):
     """Live RAW_TICKs from Kraken's websocket, one connection per symbol.
 
     A streamed candle is closed once the stream has started a later interval or, in a quiet market,
-    once the local clock (`clock`, seconds since the epoch: keep it NTP-synced) is
+    once Kraken's clock (`clock`, seconds since the epoch, corrected by the measured skew) is
     CLOSE_GRACE_SECONDS past its end. Each connection: subscribe, backfill over REST the candles closed since the last
     one handed out (on the first connection: warm-up or resume, as the REST source does), then
     hand out streamed candles as they close. A connection that fails, or is silent for
@@ -101,6 +103,7 @@ class KrakenStreamSource(KrakenCandleSource):
         started = time.monotonic()
         self._last_heard = dict.fromkeys(self._symbols, started)
         followers = [loop.create_task(self._follow(symbol, hand_out)) for symbol in self._symbols]
+        followers.append(loop.create_task(self._watch_clock()))
         try:
             while True:
                 tick = loop.run_until_complete(self._next_tick(ready, arrived, followers, stop))
@@ -118,8 +121,6 @@ class KrakenStreamSource(KrakenCandleSource):
                          followers: list[asyncio.Task], stop: threading.Event) -> RawTick | None:
         """The next candle to hand out, or None once `stop` is set; a follower's fatal error is raised."""
         while not stop.is_set():
-            if self._exchange_clock.due():
-                await asyncio.to_thread(self._exchange_clock.check)
             if ready:
                 return self._announced(ready.popleft())
             for follower in followers:
@@ -130,6 +131,13 @@ class KrakenStreamSource(KrakenCandleSource):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(arrived.wait(), STOP_CHECK_SECONDS)
         return None
+
+    async def _watch_clock(self) -> None:
+        """Kraken's clock measured whenever due, off the loop (a slow request delays no candle or stop)."""
+        while True:
+            if self._exchange_clock.due():
+                await asyncio.to_thread(self._exchange_clock.check)
+            await asyncio.sleep(STOP_CHECK_SECONDS)
 
     def _watch_staleness(self) -> None:
         now = time.monotonic()
