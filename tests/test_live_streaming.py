@@ -297,6 +297,11 @@ def test_a_row_from_the_future_is_rejected_and_closes_no_candle(fake, stream, co
     consumer.wait_for(2)
     time.sleep(4 * streaming.CLOCK_CHECK_SECONDS)
     assert delivered(consumer) == [(at(t), 100), (at(t + MINUTE), 101.5)]
+
+    now[0] = t + 12 * MINUTE + 30.5  # the rejected row's minute is over: it still does not count
+    consumer.wait_for(3)  # t+2, closed by the clock
+    time.sleep(4 * streaming.CLOCK_CHECK_SECONDS)
+    assert delivered(consumer) == [(at(t), 100), (at(t + MINUTE), 101.5), (at(t + 2 * MINUTE), 102)]
     assert source.candles_rejected == 1
     consumer.close()
 

@@ -29,6 +29,8 @@ TIME_RESOLUTION_SECONDS = 1.0
 
 
 class ExchangeClock:
+    """Kraken's clock for one source (its public client measures it)."""
+
     def __init__(self, client: ccxt.kraken, local_clock: Callable[[], float],
                  warn_seconds: float, max_seconds: float) -> None:
         self._client = client

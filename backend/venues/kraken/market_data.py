@@ -8,6 +8,8 @@ Invariants:
 - No candle becomes a tick unless it passes `candle_problem` and its symbol's `CandleSequence`;
   a rejected one is logged (`candle_rejected`), counted in `candles_rejected` and skipped.
 - A symbol's candles are handed out at most once each, in open-time order: `_last_seen` only grows.
+- A candle is closed by Kraken's clock (exchange_clock), never the local one alone; while that
+  clock is not trusted (skew above `max_clock_skew_seconds`, or in doubt) none is handed out.
 """
 
 import threading

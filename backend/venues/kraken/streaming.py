@@ -257,15 +257,17 @@ class KrakenStreamSource(KrakenCandleSource):
         return [candle for candle in closed if candle[0] > self._last_seen[symbol]]
 
     def _from_the_future(self, symbol: str, row: Candle, now_ms: float) -> bool:
-        """The row opens after Kraken's now, beyond the skew tolerated (rejected once per version)."""
+        """The row opens after Kraken's now, beyond the skew tolerated, or is a version of a row
+        rejected so (it stays rejected when the time comes: only a new version may count)."""
+        version = tuple(row)
+        if self._future_rows[symbol].get(row[0]) == version:
+            return True
         ahead_seconds = (row[0] - now_ms) / 1000
         if ahead_seconds <= self._exchange_clock.warn_seconds:
             return False
-        version = tuple(row)
-        if self._future_rows[symbol].get(row[0]) != version:
-            self._future_rows[symbol][row[0]] = version
-            self._reject(symbol, datetime.fromtimestamp(row[0] / 1000, tz=UTC),
-                         f"opens {ahead_seconds:.0f} s after kraken's time now (a candle from the future)")
+        self._future_rows[symbol][row[0]] = version
+        self._reject(symbol, datetime.fromtimestamp(row[0] / 1000, tz=UTC),
+                     f"opens {ahead_seconds:.0f} s after kraken's time now (a candle from the future)")
         return True
 
     def _stream_client(self) -> "StreamClient":
