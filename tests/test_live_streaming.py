@@ -38,18 +38,24 @@ def quick_clock_rechecks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(exchange_clock, "CLOCK_SKEW_RECHECK_SECONDS", 0.1)
 
 
+UNKNOWN_SKEW = 0.6  # seconds: Kraken's `Time` has whole seconds, a measured skew is within half a second
+
+
 def stream_env(fake: FakeKraken, stream: FakeKrakenStream, **overrides: object) -> LiveEnvironment:
     return live_env(fake, market_data="websocket", ws_url=stream.url, **overrides)
 
 
 def newest_candle_clock(fake: FakeKraken, stream: FakeKrakenStream) -> Callable[[], float]:
-    """A clock 30 s into the newest candle the fakes hold: no candle is closed by the clock, only
-    by the stream starting a later one (and the candles of a test opened minutes ago are not
-    'from the future')."""
+    """A clock 30 s into the newest candle the fakes hold, running (a test lasts less than the
+    other 30): no candle is closed by the clock, only by the stream starting a later one, and the
+    candles of a test opened minutes ago are not 'from the future'."""
+    started = time.monotonic()
+
     def now() -> float:
         rest = [row[0] for rows in list(fake.candles.values()) for row in rows if isinstance(row[0], int)]
         streamed = stream.newest_candle_time()
-        return max([*rest, *([streamed] if streamed is not None else [])]) + 30.0
+        newest = max([*rest, *([streamed] if streamed is not None else [])])
+        return newest + 30.0 + (time.monotonic() - started)
     return now
 
 
@@ -216,15 +222,17 @@ def test_a_quiet_minute_is_closed_by_the_local_clock_and_a_late_trade_is_not_han
     stream.send(btc(t + MINUTE, 101.5))  # a trade in t+1
     time.sleep(2 * streaming.CLOCK_CHECK_SECONDS)  # read before the clock moves (see quick_clock_rechecks)
 
-    now[0] = t + 2 * MINUTE + streaming.CLOSE_GRACE_SECONDS - 0.1  # t+1 is over, its grace is not
+    # The skew is measured again after each jump, to within the half second Kraken's whole-second
+    # `Time` leaves unknown: the boundaries below are that far from the grace's end.
+    now[0] = t + 2 * MINUTE + streaming.CLOSE_GRACE_SECONDS - UNKNOWN_SKEW  # t+1 is over, its grace is not
     time.sleep(4 * streaming.CLOCK_CHECK_SECONDS)
     assert delivered(consumer) == [(at(t), 100)]
 
-    now[0] = t + 2 * MINUTE + streaming.CLOSE_GRACE_SECONDS  # no message: the clock alone closes t+1
+    now[0] = t + 2 * MINUTE + streaming.CLOSE_GRACE_SECONDS + UNKNOWN_SKEW  # no message: the clock closes t+1
     consumer.wait_for(2)
     stream.send(btc(t + MINUTE, 999))  # a trade of t+1 reported late: t+1 was handed out already
     stream.send(btc(t + 2 * MINUTE, 102))
-    now[0] = t + 3 * MINUTE + streaming.CLOSE_GRACE_SECONDS
+    now[0] = t + 3 * MINUTE + streaming.CLOSE_GRACE_SECONDS + UNKNOWN_SKEW
     consumer.wait_for(3)
     time.sleep(4 * streaming.CLOCK_CHECK_SECONDS)
 
@@ -321,20 +329,20 @@ def test_no_candle_is_handed_out_while_the_local_clock_is_too_far_from_krakens(f
     time.sleep(0.4)
     assert consumer.ticks == []
     (too_large,) = [e for e in logs if e["event"] == "clock_skew_too_large"]
-    assert too_large["log_level"] == "error" and too_large["skew_seconds"] == pytest.approx(30.5, abs=0.5)
+    assert too_large["log_level"] == "error" and too_large["skew_seconds"] == pytest.approx(30, abs=UNKNOWN_SKEW)
 
     offset[0] = 3.0  # above max_clock_skew_warn_seconds (2) only: a warning, and candles flow
     consumer.wait_for(2)
     assert delivered(consumer) == [(at(t), 100), (at(t + MINUTE), 101)]
     (high,) = [e for e in logs if e["event"] == "clock_skew_high"]
-    assert high["log_level"] == "warning" and high["skew_seconds"] == pytest.approx(3.5, abs=0.5)
+    assert high["log_level"] == "warning" and high["skew_seconds"] == pytest.approx(3, abs=UNKNOWN_SKEW)
     assert [e["event"] for e in logs if e["event"].startswith("clock_skew_")] == [
         "clock_skew_measured", "clock_skew_too_large", "clock_skew_high", "clock_skew_restored"]
     consumer.close()
 
 
 def test_a_local_clock_stepped_forward_closes_no_candle_early(fake, stream, consume, logs):
-    """Seen in a stream message's own timestamp at once, then measured: too far from Kraken's."""
+    """Seen at once (the local clock moved against the monotonic one), then measured."""
     t = ten_minutes_ago()
     fake.set_candles("XXBTZUSD", minute_rows(t, [100, 101]))
     kraken = newest_candle_clock(fake, stream)
@@ -343,9 +351,10 @@ def test_a_local_clock_stepped_forward_closes_no_candle_early(fake, stream, cons
     fake.clock = stream.clock = kraken
     consumer.wait_for(1)
     stream.wait_for_subscriptions(1)
+    stream.send(btc(t + MINUTE, 101.5))  # t+1 forming on Kraken's clock
+    time.sleep(2 * streaming.CLOCK_CHECK_SECONDS)
 
-    step[0] = 600.0  # the local clock jumps ten minutes ahead
-    stream.send(btc(t + MINUTE, 101.5))  # t+1 still forming on Kraken's clock
+    step[0] = 600.0  # the local clock jumps ten minutes ahead, in a quiet market (no message)
     wait_until(lambda: any(e["event"] == "clock_skew_too_large" for e in logs), 2)
     time.sleep(4 * streaming.CLOCK_CHECK_SECONDS)
     assert delivered(consumer) == [(at(t), 100)]
@@ -355,4 +364,25 @@ def test_a_local_clock_stepped_forward_closes_no_candle_early(fake, stream, cons
     stream.send(btc(t + 2 * MINUTE, 102))
     consumer.wait_for(2)
     assert delivered(consumer) == [(at(t), 100), (at(t + MINUTE), 101.5)]
+    consumer.close()
+
+
+def test_a_stream_message_stamped_far_from_krakens_clock_as_measured_has_it_measured_again(
+        fake, stream, consume, logs):
+    t = ten_minutes_ago()
+    fake.set_candles("XXBTZUSD", minute_rows(t, [100, 101]))
+    local = newest_candle_clock(fake, stream)
+    kraken_ahead = [0.0]
+    _, consumer = started(fake, stream, consume, clock=local)
+    fake.clock = stream.clock = lambda: local() + kraken_ahead[0]
+    consumer.wait_for(1)
+    stream.wait_for_subscriptions(1)
+    time.sleep(2 * streaming.CLOCK_CHECK_SECONDS)
+    assert len(fake.received("public/Time")) == 1  # at start; the next is a minute away
+
+    kraken_ahead[0] = 600.0  # the local clock now lags ten minutes (as if it had drifted)
+    stream.send(btc(t + MINUTE, 101.5))  # stamped by Kraken's clock
+    wait_until(lambda: any(e["event"] == "clock_skew_too_large" for e in logs), 2)
+    (too_large,) = [e for e in logs if e["event"] == "clock_skew_too_large"]
+    assert too_large["skew_seconds"] == pytest.approx(600, abs=UNKNOWN_SKEW)
     consumer.close()

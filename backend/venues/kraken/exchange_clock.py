@@ -3,11 +3,12 @@
 Invariants:
 - `now()` is the local clock plus `skew_seconds`, the skew last measured from Kraken's public
   `Time` endpoint (at start, every CLOCK_SKEW_CHECK_SECONDS, every CLOCK_SKEW_RECHECK_SECONDS while
-  it is too large, and at once when a stream message's own timestamp disagrees with `now()`).
+  it is too large or in doubt). It is in doubt once the local clock has moved against the
+  monotonic one (it was stepped) or a stream message's own timestamp disagrees with `now()`.
 - |skew| above `max_clock_skew_warn_seconds` is logged (`clock_skew_high`); above
-  `max_clock_skew_seconds` (`clock_skew_too_large`) the clock is not `trusted` until a measurement
-  is back under it (`clock_skew_restored`); nor is it from a disagreeing stream message until the
-  next measurement. The market data sources hand out no candle while it is not trusted.
+  `max_clock_skew_seconds` (`clock_skew_too_large`) the clock is not `trusted()` until a
+  measurement is back under it (`clock_skew_restored`); nor is it while in doubt, until the next
+  measurement. The market data sources hand out no candle while it is not trusted.
   Each level is logged when it is entered, not on every measurement.
 """
 
@@ -43,6 +44,7 @@ class ExchangeClock:
         self._measured = False
         self._checked_at = time.monotonic()  # a source never prepared (tests) measures after the period
         self._recheck_requested = False
+        self._local_minus_monotonic: float | None = None  # at the last measurement
 
     def now(self) -> float:
         """Kraken's time now, in seconds since the epoch."""
@@ -57,14 +59,18 @@ class ExchangeClock:
         after = self._local_clock()
         exchange = exchange_ms / 1000 + TIME_RESOLUTION_SECONDS / 2
         self.skew_seconds = exchange - (before + after) / 2
+        self._local_minus_monotonic = after - time.monotonic()
         if not self._measured:
             self._measured = True
             log.info("clock_skew_measured", exchange="kraken", skew_seconds=round(self.skew_seconds, 3))
         self._enter_level()
 
-    @property
     def trusted(self) -> bool:
-        """Candles may be closed by this clock: the skew is within the limit and not in doubt."""
+        """Candles may be closed by this clock: the skew is within the limit and not in doubt. A
+        local clock stepped since the last measurement puts it in doubt (and the next one is due)."""
+        if self._local_minus_monotonic is not None and not self._recheck_requested:
+            moved = self._local_clock() - time.monotonic() - self._local_minus_monotonic
+            self._recheck_requested = abs(moved) > self.warn_seconds
         return not self._too_large and not self._recheck_requested
 
     def due(self) -> bool:
@@ -72,7 +78,7 @@ class ExchangeClock:
         return time.monotonic() - self._checked_at >= self._period()
 
     def _period(self) -> float:
-        return CLOCK_SKEW_CHECK_SECONDS if self.trusted else CLOCK_SKEW_RECHECK_SECONDS
+        return CLOCK_SKEW_CHECK_SECONDS if self.trusted() else CLOCK_SKEW_RECHECK_SECONDS
 
     def check(self) -> None:
         """Measure if a measurement is due; a network failure is logged and retried later."""

@@ -185,7 +185,7 @@ class KrakenCandleSource(TickSource):
         """The checked ticks of the closed candles not handled yet; warm-up flagged on the first answer.
         wait_for_holes: the candles after a hole this answer is the first to show are kept for the
         next answer (Kraken may still publish the missing one); a hole shown twice is a gap."""
-        if not self._exchange_clock.trusted:  # no candle is closed by a clock in doubt
+        if not self._exchange_clock.trusted():  # no candle is closed by a clock in doubt
             return []
         first_answer = symbol not in self._last_seen
         resuming = first_answer and symbol in self._resume_after_ms

@@ -190,9 +190,9 @@ class KrakenStreamSource(KrakenCandleSource):
             while True:
                 # Subscribed first, backfilled second: a candle closing in between is in ccxt's cache.
                 # While the clock skew is too large nothing is handed out, so the backfill waits too.
-                if not backfilled and self._exchange_clock.trusted:
+                if not backfilled and self._exchange_clock.trusted():
                     ticks = self._ticks_from_rest(symbol, await asyncio.to_thread(self._fetch, symbol))
-                    backfilled = self._exchange_clock.trusted
+                    backfilled = self._exchange_clock.trusted()
                     if ticks:
                         self._last_heard[symbol] = time.monotonic()
                     hand_out(ticks)
@@ -241,7 +241,7 @@ class KrakenStreamSource(KrakenCandleSource):
         the clock skew is too large. A row opening after Kraken's now (beyond the tolerated skew) is
         rejected, once per version, and closes nothing. ccxt keeps one row per open time (the latest
         version), in arrival order, which after a revision or a resent candle is not time order."""
-        if not self._exchange_clock.trusted:
+        if not self._exchange_clock.trusted():
             return []
         now_ms = self._exchange_clock.now() * 1000
         by_open_time = {row[0]: row for row in streamed
