@@ -167,6 +167,8 @@ class FakeKrakenStream:
         if self.silent:
             return
         for symbol, data in by_symbol.items():
+            # Stamped by Kraken's clock, RFC 3339 (docs.kraken.com/exchange/api-reference/spot-websocket-v2/ohlc;
+            # the shape ccxt's pro/kraken.py handle_ohlcv quotes: {"channel", "type", "timestamp", "data"}).
             message = {"channel": "ohlc", "type": "update", "timestamp": _iso(self.clock()), "data": data}
             for socket, symbols in list(self._sockets.items()):
                 if symbol in symbols and not socket.closed:
