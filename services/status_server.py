@@ -36,6 +36,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from backend.core.event_loops import new_event_loop
 from backend.errors import ConfigError, ExchangeError
 from services.link_lifecycle import LinkStateError, UnknownLinkError
 from services.operation_reload import ReloadFailedError
@@ -234,7 +235,7 @@ class StatusServer:
             log.info("status_server_stopped")
 
     def _serve(self) -> None:
-        loop = asyncio.new_event_loop()
+        loop = new_event_loop()
         self._loop = loop
         try:
             loop.run_until_complete(self._main())

@@ -19,6 +19,9 @@ Usage:
         fake.set_candles("XXBTZUSD", [candle(t, 100.0), sent_as(candle(t + 60, 101.0), high="nan"), ...])
                                                                 # last row = the forming candle
         fake.fail_next(3)                                       # next 3 requests answer HTTP 503
+        fake.garble_next(1, b"")                                # next request: HTTP 200, empty body
+        fake.delay_replies("public/OHLC", 0.5)                  # the next OHLC answered 0.5 s late
+        fake.clock = lambda: time.time() + 30                   # Kraken's Time runs 30 s ahead
         ... fake.url is the environment's api_url; fake.requests holds what was received
 
 For start-up failures on real sockets: `refused_url()` (nothing listens there), `silent_url()`
@@ -35,9 +38,10 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
@@ -116,6 +120,7 @@ class FakeKraken:
     # Kraken's REST call counter (docs.kraken.com, "Spot REST Rate Limits"): None leaves it off, for
     # the tests that speed ccxt's pacing up; (maximum, decay per second), e.g. Starter's (15, 0.33).
     call_counter: tuple[float, float] | None = None
+    clock: Callable[[], float] = time.time  # the exchange's clock (seconds since the epoch), for `Time`
     url: str = ""
 
     def __post_init__(self) -> None:
@@ -123,6 +128,8 @@ class FakeKraken:
         self._failures_left = 0
         self._failure_status = 503
         self._failing_endpoint: str | None = None  # None: any
+        self._garbled_left = 0
+        self._garbled_body = b""
         self._last_nonce = 0
         self._replies_to_lose = 0
         self._refusals: list[str] = []
@@ -144,6 +151,12 @@ class FakeKraken:
         """The next `count` requests (to endpoint, e.g. "private/OpenOrders", or to any) answer HTTP status."""
         with self._lock:
             self._failures_left, self._failure_status, self._failing_endpoint = count, status, endpoint
+
+    def garble_next(self, count: int, body: bytes = b"") -> None:
+        """The next `count` requests are answered HTTP 200 with `body` (empty, or not JSON) instead
+        of Kraken's JSON envelope, as a broken proxy or a half-deployed server may answer."""
+        with self._lock:
+            self._garbled_left, self._garbled_body = count, body
 
     def lose_next_add_order_reply(self, count: int = 1) -> None:
         """The next AddOrder(s) execute, but the connection closes before the reply is sent."""
@@ -215,6 +228,9 @@ class FakeKraken:
                 self._failures_left -= 1
                 status = self._failure_status
                 return _send(handler, status, b"<html><body>503 Service Unavailable</body></html>", "text/html")
+            if self._garbled_left > 0:
+                self._garbled_left -= 1
+                return _send(handler, 200, self._garbled_body, "text/html")
             if endpoint.startswith("private/"):
                 auth_error = self._check_auth(handler, parts.path, params, body) or self._count_call(endpoint)
                 if auth_error:
@@ -237,7 +253,7 @@ class FakeKraken:
 
     def _routes(self) -> dict:
         return {
-            ("GET", "public/Time"): lambda _: {"unixtime": int(time.time()), "rfc1123": ""},
+            ("GET", "public/Time"): self._time,
             ("GET", "public/Assets"): lambda _: ASSETS,
             ("GET", "public/AssetPairs"): lambda _: ASSET_PAIRS,
             ("GET", "public/OHLC"): self._ohlc,
@@ -294,11 +310,22 @@ class FakeKraken:
 
     # --- endpoints -------------------------------------------------------------------------
 
+    def _time(self, _: dict) -> dict:
+        # docs.kraken.com/api-reference/market-data/get-server-time: whole seconds, and RFC 1123.
+        now = self.clock()
+        return {"unixtime": int(now), "rfc1123": formatdate(now, usegmt=True)}
+
     def _ohlc(self, params: dict) -> dict:
         pair = _pair_id(params.get("pair", ""))
-        rows = self.candles.get(pair, [])
+        all_rows = self.candles.get(pair, [])
+        rows = all_rows
         if "since" in params:  # a row without a numeric time is never "after" anything
             rows = [row for row in rows if isinstance(row[0], int) and row[0] > int(params["since"])]
+            # docs.kraken.com/api-reference/market-data/get-ohlc-data: "The last entry in the OHLC array
+            # is for the current, not-yet-committed timeframe, and will always be present, regardless
+            # of the value of `since`."
+            if all_rows and (not rows or rows[-1] is not all_rows[-1]):
+                rows = [*rows, all_rows[-1]]
         last = rows[-2][0] if len(rows) > 1 else (rows[-1][0] if rows else 0)  # last committed candle
         return {pair: rows[-720:], "last": last}
 

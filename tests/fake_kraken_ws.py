@@ -7,10 +7,12 @@ the fake holds for that symbol; `{"method": "ping"}` is answered with `pong`. Ca
 `send` go to every connection subscribed to their symbol as one `update` message and replace the
 fake's own version of that candle (so a later snapshot carries the latest one).
 
-It is not polite: `send` takes candles in any order, repeated, or revising a candle long closed;
-`drop_connections()` closes every socket; `silent = True` keeps sockets open and pings answered
-but sends no candle (no snapshot either), the stalled feed ccxt cannot notice; `refuse = True`
-answers subscriptions with Kraken's error reply (ccxt then waits forever).
+It is not polite: `send` takes candles in any order, repeated, or revising a candle long closed
+(or skips one, or sends one from the future); `send_raw` sends any text frame (a malformed one)
+to every socket; `drop_connections()` closes every socket; `silent = True` keeps sockets open
+and pings answered but sends no candle (no snapshot either), the stalled feed ccxt cannot
+notice; `refuse = True` answers subscriptions with Kraken's error reply (ccxt then waits
+forever). `clock` is Kraken's clock, which stamps every message (`timestamp`).
 
 Usage:
     with running_fake_kraken_ws() as stream:          # stream.url is the environment's ws_url
@@ -22,7 +24,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
@@ -48,6 +50,7 @@ class FakeKrakenStream:
         self.url = ""
         self.silent = False
         self.refuse = False
+        self.clock: Callable[[], float] = time.time
         self.subscriptions: list[dict] = []  # every subscribe request received, in order
         self._candles: dict[str, dict[str, dict]] = {}  # symbol -> interval_begin -> latest candle
         self._sockets: dict[web.WebSocketResponse, set[str]] = {}  # open socket -> symbols subscribed
@@ -62,9 +65,18 @@ class FakeKrakenStream:
         """Push candles, as one update per symbol, in the order given; waits until they are sent."""
         self._call(self._send(list(candles)))
 
+    def send_raw(self, text: str) -> None:
+        """Send `text` as it is, one text frame, to every open socket (e.g. a frame that is not JSON)."""
+        self._call(self._send_raw(text))
+
     def drop_connections(self) -> None:
         """Close every open socket (the client sees the connection closed by the server)."""
         self._call(self._drop())
+
+    def newest_candle_time(self) -> float | None:
+        """Open time (epoch seconds) of the latest candle the fake holds, of any symbol."""
+        begins = [begin for held in list(self._candles.values()) for begin in list(held)]
+        return max((datetime.fromisoformat(begin[:26] + "+00:00").timestamp() for begin in begins), default=None)
 
     def wait_for_subscriptions(self, count: int, timeout: float = 5.0) -> None:
         deadline = time.monotonic() + timeout
@@ -119,7 +131,7 @@ class FakeKrakenStream:
         return socket
 
     async def _answer(self, socket: web.WebSocketResponse, request: dict) -> None:
-        now = _iso(time.time())
+        now = _iso(self.clock())
         method, req_id = request.get("method"), request.get("req_id")
         if method == "ping":
             await socket.send_json({"method": "pong", "req_id": req_id, "time_in": now, "time_out": now})
@@ -142,6 +154,11 @@ class FakeKrakenStream:
                 if held and not self.silent:
                     await socket.send_json({"channel": "ohlc", "type": "snapshot", "timestamp": now, "data": held})
 
+    async def _send_raw(self, text: str) -> None:
+        for socket in list(self._sockets):
+            if not socket.closed:
+                await socket.send_str(text)
+
     async def _send(self, candles: list[dict]) -> None:
         by_symbol: dict[str, list[dict]] = {}
         for candle in candles:
@@ -150,7 +167,9 @@ class FakeKrakenStream:
         if self.silent:
             return
         for symbol, data in by_symbol.items():
-            message = {"channel": "ohlc", "type": "update", "timestamp": _iso(time.time()), "data": data}
+            # Stamped by Kraken's clock, RFC 3339 (docs.kraken.com/exchange/api-reference/spot-websocket-v2/ohlc;
+            # the shape ccxt's pro/kraken.py handle_ohlcv quotes: {"channel", "type", "timestamp", "data"}).
+            message = {"channel": "ohlc", "type": "update", "timestamp": _iso(self.clock()), "data": data}
             for socket, symbols in list(self._sockets.items()):
                 if symbol in symbols and not socket.closed:
                     await socket.send_json(message)

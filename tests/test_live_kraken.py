@@ -5,12 +5,14 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
+import ccxt
 import pytest
 
-from backend.errors import SettingError
+from backend.errors import SettingError, TemporaryExchangeError
 from backend.market_data.raw_tick import RawTick
 from backend.portfolio import SimulatedGateway
-from backend.venues.kraken.client import make_kraken_client
+from backend.venues.kraken import exchange_clock
+from backend.venues.kraken.client import make_kraken_client, translate_error
 from backend.venues.kraken.execution import KrakenOrderGateway
 from backend.venues.kraken.market_data import KrakenLiveSource
 from services.execution_environments import ExecutionEnvironments
@@ -409,3 +411,94 @@ def test_a_restart_after_longer_than_the_history_logs_the_gap(fake, consume, log
     (gap,) = events(logs, "data_gap")
     assert (gap["missing_candles"], gap["gap_from"], gap["gap_to"]) == (
         3, at(start - 3 * MINUTE).isoformat(), at(start).isoformat())
+
+
+# --- answers that are not Kraken's JSON envelope ---------------------------------------------
+
+
+@pytest.mark.parametrize("body", [b"", b"<html>maintenance</html>"], ids=["empty", "not_json"])
+def test_a_200_answer_without_json_is_an_outage_not_an_empty_answer(fake, consume, logs, body):
+    start = ten_minutes_ago()
+    fake.set_candles("XXBTZUSD", minute_rows(start, [100, 101, 102]))
+    environment = live_env(fake)
+    client = fast_client(environment)
+    client.load_markets()
+    fake.garble_next(2, body)
+    consumer = consume(KrakenLiveSource(environment, client=client))
+
+    assert [t.close for t in consumer.wait_for(1, timeout=5)] == [101]
+    warnings = events(logs, "market_data_unavailable")
+    assert [w["attempt"] for w in warnings] == [1, 2]
+    assert all("BadResponse" in w["error"] and "HTTP 200" in w["cause"] for w in warnings), warnings
+
+
+def test_an_add_order_answered_200_without_json_raises_rather_than_returning_an_order(fake, credentials):
+    client = fast_client(live_env(fake), with_credentials=True)
+    client.load_markets()
+    fake.garble_next(1, b"")
+    with pytest.raises(ccxt.BadResponse) as raised:
+        client.create_order("BTC/USD", "market", "buy", 0.001)
+    assert isinstance(translate_error(raised.value, client), TemporaryExchangeError)  # outcome unknown
+    assert fake.received("private/AddOrder")
+
+
+def test_a_fetch_answered_after_stop_hands_out_and_announces_nothing(fake, consume, logs):
+    """A poll in flight when the daemon is told to stop returns after it: its candles would be
+    announced (`candle_closed`) for no run, and announced again after the restart."""
+    start = ten_minutes_ago()
+    fake.set_candles("XXBTZUSD", minute_rows(start, [100, 101, 102]))
+    environment = live_env(fake, poll_interval_seconds=0.3)
+    consumer = consume(KrakenLiveSource(environment, client=fast_client(environment)))
+    consumer.wait_for(1)  # the source now waits 0.3 s for its next poll
+
+    fake.delay_replies("public/OHLC", 0.4)
+    fake.set_candles("XXBTZUSD", minute_rows(start, [100, 101, 102, 103]))  # 102 closes
+    time.sleep(0.4)  # the next poll is under way
+    consumer.close()  # returns once the poll has been answered
+
+    assert [t.close for t in consumer.ticks] == [101]
+    assert [e["close"] for e in events(logs, "candle_closed")] == [101]
+
+
+def test_a_candle_published_late_is_still_traded_in_order(fake, consume, logs):
+    """Kraken's answer may show a candle before an earlier one is published: the later one waits
+    one poll for it rather than being handed out after a hole that then fills."""
+    start = ten_minutes_ago()
+    rows = minute_rows(start, [100, 101, 102, 103, 104, 105])
+    fake.set_candles("XXBTZUSD", rows[:2])
+    environment = live_env(fake, poll_interval_seconds=0.3)
+    consumer = consume(KrakenLiveSource(environment, client=fast_client(environment)))
+    consumer.wait_for(1)  # 100
+
+    fake.set_candles("XXBTZUSD", [*rows[:2], *rows[3:5]])  # 102 not published yet; 104 forming
+    consumer.wait_for(2)  # 101
+    fake.set_candles("XXBTZUSD", rows)  # 102 published, before the next poll
+    consumer.wait_for(4)
+    time.sleep(0.4)
+
+    assert [(t.close, t.missing_before) for t in consumer.ticks] == [(100, 0), (101, 0), (102, 0), (103, 0), (104, 0)]
+    assert not events(logs, "data_gap")
+
+
+def test_the_rest_source_hands_out_nothing_while_krakens_clock_is_too_far_off(fake, consume, logs, monkeypatch):
+    monkeypatch.setattr(exchange_clock, "CLOCK_SKEW_RECHECK_SECONDS", 0.1)
+    fake.set_candles("XXBTZUSD", minute_rows(ten_minutes_ago(), [100, 101, 102]))
+    fake.clock = lambda: time.time() - 60  # Kraken's clock a minute behind the local one
+    environment = live_env(fake, max_clock_skew_warn_seconds=1, max_clock_skew_seconds=5)
+    source = KrakenLiveSource(environment, client=fast_client(environment))
+    source.prepare()
+    consumer = consume(source)
+    time.sleep(0.3)
+    assert consumer.ticks == []
+    (too_large,) = events(logs, "clock_skew_too_large")
+    assert too_large["skew_seconds"] == pytest.approx(-60, abs=0.6)  # Time has whole seconds
+
+    fake.clock = time.time
+    assert [t.close for t in consumer.wait_for(1)] == [101]
+    assert [e["event"] for e in logs if e["event"].startswith("clock_skew_")] == [
+        "clock_skew_measured", "clock_skew_too_large", "clock_skew_restored"]
+
+
+def test_the_skew_warning_limit_may_not_exceed_the_trading_limit(fake):
+    with pytest.raises(ValueError, match="max_clock_skew_warn_seconds must not exceed max_clock_skew_seconds"):
+        live_env(fake, max_clock_skew_warn_seconds=20, max_clock_skew_seconds=10)

@@ -46,10 +46,10 @@ def events(logs: list[dict], name: str) -> list[dict]:
 # --- the exchange answers -------------------------------------------------------------------
 
 
-def test_paper_mode_checks_markets_only(fake, logs):
+def test_paper_mode_checks_markets_and_the_clock_only(fake, logs):
     source_for(fake).prepare()
 
-    assert [r.endpoint for r in fake.requests] == ["public/Assets", "public/AssetPairs"]
+    assert [r.endpoint for r in fake.requests] == ["public/Assets", "public/AssetPairs", "public/Time"]
     (ready,) = events(logs, "exchange_ready")
     assert (ready["url"], ready["symbols"], ready["credentials_checked"]) == (fake.url, ["BTC/USD"], False)
 

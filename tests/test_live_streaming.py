@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from backend.config.schema import LiveEnvironment
-from backend.venues.kraken import streaming
+from backend.venues.kraken import exchange_clock, streaming
 from backend.venues.kraken.factory import KrakenVenue
 from backend.venues.kraken.market_data import KrakenLiveSource
 from backend.venues.kraken.streaming import KrakenStreamSource
@@ -32,17 +32,39 @@ def quick_reconnects(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(streaming, "RECONNECT_FIRST_BACKOFF_SECONDS", 0.05)
 
 
+@pytest.fixture(autouse=True)
+def quick_clock_rechecks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests' clocks jump (a minute at once): a stream message stamped before a jump and read
+    after it puts the clock in doubt until the next measurement, which here comes at once."""
+    monkeypatch.setattr(exchange_clock, "CLOCK_SKEW_RECHECK_SECONDS", 0.1)
+
+
+UNKNOWN_SKEW = 0.6  # seconds: Kraken's `Time` has whole seconds, a measured skew is within half a second
+
+
 def stream_env(fake: FakeKraken, stream: FakeKrakenStream, **overrides: object) -> LiveEnvironment:
     return live_env(fake, market_data="websocket", ws_url=stream.url, **overrides)
 
 
-def stopped_clock() -> float:
-    """A local clock stuck in 1970: no candle is ever closed by the clock, only by the stream."""
-    return 0.0
+def newest_candle_clock(fake: FakeKraken, stream: FakeKrakenStream) -> Callable[[], float]:
+    """A clock 30 s into the newest candle the fakes hold, running (a test lasts less than the
+    other 30): no candle is closed by the clock, only by the stream starting a later one, and the
+    candles of a test opened minutes ago are not 'from the future'."""
+    started = time.monotonic()
+
+    def now() -> float:
+        rest = [row[0] for rows in list(fake.candles.values()) for row in rows if isinstance(row[0], int)]
+        streamed = stream.newest_candle_time()
+        newest = max([*rest, *([streamed] if streamed is not None else [])])
+        return newest + 30.0 + (time.monotonic() - started)
+    return now
 
 
-def started(fake: FakeKraken, stream: FakeKrakenStream, consume, clock: Callable[[], float] = stopped_clock,
+def started(fake: FakeKraken, stream: FakeKrakenStream, consume, clock: Callable[[], float] | None = None,
             **overrides: object) -> tuple[KrakenStreamSource, Consumer]:
+    """A prepared source consumed; `clock` is the local clock and Kraken's (the fakes') alike."""
+    clock = clock or newest_candle_clock(fake, stream)
+    fake.clock = stream.clock = clock
     environment = stream_env(fake, stream, **overrides)
     source = KrakenStreamSource(environment, client=fast_client(environment), clock=clock)
     source.prepare()
@@ -192,23 +214,176 @@ def test_a_quiet_minute_is_closed_by_the_local_clock_and_a_late_trade_is_not_han
     the candle CLOSE_GRACE_SECONDS after its end, not the next trade whenever it comes."""
     t = ten_minutes_ago()
     fake.set_candles("XXBTZUSD", minute_rows(t, [100, 101]))  # REST: t closed, t+1 forming
-    now = [t + MINUTE + 30.0]  # the local clock, in the middle of t+1
+    # The local clock (and Kraken's), in the middle of t+1; Kraken's `Time` has whole seconds, so
+    # the skew measured at start is 0 (not the half second an integer time would make it).
+    now = [t + MINUTE + 30.5]
     _, consumer = started(fake, stream, consume, clock=lambda: now[0])
     consumer.wait_for(1)
     stream.wait_for_subscriptions(1)
     stream.send(btc(t + MINUTE, 101.5))  # a trade in t+1
+    time.sleep(2 * streaming.CLOCK_CHECK_SECONDS)  # read before the clock moves (see quick_clock_rechecks)
 
-    now[0] = t + 2 * MINUTE + streaming.CLOSE_GRACE_SECONDS - 0.1  # t+1 is over, its grace is not
+    # The skew is measured again after each jump, to within the half second Kraken's whole-second
+    # `Time` leaves unknown: the boundaries below are that far from the grace's end.
+    now[0] = t + 2 * MINUTE + streaming.CLOSE_GRACE_SECONDS - UNKNOWN_SKEW  # t+1 is over, its grace is not
     time.sleep(4 * streaming.CLOCK_CHECK_SECONDS)
     assert delivered(consumer) == [(at(t), 100)]
 
-    now[0] = t + 2 * MINUTE + streaming.CLOSE_GRACE_SECONDS  # no message: the clock alone closes t+1
+    now[0] = t + 2 * MINUTE + streaming.CLOSE_GRACE_SECONDS + UNKNOWN_SKEW  # no message: the clock closes t+1
     consumer.wait_for(2)
     stream.send(btc(t + MINUTE, 999))  # a trade of t+1 reported late: t+1 was handed out already
     stream.send(btc(t + 2 * MINUTE, 102))
-    now[0] = t + 3 * MINUTE + streaming.CLOSE_GRACE_SECONDS
+    now[0] = t + 3 * MINUTE + streaming.CLOSE_GRACE_SECONDS + UNKNOWN_SKEW
     consumer.wait_for(3)
     time.sleep(4 * streaming.CLOCK_CHECK_SECONDS)
 
     assert delivered(consumer) == [(at(t), 100), (at(t + MINUTE), 101.5), (at(t + 2 * MINUTE), 102)]
+    consumer.close()
+
+
+def test_a_malformed_frame_is_one_log_event_not_a_traceback_on_stderr(fake, stream, consume, logs, caplog):
+    t = ten_minutes_ago()
+    fake.set_candles("XXBTZUSD", minute_rows(t, [100, 101]))
+    _, consumer = started(fake, stream, consume, stream_silence_seconds=0.3)
+    consumer.wait_for(1)
+    stream.wait_for_subscriptions(1)
+
+    # ccxt stops reading the connection after it (its receive loop died): the watchdog replaces it.
+    stream.send_raw('{"channel": "ohlc", "type": "update", "data": [')  # cut short
+    stream.send(btc(t + MINUTE, 101), btc(t + 2 * MINUTE, 102))
+    consumer.wait_for(2)
+    wait_until(lambda: any(e["event"] == "event_loop_error" for e in logs), 2)
+
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []  # asyncio's own handler
+    (error,) = [e for e in logs if e["event"] == "event_loop_error"]
+    assert error["log_level"] == "error" and "JSONDecodeError" in error["error"]
+    stream.wait_for_subscriptions(2)
+    assert delivered(consumer) == [(at(t), 100), (at(t + MINUTE), 101)]
+    consumer.close()
+
+
+def test_a_candle_the_stream_skips_on_the_same_connection_is_backfilled_over_rest(fake, stream, consume, logs):
+    t = ten_minutes_ago()
+    fake.set_candles("XXBTZUSD", minute_rows(t, [100, 101]))
+    _, consumer = started(fake, stream, consume)
+    consumer.wait_for(1)  # t
+    stream.wait_for_subscriptions(1)
+    stream.send(btc(t + MINUTE, 101), btc(t + 2 * MINUTE, 102))
+    consumer.wait_for(2)  # t+1
+
+    fake.set_candles("XXBTZUSD", minute_rows(t, [100, 101, 102, 103, 104, 105]))  # Kraken has t+3
+    stream.send(btc(t + 4 * MINUTE, 104))  # the stream never tells of t+3
+    stream.send(btc(t + 5 * MINUTE, 105))  # t+4 closes: t+3 is missing before it
+    consumer.wait_for(5)
+    time.sleep(0.2)
+
+    assert delivered(consumer) == [(at(t + i * MINUTE), 100 + i) for i in range(5)]
+    assert not [e for e in logs if e["event"] == "data_gap"]
+    assert len(fake.received("public/OHLC")) == 2  # at connect, and once for the hole
+    consumer.close()
+
+
+# --- Kraken's clock ---------------------------------------------------------------------------
+
+
+def test_a_row_from_the_future_is_rejected_and_closes_no_candle(fake, stream, consume, logs):
+    t = ten_minutes_ago()
+    fake.set_candles("XXBTZUSD", minute_rows(t, [100, 101]))
+    now = [t + MINUTE + 30.5]  # the local clock and Kraken's, in the middle of t+1
+    source, consumer = started(fake, stream, consume, clock=lambda: now[0])
+    consumer.wait_for(1)
+    stream.wait_for_subscriptions(1)
+
+    stream.send(btc(t + MINUTE, 101), btc(t + 11 * MINUTE, 999))  # one row ten minutes ahead
+    time.sleep(4 * streaming.CLOCK_CHECK_SECONDS)
+    assert delivered(consumer) == [(at(t), 100)]  # t+1 is still forming on Kraken's clock
+    (rejected,) = [e for e in logs if e["event"] == "candle_rejected"]
+    assert rejected["candle_time"] == at(t + 11 * MINUTE).isoformat()
+    assert rejected["reason"] == "opens 570 s after kraken's time now (a candle from the future)"
+
+    now[0] = t + 2 * MINUTE + 10.5
+    stream.send(btc(t + MINUTE, 101.5), btc(t + 2 * MINUTE, 102))  # t+2 began: t+1 has closed
+    consumer.wait_for(2)
+    time.sleep(4 * streaming.CLOCK_CHECK_SECONDS)
+    assert delivered(consumer) == [(at(t), 100), (at(t + MINUTE), 101.5)]
+
+    now[0] = t + 12 * MINUTE + 30.5  # the rejected row's minute is over: it still does not count
+    consumer.wait_for(3)  # t+2, closed by the clock
+    time.sleep(4 * streaming.CLOCK_CHECK_SECONDS)
+    assert delivered(consumer) == [(at(t), 100), (at(t + MINUTE), 101.5), (at(t + 2 * MINUTE), 102)]
+    assert source.candles_rejected == 1
+    consumer.close()
+
+
+def test_no_candle_is_handed_out_while_the_local_clock_is_too_far_from_krakens(fake, stream, consume, logs):
+    t = ten_minutes_ago()
+    fake.set_candles("XXBTZUSD", minute_rows(t, [100, 101]))
+    local = newest_candle_clock(fake, stream)
+    offset = [30.0]  # Kraken's clock is 30 s ahead; max_clock_skew_seconds is 10
+    environment = stream_env(fake, stream)
+    fake.clock = stream.clock = lambda: local() + offset[0]
+    source = KrakenStreamSource(environment, client=fast_client(environment), clock=local)
+    source.prepare()
+    consumer = consume(source)
+    stream.wait_for_subscriptions(1)
+    stream.send(btc(t + MINUTE, 101), btc(t + 2 * MINUTE, 102))
+    time.sleep(0.4)
+    assert consumer.ticks == []
+    (too_large,) = [e for e in logs if e["event"] == "clock_skew_too_large"]
+    assert too_large["log_level"] == "error" and too_large["skew_seconds"] == pytest.approx(30, abs=UNKNOWN_SKEW)
+
+    offset[0] = 3.0  # above max_clock_skew_warn_seconds (2) only: a warning, and candles flow
+    consumer.wait_for(2)
+    assert delivered(consumer) == [(at(t), 100), (at(t + MINUTE), 101)]
+    (high,) = [e for e in logs if e["event"] == "clock_skew_high"]
+    assert high["log_level"] == "warning" and high["skew_seconds"] == pytest.approx(3, abs=UNKNOWN_SKEW)
+    assert [e["event"] for e in logs if e["event"].startswith("clock_skew_")] == [
+        "clock_skew_measured", "clock_skew_too_large", "clock_skew_high", "clock_skew_restored"]
+    consumer.close()
+
+
+def test_a_local_clock_stepped_forward_closes_no_candle_early(fake, stream, consume, logs):
+    """Seen at once (the local clock moved against the monotonic one), then measured."""
+    t = ten_minutes_ago()
+    fake.set_candles("XXBTZUSD", minute_rows(t, [100, 101]))
+    kraken = newest_candle_clock(fake, stream)
+    step = [0.0]
+    _, consumer = started(fake, stream, consume, clock=lambda: kraken() + step[0])
+    fake.clock = stream.clock = kraken
+    consumer.wait_for(1)
+    stream.wait_for_subscriptions(1)
+    stream.send(btc(t + MINUTE, 101.5))  # t+1 forming on Kraken's clock
+    time.sleep(2 * streaming.CLOCK_CHECK_SECONDS)
+
+    step[0] = 600.0  # the local clock jumps ten minutes ahead, in a quiet market (no message)
+    wait_until(lambda: any(e["event"] == "clock_skew_too_large" for e in logs), 2)
+    time.sleep(4 * streaming.CLOCK_CHECK_SECONDS)
+    assert delivered(consumer) == [(at(t), 100)]
+
+    step[0] = 0.0  # put right (NTP)
+    wait_until(lambda: any(e["event"] == "clock_skew_restored" for e in logs), 2)
+    stream.send(btc(t + 2 * MINUTE, 102))
+    consumer.wait_for(2)
+    assert delivered(consumer) == [(at(t), 100), (at(t + MINUTE), 101.5)]
+    consumer.close()
+
+
+def test_a_stream_message_stamped_far_from_krakens_clock_as_measured_has_it_measured_again(
+        fake, stream, consume, logs):
+    t = ten_minutes_ago()
+    fake.set_candles("XXBTZUSD", minute_rows(t, [100, 101]))
+    local = newest_candle_clock(fake, stream)
+    kraken_ahead = [0.0]
+    _, consumer = started(fake, stream, consume, clock=local)
+    fake.clock = stream.clock = lambda: local() + kraken_ahead[0]
+    consumer.wait_for(1)
+    stream.wait_for_subscriptions(1)
+    time.sleep(2 * streaming.CLOCK_CHECK_SECONDS)
+    assert len(fake.received("public/Time")) == 1  # at start; the next is a minute away
+
+    kraken_ahead[0] = 600.0  # the local clock now lags ten minutes (as if it had drifted)
+    stream.send(btc(t + MINUTE, 101.5))  # stamped by Kraken's clock
+    wait_until(lambda: any(e["event"] == "clock_skew_too_large" for e in logs), 2)
+    (too_large,) = [e for e in logs if e["event"] == "clock_skew_too_large"]
+    assert too_large["skew_seconds"] == pytest.approx(600, abs=UNKNOWN_SKEW)
     consumer.close()

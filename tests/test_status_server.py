@@ -306,3 +306,19 @@ def test_run_operation_http_rejects_a_bad_address(tmp_path, capsys):
         main(["whatever.yaml", "--http", "localhost:http"])
     assert exit_.value.code == 2
     assert "not HOST:PORT" in capsys.readouterr().err
+
+
+def test_an_error_no_callback_handled_in_the_server_loop_is_one_log_event(tmp_path, serving, logs, caplog):
+    """asyncio's default handler would print a plain-text traceback on stderr."""
+    service = gated_service(tmp_path, {"p": probe_blueprint("p")}, GatedSource())
+    server, client = serving(service)
+
+    def failing_callback() -> None:
+        raise RuntimeError("boom in a callback")
+
+    server._loop.call_soon_threadsafe(failing_callback)
+    wait_until(lambda: any(e["event"] == "event_loop_error" for e in logs))
+    (error,) = [e for e in logs if e["event"] == "event_loop_error"]
+    assert error["error"] == "RuntimeError: boom in a callback" and "failing_callback" in error["where"]
+    assert not [r for r in caplog.records if r.name == "asyncio"]
+    assert client.json("/healthz") == (200, {"status": "ok"})  # still serving

@@ -192,6 +192,16 @@ class LiveEnvironment(AccountSettings):
     # mode: live: how long a placed order's fill is awaited before it is journaled as unknown
     # (it is then settled by looking it up, never sent again).
     order_wait_seconds: float = Field(default=3, gt=0)
+    # How far the local clock may be from Kraken's (measured from its `Time`): above the first it
+    # is a warning; above the second no candle is handed out (nothing trades) until it is back.
+    max_clock_skew_warn_seconds: float = Field(default=2, gt=0)
+    max_clock_skew_seconds: float = Field(default=10, gt=0)
+
+    @model_validator(mode="after")
+    def _skew_limits_in_order(self) -> "LiveEnvironment":
+        if self.max_clock_skew_warn_seconds > self.max_clock_skew_seconds:
+            raise ValueError("max_clock_skew_warn_seconds must not exceed max_clock_skew_seconds")
+        return self
 
     @field_validator("allow_live_orders", mode="before")
     @classmethod

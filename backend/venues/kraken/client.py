@@ -31,6 +31,7 @@ from backend.redaction import without_url_credentials
 
 REQUEST_TIMEOUT_MS = 10_000
 MAX_ERROR_TEXT = 300
+MAX_BODY_QUOTED = 80  # of an answer that is not Kraken's JSON envelope, in its error
 # Kraken's answers when it refuses the key itself rather than the request. Not all of them map
 # to ccxt.AuthenticationError ("EAPI:Invalid signature" is a plain ExchangeError), and an error
 # that echoes more text after the code matches none of ccxt's exact codes.
@@ -71,6 +72,17 @@ class AccountClient(ccxt.kraken):
         # Milliseconds, as ccxt does, but never equal to the last one (two orders in one ms).
         self._last_nonce = max(int(super().nonce()), self._last_nonce + 1)
         return self._last_nonce
+
+    def handle_errors(self, code: int, reason: str, url: str, method: str, headers: dict, body: str,
+                      response: Any, request_headers: Any, request_body: Any) -> Any:
+        # Kraken answers every request with its JSON envelope {"error": [...], "result": ...}. ccxt
+        # takes a 2xx answer without one (empty, an HTML page) for an empty result: no new candles,
+        # or an order placed with no id. It is a bad answer, and the request's outcome is unknown.
+        if 200 <= code < 300 and not (isinstance(response, dict) and ("result" in response or response.get("error"))):
+            raise ccxt.BadResponse(f"{self.id} {method} {url}: HTTP {code} answer without Kraken's JSON envelope: "
+                                   f"{body[:MAX_BODY_QUOTED]!r}")
+        return super().handle_errors(code, reason, url, method, headers, body, response, request_headers,
+                                     request_body)
 
 
 def make_kraken_client(environment: LiveEnvironment, with_credentials: bool,
@@ -154,8 +166,10 @@ def is_order_refused(error: BaseException) -> bool:
     it was not placed. ccxt quotes the envelope's JSON in its error, so the quoted code is what
     Kraken answered: a network failure never reads so (ccxt raises some refusals, e.g. rate limits,
     as network errors)."""
+    if not isinstance(error, ccxt.BaseError) or isinstance(error, ccxt.BadResponse):  # no envelope: it told nothing
+        return False
     text = str(error)
-    return isinstance(error, ccxt.BaseError) and any(f'"{code}' in text for code in ORDER_REFUSALS)
+    return any(f'"{code}' in text for code in ORDER_REFUSALS)
 
 
 def is_key_rejected(error: BaseException) -> bool:

@@ -8,6 +8,8 @@ Invariants:
 - No candle becomes a tick unless it passes `candle_problem` and its symbol's `CandleSequence`;
   a rejected one is logged (`candle_rejected`), counted in `candles_rejected` and skipped.
 - A symbol's candles are handed out at most once each, in open-time order: `_last_seen` only grows.
+- A candle is closed by Kraken's clock (exchange_clock), never the local one alone; while that
+  clock is not trusted (skew above `max_clock_skew_seconds`, or in doubt) none is handed out.
 """
 
 import threading
@@ -33,6 +35,7 @@ from backend.venues.kraken.client import (
     root_cause,
     translate_error,
 )
+from backend.venues.kraken.exchange_clock import ExchangeClock
 
 log = structlog.get_logger(__name__)
 
@@ -49,9 +52,10 @@ class KrakenCandleSource(TickSource):
     closed-candle rules of a REST OHLC answer (first answer: warm-up or resume) and the checks a
     candle passes before it becomes a tick. Subclasses decide when candles arrive (`ticks`).
 
-    A candle from REST is closed once its interval has ended on the local UTC clock
-    (open + timeframe <= now) AND Kraken has already started a later row (Kraken's last OHLC
-    row is the still-forming one). The second rule protects against clock skew and late trades.
+    A candle from REST is closed once its interval has ended on Kraken's clock (the local one
+    corrected by the measured skew: open + timeframe <= now) AND Kraken has already started a
+    later row (Kraken's last OHLC row is the still-forming one). While the skew is above
+    `max_clock_skew_seconds` no candle is handed out.
     The first answer yields the latest closed candle per symbol, preceded by `warmup_candles`
     earlier ones flagged as warm-up (indicators only, no trading). A row repeating an open time
     counts once. A candle after a hole carries `missing_before` and is logged as `data_gap`.
@@ -62,11 +66,15 @@ class KrakenCandleSource(TickSource):
         environment: LiveEnvironment,
         client: ccxt.kraken | None = None,
         private_client: ccxt.kraken | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         """client: public data; private_client: the key check of mode: live (by default both are
-        made from the environment, the private one only when prepare() needs it). A timeframe
-        Kraken has no candles for is a SettingError on `timeframe`."""
+        made from the environment, the private one only when prepare() needs it); clock: the local
+        clock (seconds since the epoch), corrected by Kraken's. A timeframe Kraken has no candles
+        for is a SettingError on `timeframe`."""
         self._client = client or make_kraken_client(environment, with_credentials=False)
+        self._exchange_clock = ExchangeClock(self._client, clock, environment.max_clock_skew_warn_seconds,
+                                             environment.max_clock_skew_seconds)
         self._private_client = private_client
         if environment.timeframe not in self._client.timeframes:
             supported = ", ".join(self._client.timeframes)
@@ -81,12 +89,14 @@ class KrakenCandleSource(TickSource):
         self._last_seen: dict[str, int] = {}
         self._sequences = {symbol: CandleSequence(environment.timeframe) for symbol in self._symbols}
         self._resume_after_ms: dict[str, int] = {}  # symbol -> open time (ms) processed before a restart
+        self._hole_waited_for: dict[str, int] = {}  # symbol -> open time (ms) of the missing candle last waited for
         self.candles_rejected = 0
 
     # --- start-up ------------------------------------------------------------------------------
 
     def prepare(self) -> None:
-        """Kraken answers, lists every symbol and (mode: live) accepts the key, before the deadline."""
+        """Kraken answers, lists every symbol and (mode: live) accepts the key, before the deadline;
+        the clock skew is measured."""
         started = time.monotonic()
         deadline = started + self._environment.startup_timeout_seconds
         try:
@@ -98,6 +108,7 @@ class KrakenCandleSource(TickSource):
             raise SettingError("symbols", f"kraken has no market {', '.join(unknown)}")
         if self._environment.mode == "live":
             self._check_api_key(deadline)
+        self._before_deadline(self._client, self._exchange_clock.measure, deadline)
         log.info("exchange_ready", exchange="kraken", url=self._url, symbols=self._symbols,
                  credentials_checked=self._environment.mode == "live",
                  seconds=round(time.monotonic() - started, 3))
@@ -171,11 +182,19 @@ class KrakenCandleSource(TickSource):
         since = None if last is None else last + 1  # ccxt asks Kraken for a little more and filters
         return self._client.fetch_ohlcv(symbol, self._timeframe, since=since)
 
-    def _ticks_from_rest(self, symbol: str, candles: list[Candle]) -> list[RawTick]:
-        """The checked ticks of the closed candles not handled yet; warm-up flagged on the first answer."""
+    def _ticks_from_rest(self, symbol: str, candles: list[Candle], wait_for_holes: bool = False) -> list[RawTick]:
+        """The checked ticks of the closed candles not handled yet; warm-up flagged on the first answer.
+        wait_for_holes: the candles after a hole this answer is the first to show are kept for the
+        next answer (Kraken may still publish the missing one); a hole shown twice is a gap."""
+        if not self._exchange_clock.trusted():  # no candle is closed by a clock in doubt
+            return []
         first_answer = symbol not in self._last_seen
         resuming = first_answer and symbol in self._resume_after_ms
         fresh = self._new_closed_candles(symbol, candles)
+        hole = self._first_hole(symbol, fresh)
+        if wait_for_holes and hole is not None and self._hole_waited_for.get(symbol) != hole:
+            self._hole_waited_for[symbol] = hole
+            fresh = [candle for candle in fresh if candle[0] < hole]
         # A fresh start trades the latest closed candle; a restart trades none of the candles that
         # closed while it was down (they only warm the context workers) and resumes with the next.
         replayed = len(fresh) if resuming else len(fresh) - 1
@@ -185,19 +204,38 @@ class KrakenCandleSource(TickSource):
             self._last_seen[symbol] = self._resume_after_ms[symbol]
         return self._hand_out(symbol, fresh, warmup_count=max(replayed, 0) if first_answer else 0)
 
+    def _first_hole(self, symbol: str, candles: list[Candle]) -> int | None:
+        """Open time (ms) of the first candle missing between the last one handled and the last of
+        `candles` (closed candles after it, oldest first), or None: no hole, or nothing handled yet."""
+        expected = self._last_seen.get(symbol)
+        if expected is None:
+            return None
+        for candle in candles:
+            expected += self._timeframe_ms
+            if candle[0] > expected:
+                return expected
+            expected = candle[0]
+        return None
+
     def _hand_out(self, symbol: str, candles: list[Candle], warmup_count: int = 0) -> list[RawTick]:
         """Closed candles after `_last_seen`, oldest first, as checked ticks (the first
-        `warmup_count` flagged warm-up); each is marked handled, even when it is rejected."""
+        `warmup_count` flagged warm-up); each is marked handled, even when it is rejected. The
+        caller announces each tick it hands over (`_announced`)."""
         ticks = []
         for index, candle in enumerate(candles):
             self._last_seen[symbol] = max(candle[0], self._last_seen.get(symbol, candle[0]))
             tick = self._checked_tick(symbol, candle, warmup=index < warmup_count)
-            if tick is None:
-                continue
-            if not tick.warmup:
-                log.info("candle_closed", symbol=symbol, candle_time=tick.timestamp.isoformat(), close=tick.close)
-            ticks.append(tick)
+            if tick is not None:
+                ticks.append(tick)
         return ticks
+
+    @staticmethod
+    def _announced(tick: RawTick) -> RawTick:
+        """tick, `candle_closed` logged (a candle to trade): called as it leaves the source, so a
+        candle prepared but never handed over (the source was stopped) is not announced."""
+        if not tick.warmup:
+            log.info("candle_closed", symbol=tick.symbol, candle_time=tick.timestamp.isoformat(), close=tick.close)
+        return tick
 
     def _new_closed_candles(self, symbol: str, candles: list[Candle]) -> list[Candle]:
         """Closed candles after the last one handled, one per open time, oldest first; on the first
@@ -209,7 +247,7 @@ class KrakenCandleSource(TickSource):
             else:
                 self._reject(symbol, None, "the row has no open time")
         rows = [by_open_time[open_time] for open_time in sorted(by_open_time)]
-        now_ms = time.time() * 1000
+        now_ms = self._exchange_clock.now() * 1000
         closed = [c for c in rows[:-1] if c[0] + self._timeframe_ms <= now_ms]  # [-1] is forming
         last = self._last_seen.get(symbol)
         if last is not None:
@@ -254,6 +292,9 @@ class KrakenCandleSource(TickSource):
 class KrakenLiveSource(KrakenCandleSource):
     """Polls Kraken's OHLC endpoint every `poll_interval_seconds` (`market_data: rest`).
 
+    Kraken may publish a candle after a later one (seen by a soak): candles after a hole wait one
+    poll for the missing candle, which then comes in order; a hole still there is a gap (`data_gap`).
+
     Network-type failures (ccxt.OperationFailed: NetworkError, ExchangeNotAvailable,
     RequestTimeout, DDoSProtection, BadResponse..., or a socket/TLS error underneath) are logged
     with their root cause and retried with capped exponential backoff; any other ccxt error
@@ -264,6 +305,7 @@ class KrakenLiveSource(KrakenCandleSource):
         failures = 0
         while not stop.is_set():
             delay = self._poll_interval
+            self._exchange_clock.check()
             for symbol in self._symbols:
                 try:
                     candles = self._fetch(symbol)
@@ -277,10 +319,10 @@ class KrakenLiveSource(KrakenCandleSource):
                                 error=describe_error(error, self._client), attempt=failures,
                                 retry_in_seconds=round(delay, 3))
                     break
-                for tick in self._ticks_from_rest(symbol, candles):
-                    if stop.is_set():
+                for tick in self._ticks_from_rest(symbol, candles, wait_for_holes=True):
+                    if stop.is_set():  # also when the answer came after the stop: nobody takes it
                         return
-                    yield tick
+                    yield self._announced(tick)
                 if stop.is_set():
                     return
             else:

@@ -6,11 +6,14 @@ Invariants:
   stream or from the REST backfill, whatever the stream repeats, reorders or revises: only candles
   after the last one handed out (`_last_seen`) are ever considered.
 - Every connection backfills over REST before any of its streamed candles is handed out, so a
-  reconnect leaves no hole the exchange can still fill.
-- A streamed candle is closed once the stream has started a later interval, or once the local
-  clock is CLOSE_GRACE_SECONDS past its end (Kraken sends candles on trades only: in a quiet
-  minute nothing else would say so). A trade reported after that revises a candle already handed
-  out, and is not handed out again.
+  reconnect leaves no hole the exchange can still fill; so does every hole in the stream (a
+  candle it skipped), once per hole, before the candles after it are handed out.
+- A streamed candle is closed once the stream has started a later interval, or once Kraken's
+  clock (the local one corrected by the measured skew, see exchange_clock) is CLOSE_GRACE_SECONDS
+  past its end (Kraken sends candles on trades only: in a quiet minute nothing else would say
+  so). A row opening after Kraken's now is rejected and starts nothing. While that clock is not
+  trusted (skew too large, or in doubt) nothing is handed out. A trade reported after the close
+  revises a candle already handed out, and is not handed out again.
 - `ticks(stop)` runs its asyncio loop in the calling thread and returns within
   STOP_CHECK_SECONDS (+ closing the sockets) of `stop` being set.
 - ccxt's errors stop here: network trouble is logged and retried, anything else is translated.
@@ -31,6 +34,7 @@ import ccxt.pro
 import structlog
 
 from backend.config.schema import LiveEnvironment
+from backend.core.event_loops import new_event_loop
 from backend.market_data.raw_tick import RawTick
 from backend.venues.kraken.client import describe_error, is_network_failure, root_cause, translate_error
 from backend.venues.kraken.market_data import Candle, KrakenCandleSource
@@ -56,7 +60,7 @@ class KrakenStreamSource(KrakenCandleSource):
     """Live RAW_TICKs from Kraken's websocket, one connection per symbol.
 
     A streamed candle is closed once the stream has started a later interval or, in a quiet market,
-    once the local clock (`clock`, seconds since the epoch: keep it NTP-synced) is
+    once Kraken's clock (`clock`, seconds since the epoch, corrected by the measured skew) is
     CLOSE_GRACE_SECONDS past its end. Each connection: subscribe, backfill over REST the candles closed since the last
     one handed out (on the first connection: warm-up or resume, as the REST source does), then
     hand out streamed candles as they close. A connection that fails, or is silent for
@@ -73,8 +77,9 @@ class KrakenStreamSource(KrakenCandleSource):
         private_client: ccxt.kraken | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(environment, client, private_client)
-        self._clock = clock
+        super().__init__(environment, client, private_client, clock)
+        # symbol -> open time (ms) -> the version of a row rejected as opening in the future
+        self._future_rows: dict[str, dict[int, tuple]] = {symbol: {} for symbol in self._symbols}
         self._silence_seconds = environment.stream_silence_seconds
         self._stale_after_seconds = environment.stale_after_seconds
         # symbol -> monotonic time the stream last brought something new (a resubscription's snapshot
@@ -87,7 +92,7 @@ class KrakenStreamSource(KrakenCandleSource):
     # --- the feed thread's side -----------------------------------------------------------------
 
     def ticks(self, stop: threading.Event) -> Iterator[RawTick]:
-        loop = asyncio.new_event_loop()
+        loop = new_event_loop()
         ready: deque[RawTick] = deque()
         arrived = asyncio.Event()
 
@@ -98,6 +103,7 @@ class KrakenStreamSource(KrakenCandleSource):
         started = time.monotonic()
         self._last_heard = dict.fromkeys(self._symbols, started)
         followers = [loop.create_task(self._follow(symbol, hand_out)) for symbol in self._symbols]
+        followers.append(loop.create_task(self._watch_clock()))
         try:
             while True:
                 tick = loop.run_until_complete(self._next_tick(ready, arrived, followers, stop))
@@ -116,7 +122,7 @@ class KrakenStreamSource(KrakenCandleSource):
         """The next candle to hand out, or None once `stop` is set; a follower's fatal error is raised."""
         while not stop.is_set():
             if ready:
-                return ready.popleft()
+                return self._announced(ready.popleft())
             for follower in followers:
                 if follower.done():
                     follower.result()  # only a translated, non-network error ends a follower
@@ -125,6 +131,13 @@ class KrakenStreamSource(KrakenCandleSource):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(arrived.wait(), STOP_CHECK_SECONDS)
         return None
+
+    async def _watch_clock(self) -> None:
+        """Kraken's clock measured whenever due, off the loop (a slow request delays no candle or stop)."""
+        while True:
+            if self._exchange_clock.due():
+                await asyncio.to_thread(self._exchange_clock.check)
+            await asyncio.sleep(STOP_CHECK_SECONDS)
 
     def _watch_staleness(self) -> None:
         now = time.monotonic()
@@ -171,14 +184,19 @@ class KrakenStreamSource(KrakenCandleSource):
         watch = asyncio.ensure_future(exchange.watch_ohlcv(symbol, self._timeframe))
         changed: asyncio.Future = asyncio.ensure_future(exchange.candles_changed.wait())
         try:
-            # Subscribed first, backfilled second: a candle closing in between is in ccxt's cache.
-            candles = await asyncio.to_thread(self._fetch, symbol)
-            backfilled = self._ticks_from_rest(symbol, candles)
-            if backfilled:
-                self._last_heard[symbol] = time.monotonic()
-            hand_out(backfilled)
+            backfilled = False  # its streamed candles may be handed out once it is
+            backfilled_hole: int | None = None  # the missing candle last asked of REST
             last_message = time.monotonic()
             while True:
+                # Subscribed first, backfilled second: a candle closing in between is in ccxt's cache.
+                # While the clock skew is too large nothing is handed out, so the backfill waits too.
+                if not backfilled and self._exchange_clock.trusted():
+                    ticks = self._ticks_from_rest(symbol, await asyncio.to_thread(self._fetch, symbol))
+                    backfilled = self._exchange_clock.trusted()
+                    if ticks:
+                        self._last_heard[symbol] = time.monotonic()
+                    hand_out(ticks)
+                    last_message = time.monotonic()
                 silence_left = last_message + self._silence_seconds - time.monotonic()
                 if silence_left <= 0:
                     raise StreamSilentError()
@@ -196,11 +214,21 @@ class KrakenStreamSource(KrakenCandleSource):
                 if changed.done():
                     exchange.candles_changed.clear()
                     changed = asyncio.ensure_future(exchange.candles_changed.wait())
+                    if exchange.message_sent is not None:
+                        self._exchange_clock.note_message_time(exchange.message_sent)
                     newest = max((tuple(row) for row in streamed if isinstance(row[0], int)), default=None)
                     if newest is not None and newest != self._latest_row.get(symbol):
                         self._latest_row[symbol] = newest
                         self._last_heard[symbol] = time.monotonic()
-                hand_out(self._hand_out(symbol, self._closed_after_last(symbol, streamed)))
+                if not backfilled:
+                    continue
+                closed = self._closed_after_last(symbol, streamed)
+                hole = self._first_hole(symbol, closed)
+                if hole is not None and hole != backfilled_hole:  # Kraken may have what the stream skipped
+                    backfilled_hole = hole
+                    hand_out(self._ticks_from_rest(symbol, await asyncio.to_thread(self._fetch, symbol)))
+                    closed = self._closed_after_last(symbol, streamed)
+                hand_out(self._hand_out(symbol, closed))
         finally:
             for pending in (watch, changed):
                 pending.cancel()
@@ -209,19 +237,38 @@ class KrakenStreamSource(KrakenCandleSource):
 
     def _closed_after_last(self, symbol: str, streamed: list[Candle]) -> list[Candle]:
         """Streamed candles after the last one handed out that are closed (a later interval began,
-        or the clock is past their end and grace), one per open time, oldest first. ccxt keeps one
-        row per open time (the latest version), in arrival order, which after a revision or a
-        resent candle is not time order."""
-        by_open_time = {row[0]: row for row in streamed if isinstance(row[0], int)}
+        or Kraken's clock is past their end and grace), one per open time, oldest first; none while
+        the clock skew is too large. A row opening after Kraken's now (beyond the tolerated skew) is
+        rejected, once per version, and closes nothing. ccxt keeps one row per open time (the latest
+        version), in arrival order, which after a revision or a resent candle is not time order."""
+        if not self._exchange_clock.trusted():
+            return []
+        now_ms = self._exchange_clock.now() * 1000
+        by_open_time = {row[0]: row for row in streamed
+                        if isinstance(row[0], int) and not self._from_the_future(symbol, row, now_ms)}
         if not by_open_time:
             return []
         forming = max(by_open_time)
-        if forming + self._timeframe_ms <= (self._clock() - CLOSE_GRACE_SECONDS) * 1000:
-            forming += 1  # its interval is over by the clock: closed too
+        if forming + self._timeframe_ms <= now_ms - CLOSE_GRACE_SECONDS * 1000:
+            forming += 1  # its interval is over by Kraken's clock: closed too
         closed = [by_open_time[t] for t in sorted(by_open_time) if t < forming]
         if symbol not in self._last_seen:  # REST had no closed candle yet: start as it would, with the latest
             return closed[-1:]
         return [candle for candle in closed if candle[0] > self._last_seen[symbol]]
+
+    def _from_the_future(self, symbol: str, row: Candle, now_ms: float) -> bool:
+        """The row opens after Kraken's now, beyond the skew tolerated, or is a version of a row
+        rejected so (it stays rejected when the time comes: only a new version may count)."""
+        version = tuple(row)
+        if self._future_rows[symbol].get(row[0]) == version:
+            return True
+        ahead_seconds = (row[0] - now_ms) / 1000
+        if ahead_seconds <= self._exchange_clock.warn_seconds:
+            return False
+        self._future_rows[symbol][row[0]] = version
+        self._reject(symbol, datetime.fromtimestamp(row[0] / 1000, tz=UTC),
+                     f"opens {ahead_seconds:.0f} s after kraken's time now (a candle from the future)")
+        return True
 
     def _stream_client(self) -> "StreamClient":
         """A fresh websocket client (one connection, an empty candle cache) sharing the markets the
@@ -258,6 +305,7 @@ class StreamClient(ccxt.pro.kraken):
         super().__init__(config)
         self.candles_changed = asyncio.Event()
         self.connections = 0
+        self.message_sent: float | None = None  # the last candle message's own timestamp (epoch seconds)
 
     def on_connected(self, client: Any, message: Any = None) -> None:
         super().on_connected(client, message)
@@ -265,6 +313,8 @@ class StreamClient(ccxt.pro.kraken):
 
     def handle_ohlcv(self, client: Any, message: dict) -> None:
         super().handle_ohlcv(client, message)
+        sent_ms = self.parse8601(message.get("timestamp"))
+        self.message_sent = sent_ms / 1000 if sent_ms is not None else None
         self.candles_changed.set()
 
     def cached_candles(self, symbol: str, timeframe: str) -> list[Candle]:
