@@ -35,6 +35,8 @@ from services.logging_setup import (
 )
 
 if TYPE_CHECKING:
+    from backend.config import LoadedOperation
+    from backend.config.timerange import Timerange
     from backend.errors import ConfigError
     from services.backtest_shards import ShardedBacktest
     from services.operation_service import OperationService
@@ -131,6 +133,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--http", type=_http_address, metavar="HOST:PORT",
                         help="serve status, metrics and control on HOST:PORT (HOST defaults to 127.0.0.1); "
                              "off unless given; validate ignores it")
+    parser.add_argument("--timerange", type=_timerange, metavar="START-END",
+                        help="replay only START (inclusive) to END (exclusive) in every backtest environment, "
+                             "YYYYMMDD or ISO dates, UTC, one end may be left open (20230201-20230301, "
+                             "20230201-, -20230301); live and paper environments ignore it")
     parser.add_argument("--processes", type=_process_count, default=1, metavar="N|auto",
                         help="spread the links of a backtest-only operation over N processes (auto: one per "
                              "CPU core), each replaying the data itself (default 1: all in this process); "
@@ -162,6 +168,8 @@ def _parse_sweep_args(arguments: list[str]) -> argparse.Namespace:
     parser.add_argument("--address", metavar="ADDRESS",
                         help="--executor ray: the cluster to join (e.g. ray://head:10001 or auto); "
                              "default: start a local Ray")
+    parser.add_argument("--timerange", type=_timerange, metavar="START-END",
+                        help="as for a run: every combination (and a walk-forward's windows) on this range")
     parser.add_argument("--log-format", choices=("json", "console"), default="json")
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     args = parser.parse_args(arguments)
@@ -174,6 +182,15 @@ def _http_address(text: str) -> tuple[str, int]:
     if not port.isdigit() or int(port) > 65535:
         raise argparse.ArgumentTypeError(f"not HOST:PORT: {text!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _timerange(text: str) -> "Timerange":
+    from backend.config.timerange import Timerange
+
+    try:
+        return Timerange.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _process_count(text: str) -> int:
@@ -333,7 +350,8 @@ def _load(args: argparse.Namespace, shutdown: Shutdown,
     log = structlog.get_logger("run-operation")
     log.info("operation_loading", file=args.operation)
     try:
-        operation = load_operation(args.operation)
+        operation = load_operation(args.operation, args.timerange)
+        _warn_if_timerange_ignored(operation)
         if args.processes > 1 and len(operation.links) > 1 and args.http is None and shardable(operation):
             recording = None
             if args.report is not None:
@@ -383,9 +401,12 @@ def _inspect(args: argparse.Namespace, shutdown: Shutdown) -> int:
         configure_logging(args.log_format, args.log_level, on_broken=lambda: shutdown.request("log_stream_closed"))
         try:
             if args.command == "validate":
-                report = summary_line(validate_operation(args.operation))
+                operation = validate_operation(args.operation, timerange=args.timerange)
+                report = summary_line(operation)
             else:
-                report = render(resolved_config(load_operation(args.operation)), args.print_config)
+                operation = load_operation(args.operation, args.timerange)
+                report = render(resolved_config(operation), args.print_config)
+            _warn_if_timerange_ignored(operation)
         except ConfigError as exc:
             _report_config_error(exc)
             return EXIT_CONFIG
@@ -394,6 +415,18 @@ def _inspect(args: argparse.Namespace, shutdown: Shutdown) -> int:
         return EXIT_OK
     _say(report, sys.stdout)
     return EXIT_OK
+
+
+def _warn_if_timerange_ignored(operation: "LoadedOperation") -> None:
+    """Live and paper environments run on the exchange's clock: --timerange never reaches them."""
+    from backend.config import LiveEnvironment
+
+    ignored = list(dict.fromkeys(link.link.execution_environment_id for link in operation.links
+                                 if isinstance(link.environment, LiveEnvironment)))
+    if operation.timerange is not None and ignored:
+        structlog.get_logger("run-operation").warning(
+            "option_ignored", option="--timerange", environments=ignored,
+            reason="live and paper environments trade on the exchange's current candles")
 
 
 def _sweep(args: argparse.Namespace, shutdown: Shutdown) -> int:
@@ -408,7 +441,7 @@ def _sweep(args: argparse.Namespace, shutdown: Shutdown) -> int:
         configure_logging(args.log_format, args.log_level, on_broken=lambda: shutdown.request("log_stream_closed"))
         quiet_runs()
         try:
-            sweep = load_checked_sweep(args.sweep, args.executor)
+            sweep = load_checked_sweep(args.sweep, args.executor, args.timerange)
             executor = make_executor(args, shutdown.requested)
         except ConfigError as exc:
             _report_config_error(exc)

@@ -10,14 +10,16 @@ import threading
 from pathlib import Path
 
 from backend.config import LiveEnvironment, LoadedOperation, load_operation
+from backend.config.timerange import Timerange
 from backend.venues import VENUES
 from services.execution_environments import ExecutionEnvironments
 from services.operation_service import settings_of
 from services.worker_factory import WorkerFactory
 
 
-def validate_operation(path: Path | str, factory: WorkerFactory | None = None) -> LoadedOperation:
-    operation = load_operation(path)
+def validate_operation(path: Path | str, factory: WorkerFactory | None = None,
+                       timerange: Timerange | None = None) -> LoadedOperation:
+    operation = load_operation(path, timerange)
     factory = factory or WorkerFactory()
     # Only its parse cache is used (a data file read once); it is not started and has nothing to stop.
     environments = ExecutionEnvironments(threading.Event())
@@ -28,7 +30,7 @@ def validate_operation(path: Path | str, factory: WorkerFactory | None = None) -
             continue
         checked_environments.add(link.environment_file)
         environment = link.environment
-        with settings_of(link.environment_file):
+        with settings_of(link.environment_file, timerange):
             if not isinstance(environment, LiveEnvironment):
                 environments.tick_source(environment)  # parses and checks the file and its range
             elif environment.mode == "live":
