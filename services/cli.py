@@ -102,6 +102,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["sweep"]:
         return _parse_sweep_args(arguments[1:])
+    if arguments[:1] == ["new-plugin"]:
+        return _parse_new_plugin_args(arguments[1:])
     validate = arguments[:1] == ["validate"]
     if validate:
         parser = argparse.ArgumentParser(
@@ -177,6 +179,27 @@ def _parse_sweep_args(arguments: list[str]) -> argparse.Namespace:
     return args
 
 
+def _parse_new_plugin_args(arguments: list[str]) -> argparse.Namespace:
+    from services.plugin_scaffold import CATEGORIES, plugin_name_problem
+
+    parser = argparse.ArgumentParser(
+        prog="run-operation new-plugin",
+        description="Write a worker plugin, its test, a blueprint using it and a backtest operation on the bundled "
+                    "sample data; overwrite nothing.",
+    )
+    parser.add_argument("name", metavar="NAME", help="the plugin's module name, a Python identifier (e.g. breakout)")
+    parser.add_argument("--category", choices=CATEGORIES, default="opportunity",
+                        help="the worker's category (default: opportunity)")
+    parser.add_argument("--dir", type=Path, default=Path("."), metavar="DIR",
+                        help="the folder to write plugins/, tests/ and config/ into (default: the current one)")
+    args = parser.parse_args(arguments)
+    problem = plugin_name_problem(args.name)
+    if problem is not None:
+        parser.error(f"NAME: {problem}")
+    args.command = "new-plugin"
+    return args
+
+
 def _http_address(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not port.isdigit() or int(port) > 65535:
@@ -219,6 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parse_args(argv)
         if args.command == "sweep":
             return _sweep(args, shutdown)
+        if args.command == "new-plugin":
+            return _new_plugin(args)
         if args.command == "validate" or args.print_config:
             return _inspect(args, shutdown)
         return _run(args, shutdown)
@@ -414,6 +439,28 @@ def _inspect(args: argparse.Namespace, shutdown: Shutdown) -> int:
         _say(f"run-operation: {stop} received while loading; nothing was started", sys.stderr)
         return EXIT_OK
     _say(report, sys.stdout)
+    return EXIT_OK
+
+
+def _new_plugin(args: argparse.Namespace) -> int:
+    """`new-plugin NAME`: the files written and how to check them; 2 (nothing written) when one exists."""
+    from services.plugin_scaffold import NewPlugin, ScaffoldError, write_plugin
+
+    plugin = NewPlugin(args.name, args.category)
+    try:
+        written = write_plugin(plugin, args.dir)
+    except (ScaffoldError, OSError) as exc:
+        _say(f"run-operation: new-plugin: {exc}", sys.stderr)
+        return EXIT_CONFIG
+    operation = plugin.operation_file
+    _say("\n".join([
+        f"Wrote {plugin.category} worker {plugin.import_path} in {args.dir}:",
+        *(f"  {path}" for path in written),
+        f"Next, in {args.dir}:",
+        f"  PYTHONPATH=. run-operation validate {operation}",
+        f"  PYTHONPATH=. python -m pytest tests/test_{plugin.name}.py",
+        f"  PYTHONPATH=. run-operation {operation} --report report",
+    ]), sys.stdout)
     return EXIT_OK
 
 
