@@ -1,6 +1,7 @@
 """`run-operation PATH`: run an operation until its data ends or SIGINT/SIGTERM.
 `run-operation validate PATH`: check it without starting anything (only when the first argument
-is literally `validate`); `run-operation PATH --print-config`: print it as resolved, masked.
+is literally `validate`); `run-operation PATH --print-config`: print it as resolved, masked;
+`run-operation new-plugin NAME`: write a first worker plugin, its test and a backtest using it.
 
 Exit codes: 0 success or a clean stop on request; 1 a strategy run failed or stalled, an
 environment's feed failed, the exchange could not be reached at start, the log stream closed, or
