@@ -8,12 +8,14 @@ here changes what a worker sees: the checks compare the two replays the daemon i
 """
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from datetime import UTC, datetime
 from itertools import cycle, pairwise
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from structlog.testing import capture_logs
 
 from backend.config import StrategyBlueprint
 from backend.config.loader import load_yaml_model
@@ -85,6 +87,7 @@ class Replay:
         self.ledger = Ledger(starting_capital)
         self.account = StrategyAccount(self.ledger, SimulatedGateway(fee_rate, 0.0))
         self.fills: list[FillDTO] = []
+        self.entry_block_lines: list[dict] = []  # what the threats said (assert_same_trades)
         self.account.on_fill = self.fills.append
         if blueprint_file is not None:
             blueprint = load_yaml_model(StrategyBlueprint, blueprint_file)
@@ -145,11 +148,21 @@ def dtos_by_tick(worker_specs: Sequence[tuple[type[IWorker], dict]],
 
 def assert_same_trades(make: Callable[[], Replay], candles: CandleColumns, sizes: Iterable[int]) -> Replay:
     """Replay candles tick by tick and by blocks of sizes with two fresh Replays from make: the
-    same fills, account, cursors and history. Returns the columnar one."""
-    by_ticks = make().by_ticks(candles)
-    by_blocks = make().by_blocks(split(candles, sizes))
+    same fills, account, cursors and history, and the same lines from the threats (kept in
+    `entry_block_lines`). Returns the columnar one."""
+    with capture_logs() as tick_lines:
+        by_ticks = make().by_ticks(candles)
+    with capture_logs() as block_lines:
+        by_blocks = make().by_blocks(split(candles, sizes))
     assert by_blocks.outcome() == by_ticks.outcome()
+    by_blocks.entry_block_lines = entry_block_lines(block_lines)
+    assert by_blocks.entry_block_lines == entry_block_lines(tick_lines)
     return by_blocks
+
+
+def entry_block_lines(lines: Sequence[MutableMapping[str, Any]]) -> list[dict]:
+    """The threats' `entries_blocked` / `entries_unblocked` lines, in order."""
+    return [dict(line) for line in lines if line["event"] in ("entries_blocked", "entries_unblocked")]
 
 
 def assert_same_context(worker_specs: Sequence[tuple[type[IWorker], dict]], candles: CandleColumns,

@@ -12,7 +12,16 @@ import numpy as np
 from backend.dtos import OpportunitySignalDTO, OrderSide, ThreatSignalDTO
 from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
 from backend.interfaces.candle_columns import CandleColumns
-from services.plugin_testing import HOUR, sample_candles
+from services.plugin_testing import (  # noqa: F401 (re-exported: the daemon's tests take them from here)
+    HOUR,
+    SAMPLE_1H,
+    Replay,
+    assert_same_context,
+    assert_same_trades,
+    entry_block_lines,
+    sample_candles,
+    split,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -28,8 +28,18 @@ from backend.workers.context.volatility_assessor import VolatilityAssessor
 from backend.workers.execution.market_order_executor import MarketOrderExecutor
 from backend.workers.opportunity.ema_cross_opportunity import EmaCrossOpportunity
 from backend.workers.planning.all_in_planner import AllInPlanner
-from services.plugin_testing import SAMPLE_1H, Replay, assert_same_context, assert_same_trades, sample_candles, split
-from tests.columnar import REPO, EntryBlockedWitness, long_series_with_holes, random_sizes
+from tests.columnar import (
+    REPO,
+    SAMPLE_1H,
+    EntryBlockedWitness,
+    Replay,
+    assert_same_context,
+    assert_same_trades,
+    long_series_with_holes,
+    random_sizes,
+    sample_candles,
+    split,
+)
 from tests.helpers import backtest_environment, write_config_tree
 
 EMA_CROSS = REPO / "config" / "strategies" / "ema_cross.yaml"
