@@ -23,6 +23,7 @@ from services.plugin_testing import SAMPLE_1H
 
 CATEGORIES = tuple(TEMPLATES)
 SAMPLE_ENVIRONMENT = "sample_btc_usd_1h"
+SHARED_ENVIRONMENT_FILE = Path("config") / "environments" / f"{SAMPLE_ENVIRONMENT}.yaml"  # every plugin's
 
 
 class ScaffoldError(Exception):
@@ -62,7 +63,7 @@ class NewPlugin:
             Path("tests") / f"test_{self.name}.py": test,
             Path("config") / "strategies" / f"{self.name}.yaml": self._blueprint(),
             self.operation_file: _operation(self.name),
-            Path("config") / "environments" / f"{SAMPLE_ENVIRONMENT}.yaml": _sample_environment(),
+            SHARED_ENVIRONMENT_FILE: _sample_environment(),
         }
 
     def _blueprint(self) -> str:
@@ -83,22 +84,17 @@ def write_plugin(plugin: NewPlugin, directory: Path) -> list[Path]:
     """Write plugin's files under directory; the paths written (relative to it). ScaffoldError,
     with nothing written, when one exists already."""
     files = plugin.files()
-    unchanged = set()
-    for path, text in files.items():
+    for path, text in list(files.items()):
         target = directory / path
-        if target.name == f"{SAMPLE_ENVIRONMENT}.yaml" and target.is_file() and target.read_text() == text:
-            unchanged.add(path)
+        if path == SHARED_ENVIRONMENT_FILE and target.is_file() and target.read_text(encoding="utf-8") == text:
+            del files[path]  # written for an earlier plugin, as it would be now
         elif target.exists():
             raise ScaffoldError(f"{path} already exists: nothing was written")
-    written = []
     for path, text in files.items():
-        if path in unchanged:
-            continue
         target = directory / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
-        written.append(path)
-    return written
+    return list(files)
 
 
 def _operation(name: str) -> str:

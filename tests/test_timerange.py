@@ -67,12 +67,17 @@ def test_a_run_outside_the_data_exits_2_naming_the_timerange(capsys, extra):
     assert "Strategy run summaries" not in out and "strategy_summary" not in err
 
 
-def test_an_open_end_beyond_the_environment_exits_2_naming_both():
-    finished = subprocess.run([sys.executable, "-m", "services.cli", "validate", DEMO, "--timerange", "20230501-"],
+@pytest.mark.parametrize(("timerange", "reason"), [
+    ("20230501-", "starts at 2023-05-01T00:00:00+00:00, not before environment 'backtest_2023_q1' ends "
+                  "(2023-04-01T00:00:00+00:00)"),
+    ("-20221201", "ends at 2022-12-01T00:00:00+00:00, not after environment 'backtest_2023_q1' starts "
+                  "(2023-01-01T00:00:00+00:00)"),
+])
+def test_an_open_end_beyond_the_environment_exits_2_naming_both(timerange, reason):
+    finished = subprocess.run([sys.executable, "-m", "services.cli", "validate", DEMO, "--timerange", timerange],
                               cwd=REPO, capture_output=True, text=True, timeout=30)
     assert finished.returncode == 2
-    assert ("run-operation: config error: --timerange 20230501-: starts at 2023-05-01T00:00:00+00:00, not before "
-            "environment 'backtest_2023_q1' ends (2023-04-01T00:00:00+00:00)") in finished.stderr
+    assert f"run-operation: config error: --timerange {timerange}: {reason}" in finished.stderr
 
 
 @pytest.mark.parametrize("text", ["2023-02-01", "20230301-20230201", "20230231-", "-", "yesterday-today"])

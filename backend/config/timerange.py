@@ -45,13 +45,14 @@ class Timerange:
         return f"--timerange {self.text}"
 
     def applied_to(self, environment: "BacktestEnvironment", environment_id: str) -> "BacktestEnvironment":
+        """The environment replaying this range (an open end keeps the environment's bound)."""
         start, end = self.start or environment.start, self.end or environment.end
-        if end <= start:
-            given, bound = (f"starts at {start.isoformat()}", "ends") if self.start else (f"ends at {end.isoformat()}",
-                                                                                          "starts")
-            theirs = environment.end if self.start else environment.start
-            raise ConfigError(self.option, f"{given}, not before environment '{environment_id}' {bound} "
-                                           f"({theirs.isoformat()})")
+        if end <= start:  # only with an open end: parse() orders two given bounds
+            reason = (f"starts at {start.isoformat()}, not before environment '{environment_id}' ends "
+                      f"({environment.end.isoformat()})" if self.start else
+                      f"ends at {end.isoformat()}, not after environment '{environment_id}' starts "
+                      f"({environment.start.isoformat()})")
+            raise ConfigError(self.option, reason)
         return environment.model_copy(update={"start": start, "end": end})
 
 
