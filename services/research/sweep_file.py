@@ -51,7 +51,6 @@ class LoadedSweep:
     space: ParameterSpace
     constraints: list[Constraint]
     factory: WorkerFactory
-    timerange: Timerange | None = None  # --timerange, already applied to the environments
 
     def refusal(self, combination: Combination) -> str | None:
         """Why the blueprint's workers refuse this combination's values together; None if they take them."""
@@ -93,7 +92,7 @@ def load_sweep(path: Path | str, factory: WorkerFactory | None = None,
     factory = factory or WorkerFactory()
     space = _parameter_space(path, config, blueprint, blueprint_file, factory)
     constraints = _constraints(path, config, space)
-    return LoadedSweep(path, config, blueprint, blueprint_file, environments, space, constraints, factory, timerange)
+    return LoadedSweep(path, config, blueprint, blueprint_file, environments, space, constraints, factory)
 
 
 def _constraints(path: Path, config: SweepConfig, space: ParameterSpace) -> list[Constraint]:
