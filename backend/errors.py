@@ -18,6 +18,10 @@ class ConfigError(OpdaemonError):
         super().__init__(f"{where}: {reason}")
 
 
+class DataRangeError(ConfigError):
+    """A backtest's range holds no candle of its data file (the file names the data file)."""
+
+
 class SettingError(OpdaemonError):
     """A setting is wrong, raised where the file it came from is not known (runtime objects carry
     no config file paths): names the key and the reason. Whoever builds the object at load time,

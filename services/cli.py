@@ -1,6 +1,7 @@
 """`run-operation PATH`: run an operation until its data ends or SIGINT/SIGTERM.
 `run-operation validate PATH`: check it without starting anything (only when the first argument
-is literally `validate`); `run-operation PATH --print-config`: print it as resolved, masked.
+is literally `validate`); `run-operation PATH --print-config`: print it as resolved, masked;
+`run-operation new-plugin NAME`: write a first worker plugin, its test and a backtest using it.
 
 Exit codes: 0 success or a clean stop on request; 1 a strategy run failed or stalled, an
 environment's feed failed, the exchange could not be reached at start, the log stream closed, or
@@ -27,6 +28,8 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
+    from backend.config import LoadedOperation
+    from backend.config.timerange import Timerange
     from backend.errors import ConfigError
     from backend.trade_stats import TradeStats
     from services.backtest_shards import ShardedBacktest
@@ -103,6 +106,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["sweep"]:
         return _parse_sweep_args(arguments[1:])
+    if arguments[:1] == ["new-plugin"]:
+        return _parse_new_plugin_args(arguments[1:])
     validate = arguments[:1] == ["validate"]
     if validate:
         parser = argparse.ArgumentParser(
@@ -139,6 +144,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--http", type=_http_address, metavar="HOST:PORT",
                         help="serve status, metrics and control on HOST:PORT (HOST defaults to 127.0.0.1); "
                              "off unless given; validate ignores it")
+    parser.add_argument("--timerange", type=_timerange, metavar="START-END",
+                        help="replay only START (inclusive) to END (exclusive) in every backtest environment, "
+                             "YYYYMMDD or ISO dates, UTC, one end may be left open (20230201-20230301, "
+                             "20230201-, -20230301); live and paper environments ignore it")
     parser.add_argument("--processes", type=_process_count, default=1, metavar="N|auto",
                         help="spread the links of a backtest-only operation over N processes (auto: one per "
                              "CPU core), each replaying the data itself (default 1: all in this process); "
@@ -170,6 +179,8 @@ def _parse_sweep_args(arguments: list[str]) -> argparse.Namespace:
     parser.add_argument("--address", metavar="ADDRESS",
                         help="--executor ray: the cluster to join (e.g. ray://head:10001 or auto); "
                              "default: start a local Ray")
+    parser.add_argument("--timerange", type=_timerange, metavar="START-END",
+                        help="as for a run: every combination (and a walk-forward's windows) on this range")
     parser.add_argument("--log-format", choices=("json", "console"), default="json")
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     args = parser.parse_args(arguments)
@@ -195,11 +206,41 @@ class _PrintVersion(argparse.Action):
         parser.exit()
 
 
+def _parse_new_plugin_args(arguments: list[str]) -> argparse.Namespace:
+    from services.plugin_scaffold import CATEGORIES, plugin_name_problem
+
+    parser = argparse.ArgumentParser(
+        prog="run-operation new-plugin",
+        description="Write a worker plugin, its test, a blueprint using it and a backtest operation on the bundled "
+                    "sample data; overwrite nothing.",
+    )
+    parser.add_argument("name", metavar="NAME", help="the plugin's module name, a Python identifier (e.g. breakout)")
+    parser.add_argument("--category", choices=CATEGORIES, default="opportunity",
+                        help="the worker's category (default: opportunity)")
+    parser.add_argument("--dir", type=Path, default=Path("."), metavar="DIR",
+                        help="the folder to write plugins/, tests/ and config/ into (default: the current one)")
+    args = parser.parse_args(arguments)
+    problem = plugin_name_problem(args.name)
+    if problem is not None:
+        parser.error(f"NAME: {problem}")
+    args.command = "new-plugin"
+    return args
+
+
 def _http_address(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not port.isdigit() or int(port) > 65535:
         raise argparse.ArgumentTypeError(f"not HOST:PORT: {text!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _timerange(text: str) -> "Timerange":
+    from backend.config.timerange import Timerange
+
+    try:
+        return Timerange.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _process_count(text: str) -> int:
@@ -235,6 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parse_args(argv)
         if args.command == "sweep":
             return _sweep(args, shutdown)
+        if args.command == "new-plugin":
+            return _new_plugin(args)
         if args.command == "validate" or args.print_config:
             return _inspect(args, shutdown)
         return _run(args, shutdown)
@@ -370,7 +413,8 @@ def _load(args: argparse.Namespace, shutdown: Shutdown,
     log = _log()
     log.info("operation_loading", file=args.operation)
     try:
-        operation = load_operation(args.operation)
+        operation = load_operation(args.operation, args.timerange)
+        _warn_if_timerange_ignored(operation)
         notifier = Notifier.for_operation(operation)
         if notifier is not None:  # before anything is built: reconciliation's mismatches are notified too
             notifier.start()
@@ -425,14 +469,51 @@ def _inspect(args: argparse.Namespace, shutdown: Shutdown) -> int:
     configure_logging(args.log_format, args.log_level, on_broken=lambda: shutdown.request("log_stream_closed"))
     try:
         if args.command == "validate":
-            report = summary_line(validate_operation(args.operation))
+            operation = validate_operation(args.operation, timerange=args.timerange)
+            report = summary_line(operation)
         else:
-            report = render(resolved_config(load_operation(args.operation)), args.print_config)
+            operation = load_operation(args.operation, args.timerange)
+            report = render(resolved_config(operation), args.print_config)
+        _warn_if_timerange_ignored(operation)
     except ConfigError as exc:
         _report_config_error(exc)
         return EXIT_CONFIG
     _say(report, sys.stdout)
     return EXIT_OK
+
+
+def _new_plugin(args: argparse.Namespace) -> int:
+    """`new-plugin NAME`: the files written and how to check them; 2 (nothing written) when one exists."""
+    from services.plugin_scaffold import NewPlugin, ScaffoldError, write_plugin
+
+    plugin = NewPlugin(args.name, args.category)
+    try:
+        written = write_plugin(plugin, args.dir)
+    except (ScaffoldError, OSError) as exc:
+        _say(f"run-operation: new-plugin: {exc}", sys.stderr)
+        return EXIT_CONFIG
+    operation = plugin.operation_file
+    _say("\n".join([
+        f"Wrote {plugin.category} worker {plugin.import_path} in {args.dir}:",
+        *(f"  {path}" for path in written),
+        f"Next, in {args.dir}:",
+        f"  PYTHONPATH=. run-operation validate {operation}",
+        f"  PYTHONPATH=. python -m pytest tests/test_{plugin.name}.py",
+        f"  PYTHONPATH=. run-operation {operation} --report report",
+    ]), sys.stdout)
+    return EXIT_OK
+
+
+def _warn_if_timerange_ignored(operation: "LoadedOperation") -> None:
+    """Live and paper environments run on the exchange's clock: --timerange never reaches them."""
+    from backend.config import LiveEnvironment
+
+    ignored = list(dict.fromkeys(link.link.execution_environment_id for link in operation.links
+                                 if isinstance(link.environment, LiveEnvironment)))
+    if operation.timerange is not None and ignored:
+        _log().warning(
+            "option_ignored", option="--timerange", environments=ignored,
+            reason="live and paper environments trade on the exchange's current candles")
 
 
 def _sweep(args: argparse.Namespace, shutdown: Shutdown) -> int:
@@ -447,7 +528,7 @@ def _sweep(args: argparse.Namespace, shutdown: Shutdown) -> int:
     configure_logging(args.log_format, args.log_level, on_broken=lambda: shutdown.request("log_stream_closed"))
     quiet_runs()
     try:
-        sweep = load_checked_sweep(args.sweep, args.executor)
+        sweep = load_checked_sweep(args.sweep, args.executor, args.timerange)
         executor = make_executor(args, shutdown.requested)
     except ConfigError as exc:
         _report_config_error(exc)

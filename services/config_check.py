@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 from backend.config import LiveEnvironment, LoadedOperation, load_operation
+from backend.config.timerange import Timerange
 from backend.venues import VENUES
 from services.execution_environments import ExecutionEnvironments
 from services.notifications import resolve_targets
@@ -19,8 +20,9 @@ from services.operation_service import settings_of
 from services.worker_factory import WorkerFactory
 
 
-def validate_operation(path: Path | str, factory: WorkerFactory | None = None) -> LoadedOperation:
-    operation = load_operation(path)
+def validate_operation(path: Path | str, factory: WorkerFactory | None = None,
+                       timerange: Timerange | None = None) -> LoadedOperation:
+    operation = load_operation(path, timerange)
     resolve_targets(operation)
     factory = factory or WorkerFactory()
     # Only its parse cache is used (a data file read once); it is not started and has nothing to stop.
@@ -32,7 +34,7 @@ def validate_operation(path: Path | str, factory: WorkerFactory | None = None) -
             continue
         checked_environments.add(link.environment_file)
         environment = link.environment
-        with settings_of(link.environment_file):
+        with settings_of(link.environment_file, timerange):
             if not isinstance(environment, LiveEnvironment):
                 environments.tick_source(environment)  # parses and checks the file and its range
             elif environment.mode == "live":

@@ -28,6 +28,7 @@ import structlog
 
 from backend.config import LoadedOperation, ResolvedLink, load_operation
 from backend.config.schema import EnvironmentConfig, LiveEnvironment
+from backend.config.timerange import Timerange, blamed_for_empty_range
 from backend.core.ohlcv_provider import OhlcvProvider
 from backend.core.trading_context_provider import TradingContextProvider
 from backend.dtos import FillDTO
@@ -135,7 +136,7 @@ class OperationService:
             # Lines logged while the data loads name the environment and its links too.
             with structlog.contextvars.bound_contextvars(
                 environment=environment_id, strategy_links=list(timeframes)
-            ), settings_of(first.environment_file):
+            ), settings_of(first.environment_file, operation.timerange):
                 source = self._source_factory(with_warmup_for(first.environment, [link.run for link in links],
                                                               timeframes))
             self._feeds[environment_id] = EnvironmentFeed(
@@ -145,7 +146,7 @@ class OperationService:
             self._feed_settings[environment_id] = first.environment
         # The feeds know no files: a prepare() error is named after the environment's file here.
         for environment_id, feed in self._feeds.items():
-            with settings_of(by_environment[environment_id][0].resolved.environment_file):
+            with settings_of(by_environment[environment_id][0].resolved.environment_file, operation.timerange):
                 feed.prepare()
             feed.resume_after_restart()
         live = [link for link in self._links.values()
@@ -488,7 +489,7 @@ class OperationService:
     def _plan_reload(self) -> tuple[ReloadPlan, dict[str, int]]:
         """The file re-read and every link to build checked (plugins, params, its workers built once
         and dropped, account mode); with the candles each of those needs."""
-        operation = load_operation(self.operation.path)
+        operation = load_operation(self.operation.path, self.operation.timerange)
         with self._running_set:
             running = {link_id: link.resolved for link_id, link in self._links.items()}
             feeds = dict(self._feed_settings)
@@ -509,7 +510,7 @@ class OperationService:
             timeframes = {link.link_id: link.blueprint.timeframe for link in links}
             with structlog.contextvars.bound_contextvars(
                 environment=environment_id, strategy_links=list(timeframes)
-            ), settings_of(first.environment_file):
+            ), settings_of(first.environment_file, plan.operation.timerange):
                 warmup = with_warmup_for(first.environment, [_PlannedNeed(link_id, needs[link_id])
                                                              for link_id in timeframes], timeframes)
                 feed = EnvironmentFeed(environment_id, self._source_factory(warmup), [], self.stop_event,
@@ -590,10 +591,12 @@ def with_warmup_for(
 
 
 @contextmanager
-def settings_of(environment_file: Path) -> Iterator[None]:
+def settings_of(environment_file: Path, timerange: Timerange | None = None) -> Iterator[None]:
     """A SettingError raised inside (a source or gateway being built or prepared) becomes the
-    ConfigError naming the environment file the setting is in, with the same key and reason."""
+    ConfigError naming the environment file the setting is in, with the same key and reason; a
+    backtest range --timerange left without candles, the ConfigError naming that option."""
     try:
-        yield
+        with blamed_for_empty_range(timerange):
+            yield
     except SettingError as error:
         raise ConfigError(environment_file, error.reason, error.key) from None

@@ -1,4 +1,6 @@
 """Loads an operation file and everything it names; every problem becomes a ConfigError.
+A `--timerange` given is applied to every backtest environment as it is loaded (and kept, so a
+reload applies it again).
 
 A blueprint's timeframe is the environment's or a longer one its candles can be resampled to
 (`resampling_problem`); anything else is an error on the operation file's link key. Only `true`
@@ -24,6 +26,7 @@ from backend.config.schema import (
     StrategyBlueprint,
     StrategyLink,
 )
+from backend.config.timerange import Timerange
 from backend.errors import ConfigError
 from backend.market_data.resample import resampling_problem
 
@@ -63,6 +66,7 @@ class LoadedOperation:
     path: Path
     config: OperationConfig
     links: list[ResolvedLink]  # active links only, in file order
+    timerange: Timerange | None = None  # --timerange, already applied to the backtest environments
 
 
 def format_location(loc: tuple[str | int, ...]) -> str:
@@ -137,7 +141,8 @@ def load_yaml_model(model: type[M], path: Path) -> M:
     return validate_model(model, read_yaml_mapping(path), path)
 
 
-def load_environment(path: Path) -> EnvironmentConfig:
+def load_environment(path: Path, timerange: Timerange | None = None) -> EnvironmentConfig:
+    """config/environments/<id>.yaml; a backtest's range is --timerange's where that gives one."""
     data = read_yaml_mapping(path)
     kind = data.get("type")
     if kind not in ENVIRONMENT_TYPES:
@@ -152,6 +157,8 @@ def load_environment(path: Path) -> EnvironmentConfig:
         if not data_file.is_file():
             raise ConfigError(path, f"data file is not a regular file: {data_file}", "data_file")
         env = env.model_copy(update={"data_file": data_file})
+        if timerange is not None:
+            env = timerange.applied_to(env, path.stem)
     return env
 
 
@@ -164,7 +171,7 @@ def referenced_file(
     return path
 
 
-def load_operation(path: Path | str) -> LoadedOperation:
+def load_operation(path: Path | str, timerange: Timerange | None = None) -> LoadedOperation:
     """Load config/operations/<name>.yaml; blueprints and environments are looked up in the
     sibling folders config/strategies/ and config/environments/."""
     path = Path(path)
@@ -185,10 +192,10 @@ def load_operation(path: Path | str) -> LoadedOperation:
         if not link.is_active:
             continue
         blueprint = load_yaml_model(StrategyBlueprint, blueprint_file)
-        environment = load_environment(environment_file)
+        environment = load_environment(environment_file, timerange)
         check_compatible(path, key, blueprint, environment)
         links.append(ResolvedLink(link, blueprint, blueprint_file, environment, environment_file))
-    return LoadedOperation(path, operation, links)
+    return LoadedOperation(path, operation, links, timerange)
 
 
 def check_compatible(

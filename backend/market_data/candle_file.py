@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from backend.errors import ConfigError
+from backend.errors import ConfigError, DataRangeError
 from backend.market_data.candle_checks import timeframe_seconds
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ class CandleFile:
             bisect_left(every_row, end.timestamp(), key=self.open_epoch),
         )
         if not rows:
-            raise ConfigError(
+            raise DataRangeError(
                 self.path,
                 f"no candles between {start.isoformat()} and {end.isoformat()}: "
                 f"the file covers {self.first_open.isoformat()} to {self.last_open.isoformat()}",

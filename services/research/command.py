@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from backend.config.timerange import Timerange
 from backend.errors import ConfigError
 from services.execution_environments import ExecutionEnvironments
 from services.logging_setup import stderr_lines_to
@@ -30,15 +31,15 @@ from services.research.sweep_file import LoadedSweep, load_sweep
 log = structlog.get_logger(__name__)
 
 
-def load_checked_sweep(path: Path, executor: str) -> LoadedSweep:
-    sweep = load_sweep(path)
+def load_checked_sweep(path: Path, executor: str, timerange: Timerange | None = None) -> LoadedSweep:
+    sweep = load_sweep(path, timerange=timerange)
     if sweep.config.search.method == "optuna" and importlib.util.find_spec("optuna") is None:
         raise ConfigError(path, "method optuna needs Optuna: pip install 'opdaemon[research]'", "search.method")
     if executor == "ray" and importlib.util.find_spec("ray") is None:
         raise ConfigError("--executor ray", "Ray is not installed: pip install 'opdaemon[ray]'")
     environments = ExecutionEnvironments(threading.Event())
     for environment in sweep.environments:  # every row of every data file checked once, now
-        with settings_of(environment.file):
+        with settings_of(environment.file, timerange):
             environments.tick_source(environment.config)
     return sweep
 

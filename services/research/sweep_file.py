@@ -20,6 +20,7 @@ from backend.config.loader import (
 )
 from backend.config.schema import BacktestEnvironment, StrategyBlueprint
 from backend.config.sweep import SweepConfig
+from backend.config.timerange import Timerange
 from backend.errors import ConfigError
 from backend.research.constraints import Constraint, first_violated, parse_constraint
 from backend.research.parameter_space import (
@@ -59,9 +60,11 @@ class LoadedSweep:
         return f"refused: {refused.key}: {refused.reason}" if refused.key else f"refused: {refused.reason}"
 
 
-def load_sweep(path: Path | str, factory: WorkerFactory | None = None) -> LoadedSweep:
+def load_sweep(path: Path | str, factory: WorkerFactory | None = None,
+               timerange: Timerange | None = None) -> LoadedSweep:
     """config/sweeps/<name>.yaml; its blueprint and environments are looked up in the sibling
-    folders config/strategies/ and config/environments/, as an operation's are."""
+    folders config/strategies/ and config/environments/, as an operation's are (each backtest
+    range --timerange's where that gives one; a walk-forward's windows are laid over it)."""
     path = Path(path)
     config = load_yaml_model(SweepConfig, path)
     root = path.resolve().parent.parent
@@ -71,7 +74,7 @@ def load_sweep(path: Path | str, factory: WorkerFactory | None = None) -> Loaded
     for index, environment_id in enumerate(config.environments):
         key = f"environments[{index}]"
         environment_file = referenced_file(path, root / "environments", environment_id, "execution environment", key)
-        environment = load_environment(environment_file)
+        environment = load_environment(environment_file, timerange)
         if not isinstance(environment, BacktestEnvironment):
             raise ConfigError(path, f"environment '{environment_id}' is {environment.type}: a sweep replays "
                                     "backtest environments only", key)
@@ -81,9 +84,11 @@ def load_sweep(path: Path | str, factory: WorkerFactory | None = None) -> Loaded
         (only,) = environments
         start, end = only.config.start, only.config.end
         if not planned_windows(config.walk_forward, start, end):
-            raise ConfigError(path, f"environment '{only.environment_id}' runs from {start.isoformat()} to "
+            # A range from --timerange is that option's to fix; the environment's own, the sweep file's.
+            file, blamed_key = (timerange.option, None) if timerange else (str(path), "walk_forward")
+            raise ConfigError(file, f"environment '{only.environment_id}' runs from {start.isoformat()} to "
                                     f"{end.isoformat()}: shorter than one train window plus one test window "
-                                    f"({config.walk_forward.train} + {config.walk_forward.test})", "walk_forward")
+                                    f"({config.walk_forward.train} + {config.walk_forward.test})", blamed_key)
     factory = factory or WorkerFactory()
     space = _parameter_space(path, config, blueprint, blueprint_file, factory)
     constraints = _constraints(path, config, space)

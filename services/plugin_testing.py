@@ -1,0 +1,183 @@
+"""A worker plugin's test kit: its workers on a few candles with a strategy run's real parts (tick
+cache, candle history, an account with simulated fills, the tick manager), tick by tick or as a
+backtest's columnar replay, and the checks that both replays agree.
+
+Invariant: a Replay is one strategy run's pipeline exactly as a backtest builds it, and nothing
+here changes what a worker sees: the checks compare the two replays the daemon itself uses.
+`run-operation new-plugin` writes a test on it; the daemon's own tests use it too.
+"""
+
+import threading
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
+from datetime import UTC, datetime
+from itertools import cycle, pairwise
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from structlog.testing import capture_logs
+
+from backend.config import StrategyBlueprint
+from backend.config.loader import load_yaml_model
+from backend.core.ohlcv_provider import OhlcvProvider
+from backend.core.trading_context_provider import TradingContextProvider
+from backend.dtos import DTO, AccountState, FillDTO
+from backend.interfaces import Candle, IWorker, WorkerCategory, WorkerParams, WorkerServices
+from backend.interfaces.candle_columns import CandleColumns
+from backend.market_data.candle_file import read_candle_file
+from backend.market_data.raw_tick import ticks_of
+from backend.portfolio import Ledger, SimulatedGateway, StrategyAccount
+from services.tick_cache_manager import TickCacheManager
+from services.worker_factory import WorkerFactory
+
+SAMPLE_1H = Path(__file__).resolve().parents[1] / "data" / "kraken_xbtusd_1h_2023q1.csv"  # the bundled sample
+SYMBOL = "BTC/USD"
+HOUR = 3600
+
+
+def candles_from_closes(closes: Sequence[float], start: datetime = datetime(2024, 1, 1, tzinfo=UTC),
+                        symbol: str = SYMBOL) -> CandleColumns:
+    """Hourly candles with these closes, each opening at the close before it (the first at its
+    own close), high and low the larger and smaller of the two."""
+    close = np.asarray(closes, dtype=np.float64)
+    opens = np.concatenate((close[:1], close[:-1]))
+    open_times = int(start.timestamp()) + HOUR * np.arange(len(close), dtype=np.int64)
+    return CandleColumns(symbol, open_times, opens, np.maximum(opens, close), np.minimum(opens, close), close,
+                         np.ones(len(close)), np.zeros(len(close), dtype=np.int64))
+
+
+def sample_candles(path: Path = SAMPLE_1H, timeframe: str = "1h", symbol: str = SYMBOL) -> CandleColumns:
+    """Every candle of a data file, as one block."""
+    candle_file = read_candle_file(path, timeframe)
+    blocks = list(candle_file.blocks(range(len(candle_file))))
+    column = lambda name: np.concatenate([getattr(block, name) for block in blocks])  # noqa: E731
+    missing = column("missing_before")
+    missing[0] = 0
+    return CandleColumns(symbol, column("open_times"), column("opens"), column("highs"), column("lows"),
+                         column("closes"), column("volumes"), missing)
+
+
+def rows(candles: CandleColumns, start: int, stop: int) -> CandleColumns:
+    part = slice(start, stop)
+    return CandleColumns(candles.symbol, candles.open_times[part], candles.opens[part], candles.highs[part],
+                         candles.lows[part], candles.closes[part], candles.volumes[part], candles.missing_before[part])
+
+
+def split(candles: CandleColumns, sizes: Iterable[int]) -> list[CandleColumns]:
+    """candles cut into consecutive blocks of the given sizes, repeated as needed."""
+    cuts = [0]
+    for size in cycle(sizes):
+        if cuts[-1] + size >= len(candles):
+            break
+        cuts.append(cuts[-1] + size)
+    cuts.append(len(candles))
+    return [rows(candles, start, stop) for start, stop in pairwise(cuts)]
+
+
+class Replay:
+    """One strategy run's real parts (tick cache, history, account with simulated fills, tick
+    manager) around a workforce: a blueprint file's, or workers given as classes and params;
+    `watchers` (classes and params) run after it on every tick, to see what it left in the cache."""
+
+    def __init__(self, workers: Sequence[IWorker] | None = None, *, blueprint_file: Path | None = None,
+                 fee_rate: float = 0.0026, starting_capital: float = 10_000,
+                 worker_specs: Sequence[tuple[type[IWorker], dict]] = (),
+                 watchers: Sequence[tuple[type[IWorker], dict]] = ()) -> None:
+        self.context = TradingContextProvider()
+        self.ledger = Ledger(starting_capital)
+        self.account = StrategyAccount(self.ledger, SimulatedGateway(fee_rate, 0.0))
+        self.fills: list[FillDTO] = []
+        self.entry_block_lines: list[dict] = []  # what the threats said (assert_same_trades)
+        self.account.on_fill = self.fills.append
+        if blueprint_file is not None:
+            blueprint = load_yaml_model(StrategyBlueprint, blueprint_file)
+            factory = WorkerFactory()
+            self.history = OhlcvProvider(factory.history_needed(blueprint, blueprint_file))
+            services = WorkerServices(self.context, self.account, self.history)
+            self.workers = factory.build(blueprint, blueprint_file, services)
+        else:
+            validated = [(cls, cls.Params(**params)) for cls, params in worker_specs]
+            self.history = OhlcvProvider(max([p.history_needed() for _, p in validated], default=0))
+            services = WorkerServices(self.context, self.account, self.history)
+            self.workers = [cls(params, services) for cls, params in validated]
+        self.workers += [cls(cls.Params(**params), services) for cls, params in watchers]
+        self.manager = TickCacheManager(self.context, self.history, self.workers, self.account, [SYMBOL])
+
+    def by_ticks(self, candles: CandleColumns) -> "Replay":
+        for tick in ticks_of(candles):
+            self.manager.process(tick)
+        return self
+
+    def by_blocks(self, blocks: Iterable[CandleColumns]) -> "Replay":
+        for block in blocks:
+            assert self.manager.why_not_columnar(block) is None, self.manager.why_not_columnar(block)
+            assert self.manager.process_block(block, threading.Event()) == len(block)
+        return self
+
+    def outcome(self) -> tuple[list[dict], AccountState, dict, tuple[Candle, ...]]:
+        """What must not depend on the replay: fills (but their random order ids), the account,
+        the cursors and the history's last candles."""
+        fills = [fill.model_dump(exclude={"order_id"}) for fill in self.fills]
+        history = tuple(self.history.history(SYMBOL, self.history.capacity)) if self.history.capacity else ()
+        return fills, self.ledger.state, self.account.cursors, history
+
+
+class _Collect(IWorker):
+    """Copies every DTO in the tick cache after the workers before it (not columnar: per tick only)."""
+
+    plugin_name = "collect"
+    category = WorkerCategory.EXECUTION
+    Params = WorkerParams
+    seen: list[dict[type[DTO], DTO]]
+
+    def process(self, asset: str) -> None:
+        self.seen.append(dict(self.context._cache[asset]))  # type: ignore[attr-defined]
+
+
+def dtos_by_tick(worker_specs: Sequence[tuple[type[IWorker], dict]],
+                 candles: CandleColumns) -> list[dict[type[DTO], DTO]]:
+    """The workers (classes and params) run tick by tick on candles: per tick, every DTO they
+    wrote into the tick cache, by type."""
+    replay = Replay(worker_specs=[*worker_specs, (_Collect, {})])
+    collector = replay.workers[-1]
+    assert isinstance(collector, _Collect)
+    collector.seen = []
+    replay.by_ticks(candles)
+    return collector.seen
+
+
+def assert_same_trades(make: Callable[[], Replay], candles: CandleColumns, sizes: Iterable[int]) -> Replay:
+    """Replay candles tick by tick and by blocks of sizes with two fresh Replays from make: the
+    same fills, account, cursors and history, and the same lines from the threats (kept in
+    `entry_block_lines`). Returns the columnar one."""
+    with capture_logs() as tick_lines:
+        by_ticks = make().by_ticks(candles)
+    with capture_logs() as block_lines:
+        by_blocks = make().by_blocks(split(candles, sizes))
+    assert by_blocks.outcome() == by_ticks.outcome()
+    by_blocks.entry_block_lines = entry_block_lines(block_lines)
+    assert by_blocks.entry_block_lines == entry_block_lines(tick_lines)
+    return by_blocks
+
+
+def entry_block_lines(lines: Sequence[MutableMapping[str, Any]]) -> list[dict]:
+    """The threats' `entries_blocked` / `entries_unblocked` lines, in order."""
+    return [dict(line) for line in lines if line["event"] in ("entries_blocked", "entries_unblocked")]
+
+
+def assert_same_context(worker_specs: Sequence[tuple[type[IWorker], dict]], candles: CandleColumns,
+                        sizes: Iterable[int]) -> None:
+    """Context workers: the DTOs their columns give on every row are those they write tick by tick."""
+    by_ticks = dtos_by_tick(worker_specs, candles)
+    columnar = Replay(worker_specs=worker_specs)
+    row = 0
+    for block in split(candles, sizes):
+        for worker in columnar.workers:
+            worker.prepare_block(SYMBOL, block)
+        columns = columnar.context.block_columns(SYMBOL)
+        for index in range(len(block)):
+            from_columns = {c.dto_type: dto for c in columns if (dto := c.at(index)) is not None}
+            assert from_columns == by_ticks[row], f"row {row}"
+            row += 1
+        columnar.context.clear_block()
+    assert row == len(candles)
