@@ -44,7 +44,7 @@ from services.execution_environments import ExecutionEnvironments
 from services.link_lifecycle import OPERATOR_PAUSE, ContinuedRun, LinkStateError, LinkStop, UnknownLinkError
 from services.operation_reload import ReloadFailedError, ReloadPlan, plan_reload
 from services.reconciliation import reconcile
-from services.strategy_run import RunEndedError, RunStatus, RunSummary, StrategyRun
+from services.strategy_run import RunEndedError, RunSnapshot, RunStatus, RunSummary, StrategyRun
 from services.tick_cache_manager import TickCacheManager
 from services.worker_factory import WorkerFactory
 
@@ -168,6 +168,13 @@ class OperationService:
 
     def run_of(self, link_id: str) -> StrategyRun:
         return self._link(link_id).run
+
+    def snapshots(self) -> list[RunSnapshot]:
+        """What the status server reads: each link's current run as it last published itself."""
+        return [run.snapshot() for run in self.runs]
+
+    def snapshot_of(self, link_id: str) -> RunSnapshot:
+        return self.run_of(link_id).snapshot()
 
     def _link(self, link_id: str) -> _Link:
         with self._running_set:
