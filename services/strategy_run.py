@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, TypeVar, cast
+from typing import Any, TypedDict, TypeVar, cast
 
 import structlog
 
@@ -89,6 +89,16 @@ class RunSnapshot:
     last_tick_time: datetime | None  # the last processed candle's open time
     last_tick_at: float | None  # time.time() when it was processed
     account: AccountSnapshot
+
+
+class _Counters(TypedDict):
+    """RunSnapshot's fields the run's thread counts."""
+
+    ticks_processed: int
+    latency_counts: tuple[int, ...]
+    latency_sum: float
+    last_tick_time: datetime | None
+    last_tick_at: float | None
 
 
 @dataclass(frozen=True)
@@ -183,6 +193,8 @@ class StrategyRun:
         self._last_tick_time = carried.last_tick_time if carried else None
         self._last_tick_at = carried.last_tick_at if carried else None
         self._publish_due = 0.0  # time.monotonic() from which the next tick publishes a snapshot
+        # Held while a snapshot is built and published: the watchdog publishes a stalled run's counters.
+        self._publish_lock = threading.Lock()
         self._published = self._build_snapshot()
         # The last block's replay (mode, why not columnar), logged on the first block and when it changes.
         self._replay: tuple[str, str | None] | None = None
@@ -291,6 +303,11 @@ class StrategyRun:
         if not self._end(RunStatus.STALLED, f"stalled: worker '{worker}' {reason} (tick {tick_time})"):
             return
         self.tick_manager.abandon()
+        # Its thread, stuck in a tick, publishes again only if that tick ever returns: its counters
+        # (which count no tick from now on) are published here; its account stays as last published
+        # (after the tick before for a live run; up to PUBLISH_EVERY_SECONDS earlier in a backtest).
+        with self._publish_lock:
+            self._published = replace(self._published, **self._counters())
         log.error("strategy_run_stalled", strategy_link=self.link_id, blueprint=self.blueprint_id,
                   environment=self.environment_id, worker=worker, tick_time=tick_time, reason=reason)
 
@@ -331,15 +348,20 @@ class StrategyRun:
         return RunSnapshot(
             strategy_link=self.link_id, blueprint=self.blueprint_id, environment=self.environment_id,
             status=self.status, error=self.error, paused=account.paused, queue_depth=len(self._ticks),
-            ticks_processed=self._ticks_processed, latency_counts=tuple(self._latency_counts),
-            latency_sum=self._latency_sum, last_tick_time=self._last_tick_time, last_tick_at=self._last_tick_at,
-            account=account.snapshot(),
+            account=account.snapshot(), **self._counters(),
         )
+
+    def _counters(self) -> _Counters:
+        """The run thread's counters, as RunSnapshot's fields."""
+        return {"ticks_processed": self._ticks_processed, "latency_counts": tuple(self._latency_counts),
+                "latency_sum": self._latency_sum, "last_tick_time": self._last_tick_time,
+                "last_tick_at": self._last_tick_at}
 
     def _publish(self, now: float | None = None) -> None:
         """Build a snapshot and publish it (one reference assignment: readers see the old one or
         this one, never a mix); now: time.monotonic(), when the caller has it."""
-        self._published = self._build_snapshot()
+        with self._publish_lock:
+            self._published = self._build_snapshot()
         self._publish_due = (time.monotonic() if now is None else now) + PUBLISH_EVERY_SECONDS
 
     def _accepting(self) -> bool:
