@@ -384,13 +384,17 @@ class OperationService:
         paper links only (a backtest's orders are its workers'). What each sell filled (None: see
         its order's log line)."""
         link = self._operable(link_id)
-        account = link.run.tick_manager.account
-        assets = [asset] if asset else [p.asset for p in account.ledger.open_positions() if not p.dust]
         if asset and asset not in link.resolved.blueprint.assets:
             raise LinkStateError(f"{asset} is not an asset of strategy link {link_id}")
-        if not assets:
-            raise LinkStateError(f"strategy link {link_id} holds nothing to sell")
-        return self._between_ticks(link, lambda: [account.force_exit(held) for held in assets])
+        account = link.run.tick_manager.account
+
+        def sell() -> list[FillDTO | None]:  # on the run's thread, the only one that reads the account
+            assets = [asset] if asset else [p.asset for p in account.ledger.open_positions() if not p.dust]
+            if not assets:
+                raise OperatorOrderError("it holds nothing to sell")
+            return [account.force_exit(held) for held in assets]
+
+        return self._between_ticks(link, sell)
 
     def force_entry(self, link_id: str, asset: str) -> None:
         """The link's next traded candle of asset carries a buy opportunity from the operator: its

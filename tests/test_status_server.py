@@ -242,6 +242,7 @@ def test_pause_blocks_entries_but_not_exits_and_resume_restores_them(tmp_path, s
     assert account.ledger.state.trades == 1 and account.ledger.position("BTC/USD").qty > 0
     status, body = client.json("/strategies/flip@bt/pause", "POST", TOKEN)
     assert status == 200 and body["paused"] == "paused by the operator (status server)"
+    assert client.json("/strategies/flip@bt") == (200, body)  # the answer is the link as GET shows it
     feed(2)  # holding: the exit is allowed while paused
     assert account.ledger.state.trades == 2 and account.ledger.position("BTC/USD").qty == 0
     feed(3)  # flat: the entry is skipped while paused
@@ -252,6 +253,7 @@ def test_pause_blocks_entries_but_not_exits_and_resume_restores_them(tmp_path, s
     assert metrics[("opdaemon_paused", (label,))] == 1
     status, body = client.json("/strategies/flip@bt/resume", "POST", TOKEN)
     assert status == 200 and body["paused"] is None
+    assert client.json("/strategies/flip@bt") == (200, body)
     feed(4)  # flat again: buys again
     assert account.ledger.state.trades == 3 and account.ledger.position("BTC/USD").qty > 0
     assert client.metrics()[("opdaemon_paused", (label,))] == 0
