@@ -324,8 +324,8 @@ class StrategyRun:
         return self._published.ticks_processed
 
     def summary(self) -> RunSummary:
-        """Built from the final snapshot (the run's thread has ended, or been given up on); the
-        trade statistics are read from the account then, which no thread changes any more."""
+        """Built from the final snapshot, once the run's thread has ended (or been given up on);
+        the trade statistics, which no snapshot carries, are read from the account then."""
         snapshot = self.snapshot()
         outcomes = snapshot.account.order_outcomes
         return RunSummary(
