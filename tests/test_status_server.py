@@ -15,12 +15,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from backend.config import LoadedOperation, load_operation
-from backend.dtos import OrderDTO, OrderSide
+from backend.dtos import FillDTO, OrderDTO, OrderSide
 from backend.interfaces import IWorker, WorkerCategory
 from backend.market_data import RawTick, TickSource
 from backend.portfolio.ledger import AccountSnapshot, OpenPosition
 from services.cli import main
 from services.link_lifecycle import UnknownLinkError
+from services.operation_reload import ReloadPlan
 from services.operation_service import OperationService
 from services.status_server import StatusServer
 from services.strategy_run import RunSnapshot, RunStatus
@@ -419,13 +420,13 @@ class SnapshotsOnly:
 
     stop_link = start_link = resume_link
 
-    def force_exit(self, link_id: str, asset: str | None = None) -> list:
+    def force_exit(self, link_id: str, asset: str | None = None) -> list[FillDTO | None]:
         raise AssertionError("not called")
 
     def force_entry(self, link_id: str, asset: str) -> None:
         raise AssertionError("not called")
 
-    def reload(self, trigger: str) -> object:
+    def reload(self, trigger: str) -> ReloadPlan:
         raise AssertionError("not called")
 
 
@@ -443,7 +444,7 @@ def test_the_status_server_reads_runs_through_their_snapshots_only(tmp_path):
                            latency_counts=(7, *[0] * 14), latency_sum=0.002,
                            last_tick_time=datetime(2024, 1, 1, 6, tzinfo=UTC), last_tick_at=1_700_000_000.0,
                            account=account)
-    server = StatusServer(SnapshotsOnly(load_operation(path), snapshot), "127.0.0.1", 0, TOKEN)  # type: ignore[arg-type]
+    server = StatusServer(SnapshotsOnly(load_operation(path), snapshot), "127.0.0.1", 0, TOKEN)
     server.start()
     try:
         client = Client(server.port)
