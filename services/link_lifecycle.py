@@ -63,12 +63,8 @@ class ContinuedRun(StrategyRun):
 
     def __init__(self, stopped: StrategyRun, link: StrategyLink, bar: timedelta, stop: LinkStop,
                  queue_size: int) -> None:
-        super().__init__(link, stopped.tick_manager, stop, queue_size)
         # Counters never go back: the status server reports the link, not this run.
-        self.ticks_processed = stopped.ticks_processed
-        self.latency_counts = list(stopped.latency_counts)
-        self.latency_sum = stopped.latency_sum
-        self.last_tick_time, self.last_tick_at = stopped.last_tick_time, stopped.last_tick_at
+        super().__init__(link, stopped.tick_manager, stop, queue_size, carried=stopped.snapshot())
         self._bar = bar
         self._last_before_stop = stopped.tick_manager.account.cursors  # per asset, the last candle processed
 

@@ -45,7 +45,7 @@ from services.execution_environments import ExecutionEnvironments
 from services.link_lifecycle import OPERATOR_PAUSE, ContinuedRun, LinkStateError, LinkStop, UnknownLinkError
 from services.operation_reload import ReloadFailedError, ReloadPlan, plan_reload
 from services.reconciliation import reconcile
-from services.strategy_run import RunEndedError, RunStatus, RunSummary, StrategyRun
+from services.strategy_run import RunEndedError, RunSnapshot, RunStatus, RunSummary, StrategyRun
 from services.tick_cache_manager import TickCacheManager
 from services.worker_factory import WorkerFactory
 
@@ -169,6 +169,13 @@ class OperationService:
 
     def run_of(self, link_id: str) -> StrategyRun:
         return self._link(link_id).run
+
+    def snapshots(self) -> list[RunSnapshot]:
+        """What the status server reads: each link's current run as it last published itself."""
+        return [run.snapshot() for run in self.runs]
+
+    def snapshot_of(self, link_id: str) -> RunSnapshot:
+        return self.run_of(link_id).snapshot()
 
     def _link(self, link_id: str) -> _Link:
         with self._running_set:
@@ -378,13 +385,17 @@ class OperationService:
         paper links only (a backtest's orders are its workers'). What each sell filled (None: see
         its order's log line)."""
         link = self._operable(link_id)
-        account = link.run.tick_manager.account
-        assets = [asset] if asset else [p.asset for p in account.ledger.open_positions() if not p.dust]
         if asset and asset not in link.resolved.blueprint.assets:
             raise LinkStateError(f"{asset} is not an asset of strategy link {link_id}")
-        if not assets:
-            raise LinkStateError(f"strategy link {link_id} holds nothing to sell")
-        return self._between_ticks(link, lambda: [account.force_exit(held) for held in assets])
+        account = link.run.tick_manager.account
+
+        def sell() -> list[FillDTO | None]:  # on the run's thread, the only one that reads the account
+            assets = [asset] if asset else [p.asset for p in account.ledger.open_positions() if not p.dust]
+            if not assets:
+                raise OperatorOrderError("it holds nothing to sell")
+            return [account.force_exit(held) for held in assets]
+
+        return self._between_ticks(link, sell)
 
     def force_entry(self, link_id: str, asset: str) -> None:
         """The link's next traded candle of asset carries a buy opportunity from the operator: its

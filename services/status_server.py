@@ -2,12 +2,14 @@
 metrics, each strategy link's status, pause/resume/stop/start of one link and reload of the
 operation file, served by aiohttp in its own thread and event loop beside the strategy threads.
 
-Invariants: nothing here runs on the hot path: metrics are read from the counters the runs,
-accounts and feeds keep, at scrape time, into a registry of this server's own (never the global
-one); every answer is JSON (or Prometheus text), a bad request included, never a traceback;
-the POST endpoints need `Authorization: Bearer <token>`, the token read from the environment
-variable the operation file names in `control_token_env`, and are refused (403) without one;
-a request that waits on the runs (stop, start, reload) never blocks the event loop;
+Invariants: nothing here runs on the hot path: a run is read only through its snapshot (the
+frozen RunSnapshot its own thread publishes: the server is given an OperationView, which has
+no run, account or ledger to reach into), feeds through their counters, at scrape time, into a
+registry of this server's own (never the global one); every answer is JSON (or Prometheus
+text), a bad request included, never a traceback; the POST endpoints need `Authorization:
+Bearer <token>`, the token read from the environment variable the operation file names in
+`control_token_env`, and are refused (403) without one; a request that waits on the runs
+(stop, start, reload) never blocks the event loop;
 `stop()` returns within its timeout whatever a client does.
 
 Hostile clients: a connection that has not sent a whole request within `idle_timeout` (idle, or
@@ -26,9 +28,9 @@ import math
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from aiohttp import web
@@ -36,12 +38,13 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from backend.config import LoadedOperation
 from backend.core.event_loops import new_event_loop
+from backend.dtos import FillDTO
 from backend.errors import ConfigError, ExchangeError
 from services.link_lifecycle import LinkStateError, UnknownLinkError
-from services.operation_reload import ReloadFailedError
-from services.operation_service import OperationService
-from services.strategy_run import LATENCY_BUCKETS, RunStatus, StrategyRun
+from services.operation_reload import ReloadFailedError, ReloadPlan
+from services.strategy_run import LATENCY_BUCKETS, RunSnapshot, RunStatus
 
 log = structlog.get_logger(__name__)
 
@@ -55,32 +58,44 @@ ACCEPT_BACKLOG = 64
 SERVER_HEADER = "opdaemon"  # never aiohttp's default, which names its and Python's versions
 
 
-def _equity(run: StrategyRun) -> tuple[float, float, float, float, dict[str, dict]]:
-    """(equity, pnl, drawdown %, max drawdown %, positions by asset) read from another thread: the
-    run's thread may change the positions while they are read, so try again then."""
-    ledger = run.tick_manager.account.ledger
-    for _ in range(5):
-        try:
-            state = ledger.state
-            equity = ledger.equity()
-            positions = {p.asset: {"quantity": p.quantity, "average_entry_price": p.average_entry_price,
-                                   "price": p.price, "unrealised_pnl": p.unrealised_pnl,
-                                   "unrealised_pnl_pct": p.unrealised_pnl_pct, "dust": p.dust}
-                         for p in ledger.open_positions()}
-            break
-        except RuntimeError:  # dictionary changed size during iteration
-            continue
-    else:
-        return math.nan, math.nan, math.nan, math.nan, {}
-    peak = max(state.peak_equity, equity)
-    drawdown = (1 - equity / peak) * 100 if peak > 0 else 0.0
-    return equity, equity - state.starting_capital, drawdown, state.max_drawdown_pct, positions
+class FeedView(Protocol):
+    """What the server reads of an environment's feed: counters its thread keeps."""
+
+    @property
+    def environment_id(self) -> str: ...
+    @property
+    def reconnects(self) -> int: ...
+    @property
+    def gaps(self) -> int: ...
+    @property
+    def ticks_sent(self) -> int: ...
+    def last_candle_age(self, now: float) -> float | None: ...
+    def stale_reason(self, now: float, margin_seconds: float) -> str | None: ...
+
+
+class OperationView(Protocol):
+    """What the server may see of an operation (OperationService is one): its runs as snapshots
+    only, its feeds, and the control calls, whose answers are read from the snapshots too."""
+
+    @property
+    def operation(self) -> LoadedOperation: ...
+    @property
+    def feeds(self) -> Sequence[FeedView]: ...
+    def snapshots(self) -> list[RunSnapshot]: ...
+    def snapshot_of(self, link_id: str) -> RunSnapshot: ...
+    def pause_link(self, link_id: str) -> object: ...
+    def resume_link(self, link_id: str) -> object: ...
+    def stop_link(self, link_id: str) -> object: ...
+    def start_link(self, link_id: str) -> object: ...
+    def force_exit(self, link_id: str, asset: str | None = None) -> list[FillDTO | None]: ...
+    def force_entry(self, link_id: str, asset: str) -> None: ...
+    def reload(self, trigger: str) -> ReloadPlan: ...
 
 
 class OperationCollector:
     """Prometheus metrics of one operation, read from its runs and feeds at each scrape."""
 
-    def __init__(self, service: OperationService) -> None:
+    def __init__(self, service: OperationView) -> None:
         self._service = service
 
     def collect(self) -> Iterator[Metric]:
@@ -100,30 +115,28 @@ class OperationCollector:
         paused = GaugeMetricFamily("opdaemon_paused", "1 while the account takes no new buys", labels=link)
         status = GaugeMetricFamily("opdaemon_run_status", "1 for the run's current status",
                                    labels=[*link, "status"])
-        for run in self._service.runs:
-            name = [run.link_id]
+        for run in self._service.snapshots():
+            name = [run.strategy_link]
             ticks.add_metric(name, run.ticks_processed)
-            counts = list(run.latency_counts)
             cumulative, buckets = 0, []
-            for bound, count in zip([*map(str, LATENCY_BUCKETS), "+Inf"], counts, strict=True):
+            for bound, count in zip([*map(str, LATENCY_BUCKETS), "+Inf"], run.latency_counts, strict=True):
                 cumulative += count
                 buckets.append((bound, cumulative))
             latency.add_metric(name, buckets, run.latency_sum)
             depth.add_metric(name, run.queue_depth)
-            value, profit, down, max_down, held = _equity(run)
-            equity.add_metric(name, value)
-            pnl.add_metric(name, profit)
-            drawdown.add_metric(name, down)
-            max_drawdown.add_metric(name, max_down)
-            for asset, held_position in held.items():
-                position.add_metric([run.link_id, asset], held_position["quantity"])
-            account = run.tick_manager.account
-            trades.add_metric(name, account.ledger.state.trades)
-            for outcome, count in list(account.order_outcomes.items()):
-                orders.add_metric([run.link_id, outcome], count)
+            account = run.account
+            equity.add_metric(name, account.equity)
+            pnl.add_metric(name, account.pnl)
+            drawdown.add_metric(name, account.drawdown_pct)
+            max_drawdown.add_metric(name, account.max_drawdown_pct)
+            for held in account.positions:
+                position.add_metric([run.strategy_link, held.asset], held.quantity)
+            trades.add_metric(name, account.trades)
+            for outcome, count in account.order_outcomes.items():
+                orders.add_metric([run.strategy_link, outcome], count)
             errors.add_metric(name, 1 if run.status in (RunStatus.FAILED, RunStatus.STALLED) else 0)
-            paused.add_metric(name, 1 if account.paused else 0)
-            status.add_metric([run.link_id, run.status.value], 1)
+            paused.add_metric(name, 1 if run.paused else 0)
+            status.add_metric([run.strategy_link, run.status.value], 1)
         yield from (ticks, latency, depth, equity, pnl, drawdown, max_drawdown, position, trades, orders, errors,
                     paused, status)
 
@@ -184,7 +197,7 @@ async def _json_errors(request: web.Request, handler: Any) -> web.StreamResponse
 class StatusServer:
     """Start with `start()` (returns once it listens; `port` is the one bound), end with `stop()`."""
 
-    def __init__(self, service: OperationService, host: str = DEFAULT_HOST, port: int = 0,
+    def __init__(self, service: OperationView, host: str = DEFAULT_HOST, port: int = 0,
                  token: str | None = None, idle_timeout: float = IDLE_TIMEOUT_SECONDS,
                  max_connections: int = MAX_CONNECTIONS) -> None:
         """token: the bearer token the POST endpoints require; None disables them."""
@@ -204,7 +217,7 @@ class StatusServer:
         self._start_error: BaseException | None = None
 
     @classmethod
-    def for_operation(cls, service: OperationService, host: str, port: int) -> "StatusServer":
+    def for_operation(cls, service: OperationView, host: str, port: int) -> "StatusServer":
         """The token from the environment variable the operation names (`control_token_env`)."""
         variable = service.operation.config.control_token_env
         # Stripped: a token read from a secret file keeps its newline, which no client sends.
@@ -305,9 +318,9 @@ class StatusServer:
         margin = self._service.operation.config.freshness_margin_seconds  # a reload may change it
         reasons = [reason for feed in self._service.feeds
                    if (reason := feed.stale_reason(now, margin)) is not None]
-        for run in self._service.runs:
+        for run in self._service.snapshots():
             if run.status in (RunStatus.FAILED, RunStatus.STALLED):
-                reasons.append(f"strategy link {run.link_id} {run.status.value}: {run.error}")
+                reasons.append(f"strategy link {run.strategy_link} {run.status.value}: {run.error}")
         return reasons
 
     async def _healthz(self, _request: web.Request) -> web.Response:
@@ -326,14 +339,14 @@ class StatusServer:
         return response
 
     async def _strategies(self, _request: web.Request) -> web.Response:
-        return web.json_response([self._describe(run) for run in self._service.runs], dumps=_dumps)
+        return web.json_response([_describe(run) for run in self._service.snapshots()], dumps=_dumps)
 
     async def _strategy(self, request: web.Request) -> web.Response:
         try:
-            run = self._service.run_of(request.match_info["link"])
+            run = self._service.snapshot_of(request.match_info["link"])
         except UnknownLinkError as exc:
             return _error(404, str(exc))
-        return web.json_response(self._describe(run), dumps=_dumps)
+        return web.json_response(_describe(run), dumps=_dumps)
 
     def _refusal(self, request: web.Request) -> web.Response | None:
         """Why a POST is refused (control disabled, no or a wrong bearer token), or None."""
@@ -357,14 +370,15 @@ class StatusServer:
         refused = self._refusal(request)
         if refused is not None:
             return refused
+        link = request.match_info["link"]
         try:
             # stop waits for the run's current tick: in a thread, never in the event loop
-            run = await asyncio.get_running_loop().run_in_executor(None, action, request.match_info["link"])
+            await asyncio.get_running_loop().run_in_executor(None, action, link)
         except UnknownLinkError as exc:
             return _error(404, str(exc))
         except LinkStateError as exc:
             return _error(409, str(exc))
-        return web.json_response(self._describe(run), dumps=_dumps)
+        return web.json_response(_describe(self._service.snapshot_of(link)), dumps=_dumps)
 
     async def _force_exit(self, request: web.Request) -> web.Response:
         """Sell at market now what the link holds (of one asset, or of all)."""
@@ -388,8 +402,8 @@ class StatusServer:
             return _error(409, str(exc))
         except TimeoutError as exc:
             return web.json_response({"status": "queued", "detail": str(exc)}, status=202)
-        run = self._service.run_of(request.match_info["link"])
-        answer: dict[str, Any] = self._describe(run)
+        # The run published its snapshot before the call returned: the answer shows what it did.
+        answer = _describe(self._service.snapshot_of(request.match_info["link"]))
         if isinstance(placed, list):  # force-exit: each sell's fill, or null (its order's log line says why)
             answer["fills"] = [None if fill is None else {"asset": fill.asset, "quantity": fill.quantity,
                                                           "price": fill.price, "fee": fill.fee,
@@ -415,30 +429,32 @@ class StatusServer:
             return _error(500, f"the reload failed part way, see the log (operation_reload_failed): {exc}")
         return web.json_response({"status": "reloaded", **plan.as_log_fields()})
 
-    @staticmethod
-    def _describe(run: StrategyRun) -> dict[str, Any]:
-        equity, pnl, drawdown, max_drawdown, positions = _equity(run)
-        account = run.tick_manager.account
-        return {
-            "strategy_link": run.link_id,
-            "blueprint": run.blueprint_id,
-            "environment": run.environment_id,
-            "status": run.status.value,
-            "paused": account.paused,
-            "ticks_processed": run.ticks_processed,
-            "queue_depth": run.queue_depth,
-            "last_tick": {
-                "candle_time": run.last_tick_time.isoformat() if run.last_tick_time else None,
-                "processed_at": run.last_tick_at,
-            },
-            "last_error": run.error,
-            "account": {
-                "equity": equity, "pnl": pnl, "drawdown_pct": drawdown, "max_drawdown_pct": max_drawdown,
-                "cash": account.ledger.state.cash, "trades": account.ledger.state.trades,
-                "fees_paid": account.ledger.state.fees_paid, "positions": positions,
-                "orders": dict(account.order_outcomes), "unsettled_orders": len(account.unsettled_orders),
-            },
-        }
+
+def _describe(run: RunSnapshot) -> dict[str, Any]:
+    """A link's status answer, from one snapshot."""
+    account = run.account
+    return {
+        "strategy_link": run.strategy_link,
+        "blueprint": run.blueprint,
+        "environment": run.environment,
+        "status": run.status.value,
+        "paused": run.paused,
+        "ticks_processed": run.ticks_processed,
+        "queue_depth": run.queue_depth,
+        "last_tick": {"candle_time": run.last_tick_time.isoformat() if run.last_tick_time else None,
+                      "processed_at": run.last_tick_at},
+        "last_error": run.error,
+        "account": {
+            "equity": account.equity, "pnl": account.pnl, "drawdown_pct": account.drawdown_pct,
+            "max_drawdown_pct": account.max_drawdown_pct, "cash": account.cash, "trades": account.trades,
+            "fees_paid": account.fees_paid,
+            "positions": {p.asset: {"quantity": p.quantity, "average_entry_price": p.average_entry_price,
+                                    "price": p.price, "unrealised_pnl": p.unrealised_pnl,
+                                    "unrealised_pnl_pct": p.unrealised_pnl_pct, "dust": p.dust}
+                          for p in account.positions},
+            "orders": dict(account.order_outcomes), "unsettled_orders": account.unsettled_orders,
+        },
+    }
 
 
 async def _set_server_header(_request: web.Request, response: web.StreamResponse) -> None:
@@ -446,7 +462,7 @@ async def _set_server_header(_request: web.Request, response: web.StreamResponse
 
 
 def _dumps(value: Any) -> str:
-    """JSON without NaN (not JSON): a value that could not be read is null."""
+    """JSON without NaN or infinities (not JSON): such a value is null."""
     return json.dumps(_clean(value), default=str)
 
 

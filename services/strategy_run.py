@@ -12,6 +12,16 @@ so no tick is dropped while the run takes ticks; a run that is failed, stalled o
 makes the feed wait (`submit` returns False); once the stop event is set, the run ends after its
 current tick (or columnar block) and queued ticks are discarded, never traded; once a run is
 declared stalled, the workers left in its current tick never run and it takes no tick again.
+
+Read model: other threads (the status server, metrics, summaries) read a run only through
+`snapshot()`, a frozen RunSnapshot. The run's thread builds it (its counters and its account,
+all of one moment between two ticks) and publishes it by one reference assignment: after each
+columnar block, after a tick that leaves the queue empty (so a live candle is shown as soon as it
+is processed), after an operator's call between ticks, at the end of the run, and otherwise at
+most every PUBLISH_EVERY_SECONDS while ticks keep coming (a backtest replayed tick by tick, where
+building one per tick would cost as much as the tick's own overhead). The few fields other threads
+change (status and error, the account's pause, the queue's depth) are read live by `snapshot()`,
+so a pause, stop or failure shows in the very next answer.
 """
 
 import threading
@@ -19,10 +29,10 @@ import time
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, TypeVar, cast
+from typing import Any, TypedDict, TypeVar, cast
 
 import structlog
 
@@ -31,7 +41,7 @@ from backend.errors import OpdaemonError
 from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data import RawTick
 from backend.market_data.raw_tick import shared_ticks_of
-from backend.portfolio import AccountSummary
+from backend.portfolio import AccountSnapshot, AccountSummary
 from backend.trade_stats import TradeStats
 from services.tick_cache_manager import TickCacheManager
 
@@ -45,6 +55,8 @@ WAKE_AFTER_TICKS = 64
 BLOCKS_QUEUED = 2  # a backtest's blocks of candles waiting at most per run (each a few thousand candles)
 # Upper bounds (seconds) of the tick latency histogram the status server exports; +Inf is implied.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# While ticks keep coming, a run publishes its snapshot at most this often (see the module docstring).
+PUBLISH_EVERY_SECONDS = 0.1
 
 
 class RunStatus(StrEnum):
@@ -58,6 +70,35 @@ class RunStatus(StrEnum):
     @property
     def ended(self) -> bool:
         return self not in (RunStatus.PENDING, RunStatus.RUNNING)
+
+
+@dataclass(frozen=True, slots=True)
+class RunSnapshot:
+    """A strategy run as other threads see it: immutable, its counters and account of one moment."""
+
+    strategy_link: str
+    blueprint: str
+    environment: str
+    status: RunStatus
+    error: str | None
+    paused: str | None  # why the account takes no new buys, or None
+    queue_depth: int
+    ticks_processed: int
+    latency_counts: tuple[int, ...]  # ticks per LATENCY_BUCKETS bucket, the last one +Inf
+    latency_sum: float  # seconds
+    last_tick_time: datetime | None  # the last processed candle's open time
+    last_tick_at: float | None  # time.time() when it was processed
+    account: AccountSnapshot
+
+
+class _Counters(TypedDict):
+    """RunSnapshot's fields the run's thread counts."""
+
+    ticks_processed: int
+    latency_counts: tuple[int, ...]
+    latency_sum: float
+    last_tick_time: datetime | None
+    last_tick_at: float | None
 
 
 @dataclass(frozen=True)
@@ -121,7 +162,9 @@ class StrategyRun:
         tick_manager: TickCacheManager,
         stop: threading.Event,
         queue_size: int = 1024,
+        carried: RunSnapshot | None = None,
     ) -> None:
+        """carried: the last snapshot of the run this one continues (its counters carry on)."""
         self.blueprint_id = link.strategy_blueprint_id
         self.environment_id = link.execution_environment_id
         self.link_id = link.link_id
@@ -141,13 +184,18 @@ class StrategyRun:
         self._thread = threading.Thread(target=self._consume, name=f"strategy:{self.link_id}", daemon=True)
         self._status_lock = threading.Lock()  # the run's thread and the watchdog both end runs
         self.status = RunStatus.PENDING
-        self.ticks_processed = 0
         self.error: str | None = None
-        # Kept for the status server, read at scrape time (plain counters: O(1) per tick).
-        self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)  # per bucket, the last one +Inf
-        self.latency_sum = 0.0
-        self.last_tick_time: datetime | None = None  # the last processed candle's open time
-        self.last_tick_at: float | None = None  # time.time() when it was processed
+        # The run's thread's own counters (plain: O(1) per tick), shown in its snapshots; a link
+        # started again carries on from its stopped run's (they never go back).
+        self._ticks_processed = carried.ticks_processed if carried else 0
+        self._latency_counts = list(carried.latency_counts) if carried else [0] * (len(LATENCY_BUCKETS) + 1)
+        self._latency_sum = carried.latency_sum if carried else 0.0
+        self._last_tick_time = carried.last_tick_time if carried else None
+        self._last_tick_at = carried.last_tick_at if carried else None
+        self._publish_due = 0.0  # time.monotonic() from which the next tick publishes a snapshot
+        # Held while a snapshot is built and published: the watchdog publishes a stalled run's counters.
+        self._publish_lock = threading.Lock()
+        self._published = self._build_snapshot()
         # The last block's replay (mode, why not columnar), logged on the first block and when it changes.
         self._replay: tuple[str, str | None] | None = None
         self._discarded = 0  # candles of a block left unprocessed on a stop request
@@ -158,6 +206,7 @@ class StrategyRun:
         return self.tick_manager.history_needed
 
     def start(self) -> None:
+        self._publish()  # the account as built, restored and reconciled: its thread is not running yet
         self.status = RunStatus.RUNNING
         self._thread.start()
 
@@ -185,7 +234,13 @@ class StrategyRun:
         """function(), run on the run's own thread after the ticks queued before it (live queues
         are short): what it returns, or what it raises. RunEndedError if the run is not running
         or ends first; TimeoutError if it has not run within timeout (it still runs later)."""
-        call = _CallBetweenTicks(function)
+        def function_then_publish() -> T:
+            try:
+                return function()
+            finally:  # before the caller is told: its answer shows what the call did
+                self._publish()
+
+        call = _CallBetweenTicks(function_then_publish)
         if not self._accepting():
             raise RunEndedError(f"the run has {self.status.value}")
         with self._lock:
@@ -237,6 +292,7 @@ class StrategyRun:
         """End a run that was never started (a link kept stopped, or added to an ended feed): it
         takes no tick, and the feed never waits for it."""
         self._end(status)
+        self._publish()  # no thread of its own ever will: the account as reconciled and restored
 
     def abandon(self, reason: str) -> None:
         """Give up on a run that is stuck in a tick: it is reported stalled, its remaining
@@ -247,28 +303,66 @@ class StrategyRun:
         if not self._end(RunStatus.STALLED, f"stalled: worker '{worker}' {reason} (tick {tick_time})"):
             return
         self.tick_manager.abandon()
+        # Its thread, stuck in a tick, publishes again only if that tick ever returns: its counters
+        # (which count no tick from now on) are published here; its account stays as last published
+        # (after the tick before for a live run; up to PUBLISH_EVERY_SECONDS earlier in a backtest).
+        with self._publish_lock:
+            self._published = replace(self._published, **self._counters())
         log.error("strategy_run_stalled", strategy_link=self.link_id, blueprint=self.blueprint_id,
                   environment=self.environment_id, worker=worker, tick_time=tick_time, reason=reason)
 
-    def summary(self) -> RunSummary:
-        account = self.tick_manager.account
-        return RunSummary(
-            strategy_link=self.link_id,
-            blueprint=self.blueprint_id,
-            environment=self.environment_id,
-            status=self.status,
-            ticks_processed=self.ticks_processed,
-            account=account.summary(),
-            error=self.error,
-            orders_rejected=account.order_outcomes["rejected"],
-            orders_unknown=account.order_outcomes["unknown"],
-            orders_skipped=account.order_outcomes["skipped"],
-            trade_stats=account.trade_stats.result(),
-        )
+    def snapshot(self) -> RunSnapshot:
+        """The run as its thread last published it, with the fields other threads change read now."""
+        with self._status_lock:  # status and error are set together
+            status, error = self.status, self.error
+        return replace(self._published, status=status, error=error, paused=self.tick_manager.account.paused,
+                       queue_depth=len(self._ticks))
 
     @property
-    def queue_depth(self) -> int:
-        return len(self._ticks)
+    def ticks_processed(self) -> int:
+        """As the last published snapshot shows it."""
+        return self._published.ticks_processed
+
+    def summary(self) -> RunSummary:
+        """Built from the final snapshot, once the run's thread has ended (or been given up on);
+        the trade statistics, which no snapshot carries, are read from the account then."""
+        snapshot = self.snapshot()
+        outcomes = snapshot.account.order_outcomes
+        return RunSummary(
+            strategy_link=snapshot.strategy_link,
+            blueprint=snapshot.blueprint,
+            environment=snapshot.environment,
+            status=snapshot.status,
+            ticks_processed=snapshot.ticks_processed,
+            account=snapshot.account.summary(),
+            error=snapshot.error,
+            orders_rejected=outcomes["rejected"],
+            orders_unknown=outcomes["unknown"],
+            orders_skipped=outcomes["skipped"],
+            trade_stats=self.tick_manager.account.trade_stats.result(),
+        )
+
+    def _build_snapshot(self) -> RunSnapshot:
+        """Only on the run's thread, or while it is not running: it reads the account."""
+        account = self.tick_manager.account
+        return RunSnapshot(
+            strategy_link=self.link_id, blueprint=self.blueprint_id, environment=self.environment_id,
+            status=self.status, error=self.error, paused=account.paused, queue_depth=len(self._ticks),
+            account=account.snapshot(), **self._counters(),
+        )
+
+    def _counters(self) -> _Counters:
+        """The run thread's counters, as RunSnapshot's fields."""
+        return {"ticks_processed": self._ticks_processed, "latency_counts": tuple(self._latency_counts),
+                "latency_sum": self._latency_sum, "last_tick_time": self._last_tick_time,
+                "last_tick_at": self._last_tick_at}
+
+    def _publish(self, now: float | None = None) -> None:
+        """Build a snapshot and publish it (one reference assignment: readers see the old one or
+        this one, never a mix); now: time.monotonic(), when the caller has it."""
+        with self._publish_lock:
+            self._published = self._build_snapshot()
+        self._publish_due = (time.monotonic() if now is None else now) + PUBLISH_EVERY_SECONDS
 
     def _accepting(self) -> bool:
         return not self.status.ended and not self._stop.is_set()
@@ -307,6 +401,7 @@ class StrategyRun:
             self._end(RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
             log.exception("strategy_run_failed", error=self.error)
         finally:  # whoever waits on a call the run will never make is told at once
+            self._publish()  # the final snapshot (summaries are built from it)
             for item in list(self._ticks):
                 if isinstance(item, _CallBetweenTicks):
                     item.cancel(f"the run has {self.status.value}")
@@ -338,8 +433,9 @@ class StrategyRun:
             elif not (self._take(item) if isinstance(item, RawTick) else self._take_block(item)):
                 return
 
-    def _take(self, tick: RawTick) -> bool:
-        """Process one tick; False when that ended the run."""
+    def _take(self, tick: RawTick, of_block: bool = False) -> bool:
+        """Process one tick (of_block: a row of a block replayed tick by tick, which publishes
+        only every PUBLISH_EVERY_SECONDS); False when that ended the run."""
         started = time.monotonic()
         try:
             processed = self.tick_manager.process(tick)
@@ -347,7 +443,10 @@ class StrategyRun:
             self._fail(exc, tick.timestamp)
             return False
         if processed and self.status is RunStatus.RUNNING:
-            self._count(tick.timestamp, 1, time.monotonic() - started)
+            now = time.monotonic()
+            self._count(tick.timestamp, 1, now - started)
+            if now >= self._publish_due or not (of_block or self._ticks):
+                self._publish(now)
         return True
 
     def _take_block(self, candles: CandleColumns) -> bool:
@@ -365,8 +464,9 @@ class StrategyRun:
                 if self._stop.is_set() or self.status is not RunStatus.RUNNING:
                     self._discarded += len(candles) - row
                     return True
-                if not self._take(tick):
+                if not self._take(tick, of_block=True):
                     return False
+            self._publish()
             return True
         started = time.monotonic()
         try:
@@ -378,6 +478,7 @@ class StrategyRun:
         self._discarded += len(candles) - done
         if done and self.status is RunStatus.RUNNING:
             self._count(candles.open_time(done - 1), done, time.monotonic() - started)
+            self._publish()
         return True
 
     def _fail(self, exc: Exception, tick_time: datetime) -> None:
@@ -391,10 +492,10 @@ class StrategyRun:
     def _count(self, last_time: datetime, candles: int, elapsed: float) -> None:
         """candles processed, the last opened at last_time, in elapsed seconds (a block's
         candles each count at their average latency)."""
-        self.latency_counts[bisect_left(LATENCY_BUCKETS, elapsed / candles)] += candles
-        self.latency_sum += elapsed
-        self.last_tick_time, self.last_tick_at = last_time, time.time()
-        self.ticks_processed += candles
+        self._latency_counts[bisect_left(LATENCY_BUCKETS, elapsed / candles)] += candles
+        self._latency_sum += elapsed
+        self._last_tick_time, self._last_tick_at = last_time, time.time()
+        self._ticks_processed += candles
 
     def _wait_for_ticks(self) -> None:
         """Sleep until the feed adds a tick or finishes (at most QUEUE_POLL_SECONDS, to look at

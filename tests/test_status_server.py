@@ -1,5 +1,6 @@
 """The status server over real HTTP on 127.0.0.1 (an ephemeral port), beside real runs."""
 
+import dataclasses
 import json
 import queue
 import threading
@@ -8,18 +9,22 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from types import MappingProxyType
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from backend.config import load_operation
-from backend.dtos import OrderDTO, OrderSide
+from backend.config import LoadedOperation, load_operation
+from backend.dtos import FillDTO, OrderDTO, OrderSide
 from backend.interfaces import IWorker, WorkerCategory
 from backend.market_data import RawTick, TickSource
+from backend.portfolio.ledger import AccountSnapshot, OpenPosition
 from services.cli import main
+from services.link_lifecycle import UnknownLinkError
+from services.operation_reload import ReloadPlan
 from services.operation_service import OperationService
 from services.status_server import StatusServer
-from services.strategy_run import RunStatus
+from services.strategy_run import RunSnapshot, RunStatus
 from services.worker_factory import WorkerFactory
 from tests.helpers import backtest_environment, blueprint, tick, write_config_tree
 from tests.probes import PLUGINS_WITH_PROBE, probe_blueprint
@@ -238,6 +243,7 @@ def test_pause_blocks_entries_but_not_exits_and_resume_restores_them(tmp_path, s
     assert account.ledger.state.trades == 1 and account.ledger.position("BTC/USD").qty > 0
     status, body = client.json("/strategies/flip@bt/pause", "POST", TOKEN)
     assert status == 200 and body["paused"] == "paused by the operator (status server)"
+    assert client.json("/strategies/flip@bt") == (200, body)  # the answer is the link as GET shows it
     feed(2)  # holding: the exit is allowed while paused
     assert account.ledger.state.trades == 2 and account.ledger.position("BTC/USD").qty == 0
     feed(3)  # flat: the entry is skipped while paused
@@ -248,6 +254,7 @@ def test_pause_blocks_entries_but_not_exits_and_resume_restores_them(tmp_path, s
     assert metrics[("opdaemon_paused", (label,))] == 1
     status, body = client.json("/strategies/flip@bt/resume", "POST", TOKEN)
     assert status == 200 and body["paused"] is None
+    assert client.json("/strategies/flip@bt") == (200, body)
     feed(4)  # flat again: buys again
     assert account.ledger.state.trades == 3 and account.ledger.position("BTC/USD").qty > 0
     assert client.metrics()[("opdaemon_paused", (label,))] == 0
@@ -322,3 +329,165 @@ def test_an_error_no_callback_handled_in_the_server_loop_is_one_log_event(tmp_pa
     assert error["error"] == "RuntimeError: boom in a callback" and "failing_callback" in error["where"]
     assert not [r for r in caplog.records if r.name == "asyncio"]
     assert client.json("/healthz") == (200, {"status": "ok"})  # still serving
+
+
+def consistency_problems(answer: dict, starting_capital: float) -> list[str]:
+    """What does not add up in one answer of /strategies/{link} of a FlipFlop link (which holds a
+    position after each odd trade and is flat after each even one)."""
+    account = answer["account"]
+    held = 0.0
+    for position in account["positions"].values():
+        held += position["quantity"] * position["price"]
+    problems = []
+    if account["equity"] != pytest.approx(account["cash"] + held, rel=1e-12, abs=1e-9):
+        problems.append(f"equity {account['equity']} != cash {account['cash']} + positions {held}")
+    if account["pnl"] != pytest.approx(account["equity"] - starting_capital, rel=1e-12, abs=1e-9):
+        problems.append(f"pnl {account['pnl']} != equity {account['equity']} - {starting_capital}")
+    if len(account["positions"]) != account["trades"] % 2:
+        problems.append(f"{len(account['positions'])} positions after {account['trades']} trades")
+    if account["orders"]["filled"] != account["trades"]:
+        problems.append(f"{account['orders']['filled']} orders filled, {account['trades']} trades")
+    return problems
+
+
+def test_every_answer_during_a_running_backtest_is_one_consistent_snapshot(tmp_path):
+    """A client hammers /strategies/{link} while a real backtest trades on every candle in the
+    run's thread: each answer is the account at one moment (equity = cash + positions at their
+    prices, as many positions as the trades' parity says), and the answers move during the run."""
+    ticks = [tick(i, 100 + i % 7) for i in range(8_000)]  # hours within the environment's 2024
+    flip = blueprint({}) | {"workforce": {"execution": [{"plugin": "flip_flop"}]}}
+    path = write_config_tree(tmp_path, [("flip", "bt")], {"flip": flip}, {"bt": backtest_environment()}, ticks)
+    service = OperationService(load_operation(path), WorkerFactory(PLUGINS))
+    server = StatusServer(service, "127.0.0.1", 0)
+    server.start()
+    answers: list[dict] = []
+    done = threading.Event()
+
+    def hammer() -> None:
+        client = Client(server.port)
+        while not done.is_set():
+            status, answer = client.json("/strategies/flip@bt")
+            assert status == 200
+            answers.append(answer)
+
+    hammering = threading.Thread(target=hammer, daemon=True)
+    hammering.start()
+    try:
+        (summary,) = service.run()
+    finally:
+        done.set()
+        hammering.join(10)
+        server.stop()
+    running = [answer for answer in answers if answer["status"] == "running"]
+    assert len({answer["ticks_processed"] for answer in running}) >= 2  # read while it traded
+    problems = [(answer["ticks_processed"], problem) for answer in answers
+                for problem in consistency_problems(answer, 10_000)]
+    assert problems == []
+    assert summary.account.trades == len(ticks)  # one fill a candle: the account changed under the reads
+
+
+def test_a_run_snapshot_is_frozen_and_keeps_its_moment(tmp_path, serving):
+    source = GatedSource()
+    flip = blueprint({}) | {"workforce": {"execution": [{"plugin": "flip_flop"}]}}
+    service = gated_service(tmp_path, {"flip": flip}, source)
+    serving(service)
+    (run,) = service.runs
+    source.pending.put(tick(1, 100))
+    wait_until(lambda: run.snapshot().ticks_processed == 1)
+    bought = run.snapshot()
+    assert bought.account.trades == 1 and [p.asset for p in bought.account.positions] == ["BTC/USD"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        bought.ticks_processed = 5  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        bought.account.cash = 0.0  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        bought.account.order_outcomes["filled"] = 0  # type: ignore[index]
+    source.pending.put(tick(2, 110))
+    wait_until(lambda: run.snapshot().ticks_processed == 2)
+    sold = run.snapshot()
+    assert sold.account.trades == 2 and sold.account.positions == ()
+    # The earlier snapshot still shows its own moment.
+    assert bought.ticks_processed == 1 and bought.account.trades == 1 and len(bought.account.positions) == 1
+    assert bought.account.order_outcomes["filled"] == 1 and sold.account.order_outcomes["filled"] == 2
+
+
+class SnapshotsOnly:
+    """An operation as the status server may see it, and nothing more: snapshots of its runs
+    (built here by hand: no run, account or ledger exists), its feeds and its control calls."""
+
+    def __init__(self, operation: LoadedOperation, snapshot: RunSnapshot) -> None:
+        self.operation = operation
+        self.feeds: list = []
+        self._snapshot = snapshot
+
+    def snapshots(self) -> list[RunSnapshot]:
+        return [self._snapshot]
+
+    def snapshot_of(self, link_id: str) -> RunSnapshot:
+        if link_id != self._snapshot.strategy_link:
+            raise UnknownLinkError(f"no strategy link {link_id!r}")
+        return self._snapshot
+
+    def pause_link(self, link_id: str) -> None:
+        self._snapshot = dataclasses.replace(self.snapshot_of(link_id), paused="by hand")
+
+    def resume_link(self, link_id: str) -> None:
+        raise AssertionError("not called")
+
+    stop_link = start_link = resume_link
+
+    def force_exit(self, link_id: str, asset: str | None = None) -> list[FillDTO | None]:
+        raise AssertionError("not called")
+
+    def force_entry(self, link_id: str, asset: str) -> None:
+        raise AssertionError("not called")
+
+    def reload(self, trigger: str) -> ReloadPlan:
+        raise AssertionError("not called")
+
+
+def test_the_status_server_reads_runs_through_their_snapshots_only(tmp_path):
+    """Given an operation that has snapshots and nothing else (no run, account or ledger to reach
+    into), the server answers /strategies, /strategies/{link}, /metrics and a pause from them."""
+    path = write_config_tree(tmp_path, [("p", "bt")], {"p": blueprint({})}, {"bt": backtest_environment()},
+                             [tick(0, 100)])
+    held = OpenPosition("BTC/USD", 2.0, 100.0, 110.0, 20.0, 10.0, False)
+    account = AccountSnapshot(starting_capital=1_000.0, cash=800.0, equity=1_020.0, peak_equity=1_050.0,
+                              max_drawdown_pct=4.0, trades=3, fees_paid=1.5, positions=(held,),
+                              order_outcomes=MappingProxyType({"filled": 3, "rejected": 1}), unsettled_orders=0)
+    snapshot = RunSnapshot(strategy_link="p@bt", blueprint="p", environment="bt", status=RunStatus.RUNNING,
+                           error=None, paused=None, queue_depth=4, ticks_processed=7,
+                           latency_counts=(7, *[0] * 14), latency_sum=0.002,
+                           last_tick_time=datetime(2024, 1, 1, 6, tzinfo=UTC), last_tick_at=1_700_000_000.0,
+                           account=account)
+    server = StatusServer(SnapshotsOnly(load_operation(path), snapshot), "127.0.0.1", 0, TOKEN)
+    server.start()
+    try:
+        client = Client(server.port)
+        status, one = client.json("/strategies/p@bt")
+        assert status == 200 and one == {
+            "strategy_link": "p@bt", "blueprint": "p", "environment": "bt", "status": "running", "paused": None,
+            "ticks_processed": 7, "queue_depth": 4,
+            "last_tick": {"candle_time": "2024-01-01T06:00:00+00:00", "processed_at": 1_700_000_000.0},
+            "last_error": None,
+            "account": {"equity": 1_020.0, "pnl": 20.0, "drawdown_pct": pytest.approx((1 - 1_020 / 1_050) * 100),
+                        "max_drawdown_pct": 4.0, "cash": 800.0, "trades": 3, "fees_paid": 1.5,
+                        "positions": {"BTC/USD": {"quantity": 2.0, "average_entry_price": 100.0, "price": 110.0,
+                                                  "unrealised_pnl": 20.0, "unrealised_pnl_pct": 10.0,
+                                                  "dust": False}},
+                        "orders": {"filled": 3, "rejected": 1}, "unsettled_orders": 0}}
+        assert client.json("/strategies") == (200, [one])
+        metrics = client.metrics()
+        label = (("strategy_link", "p@bt"),)
+        assert metrics[("opdaemon_ticks_processed_total", label)] == 7
+        assert metrics[("opdaemon_tick_latency_seconds_count", label)] == 7
+        assert metrics[("opdaemon_queue_depth", label)] == 4
+        assert metrics[("opdaemon_equity", label)] == 1_020
+        assert metrics[("opdaemon_position", (("asset", "BTC/USD"), *label))] == 2
+        assert metrics[("opdaemon_orders_total", (("outcome", "rejected"), *label))] == 1
+        assert metrics[("opdaemon_run_status", (("status", "running"), *label))] == 1
+        status, paused = client.json("/strategies/p@bt/pause", "POST", TOKEN)
+        assert status == 200 and paused == one | {"paused": "by hand"}
+        assert client.json("/readyz") == (200, {"status": "ready"})
+    finally:
+        server.stop()

@@ -1,5 +1,5 @@
 from backend.portfolio.account import StrategyAccount
-from backend.portfolio.ledger import AccountSummary, Ledger
+from backend.portfolio.ledger import AccountSnapshot, AccountSummary, Ledger
 from backend.portfolio.simulated_gateway import SimulatedGateway
 
-__all__ = ["AccountSummary", "Ledger", "SimulatedGateway", "StrategyAccount"]
+__all__ = ["AccountSnapshot", "AccountSummary", "Ledger", "SimulatedGateway", "StrategyAccount"]

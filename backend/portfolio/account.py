@@ -22,7 +22,7 @@ from backend.errors import OperatorOrderError, OrderNotPlacedError
 from backend.interfaces import IBroker
 from backend.interfaces.journal import IAccountJournal, InMemoryJournal
 from backend.interfaces.order_gateway import IOrderGateway, OrderOutcome, OrderRequest, OutcomeStatus
-from backend.portfolio.ledger import AccountSummary, Ledger, PortfolioValues
+from backend.portfolio.ledger import AccountSnapshot, Ledger, PortfolioValues
 from backend.trade_stats import TradeStatsTracker
 
 log = structlog.get_logger(__name__)
@@ -52,8 +52,10 @@ class StrategyAccount(IBroker):
         self._new_order_id = new_order_id or gateway.new_client_order_id  # the venue's form by default
         self._unsettled: list[OrderRequest] = self._journal.unsettled()
         self._cursors = self._journal.cursors()  # symbol -> last candle processed, across restarts
-        self.paused: str | None = None  # why the account takes no new buys (reconciliation, an operator)
-        # Orders by outcome since start (filled, rejected, unknown, skipped), for the status server.
+        # Why the account takes no new buys (reconciliation, an operator): set by other threads, and
+        # read by them live (StrategyRun.snapshot), not from the snapshot this thread took before.
+        self.paused: str | None = None
+        # Orders by outcome since start (filled, rejected, unknown, skipped), shown in its snapshot.
         self.order_outcomes: dict[str, int] = dict.fromkeys(("filled", "rejected", "unknown", "skipped"), 0)
         self.on_fill: Callable[[FillDTO], None] | None = None  # told of every fill once booked (a report)
         self.trade_stats = TradeStatsTracker()  # of the fills since start
@@ -118,8 +120,9 @@ class StrategyAccount(IBroker):
             if self._durable:
                 self._journal.save(self.ledger.state, symbol, candle_time)
 
-    def summary(self) -> AccountSummary:
-        return self.ledger.summary()
+    def snapshot(self) -> AccountSnapshot:
+        """The account now, frozen, for other threads: taken by the thread that uses the account."""
+        return self.ledger.snapshot(self.order_outcomes, len(self._unsettled))
 
     # --- orders --------------------------------------------------------------------------------
 

@@ -4,11 +4,14 @@ Invariant: the whole account is one AccountState (what the state store persists 
 it is changed only by `apply_fill` and `record_equity` (or `record_quiet_closes`, the same as one
 `mark` and `record_equity` per close, in bulk), and its size does not grow with the number
 of trades (fills are counted, the journal keeps them). Equity is computed once per change of a
-price or of the account, not once per reader.
+price or of the account, not once per reader. Other threads never read a Ledger: they read an
+AccountSnapshot its own thread took (`snapshot`), whose figures are all of one moment.
 """
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 
@@ -51,6 +54,49 @@ class AccountSummary:
     open_positions: tuple[OpenPosition, ...] = ()
 
 
+NO_ORDERS: Mapping[str, int] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSnapshot:
+    """The account at one moment, frozen: taken by the thread that changes it, between two changes,
+    so its figures agree with one another (equity = cash + each position's quantity at its price)
+    and another thread may read it whenever it likes. order_outcomes (orders by outcome since
+    start) is a read-only copy."""
+
+    starting_capital: float
+    cash: float
+    equity: float
+    peak_equity: float
+    max_drawdown_pct: float
+    trades: int
+    fees_paid: float
+    positions: tuple[OpenPosition, ...]
+    order_outcomes: Mapping[str, int]
+    unsettled_orders: int  # orders whose outcome is unknown until reconciled
+
+    @property
+    def pnl(self) -> float:
+        return self.equity - self.starting_capital
+
+    @property
+    def drawdown_pct(self) -> float:
+        """Below the equity peak now (%); the peak counts this equity, not yet closed on the curve."""
+        peak = max(self.peak_equity, self.equity)
+        return (1 - self.equity / peak) * 100 if peak > 0 else 0.0
+
+    def summary(self) -> AccountSummary:
+        return AccountSummary(
+            trades=self.trades,
+            fees_paid=self.fees_paid,
+            final_equity=self.equity,
+            pnl=self.pnl,
+            pnl_pct=self.pnl / self.starting_capital * 100,
+            max_drawdown_pct=self.max_drawdown_pct,
+            open_positions=self.positions,
+        )
+
+
 class Ledger:
     """Spot account in one quote currency; used by one strategy run's thread only."""
 
@@ -72,9 +118,8 @@ class Ledger:
 
     def open_positions(self) -> list[OpenPosition]:
         """What is held, asset by asset, with its unrealised PnL; dust (too small to sell) flagged."""
-        held = list(self.state.positions.items())  # one step: the status server reads it from another thread
         positions = []
-        for asset, position in held:
+        for asset, position in self.state.positions.items():
             entry, quantity = position.avg_entry_price, position.qty
             price = self._last_prices.get(asset, entry)
             pnl_pct = (price / entry - 1) * 100 if entry else 0.0
@@ -204,15 +249,21 @@ class Ledger:
         state.peak_equity, state.max_drawdown_pct = peak, deepest
         self.mark(asset, float(closes[-1]))
 
-    def summary(self) -> AccountSummary:
-        equity = self.equity()
-        pnl = equity - self.state.starting_capital
-        return AccountSummary(
-            trades=self.state.trades,
-            fees_paid=self.state.fees_paid,
-            final_equity=equity,
-            pnl=pnl,
-            pnl_pct=pnl / self.state.starting_capital * 100,
-            max_drawdown_pct=self.state.max_drawdown_pct,
-            open_positions=tuple(self.open_positions()),
+    def snapshot(self, order_outcomes: Mapping[str, int] = NO_ORDERS, unsettled_orders: int = 0) -> AccountSnapshot:
+        """The account now, frozen (with what the account keeps beside the ledger): for other threads."""
+        state = self.state
+        return AccountSnapshot(
+            starting_capital=state.starting_capital,
+            cash=state.cash,
+            equity=self.equity(),
+            peak_equity=state.peak_equity,
+            max_drawdown_pct=state.max_drawdown_pct,
+            trades=state.trades,
+            fees_paid=state.fees_paid,
+            positions=tuple(self.open_positions()),
+            order_outcomes=MappingProxyType(dict(order_outcomes)),
+            unsettled_orders=unsettled_orders,
         )
+
+    def summary(self) -> AccountSummary:
+        return self.snapshot().summary()
