@@ -19,6 +19,7 @@ from backend.core.trading_context_provider import TradingContextProvider
 from backend.dtos import (
     DTO,
     AccountState,
+    EmaDTO,
     FillDTO,
     OpportunitySignalDTO,
     OrderSide,
@@ -26,9 +27,13 @@ from backend.dtos import (
 )
 from backend.interfaces import Candle, IWorker, WorkerCategory, WorkerParams, WorkerServices
 from backend.interfaces.candle_columns import CandleColumns
+from backend.interfaces.context_provider import DtoRows
 from backend.market_data.candle_file import read_candle_file
 from backend.market_data.raw_tick import ticks_of
 from backend.portfolio import Ledger, StrategyAccount
+from backend.workers.context.ema_detector import EmaDetector, EmaDetectorParams
+from backend.workers.indicators import Ema
+from backend.workers.opportunity.ema_cross_opportunity import EmaCrossOpportunity
 from services.tick_cache_manager import TickCacheManager
 from services.worker_factory import WorkerFactory
 from tests.helpers import simulated_account
@@ -263,3 +268,52 @@ class EntryBlockedWitness(IWorker):
         flat = self._base(asset).portfolio.position_qty <= 0
         if flat and signal is not None and signal.side is OrderSide.BUY and self._optional(asset, ThreatSignalDTO):
             self.blocked += 1
+
+
+class ListedEma(IWorker):
+    """An EmaDTO producer of a plugin's own, columnar through a plain list of the DTOs its step
+    gives (no EmaColumns): consumers must find its columns by the DTO type."""
+
+    category = WorkerCategory.CONTEXT
+    Params = EmaDetectorParams
+    produces = (EmaDTO,)
+    columnar = True
+    params: EmaDetectorParams
+
+    def __init__(self, params: EmaDetectorParams, services: WorkerServices) -> None:
+        super().__init__(params, services)
+        self._emas: dict[str, tuple[Ema, Ema]] = {}
+
+    def process(self, asset: str) -> None:
+        candle = self._candle(asset)
+        self.context.set_result_dto(asset, self._step(asset, candle.close, candle.missing_before))
+
+    def prepare_block(self, asset: str, candles: CandleColumns) -> None:
+        dtos = [self._step(asset, close, missing)
+                for close, missing in zip(candles.close_values, candles.missing_values, strict=True)]
+        self.context.set_result_columns(asset, DtoRows(EmaDTO, dtos))
+
+    def _step(self, asset: str, close: float, missing_before: int) -> EmaDTO:
+        if asset not in self._emas or missing_before:
+            self._emas[asset] = (Ema(self.params.fast_period), Ema(self.params.slow_period))
+        fast, slow = self._emas[asset]
+        return EmaDTO.trusted(fast_period=self.params.fast_period, slow_period=self.params.slow_period,
+                              fast=fast.update(close), slow=slow.update(close))
+
+
+class TickByTickEma(EmaDetector):
+    """The EMA detector without its columnar replay."""
+
+    columnar = False
+
+
+class ColumnarWithoutColumns(EmaDetector):
+    """Says it is columnar but writes no columns: a consumer would find none."""
+
+    prepare_block = IWorker.prepare_block
+
+
+class GatedButOnlyOnSignals(EmaCrossOpportunity):
+    """Declares it acts only on others' signals, yet names rows of its own: which one is meant?"""
+
+    acts_only_on_signals = True

@@ -31,17 +31,15 @@ class _AssetState:
 
 # What a FairValueGapDTO holds but the row's own flag: bullish and bearish gap, structure, swing high and low.
 _Gaps = tuple[GapZone | None, GapZone | None, MarketStructure, float | None, float | None]
+_GAPS_FIELDS = ("bullish_gap", "bearish_gap", "structure", "last_swing_high", "last_swing_low")
 
 
 @dataclass(frozen=True)
-class FairValueGapColumns(DtoColumns):
+class FairValueGapColumns(DtoColumns[FairValueGapDTO]):
     """The FairValueGapDTO of every row of a block, built when asked for: a row's gaps, structure
     and swings are `states[versions[row]]` (a state is recorded once, when it changes, and
     shared by the rows it lasts; the gaps are the detector's own GapZone objects), its
-    price_in_bullish_gap `in_gap[row]`.
-
-    `in_bullish_gap`, `bullish_structure` and `has_bullish_gap` are the rows' price_in_bullish_gap,
-    `structure is BULLISH` and `bullish_gap is not None` as numpy bool arrays (for gates)."""
+    price_in_bullish_gap `in_gap[row]`; `values` reads a field once per state, not per row."""
 
     dto_type = FairValueGapDTO
     states: list[_Gaps]
@@ -59,18 +57,17 @@ class FairValueGapColumns(DtoColumns):
             last_swing_low=swing_low,
         )
 
-    @property
-    def in_bullish_gap(self) -> np.ndarray:
-        return np.array(self.in_gap, dtype=bool)
+    def __len__(self) -> int:
+        return len(self.versions)
 
-    @property
-    def bullish_structure(self) -> np.ndarray:
-        bullish = np.array([state[2] is MarketStructure.BULLISH for state in self.states], dtype=bool)
-        return bullish[self.versions]
-
-    @property
-    def has_bullish_gap(self) -> np.ndarray:
-        return np.array([state[0] is not None for state in self.states], dtype=bool)[self.versions]
+    def values(self, field: str, dtype: type = float) -> np.ndarray:
+        if field == "price_in_bullish_gap":
+            return np.array(self.in_gap, dtype=dtype)
+        index = _GAPS_FIELDS.index(field)
+        per_state = [state[index] for state in self.states]
+        found = np.fromiter(per_state, dtype=object, count=len(per_state)) if dtype is object else \
+            np.array(per_state, dtype=dtype)
+        return found[self.versions]
 
 
 class FairValueGapDetector(IWorker):

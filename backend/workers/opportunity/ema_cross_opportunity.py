@@ -5,7 +5,6 @@ import numpy as np
 from backend.dtos import EmaDTO, OpportunitySignalDTO, OrderSide, PortfolioSnapshotDTO
 from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
 from backend.interfaces.candle_columns import CandleColumns
-from backend.workers.context.ema_detector import EmaColumns
 
 
 class EmaCrossOpportunity(IWorker):
@@ -44,8 +43,8 @@ class EmaCrossOpportunity(IWorker):
         ))
 
     def prepare_block(self, asset: str, candles: CandleColumns) -> None:
-        emas = self._columns(asset)
-        fast, slow = emas.fast_array, emas.slow_array
+        emas = self._columns(asset, EmaDTO)
+        fast, slow = emas.values("fast"), emas.values("slow")
         # None (warming up) becomes NaN, which compares false: no cross, as in `process`.
         before = np.array(self._previous.get(asset, (None, None)), dtype=float)
         previous_fast = np.concatenate((before[:1], fast[:-1]))
@@ -58,11 +57,5 @@ class EmaCrossOpportunity(IWorker):
         return self._crosses[index] if index < len(self._crosses) else len(candles)
 
     def skip(self, asset: str, candles: CandleColumns, rows: range) -> None:
-        emas = self._columns(asset)
-        self._previous[asset] = emas.fast[rows[-1]], emas.slow[rows[-1]]
-
-    def _columns(self, asset: str) -> EmaColumns:
-        emas = self.context.find_columns(asset, EmaColumns)
-        if emas is None:
-            raise RuntimeError(f"{self.name}: no EMA columns for {asset} (ema_detector must run before it)")
-        return emas
+        ema = self._columns(asset, EmaDTO).at(rows[-1])
+        self._previous[asset] = (None, None) if ema is None else (ema.fast, ema.slow)

@@ -3,12 +3,19 @@ DTO) and a buy signal when that change is strong enough (an opportunity worker r
 
 Invariant: no momentum is reported across a hole in the data (the window starts over after it),
 and none before `lookback` candles have been seen: such ticks carry `change_pct: None`.
+
+Both are columnar (a backtest replays them a block of candles at a time, IWorker's contract): the
+detector runs one step function on a tick's candle in `process` and on every row of a block in
+`prepare_block`; the opportunity worker names no rows, so it is active on every row (the safe
+default: a gate of its own, `next_active_row`, would only make it faster).
 """
+
+from collections import deque
 
 from pydantic import Field
 
 from backend.dtos import DTO, OpportunitySignalDTO, OrderSide
-from backend.interfaces import IWorker, WorkerCategory, WorkerParams, since_last_gap
+from backend.interfaces import CandleColumns, DtoRows, IWorker, WorkerCategory, WorkerParams, WorkerServices
 
 
 class MomentumDTO(DTO):
@@ -31,14 +38,32 @@ class MomentumDetector(IWorker):
     category = WorkerCategory.CONTEXT
     Params = MomentumParams
     produces = (MomentumDTO,)
+    columnar = True
     params: MomentumParams
 
+    def __init__(self, params: MomentumParams, services: WorkerServices) -> None:
+        super().__init__(params, services)
+        self._closes: dict[str, deque[float]] = {}  # per asset, the latest closes since the last hole
+
     def process(self, asset: str) -> None:
-        window = since_last_gap(self.ohlcv.history(asset, self.params.lookback + 1))
+        candle = self._candle(asset)
+        self.context.set_result_dto(asset, self._step(asset, candle.close, candle.missing_before))
+
+    def prepare_block(self, asset: str, candles: CandleColumns) -> None:
+        dtos = [self._step(asset, close, missing)
+                for close, missing in zip(candles.close_values, candles.missing_values, strict=True)]
+        self.context.set_result_columns(asset, DtoRows(MomentumDTO, dtos))
+
+    def _step(self, asset: str, close: float, missing_before: int) -> MomentumDTO:
+        """One candle: its momentum, and the closes kept for the next."""
+        closes = self._closes.get(asset)
+        if closes is None or missing_before:
+            closes = self._closes[asset] = deque(maxlen=self.params.lookback + 1)
+        closes.append(close)
         change = None
-        if len(window) > self.params.lookback:
-            change = (window[-1].close / window[0].close - 1) * 100
-        self.context.set_result_dto(asset, MomentumDTO(lookback=self.params.lookback, change_pct=change))
+        if len(closes) > self.params.lookback:
+            change = (closes[-1] / closes[0] - 1) * 100
+        return MomentumDTO(lookback=self.params.lookback, change_pct=change)
 
 
 class MomentumOpportunityParams(WorkerParams):
@@ -53,6 +78,7 @@ class MomentumOpportunity(IWorker):
     Params = MomentumOpportunityParams
     requires = (MomentumDTO,)
     produces = (OpportunitySignalDTO,)
+    columnar = True
     params: MomentumOpportunityParams
 
     def process(self, asset: str) -> None:
