@@ -36,6 +36,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from backend.equity_curve import drawdown_pct
 from backend.errors import ConfigError, ExchangeError
 from services.link_lifecycle import LinkStateError, UnknownLinkError
 from services.operation_reload import ReloadFailedError
@@ -71,8 +72,7 @@ def _equity(run: StrategyRun) -> tuple[float, float, float, float, dict[str, dic
             continue
     else:
         return math.nan, math.nan, math.nan, math.nan, {}
-    peak = max(state.peak_equity, equity)
-    drawdown = (1 - equity / peak) * 100 if peak > 0 else 0.0
+    drawdown = drawdown_pct(equity, state.peak_equity)
     return equity, equity - state.starting_capital, drawdown, state.max_drawdown_pct, positions
 
 

@@ -1,0 +1,37 @@
+"""The drawdown of an equity curve: one formula for every reader (the ledger, the drawdown
+threat and its columnar gate, the performance metrics, the status server).
+
+Invariant: the drawdown of an equity is (1 - equity / top) * 100 %, top being the curve's peak
+up to and including that equity (so never negative), and 0.0 while the top is not positive. The
+scalar `drawdown_pct` and the vector `drawdown_curve` give the same floats (the same IEEE
+operations in the same order), so a columnar replay's bulk step agrees with its ticks to the bit;
+`equities_holding` adds an account's equity up as `Ledger.equity()` does, for the same reason.
+"""
+
+from typing import TypeVar
+
+import numpy as np
+
+Closes = TypeVar("Closes", float, np.ndarray)
+
+
+def drawdown_pct(equity: float, peak: float) -> float:
+    """The drawdown (%) of equity, peak being the curve's peak before it (or already with it)."""
+    top = max(peak, equity)
+    return (1 - equity / top) * 100 if top > 0 else 0.0
+
+
+def drawdown_curve(equities: np.ndarray, peak: float) -> tuple[np.ndarray, float]:
+    """`drawdown_pct` of each of consecutive equities, peak being the curve's before the first,
+    and the peak after the last."""
+    rows = len(equities)
+    tops = np.maximum.accumulate(np.concatenate(([peak], equities)))[1:]
+    drawdowns = np.zeros(rows)
+    positive = tops > 0
+    np.multiply(1 - np.divide(equities, tops, where=positive, out=np.ones(rows)), 100, where=positive, out=drawdowns)
+    return drawdowns, float(tops[-1]) if rows else peak
+
+
+def equities_holding(cash: float, quantity: float, closes: Closes) -> Closes:
+    """The equity of an account holding cash and quantity of one asset, at the close (or each)."""
+    return cash + (0.0 + quantity * closes)  # as `Ledger.equity()` adds it up
