@@ -88,8 +88,9 @@ class WorkerFactory:
                                               "of its own (next_active_row): one or the other", key)
         for dto_type in (*worker_class.requires, *worker_class.optional):
             producer = producers.get(dto_type)
-            if producer is not None and producer.worker_class.category is WorkerCategory.CONTEXT \
-                    and not producer.worker_class.columnar:
+            if producer is None or producer.worker_class.category is not WorkerCategory.CONTEXT:
+                continue  # a signal of the tick, not a column
+            if not producer.worker_class.columnar:
                 raise ConfigError(blueprint_file, f"worker '{plugin}' is columnar and reads {dto_type.__name__} "
                                                   f"from the block's columns, which '{producer.plugin}' "
                                                   f"({producer.key}) does not write: it is not columnar", key)

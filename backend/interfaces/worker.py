@@ -140,7 +140,7 @@ class IWorker(ABC):
     def _optional(self, asset: str, dto_type: type[T]) -> T | None:
         return self.context.find_dto(asset, dto_type)
 
-    def _columns(self, asset: str, dto_type: type[T]) -> DtoColumns[T]:
+    def _require_columns(self, asset: str, dto_type: type[T]) -> DtoColumns[T]:
         """The current block's columns of a DTO this worker requires (the factory checked at load
         that a columnar worker produces it)."""
         columns = self.context.find_columns(asset, dto_type)

@@ -73,9 +73,9 @@ class FairValueGapColumns(DtoColumns[FairValueGapDTO]):
             return np.array(self.in_gap, dtype=dtype)
         index = _GAPS_FIELDS.index(field)
         per_state = [state[index] for state in self.states]
-        found = np.fromiter(per_state, dtype=object, count=len(per_state)) if dtype is object else \
-            np.array(per_state, dtype=dtype)
-        return found[self.versions]
+        if dtype is object:
+            return np.fromiter(per_state, dtype=object, count=len(per_state))[self.versions]
+        return np.array(per_state, dtype=dtype)[self.versions]
 
 
 class FairValueGapDetector(IWorker):

@@ -87,7 +87,7 @@ class MarketRegimeClassifier(IWorker):
             last_close = close
             starts.append(first_return)
             ends.append(len(returns))
-        emas = self._columns(asset, EmaDTO)
+        emas = self._require_columns(asset, EmaDTO)
         closes = candles.close_values
 
         def regime_at(row: int) -> MarketRegimeDTO:

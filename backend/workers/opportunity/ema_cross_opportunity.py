@@ -43,7 +43,7 @@ class EmaCrossOpportunity(IWorker):
         ))
 
     def prepare_block(self, asset: str, candles: CandleColumns) -> None:
-        emas = self._columns(asset, EmaDTO)
+        emas = self._require_columns(asset, EmaDTO)
         fast, slow = emas.values("fast"), emas.values("slow")
         # None (warming up) becomes NaN, which compares false: no cross, as in `process`.
         before = np.array(self._previous.get(asset, (None, None)), dtype=float)
@@ -57,5 +57,5 @@ class EmaCrossOpportunity(IWorker):
         return self._crosses[index] if index < len(self._crosses) else len(candles)
 
     def skip(self, asset: str, candles: CandleColumns, rows: range) -> None:
-        ema = self._columns(asset, EmaDTO).at(rows[-1])
+        ema = self._require_columns(asset, EmaDTO).at(rows[-1])
         self._previous[asset] = (None, None) if ema is None else (ema.fast, ema.slow)

@@ -61,8 +61,8 @@ class FvgReentryOpportunity(IWorker):
         ))
 
     def prepare_block(self, asset: str, candles: CandleColumns) -> None:
-        fvg = self._columns(asset, FairValueGapDTO)
-        self._regimes = self._columns(asset, MarketRegimeDTO)
+        fvg = self._require_columns(asset, FairValueGapDTO)
+        self._regimes = self._require_columns(asset, MarketRegimeDTO)
         # `process`'s first tests (a price in a bullish gap implies the gap): an over-approximation
         # at worst, which is always safe (process decides on the row).
         bullish = fvg.values("structure", object) == MarketStructure.BULLISH

@@ -40,7 +40,7 @@ class VolatilityThreat(IWorker):
         self.context.set_result_dto(asset, ThreatSignalDTO.trusted(action=ThreatAction.BLOCK_ENTRIES, reason=reason))
 
     def prepare_block(self, asset: str, candles: CandleColumns) -> None:
-        columns = self._columns(asset, VolatilityDTO)
+        columns = self._require_columns(asset, VolatilityDTO)
         self._high_rows = np.flatnonzero(columns.values("risk_level", object) == RiskLevel.HIGH)
         self._atr_pct = columns.values("atr_pct")
 
