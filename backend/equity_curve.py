@@ -3,11 +3,13 @@ threat and its columnar gate, the performance metrics, the status server).
 
 Invariant: the drawdown of an equity is (1 - equity / top) * 100 %, top being the curve's peak
 up to and including that equity (so never negative), and 0.0 while the top is not positive. The
-scalar `drawdown_pct` and the vector `drawdown_curve` give the same floats (the same IEEE
-operations in the same order), so a columnar replay's bulk step agrees with its ticks to the bit;
-`equities_holding` adds an account's equity up as `Ledger.equity()` does, for the same reason.
+scalar `drawdown_pct`, its loop `deepest_drawdown` and the vector `drawdown_curve` give the same
+floats (the same IEEE operations in the same order), so a columnar replay's bulk step agrees
+with its ticks to the bit; `equities_holding` adds an account's equity up as `Ledger.equity()`
+does, for the same reason.
 """
 
+from collections.abc import Iterable
 from typing import TypeVar
 
 import numpy as np
@@ -19,6 +21,22 @@ def drawdown_pct(equity: float, peak: float) -> float:
     """The drawdown (%) of equity, peak being the curve's peak before it (or already with it)."""
     top = max(peak, equity)
     return (1 - equity / top) * 100 if top > 0 else 0.0
+
+
+def deepest_drawdown(cash: float, quantity: float, closes: Iterable[float], peak: float,
+                     deepest: float) -> tuple[float, float]:
+    """The peak and the deepest drawdown after an account holding cash and quantity of one asset
+    went through closes, given both before the first: `equities_holding` and `drawdown_pct` of
+    each in turn, the same floats, inlined (a short stretch of a columnar replay: a call per
+    close would cost as much as the rest of its candle)."""
+    for close in closes:
+        equity = cash + (0.0 + quantity * close)  # equities_holding(cash, quantity, close)
+        if equity > peak:
+            peak = equity
+        drawdown = (1 - equity / peak) * 100 if peak > 0 else 0.0  # drawdown_pct(equity, peak)
+        if drawdown > deepest:
+            deepest = drawdown
+    return peak, deepest
 
 
 def drawdown_curve(equities: np.ndarray, peak: float) -> tuple[np.ndarray, float]:

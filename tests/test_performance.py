@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from backend.dtos import FillDTO, OrderSide
-from backend.equity_curve import drawdown_curve, drawdown_pct
+from backend.equity_curve import deepest_drawdown, drawdown_curve, drawdown_pct
 from backend.performance import PerformanceTracker, performance_of
 from backend.trade_stats import TradeGroup, TradeStats, TradeStatsTracker, trade_stats_of
 
@@ -149,5 +149,6 @@ def test_the_drawdown_is_one_formula_whose_scalar_and_vector_forms_agree_to_the_
         peak = max(peak, equity)
     at_once, last_peak = drawdown_curve(equities, 9_000.0)
     assert at_once.tolist() == one_by_one and last_peak == peak
+    assert deepest_drawdown(0.0, 1.0, equities.tolist(), 9_000.0, 0.0) == (peak, max(one_by_one))
     assert min(one_by_one) == 0.0 and max(one_by_one) == 100.0
     assert drawdown_pct(0.0, 0.0) == 0.0 and drawdown_curve(np.empty(0), 5.0)[1] == 5.0

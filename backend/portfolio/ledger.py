@@ -14,7 +14,7 @@ import numpy as np
 
 from backend.dtos import AccountState, FillDTO, OrderSide, PortfolioSnapshotDTO, PositionState
 from backend.dtos.account import DUST_QUANTITY
-from backend.equity_curve import drawdown_curve, drawdown_pct, equities_holding
+from backend.equity_curve import deepest_drawdown, drawdown_curve, drawdown_pct, equities_holding
 
 SHORT_STRETCH = 48  # closes below which record_quiet_closes loops in Python: numpy's calls cost more
 
@@ -186,16 +186,10 @@ class Ledger:
         if position is None or len(closes) <= SHORT_STRETCH:
             # In Python: a short stretch, or a flat account, whose equity is the same at every close
             # (so one is enough).
-            cash, peak, deepest = state.cash, state.peak_equity, state.max_drawdown_pct
-            for close in closes.tolist() if position is not None else closes[:1].tolist():
-                equity = equities_holding(cash, qty, close)
-                if equity > peak:  # max(peak, equity), max(deepest, drawdown): the same floats
-                    peak = equity
-                drawdown = drawdown_pct(equity, peak)
-                if drawdown > deepest:
-                    deepest = drawdown
+            peak, deepest = deepest_drawdown(state.cash, qty, (closes if position is not None else closes[:1]).tolist(),
+                                             state.peak_equity, state.max_drawdown_pct)
         else:
-            drawdowns, peak = drawdown_curve(self.equities_at(asset, closes), state.peak_equity)
+            drawdowns, peak = drawdown_curve(equities_holding(state.cash, qty, closes), state.peak_equity)
             deepest = max(state.max_drawdown_pct, float(drawdowns.max()))
         state.peak_equity, state.max_drawdown_pct = peak, deepest
         self.mark(asset, float(closes[-1]))

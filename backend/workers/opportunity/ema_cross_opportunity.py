@@ -1,3 +1,4 @@
+import math
 from bisect import bisect_left
 
 import numpy as np
@@ -24,6 +25,7 @@ class EmaCrossOpportunity(IWorker):
         # Per asset, the fast and slow EMA of the previous candle (None while warming up).
         self._previous: dict[str, tuple[float | None, float | None]] = {}
         self._crosses: list[int] = []  # the current block's rows with a cross
+        self._emas = (np.empty(0), np.empty(0))  # the current block's fast and slow EMAs (NaN: None)
 
     def process(self, asset: str) -> None:
         ema = self._require(asset, EmaDTO)
@@ -44,7 +46,7 @@ class EmaCrossOpportunity(IWorker):
 
     def prepare_block(self, asset: str, candles: CandleColumns) -> None:
         emas = self._require_columns(asset, EmaDTO)
-        fast, slow = emas.values("fast"), emas.values("slow")
+        fast, slow = self._emas = emas.values("fast"), emas.values("slow")
         # None (warming up) becomes NaN, which compares false: no cross, as in `process`.
         before = np.array(self._previous.get(asset, (None, None)), dtype=float)
         previous_fast = np.concatenate((before[:1], fast[:-1]))
@@ -57,5 +59,5 @@ class EmaCrossOpportunity(IWorker):
         return self._crosses[index] if index < len(self._crosses) else len(candles)
 
     def skip(self, asset: str, candles: CandleColumns, rows: range) -> None:
-        ema = self._require_columns(asset, EmaDTO).at(rows[-1])
-        self._previous[asset] = (None, None) if ema is None else (ema.fast, ema.slow)
+        fast, slow = (float(emas[rows[-1]]) for emas in self._emas)
+        self._previous[asset] = (None if math.isnan(fast) else fast, None if math.isnan(slow) else slow)
