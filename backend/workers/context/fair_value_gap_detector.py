@@ -2,7 +2,6 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 
 import numpy as np
 from pydantic import Field
@@ -107,6 +106,7 @@ class FairValueGapDetector(IWorker):
     def __init__(self, params: FairValueGapParams, services: WorkerServices) -> None:
         super().__init__(params, services)
         self._states: dict[str, _AssetState] = {}
+        self._min_gap = params.min_gap_pct / 100  # a gap's least size, as a fraction of its far side
 
     def process(self, asset: str) -> None:
         candle = self._candle(asset)
@@ -116,8 +116,8 @@ class FairValueGapDetector(IWorker):
         window = state.window
         window.append(candle)
         formed = self._formed([c.high for c in window], [c.low for c in window], len(window) - 1, 0,
-                              lambda: candle.open_time)
-        in_bullish_gap = self._advance(state, candle.high, candle.low, candle.close, formed)
+                              lambda _: candle.open_time)
+        in_bullish_gap, _ = self._advance(state, candle.high, candle.low, candle.close, formed)
         self.context.set_result_dto(asset, FairValueGapDTO.trusted(
             bullish_gap=state.bullish_gap,
             bearish_gap=state.bearish_gap,
@@ -144,6 +144,7 @@ class FairValueGapDetector(IWorker):
         if state is None:
             state = _AssetState(deque(maxlen=need))
         since = 0 if window else seen  # no state yet: a reset on the first row, as after a hole
+        open_time_at = lambda index: candles.open_time(index - seen)  # noqa: E731
         states: list[_Gaps] = [state.gaps()]
         versions: list[int] = []
         in_gap: list[bool] = []
@@ -154,10 +155,10 @@ class FairValueGapDetector(IWorker):
                 since, state, changed = index, _AssetState(deque(maxlen=need)), True
             formed = _NOTHING_FORMED
             if candidates[index]:
-                formed = self._formed(all_highs, all_lows, index, since, partial(candles.open_time, row))
-            before = state.gaps()
-            in_gap.append(self._advance(state, block_highs[row], block_lows[row], closes[row], formed))
-            if changed or state.gaps() != before:
+                formed = self._formed(all_highs, all_lows, index, since, open_time_at)
+            in_bullish_gap, advanced = self._advance(state, block_highs[row], block_lows[row], closes[row], formed)
+            in_gap.append(in_bullish_gap)
+            if changed or advanced:
                 states.append(state.gaps())
             versions.append(len(states) - 1)
         self.context.set_result_columns(asset, FairValueGapColumns(states, versions, in_gap))
@@ -171,7 +172,7 @@ class FairValueGapDetector(IWorker):
     def _candidates(self, highs: np.ndarray, lows: np.ndarray) -> list[bool]:
         """Per index, whether `_formed` may find a gap or a swing there: its comparisons on every
         index at once, before a hole is known of (so a superset of the indexes where it does)."""
-        lookback, count, min_size = self.params.swing_lookback, len(highs), self.params.min_gap_pct / 100
+        lookback, count, min_size = self.params.swing_lookback, len(highs), self._min_gap
         found = np.zeros(count, dtype=bool)
         first_high, first_low, high, low = highs[:-2], lows[:-2], highs[2:], lows[2:]
         found[2:] |= (low > first_high) & (low - first_high >= first_high * min_size)
@@ -187,17 +188,17 @@ class FairValueGapDetector(IWorker):
         return found.tolist()
 
     def _formed(self, highs: Sequence[float], lows: Sequence[float], index: int, since: int,
-                open_time: Callable[[], datetime]) -> _Formed:
+                open_time_at: Callable[[int], datetime]) -> _Formed:
         """What the candle at index and those before it, back to since (the first after the last
         hole), form: a bullish and a bearish gap, a swing high and low (None: none)."""
         bullish = bearish = swing_high = swing_low = None
         if index - since >= 2:
             first_high, first_low, high, low = highs[index - 2], lows[index - 2], highs[index], lows[index]
-            min_size = self.params.min_gap_pct / 100
+            min_size = self._min_gap
             if low > first_high and low - first_high >= first_high * min_size:
-                bullish = GapZone.trusted(bottom=first_high, top=low, formed_at=open_time())
+                bullish = GapZone.trusted(bottom=first_high, top=low, formed_at=open_time_at(index))
             if high < first_low and first_low - high >= first_low * min_size:
-                bearish = GapZone.trusted(bottom=high, top=first_low, formed_at=open_time())
+                bearish = GapZone.trusted(bottom=high, top=first_low, formed_at=open_time_at(index))
         lookback = self.params.swing_lookback
         if index - since >= 2 * lookback:
             middle = index - lookback
@@ -209,14 +210,16 @@ class FairValueGapDetector(IWorker):
         return bullish, bearish, swing_high, swing_low
 
     @staticmethod
-    def _advance(state: _AssetState, high: float, low: float, close: float, formed: _Formed) -> bool:
+    def _advance(state: _AssetState, high: float, low: float, close: float, formed: _Formed) -> tuple[bool, bool]:
         """One candle through the state machine: gaps filled, then formed; a break of structure
         judged against the swings confirmed before this candle, then its own. Returns whether the
-        candle traded back into the bullish gap (as it was before this candle formed one)."""
+        candle traded back into the bullish gap (as it was before this candle formed one), and
+        whether the state may have changed (False: it surely did not)."""
+        changed = formed is not _NOTHING_FORMED
         if state.bullish_gap is not None and low < state.bullish_gap.bottom:
-            state.bullish_gap = None
+            state.bullish_gap, changed = None, True
         if state.bearish_gap is not None and high > state.bearish_gap.top:
-            state.bearish_gap = None
+            state.bearish_gap, changed = None, True
         gap = state.bullish_gap
         in_bullish_gap = gap is not None and low <= gap.top and close >= gap.bottom
         bullish, bearish, swing_high, swing_low = formed
@@ -225,11 +228,11 @@ class FairValueGapDetector(IWorker):
         if bearish is not None:
             state.bearish_gap = bearish
         if state.swing_high is not None and close > state.swing_high:
-            state.structure = MarketStructure.BULLISH
+            state.structure, changed = MarketStructure.BULLISH, True
         elif state.swing_low is not None and close < state.swing_low:
-            state.structure = MarketStructure.BEARISH
+            state.structure, changed = MarketStructure.BEARISH, True
         if swing_high is not None:
             state.swing_high = swing_high
         if swing_low is not None:
             state.swing_low = swing_low
-        return in_bullish_gap
+        return in_bullish_gap, changed
