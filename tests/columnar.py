@@ -25,9 +25,8 @@ from backend.dtos import (
     OrderSide,
     ThreatSignalDTO,
 )
-from backend.interfaces import Candle, IWorker, WorkerCategory, WorkerParams, WorkerServices
+from backend.interfaces import Candle, CandleStepWorker, IWorker, WorkerCategory, WorkerParams, WorkerServices
 from backend.interfaces.candle_columns import CandleColumns
-from backend.interfaces.context_provider import DtoRows
 from backend.market_data.candle_file import read_candle_file
 from backend.market_data.raw_tick import ticks_of
 from backend.portfolio import Ledger, StrategyAccount
@@ -270,35 +269,24 @@ class EntryBlockedWitness(IWorker):
             self.blocked += 1
 
 
-class ListedEma(IWorker):
-    """An EmaDTO producer of a plugin's own, columnar through a plain list of the DTOs its step
-    gives (no EmaColumns): consumers must find its columns by the DTO type."""
+class ListedEma(CandleStepWorker):
+    """The EMA detector as a plugin might write it, one step per candle: its columns are a plain
+    list of the DTOs (no EmaColumns), so consumers must find them by DTO type."""
 
-    category = WorkerCategory.CONTEXT
     Params = EmaDetectorParams
     produces = (EmaDTO,)
-    columnar = True
     params: EmaDetectorParams
 
     def __init__(self, params: EmaDetectorParams, services: WorkerServices) -> None:
         super().__init__(params, services)
         self._emas: dict[str, tuple[Ema, Ema]] = {}
 
-    def process(self, asset: str) -> None:
-        candle = self._candle(asset)
-        self.context.set_result_dto(asset, self._step(asset, candle.close, candle.missing_before))
-
-    def prepare_block(self, asset: str, candles: CandleColumns) -> None:
-        dtos = [self._step(asset, close, missing)
-                for close, missing in zip(candles.close_values, candles.missing_values, strict=True)]
-        self.context.set_result_columns(asset, DtoRows(EmaDTO, dtos))
-
-    def _step(self, asset: str, close: float, missing_before: int) -> EmaDTO:
-        if asset not in self._emas or missing_before:
+    def step(self, asset: str, candle: Candle) -> EmaDTO:
+        if asset not in self._emas or candle.missing_before:
             self._emas[asset] = (Ema(self.params.fast_period), Ema(self.params.slow_period))
         fast, slow = self._emas[asset]
         return EmaDTO.trusted(fast_period=self.params.fast_period, slow_period=self.params.slow_period,
-                              fast=fast.update(close), slow=slow.update(close))
+                              fast=fast.update(candle.close), slow=slow.update(candle.close))
 
 
 class TickByTickEma(EmaDetector):

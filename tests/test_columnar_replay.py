@@ -21,7 +21,7 @@ from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServ
 from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data.raw_tick import ticks_of
 from backend.market_data.resample import Resampler
-from backend.workers.context.ema_detector import EmaDetector
+from backend.workers.context.ema_detector import EmaDetector, EmaDetectorParams
 from backend.workers.context.fair_value_gap_detector import FairValueGapDetector
 from backend.workers.context.market_regime_classifier import MarketRegimeClassifier
 from backend.workers.context.volatility_assessor import VolatilityAssessor
@@ -418,6 +418,16 @@ def test_consumers_find_columns_by_dto_type_whichever_worker_produced_them(long_
     replay = assert_same_trades(lambda: Replay(worker_specs=workforce), candles, random_sizes(6))
     shipped = Replay(blueprint_file=EMA_CROSS).by_ticks(candles)
     assert replay.outcome()[:2] == shipped.outcome()[:2] and len(replay.fills) > 50
+
+
+def test_a_candle_step_worker_must_declare_the_candle_it_reads_from_the_history():
+    class NoHistoryParams(EmaDetectorParams):
+        def history_needed(self) -> int:
+            return 0
+
+    replay = Replay()
+    with pytest.raises(ValueError, match="history_needed"):
+        ListedEma(NoHistoryParams(), WorkerServices(replay.context, replay.account, replay.history))
 
 
 @pytest.mark.parametrize(("context", "opportunity", "key", "reason"), [

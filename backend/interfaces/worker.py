@@ -10,7 +10,7 @@ from backend.dtos import DTO, BaseContextDTO, PortfolioSnapshotDTO
 from backend.errors import MissingDTOError
 from backend.interfaces.broker import IBroker
 from backend.interfaces.candle_columns import CandleColumns
-from backend.interfaces.context_provider import DtoColumns, ITradingContextProvider
+from backend.interfaces.context_provider import DtoColumns, DtoRows, ITradingContextProvider
 from backend.interfaces.ohlcv_provider import Candle, IOhlcvProvider
 
 T = TypeVar("T", bound=DTO)
@@ -151,3 +151,35 @@ class IWorker(ABC):
     def _candle(self, asset: str) -> Candle:
         """The current tick's candle from the history (needs a declared need of at least 1)."""
         return self.ohlcv.latest(asset)
+
+
+class CandleStepWorker(IWorker):
+    """A context worker written as one step per candle, columnar by construction: `step` gives the
+    DTO of a candle (of its one produced type; None: none) and moves the state it keeps to after
+    that candle; `process` runs it on the tick's candle, `prepare_block` on every row of a block
+    (into DtoRows). Both replays then agree without a word more. The price: a Candle built per row,
+    about a microsecond; a worker that needs more speed writes its own `prepare_block`.
+
+    Its params must declare a `history_needed()` of at least 1 (the tick's candle is read from
+    the history), which its constructor checks."""
+
+    category = WorkerCategory.CONTEXT
+    columnar = True
+
+    def __init__(self, params: WorkerParams, services: WorkerServices) -> None:
+        super().__init__(params, services)
+        if params.history_needed() < 1:
+            raise ValueError("a CandleStepWorker's params must declare a history_needed() of at least 1")
+
+    @abstractmethod
+    def step(self, asset: str, candle: Candle) -> DTO | None:
+        """The DTO of asset's next candle; the state kept from candle to candle moves past it."""
+
+    def process(self, asset: str) -> None:
+        dto = self.step(asset, self._candle(asset))
+        if dto is not None:
+            self.context.set_result_dto(asset, dto)
+
+    def prepare_block(self, asset: str, candles: CandleColumns) -> None:
+        dtos = [self.step(asset, candles.candle(row)) for row in range(len(candles))]
+        self.context.set_result_columns(asset, DtoRows(self.produces[0], dtos))

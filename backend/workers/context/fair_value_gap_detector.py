@@ -150,15 +150,15 @@ class FairValueGapDetector(IWorker):
         in_gap: list[bool] = []
         for row in range(len(closes)):
             index = row + seen
-            changed = False
-            if missing[row] or index == since:
-                since, state, changed = index, _AssetState(deque(maxlen=need)), True
+            reset = missing[row] or index == since
+            if reset:
+                since, state = index, _AssetState(deque(maxlen=need))
             formed = _NOTHING_FORMED
             if candidates[index]:
                 formed = self._formed(all_highs, all_lows, index, since, open_time_at)
             in_bullish_gap, advanced = self._advance(state, block_highs[row], block_lows[row], closes[row], formed)
             in_gap.append(in_bullish_gap)
-            if changed or advanced:
+            if reset or advanced:
                 states.append(state.gaps())
             versions.append(len(states) - 1)
         self.context.set_result_columns(asset, FairValueGapColumns(states, versions, in_gap))

@@ -5,9 +5,9 @@ Invariant: no momentum is reported across a hole in the data (the window starts 
 and none before `lookback` candles have been seen: such ticks carry `change_pct: None`.
 
 Both are columnar (a backtest replays them a block of candles at a time, IWorker's contract): the
-detector runs one step function on a tick's candle in `process` and on every row of a block in
-`prepare_block`; the opportunity worker names no rows, so it is active on every row (the safe
-default: a gate of its own, `next_active_row`, would only make it faster).
+detector is a CandleStepWorker, one step per candle that serves a tick and a block's every row
+alike; the opportunity worker names no rows, so it is active on every row (the safe default: a
+gate of its own, `next_active_row`, would only make it faster).
 """
 
 from collections import deque
@@ -15,7 +15,7 @@ from collections import deque
 from pydantic import Field
 
 from backend.dtos import DTO, OpportunitySignalDTO, OrderSide
-from backend.interfaces import CandleColumns, DtoRows, IWorker, WorkerCategory, WorkerParams, WorkerServices
+from backend.interfaces import Candle, CandleStepWorker, IWorker, WorkerCategory, WorkerParams, WorkerServices
 
 
 class MomentumDTO(DTO):
@@ -32,34 +32,22 @@ class MomentumParams(WorkerParams):
         return self.lookback + 1  # the close `lookback` candles ago, and the current one
 
 
-class MomentumDetector(IWorker):
+class MomentumDetector(CandleStepWorker):
     """Percent change of the close over the last `lookback` candles."""
 
-    category = WorkerCategory.CONTEXT
     Params = MomentumParams
     produces = (MomentumDTO,)
-    columnar = True
     params: MomentumParams
 
     def __init__(self, params: MomentumParams, services: WorkerServices) -> None:
         super().__init__(params, services)
         self._closes: dict[str, deque[float]] = {}  # per asset, the latest closes since the last hole
 
-    def process(self, asset: str) -> None:
-        candle = self._candle(asset)
-        self.context.set_result_dto(asset, self._step(asset, candle.close, candle.missing_before))
-
-    def prepare_block(self, asset: str, candles: CandleColumns) -> None:
-        dtos = [self._step(asset, close, missing)
-                for close, missing in zip(candles.close_values, candles.missing_values, strict=True)]
-        self.context.set_result_columns(asset, DtoRows(MomentumDTO, dtos))
-
-    def _step(self, asset: str, close: float, missing_before: int) -> MomentumDTO:
-        """One candle: its momentum, and the closes kept for the next."""
+    def step(self, asset: str, candle: Candle) -> MomentumDTO:
         closes = self._closes.get(asset)
-        if closes is None or missing_before:
+        if closes is None or candle.missing_before:
             closes = self._closes[asset] = deque(maxlen=self.params.lookback + 1)
-        closes.append(close)
+        closes.append(candle.close)
         change = None
         if len(closes) > self.params.lookback:
             change = (closes[-1] / closes[0] - 1) * 100
