@@ -70,8 +70,9 @@ class IWorker(ABC):
     contract that keeps both replays' trades identical:
     - a context worker's `prepare_block` writes, through `context.set_result_columns`, the DTOs
       its `process` would have written on every row of the block (any DtoColumns of its DTO type;
-      DtoRows when it runs its step on every row), and leaves its own state as `process` would
-      have left it after the block's last row. Consumers find them by DTO type, never by class;
+      a CandleStepWorker does so from the one step `process` runs), and leaves its own state as
+      `process` would have left it after the block's last row. Consumers find them by DTO type,
+      never by the producer's class;
     - any other worker is active on every row unless it says otherwise (slower, never wrong). It
       says so in one of two ways. It names its rows: `next_active_row` is never later than the
       first row at or after `start` where its `process` could write a DTO, place an order or
