@@ -22,13 +22,14 @@ class DtoColumns(ABC, Generic[T]):
     def at(self, row: int) -> T | None:
         """The DTO the worker would have written on row (None: it would have written none)."""
 
-    @abstractmethod
-    def __len__(self) -> int: ...
+    def __len__(self) -> int:
+        """The block's rows: the default `values` needs it (DtoRows and the shipped columns say it)."""
+        raise TypeError(f"{type(self).__name__} does not say how many rows it has (define __len__)")
 
     def values(self, field: str, dtype: type = float) -> np.ndarray:
         """The field of every row's DTO as a numpy array of dtype (float: None becomes NaN; object:
-        the values themselves), row by row through `at`. A producer may give the fields its
-        consumers read in bulk faster; the values must be the same."""
+        the values themselves), row by row through `at` over `len(self)` rows. A producer may give
+        the fields its consumers read in bulk faster; the values must be the same."""
         dtos = (self.at(row) for row in range(len(self)))
         found = (None if dto is None else getattr(dto, field) for dto in dtos)
         if dtype is object:
