@@ -24,6 +24,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from backend.equity_curve import drawdown_pct
+
 SECONDS_PER_YEAR = 365 * 86_400
 
 
@@ -65,7 +67,7 @@ class PerformanceTracker:
             self._close_period()
         self._open = (time, equity, exposed)
         self.peak = max(self.peak, equity)
-        drawdown = (1 - equity / self.peak) * 100 if self.peak > 0 else 0.0
+        drawdown = drawdown_pct(equity, self.peak)
         self.max_drawdown_pct = max(self.max_drawdown_pct, drawdown)
         return drawdown
 

@@ -67,9 +67,9 @@ class TickCacheManager:
         self._context_workers = [w for w in workforce if w.category is WorkerCategory.CONTEXT]
         self._acting_workers = [w for w in workforce if w.category is not WorkerCategory.CONTEXT]
         self._not_columnar = [worker.name for worker in workforce if not worker.columnar]
-        # The workers that may act on a row by themselves, and those that keep state across quiet
-        # rows (the others keep IWorker's defaults: never, nothing to do).
-        self._gates = [w for w in self._acting_workers if type(w).next_active_row is not IWorker.next_active_row]
+        # The workers that may act on a row by themselves (by default on every row), and those that
+        # keep state across quiet rows (the others keep IWorker's default: nothing to do).
+        self._gates = [w for w in self._acting_workers if not w.acts_only_on_signals]
         self._skippers = [w for w in self._acting_workers if type(w).skip is not IWorker.skip]
         self.account = account
         self._assets = frozenset(assets)

@@ -10,7 +10,6 @@ validate, a reload's check).
 from dataclasses import dataclass
 from pathlib import Path
 
-import structlog
 from pydantic import ValidationError
 
 from backend.config.loader import format_location
@@ -24,8 +23,6 @@ from backend.portfolio import Ledger, SimulatedGateway, StrategyAccount
 from backend.workers.plugin_import import PluginImportError, import_worker, is_import_path
 from backend.workers.registry import PLUGINS
 
-log = structlog.get_logger(__name__)
-
 
 @dataclass(frozen=True)
 class _CheckedWorker:
@@ -38,7 +35,6 @@ class _CheckedWorker:
 class WorkerFactory:
     def __init__(self, plugins: dict[str, type[IWorker]] | None = None) -> None:
         self._plugins = PLUGINS if plugins is None else plugins
-        self._warned: set[tuple[Path, str]] = set()  # (blueprint file, key) already warned about
 
     def build(
         self,
@@ -74,18 +70,30 @@ class WorkerFactory:
             raise ConfigError(blueprint_file, f"plugin '{worker.plugin}' could not be built: "
                                               f"{type(exc).__name__}: {exc}", worker.key) from None
 
-    def _check_columnar(self, worker_class: type[IWorker], category: WorkerCategory, blueprint_file: Path,
-                        key: str) -> None:
-        """Warn (once) of a columnar opportunity worker that keeps the default `next_active_row`
-        (never): in a columnar replay it then runs only on candles another worker names, which
-        for the one that finds the opportunities is most likely a bug in the plugin."""
-        names_no_row = worker_class.next_active_row is IWorker.next_active_row
-        if (worker_class.columnar and category is WorkerCategory.OPPORTUNITY and names_no_row
-                and (blueprint_file, key) not in self._warned):
-            self._warned.add((blueprint_file, key))
-            log.warning("columnar_worker_names_no_row", file=str(blueprint_file), key=key,
-                        plugin=f"{worker_class.__module__}:{worker_class.__qualname__}",
-                        consequence="in a backtest replayed columnar it runs only on candles another worker names")
+    @staticmethod
+    def _check_columnar(worker: _CheckedWorker, producers: dict[type[DTO], _CheckedWorker],
+                        blueprint_file: Path) -> None:
+        """The columnar replay's contract (IWorker), as far as the classes tell it: a columnar
+        worker's context DTOs come from columnar producers, which write columns; a worker that
+        acts only on the others' signals names no rows of its own."""
+        worker_class, plugin, key = worker.worker_class, worker.plugin, worker.key
+        if not worker_class.columnar:
+            return
+        if (worker_class.category is WorkerCategory.CONTEXT and worker_class.produces
+                and worker_class.prepare_block is IWorker.prepare_block):
+            raise ConfigError(blueprint_file, f"plugin '{plugin}' is columnar but writes no columns "
+                                              "(no prepare_block)", key)
+        if worker_class.acts_only_on_signals and worker_class.next_active_row is not IWorker.next_active_row:
+            raise ConfigError(blueprint_file, f"plugin '{plugin}' declares acts_only_on_signals and names rows "
+                                              "of its own (next_active_row): one or the other", key)
+        for dto_type in (*worker_class.requires, *worker_class.optional):
+            producer = producers.get(dto_type)
+            if producer is None or producer.worker_class.category is not WorkerCategory.CONTEXT:
+                continue  # a signal of the tick, not a column
+            if not producer.worker_class.columnar:
+                raise ConfigError(blueprint_file, f"worker '{plugin}' is columnar and reads {dto_type.__name__} "
+                                                  f"from the block's columns, which '{producer.plugin}' "
+                                                  f"({producer.key}) does not write: it is not columnar", key)
 
     def history_needed(self, blueprint: StrategyBlueprint, blueprint_file: Path) -> int:
         """Candles per asset the workforce needs: the largest need any of its workers declares
@@ -99,7 +107,7 @@ class WorkerFactory:
     def _checked(self, blueprint: StrategyBlueprint, blueprint_file: Path) -> list[_CheckedWorker]:
         """The workforce's plugin classes with their validated params, in run order."""
         checked: list[_CheckedWorker] = []
-        producers: dict[type[DTO], str] = {}
+        producers: dict[type[DTO], _CheckedWorker] = {}
         for category in WorkerCategory:
             for index, spec in enumerate(getattr(blueprint.workforce, category.value)):
                 key = f"workforce.{category.value}[{index}]"
@@ -113,6 +121,7 @@ class WorkerFactory:
                         first["msg"].removeprefix("Value error, "),
                         f"{key}.params" + ("." + format_location(tuple(first["loc"])) if first["loc"] else ""),
                     ) from None
+                worker = _CheckedWorker(worker_class, params, spec.plugin, key)
                 for dto_type in worker_class.requires:
                     if dto_type not in producers:
                         raise ConfigError(
@@ -125,12 +134,13 @@ class WorkerFactory:
                     if dto_type in producers:
                         raise ConfigError(
                             blueprint_file,
-                            f"{dto_type.__name__} is already produced by {producers[dto_type]}",
+                            f"{dto_type.__name__} is already produced by '{producers[dto_type].plugin}' "
+                            f"({producers[dto_type].key})",
                             key,
                         )
-                    producers[dto_type] = f"'{spec.plugin}' ({key})"
-                self._check_columnar(worker_class, category, blueprint_file, key)
-                checked.append(_CheckedWorker(worker_class, params, spec.plugin, key))
+                self._check_columnar(worker, producers, blueprint_file)
+                producers.update(dict.fromkeys(worker_class.produces, worker))
+                checked.append(worker)
         return checked
 
     def _plugin(

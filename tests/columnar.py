@@ -9,9 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.dtos import OpportunitySignalDTO, OrderSide, ThreatSignalDTO
-from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
+from backend.dtos import EmaDTO, OpportunitySignalDTO, OrderSide, ThreatSignalDTO
+from backend.interfaces import Candle, CandleStepWorker, IWorker, WorkerCategory, WorkerParams, WorkerServices
 from backend.interfaces.candle_columns import CandleColumns
+from backend.workers.context.ema_detector import EmaDetector, EmaDetectorParams
+from backend.workers.indicators import Ema
+from backend.workers.opportunity.ema_cross_opportunity import EmaCrossOpportunity
 from services.plugin_testing import (  # noqa: F401 (re-exported: the daemon's tests take them from here)
     HOUR,
     SAMPLE_1H,
@@ -122,3 +125,41 @@ class EntryBlockedWitness(IWorker):
         flat = self._base(asset).portfolio.position_qty <= 0
         if flat and signal is not None and signal.side is OrderSide.BUY and self._optional(asset, ThreatSignalDTO):
             self.blocked += 1
+
+
+class ListedEma(CandleStepWorker):
+    """The EMA detector as a plugin might write it, one step per candle: its columns are a plain
+    list of the DTOs (no EmaColumns), so consumers must find them by DTO type."""
+
+    Params = EmaDetectorParams
+    produces = (EmaDTO,)
+    params: EmaDetectorParams
+
+    def __init__(self, params: EmaDetectorParams, services: WorkerServices) -> None:
+        super().__init__(params, services)
+        self._emas: dict[str, tuple[Ema, Ema]] = {}
+
+    def step(self, asset: str, candle: Candle) -> EmaDTO:
+        if asset not in self._emas or candle.missing_before:
+            self._emas[asset] = (Ema(self.params.fast_period), Ema(self.params.slow_period))
+        fast, slow = self._emas[asset]
+        return EmaDTO.trusted(fast_period=self.params.fast_period, slow_period=self.params.slow_period,
+                              fast=fast.update(candle.close), slow=slow.update(candle.close))
+
+
+class TickByTickEma(EmaDetector):
+    """The EMA detector without its columnar replay."""
+
+    columnar = False
+
+
+class ColumnarWithoutColumns(EmaDetector):
+    """Says it is columnar but writes no columns: a consumer would find none."""
+
+    prepare_block = IWorker.prepare_block
+
+
+class GatedButOnlyOnSignals(EmaCrossOpportunity):
+    """Declares it acts only on others' signals, yet names rows of its own: which one is meant?"""
+
+    acts_only_on_signals = True

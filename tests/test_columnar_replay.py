@@ -21,7 +21,7 @@ from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServ
 from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data.raw_tick import ticks_of
 from backend.market_data.resample import Resampler
-from backend.workers.context.ema_detector import EmaDetector
+from backend.workers.context.ema_detector import EmaDetector, EmaDetectorParams
 from backend.workers.context.fair_value_gap_detector import FairValueGapDetector
 from backend.workers.context.market_regime_classifier import MarketRegimeClassifier
 from backend.workers.context.volatility_assessor import VolatilityAssessor
@@ -32,6 +32,7 @@ from tests.columnar import (
     REPO,
     SAMPLE_1H,
     EntryBlockedWitness,
+    ListedEma,
     Replay,
     assert_same_context,
     assert_same_trades,
@@ -392,23 +393,64 @@ def test_the_watchdog_gives_a_columnar_step_its_candles_worth_of_time(tmp_path):
 
 
 class NamesNoRow(EmaCrossOpportunity):
-    """The EMA cross, columnar, but naming no row: the plugin author's likely mistake."""
+    """The EMA cross, columnar, with IWorker's defaults for the gate: a plugin that leaves it out."""
 
     next_active_row = IWorker.next_active_row
     skip = IWorker.skip
 
 
-def test_a_columnar_opportunity_worker_naming_no_row_is_warned_about_once(tmp_path):
+def test_a_columnar_opportunity_worker_naming_no_row_trades_as_tick_by_tick():
+    """Safe by default: a worker that names no row is active on every row (slower, never wrong)."""
+    workforce = [(EmaDetector, {"fast_period": 12, "slow_period": 26}), (NamesNoRow, {}), (AllInPlanner, {}),
+                 (MarketOrderExecutor, {})]
+    replay = assert_same_trades(lambda: Replay(worker_specs=workforce), sample_candles(), random_sizes(5))
+    assert [fill.timestamp for fill in replay.fills] == [
+        fill.timestamp for fill in Replay(blueprint_file=EMA_CROSS).by_ticks(sample_candles()).fills]
+    assert len(replay.fills) > 20
+
+
+def test_consumers_find_columns_by_dto_type_whichever_worker_produced_them(long_series):
+    """The shipped EMA consumers with another EMA producer (a plain list of EmaDTO per row): the same
+    trades by blocks as tick by tick, and as with the shipped detector."""
+    workforce = [(ListedEma, {"fast_period": 12, "slow_period": 26}),
+                 (MarketRegimeClassifier, {}), (EmaCrossOpportunity, {}), (AllInPlanner, {}), (MarketOrderExecutor, {})]
+    candles = long_series.rows(0, 6000)
+    replay = assert_same_trades(lambda: Replay(worker_specs=workforce), candles, random_sizes(6))
+    shipped = Replay(blueprint_file=EMA_CROSS).by_ticks(candles)
+    assert replay.outcome()[:2] == shipped.outcome()[:2] and len(replay.fills) > 50
+
+
+def test_a_candle_step_worker_must_declare_the_candle_it_reads_from_the_history():
+    class NoHistoryParams(EmaDetectorParams):
+        def history_needed(self) -> int:
+            return 0
+
+    replay = Replay()
+    with pytest.raises(ValueError, match="history_needed"):
+        ListedEma(NoHistoryParams(), WorkerServices(replay.context, replay.account, replay.history))
+
+
+@pytest.mark.parametrize(("context", "opportunity", "key", "reason"), [
+    ("tests.columnar:TickByTickEma", "ema_cross_opportunity", "workforce.opportunity[0]",
+     "worker 'ema_cross_opportunity' is columnar and reads EmaDTO from the block's columns, which "
+     "'tests.columnar:TickByTickEma' (workforce.context[0]) does not write: it is not columnar"),
+    ("tests.columnar:ColumnarWithoutColumns", "ema_cross_opportunity", "workforce.context[0]",
+     "plugin 'tests.columnar:ColumnarWithoutColumns' is columnar but writes no columns (no prepare_block)"),
+    ("ema_detector", "tests.columnar:GatedButOnlyOnSignals", "workforce.opportunity[0]",
+     "plugin 'tests.columnar:GatedButOnlyOnSignals' declares acts_only_on_signals and names rows of its own "
+     "(next_active_row): one or the other"),
+], ids=["producer_not_columnar", "no_prepare_block", "flag_and_gate"])
+def test_a_columnar_contract_broken_at_load_is_a_config_error(tmp_path, context, opportunity, key, reason):
     spec = yaml.safe_load(EMA_CROSS.read_text())
-    spec["workforce"]["opportunity"] = [{"plugin": "tests.test_columnar_replay:NamesNoRow"}]
+    spec["workforce"]["context"] = [{"plugin": context}]
+    spec["workforce"]["opportunity"] = [{"plugin": opportunity}]
     environment = backtest_environment(str(SAMPLE_1H), start="2023-01-01T00:00:00Z", end="2023-04-01T00:00:00Z")
-    operation = write_config_tree(tmp_path, [("lazy", "bt")], {"lazy": spec}, {"bt": environment})
-    for command in (["validate", str(operation)], [str(operation)]):
-        done = subprocess.run([sys.executable, "-m", "services.cli", *command], cwd=REPO, capture_output=True,
-                              text=True, timeout=60, check=True)
-        warnings = [json.loads(line) for line in done.stderr.splitlines() if "columnar_worker_names_no_row" in line]
-        assert [(w["key"], w["plugin"]) for w in warnings] == [
-            ("workforce.opportunity[0]", "tests.test_columnar_replay:NamesNoRow")]
+    operation = write_config_tree(tmp_path, [("broken", "bt")], {"broken": spec}, {"bt": environment})
+    done = subprocess.run([sys.executable, "-m", "services.cli", "validate", str(operation)], cwd=REPO,
+                          capture_output=True, text=True, timeout=60, check=False)
+    blueprint_file = tmp_path / "config" / "strategies" / "broken.yaml"
+    assert done.returncode == 2, done.stderr
+    assert f"{blueprint_file}: {key}: {reason}" in done.stderr
 
 
 def test_a_stop_ends_a_columnar_block_between_steps_and_the_account_stops_there(long_series):

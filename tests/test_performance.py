@@ -4,9 +4,11 @@ import math
 import statistics
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 
 from backend.dtos import FillDTO, OrderSide
+from backend.equity_curve import deepest_drawdown, drawdown_curve, drawdown_pct
 from backend.performance import PerformanceTracker, performance_of
 from backend.trade_stats import TradeGroup, TradeStats, TradeStatsTracker, trade_stats_of
 
@@ -133,3 +135,20 @@ def test_reading_trade_statistics_midway_changes_nothing():
     for index, each in enumerate(HAND_MADE_FILLS, start=1):
         tracker.add(each)
         assert tracker.result() == trade_stats_of(HAND_MADE_FILLS[:index])
+
+
+def test_the_drawdown_is_one_formula_whose_scalar_and_vector_forms_agree_to_the_float():
+    """The ledger, the drawdown threat's gate, the metrics and the status server all use it: a
+    columnar replay's bulk step must give the very floats of its ticks."""
+    random = np.random.default_rng(3)
+    equities = 10_000 * np.cumprod(1 + random.normal(0, 0.02, 5_000))
+    equities[100:110] = 0.0  # an account wiped out, then refilled
+    peak, one_by_one = 9_000.0, []
+    for equity in equities.tolist():
+        one_by_one.append(drawdown_pct(equity, peak))
+        peak = max(peak, equity)
+    at_once, last_peak = drawdown_curve(equities, 9_000.0)
+    assert at_once.tolist() == one_by_one and last_peak == peak
+    assert deepest_drawdown(0.0, 1.0, equities.tolist(), 9_000.0, 0.0) == (peak, max(one_by_one))
+    assert min(one_by_one) == 0.0 and max(one_by_one) == 100.0
+    assert drawdown_pct(0.0, 0.0) == 0.0 and drawdown_curve(np.empty(0), 5.0)[1] == 5.0

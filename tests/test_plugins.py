@@ -8,12 +8,14 @@ from pathlib import Path
 import pytest
 
 from services.cli import main
+from tests.columnar import Replay, assert_same_trades, random_sizes, sample_candles
 from tests.helpers import REPO, START, backtest_environment, blueprint, tick, write_config_tree
 from tests.test_cli import json_lines
 
 EXAMPLE_PLUGINS = REPO / "examples" / "plugins"
 DETECTOR = "momentum_plugin.workers:MomentumDetector"
 ENTRY = "momentum_plugin.workers:MomentumOpportunity"
+MOMENTUM_DEMO = REPO / "config" / "strategies" / "momentum_plugin_demo.yaml"
 
 # A module of the test's own, with a worker and the things that look like one but are not.
 SAMPLE_PLUGINS = '''
@@ -170,3 +172,9 @@ def test_a_plugin_whose_constructor_raises_is_a_config_error_on_every_path(sampl
     assert (f"run-operation: config error: {blueprint_file}: workforce.context[0]: plugin "
             f"'{sample_plugins}:Fragile' could not be built: RuntimeError: its model file is missing") in err
     assert "Traceback" not in err and "OK" not in out and "strategy_run_started" not in err
+
+
+def test_the_example_plugin_is_columnar_through_the_safe_default_and_trades_as_tick_by_tick(example_on_path):
+    """Its opportunity worker names no rows (active on every row); its detector writes columns."""
+    replay = assert_same_trades(lambda: Replay(blueprint_file=MOMENTUM_DEMO), sample_candles(), random_sizes(7))
+    assert len(replay.fills) > 10

@@ -7,12 +7,11 @@ from backend.interfaces import ITradingContextProvider
 from backend.interfaces.context_provider import DtoColumns
 
 T = TypeVar("T", bound=DTO)
-C = TypeVar("C", bound=DtoColumns)
 
 
 class TradingContextProvider(ITradingContextProvider):
     """In-memory tick cache: {asset: {DTO type: DTO}} for the current tick only, and, during a
-    backtest's columnar replay, {asset: {columns type: DtoColumns}} for the current block.
+    backtest's columnar replay, {asset: {DTO type: DtoColumns}} for the current block.
 
     Used by one strategy run's thread only, so it needs no lock.
     """
@@ -20,7 +19,7 @@ class TradingContextProvider(ITradingContextProvider):
     def __init__(self) -> None:
         self._base: dict[str, BaseContextDTO | Callable[[], BaseContextDTO]] = {}  # a DTO, or what builds it
         self._cache: dict[str, dict[type[DTO], DTO]] = {}
-        self._columns: dict[str, dict[type[DtoColumns], DtoColumns]] = {}
+        self._columns: dict[str, dict[type[DTO], DtoColumns]] = {}
 
     def start_new_tick(self, base_context: BaseContextDTO) -> None:
         self._base[base_context.asset] = base_context
@@ -67,10 +66,10 @@ class TradingContextProvider(ITradingContextProvider):
         self._cache.clear()
 
     def set_result_columns(self, asset: str, columns: DtoColumns) -> None:
-        self._columns.setdefault(asset, {})[type(columns)] = columns
+        self._columns.setdefault(asset, {})[columns.dto_type] = columns
 
-    def find_columns(self, asset: str, columns_type: type[C]) -> C | None:
-        return self._columns.get(asset, {}).get(columns_type)  # type: ignore[return-value]
+    def find_columns(self, asset: str, dto_type: type[T]) -> DtoColumns[T] | None:
+        return self._columns.get(asset, {}).get(dto_type)
 
     def block_columns(self, asset: str) -> Sequence[DtoColumns]:
         return list(self._columns.get(asset, {}).values())

@@ -3,6 +3,7 @@
 from datetime import datetime
 from enum import StrEnum
 
+from backend import equity_curve
 from backend.dtos.base import DTO
 
 
@@ -15,7 +16,7 @@ class PortfolioSnapshotDTO(DTO):
 
     @property
     def drawdown_pct(self) -> float:
-        return 0.0 if self.peak_equity <= 0 else (1 - self.equity / self.peak_equity) * 100
+        return equity_curve.drawdown_pct(self.equity, self.peak_equity)
 
 
 class BaseContextDTO(DTO):

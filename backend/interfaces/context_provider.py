@@ -1,22 +1,55 @@
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Generic, TypeVar
+
+import numpy as np
 
 from backend.dtos import DTO, BaseContextDTO
 
 T = TypeVar("T", bound=DTO)
-C = TypeVar("C", bound="DtoColumns")
 
 
-class DtoColumns(ABC):
+class DtoColumns(ABC, Generic[T]):
     """One DTO type's values over the rows of a block of candles (a backtest's columnar replay):
-    what a context worker would have written into the tick cache on each of those rows."""
+    what a context worker would have written into the tick cache on each of those rows.
 
-    dto_type: type[DTO]
+    Consumers find them by the DTO type (`find_columns(asset, EmaDTO)`) and read them through
+    this interface only, never through the producer's class: any producer of the DTO will do."""
+
+    dto_type: type[T]
 
     @abstractmethod
-    def at(self, row: int) -> DTO | None:
+    def at(self, row: int) -> T | None:
         """The DTO the worker would have written on row (None: it would have written none)."""
+
+    def __len__(self) -> int:
+        """The block's rows: the default `values` needs it (DtoRows and the shipped columns say it)."""
+        raise TypeError(f"{type(self).__name__} does not say how many rows it has (define __len__)")
+
+    def values(self, field: str, dtype: type = float) -> np.ndarray:
+        """The field of every row's DTO as a numpy array of dtype (float: None becomes NaN; object:
+        the values themselves), row by row through `at` over `len(self)` rows. A producer may give
+        the fields its consumers read in bulk faster; the values must be the same."""
+        dtos = (self.at(row) for row in range(len(self)))
+        found = (None if dto is None else getattr(dto, field) for dto in dtos)
+        if dtype is object:
+            return np.fromiter(found, dtype=object, count=len(self))
+        return np.array(list(found), dtype=dtype)
+
+
+class DtoRows(DtoColumns[T]):
+    """The DTO of every row of a block as a plain list: the columns of a worker whose block method
+    runs its step on every row."""
+
+    def __init__(self, dto_type: type[T], dtos: Sequence[T | None]) -> None:
+        self.dto_type = dto_type
+        self._dtos = dtos
+
+    def at(self, row: int) -> T | None:
+        return self._dtos[row]
+
+    def __len__(self) -> int:
+        return len(self._dtos)
 
 
 class ITradingContextProvider(ABC):
@@ -62,15 +95,15 @@ class ITradingContextProvider(ABC):
     # --- a block of candles (a backtest's columnar replay, see IWorker.columnar) ---------------
 
     @abstractmethod
-    def set_result_columns(self, asset: str, columns: "DtoColumns") -> None:
-        """A context worker's output over the current block of asset's candles."""
+    def set_result_columns(self, asset: str, columns: DtoColumns) -> None:
+        """A context worker's output over the current block of asset's candles, its DTO type's."""
 
     @abstractmethod
-    def find_columns(self, asset: str, columns_type: type[C]) -> C | None:
-        """The current block's columns of that type for asset, or None."""
+    def find_columns(self, asset: str, dto_type: type[T]) -> DtoColumns[T] | None:
+        """The current block's columns of that DTO type for asset, or None."""
 
     @abstractmethod
-    def block_columns(self, asset: str) -> Sequence["DtoColumns"]:
+    def block_columns(self, asset: str) -> Sequence[DtoColumns]:
         """Every column set of the current block of asset (the run builds a row's DTOs from them)."""
 
     @abstractmethod

@@ -17,6 +17,7 @@ import numpy as np
 
 from backend.dtos import AccountState, FillDTO, OrderSide, PortfolioSnapshotDTO, PositionState
 from backend.dtos.account import DUST_QUANTITY
+from backend.equity_curve import deepest_drawdown, drawdown_curve, drawdown_pct, equities_holding
 
 SHORT_STRETCH = 48  # closes below which record_quiet_closes loops in Python: numpy's calls cost more
 
@@ -82,8 +83,7 @@ class AccountSnapshot:
     @property
     def drawdown_pct(self) -> float:
         """Below the equity peak now (%); the peak counts this equity, not yet closed on the curve."""
-        peak = max(self.peak_equity, self.equity)
-        return (1 - self.equity / peak) * 100 if peak > 0 else 0.0
+        return drawdown_pct(self.equity, self.peak_equity)
 
     def summary(self) -> AccountSummary:
         return AccountSummary(
@@ -209,8 +209,7 @@ class Ledger:
         state = self.state
         equity = self.equity()
         state.peak_equity = max(state.peak_equity, equity)
-        drawdown = (1 - equity / state.peak_equity) * 100 if state.peak_equity > 0 else 0.0
-        state.max_drawdown_pct = max(state.max_drawdown_pct, drawdown)
+        state.max_drawdown_pct = max(state.max_drawdown_pct, drawdown_pct(equity, state.peak_equity))
 
     def holds_only(self, asset: str) -> bool:
         """No position in another asset (its equity then depends on asset's price alone)."""
@@ -220,7 +219,7 @@ class Ledger:
         """The equity `equity()` gives after `mark(asset, close)`, for each close: for an account
         that holds nothing but asset (`holds_only`)."""
         position = self.state.positions.get(asset)
-        return self.state.cash + (0.0 + (position.qty if position is not None else 0.0) * closes)
+        return equities_holding(self.state.cash, position.qty if position is not None else 0.0, closes)
 
     def record_quiet_closes(self, asset: str, closes: np.ndarray) -> None:
         """`mark(asset, close)` then `record_equity()` for each close, in order, with the same
@@ -231,21 +230,11 @@ class Ledger:
         if position is None or len(closes) <= SHORT_STRETCH:
             # In Python: a short stretch, or a flat account, whose equity is the same at every close
             # (so one is enough).
-            cash, peak, deepest = state.cash, state.peak_equity, state.max_drawdown_pct
-            for close in closes.tolist() if position is not None else closes[:1].tolist():
-                equity = cash + (0.0 + qty * close)  # as `equity()` adds it up
-                if equity > peak:  # max(peak, equity), max(deepest, drawdown): the same floats
-                    peak = equity
-                drawdown = (1 - equity / peak) * 100 if peak > 0 else 0.0
-                if drawdown > deepest:
-                    deepest = drawdown
+            peak, deepest = deepest_drawdown(state.cash, qty, (closes if position is not None else closes[:1]).tolist(),
+                                             state.peak_equity, state.max_drawdown_pct)
         else:
-            equities = self.equities_at(asset, closes)
-            peaks = np.maximum.accumulate(np.concatenate(([state.peak_equity], equities)))[1:]
-            drawdowns = np.zeros(len(closes))
-            np.multiply(1 - np.divide(equities, peaks, where=peaks > 0, out=np.ones(len(closes))), 100,
-                        where=peaks > 0, out=drawdowns)
-            peak, deepest = float(peaks[-1]), max(state.max_drawdown_pct, float(drawdowns.max()))
+            drawdowns, peak = drawdown_curve(equities_holding(state.cash, qty, closes), state.peak_equity)
+            deepest = max(state.max_drawdown_pct, float(drawdowns.max()))
         state.peak_equity, state.max_drawdown_pct = peak, deepest
         self.mark(asset, float(closes[-1]))
 

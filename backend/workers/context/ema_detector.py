@@ -26,9 +26,9 @@ class EmaDetectorParams(WorkerParams):
 
 
 @dataclass(frozen=True)
-class EmaColumns(DtoColumns):
-    """The EmaDTO of every row of a block (None: warming up); `fast_array` and `slow_array` the
-    same values as numpy arrays, NaN while warming up."""
+class EmaColumns(DtoColumns[EmaDTO]):
+    """The EmaDTO of every row of a block (None: warming up); `values` gives the fast and slow
+    EMAs from these lists."""
 
     dto_type = EmaDTO
     fast_period: int
@@ -41,13 +41,13 @@ class EmaColumns(DtoColumns):
             fast_period=self.fast_period, slow_period=self.slow_period, fast=self.fast[row], slow=self.slow[row]
         )
 
-    @property
-    def fast_array(self) -> np.ndarray:
-        return np.array(self.fast, dtype=float)  # None becomes NaN
+    def __len__(self) -> int:
+        return len(self.fast)
 
-    @property
-    def slow_array(self) -> np.ndarray:
-        return np.array(self.slow, dtype=float)
+    def values(self, field: str, dtype: type = float) -> np.ndarray:
+        if field in ("fast", "slow") and dtype is float:
+            return np.array(getattr(self, field), dtype=float)  # None becomes NaN
+        return super().values(field, dtype)
 
 
 class EmaDetector(IWorker):

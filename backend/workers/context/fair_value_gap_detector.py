@@ -1,6 +1,7 @@
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 from pydantic import Field
@@ -19,6 +20,14 @@ class FairValueGapParams(WorkerParams):
         return 2 * self.swing_lookback + 1  # a swing window (at least the 3 candles of a gap)
 
 
+# What a FairValueGapDTO holds but the row's own flag: bullish and bearish gap, structure, swing high and low.
+_Gaps = tuple[GapZone | None, GapZone | None, MarketStructure, float | None, float | None]
+_GAPS_FIELDS = ("bullish_gap", "bearish_gap", "structure", "last_swing_high", "last_swing_low")
+# What a candle forms with those before it: a bullish and a bearish gap, a swing high and low.
+_Formed = tuple[GapZone | None, GapZone | None, float | None, float | None]
+_NOTHING_FORMED: _Formed = (None, None, None, None)
+
+
 @dataclass
 class _AssetState:
     window: deque[Candle]  # the latest candles since the last hole, as many as a swing needs
@@ -28,20 +37,16 @@ class _AssetState:
     swing_high: float | None = None
     swing_low: float | None = None
 
-
-# What a FairValueGapDTO holds but the row's own flag: bullish and bearish gap, structure, swing high and low.
-_Gaps = tuple[GapZone | None, GapZone | None, MarketStructure, float | None, float | None]
+    def gaps(self) -> _Gaps:
+        return self.bullish_gap, self.bearish_gap, self.structure, self.swing_high, self.swing_low
 
 
 @dataclass(frozen=True)
-class FairValueGapColumns(DtoColumns):
+class FairValueGapColumns(DtoColumns[FairValueGapDTO]):
     """The FairValueGapDTO of every row of a block, built when asked for: a row's gaps, structure
     and swings are `states[versions[row]]` (a state is recorded once, when it changes, and
     shared by the rows it lasts; the gaps are the detector's own GapZone objects), its
-    price_in_bullish_gap `in_gap[row]`.
-
-    `in_bullish_gap`, `bullish_structure` and `has_bullish_gap` are the rows' price_in_bullish_gap,
-    `structure is BULLISH` and `bullish_gap is not None` as numpy bool arrays (for gates)."""
+    price_in_bullish_gap `in_gap[row]`; `values` reads a field once per state, not per row."""
 
     dto_type = FairValueGapDTO
     states: list[_Gaps]
@@ -59,18 +64,17 @@ class FairValueGapColumns(DtoColumns):
             last_swing_low=swing_low,
         )
 
-    @property
-    def in_bullish_gap(self) -> np.ndarray:
-        return np.array(self.in_gap, dtype=bool)
+    def __len__(self) -> int:
+        return len(self.versions)
 
-    @property
-    def bullish_structure(self) -> np.ndarray:
-        bullish = np.array([state[2] is MarketStructure.BULLISH for state in self.states], dtype=bool)
-        return bullish[self.versions]
-
-    @property
-    def has_bullish_gap(self) -> np.ndarray:
-        return np.array([state[0] is not None for state in self.states], dtype=bool)[self.versions]
+    def values(self, field: str, dtype: type = float) -> np.ndarray:
+        if field == "price_in_bullish_gap":
+            return np.array(self.in_gap, dtype=dtype)
+        index = _GAPS_FIELDS.index(field)
+        per_state = [state[index] for state in self.states]
+        if dtype is object:
+            return np.fromiter(per_state, dtype=object, count=len(per_state))[self.versions]
+        return np.array(per_state, dtype=dtype)[self.versions]
 
 
 class FairValueGapDetector(IWorker):
@@ -85,6 +89,11 @@ class FairValueGapDetector(IWorker):
     last `2 * swing_lookback + 1`) and a pattern never spans a hole in the data. After a hole
     everything is forgotten (open gaps, swings, structure): price may have filled or broken them
     while no candle was seen.
+
+    Each computation is written once: `_formed` (what a candle and those before it form) and
+    `_advance` (the state machine), called by `process` on the tick's candle and by
+    `prepare_block` on each row of a block; numpy there only finds the rows where `_formed` may
+    find something (any superset of them would be as right).
     """
 
     plugin_name = "fair_value_gap_detector"
@@ -97,21 +106,18 @@ class FairValueGapDetector(IWorker):
     def __init__(self, params: FairValueGapParams, services: WorkerServices) -> None:
         super().__init__(params, services)
         self._states: dict[str, _AssetState] = {}
+        self._min_gap = params.min_gap_pct / 100  # a gap's least size, as a fraction of its far side
 
     def process(self, asset: str) -> None:
         candle = self._candle(asset)
         state = self._states.get(asset)
         if state is None or candle.missing_before:
             state = self._states[asset] = _AssetState(deque(maxlen=self.params.history_needed()))
-        candles = state.window
-        candles.append(candle)
-
-        self._fill_gaps(state, candle)
-        gap = state.bullish_gap
-        in_bullish_gap = gap is not None and candle.low <= gap.top and candle.close >= gap.bottom
-        self._form_gaps(state, candles)
-        self._update_structure(state, candles)
-
+        window = state.window
+        window.append(candle)
+        formed = self._formed([c.high for c in window], [c.low for c in window], len(window) - 1, 0,
+                              lambda _: candle.open_time)
+        in_bullish_gap, _ = self._advance(state, candle.high, candle.low, candle.close, formed)
         self.context.set_result_dto(asset, FairValueGapDTO.trusted(
             bullish_gap=state.bullish_gap,
             bearish_gap=state.bearish_gap,
@@ -122,129 +128,111 @@ class FairValueGapDetector(IWorker):
         ))
 
     def prepare_block(self, asset: str, candles: CandleColumns) -> None:
-        """`process` over the block's rows: the comparisons that depend on the candles alone (a gap
-        formed, a swing confirmed) with numpy over the window's candles and the block's, the
-        state machine in one loop over lists, the state in locals. The same comparisons on the
-        same floats as `process`; a pattern counts only when its candles are all after the last
-        hole (`since`), as the window `process` keeps holds only those."""
-        need, lookback = self.params.history_needed(), self.params.swing_lookback
+        """`process` over the block's rows, with the window's candles and the block's in lists
+        (row r of the block is index r + seen); a pattern counts only when its candles are all
+        after the last hole (`since`), as the window `process` keeps holds only those."""
+        need = self.params.history_needed()
         state = self._states.get(asset)
-        # The window's candles, then the block's: row r of the block is index r + seen.
         window = [] if state is None else list(state.window)
         seen = len(window)
         highs = np.concatenate(([c.high for c in window], candles.highs))
         lows = np.concatenate(([c.low for c in window], candles.lows))
-        bullish_forms, bearish_forms = self._gaps_formed(highs, lows)
-        swing_highs, swing_lows = self._swings(highs, lows)
+        candidates = self._candidates(highs, lows)
         all_highs, all_lows = highs.tolist(), lows.tolist()
         block_highs, block_lows = candles.high_values, candles.low_values
         closes, missing = candles.close_values, candles.missing_values
         if state is None:
             state = _AssetState(deque(maxlen=need))
-        bullish, bearish, structure = state.bullish_gap, state.bearish_gap, state.structure
-        swing_high, swing_low = state.swing_high, state.swing_low
         since = 0 if window else seen  # no state yet: a reset on the first row, as after a hole
-        states: list[_Gaps] = [(bullish, bearish, structure, swing_high, swing_low)]
+        open_time_at = lambda index: candles.open_time(index - seen)  # noqa: E731
+        states: list[_Gaps] = [state.gaps()]
         versions: list[int] = []
         in_gap: list[bool] = []
-        changed = False
         for row in range(len(closes)):
             index = row + seen
-            if missing[row] or index == since:
-                since = index
-                bullish = bearish = swing_high = swing_low = None
-                structure, changed = MarketStructure.NEUTRAL, True
-            high, low, close = block_highs[row], block_lows[row], closes[row]
-            # _fill_gaps, the bullish gap test, _form_gaps, _update_structure: in process's order.
-            if bullish is not None and low < bullish.bottom:
-                bullish, changed = None, True
-            if bearish is not None and high > bearish.top:
-                bearish, changed = None, True
-            in_gap.append(bullish is not None and low <= bullish.top and close >= bullish.bottom)
-            if index - since >= 2:
-                if bullish_forms[index]:
-                    first_high = all_highs[index - 2]
-                    bullish = GapZone.trusted(bottom=first_high, top=low, formed_at=candles.open_time(row))
-                    changed = True
-                if bearish_forms[index]:
-                    first_low = all_lows[index - 2]
-                    bearish = GapZone.trusted(bottom=high, top=first_low, formed_at=candles.open_time(row))
-                    changed = True
-            if swing_high is not None and close > swing_high:
-                structure, changed = MarketStructure.BULLISH, True
-            elif swing_low is not None and close < swing_low:
-                structure, changed = MarketStructure.BEARISH, True
-            if index - since >= need - 1:
-                if swing_highs[index]:
-                    swing_high, changed = all_highs[index - lookback], True
-                if swing_lows[index]:
-                    swing_low, changed = all_lows[index - lookback], True
-            if changed:
-                states.append((bullish, bearish, structure, swing_high, swing_low))
-                changed = False
+            reset = missing[row] or index == since
+            if reset:
+                since, state = index, _AssetState(deque(maxlen=need))
+            formed = _NOTHING_FORMED
+            if candidates[index]:
+                formed = self._formed(all_highs, all_lows, index, since, open_time_at)
+            in_bullish_gap, advanced = self._advance(state, block_highs[row], block_lows[row], closes[row], formed)
+            in_gap.append(in_bullish_gap)
+            if reset or advanced:
+                states.append(state.gaps())
             versions.append(len(states) - 1)
         self.context.set_result_columns(asset, FairValueGapColumns(states, versions, in_gap))
         # The state `process` leaves: the window holds the last candles since the last hole.
         last = len(closes) + seen
         kept = [window[index] if index < seen else candles.candle(index - seen)
                 for index in range(max(since, last - need), last)]
-        self._states[asset] = _AssetState(deque(kept, maxlen=need), bullish, bearish, structure, swing_high, swing_low)
+        state.window = deque(kept, maxlen=need)
+        self._states[asset] = state
 
-    def _gaps_formed(self, highs: np.ndarray, lows: np.ndarray) -> tuple[list[bool], list[bool]]:
-        """Per index, whether its candle and the one two before form a bullish (bearish) gap as
-        `_form_gaps` tests it (the first two: never)."""
-        min_size = self.params.min_gap_pct / 100
-        bullish, bearish = np.zeros(len(highs), dtype=bool), np.zeros(len(highs), dtype=bool)
+    def _candidates(self, highs: np.ndarray, lows: np.ndarray) -> list[bool]:
+        """Per index, whether `_formed` may find a gap or a swing there: its comparisons on every
+        index at once, before a hole is known of (so a superset of the indexes where it does)."""
+        lookback, count, min_size = self.params.swing_lookback, len(highs), self._min_gap
+        found = np.zeros(count, dtype=bool)
         first_high, first_low, high, low = highs[:-2], lows[:-2], highs[2:], lows[2:]
-        bullish[2:] = (low > first_high) & (low - first_high >= first_high * min_size)
-        bearish[2:] = (high < first_low) & (first_low - high >= first_low * min_size)
-        return bullish.tolist(), bearish.tolist()
-
-    def _swings(self, highs: np.ndarray, lows: np.ndarray) -> tuple[list[bool], list[bool]]:
-        """Per index, whether the candle `swing_lookback` before it is a swing high (low) of the
-        window ending there, as `_update_structure` tests it (before a full window: never)."""
-        lookback, count = self.params.swing_lookback, len(highs)
-        swing_highs, swing_lows = np.zeros(count, dtype=bool), np.zeros(count, dtype=bool)
+        found[2:] |= (low > first_high) & (low - first_high >= first_high * min_size)
+        found[2:] |= (high < first_low) & (first_low - high >= first_low * min_size)
         if count >= 2 * lookback + 1:
             # Max (min) of each run of `lookback` candles: those before the middle and after it.
             runs_high = np.lib.stride_tricks.sliding_window_view(highs, lookback).max(axis=1)
             runs_low = np.lib.stride_tricks.sliding_window_view(lows, lookback).min(axis=1)
             before, after = slice(0, count - 2 * lookback), slice(lookback + 1, None)
             middle = slice(lookback, count - lookback)
-            swing_highs[2 * lookback:] = highs[middle] > np.maximum(runs_high[before], runs_high[after])
-            swing_lows[2 * lookback:] = lows[middle] < np.minimum(runs_low[before], runs_low[after])
-        return swing_highs.tolist(), swing_lows.tolist()
+            found[2 * lookback:] |= highs[middle] > np.maximum(runs_high[before], runs_high[after])
+            found[2 * lookback:] |= lows[middle] < np.minimum(runs_low[before], runs_low[after])
+        return found.tolist()
+
+    def _formed(self, highs: Sequence[float], lows: Sequence[float], index: int, since: int,
+                open_time_at: Callable[[int], datetime]) -> _Formed:
+        """What the candle at index and those before it, back to since (the first after the last
+        hole), form: a bullish and a bearish gap, a swing high and low (None: none)."""
+        bullish = bearish = swing_high = swing_low = None
+        if index - since >= 2:
+            first_high, first_low, high, low = highs[index - 2], lows[index - 2], highs[index], lows[index]
+            min_size = self._min_gap
+            if low > first_high and low - first_high >= first_high * min_size:
+                bullish = GapZone.trusted(bottom=first_high, top=low, formed_at=open_time_at(index))
+            if high < first_low and first_low - high >= first_low * min_size:
+                bearish = GapZone.trusted(bottom=high, top=first_low, formed_at=open_time_at(index))
+        lookback = self.params.swing_lookback
+        if index - since >= 2 * lookback:
+            middle = index - lookback
+            before, after = slice(index - 2 * lookback, middle), slice(middle + 1, index + 1)
+            if highs[middle] > max(max(highs[before]), max(highs[after])):
+                swing_high = highs[middle]
+            if lows[middle] < min(min(lows[before]), min(lows[after])):
+                swing_low = lows[middle]
+        return bullish, bearish, swing_high, swing_low
 
     @staticmethod
-    def _fill_gaps(state: _AssetState, candle: Candle) -> None:
-        if state.bullish_gap and candle.low < state.bullish_gap.bottom:
-            state.bullish_gap = None
-        if state.bearish_gap and candle.high > state.bearish_gap.top:
-            state.bearish_gap = None
-
-    def _form_gaps(self, state: _AssetState, candles: Sequence[Candle]) -> None:
-        if len(candles) < 3:
-            return
-        first, candle = candles[-3], candles[-1]
-        min_size = self.params.min_gap_pct / 100
-        if candle.low > first.high and candle.low - first.high >= first.high * min_size:
-            state.bullish_gap = GapZone.trusted(bottom=first.high, top=candle.low, formed_at=candle.open_time)
-        if candle.high < first.low and first.low - candle.high >= first.low * min_size:
-            state.bearish_gap = GapZone.trusted(bottom=candle.high, top=first.low, formed_at=candle.open_time)
-
-    def _update_structure(self, state: _AssetState, candles: Sequence[Candle]) -> None:
-        # Break of structure is judged against swings confirmed before this candle.
-        close = candles[-1].close
+    def _advance(state: _AssetState, high: float, low: float, close: float, formed: _Formed) -> tuple[bool, bool]:
+        """One candle through the state machine: gaps filled, then formed; a break of structure
+        judged against the swings confirmed before this candle, then its own. Returns whether the
+        candle traded back into the bullish gap (as it was before this candle formed one), and
+        whether the state may have changed (False: it surely did not)."""
+        changed = formed is not _NOTHING_FORMED
+        if state.bullish_gap is not None and low < state.bullish_gap.bottom:
+            state.bullish_gap, changed = None, True
+        if state.bearish_gap is not None and high > state.bearish_gap.top:
+            state.bearish_gap, changed = None, True
+        gap = state.bullish_gap
+        in_bullish_gap = gap is not None and low <= gap.top and close >= gap.bottom
+        bullish, bearish, swing_high, swing_low = formed
+        if bullish is not None:
+            state.bullish_gap = bullish
+        if bearish is not None:
+            state.bearish_gap = bearish
         if state.swing_high is not None and close > state.swing_high:
-            state.structure = MarketStructure.BULLISH
+            state.structure, changed = MarketStructure.BULLISH, True
         elif state.swing_low is not None and close < state.swing_low:
-            state.structure = MarketStructure.BEARISH
-        if len(candles) < self.params.history_needed():
-            return
-        lookback = self.params.swing_lookback
-        middle = candles[lookback]
-        others = [candle for index, candle in enumerate(candles) if index != lookback]
-        if middle.high > max([c.high for c in others]):
-            state.swing_high = middle.high
-        if middle.low < min([c.low for c in others]):
-            state.swing_low = middle.low
+            state.structure, changed = MarketStructure.BEARISH, True
+        if swing_high is not None:
+            state.swing_high = swing_high
+        if swing_low is not None:
+            state.swing_low = swing_low
+        return in_bullish_gap, changed

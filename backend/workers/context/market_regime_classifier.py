@@ -5,10 +5,10 @@ from dataclasses import dataclass
 from pydantic import Field
 
 from backend.dtos import EmaDTO, MarketRegimeDTO, Regime
+from backend.errors import MissingDTOError
 from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
 from backend.interfaces.candle_columns import CandleColumns
 from backend.interfaces.context_provider import DtoColumns
-from backend.workers.context.ema_detector import EmaColumns
 from backend.workers.indicators import volatility_of_returns_pct
 
 
@@ -22,15 +22,19 @@ class MarketRegimeParams(WorkerParams):
 
 
 @dataclass(frozen=True)
-class MarketRegimeColumns(DtoColumns):
+class MarketRegimeColumns(DtoColumns[MarketRegimeDTO]):
     """The MarketRegimeDTO of every row of a block, each computed when first asked for (most rows
     of a backtest are never looked at)."""
 
     dto_type = MarketRegimeDTO
     regime_at: Callable[[int], MarketRegimeDTO]
+    rows: int
 
     def at(self, row: int) -> MarketRegimeDTO:
         return self.regime_at(row)
+
+    def __len__(self) -> int:
+        return self.rows
 
 
 class MarketRegimeClassifier(IWorker):
@@ -83,15 +87,16 @@ class MarketRegimeClassifier(IWorker):
             last_close = close
             starts.append(first_return)
             ends.append(len(returns))
-        emas = self.context.find_columns(asset, EmaColumns)
-        if emas is None:
-            raise RuntimeError(f"{self.name}: no EMA columns for {asset} (ema_detector must run before it)")
+        emas = self._require_columns(asset, EmaDTO)
         closes = candles.close_values
 
         def regime_at(row: int) -> MarketRegimeDTO:
-            return self._regime(closes[row], emas.at(row), returns[max(starts[row], ends[row] - window):ends[row]])
+            ema = emas.at(row)
+            if ema is None:  # as `process` would have found none
+                raise MissingDTOError(self.name, EmaDTO, asset)
+            return self._regime(closes[row], ema, returns[max(starts[row], ends[row] - window):ends[row]])
 
-        self.context.set_result_columns(asset, MarketRegimeColumns(regime_at))
+        self.context.set_result_columns(asset, MarketRegimeColumns(regime_at, len(candles)))
         self._returns[asset] = deque(returns[max(starts[-1], ends[-1] - window):ends[-1]], maxlen=window)
         self._last_close[asset] = closes[-1]
 

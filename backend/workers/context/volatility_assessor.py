@@ -1,4 +1,3 @@
-from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -28,23 +27,31 @@ class VolatilityAssessorParams(WorkerParams):
 
 
 @dataclass(frozen=True)
-class VolatilityColumns(DtoColumns):
+class VolatilityColumns(DtoColumns[VolatilityDTO]):
     """The VolatilityDTO of every row of a block (ATR None: warming up). `atr_pct` holds the same
-    percentages as a numpy array (NaN while warming up), `level` rates one as `process` does, and
-    `high_rows` are the rows it rates HIGH, in order."""
+    percentages as a numpy array (NaN while warming up), `levels` the rows' RiskLevels (objects);
+    `values` gives both without building a DTO per row."""
 
     dto_type = VolatilityDTO
     atr: list[float | None]
     atr_pct: np.ndarray
-    level: Callable[[float], RiskLevel]
-    high_rows: np.ndarray
+    levels: np.ndarray
 
     def at(self, row: int) -> VolatilityDTO:
         atr = self.atr[row]
         if atr is None:
             return VolatilityDTO.trusted(atr=None, atr_pct=None, risk_level=RiskLevel.WARMING_UP)
-        atr_pct = float(self.atr_pct[row])
-        return VolatilityDTO.trusted(atr=atr, atr_pct=atr_pct, risk_level=self.level(atr_pct))
+        return VolatilityDTO.trusted(atr=atr, atr_pct=float(self.atr_pct[row]), risk_level=self.levels[row])
+
+    def __len__(self) -> int:
+        return len(self.atr)
+
+    def values(self, field: str, dtype: type = float) -> np.ndarray:
+        if field == "atr_pct" and dtype is float:
+            return self.atr_pct
+        if field == "risk_level" and dtype is object:
+            return self.levels
+        return super().values(field, dtype)
 
 
 class VolatilityAssessor(IWorker):
@@ -90,9 +97,12 @@ class VolatilityAssessor(IWorker):
             )
         # `value / close * 100` row by row, in the same order (None becomes NaN, and stays NaN).
         atr_pct = np.array(atr_values, dtype=float) / candles.closes * 100
-        # `_level` says HIGH exactly when atr_pct >= high_atr_pct; NaN (warming up) compares false.
-        high_rows = np.flatnonzero(atr_pct >= self.params.high_atr_pct)
-        self.context.set_result_columns(asset, VolatilityColumns(atr_values, atr_pct, self._level, high_rows))
+        # `_level` on every row (NaN compares false), then warming up where there is no ATR yet.
+        levels = np.full(len(candles), RiskLevel.NORMAL, dtype=object)
+        levels[atr_pct <= self.params.low_atr_pct] = RiskLevel.LOW
+        levels[atr_pct >= self.params.high_atr_pct] = RiskLevel.HIGH
+        levels[np.isnan(atr_pct)] = RiskLevel.WARMING_UP
+        self.context.set_result_columns(asset, VolatilityColumns(atr_values, atr_pct, levels))
 
     def _level(self, atr_pct: float) -> RiskLevel:
         if atr_pct >= self.params.high_atr_pct:

@@ -14,7 +14,8 @@ class MarketOrderExecutor(IWorker):
     category = WorkerCategory.EXECUTION
     optional = (TradePlanDTO,)
     produces = (FillDTO,)
-    columnar = True  # acts only on the DTOs of a tick
+    columnar = True
+    acts_only_on_signals = True  # executes the tick's plan only
 
     def __init__(self, params: WorkerParams, services: WorkerServices) -> None:
         super().__init__(params, services)

@@ -1,3 +1,4 @@
+import math
 from bisect import bisect_left
 
 import numpy as np
@@ -5,7 +6,6 @@ import numpy as np
 from backend.dtos import EmaDTO, OpportunitySignalDTO, OrderSide, PortfolioSnapshotDTO
 from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
 from backend.interfaces.candle_columns import CandleColumns
-from backend.workers.context.ema_detector import EmaColumns
 
 
 class EmaCrossOpportunity(IWorker):
@@ -25,6 +25,7 @@ class EmaCrossOpportunity(IWorker):
         # Per asset, the fast and slow EMA of the previous candle (None while warming up).
         self._previous: dict[str, tuple[float | None, float | None]] = {}
         self._crosses: list[int] = []  # the current block's rows with a cross
+        self._emas = (np.empty(0), np.empty(0))  # the current block's fast and slow EMAs (NaN: None)
 
     def process(self, asset: str) -> None:
         ema = self._require(asset, EmaDTO)
@@ -44,8 +45,8 @@ class EmaCrossOpportunity(IWorker):
         ))
 
     def prepare_block(self, asset: str, candles: CandleColumns) -> None:
-        emas = self._columns(asset)
-        fast, slow = emas.fast_array, emas.slow_array
+        emas = self._require_columns(asset, EmaDTO)
+        fast, slow = self._emas = emas.values("fast"), emas.values("slow")
         # None (warming up) becomes NaN, which compares false: no cross, as in `process`.
         before = np.array(self._previous.get(asset, (None, None)), dtype=float)
         previous_fast = np.concatenate((before[:1], fast[:-1]))
@@ -58,11 +59,5 @@ class EmaCrossOpportunity(IWorker):
         return self._crosses[index] if index < len(self._crosses) else len(candles)
 
     def skip(self, asset: str, candles: CandleColumns, rows: range) -> None:
-        emas = self._columns(asset)
-        self._previous[asset] = emas.fast[rows[-1]], emas.slow[rows[-1]]
-
-    def _columns(self, asset: str) -> EmaColumns:
-        emas = self.context.find_columns(asset, EmaColumns)
-        if emas is None:
-            raise RuntimeError(f"{self.name}: no EMA columns for {asset} (ema_detector must run before it)")
-        return emas
+        fast, slow = (float(emas[rows[-1]]) for emas in self._emas)
+        self._previous[asset] = (None if math.isnan(fast) else fast, None if math.isnan(slow) else slow)

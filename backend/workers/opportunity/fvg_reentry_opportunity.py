@@ -12,8 +12,7 @@ from backend.dtos import (
 )
 from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
 from backend.interfaces.candle_columns import CandleColumns
-from backend.workers.context.fair_value_gap_detector import FairValueGapColumns
-from backend.workers.context.market_regime_classifier import MarketRegimeColumns
+from backend.interfaces.context_provider import DtoColumns
 
 
 class FvgReentryParams(WorkerParams):
@@ -25,9 +24,9 @@ class FvgReentryOpportunity(IWorker):
     """Long when price returns into an unfilled bullish fair value gap while the market
     structure is bullish and the regime is one of allowed_regimes; the stop goes under the gap.
 
-    Columnar: stateless, a gate. A block's candidates (in a bullish gap, bullish structure, a
-    bullish gap open) are found with numpy in `prepare_block`; a candidate is active when its
-    regime is allowed, which is asked of the regime's columns for candidates only, when reached."""
+    Columnar: stateless, a gate. A block's candidates (in a bullish gap, bullish structure) are
+    found with numpy in `prepare_block`; a candidate is active when its regime is allowed, which is
+    asked of the regime's columns for candidates only, when reached."""
 
     plugin_name = "fvg_reentry_opportunity"
     category = WorkerCategory.OPPORTUNITY
@@ -40,7 +39,7 @@ class FvgReentryOpportunity(IWorker):
     def __init__(self, params: FvgReentryParams, services: WorkerServices) -> None:
         super().__init__(params, services)
         self._candidates = np.empty(0, dtype=np.int64)  # the current block's candidate rows
-        self._regimes: MarketRegimeColumns | None = None
+        self._regimes: DtoColumns[MarketRegimeDTO] | None = None
         # The last answer of next_active_row, (start, row): no candidate in [start, row) is active.
         self._answer = (0, -1)
 
@@ -62,12 +61,12 @@ class FvgReentryOpportunity(IWorker):
         ))
 
     def prepare_block(self, asset: str, candles: CandleColumns) -> None:
-        fvg = self.context.find_columns(asset, FairValueGapColumns)
-        self._regimes = self.context.find_columns(asset, MarketRegimeColumns)
-        if fvg is None or self._regimes is None:
-            raise RuntimeError(f"{self.name}: no fair value gap or regime columns for {asset} "
-                               "(fair_value_gap_detector and market_regime_classifier must run before it)")
-        self._candidates = np.flatnonzero(fvg.in_bullish_gap & fvg.bullish_structure & fvg.has_bullish_gap)
+        fvg = self._require_columns(asset, FairValueGapDTO)
+        self._regimes = self._require_columns(asset, MarketRegimeDTO)
+        # `process`'s first tests (a price in a bullish gap implies the gap): an over-approximation
+        # at worst, which is always safe (process decides on the row).
+        bullish = fvg.values("structure", object) == MarketStructure.BULLISH
+        self._candidates = np.flatnonzero(fvg.values("price_in_bullish_gap", bool) & bullish)
         self._answer = (0, -1)
 
     def next_active_row(self, asset: str, candles: CandleColumns, start: int, portfolio: PortfolioSnapshotDTO) -> int:
@@ -79,7 +78,8 @@ class FvgReentryOpportunity(IWorker):
         row = len(candles)
         for index in range(int(np.searchsorted(candidates, start)), len(candidates)):
             candidate = int(candidates[index])
-            if regimes.at(candidate).regime in allowed:
+            regime = regimes.at(candidate)
+            if regime is None or regime.regime in allowed:  # None: process decides (it raises)
                 row = candidate
                 break
         self._answer = (start, row)

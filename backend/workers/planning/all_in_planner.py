@@ -18,7 +18,8 @@ class AllInPlanner(IWorker):
     Params = AllInPlannerParams
     optional = (OpportunitySignalDTO, ThreatSignalDTO)
     produces = (TradePlanDTO,)
-    columnar = True  # acts only on the DTOs of a tick
+    columnar = True
+    acts_only_on_signals = True  # sizes the tick's signals only
     params: AllInPlannerParams
 
     def process(self, asset: str) -> None:

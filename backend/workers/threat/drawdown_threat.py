@@ -2,6 +2,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from backend.dtos import PortfolioSnapshotDTO, ThreatAction, ThreatSignalDTO
+from backend.equity_curve import drawdown_curve, drawdown_pct, equities_holding
 from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
 from backend.interfaces.candle_columns import CandleColumns
 from backend.workers.columnar import first_row_where
@@ -20,20 +21,6 @@ class DrawdownThreatParams(WorkerParams):
         if self.block_entries_at_pct > self.exit_at_pct:
             raise ValueError("block_entries_at_pct must not exceed exit_at_pct")
         return self
-
-
-def drawdowns(cash: float, quantity: float, closes: np.ndarray, peak: float) -> tuple[np.ndarray, float]:
-    """Each row's drawdown (%) for an account holding cash and quantity over closes, from the peak
-    of the equities before it (peak: the one before the first row), and the peak after the last.
-    Row k's equity is cash + (0.0 + qty * close_k), as Ledger.equity() sums it, and its drawdown
-    PortfolioSnapshotDTO.drawdown_pct's formula, on those floats."""
-    rows = len(closes)
-    equities = cash + (0.0 + quantity * closes)
-    peaks = np.maximum.accumulate(np.concatenate(([peak], equities)))
-    last_peak, peaks = float(peaks[-1]), peaks[:-1]
-    result = np.zeros(rows)
-    np.multiply(1 - np.divide(equities, peaks, where=peaks > 0, out=np.ones(rows)), 100, where=peaks > 0, out=result)
-    return result, last_peak
 
 
 class DrawdownThreat(IWorker):
@@ -73,7 +60,7 @@ class DrawdownThreat(IWorker):
         if peak is None:
             drawdown = portfolio.drawdown_pct
         else:
-            drawdown = 0.0 if peak <= 0 else (1 - equity / peak) * 100  # as drawdowns() computes it
+            drawdown = drawdown_pct(equity, peak)
             self._peaks[asset] = max(peak, equity)
         if drawdown >= self.params.exit_at_pct:
             action = ThreatAction.EXIT_POSITIONS
@@ -96,7 +83,7 @@ class DrawdownThreat(IWorker):
 
         def reaches(low: int, high: int) -> np.ndarray:
             nonlocal peak
-            found, peak = drawdowns(cash, quantity, closes[low:high], peak)
+            found, peak = drawdown_curve(equities_holding(cash, quantity, closes[low:high]), peak)
             return found >= threshold
 
         return first_row_where(reaches, start, rows)
@@ -108,7 +95,7 @@ class DrawdownThreat(IWorker):
         flat = quantity <= 0
         # Flat, every row has the same equity: one row says it for all.
         closes = candles.closes[rows.start:rows.start + 1] if flat else candles.closes[rows.start:rows.stop]
-        found, last_peak = drawdowns(cash, quantity, closes, peak)
+        found, last_peak = drawdown_curve(equities_holding(cash, quantity, closes), peak)
         if asset in self._peaks:
             self._peaks[asset] = last_peak
         blocking = found >= self.params.block_entries_at_pct

@@ -3,7 +3,6 @@ import numpy as np
 from backend.dtos import RiskLevel, ThreatAction, ThreatSignalDTO, VolatilityDTO
 from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
 from backend.interfaces.candle_columns import CandleColumns
-from backend.workers.context.volatility_assessor import VolatilityColumns
 from backend.workers.threat.entry_block import EntryBlocks
 
 CLEARED_BECAUSE = "volatility no longer high"
@@ -12,18 +11,23 @@ CLEARED_BECAUSE = "volatility no longer high"
 class VolatilityThreat(IWorker):
     """Blocks new entries while the volatility assessor rates risk as high; each block and its end
     are logged (EntryBlocks). Columnar: it never acts by itself (blocking only restrains, see
-    ThreatAction), so it names no row; on the rows the others name it runs as on any tick, and
-    `skip` finds the blocks' starts and ends over the quiet rows in the assessor's columns."""
+    ThreatAction), so it acts only on the others' signals; on the rows they name it runs as on
+    any tick, and `skip` finds the blocks' starts and ends over the quiet rows in the rows the
+    volatility columns rate HIGH."""
 
     plugin_name = "volatility_threat"
     category = WorkerCategory.THREAT
     requires = (VolatilityDTO,)
     produces = (ThreatSignalDTO,)
     columnar = True
+    acts_only_on_signals = True
 
     def __init__(self, params: WorkerParams, services: WorkerServices) -> None:
         super().__init__(params, services)
         self._blocks = EntryBlocks(self.name)
+        # The current block's rows rated HIGH (in order) and ATR percentages.
+        self._high_rows = np.empty(0, dtype=np.int64)
+        self._atr_pct = np.empty(0)
 
     def process(self, asset: str) -> None:
         volatility = self._require(asset, VolatilityDTO)
@@ -35,18 +39,22 @@ class VolatilityThreat(IWorker):
         self._blocks.blocked(asset, self._base(asset).timestamp, reason)
         self.context.set_result_dto(asset, ThreatSignalDTO.trusted(action=ThreatAction.BLOCK_ENTRIES, reason=reason))
 
+    def prepare_block(self, asset: str, candles: CandleColumns) -> None:
+        columns = self._require_columns(asset, VolatilityDTO)
+        self._high_rows = np.flatnonzero(columns.values("risk_level", object) == RiskLevel.HIGH)
+        self._atr_pct = columns.values("atr_pct")
+
     def skip(self, asset: str, candles: CandleColumns, rows: range) -> None:
-        columns = self.context.find_columns(asset, VolatilityColumns)
-        assert columns is not None, "the volatility assessor (required before this worker) wrote its columns"
-        high_rows = columns.high_rows[np.searchsorted(columns.high_rows, rows.start):
-                                      np.searchsorted(columns.high_rows, rows.stop)]
+        high_rows = self._high_rows[np.searchsorted(self._high_rows, rows.start):
+                                    np.searchsorted(self._high_rows, rows.stop)]
         if not len(high_rows):  # the common case, said without a mask
             if self._blocks.is_blocked(asset):
                 self._blocks.clear(asset, candles.open_time(rows.start), CLEARED_BECAUSE)
             return
         blocking = np.zeros(len(rows), dtype=bool)
         blocking[high_rows - rows.start] = True
-        self._blocks.rows(asset, candles, rows, blocking, lambda row: self._reason(float(columns.atr_pct[row])),
+        atr_pct = self._atr_pct
+        self._blocks.rows(asset, candles, rows, blocking, lambda row: self._reason(float(atr_pct[row])),
                           CLEARED_BECAUSE)
 
     @staticmethod

@@ -3,12 +3,19 @@ DTO) and a buy signal when that change is strong enough (an opportunity worker r
 
 Invariant: no momentum is reported across a hole in the data (the window starts over after it),
 and none before `lookback` candles have been seen: such ticks carry `change_pct: None`.
+
+Both are columnar (a backtest replays them a block of candles at a time, IWorker's contract): the
+detector is a CandleStepWorker, one step per candle that serves a tick and a block's every row
+alike; the opportunity worker names no rows, so it is active on every row (the safe default: a
+gate of its own, `next_active_row`, would only make it faster).
 """
+
+from collections import deque
 
 from pydantic import Field
 
 from backend.dtos import DTO, OpportunitySignalDTO, OrderSide
-from backend.interfaces import IWorker, WorkerCategory, WorkerParams, since_last_gap
+from backend.interfaces import Candle, CandleStepWorker, IWorker, WorkerCategory, WorkerParams, WorkerServices
 
 
 class MomentumDTO(DTO):
@@ -25,20 +32,26 @@ class MomentumParams(WorkerParams):
         return self.lookback + 1  # the close `lookback` candles ago, and the current one
 
 
-class MomentumDetector(IWorker):
+class MomentumDetector(CandleStepWorker):
     """Percent change of the close over the last `lookback` candles."""
 
-    category = WorkerCategory.CONTEXT
     Params = MomentumParams
     produces = (MomentumDTO,)
     params: MomentumParams
 
-    def process(self, asset: str) -> None:
-        window = since_last_gap(self.ohlcv.history(asset, self.params.lookback + 1))
+    def __init__(self, params: MomentumParams, services: WorkerServices) -> None:
+        super().__init__(params, services)
+        self._closes: dict[str, deque[float]] = {}  # per asset, the latest closes since the last hole
+
+    def step(self, asset: str, candle: Candle) -> MomentumDTO:
+        closes = self._closes.get(asset)
+        if closes is None or candle.missing_before:
+            closes = self._closes[asset] = deque(maxlen=self.params.lookback + 1)
+        closes.append(candle.close)
         change = None
-        if len(window) > self.params.lookback:
-            change = (window[-1].close / window[0].close - 1) * 100
-        self.context.set_result_dto(asset, MomentumDTO(lookback=self.params.lookback, change_pct=change))
+        if len(closes) > self.params.lookback:
+            change = (closes[-1] / closes[0] - 1) * 100
+        return MomentumDTO(lookback=self.params.lookback, change_pct=change)
 
 
 class MomentumOpportunityParams(WorkerParams):
@@ -53,6 +66,7 @@ class MomentumOpportunity(IWorker):
     Params = MomentumOpportunityParams
     requires = (MomentumDTO,)
     produces = (OpportunitySignalDTO,)
+    columnar = True
     params: MomentumOpportunityParams
 
     def process(self, asset: str) -> None:
