@@ -217,6 +217,18 @@ def test_report_renders_in_a_headless_browser(tmp_path, capsys):
         columns = {x for x in range(width) for y in range(0, height, 2) if pixels[x, y] == rgb}
         # A curve spans the chart's width; the table's 10-pixel swatch alone could never do that.
         assert len(columns) > width // 3, (colour, len(columns))
+    # The trade statistics, as the browser built the page: a row per run with its win rate.
+    rendered = subprocess.run([shutil.which("chromium"), "--headless", "--no-sandbox", "--disable-gpu",
+                               "--host-resolver-rules=MAP * ~NOTFOUND", f"--user-data-dir={tmp_path / 'profile'}",
+                               "--dump-dom", f"file://{report / 'report.html'}"],
+                              check=True, timeout=90, capture_output=True, text=True).stdout
+    assert "<h2>Round trips</h2>" in rendered and "<h2>Round trips by asset and by month</h2>" in rendered
+    for run in ("ict_smc_strategy@backtest_2023_q1", "smart_dca_btc@backtest_2023_q1"):
+        stats = json.loads((report / run / "summary.json").read_text())["trade_stats"]
+        assert stats["round_trips"] > 0
+        row = re.search(rf"<tr><td>{re.escape(run)}</td><td>{stats['round_trips']:,}</td><td>[^<]*</td>"
+                        rf"<td>{stats['win_rate_pct']:.1f}</td>", rendered)
+        assert row is not None, (run, stats["round_trips"], stats["win_rate_pct"])
 
 
 def test_long_curves_and_many_trades_are_thinned_without_losing_extremes(tmp_path, monkeypatch):
