@@ -3,9 +3,11 @@
 workforce of the blueprint that uses it (`PLUGIN` marks the new worker's place).
 
 Invariant: every worker implements the columnar contract (IWorker) by its safe default, which
-holds whatever `process` does: a context worker's `prepare_block` runs the same per-candle step
-as `process`; any other worker names every row in `next_active_row`, so each candle is a tick on
-which `process` runs as it would tick by tick. Every test passes on the worker as written.
+holds whatever `process` does: the context worker is a CandleStepWorker (one `step` for both
+replays); an opportunity or threat worker keeps IWorker's default `next_active_row`, every row,
+so each candle is a tick on which `process` runs as it would tick by tick; a planner or an
+executor declares `acts_only_on_signals` (it only reacts to the signals and plans of the tick).
+Every test passes on the worker as written.
 """
 
 from typing import Any
@@ -14,12 +16,15 @@ PLUGIN = "PLUGIN"  # in a WORKFORCE: the new worker, with its default params
 
 _HOW_TO_RUN_TESTS = "(from the folder above plugins/: PYTHONPATH=. python -m pytest tests/)"
 
-_GATE_NOTE = '''Columnar replay (backtests): `next_active_row` returns `start`, the safe default: every candle
-is a tick on which `process` runs, as tick by tick, so the contract holds whatever `process`
-does. For faster backtests return instead the first row at or after `start` where `process` could
-act, from the block's columns (`candles.closes` ...; see backend/workers/ for examples), and keep
-the test that compares both replays passing. A worker that acts only on DTOs other workers write
-on the tick (a planner, an executor) may delete the method: IWorker's default, never, is exact.'''
+_GATE_NOTE = '''Columnar replay (backtests): IWorker's default `next_active_row` names every row, the safe
+default: every candle is a tick on which `process` runs, as tick by tick, so the contract holds
+whatever `process` does. For faster backtests define `next_active_row` to return the first row at
+or after `start` where `process` could act, from the block's columns (`candles.closes` ...; see
+backend/workers/ for examples), and keep the test that compares both replays passing.'''
+
+_SIGNALS_NOTE = '''Columnar replay (backtests): `acts_only_on_signals = True` says it acts only on what the
+other workers write on the tick (their signals and plans): it runs on the rows they name, as tick
+by tick, and no other.'''
 
 OPPORTUNITY = f'''"""$name: a buy signal when the close breaks above the highest high of the previous `lookback`
 candles, with a stop `stop_pct` below the close.
@@ -30,9 +35,8 @@ params to your idea; tests/test_$name.py checks it on a few candles.
 {_GATE_NOTE}
 """
 
-from backend.dtos import OpportunitySignalDTO, OrderSide, PortfolioSnapshotDTO
+from backend.dtos import OpportunitySignalDTO, OrderSide
 from backend.interfaces import IWorker, WorkerCategory, WorkerParams, since_last_gap
-from backend.interfaces.candle_columns import CandleColumns
 from pydantic import Field
 
 
@@ -67,8 +71,6 @@ class $class_name(IWorker):
             stop_price=current.close * (1 - self.params.stop_pct / 100),
         ))
 
-    def next_active_row(self, asset: str, candles: CandleColumns, start: int, portfolio: PortfolioSnapshotDTO) -> int:
-        return start  # the safe default: see the module's docstring
 '''
 
 OPPORTUNITY_TEST = f'''"""Tests of plugins/$name.py {_HOW_TO_RUN_TESTS}."""
@@ -102,21 +104,19 @@ CONTEXT = '''"""$name: the mean close of the last `period` candles and the close
 DTO of the plugin's own (${class_name}DTO) that a later worker reads with
 `self._optional(asset, ${class_name}DTO)` (declare it in that worker's `requires` or `optional`).
 
-Written by `run-operation new-plugin $name --category context`: change `_step`, the DTO and the
+Written by `run-operation new-plugin $name --category context`: change `step`, the DTO and the
 params to your indicator; tests/test_$name.py checks it on a few candles.
 
-Columnar replay (backtests): `prepare_block` computes the DTO of every row of a block with the
-same `_step` as `process`, candle by candle, the safe default: both replays give the same DTOs
-and leave the same state, whatever `_step` computes. A faster, vectorised `prepare_block` (see
+Columnar replay (backtests): a CandleStepWorker runs the same `step` on the tick's candle and on
+every row of a block, the safe default: both replays give the same DTOs and leave the same state,
+whatever `step` computes. A faster, vectorised `prepare_block` (see
 backend/workers/context/ema_detector.py) must keep that: the test compares them.
 """
 
 from collections import deque
 
 from backend.dtos import DTO
-from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
-from backend.interfaces.candle_columns import CandleColumns
-from backend.interfaces.context_provider import DtoColumns
+from backend.interfaces import Candle, CandleStepWorker, WorkerParams, WorkerServices
 from pydantic import Field
 
 
@@ -133,50 +133,28 @@ class ${class_name}Params(WorkerParams):
         return self.period  # a live start replays this many candles first: the average is warm
 
 
-class ${class_name}Columns(DtoColumns):
-    """The ${class_name}DTO of every row of a block."""
-
-    dto_type = ${class_name}DTO
-
-    def __init__(self, dtos: list[${class_name}DTO]) -> None:
-        self._dtos = dtos
-
-    def at(self, row: int) -> ${class_name}DTO:
-        return self._dtos[row]
-
-
-class $class_name(IWorker):
+class $class_name(CandleStepWorker):
     """The mean close of the last `period` candles (none across a hole in the data)."""
 
-    category = WorkerCategory.CONTEXT
     Params = ${class_name}Params
     produces = (${class_name}DTO,)
-    columnar = True
     params: ${class_name}Params
 
     def __init__(self, params: ${class_name}Params, services: WorkerServices) -> None:
         super().__init__(params, services)
         self._closes: dict[str, deque[float]] = {}  # per asset, the last `period` closes
 
-    def process(self, asset: str) -> None:
-        candle = self._candle(asset)
-        self.context.set_result_dto(asset, self._step(asset, candle.close, candle.missing_before))
-
-    def prepare_block(self, asset: str, candles: CandleColumns) -> None:
-        dtos = [self._step(asset, close, missing)
-                for close, missing in zip(candles.close_values, candles.missing_values, strict=True)]
-        self.context.set_result_columns(asset, ${class_name}Columns(dtos))
-
-    def _step(self, asset: str, close: float, missing_before: int) -> ${class_name}DTO:
+    def step(self, asset: str, candle: Candle) -> ${class_name}DTO:
         """One candle: the state brought forward to it, and its DTO."""
         closes = self._closes.setdefault(asset, deque(maxlen=self.params.period))
-        if missing_before:
+        if candle.missing_before:
             closes.clear()  # no average across a hole in the data
-        closes.append(close)
+        closes.append(candle.close)
         if len(closes) < self.params.period:
             return ${class_name}DTO(period=self.params.period, average=None, distance_pct=None)
         average = sum(closes) / self.params.period
-        return ${class_name}DTO(period=self.params.period, average=average, distance_pct=(close / average - 1) * 100)
+        return ${class_name}DTO(period=self.params.period, average=average,
+                                distance_pct=(candle.close / average - 1) * 100)
 '''
 
 CONTEXT_TEST = f'''"""Tests of plugins/$name.py {_HOW_TO_RUN_TESTS}."""
@@ -208,9 +186,8 @@ entries, or asks EXIT_POSITIONS to sell what is held (see backend.dtos.ThreatAct
 {_GATE_NOTE}
 """
 
-from backend.dtos import PortfolioSnapshotDTO, ThreatAction, ThreatSignalDTO
+from backend.dtos import ThreatAction, ThreatSignalDTO
 from backend.interfaces import IWorker, WorkerCategory, WorkerParams
-from backend.interfaces.candle_columns import CandleColumns
 from pydantic import Field
 
 
@@ -235,8 +212,6 @@ class $class_name(IWorker):
                 action=ThreatAction.BLOCK_ENTRIES, reason=f"candle range {{range_pct:.2f}}% of the close",
             ))
 
-    def next_active_row(self, asset: str, candles: CandleColumns, start: int, portfolio: PortfolioSnapshotDTO) -> int:
-        return start  # the safe default: see the module's docstring
 '''
 
 THREAT_TEST = f'''"""Tests of plugins/$name.py {_HOW_TO_RUN_TESTS}."""
@@ -270,19 +245,17 @@ sell signal, or a threat asking EXIT_POSITIONS, while holding, sells the whole p
 Written by `run-operation new-plugin $name --category planning`: change `process` and the params
 to your sizing; tests/test_$name.py checks it on the bundled sample.
 
-{_GATE_NOTE}
+{_SIGNALS_NOTE}
 """
 
 from backend.dtos import (
     OpportunitySignalDTO,
     OrderSide,
-    PortfolioSnapshotDTO,
     ThreatAction,
     ThreatSignalDTO,
     TradePlanDTO,
 )
 from backend.interfaces import IWorker, WorkerCategory, WorkerParams
-from backend.interfaces.candle_columns import CandleColumns
 from pydantic import Field
 
 
@@ -299,6 +272,7 @@ class $class_name(IWorker):
     optional = (OpportunitySignalDTO, ThreatSignalDTO)
     produces = (TradePlanDTO,)
     columnar = True
+    acts_only_on_signals = True
     params: ${{class_name}}Params
 
     def process(self, asset: str) -> None:
@@ -317,8 +291,6 @@ class $class_name(IWorker):
                 side=OrderSide.BUY, quantity=portfolio.cash * self.params.buy_pct / 100 / base.close,
                 reason=opportunity.reason))
 
-    def next_active_row(self, asset: str, candles: CandleColumns, start: int, portfolio: PortfolioSnapshotDTO) -> int:
-        return start  # the safe default: see the module's docstring
 '''
 
 PLANNING_TEST = f'''"""Tests of plugins/$name.py {_HOW_TO_RUN_TESTS}."""
@@ -350,12 +322,11 @@ broker (simulated fills in a backtest or paper trading, the exchange where live 
 Written by `run-operation new-plugin $name --category execution`: change `process` to your order
 handling; tests/test_$name.py checks it on the bundled sample.
 
-{_GATE_NOTE}
+{_SIGNALS_NOTE}
 """
 
-from backend.dtos import FillDTO, OrderDTO, PortfolioSnapshotDTO, TradePlanDTO
+from backend.dtos import FillDTO, OrderDTO, TradePlanDTO
 from backend.interfaces import IWorker, WorkerCategory
-from backend.interfaces.candle_columns import CandleColumns
 
 
 class $class_name(IWorker):
@@ -365,6 +336,7 @@ class $class_name(IWorker):
     optional = (TradePlanDTO,)
     produces = (FillDTO,)
     columnar = True
+    acts_only_on_signals = True
 
     def process(self, asset: str) -> None:
         plan = self._optional(asset, TradePlanDTO)
@@ -377,8 +349,6 @@ class $class_name(IWorker):
         if fill is not None:
             self.context.set_result_dto(asset, fill)
 
-    def next_active_row(self, asset: str, candles: CandleColumns, start: int, portfolio: PortfolioSnapshotDTO) -> int:
-        return start  # the safe default: see the module's docstring
 '''
 
 EXECUTION_TEST = f'''"""Tests of plugins/$name.py {_HOW_TO_RUN_TESTS}."""

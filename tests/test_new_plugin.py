@@ -3,6 +3,7 @@
 through the CLI on the bundled data; it refuses a NAME that is not an identifier and never
 overwrites a file."""
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from backend.interfaces import IWorker, WorkerCategory
 from tests.helpers import REPO
 
 
@@ -32,8 +34,13 @@ def test_a_new_plugin_validates_passes_its_test_and_backtests(tmp_path, category
     for file in files_of(name):
         assert (tmp_path / file).is_file(), file
         assert file in made.stdout
-    worker = (tmp_path / "plugins" / f"{name}.py").read_text()
-    assert f"category = WorkerCategory.{category.upper()}" in worker and "columnar = True" in worker
+    spec = importlib.util.spec_from_file_location(name, tmp_path / "plugins" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    (worker,) = [v for v in vars(module).values() if isinstance(v, type) and issubclass(v, IWorker)
+                 and v.__module__ == name]
+    assert worker.category is WorkerCategory(category) and worker.columnar
     operation = tmp_path / "config" / "operations" / f"{name}_backtest.yaml"
 
     checked = cli("validate", operation, pythonpath=tmp_path)
