@@ -331,6 +331,8 @@ def test_force_exit_sells_now_and_force_entry_buys_on_the_next_candle_sized_by_t
     (fill,) = sold["fills"]
     assert (fill["asset"], fill["quantity"]) == ("BTC/USD", pytest.approx(bought["quantity"]))
     assert sold["account"]["positions"] == {} and sold["account"]["trades"] == 2
+    (logged,) = [e for e in daemon.events("order_filled") if e["reason"] == "force_exit by the operator"]
+    assert (logged["strategy_link"], logged["side"]) == ("dca@live", "sell")  # logged (and notified) as any fill
     status, refused = client.json("/strategies/dca@live/force-exit", "POST", TOKEN)
     assert status == 409 and "holds nothing" in refused["error"]
     status, refused = client.json("/strategies/bt_probe@bt/force-exit", "POST", TOKEN)

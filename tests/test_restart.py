@@ -312,9 +312,12 @@ def test_kill_9_while_an_order_is_in_flight_books_it_once_and_never_trades_its_c
     assert (settled["client_order_id"], settled["status"]) == (placed["cl_ord_id"], "filled")
     wait_for(second, "environment_feed_started")
     let_it_poll(fake)
-    assert not second.events("order_filled")  # row 2 was traded: its order is booked, not repeated
+    # Row 2 was traded: its order is booked (on row 2, as its own fill), never placed again.
+    (booked,) = second.events("order_filled")
+    assert (booked["candle_time"], booked["order_id"]) == (minutes.time(2), next(iter(fake.orders)))
+    assert len(fake.received("private/AddOrder")) == 1
     minutes.add()  # row 3 closes
-    (fill,) = wait_for(second, "order_filled")
+    (_, fill) = wait_for(second, "order_filled", count=2)
     assert fill["candle_time"] == minutes.time(3)
     let_it_poll(fake)
     stop(second)
@@ -478,14 +481,15 @@ def test_sigterm_during_a_slow_fill_exits_in_time_and_the_restart_settles_the_or
     assert (settled["client_order_id"], settled["status"]) == (placed["cl_ord_id"], "filled")
     wait_for(second, "warmup_replayed")
     minutes.add()
-    (fill,) = wait_for(second, "order_filled")
-    assert fill["candle_time"] == minutes.time(-2)
+    (settled_fill, fill) = wait_for(second, "order_filled", count=2)  # the settled order's, then a new one
+    assert settled_fill["order_id"] == placed_id and fill["candle_time"] == minutes.time(-2)
     let_it_poll(fake)
     stop(second)
 
     order = [e["event"] for e in second.events()]
-    assert order.index("order_settled") < order.index("operation_started") < order.index("order_filled")
-    assert len(second.events("order_settled")) == 1 and len(second.events("order_filled")) == 1
+    assert order.index("order_settled") < order.index("operation_started")
+    assert order.index("operation_started") < len(order) - 1 - order[::-1].index("order_filled")
+    assert len(second.events("order_settled")) == 1 and len(second.events("order_filled")) == 2
     assert len(fake.received("private/AddOrder")) == 2  # settled by looking it up, never sent again
     with state_of(data_dir) as store:
         assert [f.client_order_id for f in store.fills(LINK)].count(placed["cl_ord_id"]) == 1

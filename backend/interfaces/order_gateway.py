@@ -18,6 +18,7 @@ class OrderRequest:
     quantity: float  # already capped to what the account can do
     reference_price: float  # the candle close the plan was made at
     journaled_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    reason: str = ""  # why it was planned (the plan's reason), for its log lines
 
 
 class OutcomeStatus(StrEnum):

@@ -1,8 +1,9 @@
 """A strategy's account: the one place its orders are sized, journaled and booked.
 
 Invariants: an order is journaled before its gateway sees it; a fill changes the ledger only here,
-and is journaled with the account it produced in one write, once per exchange order id whatever path
-reports it (the order's reply, a lookup, a settlement after a restart); an order whose outcome is unknown is
+is logged here (`order_filled`, whichever worker or operator placed the order) and is journaled
+with the account it produced in one write, once per exchange order id whatever path reports it
+(the order's reply, a lookup, a settlement after a restart); an order whose outcome is unknown is
 never sent again, only settled by looking it up, and while one is unsettled the account takes no
 new buys (sells of what it surely holds stay allowed); an order the venue refused before it
 existed (the key) is journaled rejected, so it never blocks the account after a restart; a candle
@@ -58,6 +59,9 @@ class StrategyAccount(IBroker):
         # Orders by outcome since start (filled, rejected, unknown, skipped), shown in its snapshot.
         self.order_outcomes: dict[str, int] = dict.fromkeys(("filled", "rejected", "unknown", "skipped"), 0)
         self.on_fill: Callable[[FillDTO], None] | None = None  # told of every fill once booked (a report)
+        # Bound once, to the logging configured before any account is built: through the module's
+        # lazy proxy every fill would look the configuration up again (a backtest books thousands).
+        self._log = log.bind()
         self.trade_stats = TradeStatsTracker()  # of the fills since start
 
     @property
@@ -139,7 +143,8 @@ class StrategyAccount(IBroker):
         if quantity * price < MIN_NOTIONAL:
             log.warning("order_rejected", **context, reason="no cash" if order.side is OrderSide.BUY else "no position")
             return None
-        request = OrderRequest(self._new_order_id(), order.asset, order.side, quantity, order.reference_price)
+        request = OrderRequest(self._new_order_id(), order.asset, order.side, quantity, order.reference_price,
+                               reason=order.reason)
         self._journal.record_intent(request, order.reason)
         try:
             outcome = self._gateway.execute(request)
@@ -204,6 +209,9 @@ class StrategyAccount(IBroker):
             )
             self.ledger.apply_fill(fill)
             self.trade_stats.add(fill)
+            self._log.info("order_filled", asset=fill.asset, side=fill.side.value, quantity=round(fill.quantity, 8),
+                           price=round(fill.price, 2), fee=round(fill.fee, 4), reason=request.reason,
+                           candle_time=timestamp.isoformat(), order_id=fill.order_id)
             self._journal.record_outcome(request, outcome, fill, self.ledger.state)
             if self.on_fill is not None:
                 self.on_fill(fill)

@@ -42,7 +42,7 @@ class StoreJournal(IAccountJournal):
     def unsettled(self) -> list[OrderRequest]:
         return [
             OrderRequest(order.client_order_id, order.asset, OrderSide(order.side), order.quantity,
-                         order.reference_price, order.created_at or datetime.now(UTC))
+                         order.reference_price, order.created_at or datetime.now(UTC), order.reason)
             for order in self._store.unsettled_orders(self._link)
         ]
 
