@@ -403,3 +403,22 @@ def test_every_sweep_file_the_readme_names_is_shipped_and_loads():
     assert named and set(named) <= set(tracked), set(named) - set(tracked)
     for path in named:
         assert load_checked_sweep(REPO / path, "local").config is not None
+
+
+def test_a_value_only_some_combinations_refuse_loads_and_one_none_can_use_is_the_files_error(tmp_path):
+    """fast_period 80 is refused beside the blueprint's own slow_period (72) but runs beside a swept
+    96: the sweep loads (its (80, 26) row will fail); 200 fits no swept slow_period: exit 2 at load."""
+    from backend.errors import ConfigError
+    from services.research.sweep_file import load_sweep
+
+    config = copy_config(tmp_path)
+    usable = write_sweep(config, parameters={"ema_detector": {"fast_period": [12, 80], "slow_period": [26, 96]}})
+    loaded = load_sweep(usable)
+    assert [c for c in loaded.space.grid() if loaded.refusal(c)] == [
+        {("ema_detector", "fast_period"): 80, ("ema_detector", "slow_period"): 26}]
+
+    hopeless = write_sweep(config, parameters={"ema_detector": {"fast_period": [12, 200], "slow_period": [26, 96]}})
+    with pytest.raises(ConfigError) as refused:
+        load_sweep(hopeless)
+    assert refused.value.key == "parameters.ema_detector.fast_period"
+    assert refused.value.reason.startswith("200: ") and "smaller than slow_period" in refused.value.reason

@@ -122,18 +122,24 @@ def _parameter_space(path: Path, config: SweepConfig, blueprint: StrategyBluepri
             raise ConfigError(path, f"worker '{worker}' appears {len(found)} times in the blueprint: name one "
                                     f"as {' or '.join(f'{c}[{i}]' for c, i in found)}", f"parameters.{worker}")
         for param, candidates in params.items():
-            key = f"parameters.{worker}.{param}"
-            listed = candidates if isinstance(candidates, list) else candidates.values()
-            for value in listed:
-                _check_value(path, key, blueprint, blueprint_file, factory, (worker, param), value)
-            values[(worker, param)] = listed
-    return ParameterSpace(values)
+            values[(worker, param)] = candidates if isinstance(candidates, list) else candidates.values()
+    space = ParameterSpace(values)
+    for (worker, param), listed in values.items():
+        for value in listed:
+            _check_value(path, f"parameters.{worker}.{param}", blueprint, blueprint_file, factory, space,
+                         (worker, param), value)
+    return space
 
 
 def _check_value(path: Path, key: str, blueprint: StrategyBlueprint, blueprint_file: Path, factory: WorkerFactory,
-                 name: ParameterName, value: Any) -> None:
+                 space: ParameterSpace, name: ParameterName, value: Any) -> None:
+    """A value no combination can use (a typo, out of range) is the sweep file's error; one that
+    only some combinations refuse (fast_period 30 beside slow_period 26, say) is theirs: a failed row."""
     refused = _refused(blueprint, blueprint_file, factory, {name: value})
-    if refused is not None:
+    if refused is None:
+        return  # with the blueprint's own values for the rest: the usual case, one check
+    if all(_refused(blueprint, blueprint_file, factory, combination) is not None
+           for combination in space.grid() if combination[name] == value):
         raise ConfigError(path, f"{value!r}: {refused.reason}", key)
 
 
