@@ -353,3 +353,24 @@ def test_force_exit_sells_now_and_force_entry_buys_on_the_next_candle_sized_by_t
         order = store.order(forced.client_order_id)
     assert (buy.side, forced.side, forced.candle_time) == ("buy", "sell", buy.candle_time)  # on the last candle
     assert order is not None and order.reason == "force_exit by the operator"
+
+
+def test_a_paper_runs_report_files_have_each_row_while_it_runs(tmp_path, fake):
+    """`--report` on a live or paper run: trades.csv and equity.csv show each row as it is booked
+    (tail -f), not at the exit."""
+    operation = paper_operation(tmp_path, fake, {"dca": dca_blueprint()})
+    Minutes(fake, 4)
+    report = tmp_path / "report"
+    daemon = Daemon([str(operation), "--data-dir", str(tmp_path / "state"), "--report", str(report)],
+                    module=FAST_CLI, env=CREDENTIALS)
+    try:
+        (filled,) = wait_for(daemon, "order_filled")
+        trades = (report / "dca@live" / "trades.csv").read_text().splitlines()
+        assert len(trades) == 2 and trades[1].startswith(filled["candle_time"])
+        equity = report / "dca@live" / "equity.csv"
+        deadline = time.monotonic() + 10  # its row comes when the candle's tick closes, just after the fill
+        while len(equity.read_text().splitlines()) < 2:
+            assert time.monotonic() < deadline, "no equity row while the daemon runs"
+            time.sleep(0.05)
+    finally:
+        stop(daemon)

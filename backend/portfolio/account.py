@@ -65,6 +65,11 @@ class StrategyAccount(IBroker):
         self.trade_stats = TradeStatsTracker()  # of the fills since start
 
     @property
+    def durable(self) -> bool:
+        """Journaled candle by candle: a live or paper account (a backtest's keeps nothing)."""
+        return self._durable
+
+    @property
     def cursors(self) -> dict[str, datetime]:
         """Per symbol, the last candle processed (across restarts)."""
         return dict(self._cursors)

@@ -56,6 +56,9 @@ class RunRecorder:
         self._equity_file = self._open("equity.csv", EQUITY_COLUMNS)
         self._trades = csv.writer(self._trades_file)
         self._equity = csv.writer(self._equity_file)
+        # A live or paper run's rows reach the files as they come (a candle a minute at most, so
+        # `tail -f` shows them and a kill -9 loses none); a backtest's are buffered, for speed.
+        self._flush_each_row = self._account.durable
         manager.recorder = self
         self._account.on_fill = self.fill
 
@@ -99,6 +102,8 @@ class RunRecorder:
     def _write(self, writer: Any, row: tuple) -> None:
         try:
             writer.writerow(row)
+            if self._flush_each_row:
+                (self._trades_file if writer is self._trades else self._equity_file).flush()
         except (OSError, ValueError) as exc:  # disk full: stop recording, not trading
             if self._closed:  # closed meanwhile by the main thread (a run given up on): nothing lost
                 return
