@@ -66,7 +66,7 @@ def joined(symbol: str, blocks: Iterable[Any]) -> CandleColumns:
 def random_sizes(seed: int = 1, count: int = 2000) -> list[int]:
     """Block sizes from 1 to 5,000 candles, small ones often (every boundary case is near an edge)."""
     random = np.random.default_rng(seed)
-    return [int(random.choice([1, 2, 3, random.integers(4, 100), random.integers(100, 5000)]))
+    return [int(random.choice([1, 2, 3, int(random.integers(4, 100)), int(random.integers(100, 5000))]))
             for _ in range(count)]
 
 
