@@ -76,7 +76,7 @@ def test_a_live_feed_whose_runs_all_failed_ends_without_waiting_for_the_next_can
         fake.set_candles("XXBTZUSD", [candle(hour - (3 - i) * HOUR, 60_000 + i) for i in range(4)])
         live = {
             "type": "live", "display_name": "fake kraken", "exchange": "kraken", "symbols": ["BTC/USD"],
-            "timeframe": "1h", "market_data": "rest", "poll_interval_seconds": 30, "api_url": fake.url,
+            "timeframe": "1h", "market_data": "rest", "poll_interval_seconds": 300, "api_url": fake.url,
             "starting_capital": 10_000, "fee_rate": 0.0026,
         }
         path = write_config_tree(tmp_path, [("bad", "live")], {"bad": probe_blueprint("bad", crash_at_tick=1)},
@@ -86,7 +86,8 @@ def test_a_live_feed_whose_runs_all_failed_ends_without_waiting_for_the_next_can
         (summary,) = service.run()
 
     assert summary.status is RunStatus.FAILED
-    assert time.monotonic() - started < 5  # not the 30 s poll interval, nor the next hour's candle
+    # Not the 300 s poll interval, nor the next hour's candle (a margin a loaded machine cannot miss).
+    assert time.monotonic() - started < 30
 
 
 def test_a_live_environment_replays_what_its_workforces_need(fake, logs):

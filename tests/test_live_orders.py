@@ -284,7 +284,7 @@ def test_a_stop_cuts_the_fill_wait_short_and_leaves_the_order_unknown(fake, cred
 
     assert account.submit(buy(0.01), NOW) is None
 
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 20  # the stop's 0.3 s, not the 60 s fill wait (a loaded machine's margin)
     (unknown,) = store.unsettled_orders(LINK)
     (placed,) = fake.orders
     assert (unknown.state, unknown.exchange_order_id) == (OrderState.UNKNOWN, placed)

@@ -80,7 +80,7 @@ def test_an_error_retrying_cannot_cure_stops_the_start_at_once(fake, logs):
         source_for(fake).prepare()
     assert str(raised.value) == f"kraken at {fake.url} answered the start-up check with an error: HTTP 401 Unauthorized"
     assert len(fake.requests) == 1 and not events(logs, "exchange_startup_retry")
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 10  # not retried until the 30 s start-up deadline
 
 
 # --- the exchange cannot be reached ---------------------------------------------------------
@@ -124,8 +124,9 @@ def test_an_unreachable_exchange_stops_the_start_naming_the_root_cause(fake, log
     assert "startup_timeout_seconds: 1," in message
     assert f"attempt(s)): {cause}" in message, message
     waited = float(re.search(r"unreachable for ([0-9.]+) s", message).group(1))
-    assert waited <= STARTUP_TIMEOUT + 0.2
-    assert elapsed < STARTUP_TIMEOUT + 0.5  # a 10 s request timeout would overrun the deadline
+    # A 10 s request timeout would overrun the deadline by 9 s; a loaded machine's scheduling, by much less.
+    assert waited <= STARTUP_TIMEOUT + 1
+    assert elapsed < STARTUP_TIMEOUT + 5
     if server == "silent":
         assert elapsed >= STARTUP_TIMEOUT - 0.1  # it did wait for an answer that never came
     else:  # a fast failure is retried until the deadline is near

@@ -454,11 +454,12 @@ def test_sigterm_during_a_slow_fill_exits_in_time_and_the_restart_settles_the_or
     first = daemons(operation, data_dir)
     wait_until(lambda: len(fake.received("private/QueryOrders")) >= 2, "the placed order is being polled")
     sent = first.signal(signal.SIGTERM)
-    code, _ = first.finish(timeout=shutdown_timeout + 10)
+    code, _ = first.finish(timeout=shutdown_timeout + 30)
     took = time.monotonic() - sent
 
     assert code == 0, first.stderr
-    assert took < shutdown_timeout + 2, f"exited {took:.1f} s after SIGTERM"
+    # Within the shutdown bound, not the 60 s order wait (the margin is for a loaded machine).
+    assert took < shutdown_timeout + 15, f"exited {took:.1f} s after SIGTERM"
     (placed_id,) = fake.orders
     placed = fake.orders[placed_id]
     (unknown,) = first.events("order_outcome_unknown")
@@ -514,7 +515,8 @@ def test_sigterm_while_an_order_lookup_waits_for_the_shared_client_journals_it_u
     code, _ = daemon.finish(timeout=shutdown_timeout + 10)
 
     assert code == 0, daemon.stderr
-    assert time.monotonic() - sent < shutdown_timeout + 2
+    # Not the 7 s the client is still held (below its 10 s request timeout, so it cannot be longer).
+    assert time.monotonic() - sent < shutdown_timeout + 4
     assert not daemon.events("strategy_run_stalled")
     (placed,) = fake.orders.values()
     with state_of(tmp_path / "state") as store:
