@@ -101,9 +101,9 @@ class LinkCheck:
         return f"at {self.candles.open_time(row):%Y-%m-%dT%H:%M} (row {row})"
 
 
-def link_candles(link: ResolvedLink, environments: ExecutionEnvironments) -> CandleColumns:
+def link_candles(link: ResolvedLink, environments: ExecutionEnvironments) -> CandleColumns | None:
     """The candles a backtest link's run gets: its environment's range, resampled to the blueprint's
-    timeframe when that is longer (as the environment feed does)."""
+    timeframe when that is longer (as the environment feed does); None when no bar is complete."""
     environment = link.environment
     assert isinstance(environment, BacktestEnvironment)
     source = environments.tick_source(environment)
@@ -112,7 +112,8 @@ def link_candles(link: ResolvedLink, environments: ExecutionEnvironments) -> Can
     if timeframe_seconds(link.blueprint.timeframe) == timeframe_seconds(environment.timeframe):
         return candles
     resampler = Resampler(environment.timeframe, link.blueprint.timeframe)
-    return columns_of([bar for tick in ticks_of(candles) for bar in resampler.add(tick)])
+    bars = [bar for tick in ticks_of(candles) for bar in resampler.add(tick)]
+    return columns_of(bars) if bars else None
 
 
 def check_operation(operation: LoadedOperation, seed: int) -> Iterator[str]:
@@ -125,6 +126,9 @@ def check_operation(operation: LoadedOperation, seed: int) -> Iterator[str]:
             continue
         with settings_of(link.environment_file, operation.timerange):
             candles = link_candles(link, environments)
+        if candles is None:
+            log.info("check_link_skipped", strategy_link=link.link_id, reason="no complete bar in the range")
+            continue
         log.info("check_link_started", strategy_link=link.link_id, blueprint=str(link.blueprint_file),
                  candles=len(candles), timeframe=link.blueprint.timeframe)
         started = time.monotonic()
@@ -200,6 +204,8 @@ def lookahead_problem(check: LinkCheck) -> str | None:
     if not all(cls.columnar for cls, _ in specs):
         return None  # replayed tick by tick, a worker is never shown a later candle
     last = len(check.candles) - 1
+    if last < 1:
+        return None
     cuts = sorted({int(row) for row in np.random.default_rng(check.seed).integers(0, last, LOOKAHEAD_CUTS)})
     whole = dtos_by_columns(specs, [check.candles], set(cuts))
     for row, complete in zip(cuts, whole, strict=True):
