@@ -7,7 +7,6 @@ import pytest
 import structlog
 
 from tests.helpers import REPO
-
 from tests.live_support import credentials, fake, logs  # noqa: F401 (fixtures for every test file)
 from tests.probes import RECORDS
 
@@ -26,11 +25,12 @@ def reset_logging():
     structlog.reset_defaults()
 
 
-# Starts a local Ray (this process's children, shut down when stdin closes) and prints its address.
+# A local Ray (this process's children), shut down when stdin closes; prints its address after the
+# prefix (Ray prints lines of its own).
 _RAY_HEAD = """
 import sys, ray
 ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
-print(ray.get_runtime_context().gcs_address, flush=True)
+print("ray head at", ray.get_runtime_context().gcs_address, flush=True)
 sys.stdin.read()
 ray.shutdown()
 """
@@ -39,13 +39,15 @@ ray.shutdown()
 @pytest.fixture(scope="session")
 def ray_address() -> Iterator[str]:
     """One local Ray head shared by the session's Ray tests (each start takes seconds): a sweep
-    joins it with `--address`. Its workers import this checkout (the tests' probe plugins too)."""
+    joins it with `--address`. Its workers import this checkout (the tests' probe plugins too);
+    it takes drivers without Ray's token (a test cluster of this machine's, gone with the session)."""
     pytest.importorskip("ray")
     head = subprocess.Popen([sys.executable, "-c", _RAY_HEAD], cwd=REPO, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+                            stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled"})
     assert head.stdout is not None and head.stdin is not None
-    address = head.stdout.readline().strip()
     try:
+        address = next((line.split()[-1] for line in head.stdout if line.startswith("ray head at ")), None)
         assert address, "the Ray head did not start"
         yield address
     finally:

@@ -12,6 +12,8 @@ import yaml
 
 from tests.helpers import backtest_environment, write_config_tree
 
+pytestmark = pytest.mark.e2e
+
 REPO = Path(__file__).resolve().parent.parent
 EMA_CROSS = REPO / "config" / "strategies" / "ema_cross.yaml"
 SAMPLE_1H = REPO / "data" / "kraken_xbtusd_1h_2023q1.csv"

@@ -460,6 +460,7 @@ def test_a_fetch_answered_after_stop_hands_out_and_announces_nothing(fake, consu
     assert [e["close"] for e in events(logs, "candle_closed")] == [101]
 
 
+@pytest.mark.slow
 def test_a_candle_published_late_is_still_traded_in_order(fake, consume, logs):
     """Kraken's answer may show a candle before an earlier one is published: the later one waits
     one poll for it rather than being handed out after a hole that then fills."""

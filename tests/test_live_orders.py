@@ -254,6 +254,7 @@ def test_separate_clients_on_one_key_do_race_their_nonces(fake, credentials):
     assert fake.nonce_errors == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("paced", [True, False])
 def test_links_on_one_key_stay_within_krakens_call_counter_when_paced(fake, credentials, store, paced):
     """ccxt's pacing of the one shared client (a private call costs 3 x rateLimit) against Kraken's

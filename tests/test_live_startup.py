@@ -96,6 +96,7 @@ def dns_fails_fast() -> bool:
     return False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("server", "cause"),
     [
@@ -237,6 +238,7 @@ def live_operation(tmp_path: Path, api_url: str, **overrides: object) -> Path:
     return write_config_tree(tmp_path, [("s", "live")], {"s": strategy}, {"live": environment})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("overrides", "key", "secret", "setting", "reason"),
     [
@@ -288,6 +290,8 @@ def run_cli(operation: Path, **env: str) -> tuple[subprocess.CompletedProcess, f
     return finished, time.monotonic() - started
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_cli_exits_1_soon_when_nothing_listens(tmp_path):
     """Soon: within the timeout of starting to load the operation, by the daemon's own log
     timestamps. Starting Python and importing ccxt come before and are not the daemon's to bound
@@ -308,6 +312,8 @@ def test_cli_exits_1_soon_when_nothing_listens(tmp_path):
     assert "ticks processed" not in finished.stdout  # no strategy ever started
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_cli_exits_2_on_a_rejected_key_naming_the_setting_never_the_key(tmp_path, fake):
     fake.echo_key_in_errors = True
     operation = live_operation(tmp_path, fake.url, mode="live", allow_live_orders=True,

@@ -208,6 +208,7 @@ def wait_for_line(stream: io.StringIO, event: str, timeout: float = 10) -> dict:
     raise AssertionError(f"no {event} within {timeout} s:\n{stream.getvalue()}")
 
 
+@pytest.mark.slow
 def test_a_routed_event_is_sent_and_beyond_the_rate_limit_one_summary_follows(notifier_for, receivers, monkeypatch):
     monkeypatch.setattr(notifications, "RATE_WINDOW_SECONDS", 1.0)
     receiver = receivers()
@@ -227,6 +228,7 @@ def test_a_routed_event_is_sent_and_beyond_the_rate_limit_one_summary_follows(no
     assert len(receiver.received) == 3  # neither the failed run nor the backtest's fill was sent
 
 
+@pytest.mark.slow
 def test_a_hanging_receiver_never_delays_the_logging_thread_and_a_full_queue_drops_the_oldest(
         notifier_for, receivers, monkeypatch):
     monkeypatch.setattr(notifications, "QUEUE_SIZE", 3)
@@ -253,6 +255,7 @@ def test_a_refused_send_is_logged_naming_the_variable_without_the_url_or_a_trace
 # --- a paper daemon ---------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("mode", ["answer", "hang", "refuse"])
 def test_paper_fills_reach_the_receiver_within_a_second_and_no_receiver_changes_a_trade(
         tmp_path, fake: FakeKraken, receivers, mode):

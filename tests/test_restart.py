@@ -25,6 +25,8 @@ from tests.fake_kraken import TEST_API_KEY, TEST_API_SECRET, FakeKraken, candle
 from tests.helpers import write_config_tree
 from tests.live_support import KEY_ENV, SECRET_ENV
 
+pytestmark = pytest.mark.e2e
+
 MINUTE = 60
 PRICE = 50_000.0  # the fake fills market orders at this price (USD per BTC)
 BUY_USD = 100.0  # what the strategy spends on every candle
@@ -540,6 +542,7 @@ def test_sigterm_before_the_first_live_candle_exits_0(tmp_path, fake, daemons):
 # --- credentials never shown ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("key", "secret"), [(WRONG_KEY, TEST_API_SECRET), (TEST_API_KEY, WRONG_SECRET)],
                          ids=["unknown_key", "wrong_secret"])
 def test_a_refused_key_the_exchange_echoes_exits_2_without_showing_key_or_secret(

@@ -14,6 +14,8 @@ from tests.daemon import Daemon, child_pid, write_hourly_csv
 from tests.helpers import REPO, backtest_environment, blueprint, write_config_tree
 from tests.probes import probe_blueprint
 
+pytestmark = pytest.mark.e2e
+
 END_2050 = "2050-01-01T00:00:00Z"
 
 

@@ -114,6 +114,7 @@ def test_more_connections_than_the_cap_close_the_oldest_idle_ones_and_healthz_an
     assert closed == sorted(closed, reverse=True) and closed.count(False) <= 8 + status_server.ACCEPT_BACKLOG
 
 
+@pytest.mark.e2e
 def test_at_the_fd_limit_idle_clients_do_not_stop_healthz_and_stderr_stays_json(tmp_path, fake: FakeKraken, sockets):
     """The daemon limited to 128 file descriptors (it needs about 11), 120 idle and 30 slow-header
     connections."""
