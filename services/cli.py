@@ -6,7 +6,7 @@ is literally `validate`); `run-operation PATH --print-config`: print it as resol
 
 Exit codes: 0 success or a clean stop on request; 1 a strategy run failed or stalled, an
 environment's feed failed, the exchange could not be reached at start, the log stream closed, or
-a second signal forced the exit; 2 a config, data or credential error.
+a second signal forced the exit (for `check`: a check failed); 2 a config, data or credential error.
 
 Signal handlers are installed before anything else is imported or loaded (this module imports
 nothing but the standard library's lightest modules at the top: structlog, pydantic, numpy come

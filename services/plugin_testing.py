@@ -4,7 +4,8 @@ backtest's columnar replay, and the checks that both replays agree.
 
 Invariant: a Replay is one strategy run's pipeline exactly as a backtest builds it, and nothing
 here changes what a worker sees: the checks compare the two replays the daemon itself uses.
-`run-operation new-plugin` writes a test on it; the daemon's own tests use it too.
+`run-operation new-plugin` writes a test on it, `run-operation check` runs it on an operation's
+backtest links (services.blueprint_check); the daemon's own tests use it too.
 """
 
 import threading
