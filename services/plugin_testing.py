@@ -4,11 +4,12 @@ backtest's columnar replay, and the checks that both replays agree.
 
 Invariant: a Replay is one strategy run's pipeline exactly as a backtest builds it, and nothing
 here changes what a worker sees: the checks compare the two replays the daemon itself uses.
-`run-operation new-plugin` writes a test on it; the daemon's own tests use it too.
+`run-operation new-plugin` writes a test on it, `run-operation check` runs it on an operation's
+backtest links (services.blueprint_check); the daemon's own tests use it too.
 """
 
 import threading
-from collections.abc import Callable, Iterable, MutableMapping, Sequence
+from collections.abc import Callable, Container, Iterable, MutableMapping, Sequence
 from datetime import UTC, datetime
 from itertools import cycle, pairwise
 from pathlib import Path
@@ -49,12 +50,25 @@ def candles_from_closes(closes: Sequence[float], start: datetime = datetime(2024
 def sample_candles(path: Path = SAMPLE_1H, timeframe: str = "1h", symbol: str = SYMBOL) -> CandleColumns:
     """Every candle of a data file, as one block."""
     candle_file = read_candle_file(path, timeframe)
-    blocks = list(candle_file.blocks(range(len(candle_file))))
-    column = lambda name: np.concatenate([getattr(block, name) for block in blocks])  # noqa: E731
+    return joined(symbol, candle_file.blocks(range(len(candle_file))))
+
+
+def joined(symbol: str, blocks: Iterable[Any]) -> CandleColumns:
+    """Consecutive blocks of candles (CandleColumns or a data file's blocks) as one, without a
+    hole before its first row."""
+    parts = list(blocks)
+    column = lambda name: np.concatenate([getattr(block, name) for block in parts])  # noqa: E731
     missing = column("missing_before")
     missing[0] = 0
     return CandleColumns(symbol, column("open_times"), column("opens"), column("highs"), column("lows"),
                          column("closes"), column("volumes"), missing)
+
+
+def random_sizes(seed: int = 1, count: int = 2000) -> list[int]:
+    """Block sizes from 1 to 5,000 candles, small ones often (every boundary case is near an edge)."""
+    random = np.random.default_rng(seed)
+    return [int(random.choice([1, 2, 3, int(random.integers(4, 100)), int(random.integers(100, 5000))]))
+            for _ in range(count)]
 
 
 def rows(candles: CandleColumns, start: int, stop: int) -> CandleColumns:
@@ -82,7 +96,8 @@ class Replay:
     def __init__(self, workers: Sequence[IWorker] | None = None, *, blueprint_file: Path | None = None,
                  fee_rate: float = 0.0026, starting_capital: float = 10_000,
                  worker_specs: Sequence[tuple[type[IWorker], dict]] = (),
-                 watchers: Sequence[tuple[type[IWorker], dict]] = ()) -> None:
+                 watchers: Sequence[tuple[type[IWorker], dict]] = (), symbol: str = SYMBOL) -> None:
+        self.symbol = symbol
         self.context = TradingContextProvider()
         self.ledger = Ledger(starting_capital)
         self.account = StrategyAccount(self.ledger, SimulatedGateway(fee_rate, 0.0))
@@ -101,7 +116,7 @@ class Replay:
             services = WorkerServices(self.context, self.account, self.history)
             self.workers = [cls(params, services) for cls, params in validated]
         self.workers += [cls(cls.Params(**params), services) for cls, params in watchers]
-        self.manager = TickCacheManager(self.context, self.history, self.workers, self.account, [SYMBOL])
+        self.manager = TickCacheManager(self.context, self.history, self.workers, self.account, [symbol])
 
     def by_ticks(self, candles: CandleColumns) -> "Replay":
         for tick in ticks_of(candles):
@@ -118,32 +133,66 @@ class Replay:
         """What must not depend on the replay: fills (but their random order ids), the account,
         the cursors and the history's last candles."""
         fills = [fill.model_dump(exclude={"order_id"}) for fill in self.fills]
-        history = tuple(self.history.history(SYMBOL, self.history.capacity)) if self.history.capacity else ()
+        history = tuple(self.history.history(self.symbol, self.history.capacity)) if self.history.capacity else ()
         return fills, self.ledger.state, self.account.cursors, history
 
 
-class _Collect(IWorker):
-    """Copies every DTO in the tick cache after the workers before it (not columnar: per tick only)."""
+class Collect(IWorker):
+    """Copies every DTO in the tick cache after the workers before it, with the candle's time
+    (`seen`, `times`). Columnar, naming no row: in a columnar replay it sees the active rows only."""
 
     plugin_name = "collect"
     category = WorkerCategory.EXECUTION
     Params = WorkerParams
-    seen: list[dict[type[DTO], DTO]]
+    columnar = True
+
+    def __init__(self, params: WorkerParams, services: WorkerServices) -> None:
+        super().__init__(params, services)
+        self.seen: list[dict[type[DTO], DTO]] = []
+        self.times: list[datetime] = []
 
     def process(self, asset: str) -> None:
         self.seen.append(dict(self.context._cache[asset]))  # type: ignore[attr-defined]
+        self.times.append(self._base(asset).timestamp)
 
 
 def dtos_by_tick(worker_specs: Sequence[tuple[type[IWorker], dict]],
                  candles: CandleColumns) -> list[dict[type[DTO], DTO]]:
     """The workers (classes and params) run tick by tick on candles: per tick, every DTO they
     wrote into the tick cache, by type."""
-    replay = Replay(worker_specs=[*worker_specs, (_Collect, {})])
+    replay = Replay(worker_specs=worker_specs, watchers=[(Collect, {})], symbol=candles.symbol).by_ticks(candles)
     collector = replay.workers[-1]
-    assert isinstance(collector, _Collect)
-    collector.seen = []
-    replay.by_ticks(candles)
+    assert isinstance(collector, Collect)
     return collector.seen
+
+
+def dtos_by_columns(worker_specs: Sequence[tuple[type[IWorker], dict]], blocks: Iterable[CandleColumns],
+                    rows: Container[int] | None = None) -> list[dict[type[DTO], DTO]]:
+    """Columnar context workers (classes and params) prepared on consecutive blocks: per row of
+    them all (or of those in `rows` only), the DTOs their columns give."""
+    replay = Replay(worker_specs=worker_specs)
+    found: list[dict[type[DTO], DTO]] = []
+    first = 0
+    for block in blocks:
+        for worker in replay.workers:
+            worker.prepare_block(block.symbol, block)
+        columns = replay.context.block_columns(block.symbol)
+        found += [{c.dto_type: dto for c in columns if (dto := c.at(index)) is not None}
+                  for index in range(len(block)) if rows is None or first + index in rows]
+        first += len(block)
+        replay.context.clear_block()
+    return found
+
+
+def first_context_difference(worker_specs: Sequence[tuple[type[IWorker], dict]], candles: CandleColumns,
+                             sizes: Iterable[int]) -> tuple[int, dict[type[DTO], DTO], dict[type[DTO], DTO]] | None:
+    """The first row where context workers' columns, on candles cut into blocks of sizes, give
+    other DTOs than they write tick by tick: (row, DTOs tick by tick, DTOs from the columns)."""
+    by_ticks = dtos_by_tick(worker_specs, candles)
+    by_columns = dtos_by_columns(worker_specs, split(candles, sizes))
+    assert len(by_columns) == len(by_ticks) == len(candles)
+    pairs = enumerate(zip(by_ticks, by_columns, strict=True))
+    return next(((row, ticked, columnar) for row, (ticked, columnar) in pairs if ticked != columnar), None)
 
 
 def assert_same_trades(make: Callable[[], Replay], candles: CandleColumns, sizes: Iterable[int]) -> Replay:
@@ -168,16 +217,5 @@ def entry_block_lines(lines: Sequence[MutableMapping[str, Any]]) -> list[dict]:
 def assert_same_context(worker_specs: Sequence[tuple[type[IWorker], dict]], candles: CandleColumns,
                         sizes: Iterable[int]) -> None:
     """Context workers: the DTOs their columns give on every row are those they write tick by tick."""
-    by_ticks = dtos_by_tick(worker_specs, candles)
-    columnar = Replay(worker_specs=worker_specs)
-    row = 0
-    for block in split(candles, sizes):
-        for worker in columnar.workers:
-            worker.prepare_block(SYMBOL, block)
-        columns = columnar.context.block_columns(SYMBOL)
-        for index in range(len(block)):
-            from_columns = {c.dto_type: dto for c in columns if (dto := c.at(index)) is not None}
-            assert from_columns == by_ticks[row], f"row {row}"
-            row += 1
-        columnar.context.clear_block()
-    assert row == len(candles)
+    difference = first_context_difference(worker_specs, candles, sizes)
+    assert difference is None, f"row {difference[0]}: tick by tick {difference[1]}, columnar {difference[2]}"

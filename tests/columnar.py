@@ -22,6 +22,7 @@ from services.plugin_testing import (  # noqa: F401 (re-exported: the daemon's t
     assert_same_context,
     assert_same_trades,
     entry_block_lines,
+    random_sizes,
     sample_candles,
     split,
 )
@@ -49,12 +50,6 @@ def long_series_with_holes(repeats: int = 8, holes: int = 40, seed: int = 7) -> 
     missing = np.concatenate(([0], np.diff(open_times) // HOUR - 1))
     return CandleColumns("BTC/USD", open_times, opens[keep], highs[keep], lows[keep], closes[keep], volumes[keep],
                          missing)
-
-
-def random_sizes(seed: int = 1) -> list[int]:
-    """Block sizes from 1 to 5,000 candles, small ones often (every boundary case is near an edge)."""
-    random = np.random.default_rng(seed)
-    return [int(random.choice([1, 2, 3, random.integers(4, 100), random.integers(100, 5000)])) for _ in range(2000)]
 
 
 class NotColumnar(IWorker):

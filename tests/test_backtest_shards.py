@@ -6,9 +6,13 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.daemon import Daemon, write_hourly_csv
 from tests.helpers import REPO, backtest_environment, blueprint, write_config_tree
 from tests.probes import probe_blueprint
+
+pytestmark = pytest.mark.e2e
 
 DEMO = REPO / "config" / "operations" / "backtest_demo.yaml"
 END_2050 = "2050-01-01T00:00:00Z"

@@ -71,6 +71,7 @@ def test_failed_strategy_exits_1_while_the_other_completes(tmp_path, capsys, mon
     assert failure["strategy_link"] == "bad@bt" and failure["exception"]  # traceback kept in the log
 
 
+@pytest.mark.e2e
 def test_sigint_stops_cleanly_and_prints_summaries(tmp_path):
     ticks = [tick(i, 100 + (i % 50)) for i in range(200_000)]
     strategy = blueprint({"opportunity": [{"plugin": "dca_schedule_opportunity"}],

@@ -117,6 +117,8 @@ def run_cli(root: Path, blueprint: Path = EMA_CROSS, with_workers: Sequence[dict
     return summaries, modes, files
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 @pytest.mark.parametrize("blueprint", [EMA_CROSS, ICT, SMART_DCA, ICT_15M], ids=["ema_cross", "ict", "dca", "ict_15m"])
 def test_the_cli_and_its_report_are_the_same_replayed_columnar_or_tick_by_tick(tmp_path, blueprint):
     columnar, modes, report = run_cli(tmp_path / "columnar", blueprint)
@@ -132,6 +134,7 @@ def test_the_cli_and_its_report_are_the_same_replayed_columnar_or_tick_by_tick(t
     assert report["equity.csv"].count("\n") == bars + 1  # a header and every bar
 
 
+@pytest.mark.e2e
 def test_a_worker_writing_into_the_shared_candles_fails_its_own_run_only(tmp_path):
     alone, _, report = run_cli(tmp_path / "alone")
     beside, _, report_beside = run_cli(tmp_path / "beside", vandal=True)
@@ -140,6 +143,7 @@ def test_a_worker_writing_into_the_shared_candles_fails_its_own_run_only(tmp_pat
     assert beside["ema@bt"] == alone["ema@bt"] and report_beside == report
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sizes", [[4096], [1], random_sizes(5)], ids=["4096", "1", "random"])
 def test_regime_columns_are_the_dtos_written_tick_by_tick(long_series, sizes):
     workers = [(EmaDetector, {"fast_period": 5, "slow_period": 13}),
@@ -147,6 +151,7 @@ def test_regime_columns_are_the_dtos_written_tick_by_tick(long_series, sizes):
     assert_same_context(workers, long_series.rows(0, 6000), sizes)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sizes", [[4096], [1], random_sizes(6), random_sizes(7)], ids=["4096", "1", "rand6", "rand7"])
 @pytest.mark.parametrize("params", [{"min_gap_pct": 0.1, "swing_lookback": 2}, {"min_gap_pct": 0, "swing_lookback": 1},
                                     {"min_gap_pct": 0.05, "swing_lookback": 4}], ids=["ict", "lookback1", "lookback4"])
@@ -198,6 +203,7 @@ def test_ict_on_the_sample_exits_at_stops_and_targets():
     assert_stops_and_targets(exits_by_ticks(lambda: Replay(blueprint_file=ICT), sample_candles()))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sizes", [[4096], random_sizes(9), random_sizes(10)], ids=["4096", "rand9", "rand10"])
 def test_ict_trades_identically_across_holes(long_series, sizes):
     replay = assert_same_trades(lambda: Replay(blueprint_file=ICT), long_series, sizes)
@@ -214,6 +220,7 @@ def test_the_15m_blueprint_takes_15m_bars():
     assert yaml.safe_load(ICT_15M.read_text())["timeframe"] == "15m"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sizes", [[4096], [1], random_sizes(11)], ids=["4096", "1", "random"])
 def test_ict_15m_trades_identically_on_resampled_bars(sizes):
     replay = assert_same_trades(lambda: Replay(blueprint_file=ICT_15M), fifteen_minute_candles(), sizes)
@@ -224,6 +231,7 @@ def test_ict_15m_exits_at_stops_and_targets():
     assert_stops_and_targets(exits_by_ticks(lambda: Replay(blueprint_file=ICT_15M), fifteen_minute_candles()))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sizes", [[4096], random_sizes(12)], ids=["4096", "random"])
 def test_ict_15m_trades_identically_across_holes(long_series, sizes):
     replay = assert_same_trades(lambda: Replay(blueprint_file=ICT_15M), long_series, sizes)
@@ -259,6 +267,7 @@ DRAWDOWN = {"block_entries_at_pct": 2.0, "exit_at_pct": 2.5}
 SIZER = {"plugin": "position_sizer", "params": {"risk_per_trade_pct": 2.0, "reward_risk_ratio": 2.0}}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sizes", [[4096], [1], random_sizes(13)], ids=["4096", "1", "random"])
 def test_the_drawdown_threat_blocks_and_exits_identically(long_series, tmp_path, sizes):
     candles = long_series.rows(0, 6000)
@@ -273,6 +282,7 @@ def test_the_drawdown_threat_blocks_and_exits_identically(long_series, tmp_path,
     assert any(reason.startswith("drawdown ") for reason in exits), exits
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sizes", [[4096], [1], random_sizes(15)], ids=["4096", "1", "random"])
 def test_the_drawdown_threat_cools_down_and_says_so_identically(long_series, tmp_path, sizes):
     candles = long_series.rows(0, 6000)
@@ -282,6 +292,7 @@ def test_the_drawdown_threat_cools_down_and_says_so_identically(long_series, tmp
     assert {"cool-down", "drawdown"} <= set(reasons), reasons
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sizes", [[4096], random_sizes(14)], ids=["4096", "random"])
 def test_ict_keeps_trading_identically_through_every_hole_when_the_threat_allows(long_series, tmp_path, sizes):
     """The shipped thresholds stop the 1h blueprint for good once flat 8 % under its peak (a flat
@@ -319,6 +330,7 @@ def test_smart_dca_trades_identically_on_the_sample(blueprint, sizes):
     assert_dca_traded(replay, 60)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("blueprint", [SMART_DCA, SMART_DCA_1H], ids=["smart_dca", "smart_dca_1h"])
 @pytest.mark.parametrize("sizes", [[4096], [7], random_sizes(9)], ids=["4096", "7", "random"])
 def test_smart_dca_trades_identically_across_holes(long_series, blueprint, sizes):
@@ -363,6 +375,8 @@ def test_smart_dca_volatility_threat_blocks_the_same_entries(long_series, sizes)
     assert blocked_by_blocks == blocked
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_the_watchdog_gives_a_columnar_step_its_candles_worth_of_time(tmp_path):
     """A stall is a tick that takes longer than stall_timeout_seconds; a step over a block of 216
     candles (the progress lines cut the sample so) is allowed that much per candle: 0.1 s of
@@ -440,6 +454,7 @@ def test_a_candle_step_worker_must_declare_the_candle_it_reads_from_the_history(
      "plugin 'tests.columnar:GatedButOnlyOnSignals' declares acts_only_on_signals and names rows of its own "
      "(next_active_row): one or the other"),
 ], ids=["producer_not_columnar", "no_prepare_block", "flag_and_gate"])
+@pytest.mark.e2e
 def test_a_columnar_contract_broken_at_load_is_a_config_error(tmp_path, context, opportunity, key, reason):
     spec = yaml.safe_load(EMA_CROSS.read_text())
     spec["workforce"]["context"] = [{"plugin": context}]

@@ -213,6 +213,7 @@ def test_a_large_file_with_holes_counts_rows_and_holes_from_its_index(tmp_path):
     assert sum(len(block) for block in candles.blocks(window)) == len(window)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("spell", "why"),
     [
@@ -253,6 +254,7 @@ def peak_traced_bytes(path: Path) -> int:
         tracemalloc.stop()
 
 
+@pytest.mark.slow
 def test_checking_and_replaying_a_file_take_the_same_memory_at_eight_times_the_size(tmp_path, streamed):
     peak_traced_bytes(write_lines(tmp_path / "warm_up.csv", large_rows(10)))  # imports are no rows
     small = write_lines(tmp_path / "small.csv", large_rows(25_000))
@@ -370,6 +372,7 @@ FORMATS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FORMATS)
 def test_common_formats_replay_the_same_candles_and_gaps_as_the_iso_file(tmp_path, name):
     file_name, header, unit, trades = FORMATS[name]

@@ -178,6 +178,7 @@ def test_warmup_candles_fill_the_history_but_do_not_trade():
     assert live[FillDTO].price == 103
 
 
+@pytest.mark.slow
 def test_memory_stays_bounded_over_many_ticks():
     context, history = TradingContextProvider(), OhlcvProvider(capacity=8)
     account = simulated_account(Ledger(10_000))

@@ -31,6 +31,8 @@ from tests.test_restart import (
 )
 from tests.test_status_server import Client
 
+pytestmark = pytest.mark.e2e
+
 TOKEN_ENV, TOKEN = "OPDAEMON_TEST_CONTROL_TOKEN", "lifecycle-daemon-token"
 
 
@@ -84,6 +86,7 @@ def fills_of(daemon: Daemon, link: str) -> list[str]:
     return [e["candle_time"] for e in daemon.events("order_filled") if e["strategy_link"] == link]
 
 
+@pytest.mark.slow
 def test_stop_and_start_keep_the_paper_account_and_pause_and_stop_survive_a_restart(tmp_path, fake, daemons):
     operation, data_dir = paper_operation(tmp_path, fake, {"dca": dca_blueprint(), "other": dca_blueprint()}), \
         tmp_path / "state"

@@ -392,6 +392,7 @@ def test_a_link_a_reload_adds_is_in_the_backtest_report(tmp_path):
     assert len(equity) == 2 and equity[1].startswith(tick(2, 0).timestamp.isoformat()[:19])  # header + hour 2
 
 
+@pytest.mark.slow
 def test_a_reload_whose_new_environment_cannot_reach_its_exchange_is_refused_and_changes_nothing(
         tmp_path, operation_running):
     sources = Sources()

@@ -28,6 +28,7 @@ def wait_until(condition, timeout: float) -> bool:
     return condition()
 
 
+@pytest.mark.slow
 def test_live_paper_and_backtest_links_run_side_by_side(tmp_path):
     config = tmp_path / "config"
     shutil.copytree(REPO / "config" / "strategies", config / "strategies")
@@ -69,6 +70,7 @@ def test_live_paper_and_backtest_links_run_side_by_side(tmp_path):
     assert not [r for r in fake.requests if r.endpoint.startswith("private/")]  # paper: no orders sent
 
 
+@pytest.mark.slow
 def test_a_live_feed_whose_runs_all_failed_ends_without_waiting_for_the_next_candle(tmp_path, monkeypatch):
     monkeypatch.setattr("services.worker_factory.PLUGINS", PLUGINS_WITH_PROBE)
     with running_fake_kraken() as fake:
@@ -76,7 +78,7 @@ def test_a_live_feed_whose_runs_all_failed_ends_without_waiting_for_the_next_can
         fake.set_candles("XXBTZUSD", [candle(hour - (3 - i) * HOUR, 60_000 + i) for i in range(4)])
         live = {
             "type": "live", "display_name": "fake kraken", "exchange": "kraken", "symbols": ["BTC/USD"],
-            "timeframe": "1h", "market_data": "rest", "poll_interval_seconds": 30, "api_url": fake.url,
+            "timeframe": "1h", "market_data": "rest", "poll_interval_seconds": 300, "api_url": fake.url,
             "starting_capital": 10_000, "fee_rate": 0.0026,
         }
         path = write_config_tree(tmp_path, [("bad", "live")], {"bad": probe_blueprint("bad", crash_at_tick=1)},
@@ -86,7 +88,8 @@ def test_a_live_feed_whose_runs_all_failed_ends_without_waiting_for_the_next_can
         (summary,) = service.run()
 
     assert summary.status is RunStatus.FAILED
-    assert time.monotonic() - started < 5  # not the 30 s poll interval, nor the next hour's candle
+    # Not the 300 s poll interval, nor the next hour's candle (a margin a loaded machine cannot miss).
+    assert time.monotonic() - started < 30
 
 
 def test_a_live_environment_replays_what_its_workforces_need(fake, logs):
@@ -104,6 +107,7 @@ def test_a_live_environment_replays_what_its_workforces_need(fake, logs):
     assert [e["event"] for e in logs] == ["warmup_capped"]
 
 
+@pytest.mark.slow
 def test_a_paper_account_never_becomes_a_live_one(tmp_path, fake, credentials):
     hour = int(time.time()) // HOUR * HOUR
     fake.set_candles("XXBTZUSD", [candle(hour - (3 - i) * HOUR, 60_000 + i) for i in range(4)])

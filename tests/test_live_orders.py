@@ -254,6 +254,7 @@ def test_separate_clients_on_one_key_do_race_their_nonces(fake, credentials):
     assert fake.nonce_errors == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("paced", [True, False])
 def test_links_on_one_key_stay_within_krakens_call_counter_when_paced(fake, credentials, store, paced):
     """ccxt's pacing of the one shared client (a private call costs 3 x rateLimit) against Kraken's
@@ -284,7 +285,7 @@ def test_a_stop_cuts_the_fill_wait_short_and_leaves_the_order_unknown(fake, cred
 
     assert account.submit(buy(0.01), NOW) is None
 
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 20  # the stop's 0.3 s, not the 60 s fill wait (a loaded machine's margin)
     (unknown,) = store.unsettled_orders(LINK)
     (placed,) = fake.orders
     assert (unknown.state, unknown.exchange_order_id) == (OrderState.UNKNOWN, placed)

@@ -80,7 +80,7 @@ def test_an_error_retrying_cannot_cure_stops_the_start_at_once(fake, logs):
         source_for(fake).prepare()
     assert str(raised.value) == f"kraken at {fake.url} answered the start-up check with an error: HTTP 401 Unauthorized"
     assert len(fake.requests) == 1 and not events(logs, "exchange_startup_retry")
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 10  # not retried until the 30 s start-up deadline
 
 
 # --- the exchange cannot be reached ---------------------------------------------------------
@@ -96,6 +96,7 @@ def dns_fails_fast() -> bool:
     return False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("server", "cause"),
     [
@@ -124,8 +125,9 @@ def test_an_unreachable_exchange_stops_the_start_naming_the_root_cause(fake, log
     assert "startup_timeout_seconds: 1," in message
     assert f"attempt(s)): {cause}" in message, message
     waited = float(re.search(r"unreachable for ([0-9.]+) s", message).group(1))
-    assert waited <= STARTUP_TIMEOUT + 0.2
-    assert elapsed < STARTUP_TIMEOUT + 0.5  # a 10 s request timeout would overrun the deadline
+    # A 10 s request timeout would overrun the deadline by 9 s; a loaded machine's scheduling, by much less.
+    assert waited <= STARTUP_TIMEOUT + 1
+    assert elapsed < STARTUP_TIMEOUT + 5
     if server == "silent":
         assert elapsed >= STARTUP_TIMEOUT - 0.1  # it did wait for an answer that never came
     else:  # a fast failure is retried until the deadline is near
@@ -236,6 +238,7 @@ def live_operation(tmp_path: Path, api_url: str, **overrides: object) -> Path:
     return write_config_tree(tmp_path, [("s", "live")], {"s": strategy}, {"live": environment})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("overrides", "key", "secret", "setting", "reason"),
     [
@@ -287,6 +290,8 @@ def run_cli(operation: Path, **env: str) -> tuple[subprocess.CompletedProcess, f
     return finished, time.monotonic() - started
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_cli_exits_1_soon_when_nothing_listens(tmp_path):
     """Soon: within the timeout of starting to load the operation, by the daemon's own log
     timestamps. Starting Python and importing ccxt come before and are not the daemon's to bound
@@ -307,6 +312,8 @@ def test_cli_exits_1_soon_when_nothing_listens(tmp_path):
     assert "ticks processed" not in finished.stdout  # no strategy ever started
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_cli_exits_2_on_a_rejected_key_naming_the_setting_never_the_key(tmp_path, fake):
     fake.echo_key_in_errors = True
     operation = live_operation(tmp_path, fake.url, mode="live", allow_live_orders=True,

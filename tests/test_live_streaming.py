@@ -79,6 +79,7 @@ def delivered(consumer: Consumer) -> list[tuple[object, float]]:
     return [(tick.timestamp, tick.close) for tick in consumer.ticks]
 
 
+@pytest.mark.slow
 def test_candles_arrive_once_and_in_order_across_a_forced_disconnect_with_a_rest_backfill(fake, stream, consume,
                                                                                             logs):
     t = ten_minutes_ago()
@@ -110,6 +111,7 @@ def test_candles_arrive_once_and_in_order_across_a_forced_disconnect_with_a_rest
     assert consumer.close() < 0.6
 
 
+@pytest.mark.slow
 def test_a_revised_repeated_or_reordered_candle_is_not_handed_out_again(fake, stream, consume):
     t = ten_minutes_ago()
     fake.set_candles("XXBTZUSD", minute_rows(t, [100, 101]))
@@ -132,6 +134,7 @@ def test_a_revised_repeated_or_reordered_candle_is_not_handed_out_again(fake, st
     assert source.candles_rejected == 0
 
 
+@pytest.mark.slow
 def test_the_watchdog_reconnects_a_silent_stream_and_reports_the_environment_stale_until_it_speaks(
         fake, stream, consume, logs):
     t = ten_minutes_ago()
@@ -158,6 +161,7 @@ def test_the_watchdog_reconnects_a_silent_stream_and_reports_the_environment_sta
     consumer.close()
 
 
+@pytest.mark.slow
 def test_a_refused_subscription_is_retried_by_the_watchdog(fake, stream, consume, logs):
     t = ten_minutes_ago()
     fake.set_candles("XXBTZUSD", minute_rows(t, [100, 101]))
@@ -190,6 +194,7 @@ def test_market_data_chooses_the_source_websocket_by_default(fake, stream):
         live_env(fake, market_data="websocket")
 
 
+@pytest.mark.slow
 def test_a_stream_that_only_repeats_old_candles_turns_the_environment_stale(fake, stream, consume, logs):
     """A frozen feed: every resubscription gets a snapshot, but of the same old candle."""
     t = ten_minutes_ago()
@@ -209,6 +214,7 @@ def test_a_stream_that_only_repeats_old_candles_turns_the_environment_stale(fake
     consumer.close()
 
 
+@pytest.mark.slow
 def test_a_quiet_minute_is_closed_by_the_local_clock_and_a_late_trade_is_not_handed_out_again(fake, stream, consume):
     """Kraken sends candles on trades only: without a trade in the next minute, the clock closes
     the candle CLOSE_GRACE_SECONDS after its end, not the next trade whenever it comes."""
@@ -262,6 +268,7 @@ def test_a_malformed_frame_is_one_log_event_not_a_traceback_on_stderr(fake, stre
     consumer.close()
 
 
+@pytest.mark.slow
 def test_a_candle_the_stream_skips_on_the_same_connection_is_backfilled_over_rest(fake, stream, consume, logs):
     t = ten_minutes_ago()
     fake.set_candles("XXBTZUSD", minute_rows(t, [100, 101]))
@@ -286,6 +293,7 @@ def test_a_candle_the_stream_skips_on_the_same_connection_is_backfilled_over_res
 # --- Kraken's clock ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_row_from_the_future_is_rejected_and_closes_no_candle(fake, stream, consume, logs):
     t = ten_minutes_ago()
     fake.set_candles("XXBTZUSD", minute_rows(t, [100, 101]))
@@ -315,6 +323,7 @@ def test_a_row_from_the_future_is_rejected_and_closes_no_candle(fake, stream, co
     consumer.close()
 
 
+@pytest.mark.slow
 def test_no_candle_is_handed_out_while_the_local_clock_is_too_far_from_krakens(fake, stream, consume, logs):
     t = ten_minutes_ago()
     fake.set_candles("XXBTZUSD", minute_rows(t, [100, 101]))
@@ -342,6 +351,7 @@ def test_no_candle_is_handed_out_while_the_local_clock_is_too_far_from_krakens(f
     consumer.close()
 
 
+@pytest.mark.slow
 def test_a_local_clock_stepped_forward_closes_no_candle_early(fake, stream, consume, logs):
     """Seen at once (the local clock moved against the monotonic one), then measured."""
     t = ten_minutes_ago()

@@ -24,6 +24,8 @@ from tests.test_restart import (
     wait_for,
 )
 
+pytestmark = pytest.mark.e2e
+
 __all__ = ["daemons"]  # the fixture
 
 

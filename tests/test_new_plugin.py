@@ -14,6 +14,8 @@ import pytest
 from backend.interfaces import IWorker, WorkerCategory
 from tests.helpers import REPO
 
+pytestmark = pytest.mark.e2e
+
 
 def cli(*args: object, cwd: Path = REPO, pythonpath: Path | None = None) -> subprocess.CompletedProcess:
     path = os.pathsep.join(str(p) for p in (pythonpath, REPO) if p is not None)

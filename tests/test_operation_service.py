@@ -128,7 +128,7 @@ def test_when_every_run_failed_the_feed_stops_reading(tmp_path):
 
 def test_stop_ends_every_run_after_its_current_tick_and_discards_the_queue(tmp_path):
     source = EndlessSource()
-    blueprints = {"a": probe_blueprint("a"), "slow": probe_blueprint("slow", sleep_seconds=0.01)}
+    blueprints = {"a": probe_blueprint("a"), "slow": probe_blueprint("slow", sleep_seconds=0.1)}
     service = service_for(
         tmp_path, [("a", "bt"), ("slow", "bt")], blueprints, ticks=wavy_ticks(3),
         source_factory=lambda env: source, queue_size=50,
@@ -138,7 +138,7 @@ def test_stop_ends_every_run_after_its_current_tick_and_discards_the_queue(tmp_p
     service.stop()
     stopped = time.monotonic()
     fast, slow = service.wait()
-    assert time.monotonic() - stopped < 0.5  # one slow tick, not the 50 queued behind it
+    assert time.monotonic() - stopped < 2.5  # one slow tick (0.1 s), not the 50 queued behind it (5 s)
     assert source.yielded > 20
     assert (fast.status, slow.status) == (RunStatus.STOPPED, RunStatus.STOPPED)
     # Each run processed a prefix of the ticks, in order; the slow one lagged and its queued

@@ -11,8 +11,12 @@ import sys
 import termios
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import REPO
 from tests.test_cli import DEMO, LINKS
+
+pytestmark = pytest.mark.e2e
 
 ANSI_CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 BAR = "━"  # what rich draws a bar with

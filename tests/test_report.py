@@ -146,6 +146,7 @@ def test_report_of_a_failed_run_holds_what_it_did_until_it_failed(tmp_path, caps
     assert "failed" in page and "ZeroDivisionError: probe crashed on purpose" in page
 
 
+@pytest.mark.e2e
 def test_report_of_a_run_stopped_by_a_signal(tmp_path):
     strategy = blueprint({"opportunity": [{"plugin": "dca_schedule_opportunity"}],
                           "planning": [{"plugin": "position_sizer"}]})
@@ -195,6 +196,7 @@ def test_recording_does_not_grow_with_the_run(tmp_path):
     assert after_20k - after_2k < 64_000  # bytes (18,000 rows kept would be over 1 MB)
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="no chromium (apt-get install -y chromium)")
 def test_report_renders_in_a_headless_browser(tmp_path, capsys):
     """scripts/screenshot_report.sh: the charts are drawn, offline, in each run's colour."""

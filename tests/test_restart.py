@@ -25,6 +25,8 @@ from tests.fake_kraken import TEST_API_KEY, TEST_API_SECRET, FakeKraken, candle
 from tests.helpers import write_config_tree
 from tests.live_support import KEY_ENV, SECRET_ENV
 
+pytestmark = pytest.mark.e2e
+
 MINUTE = 60
 PRICE = 50_000.0  # the fake fills market orders at this price (USD per BTC)
 BUY_USD = 100.0  # what the strategy spends on every candle
@@ -457,11 +459,12 @@ def test_sigterm_during_a_slow_fill_exits_in_time_and_the_restart_settles_the_or
     first = daemons(operation, data_dir)
     wait_until(lambda: len(fake.received("private/QueryOrders")) >= 2, "the placed order is being polled")
     sent = first.signal(signal.SIGTERM)
-    code, _ = first.finish(timeout=shutdown_timeout + 10)
+    code, _ = first.finish(timeout=shutdown_timeout + 30)
     took = time.monotonic() - sent
 
     assert code == 0, first.stderr
-    assert took < shutdown_timeout + 2, f"exited {took:.1f} s after SIGTERM"
+    # Within the shutdown bound, not the 60 s order wait (the margin is for a loaded machine).
+    assert took < shutdown_timeout + 15, f"exited {took:.1f} s after SIGTERM"
     (placed_id,) = fake.orders
     placed = fake.orders[placed_id]
     (unknown,) = first.events("order_outcome_unknown")
@@ -518,7 +521,8 @@ def test_sigterm_while_an_order_lookup_waits_for_the_shared_client_journals_it_u
     code, _ = daemon.finish(timeout=shutdown_timeout + 10)
 
     assert code == 0, daemon.stderr
-    assert time.monotonic() - sent < shutdown_timeout + 2
+    # Not the 7 s the client is still held (below its 10 s request timeout, so it cannot be longer).
+    assert time.monotonic() - sent < shutdown_timeout + 4
     assert not daemon.events("strategy_run_stalled")
     (placed,) = fake.orders.values()
     with state_of(tmp_path / "state") as store:
@@ -542,6 +546,7 @@ def test_sigterm_before_the_first_live_candle_exits_0(tmp_path, fake, daemons):
 # --- credentials never shown ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("key", "secret"), [(WRONG_KEY, TEST_API_SECRET), (TEST_API_KEY, WRONG_SECRET)],
                          ids=["unknown_key", "wrong_secret"])
 def test_a_refused_key_the_exchange_echoes_exits_2_without_showing_key_or_secret(

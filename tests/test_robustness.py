@@ -14,6 +14,8 @@ from tests.daemon import Daemon, child_pid, write_hourly_csv
 from tests.helpers import REPO, backtest_environment, blueprint, write_config_tree
 from tests.probes import probe_blueprint
 
+pytestmark = pytest.mark.e2e
+
 END_2050 = "2050-01-01T00:00:00Z"
 
 
@@ -65,7 +67,7 @@ def test_sigterm_ends_within_the_shutdown_bound_whatever_a_worker_does(tmp_path)
     sent = daemon.signal(signal.SIGTERM)
     code, out = daemon.finish(timeout=30)
 
-    assert time.monotonic() - sent < 4  # 1 s shutdown bound + the interpreter's exit
+    assert time.monotonic() - sent < 15  # 1 s shutdown bound + the interpreter's exit, not the hung worker
     assert code == 1  # a run had to be abandoned
     assert "== hung@bt [stalled]" in out and "within 1 s of the stop request" in out
     assert "== good@bt [stopped]" in out
@@ -89,9 +91,9 @@ def test_a_closed_log_pipe_stops_the_daemon_promptly(tmp_path):
         closed = time.monotonic()
         code = process.wait(timeout=30)
 
-    assert time.monotonic() - closed < 5  # the full backtest takes several times longer
+    assert time.monotonic() - closed < 20
     assert code == 1
-    assert "== dca@bt [stopped]" in out_file.read_text()  # summaries still reach stdout
+    assert "== dca@bt [stopped]" in out_file.read_text()  # not completed: stopped; summaries still reach stdout
 
 
 def test_a_closed_stdout_does_not_turn_the_end_into_a_traceback(tmp_path):
@@ -126,7 +128,7 @@ def test_a_signal_while_loading_exits_cleanly(loading_forever, signum):
     sent = daemon.signal(signum)
     code, out = daemon.finish(timeout=10)
 
-    assert time.monotonic() - sent < 3
+    assert time.monotonic() - sent < 8  # not blocked on the file (the margin is for a loaded machine)
     assert code == 0
     assert f"{signal.Signals(signum).name} received while loading; nothing was started" in daemon.stderr
     assert "Traceback" not in daemon.stderr and out == ""
@@ -161,7 +163,7 @@ def test_as_pid_1_sigterm_is_honoured_while_loading(loading_forever):
     sent = daemon.signal(signal.SIGTERM, pid=child_pid(daemon.process.pid))
     code, _ = daemon.finish(timeout=10)
 
-    assert time.monotonic() - sent < 3
+    assert time.monotonic() - sent < 8  # not blocked on the file (the margin is for a loaded machine)
     assert code == 0 and "SIGTERM received while loading" in daemon.stderr
 
 

@@ -20,6 +20,8 @@ PASTED_KEY = "Kq3xZ+7vYp/2mW9nL0aBcD4eFgH5iJkLmN6oPqR8sTuV1wXyZ2aB3cD=="  # base
 ALPHANUMERIC_KEY = "Kq3xZ7vYp2mW9nL0aBcD4eFgH5iJkLmN6oPqR8sTuV1wXyZ2aB3cD4eF"  # 56 characters, a valid name
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_a_password_in_api_url_is_masked_in_every_log_line(tmp_path, fake: FakeKraken):
     with_password = fake.url.replace("http://", f"http://someone:{URL_PASSWORD}@")
     operation = write_config_tree(tmp_path, [("dca", "live")], {"dca": dca_blueprint()},

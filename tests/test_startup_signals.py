@@ -14,6 +14,8 @@ import pytest
 from tests.daemon import Daemon, child_pid
 from tests.helpers import REPO
 
+pytestmark = pytest.mark.e2e
+
 DEMO = "config/operations/backtest_demo.yaml"
 HEAVY_MODULES = ("structlog", "pydantic", "yaml", "numpy", "pyarrow", "ccxt", "aiohttp", "rich", "matplotlib")
 UNSHARE_PID_1 = ("unshare", "--pid", "--fork", "--kill-child")

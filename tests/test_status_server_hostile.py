@@ -40,6 +40,11 @@ def raw_request(port: int, data: bytes) -> tuple[int, http.client.HTTPMessage, b
         return response.status, response.headers, response.read()
 
 
+# /healthz answers at once: well within this, which is half the 10 s idle timeout hostile
+# clients could otherwise hold it for (the margin is for a loaded machine).
+HEALTHZ_SECONDS = 5
+
+
 def healthz_seconds(port: int) -> float:
     """How long GET /healthz takes on a new connection; it must answer 200."""
     started = time.monotonic()
@@ -92,9 +97,9 @@ def test_idle_and_slow_header_connections_are_closed_after_the_idle_timeout(list
     for _ in range(3):
         time.sleep(0.1)
         slow.sendall(b"X-Slow: 1\r\n")  # a byte now and then does not keep it open
-    assert closed_by_server(idle, within=2)
-    assert closed_by_server(slow, within=2)
-    assert healthz_seconds(server.port) < 1
+    assert closed_by_server(idle, within=10)  # at once after 0.3 s; the margin is for a loaded machine
+    assert closed_by_server(slow, within=10)
+    assert healthz_seconds(server.port) < HEALTHZ_SECONDS
 
 
 def test_more_connections_than_the_cap_close_the_oldest_idle_ones_and_healthz_answers(listening, sockets):
@@ -102,13 +107,14 @@ def test_more_connections_than_the_cap_close_the_oldest_idle_ones_and_healthz_an
     sockets += [connect(server.port) for _ in range(40)]
     for sock in sockets[20:]:
         sock.sendall(b"GET /healthz HTTP/1.1\r\n")  # slow headers
-    assert healthz_seconds(server.port) < 1
+    assert healthz_seconds(server.port) < HEALTHZ_SECONDS
     time.sleep(0.3)
     closed = [closed_by_server(sock, within=0) for sock in sockets]
     # The oldest were closed; a batch of connections accepted at once may exceed the cap briefly.
     assert closed == sorted(closed, reverse=True) and closed.count(False) <= 8 + status_server.ACCEPT_BACKLOG
 
 
+@pytest.mark.e2e
 def test_at_the_fd_limit_idle_clients_do_not_stop_healthz_and_stderr_stays_json(tmp_path, fake: FakeKraken, sockets):
     """The daemon limited to 128 file descriptors (it needs about 11), 120 idle and 30 slow-header
     connections."""
@@ -125,7 +131,7 @@ def test_at_the_fd_limit_idle_clients_do_not_stop_healthz_and_stderr_stays_json(
                 sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
             sockets.append(sock)
         time.sleep(0.5)
-        assert healthz_seconds(port) < 1
+        assert healthz_seconds(port) < HEALTHZ_SECONDS
         status, body = Client(port).json("/strategies/dca@live")
         assert status == 200 and body["status"] == "running"  # type: ignore[index]
         stop(daemon)

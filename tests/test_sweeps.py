@@ -114,6 +114,7 @@ def rows_of(directory: Path) -> list[dict]:
     return json.loads((directory / "results.json").read_text())["rows"]
 
 
+@pytest.mark.e2e
 def test_the_example_grid_gives_the_same_ranked_table_in_process_and_over_processes(tmp_path):
     code_one, _, _ = sweep([GRID, "--processes", "1", "--out", tmp_path / "one"])
     code_two, out, daemon = sweep([GRID, "--processes", "2", "--out", tmp_path / "two"])
@@ -140,6 +141,7 @@ def test_the_example_grid_gives_the_same_ranked_table_in_process_and_over_proces
     assert not daemon.events("order_filled")  # the runs' own chatter stays out of a sweep's log
 
 
+@pytest.mark.e2e
 def test_the_example_walk_forward_reports_each_window_in_and_out_of_sample(tmp_path):
     code, out, daemon = sweep([WALK, "--out", tmp_path])
     assert code == 0, daemon.stderr
@@ -181,6 +183,7 @@ def write_sweep(config: Path, **settings: object) -> Path:
     return write_yaml(config / "sweeps" / "s.yaml", {**base, **settings})
 
 
+@pytest.mark.e2e
 def test_a_seeded_random_search_and_optuna_repeat_exactly_whatever_the_executor(tmp_path):
     config = copy_config(tmp_path)
     parameters = {"dca_schedule_opportunity": {"interval_bars": [6, 12, 24, 48]},
@@ -209,6 +212,7 @@ def probe_sweep(tmp_path: Path, **probe: list) -> Path:
                        parameters={"probe": probe})
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("processes", ["1", "2"])
 def test_a_raising_combination_is_a_failed_row_and_the_others_complete(tmp_path, processes):
     path = probe_sweep(tmp_path, crash_at_tick=[None, 100, None], sleep_seconds=[0.0])
@@ -222,6 +226,7 @@ def test_a_raising_combination_is_a_failed_row_and_the_others_complete(tmp_path,
     assert "[failed]" in out
 
 
+@pytest.mark.e2e
 def test_a_killed_combination_process_is_a_failed_row_and_the_others_complete(tmp_path):
     path = probe_sweep(tmp_path, kill_process_at_tick=[None, 50])
     code, _, daemon = sweep([path, "--processes", "2", "--out", tmp_path / "out"], module="tests.probe_cli")
@@ -232,6 +237,7 @@ def test_a_killed_combination_process_is_a_failed_row_and_the_others_complete(tm
     assert rows[1]["error"] == "shard process killed by SIGKILL"
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("settings", "key", "reason"), [
     ({"parameters": {"nope": {"x": [1]}}}, "parameters.nope", "the blueprint has no worker 'nope'"),
     ({"parameters": {"dca_planner": {"take_profit_pct": [10, -5]}}}, "parameters.dca_planner.take_profit_pct",
@@ -266,6 +272,7 @@ def test_a_bad_sweep_file_exits_2_naming_the_key(tmp_path, settings, key, reason
 EMA_PERIODS = {"ema_detector": {"fast_period": [12, 30], "slow_period": [26, 72]}}  # (30, 26): refused
 
 
+@pytest.mark.e2e
 def test_a_combination_a_worker_refuses_is_a_failed_row_ranked_last_and_results_are_written(tmp_path):
     """Each value alone passes the worker's params; fast 30 with slow 26 does not (the worker checks
     the two together): that row fails with the worker's reason, the other three run, no traceback."""
@@ -285,6 +292,7 @@ def test_a_combination_a_worker_refuses_is_a_failed_row_ranked_last_and_results_
     assert "[failed]" in out
 
 
+@pytest.mark.e2e
 def test_constraints_skip_combinations_before_any_run_and_list_them(tmp_path):
     path = write_sweep(copy_config(tmp_path), parameters=EMA_PERIODS,
                        constraints=["fast_period < ema_detector.slow_period"])
@@ -307,6 +315,7 @@ def test_constraints_skip_combinations_before_any_run_and_list_them(tmp_path):
     assert "Best 3 of 3 combinations by sharpe (1 skipped by the constraints, listed in the results)" in out
 
 
+@pytest.mark.e2e
 def test_an_interrupted_sweep_writes_its_results_marked_partial(tmp_path):
     """The first combination completes; SIGINT during the second (slowed by the probe): the third
     never runs, nor the walk-forward. Everything is written, and says it is partial."""
@@ -331,6 +340,7 @@ def test_an_interrupted_sweep_writes_its_results_marked_partial(tmp_path):
     assert finished["partial"] is True and finished["finished"] == 1 and finished["planned"] == 3
 
 
+@pytest.mark.e2e
 def test_a_complete_sweep_is_not_marked_partial(tmp_path):
     path = probe_sweep(tmp_path, tag=["a", "b"])
     code, out, daemon = sweep([path, "--processes", "1", "--out", tmp_path / "out"], module="tests.probe_cli")
@@ -343,17 +353,19 @@ def test_a_complete_sweep_is_not_marked_partial(tmp_path):
 # --- Ray ------------------------------------------------------------------------------------------
 
 
-def test_ray_gives_the_local_executors_table_and_reports_a_combination_lost_twice(tmp_path):
-    """One local Ray (started by the CLI) for both: the example grid, then a combination whose
-    worker process is killed on every attempt (retried once, then a failed row)."""
+@pytest.mark.e2e
+@pytest.mark.ray
+def test_ray_gives_the_local_executors_table(tmp_path, ray_address):
     assert sweep([GRID, "--processes", "1", "--out", tmp_path / "local"])[0] == 0
-    code, _, daemon = sweep([GRID, "--executor", "ray", "--out", tmp_path / "ray"], timeout=55)
+    code, _, daemon = sweep([GRID, "--executor", "ray", "--address", ray_address, "--out", tmp_path / "ray"])
     assert code == 0, daemon.stderr
     assert rows_of(tmp_path / "ray") == rows_of(tmp_path / "local")
     assert "Traceback" not in daemon.stderr
 
 
-def test_a_ray_task_whose_worker_dies_is_retried_once_then_a_failed_row(tmp_path):
+@pytest.mark.e2e
+@pytest.mark.ray
+def test_a_ray_task_whose_worker_dies_is_retried_once_then_a_failed_row(tmp_path, ray_address):
     """The probe kills its Ray worker on tick 50: always, or only the first time (the marker file
     tells a retry). Killed once: the retry completes; killed every time: a failed row."""
     config = copy_config(tmp_path)
@@ -365,7 +377,7 @@ def test_a_ray_task_whose_worker_dies_is_retried_once_then_a_failed_row(tmp_path
     marker = str(tmp_path / "killed-once")
     path = write_sweep(config, display_name="probe", blueprint="probed", metric="pnl_pct",
                        parameters={"opportunity[0]": {"kill_process_at_tick": [50], "kill_once_file": [None, marker]}})
-    code, _, daemon = sweep([path, "--executor", "ray", "--out", tmp_path / "out"], timeout=55)
+    code, _, daemon = sweep([path, "--executor", "ray", "--address", ray_address, "--out", tmp_path / "out"])
 
     assert code == 0, daemon.stderr
     rows = {row["opportunity[0].kill_once_file"]: row for row in rows_of(tmp_path / "out")}
@@ -375,6 +387,8 @@ def test_a_ray_task_whose_worker_dies_is_retried_once_then_a_failed_row(tmp_path
     assert failed["strategy_links"] == [f"{rows[None]['combination_id']}@backtest_2023_q1"]
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_on_a_terminal_a_sweep_shows_one_bar_and_no_progress_lines(tmp_path):
     master, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))

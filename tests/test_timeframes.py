@@ -313,6 +313,7 @@ def wait_until(condition, timeout: float = 20) -> bool:
     return condition()
 
 
+@pytest.mark.slow
 def test_live_1m_kraken_candles_become_5m_bars_for_a_5m_run(tmp_path, fake, monkeypatch):
     monkeypatch.setattr("services.worker_factory.PLUGINS", PLUGINS_WITH_PROBE)
     # Minute candles from the start of a 5-minute bucket at least 20 minutes ago, so all are closed.

@@ -67,6 +67,7 @@ def test_a_run_outside_the_data_exits_2_naming_the_timerange(capsys, extra):
     assert "Strategy run summaries" not in out and "strategy_summary" not in err
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("timerange", "reason"), [
     ("20230501-", "starts at 2023-05-01T00:00:00+00:00, not before environment 'backtest_2023_q1' ends "
                   "(2023-04-01T00:00:00+00:00)"),
@@ -106,6 +107,7 @@ def test_print_config_shows_the_range_in_effect(capsys):
         assert (environment["start"], environment["end"]) == ("2023-02-01T00:00:00Z", "2023-04-01T00:00:00Z")
 
 
+@pytest.mark.slow
 def test_a_sweep_runs_every_combination_on_the_range(tmp_path):
     code, _, daemon = sweep([GRID, "--processes", "2", "--timerange", "20230301-", "--out", tmp_path])
     assert code == 0, daemon.stderr
@@ -114,6 +116,7 @@ def test_a_sweep_runs_every_combination_on_the_range(tmp_path):
     assert {row["per_environment"]["backtest_2023_q1"]["ticks_processed"] for row in rows} == {31 * 24}
 
 
+@pytest.mark.slow
 def test_a_walk_forward_lays_its_windows_over_the_range(tmp_path):
     code, out, daemon = sweep([WALK, "--processes", "2", "--timerange", "20230201-", "--out", tmp_path])
     assert code == 0, daemon.stderr
