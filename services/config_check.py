@@ -16,7 +16,7 @@ from backend.config.timerange import Timerange
 from backend.venues import VENUES
 from services.execution_environments import ExecutionEnvironments
 from services.notifications import resolve_targets
-from services.operation_service import settings_of
+from services.operation_building import settings_of
 from services.worker_factory import WorkerFactory
 
 
