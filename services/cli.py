@@ -22,6 +22,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack, closing
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from types import FrameType
@@ -33,8 +34,8 @@ from services.cli_text import format_summaries, format_sweep_table, format_walk_
 if TYPE_CHECKING:
     from backend.config import LoadedOperation
     from backend.errors import ConfigError
-    from services.backtest_shards import ShardedBacktest
-    from services.operation_service import OperationService
+    from services.runner import Runner, RunReport
+    from services.status_server import OperationView
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
@@ -246,62 +247,47 @@ def main(argv: Sequence[str] | None = None) -> int:
                 signal.signal(sig, handler)
 
 
+@dataclass(frozen=True)
+class _Loaded:
+    """An operation checked and built, nothing started yet."""
+
+    runner: "Runner"
+    report: "RunReport | None"  # --report
+    status_view: "OperationView | None"  # what --http serves: the runs of this process only
+
+
 def _run(args: argparse.Namespace, shutdown: Shutdown) -> int:
     with ExitStack() as cleanup:  # the state store is closed (its lock released) on every path
-        service = _load(args, shutdown, cleanup)  # a signal while loading: StopRequested, to main
-        if isinstance(service, int):
-            return service
-        from backend.errors import ConfigError
-        from services.operation_service import OperationService
-
-        report = None
-        if args.report is not None and isinstance(service, OperationService):  # sharded: recorded by the shards
-            from services.report import Report
-
-            try:  # before anything starts: a DIR that cannot be written is found now
-                report = Report.for_operation(args.report, service)
-            except OSError as exc:
-                _report_config_error(ConfigError(f"--report {args.report}", f"cannot write the report there: {exc}"))
-                return EXIT_CONFIG
-            cleanup.callback(report.close)
-            service.when_link_built(report.record)  # a link a reload adds or restarts is reported too
-        summaries = _run_with_status_server(args, service, shutdown)
+        loaded = _load(args, shutdown, cleanup)  # a signal while loading: StopRequested, to main
+        if isinstance(loaded, int):
+            return loaded
+        runner = loaded.runner
+        summaries = _run_with_status_server(args, loaded, shutdown)
         if isinstance(summaries, int):
             return summaries
-        report_path = None
-        if report is not None:
-            report_path = report.finish(summaries)
-        elif args.report is not None and not isinstance(service, OperationService):
-            from services.report import write_page
-
-            found = service.observed  # (folder, summary) per link, from the shards that reported
-            report_path = write_page(args.report, service.operation.config.display_name,
-                                     [(s.strategy_link, *found[s.strategy_link]) for s in summaries
-                                      if s.strategy_link in found])
+        report_path = loaded.report.finish(summaries) if loaded.report is not None else None
     _say(format_summaries(summaries), sys.stdout)
     if report_path is not None:
         _say(f"Report: {report_path}", sys.stdout)
     elif args.report is not None:
         _say(f"run-operation: the report could not be written to {args.report} (see report_write_failed)", sys.stderr)
-    for error in service.feed_errors:
+    for error in runner.feed_errors:
         _say(f"run-operation: environment feed failed: {error}", sys.stderr)
     if shutdown.log_stream_closed:
         return EXIT_FAILED
-    failed = service.feed_errors or any(summary.failed for summary in summaries)
+    failed = runner.feed_errors or any(summary.failed for summary in summaries)
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _run_with_status_server(args: argparse.Namespace, service: "OperationService | ShardedBacktest",
-                            shutdown: Shutdown) -> "list | int":
+def _run_with_status_server(args: argparse.Namespace, loaded: _Loaded, shutdown: Shutdown) -> "list | int":
     """The runs, with the status server (--http) beside them from their start to their end."""
     if args.http is None:
-        return _run_with_progress(service, shutdown)
-    from services.operation_service import OperationService
+        return _run_with_progress(loaded.runner, shutdown)
     from services.status_server import StatusServer
 
-    assert isinstance(service, OperationService)  # with --http, links are never sharded
+    assert loaded.status_view is not None  # with --http, links are never sharded
     # Listening before the first run starts: an address that cannot be bound stops nothing running.
-    server = StatusServer.for_operation(service, *args.http)
+    server = StatusServer.for_operation(loaded.status_view, *args.http)
     try:
         server.start()
     except OSError as exc:
@@ -310,40 +296,34 @@ def _run_with_status_server(args: argparse.Namespace, service: "OperationService
         server.stop()
         return EXIT_FAILED
     try:
-        return _run_with_progress(service, shutdown)
+        return _run_with_progress(loaded.runner, shutdown)
     finally:
         server.stop()
 
 
-def _run_with_progress(service: "OperationService | ShardedBacktest", shutdown: Shutdown) -> list:
+def _run_with_progress(runner: "Runner", shutdown: Shutdown) -> list:
     """The runs; on a terminal, with a progress bar per backtest environment in place of the
     `backtest_progress` lines (which the --log-dir files still get), log lines printed above.
     Sharded backtests log their shards' progress lines instead (their feeds are in other processes)."""
     from services.logging_setup import stderr_lines_to
-    from services.operation_service import OperationService
     from services.progress import ProgressBars
 
-    if not isinstance(service, OperationService):
-        shutdown.reload_with(lambda _reason: _log().warning(
-            "operation_reload_rejected", reason="a backtest spread over processes (--processes) is not reloaded"))
-        return service.run()
-    backtests = [feed for feed in service.feeds if feed.total_ticks is not None]
+    backtests = [feed for feed in runner.feeds if feed.total_ticks is not None]
     if not backtests or not ProgressBars.wanted(sys.stderr):
-        return _run_reloadable(service, shutdown)
+        return _run_reloadable(runner, shutdown)
     bars = ProgressBars(backtests, sys.stderr)
     with stderr_lines_to(bars, hidden_events={"backtest_progress"}), bars:
-        return _run_reloadable(service, shutdown)
+        return _run_reloadable(runner, shutdown)
 
 
-def _run_reloadable(service: "OperationService", shutdown: Shutdown) -> list:
+def _run_reloadable(runner: "Runner", shutdown: Shutdown) -> list:
     """The runs, SIGHUP reloading the operation file while they run."""
-    service.start()
-    shutdown.reload_with(service.request_reload)
-    return service.wait()
+    runner.start()
+    shutdown.reload_with(runner.request_reload)
+    return runner.wait()
 
 
-def _load(args: argparse.Namespace, shutdown: Shutdown,
-          cleanup: ExitStack) -> "OperationService | ShardedBacktest | int":
+def _load(args: argparse.Namespace, shutdown: Shutdown, cleanup: ExitStack) -> "_Loaded | int":
     """Everything checked and built, nothing started yet; an exit code when that failed."""
     # Imported here, after the signal handlers: loading pydantic and numpy takes a while.
     from backend.config import LiveEnvironment, load_operation
@@ -353,6 +333,7 @@ def _load(args: argparse.Namespace, shutdown: Shutdown,
     from services.logging_setup import LogFiles, configure_logging
     from services.notifications import Notifier
     from services.operation_service import OperationService
+    from services.report import Report, ShardedReport, ShardRecording
 
     files = None
     if args.log_dir is not None:
@@ -377,18 +358,16 @@ def _load(args: argparse.Namespace, shutdown: Shutdown,
         if args.processes > 1 and len(operation.links) > 1 and args.http is None and shardable(operation):
             recording = None
             if args.report is not None:
-                from services.report import ShardRecording
-
                 try:
                     args.report.mkdir(parents=True, exist_ok=True)
                 except OSError as exc:
-                    raise ConfigError(f"--report {args.report}", f"cannot write the report there: {exc}") from None
+                    raise _unwritable_report(args.report, exc) from None
                 recording = partial(ShardRecording, args.report)
             sharded = ShardedBacktest(operation, args.processes, shutdown.requested, args.log_level, recording)
             cleanup.callback(sharded.abort)  # whatever happens next, no shard outlives the daemon
             sharded.prepare()
             shutdown.loading = False
-            return sharded
+            return _Loaded(sharded, ShardedReport(args.report, sharded) if args.report is not None else None, None)
         if args.processes > 1:  # asked for, but these runs stay in this process: say why
             reason = ("the operation has live or paper links" if not shardable(operation)
                       else "the status server (--http) sees the runs of its own process only" if args.http
@@ -400,6 +379,14 @@ def _load(args: argparse.Namespace, shutdown: Shutdown,
                                                                     new_state=args.new_state)))
             log.info("state_store_opened", path=str(store.path))
         service = OperationService(operation, stop_event=shutdown.requested, store=store)
+        report = None
+        if args.report is not None:
+            try:  # before anything starts: a DIR that cannot be written is found now
+                report = Report.for_operation(args.report, service)
+            except OSError as exc:
+                raise _unwritable_report(args.report, exc) from None
+            cleanup.callback(report.close)
+            service.when_link_built(report.record)  # a link a reload adds or restarts is reported too
     except ConfigError as exc:
         _report_config_error(exc)
         return EXIT_CONFIG
@@ -409,7 +396,13 @@ def _load(args: argparse.Namespace, shutdown: Shutdown,
         _say(f"run-operation: exchange error: {exc}", sys.stderr)
         return EXIT_CONFIG if isinstance(exc, FatalExchangeError) else EXIT_FAILED
     shutdown.loading = False
-    return service
+    return _Loaded(service, report, service)
+
+
+def _unwritable_report(directory: Path, exc: OSError) -> "ConfigError":
+    from backend.errors import ConfigError
+
+    return ConfigError(f"--report {directory}", f"cannot write the report there: {exc}")
 
 
 def _inspect(args: argparse.Namespace, shutdown: Shutdown) -> int:
