@@ -38,7 +38,7 @@ def validate_operation(path: Path | str, factory: WorkerFactory | None = None,
             if not isinstance(environment, LiveEnvironment):
                 environments.tick_source(environment)  # parses and checks the file and its range
             elif environment.mode == "live":
-                VENUES[environment.exchange](threading.Event()).check_credentials(environment)
+                VENUES[environment.exchange].make(threading.Event()).check_credentials(environment)
     return operation
 
 
