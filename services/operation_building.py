@@ -54,7 +54,7 @@ class OperationBuilder:
     def __init__(self, worker_factory: WorkerFactory, environments: ExecutionEnvironments,
                  source_factory: SourceFactory, store: StateStore | None, stop_event: threading.Event,
                  queue_size: int) -> None:
-        self.factory = worker_factory
+        self._factory = worker_factory
         self._environments = environments
         self._source_factory = source_factory
         self._store = store
@@ -63,9 +63,9 @@ class OperationBuilder:
 
     def link(self, link: ResolvedLink) -> RunningLink:
         context = TradingContextProvider()
-        history = OhlcvProvider(self.factory.history_needed(link.blueprint, link.blueprint_file))
+        history = OhlcvProvider(self._factory.history_needed(link.blueprint, link.blueprint_file))
         account = self._account(link)
-        workforce = self.factory.build(link.blueprint, link.blueprint_file, WorkerServices(context, account, history))
+        workforce = self._factory.build(link.blueprint, link.blueprint_file, WorkerServices(context, account, history))
         manager = TickCacheManager(context, history, workforce, account, link.blueprint.assets)
         stop = LinkStop(self._stop_event)
         return RunningLink(link, StrategyRun(link.link, manager, stop, self._queue_size), stop)
@@ -91,7 +91,7 @@ class OperationBuilder:
     def check_buildable(self, link: ResolvedLink) -> int:
         """The link's plugins, params and account mode checked (its workers built once and
         dropped); the candles its workforce needs."""
-        needed = self.factory.check_buildable(link.blueprint, link.blueprint_file, link.environment)
+        needed = self._factory.check_buildable(link.blueprint, link.blueprint_file, link.environment)
         self.check_account_mode(link)
         return needed
 

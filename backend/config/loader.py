@@ -6,8 +6,8 @@ A blueprint's timeframe is the environment's or a longer one its candles can be 
 (`resampling_problem`); anything else is an error on the operation file's link key. Only `true`
 and `false` are booleans in these files (YAML 1.2): `yes`, `on`, `True` are text, so a switch the
 schema takes strictly (`allow_live_orders`) can refuse them. A live environment is validated by
-the settings model of the venue its `exchange:` names (backend.venues.VENUES). An inactive link's files must exist;
-they are not loaded.
+the settings model of the venue its `exchange:` names (backend.venues.VENUES). An inactive link's
+files must exist; they are not loaded.
 """
 
 import difflib
