@@ -35,6 +35,7 @@ from backend.portfolio import AccountSummary
 from services.strategy_run import RunStatus, RunSummary
 
 if TYPE_CHECKING:
+    from services.environment_feed import EnvironmentFeed
     from services.operation_service import OperationService
 
 log = structlog.get_logger(__name__)
@@ -121,9 +122,20 @@ class ShardedBacktest:
         self._join()
 
     def run(self) -> list[RunSummary]:
+        self.start()
+        return self.wait()
+
+    def start(self) -> None:
         log.info("backtest_shards_started", processes=len(self._shards),
                  shards=[[link.link_id for link in shard.links] for shard in self._shards])
         self._go.set()
+
+    def request_reload(self, _trigger: str) -> None:
+        log.warning("operation_reload_rejected",
+                    reason="a backtest spread over processes (--processes) is not reloaded")
+
+    def wait(self) -> list[RunSummary]:
+        """Once every shard has ended (a stop request passed on to them meanwhile)."""
         while any(reader.is_alive() for reader in self._readers):
             if self.stop_event.is_set():
                 self._stop.set()
@@ -132,6 +144,11 @@ class ShardedBacktest:
         self._join()
         by_link = {summary.strategy_link: summary for shard in self._shards for summary in self._summaries(shard)}
         return [by_link[link.link_id] for link in self.operation.links]
+
+    @property
+    def feeds(self) -> list["EnvironmentFeed"]:
+        """None in this process: each shard replays the data itself (and logs its progress)."""
+        return []
 
     @property
     def feed_errors(self) -> list[str]:

@@ -23,22 +23,22 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack, closing
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
 
+from services.cli_options import LOG_LEVELS, positive_int, process_count, timerange_option
+from services.cli_text import format_summaries, format_sweep_table, format_walk_forward
+
 if TYPE_CHECKING:
     from backend.config import LoadedOperation
-    from backend.config.timerange import Timerange
     from backend.errors import ConfigError
-    from backend.trade_stats import TradeStats
-    from services.backtest_shards import ShardedBacktest
-    from services.operation_service import OperationService
-    from services.research.sweep import WalkForward
+    from services.runner import Runner, RunReport
+    from services.status_server import OperationView
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
-LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 class StopRequested(BaseException):
@@ -106,7 +106,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     otherwise (so an operation file named `validate` runs as `run-operation ./validate`)."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["sweep"]:
-        return _parse_sweep_args(arguments[1:])
+        from services.research.sweep_args import parse_sweep_args
+
+        return parse_sweep_args(arguments[1:])
     if arguments[:1] == ["new-plugin"]:
         return _parse_new_plugin_args(arguments[1:])
     if arguments[:1] == ["check"]:
@@ -137,9 +139,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--log-dir", type=Path, metavar="DIR",
                         help="also write JSON lines to DIR: one file per strategy link and daemon.jsonl, "
                              "rotated by size; stderr keeps every line; validate ignores it")
-    parser.add_argument("--log-max-bytes", type=_positive_int, default=10_000_000, metavar="N",
+    parser.add_argument("--log-max-bytes", type=positive_int, default=10_000_000, metavar="N",
                         help="rotate a --log-dir file before it would reach N bytes (default 10000000)")
-    parser.add_argument("--log-backups", type=_positive_int, default=5, metavar="N",
+    parser.add_argument("--log-backups", type=positive_int, default=5, metavar="N",
                         help="rotated files kept per --log-dir file: NAME.jsonl.1 .. NAME.jsonl.N (default 5)")
     parser.add_argument("--report", type=Path, metavar="DIR",
                         help="write each run's trades.csv, equity.csv and summary.json, and report.html "
@@ -147,11 +149,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--http", type=_http_address, metavar="HOST:PORT",
                         help="serve status, metrics and control on HOST:PORT (HOST defaults to 127.0.0.1); "
                              "off unless given; validate ignores it")
-    parser.add_argument("--timerange", type=_timerange, metavar="START-END",
+    parser.add_argument("--timerange", type=timerange_option, metavar="START-END",
                         help="replay only START (inclusive) to END (exclusive) in every backtest environment, "
                              "YYYYMMDD or ISO dates, UTC, one end may be left open (20230201-20230301, "
                              "20230201-, -20230301); live and paper environments ignore it")
-    parser.add_argument("--processes", type=_process_count, default=1, metavar="N|auto",
+    parser.add_argument("--processes", type=process_count, default=1, metavar="N|auto",
                         help="spread the links of a backtest-only operation over N processes (auto: one per "
                              "CPU core), each replaying the data itself (default 1: all in this process); "
                              "ignored with live or paper links and with --http; validate ignores it")
@@ -161,33 +163,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                  "and exit without running")
     args = parser.parse_args(arguments)
     args.command = "validate" if validate else "run"
-    return args
-
-
-def _parse_sweep_args(arguments: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="run-operation sweep",
-        description="Run every combination of a sweep file (and its walk-forward, if it has one); write the "
-                    "ranked results as CSV, JSON and HTML.",
-    )
-    parser.add_argument("sweep", type=Path, help="path to config/sweeps/<name>.yaml")
-    parser.add_argument("--out", type=Path, metavar="DIR",
-                        help="where results.csv, results.json and results.html go (default: sweeps/<name> "
-                             "in the current directory)")
-    parser.add_argument("--executor", choices=("local", "ray"), default="local",
-                        help="local (default): processes on this machine; ray: one Ray task per combination")
-    parser.add_argument("--processes", type=_process_count, default=os.cpu_count() or 1, metavar="N|auto",
-                        help="--executor local: combinations run side by side, one per process "
-                             "(default: one per CPU core; 1: all in this process)")
-    parser.add_argument("--address", metavar="ADDRESS",
-                        help="--executor ray: the cluster to join (e.g. ray://head:10001 or auto); "
-                             "default: start a local Ray")
-    parser.add_argument("--timerange", type=_timerange, metavar="START-END",
-                        help="as for a run: every combination (and a walk-forward's windows) on this range")
-    parser.add_argument("--log-format", choices=("json", "console"), default="json")
-    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
-    args = parser.parse_args(arguments)
-    args.command = "sweep"
     return args
 
 
@@ -240,7 +215,7 @@ def _parse_check_args(arguments: list[str]) -> argparse.Namespace:
     parser.add_argument("operation", type=Path, help="path to config/operations/<name>.yaml")
     parser.add_argument("--seed", type=int, default=0, metavar="N",
                         help="seed of the random block sizes and rows the checks take (default 0)")
-    parser.add_argument("--timerange", type=_timerange, metavar="START-END", help="as for a run")
+    parser.add_argument("--timerange", type=timerange_option, metavar="START-END", help="as for a run")
     parser.add_argument("--log-format", choices=("json", "console"), default="json")
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     args = parser.parse_args(arguments)
@@ -253,25 +228,6 @@ def _http_address(text: str) -> tuple[str, int]:
     if not port.isdigit() or int(port) > 65535:
         raise argparse.ArgumentTypeError(f"not HOST:PORT: {text!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
-
-
-def _timerange(text: str) -> "Timerange":
-    from backend.config.timerange import Timerange
-
-    try:
-        return Timerange.parse(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _process_count(text: str) -> int:
-    return (os.cpu_count() or 1) if text == "auto" else _positive_int(text)
-
-
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"not a positive integer: {text!r}")
-    return int(text)
 
 
 def _say(text: str, stream: TextIO | None) -> None:
@@ -314,62 +270,47 @@ def main(argv: Sequence[str] | None = None) -> int:
                 signal.signal(sig, handler)
 
 
+@dataclass(frozen=True)
+class _Loaded:
+    """An operation checked and built, nothing started yet."""
+
+    runner: "Runner"
+    report: "RunReport | None"  # --report
+    status_view: "OperationView | None"  # what --http serves: the runs of this process only
+
+
 def _run(args: argparse.Namespace, shutdown: Shutdown) -> int:
     with ExitStack() as cleanup:  # the state store is closed (its lock released) on every path
-        service = _load(args, shutdown, cleanup)  # a signal while loading: StopRequested, to main
-        if isinstance(service, int):
-            return service
-        from backend.errors import ConfigError
-        from services.operation_service import OperationService
-
-        report = None
-        if args.report is not None and isinstance(service, OperationService):  # sharded: recorded by the shards
-            from services.report import Report
-
-            try:  # before anything starts: a DIR that cannot be written is found now
-                report = Report.for_operation(args.report, service)
-            except OSError as exc:
-                _report_config_error(ConfigError(f"--report {args.report}", f"cannot write the report there: {exc}"))
-                return EXIT_CONFIG
-            cleanup.callback(report.close)
-            service.when_link_built(report.record)  # a link a reload adds or restarts is reported too
-        summaries = _run_with_status_server(args, service, shutdown)
+        loaded = _load(args, shutdown, cleanup)  # a signal while loading: StopRequested, to main
+        if isinstance(loaded, int):
+            return loaded
+        runner = loaded.runner
+        summaries = _run_with_status_server(args, loaded, shutdown)
         if isinstance(summaries, int):
             return summaries
-        report_path = None
-        if report is not None:
-            report_path = report.finish(summaries)
-        elif args.report is not None and not isinstance(service, OperationService):
-            from services.report import write_page
-
-            found = service.observed  # (folder, summary) per link, from the shards that reported
-            report_path = write_page(args.report, service.operation.config.display_name,
-                                     [(s.strategy_link, *found[s.strategy_link]) for s in summaries
-                                      if s.strategy_link in found])
+        report_path = loaded.report.finish(summaries) if loaded.report is not None else None
     _say(format_summaries(summaries), sys.stdout)
     if report_path is not None:
         _say(f"Report: {report_path}", sys.stdout)
     elif args.report is not None:
         _say(f"run-operation: the report could not be written to {args.report} (see report_write_failed)", sys.stderr)
-    for error in service.feed_errors:
+    for error in runner.feed_errors:
         _say(f"run-operation: environment feed failed: {error}", sys.stderr)
     if shutdown.log_stream_closed:
         return EXIT_FAILED
-    failed = service.feed_errors or any(summary.failed for summary in summaries)
+    failed = runner.feed_errors or any(summary.failed for summary in summaries)
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _run_with_status_server(args: argparse.Namespace, service: "OperationService | ShardedBacktest",
-                            shutdown: Shutdown) -> "list | int":
+def _run_with_status_server(args: argparse.Namespace, loaded: _Loaded, shutdown: Shutdown) -> "list | int":
     """The runs, with the status server (--http) beside them from their start to their end."""
     if args.http is None:
-        return _run_with_progress(service, shutdown)
-    from services.operation_service import OperationService
+        return _run_with_progress(loaded.runner, shutdown)
     from services.status_server import StatusServer
 
-    assert isinstance(service, OperationService)  # with --http, links are never sharded
+    assert loaded.status_view is not None  # with --http, links are never sharded
     # Listening before the first run starts: an address that cannot be bound stops nothing running.
-    server = StatusServer.for_operation(service, *args.http)
+    server = StatusServer.for_operation(loaded.status_view, *args.http)
     try:
         server.start()
     except OSError as exc:
@@ -378,40 +319,34 @@ def _run_with_status_server(args: argparse.Namespace, service: "OperationService
         server.stop()
         return EXIT_FAILED
     try:
-        return _run_with_progress(service, shutdown)
+        return _run_with_progress(loaded.runner, shutdown)
     finally:
         server.stop()
 
 
-def _run_with_progress(service: "OperationService | ShardedBacktest", shutdown: Shutdown) -> list:
+def _run_with_progress(runner: "Runner", shutdown: Shutdown) -> list:
     """The runs; on a terminal, with a progress bar per backtest environment in place of the
     `backtest_progress` lines (which the --log-dir files still get), log lines printed above.
     Sharded backtests log their shards' progress lines instead (their feeds are in other processes)."""
     from services.logging_setup import stderr_lines_to
-    from services.operation_service import OperationService
     from services.progress import ProgressBars
 
-    if not isinstance(service, OperationService):
-        shutdown.reload_with(lambda _reason: _log().warning(
-            "operation_reload_rejected", reason="a backtest spread over processes (--processes) is not reloaded"))
-        return service.run()
-    backtests = [feed for feed in service.feeds if feed.total_ticks is not None]
+    backtests = [feed for feed in runner.feeds if feed.total_ticks is not None]
     if not backtests or not ProgressBars.wanted(sys.stderr):
-        return _run_reloadable(service, shutdown)
+        return _run_reloadable(runner, shutdown)
     bars = ProgressBars(backtests, sys.stderr)
     with stderr_lines_to(bars, hidden_events={"backtest_progress"}), bars:
-        return _run_reloadable(service, shutdown)
+        return _run_reloadable(runner, shutdown)
 
 
-def _run_reloadable(service: "OperationService", shutdown: Shutdown) -> list:
+def _run_reloadable(runner: "Runner", shutdown: Shutdown) -> list:
     """The runs, SIGHUP reloading the operation file while they run."""
-    service.start()
-    shutdown.reload_with(service.request_reload)
-    return service.wait()
+    runner.start()
+    shutdown.reload_with(runner.request_reload)
+    return runner.wait()
 
 
-def _load(args: argparse.Namespace, shutdown: Shutdown,
-          cleanup: ExitStack) -> "OperationService | ShardedBacktest | int":
+def _load(args: argparse.Namespace, shutdown: Shutdown, cleanup: ExitStack) -> "_Loaded | int":
     """Everything checked and built, nothing started yet; an exit code when that failed."""
     # Imported here, after the signal handlers: loading pydantic and numpy takes a while.
     from backend.config import LiveEnvironment, load_operation
@@ -421,6 +356,7 @@ def _load(args: argparse.Namespace, shutdown: Shutdown,
     from services.logging_setup import LogFiles, configure_logging
     from services.notifications import Notifier
     from services.operation_service import OperationService
+    from services.report import Report, ShardedReport, ShardRecording
 
     files = None
     if args.log_dir is not None:
@@ -445,18 +381,16 @@ def _load(args: argparse.Namespace, shutdown: Shutdown,
         if args.processes > 1 and len(operation.links) > 1 and args.http is None and shardable(operation):
             recording = None
             if args.report is not None:
-                from services.report import ShardRecording
-
                 try:
                     args.report.mkdir(parents=True, exist_ok=True)
                 except OSError as exc:
-                    raise ConfigError(f"--report {args.report}", f"cannot write the report there: {exc}") from None
+                    raise _unwritable_report(args.report, exc) from None
                 recording = partial(ShardRecording, args.report)
             sharded = ShardedBacktest(operation, args.processes, shutdown.requested, args.log_level, recording)
             cleanup.callback(sharded.abort)  # whatever happens next, no shard outlives the daemon
             sharded.prepare()
             shutdown.loading = False
-            return sharded
+            return _Loaded(sharded, ShardedReport(args.report, sharded) if args.report is not None else None, None)
         if args.processes > 1:  # asked for, but these runs stay in this process: say why
             reason = ("the operation has live or paper links" if not shardable(operation)
                       else "the status server (--http) sees the runs of its own process only" if args.http
@@ -468,6 +402,14 @@ def _load(args: argparse.Namespace, shutdown: Shutdown,
                                                                     new_state=args.new_state)))
             log.info("state_store_opened", path=str(store.path))
         service = OperationService(operation, stop_event=shutdown.requested, store=store)
+        report = None
+        if args.report is not None:
+            try:  # before anything starts: a DIR that cannot be written is found now
+                report = Report.for_operation(args.report, service)
+            except OSError as exc:
+                raise _unwritable_report(args.report, exc) from None
+            cleanup.callback(report.close)
+            service.when_link_built(report.record)  # a link a reload adds or restarts is reported too
     except ConfigError as exc:
         _report_config_error(exc)
         return EXIT_CONFIG
@@ -477,7 +419,13 @@ def _load(args: argparse.Namespace, shutdown: Shutdown,
         _say(f"run-operation: exchange error: {exc}", sys.stderr)
         return EXIT_CONFIG if isinstance(exc, FatalExchangeError) else EXIT_FAILED
     shutdown.loading = False
-    return service
+    return _Loaded(service, report, service)
+
+
+def _unwritable_report(directory: Path, exc: OSError) -> "ConfigError":
+    from backend.errors import ConfigError
+
+    return ConfigError(f"--report {directory}", f"cannot write the report there: {exc}")
 
 
 def _inspect(args: argparse.Namespace, shutdown: Shutdown) -> int:
@@ -597,37 +545,6 @@ def _sweep(args: argparse.Namespace, shutdown: Shutdown) -> int:
     return EXIT_OK
 
 
-def format_sweep_table(rows: Sequence, metric: str, shown: int = 10) -> str:
-    """The best ranked rows; skipped ones only counted (they are listed in the results)."""
-    ranked = [row for row in rows if row.rank is not None]
-    skipped = len(rows) - len(ranked)
-    lines = ["", f"Best {min(shown, len(ranked))} of {len(ranked)} combinations by {metric}"
-                 + (f" ({skipped} skipped by the constraints, listed in the results)" if skipped else "")]
-    for row in ranked[:shown]:
-        score = row.metrics.get(metric)
-        figure = "—" if score is None else f"{score:,.4f}"
-        values = ", ".join(f"{name}={value}" for name, value in row.parameters.items())
-        lines.append(f"{row.rank:>4}. {row.combination_id}  {metric} {figure:>12}  "
-                     f"PnL {row.metrics.get('pnl_pct') or 0:+.2f}%  [{row.status}]  {values}")
-    return "\n".join(lines)
-
-
-def format_walk_forward(walk_forward: "WalkForward") -> str:
-    metric, figure = walk_forward.metric, _figure
-    lines = ["", f"Walk-forward by {metric}: in sample (train) -> out of sample (test)"]
-    for result in walk_forward.windows:
-        window, best, test = result.window, result.best, result.test
-        lines.append(
-            f"  window {window.index + 1}  train {window.train_start:%Y-%m-%d}..{window.train_end:%Y-%m-%d}  "
-            f"test ..{window.test_end:%Y-%m-%d}  best {best.combination_id if best else '—'}  "
-            f"{metric} {figure(best.metrics.get(metric) if best else None, '.2f')} -> "
-            f"{figure(test.metrics.get(metric) if test else None, '.2f')}  "
-            f"PnL {figure(best.metrics.get('pnl_pct') if best else None, '+.2f')}% -> "
-            f"{figure(test.metrics.get('pnl_pct') if test else None, '+.2f')}%")
-    lines.append(f"Stitched out-of-sample PnL: {walk_forward.out_of_sample_pnl_pct():+.2f}%")
-    return "\n".join(lines)
-
-
 def _report_config_error(exc: "ConfigError") -> None:
     """One line on stderr; the `config_error` event goes to the log files (--log-dir) only."""
     from services.logging_setup import hidden_on_stderr
@@ -635,55 +552,6 @@ def _report_config_error(exc: "ConfigError") -> None:
     with hidden_on_stderr({"config_error"}):
         _log().error("config_error", file=exc.file, key=exc.key, reason=exc.reason)
     _say(f"run-operation: config error: {exc}", sys.stderr)
-
-
-def format_summaries(summaries: Sequence) -> str:
-    lines = ["", "Strategy run summaries"]
-    for s in summaries:
-        a = s.account
-        lines += [
-            f"== {s.strategy_link} [{s.status.value}]",
-            f"   ticks processed {s.ticks_processed:>10}   trades {a.trades:>6}   fees {a.fees_paid:>12,.2f}",
-            f"   final equity {a.final_equity:>15,.2f}   PnL {a.pnl:>+13,.2f} ({a.pnl_pct:+.2f}%)"
-            f"   max drawdown {a.max_drawdown_pct:.2f}%",
-        ]
-        for p in a.open_positions:
-            lines.append(f"   holds {p.quantity:.8g} {p.asset} @ {p.average_entry_price:,.2f}   now {p.price:,.2f}"
-                         f"   unrealised {p.unrealised_pnl:+,.2f} ({p.unrealised_pnl_pct:+.2f}%)"
-                         + ("   dust (below the minimum order)" if p.dust else ""))
-        lines += format_trade_stats(s.trade_stats)
-        if s.orders_rejected or s.orders_unknown or s.orders_skipped:  # worth a look on a live account
-            lines.append(f"   orders not filled: rejected {s.orders_rejected}   unknown {s.orders_unknown}"
-                         f"   skipped {s.orders_skipped}")
-        if s.error:
-            lines.append(f"   error: {s.error}")
-    return "\n".join(lines)
-
-
-def format_trade_stats(stats: "TradeStats") -> list[str]:
-    """The printed summary's lines on round trips (backend.trade_stats), by asset and by month."""
-    lines = [
-        f"   round trips {stats.round_trips} (open {stats.open_round_trips})"
-        f"   win rate {_figure(stats.win_rate_pct, '.1f')}%   profit factor {_figure(stats.profit_factor, '.2f')}"
-        f"   expectancy {_figure(stats.expectancy, '+,.2f')}",
-    ]
-    if not stats.round_trips:
-        return lines
-    lines += [
-        f"   average win {_figure(stats.average_win, '+,.2f')}   average loss {_figure(stats.average_loss, '+,.2f')}"
-        f"   best {_figure(stats.best_trade, '+,.2f')}   worst {_figure(stats.worst_trade, '+,.2f')}"
-        f"   average holding {_figure(stats.average_holding_hours, ',.1f')} h",
-        f"   {'by asset, by month':<20} {'trips':>6} {'win rate':>9} {'PnL':>13}",
-    ]
-    for name, group in (*stats.per_asset.items(), *stats.per_month.items()):
-        lines.append(f"   {name:<20} {group.round_trips:>6} {_figure(group.win_rate_pct, '.1f'):>8}%"
-                     f" {group.pnl:>+13,.2f}")
-    return lines
-
-
-def _figure(value: float | None, pattern: str) -> str:
-    """value in pattern's format; a dash when it is undefined."""
-    return "—" if value is None else format(value, pattern)
 
 
 if __name__ == "__main__":

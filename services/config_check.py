@@ -16,7 +16,7 @@ from backend.config.timerange import Timerange
 from backend.venues import VENUES
 from services.execution_environments import ExecutionEnvironments
 from services.notifications import resolve_targets
-from services.operation_service import settings_of
+from services.operation_building import settings_of
 from services.worker_factory import WorkerFactory
 
 
@@ -38,7 +38,7 @@ def validate_operation(path: Path | str, factory: WorkerFactory | None = None,
             if not isinstance(environment, LiveEnvironment):
                 environments.tick_source(environment)  # parses and checks the file and its range
             elif environment.mode == "live":
-                VENUES[environment.exchange](threading.Event()).check_credentials(environment)
+                VENUES[environment.exchange].make(threading.Event()).check_credentials(environment)
     return operation
 
 

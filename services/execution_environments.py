@@ -11,6 +11,7 @@ the caller, knowing the file, reports as a ConfigError).
 
 import threading
 from pathlib import Path
+from typing import Any
 
 from backend.config.schema import BacktestEnvironment, EnvironmentConfig, LiveEnvironment
 from backend.interfaces.order_gateway import IOrderGateway
@@ -18,14 +19,15 @@ from backend.market_data import TickSource
 from backend.market_data.backtest_source import BacktestSource
 from backend.market_data.candle_file import CandleFile, read_candle_file
 from backend.portfolio import SimulatedGateway
-from backend.venues import VENUES, Venue
+from backend.venues import VENUES
+from backend.venues.base import Venue
 
 
 class ExecutionEnvironments:
     def __init__(self, stop: threading.Event) -> None:
         self._stop = stop
         self._candle_files: dict[tuple[Path, str], CandleFile] = {}
-        self._venues: dict[str, Venue] = {}
+        self._venues: dict[str, Venue[Any]] = {}
 
     def tick_source(self, environment: EnvironmentConfig) -> TickSource:
         if isinstance(environment, BacktestEnvironment):
@@ -44,7 +46,7 @@ class ExecutionEnvironments:
             self._candle_files[key] = read_candle_file(*key)
         return self._candle_files[key]
 
-    def _venue(self, environment: LiveEnvironment) -> Venue:
+    def _venue(self, environment: LiveEnvironment) -> Venue[Any]:
         if environment.exchange not in self._venues:
-            self._venues[environment.exchange] = VENUES[environment.exchange](self._stop)
+            self._venues[environment.exchange] = VENUES[environment.exchange].make(self._stop)
         return self._venues[environment.exchange]

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from backend.config.schema import LiveEnvironment
 from backend.venues.kraken.client import AccountClient, make_kraken_client
+from backend.venues.kraken.settings import KrakenSettings
 from tests.fake_kraken import TEST_API_KEY, TEST_API_SECRET, FakeKraken, running_fake_kraken
 
 KEY_ENV, SECRET_ENV = "OPDAEMON_TEST_KRAKEN_KEY", "OPDAEMON_TEST_KRAKEN_SECRET"
@@ -40,17 +40,17 @@ def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(SECRET_ENV, TEST_API_SECRET)
 
 
-def live_env(fake: FakeKraken, **overrides: object) -> LiveEnvironment:
+def live_env(fake: FakeKraken, **overrides: object) -> KrakenSettings:
     settings: dict = {
         "type": "live", "display_name": "Kraken (fake)", "exchange": "kraken", "symbols": ["BTC/USD"],
         "timeframe": "1m", "market_data": "rest", "poll_interval_seconds": 0.05, "api_url": fake.url,
         "api_key_env": KEY_ENV, "api_secret_env": SECRET_ENV,
         "starting_capital": 10_000, "fee_rate": 0.0026,
     }
-    return LiveEnvironment(**{**settings, **overrides})
+    return KrakenSettings(**{**settings, **overrides})
 
 
-def fast_client(environment: LiveEnvironment, with_credentials: bool = False) -> AccountClient:
+def fast_client(environment: KrakenSettings, with_credentials: bool = False) -> AccountClient:
     client = make_kraken_client(environment, with_credentials=with_credentials)
     client.rateLimit = 1  # ms; Kraken's real pacing would make every test take seconds
     return client

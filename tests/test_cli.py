@@ -118,7 +118,7 @@ def test_failure_tracebacks_in_logs_never_show_local_variables(capsys):
 
 def test_the_printed_summary_shows_each_open_position_with_its_unrealised_pnl():
     from backend.portfolio.ledger import AccountSummary, OpenPosition
-    from services.cli import format_summaries
+    from services.cli_text import format_summaries
     from services.strategy_run import RunStatus, RunSummary
 
     held = (OpenPosition("BTC/USD", 0.5, 20_000.0, 22_000.0, 1_000.0, 10.0, False),

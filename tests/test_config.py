@@ -137,6 +137,39 @@ def test_live_mode_requires_allow_live_orders(tmp_path):
     assert "allow_live_orders: true" in error.reason
 
 
+LIVE = {"type": "live", "display_name": "k", "exchange": "kraken", "symbols": ["BTC/USD"], "timeframe": "1h",
+        "starting_capital": 100, "fee_rate": 0.0026}
+
+
+def test_an_unknown_exchange_is_named_with_the_known_ones(tmp_path):
+    environment = {**LIVE, "exchange": "binance", "api_url": "http://127.0.0.1:1"}
+    error = config_error(tree(tmp_path, environment=environment))
+    assert str(error) == (f"{tmp_path / 'config' / 'environments' / 'bt.yaml'}: exchange: "
+                          "unknown exchange 'binance' (known: kraken)")
+
+
+def test_a_live_environment_is_validated_by_its_venues_own_settings_model(tmp_path):
+    from backend.venues import VENUES
+    from backend.venues.kraken.settings import KrakenSettings
+
+    (link,) = load_operation(tree(tmp_path, environment={**LIVE, "market_data": "rest"})).links
+    assert type(link.environment) is KrakenSettings and VENUES["kraken"].settings() is KrakenSettings
+    assert "market_data" not in LiveEnvironment.model_fields  # Kraken's keys are the venue folder's
+    error = config_error(tree(tmp_path / "b", environment={**LIVE, "poll_interval_seconds": 0}))
+    assert error.key == "poll_interval_seconds" and "greater than 0" in error.reason
+
+
+def test_the_template_venue_is_not_an_exchange_until_registered(tmp_path):
+    from backend.venues import VENUES
+    from backend.venues.template.settings import TemplateSettings
+
+    assert "template" not in VENUES
+    error = config_error(tree(tmp_path, environment={**LIVE, "exchange": "template"}))
+    assert error.key == "exchange" and error.reason == "unknown exchange 'template' (known: kraken)"
+    settings = TemplateSettings.model_validate({**LIVE, "exchange": "kraken", "api_key_env": "TEMPLATE_KEY"})
+    assert settings.api_key_env == "TEMPLATE_KEY"
+
+
 def test_unknown_environment_type(tmp_path):
     error = config_error(tree(tmp_path, environment={**backtest_environment(), "type": "simulation"}))
     assert error.key == "type" and "'simulation'" in error.reason

@@ -11,7 +11,8 @@ from backend.config import load_operation
 from backend.config.schema import LiveEnvironment
 from backend.errors import ConfigError
 from backend.state import StateStore
-from services.operation_service import OperationService, with_warmup_for
+from services.operation_building import with_warmup_for
+from services.operation_service import OperationService
 from services.strategy_run import RunStatus
 from tests.fake_kraken import candle, running_fake_kraken
 from tests.helpers import REPO, blueprint, write_config_tree, write_yaml

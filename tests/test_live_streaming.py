@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from backend.config.schema import LiveEnvironment
 from backend.venues.kraken import exchange_clock, streaming
 from backend.venues.kraken.factory import KrakenVenue
 from backend.venues.kraken.market_data import KrakenLiveSource
+from backend.venues.kraken.settings import KrakenSettings
 from backend.venues.kraken.streaming import KrakenStreamSource
 from tests.fake_kraken import FakeKraken
 from tests.fake_kraken_ws import FakeKrakenStream, running_fake_kraken_ws, ws_candle
@@ -42,7 +42,7 @@ def quick_clock_rechecks(monkeypatch: pytest.MonkeyPatch) -> None:
 UNKNOWN_SKEW = 0.6  # seconds: Kraken's `Time` has whole seconds, a measured skew is within half a second
 
 
-def stream_env(fake: FakeKraken, stream: FakeKrakenStream, **overrides: object) -> LiveEnvironment:
+def stream_env(fake: FakeKraken, stream: FakeKrakenStream, **overrides: object) -> KrakenSettings:
     return live_env(fake, market_data="websocket", ws_url=stream.url, **overrides)
 
 
@@ -188,8 +188,8 @@ def test_market_data_chooses_the_source_websocket_by_default(fake, stream):
     venue = KrakenVenue(threading.Event())
     assert isinstance(venue.tick_source(stream_env(fake, stream)), KrakenStreamSource)
     assert isinstance(venue.tick_source(live_env(fake)), KrakenLiveSource)  # the tests' default: rest
-    assert LiveEnvironment(type="live", display_name="k", exchange="kraken", symbols=["BTC/USD"], timeframe="1h",
-                           starting_capital=1, fee_rate=0).market_data == "websocket"
+    assert KrakenSettings(type="live", display_name="k", exchange="kraken", symbols=["BTC/USD"], timeframe="1h",
+                          starting_capital=1, fee_rate=0).market_data == "websocket"
     with pytest.raises(ValueError, match="api_url and ws_url are overridden together"):
         live_env(fake, market_data="websocket")
 

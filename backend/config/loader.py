@@ -5,8 +5,9 @@ reload applies it again).
 A blueprint's timeframe is the environment's or a longer one its candles can be resampled to
 (`resampling_problem`); anything else is an error on the operation file's link key. Only `true`
 and `false` are booleans in these files (YAML 1.2): `yes`, `on`, `True` are text, so a switch the
-schema takes strictly (`allow_live_orders`) can refuse them. An inactive link's files must exist;
-they are not loaded.
+schema takes strictly (`allow_live_orders`) can refuse them. A live environment is validated by
+the settings model of the venue its `exchange:` names (backend.venues.VENUES). An inactive link's
+files must exist; they are not loaded.
 """
 
 import difflib
@@ -22,6 +23,7 @@ from backend.config.schema import (
     ENVIRONMENT_TYPES,
     BacktestEnvironment,
     EnvironmentConfig,
+    LiveEnvironment,
     OperationConfig,
     StrategyBlueprint,
     StrategyLink,
@@ -29,6 +31,7 @@ from backend.config.schema import (
 from backend.config.timerange import Timerange
 from backend.errors import ConfigError
 from backend.market_data.resample import resampling_problem
+from backend.venues import VENUES, unknown_exchange
 
 M = TypeVar("M", bound=BaseModel)
 MORE_PROBLEM_KEYS_SHOWN = 3
@@ -147,7 +150,13 @@ def load_environment(path: Path, timerange: Timerange | None = None) -> Environm
     kind = data.get("type")
     if kind not in ENVIRONMENT_TYPES:
         raise ConfigError(path, f"must be one of {sorted(ENVIRONMENT_TYPES)}, got {kind!r}", "type")
-    env = validate_model(ENVIRONMENT_TYPES[kind], data, path)
+    model: type[BacktestEnvironment] | type[LiveEnvironment] = ENVIRONMENT_TYPES[kind]
+    if kind == "live" and "exchange" in data:  # the exchange's own keys are its venue's settings model's
+        problem = unknown_exchange(data["exchange"])
+        if problem is not None:
+            raise ConfigError(path, problem, "exchange")
+        model = VENUES[data["exchange"]].settings()
+    env = validate_model(model, data, path)
     if isinstance(env, BacktestEnvironment):
         data_file = (path.parent / env.data_file).resolve()
         if data_file.is_dir():

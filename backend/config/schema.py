@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
+from backend.venues import unknown_exchange
+
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+$", min_length=1)]
 Timeframe = Annotated[str, Field(pattern=r"^[1-9][0-9]*[mhd]$")]
 Symbol = Annotated[str, Field(pattern=r"^[A-Z0-9]+/[A-Z0-9]+$")]
@@ -167,41 +169,27 @@ class BacktestEnvironment(AccountSettings):
 
 
 class LiveEnvironment(AccountSettings):
+    """A live or paper environment: what every exchange's has. The keys of one exchange are its
+    venue's settings model (backend/venues/<exchange>/settings.py, a subclass of this one), which
+    the loader validates the file with once `exchange:` names a venue of VENUES."""
+
     type: Literal["live"]
     display_name: str
-    exchange: Literal["kraken"]
+    exchange: str  # a name in backend.venues.VENUES
     symbols: list[Symbol] = Field(min_length=1)
     timeframe: Timeframe
     mode: Literal["paper", "live"] = "paper"
     allow_live_orders: StrictBool = False  # a safety switch: the literal `true` only, never yes, on, True or 1
-    api_key_env: EnvironmentVariableName = "KRAKEN_API_KEY"  # names of environment variables, never the keys
-    api_secret_env: EnvironmentVariableName = "KRAKEN_API_SECRET"
-    # websocket: candles streamed (REST backfills what a reconnect missed); rest: polled.
-    market_data: Literal["websocket", "rest"] = "websocket"
-    poll_interval_seconds: float = Field(default=15, gt=0)  # market_data: rest
-    # market_data: websocket: a symbol's stream silent this long is reconnected (backoff, jitter);
-    # silent this long the environment reports itself stale until candles flow again.
-    stream_silence_seconds: float = Field(default=60, gt=0)
-    stale_after_seconds: float = Field(default=180, gt=0)
     # Closed candles replayed at start so indicators are warm; only context workers see them.
     warmup_candles: int = Field(default=0, ge=0, le=700)
-    api_url: str | None = None  # base URL override (a local fake exchange in tests)
-    ws_url: str | None = None  # websocket URL override (a local fake exchange in tests)
-    # At start: how long the exchange may take to answer (and, for mode: live, accept the key).
-    startup_timeout_seconds: float = Field(default=30, gt=0)
-    # mode: live: how long a placed order's fill is awaited before it is journaled as unknown
-    # (it is then settled by looking it up, never sent again).
-    order_wait_seconds: float = Field(default=3, gt=0)
-    # How far the local clock may be from Kraken's (measured from its `Time`): above the first it
-    # is a warning; above the second no candle is handed out (nothing trades) until it is back.
-    max_clock_skew_warn_seconds: float = Field(default=2, gt=0)
-    max_clock_skew_seconds: float = Field(default=10, gt=0)
 
-    @model_validator(mode="after")
-    def _skew_limits_in_order(self) -> "LiveEnvironment":
-        if self.max_clock_skew_warn_seconds > self.max_clock_skew_seconds:
-            raise ValueError("max_clock_skew_warn_seconds must not exceed max_clock_skew_seconds")
-        return self
+    @field_validator("exchange")
+    @classmethod
+    def _exchange_is_a_venue(cls, exchange: str) -> str:
+        problem = unknown_exchange(exchange)
+        if problem is not None:
+            raise ValueError(problem)
+        return exchange
 
     @field_validator("allow_live_orders", mode="before")
     @classmethod
@@ -216,13 +204,6 @@ class LiveEnvironment(AccountSettings):
     def _live_orders_are_explicit(self) -> "LiveEnvironment":
         if self.mode == "live" and not self.allow_live_orders:
             raise ValueError("mode: live places real orders and needs allow_live_orders: true")
-        return self
-
-    @model_validator(mode="after")
-    def _overrides_point_at_one_exchange(self) -> "LiveEnvironment":
-        # A REST override alone would stream from the real Kraken next to a fake (or other) REST host.
-        if self.market_data == "websocket" and (self.api_url is None) != (self.ws_url is None):
-            raise ValueError("api_url and ws_url are overridden together with market_data: websocket")
         return self
 
 

@@ -1,12 +1,15 @@
 import threading
 from abc import ABC, abstractmethod
+from typing import Generic, TypeVar
 
 from backend.config.schema import LiveEnvironment
 from backend.interfaces.order_gateway import IOrderGateway
 from backend.market_data import TickSource
 
+SettingsT = TypeVar("SettingsT", bound=LiveEnvironment)
 
-class Venue(ABC):
+
+class Venue(ABC, Generic[SettingsT]):
     """One exchange's adapter. One instance per operation, so that everything using one account
     (the market data and every strategy link trading on it) shares one client: one nonce source,
     one rate-limit budget.
@@ -15,6 +18,9 @@ class Venue(ABC):
     the source's `prepare()`) is a SettingError naming the key; whoever builds the adapter at load
     time turns it into the ConfigError naming the file.
 
+    SettingsT is the venue's settings model (its settings.py): the environments it is given were
+    validated by it, since their `exchange:` names this venue.
+
     `stop` is the operation's stop: once it is set, waits are cut short (an order's fill, a request
     waiting for its turn on a shared client)."""
 
@@ -22,14 +28,14 @@ class Venue(ABC):
         self._stop = stop
 
     @abstractmethod
-    def check_credentials(self, environment: LiveEnvironment) -> None:
+    def check_credentials(self, environment: SettingsT) -> None:
         """That the credentials mode: live needs are there and well-formed, without using them
         (no request is made); a SettingError naming the key otherwise, never a value."""
 
     @abstractmethod
-    def tick_source(self, environment: LiveEnvironment) -> TickSource:
+    def tick_source(self, environment: SettingsT) -> TickSource:
         """The environment's live market data."""
 
     @abstractmethod
-    def order_gateway(self, environment: LiveEnvironment, link_id: str) -> IOrderGateway:
+    def order_gateway(self, environment: SettingsT, link_id: str) -> IOrderGateway:
         """Real orders for one strategy link (mode: live only)."""

@@ -11,7 +11,7 @@ ended (completed, failed, stalled, stopped by a signal), with what it processed 
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -20,6 +20,9 @@ from services.operation_service import OperationService
 from services.report.html import RunFiles, run_colour, write_report_html
 from services.report.recorder import RunRecorder
 from services.strategy_run import RunSummary, StrategyRun
+
+if TYPE_CHECKING:
+    from services.backtest_shards import ShardedBacktest
 
 log = structlog.get_logger(__name__)
 
@@ -111,3 +114,20 @@ class ShardRecording:
         self._report.close()
         found = [self._report.summary_files(run.summary()) for run in self._service.runs]
         return {link: (folder, summary) for link, folder, summary in found}
+
+
+class ShardedReport:
+    """`--report` with `--processes`, in the parent: the shards record their runs (ShardRecording);
+    report.html is written from the (folder, summary) they sent back."""
+
+    def __init__(self, directory: Path, sharded: "ShardedBacktest") -> None:
+        self.directory = directory
+        self._sharded = sharded
+
+    def finish(self, summaries: Sequence[RunSummary]) -> Path | None:
+        found = self._sharded.observed  # (folder, summary) per link, from the shards that reported
+        return write_page(self.directory, self._sharded.operation.config.display_name,
+                          [(s.strategy_link, *found[s.strategy_link]) for s in summaries if s.strategy_link in found])
+
+    def close(self) -> None:
+        """Nothing is open in this process: each shard closed its own files."""

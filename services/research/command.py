@@ -21,7 +21,7 @@ from backend.config.timerange import Timerange
 from backend.errors import ConfigError
 from services.execution_environments import ExecutionEnvironments
 from services.logging_setup import stderr_lines_to
-from services.operation_service import settings_of
+from services.operation_building import settings_of
 from services.progress import ProgressBars
 from services.research.results import write_results
 from services.research.runs import Executor, LocalExecutor

@@ -19,7 +19,6 @@ from typing import Any
 import ccxt
 from requests.exceptions import RequestException
 
-from backend.config.schema import LiveEnvironment
 from backend.errors import (
     ExchangeError,
     FatalExchangeError,
@@ -28,6 +27,7 @@ from backend.errors import (
     TemporaryExchangeError,
 )
 from backend.redaction import without_url_credentials
+from backend.venues.kraken.settings import KrakenSettings
 
 REQUEST_TIMEOUT_MS = 10_000
 MAX_ERROR_TEXT = 300
@@ -85,7 +85,7 @@ class AccountClient(ccxt.kraken):
                                      request_body)
 
 
-def make_kraken_client(environment: LiveEnvironment, with_credentials: bool,
+def make_kraken_client(environment: KrakenSettings, with_credentials: bool,
                        stop: threading.Event | None = None) -> AccountClient:
     """A rate-limited Kraken client; with credentials read from the env vars the environment names
     (a SettingError on `api_key_env` / `api_secret_env` when one is unset or the secret is not
@@ -104,7 +104,7 @@ def make_kraken_client(environment: LiveEnvironment, with_credentials: bool,
     return client
 
 
-def read_credentials(environment: LiveEnvironment) -> tuple[str, str]:
+def read_credentials(environment: KrakenSettings) -> tuple[str, str]:
     names = (environment.api_key_env, environment.api_secret_env)
     missing = [name for name in names if not os.environ.get(name, "").strip()]
     if missing:

@@ -1,16 +1,16 @@
 import threading
 
-from backend.config.schema import LiveEnvironment
 from backend.interfaces.order_gateway import IOrderGateway
 from backend.market_data import TickSource
 from backend.venues.base import Venue
 from backend.venues.kraken.client import AccountClient, make_kraken_client, read_credentials
 from backend.venues.kraken.execution import KrakenOrderGateway, link_tag
 from backend.venues.kraken.market_data import KrakenLiveSource
+from backend.venues.kraken.settings import KrakenSettings
 from backend.venues.kraken.streaming import KrakenStreamSource
 
 
-class KrakenVenue(Venue):
+class KrakenVenue(Venue[KrakenSettings]):
     """Kraken: one AccountClient per (URL, API key) for everything that trades with that key, and
     one public client per URL for market data that needs no key (paper trading)."""
 
@@ -18,20 +18,20 @@ class KrakenVenue(Venue):
         super().__init__(stop)
         self._clients: dict[tuple[str, str | None], AccountClient] = {}
 
-    def check_credentials(self, environment: LiveEnvironment) -> None:
+    def check_credentials(self, environment: KrakenSettings) -> None:
         read_credentials(environment)
 
-    def tick_source(self, environment: LiveEnvironment) -> TickSource:
+    def tick_source(self, environment: KrakenSettings) -> TickSource:
         client = self._client(environment)
         private = client if environment.mode == "live" else None
         source = KrakenStreamSource if environment.market_data == "websocket" else KrakenLiveSource
         return source(environment, client=client, private_client=private)
 
-    def order_gateway(self, environment: LiveEnvironment, link_id: str) -> IOrderGateway:
+    def order_gateway(self, environment: KrakenSettings, link_id: str) -> IOrderGateway:
         return KrakenOrderGateway(self._client(environment), link_tag(link_id), self._stop,
                                   fill_wait_seconds=environment.order_wait_seconds)
 
-    def _client(self, environment: LiveEnvironment) -> AccountClient:
+    def _client(self, environment: KrakenSettings) -> AccountClient:
         with_credentials = environment.mode == "live"
         client = make_kraken_client(environment, with_credentials=with_credentials, stop=self._stop)
         key = (str(client.urls["api"]["private"]), client.apiKey or None)

@@ -21,7 +21,6 @@ from typing import TypeVar
 import ccxt
 import structlog
 
-from backend.config.schema import LiveEnvironment
 from backend.errors import ExchangeUnavailableError, SettingError
 from backend.market_data.candle_checks import CandleSequence, candle_problem, log_data_gap
 from backend.market_data.raw_tick import RawTick
@@ -36,6 +35,7 @@ from backend.venues.kraken.client import (
     translate_error,
 )
 from backend.venues.kraken.exchange_clock import ExchangeClock
+from backend.venues.kraken.settings import KrakenSettings
 
 log = structlog.get_logger(__name__)
 
@@ -63,7 +63,7 @@ class KrakenCandleSource(TickSource):
 
     def __init__(
         self,
-        environment: LiveEnvironment,
+        environment: KrakenSettings,
         client: ccxt.kraken | None = None,
         private_client: ccxt.kraken | None = None,
         clock: Callable[[], float] = time.time,

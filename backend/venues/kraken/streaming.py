@@ -33,11 +33,11 @@ import ccxt
 import ccxt.pro
 import structlog
 
-from backend.config.schema import LiveEnvironment
 from backend.core.event_loops import new_event_loop
 from backend.market_data.raw_tick import RawTick
 from backend.venues.kraken.client import describe_error, is_network_failure, root_cause, translate_error
 from backend.venues.kraken.market_data import Candle, KrakenCandleSource
+from backend.venues.kraken.settings import KrakenSettings
 
 log = structlog.get_logger(__name__)
 
@@ -72,7 +72,7 @@ class KrakenStreamSource(KrakenCandleSource):
 
     def __init__(
         self,
-        environment: LiveEnvironment,
+        environment: KrakenSettings,
         client: ccxt.kraken | None = None,
         private_client: ccxt.kraken | None = None,
         clock: Callable[[], float] = time.time,

@@ -1,0 +1,30 @@
+"""The environment's market data: closed candles of its symbols and timeframe, as RawTicks.
+
+Invariants (see backend/venues/kraken/market_data.py and streaming.py): a candle is handed out
+once it is closed, never while it forms; in time order per symbol; a gap is marked
+(missing_before), never filled; `prepare` checks the symbols and the timeframe against the
+exchange (SettingError naming the key) before any thread starts.
+"""
+
+import threading
+from collections.abc import Iterator
+from datetime import datetime
+
+from backend.market_data import RawTick, TickSource
+from backend.venues.template.client import TemplateClient
+from backend.venues.template.settings import TemplateSettings
+
+
+class TemplateMarketData(TickSource):
+    def __init__(self, settings: TemplateSettings, client: TemplateClient) -> None:
+        self._settings = settings
+        self._client = client
+
+    def prepare(self) -> None:
+        raise NotImplementedError("check symbols and timeframe; ExchangeUnavailableError when unreachable")
+
+    def resume_after(self, cursors: dict[str, datetime]) -> None:
+        raise NotImplementedError("replay the candles closed since each cursor as warm-up")
+
+    def ticks(self, stop: threading.Event) -> Iterator[RawTick]:
+        raise NotImplementedError("yield closed candles until stop is set")
