@@ -139,12 +139,14 @@ class Replay:
 
 class Collect(IWorker):
     """Copies every DTO in the tick cache after the workers before it, with the candle's time
-    (`seen`, `times`). Columnar, naming no row: in a columnar replay it sees the active rows only."""
+    (`seen`, `times`). Columnar, naming no row of its own (it only watches): in a columnar replay it
+    sees the active rows only."""
 
     plugin_name = "collect"
     category = WorkerCategory.EXECUTION
     Params = WorkerParams
     columnar = True
+    acts_only_on_signals = True  # a watcher: never makes a row active
 
     def __init__(self, params: WorkerParams, services: WorkerServices) -> None:
         super().__init__(params, services)

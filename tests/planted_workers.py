@@ -19,8 +19,8 @@ class DriftingEma(EmaDetector):
 
     def prepare_block(self, asset: str, candles: CandleColumns) -> None:
         super().prepare_block(asset, candles)
-        columns = self.context.find_columns(asset, EmaColumns)
-        assert columns is not None
+        columns = self.context.find_columns(asset, EmaDTO)
+        assert isinstance(columns, EmaColumns)
         self.context.set_result_columns(asset, EmaColumns(
             columns.fast_period, columns.slow_period, [None, *columns.fast[:-1]], [None, *columns.slow[:-1]]))
 
