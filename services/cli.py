@@ -123,7 +123,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     else:
         parser = argparse.ArgumentParser(
             prog="run-operation",
-            description="Run every active strategy link of an operation file (or: run-operation validate PATH).",
+            description="Run every active strategy link of an operation file.",
+            epilog="Other commands: run-operation validate PATH | check PATH | sweep FILE | new-plugin NAME "
+                   "(each with --help). The README has the whole reference.",
         )
         parser.add_argument("--version", action=_PrintVersion)
     parser.add_argument("operation", help="path to config/operations/<name>.yaml")

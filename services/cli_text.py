@@ -39,7 +39,7 @@ def format_trade_stats(stats: "TradeStats") -> list[str]:
     """The printed summary's lines on round trips (backend.trade_stats), by asset and by month."""
     lines = [
         f"   round trips {stats.round_trips} (open {stats.open_round_trips})"
-        f"   win rate {_figure(stats.win_rate_pct, '.1f')}%   profit factor {_figure(stats.profit_factor, '.2f')}"
+        f"   win rate {_figure(stats.win_rate_pct, '.1f', '%')}   profit factor {_figure(stats.profit_factor, '.2f')}"
         f"   expectancy {_figure(stats.expectancy, '+,.2f')}",
     ]
     if not stats.round_trips:
@@ -56,9 +56,9 @@ def format_trade_stats(stats: "TradeStats") -> list[str]:
     return lines
 
 
-def _figure(value: float | None, pattern: str) -> str:
-    """value in pattern's format; a dash when it is undefined."""
-    return "—" if value is None else format(value, pattern)
+def _figure(value: float | None, pattern: str, unit: str = "") -> str:
+    """value in pattern's format, with its unit; a dash alone when it is undefined."""
+    return "—" if value is None else format(value, pattern) + unit
 
 
 def format_sweep_table(rows: Sequence, metric: str, shown: int = 10) -> str:

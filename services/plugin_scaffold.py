@@ -34,6 +34,8 @@ def plugin_name_problem(name: str) -> str | None:
     """Why NAME cannot name a plugin module (None: it can)."""
     if not (name.isascii() and name.isidentifier()) or keyword.iskeyword(name):
         return f"{name!r} is not a Python identifier (letters, digits and _, not starting with a digit, not a keyword)"
+    if name.startswith("__"):  # __init__, __main__: a package's own modules, not a plugin's
+        return f"{name!r} is a name Python keeps for itself (it starts with __)"
     return None
 
 
@@ -80,10 +82,18 @@ class NewPlugin:
                 + _yaml(blueprint))
 
 
+PYTEST_CONFIG_FILES = ("pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
+PYTEST_INI = "[pytest]\ntestpaths = tests\nasyncio_default_fixture_loop_scope = function\n"
+
+
 def write_plugin(plugin: NewPlugin, directory: Path) -> list[Path]:
     """Write plugin's files under directory; the paths written (relative to it). ScaffoldError,
     with nothing written, when one exists already."""
     files = plugin.files()
+    if not any((directory / name).exists() for name in PYTEST_CONFIG_FILES):
+        # Its tests then run with a pytest config of their own, which pytest-asyncio (in the dev
+        # extra) otherwise greets with a deprecation warning, the first thing a newcomer would see.
+        files[Path("pytest.ini")] = PYTEST_INI
     for path, text in list(files.items()):
         target = directory / path
         if path == SHARED_ENVIRONMENT_FILE and target.is_file() and target.read_text(encoding="utf-8") == text:

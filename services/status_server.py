@@ -366,7 +366,8 @@ class StatusServer:
                    "stop": self._service.stop_link, "start": self._service.start_link}
         action = actions.get(request.match_info["action"])
         if action is None:
-            return _error(404, f"no such action {request.match_info['action']!r} ({', '.join(actions)})")
+            known = ", ".join([*actions, "force-exit[/{asset}]", "force-entry/{asset}"])
+            return _error(404, f"no such action {request.match_info['action']!r} ({known})")
         refused = self._refusal(request)
         if refused is not None:
             return refused

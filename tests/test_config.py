@@ -289,11 +289,16 @@ def test_other_yes_and_no_spellings_still_mean_a_boolean_where_the_schema_wants_
     assert [link.link_id for link in load_operation(path).links] == ["dca@bt"]
 
 
-@pytest.mark.parametrize(("fee_rate", "written"), [(0.26, "0.0026"), (2, "0.02"), (0.1, "0.001")])
+@pytest.mark.parametrize(("fee_rate", "written"), [(0.26, "0.0026"), (2, "0.02"), (0.1, "0.001"), (26, "0.0026")])
 def test_a_fee_rate_that_looks_like_a_percentage_is_refused(tmp_path, fee_rate, written):
     error = config_error(tree(tmp_path, environment=backtest_environment(fee_rate=fee_rate)))
     assert error.key == "fee_rate"
     assert error.reason.startswith(f"{fee_rate} looks like a percentage; write {written}")
+
+
+def test_a_slippage_beyond_ten_percent_is_refused(tmp_path):
+    error = config_error(tree(tmp_path, environment=backtest_environment(slippage_bps=200_000)))
+    assert (error.key, error.reason) == ("slippage_bps", "Input should be less than or equal to 1000")
 
 
 def test_a_fee_rate_up_to_five_percent_is_taken(tmp_path):

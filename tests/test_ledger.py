@@ -80,3 +80,14 @@ def test_a_peak_equity_of_zero_records_no_drawdown_and_no_division_by_zero():
     ledger = Ledger(0.0)
     ledger.record_equity()
     assert (ledger.state.peak_equity, ledger.state.max_drawdown_pct) == (0.0, 0.0)
+
+
+def test_a_snapshot_never_shows_a_drawdown_deeper_than_its_maximum():
+    """An order between two candles (a force-exit's fee) takes equity below the curve's last close:
+    the snapshot's maximum drawdown counts it already."""
+    ledger = Ledger(10_000)
+    ledger.record_equity()
+    ledger.apply_fill(FillDTO(asset="BTC/USD", side=OrderSide.BUY, quantity=0.1, price=20_000, fee=50, timestamp=T))
+    snapshot = ledger.snapshot()
+    assert snapshot.drawdown_pct == pytest.approx(0.5) and snapshot.max_drawdown_pct == snapshot.drawdown_pct
+    assert ledger.state.max_drawdown_pct == 0  # the curve itself is untouched until the tick closes

@@ -130,14 +130,18 @@ MAX_FEE_RATE = 0.05  # 5 %: far above any exchange's fee, far below a percentage
 class AccountSettings(StrictModel):
     starting_capital: float = Field(gt=0)  # quote currency
     fee_rate: float = Field(ge=0)  # fraction of notional, e.g. 0.0026 = 0.26 %; at most MAX_FEE_RATE
-    slippage_bps: float = Field(default=0, ge=0)
+    # Basis points of the price, against the order: 1000 (10 %) is already far beyond any market order.
+    slippage_bps: float = Field(default=0, ge=0, le=1000)
 
     @field_validator("fee_rate")
     @classmethod
     def _fee_rate_is_a_fraction(cls, fee_rate: float) -> float:
         """0.26 meant as 0.26 % would silently charge 26 % of every order."""
         if fee_rate > MAX_FEE_RATE:
-            raise ValueError(f"{fee_rate:g} looks like a percentage; write {fee_rate / 100:g} "
+            # The fraction it most likely stands for: a percentage (0.26 -> 0.0026), or a percentage
+            # of a percentage written without its point (26 -> 0.0026).
+            meant = fee_rate / 100 if fee_rate / 100 <= MAX_FEE_RATE else fee_rate / 10_000
+            raise ValueError(f"{fee_rate:g} looks like a percentage; write {meant:g} "
                              f"(fee_rate is a fraction of the notional, at most {MAX_FEE_RATE:g})")
         return fee_rate
 

@@ -241,12 +241,15 @@ class Ledger:
     def snapshot(self, order_outcomes: Mapping[str, int] = NO_ORDERS, unsettled_orders: int = 0) -> AccountSnapshot:
         """The account now, frozen (with what the account keeps beside the ledger): for other threads."""
         state = self.state
+        equity = self.equity()
         return AccountSnapshot(
             starting_capital=state.starting_capital,
             cash=state.cash,
-            equity=self.equity(),
+            equity=equity,
             peak_equity=state.peak_equity,
-            max_drawdown_pct=state.max_drawdown_pct,
+            # The deepest so far counts now too: an operator's order between two candles may take
+            # the account below what the curve has recorded yet.
+            max_drawdown_pct=max(state.max_drawdown_pct, drawdown_pct(equity, state.peak_equity)),
             trades=state.trades,
             fees_paid=state.fees_paid,
             positions=tuple(self.open_positions()),
