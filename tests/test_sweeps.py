@@ -407,11 +407,12 @@ def test_on_a_terminal_a_sweep_shows_one_bar_and_no_progress_lines(tmp_path):
     assert "sweep_progress" not in screen and '"event": "sweep_finished"' in screen
 
 
-def test_every_sweep_file_the_readme_names_is_shipped_and_loads():
+def test_every_sweep_file_the_docs_name_is_shipped_and_loads():
     """A file the docs show must be in a fresh clone (an ignore rule once kept one out of git)."""
     from services.research.command import load_checked_sweep
 
-    named = sorted(set(re.findall(r"config/sweeps/[\w.-]+\.yaml", (REPO / "README.md").read_text())))
+    docs = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    named = sorted({name for doc in docs for name in re.findall(r"config/sweeps/[\w.-]+\.yaml", doc.read_text())})
     tracked = subprocess.run(["git", "ls-files", "config/sweeps"], cwd=REPO, capture_output=True, text=True,
                              check=True).stdout.split()
     assert named and set(named) <= set(tracked), set(named) - set(tracked)
