@@ -25,7 +25,6 @@ from backend.dtos import DTO, AccountState, FillDTO
 from backend.interfaces import Candle, IWorker, WorkerCategory, WorkerParams, WorkerServices
 from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data.candle_file import read_candle_file
-from backend.market_data.raw_tick import ticks_of
 from backend.portfolio import Ledger, SimulatedGateway, StrategyAccount
 from services.tick_cache_manager import TickCacheManager
 from services.worker_factory import WorkerFactory
@@ -104,14 +103,14 @@ class Replay:
         self.manager = TickCacheManager(self.context, self.history, self.workers, self.account, [SYMBOL])
 
     def by_ticks(self, candles: CandleColumns) -> "Replay":
-        for tick in ticks_of(candles):
-            self.manager.process(tick)
+        """Row by row, each row a tick (the reference of `by_blocks`)."""
+        self.manager.process(candles, threading.Event(), columnar=False)
         return self
 
     def by_blocks(self, blocks: Iterable[CandleColumns]) -> "Replay":
         for block in blocks:
             assert self.manager.why_not_columnar(block) is None, self.manager.why_not_columnar(block)
-            assert self.manager.process_block(block, threading.Event()) == len(block)
+            assert self.manager.process(block, threading.Event()).rows == len(block)
         return self
 
     def outcome(self) -> tuple[list[dict], AccountState, dict, tuple[Candle, ...]]:

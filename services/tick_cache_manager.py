@@ -2,7 +2,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import structlog
@@ -13,7 +13,7 @@ from backend.errors import OperatorOrderError
 from backend.interfaces import Candle, ITradingContextProvider, IWorker, WorkerCategory
 from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data import RawTick
-from backend.market_data.raw_tick import tick_at
+from backend.market_data.raw_tick import shared_ticks_of, tick_at
 from backend.portfolio import StrategyAccount
 from backend.portfolio.ledger import PortfolioValues, portfolio_snapshot
 
@@ -35,6 +35,15 @@ class TickRecorder(Protocol):
         account is as it closed the last of them."""
 
 
+class Replayed(NamedTuple):
+    """What `process` did with a block: its first `rows` rows gone through (the rest left on a
+    stop), of which `processed` were processed (a row of an asset the run does not trade, or one
+    it processed before a restart, is not)."""
+
+    rows: int
+    processed: int
+
+
 class TickCacheManager:
     """One tick's lifecycle for one strategy: record the candle in the run's history, open the
     cache, run the workforce, close it.
@@ -47,10 +56,12 @@ class TickCacheManager:
     stall watchdog: a candle, or a columnar step over many); after `abandon()` no further worker
     runs, so a run given up on never places an order late.
 
-    A backtest's block of candles is replayed columnar (`process_block`) when every worker
-    implements the columnar contract (IWorker) and the account keeps nothing per candle (a
-    backtest's): the same DTOs on the rows where a worker acts, the same trades, account and
-    recorded equity as ticks one by one, at a fraction of the cost.
+    Candles come as blocks (a live candle: a block of one row) through one entry, `process`,
+    which decides per block (`why_not_columnar`): a block is replayed columnar when every worker
+    implements the columnar contract (IWorker), none of its rows is warm-up and the account
+    keeps nothing per candle (a backtest's): the same DTOs on the rows where a worker acts, the
+    same trades, account and recorded equity as row by row, at a fraction of the cost;
+    otherwise row by row, each row a tick.
     """
 
     def __init__(
@@ -82,6 +93,11 @@ class TickCacheManager:
         self._open: tuple[RawTick, PortfolioValues] | None = None  # the tick being processed
         self._base_context = self._build_base_context  # bound once: handed to the cache every tick
         self.recorder: TickRecorder | None = None
+        # The last long block's replay (mode, why not columnar), logged on the first and when it changes.
+        self._replay: tuple[str, str | None] | None = None
+        # The rows of the block being replayed row by row (or the last) done so far: read by the
+        # run when a worker raised, and by the watchdog when it gives up on the run.
+        self.progress = Replayed(0, 0)
 
     def _build_base_context(self) -> BaseContextDTO:
         """The open tick's base context (built once per tick, by the tick cache, on first use)."""
@@ -105,7 +121,29 @@ class TickCacheManager:
     def abandon(self) -> None:
         self._abandoned = True
 
-    def process(self, tick: RawTick) -> bool:
+    def process(self, candles: CandleColumns, stop: threading.Event, columnar: bool = True) -> Replayed:
+        """Replay a block of candles, columnar when `why_not_columnar` allows, else row by row,
+        only until stop is set (checked between ticks, or between columnar steps). columnar=False:
+        row by row whatever the workforce (the reference a columnar replay is checked against).
+        While it replays row by row, and after a worker raised, `progress` tells what it has done."""
+        self.progress = progress = Replayed(0, 0)
+        why_not = self.why_not_columnar(candles) if columnar else "row by row asked for"
+        if len(candles) > 1:  # a backtest's block (a live run's candles come one at a time)
+            replay = ("tick_by_tick" if why_not else "columnar", why_not)
+            if replay != self._replay:
+                self._replay = replay
+                log.info("backtest_replay", mode=replay[0], reason=why_not)
+        if why_not is None:
+            rows = self._process_columnar(candles, stop)
+            return Replayed(rows, rows)
+        for tick in (tick_at(candles, 0),) if len(candles) == 1 else shared_ticks_of(candles):
+            if stop.is_set() or self._abandoned:
+                break
+            processed = self._process_tick(tick)
+            self.progress = progress = Replayed(progress.rows + 1, progress.processed + processed)
+        return progress
+
+    def _process_tick(self, tick: RawTick) -> bool:
         """Run the workforce on tick (only the context workers on a warm-up tick); False when the
         strategy does not trade tick.symbol or the run was abandoned."""
         symbol = tick.symbol
@@ -159,11 +197,12 @@ class TickCacheManager:
         return True
 
     def why_not_columnar(self, candles: CandleColumns) -> str | None:
-        """None when process_block may replay this block; else why its rows go to `process`, one
-        tick at a time."""
+        """None when `process` may replay this block columnar; else why its rows go one tick at a time."""
         symbol, account = candles.symbol, self.account
         if self._not_columnar:
             return f"workers without a columnar replay: {', '.join(self._not_columnar)}"
+        if candles.warmup.any():
+            return "warm-up candles (context workers only)"
         if self._abandoned:
             return "the run was given up on"
         if symbol not in self._assets or not account.is_new(symbol, candles.open_time(0)):
@@ -172,7 +211,7 @@ class TickCacheManager:
             return "the account journals every candle, settles an order or holds another asset"
         return None
 
-    def process_block(self, candles: CandleColumns, stop: threading.Event) -> int:
+    def _process_columnar(self, candles: CandleColumns, stop: threading.Event) -> int:
         """Replay a block as IWorker's columnar contract says (only when `why_not_columnar` is None):
         the rows up to the next one a worker acts on in bulk, that row as a tick; stops early once
         stop is set (between steps, as tick by tick between ticks). Returns the rows processed."""

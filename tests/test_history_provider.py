@@ -27,7 +27,16 @@ from backend.workers.registry import PLUGINS
 from services.operation_service import OperationService
 from services.tick_cache_manager import TickCacheManager
 from services.worker_factory import WorkerFactory
-from tests.helpers import REPO, Pipeline, backtest_environment, blueprint, simulated_account, tick, write_config_tree
+from tests.helpers import (
+    REPO,
+    Pipeline,
+    backtest_environment,
+    blueprint,
+    process_tick,
+    simulated_account,
+    tick,
+    write_config_tree,
+)
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -171,7 +180,7 @@ def test_warmup_candles_fill_the_history_but_do_not_trade():
         [FillDTO],
     )
     for index in range(3):
-        pipeline.manager.process(tick(index, 100 + index).model_copy(update={"warmup": True}))
+        process_tick(pipeline.manager, tick(index, 100 + index).model_copy(update={"warmup": True}))
     assert pipeline.ledger.state.trades == 0 and pipeline.recorder.ticks == []
     (live,) = pipeline.feed([tick(3, 103)])
     assert SEEN["p"][-1][1] == [0, 1, 2, 3]
@@ -191,13 +200,13 @@ def test_memory_stays_bounded_over_many_ticks():
     manager = TickCacheManager(context, history, workers, account, ["BTC/USD"])
     ticks = [tick(i, 100 + (i % 7)) for i in range(12_000)]
     for raw in ticks[:2_000]:
-        manager.process(raw)
+        process_tick(manager, raw)
     gc.collect()
     tracemalloc.start()
     try:
         before = tracemalloc.take_snapshot()
         for raw in ticks[2_000:]:
-            manager.process(raw)
+            process_tick(manager, raw)
         gc.collect()  # count what is kept, not garbage a collection would free
         grown = sum(stat.size_diff for stat in tracemalloc.take_snapshot().compare_to(before, "filename"))
     finally:

@@ -11,11 +11,12 @@ import pytest
 
 from backend.config import ResolvedLink, WorkerSpec, load_operation
 from backend.errors import ConfigError, SettingError
+from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data import RawTick, TickSource
 from services.operation_service import OperationService
 from services.strategy_run import QUEUE_POLL_SECONDS, RunStatus
 from services.worker_factory import WorkerFactory
-from tests.helpers import REPO, backtest_environment, tick, write_config_tree, write_csv
+from tests.helpers import REPO, backtest_environment, one_row, tick, write_config_tree, write_csv
 from tests.probes import PLUGINS_WITH_PROBE, RECORDS, probe_blueprint
 
 
@@ -105,10 +106,10 @@ class EndlessSource(TickSource):
     def __init__(self) -> None:
         self.yielded = 0
 
-    def ticks(self, stop: threading.Event) -> Iterator[RawTick]:
+    def blocks(self, stop: threading.Event) -> Iterator[CandleColumns]:
         while not stop.is_set():
             self.yielded += 1
-            yield tick(self.yielded - 1, 100 + (self.yielded - 1) % 7)
+            yield one_row(tick(self.yielded - 1, 100 + (self.yielded - 1) % 7))
             time.sleep(0.002)
 
 
@@ -184,9 +185,9 @@ def test_the_watchdog_abandons_a_stalled_run_and_its_order_never_happens(tmp_pat
 
 
 class ExplodingSource(TickSource):
-    def ticks(self, stop: threading.Event) -> Iterator[RawTick]:
-        yield tick(0, 100)
-        yield tick(1, 101)
+    def blocks(self, stop: threading.Event) -> Iterator[CandleColumns]:
+        yield one_row(tick(0, 100))
+        yield one_row(tick(1, 101))
         raise RuntimeError("socket went away")
 
 
@@ -218,8 +219,8 @@ def test_summary_reports_the_account(tmp_path):
 
 
 class BrokenSource(TickSource):
-    def ticks(self, stop: threading.Event) -> Iterator[RawTick]:
-        yield tick(0, 100)
+    def blocks(self, stop: threading.Event) -> Iterator[CandleColumns]:
+        yield one_row(tick(0, 100))
         raise SettingError("symbols", "kraken has no market DOGE/EUR")  # a source knows no config file
 
 
@@ -237,7 +238,7 @@ class RefusingSource(TickSource):
     def prepare(self) -> None:
         raise SettingError("symbols", "kraken has no market DOGE/EUR")
 
-    def ticks(self, stop: threading.Event) -> Iterator[RawTick]:
+    def blocks(self, stop: threading.Event) -> Iterator[CandleColumns]:
         yield from ()
 
 

@@ -3,7 +3,7 @@ from backend.workers.context.ema_detector import EmaDetector
 from backend.workers.execution.market_order_executor import MarketOrderExecutor
 from backend.workers.opportunity.dca_schedule_opportunity import DcaScheduleOpportunity
 from backend.workers.planning.position_sizer import PositionSizer
-from tests.helpers import Pipeline, tick
+from tests.helpers import Pipeline, process_tick, tick
 
 
 def pipeline() -> Pipeline:
@@ -21,7 +21,7 @@ def pipeline() -> Pipeline:
 def test_warmup_ticks_feed_context_workers_only():
     run = pipeline()
     warmup = [tick(i, 100 + i).model_copy(update={"warmup": True}) for i in range(3)]
-    assert all(run.manager.process(t) for t in warmup)
+    assert all(process_tick(run.manager, t) for t in warmup)
     assert run.recorder.ticks == []  # nothing after the context workers ran
     assert run.ledger.state.trades == 0 and run.ledger.summary().max_drawdown_pct == 0
 
@@ -32,5 +32,5 @@ def test_warmup_ticks_feed_context_workers_only():
 
 def test_ticks_of_other_assets_are_skipped():
     run = pipeline()
-    assert not run.manager.process(tick(0, 100, symbol="ETH/USD"))
+    assert not process_tick(run.manager, tick(0, 100, symbol="ETH/USD"))
     assert run.recorder.ticks == []

@@ -210,7 +210,7 @@ class ResumeRecorder(TickSource):
     def resume_after(self, cursors: dict[str, datetime]) -> None:
         self.resumed_after = cursors
 
-    def ticks(self, stop: threading.Event):
+    def blocks(self, stop: threading.Event):
         return iter(())
 
 

@@ -1,13 +1,16 @@
-"""Consecutive candles of one asset as columns: what a backtest hands its runs a block at a time.
+"""Consecutive candles of one asset as columns: the one form in which candles travel from an
+execution environment's source to its runs (a backtest's a few thousand at a time, a live candle
+as a block of one row).
 
 Invariant: the rows are in time order and each was checked where it entered the process (the
-data file's check pass), so a Candle or RawTick taken from a row needs no validation;
-`missing_before[row]` counts the candles missing right before that row (0 for a range's first).
-One block goes to every run of an environment, so nothing in it can be changed: its arrays are
-read-only and its Python copies of them are tuples.
+data file's check pass, the live source's candle checks), so a Candle or RawTick taken from a row
+needs no validation; `missing_before[row]` counts the candles missing right before that row (0 for
+a range's first); `warmup[row]` marks replayed history (context workers only, no trading), and
+warm-up rows come before any other of the stream. One block goes to every run of an environment,
+so nothing in it can be changed: its arrays are read-only and its Python copies of them are tuples.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 
@@ -26,10 +29,14 @@ class CandleColumns:
     closes: np.ndarray
     volumes: np.ndarray
     missing_before: np.ndarray  # int64
+    # bool; None when built: no warm-up row (a backtest's blocks have none)
+    warmup: np.ndarray = field(default=None)  # type: ignore[arg-type]
 
     def __post_init__(self) -> None:
+        if self.warmup is None:
+            object.__setattr__(self, "warmup", np.zeros(len(self.open_times), dtype=bool))
         for column in (self.open_times, self.opens, self.highs, self.lows, self.closes, self.volumes,
-                       self.missing_before):
+                       self.missing_before, self.warmup):
             column.flags.writeable = False
 
     def __len__(self) -> int:
@@ -40,8 +47,15 @@ class CandleColumns:
         part = slice(start, stop)
         return CandleColumns(
             self.symbol, self.open_times[part], self.opens[part], self.highs[part], self.lows[part],
-            self.closes[part], self.volumes[part], self.missing_before[part],
+            self.closes[part], self.volumes[part], self.missing_before[part], self.warmup[part],
         )
+
+    def with_missing_before_first(self, missing: int) -> "CandleColumns":
+        """The block with its first row's `missing_before` set to missing (a copy of that column)."""
+        missing_before = self.missing_before.copy()
+        missing_before[0] = missing
+        return CandleColumns(self.symbol, self.open_times, self.opens, self.highs, self.lows, self.closes,
+                             self.volumes, missing_before, self.warmup)
 
     def open_time(self, row: int) -> datetime:
         return datetime.fromtimestamp(int(self.open_times[row]), UTC)

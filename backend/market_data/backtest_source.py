@@ -3,7 +3,7 @@
 Invariant: every tick is a candle of the range, in time order; a tick right after a hole carries
 `missing_before` > 0 and is announced with a `data_gap` line, while the range's first tick
 carries 0 (candles missing at the range's edges are reported once, as `data_range_partial`).
-Ticks come one by one (`ticks`) or as blocks of columns (`candle_blocks`), the same candles.
+The candles come as blocks of columns (`blocks`), BLOCK_CANDLES rows at most.
 Each source replays the file itself (CandleFile.blocks: streamed from the file, one block of
 rows at a time, or from the checked rows a short file keeps), and environments sharing a file
 share only its check pass, hole index and kept rows.
@@ -20,7 +20,6 @@ from backend.config.schema import BacktestEnvironment
 from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data.candle_checks import log_data_gap, timeframe_seconds
 from backend.market_data.candle_file import CandleFile, as_utc, read_candle_file, utc_from_epoch
-from backend.market_data.raw_tick import RawTick, ticks_of
 from backend.market_data.tick_source import TickSource
 
 log = structlog.get_logger(__name__)
@@ -30,8 +29,6 @@ GAPS_LISTED = 5  # the `data_gaps` summary names the first few holes; each has i
 
 
 class BacktestSource(TickSource):
-    has_candle_blocks = True
-
     def __init__(self, environment: BacktestEnvironment, candle_file: CandleFile | None = None) -> None:
         """candle_file: the checked data file, shared with other environments (services.execution_environments);
         checked here when not given. Raises ConfigError when no candle opens in [start, end)."""
@@ -49,18 +46,11 @@ class BacktestSource(TickSource):
         self._warn_if_range_partial()
         self._summarize_gaps()
 
-    def ticks(self, stop: threading.Event) -> Iterator[RawTick]:
-        for candles in self.candle_blocks(stop):
-            for tick in ticks_of(candles):
-                if stop.is_set():
-                    return
-                yield tick
-
-    def candle_blocks(self, stop: threading.Event) -> Iterator[CandleColumns]:
+    def blocks(self, stop: threading.Event) -> Iterator[CandleColumns]:
         """The range's candles, BLOCK_CANDLES at a time, each gap announced with a `data_gap` line."""
         for block in self._candles.blocks(self._rows):
             missing_before = block.missing_before
-            if block.first_row == self._rows.start:  # as in `ticks`: no gap before the range
+            if block.first_row == self._rows.start:  # no gap before the range: it starts here
                 missing_before = missing_before.copy()
                 missing_before[0] = 0
             for start in range(0, len(block), BLOCK_CANDLES):
