@@ -27,9 +27,10 @@ import structlog
 from backend.errors import OpdaemonError
 from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data import RawTick, TickSource
-from backend.market_data.candle_checks import log_data_gap, timeframe_seconds
+from backend.market_data.candle_checks import log_data_gap
 from backend.market_data.raw_tick import columns_of, shared_ticks_of
 from backend.market_data.resample import Resampler
+from backend.market_data.timeframes import timeframe_seconds
 from services.strategy_run import RunStatus, StrategyRun
 
 log = structlog.get_logger(__name__)

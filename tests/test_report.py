@@ -17,7 +17,7 @@ import pytest
 from backend.core.ohlcv_provider import OhlcvProvider
 from backend.core.trading_context_provider import TradingContextProvider
 from backend.dtos import FillDTO, OrderSide
-from backend.market_data.candle_checks import timeframe_seconds
+from backend.market_data.timeframes import timeframe_seconds
 from backend.performance import performance_of
 from backend.portfolio import Ledger
 from backend.trade_stats import trade_stats_of

@@ -10,7 +10,7 @@ warm-up rows come before any other of the stream. One block goes to every run of
 so nothing in it can be changed: its arrays are read-only and its Python copies of them are tuples.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
 
@@ -21,7 +21,7 @@ from backend.interfaces.ohlcv_provider import Candle
 
 @dataclass(frozen=True, eq=False)
 class CandleColumns:
-    symbol: str
+    symbol: str  # "" for a data file's rows as read: the environment replaying them names the symbol
     open_times: np.ndarray  # int64 epoch seconds, UTC
     opens: np.ndarray  # float64, as the four columns below
     highs: np.ndarray
@@ -31,6 +31,7 @@ class CandleColumns:
     missing_before: np.ndarray  # int64
     # bool; None when built: no warm-up row (a backtest's blocks have none)
     warmup: np.ndarray = field(default=None)  # type: ignore[arg-type]
+    first_row: int = 0  # index of the block's first row in the stream it was cut from (a data file's rows)
 
     def __post_init__(self) -> None:
         if self.warmup is None:
@@ -43,19 +44,23 @@ class CandleColumns:
         return len(self.open_times)
 
     def rows(self, start: int, stop: int) -> "CandleColumns":
-        """Rows [start, stop) (views, no copy)."""
+        """Rows [start, stop) of the block (views, no copy)."""
         part = slice(start, stop)
         return CandleColumns(
             self.symbol, self.open_times[part], self.opens[part], self.highs[part], self.lows[part],
             self.closes[part], self.volumes[part], self.missing_before[part], self.warmup[part],
+            self.first_row + min(start, len(self)),
         )
+
+    def stream_rows(self, start: int, stop: int) -> "CandleColumns":
+        """The rows whose indices in the stream (`first_row` on) are in [start, stop)."""
+        return self.rows(max(start - self.first_row, 0), max(stop - self.first_row, 0))
 
     def with_missing_before_first(self, missing: int) -> "CandleColumns":
         """The block with its first row's `missing_before` set to missing (a copy of that column)."""
         missing_before = self.missing_before.copy()
         missing_before[0] = missing
-        return CandleColumns(self.symbol, self.open_times, self.opens, self.highs, self.lows, self.closes,
-                             self.volumes, missing_before, self.warmup)
+        return replace(self, missing_before=missing_before)
 
     def open_time(self, row: int) -> datetime:
         return datetime.fromtimestamp(int(self.open_times[row]), UTC)

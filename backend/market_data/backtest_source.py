@@ -12,15 +12,17 @@ share only its check pass, hole index and kept rows.
 import math
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 import structlog
 
 from backend.config.schema import BacktestEnvironment
 from backend.interfaces.candle_columns import CandleColumns
-from backend.market_data.candle_checks import log_data_gap, timeframe_seconds
-from backend.market_data.candle_file import CandleFile, as_utc, read_candle_file, utc_from_epoch
+from backend.market_data.candle_checks import log_data_gap
+from backend.market_data.candle_file import CandleFile, read_candle_file
 from backend.market_data.tick_source import TickSource
+from backend.market_data.timeframes import as_utc, timeframe_seconds, utc_from_epoch
 
 log = structlog.get_logger(__name__)
 
@@ -49,18 +51,13 @@ class BacktestSource(TickSource):
     def blocks(self, stop: threading.Event) -> Iterator[CandleColumns]:
         """The range's candles, BLOCK_CANDLES at a time, each gap announced with a `data_gap` line."""
         for block in self._candles.blocks(self._rows):
-            missing_before = block.missing_before
+            block = replace(block, symbol=self._symbol)
             if block.first_row == self._rows.start:  # no gap before the range: it starts here
-                missing_before = missing_before.copy()
-                missing_before[0] = 0
+                block = block.with_missing_before_first(0)
             for start in range(0, len(block), BLOCK_CANDLES):
                 if stop.is_set():
                     return
-                rows = slice(start, start + BLOCK_CANDLES)
-                candles = CandleColumns(
-                    self._symbol, block.open_times[rows], block.opens[rows], block.highs[rows], block.lows[rows],
-                    block.closes[rows], block.volumes[rows], missing_before[rows],
-                )
+                candles = block.rows(start, start + BLOCK_CANDLES)
                 for row in np.flatnonzero(candles.missing_before).tolist():
                     log_data_gap(self._symbol, candles.open_time(row), int(candles.missing_before[row]),
                                  self._timeframe)

@@ -21,7 +21,7 @@ import structlog
 from backend.dtos import FillDTO
 from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data import RawTick
-from backend.market_data.candle_checks import timeframe_seconds
+from backend.market_data.timeframes import timeframe_seconds
 from backend.performance import Performance, PerformanceTracker
 from backend.portfolio import Ledger, StrategyAccount
 from services.strategy_run import RunSummary

@@ -17,7 +17,7 @@ import numpy as np
 from backend.config import LoadedOperation, ResolvedLink
 from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data import RawTick
-from backend.market_data.candle_checks import timeframe_seconds
+from backend.market_data.timeframes import timeframe_seconds
 from backend.performance import Performance, PerformanceTracker
 from backend.portfolio import StrategyAccount
 from services.backtest_shards import ShardedBacktest
