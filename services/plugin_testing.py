@@ -56,12 +56,6 @@ def sample_candles(path: Path = SAMPLE_1H, timeframe: str = "1h", symbol: str = 
                          column("closes"), column("volumes"), missing)
 
 
-def rows(candles: CandleColumns, start: int, stop: int) -> CandleColumns:
-    part = slice(start, stop)
-    return CandleColumns(candles.symbol, candles.open_times[part], candles.opens[part], candles.highs[part],
-                         candles.lows[part], candles.closes[part], candles.volumes[part], candles.missing_before[part])
-
-
 def split(candles: CandleColumns, sizes: Iterable[int]) -> list[CandleColumns]:
     """candles cut into consecutive blocks of the given sizes, repeated as needed."""
     cuts = [0]
@@ -70,7 +64,7 @@ def split(candles: CandleColumns, sizes: Iterable[int]) -> list[CandleColumns]:
             break
         cuts.append(cuts[-1] + size)
     cuts.append(len(candles))
-    return [rows(candles, start, stop) for start, stop in pairwise(cuts)]
+    return [candles.rows(start, stop) for start, stop in pairwise(cuts)]
 
 
 class Replay:
