@@ -43,7 +43,7 @@ from backend.errors import OpdaemonError
 from backend.interfaces.candle_columns import CandleColumns
 from backend.portfolio import AccountSnapshot, AccountSummary
 from backend.trade_stats import TradeStats
-from services.tick_cache_manager import Replayed, TickCacheManager
+from services.tick_cache_manager import Replayed, ReplayProgress, TickCacheManager
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -443,7 +443,7 @@ class StrategyRun:
                 self._publish(now)
         return True
 
-    def _count_replayed(self, candles: CandleColumns, replayed: Replayed, started: float) -> bool:
+    def _count_replayed(self, candles: CandleColumns, replayed: Replayed | ReplayProgress, started: float) -> bool:
         """Count what the tick manager processed of candles, if anything while the run is running."""
         if not replayed.processed or self.status is not RunStatus.RUNNING:
             return False

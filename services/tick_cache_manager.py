@@ -4,13 +4,12 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import NamedTuple, Protocol
 
-import numpy as np
 import structlog
 
 from backend.core.ohlcv_provider import OhlcvProvider
 from backend.dtos import DTO, BaseContextDTO, OpportunitySignalDTO, OrderSide
 from backend.errors import OperatorOrderError
-from backend.interfaces import Candle, ITradingContextProvider, IWorker, WorkerCategory
+from backend.interfaces import ITradingContextProvider, IWorker, WorkerCategory
 from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data import RawTick
 from backend.market_data.raw_tick import shared_ticks_of, tick_at
@@ -26,13 +25,11 @@ FORCED_ENTRY = OpportunitySignalDTO(side=OrderSide.BUY, reason="force_entry by t
 class TickRecorder(Protocol):
     """Told of every processed candle once the account has closed it (`--report`, a sweep)."""
 
-    def tick_closed(self, tick: RawTick, account: StrategyAccount) -> None:
-        """A tick, the account as it closed it."""
-
-    def quiet_closed(self, candles: CandleColumns, rows: range, equities: np.ndarray, account: StrategyAccount) -> None:
-        """Rows of a block replayed columnar, on which no worker acted: the account's equity at
-        each row's close (the same floats `ledger.equity()` gave after each, tick by tick); the
-        account is as it closed the last of them."""
+    def closed(self, candles: CandleColumns, rows: range, equities: Sequence[float], account: StrategyAccount) -> None:
+        """Rows of a block the account has closed (a tick: one row; in a columnar replay, also
+        a stretch on which no worker acted), with the account's equity at each row's close (the
+        same floats `ledger.equity()` gave after each, tick by tick); the account is as it closed
+        the last of them."""
 
 
 class Replayed(NamedTuple):
@@ -42,6 +39,15 @@ class Replayed(NamedTuple):
 
     rows: int
     processed: int
+
+
+class ReplayProgress:
+    """The rows of a block replayed row by row so far, and how many of them were processed."""
+
+    __slots__ = ("processed", "rows")
+
+    def __init__(self) -> None:
+        self.rows = self.processed = 0
 
 
 class TickCacheManager:
@@ -97,7 +103,7 @@ class TickCacheManager:
         self._replay: tuple[str, str | None] | None = None
         # The rows of the block being replayed row by row (or the last) done so far: read by the
         # run when a worker raised, and by the watchdog when it gives up on the run.
-        self.progress = Replayed(0, 0)
+        self.progress = ReplayProgress()
 
     def _build_base_context(self) -> BaseContextDTO:
         """The open tick's base context (built once per tick, by the tick cache, on first use)."""
@@ -126,7 +132,7 @@ class TickCacheManager:
         only until stop is set (checked between ticks, or between columnar steps). columnar=False:
         row by row whatever the workforce (the reference a columnar replay is checked against).
         While it replays row by row, and after a worker raised, `progress` tells what it has done."""
-        self.progress = progress = Replayed(0, 0)
+        self.progress = progress = ReplayProgress()
         why_not = self.why_not_columnar(candles) if columnar else "row by row asked for"
         if len(candles) > 1:  # a backtest's block (a live run's candles come one at a time)
             replay = ("tick_by_tick" if why_not else "columnar", why_not)
@@ -136,16 +142,17 @@ class TickCacheManager:
         if why_not is None:
             rows = self._process_columnar(candles, stop)
             return Replayed(rows, rows)
-        for tick in (tick_at(candles, 0),) if len(candles) == 1 else shared_ticks_of(candles):
+        ticks = (tick_at(candles, 0),) if len(candles) == 1 else shared_ticks_of(candles)
+        for row, tick in enumerate(ticks):
             if stop.is_set() or self._abandoned:
                 break
-            processed = self._process_tick(tick)
-            self.progress = progress = Replayed(progress.rows + 1, progress.processed + processed)
-        return progress
+            progress.processed += self._process_row(candles, row, tick)
+            progress.rows = row + 1
+        return Replayed(progress.rows, progress.processed)
 
-    def _process_tick(self, tick: RawTick) -> bool:
-        """Run the workforce on tick (only the context workers on a warm-up tick); False when the
-        strategy does not trade tick.symbol or the run was abandoned."""
+    def _process_row(self, candles: CandleColumns, row: int, tick: RawTick) -> bool:
+        """Run the workforce on the row's tick (only the context workers on a warm-up tick); False
+        when the strategy does not trade tick.symbol or the run was abandoned."""
         symbol = tick.symbol
         if symbol not in self._assets or self._abandoned:
             return False
@@ -153,15 +160,12 @@ class TickCacheManager:
         if trading and not self.account.is_new(symbol, tick.timestamp):
             log.warning("candle_already_processed", symbol=symbol, candle_time=tick.timestamp.isoformat())
             return False
-        # Built without validation: the tick was checked where it entered the process.
-        self._history.append(symbol, Candle(
-            tick.timestamp, tick.open, tick.high, tick.low, tick.close, tick.volume, tick.missing_before
-        ))
+        self._history.append(symbol, candles, row, row + 1)
         if trading and symbol in self._forced_entries:
             self._forced_entries.discard(symbol)
             log.info("force_entry_signalled", asset=symbol, candle_time=tick.timestamp.isoformat())
-            return self._run(tick, trading, self._workforce, (FORCED_ENTRY,))
-        return self._run(tick, trading, self._workforce if trading else self._context_workers)
+            return self._run(candles, row, tick, trading, self._workforce, (FORCED_ENTRY,))
+        return self._run(candles, row, tick, trading, self._workforce if trading else self._context_workers)
 
     def force_entry(self, asset: str) -> None:
         """An operator's entry: asset's next traded candle starts with a buy opportunity, which the
@@ -170,8 +174,9 @@ class TickCacheManager:
             raise OperatorOrderError(f"{asset} is not an asset of this strategy ({', '.join(self._assets)})")
         self._forced_entries.add(asset)
 
-    def _run(self, tick: RawTick, trading: bool, workers: Sequence[IWorker], dtos: Iterable[DTO] = ()) -> bool:
-        """The tick's frame around workers: the account opens the tick, the cache starts with dtos,
+    def _run(self, candles: CandleColumns, row: int, tick: RawTick, trading: bool, workers: Sequence[IWorker],
+             dtos: Iterable[DTO] = ()) -> bool:
+        """The frame of tick (row of candles) around workers: the account opens the tick, the cache starts with dtos,
         the workers run, the cache is cleared, the account closes the tick. False if the run was
         abandoned meanwhile (the tick is then never closed)."""
         symbol, context = tick.symbol, self._context
@@ -190,10 +195,10 @@ class TickCacheManager:
         finally:
             self.current_worker = None
             context.clear()
-        self.account.close_tick(symbol, tick.timestamp, trading)
+        self.account.close_tick(symbol, tick.close, tick.timestamp, trading)
         self.current_step = None  # kept after an error: the failed tick
         if self.recorder is not None:
-            self.recorder.tick_closed(tick, self.account)
+            self.recorder.closed(candles, range(row, row + 1), (self.account.ledger.equity(),), self.account)
         return True
 
     def why_not_columnar(self, candles: CandleColumns) -> str | None:
@@ -230,10 +235,10 @@ class TickCacheManager:
                 if active > start:
                     self._close_quietly(candles, range(start, min(active, rows)))
                 if active >= rows:
-                    self._history.append_rows(symbol, candles, start, rows)
+                    self._history.append(symbol, candles, start, rows)
                     start = rows
                     break
-                self._history.append_rows(symbol, candles, start, active + 1)
+                self._history.append(symbol, candles, start, active + 1)
                 self._process_active_row(candles, active)
                 start = active + 1
         finally:
@@ -255,7 +260,7 @@ class TickCacheManager:
         equities = None if recorder is None else account.ledger.equities_at(symbol, closes)
         account.close_quiet_candles(symbol, closes, candles.open_time(quiet.stop - 1))
         if recorder is not None and equities is not None:
-            recorder.quiet_closed(candles, quiet, equities, account)
+            recorder.closed(candles, quiet, equities.tolist(), account)
         for worker in self._skippers:
             self._step(worker, candles, quiet.start)
             worker.skip(symbol, candles, quiet)
@@ -264,4 +269,4 @@ class TickCacheManager:
         """`process` for the row's tick, its context DTOs taken from the block's columns."""
         columns = self._context.block_columns(candles.symbol)
         dtos = [dto for dto in (column.at(row) for column in columns) if dto is not None]
-        self._run(tick_at(candles, row), True, self._acting_workers, dtos)
+        self._run(candles, row, tick_at(candles, row), True, self._acting_workers, dtos)

@@ -66,13 +66,28 @@ class CandleColumns:
         return datetime.fromtimestamp(int(self.open_times[row]), UTC)
 
     def candle(self, row: int) -> Candle:
+        # The open times as date-times if a row-by-row replay made them already (it needs them all).
+        open_datetimes = self.__dict__.get("open_datetimes")
         return Candle(
-            self.open_time(row), float(self.opens[row]), float(self.highs[row]), float(self.lows[row]),
-            float(self.closes[row]), float(self.volumes[row]), int(self.missing_before[row]),
+            self.open_time(row) if open_datetimes is None else open_datetimes[row], self.open_values[row],
+            self.high_values[row], self.low_values[row], self.close_values[row], self.volume_values[row],
+            self.missing_values[row],
         )
 
     # The columns as Python values, made once per block for workers that loop over rows in Python
     # (a tuple's floats are read far faster than a numpy array's, one at a time).
+    @cached_property
+    def open_datetimes(self) -> tuple[datetime, ...]:
+        return tuple(datetime.fromtimestamp(epoch, UTC) for epoch in self.open_times.tolist())
+
+    @cached_property
+    def open_values(self) -> tuple[float, ...]:
+        return tuple(self.opens.tolist())
+
+    @cached_property
+    def volume_values(self) -> tuple[float, ...]:
+        return tuple(self.volumes.tolist())
+
     @cached_property
     def close_values(self) -> tuple[float, ...]:
         return tuple(self.closes.tolist())

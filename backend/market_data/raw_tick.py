@@ -1,5 +1,5 @@
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 
 import numpy as np
@@ -40,11 +40,11 @@ def ticks_of(candles: CandleColumns) -> Iterator[RawTick]:
     """The ticks of a block's rows, in order (checked already, as every block's rows are)."""
     symbol = candles.symbol
     return (
-        RawTick.trusted(symbol=symbol, timestamp=datetime.fromtimestamp(epoch, UTC), open=open_, high=high,
-                        low=low, close=close, volume=volume, missing_before=missing, warmup=warmup)
-        for epoch, open_, high, low, close, volume, missing, warmup in zip(
-            candles.open_times.tolist(), candles.opens.tolist(), candles.highs.tolist(), candles.lows.tolist(),
-            candles.close_values, candles.volumes.tolist(), candles.missing_values, candles.warmup.tolist(),
+        RawTick.trusted(symbol=symbol, timestamp=open_time, open=open_, high=high, low=low, close=close,
+                        volume=volume, missing_before=missing, warmup=warmup)
+        for open_time, open_, high, low, close, volume, missing, warmup in zip(
+            candles.open_datetimes, candles.open_values, candles.high_values, candles.low_values,
+            candles.close_values, candles.volume_values, candles.missing_values, candles.warmup.tolist(),
             strict=True,
         )
     )
