@@ -2,10 +2,9 @@
 
 The source's candles come as blocks (a live candle: a block of one row) and go on as blocks,
 through one path whatever the source. Runs of the environment's own (base) timeframe get each
-block as it comes; for each longer
-timeframe, one Resampler per environment builds the bars once and every run of that timeframe
-gets them, in order (see backend.market_data.resample for when a bar is complete and how gaps
-are marked).
+block as it comes; for each longer timeframe, one Resampler per environment builds the bars once
+and every run of that timeframe gets them, in order, as blocks (see backend.market_data.resample
+for when a bar is complete and how gaps are marked).
 
 Invariants: the feed thread never dies outside its error handling; it never waits on a run that
 takes no more ticks (failed, stalled, stopping); every line it logs names the environment and

@@ -43,7 +43,7 @@ from backend.errors import OpdaemonError
 from backend.interfaces.candle_columns import CandleColumns
 from backend.portfolio import AccountSnapshot, AccountSummary
 from backend.trade_stats import TradeStats
-from services.tick_cache_manager import Replayed, ReplayProgress, TickCacheManager
+from services.tick_cache_manager import TickCacheManager
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -431,23 +431,25 @@ class StrategyRun:
         try:
             replayed = manager.process(candles, self._stop)
         except Exception as exc:
-            self._count_replayed(candles, manager.progress, started)  # the ticks before the failed one
+            progress = manager.progress  # the ticks before the failed one count
+            self._count_replayed(candles, progress.rows, progress.processed, started)
             step = manager.current_step
             self._fail(exc, step[0] if step else candles.open_time(0))
             return False
         self._discarded += len(candles) - replayed.rows
-        if self._count_replayed(candles, replayed, started):
+        if self._count_replayed(candles, replayed.rows, replayed.processed, started):
             # A backtest's one-row blocks (bars of a long timeframe) publish only now and then.
             now = time.monotonic()
             if len(candles) > 1 or not self._ticks or now >= self._publish_due:
                 self._publish(now)
         return True
 
-    def _count_replayed(self, candles: CandleColumns, replayed: Replayed | ReplayProgress, started: float) -> bool:
-        """Count what the tick manager processed of candles, if anything while the run is running."""
-        if not replayed.processed or self.status is not RunStatus.RUNNING:
+    def _count_replayed(self, candles: CandleColumns, rows: int, processed: int, started: float) -> bool:
+        """Count the candles the tick manager processed of the first rows of candles (if any, and
+        while the run is running)."""
+        if not processed or self.status is not RunStatus.RUNNING:
             return False
-        self._count(candles.open_time(max(replayed.rows, 1) - 1), replayed.processed, time.monotonic() - started)
+        self._count(candles.open_time(max(rows, 1) - 1), processed, time.monotonic() - started)
         return True
 
     def _fail(self, exc: Exception, tick_time: datetime) -> None:

@@ -176,9 +176,9 @@ class TickCacheManager:
 
     def _run(self, candles: CandleColumns, row: int, tick: RawTick, trading: bool, workers: Sequence[IWorker],
              dtos: Iterable[DTO] = ()) -> bool:
-        """The frame of tick (row of candles) around workers: the account opens the tick, the cache starts with dtos,
-        the workers run, the cache is cleared, the account closes the tick. False if the run was
-        abandoned meanwhile (the tick is then never closed)."""
+        """The frame of tick (row `row` of candles) around workers: the account opens the tick, the
+        cache starts with dtos, the workers run, the cache is cleared, the account closes the
+        tick. False if the run was abandoned meanwhile (the tick is then never closed)."""
         symbol, context = tick.symbol, self._context
         self.current_step = (tick.timestamp, time.monotonic(), 1)
         # The account as of the tick's open, taken now and turned into DTOs only if a worker asks.
