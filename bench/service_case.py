@@ -98,7 +98,7 @@ def full_cache_bytes(run: object) -> int:
     tick = RawTick.trusted(symbol=symbol, timestamp=last.open_time + timedelta(hours=1), open=last.open,
                            high=last.high, low=last.low, close=last.close, volume=last.volume)
     if "stop" in inspect.signature(manager.process).parameters:  # blocks from source to run
-        manager.process(columns_of((tick,)), threading.Event())
+        manager.process(columns_of((tick,)), threading.Event(), columnar=False)  # a tick's whole frame
     else:  # an older checkout: ticks one by one
         manager.process(tick)
     context.clear = clear
