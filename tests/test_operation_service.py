@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
+import yaml
 
 from backend.config import ResolvedLink, WorkerSpec, load_operation
 from backend.errors import ConfigError, SettingError
@@ -261,3 +262,34 @@ def test_a_setting_error_of_a_source_becomes_a_config_error_naming_the_environme
         service_for(tmp_path, [("a", "bt")], {"a": probe_blueprint("a")}, ticks=wavy_ticks(3),
                     source_factory=source_factory)
     assert str(raised.value) == f"{tmp_path / 'config' / 'environments' / 'bt.yaml'}: {expected}"
+
+
+class OneRowSource(TickSource):
+    """The candles as a live source hands them on: each a block of one row, as soon as it comes."""
+
+    def __init__(self, ticks: list[RawTick]) -> None:
+        self._ticks = ticks
+        self.total_ticks = len(ticks)
+
+    def blocks(self, stop: threading.Event) -> Iterator[CandleColumns]:
+        for candle in self._ticks:
+            if stop.is_set():
+                return
+            yield one_row(candle)
+
+
+def test_candles_one_at_a_time_take_the_path_of_a_backtests_blocks_to_the_same_trades(tmp_path):
+    """One path from source to run: the same candles as a backtest's blocks or as one-row blocks
+    (how a live source hands them on) give the same trades, account and counts."""
+    ticks = wavy_ticks(600)
+    ema_cross = yaml.safe_load((REPO / "config" / "strategies" / "ema_cross.yaml").read_text())
+    summaries = []
+    for name, source_factory in (("blocks", None), ("one_row", lambda env: OneRowSource(ticks))):
+        extra = {} if source_factory is None else {"source_factory": source_factory}
+        (summary,) = service_for(tmp_path / name, [("ema", "bt")], {"ema": ema_cross}, ticks=ticks, **extra).run()
+        summaries.append(summary)
+    by_blocks, one_by_one = summaries
+    assert by_blocks.status is one_by_one.status is RunStatus.COMPLETED
+    assert by_blocks.ticks_processed == one_by_one.ticks_processed == 600
+    assert by_blocks.account.trades > 0
+    assert by_blocks.account == one_by_one.account
