@@ -1,4 +1,4 @@
-"""Replays one environment's [start, end) range of a checked CandleFile as RAW_TICKs.
+"""Replays one environment's [start, end) range of a checked CandleFile as blocks of RAW_TICKs.
 
 Invariant: every tick is a candle of the range, in time order; a tick right after a hole carries
 `missing_before` > 0 and is announced with a `data_gap` line, while the range's first tick

@@ -7,7 +7,8 @@ Invariants:
   api_key_env) or ExchangeUnavailableError naming the URL, the time waited and the root cause.
 - No candle becomes a tick unless it passes `candle_problem` and its symbol's `CandleSequence`;
   a rejected one is logged (`candle_rejected`), counted in `candles_rejected` and skipped.
-- A symbol's candles are handed out at most once each, in open-time order: `_last_seen` only grows.
+- A symbol's candles are handed out at most once each, in open-time order: `_last_seen` only grows;
+  each as a block of one row (CandleColumns, warm-up flagged in its `warmup` column).
 - A candle is closed by Kraken's clock (exchange_clock), never the local one alone; while that
   clock is not trusted (skew above `max_clock_skew_seconds`, or in doubt) none is handed out.
 """
