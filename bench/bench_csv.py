@@ -7,8 +7,8 @@ same data as Parquet in a temporary directory, then measures in this one run:
   candle as the backtest source iterates them (`CandleFile.blocks`: parse + check again, then
   row by row as Python values, once per environment) and both together, for the CSV and the
   Parquet file, as rows/s and as a ratio to the baseline;
-- a replay by `BacktestSource.ticks` (a validated RawTick per row) of the first `--tick-rows`
-  rows;
+- a replay by `BacktestSource.blocks`, a RawTick made of each row (as a row-by-row replay
+  does), of the first `--tick-rows` rows;
 - every case `--rounds` times, interleaved, keeping each case's best round;
 - peak RSS (VmHWM, Linux) of a fresh process that checks and replays a file of 1M rows, then
   one of `--rows`: constant memory shows as the same figure.
@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 from backend.config.schema import BacktestEnvironment
 from backend.market_data.backtest_source import BacktestSource
 from backend.market_data.candle_file import CandleFile, read_candle_file
+from backend.market_data.raw_tick import ticks_of
 
 START = datetime(2020, 1, 1, tzinfo=UTC)
 TIMEFRAME = "1m"
@@ -89,7 +90,7 @@ def check_pass(path: Path) -> int:
 
 
 def replay(candles: CandleFile) -> int:
-    """Every candle of a checked file as Python values, the way BacktestSource.ticks gets them."""
+    """Every candle of a checked file as Python values, the way `ticks_of` gets them."""
     rows = 0
     for block in candles.blocks(range(len(candles))):
         for _ in zip(block.open_times.tolist(), block.opens.tolist(), block.highs.tolist(), block.lows.tolist(),
@@ -99,12 +100,12 @@ def replay(candles: CandleFile) -> int:
 
 
 def ticks(candles: CandleFile, rows: int) -> int:
-    """The first `rows` candles of a checked file as the feed gets them: a RawTick each."""
+    """The first `rows` candles of a checked file as a row-by-row replay gets them: a RawTick each."""
     end = datetime.fromtimestamp(START.timestamp() + rows * 60, UTC)
     environment = BacktestEnvironment(type="backtest", display_name="bench", data_file=candles.path,
                                       symbol="BTC/USD", timeframe=TIMEFRAME, start=START, end=end,
                                       starting_capital=1000, fee_rate=0)
-    return sum(1 for _ in BacktestSource(environment, candles).ticks(threading.Event()))
+    return sum(1 for block in BacktestSource(environment, candles).blocks(threading.Event()) for _ in ticks_of(block))
 
 
 def rate(work: Callable[[], int]) -> float:
@@ -160,7 +161,7 @@ def main() -> None:
         for kind, path in (("CSV", big_csv), ("Parquet", big_parquet)):
             work[f"{kind}: {CHECK}"] = lambda path=path: check_pass(path)
             work[f"{kind}: {REPLAY}"] = lambda path=path: replay(checked[path])
-        work[f"CSV: BacktestSource.ticks, RawTick per row ({tick_rows:,} rows)"] = lambda: ticks(
+        work[f"CSV: BacktestSource.blocks, RawTick per row ({tick_rows:,} rows)"] = lambda: ticks(
             checked[big_csv], tick_rows)
         # Rounds interleave the cases, so a busy spell of the machine hits them all; best round kept.
         best = dict.fromkeys(work, 0.0)

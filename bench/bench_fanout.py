@@ -21,8 +21,10 @@ from pathlib import Path
 import structlog
 
 from backend.config import load_operation
+from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data import RawTick, TickSource
-from backend.market_data.backtest_source import BacktestSource
+from backend.market_data.backtest_source import BLOCK_CANDLES, BacktestSource
+from backend.market_data.raw_tick import columns_of, ticks_of
 from services.operation_service import OperationService
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,16 +32,21 @@ REPO = Path(__file__).resolve().parents[1]
 
 class MemorySource(TickSource):
     def __init__(self, ticks: list[RawTick]) -> None:
-        self._ticks = ticks
+        self._blocks = blocks_of(ticks)
         self.total_ticks = len(ticks)
 
-    def ticks(self, stop: threading.Event) -> Iterator[RawTick]:
-        yield from self._ticks
+    def blocks(self, stop: threading.Event) -> Iterator[CandleColumns]:
+        yield from self._blocks
+
+
+def blocks_of(ticks: list[RawTick]) -> list[CandleColumns]:
+    return [columns_of(ticks[start:start + BLOCK_CANDLES]) for start in range(0, len(ticks), BLOCK_CANDLES)]
 
 
 def sample_ticks(count: int) -> list[RawTick]:
     operation = load_operation(REPO / "config/operations/backtest_demo.yaml")
-    base = list(BacktestSource(operation.links[0].environment).ticks(threading.Event()))
+    base = [tick for block in BacktestSource(operation.links[0].environment).blocks(threading.Event())
+            for tick in ticks_of(block)]
     hour = timedelta(hours=1)
     return [
         t.model_copy(update={"timestamp": base[0].timestamp + i * hour})
@@ -67,8 +74,8 @@ def timed_run(blueprint_id: str, copies: int, ticks: list[RawTick]) -> float:
 def timed_direct(blueprint_id: str, ticks: list[RawTick]) -> float:
     manager = service_for(blueprint_id, 1, ticks).runs[0].tick_manager
     started = time.perf_counter()
-    for tick in ticks:
-        manager.process(tick)
+    for block in blocks_of(ticks):
+        manager.process(block, threading.Event())
     return time.perf_counter() - started
 
 

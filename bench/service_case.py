@@ -12,10 +12,12 @@ script measures an older checkout of opdaemon too (`PYTHONPATH=that/checkout`).
 
 import argparse
 import gc
+import inspect
 import json
 import logging
 import sys
 import tempfile
+import threading
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -80,6 +82,7 @@ def full_cache_bytes(run: object) -> int:
     from datetime import timedelta
 
     from backend.market_data import RawTick
+    from backend.market_data.raw_tick import columns_of
 
     manager = run.tick_manager  # type: ignore[attr-defined]
     context, sizes = manager._context, []
@@ -92,8 +95,12 @@ def full_cache_bytes(run: object) -> int:
     context.clear = measured_clear
     symbol = next(iter(manager._assets))
     last = manager._history.latest(symbol)
-    manager.process(RawTick.trusted(symbol=symbol, timestamp=last.open_time + timedelta(hours=1), open=last.open,
-                                    high=last.high, low=last.low, close=last.close, volume=last.volume))
+    tick = RawTick.trusted(symbol=symbol, timestamp=last.open_time + timedelta(hours=1), open=last.open,
+                           high=last.high, low=last.low, close=last.close, volume=last.volume)
+    if "stop" in inspect.signature(manager.process).parameters:  # blocks from source to run
+        manager.process(columns_of((tick,)), threading.Event(), columnar=False)  # a tick's whole frame
+    else:  # an older checkout: ticks one by one
+        manager.process(tick)
     context.clear = clear
     return sizes[0]
 

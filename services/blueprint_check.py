@@ -108,7 +108,7 @@ def link_candles(link: ResolvedLink, environments: ExecutionEnvironments) -> Can
     assert isinstance(environment, BacktestEnvironment)
     source = environments.tick_source(environment)
     with capture_logs():  # the data's gaps: `validate` and a run report them
-        candles = joined(environment.symbol, source.candle_blocks(threading.Event()))
+        candles = joined(environment.symbol, source.blocks(threading.Event()))
     if timeframe_seconds(link.blueprint.timeframe) == timeframe_seconds(environment.timeframe):
         return candles
     resampler = Resampler(environment.timeframe, link.blueprint.timeframe)

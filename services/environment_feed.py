@@ -1,9 +1,10 @@
 """Fans every RAW_TICK of one execution environment out to the strategy runs bound to it.
 
-Runs of the environment's own (base) timeframe get its ticks as they come; for each longer
-timeframe, one Resampler per environment builds the bars once and every run of that timeframe
-gets them, in order (see backend.market_data.resample for when a bar is complete and how gaps
-are marked).
+The source's candles come as blocks (a live candle: a block of one row) and go on as blocks,
+through one path whatever the source. Runs of the environment's own (base) timeframe get each
+block as it comes; for each longer timeframe, one Resampler per environment builds the bars once
+and every run of that timeframe gets them, in order, as blocks (see backend.market_data.resample
+for when a bar is complete and how gaps are marked).
 
 Invariants: the feed thread never dies outside its error handling; it never waits on a run that
 takes no more ticks (failed, stalled, stopping); every line it logs names the environment and
@@ -25,14 +26,13 @@ import structlog
 from backend.errors import OpdaemonError
 from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data import RawTick, TickSource
-from backend.market_data.candle_checks import log_data_gap, timeframe_seconds
+from backend.market_data.candle_checks import log_data_gap
 from backend.market_data.raw_tick import columns_of, shared_ticks_of
 from backend.market_data.resample import Resampler
+from backend.market_data.timeframes import timeframe_seconds
 from services.strategy_run import RunStatus, StrategyRun
 
 log = structlog.get_logger(__name__)
-
-IDLE_CHECK_EVERY = 64  # base ticks of a backtest between two looks at whether any run still takes ticks
 
 
 class _Progress:
@@ -242,7 +242,7 @@ class EnvironmentFeed:
         sent = 0
         try:
             log.info("environment_feed_started", total_ticks=self._source.total_ticks)
-            sent = self._send_ticks()
+            sent = self._send_blocks()
             stopped = self._stop.is_set() or self._halt.is_set()  # asked to end: not the source's failure
             if self._source.total_ticks is None and sent == 0 and not self.error and self._runs and not stopped:
                 self.error = "no live candle was delivered"
@@ -264,45 +264,14 @@ class EnvironmentFeed:
                      candles_rejected=self._source.candles_rejected,
                      bars_sent={route.timeframe: route.bars_sent for route in self._routes if route.resampler})
 
-    def _send_ticks(self) -> int:
-        if self._source.has_candle_blocks:
-            return self._send_blocks()
-        total = self._source.total_ticks
-        live = total is None
-        routes = self._routes
-        progress = _Progress(total, self._progress_every_pct)
-        sent = 0
-        for tick in self._source.ticks(self._halt):
-            self.last_tick_at = time.monotonic()
-            if tick.missing_before:
-                self.gaps += 1
-            if (live or sent % IDLE_CHECK_EVERY == 0) and self._unneeded():
-                log.warning("environment_feed_idle", reason="no strategy run bound to it takes ticks any more")
-                break
-            for route in routes:
-                if route.resampler is None:  # the base timeframe: the tick itself, to every run
-                    for run in route.runs:
-                        run.submit(tick)
-                else:
-                    for bar in route.resampler.add(tick):
-                        self._send(route, bar)
-            if live:  # a live candle is handed over at once, not when a batch has filled
-                for run in self._runs:
-                    run.wake()
-            sent += 1
-            self.ticks_sent = sent
-            if self._stop.is_set() or self._halt.is_set():
-                break
-            progress.report(sent, tick.timestamp)
-        return sent
-
     def _send_blocks(self) -> int:
-        """A backtest's candles a block at a time: each block as it is to the runs of the base
-        timeframe (each replays it, columnar when it can), and through the resampler of every
-        longer timeframe, the bars it completes, as a block, to that timeframe's runs."""
+        """The source's candles a block at a time (a live candle: a block of one row), each block
+        as it is to the runs of the base timeframe (each replays it, columnar when it can), and
+        through the resampler of every longer timeframe, the bars it completes, as a block, to that
+        timeframe's runs. Returns the base candles sent."""
         progress = _Progress(self._source.total_ticks, self._progress_every_pct)
         sent = 0
-        for block in self._source.candle_blocks(self._halt):
+        for block in self._source.blocks(self._halt):
             for candles in progress.cut(block, sent):
                 if not self._send_block(candles):
                     return sent
@@ -323,7 +292,7 @@ class EnvironmentFeed:
         for route in self._routes:
             if route.resampler is None:
                 for run in route.runs:
-                    run.submit_block(candles)
+                    run.submit(candles)
             else:  # the bars the block completes, as a block of their own
                 bars = [bar for tick in shared_ticks_of(candles) for bar in route.resampler.add(tick)]
                 for bar in bars:
@@ -331,17 +300,9 @@ class EnvironmentFeed:
                 if bars:
                     block = columns_of(bars)
                     for run in route.runs:
-                        run.submit_block(block)
+                        run.submit(block)
                     route.bars_sent += len(bars)
         return True
-
-    def _send(self, route: _Route, bar: RawTick) -> None:
-        """Give bar to every run of its route (each waits while its queue is full, never drops)."""
-        if route.resampler is not None:
-            self._announce_gaps(route.timeframe, bar)
-        for run in route.runs:
-            run.submit(bar)
-        route.bars_sent += 1
 
     def _announce_gaps(self, timeframe: str, bar: RawTick) -> None:
         """A resampled bar's gaps, in its own timeframe (the base gaps were logged by the source)."""

@@ -12,7 +12,7 @@ import time
 from datetime import timedelta
 
 from backend.config import StrategyLink
-from backend.market_data import RawTick
+from backend.interfaces.candle_columns import CandleColumns
 from services.strategy_run import StrategyRun
 
 POLL_SECONDS = 0.05  # how often wait() looks at the operation's stop as well
@@ -68,14 +68,15 @@ class ContinuedRun(StrategyRun):
         self._bar = bar
         self._last_before_stop = stopped.tick_manager.account.cursors  # per asset, the last candle processed
 
-    def submit(self, tick: RawTick) -> bool:
+    def submit(self, candles: CandleColumns) -> bool:
         if self._last_before_stop:  # only until each asset's first candle after the stop has come
-            tick = self._with_hole_marked(tick)
-        return super().submit(tick)
+            candles = self._with_hole_marked(candles)
+        return super().submit(candles)
 
-    def _with_hole_marked(self, tick: RawTick) -> RawTick:
-        last = self._last_before_stop.pop(tick.symbol, None)
-        if last is None or tick.timestamp <= last:
-            return tick
-        missed = (tick.timestamp - last) // self._bar - 1
-        return tick.model_copy(update={"missing_before": missed}) if missed > tick.missing_before else tick
+    def _with_hole_marked(self, candles: CandleColumns) -> CandleColumns:
+        last = self._last_before_stop.pop(candles.symbol, None)
+        first = candles.open_time(0)
+        if last is None or first <= last:
+            return candles
+        missed = (first - last) // self._bar - 1
+        return candles.with_missing_before_first(missed) if missed > candles.missing_before[0] else candles

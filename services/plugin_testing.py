@@ -26,7 +26,6 @@ from backend.dtos import DTO, AccountState, FillDTO
 from backend.interfaces import Candle, IWorker, WorkerCategory, WorkerParams, WorkerServices
 from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data.candle_file import read_candle_file
-from backend.market_data.raw_tick import ticks_of
 from backend.portfolio import Ledger, SimulatedGateway, StrategyAccount
 from services.tick_cache_manager import TickCacheManager
 from services.worker_factory import WorkerFactory
@@ -71,11 +70,6 @@ def random_sizes(seed: int = 1, count: int = 2000) -> list[int]:
             for _ in range(count)]
 
 
-def rows(candles: CandleColumns, start: int, stop: int) -> CandleColumns:
-    part = slice(start, stop)
-    return CandleColumns(candles.symbol, candles.open_times[part], candles.opens[part], candles.highs[part],
-                         candles.lows[part], candles.closes[part], candles.volumes[part], candles.missing_before[part])
-
 
 def split(candles: CandleColumns, sizes: Iterable[int]) -> list[CandleColumns]:
     """candles cut into consecutive blocks of the given sizes, repeated as needed."""
@@ -85,7 +79,7 @@ def split(candles: CandleColumns, sizes: Iterable[int]) -> list[CandleColumns]:
             break
         cuts.append(cuts[-1] + size)
     cuts.append(len(candles))
-    return [rows(candles, start, stop) for start, stop in pairwise(cuts)]
+    return [candles.rows(start, stop) for start, stop in pairwise(cuts)]
 
 
 class Replay:
@@ -119,14 +113,14 @@ class Replay:
         self.manager = TickCacheManager(self.context, self.history, self.workers, self.account, [symbol])
 
     def by_ticks(self, candles: CandleColumns) -> "Replay":
-        for tick in ticks_of(candles):
-            self.manager.process(tick)
+        """Row by row, each row a tick (the reference of `by_blocks`)."""
+        self.manager.process(candles, threading.Event(), columnar=False)
         return self
 
     def by_blocks(self, blocks: Iterable[CandleColumns]) -> "Replay":
         for block in blocks:
             assert self.manager.why_not_columnar(block) is None, self.manager.why_not_columnar(block)
-            assert self.manager.process_block(block, threading.Event()) == len(block)
+            assert self.manager.process(block, threading.Event()).rows == len(block)
         return self
 
     def outcome(self) -> tuple[list[dict], AccountState, dict, tuple[Candle, ...]]:

@@ -1,27 +1,29 @@
-"""One strategy run: its own bounded tick queue, consumed in its own thread.
+"""One strategy run: its own bounded queue of blocks of candles, consumed in its own thread.
 
-The hand-off between the feed's thread and the run's is a deque the feed appends to and the run
-takes from: neither takes a lock per tick. A lock is only taken to sleep and to wake the other
-side (the run when it found nothing to do and a batch has come, the feed when the queue was full
-and half of it has been taken since), so a backtest's ticks cross in runs of dozens to hundreds
-per wake-up, and a live candle is taken as soon as it is added.
+Candles come in one form, blocks of columns (a backtest's: thousands of rows; a live candle: a
+block of one row), through one `submit` and one `_take`; the tick manager decides, per block,
+whether it replays it columnar or row by row. The hand-off between the feed's thread and the
+run's is a deque the feed appends to and the run takes from: neither takes a lock per block. A
+lock is only taken to sleep and to wake the other side (the run when it found nothing to do and
+a block has come, the feed when the queue was full and half of it has been taken since), so a
+live candle is taken as soon as it is added.
 
 Invariants: the consuming thread never dies outside its error handling; at most `queue_size`
-ticks (or BLOCKS_QUEUED blocks of a backtest's candles) wait; a full queue makes the feed wait,
-so no tick is dropped while the run takes ticks; a run that is failed, stalled or stopping never
-makes the feed wait (`submit` returns False); once the stop event is set, the run ends after its
-current tick (or columnar block) and queued ticks are discarded, never traded; once a run is
-declared stalled, the workers left in its current tick never run and it takes no tick again.
+one-row blocks (or BLOCKS_QUEUED longer ones) wait; a full queue makes the feed wait, so no tick
+is dropped while the run takes ticks; a run that is failed, stalled or stopping never makes the
+feed wait (`submit` returns False); once the stop event is set, the run ends after its current
+tick (or columnar step) and queued ticks are discarded, never traded; once a run is declared
+stalled, the workers left in its current tick never run and it takes no tick again.
 
 Read model: other threads (the status server, metrics, summaries) read a run only through
 `snapshot()`, a frozen RunSnapshot. The run's thread builds it (its counters and its account,
-all of one moment between two ticks) and publishes it by one reference assignment: after each
-columnar block, after a tick that leaves the queue empty (so a live candle is shown as soon as it
-is processed), after an operator's call between ticks, at the end of the run, and otherwise at
-most every PUBLISH_EVERY_SECONDS while ticks keep coming (a backtest replayed tick by tick, where
-building one per tick would cost as much as the tick's own overhead). The few fields other threads
-change (status and error, the account's pause, the queue's depth) are read live by `snapshot()`,
-so a pause, stop or failure shows in the very next answer.
+all of one moment between two blocks) and publishes it by one reference assignment: after each
+block of more than one row, after a block that leaves the queue empty (so a live candle is shown
+as soon as it is processed), after an operator's call between ticks, at the end of the run, and
+otherwise at most every PUBLISH_EVERY_SECONDS while one-row blocks keep coming (building one per
+candle would cost as much as the candle's own overhead). The few fields other threads change
+(status and error, the account's pause, the queue's depth) are read live by `snapshot()`, so a
+pause, stop or failure shows in the very next answer.
 """
 
 import threading
@@ -39,8 +41,6 @@ import structlog
 from backend.config import StrategyLink
 from backend.errors import OpdaemonError
 from backend.interfaces.candle_columns import CandleColumns
-from backend.market_data import RawTick
-from backend.market_data.raw_tick import shared_ticks_of
 from backend.portfolio import AccountSnapshot, AccountSummary
 from backend.trade_stats import TradeStats
 from services.tick_cache_manager import TickCacheManager
@@ -49,10 +49,7 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 QUEUE_POLL_SECONDS = 0.1  # how often a waiting feed or an idle run looks at the stop event (and the queue)
-# A backtest's feed wakes an idle run once this many ticks wait (waking it on every tick would
-# cost a thread switch per tick); a live feed wakes it on every candle (`wake`).
-WAKE_AFTER_TICKS = 64
-BLOCKS_QUEUED = 2  # a backtest's blocks of candles waiting at most per run (each a few thousand candles)
+BLOCKS_QUEUED = 2  # blocks of more than one candle waiting at most per run (a backtest's: a few thousand each)
 # Upper bounds (seconds) of the tick latency histogram the status server exports; +Inf is implied.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # While ticks keep coming, a run publishes its snapshot at most this often (see the module docstring).
@@ -171,9 +168,9 @@ class StrategyRun:
         self.tick_manager = tick_manager
         self._stop = stop
         self._capacity = max(1, queue_size)
-        self._wake_after = min(WAKE_AFTER_TICKS, self._capacity)
-        # Ticks, or a backtest's blocks of candles: appended by the feed's thread, taken by the run's.
-        self._ticks: deque[RawTick | CandleColumns | _CallBetweenTicks] = deque()
+        # Blocks of candles (a live candle: one row) appended by the feed's thread, and calls
+        # between ticks appended by others, all taken by the run's.
+        self._ticks: deque[CandleColumns | _CallBetweenTicks] = deque()
         self._end_status: RunStatus | None = None  # set by finish(): no tick comes after the queued ones
         self._closed = False  # the run has ended: the feed's cheap per-tick check
         self._lock = threading.Lock()
@@ -196,8 +193,6 @@ class StrategyRun:
         # Held while a snapshot is built and published: the watchdog publishes a stalled run's counters.
         self._publish_lock = threading.Lock()
         self._published = self._build_snapshot()
-        # The last block's replay (mode, why not columnar), logged on the first block and when it changes.
-        self._replay: tuple[str, str | None] | None = None
         self._discarded = 0  # candles of a block left unprocessed on a stop request
 
     @property
@@ -210,21 +205,13 @@ class StrategyRun:
         self.status = RunStatus.RUNNING
         self._thread.start()
 
-    def submit(self, tick: RawTick) -> bool:
-        """Queue tick, waiting while the queue is full; False once the run takes no more ticks."""
-        ticks = self._ticks
-        if self._closed or (len(ticks) >= self._capacity and not self._wait_for_room(self._capacity)):
-            return False
-        ticks.append(tick)
-        if len(ticks) >= self._wake_after:
-            self.wake()
-        return True
-
-    def submit_block(self, candles: CandleColumns) -> bool:
-        """Queue a backtest's block of candles (waiting while BLOCKS_QUEUED items wait) and wake
-        the run; False once the run takes no more ticks."""
+    def submit(self, candles: CandleColumns) -> bool:
+        """Queue a block of candles (a live candle: a block of one row) and wake the run, waiting
+        while the queue is full: queue_size items, or BLOCKS_QUEUED once the block has more than
+        one row; False once the run takes no more ticks."""
         queued = self._ticks
-        if self._closed or (len(queued) >= BLOCKS_QUEUED and not self._wait_for_room(BLOCKS_QUEUED)):
+        limit = self._capacity if len(candles) == 1 else BLOCKS_QUEUED
+        if self._closed or (len(queued) >= limit and not self._wait_for_room(limit)):
             return False
         queued.append(candles)
         self.wake()
@@ -253,10 +240,10 @@ class StrategyRun:
         return cast(T, call.result)
 
     def wake(self) -> None:
-        """Wake the run if it sleeps on an empty queue: the feed calls it after every candle of a
-        live source (never kept waiting); a backtest's ticks wake it by the batch, in submit.
-        The flag is read after the append and the run sets it before it looks at the queue
-        (under the lock it sleeps with), so either the run sees the tick or it is woken here."""
+        """Wake the run if it sleeps on an empty queue (after each block `submit` queues: a live
+        candle is never kept waiting). The flag is read after the append and the run sets it
+        before it looks at the queue (under the lock it sleeps with), so either the run sees the
+        block or it is woken here."""
         if self._run_waiting:
             with self._lock:
                 self._ticks_ready.notify()
@@ -306,8 +293,10 @@ class StrategyRun:
         # Its thread, stuck in a tick, publishes again only if that tick ever returns: its counters
         # (which count no tick from now on) are published here; its account stays as last published
         # (after the tick before for a live run; up to PUBLISH_EVERY_SECONDS earlier in a backtest).
+        counters = self._counters()  # and the ticks of its block it got through before the stuck one
+        counters["ticks_processed"] += self.tick_manager.progress.processed
         with self._publish_lock:
-            self._published = replace(self._published, **self._counters())
+            self._published = replace(self._published, **counters)
         log.error("strategy_run_stalled", strategy_link=self.link_id, blueprint=self.blueprint_id,
                   environment=self.environment_id, worker=worker, tick_time=tick_time, reason=reason)
 
@@ -430,55 +419,37 @@ class StrategyRun:
                     self._room_ready.notify()
             if isinstance(item, _CallBetweenTicks):
                 item.run()
-            elif not (self._take(item) if isinstance(item, RawTick) else self._take_block(item)):
+            elif not self._take(item):
                 return
 
-    def _take(self, tick: RawTick, of_block: bool = False) -> bool:
-        """Process one tick (of_block: a row of a block replayed tick by tick, which publishes
-        only every PUBLISH_EVERY_SECONDS); False when that ended the run."""
-        started = time.monotonic()
-        try:
-            processed = self.tick_manager.process(tick)
-        except Exception as exc:
-            self._fail(exc, tick.timestamp)
-            return False
-        if processed and self.status is RunStatus.RUNNING:
-            now = time.monotonic()
-            self._count(tick.timestamp, 1, now - started)
-            if now >= self._publish_due or not (of_block or self._ticks):
-                self._publish(now)
-        return True
-
-    def _take_block(self, candles: CandleColumns) -> bool:
-        """Process a block of candles, columnar when the workforce can (else as ticks, one by one);
-        either way only until the stop event is set (the rest is counted as discarded). False
-        when that ended the run."""
+    def _take(self, candles: CandleColumns) -> bool:
+        """Process a block of candles (the tick manager replays it columnar when it can, else row
+        by row), only until the stop event is set (the rest is counted as discarded). False when
+        that ended the run."""
         manager = self.tick_manager
-        why_not = manager.why_not_columnar(candles)
-        replay = ("tick_by_tick" if why_not else "columnar", why_not)
-        if replay != self._replay:
-            self._replay = replay
-            log.info("backtest_replay", mode=replay[0], reason=why_not)
-        if why_not:
-            for row, tick in enumerate(shared_ticks_of(candles)):
-                if self._stop.is_set() or self.status is not RunStatus.RUNNING:
-                    self._discarded += len(candles) - row
-                    return True
-                if not self._take(tick, of_block=True):
-                    return False
-            self._publish()
-            return True
         started = time.monotonic()
         try:
-            done = manager.process_block(candles, self._stop)
+            replayed = manager.process(candles, self._stop)
         except Exception as exc:
+            progress = manager.progress  # the ticks before the failed one count
+            self._count_replayed(candles, progress.rows, progress.processed, started)
             step = manager.current_step
             self._fail(exc, step[0] if step else candles.open_time(0))
             return False
-        self._discarded += len(candles) - done
-        if done and self.status is RunStatus.RUNNING:
-            self._count(candles.open_time(done - 1), done, time.monotonic() - started)
-            self._publish()
+        self._discarded += len(candles) - replayed.rows
+        if self._count_replayed(candles, replayed.rows, replayed.processed, started):
+            # A backtest's one-row blocks (bars of a long timeframe) publish only now and then.
+            now = time.monotonic()
+            if len(candles) > 1 or not self._ticks or now >= self._publish_due:
+                self._publish(now)
+        return True
+
+    def _count_replayed(self, candles: CandleColumns, rows: int, processed: int, started: float) -> bool:
+        """Count the candles the tick manager processed of the first rows of candles (if any, and
+        while the run is running)."""
+        if not processed or self.status is not RunStatus.RUNNING:
+            return False
+        self._count(candles.open_time(max(rows, 1) - 1), processed, time.monotonic() - started)
         return True
 
     def _fail(self, exc: Exception, tick_time: datetime) -> None:
@@ -516,7 +487,7 @@ class StrategyRun:
             if isinstance(item, _CallBetweenTicks):
                 item.cancel("the run stopped first")
                 continue
-            discarded += 1 if isinstance(item, RawTick) else len(item)
+            discarded += len(item)
         with self._lock:
             self._room_ready.notify()
         if discarded:

@@ -2,18 +2,17 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
-import numpy as np
 import structlog
 
 from backend.core.ohlcv_provider import OhlcvProvider
 from backend.dtos import DTO, BaseContextDTO, OpportunitySignalDTO, OrderSide
 from backend.errors import OperatorOrderError
-from backend.interfaces import Candle, ITradingContextProvider, IWorker, WorkerCategory
+from backend.interfaces import ITradingContextProvider, IWorker, WorkerCategory
 from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data import RawTick
-from backend.market_data.raw_tick import tick_at
+from backend.market_data.raw_tick import shared_ticks_of, tick_at
 from backend.portfolio import StrategyAccount
 from backend.portfolio.ledger import PortfolioValues, portfolio_snapshot
 
@@ -26,13 +25,29 @@ FORCED_ENTRY = OpportunitySignalDTO(side=OrderSide.BUY, reason="force_entry by t
 class TickRecorder(Protocol):
     """Told of every processed candle once the account has closed it (`--report`, a sweep)."""
 
-    def tick_closed(self, tick: RawTick, account: StrategyAccount) -> None:
-        """A tick, the account as it closed it."""
+    def closed(self, candles: CandleColumns, rows: range, equities: Sequence[float], account: StrategyAccount) -> None:
+        """Rows of a block the account has closed (a tick: one row; in a columnar replay, also
+        a stretch on which no worker acted), with the account's equity at each row's close (the
+        same floats `ledger.equity()` gave after each, tick by tick); the account is as it closed
+        the last of them."""
 
-    def quiet_closed(self, candles: CandleColumns, rows: range, equities: np.ndarray, account: StrategyAccount) -> None:
-        """Rows of a block replayed columnar, on which no worker acted: the account's equity at
-        each row's close (the same floats `ledger.equity()` gave after each, tick by tick); the
-        account is as it closed the last of them."""
+
+class Replayed(NamedTuple):
+    """What `process` did with a block: its first `rows` rows gone through (the rest left on a
+    stop), of which `processed` were processed (a row of an asset the run does not trade, or one
+    it processed before a restart, is not)."""
+
+    rows: int
+    processed: int
+
+
+class ReplayProgress:
+    """The rows of a block replayed row by row so far, and how many of them were processed."""
+
+    __slots__ = ("processed", "rows")
+
+    def __init__(self) -> None:
+        self.rows = self.processed = 0
 
 
 class TickCacheManager:
@@ -47,10 +62,12 @@ class TickCacheManager:
     stall watchdog: a candle, or a columnar step over many); after `abandon()` no further worker
     runs, so a run given up on never places an order late.
 
-    A backtest's block of candles is replayed columnar (`process_block`) when every worker
-    implements the columnar contract (IWorker) and the account keeps nothing per candle (a
-    backtest's): the same DTOs on the rows where a worker acts, the same trades, account and
-    recorded equity as ticks one by one, at a fraction of the cost.
+    Candles come as blocks (a live candle: a block of one row) through one entry, `process`,
+    which decides per block (`why_not_columnar`): a block is replayed columnar when every worker
+    implements the columnar contract (IWorker), none of its rows is warm-up and the account
+    keeps nothing per candle (a backtest's): the same DTOs on the rows where a worker acts, the
+    same trades, account and recorded equity as row by row, at a fraction of the cost;
+    otherwise row by row, each row a tick.
     """
 
     def __init__(
@@ -82,6 +99,11 @@ class TickCacheManager:
         self._open: tuple[RawTick, PortfolioValues] | None = None  # the tick being processed
         self._base_context = self._build_base_context  # bound once: handed to the cache every tick
         self.recorder: TickRecorder | None = None
+        # The last long block's replay (mode, why not columnar), logged on the first and when it changes.
+        self._replay: tuple[str, str | None] | None = None
+        # The rows of the block being replayed row by row (or the last) done so far: read by the
+        # run when a worker raised, and by the watchdog when it gives up on the run.
+        self.progress = ReplayProgress()
 
     def _build_base_context(self) -> BaseContextDTO:
         """The open tick's base context (built once per tick, by the tick cache, on first use)."""
@@ -105,9 +127,32 @@ class TickCacheManager:
     def abandon(self) -> None:
         self._abandoned = True
 
-    def process(self, tick: RawTick) -> bool:
-        """Run the workforce on tick (only the context workers on a warm-up tick); False when the
-        strategy does not trade tick.symbol or the run was abandoned."""
+    def process(self, candles: CandleColumns, stop: threading.Event, columnar: bool = True) -> Replayed:
+        """Replay a block of candles, columnar when `why_not_columnar` allows, else row by row,
+        only until stop is set (checked between ticks, or between columnar steps). columnar=False:
+        row by row whatever the workforce (the reference a columnar replay is checked against).
+        While it replays row by row, and after a worker raised, `progress` tells what it has done."""
+        self.progress = progress = ReplayProgress()
+        why_not = self.why_not_columnar(candles) if columnar else "row by row asked for"
+        if len(candles) > 1:  # a backtest's block (a live run's candles come one at a time)
+            replay = ("tick_by_tick" if why_not else "columnar", why_not)
+            if replay != self._replay:
+                self._replay = replay
+                log.info("backtest_replay", mode=replay[0], reason=why_not)
+        if why_not is None:
+            rows = self._process_columnar(candles, stop)
+            return Replayed(rows, rows)
+        ticks = (tick_at(candles, 0),) if len(candles) == 1 else shared_ticks_of(candles)
+        for row, tick in enumerate(ticks):
+            if stop.is_set() or self._abandoned:
+                break
+            progress.processed += self._process_row(candles, row, tick)
+            progress.rows = row + 1
+        return Replayed(progress.rows, progress.processed)
+
+    def _process_row(self, candles: CandleColumns, row: int, tick: RawTick) -> bool:
+        """Run the workforce on the row's tick (only the context workers on a warm-up tick); False
+        when the strategy does not trade tick.symbol or the run was abandoned."""
         symbol = tick.symbol
         if symbol not in self._assets or self._abandoned:
             return False
@@ -115,15 +160,12 @@ class TickCacheManager:
         if trading and not self.account.is_new(symbol, tick.timestamp):
             log.warning("candle_already_processed", symbol=symbol, candle_time=tick.timestamp.isoformat())
             return False
-        # Built without validation: the tick was checked where it entered the process.
-        self._history.append(symbol, Candle(
-            tick.timestamp, tick.open, tick.high, tick.low, tick.close, tick.volume, tick.missing_before
-        ))
+        self._history.append(symbol, candles, row, row + 1)
         if trading and symbol in self._forced_entries:
             self._forced_entries.discard(symbol)
             log.info("force_entry_signalled", asset=symbol, candle_time=tick.timestamp.isoformat())
-            return self._run(tick, trading, self._workforce, (FORCED_ENTRY,))
-        return self._run(tick, trading, self._workforce if trading else self._context_workers)
+            return self._run(candles, row, tick, trading, self._workforce, (FORCED_ENTRY,))
+        return self._run(candles, row, tick, trading, self._workforce if trading else self._context_workers)
 
     def force_entry(self, asset: str) -> None:
         """An operator's entry: asset's next traded candle starts with a buy opportunity, which the
@@ -132,10 +174,11 @@ class TickCacheManager:
             raise OperatorOrderError(f"{asset} is not an asset of this strategy ({', '.join(self._assets)})")
         self._forced_entries.add(asset)
 
-    def _run(self, tick: RawTick, trading: bool, workers: Sequence[IWorker], dtos: Iterable[DTO] = ()) -> bool:
-        """The tick's frame around workers: the account opens the tick, the cache starts with dtos,
-        the workers run, the cache is cleared, the account closes the tick. False if the run was
-        abandoned meanwhile (the tick is then never closed)."""
+    def _run(self, candles: CandleColumns, row: int, tick: RawTick, trading: bool, workers: Sequence[IWorker],
+             dtos: Iterable[DTO] = ()) -> bool:
+        """The frame of tick (row `row` of candles) around workers: the account opens the tick, the
+        cache starts with dtos, the workers run, the cache is cleared, the account closes the
+        tick. False if the run was abandoned meanwhile (the tick is then never closed)."""
         symbol, context = tick.symbol, self._context
         self.current_step = (tick.timestamp, time.monotonic(), 1)
         # The account as of the tick's open, taken now and turned into DTOs only if a worker asks.
@@ -152,18 +195,19 @@ class TickCacheManager:
         finally:
             self.current_worker = None
             context.clear()
-        self.account.close_tick(symbol, tick.timestamp, trading)
+        self.account.close_tick(symbol, tick.close, tick.timestamp, trading)
         self.current_step = None  # kept after an error: the failed tick
         if self.recorder is not None:
-            self.recorder.tick_closed(tick, self.account)
+            self.recorder.closed(candles, range(row, row + 1), (self.account.ledger.equity(),), self.account)
         return True
 
     def why_not_columnar(self, candles: CandleColumns) -> str | None:
-        """None when process_block may replay this block; else why its rows go to `process`, one
-        tick at a time."""
+        """None when `process` may replay this block columnar; else why its rows go one tick at a time."""
         symbol, account = candles.symbol, self.account
         if self._not_columnar:
             return f"workers without a columnar replay: {', '.join(self._not_columnar)}"
+        if candles.warmup.any():
+            return "warm-up candles (context workers only)"
         if self._abandoned:
             return "the run was given up on"
         if symbol not in self._assets or not account.is_new(symbol, candles.open_time(0)):
@@ -172,7 +216,7 @@ class TickCacheManager:
             return "the account journals every candle, settles an order or holds another asset"
         return None
 
-    def process_block(self, candles: CandleColumns, stop: threading.Event) -> int:
+    def _process_columnar(self, candles: CandleColumns, stop: threading.Event) -> int:
         """Replay a block as IWorker's columnar contract says (only when `why_not_columnar` is None):
         the rows up to the next one a worker acts on in bulk, that row as a tick; stops early once
         stop is set (between steps, as tick by tick between ticks). Returns the rows processed."""
@@ -191,10 +235,10 @@ class TickCacheManager:
                 if active > start:
                     self._close_quietly(candles, range(start, min(active, rows)))
                 if active >= rows:
-                    self._history.append_rows(symbol, candles, start, rows)
+                    self._history.append(symbol, candles, start, rows)
                     start = rows
                     break
-                self._history.append_rows(symbol, candles, start, active + 1)
+                self._history.append(symbol, candles, start, active + 1)
                 self._process_active_row(candles, active)
                 start = active + 1
         finally:
@@ -216,7 +260,7 @@ class TickCacheManager:
         equities = None if recorder is None else account.ledger.equities_at(symbol, closes)
         account.close_quiet_candles(symbol, closes, candles.open_time(quiet.stop - 1))
         if recorder is not None and equities is not None:
-            recorder.quiet_closed(candles, quiet, equities, account)
+            recorder.closed(candles, quiet, equities.tolist(), account)
         for worker in self._skippers:
             self._step(worker, candles, quiet.start)
             worker.skip(symbol, candles, quiet)
@@ -225,4 +269,4 @@ class TickCacheManager:
         """`process` for the row's tick, its context DTOs taken from the block's columns."""
         columns = self._context.block_columns(candles.symbol)
         dtos = [dto for dto in (column.at(row) for column in columns) if dto is not None]
-        self._run(tick_at(candles, row), True, self._acting_workers, dtos)
+        self._run(candles, row, tick_at(candles, row), True, self._acting_workers, dtos)

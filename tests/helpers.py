@@ -1,5 +1,6 @@
 """Builders shared by the tests: ticks, CSV files, config trees and a recording worker."""
 
+import threading
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,7 +12,9 @@ from backend.core.ohlcv_provider import OhlcvProvider
 from backend.core.trading_context_provider import TradingContextProvider
 from backend.dtos import DTO
 from backend.interfaces import IWorker, WorkerCategory, WorkerServices
-from backend.market_data import RawTick
+from backend.interfaces.candle_columns import CandleColumns
+from backend.market_data import RawTick, TickSource
+from backend.market_data.raw_tick import columns_of, ticks_of
 from backend.portfolio import Ledger, SimulatedGateway, StrategyAccount
 from services.tick_cache_manager import TickCacheManager
 
@@ -158,5 +161,20 @@ class Pipeline:
 
     def feed(self, ticks: Iterable[RawTick]) -> list[dict[type[DTO], DTO]]:
         for raw in ticks:
-            self.manager.process(raw)
+            process_tick(self.manager, raw)
         return self.recorder.ticks
+
+
+def one_row(tick: RawTick) -> CandleColumns:
+    """tick as the block of one row a live source hands on."""
+    return columns_of((tick,))
+
+
+def process_tick(manager: TickCacheManager, tick: RawTick) -> bool:
+    """manager.process for one tick (a block of one row, replayed as a tick): whether it was processed."""
+    return manager.process(one_row(tick), threading.Event(), columnar=False).processed == 1
+
+
+def source_ticks(source: TickSource, stop: threading.Event | None = None) -> list[RawTick]:
+    """Every candle source yields, as ticks."""
+    return [tick for block in source.blocks(stop or threading.Event()) for tick in ticks_of(block)]

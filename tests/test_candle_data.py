@@ -18,7 +18,16 @@ from backend.market_data.candle_readers import ACCEPTED
 from services.cli import main
 from services.execution_environments import ExecutionEnvironments
 from services.operation_service import OperationService
-from tests.helpers import START, backtest_environment, blueprint, tick, write_config_tree, write_csv, write_yaml
+from tests.helpers import (
+    START,
+    backtest_environment,
+    blueprint,
+    source_ticks,
+    tick,
+    write_config_tree,
+    write_csv,
+    write_yaml,
+)
 
 HEADER = "timestamp,open,high,low,close,volume"
 
@@ -173,7 +182,7 @@ def test_a_hole_is_carried_by_the_next_tick_and_summarized(tmp_path):
     source = BacktestSource(environment(hole_file(tmp_path), hour(0), hour(11)))
     with capture_logs() as logs:
         source.prepare()
-        ticks = list(source.ticks(threading.Event()))
+        ticks = source_ticks(source)
     assert [(t.timestamp, t.missing_before) for t in ticks] == [
         (START + timedelta(hours=i), 3 if i == 8 else 0) for i in (*range(5), *range(8, 11))
     ]
@@ -191,7 +200,7 @@ def test_the_first_tick_of_a_range_carries_no_gap(tmp_path):
     source = BacktestSource(environment(hole_file(tmp_path), hour(6), hour(11)))
     with capture_logs() as logs:
         source.prepare()
-        ticks = list(source.ticks(threading.Event()))
+        ticks = source_ticks(source)
     assert [(t.timestamp, t.missing_before) for t in ticks] == [(START + timedelta(hours=i), 0) for i in (8, 9, 10)]
     assert [log["event"] for log in logs] == ["data_range_partial"]
     assert logs[0]["missing_at_start"] == 2
@@ -212,7 +221,7 @@ def test_time_offsets_are_converted_to_utc_and_naive_times_are_utc(tmp_path):
     rows = [f"{hour(0)},100,101,99,100,1", "2024-01-01T03:00:00+02:00,100,101,99,101,1",
             "2024-01-01T02:00:00,100,103,99,102,1"]
     data_file = write_lines(tmp_path / "d.csv", rows)
-    ticks = list(BacktestSource(environment(data_file, hour(0), hour(3))).ticks(threading.Event()))
+    ticks = source_ticks(BacktestSource(environment(data_file, hour(0), hour(3))))
     assert [(t.timestamp, t.close) for t in ticks] == [
         (START, 100), (START + timedelta(hours=1), 101), (START + timedelta(hours=2), 102),
     ]
@@ -236,8 +245,8 @@ def test_environments_on_one_file_parse_it_once_and_each_sees_its_range(tmp_path
     environments = ExecutionEnvironments(threading.Event())
     early, late = (environments.tick_source(load_environment(file)) for file in environment_files)
     assert parsed == [(tmp_path / "data" / "ticks.csv").resolve()]
-    assert [t.close for t in early.ticks(threading.Event())] == [100, 101, 102, 103]
-    assert [t.close for t in late.ticks(threading.Event())] == [104, 105, 106, 107]
+    assert [t.close for t in source_ticks(early)] == [100, 101, 102, 103]
+    assert [t.close for t in source_ticks(late)] == [104, 105, 106, 107]
     assert (early.total_ticks, late.total_ticks) == (4, 4)
     # A second factory (another operation) parses for itself.
     first_file = environment_files[0]

@@ -1,4 +1,4 @@
-"""A backtest's columnar replay (IWorker's contract, TickCacheManager.process_block) against the
+"""A backtest's columnar replay (IWorker's contract, TickCacheManager.process) against the
 tick-by-tick one: the same trades to the float, on the shipped sample and on a long series with
 holes, cut into blocks of every size; and the real CLI runs it with the same summaries and report."""
 
@@ -474,10 +474,10 @@ def test_a_stop_ends_a_columnar_block_between_steps_and_the_account_stops_there(
     between ticks."""
     block = long_series.rows(0, 4096)
     stopped, stop = Replay(blueprint_file=EMA_CROSS), threading.Event()
-    assert stopped.manager.process_block(block, stop) == 4096  # not set: all of it
+    assert stopped.manager.process(block, stop).rows == 4096  # not set: all of it
     stop.set()
     later = long_series.rows(4096, 8192)
-    assert stopped.manager.process_block(later, stop) == 0
+    assert stopped.manager.process(later, stop).rows == 0
     assert stopped.account.cursors["BTC/USD"] == block.open_time(4095)  # nothing of `later` was taken
 
     class StopAtTheThirdCross(EmaCrossOpportunity):
@@ -493,7 +493,7 @@ def test_a_stop_ends_a_columnar_block_between_steps_and_the_account_stops_there(
     stop.clear()
     replay = Replay(worker_specs=[(EmaDetector, {"fast_period": 12, "slow_period": 26}), (StopAtTheThirdCross, {}),
                                   (AllInPlanner, {}), (MarketOrderExecutor, {})])
-    done = replay.manager.process_block(block, stop)
+    done = replay.manager.process(block, stop).rows
     third = StopAtTheThirdCross.crosses[2]
     assert 0 < done < 4096 and block.open_time(done - 1) == third
     assert replay.account.cursors["BTC/USD"] == third and replay.fills and replay.fills[-1].timestamp <= third

@@ -19,7 +19,8 @@ from backend.errors import ConfigError
 from backend.market_data import candle_file, candle_readers
 from backend.market_data.backtest_source import BacktestSource
 from backend.market_data.candle_file import Hole, read_candle_file
-from tests.helpers import REPO, START, backtest_environment
+from backend.market_data.raw_tick import ticks_of
+from tests.helpers import REPO, START, backtest_environment, source_ticks
 
 KRAKEN_5M = REPO / "data" / "kraken_xbtusd_5m_2023q1.csv"
 HEADER = "timestamp,open,high,low,close,volume"
@@ -42,7 +43,7 @@ def replay(data_file: Path, start: str, end: str, timeframe: str = "1h") -> tupl
     with capture_logs() as logs:
         source.prepare()
         ticks = [(t.timestamp, t.open, t.high, t.low, t.close, t.volume, t.missing_before)
-                 for t in source.ticks(threading.Event())]
+                 for t in source_ticks(source)]
     gap_lines = [{k: v for k, v in log.items() if k != "data_file"} for log in logs
                  if log["event"] in ("data_gaps", "data_gap")]
     return ticks, gap_lines, source.total_ticks or 0
@@ -247,8 +248,9 @@ def peak_traced_bytes(path: Path) -> int:
     tracemalloc.start()
     try:
         source = BacktestSource(environment(path, "2000-01-01T00:00:00Z", "2100-01-01T00:00:00Z", "1m"))
-        for _ in source.ticks(threading.Event()):
-            pass
+        for block in source.blocks(threading.Event()):
+            for _ in ticks_of(block):  # as a run replays it row by row
+                pass
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -270,7 +272,7 @@ def test_a_file_changed_after_its_check_is_refused_at_replay(tmp_path, streamed)
     source = BacktestSource(environment(path, hour(0), hour(4)))
     write_lines(path, [*good_rows(4), f"{hour(4)},100,101,99,100,1"])
     with pytest.raises(ConfigError, match="the data file changed after it was checked"):
-        next(source.ticks(threading.Event()))
+        next(source.blocks(threading.Event()))
 
 
 def test_a_short_file_is_replayed_from_its_checked_rows_the_same_as_from_the_file(tmp_path, monkeypatch):
@@ -283,12 +285,12 @@ def test_a_short_file_is_replayed_from_its_checked_rows_the_same_as_from_the_fil
     kept = BacktestSource(environment(path, start, end, "1m"))
     assert kept._candles.kept is not None and len(kept._candles.kept) > 10
     write_lines(path, rows[:100])  # replayed from the checked rows: the file is not read again
-    from_memory = list(kept.ticks(threading.Event()))
+    from_memory = source_ticks(kept)
     write_lines(path, rows)
     monkeypatch.setattr(candle_file, "KEEP_ROWS", 0)
     streamed = BacktestSource(environment(path, start, end, "1m"))
     assert streamed._candles.kept is None
-    assert from_memory == list(streamed.ticks(threading.Event())) and len(from_memory) > 4_000
+    assert from_memory == source_ticks(streamed) and len(from_memory) > 4_000
     assert sum(tick.missing_before > 0 for tick in from_memory) > 40
 
 

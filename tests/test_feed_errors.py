@@ -18,7 +18,7 @@ def test_an_unexpected_source_error_stops_the_runs_fails_the_feed_and_exits_1(tm
         yield columns_of([tick(0, 100), tick(1, 101)])
         raise RuntimeError("disk went away")
 
-    monkeypatch.setattr(BacktestSource, "candle_blocks", exploding)
+    monkeypatch.setattr(BacktestSource, "blocks", exploding)
     blueprint = probe_blueprint("a")
     blueprint["workforce"] = {"execution": [{"plugin": "market_order_executor"}]}
     operation = write_config_tree(tmp_path, [("a", "bt"), ("b", "bt")], {"a": blueprint, "b": blueprint},

@@ -15,6 +15,7 @@ from backend.core.ohlcv_provider import OhlcvProvider
 from backend.core.trading_context_provider import TradingContextProvider
 from backend.dtos import FillDTO
 from backend.interfaces import Candle, IWorker, WorkerCategory, WorkerParams, WorkerServices, since_last_gap
+from backend.market_data import RawTick
 from backend.portfolio import Ledger
 from backend.workers.context.ema_detector import EmaDetector
 from backend.workers.context.fair_value_gap_detector import FairValueGapDetector
@@ -27,13 +28,31 @@ from backend.workers.registry import PLUGINS
 from services.operation_service import OperationService
 from services.tick_cache_manager import TickCacheManager
 from services.worker_factory import WorkerFactory
-from tests.helpers import REPO, Pipeline, backtest_environment, blueprint, simulated_account, tick, write_config_tree
+from tests.helpers import (
+    REPO,
+    Pipeline,
+    backtest_environment,
+    blueprint,
+    one_row,
+    process_tick,
+    simulated_account,
+    tick,
+    write_config_tree,
+)
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def candle(index: int, close: float = 100.0, missing_before: int = 0) -> Candle:
     return Candle(T0 + timedelta(hours=index), close, close, close, close, 1.0, missing_before)
+
+
+def append(provider: OhlcvProvider, asset: str, candle: Candle) -> None:
+    """Record candle as the block of one row a live candle comes in."""
+    tick = RawTick.trusted(symbol=asset, timestamp=candle.open_time, open=candle.open, high=candle.high,
+                           low=candle.low, close=candle.close, volume=candle.volume,
+                           missing_before=candle.missing_before)
+    provider.append(asset, one_row(tick), 0, 1)
 
 
 def hours(candles) -> list[int]:
@@ -46,7 +65,7 @@ def hours(candles) -> list[int]:
 def test_history_is_oldest_first_and_ends_with_the_latest_candle():
     provider = OhlcvProvider(capacity=5)
     for index in range(4):
-        provider.append("BTC/USD", candle(index))
+        append(provider, "BTC/USD", candle(index))
     assert hours(provider.history("BTC/USD", 3)) == [1, 2, 3]
     assert hours(provider.history("BTC/USD", 1)) == [3]
     assert provider.history("BTC/USD", 0) == ()
@@ -54,8 +73,8 @@ def test_history_is_oldest_first_and_ends_with_the_latest_candle():
 
 def test_a_length_longer_than_what_is_held_returns_what_exists():
     provider = OhlcvProvider(capacity=5)
-    provider.append("BTC/USD", candle(0))
-    provider.append("BTC/USD", candle(1))
+    append(provider, "BTC/USD", candle(0))
+    append(provider, "BTC/USD", candle(1))
     assert hours(provider.history("BTC/USD", 5)) == [0, 1]
     assert provider.history("ETH/USD", 5) == ()  # an asset not seen yet
 
@@ -63,7 +82,7 @@ def test_a_length_longer_than_what_is_held_returns_what_exists():
 def test_the_oldest_candles_drop_out_at_the_capacity():
     provider = OhlcvProvider(capacity=3)
     for index in range(10):
-        provider.append("BTC/USD", candle(index))
+        append(provider, "BTC/USD", candle(index))
     assert hours(provider.history("BTC/USD", 3)) == [7, 8, 9]
 
 
@@ -77,18 +96,18 @@ def test_reading_more_than_the_declared_need_is_an_error():
 
 def test_assets_have_separate_windows():
     provider = OhlcvProvider(capacity=2)
-    provider.append("BTC/USD", candle(0, close=1))
-    provider.append("ETH/USD", candle(0, close=2))
-    provider.append("BTC/USD", candle(1, close=3))
+    append(provider, "BTC/USD", candle(0, close=1))
+    append(provider, "ETH/USD", candle(0, close=2))
+    append(provider, "BTC/USD", candle(1, close=3))
     assert [c.close for c in provider.history("BTC/USD", 2)] == [1, 3]
     assert [c.close for c in provider.history("ETH/USD", 2)] == [2]
 
 
 def test_a_workers_snapshot_cannot_change_the_history():
     provider = OhlcvProvider(capacity=2)
-    provider.append("BTC/USD", candle(0))
+    append(provider, "BTC/USD", candle(0))
     snapshot = provider.history("BTC/USD", 2)
-    provider.append("BTC/USD", candle(1))
+    append(provider, "BTC/USD", candle(1))
     assert hours(snapshot) == [0]
     with pytest.raises(AttributeError):
         snapshot.append(candle(2))  # type: ignore[attr-defined]
@@ -171,7 +190,7 @@ def test_warmup_candles_fill_the_history_but_do_not_trade():
         [FillDTO],
     )
     for index in range(3):
-        pipeline.manager.process(tick(index, 100 + index).model_copy(update={"warmup": True}))
+        process_tick(pipeline.manager, tick(index, 100 + index).model_copy(update={"warmup": True}))
     assert pipeline.ledger.state.trades == 0 and pipeline.recorder.ticks == []
     (live,) = pipeline.feed([tick(3, 103)])
     assert SEEN["p"][-1][1] == [0, 1, 2, 3]
@@ -192,13 +211,13 @@ def test_memory_stays_bounded_over_many_ticks():
     manager = TickCacheManager(context, history, workers, account, ["BTC/USD"])
     ticks = [tick(i, 100 + (i % 7)) for i in range(12_000)]
     for raw in ticks[:2_000]:
-        manager.process(raw)
+        process_tick(manager, raw)
     gc.collect()
     tracemalloc.start()
     try:
         before = tracemalloc.take_snapshot()
         for raw in ticks[2_000:]:
-            manager.process(raw)
+            process_tick(manager, raw)
         gc.collect()  # count what is kept, not garbage a collection would free
         grown = sum(stat.size_diff for stat in tracemalloc.take_snapshot().compare_to(before, "filename"))
     finally:

@@ -81,8 +81,7 @@ def test_equity_follows_every_price_mark_and_every_fill():
     assert ledger.equity() == pytest.approx(1_000 - 2)  # the fee
     ledger.mark("BTC/USD", 150.0)
     assert ledger.equity() == pytest.approx(1_000 - 2 + 100)
-    ledger.record_equity()
+    ledger.record_closes("BTC/USD", [150.0])
     assert ledger.state.peak_equity == pytest.approx(1_098)
-    ledger.mark("BTC/USD", 50.0)
-    ledger.record_equity()
+    ledger.record_closes("BTC/USD", [50.0])
     assert ledger.state.max_drawdown_pct == pytest.approx((1 - 898 / 1_098) * 100)

@@ -48,19 +48,17 @@ def test_only_float_residue_below_the_dust_threshold_closes_a_position():
 @pytest.mark.parametrize("holding", [False, True])
 @pytest.mark.parametrize("count", [1, 2, SHORT_STRETCH, SHORT_STRETCH + 1, 500])
 def test_quiet_closes_in_bulk_are_a_mark_and_an_equity_record_each(holding, count):
-    """Both ways `record_quiet_closes` computes (a Python loop for short stretches, numpy for
-    long ones) give the floats of one mark and record_equity per close."""
+    """Both ways `record_closes` computes many closes (a Python loop for short stretches, numpy
+    for long ones) give the floats of one close at a time."""
     closes = np.random.default_rng(count).uniform(10_000, 40_000, count)
     one_by_one, in_bulk = Ledger(10_000), Ledger(10_000)
     for ledger in (one_by_one, in_bulk):
-        ledger.mark("BTC/USD", 25_000)
-        ledger.record_equity()
+        ledger.record_closes("BTC/USD", [25_000])
         if holding:
             ledger.apply_fill(fill(OrderSide.BUY, 0.3, 25_000, fee=7.5))
     for close in closes.tolist():
-        one_by_one.mark("BTC/USD", close)
-        one_by_one.record_equity()
-    in_bulk.record_quiet_closes("BTC/USD", closes)
+        one_by_one.record_closes("BTC/USD", [close])
+    in_bulk.record_closes("BTC/USD", closes)
     assert in_bulk.state == one_by_one.state and in_bulk.equity() == one_by_one.equity()
     if count > 2:  # the curve moved: a position's value had a drawdown to find
         assert (in_bulk.state.max_drawdown_pct > 0) == holding
@@ -78,7 +76,7 @@ def test_an_asset_filled_twice_before_its_first_mark_is_valued_at_its_fills():
 
 def test_a_peak_equity_of_zero_records_no_drawdown_and_no_division_by_zero():
     ledger = Ledger(0.0)
-    ledger.record_equity()
+    ledger.record_closes("BTC/USD", [1.0])
     assert (ledger.state.peak_equity, ledger.state.max_drawdown_pct) == (0.0, 0.0)
 
 

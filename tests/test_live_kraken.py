@@ -9,7 +9,7 @@ import ccxt
 import pytest
 
 from backend.errors import SettingError, TemporaryExchangeError
-from backend.market_data.raw_tick import RawTick
+from backend.market_data.raw_tick import RawTick, ticks_of
 from backend.portfolio import SimulatedGateway
 from backend.venues.kraken import exchange_clock
 from backend.venues.kraken.client import make_kraken_client, translate_error
@@ -53,8 +53,8 @@ class Consumer:
 
     def _run(self, source: KrakenLiveSource) -> None:
         try:
-            for tick in source.ticks(self.stop):
-                self.ticks.append(tick)
+            for block in source.blocks(self.stop):
+                self.ticks.extend(ticks_of(block))
         except BaseException as error:  # surfaced to the test
             self.error = error
 

@@ -8,14 +8,16 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
+import yaml
 
 from backend.config import ResolvedLink, WorkerSpec, load_operation
 from backend.errors import ConfigError, SettingError
+from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data import RawTick, TickSource
 from services.operation_service import OperationService
 from services.strategy_run import QUEUE_POLL_SECONDS, RunStatus
 from services.worker_factory import WorkerFactory
-from tests.helpers import REPO, backtest_environment, tick, write_config_tree, write_csv
+from tests.helpers import REPO, backtest_environment, one_row, tick, write_config_tree, write_csv
 from tests.probes import PLUGINS_WITH_PROBE, RECORDS, probe_blueprint
 
 
@@ -105,10 +107,10 @@ class EndlessSource(TickSource):
     def __init__(self) -> None:
         self.yielded = 0
 
-    def ticks(self, stop: threading.Event) -> Iterator[RawTick]:
+    def blocks(self, stop: threading.Event) -> Iterator[CandleColumns]:
         while not stop.is_set():
             self.yielded += 1
-            yield tick(self.yielded - 1, 100 + (self.yielded - 1) % 7)
+            yield one_row(tick(self.yielded - 1, 100 + (self.yielded - 1) % 7))
             time.sleep(0.002)
 
 
@@ -184,9 +186,9 @@ def test_the_watchdog_abandons_a_stalled_run_and_its_order_never_happens(tmp_pat
 
 
 class ExplodingSource(TickSource):
-    def ticks(self, stop: threading.Event) -> Iterator[RawTick]:
-        yield tick(0, 100)
-        yield tick(1, 101)
+    def blocks(self, stop: threading.Event) -> Iterator[CandleColumns]:
+        yield one_row(tick(0, 100))
+        yield one_row(tick(1, 101))
         raise RuntimeError("socket went away")
 
 
@@ -218,8 +220,8 @@ def test_summary_reports_the_account(tmp_path):
 
 
 class BrokenSource(TickSource):
-    def ticks(self, stop: threading.Event) -> Iterator[RawTick]:
-        yield tick(0, 100)
+    def blocks(self, stop: threading.Event) -> Iterator[CandleColumns]:
+        yield one_row(tick(0, 100))
         raise SettingError("symbols", "kraken has no market DOGE/EUR")  # a source knows no config file
 
 
@@ -237,7 +239,7 @@ class RefusingSource(TickSource):
     def prepare(self) -> None:
         raise SettingError("symbols", "kraken has no market DOGE/EUR")
 
-    def ticks(self, stop: threading.Event) -> Iterator[RawTick]:
+    def blocks(self, stop: threading.Event) -> Iterator[CandleColumns]:
         yield from ()
 
 
@@ -260,3 +262,34 @@ def test_a_setting_error_of_a_source_becomes_a_config_error_naming_the_environme
         service_for(tmp_path, [("a", "bt")], {"a": probe_blueprint("a")}, ticks=wavy_ticks(3),
                     source_factory=source_factory)
     assert str(raised.value) == f"{tmp_path / 'config' / 'environments' / 'bt.yaml'}: {expected}"
+
+
+class OneRowSource(TickSource):
+    """The candles as a live source hands them on: each a block of one row, as soon as it comes."""
+
+    def __init__(self, ticks: list[RawTick]) -> None:
+        self._ticks = ticks
+        self.total_ticks = len(ticks)
+
+    def blocks(self, stop: threading.Event) -> Iterator[CandleColumns]:
+        for candle in self._ticks:
+            if stop.is_set():
+                return
+            yield one_row(candle)
+
+
+def test_candles_one_at_a_time_take_the_path_of_a_backtests_blocks_to_the_same_trades(tmp_path):
+    """One path from source to run: the same candles as a backtest's blocks or as one-row blocks
+    (how a live source hands them on) give the same trades, account and counts."""
+    ticks = wavy_ticks(600)
+    ema_cross = yaml.safe_load((REPO / "config" / "strategies" / "ema_cross.yaml").read_text())
+    summaries = []
+    for name, source_factory in (("blocks", None), ("one_row", lambda env: OneRowSource(ticks))):
+        extra = {} if source_factory is None else {"source_factory": source_factory}
+        (summary,) = service_for(tmp_path / name, [("ema", "bt")], {"ema": ema_cross}, ticks=ticks, **extra).run()
+        summaries.append(summary)
+    by_blocks, one_by_one = summaries
+    assert by_blocks.status is one_by_one.status is RunStatus.COMPLETED
+    assert by_blocks.ticks_processed == one_by_one.ticks_processed == 600
+    assert by_blocks.account.trades > 0
+    assert by_blocks.account == one_by_one.account

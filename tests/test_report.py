@@ -17,7 +17,7 @@ import pytest
 from backend.core.ohlcv_provider import OhlcvProvider
 from backend.core.trading_context_provider import TradingContextProvider
 from backend.dtos import FillDTO, OrderSide
-from backend.market_data.candle_checks import timeframe_seconds
+from backend.market_data.timeframes import timeframe_seconds
 from backend.performance import performance_of
 from backend.portfolio import Ledger
 from backend.trade_stats import trade_stats_of
@@ -25,7 +25,15 @@ from services.cli import main
 from services.report.recorder import RunRecorder
 from services.tick_cache_manager import TickCacheManager
 from tests.daemon import Daemon
-from tests.helpers import REPO, backtest_environment, blueprint, simulated_account, tick, write_config_tree
+from tests.helpers import (
+    REPO,
+    backtest_environment,
+    blueprint,
+    process_tick,
+    simulated_account,
+    tick,
+    write_config_tree,
+)
 from tests.probes import PLUGINS_WITH_PROBE, probe_blueprint
 from tests.test_cli import DEMO, LINKS, json_lines
 
@@ -185,7 +193,7 @@ def test_recording_does_not_grow_with_the_run(tmp_path):
     tracemalloc.start()
     try:
         for index in range(20_000):
-            manager.process(tick(index, 100 + index % 17))
+            process_tick(manager, tick(index, 100 + index % 17))
             if index == 1_999:
                 after_2k = tracemalloc.get_traced_memory()[0]
         after_20k = tracemalloc.get_traced_memory()[0]

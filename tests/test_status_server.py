@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from backend.config import LoadedOperation, load_operation
 from backend.dtos import FillDTO, OrderDTO, OrderSide
 from backend.interfaces import IWorker, WorkerCategory
+from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data import RawTick, TickSource
 from backend.portfolio.ledger import AccountSnapshot, OpenPosition
 from services.cli import main
@@ -26,7 +27,7 @@ from services.operation_service import OperationService
 from services.status_server import StatusServer
 from services.strategy_run import RunSnapshot, RunStatus
 from services.worker_factory import WorkerFactory
-from tests.helpers import backtest_environment, blueprint, tick, write_config_tree
+from tests.helpers import backtest_environment, blueprint, one_row, tick, write_config_tree
 from tests.probes import PLUGINS_WITH_PROBE, probe_blueprint
 
 TOKEN_ENV, TOKEN = "OPDAEMON_TEST_CONTROL_TOKEN", "s3cret-token"
@@ -40,7 +41,7 @@ class GatedSource(TickSource):
         self.pending: queue.Queue[RawTick | None] = queue.Queue()
         self.stale_since: datetime | None = None
 
-    def ticks(self, stop: threading.Event) -> Iterator[RawTick]:
+    def blocks(self, stop: threading.Event) -> Iterator[CandleColumns]:
         while not stop.is_set():
             try:
                 item = self.pending.get(timeout=0.02)
@@ -48,7 +49,7 @@ class GatedSource(TickSource):
                 continue
             if item is None:
                 return
-            yield item
+            yield one_row(item)
 
 
 class FlipFlop(IWorker):

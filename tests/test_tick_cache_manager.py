@@ -1,9 +1,17 @@
+import threading
+from dataclasses import replace
+
+import numpy as np
+
 from backend.dtos import EmaDTO, FillDTO
 from backend.workers.context.ema_detector import EmaDetector
 from backend.workers.execution.market_order_executor import MarketOrderExecutor
 from backend.workers.opportunity.dca_schedule_opportunity import DcaScheduleOpportunity
+from backend.workers.opportunity.ema_cross_opportunity import EmaCrossOpportunity
+from backend.workers.planning.all_in_planner import AllInPlanner
 from backend.workers.planning.position_sizer import PositionSizer
-from tests.helpers import Pipeline, tick
+from services.plugin_testing import Replay, sample_candles
+from tests.helpers import Pipeline, process_tick, tick
 
 
 def pipeline() -> Pipeline:
@@ -21,7 +29,7 @@ def pipeline() -> Pipeline:
 def test_warmup_ticks_feed_context_workers_only():
     run = pipeline()
     warmup = [tick(i, 100 + i).model_copy(update={"warmup": True}) for i in range(3)]
-    assert all(run.manager.process(t) for t in warmup)
+    assert all(process_tick(run.manager, t) for t in warmup)
     assert run.recorder.ticks == []  # nothing after the context workers ran
     assert run.ledger.state.trades == 0 and run.ledger.summary().max_drawdown_pct == 0
 
@@ -32,5 +40,24 @@ def test_warmup_ticks_feed_context_workers_only():
 
 def test_ticks_of_other_assets_are_skipped():
     run = pipeline()
-    assert not run.manager.process(tick(0, 100, symbol="ETH/USD"))
+    assert not process_tick(run.manager, tick(0, 100, symbol="ETH/USD"))
     assert run.recorder.ticks == []
+
+
+def test_a_block_with_warm_up_rows_is_replayed_as_warm_up_ticks_one_by_one():
+    """Warm-up is a column of the block: a columnar workforce replays such a block row by row,
+    its warm-up rows feeding the context workers only, exactly as one-row blocks of those ticks."""
+    candles = sample_candles()
+    warmup = np.arange(len(candles)) < 300
+    block = replace(candles.rows(0, 1000), warmup=warmup[:1000])
+    workforce = [(EmaDetector, {"fast_period": 12, "slow_period": 26}), (EmaCrossOpportunity, {}),
+                 (AllInPlanner, {}), (MarketOrderExecutor, {})]
+    in_block = Replay(worker_specs=workforce)
+    assert in_block.manager.why_not_columnar(block) == "warm-up candles (context workers only)"
+    assert in_block.manager.process(block, threading.Event()) == (1000, 1000)
+    one_by_one = Replay(worker_specs=workforce)
+    for row in range(1000):
+        one_by_one.manager.process(block.rows(row, row + 1), threading.Event())
+    assert in_block.fills and in_block.fills[0].timestamp > block.open_time(299)  # no trade while warming up
+    assert in_block.outcome() == one_by_one.outcome()
+    assert in_block.account.cursors["BTC/USD"] == block.open_time(999)

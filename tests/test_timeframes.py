@@ -12,8 +12,8 @@ import pytest
 
 from backend.config import load_operation
 from backend.market_data import RawTick, TickSource
-from backend.market_data.candle_file import as_utc
 from backend.market_data.resample import Resampler, resampling_problem
+from backend.market_data.timeframes import as_utc
 from services.cli import main
 from services.environment_feed import EnvironmentFeed
 from services.operation_service import OperationService
@@ -210,7 +210,7 @@ class ResumeRecorder(TickSource):
     def resume_after(self, cursors: dict[str, datetime]) -> None:
         self.resumed_after = cursors
 
-    def ticks(self, stop: threading.Event):
+    def blocks(self, stop: threading.Event):
         return iter(())
 
 

@@ -66,8 +66,7 @@ def test_ledger_tracks_average_cost_equity_and_max_drawdown():
     assert ledger.position("A/B").avg_entry_price == 150
     assert ledger.cash == 1_000 - 300 - 2
     for price in (200, 100, 250):  # equity 1098 (peak), 898, 1198
-        ledger.mark("A/B", price)
-        ledger.record_equity()
+        ledger.record_closes("A/B", [price])
     summary = ledger.summary()
     assert summary.max_drawdown_pct == pytest.approx((1 - 898 / 1098) * 100)
     assert summary.final_equity == 1198 and summary.pnl == 198 and summary.trades == 2 and summary.fees_paid == 2

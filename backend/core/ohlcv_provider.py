@@ -2,8 +2,9 @@
 
 Invariants: at most `capacity` candles are kept per asset (memory stays bounded however long the
 run); only candles actually received are kept, in the order received, never invented ones; one
-run's thread is the only user, so there is no lock. Rows of a backtest's block (`append_rows`) are
-turned into Candles only when the history is read (most of a columnar replay's never are).
+run's thread is the only user, so there is no lock. Candles are recorded as rows of the blocks
+they came in (`append`: a live candle, a block of one row); a stretch of rows is turned into
+Candles only when the history is read (most of a columnar replay's never are).
 """
 
 from collections import deque
@@ -22,14 +23,19 @@ class OhlcvProvider(IOhlcvProvider):
         self._candles: dict[str, deque[Candle]] = {}
         self._pending: dict[str, tuple[CandleColumns, int, int]] = {}  # rows [start, stop) of a block, not yet Candles
 
-    def append_rows(self, asset: str, candles: CandleColumns, start: int, stop: int) -> None:
-        """Record rows [start, stop) of a block, after what was recorded before."""
+    def append(self, asset: str, candles: CandleColumns, start: int, stop: int) -> None:
+        """Record rows [start, stop) of a block of asset's candles, after what was recorded before
+        (a tick: one row; the oldest drop out once `capacity` are kept)."""
         pending = self._pending.get(asset)
-        if pending is not None and pending[0] is candles and pending[2] == start:
-            start = pending[1]
-        else:
+        if pending is not None:
+            if pending[0] is candles and pending[2] == start:
+                self._pending[asset] = (candles, pending[1], stop)
+                return
             self._record_pending(asset)
-        self._pending[asset] = (candles, start, stop)
+        if stop - start == 1:  # a tick's candle, which its workers are likely to read: at once
+            self._append(asset, candles.candle(start))
+        else:
+            self._pending[asset] = (candles, start, stop)
 
     def _record_pending(self, asset: str) -> None:
         pending = self._pending.pop(asset, None)
@@ -41,12 +47,6 @@ class OhlcvProvider(IOhlcvProvider):
     @property
     def capacity(self) -> int:
         return self._capacity
-
-    def append(self, asset: str, candle: Candle) -> None:
-        """Record the current tick's candle of asset (the oldest drops out once full)."""
-        if self._pending:
-            self._record_pending(asset)
-        self._append(asset, candle)
 
     def _append(self, asset: str, candle: Candle) -> None:
         candles = self._candles.get(asset)

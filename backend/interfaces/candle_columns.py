@@ -1,13 +1,16 @@
-"""Consecutive candles of one asset as columns: what a backtest hands its runs a block at a time.
+"""Consecutive candles of one asset as columns: the one form in which candles travel from an
+execution environment's source to its runs (a backtest's a few thousand at a time, a live candle
+as a block of one row).
 
 Invariant: the rows are in time order and each was checked where it entered the process (the
-data file's check pass), so a Candle or RawTick taken from a row needs no validation;
-`missing_before[row]` counts the candles missing right before that row (0 for a range's first).
-One block goes to every run of an environment, so nothing in it can be changed: its arrays are
-read-only and its Python copies of them are tuples.
+data file's check pass, the live source's candle checks), so a Candle or RawTick taken from a row
+needs no validation; `missing_before[row]` counts the candles missing right before that row (0 for
+a range's first); `warmup[row]` marks replayed history (context workers only, no trading), and
+warm-up rows come before any other of the stream. One block goes to every run of an environment,
+so nothing in it can be changed: its arrays are read-only and its Python copies of them are tuples.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
 
@@ -18,7 +21,7 @@ from backend.interfaces.ohlcv_provider import Candle
 
 @dataclass(frozen=True, eq=False)
 class CandleColumns:
-    symbol: str
+    symbol: str  # "" for a data file's rows as read: the environment replaying them names the symbol
     open_times: np.ndarray  # int64 epoch seconds, UTC
     opens: np.ndarray  # float64, as the four columns below
     highs: np.ndarray
@@ -26,34 +29,65 @@ class CandleColumns:
     closes: np.ndarray
     volumes: np.ndarray
     missing_before: np.ndarray  # int64
+    # bool; None when built: no warm-up row (a backtest's blocks have none)
+    warmup: np.ndarray = field(default=None)  # type: ignore[arg-type]
+    first_row: int = 0  # index of the block's first row in the stream it was cut from (a data file's rows)
 
     def __post_init__(self) -> None:
+        if self.warmup is None:
+            object.__setattr__(self, "warmup", np.zeros(len(self.open_times), dtype=bool))
         for column in (self.open_times, self.opens, self.highs, self.lows, self.closes, self.volumes,
-                       self.missing_before):
+                       self.missing_before, self.warmup):
             column.flags.writeable = False
 
     def __len__(self) -> int:
         return len(self.open_times)
 
     def rows(self, start: int, stop: int) -> "CandleColumns":
-        """Rows [start, stop) (views, no copy)."""
+        """Rows [start, stop) of the block (views, no copy)."""
         part = slice(start, stop)
         return CandleColumns(
             self.symbol, self.open_times[part], self.opens[part], self.highs[part], self.lows[part],
-            self.closes[part], self.volumes[part], self.missing_before[part],
+            self.closes[part], self.volumes[part], self.missing_before[part], self.warmup[part],
+            self.first_row + min(start, len(self)),
         )
+
+    def stream_rows(self, start: int, stop: int) -> "CandleColumns":
+        """The rows whose indices in the stream (`first_row` on) are in [start, stop)."""
+        return self.rows(max(start - self.first_row, 0), max(stop - self.first_row, 0))
+
+    def with_missing_before_first(self, missing: int) -> "CandleColumns":
+        """The block with its first row's `missing_before` set to missing (a copy of that column)."""
+        missing_before = self.missing_before.copy()
+        missing_before[0] = missing
+        return replace(self, missing_before=missing_before)
 
     def open_time(self, row: int) -> datetime:
         return datetime.fromtimestamp(int(self.open_times[row]), UTC)
 
     def candle(self, row: int) -> Candle:
+        # The open times as date-times if a row-by-row replay made them already (it needs them all).
+        open_datetimes = self.__dict__.get("open_datetimes")
         return Candle(
-            self.open_time(row), float(self.opens[row]), float(self.highs[row]), float(self.lows[row]),
-            float(self.closes[row]), float(self.volumes[row]), int(self.missing_before[row]),
+            self.open_time(row) if open_datetimes is None else open_datetimes[row], self.open_values[row],
+            self.high_values[row], self.low_values[row], self.close_values[row], self.volume_values[row],
+            self.missing_values[row],
         )
 
     # The columns as Python values, made once per block for workers that loop over rows in Python
     # (a tuple's floats are read far faster than a numpy array's, one at a time).
+    @cached_property
+    def open_datetimes(self) -> tuple[datetime, ...]:
+        return tuple(datetime.fromtimestamp(epoch, UTC) for epoch in self.open_times.tolist())
+
+    @cached_property
+    def open_values(self) -> tuple[float, ...]:
+        return tuple(self.opens.tolist())
+
+    @cached_property
+    def volume_values(self) -> tuple[float, ...]:
+        return tuple(self.volumes.tolist())
+
     @cached_property
     def close_values(self) -> tuple[float, ...]:
         return tuple(self.closes.tolist())

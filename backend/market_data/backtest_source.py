@@ -1,9 +1,9 @@
-"""Replays one environment's [start, end) range of a checked CandleFile as RAW_TICKs.
+"""Replays one environment's [start, end) range of a checked CandleFile as blocks of RAW_TICKs.
 
 Invariant: every tick is a candle of the range, in time order; a tick right after a hole carries
 `missing_before` > 0 and is announced with a `data_gap` line, while the range's first tick
 carries 0 (candles missing at the range's edges are reported once, as `data_range_partial`).
-Ticks come one by one (`ticks`) or as blocks of columns (`candle_blocks`), the same candles.
+The candles come as blocks of columns (`blocks`), BLOCK_CANDLES rows at most.
 Each source replays the file itself (CandleFile.blocks: streamed from the file, one block of
 rows at a time, or from the checked rows a short file keeps), and environments sharing a file
 share only its check pass, hole index and kept rows.
@@ -12,16 +12,17 @@ share only its check pass, hole index and kept rows.
 import math
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 import structlog
 
 from backend.config.schema import BacktestEnvironment
 from backend.interfaces.candle_columns import CandleColumns
-from backend.market_data.candle_checks import log_data_gap, timeframe_seconds
-from backend.market_data.candle_file import CandleFile, as_utc, read_candle_file, utc_from_epoch
-from backend.market_data.raw_tick import RawTick, ticks_of
+from backend.market_data.candle_checks import log_data_gap
+from backend.market_data.candle_file import CandleFile, read_candle_file
 from backend.market_data.tick_source import TickSource
+from backend.market_data.timeframes import as_utc, timeframe_seconds, utc_from_epoch
 
 log = structlog.get_logger(__name__)
 
@@ -30,8 +31,6 @@ GAPS_LISTED = 5  # the `data_gaps` summary names the first few holes; each has i
 
 
 class BacktestSource(TickSource):
-    has_candle_blocks = True
-
     def __init__(self, environment: BacktestEnvironment, candle_file: CandleFile | None = None) -> None:
         """candle_file: the checked data file, shared with other environments (services.execution_environments);
         checked here when not given. Raises ConfigError when no candle opens in [start, end)."""
@@ -49,28 +48,16 @@ class BacktestSource(TickSource):
         self._warn_if_range_partial()
         self._summarize_gaps()
 
-    def ticks(self, stop: threading.Event) -> Iterator[RawTick]:
-        for candles in self.candle_blocks(stop):
-            for tick in ticks_of(candles):
-                if stop.is_set():
-                    return
-                yield tick
-
-    def candle_blocks(self, stop: threading.Event) -> Iterator[CandleColumns]:
+    def blocks(self, stop: threading.Event) -> Iterator[CandleColumns]:
         """The range's candles, BLOCK_CANDLES at a time, each gap announced with a `data_gap` line."""
         for block in self._candles.blocks(self._rows):
-            missing_before = block.missing_before
-            if block.first_row == self._rows.start:  # as in `ticks`: no gap before the range
-                missing_before = missing_before.copy()
-                missing_before[0] = 0
+            block = replace(block, symbol=self._symbol)
+            if block.first_row == self._rows.start:  # no gap before the range: it starts here
+                block = block.with_missing_before_first(0)
             for start in range(0, len(block), BLOCK_CANDLES):
                 if stop.is_set():
                     return
-                rows = slice(start, start + BLOCK_CANDLES)
-                candles = CandleColumns(
-                    self._symbol, block.open_times[rows], block.opens[rows], block.highs[rows], block.lows[rows],
-                    block.closes[rows], block.volumes[rows], missing_before[rows],
-                )
+                candles = block.rows(start, start + BLOCK_CANDLES)
                 for row in np.flatnonzero(candles.missing_before).tolist():
                     log_data_gap(self._symbol, candles.open_time(row), int(candles.missing_before[row]),
                                  self._timeframe)

@@ -1,53 +1,27 @@
 """Candle rows checked a block at a time: vectorised tests find the first bad row of a block, the
 row-by-row reference rules (`parse_row`, `candle_problem`, `CandleSequence`) say what is wrong with it.
 
-Invariant: `check_block` returns a CandleBlock only when every row of the block passes, in order,
+Invariant: `check_block` returns a block of CandleColumns only when every row of the block passes, in order,
 exactly the rules `parse_row` and `CandleSequence` apply row by row (the vectorised tests accept
 nothing the reference refuses, and their values equal the reference's); otherwise it raises
 BadRowError for the first row that fails, with the reference's reason for it.
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from backend.market_data.candle_checks import CandleSequence, candle_problem, timeframe_seconds
-from backend.market_data.candle_file import as_utc, utc_from_epoch
+from backend.interfaces.candle_columns import CandleColumns
+from backend.market_data.candle_checks import CandleSequence, candle_problem
+from backend.market_data.timeframes import as_utc, timeframe_seconds, utc_from_epoch
 
 NUMBER_COLUMNS = ("open", "high", "low", "close", "volume")
 UNITS_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
-
-
-@dataclass(frozen=True)
-class CandleBlock:
-    """Consecutive checked rows of one file as columns; `missing_before[i]` counts the candles
-    missing between row i and the row before it in the file (0 for the file's first row)."""
-
-    first_row: int  # index of the block's first row among the file's candles
-    open_times: np.ndarray  # int64 epoch seconds, UTC
-    opens: np.ndarray  # float64, like the four columns below
-    highs: np.ndarray
-    lows: np.ndarray
-    closes: np.ndarray
-    volumes: np.ndarray
-    missing_before: np.ndarray  # int64
-
-    def __len__(self) -> int:
-        return len(self.open_times)
-
-    def rows(self, start: int, stop: int) -> "CandleBlock":
-        """The block's rows whose file indices are in [start, stop) (views, no copy)."""
-        first, last = max(start - self.first_row, 0), max(stop - self.first_row, 0)
-        return CandleBlock(
-            self.first_row + first, self.open_times[first:last], self.opens[first:last], self.highs[first:last],
-            self.lows[first:last], self.closes[first:last], self.volumes[first:last], self.missing_before[first:last],
-        )
 
 
 class ColumnTypeError(Exception):
@@ -97,9 +71,11 @@ def parse_row(time_value: object, number_values: Sequence[object]) -> tuple[date
 
 def check_block(
     first_row: int, times: pa.Array, numbers: Sequence[pa.Array], previous_open: int | None, timeframe: str
-) -> CandleBlock:
-    """Check one block read from a file. times: ISO 8601 strings or timestamps; numbers: the five
-    number columns in NUMBER_COLUMNS order, of any type that casts to float64 (text included);
+) -> CandleColumns:
+    """Check one block read from a file: its rows as CandleColumns of no symbol yet, whose
+    `missing_before[i]` counts the candles missing between row i and the row before it in the file
+    (0 for the file's first row). times: ISO 8601 strings or timestamps; numbers: the five number
+    columns in NUMBER_COLUMNS order, of any type that casts to float64 (text included);
     previous_open: the epoch seconds of the file's row before this block (None at the file's start)."""
     timeframe_step = timeframe_seconds(timeframe)
     epochs, time_ok, units = _epoch_units(times)
@@ -123,7 +99,7 @@ def check_block(
         raise BadRowError(first_row + index, _reference_reason(times, numbers, index, earlier, timeframe))
     seconds = epochs // units
     missing = (seconds - previous // units) // timeframe_step - 1
-    return CandleBlock(first_row, seconds, opens, highs, lows, closes, volumes, missing)
+    return CandleColumns("", seconds, opens, highs, lows, closes, volumes, missing, first_row=first_row)
 
 
 def _reference_reason(

@@ -11,15 +11,9 @@ from datetime import UTC, datetime
 
 import structlog
 
+from backend.market_data.timeframes import timeframe_seconds
+
 log = structlog.get_logger(__name__)
-
-TIMEFRAME_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
-
-
-def timeframe_seconds(timeframe: str) -> int:
-    """'5m' -> 300; the config schema has already checked the shape `<n><m|h|d>`."""
-    return int(timeframe[:-1]) * TIMEFRAME_UNIT_SECONDS[timeframe[-1]]
-
 
 def candle_problem(open_: float, high: float, low: float, close: float, volume: float) -> str | None:
     """Why this candle cannot be traded on, or None when it is sound."""

@@ -21,28 +21,19 @@ from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from backend.errors import ConfigError, DataRangeError
-from backend.market_data.candle_checks import timeframe_seconds
+from backend.market_data.timeframes import as_utc, timeframe_seconds, utc_from_epoch
 
 if TYPE_CHECKING:
-    from backend.market_data.candle_blocks import CandleBlock
+    from backend.interfaces.candle_columns import CandleColumns
 
 # A file of at most this many candles is replayed from its checked rows (7 columns of 8 bytes:
 # ~30 MB at most, shared by every environment replaying it), a longer one from the file again.
 KEEP_ROWS = 1 << 19
-
-
-def as_utc(moment: datetime) -> datetime:
-    """Naive date-times are UTC; aware ones are converted to UTC."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def utc_from_epoch(seconds: int) -> datetime:
-    return datetime.fromtimestamp(seconds, tz=UTC)
 
 
 def _describe_seconds(seconds: int) -> str:
@@ -72,7 +63,7 @@ class CandleFile:
     version: tuple[int, int]  # (size, mtime_ns) of the file that was checked
     hole_rows: array  # int64, ascending: the row right after each hole
     missing_through: array  # int64: the candles missing in that hole and all earlier ones
-    kept: "list[CandleBlock] | None" = None  # a short file's checked rows, replayed instead of the file
+    kept: "list[CandleColumns] | None" = None  # a short file's checked rows, replayed instead of the file
 
     def __len__(self) -> int:
         return self.rows
@@ -122,12 +113,12 @@ class CandleFile:
         """Candles missing in these holes (an index range from `holes_within`), added up."""
         return self._missing_in_first(holes.stop) - self._missing_in_first(holes.start)
 
-    def blocks(self, rows: range) -> Iterator["CandleBlock"]:
+    def blocks(self, rows: range) -> Iterator["CandleColumns"]:
         """The candles `rows`, read again from the file and checked again, a block at a time."""
         from backend.market_data.candle_readers import candle_blocks  # pyarrow: imported by backtests only
 
         if self.kept is not None:
-            yield from (block.rows(rows.start, rows.stop) for block in self.kept
+            yield from (block.stream_rows(rows.start, rows.stop) for block in self.kept
                         if block.first_row < rows.stop and block.first_row + len(block) > rows.start)
             return
         if _version(self.path) != self.version:
@@ -136,7 +127,7 @@ class CandleFile:
             if block.first_row >= rows.stop:
                 return
             if block.first_row + len(block) > rows.start:
-                yield block.rows(rows.start, rows.stop)
+                yield block.stream_rows(rows.start, rows.stop)
 
     def _missing_in_first(self, holes: int) -> int:
         """Candles missing in the file's first `holes` holes."""
@@ -155,7 +146,7 @@ def read_candle_file(path: Path, timeframe: str) -> CandleFile:
     hole_rows, missing_through = array("q"), array("q")
     missing_so_far = 0
     spacings: Counter[int] = Counter()  # in timeframes, between rows after a hole and the row before
-    kept: list[CandleBlock] | None = []
+    kept: list[CandleColumns] | None = []
     for block in candle_blocks(path, timeframe):
         if kept is not None and rows + len(block) <= KEEP_ROWS:
             kept.append(block)

@@ -1,5 +1,5 @@
 """Stream a backtest data file (CSV, gzip-compressed CSV by `.gz`, or Parquet by its extension) as
-checked CandleBlocks. A CSV file's layout (CsvLayout: a header in any case, or none as in Kraken's
+checked blocks of CandleColumns. A CSV file's layout (CsvLayout: a header in any case, or none as in Kraken's
 OHLCVT export; ISO 8601 or Unix timestamps) is read from its first line and first row.
 
 Invariant: memory is one block, never the file: CSV is read by pyarrow's streaming reader
@@ -28,17 +28,17 @@ import pyarrow.csv as arrow_csv
 import pyarrow.parquet as pq
 
 from backend.errors import ConfigError
+from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data.candle_blocks import (
     EPOCH,
     NUMBER_COLUMNS,
     BadRowError,
-    CandleBlock,
     ColumnTypeError,
     check_block,
     parse_row,
 )
 from backend.market_data.candle_checks import CandleSequence
-from backend.market_data.candle_file import utc_from_epoch
+from backend.market_data.timeframes import utc_from_epoch
 
 COLUMNS = ("timestamp", *NUMBER_COLUMNS)
 # Without a header, the fields are these, in this order: Kraken's OHLCVT export, or its first six.
@@ -58,7 +58,7 @@ def is_parquet(path: Path) -> bool:
     return path.suffix.lower() in PARQUET_SUFFIXES
 
 
-def candle_blocks(path: Path, timeframe: str) -> Iterator[CandleBlock]:
+def candle_blocks(path: Path, timeframe: str) -> Iterator[CandleColumns]:
     """Every candle of the file, in file order, checked, a block at a time."""
     blocks = _parquet_blocks(path, timeframe) if is_parquet(path) else _csv_blocks(path, timeframe)
     try:
@@ -90,7 +90,7 @@ class CsvLayout:
         return ",".join(self.header if self.header is not None else HEADERLESS_COLUMNS[:self.width])
 
 
-def _csv_blocks(path: Path, timeframe: str) -> Iterator[CandleBlock]:
+def _csv_blocks(path: Path, timeframe: str) -> Iterator[CandleColumns]:
     layout = _csv_start(path)
     indices = layout.indices
     # Our own column names (the header's may repeat). pyarrow converts the cells itself (four
@@ -203,7 +203,7 @@ def _epoch_time(cell: str, unit: str) -> datetime:
 
 def _csv_reference_blocks(
     path: Path, layout: CsvLayout, from_row: int, previous_open: int | None, timeframe: str
-) -> Iterator[CandleBlock]:
+) -> Iterator[CandleColumns]:
     """The rows from `from_row` on, read and checked row by row with Python's csv module."""
     width, unit = layout.width, layout.epoch_unit
     time_index, *number_indices = layout.indices
@@ -240,7 +240,7 @@ def _csv_reference_blocks(
 
 
 class _BlockBuilder:
-    """Rows checked one by one, gathered into a CandleBlock of at most BLOCK_ROWS rows."""
+    """Rows checked one by one, gathered into a block of at most BLOCK_ROWS rows."""
 
     def __init__(self, first_row: int) -> None:
         self.first_row = first_row
@@ -257,18 +257,18 @@ class _BlockBuilder:
         self.numbers.append(numbers)
         self.missing.append(missing_before)
 
-    def build(self) -> CandleBlock:
+    def build(self) -> CandleColumns:
         opens, highs, lows, closes, volumes = np.array(self.numbers, dtype=np.float64).T
-        return CandleBlock(
-            self.first_row, np.array(self.open_times, dtype=np.int64), opens, highs, lows, closes, volumes,
-            np.array(self.missing, dtype=np.int64),
+        return CandleColumns(
+            "", np.array(self.open_times, dtype=np.int64), opens, highs, lows, closes, volumes,
+            np.array(self.missing, dtype=np.int64), first_row=self.first_row,
         )
 
 
 # --- Parquet --------------------------------------------------------------------------------
 
 
-def _parquet_blocks(path: Path, timeframe: str) -> Iterator[CandleBlock]:
+def _parquet_blocks(path: Path, timeframe: str) -> Iterator[CandleColumns]:
     try:
         # pre_buffer off: on, pyarrow keeps the ranges it read ahead, so memory grows with the file;
         # buffer_size: column chunks are read through a buffer, not whole (a row group can be huge).

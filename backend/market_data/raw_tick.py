@@ -1,5 +1,5 @@
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 
 import numpy as np
@@ -9,7 +9,8 @@ from backend.interfaces.candle_columns import CandleColumns
 
 
 class RawTick(DTO):
-    """One closed candle of one symbol, as an execution environment emits it (RAW_TICK).
+    """One closed candle of one symbol (RAW_TICK): a row of a block of candles (CandleColumns, the
+    form in which a source hands its candles on), as a run's workers process it.
 
     `RawTick(...)` validates; a source whose candles were checked already (a data file's rows,
     by candle_checks as they were read) builds them with `RawTick.trusted(...)`.
@@ -39,11 +40,12 @@ def ticks_of(candles: CandleColumns) -> Iterator[RawTick]:
     """The ticks of a block's rows, in order (checked already, as every block's rows are)."""
     symbol = candles.symbol
     return (
-        RawTick.trusted(symbol=symbol, timestamp=datetime.fromtimestamp(epoch, UTC), open=open_, high=high,
-                        low=low, close=close, volume=volume, missing_before=missing)
-        for epoch, open_, high, low, close, volume, missing in zip(
-            candles.open_times.tolist(), candles.opens.tolist(), candles.highs.tolist(), candles.lows.tolist(),
-            candles.close_values, candles.volumes.tolist(), candles.missing_values, strict=True,
+        RawTick.trusted(symbol=symbol, timestamp=open_time, open=open_, high=high, low=low, close=close,
+                        volume=volume, missing_before=missing, warmup=warmup)
+        for open_time, open_, high, low, close, volume, missing, warmup in zip(
+            candles.open_datetimes, candles.open_values, candles.high_values, candles.low_values,
+            candles.close_values, candles.volume_values, candles.missing_values, candles.warmup.tolist(),
+            strict=True,
         )
     )
 
@@ -54,16 +56,18 @@ def tick_at(candles: CandleColumns, row: int) -> RawTick:
         symbol=candles.symbol, timestamp=candles.open_time(row), open=float(candles.opens[row]),
         high=float(candles.highs[row]), low=float(candles.lows[row]), close=float(candles.closes[row]),
         volume=float(candles.volumes[row]), missing_before=int(candles.missing_before[row]),
+        warmup=bool(candles.warmup[row]),
     )
 
 
 def columns_of(ticks: Sequence[RawTick]) -> CandleColumns:
-    """Ticks of one symbol, in time order, as a block of candles."""
+    """Checked ticks of one symbol, in time order, as a block of candles (a live candle: a block of
+    one row)."""
     def column(name: str, dtype: type) -> np.ndarray:
         return np.array([getattr(tick, name) for tick in ticks], dtype=dtype)
 
     return CandleColumns(
         ticks[0].symbol, np.array([int(tick.timestamp.timestamp()) for tick in ticks], dtype=np.int64),
         column("open", float), column("high", float), column("low", float), column("close", float),
-        column("volume", float), column("missing_before", np.int64),
+        column("volume", float), column("missing_before", np.int64), column("warmup", bool),
     )

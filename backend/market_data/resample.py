@@ -18,9 +18,8 @@ Invariants:
 from dataclasses import dataclass
 from datetime import datetime
 
-from backend.market_data.candle_checks import timeframe_seconds
-from backend.market_data.candle_file import utc_from_epoch
 from backend.market_data.raw_tick import RawTick
+from backend.market_data.timeframes import timeframe_seconds, utc_from_epoch
 
 DAY_SECONDS = 86_400
 

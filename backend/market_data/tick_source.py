@@ -1,18 +1,23 @@
+"""The candles of one execution environment, as its feed reads them.
+
+Invariant: a source hands its candles on in one form only, blocks of columns (CandleColumns), in
+time order per symbol: a backtest's range a few thousand rows at a time, a live candle as a block
+of one row as soon as it has closed and passed the candle checks.
+"""
+
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from datetime import datetime
 
 from backend.interfaces.candle_columns import CandleColumns
-from backend.market_data.raw_tick import RawTick
 
 
 class TickSource(ABC):
-    """The RAW_TICK stream of one execution environment."""
+    """The RAW_TICK stream of one execution environment, as blocks of candles."""
 
     total_ticks: int | None = None  # known up front for backtests (drives progress); None = live
     candles_rejected: int = 0  # candles that failed the checks in candle_checks and were skipped
-    has_candle_blocks: bool = False  # also yields its ticks as blocks of columns (`candle_blocks`)
 
     def prepare(self) -> None:  # noqa: B027 (most sources have nothing to check)
         """Checks that need the outside world, run once before any thread starts.
@@ -27,9 +32,5 @@ class TickSource(ABC):
         the candles closed since then as warm-up (context workers only) and trades from the next."""
 
     @abstractmethod
-    def ticks(self, stop: threading.Event) -> Iterator[RawTick]:
-        """Yield ticks in time order until the data ends or `stop` is set."""
-
-    def candle_blocks(self, stop: threading.Event) -> Iterator[CandleColumns]:
-        """The ticks `ticks` yields, as consecutive blocks of columns (only if `has_candle_blocks`)."""
-        raise NotImplementedError(f"{type(self).__name__} yields ticks one by one")
+    def blocks(self, stop: threading.Event) -> Iterator[CandleColumns]:
+        """Yield blocks of candles in time order until the data ends or `stop` is set."""

@@ -98,14 +98,14 @@ class StrategyAccount(IBroker):
         last = self._cursors.get(symbol)
         return last is None or candle_time > last
 
-    def close_tick(self, symbol: str, candle_time: datetime, trading: bool) -> None:
+    def close_tick(self, symbol: str, close: float, candle_time: datetime, trading: bool) -> None:
         """The candle is processed: close it on the equity curve and make it durable (a traded
         candle's cursor was written by open_tick already). A replayed older candle (warm-up after
         a restart) never moves the cursor back."""
         if not trading:
             self._advance_cursor(symbol, candle_time)
             return
-        self.ledger.record_equity()
+        self.ledger.record_closes(symbol, (close,))
         if self._durable:
             self._journal.save(self.ledger.state, symbol, self._cursors[symbol])
 
@@ -117,7 +117,7 @@ class StrategyAccount(IBroker):
     def close_quiet_candles(self, symbol: str, closes: np.ndarray, last_time: datetime) -> None:
         """Candles no worker acted on, closes in time order up to the one opened at last_time: the
         account as after `open_tick` and `close_tick` on each (only when `can_close_quietly`)."""
-        self.ledger.record_quiet_closes(symbol, closes)
+        self.ledger.record_closes(symbol, closes)
         self._advance_cursor(symbol, last_time)
 
     def _advance_cursor(self, symbol: str, candle_time: datetime) -> None:

@@ -1,15 +1,15 @@
 """One strategy run's account: cash, positions, fees and the equity curve's peak and drawdown.
 
 Invariant: the whole account is one AccountState (what the state store persists and restores);
-it is changed only by `apply_fill` and `record_equity` (or `record_quiet_closes`, the same as one
-`mark` and `record_equity` per close, in bulk), and its size does not grow with the number
+it is changed only by `apply_fill` and `record_closes` (a candle's close, or many in bulk: the
+same floats as one at a time), and its size does not grow with the number
 of trades (fills are counted, the journal keeps them). Equity is computed once per change of a
 price or of the account, not once per reader. Other threads never read a Ledger: they read an
 AccountSnapshot its own thread took (`snapshot`), whose figures are all of one moment.
 """
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -19,7 +19,7 @@ from backend.dtos import AccountState, FillDTO, OrderSide, PortfolioSnapshotDTO,
 from backend.dtos.account import DUST_QUANTITY
 from backend.equity_curve import deepest_drawdown, drawdown_curve, drawdown_pct, equities_holding
 
-SHORT_STRETCH = 48  # closes below which record_quiet_closes loops in Python: numpy's calls cost more
+SHORT_STRETCH = 48  # closes below which record_closes loops in Python: numpy's calls cost more
 
 # cash, position_qty, avg_entry_price (None when flat), equity, peak_equity: a PortfolioSnapshotDTO's fields
 PortfolioValues = tuple[float, float, float | None, float, float]
@@ -204,12 +204,6 @@ class Ledger:
         state.trades += 1
         self._last_prices.setdefault(fill.asset, fill.price)
 
-    def record_equity(self) -> None:
-        """Close the tick on the equity curve: track the peak and the deepest drawdown."""
-        state = self.state
-        equity = self.equity()
-        state.peak_equity = max(state.peak_equity, equity)
-        state.max_drawdown_pct = max(state.max_drawdown_pct, drawdown_pct(equity, state.peak_equity))
 
     def holds_only(self, asset: str) -> bool:
         """No position in another asset (its equity then depends on asset's price alone)."""
@@ -221,10 +215,21 @@ class Ledger:
         position = self.state.positions.get(asset)
         return equities_holding(self.state.cash, position.qty if position is not None else 0.0, closes)
 
-    def record_quiet_closes(self, asset: str, closes: np.ndarray) -> None:
-        """`mark(asset, close)` then `record_equity()` for each close, in order, with the same
-        floats: for an account that holds nothing but asset (`holds_only`) and trades on none of them."""
+    def record_closes(self, asset: str, closes: Sequence[float] | np.ndarray) -> None:
+        """For each close of asset, in order: `mark(asset, close)`, then close the candle on the
+        equity curve (track the peak and the deepest drawdown). One close: a tick, whatever the
+        account holds; more: candles no one traded on, for an account that holds nothing but
+        asset (`holds_only`), with the same floats as one at a time."""
         state = self.state
+        if len(closes) == 1:
+            close = closes[0]
+            if self._last_prices.get(asset) != close:  # marked at the candle's open already, as a rule
+                self.mark(asset, float(close))
+            equity = self.equity()
+            state.peak_equity = max(state.peak_equity, equity)
+            state.max_drawdown_pct = max(state.max_drawdown_pct, drawdown_pct(equity, state.peak_equity))
+            return
+        closes = np.asarray(closes, dtype=np.float64)
         position = state.positions.get(asset)
         qty = position.qty if position is not None else 0.0
         if position is None or len(closes) <= SHORT_STRETCH:

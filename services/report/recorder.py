@@ -9,19 +9,17 @@ never fails the run: recording stops and `report_write_failed` is logged once.
 
 import csv
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-import numpy as np
 import structlog
 
 from backend.dtos import FillDTO
 from backend.interfaces.candle_columns import CandleColumns
-from backend.market_data import RawTick
-from backend.market_data.candle_checks import timeframe_seconds
+from backend.market_data.timeframes import timeframe_seconds
 from backend.performance import Performance, PerformanceTracker
 from backend.portfolio import Ledger, StrategyAccount
 from services.strategy_run import RunSummary
@@ -67,13 +65,9 @@ class RunRecorder:
         csv.writer(file).writerow(columns)
         return file
 
-    def tick_closed(self, tick: RawTick, account: StrategyAccount) -> None:
-        ledger = account.ledger
-        self._close(tick.timestamp, tick.symbol, tick.close, ledger.equity(), ledger)
-
-    def quiet_closed(self, candles: CandleColumns, rows: range, equities: np.ndarray, account: StrategyAccount) -> None:
+    def closed(self, candles: CandleColumns, rows: range, equities: Sequence[float], account: StrategyAccount) -> None:
         for epoch, close, equity in zip(candles.open_times[rows.start:rows.stop].tolist(),
-                                        candles.close_values[rows.start:rows.stop], equities.tolist(), strict=True):
+                                        candles.close_values[rows.start:rows.stop], equities, strict=True):
             self._close(datetime.fromtimestamp(epoch, UTC), candles.symbol, close, equity, account.ledger)
 
     def _close(self, time: datetime, symbol: str, close: float, equity: float, ledger: Ledger) -> None:

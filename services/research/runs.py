@@ -12,12 +12,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import numpy as np
-
 from backend.config import LoadedOperation, ResolvedLink
 from backend.interfaces.candle_columns import CandleColumns
-from backend.market_data import RawTick
-from backend.market_data.candle_checks import timeframe_seconds
+from backend.market_data.timeframes import timeframe_seconds
 from backend.performance import Performance, PerformanceTracker
 from backend.portfolio import StrategyAccount
 from services.backtest_shards import ShardedBacktest
@@ -39,13 +36,9 @@ class PerformanceRecorder:
         self.tracker = PerformanceTracker(starting_equity, timeframe_seconds(timeframe))
         self.daily: list[tuple[str, float]] = []
 
-    def tick_closed(self, tick: RawTick, account: StrategyAccount) -> None:
-        ledger = account.ledger
-        self._close(tick.timestamp, ledger.equity(), bool(ledger.positions))
-
-    def quiet_closed(self, candles: CandleColumns, rows: range, equities: np.ndarray, account: StrategyAccount) -> None:
+    def closed(self, candles: CandleColumns, rows: range, equities: Sequence[float], account: StrategyAccount) -> None:
         exposed = bool(account.ledger.positions)
-        for epoch, equity in zip(candles.open_times[rows.start:rows.stop].tolist(), equities.tolist(), strict=True):
+        for epoch, equity in zip(candles.open_times[rows.start:rows.stop].tolist(), equities, strict=True):
             self._close(datetime.fromtimestamp(epoch, UTC), equity, exposed)
 
     def _close(self, time: datetime, equity: float, exposed: bool) -> None:

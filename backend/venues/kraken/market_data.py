@@ -7,7 +7,8 @@ Invariants:
   api_key_env) or ExchangeUnavailableError naming the URL, the time waited and the root cause.
 - No candle becomes a tick unless it passes `candle_problem` and its symbol's `CandleSequence`;
   a rejected one is logged (`candle_rejected`), counted in `candles_rejected` and skipped.
-- A symbol's candles are handed out at most once each, in open-time order: `_last_seen` only grows.
+- A symbol's candles are handed out at most once each, in open-time order: `_last_seen` only grows;
+  each as a block of one row (CandleColumns, warm-up flagged in its `warmup` column).
 - A candle is closed by Kraken's clock (exchange_clock), never the local one alone; while that
   clock is not trusted (skew above `max_clock_skew_seconds`, or in doubt) none is handed out.
 """
@@ -22,8 +23,9 @@ import ccxt
 import structlog
 
 from backend.errors import ExchangeUnavailableError, SettingError
+from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data.candle_checks import CandleSequence, candle_problem, log_data_gap
-from backend.market_data.raw_tick import RawTick
+from backend.market_data.raw_tick import RawTick, columns_of
 from backend.market_data.tick_source import TickSource
 from backend.redaction import without_url_credentials
 from backend.venues.kraken.client import (
@@ -50,7 +52,8 @@ T = TypeVar("T")
 class KrakenCandleSource(TickSource):
     """What every Kraken market data source shares: the start-up checks, the restart cursor, the
     closed-candle rules of a REST OHLC answer (first answer: warm-up or resume) and the checks a
-    candle passes before it becomes a tick. Subclasses decide when candles arrive (`ticks`).
+    candle passes before it becomes a tick. Subclasses decide when candles arrive (`blocks`): each
+    checked candle is handed on as a block of one row (`_announced`).
 
     A candle from REST is closed once its interval has ended on Kraken's clock (the local one
     corrected by the measured skew: open + timeframe <= now) AND Kraken has already started a
@@ -230,12 +233,13 @@ class KrakenCandleSource(TickSource):
         return ticks
 
     @staticmethod
-    def _announced(tick: RawTick) -> RawTick:
-        """tick, `candle_closed` logged (a candle to trade): called as it leaves the source, so a
-        candle prepared but never handed over (the source was stopped) is not announced."""
+    def _announced(tick: RawTick) -> CandleColumns:
+        """tick as a block of one row, `candle_closed` logged (a candle to trade): called as it
+        leaves the source, so a candle prepared but never handed over (the source was stopped) is
+        not announced."""
         if not tick.warmup:
             log.info("candle_closed", symbol=tick.symbol, candle_time=tick.timestamp.isoformat(), close=tick.close)
-        return tick
+        return columns_of((tick,))
 
     def _new_closed_candles(self, symbol: str, candles: list[Candle]) -> list[Candle]:
         """Closed candles after the last one handled, one per open time, oldest first; on the first
@@ -301,7 +305,7 @@ class KrakenLiveSource(KrakenCandleSource):
     propagates, translated.
     """
 
-    def ticks(self, stop: threading.Event) -> Iterator[RawTick]:
+    def blocks(self, stop: threading.Event) -> Iterator[CandleColumns]:
         failures = 0
         while not stop.is_set():
             delay = self._poll_interval

@@ -1,5 +1,5 @@
 """Streams Kraken candles over its websocket (ccxt.pro, API v2) and emits each closed, sound one
-once, as a RAW_TICK, within a second of its close (`market_data: websocket`).
+once, as a block of one row, within a second of its close (`market_data: websocket`).
 
 Invariants:
 - Per symbol, candles are handed out once each and in open-time order, whether they came from the
@@ -14,7 +14,7 @@ Invariants:
   so). A row opening after Kraken's now is rejected and starts nothing. While that clock is not
   trusted (skew too large, or in doubt) nothing is handed out. A trade reported after the close
   revises a candle already handed out, and is not handed out again.
-- `ticks(stop)` runs its asyncio loop in the calling thread and returns within
+- `blocks(stop)` runs its asyncio loop in the calling thread and returns within
   STOP_CHECK_SECONDS (+ closing the sockets) of `stop` being set.
 - ccxt's errors stop here: network trouble is logged and retried, anything else is translated.
 """
@@ -34,6 +34,7 @@ import ccxt.pro
 import structlog
 
 from backend.core.event_loops import new_event_loop
+from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data.raw_tick import RawTick
 from backend.venues.kraken.client import describe_error, is_network_failure, root_cause, translate_error
 from backend.venues.kraken.market_data import Candle, KrakenCandleSource
@@ -91,7 +92,7 @@ class KrakenStreamSource(KrakenCandleSource):
 
     # --- the feed thread's side -----------------------------------------------------------------
 
-    def ticks(self, stop: threading.Event) -> Iterator[RawTick]:
+    def blocks(self, stop: threading.Event) -> Iterator[CandleColumns]:
         loop = new_event_loop()
         ready: deque[RawTick] = deque()
         arrived = asyncio.Event()
@@ -106,10 +107,10 @@ class KrakenStreamSource(KrakenCandleSource):
         followers.append(loop.create_task(self._watch_clock()))
         try:
             while True:
-                tick = loop.run_until_complete(self._next_tick(ready, arrived, followers, stop))
-                if tick is None:
+                candle = loop.run_until_complete(self._next_candle(ready, arrived, followers, stop))
+                if candle is None:
                     return
-                yield tick
+                yield candle
         finally:
             for follower in followers:
                 follower.cancel()
@@ -117,8 +118,8 @@ class KrakenStreamSource(KrakenCandleSource):
             # A REST backfill still running in the default executor finishes on its own.
             loop.close()
 
-    async def _next_tick(self, ready: deque[RawTick], arrived: asyncio.Event,
-                         followers: list[asyncio.Task], stop: threading.Event) -> RawTick | None:
+    async def _next_candle(self, ready: deque[RawTick], arrived: asyncio.Event,
+                           followers: list[asyncio.Task], stop: threading.Event) -> CandleColumns | None:
         """The next candle to hand out, or None once `stop` is set; a follower's fatal error is raised."""
         while not stop.is_set():
             if ready:

@@ -1,4 +1,5 @@
-"""The environment's market data: closed candles of its symbols and timeframe, as RawTicks.
+"""The environment's market data: closed candles of its symbols and timeframe, each as a one-row
+block (backend.market_data.raw_tick.columns_of; see the Kraken sources).
 
 Invariants (see backend/venues/kraken/market_data.py and streaming.py): a candle is handed out
 once it is closed, never while it forms; in time order per symbol; a gap is marked
@@ -10,7 +11,8 @@ import threading
 from collections.abc import Iterator
 from datetime import datetime
 
-from backend.market_data import RawTick, TickSource
+from backend.interfaces.candle_columns import CandleColumns
+from backend.market_data import TickSource
 from backend.venues.template.client import TemplateClient
 from backend.venues.template.settings import TemplateSettings
 
@@ -26,5 +28,5 @@ class TemplateMarketData(TickSource):
     def resume_after(self, cursors: dict[str, datetime]) -> None:
         raise NotImplementedError("replay the candles closed since each cursor as warm-up")
 
-    def ticks(self, stop: threading.Event) -> Iterator[RawTick]:
-        raise NotImplementedError("yield closed candles until stop is set")
+    def blocks(self, stop: threading.Event) -> Iterator[CandleColumns]:
+        raise NotImplementedError("yield each closed candle as a one-row block until stop is set")

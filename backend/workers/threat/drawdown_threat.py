@@ -32,7 +32,7 @@ class DrawdownThreat(IWorker):
 
     Columnar: only an exit acts (blocking entries only restrains, see ThreatAction), so it names
     the first row, while a position is held, whose drawdown reaches exit_at_pct, computed from the
-    rows' closes as the ledger will see them (Ledger.record_quiet_closes); `skip` replays the
+    rows' closes as the ledger will see them (Ledger.record_closes); `skip` replays the
     blocks, their ends and the peak it keeps after a cool-down over the quiet rows, vectorised."""
 
     plugin_name = "drawdown_threat"
