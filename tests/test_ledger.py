@@ -84,7 +84,7 @@ def test_a_snapshot_never_shows_a_drawdown_deeper_than_its_maximum():
     """An order between two candles (a force-exit's fee) takes equity below the curve's last close:
     the snapshot's maximum drawdown counts it already."""
     ledger = Ledger(10_000)
-    ledger.record_equity()
+    ledger.record_closes("BTC/USD", [20_000.0])
     ledger.apply_fill(FillDTO(asset="BTC/USD", side=OrderSide.BUY, quantity=0.1, price=20_000, fee=50, timestamp=T))
     snapshot = ledger.snapshot()
     assert snapshot.drawdown_pct == pytest.approx(0.5) and snapshot.max_drawdown_pct == snapshot.drawdown_pct
