@@ -119,6 +119,9 @@ def _operation(name: str) -> str:
 
 
 def _sample_environment() -> str:
+    if not SAMPLE_1H.is_file():
+        raise ScaffoldError(f"the bundled sample data ({SAMPLE_1H.name}) is neither beside the installed package "
+                            "nor in ./data: run it from a checkout of opdaemon (or /app in its Docker image)")
     environment = {
         "type": "backtest",
         "display_name": "Kraken BTC/USD hourly, Q1 2023 (the bundled sample)",

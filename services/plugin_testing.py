@@ -30,7 +30,18 @@ from backend.portfolio import Ledger, SimulatedGateway, StrategyAccount
 from services.tick_cache_manager import TickCacheManager
 from services.worker_factory import WorkerFactory
 
-SAMPLE_1H = Path(__file__).resolve().parents[1] / "data" / "kraken_xbtusd_1h_2023q1.csv"  # the bundled sample
+SAMPLE_NAME = "kraken_xbtusd_1h_2023q1.csv"  # the bundled sample (data/README.md)
+
+
+def bundled_sample() -> Path:
+    """The bundled sample's path: beside the package in a checkout (an editable install), else in
+    the current folder's data/ (the Docker image, whose package is installed apart from /app/data)."""
+    beside_package = Path(__file__).resolve().parents[1] / "data" / SAMPLE_NAME
+    in_current_folder = Path.cwd() / "data" / SAMPLE_NAME
+    return beside_package if beside_package.is_file() or not in_current_folder.is_file() else in_current_folder
+
+
+SAMPLE_1H = bundled_sample()
 SYMBOL = "BTC/USD"
 HOUR = 3600
 

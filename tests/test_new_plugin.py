@@ -5,11 +5,13 @@ overwrites a file."""
 
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from backend.interfaces import IWorker, WorkerCategory
 from tests.helpers import REPO
@@ -87,3 +89,25 @@ def test_a_name_that_is_not_a_python_identifier_exits_2(tmp_path, name):
     assert refused.returncode == 2
     assert "new-plugin" in refused.stderr and "identifier" in refused.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_installed_apart_from_the_data_it_finds_the_sample_in_the_current_folder_or_says_so(tmp_path):
+    """The Docker image installs the package into site-packages and keeps data/ in /app, its
+    working folder: the environment written points there; with no sample anywhere, exit 2."""
+    site = tmp_path / "site"
+    for package in ("backend", "services"):
+        shutil.copytree(REPO / package, site / package, ignore=shutil.ignore_patterns("__pycache__"))
+    app = tmp_path / "app"
+    shutil.copytree(REPO / "data", app / "data")
+    environment = tmp_path / "out" / "config" / "environments" / "sample_btc_usd_1h.yaml"
+
+    def new_plugin(cwd: Path) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "services.cli", "new-plugin", "brk", "--dir", str(tmp_path / "out")]
+        return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=50,
+                              env={**os.environ, "PYTHONPATH": str(site)})
+
+    nowhere = new_plugin(tmp_path)
+    assert nowhere.returncode == 2 and "bundled sample data" in nowhere.stderr and not environment.exists()
+    made = new_plugin(app)
+    assert made.returncode == 0, made.stderr
+    assert yaml.safe_load(environment.read_text())["data_file"] == str(app / "data" / "kraken_xbtusd_1h_2023q1.csv")
