@@ -7,8 +7,6 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
-from backend.venues import unknown_exchange
-
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+$", min_length=1)]
 Timeframe = Annotated[str, Field(pattern=r"^[1-9][0-9]*[mhd]$")]
 Symbol = Annotated[str, Field(pattern=r"^[A-Z0-9]+/[A-Z0-9]+$")]
@@ -179,21 +177,13 @@ class LiveEnvironment(AccountSettings):
 
     type: Literal["live"]
     display_name: str
-    exchange: str  # a name in backend.venues.VENUES
+    exchange: str  # a name in backend.venues.VENUES: the loader checks it (the schema knows no venue)
     symbols: list[Symbol] = Field(min_length=1)
     timeframe: Timeframe
     mode: Literal["paper", "live"] = "paper"
     allow_live_orders: StrictBool = False  # a safety switch: the literal `true` only, never yes, on, True or 1
     # Closed candles replayed at start so indicators are warm; only context workers see them.
     warmup_candles: int = Field(default=0, ge=0, le=700)
-
-    @field_validator("exchange")
-    @classmethod
-    def _exchange_is_a_venue(cls, exchange: str) -> str:
-        problem = unknown_exchange(exchange)
-        if problem is not None:
-            raise ValueError(problem)
-        return exchange
 
     @field_validator("allow_live_orders", mode="before")
     @classmethod
