@@ -343,6 +343,7 @@ class FakeKraken:
         if client_id and any(o["cl_ord_id"] == client_id and o["status"] == "open" for o in self.orders.values()):
             # clordid guide: "Kraken verifies cl_ord_id uniqueness across open orders for each client."
             raise KrakenError("EOrder:Duplicate order")
+        _check_order_flags(oflags)
         volume = _checked_volume(params.get("volume", ""), info, quote="viqc" in oflags)
         price = self.prices[pair] * (1 + (self.fill_slippage if side == "buy" else -self.fill_slippage))
         if "viqc" in oflags:
@@ -455,6 +456,17 @@ def _check_order_identifiers(client_id: str | None, userref: str | None) -> None
     if userref is not None and not (userref.lstrip("-").isdigit() and -2**31 <= int(userref) < 2**31):
         # AddOrder: "userref: integer <int32>".
         raise KrakenError("EGeneral:Invalid arguments:userref")
+
+
+ORDER_FLAGS = {"post", "fcib", "fciq", "nompp", "viqc"}
+
+
+def _check_order_flags(oflags: str) -> None:
+    """AddOrder, oflags: "Comma delimited list of order flags" among post, fcib, fciq, nompp and viqc;
+    "fciq = prefer fee in quote currency (... mutually exclusive with fcib)"."""
+    flags = set(oflags.split(",")) - {""}
+    if not flags <= ORDER_FLAGS or {"fcib", "fciq"} <= flags:
+        raise KrakenError("EGeneral:Invalid arguments:oflags")
 
 
 def _checked_volume(text: str, info: dict, quote: bool) -> float:

@@ -98,7 +98,8 @@ def test_the_fake_refuses_volumes_kraken_refuses(fake, credentials):
     client = fast_client(live_env(fake, mode="live", allow_live_orders=True), with_credentials=True)
     client.load_markets()
     refused = [("sell", "0.000000001", ""), ("sell", "0.00001", ""), ("sell", "1e-3", ""),
-               ("sell", "0.001", "viqc"), ("buy", "0.4", "viqc"), ("buy", "10.123456", "viqc")]
+               ("sell", "0.001", "viqc"), ("buy", "0.4", "viqc"), ("buy", "10.123456", "viqc"),
+               ("sell", "0.001", "fciq,fcib"), ("sell", "0.001", "fciq,reduce")]
     for side, volume, oflags in refused:
         with pytest.raises(ccxt.BaseError, match=r"EGeneral:Invalid arguments|EOrder:"):
             client.privatePostAddOrder({"pair": "XXBTZUSD", "type": side, "ordertype": "market",
