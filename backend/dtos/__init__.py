@@ -14,7 +14,15 @@ from backend.dtos.context import (
     RiskLevel,
     VolatilityDTO,
 )
-from backend.dtos.execution import FillDTO, OrderDTO, OrderSide, TradePlanDTO
+from backend.dtos.execution import (
+    FillDTO,
+    OrderDTO,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+    TimeInForce,
+    TradePlanDTO,
+)
 from backend.dtos.signals import OpportunitySignalDTO, ThreatAction, ThreatSignalDTO
 
 __all__ = [
@@ -30,12 +38,15 @@ __all__ = [
     "OpportunitySignalDTO",
     "OrderDTO",
     "OrderSide",
+    "OrderStatus",
+    "OrderType",
     "PortfolioSnapshotDTO",
     "PositionState",
     "Regime",
     "RiskLevel",
     "ThreatAction",
     "ThreatSignalDTO",
+    "TimeInForce",
     "TradePlanDTO",
     "VolatilityDTO",
 ]

@@ -3,7 +3,7 @@
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from backend.dtos.base import DTO
 
@@ -11,6 +11,59 @@ from backend.dtos.base import DTO
 class OrderSide(StrEnum):
     BUY = "buy"
     SELL = "sell"
+
+
+class OrderType(StrEnum):
+    """What the venue does with an order: at once (market), resting at a price (limit), or waiting
+    for a trigger price and then at market (stop_loss, take_profit) or at a limit (*_limit). A
+    stop is reached from the unfavourable side (a sell stop below the price), a take-profit from the
+    favourable one (a sell take-profit above it)."""
+
+    MARKET = "market"
+    LIMIT = "limit"
+    STOP_LOSS = "stop_loss"
+    STOP_LOSS_LIMIT = "stop_loss_limit"
+    TAKE_PROFIT = "take_profit"
+    TAKE_PROFIT_LIMIT = "take_profit_limit"
+
+    @property
+    def has_limit(self) -> bool:
+        return self in (OrderType.LIMIT, OrderType.STOP_LOSS_LIMIT, OrderType.TAKE_PROFIT_LIMIT)
+
+    @property
+    def has_trigger(self) -> bool:
+        return self not in (OrderType.MARKET, OrderType.LIMIT)
+
+
+class TimeInForce(StrEnum):
+    GTC = "gtc"  # good till cancelled
+    IOC = "ioc"  # immediate or cancel: what does not fill at once expires
+    GTD = "gtd"  # good till date: expires at `expires_at`
+
+
+class OrderStatus(StrEnum):
+    """One order's state machine, for every venue and the simulator:
+    pending -> open -> partially_filled -> filled | canceled | expired | rejected, and unknown
+    (the outcome is ambiguous: settled by looking the order up, never by sending it again)."""
+
+    PENDING = "pending"  # journaled, not yet acknowledged by the venue
+    OPEN = "open"  # resting on the venue (a trigger order waiting for its price)
+    PARTIALLY_FILLED = "partially_filled"  # still open, part of it executed
+    FILLED = "filled"
+    CANCELED = "canceled"  # by the strategy, the operator or the venue (possibly after a partial fill)
+    EXPIRED = "expired"  # its time in force ran out (possibly after a partial fill)
+    REJECTED = "rejected"  # refused: nothing executed
+    UNKNOWN = "unknown"
+
+    @property
+    def done(self) -> bool:
+        """Final: nothing more will execute."""
+        return self in (OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED)
+
+    @property
+    def working(self) -> bool:
+        """On the venue and able to execute more."""
+        return self in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
 
 
 class TradePlanDTO(DTO):
@@ -22,11 +75,33 @@ class TradePlanDTO(DTO):
 
 
 class OrderDTO(DTO):
+    """An order a worker asks its broker for. A market order (the default) needs nothing more; a
+    limit order its limit_price; a stop or take-profit its trigger_price (and a *_limit one both)."""
+
     asset: str
     side: OrderSide
     quantity: float = Field(gt=0)
     reference_price: float = Field(gt=0)  # the price the plan was made at
     reason: str
+    order_type: OrderType = OrderType.MARKET
+    limit_price: float | None = Field(default=None, gt=0)
+    trigger_price: float | None = Field(default=None, gt=0)
+    time_in_force: TimeInForce = TimeInForce.GTC
+    expires_at: datetime | None = None  # GTD only
+    post_only: bool = False  # a limit order that would execute at once is rejected instead (maker only)
+
+    @model_validator(mode="after")
+    def _prices_match_the_type(self) -> "OrderDTO":
+        kind = self.order_type
+        if kind.has_limit != (self.limit_price is not None):
+            raise ValueError(f"a {kind} order {'needs' if kind.has_limit else 'takes no'} limit_price")
+        if kind.has_trigger != (self.trigger_price is not None):
+            raise ValueError(f"a {kind} order {'needs' if kind.has_trigger else 'takes no'} trigger_price")
+        if (self.time_in_force is TimeInForce.GTD) != (self.expires_at is not None):
+            raise ValueError("expires_at goes with time_in_force gtd, and only with it")
+        if self.post_only and kind is not OrderType.LIMIT:
+            raise ValueError("post_only is for limit orders")
+        return self
 
 
 class FillDTO(DTO):

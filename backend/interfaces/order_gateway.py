@@ -1,13 +1,19 @@
 """Where an account's orders are executed: a simulator or an exchange. A gateway turns an order
-into an outcome and nothing else; it never touches the account (StrategyAccount books fills)."""
+into outcomes and nothing else; it never touches the account (StrategyAccount books fills).
+
+Invariant: an outcome reports the order as a whole: its filled quantity, average price and fee
+are cumulative over the order's life, so the account books only what exceeds what it has booked of
+that order, and a report repeated, late or out of order changes nothing.
+"""
 
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 
-from backend.dtos import OrderSide
+from backend.dtos import OrderSide, OrderStatus, OrderType, TimeInForce
+from backend.interfaces.ohlcv_provider import Candle
 
 
 @dataclass(frozen=True)
@@ -19,23 +25,39 @@ class OrderRequest:
     reference_price: float  # the candle close the plan was made at
     journaled_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     reason: str = ""  # why it was planned (the plan's reason), for its log lines
+    order_type: OrderType = OrderType.MARKET
+    limit_price: float | None = None
+    trigger_price: float | None = None
+    time_in_force: TimeInForce = TimeInForce.GTC
+    expires_at: datetime | None = None
+    post_only: bool = False
+    placed_at: datetime | None = None  # the candle it was decided on: a simulator fills it on later ones
+    protective: bool = False  # a position's protective stop or take-profit, kept by the account
 
+    @property
+    def resting(self) -> bool:
+        """Waits on the venue for a price (anything but a market order)."""
+        return self.order_type is not OrderType.MARKET
 
-class OutcomeStatus(StrEnum):
-    FILLED = "filled"  # done, with `filled_quantity` > 0 (possibly less than asked)
-    REJECTED = "rejected"  # done with nothing executed (refused, canceled, expired)
-    UNKNOWN = "unknown"  # may or may not exist on the venue: settle it, never send it again
+    @property
+    def price(self) -> float:
+        """The price it is sized and reserved at: its limit, else its trigger, else the reference."""
+        return self.limit_price or self.trigger_price or self.reference_price
 
 
 @dataclass(frozen=True)
 class OrderOutcome:
-    status: OutcomeStatus
-    filled_quantity: float = 0.0
-    average_price: float = 0.0
-    fee: float = 0.0  # in the quote currency
+    status: OrderStatus
+    filled_quantity: float = 0.0  # cumulative
+    average_price: float = 0.0  # of all that filled
+    fee: float = 0.0  # cumulative, in the quote currency
     exchange_order_id: str | None = None
     reason: str | None = None
-    complete: bool = True  # False: the venue ended the order with part of it unfilled
+
+    @property
+    def complete(self) -> bool:
+        """False for an order the venue ended with part of it unfilled."""
+        return self.status is not OrderStatus.CANCELED and self.status is not OrderStatus.EXPIRED
 
 
 class IOrderGateway(ABC):
@@ -53,17 +75,43 @@ class IOrderGateway(ABC):
 
     @abstractmethod
     def sizing(self, asset: str, side: OrderSide, reference_price: float) -> tuple[float, float]:
-        """(price, fee rate) to size an order on: a buy is sized on the worst price the gateway may
-        fill at, so that the fill can never cost more cash than the account has."""
+        """(price, fee rate) to size a market order on: a buy is sized on the worst price the
+        gateway may fill at, so that the fill can never cost more cash than the account has."""
+
+    def maker_fee_rate(self, asset: str) -> float:
+        """The fee rate of an order that rests on the book (to reserve a limit buy's cash)."""
+        return self.sizing(asset, OrderSide.BUY, 1.0)[1]
 
     @abstractmethod
     def execute(self, request: OrderRequest) -> OrderOutcome:
-        """Send the order once and report what became of it; UNKNOWN when that cannot be told.
-        Raises OrderNotPlacedError when the venue refused the request itself (nothing executed)."""
+        """Send the order once and report what became of it: a market order done (or UNKNOWN when
+        that cannot be told), a resting one OPEN (or already done). Raises OrderNotPlacedError
+        when the venue refused the request itself (nothing executed)."""
 
     @abstractmethod
     def settle(self, request: OrderRequest) -> OrderOutcome:
         """Look up an order whose outcome was UNKNOWN (by its client order id); never re-sends it."""
+
+    def poll(self, orders: Sequence[tuple[OrderRequest, str | None]], symbol: str,
+             candle: Candle) -> list[tuple[str, OrderOutcome]]:
+        """What became of open orders (request, exchange order id) as of this closed candle of their
+        asset: (client order id, outcome) for each whose state or fills changed (a simulator
+        decides fills on the candle; a venue reports what it did)."""
+        return []
+
+    def cancel(self, request: OrderRequest, exchange_order_id: str | None) -> OrderOutcome:
+        """Cancel an open order: its outcome afterwards (CANCELED with what filled before, FILLED when
+        it filled first, UNKNOWN when that cannot be told)."""
+        raise NotImplementedError(f"{type(self).__name__} has no resting orders")
+
+    def amend(self, request: OrderRequest, exchange_order_id: str | None, amended: OrderRequest) -> OrderOutcome:
+        """Change an open order's quantity or prices in place (amended: the same order with them
+        changed): its outcome afterwards."""
+        raise NotImplementedError(f"{type(self).__name__} has no resting orders")
+
+    def resume(self, orders: Sequence[tuple[OrderRequest, OrderOutcome]]) -> None:  # noqa: B027 (a venue keeps them)
+        """Orders the journal knows as open after a restart, with what was booked of them: a
+        simulator takes them back on its book (a venue keeps its own)."""
 
     def open_orders(self) -> list[str] | None:
         """Client order ids (or the venue's ids) of the orders open on the venue that belong to this

@@ -18,11 +18,11 @@ from datetime import datetime
 import numpy as np
 import structlog
 
-from backend.dtos import FillDTO, OrderDTO, OrderSide
+from backend.dtos import FillDTO, OrderDTO, OrderSide, OrderStatus
 from backend.errors import OperatorOrderError, OrderNotPlacedError
 from backend.interfaces import IBroker
 from backend.interfaces.journal import IAccountJournal, InMemoryJournal
-from backend.interfaces.order_gateway import IOrderGateway, OrderOutcome, OrderRequest, OutcomeStatus
+from backend.interfaces.order_gateway import IOrderGateway, OrderOutcome, OrderRequest
 from backend.portfolio.ledger import AccountSnapshot, Ledger, PortfolioValues
 from backend.trade_stats import TradeStatsTracker
 
@@ -154,7 +154,7 @@ class StrategyAccount(IBroker):
         try:
             outcome = self._gateway.execute(request)
         except OrderNotPlacedError as error:  # e.g. the key was refused: journaled, then the run stops
-            self._book(request, OrderOutcome(OutcomeStatus.REJECTED, reason=str(error)), timestamp)
+            self._book(request, OrderOutcome(OrderStatus.REJECTED, reason=str(error)), timestamp)
             raise
         return self._book(request, outcome, timestamp)
 
@@ -190,7 +190,7 @@ class StrategyAccount(IBroker):
         processed: the one the order was placed on, or a later one."""
         for request in list(self._unsettled):
             outcome = self._gateway.settle(request)
-            if outcome.status is OutcomeStatus.UNKNOWN:  # still: journal why (an intent becomes unknown)
+            if outcome.status is OrderStatus.UNKNOWN:  # still: journal why (an intent becomes unknown)
                 self._journal.record_outcome(request, outcome, None, self.ledger.state)
             else:
                 self._unsettled.remove(request)
@@ -200,14 +200,14 @@ class StrategyAccount(IBroker):
     def _book(self, request: OrderRequest, outcome: OrderOutcome, timestamp: datetime) -> FillDTO | None:
         context = {"asset": request.asset, "side": request.side.value, "client_order_id": request.client_order_id,
                    "order_id": outcome.exchange_order_id}
-        if outcome.status is OutcomeStatus.FILLED and outcome.exchange_order_id \
+        if outcome.status is OrderStatus.FILLED and outcome.exchange_order_id \
                 and self._journal.fill_booked(outcome.exchange_order_id):
             # Reported twice (a run that outlived its stop, say): the ledger has it already.
             log.warning("fill_already_booked", **context)
             self._journal.record_outcome(request, outcome, None, self.ledger.state)
             return None
         self.order_outcomes[outcome.status.value] = self.order_outcomes.get(outcome.status.value, 0) + 1
-        if outcome.status is OutcomeStatus.FILLED:
+        if outcome.status is OrderStatus.FILLED:
             fill = FillDTO(
                 asset=request.asset, side=request.side, quantity=outcome.filled_quantity,
                 price=outcome.average_price, fee=outcome.fee, timestamp=timestamp, order_id=outcome.exchange_order_id,
@@ -225,7 +225,7 @@ class StrategyAccount(IBroker):
                             amount=request.quantity)
             return fill
         self._journal.record_outcome(request, outcome, None, self.ledger.state)
-        if outcome.status is OutcomeStatus.REJECTED:
+        if outcome.status is OrderStatus.REJECTED:
             log.warning("order_rejected", **context, reason=outcome.reason)
         elif request not in self._unsettled:
             self._unsettled.append(request)

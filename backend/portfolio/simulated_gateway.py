@@ -3,8 +3,8 @@
 Invariant: a simulated order is filled in the call that sends it, or never: one journaled but not
 filled (the process died in between) was never executed, and settles as rejected."""
 
-from backend.dtos import OrderSide
-from backend.interfaces.order_gateway import IOrderGateway, OrderOutcome, OrderRequest, OutcomeStatus
+from backend.dtos import OrderSide, OrderStatus
+from backend.interfaces.order_gateway import IOrderGateway, OrderOutcome, OrderRequest
 
 
 class SimulatedGateway(IOrderGateway):
@@ -20,13 +20,13 @@ class SimulatedGateway(IOrderGateway):
 
     def execute(self, request: OrderRequest) -> OrderOutcome:
         price = self._fill_price(request.side, request.reference_price)
-        return OrderOutcome(OutcomeStatus.FILLED, filled_quantity=request.quantity, average_price=price,
+        return OrderOutcome(OrderStatus.FILLED, filled_quantity=request.quantity, average_price=price,
                             fee=request.quantity * price * self._fee_rate)
 
     def settle(self, request: OrderRequest) -> OrderOutcome:
         # The candle's cursor was written before the order: that candle is never traded again,
         # so settling as never executed cannot lose a trade that a restart would make.
-        return OrderOutcome(OutcomeStatus.REJECTED, reason="never executed: the daemon stopped between the "
+        return OrderOutcome(OrderStatus.REJECTED, reason="never executed: the daemon stopped between the "
                                                            "order's intent and its simulated fill")
 
     def _fill_price(self, side: OrderSide, reference_price: float) -> float:

@@ -2,15 +2,15 @@
 
 from datetime import UTC, datetime
 
-from backend.dtos import AccountState, FillDTO, OrderSide
+from backend.dtos import AccountState, FillDTO, OrderSide, OrderStatus
 from backend.interfaces.journal import IAccountJournal
-from backend.interfaces.order_gateway import OrderOutcome, OrderRequest, OutcomeStatus
+from backend.interfaces.order_gateway import OrderOutcome, OrderRequest
 from backend.state.store import FillRecord, OrderRecord, OrderState, StateStore
 
 ORDER_STATES = {
-    OutcomeStatus.FILLED: OrderState.FILLED,
-    OutcomeStatus.REJECTED: OrderState.REJECTED,
-    OutcomeStatus.UNKNOWN: OrderState.UNKNOWN,
+    OrderStatus.FILLED: OrderState.FILLED,
+    OrderStatus.REJECTED: OrderState.REJECTED,
+    OrderStatus.UNKNOWN: OrderState.UNKNOWN,
 }
 
 

@@ -20,9 +20,9 @@ from datetime import UTC, datetime, timedelta
 import ccxt
 import structlog
 
-from backend.dtos import OrderSide
+from backend.dtos import OrderSide, OrderStatus
 from backend.errors import FatalExchangeError, OrderNotPlacedError, OrderRejectedError
-from backend.interfaces.order_gateway import IOrderGateway, OrderOutcome, OrderRequest, OutcomeStatus
+from backend.interfaces.order_gateway import IOrderGateway, OrderOutcome, OrderRequest
 from backend.venues.kraken.client import (
     AccountClient,
     RequestNotSent,
@@ -90,12 +90,12 @@ class KrakenOrderGateway(IOrderGateway):
                 amount = float(self._client.amount_to_precision(request.asset, request.quantity * (1 + 1e-12)))
                 placed = self._client.create_order(request.asset, "market", "sell", amount, params=params)
         except RequestNotSent as error:  # the daemon stopped before the request went out
-            return OrderOutcome(OutcomeStatus.REJECTED, reason=f"never sent: {error}")
+            return OrderOutcome(OrderStatus.REJECTED, reason=f"never sent: {error}")
         except ccxt.BaseError as error:
             if is_key_rejected(error):  # refused before the order existed: nothing executed
                 raise OrderNotPlacedError(root_cause(error, self._client)) from None
             if isinstance(translate_error(error, self._client), OrderRejectedError):
-                return OrderOutcome(OutcomeStatus.REJECTED, reason=describe_error(error, self._client))
+                return OrderOutcome(OrderStatus.REJECTED, reason=describe_error(error, self._client))
             # The order may or may not exist: find out, never send it again.
             log.warning("order_reply_lost", client_order_id=request.client_order_id,
                         error=describe_error(error, self._client))
@@ -108,9 +108,9 @@ class KrakenOrderGateway(IOrderGateway):
     def settle(self, request: OrderRequest) -> OrderOutcome:
         outcome, kraken_answered = self._look_up(request, why="settling an order whose outcome was unknown")
         age = datetime.now(UTC) - request.journaled_at
-        not_listed = outcome.status is OutcomeStatus.UNKNOWN and outcome.exchange_order_id is None
+        not_listed = outcome.status is OrderStatus.UNKNOWN and outcome.exchange_order_id is None
         if not_listed and kraken_answered and age > NEVER_PLACED_AFTER:
-            return OrderOutcome(OutcomeStatus.REJECTED, reason=f"never placed: Kraken does not know its cl_ord_id "
+            return OrderOutcome(OrderStatus.REJECTED, reason=f"never placed: Kraken does not know its cl_ord_id "
                                 f"{age.total_seconds():.0f} s after it was journaled")
         return outcome
 
@@ -148,7 +148,7 @@ class KrakenOrderGateway(IOrderGateway):
                 return self._outcome(request, latest)
             if time.monotonic() >= deadline or self._stop.wait(self._poll_seconds):
                 status = latest.get("status") if latest else "not listed yet"
-                return OrderOutcome(OutcomeStatus.UNKNOWN, exchange_order_id=order_id,
+                return OrderOutcome(OrderStatus.UNKNOWN, exchange_order_id=order_id,
                                     reason=f"placed, not done after waiting (status: {status})")
 
     def _look_up(self, request: OrderRequest, why: str) -> tuple[OrderOutcome, bool]:
@@ -176,21 +176,22 @@ class KrakenOrderGateway(IOrderGateway):
                 if order.get("status") in DONE_STATUSES:
                     return self._outcome(request, order), answered
                 return self._await_fill(request, str(order["id"])), answered
-        return OrderOutcome(OutcomeStatus.UNKNOWN, reason=f"{why}; not found by its cl_ord_id yet"), answered
+        return OrderOutcome(OrderStatus.UNKNOWN, reason=f"{why}; not found by its cl_ord_id yet"), answered
 
     def _outcome(self, request: OrderRequest, order: dict) -> OrderOutcome:
         filled = float(order.get("filled") or 0)
         order_id = str(order["id"])
         if filled <= 0:
-            return OrderOutcome(OutcomeStatus.REJECTED, exchange_order_id=order_id,
+            return OrderOutcome(OrderStatus.REJECTED, exchange_order_id=order_id,
                                 reason=f"order {order.get('status')} without a fill")
         price = float(order.get("average") or (order.get("cost") or 0) / filled or request.reference_price)
         # A sell's volume is in base, so a closed one that executed less was cut short (e.g. market
         # price protection); a buy's is a quote amount (viqc), which only its status can tell.
         cut_short = request.side is OrderSide.SELL and filled < float(order.get("amount") or 0) * (1 - 1e-9)
-        return OrderOutcome(OutcomeStatus.FILLED, filled_quantity=filled, average_price=price,
-                            fee=self._fee_in_quote(order, request.asset, price), exchange_order_id=order_id,
-                            complete=order.get("status") == "closed" and not cut_short)
+        status = OrderStatus.FILLED if order.get("status") == "closed" and not cut_short else (
+            OrderStatus.EXPIRED if order.get("status") == "expired" else OrderStatus.CANCELED)
+        return OrderOutcome(status, filled_quantity=filled, average_price=price,
+                            fee=self._fee_in_quote(order, request.asset, price), exchange_order_id=order_id)
 
     def _fee_in_quote(self, order: dict, symbol: str, price: float) -> float:
         fee = order.get("fee") or {}
