@@ -19,6 +19,7 @@ from backend.market_data import TickSource
 from backend.market_data.backtest_source import BacktestSource
 from backend.market_data.candle_file import CandleFile, read_candle_file
 from backend.portfolio import SimulatedGateway
+from backend.portfolio.fill_rules import FillRules
 from backend.venues import VENUES
 from backend.venues.base import Venue
 
@@ -37,7 +38,7 @@ class ExecutionEnvironments:
     def order_gateway(self, environment: EnvironmentConfig, link_id: str) -> IOrderGateway:
         if isinstance(environment, LiveEnvironment) and environment.mode == "live":
             return self._venue(environment).order_gateway(environment, link_id)
-        return SimulatedGateway(environment.fee_rate, environment.slippage_bps)
+        return SimulatedGateway(FillRules(environment.fee_rate, environment.fee_rate, environment.slippage_bps))
 
     def candle_file(self, data_file: Path, timeframe: str) -> CandleFile:
         """The file, checked on first use (the timeframe decides the checks and the gaps)."""

@@ -27,6 +27,7 @@ from backend.interfaces import Candle, IWorker, WorkerCategory, WorkerParams, Wo
 from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data.candle_file import read_candle_file
 from backend.portfolio import Ledger, SimulatedGateway, StrategyAccount
+from backend.portfolio.fill_rules import FillRules
 from services.tick_cache_manager import TickCacheManager
 from services.worker_factory import WorkerFactory
 
@@ -105,7 +106,7 @@ class Replay:
         self.symbol = symbol
         self.context = TradingContextProvider()
         self.ledger = Ledger(starting_capital)
-        self.account = StrategyAccount(self.ledger, SimulatedGateway(fee_rate, 0.0))
+        self.account = StrategyAccount(self.ledger, SimulatedGateway(FillRules(fee_rate, fee_rate)))
         self.fills: list[FillDTO] = []
         self.entry_block_lines: list[dict] = []  # what the threats said (assert_same_trades)
         self.account.on_fill = self.fills.append

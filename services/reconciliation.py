@@ -33,7 +33,7 @@ def reconcile(accounts: dict[str, StrategyAccount], quote_currencies: dict[str, 
         if holdings is None:
             continue
         unsettled = {request.client_order_id for request in account.unsettled_orders}
-        unknown_open = [order for order in account.open_orders() or [] if order not in unsettled]
+        unknown_open = [order for order in account.venue_open_orders() or [] if order not in unsettled]
         if unknown_open:
             reason = f"orders open on the exchange that its journal does not know: {', '.join(unknown_open)}"
             log.error("reconciliation_mismatch", strategy_link=link, open_orders=unknown_open,

@@ -182,7 +182,7 @@ class TickCacheManager:
         symbol, context = tick.symbol, self._context
         self.current_step = (tick.timestamp, time.monotonic(), 1)
         # The account as of the tick's open, taken now and turned into DTOs only if a worker asks.
-        self._open = (tick, self.account.open_tick(symbol, tick.close, tick.timestamp, trading))
+        self._open = (tick, self.account.open_tick(tick, trading))
         context.start_new_tick_lazily(symbol, self._base_context)
         for dto in dtos:
             context.set_result_dto(symbol, dto)
@@ -228,7 +228,7 @@ class TickCacheManager:
                 worker.prepare_block(symbol, candles)
             while start < rows and not self._abandoned and not stop.is_set():
                 portfolio = portfolio_snapshot(account.ledger.snapshot_values(symbol))
-                active = rows
+                active = account.next_order_row(symbol, candles, start)  # an order may fill there
                 for worker in self._gates:
                     self._step(worker, candles, start)
                     active = min(active, worker.next_active_row(symbol, candles, start, portfolio))

@@ -16,6 +16,7 @@ from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data import RawTick, TickSource
 from backend.market_data.raw_tick import columns_of, ticks_of
 from backend.portfolio import Ledger, SimulatedGateway, StrategyAccount
+from backend.portfolio.fill_rules import FillRules
 from services.tick_cache_manager import TickCacheManager
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,7 +118,7 @@ def blueprint(workforce: dict, assets: Sequence[str] = ("BTC/USD",)) -> dict:
 
 def simulated_account(ledger: Ledger, fee_rate: float = 0.0, slippage_bps: float = 0.0) -> StrategyAccount:
     """A backtest's account: simulated fills, nothing journaled."""
-    return StrategyAccount(ledger, SimulatedGateway(fee_rate, slippage_bps))
+    return StrategyAccount(ledger, SimulatedGateway(FillRules(fee_rate, fee_rate, slippage_bps)))
 
 
 class Recorder(IWorker):
@@ -178,3 +179,8 @@ def process_tick(manager: TickCacheManager, tick: RawTick) -> bool:
 def source_ticks(source: TickSource, stop: threading.Event | None = None) -> list[RawTick]:
     """Every candle source yields, as ticks."""
     return [tick for block in source.blocks(stop or threading.Event()) for tick in ticks_of(block)]
+
+
+def candle_at(moment: datetime, close: float, symbol: str = "BTC/USD") -> RawTick:
+    """A candle of one price (open, high, low and close alike) opened at moment."""
+    return RawTick(symbol=symbol, timestamp=moment, open=close, high=close, low=close, close=close, volume=1.0)

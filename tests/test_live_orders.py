@@ -8,15 +8,17 @@ from datetime import UTC, datetime, timedelta
 import ccxt
 import pytest
 
-from backend.dtos import AccountState, OrderDTO, OrderSide, PositionState
+from backend.dtos import AccountState, OrderDTO, OrderSide, OrderStatus, PositionState
 from backend.errors import FatalExchangeError
 from backend.interfaces.order_gateway import OrderRequest
 from backend.portfolio import Ledger, SimulatedGateway, StrategyAccount
-from backend.state import OrderRecord, OrderState, StateStore, StoreJournal
+from backend.portfolio.fill_rules import FillRules
+from backend.state import OrderRecord, StateStore, StoreJournal
 from backend.venues.kraken.client import make_kraken_client
 from backend.venues.kraken.execution import KrakenOrderGateway, link_tag
 from services.reconciliation import reconcile
 from tests.fake_kraken import TEST_API_KEY, TEST_API_SECRET, FakeKraken
+from tests.helpers import candle_at
 from tests.live_support import fast_client, live_env
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -70,7 +72,7 @@ def test_a_buy_is_tagged_sent_as_quote_amount_booked_and_journaled(fake, credent
     assert account.ledger.cash == pytest.approx(10_000 - 500 - 1.3)
     (journaled,) = store.fills(LINK)
     assert (journaled.client_order_id, journaled.exchange_order_id) == (exchange_order["cl_ord_id"], fill.order_id)
-    assert store.order(journaled.client_order_id).state is OrderState.FILLED
+    assert store.order(journaled.client_order_id).state is OrderStatus.FILLED
     assert store.load_account(LINK) == account.ledger.state
     assert_no_secrets(repr(logs))
 
@@ -116,8 +118,8 @@ def test_an_order_kraken_refuses_plainly_is_rejected_never_unknown(fake, credent
     assert account.submit(buy(0.01), NOW) is None
 
     (order,) = [store.order(r.params["cl_ord_id"]) for r in fake.received("private/AddOrder")]
-    assert order.state is OrderState.REJECTED and refusal in order.detail
-    assert store.unsettled_orders(LINK) == [] and not fake.received("private/OpenOrders")  # not looked up
+    assert order.state is OrderStatus.REJECTED and refusal in order.detail
+    assert store.open_orders(LINK) == [] and not fake.received("private/OpenOrders")  # not looked up
     assert account.submit(buy(0.01), NOW) is not None  # nothing blocks the next entry
 
 
@@ -162,16 +164,16 @@ def test_an_order_still_unknown_blocks_new_buys_and_is_settled_on_a_later_tick(f
     account = live_account(fake, store, lookup_attempts=2)
 
     assert account.submit(buy(0.01), NOW) is None
-    (unknown,) = store.unsettled_orders(LINK)
-    assert unknown.state is OrderState.UNKNOWN and account.ledger.state.trades == 0
+    (unknown,) = store.open_orders(LINK)
+    assert unknown.state is OrderStatus.UNKNOWN and account.ledger.state.trades == 0
     assert account.submit(buy(0.01), NOW) is None  # no new entry while one is unknown
     assert len(fake.received("private/AddOrder")) == 1
     assert any(e["event"] == "order_skipped" for e in logs)
 
     fake.orders_of()[0]["_hidden_lookups"] = 0  # the exchange catches up
-    account.open_tick("BTC/USD", 50_000.0, NOW, trading=True)
-    assert account.ledger.state.trades == 1 and store.unsettled_orders(LINK) == []
-    assert store.order(unknown.client_order_id).state is OrderState.FILLED
+    account.open_tick(candle_at(NOW, 50_000.0), trading=True)
+    assert account.ledger.state.trades == 1 and store.open_orders(LINK) == []
+    assert store.order(unknown.client_order_id).state is OrderStatus.FILLED
     assert len(fake.received("private/AddOrder")) == 1
 
 
@@ -212,7 +214,7 @@ def test_insufficient_funds_is_a_rejection_that_leaves_the_account_alone(fake, c
 
     assert account.ledger.state.cash == 10_000 and account.ledger.state.trades == 0
     (order,) = [store.order(r.params["cl_ord_id"]) for r in fake.received("private/AddOrder")]
-    assert order.state is OrderState.REJECTED and "Insufficient funds" in order.detail
+    assert order.state is OrderStatus.REJECTED and "Insufficient funds" in order.detail
     assert account.order_outcomes == {"filled": 0, "rejected": 1, "unknown": 0, "skipped": 0}
     assert any(e["event"] == "order_rejected" for e in logs)
     assert_no_secrets(repr(logs))
@@ -287,9 +289,9 @@ def test_a_stop_cuts_the_fill_wait_short_and_leaves_the_order_unknown(fake, cred
     assert account.submit(buy(0.01), NOW) is None
 
     assert time.monotonic() - started < 20  # the stop's 0.3 s, not the 60 s fill wait (a loaded machine's margin)
-    (unknown,) = store.unsettled_orders(LINK)
+    (unknown,) = store.open_orders(LINK)
     (placed,) = fake.orders
-    assert (unknown.state, unknown.exchange_order_id) == (OrderState.UNKNOWN, placed)
+    assert (unknown.state, unknown.exchange_order_id) == (OrderStatus.UNKNOWN, placed)
 
 
 def test_a_rejected_key_stops_the_run_without_leaking_it(fake, monkeypatch, store):
@@ -306,7 +308,7 @@ def test_a_rejected_key_stops_the_run_without_leaking_it(fake, monkeypatch, stor
 def journal_unsent_intent(store: StateStore, minutes_ago: float) -> OrderRecord:
     """An intent journaled by a daemon that died before sending it."""
     record = OrderRecord("c0ffee00-0000-4000-8000-000000000001", LINK, "BTC/USD", "buy", 0.01, 50_000.0,
-                         "test", OrderState.INTENDED, created_at=datetime.now(UTC) - timedelta(minutes=minutes_ago))
+                         "test", OrderStatus.PENDING, created_at=datetime.now(UTC) - timedelta(minutes=minutes_ago))
     store.record_intent(record)
     return record
 
@@ -315,7 +317,7 @@ def test_an_intent_kraken_never_heard_of_is_rejected_after_a_while(fake, credent
     record = journal_unsent_intent(store, minutes_ago=3)
     account = live_account(fake, store, lookup_attempts=1)
     account.settle(NOW)
-    assert store.order(record.client_order_id).state is OrderState.REJECTED
+    assert store.order(record.client_order_id).state is OrderStatus.REJECTED
     assert "never placed" in store.order(record.client_order_id).detail
     assert account.unsettled_orders == [] and account.submit(buy(0.01), NOW) is not None  # buys again
 
@@ -328,7 +330,7 @@ def test_an_intent_stays_unknown_while_nothing_can_be_concluded(fake, credential
     fake.fail_next(failing_lookups)
     account = live_account(fake, store, lookup_attempts=1)
     account.settle(NOW)
-    assert store.order(record.client_order_id).state is OrderState.UNKNOWN
+    assert store.order(record.client_order_id).state is OrderStatus.UNKNOWN
     assert account.submit(buy(0.01), NOW) is None  # still no new buys
 
 
@@ -358,7 +360,7 @@ def test_an_order_settled_at_start_is_booked_on_its_candle_not_the_wall_clock(fa
     fake.hidden_lookups = 50
     first_store = StateStore.open(tmp_path, "op")
     crashed = live_account(fake, first_store, lookup_attempts=1)
-    crashed.open_tick("BTC/USD", 50_000.0, NOW, trading=True)  # the candle it trades on
+    crashed.open_tick(candle_at(NOW, 50_000.0), trading=True)  # the candle it trades on
     assert crashed.submit(buy(0.01), NOW) is None
     first_store.close()
 
@@ -378,12 +380,13 @@ def test_a_paper_order_journaled_without_its_fill_settles_as_never_executed(tmp_
     store = StateStore.open(tmp_path, "op")
     journal = StoreJournal(store, "p@paper")
     intent = OrderDTO(asset="BTC/USD", side=OrderSide.BUY, quantity=0.01, reference_price=50_000.0, reason="t")
-    journal.record_intent(OrderRequest("paper-1", "BTC/USD", OrderSide.BUY, 0.01, 50_000.0), intent.reason)
+    journal.record_intent(OrderRequest("paper-1", "BTC/USD", OrderSide.BUY, 0.01, 50_000.0, reason=intent.reason))
 
-    restarted = StrategyAccount(Ledger(10_000), SimulatedGateway(0.0026), StoreJournal(store, "p@paper"))
-    restarted.open_tick("BTC/USD", 50_000.0, NOW, trading=True)
+    restarted = StrategyAccount(Ledger(10_000), SimulatedGateway(FillRules(0.0026, 0.0026)),
+                                StoreJournal(store, "p@paper"))
+    restarted.open_tick(candle_at(NOW, 50_000.0), trading=True)
 
-    assert store.order("paper-1").state is OrderState.REJECTED and restarted.unsettled_orders == []
+    assert store.order("paper-1").state is OrderStatus.REJECTED and restarted.unsettled_orders == []
     assert restarted.submit(intent, NOW) is not None  # entries are not blocked
     store.close()
 
@@ -409,7 +412,7 @@ def test_a_position_below_the_minimum_order_is_dust_never_shown_to_workers_as_he
     gateway = KrakenOrderGateway(fast_client(environment, with_credentials=True), link_tag(LINK), threading.Event())
     account = StrategyAccount(Ledger(10_000, store.load_account(LINK)), gateway, StoreJournal(store, LINK))
 
-    _, held, entry, equity, _ = account.open_tick("BTC/USD", 50_000.0, NOW, trading=True)
+    _, held, entry, equity, _ = account.open_tick(candle_at(NOW, 50_000.0), trading=True)
 
     assert (held, entry) == (0.0, None)  # a planner sees a flat account: it never plans to sell dust
     assert equity == pytest.approx(9_999 + 2e-8 * 50_000)  # still valued
@@ -428,7 +431,7 @@ def test_an_order_a_lookup_finds_still_open_is_polled_until_done(fake, credentia
     fill = account.submit(buy(0.01), NOW)
 
     assert fill is not None and fill.quantity == pytest.approx(0.01)
-    assert store.order(fake.orders_of()[0]["cl_ord_id"]).state is OrderState.FILLED
+    assert store.order(fake.orders_of()[0]["cl_ord_id"]).state is OrderStatus.FILLED
 
 
 @pytest.mark.parametrize("status", ["canceled", "expired"])
@@ -440,7 +443,7 @@ def test_an_order_the_venue_ends_with_nothing_filled_is_rejected_not_a_fill_of_z
     assert account.submit(buy(0.01), NOW) is None
 
     (order,) = [store.order(o["cl_ord_id"]) for o in fake.orders_of()]
-    assert order.state is OrderState.REJECTED and status in order.detail
+    assert order.state is OrderStatus.REJECTED and status in order.detail
     assert store.fills(LINK) == [] and account.ledger.state.trades == 0 and account.ledger.cash == 10_000
 
 
@@ -484,9 +487,9 @@ def test_unknown_orders_are_looked_up_on_traded_candles_only_never_during_warm_u
     assert account.submit(buy(0.01), NOW) is None
     lookups = len(fake.received("private/OpenOrders"))
 
-    account.open_tick("BTC/USD", 50_000.0, NOW, trading=False)  # a warm-up candle
+    account.open_tick(candle_at(NOW, 50_000.0), trading=False)  # a warm-up candle
     assert len(fake.received("private/OpenOrders")) == lookups
-    account.open_tick("BTC/USD", 50_000.0, NOW, trading=True)
+    account.open_tick(candle_at(NOW, 50_000.0), trading=True)
     assert len(fake.received("private/OpenOrders")) == lookups + 1
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from backend.dtos import AccountState
-from backend.state import OrderState, StateStore
+from backend.dtos import AccountState, OrderStatus
+from backend.state import StateStore
 from backend.venues.kraken.execution import link_tag
 from tests.daemon import Daemon
 from tests.fake_kraken import TEST_API_KEY, TEST_API_SECRET, FakeKraken, candle
@@ -197,7 +197,7 @@ def assert_books_match_the_exchange(data_dir: Path, fake: FakeKraken, links: tup
     with state_of(data_dir) as store:
         accounts = {link: account_of(store, link) for link in links}
         fills = [fill for link in links for fill in store.fills(link)]
-        unsettled = [order for link in links for order in store.unsettled_orders(link)]
+        unsettled = [order for link in links for order in store.open_orders(link)]
     assert unsettled == []
     assert len(fills) == len(fake.orders) == len(fake.received("private/AddOrder"))
     assert sorted(str(fill.exchange_order_id) for fill in fills) == sorted(fake.orders)
@@ -304,7 +304,7 @@ def test_kill_9_while_an_order_is_in_flight_books_it_once_and_never_trades_its_c
     (placed,) = fake.orders_of()
     with state_of(data_dir) as store:
         journaled = store.order(placed["cl_ord_id"])
-        assert journaled is not None and journaled.state is OrderState.INTENDED  # written before it was sent
+        assert journaled is not None and journaled.state is OrderStatus.PENDING  # written before it was sent
         assert store.fills(LINK) == []
 
     placed["_open_polls"] = 0  # meanwhile the exchange filled it
@@ -473,7 +473,7 @@ def test_sigterm_during_a_slow_fill_exits_in_time_and_the_restart_settles_the_or
     with state_of(data_dir) as store:
         journaled = store.order(placed["cl_ord_id"])
         assert journaled is not None
-        assert (journaled.state, journaled.exchange_order_id) == (OrderState.UNKNOWN, placed_id)
+        assert (journaled.state, journaled.exchange_order_id) == (OrderStatus.UNKNOWN, placed_id)
         assert store.fills(LINK) == [] and account_of(store).cash == 10_000
 
     placed["_open_polls"] = 0  # the exchange has filled it since
@@ -497,7 +497,7 @@ def test_sigterm_during_a_slow_fill_exits_in_time_and_the_restart_settles_the_or
     with state_of(data_dir) as store:
         assert [f.client_order_id for f in store.fills(LINK)].count(placed["cl_ord_id"]) == 1
         settled_order = store.order(placed["cl_ord_id"])
-    assert settled_order is not None and settled_order.state is OrderState.FILLED
+    assert settled_order is not None and settled_order.state is OrderStatus.FILLED
     assert_books_match_the_exchange(data_dir, fake)
     assert_no_traceback(first, second)
 
@@ -527,7 +527,7 @@ def test_sigterm_while_an_order_lookup_waits_for_the_shared_client_journals_it_u
     (placed,) = fake.orders.values()
     with state_of(tmp_path / "state") as store:
         journaled = store.order(placed["cl_ord_id"])
-    assert journaled is not None and journaled.state is OrderState.UNKNOWN
+    assert journaled is not None and journaled.state is OrderStatus.UNKNOWN
 
 
 def test_sigterm_before_the_first_live_candle_exits_0(tmp_path, fake, daemons):
@@ -591,7 +591,7 @@ def test_a_key_refused_while_trading_fails_the_run_unshown_and_a_restart_with_a_
     assert len(fake.orders) == 1
     with state_of(data_dir) as store:
         order = store.order(refused.params["cl_ord_id"])
-        assert order is not None and order.state is OrderState.REJECTED
+        assert order is not None and order.state is OrderStatus.REJECTED
         assert TEST_API_KEY not in (order.detail or "")
     assert TEST_API_KEY.encode() not in (data_dir / f"{STEM}.sqlite3").read_bytes()
 
@@ -605,7 +605,7 @@ def test_a_key_refused_while_trading_fails_the_run_unshown_and_a_restart_with_a_
     assert fill["candle_time"] == minutes.time(-2)
     assert not second.events("order_skipped") and not second.events("settling_unknown_orders")
     with state_of(data_dir) as store:
-        assert store.unsettled_orders(LINK) == [] and len(store.fills(LINK)) == len(fake.orders) == 2
+        assert store.open_orders(LINK) == [] and len(store.fills(LINK)) == len(fake.orders) == 2
         account = account_of(store)
     assert account.positions["BTC/USD"].qty == pytest.approx(fake.balances["XXBT"], abs=1e-12)
     assert account.cash == pytest.approx(fake.balances["ZUSD"], abs=1e-6)

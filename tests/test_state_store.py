@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from backend.dtos import AccountState, PositionState
+from backend.dtos import AccountState, OrderStatus, PositionState
 from backend.errors import ConfigError, StateLostError
-from backend.state import FillRecord, LinkControls, OrderRecord, OrderState, StateStore
-from backend.state.store import LINK_CONTROLS_TABLE, SCHEMA, SCHEMA_VERSION
+from backend.state import FillRecord, LinkControls, OrderRecord, StateStore
+from backend.state.store import LINK_CONTROLS_TABLE, SCHEMA_3, SCHEMA_VERSION
 
 CANDLE = datetime(2024, 5, 1, 12, tzinfo=UTC)
 
@@ -28,7 +28,7 @@ def store(tmp_path):
 
 
 def intent(client_order_id: str = "c1", link: str = "a@live") -> OrderRecord:
-    return OrderRecord(client_order_id, link, "BTC/USD", "buy", 0.01, 50_000.0, "test", OrderState.INTENDED)
+    return OrderRecord(client_order_id, link, "BTC/USD", "buy", 0.01, 50_000.0, "test", OrderStatus.PENDING)
 
 
 def test_an_account_and_its_cursor_survive_a_reopen(tmp_path):
@@ -48,19 +48,19 @@ def test_an_account_and_its_cursor_survive_a_reopen(tmp_path):
 def test_a_fill_its_account_and_its_order_state_are_written_together(store):
     store.record_intent(intent("c1"))
     store.record_intent(intent("c2"))
-    assert [o.client_order_id for o in store.unsettled_orders("a@live")] == ["c1", "c2"]
+    assert [o.client_order_id for o in store.open_orders("a@live")] == ["c1", "c2"]
 
     account = AccountState(10_000, cash=9_498.7, fees_paid=1.3, trades=1,
                            positions={"BTC/USD": PositionState(0.01, 50_000.0)})
     fill = FillRecord("c1", "BTC/USD", "buy", 0.01, 50_000.0, 1.3, CANDLE, "OX-1")
-    store.record_fill("a@live", fill, account, OrderState.FILLED)
-    store.update_order("c2", OrderState.UNKNOWN, detail="reply lost")
+    store.record_fill("a@live", fill, account, OrderStatus.FILLED)
+    store.update_order("c2", OrderStatus.UNKNOWN, detail="reply lost")
 
     assert store.fills("a@live") == [fill]
     assert store.load_account("a@live") == account
-    assert store.order("c1").state is OrderState.FILLED and store.order("c1").exchange_order_id == "OX-1"
-    (unknown,) = store.unsettled_orders("a@live")
-    assert (unknown.client_order_id, unknown.state, unknown.detail) == ("c2", OrderState.UNKNOWN, "reply lost")
+    assert store.order("c1").state is OrderStatus.FILLED and store.order("c1").exchange_order_id == "OX-1"
+    (unknown,) = store.open_orders("a@live")
+    assert (unknown.client_order_id, unknown.state, unknown.detail) == ("c2", OrderStatus.UNKNOWN, "reply lost")
 
 
 def test_a_second_daemon_on_the_same_data_dir_is_refused(store, tmp_path):
@@ -82,7 +82,7 @@ def test_a_database_from_a_newer_version_is_refused_untouched(tmp_path):
         connection.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
     connection.close()
     before = digest(path)
-    with pytest.raises(ConfigError, match=r"newer opdaemon \(schema version 7; this one knows versions up to 3\)"):
+    with pytest.raises(ConfigError, match=r"newer opdaemon \(schema version 7; this one knows versions up to 4\)"):
         StateStore.open(tmp_path, "op")
     assert digest(path) == before
 
@@ -130,8 +130,8 @@ def test_a_database_with_damaged_contents_is_refused_untouched(tmp_path, damage,
 
 def test_a_version_1_database_is_migrated_and_keeps_its_accounts(tmp_path):
     path = tmp_path / "op.sqlite3"
-    version_1 = SCHEMA.replace(",\n    mode TEXT);", ");").replace(LINK_CONTROLS_TABLE, "")
-    assert version_1 != SCHEMA and "link_controls" not in version_1
+    version_1 = SCHEMA_3.replace(",\n    mode TEXT);", ");").replace(LINK_CONTROLS_TABLE, "")
+    assert version_1 != SCHEMA_3 and "link_controls" not in version_1
     with sqlite3.connect(path) as connection:
         connection.executescript(f"{version_1} INSERT INTO meta VALUES ('schema_version', '1');")
         connection.execute("INSERT INTO accounts VALUES ('a@live', 10000, 9000, 1, 10000, 0, 1, 'then')")
@@ -152,7 +152,7 @@ def test_a_version_1_database_is_migrated_and_keeps_its_accounts(tmp_path):
 
 def test_a_version_2_database_gets_link_controls_and_keeps_its_accounts(tmp_path):
     path = tmp_path / "op.sqlite3"
-    version_2 = SCHEMA.replace(LINK_CONTROLS_TABLE, "")
+    version_2 = SCHEMA_3.replace(LINK_CONTROLS_TABLE, "")
     with sqlite3.connect(path) as connection:
         connection.executescript(f"{version_2} INSERT INTO meta VALUES ('schema_version', '2');")
         connection.execute("INSERT INTO accounts VALUES ('a@live', 10000, 9000, 1, 10000, 0, 1, 'then', 'paper')")

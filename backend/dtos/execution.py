@@ -89,6 +89,10 @@ class OrderDTO(DTO):
     time_in_force: TimeInForce = TimeInForce.GTC
     expires_at: datetime | None = None  # GTD only
     post_only: bool = False  # a limit order that would execute at once is rejected instead (maker only)
+    # A buy's protection: once it fills, the position is protected by a stop (and a take-profit) on the
+    # venue, as `broker.protect` sets it.
+    stop_loss_price: float | None = Field(default=None, gt=0)
+    take_profit_price: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _prices_match_the_type(self) -> "OrderDTO":
@@ -101,6 +105,10 @@ class OrderDTO(DTO):
             raise ValueError("expires_at goes with time_in_force gtd, and only with it")
         if self.post_only and kind is not OrderType.LIMIT:
             raise ValueError("post_only is for limit orders")
+        if self.side is OrderSide.SELL and (self.stop_loss_price or self.take_profit_price):
+            raise ValueError("stop_loss_price and take_profit_price protect what a buy opens")
+        if self.take_profit_price is not None and self.stop_loss_price is None:
+            raise ValueError("a take_profit_price goes with a stop_loss_price")
         return self
 
 

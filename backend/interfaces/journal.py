@@ -1,10 +1,28 @@
 """Where a strategy account writes down what it does, before and after it does it."""
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from datetime import datetime
 
 from backend.dtos import AccountState, FillDTO
 from backend.interfaces.order_gateway import OrderOutcome, OrderRequest
+
+
+@dataclass(frozen=True)
+class JournaledOrder:
+    """An order not done yet, as the journal knows it: its request, and its status with what was
+    booked of it (cumulative filled quantity, average price and fee) as an outcome."""
+
+    request: OrderRequest
+    booked: OrderOutcome
+
+
+@dataclass(frozen=True)
+class Protection:
+    """What a held position is protected by: a stop on the venue, and optionally a take-profit."""
+
+    stop_price: float
+    take_profit_price: float | None = None
 
 
 class IAccountJournal(ABC):
@@ -15,21 +33,22 @@ class IAccountJournal(ABC):
     durable: bool = True
 
     @abstractmethod
-    def record_intent(self, request: OrderRequest, reason: str) -> None:
-        """Durably note an order about to be sent; called before the gateway sees it."""
+    def record_intent(self, request: OrderRequest) -> None:
+        """Durably note an order about to be sent (pending); called before the gateway sees it."""
 
     @abstractmethod
-    def record_outcome(self, request: OrderRequest, outcome: OrderOutcome, fill: FillDTO | None,
-                       account: AccountState) -> None:
-        """The order's outcome and, with a fill, the account it produced: all or nothing."""
+    def record_update(self, request: OrderRequest, booked: OrderOutcome, fill: FillDTO | None,
+                      account: AccountState) -> None:
+        """The order's new state with all that is booked of it (cumulative) and, with a fill, the fill
+        and the account it produced: all or nothing, and one event in the order's history."""
 
     @abstractmethod
-    def unsettled(self) -> list[OrderRequest]:
-        """Orders sent whose outcome is not known yet (oldest first)."""
+    def open_orders(self) -> list[JournaledOrder]:
+        """Orders not done (pending, open, partly filled, unknown), oldest first."""
 
-    def fill_booked(self, exchange_order_id: str) -> bool:
-        """Whether a fill of this exchange order is booked already (by whatever path reported it)."""
-        return False
+    def booked(self, client_order_id: str) -> OrderOutcome | None:
+        """What is booked of an order by whatever wrote this account (None: nothing journaled)."""
+        return None
 
     @abstractmethod
     def save(self, account: AccountState, symbol: str, candle_time: datetime) -> None:
@@ -39,20 +58,27 @@ class IAccountJournal(ABC):
     def cursors(self) -> dict[str, datetime]:
         """Per symbol, the last candle processed (by an earlier run of the daemon too)."""
 
+    def protections(self) -> dict[str, Protection]:
+        """Per asset, the protection asked for its position (across restarts)."""
+        return {}
+
+    def save_protection(self, asset: str, protection: Protection | None) -> None:  # noqa: B027 (keeps nothing)
+        """Asset's protection from now on (None: none)."""
+
 
 class InMemoryJournal(IAccountJournal):
     """Backtests: nothing survives the process, nothing is slowed down by disk writes."""
 
     durable = False
 
-    def record_intent(self, request: OrderRequest, reason: str) -> None:
+    def record_intent(self, request: OrderRequest) -> None:
         pass
 
-    def record_outcome(self, request: OrderRequest, outcome: OrderOutcome, fill: FillDTO | None,
-                       account: AccountState) -> None:
+    def record_update(self, request: OrderRequest, booked: OrderOutcome, fill: FillDTO | None,
+                      account: AccountState) -> None:
         pass
 
-    def unsettled(self) -> list[OrderRequest]:
+    def open_orders(self) -> list[JournaledOrder]:
         return []
 
     def save(self, account: AccountState, symbol: str, candle_time: datetime) -> None:

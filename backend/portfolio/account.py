@@ -1,34 +1,54 @@
 """A strategy's account: the one place its orders are sized, journaled and booked.
 
-Invariants: an order is journaled before its gateway sees it; a fill changes the ledger only here,
-is logged here (`order_filled`, whichever worker or operator placed the order) and is journaled
-with the account it produced in one write, once per exchange order id whatever path reports it
-(the order's reply, a lookup, a settlement after a restart); an order whose outcome is unknown is
-never sent again, only settled by looking it up, and while one is unsettled the account takes no
-new buys (sells of what it surely holds stay allowed); an order the venue refused before it
-existed (the key) is journaled rejected, so it never blocks the account after a restart; a candle
-is traded at most once: it becomes its symbol's durable cursor before any worker trades on it, so
-a process that dies in the middle of a tick never trades that candle again after a restart.
+Invariants: an order is journaled before its gateway sees it; every change of an order's state
+goes through `_apply`, which books only the part of the order's cumulative fill it has not booked
+yet (so a report repeated, late or arriving by two paths books nothing twice, and a done order
+never changes again), journals the new state with the fill and the account it produced in one
+write, and logs it (`order_opened`, `order_filled`, `order_partially_filled`, `order_canceled`,
+`order_expired`, `order_rejected`, `order_outcome_unknown`), whichever worker or operator placed
+the order; an order whose outcome is unknown is never sent again, only settled by looking it up,
+and while one is unsettled the account takes no new buys (sells of what it surely holds stay
+allowed); an order the venue refused before it existed (the key) is journaled rejected; open buys
+reserve the cash they may spend (at their price, fee included) and open sells the quantity they
+may sell, so orders never promise more than the account has; a position asked to be protected
+holds one stop (and take-profit) on the venue covering it, placed when the position is held,
+resized when it changes, cancelled before the strategy's own sell and when it is gone, and
+never placed twice (not while a protective order's outcome is unknown); a candle is traded at
+most once: it becomes its symbol's durable cursor before any worker trades on it, so a process
+that dies in the middle of a tick never trades that candle again after a restart.
 """
 
 import itertools
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
 import structlog
 
-from backend.dtos import FillDTO, OrderDTO, OrderSide, OrderStatus
+from backend.dtos import FillDTO, OrderDTO, OrderSide, OrderStatus, OrderType
 from backend.errors import OperatorOrderError, OrderNotPlacedError
 from backend.interfaces import IBroker
-from backend.interfaces.journal import IAccountJournal, InMemoryJournal
+from backend.interfaces.broker import OrderTicket, OrderView
+from backend.interfaces.candle_columns import CandleColumns
+from backend.interfaces.journal import IAccountJournal, InMemoryJournal, Protection
+from backend.interfaces.ohlcv_provider import Candle
 from backend.interfaces.order_gateway import IOrderGateway, OrderOutcome, OrderRequest
+from backend.market_data.raw_tick import RawTick
 from backend.portfolio.ledger import AccountSnapshot, Ledger, PortfolioValues
 from backend.trade_stats import TradeStatsTracker
 
 log = structlog.get_logger(__name__)
 
 MIN_NOTIONAL = 0.01  # quote currency; smaller remainders (float dust) are not orders
+QUANTITY_TOLERANCE = 1e-12  # relative: a cumulative fill this close to what is booked is the same fill
+# A status never goes back: a late report of an earlier state changes nothing.
+STATUS_RANK = {OrderStatus.PENDING: 0, OrderStatus.UNKNOWN: 0, OrderStatus.OPEN: 1, OrderStatus.PARTIALLY_FILLED: 2}
+UNSETTLED = (OrderStatus.PENDING, OrderStatus.UNKNOWN)
+STATUS_EVENTS = {
+    OrderStatus.OPEN: "order_opened", OrderStatus.CANCELED: "order_canceled", OrderStatus.EXPIRED: "order_expired",
+    OrderStatus.REJECTED: "order_rejected",
+}
 
 
 def numbered_order_ids(prefix: str) -> Callable[[], str]:
@@ -36,6 +56,28 @@ def numbered_order_ids(prefix: str) -> Callable[[], str]:
     backtest's), far cheaper than a UUID each."""
     numbers = itertools.count(1)
     return lambda: f"{prefix}{next(numbers)}"
+
+
+@dataclass
+class _Order:
+    """An order not done yet: its request, and its status with what is booked of it."""
+
+    request: OrderRequest
+    booked: OrderOutcome
+
+    @property
+    def remaining(self) -> float:
+        return max(self.request.quantity - self.booked.filled_quantity, 0.0)
+
+    def view(self) -> OrderView:
+        request, booked = self.request, self.booked
+        return OrderView(
+            client_order_id=request.client_order_id, asset=request.asset, side=request.side,
+            order_type=request.order_type, quantity=request.quantity, filled_quantity=booked.filled_quantity,
+            limit_price=request.limit_price, trigger_price=request.trigger_price, status=booked.status,
+            placed_at=request.placed_at, journaled_at=request.journaled_at, protective=request.protective,
+            exchange_order_id=booked.exchange_order_id, reason=request.reason,
+        )
 
 
 class StrategyAccount(IBroker):
@@ -51,14 +93,21 @@ class StrategyAccount(IBroker):
         self._journal = journal or InMemoryJournal()
         self._durable = self._journal.durable
         self._new_order_id = new_order_id or gateway.new_client_order_id  # the venue's form by default
-        self._unsettled: list[OrderRequest] = self._journal.unsettled()
+        # Orders not done yet, by client order id, oldest first (journaled ones after a restart).
+        self._orders: dict[str, _Order] = {
+            order.request.client_order_id: _Order(order.request, order.booked) for order in self._journal.open_orders()
+        }
+        gateway.resume([(order.request, order.booked) for order in self._orders.values()
+                        if order.booked.status.working])
+        self._protections = self._journal.protections()
         self._cursors = self._journal.cursors()  # symbol -> last candle processed, across restarts
         # Why the account takes no new buys (reconciliation, an operator): set by other threads, and
         # read by them live (StrategyRun.snapshot), not from the snapshot this thread took before.
         self.paused: str | None = None
-        # Orders by outcome since start (filled, rejected, unknown, skipped), shown in its snapshot.
+        # Orders by outcome since start (filled, rejected, unknown, skipped, ...), shown in its snapshot.
         self.order_outcomes: dict[str, int] = dict.fromkeys(("filled", "rejected", "unknown", "skipped"), 0)
         self.on_fill: Callable[[FillDTO], None] | None = None  # told of every fill once booked (a report)
+        self.on_order: Callable[[OrderView], None] | None = None  # told of every order state journaled
         # Bound once, to the logging configured before any account is built: through the module's
         # lazy proxy every fill would look the configuration up again (a backtest books thousands).
         self._log = log.bind()
@@ -76,22 +125,38 @@ class StrategyAccount(IBroker):
 
     @property
     def unsettled_orders(self) -> list[OrderRequest]:
-        return list(self._unsettled)
+        """Orders whose outcome is unknown until they are looked up."""
+        return [order.request for order in self._orders.values() if order.booked.status in UNSETTLED]
 
     # --- the tick's frame (TickCacheManager) -------------------------------------------------
 
-    def open_tick(self, symbol: str, close: float, candle_time: datetime, trading: bool) -> PortfolioValues:
-        """Mark the candle's close, settle what can be settled and, when it is traded, claim the
-        candle (its cursor, durably) before any worker acts on it; the account as workers see it
-        this tick (the values of its PortfolioSnapshotDTO: see ledger.portfolio_snapshot)."""
-        self.ledger.mark(symbol, close)
-        if trading and not self.ledger.has_minimum_quantity(symbol):  # once per symbol
-            self.ledger.set_minimum_quantity(symbol, self._gateway.minimum_quantity(symbol))
-        if self._unsettled and trading:
-            self.settle(candle_time)
+    def open_tick(self, tick: RawTick, trading: bool) -> PortfolioValues:
+        """Mark the candle's close and, when it is traded: settle what can be settled, book what the
+        venue did with the open orders of its symbol up to this candle's close, keep its position's
+        protection, and claim the candle (its cursor, durably) before any worker acts on it. The
+        account as workers see it this tick (the values of its PortfolioSnapshotDTO: see
+        ledger.portfolio_snapshot)."""
+        symbol = tick.symbol
+        self.ledger.mark(symbol, tick.close)
         if trading:
-            self._advance_cursor(symbol, candle_time)
+            if not self.ledger.has_minimum_quantity(symbol):  # once per symbol
+                self.ledger.set_minimum_quantity(symbol, self._gateway.minimum_quantity(symbol))
+            if self._orders:
+                self._settle_and_poll(tick)
+            if symbol in self._protections:  # a restart, say, left the position without its stop
+                self._keep_protection(symbol, tick.timestamp)
+            self._advance_cursor(symbol, tick.timestamp)
         return self.ledger.snapshot_values(symbol)
+
+    def _settle_and_poll(self, tick: RawTick) -> None:
+        if self.unsettled_orders:
+            self.settle(tick.timestamp)
+        working = [(order.request, order.booked.exchange_order_id) for order in self._orders.values()
+                   if order.request.asset == tick.symbol and order.booked.status.working]
+        if working:
+            candle = Candle(tick.timestamp, tick.open, tick.high, tick.low, tick.close, tick.volume)
+            for client_order_id, outcome in self._gateway.poll(working, tick.symbol, candle):
+                self._apply(client_order_id, outcome, tick.timestamp)
 
     def is_new(self, symbol: str, candle_time: datetime) -> bool:
         """False for a candle this account has processed already (before a restart, say)."""
@@ -111,8 +176,17 @@ class StrategyAccount(IBroker):
 
     def can_close_quietly(self, symbol: str) -> bool:
         """Whether `close_quiet_candles` may stand for whole ticks now: nothing journaled per
-        candle (a backtest), no order to settle, nothing held but symbol."""
-        return not self._durable and not self._unsettled and self.ledger.holds_only(symbol)
+        candle (a backtest), no order to settle, nothing held nor ordered but symbol."""
+        return (not self._durable and not self.unsettled_orders and self.ledger.holds_only(symbol)
+                and all(order.request.asset == symbol for order in self._orders.values()))
+
+    def next_order_row(self, symbol: str, candles: CandleColumns, start: int) -> int:
+        """The first row at or after start on which an order of symbol could fill, trigger or
+        expire (len(candles): none): an active row of a columnar replay."""
+        if not any(order.request.asset == symbol for order in self._orders.values()):
+            return len(candles)
+        next_event_row = getattr(self._gateway, "next_event_row", None)
+        return start if next_event_row is None else next_event_row(symbol, candles, start)
 
     def close_quiet_candles(self, symbol: str, closes: np.ndarray, last_time: datetime) -> None:
         """Candles no worker acted on, closes in time order up to the one opened at last_time: the
@@ -131,32 +205,100 @@ class StrategyAccount(IBroker):
 
     def snapshot(self) -> AccountSnapshot:
         """The account now, frozen, for other threads: taken by the thread that uses the account."""
-        return self.ledger.snapshot(self.order_outcomes, len(self._unsettled))
+        return self.ledger.snapshot(self.order_outcomes, len(self.unsettled_orders),
+                                    tuple(order.view() for order in self._orders.values()),
+                                    self._reserved_cash(), dict(self._protections))
 
     # --- orders --------------------------------------------------------------------------------
 
-    def submit(self, order: OrderDTO, timestamp: datetime) -> FillDTO | None:
-        context = {"asset": order.asset, "side": order.side.value}
-        if order.side is OrderSide.BUY and (self._unsettled or self.paused):
+    def place(self, order: OrderDTO, timestamp: datetime) -> OrderTicket:
+        return self._place(order, timestamp, protective=False)
+
+    def _place(self, order: OrderDTO, timestamp: datetime, protective: bool) -> OrderTicket:
+        context = {"asset": order.asset, "side": order.side.value, "order_type": order.order_type.value}
+        buy = order.side is OrderSide.BUY
+        if buy and (self.unsettled_orders or self.paused):
             reason = self.paused or "an earlier order's outcome is unknown until reconciled"
             log.warning("order_skipped", **context, reason=reason,
-                        unsettled=[request.client_order_id for request in self._unsettled])
+                        unsettled=[request.client_order_id for request in self.unsettled_orders])
             self.order_outcomes["skipped"] += 1
-            return None
-        price, fee_rate = self._gateway.sizing(order.asset, order.side, order.reference_price)
-        quantity = self.ledger.capped_quantity(order.asset, order.side, order.quantity, price, fee_rate)
+            return OrderTicket(None, OrderStatus.REJECTED)
+        if not buy and not protective and self._protective_orders(order.asset):
+            # The strategy exits by itself: the protection goes first, so nothing is sold twice; a
+            # protective order that filled meanwhile is booked, and only what is still held is sold.
+            self._cancel_protection(order.asset, timestamp)
+        if order.order_type is OrderType.MARKET:
+            price, fee_rate = self._gateway.sizing(order.asset, order.side, order.reference_price)
+        else:
+            price = order.limit_price or order.trigger_price or order.reference_price
+            fee_rate = self._gateway.sizing(order.asset, order.side, price)[1]
+        if buy:
+            reserved = self._reserved_cash()
+        else:
+            reserved = sum(o.remaining for o in self._orders.values()
+                           if o.request.asset == order.asset and o.request.side is OrderSide.SELL
+                           and not o.request.protective)
+        quantity = self.ledger.capped_quantity(order.asset, order.side, order.quantity, price, fee_rate, reserved)
         if quantity * price < MIN_NOTIONAL:
-            log.warning("order_rejected", **context, reason="no cash" if order.side is OrderSide.BUY else "no position")
-            return None
-        request = OrderRequest(self._new_order_id(), order.asset, order.side, quantity, order.reference_price,
-                               reason=order.reason)
-        self._journal.record_intent(request, order.reason)
+            log.warning("order_rejected", **context, reason="no cash" if buy else "no position")
+            return OrderTicket(None, OrderStatus.REJECTED)
+        if order.stop_loss_price is not None:
+            self._set_protection(order.asset, Protection(order.stop_loss_price, order.take_profit_price))
+        request = OrderRequest(
+            self._new_order_id(), order.asset, order.side, quantity, order.reference_price, reason=order.reason,
+            order_type=order.order_type, limit_price=order.limit_price, trigger_price=order.trigger_price,
+            time_in_force=order.time_in_force, expires_at=order.expires_at, post_only=order.post_only,
+            placed_at=timestamp, protective=protective,
+        )
+        client_order_id = request.client_order_id
+        self._journal.record_intent(request)
+        self._orders[client_order_id] = _Order(request, OrderOutcome(OrderStatus.PENDING))
         try:
             outcome = self._gateway.execute(request)
         except OrderNotPlacedError as error:  # e.g. the key was refused: journaled, then the run stops
-            self._book(request, OrderOutcome(OrderStatus.REJECTED, reason=str(error)), timestamp)
+            self._apply(client_order_id, OrderOutcome(OrderStatus.REJECTED, reason=str(error)), timestamp)
             raise
-        return self._book(request, outcome, timestamp)
+        fill = self._apply(client_order_id, outcome, timestamp)
+        return OrderTicket(client_order_id, self._status_of(client_order_id, outcome), fill)
+
+    def _status_of(self, client_order_id: str, outcome: OrderOutcome) -> OrderStatus:
+        order = self._orders.get(client_order_id)
+        return outcome.status if order is None else order.booked.status
+
+    def cancel(self, client_order_id: str, timestamp: datetime | None = None) -> OrderStatus:
+        order = self._orders.get(client_order_id)
+        if order is None:
+            raise OperatorOrderError(f"no open order {client_order_id} in this account")
+        outcome = self._gateway.cancel(order.request, order.booked.exchange_order_id)
+        self._apply(client_order_id, outcome, timestamp or self._candle_of(order.request))
+        return self._status_of(client_order_id, outcome)
+
+    def amend(self, client_order_id: str, quantity: float | None = None, limit_price: float | None = None,
+              trigger_price: float | None = None) -> OrderStatus:
+        order = self._orders.get(client_order_id)
+        if order is None or not order.booked.status.working:
+            raise OperatorOrderError(f"no open order {client_order_id} in this account")
+        request = order.request
+        amended = replace(request, quantity=request.quantity if quantity is None else quantity,
+                          limit_price=request.limit_price if limit_price is None else limit_price,
+                          trigger_price=request.trigger_price if trigger_price is None else trigger_price)
+        outcome = self._gateway.amend(request, order.booked.exchange_order_id, amended)
+        if outcome.status.working:
+            order.request = amended
+            log.info("order_amended", client_order_id=client_order_id, asset=request.asset,
+                     quantity=amended.quantity, limit_price=amended.limit_price, trigger_price=amended.trigger_price)
+            self._journal.record_update(amended, replace(order.booked, status=outcome.status), None, self.ledger.state)
+        self._apply(client_order_id, outcome, self._candle_of(request))
+        return self._status_of(client_order_id, outcome)
+
+    def open_orders(self, asset: str | None = None) -> list[OrderView]:
+        return [order.view() for order in self._orders.values() if asset is None or order.request.asset == asset]
+
+    def protect(self, asset: str, stop_price: float | None, take_profit_price: float | None = None) -> None:
+        self._set_protection(asset, None if stop_price is None else Protection(stop_price, take_profit_price))
+        candle_time = self._cursors.get(asset)
+        if candle_time is not None:
+            self._keep_protection(asset, candle_time)
 
     def force_exit(self, asset: str) -> FillDTO | None:
         """Sell all that is held of asset at market now: an operator's order, placed between two
@@ -172,8 +314,8 @@ class StrategyAccount(IBroker):
         return self.submit(OrderDTO(asset=asset, side=OrderSide.SELL, quantity=held, reference_price=price,
                                     reason="force_exit by the operator"), candle_time)
 
-    def open_orders(self) -> list[str] | None:
-        """The link's orders open on the venue (None when fills are simulated)."""
+    def venue_open_orders(self) -> list[str] | None:
+        """The link's orders open on the venue (None when fills are simulated), for reconciliation."""
         return self._gateway.open_orders()
 
     def holdings(self) -> dict[str, float] | None:
@@ -188,47 +330,164 @@ class StrategyAccount(IBroker):
         """Look up every order whose outcome is unknown and book what the venue says of it, on
         candle_time; without one (at start, before any candle), on the last candle its asset
         processed: the one the order was placed on, or a later one."""
-        for request in list(self._unsettled):
+        for request in self.unsettled_orders:
             outcome = self._gateway.settle(request)
             if outcome.status is OrderStatus.UNKNOWN:  # still: journal why (an intent becomes unknown)
-                self._journal.record_outcome(request, outcome, None, self.ledger.state)
+                order = self._orders[request.client_order_id]
+                order.booked = replace(order.booked, status=OrderStatus.UNKNOWN, reason=outcome.reason)
+                self._journal.record_update(request, order.booked, None, self.ledger.state)
             else:
-                self._unsettled.remove(request)
                 log.info("order_settled", client_order_id=request.client_order_id, status=outcome.status.value)
-                self._book(request, outcome, candle_time or self._cursors.get(request.asset, request.journaled_at))
+                self._apply(request.client_order_id, outcome, candle_time or self._candle_of(request))
 
-    def _book(self, request: OrderRequest, outcome: OrderOutcome, timestamp: datetime) -> FillDTO | None:
-        context = {"asset": request.asset, "side": request.side.value, "client_order_id": request.client_order_id,
-                   "order_id": outcome.exchange_order_id}
-        if outcome.status is OrderStatus.FILLED and outcome.exchange_order_id \
-                and self._journal.fill_booked(outcome.exchange_order_id):
-            # Reported twice (a run that outlived its stop, say): the ledger has it already.
-            log.warning("fill_already_booked", **context)
-            self._journal.record_outcome(request, outcome, None, self.ledger.state)
+    def _candle_of(self, request: OrderRequest) -> datetime:
+        """The candle to book a change of request on outside a tick: its asset's last one processed."""
+        return self._cursors.get(request.asset) or request.placed_at or request.journaled_at
+
+    # --- the one write point ------------------------------------------------------------------------
+
+    def _apply(self, client_order_id: str, outcome: OrderOutcome, timestamp: datetime) -> FillDTO | None:
+        """The order's new state as the venue (or simulator) reports it: the part of its fill not yet
+        booked goes to the ledger, the state and fill to the journal (one write) and the log."""
+        order = self._orders.get(client_order_id)
+        if order is None:  # done already: a late or repeated report
             return None
-        self.order_outcomes[outcome.status.value] = self.order_outcomes.get(outcome.status.value, 0) + 1
-        if outcome.status is OrderStatus.FILLED:
-            fill = FillDTO(
-                asset=request.asset, side=request.side, quantity=outcome.filled_quantity,
-                price=outcome.average_price, fee=outcome.fee, timestamp=timestamp, order_id=outcome.exchange_order_id,
-            )
+        request, booked = order.request, order.booked
+        if self._durable:  # another writer of this account (a run that outlived its stop) may have booked more
+            journaled = self._journal.booked(client_order_id)
+            if journaled is not None and journaled.filled_quantity > booked.filled_quantity:
+                booked = journaled
+        status = outcome.status
+        if STATUS_RANK.get(status, 3) < STATUS_RANK.get(booked.status, 3) and status is not OrderStatus.UNKNOWN:
+            status = booked.status  # a late report of an earlier state
+        exchange_order_id = outcome.exchange_order_id or booked.exchange_order_id
+        increase = outcome.filled_quantity - booked.filled_quantity
+        fill = None
+        if increase > outcome.filled_quantity * QUANTITY_TOLERANCE:
+            if booked.filled_quantity == 0:
+                price, fee = outcome.average_price, outcome.fee
+            else:
+                price = (outcome.filled_quantity * outcome.average_price
+                         - booked.filled_quantity * booked.average_price) / increase
+                fee = max(outcome.fee - booked.fee, 0.0)
+            fill = FillDTO(asset=request.asset, side=request.side, quantity=increase, price=price, fee=fee,
+                           timestamp=timestamp, order_id=exchange_order_id)
             self.ledger.apply_fill(fill)
             self.trade_stats.add(fill)
-            self._log.info("order_filled", asset=fill.asset, side=fill.side.value, quantity=round(fill.quantity, 8),
-                           price=round(fill.price, 2), fee=round(fill.fee, 4), reason=request.reason,
-                           candle_time=timestamp.isoformat(), order_id=fill.order_id)
-            self._journal.record_outcome(request, outcome, fill, self.ledger.state)
+            if status in UNSETTLED or status is OrderStatus.OPEN:
+                status = OrderStatus.PARTIALLY_FILLED
+            booked = OrderOutcome(status, outcome.filled_quantity, outcome.average_price, max(outcome.fee, booked.fee),
+                                  exchange_order_id, outcome.reason)
+        else:
+            changed = replace(booked, status=status, exchange_order_id=exchange_order_id,
+                              reason=outcome.reason or booked.reason)
+            if changed == booked:
+                if booked is not order.booked:  # the journal had it: booked by another writer
+                    log.warning("fill_already_booked", client_order_id=client_order_id, order_id=exchange_order_id)
+                    order.booked = booked
+                return None  # nothing new
+            booked = changed
+        order.booked = booked
+        self._journal.record_update(request, booked, fill, self.ledger.state)
+        self._log_change(order, fill, timestamp)
+        if status.done:
+            del self._orders[client_order_id]
+        if self.on_order is not None:
+            self.on_order(order.view())
+        if fill is not None:
             if self.on_fill is not None:
                 self.on_fill(fill)
-            if not outcome.complete:
-                log.warning("order_partially_filled", **context, filled=outcome.filled_quantity,
-                            amount=request.quantity)
-            return fill
-        self._journal.record_outcome(request, outcome, None, self.ledger.state)
-        if outcome.status is OrderStatus.REJECTED:
-            log.warning("order_rejected", **context, reason=outcome.reason)
-        elif request not in self._unsettled:
-            self._unsettled.append(request)
-            log.error("order_outcome_unknown", **context, reason=outcome.reason,
+            if request.asset in self._protections:
+                self._keep_protection(request.asset, timestamp)
+        return fill
+
+    def _log_change(self, order: _Order, fill: FillDTO | None, timestamp: datetime) -> None:
+        request, booked = order.request, order.booked
+        status = booked.status
+        context = {"asset": request.asset, "side": request.side.value, "client_order_id": request.client_order_id,
+                   "order_id": booked.exchange_order_id}
+        if status.done or status is OrderStatus.UNKNOWN:
+            self.order_outcomes[status.value] = self.order_outcomes.get(status.value, 0) + 1
+        if fill is not None:
+            event = "order_filled" if status is OrderStatus.FILLED else "order_partially_filled"
+            self._log.info(event, asset=fill.asset, side=fill.side.value, quantity=round(fill.quantity, 8),
+                           price=round(fill.price, 2), fee=round(fill.fee, 4), reason=request.reason,
+                           candle_time=timestamp.isoformat(), order_id=fill.order_id,
+                           **({} if request.order_type is OrderType.MARKET and status is OrderStatus.FILLED else {
+                               "order_type": request.order_type.value, "client_order_id": request.client_order_id,
+                               "filled": booked.filled_quantity, "amount": request.quantity}))
+        if status is OrderStatus.UNKNOWN:
+            log.error("order_outcome_unknown", **context, reason=booked.reason,
                       action="no new buys until it is settled by looking it up; it is never sent again")
-        return None
+        elif status in STATUS_EVENTS and not (status is OrderStatus.OPEN and fill is not None):
+            log_at = log.warning if status is OrderStatus.REJECTED else log.info
+            log_at(STATUS_EVENTS[status], **context, order_type=request.order_type.value, reason=booked.reason,
+                   filled=booked.filled_quantity, amount=request.quantity,
+                   limit_price=request.limit_price, trigger_price=request.trigger_price)
+
+    # --- reservations and protection -------------------------------------------------------------
+
+    def _reserved_cash(self) -> float:
+        """What open buys may still spend, at their price with the fee."""
+        reserved = 0.0
+        for order in self._orders.values():
+            request = order.request
+            if request.side is OrderSide.BUY and order.remaining > 0:
+                fee_rate = self._gateway.sizing(request.asset, OrderSide.BUY, request.price)[1]
+                reserved += order.remaining * request.price * (1 + fee_rate)
+        return reserved
+
+    def _protective_orders(self, asset: str) -> list[_Order]:
+        return [order for order in self._orders.values() if order.request.asset == asset and order.request.protective]
+
+    def _set_protection(self, asset: str, protection: Protection | None) -> None:
+        if self._protections.get(asset) == protection:
+            return
+        if protection is None:
+            self._protections.pop(asset, None)
+        else:
+            self._protections[asset] = protection
+        self._journal.save_protection(asset, protection)
+
+    def _cancel_protection(self, asset: str, timestamp: datetime) -> None:
+        for order in self._protective_orders(asset):
+            if order.booked.status.working:
+                self.cancel(order.request.client_order_id, timestamp)
+
+    def _keep_protection(self, asset: str, timestamp: datetime) -> None:
+        """The position in asset holds exactly the protection asked for it: a stop (and take-profit)
+        covering what is held, none once nothing (or dust) is held; nothing is placed while one of
+        its orders is unsettled (it may exist already)."""
+        protection = self._protections.get(asset)
+        mine = self._protective_orders(asset)
+        if any(order.booked.status in UNSETTLED for order in mine):
+            return
+        held = self.ledger.position(asset).qty
+        covered = held - sum(o.remaining for o in self._orders.values() if o.request.asset == asset
+                             and o.request.side is OrderSide.SELL and not o.request.protective)
+        if protection is None or covered <= 0 or held < self.ledger.minimum_quantity(asset):
+            for order in mine:
+                self.cancel(order.request.client_order_id, timestamp)
+            if held <= 0 and protection is not None and not any(o.request.asset == asset for o in self._orders.values()
+                                                                   if o.request.side is OrderSide.BUY):
+                self._set_protection(asset, None)  # the position is gone and no entry is pending
+            return
+        wanted = {OrderType.STOP_LOSS: protection.stop_price}
+        if protection.take_profit_price is not None:
+            wanted[OrderType.TAKE_PROFIT] = protection.take_profit_price
+        for order in mine:
+            kind = order.request.order_type
+            if kind not in wanted:
+                self.cancel(order.request.client_order_id, timestamp)
+                continue
+            trigger = wanted.pop(kind)
+            quantity = order.booked.filled_quantity + covered
+            if order.request.trigger_price != trigger or abs(order.request.quantity - quantity) > quantity * 1e-9:
+                self.amend(order.request.client_order_id, quantity=quantity, trigger_price=trigger)
+        price = self.ledger.last_price(asset) or self.ledger.position(asset).avg_entry_price
+        for kind, trigger in wanted.items():
+            if self.ledger.position(asset).qty != held:
+                return  # the order placed before filled at once (a stop already passed): all changed
+            reason = f"protective {'stop' if kind is OrderType.STOP_LOSS else 'take-profit'} at {trigger:.2f}"
+            self._place(OrderDTO(asset=asset, side=OrderSide.SELL, quantity=covered, reference_price=price,
+                                 reason=reason, order_type=kind, trigger_price=trigger), timestamp, protective=True)

@@ -10,7 +10,7 @@ AccountSnapshot its own thread took (`snapshot`), whose figures are all of one m
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import numpy as np
@@ -18,6 +18,8 @@ import numpy as np
 from backend.dtos import AccountState, FillDTO, OrderSide, PortfolioSnapshotDTO, PositionState
 from backend.dtos.account import DUST_QUANTITY
 from backend.equity_curve import deepest_drawdown, drawdown_curve, drawdown_pct, equities_holding
+from backend.interfaces.broker import OrderView
+from backend.interfaces.journal import Protection
 
 SHORT_STRETCH = 48  # closes below which record_closes loops in Python: numpy's calls cost more
 
@@ -56,6 +58,7 @@ class AccountSummary:
 
 
 NO_ORDERS: Mapping[str, int] = MappingProxyType({})
+NO_PROTECTIONS: Mapping[str, Protection] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,10 @@ class AccountSnapshot:
     positions: tuple[OpenPosition, ...]
     order_outcomes: Mapping[str, int]
     unsettled_orders: int  # orders whose outcome is unknown until reconciled
+    open_orders: tuple[OrderView, ...] = ()  # orders not done yet, oldest first
+    reserved_cash: float = 0.0  # what open buys may still spend
+    # Per asset: the stop (and take-profit) asked for its position.
+    protections: Mapping[str, Protection] = field(default_factory=lambda: NO_PROTECTIONS)
 
     @property
     def pnl(self) -> float:
@@ -173,17 +180,18 @@ class Ledger:
             return state.cash, 0.0, None, self.equity(), state.peak_equity
         return state.cash, position.qty, position.avg_entry_price, self.equity(), state.peak_equity
 
-    def capped_quantity(self, asset: str, side: OrderSide, quantity: float, price: float, fee_rate: float) -> float:
-        """quantity cut to what this spot account can do: buys to the cash (fee included),
-        sells to the position held; never short, never below zero cash."""
+    def capped_quantity(self, asset: str, side: OrderSide, quantity: float, price: float, fee_rate: float,
+                        reserved: float = 0.0) -> float:
+        """quantity cut to what this spot account can do: buys to the cash (fee included), sells to
+        the position held, less what open orders reserve of either; never short, never below zero cash."""
         if side is OrderSide.BUY:
-            cash = max(self.state.cash, 0.0)
+            cash = max(self.state.cash - reserved, 0.0)
             affordable = cash / (price * (1 + fee_rate))
             # The division rounds: step down until the cost, as apply_fill will book it, fits.
             while affordable > 0 and affordable * price + affordable * price * fee_rate > cash:
                 affordable = math.nextafter(affordable, 0.0)
             return min(quantity, affordable)
-        return min(quantity, self.position(asset).qty)
+        return min(quantity, max(self.position(asset).qty - reserved, 0.0))
 
     def apply_fill(self, fill: FillDTO) -> None:
         state = self.state
@@ -243,7 +251,9 @@ class Ledger:
         state.peak_equity, state.max_drawdown_pct = peak, deepest
         self.mark(asset, float(closes[-1]))
 
-    def snapshot(self, order_outcomes: Mapping[str, int] = NO_ORDERS, unsettled_orders: int = 0) -> AccountSnapshot:
+    def snapshot(self, order_outcomes: Mapping[str, int] = NO_ORDERS, unsettled_orders: int = 0,
+                 open_orders: tuple[OrderView, ...] = (), reserved_cash: float = 0.0,
+                 protections: Mapping[str, Protection] = NO_PROTECTIONS) -> AccountSnapshot:
         """The account now, frozen (with what the account keeps beside the ledger): for other threads."""
         state = self.state
         equity = self.equity()
@@ -260,6 +270,9 @@ class Ledger:
             positions=tuple(self.open_positions()),
             order_outcomes=MappingProxyType(dict(order_outcomes)),
             unsettled_orders=unsettled_orders,
+            open_orders=open_orders,
+            reserved_cash=reserved_cash,
+            protections=MappingProxyType(dict(protections)),
         )
 
     def summary(self) -> AccountSummary:

@@ -1,4 +1,4 @@
 from backend.state.journal import StoreJournal
-from backend.state.store import FillRecord, LinkControls, OrderRecord, OrderState, StateStore
+from backend.state.store import FillRecord, LinkControls, OrderEvent, OrderRecord, StateStore
 
-__all__ = ["FillRecord", "LinkControls", "OrderRecord", "OrderState", "StateStore", "StoreJournal"]
+__all__ = ["FillRecord", "LinkControls", "OrderEvent", "OrderRecord", "StateStore", "StoreJournal"]

@@ -20,31 +20,62 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 
 import structlog
 
-from backend.dtos import AccountState, PositionState
+from backend.dtos import AccountState, OrderStatus, PositionState
 from backend.errors import ConfigError, StateLostError
 
 log = structlog.get_logger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # What an operator asked of a link through the control API (paused, stopped), kept across restarts.
 LINK_CONTROLS_TABLE = """
 CREATE TABLE link_controls (
     link TEXT PRIMARY KEY, paused INTEGER NOT NULL, stopped INTEGER NOT NULL, updated_at TEXT NOT NULL);
 """
+# Every state an order went through, with what was filled of it then (orders.csv).
+ORDER_EVENTS_TABLE = """
+CREATE TABLE order_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, client_order_id TEXT NOT NULL, link TEXT NOT NULL, state TEXT NOT NULL,
+    filled_quantity REAL NOT NULL, average_price REAL NOT NULL, fee REAL NOT NULL, detail TEXT, at TEXT NOT NULL);
+CREATE INDEX order_events_by_link ON order_events (link, id);
+"""
+# The stop (and take-profit) asked for a link's position in an asset, kept across restarts.
+PROTECTIONS_TABLE = """
+CREATE TABLE protections (
+    link TEXT NOT NULL, asset TEXT NOT NULL, stop_price REAL NOT NULL, take_profit_price REAL,
+    updated_at TEXT NOT NULL, PRIMARY KEY (link, asset));
+"""
+# Resting orders: the order's type and prices, and what is booked of it (cumulative), per order.
+ORDERS_V4 = "".join(f"ALTER TABLE orders ADD COLUMN {column};" for column in (
+    "order_type TEXT NOT NULL DEFAULT 'market'", "limit_price REAL", "trigger_price REAL",
+    "time_in_force TEXT NOT NULL DEFAULT 'gtc'", "expires_at TEXT", "post_only INTEGER NOT NULL DEFAULT 0",
+    "protective INTEGER NOT NULL DEFAULT 0", "placed_at TEXT", "filled_quantity REAL NOT NULL DEFAULT 0",
+    "average_price REAL NOT NULL DEFAULT 0", "fee REAL NOT NULL DEFAULT 0")) + """
+UPDATE orders SET state = 'pending' WHERE state = 'intended';
+UPDATE orders SET state = 'open' WHERE state = 'submitted';
+UPDATE orders SET
+    filled_quantity = COALESCE((SELECT SUM(quantity) FROM fills
+                                WHERE fills.client_order_id = orders.client_order_id), 0),
+    average_price = COALESCE((SELECT SUM(quantity * price) / SUM(quantity) FROM fills
+                              WHERE fills.client_order_id = orders.client_order_id), 0),
+    fee = COALESCE((SELECT SUM(fee) FROM fills WHERE fills.client_order_id = orders.client_order_id), 0);
+"""
 # Version N's changes to version N-1, applied in order to an older database when it is opened.
 MIGRATIONS = {
     2: "ALTER TABLE accounts ADD COLUMN mode TEXT;",  # paper or live: a paper account never trades live
     3: LINK_CONTROLS_TABLE,
+    4: ORDERS_V4 + ORDER_EVENTS_TABLE + PROTECTIONS_TABLE,
 }
 TABLES_OF_VERSION: dict[int, tuple[str, ...]] = {1: ("meta", "accounts", "positions", "orders", "fills", "cursors")}
 TABLES_OF_VERSION[2] = TABLES_OF_VERSION[1]
 TABLES_OF_VERSION[3] = (*TABLES_OF_VERSION[2], "link_controls")
-SCHEMA = """
+TABLES_OF_VERSION[4] = (*TABLES_OF_VERSION[3], "order_events", "protections")
+# The schema as of version 3; a new database is that plus the later migrations, so every new
+# database runs them (a migration that breaks cannot go unnoticed).
+SCHEMA_3 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE accounts (
     link TEXT PRIMARY KEY, starting_capital REAL NOT NULL, cash REAL NOT NULL, fees_paid REAL NOT NULL,
@@ -67,20 +98,6 @@ CREATE TABLE cursors (
 """ + LINK_CONTROLS_TABLE
 
 
-class OrderState(StrEnum):
-    INTENDED = "intended"  # journaled, not yet (known to be) sent
-    SUBMITTED = "submitted"  # the exchange acknowledged it
-    PARTIALLY_FILLED = "partially_filled"
-    FILLED = "filled"
-    CANCELED = "canceled"
-    REJECTED = "rejected"
-    UNKNOWN = "unknown"  # sent, outcome unknown: settled by looking it up, never by sending again
-
-    @property
-    def settled(self) -> bool:
-        return self in (OrderState.FILLED, OrderState.CANCELED, OrderState.REJECTED)
-
-
 @dataclass(frozen=True)
 class OrderRecord:
     client_order_id: str
@@ -90,10 +107,35 @@ class OrderRecord:
     quantity: float
     reference_price: float
     reason: str
-    state: OrderState
+    state: OrderStatus
     exchange_order_id: str | None = None
     detail: str | None = None
     created_at: datetime | None = None  # when the intent was journaled (set by the store)
+    order_type: str = "market"
+    limit_price: float | None = None
+    trigger_price: float | None = None
+    time_in_force: str = "gtc"
+    expires_at: datetime | None = None
+    post_only: bool = False
+    protective: bool = False
+    placed_at: datetime | None = None
+    # What is booked of it: cumulative quantity, average price and fee (quote).
+    filled_quantity: float = 0.0
+    average_price: float = 0.0
+    fee: float = 0.0
+
+
+@dataclass(frozen=True)
+class OrderEvent:
+    """One state an order went through, with what was filled of it then."""
+
+    client_order_id: str
+    state: OrderStatus
+    filled_quantity: float
+    average_price: float
+    fee: float
+    detail: str | None
+    at: datetime
 
 
 @dataclass(frozen=True)
@@ -117,17 +159,31 @@ class FillRecord:
 
 
 ORDER_COLUMNS = ("client_order_id, link, asset, side, quantity, reference_price, reason, state, "
-                 "exchange_order_id, detail, created_at")
+                 "exchange_order_id, detail, created_at, order_type, limit_price, trigger_price, time_in_force, "
+                 "expires_at, post_only, protective, placed_at, filled_quantity, average_price, fee")
+DONE_STATES = tuple(status.value for status in OrderStatus if status.done)
+
+
+def _moment(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
 
 
 def _order_from_row(row: tuple) -> OrderRecord:
-    client_order_id, link, asset, side, quantity, reference_price, reason, state, exchange_id, detail, created = row
-    return OrderRecord(client_order_id, link, asset, side, quantity, reference_price, reason, OrderState(state),
-                       exchange_id, detail, datetime.fromisoformat(created))
+    (client_order_id, link, asset, side, quantity, reference_price, reason, state, exchange_id, detail, created,
+     order_type, limit_price, trigger_price, time_in_force, expires_at, post_only, protective, placed_at,
+     filled_quantity, average_price, fee) = row
+    return OrderRecord(client_order_id, link, asset, side, quantity, reference_price, reason, OrderStatus(state),
+                       exchange_id, detail, datetime.fromisoformat(created), order_type, limit_price, trigger_price,
+                       time_in_force, _moment(expires_at), bool(post_only), bool(protective), _moment(placed_at),
+                       filled_quantity, average_price, fee)
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
+
+
+def _text(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
 
 
 class StateStore:
@@ -231,19 +287,27 @@ class StateStore:
             self._check_file()
             now = (order.created_at or datetime.now(UTC)).isoformat()
             self._db.execute(
-                "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO orders ({ORDER_COLUMNS}, updated_at) VALUES ({', '.join('?' * 23)})",
                 (order.client_order_id, order.link, order.asset, order.side, order.quantity,
                  order.reference_price, order.reason, order.state.value, order.exchange_order_id,
-                 order.detail, now, now))
+                 order.detail, now, order.order_type, order.limit_price, order.trigger_price, order.time_in_force,
+                 _text(order.expires_at), int(order.post_only), int(order.protective), _text(order.placed_at),
+                 order.filled_quantity, order.average_price, order.fee, now))
+            self._record_event(order.client_order_id)
 
-    def update_order(self, client_order_id: str, state: OrderState, exchange_order_id: str | None = None,
-                     detail: str | None = None) -> None:
+    def update_order(self, client_order_id: str, state: OrderStatus, exchange_order_id: str | None = None,
+                     detail: str | None = None, booked: tuple[float, float, float] | None = None,
+                     amended: tuple[float, float | None, float | None] | None = None) -> None:
+        """The order's new state, with what is booked of it (quantity, average price, fee) and its
+        amended (quantity, limit price, trigger price) when given."""
         with self._lock, self._db:
             self._check_file()
-            self._set_order_state(client_order_id, state, exchange_order_id, detail)
+            self._set_order_state(client_order_id, state, exchange_order_id, detail, booked, amended)
 
-    def record_fill(self, link: str, fill: FillRecord, account: AccountState, order_state: OrderState) -> None:
-        """The fill, the account it produced and the order's new state: all or nothing."""
+    def record_fill(self, link: str, fill: FillRecord, account: AccountState, order_state: OrderStatus,
+                    booked: tuple[float, float, float] | None = None) -> None:
+        """The fill, the account it produced and the order's new state (with what is booked of it
+        now: quantity, average price, fee; the fill alone when not given): all or nothing."""
         with self._lock, self._db:
             self._check_file()
             self._db.execute(
@@ -252,21 +316,41 @@ class StateStore:
                 (fill.client_order_id, link, fill.asset, fill.side, fill.quantity, fill.price, fill.fee,
                  fill.candle_time.isoformat(), fill.exchange_order_id, _now()))
             self._write_account(link, account)
-            self._set_order_state(fill.client_order_id, order_state, fill.exchange_order_id, None)
+            self._set_order_state(fill.client_order_id, order_state, fill.exchange_order_id, None,
+                                  booked or (fill.quantity, fill.price, fill.fee), None)
 
-    def unsettled_orders(self, link: str) -> list[OrderRecord]:
-        """Orders of link whose outcome is not final (intended, submitted, partly filled, unknown)."""
-        settled = [state.value for state in OrderState if state.settled]
+    def open_orders(self, link: str) -> list[OrderRecord]:
+        """Orders of link not done (pending, open, partly filled, unknown), oldest first."""
         with self._lock:
             rows = self._db.execute(
-                f"SELECT {ORDER_COLUMNS} FROM orders WHERE link = ? AND state NOT IN (?, ?, ?) ORDER BY created_at",
-                (link, *settled)).fetchall()
+                f"SELECT {ORDER_COLUMNS} FROM orders WHERE link = ? AND state NOT IN "
+                f"({', '.join('?' * len(DONE_STATES))}) ORDER BY created_at", (link, *DONE_STATES)).fetchall()
         return [_order_from_row(row) for row in rows]
 
-    def has_fill(self, link: str, exchange_order_id: str) -> bool:
+    def order_events(self, link: str) -> list[OrderEvent]:
+        """Every state link's orders went through, in the order they were journaled."""
         with self._lock:
-            return self._db.execute("SELECT 1 FROM fills WHERE link = ? AND exchange_order_id = ? LIMIT 1",
-                                    (link, exchange_order_id)).fetchone() is not None
+            rows = self._db.execute(
+                "SELECT client_order_id, state, filled_quantity, average_price, fee, detail, at FROM order_events "
+                "WHERE link = ? ORDER BY id", (link,)).fetchall()
+        return [OrderEvent(cid, OrderStatus(state), filled, average, fee, detail, datetime.fromisoformat(at))
+                for cid, state, filled, average, fee, detail, at in rows]
+
+    def protections(self, link: str) -> dict[str, tuple[float, float | None]]:
+        """Per asset, the (stop, take-profit) asked for link's position."""
+        with self._lock:
+            rows = self._db.execute("SELECT asset, stop_price, take_profit_price FROM protections WHERE link = ?",
+                                    (link,)).fetchall()
+        return {asset: (stop, take_profit) for asset, stop, take_profit in rows}
+
+    def save_protection(self, link: str, asset: str, prices: tuple[float, float | None] | None) -> None:
+        with self._lock, self._db:
+            self._check_file()
+            if prices is None:
+                self._db.execute("DELETE FROM protections WHERE link = ? AND asset = ?", (link, asset))
+            else:
+                self._db.execute("INSERT OR REPLACE INTO protections VALUES (?, ?, ?, ?, ?)",
+                                 (link, asset, prices[0], prices[1], _now()))
 
     def fills(self, link: str) -> list[FillRecord]:
         with self._lock:
@@ -312,12 +396,27 @@ class StateStore:
             "INSERT INTO positions VALUES (?, ?, ?, ?)",
             [(link, asset, p.qty, p.avg_entry_price) for asset, p in account.positions.items() if p.qty > 0])
 
-    def _set_order_state(self, client_order_id: str, state: OrderState, exchange_order_id: str | None,
-                         detail: str | None) -> None:
+    def _set_order_state(self, client_order_id: str, state: OrderStatus, exchange_order_id: str | None,
+                         detail: str | None, booked: tuple[float, float, float] | None,
+                         amended: tuple[float, float | None, float | None] | None) -> None:
         self._db.execute(
             "UPDATE orders SET state = ?, exchange_order_id = COALESCE(?, exchange_order_id), "
             "detail = COALESCE(?, detail), updated_at = ? WHERE client_order_id = ?",
             (state.value, exchange_order_id, detail, _now(), client_order_id))
+        if booked is not None:
+            self._db.execute("UPDATE orders SET filled_quantity = ?, average_price = ?, fee = ? "
+                             "WHERE client_order_id = ?", (*booked, client_order_id))
+        if amended is not None:
+            self._db.execute("UPDATE orders SET quantity = ?, limit_price = ?, trigger_price = ? "
+                             "WHERE client_order_id = ?", (*amended, client_order_id))
+        self._record_event(client_order_id)
+
+    def _record_event(self, client_order_id: str) -> None:
+        """The order's state as just written, as one more event of its history."""
+        self._db.execute(
+            "INSERT INTO order_events (client_order_id, link, state, filled_quantity, average_price, fee, detail, at) "
+            "SELECT client_order_id, link, state, filled_quantity, average_price, fee, detail, ? FROM orders "
+            "WHERE client_order_id = ?", (_now(), client_order_id))
 
 
 def _file_identity(path: Path) -> tuple[int, int] | None:
@@ -380,8 +479,9 @@ def _check_or_create_schema(path: Path, connection: sqlite3.Connection) -> None:
         connection.execute("PRAGMA journal_mode = WAL")
         connection.execute("PRAGMA synchronous = FULL")  # a commit survives power loss, not just kill -9
         if "meta" not in tables:  # a new database: the whole schema or nothing
+            later = "".join(MIGRATIONS[target] for target in range(4, SCHEMA_VERSION + 1))
             connection.executescript(
-                f"BEGIN; {SCHEMA} INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;")
+                f"BEGIN; {SCHEMA_3} {later} INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;")
         elif version < SCHEMA_VERSION:
             _migrate(connection, version)
     except sqlite3.DatabaseError as exc:
