@@ -200,3 +200,30 @@ def test_a_missing_database_after_an_earlier_run_is_created_only_with_new_state(
     StateStore.open(tmp_path, "op", new_state=True).close()
     assert (tmp_path / "op.sqlite3").exists()
     StateStore.open(tmp_path, "other").close()  # a first start needs nothing
+
+
+def test_a_version_3_database_gets_resting_orders_and_keeps_its_orders_and_fills(tmp_path):
+    """Schema 4: an intended order becomes pending, a submitted one open, and what is booked of each
+    order is the sum of its fills; the order history and protections start empty."""
+    path = tmp_path / "op.sqlite3"
+    with sqlite3.connect(path) as connection:
+        connection.executescript(f"{SCHEMA_3} INSERT INTO meta VALUES ('schema_version', '3');")
+        for order_id, state in (("c1", "filled"), ("c2", "intended"), ("c3", "submitted")):
+            connection.execute("INSERT INTO orders VALUES (?, 'a@live', 'BTC/USD', 'buy', 0.02, 50000, 't', ?, "
+                               "NULL, NULL, ?, 'then')", (order_id, state, CANDLE.isoformat()))
+        for quantity, price in ((0.01, 50_000.0), (0.01, 51_000.0)):
+            connection.execute("INSERT INTO fills (client_order_id, link, asset, side, quantity, price, fee, "
+                               "candle_time, exchange_order_id, recorded_at) VALUES ('c1', 'a@live', 'BTC/USD', "
+                               "'buy', ?, ?, 1.0, ?, 'OX-1', 'then')", (quantity, price, CANDLE.isoformat()))
+    connection.close()
+
+    store = StateStore.open(tmp_path, "op")
+    filled = store.order("c1")
+    assert filled is not None and filled.state is OrderStatus.FILLED
+    assert (filled.filled_quantity, filled.average_price, filled.fee) == (0.02, pytest.approx(50_500.0), 2.0)
+    assert {o.client_order_id: o.state for o in store.open_orders("a@live")} == {
+        "c2": OrderStatus.PENDING, "c3": OrderStatus.OPEN}
+    assert store.order_events("a@live") == [] and store.protections("a@live") == {}
+    store.save_protection("a@live", "BTC/USD", (49_000.0, None))
+    assert store.protections("a@live") == {"BTC/USD": (49_000.0, None)}
+    store.close()

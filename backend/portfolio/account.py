@@ -421,7 +421,8 @@ class StrategyAccount(IBroker):
                       action="no new buys until it is settled by looking it up; it is never sent again")
         elif status in STATUS_EVENTS and not (status is OrderStatus.OPEN and fill is not None):
             log_at = log.warning if status is OrderStatus.REJECTED else log.info
-            log_at(STATUS_EVENTS[status], **context, order_type=request.order_type.value, reason=booked.reason,
+            log_at(STATUS_EVENTS[status], **context, order_type=request.order_type.value,
+                   reason=booked.reason or request.reason,
                    filled=booked.filled_quantity, amount=request.quantity,
                    limit_price=request.limit_price, trigger_price=request.trigger_price)
 

@@ -1,0 +1,251 @@
+"""The order simulator's fill rules, candle by candle, and the account's order state machine on it
+(backtests and paper trading): resting limits, stops and take-profits, expiry, post-only, cancel
+and amend, reservations, protective stops, and open orders across a restart."""
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+
+from backend.dtos import OrderDTO, OrderSide, OrderStatus, OrderType, TimeInForce
+from backend.interfaces.journal import Protection
+from backend.market_data.raw_tick import columns_of
+from backend.portfolio import Ledger, SimulatedGateway, StrategyAccount
+from backend.portfolio.fill_rules import FillRules
+from backend.state import StateStore, StoreJournal
+from tests.helpers import START, tick
+
+MAKER, TAKER = 0.0016, 0.0026
+RULES = FillRules(MAKER, TAKER, slippage_bps=10.0)
+
+
+def account(rules: FillRules = RULES, detail=None, cash: float = 10_000.0) -> StrategyAccount:
+    return StrategyAccount(Ledger(cash), SimulatedGateway(rules, detail))
+
+
+def at(index: int):
+    return START + timedelta(hours=index)
+
+
+def buy_limit(price: float, quantity: float = 0.1, **fields) -> OrderDTO:
+    return OrderDTO(asset="BTC/USD", side=OrderSide.BUY, quantity=quantity, reference_price=fields.pop("ref", 100.0),
+                    reason="test", order_type=OrderType.LIMIT, limit_price=price, **fields)
+
+
+def replay(acct: StrategyAccount, *candles) -> None:
+    """Each candle opened and closed by the account, as a tick whose workers did nothing."""
+    for candle in candles:
+        acct.open_tick(candle, trading=True)
+        acct.close_tick(candle.symbol, candle.close, candle.timestamp, trading=True)
+
+
+def test_a_resting_buy_limit_fills_three_candles_later_at_its_price_with_the_maker_fee():
+    acct = account()
+    acct.open_tick(tick(0, 100.0), trading=True)
+    ticket = acct.place(buy_limit(95.0), at(0))
+    assert ticket.status is OrderStatus.OPEN and ticket.fill is None
+    replay(acct, tick(1, 99.0, low=96.0), tick(2, 98.0, low=95.0))  # touches 95: not through
+    assert [o.status for o in acct.open_orders()] == [OrderStatus.OPEN]
+    replay(acct, tick(3, 97.0, open=98.0, low=94.0))
+    assert acct.open_orders() == []
+    position = acct.ledger.position("BTC/USD")
+    assert position.qty == pytest.approx(0.1) and position.avg_entry_price == 95.0
+    assert acct.ledger.cash == pytest.approx(10_000 - 9.5 - 9.5 * MAKER)
+
+
+def test_touch_rule_fills_a_limit_the_candle_only_touches():
+    acct = account(FillRules(MAKER, TAKER, limit_fill="touch"))
+    acct.open_tick(tick(0, 100.0), trading=True)
+    acct.place(buy_limit(95.0), at(0))
+    replay(acct, tick(1, 98.0, low=95.0))
+    assert acct.ledger.position("BTC/USD").avg_entry_price == 95.0
+
+
+def test_a_candle_opening_below_a_buy_limit_fills_it_at_the_open():
+    acct = account()
+    acct.open_tick(tick(0, 100.0), trading=True)
+    acct.place(buy_limit(95.0), at(0))
+    replay(acct, tick(1, 92.0, open=93.0))
+    assert acct.ledger.position("BTC/USD").avg_entry_price == 93.0
+
+
+def test_an_order_never_fills_on_the_candle_it_was_placed_on():
+    acct = account()
+    candle = tick(0, 100.0, low=90.0)
+    acct.open_tick(candle, trading=True)
+    acct.place(buy_limit(95.0), at(0))
+    acct.close_tick("BTC/USD", 100.0, at(0), trading=True)
+    assert [o.status for o in acct.open_orders()] == [OrderStatus.OPEN]
+
+
+def test_a_stop_gapped_through_fills_at_the_open_with_taker_fee_and_slippage():
+    acct = account()
+    acct.open_tick(tick(0, 100.0), trading=True)
+    acct.submit(OrderDTO(asset="BTC/USD", side=OrderSide.BUY, quantity=1.0, reference_price=100.0, reason="in"), at(0))
+    cash = acct.ledger.cash
+    acct.place(OrderDTO(asset="BTC/USD", side=OrderSide.SELL, quantity=1.0, reference_price=100.0, reason="stop",
+                        order_type=OrderType.STOP_LOSS, trigger_price=95.0), at(0))
+    replay(acct, tick(1, 96.0, low=95.5))  # above the trigger: nothing
+    assert acct.ledger.position("BTC/USD").qty == 1.0
+    replay(acct, tick(2, 90.0, open=91.0))
+    price = 91.0 * (1 - 0.001)
+    assert acct.ledger.position("BTC/USD").qty == 0
+    assert acct.ledger.cash == pytest.approx(cash + price - price * TAKER)
+
+
+def test_a_stop_reached_inside_the_candle_fills_at_its_trigger():
+    acct = account(FillRules(MAKER, TAKER))
+    acct.open_tick(tick(0, 100.0), trading=True)
+    acct.submit(OrderDTO(asset="BTC/USD", side=OrderSide.BUY, quantity=1.0, reference_price=100.0, reason="in"), at(0))
+    acct.place(OrderDTO(asset="BTC/USD", side=OrderSide.SELL, quantity=1.0, reference_price=100.0, reason="stop",
+                        order_type=OrderType.STOP_LOSS, trigger_price=95.0), at(0))
+    fills = []
+    acct.on_fill = fills.append
+    replay(acct, tick(1, 97.0, open=99.0, low=94.0))
+    assert [(f.side, f.price) for f in fills] == [(OrderSide.SELL, 95.0)]
+
+
+def protected_entry(acct: StrategyAccount, stop: float, target: float) -> None:
+    acct.open_tick(tick(0, 100.0), trading=True)
+    acct.submit(OrderDTO(asset="BTC/USD", side=OrderSide.BUY, quantity=1.0, reference_price=100.0, reason="in",
+                         stop_loss_price=stop, take_profit_price=target), at(0))
+
+
+def test_an_entry_with_a_protection_gets_a_stop_and_a_take_profit_on_the_venue_at_once():
+    acct = account()
+    protected_entry(acct, 95.0, 110.0)
+    protective = {o.order_type: (o.trigger_price, o.quantity) for o in acct.open_orders() if o.protective}
+    assert protective == {OrderType.STOP_LOSS: (95.0, 1.0), OrderType.TAKE_PROFIT: (110.0, 1.0)}
+    assert acct.snapshot().protections == {"BTC/USD": Protection(95.0, 110.0)}
+
+
+def test_stop_and_take_profit_in_one_candle_the_stop_is_assumed_first_and_the_other_cancelled():
+    acct = account(FillRules(MAKER, TAKER))
+    protected_entry(acct, 95.0, 110.0)
+    fills = []
+    acct.on_fill = fills.append
+    replay(acct, tick(1, 100.0, high=111.0, low=94.0))
+    assert [(f.side, f.price, f.quantity) for f in fills] == [(OrderSide.SELL, 95.0, 1.0)]
+    assert acct.open_orders() == [] and acct.ledger.position("BTC/USD").qty == 0
+    assert acct.snapshot().protections == {}  # the position is gone, so is its protection
+
+
+def test_a_detail_series_tells_the_take_profit_was_reached_first():
+    def detail(open_time):
+        assert open_time == at(1)
+        # 5 minute candles: up to 111 first, down to 94 afterwards.
+        return (np.array([100.0, 108.0, 99.0]), np.array([108.0, 111.0, 100.0]),
+                np.array([99.0, 107.0, 94.0]), np.array([108.0, 109.0, 95.0]))
+
+    acct = account(FillRules(MAKER, TAKER), detail=detail)
+    protected_entry(acct, 95.0, 110.0)
+    fills = []
+    acct.on_fill = fills.append
+    replay(acct, tick(1, 100.0, high=111.0, low=94.0))
+    assert [(f.side, f.price) for f in fills] == [(OrderSide.SELL, 110.0)]
+    assert acct.open_orders() == []
+
+
+def test_a_strategy_exit_cancels_the_protection_first_and_sells_once():
+    acct = account()
+    protected_entry(acct, 95.0, 110.0)
+    replay(acct, tick(1, 101.0))
+    fill = acct.submit(OrderDTO(asset="BTC/USD", side=OrderSide.SELL, quantity=1.0, reference_price=101.0,
+                                reason="out"), at(1))
+    assert fill is not None and fill.quantity == 1.0
+    assert acct.open_orders() == [] and acct.ledger.position("BTC/USD").qty == 0
+    replay(acct, tick(2, 90.0, low=80.0))  # the stop would have triggered: it is gone
+    assert acct.ledger.state.trades == 2
+
+
+def test_good_till_date_expires_and_ioc_and_post_only_never_rest():
+    acct = account()
+    acct.open_tick(tick(0, 100.0), trading=True)
+    gtd = acct.place(buy_limit(90.0, time_in_force=TimeInForce.GTD, expires_at=at(2)), at(0))
+    ioc = acct.place(buy_limit(90.0, time_in_force=TimeInForce.IOC), at(0))
+    post_only = acct.place(buy_limit(101.0, post_only=True), at(0))
+    assert (ioc.status, post_only.status) == (OrderStatus.EXPIRED, OrderStatus.REJECTED)
+    replay(acct, tick(1, 99.0))
+    assert [o.client_order_id for o in acct.open_orders()] == [gtd.client_order_id]
+    replay(acct, tick(2, 80.0))  # it would fill, but it expired at this candle's open
+    assert acct.open_orders() == [] and acct.ledger.state.trades == 0
+    assert acct.order_outcomes["expired"] == 2 and acct.order_outcomes["rejected"] == 1
+
+
+def test_cancel_and_amend_of_a_resting_order():
+    acct = account()
+    acct.open_tick(tick(0, 100.0), trading=True)
+    first = acct.place(buy_limit(90.0), at(0))
+    second = acct.place(buy_limit(80.0), at(0))
+    assert first.client_order_id and second.client_order_id
+    assert acct.amend(first.client_order_id, limit_price=96.0) is OrderStatus.OPEN
+    assert acct.cancel(second.client_order_id) is OrderStatus.CANCELED
+    replay(acct, tick(1, 97.0, low=95.0))
+    assert acct.ledger.position("BTC/USD").avg_entry_price == pytest.approx(96.0) and acct.open_orders() == []
+
+
+def test_an_open_buy_reserves_its_cash_and_an_open_sell_its_quantity():
+    acct = account(FillRules(0.0, 0.0), cash=1_000.0)
+    acct.open_tick(tick(0, 100.0), trading=True)
+    acct.place(buy_limit(90.0, quantity=10.0), at(0))  # reserves 900
+    assert acct.snapshot().reserved_cash == pytest.approx(900.0)
+    fill = acct.submit(OrderDTO(asset="BTC/USD", side=OrderSide.BUY, quantity=5.0, reference_price=100.0,
+                                reason="market"), at(0))
+    assert fill is not None and fill.quantity == pytest.approx(1.0)  # the 100 left
+    acct.place(OrderDTO(asset="BTC/USD", side=OrderSide.SELL, quantity=0.6, reference_price=100.0, reason="tp",
+                        order_type=OrderType.LIMIT, limit_price=120.0), at(0))
+    sell = acct.submit(OrderDTO(asset="BTC/USD", side=OrderSide.SELL, quantity=1.0, reference_price=100.0,
+                                reason="out"), at(0))
+    assert sell is not None and sell.quantity == pytest.approx(0.4)
+
+
+def test_columnar_replay_names_every_row_an_open_order_could_fill_on():
+    acct = account()
+    acct.open_tick(tick(0, 100.0), trading=True)
+    acct.place(buy_limit(95.0), at(0))
+    candles = columns_of([tick(i, 100.0, low=99.0) for i in range(1, 6)] + [tick(6, 96.0, low=94.0)])
+    assert acct.next_order_row("BTC/USD", candles, 0) == 5
+    assert acct.next_order_row("ETH/USD", candles, 0) == len(candles)
+
+
+def test_a_paper_resting_order_survives_a_restart_and_fills_once(tmp_path):
+    store = StateStore.open(tmp_path, "op")
+    first = StrategyAccount(Ledger(10_000), SimulatedGateway(RULES), StoreJournal(store, "p@paper"))
+    first.open_tick(tick(0, 100.0), trading=True)
+    ticket = first.place(buy_limit(95.0), at(0))
+    first.close_tick("BTC/USD", 100.0, at(0), trading=True)
+
+    restarted = StrategyAccount(Ledger(10_000, store.load_account("p@paper")), SimulatedGateway(RULES),
+                                StoreJournal(store, "p@paper"))
+    assert [o.client_order_id for o in restarted.open_orders()] == [ticket.client_order_id]
+    replay(restarted, tick(1, 94.0, open=96.0))
+    replay(restarted, tick(2, 93.0))
+    assert restarted.ledger.position("BTC/USD").qty == pytest.approx(0.1) and restarted.ledger.state.trades == 1
+    states = [event.state for event in store.order_events("p@paper")]
+    assert states == [OrderStatus.PENDING, OrderStatus.OPEN, OrderStatus.FILLED]
+    (fill,) = store.fills("p@paper")
+    assert (fill.price, fill.candle_time) == (95.0, at(1))
+    store.close()
+
+
+def test_a_paper_protection_is_replaced_after_a_restart_that_lost_its_stop(tmp_path):
+    """The journal keeps the protection asked for: a held position found without its stop gets one
+    on the next candle, and only one."""
+    store = StateStore.open(tmp_path, "op")
+    first = StrategyAccount(Ledger(10_000), SimulatedGateway(RULES), StoreJournal(store, "p@paper"))
+    protected_entry(first, 95.0, 110.0)
+    first.close_tick("BTC/USD", 100.0, at(0), trading=True)
+    for order in first.open_orders():  # lost on the venue's side (cancelled by hand, say)
+        first.cancel(order.client_order_id)
+    first.protect("BTC/USD", 95.0, 110.0)  # asked again: placed again at once
+    assert len([o for o in first.open_orders() if o.protective]) == 2
+    for order in first.open_orders():
+        store.update_order(order.client_order_id, OrderStatus.CANCELED)  # gone while the daemon was down
+
+    restarted = StrategyAccount(Ledger(10_000, store.load_account("p@paper")), SimulatedGateway(RULES),
+                                StoreJournal(store, "p@paper"))
+    assert restarted.open_orders() == []
+    replay(restarted, tick(1, 101.0), tick(2, 102.0))
+    kinds = sorted(o.order_type for o in restarted.open_orders() if o.protective)
+    assert kinds == [OrderType.STOP_LOSS, OrderType.TAKE_PROFIT]
+    store.close()
