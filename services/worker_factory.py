@@ -19,9 +19,10 @@ from backend.core.trading_context_provider import TradingContextProvider
 from backend.dtos import DTO
 from backend.errors import ConfigError
 from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
-from backend.portfolio import Ledger, SimulatedGateway, StrategyAccount
+from backend.portfolio import Ledger, StrategyAccount
 from backend.workers.plugin_import import PluginImportError, import_worker, is_import_path
 from backend.workers.registry import PLUGINS
+from services.execution_environments import simulated_gateway
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,7 @@ class WorkerFactory:
         simulated account with the environment's capital and fees) and drop it: every check of
         `build`, constructors included, with nothing shared with a run. Returns `history_needed`."""
         needed = self.history_needed(blueprint, blueprint_file)
-        account = StrategyAccount(Ledger(environment.starting_capital),
-                                  SimulatedGateway(environment.fee_rate, environment.slippage_bps))
+        account = StrategyAccount(Ledger(environment.starting_capital), simulated_gateway(environment.fill_rules))
         self.build(blueprint, blueprint_file, WorkerServices(TradingContextProvider(), account, OhlcvProvider(needed)))
         return needed
 
