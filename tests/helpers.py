@@ -15,7 +15,9 @@ from backend.interfaces import IWorker, WorkerCategory, WorkerServices
 from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data import RawTick, TickSource
 from backend.market_data.raw_tick import columns_of, ticks_of
-from backend.portfolio import Ledger, SimulatedGateway, StrategyAccount
+from backend.portfolio import Ledger, StrategyAccount
+from backend.portfolio.fill_rules import FillRules
+from services.execution_environments import simulated_gateway
 from services.tick_cache_manager import TickCacheManager
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,7 +119,7 @@ def blueprint(workforce: dict, assets: Sequence[str] = ("BTC/USD",)) -> dict:
 
 def simulated_account(ledger: Ledger, fee_rate: float = 0.0, slippage_bps: float = 0.0) -> StrategyAccount:
     """A backtest's account: simulated fills, nothing journaled."""
-    return StrategyAccount(ledger, SimulatedGateway(fee_rate, slippage_bps))
+    return StrategyAccount(ledger, simulated_gateway(FillRules(fee_rate, fee_rate, slippage_bps)))
 
 
 class Recorder(IWorker):

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from backend.config import load_operation
+from backend.config import EnvironmentConfig, load_operation
 from backend.dtos import OrderSide, OrderStatus
 from backend.errors import ConfigError
 from backend.interfaces.order_gateway import OrderRequest
+from backend.market_data import candle_readers
 from backend.portfolio.fill_rules import KRAKEN_MAKER_FEE_RATE, KRAKEN_TAKER_FEE_RATE, FillRules
 from services.cli import main
 from services.execution_environments import ExecutionEnvironments
-from backend.market_data import candle_readers
 from tests.helpers import REPO, START, backtest_environment, blueprint, ticks_from_closes, write_config_tree
 
 DCA = blueprint({"opportunity": [{"plugin": "dca_schedule_opportunity"}], "planning": [{"plugin": "position_sizer"}]})
@@ -32,7 +32,7 @@ def without_fee_rate(**overrides: object) -> dict:
     return environment
 
 
-def loaded(tmp_path: Path, environment: dict):  # noqa: ANN201 (an EnvironmentConfig)
+def loaded(tmp_path: Path, environment: dict) -> EnvironmentConfig:
     (link,) = load_operation(tree(tmp_path, environment)).links
     return link.environment
 

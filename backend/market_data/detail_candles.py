@@ -30,11 +30,7 @@ def detail_timeframe(path: Path) -> str:
     (ties: the shortest). A ConfigError naming the file (and line or row) when the readers refuse it."""
     from backend.market_data.candle_readers import candle_blocks  # pyarrow: imported by backtests only
 
-    blocks = candle_blocks(path, FINEST_TIMEFRAME)
-    try:
-        first = next(blocks, None)
-    finally:
-        blocks.close()
+    first = next(candle_blocks(path, FINEST_TIMEFRAME), None)  # the rest is never read
     spacings = Counter(np.diff(first.open_times).tolist()) if first is not None else Counter()
     if not spacings:  # a single row (or none: read_candle_file says so) tells nothing finer
         return FINEST_TIMEFRAME
