@@ -2,6 +2,7 @@
 the limit rule, and the finer candle file (`detail_data_file`) that tells what happened inside a
 candle; every mistake is one config error naming the file and the key."""
 
+import json
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -199,3 +200,11 @@ def test_the_shipped_hourly_demo_reads_the_five_minute_file_as_its_detail():
     (link, _) = load_operation(REPO / "config/operations/backtest_demo.yaml").links
     assert link.environment.detail_data_file == (REPO / "data" / "kraken_xbtusd_5m_2023q1.csv").resolve()
     assert link.environment.fill_rules == FillRules(0.0026, 0.0026, 2, "through")  # as before: fee_rate
+
+
+def test_print_config_shows_the_rates_that_apply(tmp_path, capsys):
+    path = tree(tmp_path, backtest_environment(fee_rate=0.001, limit_fill="touch"))
+    assert main([str(path), "--print-config", "json"]) == 0
+    (link,) = json.loads(capsys.readouterr().out)["strategy_links"]
+    shown = {key: link["environment"][key] for key in ("maker_fee_rate", "taker_fee_rate", "fee_rate", "limit_fill")}
+    assert shown == {"maker_fee_rate": 0.001, "taker_fee_rate": 0.001, "fee_rate": 0.001, "limit_fill": "touch"}

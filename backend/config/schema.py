@@ -140,11 +140,13 @@ FEE_RATE_KEYS = ("maker_fee_rate", "taker_fee_rate", "fee_rate")
 class AccountSettings(StrictModel):
     """The account and how the simulator (backtests, paper trading) fills its orders.
 
-    Invariant: the rates are what the file says (None: not given); `fill_rules` alone resolves them:
-    maker/taker given, else `fee_rate` (which sets both and excludes them), else Kraken's entry tier."""
+    Invariant: once validated, maker_fee_rate and taker_fee_rate are the rates that apply: as given,
+    else `fee_rate` (which sets both, and is refused beside either), else Kraken's entry tier; `fee_rate`
+    stays as written (None: not given). `fill_rules` is what the simulator is built from."""
 
     starting_capital: float = Field(gt=0)  # quote currency
     # Fractions of the notional, e.g. 0.0026 = 0.26 %; each at most MAX_FEE_RATE.
+    # None only while validating: not given (see the invariant).
     maker_fee_rate: float | None = Field(default=None, ge=0)  # an order that rested on the book
     taker_fee_rate: float | None = Field(default=None, ge=0)  # a market order, a triggered stop
     fee_rate: float | None = Field(default=None, ge=0)  # both of the above (after them: see the check)
@@ -169,12 +171,23 @@ class AccountSettings(StrictModel):
                              "not both")
         return rate
 
+    def model_post_init(self, context: Any, /) -> None:
+        """The rates not given filled in (the model is frozen: set once, here), so that every reader
+        and --print-config see the rates that apply."""
+        rules = self.fill_rules
+        object.__setattr__(self, "maker_fee_rate", rules.maker_fee_rate)
+        object.__setattr__(self, "taker_fee_rate", rules.taker_fee_rate)
+
     @property
     def fill_rules(self) -> FillRules:
         kraken = FillRules()
-        maker = next(rate for rate in (self.maker_fee_rate, self.fee_rate, kraken.maker_fee_rate) if rate is not None)
-        taker = next(rate for rate in (self.taker_fee_rate, self.fee_rate, kraken.taker_fee_rate) if rate is not None)
-        return FillRules(maker, taker, self.slippage_bps, self.limit_fill)
+        return FillRules(_first_given(self.maker_fee_rate, self.fee_rate, kraken.maker_fee_rate),
+                         _first_given(self.taker_fee_rate, self.fee_rate, kraken.taker_fee_rate),
+                         self.slippage_bps, self.limit_fill)
+
+
+def _first_given(*rates: float | None) -> float:
+    return next(rate for rate in rates if rate is not None)
 
 
 class BacktestEnvironment(AccountSettings):
