@@ -19,14 +19,15 @@ from backend.interfaces.order_gateway import IOrderGateway
 from backend.market_data import TickSource
 from backend.market_data.backtest_source import BacktestSource
 from backend.market_data.candle_file import CandleFile, read_candle_file
-from backend.market_data.detail_candles import DetailCandles
+from backend.market_data.detail_candles import DetailCandles, Intrabar
+from backend.market_data.timeframes import timeframe_seconds
 from backend.portfolio import SimulatedGateway
 from backend.portfolio.fill_rules import FillRules
 from backend.venues import VENUES
 from backend.venues.base import Venue
 
 
-def simulated_gateway(rules: FillRules, detail: DetailCandles | None = None) -> IOrderGateway:
+def simulated_gateway(rules: FillRules, detail: Intrabar | None = None) -> IOrderGateway:
     """The simulator's gateway, the one place it is built (backtests, paper trading, plugin tests)."""
     # TODO(issue 17): SimulatedGateway(rules, detail) once the simulator takes them; until then it
     # fills market orders alone, at the taker rate.
@@ -45,10 +46,15 @@ class ExecutionEnvironments:
             return BacktestSource(environment, self.candle_file(environment.data_file, environment.timeframe))
         return self._venue(environment).tick_source(environment)
 
-    def order_gateway(self, environment: EnvironmentConfig, link_id: str) -> IOrderGateway:
+    def order_gateway(self, environment: EnvironmentConfig, link_id: str,
+                      timeframe: str | None = None) -> IOrderGateway:
+        """timeframe: of the candles the link's account is polled on (its blueprint's; by default
+        the environment's), which a backtest's detail candles are looked up inside."""
         if isinstance(environment, LiveEnvironment) and environment.mode == "live":
             return self._venue(environment).order_gateway(environment, link_id)
-        return simulated_gateway(environment.fill_rules, self.detail_candles(environment))
+        detail = self.detail_candles(environment)
+        seconds = timeframe_seconds(timeframe or environment.timeframe)
+        return simulated_gateway(environment.fill_rules, None if detail is None else detail.intrabar(seconds))
 
     def detail_candles(self, environment: EnvironmentConfig) -> DetailCandles | None:
         """A backtest's finer candles (its `detail_data_file`), one object per file however many

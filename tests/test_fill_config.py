@@ -185,6 +185,7 @@ def test_the_gateway_of_a_backtest_gets_its_detail_candles_loaded_once_when_firs
     first_hour = detail.within(START, 3600)
     assert first_hour is not None and first_hour[3].tolist() == [1.5, 6.5, 56.5]
     assert detail.within(START + timedelta(hours=1), 3600)[3].tolist() == [61.5]  # type: ignore[index]
+    assert detail.intrabar(7200)(START)[3].tolist() == [1.5, 6.5, 56.5, 61.5]  # type: ignore[index]  # 2h candles
     assert reads == [environment.detail_data_file]
 
 

@@ -11,6 +11,7 @@ never reads it). `within` returns views of ascending, unique open times: the can
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from backend.market_data.timeframes import timeframe_seconds
 FINEST_TIMEFRAME = "1m"
 
 DetailRows = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # opens, highs, lows, closes
+# The finer candles inside the candle opened at a time (of one length): what the simulator asks.
+Intrabar = Callable[[datetime], DetailRows | None]
 
 
 def detail_timeframe(path: Path) -> str:
@@ -69,6 +72,10 @@ class DetailCandles:
                 self._rows = (column("opens"), column("highs"), column("lows"), column("closes"))
                 self._open_times = column("open_times").astype(np.int64)
         return self
+
+    def intrabar(self, seconds: int) -> Intrabar:
+        """`within` for candles `seconds` long (those the simulator is polled on)."""
+        return lambda open_time: self.within(open_time, seconds)
 
     def within(self, open_time: datetime, seconds: int) -> DetailRows | None:
         """(opens, highs, lows, closes) of the candles opening in [open_time, open_time + seconds),
