@@ -82,7 +82,7 @@ class LinkCheck:
 
     def replay(self, watch: bool = False) -> Replay:
         environment = self.link.environment
-        return Replay(blueprint_file=self.link.blueprint_file, fee_rate=environment.fee_rate,
+        return Replay(blueprint_file=self.link.blueprint_file, rules=environment.fill_rules,
                       starting_capital=environment.starting_capital, symbol=self.candles.symbol,
                       watchers=[(Collect, {})] if watch else ())
 

@@ -1,7 +1,7 @@
 """`run-operation validate PATH`: what `run-operation PATH` checks before it starts anything, and
 nothing it does after.
 
-Invariant: every file, plugin, param, data file, notification URL and (for `mode: live`)
+Invariant: every file, plugin, param, data file (a detail file too), notification URL and (for `mode: live`)
 credential's presence is checked, and every worker built once (on services of its own, then
 dropped) so that a constructor that raises is found, each problem raised as the ConfigError the
 daemon would exit 2 with; no thread is started, no exchange is contacted, no data dir or state
@@ -37,6 +37,9 @@ def validate_operation(path: Path | str, factory: WorkerFactory | None = None,
         with settings_of(link.environment_file, timerange):
             if not isinstance(environment, LiveEnvironment):
                 environments.tick_source(environment)  # parses and checks the file and its range
+                detail = environments.detail_candles(environment)
+                if detail is not None:  # a run reads it when an order first needs it: check it now
+                    detail.load()
             elif environment.mode == "live":
                 VENUES[environment.exchange].make(threading.Event()).check_credentials(environment)
     return operation

@@ -98,7 +98,7 @@ class OperationBuilder:
     def _account(self, link: ResolvedLink) -> StrategyAccount:
         """The link's account: restored from the store for live and paper links, new otherwise."""
         with settings_of(link.environment_file):
-            gateway = self._environments.order_gateway(link.environment, link.link_id)
+            gateway = self._environments.order_gateway(link.environment, link.link_id, link.blueprint.timeframe)
         journal: IAccountJournal = InMemoryJournal()
         ledger = Ledger(link.environment.starting_capital)
         if not isinstance(link.environment, LiveEnvironment):  # a backtest: its orders never leave the process

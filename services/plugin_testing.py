@@ -100,13 +100,19 @@ class Replay:
     `watchers` (classes and params) run after it on every tick, to see what it left in the cache."""
 
     def __init__(self, workers: Sequence[IWorker] | None = None, *, blueprint_file: Path | None = None,
-                 fee_rate: float = 0.0026, starting_capital: float = 10_000,
+                 rules: FillRules | None = None, fee_rate: float | None = None, starting_capital: float = 10_000,
                  worker_specs: Sequence[tuple[type[IWorker], dict]] = (),
                  watchers: Sequence[tuple[type[IWorker], dict]] = (), symbol: str = SYMBOL) -> None:
+        """rules: how orders fill (default: Kraken's entry-tier fees, no slippage); fee_rate: instead
+        of rules, both fees this rate (as an environment's `fee_rate`)."""
+        if fee_rate is not None:
+            if rules is not None:
+                raise TypeError("Replay takes rules or fee_rate (both fees), not both")
+            rules = FillRules(maker_fee_rate=fee_rate, taker_fee_rate=fee_rate)
         self.symbol = symbol
         self.context = TradingContextProvider()
         self.ledger = Ledger(starting_capital)
-        self.account = StrategyAccount(self.ledger, SimulatedGateway(FillRules(fee_rate, fee_rate)))
+        self.account = StrategyAccount(self.ledger, SimulatedGateway(rules or FillRules()))
         self.fills: list[FillDTO] = []
         self.entry_block_lines: list[dict] = []  # what the threats said (assert_same_trades)
         self.account.on_fill = self.fills.append

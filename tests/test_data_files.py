@@ -19,7 +19,9 @@ from backend.errors import ConfigError
 from backend.market_data import candle_file, candle_readers
 from backend.market_data.backtest_source import BacktestSource
 from backend.market_data.candle_file import Hole, read_candle_file
+from backend.market_data.detail_candles import DetailCandles
 from backend.market_data.raw_tick import ticks_of
+from backend.market_data.timeframes import utc_from_epoch
 from tests.helpers import REPO, START, backtest_environment, source_ticks
 
 KRAKEN_5M = REPO / "data" / "kraken_xbtusd_5m_2023q1.csv"
@@ -420,3 +422,47 @@ def test_a_file_in_no_format_read_says_what_it_found_and_what_is_accepted(tmp_pa
     assert found in error.value.reason
     for accepted in ("timestamp,open,high,low,close,volume", "Kraken's OHLCVT export", "Unix"):
         assert accepted in error.value.reason
+
+
+# --- detail candles (detail_data_file) ---------------------------------------------------------
+
+
+def write_minutes(path: Path, minutes: list[int]) -> Path:
+    """5m candles opening `minutes` after START, priced after their minute (close: minute + 1.5)."""
+    rows = [f"{(START + timedelta(minutes=m)).isoformat()},{m + 1},{m + 2},{m + 0.5},{m + 1.5},1" for m in minutes]
+    path.write_text("\n".join([HEADER, *rows]) + "\n")
+    return path
+
+
+def test_detail_candles_within_a_window_at_its_edges_and_across_holes(tmp_path, monkeypatch):
+    monkeypatch.setattr(candle_readers, "BLOCK_BYTES", 128)  # read in many blocks, each a few rows
+    monkeypatch.setattr(candle_file, "KEEP_ROWS", 0)
+    minutes = [*range(0, 65, 5), *range(85, 120, 5), 180, 185]  # a hole of 4 candles, then a missing hour
+    detail = DetailCandles(write_minutes(tmp_path / "detail_5m.csv", minutes))
+    window = lambda start_minute, seconds: detail.within(START + timedelta(minutes=start_minute), seconds)  # noqa: E731
+
+    first_hour = window(0, 3600)
+    assert first_hour is not None
+    assert [column.tolist() for column in first_hour] == [
+        [m + 1 for m in range(0, 60, 5)], [m + 2 for m in range(0, 60, 5)],
+        [m + 0.5 for m in range(0, 60, 5)], [m + 1.5 for m in range(0, 60, 5)]]
+    assert window(60, 3600)[3].tolist() == [61.5, 86.5, 91.5, 96.5, 101.5, 106.5, 111.5, 116.5]  # type: ignore[index]
+    assert window(120, 3600) is None  # the file has no candle in that hour
+    assert window(180, 3600)[3].tolist() == [181.5, 186.5]  # type: ignore[index]
+    assert window(5, 600)[3].tolist() == [6.5, 11.5]  # type: ignore[index]  # the candle at the end is not in it
+    assert window(-60, 3600) is None and window(240, 3600) is None  # before and after the file
+
+
+def test_detail_candles_of_the_shipped_5m_file_roll_up_to_every_shipped_hourly_candle():
+    detail = DetailCandles(KRAKEN_5M)
+    hourly = read_candle_file(REPO / "data" / "kraken_xbtusd_1h_2023q1.csv", "1h")
+    shortest = 12
+    for block in hourly.blocks(range(len(hourly))):
+        for row in range(len(block)):
+            inside = detail.within(utc_from_epoch(int(block.open_times[row])), 3600)
+            assert inside is not None
+            opens, highs, lows, closes = inside
+            assert (opens[0], highs.max(), lows.min(), closes[-1]) == (
+                block.opens[row], block.highs[row], block.lows[row], block.closes[row])
+            shortest = min(shortest, len(closes))
+    assert shortest == 3  # 2023-02-22 00:00Z: its candles from 00:15 on are missing (data/README.md)

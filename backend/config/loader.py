@@ -30,6 +30,7 @@ from backend.config.schema import (
 )
 from backend.config.timerange import Timerange
 from backend.errors import ConfigError
+from backend.market_data.detail_candles import detail_timeframe, detail_timeframe_problem
 from backend.market_data.resample import resampling_problem
 from backend.venues import VENUES, unknown_exchange
 
@@ -158,17 +159,35 @@ def load_environment(path: Path, timerange: Timerange | None = None) -> Environm
         model = VENUES[data["exchange"]].settings()
     env = validate_model(model, data, path)
     if isinstance(env, BacktestEnvironment):
-        data_file = (path.parent / env.data_file).resolve()
-        if data_file.is_dir():
-            raise ConfigError(path, f"data file is a directory, not a CSV file: {data_file}", "data_file")
-        if not data_file.exists():
-            raise ConfigError(path, f"data file not found: {data_file}", "data_file")
-        if not data_file.is_file():
-            raise ConfigError(path, f"data file is not a regular file: {data_file}", "data_file")
-        env = env.model_copy(update={"data_file": data_file})
+        env = env.model_copy(update={"data_file": _data_file(path, env.data_file, "data_file")})
+        if env.detail_data_file is not None:
+            env = env.model_copy(update={"detail_data_file": _detail_data_file(path, env)})
         if timerange is not None:
             env = timerange.applied_to(env, path.stem)
     return env
+
+
+def _data_file(path: Path, data_file: Path, key: str) -> Path:
+    """A data file named by an environment file: resolved beside it, and there."""
+    data_file = (path.parent / data_file).resolve()
+    if data_file.is_dir():
+        raise ConfigError(path, f"data file is a directory, not a CSV file: {data_file}", key)
+    if not data_file.exists():
+        raise ConfigError(path, f"data file not found: {data_file}", key)
+    if not data_file.is_file():
+        raise ConfigError(path, f"data file is not a regular file: {data_file}", key)
+    return data_file
+
+
+def _detail_data_file(path: Path, env: BacktestEnvironment) -> Path:
+    """The detail file, there and of a timeframe that divides the environment's into finer candles
+    (its first rows tell: the readers refuse a file they cannot read, naming it)."""
+    assert env.detail_data_file is not None
+    detail_file = _data_file(path, env.detail_data_file, "detail_data_file")
+    problem = detail_timeframe_problem(detail_timeframe(detail_file), env.timeframe)
+    if problem is not None:
+        raise ConfigError(path, problem, "detail_data_file")
+    return detail_file
 
 
 def referenced_file(

@@ -5,7 +5,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from backend.portfolio.fill_rules import FillRules
 
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]+$", min_length=1)]
 Timeframe = Annotated[str, Field(pattern=r"^[1-9][0-9]*[mhd]$")]
@@ -123,31 +134,69 @@ class StrategyBlueprint(StrictModel):
 
 
 MAX_FEE_RATE = 0.05  # 5 %: far above any exchange's fee, far below a percentage written by mistake
+FEE_RATE_KEYS = ("maker_fee_rate", "taker_fee_rate", "fee_rate")
 
 
 class AccountSettings(StrictModel):
+    """The account and how the simulator (backtests, paper trading) fills its orders.
+
+    Invariant: once validated, maker_fee_rate and taker_fee_rate are the rates that apply: as given,
+    else `fee_rate` (which sets both, and is refused beside either), else Kraken's entry tier; `fee_rate`
+    stays as written (None: not given). `fill_rules` is what the simulator is built from."""
+
     starting_capital: float = Field(gt=0)  # quote currency
-    fee_rate: float = Field(ge=0)  # fraction of notional, e.g. 0.0026 = 0.26 %; at most MAX_FEE_RATE
+    # Fractions of the notional, e.g. 0.0026 = 0.26 %; each at most MAX_FEE_RATE.
+    # None only while validating: not given (see the invariant).
+    maker_fee_rate: float | None = Field(default=None, ge=0)  # an order that rested on the book
+    taker_fee_rate: float | None = Field(default=None, ge=0)  # a market order, a triggered stop
+    fee_rate: float | None = Field(default=None, ge=0)  # both of the above (after them: see the check)
     # Basis points of the price, against the order: 1000 (10 %) is already far beyond any market order.
     slippage_bps: float = Field(default=0, ge=0, le=1000)
+    limit_fill: Literal["touch", "through"] = "through"  # FillRules.limit_fill
 
-    @field_validator("fee_rate")
+    @field_validator(*FEE_RATE_KEYS)
     @classmethod
-    def _fee_rate_is_a_fraction(cls, fee_rate: float) -> float:
+    def _fee_rate_is_a_fraction(cls, rate: float | None, info: ValidationInfo) -> float | None:
         """0.26 meant as 0.26 % would silently charge 26 % of every order."""
-        if fee_rate > MAX_FEE_RATE:
+        if rate is not None and rate > MAX_FEE_RATE:
             # The fraction it most likely stands for: a percentage (0.26 -> 0.0026), or a percentage
             # of a percentage written without its point (26 -> 0.0026).
-            meant = fee_rate / 100 if fee_rate / 100 <= MAX_FEE_RATE else fee_rate / 10_000
-            raise ValueError(f"{fee_rate:g} looks like a percentage; write {meant:g} "
-                             f"(fee_rate is a fraction of the notional, at most {MAX_FEE_RATE:g})")
-        return fee_rate
+            meant = rate / 100 if rate / 100 <= MAX_FEE_RATE else rate / 10_000
+            raise ValueError(f"{rate:g} looks like a percentage; write {meant:g} "
+                             f"({info.field_name} is a fraction of the notional, at most {MAX_FEE_RATE:g})")
+        # The maker and taker rates are validated before fee_rate (field order): info.data has them.
+        if info.field_name == "fee_rate" and rate is not None and any(
+                info.data.get(key) is not None for key in FEE_RATE_KEYS[:2]):
+            raise ValueError("sets both the maker and the taker rate: give it or maker_fee_rate/taker_fee_rate, "
+                             "not both")
+        return rate
+
+    def model_post_init(self, context: Any, /) -> None:
+        """The rates not given filled in (the model is frozen: set once, here), so that every reader
+        and --print-config see the rates that apply."""
+        rules = self.fill_rules
+        object.__setattr__(self, "maker_fee_rate", rules.maker_fee_rate)
+        object.__setattr__(self, "taker_fee_rate", rules.taker_fee_rate)
+
+    @property
+    def fill_rules(self) -> FillRules:
+        kraken = FillRules()
+        return FillRules(_first_given(self.maker_fee_rate, self.fee_rate, kraken.maker_fee_rate),
+                         _first_given(self.taker_fee_rate, self.fee_rate, kraken.taker_fee_rate),
+                         self.slippage_bps, self.limit_fill)
+
+
+def _first_given(*rates: float | None) -> float:
+    return next(rate for rate in rates if rate is not None)
 
 
 class BacktestEnvironment(AccountSettings):
     type: Literal["backtest"]
     display_name: str
     data_file: Path  # relative paths are relative to the environment file
+    # A finer candle file of the same symbol (e.g. 5m under 1h): what happened inside a candle, for
+    # the simulator's resting orders (backend.market_data.detail_candles). Relative as data_file.
+    detail_data_file: Path | None = None
     symbol: Symbol
     timeframe: Timeframe
     start: datetime

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 KEEP_ROWS = 1 << 19
 
 
-def _describe_seconds(seconds: int) -> str:
+def describe_seconds(seconds: int) -> str:
     """A spacing in the units timeframes use: 86400 -> '1d', 7200 -> '2h', 90 -> '90s'."""
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds % size == 0:
@@ -176,7 +176,7 @@ def _check_spacing(candles: CandleFile, spacings: Counter[int]) -> None:
     grid); their spacing does not. Ties go to the timeframe: a file may have many holes."""
     most_common = max(spacings, key=lambda spacing: (spacings[spacing], -spacing))
     if most_common > 1:
-        spacing = _describe_seconds(most_common * candles.step)
+        spacing = describe_seconds(most_common * candles.step)
         raise ConfigError(
             candles.path,
             f"rows are mostly {spacing} apart, but the environment's "

@@ -10,7 +10,7 @@ or expire); of a position's protective orders (a stop and a take-profit) at most
 candle, the stop when both were reached, unless finer candles tell which was reached first.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -20,12 +20,10 @@ from backend.dtos import OrderSide, OrderStatus, OrderType, TimeInForce
 from backend.interfaces.candle_columns import CandleColumns
 from backend.interfaces.ohlcv_provider import Candle
 from backend.interfaces.order_gateway import IOrderGateway, OrderOutcome, OrderRequest
+from backend.market_data.detail_candles import Intrabar
 from backend.portfolio.fill_rules import FillRules
 
 STOPS = (OrderType.STOP_LOSS, OrderType.STOP_LOSS_LIMIT)
-# The finer candles inside the candle opened at a time, as (opens, highs, lows, closes) in time order
-# (None: none there): an environment's `detail_data_file`, which tells what a candle reached first.
-Intrabar = Callable[[datetime], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None]
 
 
 @dataclass

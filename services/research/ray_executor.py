@@ -1,6 +1,6 @@
 """`--executor ray`: each combination one Ray task, on a local Ray or an existing cluster.
 
-Invariants: each data file is read once and shipped once, through Ray's object store; a task
+Invariants: each data file (a detail file too) is read once and shipped once, through Ray's object store; a task
 runs the combination exactly as the local executor does (an in-process operation of its links,
 services.research.runs), so results are identical; a task lost with its worker is retried once
 (`max_retries=1`), then reported as its combination's failure while the others complete.
@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from backend.config import LoadedOperation
+from backend.config import BacktestEnvironment, EnvironmentConfig, LoadedOperation
 from services.backtest_shards import failed_summary
 from services.research.runs import LocalExecutor, RunResult, unmeasured
 
@@ -57,7 +57,7 @@ class RayExecutor:
 
     def _data_of(self, part: LoadedOperation) -> dict[str, Any]:
         """The part's data files as object-store references, each file put once per executor."""
-        files = {Path(link.environment.data_file) for link in part.links}  # type: ignore[union-attr]
+        files = {path for link in part.links for path in _data_files(link.environment).values()}
         for path in files - self._shipped.keys():
             self._shipped[path] = self._ray.put(path.read_bytes())
         return {str(path): self._shipped[path] for path in files}
@@ -72,7 +72,7 @@ def _run_part(part: LoadedOperation, data: dict[str, Any]) -> dict[str, RunResul
     local = {original: _materialised(ray.get(reference), Path(original).suffix)
              for original, reference in data.items()}
     links = [replace(link, environment=link.environment.model_copy(
-        update={"data_file": local[str(link.environment.data_file)]}))  # type: ignore[union-attr]
+        update={key: local[str(path)] for key, path in _data_files(link.environment).items()}))
         for link in part.links]
     results: dict[str, RunResult] = {}
     LocalExecutor(1, threading.Event()).run([replace(part, links=links)], results.update)
@@ -83,6 +83,15 @@ def _describe(error: Exception) -> str:
     """A Ray error in one line: its kind and the last line of what it says (no traceback, no colour)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return f"{type(error).__name__}: {lines[-1] if lines else ''}"
+
+
+def _data_files(environment: EnvironmentConfig) -> dict[str, Path]:
+    """The files a (backtest) environment reads, by key: shipped to the task, found there by content."""
+    assert isinstance(environment, BacktestEnvironment)  # a sweep runs backtests only
+    files = {"data_file": environment.data_file}
+    if environment.detail_data_file is not None:
+        files["detail_data_file"] = environment.detail_data_file
+    return files
 
 
 def _materialised(content: bytes, suffix: str) -> Path:
