@@ -230,6 +230,14 @@ class FakeKraken:
         with self._lock:
             self._refusals = [error] * count
 
+    def listen_to_executions(self, listener: Callable[[dict], None], listening: bool = True) -> None:
+        """Add (or, listening=False, remove) a callable that gets every executions report, in order."""
+        with self._lock:
+            if listening:
+                self.execution_listeners.append(listener)
+            else:
+                self.execution_listeners.remove(listener)
+
     def orders_of(self, cl_ord_id_prefix: str = "") -> list[dict]:
         """The orders whose cl_ord_id starts with the prefix (e.g. a link's tag), oldest first."""
         with self._lock:
@@ -569,14 +577,14 @@ class FakeKraken:
         """A trigger order reaches its trigger. support.kraken.com "Other order options": "trigger
         orders will only be checked for their quantity once they are triggered": without the funds
         then, it is cancelled."""
-        order["_triggered"] = True
         remaining = order["_volume"] - order["_filled"]
         price = order["_limit"] if order["_limit"] is not None else at
-        try:
+        try:  # before it counts as triggered, so that it does not count its own hold
             self._check_funds(order["_pair"], order["_side"], remaining, price, fee_rate=TAKER_FEE_RATE)
         except KrakenError:
             self._close(order, txid, "canceled", "Insufficient funds")
             return
+        order["_triggered"] = True
         if order["_limit"] is not None:
             order["limitprice"] = f"{order['_limit']:.5f}"  # "limitprice: Triggered limit price"
             self._report(order, txid, "status")
