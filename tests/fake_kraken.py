@@ -653,28 +653,28 @@ class FakeKraken:
         if self.balances.get(asset, 0.0) - self._held(asset) + already_held < need - 1e-9:
             raise KrakenError("EOrder:Insufficient funds")
 
-    def _find(self, params: dict) -> tuple[str, dict] | None:
-        """The order a CancelOrder / AmendOrder names by txid (or userref) or by cl_ord_id."""
-        wanted = params.get("txid")
+    def _open_order_named(self, params: dict, transaction: str) -> tuple[str, dict]:
+        """The open order a CancelOrder / AmendOrder names by txid (or userref) or by cl_ord_id,
+        counted on the pair's rate counter by its age; "EOrder:Unknown order" when none is open."""
+        found = None
         for txid, order in self.orders.items():
             if params.get("cl_ord_id") is not None:
                 if order["cl_ord_id"] == params["cl_ord_id"] and order["status"] == "open":
-                    return txid, order
-            elif wanted in (txid, str(order["userref"])):
-                return txid, order
-        return None
+                    found = txid, order
+            elif params.get("txid") in (txid, str(order["userref"])):
+                found = txid, order
+        if found is not None:
+            self._charge_order_rate(found[1]["_pair"], transaction, time.monotonic() - found[1]["_placed"])
+        if found is None or found[1]["status"] != "open":
+            raise KrakenError("EOrder:Unknown order")
+        return found
 
     def _cancel_order(self, params: dict) -> dict:
         """CancelOrder: "Cancel a particular open order (or set of open orders) by txid, userref or
         cl_ord_id"; an order that is not open (filled, cancelled, expired, or never known) is
         answered "EOrder:Unknown order" (the error ccxt's cancel_order turns into OrderNotFound)."""
-        found = self._find(params)
-        if found is not None:
-            self._charge_order_rate(found[1]["_pair"], "CancelOrder",
-                                    time.monotonic() - found[1]["_placed"])
-        if found is None or found[1]["status"] != "open":
-            raise KrakenError("EOrder:Unknown order")
-        self._close(found[1], found[0], "canceled", "User requested")
+        txid, order = self._open_order_named(params, "CancelOrder")
+        self._close(order, txid, "canceled", "User requested")
         return {"count": 1}
 
     def _amend_order(self, params: dict) -> dict:
@@ -684,13 +684,7 @@ class FakeKraken:
         information on the order for any previous fills"; "If an amend request will reduce the
         order quantity below the existing filled quantity, the remaining quantity will be cancelled".
         limit_price: "Condition: For order types that support limit price only"."""
-        found = self._find(params)
-        if found is not None:
-            self._charge_order_rate(found[1]["_pair"], "AmendOrder",
-                                    time.monotonic() - found[1]["_placed"])
-        if found is None or found[1]["status"] != "open":
-            raise KrakenError("EOrder:Unknown order")
-        txid, order = found
+        txid, order = self._open_order_named(params, "AmendOrder")
         info = ASSET_PAIRS[order["_pair"]]
         quantity = _checked_volume(params["order_qty"], info, quote=False) if "order_qty" in params else None
         limit = _checked_price(params.get("limit_price"), info, order["_pair"], "limit_price")
