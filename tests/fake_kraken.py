@@ -45,6 +45,23 @@ from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
+from tests.fake_kraken_book import (
+    MAKER_FEE_RATE,
+    RESTING_TYPES,
+    TAKER_FEE_RATE,
+    TIME_IN_FORCE,
+    TRIGGER_TYPES,
+    Candle,
+    LimitFill,
+    OrderRateCounter,
+    crosses,
+    description,
+    fires_now,
+    limit_fill_at,
+    rfc3339,
+    triggered_at,
+)
+
 TEST_API_KEY = "FAKE-TEST-KEY-not-a-real-kraken-key"
 TEST_API_SECRET = base64.b64encode(b"fake test secret, not a real kraken secret!!").decode()
 
@@ -72,7 +89,7 @@ ASSET_PAIRS = {
     "XXBTZUSD": _pair("XBTUSD", "XBT/USD", "XXBT", "ZUSD", 1, "0.00005"),
     "XETHZUSD": _pair("ETHUSD", "ETH/USD", "XETH", "ZUSD", 2, "0.002"),
 }
-FEE_RATE = 0.0026  # taker fee of the first tier
+FEE_RATE = TAKER_FEE_RATE  # market orders pay the first tier's taker fee
 
 
 OHLC_FIELDS = {"open": 1, "high": 2, "low": 3, "close": 4, "volume": 6}
@@ -121,6 +138,12 @@ class FakeKraken:
     # the tests that speed ccxt's pacing up; (maximum, decay per second), e.g. Starter's (15, 0.33).
     call_counter: tuple[float, float] | None = None
     clock: Callable[[], float] = time.time  # the exchange's clock (seconds since the epoch), for `Time`
+    # Resting orders are matched by trade_candle: "through" fills a limit when the candle trades
+    # strictly beyond it, "touch" as soon as the candle reaches it (the daemon's FillRules.limit_fill).
+    limit_fill: LimitFill = "through"
+    # Kraken's per-pair trading rate counter for AddOrder / AmendOrder / CancelOrder ("Spot Trading
+    # Limits"): None leaves it off; (threshold, decay per second) turns it on.
+    order_rate_counter: tuple[float, float] | None = None
     url: str = ""
 
     def __post_init__(self) -> None:
@@ -131,7 +154,6 @@ class FakeKraken:
         self._garbled_left = 0
         self._garbled_body = b""
         self._last_nonce = 0
-        self._replies_to_lose = 0
         self._refusals: list[str] = []
         self._answers_without_id = 0
         self._reply_delays: dict[str, list[float]] = {}  # endpoint -> delays of its next replies
@@ -140,6 +162,13 @@ class FakeKraken:
         self._counter, self._counter_at = 0.0, time.monotonic()
         self._ids = itertools.count(1)
         self._server: ThreadingHTTPServer | None = None
+        self._lost_replies: dict[str, int] = {}  # endpoint -> replies still to lose
+        self._partial_fills: list[float] = []  # fractions of the next resting fills
+        self._order_rates = None if self.order_rate_counter is None else OrderRateCounter(*self.order_rate_counter)
+        self.tokens: list[str] = []  # websocket tokens issued by GetWebSocketsToken
+        # Called (under the fake's lock, so in order) with each executions report the fake produces;
+        # the websocket fake (tests/fake_kraken_ws.py) listens here.
+        self.execution_listeners: list[Callable[[dict], None]] = []
 
     # --- scripting -------------------------------------------------------------------------
 
@@ -160,8 +189,30 @@ class FakeKraken:
 
     def lose_next_add_order_reply(self, count: int = 1) -> None:
         """The next AddOrder(s) execute, but the connection closes before the reply is sent."""
+        self.lose_next_reply("private/AddOrder", count)
+
+    def lose_next_reply(self, endpoint: str, count: int = 1) -> None:
+        """The next `count` requests to endpoint ("private/CancelOrder", ...) are carried out, but the
+        connection closes before the reply is sent."""
         with self._lock:
-            self._replies_to_lose = count
+            self._lost_replies[endpoint] = count
+
+    def partial_fill_next(self, fraction: float, count: int = 1) -> None:
+        """The next `count` fills of resting orders execute only `fraction` of what is left; the
+        rest stays open, for a later candle (or never)."""
+        with self._lock:
+            self._partial_fills = [fraction] * count
+
+    def trade_candle(self, pair_id: str, open_time: int, open_: float, high: float, low: float,
+                     close: float) -> None:
+        """The market trades this candle: every open order of the pair is matched against it (see
+        `_match`), GTD orders whose expiretm the candle's open time reached expire first, and the
+        pair's price becomes the close."""
+        with self._lock:
+            bar = Candle(open_time, open_, high, low, close)
+            for order in [o for o in self.orders.values() if o["status"] == "open" and o["_pair"] == pair_id]:
+                self._match(order, bar)
+            self.prices[pair_id] = close
 
     def delay_replies(self, endpoint: str, seconds: float, count: int = 1) -> None:
         """The next `count` requests to endpoint ("private/AddOrder", "public/OHLC") are carried out
@@ -178,6 +229,14 @@ class FakeKraken:
         """The next AddOrder(s) are refused with Kraken's error text, e.g. "EOrder:Rate limit exceeded"."""
         with self._lock:
             self._refusals = [error] * count
+
+    def listen_to_executions(self, listener: Callable[[dict], None], listening: bool = True) -> None:
+        """Add (or, listening=False, remove) a callable that gets every executions report, in order."""
+        with self._lock:
+            if listening:
+                self.execution_listeners.append(listener)
+            else:
+                self.execution_listeners.remove(listener)
 
     def orders_of(self, cl_ord_id_prefix: str = "") -> list[dict]:
         """The orders whose cl_ord_id starts with the prefix (e.g. a link's tag), oldest first."""
@@ -242,8 +301,8 @@ class FakeKraken:
                 result = route(params)
             except KrakenError as error:
                 return _send_json(handler, {"error": [str(error)], "result": {}})
-            if endpoint == "private/AddOrder" and self._replies_to_lose > 0:
-                self._replies_to_lose -= 1
+            if self._lost_replies.get(endpoint, 0) > 0:
+                self._lost_replies[endpoint] -= 1
                 handler.close_connection = True  # executed; the reply is lost on the way back
                 return None
             delays = self._reply_delays.get(endpoint)
@@ -258,9 +317,13 @@ class FakeKraken:
             ("GET", "public/AssetPairs"): lambda _: ASSET_PAIRS,
             ("GET", "public/OHLC"): self._ohlc,
             ("POST", "private/Balance"): lambda _: {k: f"{v:.8f}" for k, v in self.balances.items()},
+            # BalanceEx: "hold_trade: Amount held in open orders" (what resting orders hold, see _held).
             ("POST", "private/BalanceEx"): lambda _: {
-                k: {"balance": f"{v:.8f}", "hold_trade": "0.0000"} for k, v in self.balances.items()},
+                k: {"balance": f"{v:.8f}", "hold_trade": f"{self._held(k):.8f}"} for k, v in self.balances.items()},
             ("POST", "private/AddOrder"): self._add_order,
+            ("POST", "private/CancelOrder"): self._cancel_order,
+            ("POST", "private/AmendOrder"): self._amend_order,
+            ("POST", "private/GetWebSocketsToken"): self._websockets_token,
             ("POST", "private/QueryOrders"): self._query_orders,
             ("POST", "private/OpenOrders"): lambda p: {"open": self._listed(p, open_=True)},
             ("POST", "private/ClosedOrders"): lambda p: {"closed": (closed := self._listed(p, open_=False)),
@@ -330,13 +393,15 @@ class FakeKraken:
         return {pair: rows[-720:], "last": last}
 
     def _add_order(self, params: dict) -> dict:
-        """AddOrder for market orders, refusing what Kraken documents it refuses (doc lines cited)."""
+        """AddOrder, refusing what Kraken documents it refuses (doc lines cited); market orders
+        execute at once, the others rest (`_add_resting_order`)."""
         pair = _pair_id(params.get("pair", ""))
         info = ASSET_PAIRS[pair]
-        side, oflags = params.get("type"), params.get("oflags", "")
+        side, oflags, order_type = params.get("type"), params.get("oflags", ""), params.get("ordertype")
+        self._charge_order_rate(pair, "AddOrder")
         if self._refusals:
             raise KrakenError(self._refusals.pop())
-        if params.get("ordertype") != "market" or side not in ("buy", "sell"):
+        if order_type not in ("market", *RESTING_TYPES) or side not in ("buy", "sell"):
             raise KrakenError("EGeneral:Invalid arguments")
         client_id = params.get("cl_ord_id")
         _check_order_identifiers(client_id, params.get("userref"))
@@ -344,6 +409,8 @@ class FakeKraken:
             # clordid guide: "Kraken verifies cl_ord_id uniqueness across open orders for each client."
             raise KrakenError("EOrder:Duplicate order")
         _check_order_flags(oflags)
+        if order_type != "market":
+            return self._add_resting_order(params, pair, order_type)
         volume = _checked_volume(params.get("volume", ""), info, quote="viqc" in oflags)
         price = self.prices[pair] * (1 + (self.fill_slippage if side == "buy" else -self.fill_slippage))
         if "viqc" in oflags:
@@ -369,12 +436,12 @@ class FakeKraken:
             fee, oflags = round(volume * FEE_RATE, 8), oflags.replace("fciq", "fcib")
         base_fee, quote_fee = (fee, 0.0) if self.fee_in_base else (0.0, fee)
         if side == "buy":
-            if self.balances.get(quote, 0.0) < cost + quote_fee:
+            if self.balances.get(quote, 0.0) - self._held(quote) < cost + quote_fee:
                 raise KrakenError("EOrder:Insufficient funds")
             self._credit(quote, -(cost + quote_fee))
             self._credit(base, volume - base_fee)
         else:
-            if self.balances.get(base, 0.0) < volume:
+            if self.balances.get(base, 0.0) - self._held(base) < volume:
                 raise KrakenError("EOrder:Insufficient funds")
             self._credit(base, -(volume + base_fee))
             self._credit(quote, cost - quote_fee)
@@ -391,11 +458,338 @@ class FakeKraken:
             "stopprice": "0.00000", "limitprice": "0.00000", "misc": "",
             "oflags": oflags, "trades": [f"T{txid[1:]}"],
             "_open_polls": self.open_polls, "_hidden_lookups": self.hidden_lookups,
+            "_pair": pair, "_side": side, "_type": "market", "_volume": requested, "_trigger": None,
+            "_limit": None, "_triggered": True, "_filled": volume, "_cost": cost, "_fee": fee, "_tif": "GTC",
+            "_expires": None, "_post": False, "_placed": time.monotonic(), "_fills": 1 if volume else 0,
         }
+        order = self.orders[txid]
+        self._report(order, txid, "pending_new")
+        self._report(order, txid, "new")
+        if volume:
+            self._report(order, txid, "trade", last_qty=volume, last_price=price, fee=fee,
+                         exec_id=f"T{txid[1:]}", liquidity_ind="t")
+        self._report(order, txid, "filled" if self.end_status == "closed" else self.end_status,
+                     **({} if self.end_status == "closed" else {"reason": order["reason"]}))
         if self._answers_without_id > 0:
             self._answers_without_id -= 1
             return {"descr": {"order": description}}
         return {"descr": {"order": description}, "txid": [txid]}
+
+    # --- resting orders --------------------------------------------------------------------
+
+    def _add_resting_order(self, params: dict, pair: str, order_type: str) -> dict:
+        """A limit, stop-loss, take-profit, stop-loss-limit or take-profit-limit order.
+
+        AddOrder, price: "Limit price for limit orders; trigger price for stop-loss, stop-loss-limit,
+        take-profit, take-profit-limit ... orders"; price2: "Limit price for stop-loss-limit and
+        take-profit-limit orders". A limit that crosses the market executes at once (taker), what
+        is left rests; a trigger order holds nothing until it fires.
+        """
+        info = ASSET_PAIRS[pair]
+        side, oflags = params["type"], params.get("oflags", "")
+        if "viqc" in oflags:  # "viqc = volume in quote currency": market buys only (see above)
+            raise KrakenError("EGeneral:Invalid arguments:viqc")
+        volume = _checked_volume(params.get("volume", ""), info, quote=False)
+        price = _checked_price(params.get("price"), info, pair, "price")
+        limit2 = _checked_price(params.get("price2"), info, pair, "price2") if order_type.endswith("-limit") else None
+        if price is None or (order_type.endswith("-limit") and order_type != "limit" and limit2 is None):
+            raise KrakenError("EGeneral:Invalid arguments:price")
+        post = "post" in oflags.split(",")
+        if post and order_type != "limit":
+            # support.kraken.com "Other order options": "the Post limit order option is not currently
+            # available for Take profit limit and Stop loss limit order types".
+            raise KrakenError("EGeneral:Invalid arguments:oflags")
+        tif = params.get("timeinforce", "GTC")
+        expires = _expiry(tif, params.get("expiretm"), self.clock())
+        limit = price if order_type == "limit" else limit2
+        trigger = price if order_type in TRIGGER_TYPES else None
+        if volume < float(info["ordermin"]):
+            raise KrakenError("EOrder:Order minimum not met")
+        if volume * (limit if limit is not None else price) < float(info["costmin"]):
+            raise KrakenError("EOrder:Cost minimum not met")
+        market = self.prices[pair]
+        if post and crosses(side, price, market):
+            # A post-only limit that would take liquidity: "The order will either get posted to the
+            # order book or be cancelled" (support.kraken.com, "Post limit order"); AddOrder answers
+            # with Kraken's error text for it.
+            raise KrakenError("EOrder:Post only order")
+        if order_type == "limit":
+            self._check_funds(pair, side, volume, limit)  # type: ignore[arg-type]
+        txid = f"O{next(self._ids):05d}-FAKEK-RAKEN"
+        words = description(side, volume, info["altname"], order_type, params["price"], params.get("price2", "0"))
+        order = {
+            "refid": None, "userref": int(params["userref"]) if "userref" in params else None,
+            "cl_ord_id": params.get("cl_ord_id"), "status": "open", "reason": None,
+            "opentm": time.time(), "starttm": 0, "expiretm": expires or 0,
+            "descr": {"pair": info["altname"], "type": side, "ordertype": order_type, "price": params["price"],
+                      "price2": params.get("price2", "0") if order_type != "limit" else "0",
+                      "leverage": "none", "order": words, "close": ""},
+            "vol": f"{volume:.8f}", "vol_exec": "0.00000000", "cost": "0.00000", "fee": "0.00000",
+            "price": "0.00000", "stopprice": f"{trigger:.5f}" if trigger else "0.00000",
+            "limitprice": "0.00000", "misc": "", "oflags": oflags or "fciq", "trades": [],
+            "_pair": pair, "_side": side, "_type": order_type, "_volume": volume, "_trigger": trigger,
+            "_limit": limit, "_triggered": trigger is None, "_filled": 0.0, "_cost": 0.0, "_fee": 0.0,
+            "_tif": tif, "_expires": expires, "_post": post, "_placed": time.monotonic(), "_fills": 0,
+            "_open_polls": 0, "_hidden_lookups": self.hidden_lookups,
+        }
+        self.orders[txid] = order
+        self._report(order, txid, "pending_new")
+        self._report(order, txid, "new")
+        if trigger is not None and fires_now(order_type, side, trigger, market):
+            self._fire(order, txid, market)
+        elif order_type == "limit" and crosses(side, limit, market):  # type: ignore[arg-type]
+            self._fill(order, txid, market, liquidity="t")  # a marketable limit takes at the market
+        if order["status"] == "open" and tif == "IOC":
+            # timeinforce IOC: "immediate-or-cancel": what did not execute at once does not rest.
+            self._close(order, txid, "expired", "Immediate or cancel")
+        if self._answers_without_id > 0:
+            self._answers_without_id -= 1
+            return {"descr": {"order": words}}
+        return {"descr": {"order": words}, "txid": [txid]}
+
+    def _match(self, order: dict, bar: Candle) -> None:
+        """One candle against one open order, by the daemon's simulator rules: a limit buy L fills
+        at the open when it opens at or below L, else at L when the low goes through L (or touches
+        it, limit_fill="touch"), maker fee; a sell limit mirrors on the high. A stop-loss sell T
+        fires at the open when it opens at or below T, else at T when the low reaches it; a
+        take-profit sell T at the open when it opens at or above T, else at T when the high
+        reaches it (buys mirror), and executes as a market order, taker fee. A *-limit order that
+        fires becomes a limit at price2, matched from the next candle on. GTD orders expire first
+        once the candle's open time reaches expiretm."""
+        txid = next(t for t, o in self.orders.items() if o is order)
+        if order["_expires"] is not None and bar.open_time >= order["_expires"]:
+            # timeinforce GTD: "good-'til-date, if specified, must coincide with a desired expiretm".
+            self._close(order, txid, "expired", "Order expired")
+            return
+        if not order["_triggered"]:
+            at = triggered_at(order["_type"], order["_side"], order["_trigger"], bar)
+            if at is not None:
+                self._fire(order, txid, at)
+            return
+        if order["_limit"] is None:  # a fired stop-loss / take-profit whose market order is not done
+            self._fill(order, txid, bar.open, liquidity="t")
+            return
+        at = limit_fill_at(order["_side"], order["_limit"], bar, self.limit_fill)
+        if at is not None:
+            self._fill(order, txid, at, liquidity="m")
+
+    def _fire(self, order: dict, txid: str, at: float) -> None:
+        """A trigger order reaches its trigger. support.kraken.com "Other order options": "trigger
+        orders will only be checked for their quantity once they are triggered": without the funds
+        then, it is cancelled."""
+        remaining = order["_volume"] - order["_filled"]
+        price = order["_limit"] if order["_limit"] is not None else at
+        try:  # before it counts as triggered, so that it does not count its own hold
+            self._check_funds(order["_pair"], order["_side"], remaining, price, fee_rate=TAKER_FEE_RATE)
+        except KrakenError:
+            self._close(order, txid, "canceled", "Insufficient funds")
+            return
+        order["_triggered"] = True
+        if order["_limit"] is not None:
+            order["limitprice"] = f"{order['_limit']:.5f}"  # "limitprice: Triggered limit price"
+            self._report(order, txid, "status")
+            return
+        self._fill(order, txid, at, liquidity="t")
+
+    def _fill(self, order: dict, txid: str, price: float, liquidity: str) -> None:
+        """Execute what is left of the order (or the scripted part of it) at `price`; balances move
+        as for a market order. liquidity "m" (maker, resting limit) or "t" (taker)."""
+        info = ASSET_PAIRS[order["_pair"]]
+        remaining = order["_volume"] - order["_filled"]
+        if self._partial_fills:
+            remaining = round(remaining * self._partial_fills.pop(), info["lot_decimals"])
+        side, base, quote = order["_side"], info["base"], info["quote"]
+        cost = remaining * price
+        fee = round(cost * (MAKER_FEE_RATE if liquidity == "m" else TAKER_FEE_RATE), 4)
+        if side == "buy":
+            self._credit(quote, -(cost + fee))
+            self._credit(base, remaining)
+        else:
+            self._credit(base, -remaining)
+            self._credit(quote, cost - fee)
+        order["_filled"] = round(order["_filled"] + remaining, info["lot_decimals"])
+        order["_cost"] += cost
+        order["_fee"] += fee
+        order["_fills"] += 1
+        trade_id = f"T{txid[1:6]}-{order['_fills']:05d}-FAKEK"
+        order["trades"].append(trade_id)
+        order.update(vol_exec=f"{order['_filled']:.8f}", cost=f"{order['_cost']:.5f}", fee=f"{order['_fee']:.5f}",
+                     price=f"{order['_cost'] / order['_filled']:.5f}")
+        self._report(order, txid, "trade", last_qty=remaining, last_price=price, fee=fee, exec_id=trade_id,
+                     liquidity_ind=liquidity)
+        if order["_filled"] >= order["_volume"]:
+            order.update(status="closed", closetm=time.time())
+            self._report(order, txid, "filled")
+
+    def _close(self, order: dict, txid: str, status: str, reason: str) -> None:
+        """The order ends without executing what is left: canceled or expired, with Kraken's reason."""
+        order.update(status=status, reason=reason, closetm=time.time())
+        self._report(order, txid, status, reason=reason)
+
+    def _held(self, asset: str) -> float:
+        """What open orders hold of the asset: an open limit buy its remaining volume at the limit
+        plus the maker fee in quote, an open limit sell its remaining base; a trigger order holds
+        nothing until it fires ("trigger orders will only be checked for their quantity once they
+        are triggered")."""
+        held = 0.0
+        for order in self.orders.values():
+            if order["status"] != "open" or order.get("_limit") is None or not order["_triggered"]:
+                continue
+            info = ASSET_PAIRS[order["_pair"]]
+            remaining = order["_volume"] - order["_filled"]
+            if order["_side"] == "buy" and info["quote"] == asset:
+                held += remaining * order["_limit"] * (1 + MAKER_FEE_RATE)
+            elif order["_side"] == "sell" and info["base"] == asset:
+                held += remaining
+        return held
+
+    def _check_funds(self, pair: str, side: str, volume: float, price: float, fee_rate: float = MAKER_FEE_RATE,
+                     already_held: float = 0.0) -> None:
+        """AddOrder answers "EOrder:Insufficient funds" when the balance not held by open orders
+        does not cover the order (a buy: volume * price + fee in quote; a sell: volume in base)."""
+        info = ASSET_PAIRS[pair]
+        asset = info["quote"] if side == "buy" else info["base"]
+        need = volume * price * (1 + fee_rate) if side == "buy" else volume
+        if self.balances.get(asset, 0.0) - self._held(asset) + already_held < need - 1e-9:
+            raise KrakenError("EOrder:Insufficient funds")
+
+    def _open_order_named(self, params: dict, transaction: str) -> tuple[str, dict]:
+        """The open order a CancelOrder / AmendOrder names by txid (or userref) or by cl_ord_id,
+        counted on the pair's rate counter by its age; "EOrder:Unknown order" when none is open."""
+        found = None
+        for txid, order in self.orders.items():
+            if params.get("cl_ord_id") is not None:
+                if order["cl_ord_id"] == params["cl_ord_id"] and order["status"] == "open":
+                    found = txid, order
+            elif params.get("txid") in (txid, str(order["userref"])):
+                found = txid, order
+        if found is not None:
+            self._charge_order_rate(found[1]["_pair"], transaction, time.monotonic() - found[1]["_placed"])
+        if found is None or found[1]["status"] != "open":
+            raise KrakenError("EOrder:Unknown order")
+        return found
+
+    def _cancel_order(self, params: dict) -> dict:
+        """CancelOrder: "Cancel a particular open order (or set of open orders) by txid, userref or
+        cl_ord_id"; an order that is not open (filled, cancelled, expired, or never known) is
+        answered "EOrder:Unknown order" (the error ccxt's cancel_order turns into OrderNotFound)."""
+        txid, order = self._open_order_named(params, "CancelOrder")
+        self._close(order, txid, "canceled", "User requested")
+        return {"count": 1}
+
+    def _amend_order(self, params: dict) -> dict:
+        """AmendOrder (docs.kraken.com/api-reference/trading/amend-order): changes order_qty,
+        limit_price or trigger_price of an open order in place: "The order identifiers assigned by
+        Kraken and/or client will stay the same", the spot amends guide: "Keep the execution
+        information on the order for any previous fills"; "If an amend request will reduce the
+        order quantity below the existing filled quantity, the remaining quantity will be cancelled".
+        limit_price: "Condition: For order types that support limit price only"."""
+        txid, order = self._open_order_named(params, "AmendOrder")
+        info = ASSET_PAIRS[order["_pair"]]
+        quantity = _checked_volume(params["order_qty"], info, quote=False) if "order_qty" in params else None
+        limit = _checked_price(params.get("limit_price"), info, order["_pair"], "limit_price")
+        trigger = _checked_price(params.get("trigger_price"), info, order["_pair"], "trigger_price")
+        if limit is not None and order["_limit"] is None:
+            raise KrakenError("EGeneral:Invalid arguments:limit_price")
+        if trigger is not None and (order["_trigger"] is None or order["_triggered"]):
+            raise KrakenError("EGeneral:Invalid arguments:trigger_price")
+        if quantity is not None and quantity <= order["_filled"]:
+            order.update(vol=f"{quantity:.8f}")
+            self._close(order, txid, "canceled", "Order quantity below filled quantity")
+            return {"amend_id": f"TA{next(self._ids):05d}-FAKEK"}
+        new_quantity = quantity if quantity is not None else order["_volume"]
+        new_limit = limit if limit is not None else order["_limit"]
+        if order["_post"] and params.get("post_only", "true") != "false" and crosses(
+                order["_side"], new_limit, self.prices[order["_pair"]]):
+            raise KrakenError("EOrder:Post only order")
+        if order["_limit"] is not None and order["_triggered"]:  # it holds funds: the new hold must fit
+            mine = (order["_volume"] - order["_filled"]) * (order["_limit"] * (1 + MAKER_FEE_RATE)
+                                                           if order["_side"] == "buy" else 1)
+            self._check_funds(order["_pair"], order["_side"], new_quantity - order["_filled"], new_limit,
+                              already_held=mine)
+        order.update(_volume=new_quantity, _limit=new_limit, vol=f"{new_quantity:.8f}")
+        if trigger is not None:
+            order.update(_trigger=trigger, stopprice=f"{trigger:.5f}")
+        descr = order["descr"]
+        if order["_type"] == "limit":
+            descr["price"] = params.get("limit_price", descr["price"])
+        else:
+            descr["price"] = params.get("trigger_price", descr["price"])
+            descr["price2"] = params.get("limit_price", descr["price2"])
+        descr["order"] = description(order["_side"], new_quantity, info["altname"], order["_type"],
+                                     descr["price"], descr["price2"])
+        order["_placed"] = time.monotonic()  # the decaying counts run from the amend ("created or amended")
+        self._report(order, txid, "amended", reason="User requested")
+        return {"amend_id": f"TA{next(self._ids):05d}-FAKEK"}
+
+    def _charge_order_rate(self, pair: str, transaction: str, order_age: float | None = None) -> None:
+        if self._order_rates is not None and not self._order_rates.charge(pair, transaction, order_age):
+            self.rate_limited += 1
+            raise KrakenError("EOrder:Rate limit exceeded")
+
+    def _websockets_token(self, _: dict) -> dict:
+        """GetWebSocketsToken: {"token": ..., "expires": 900} ("expires: Time (in seconds) after
+        which the token expires"); the websocket fake accepts only tokens issued here."""
+        token = base64.b64encode(f"fake-ws-token-{len(self.tokens) + 1}".encode()).decode()
+        self.tokens.append(token)
+        return {"token": token, "expires": 900}
+
+    # --- executions reports (websocket v2 "executions" channel) ---------------------------------
+
+    def open_order_reports(self) -> list[dict]:
+        """The open orders as the executions snapshot lists them ("snap_orders: If true, open
+        orders will be included in snapshot")."""
+        with self._lock:
+            return [self._execution(o, t, "new") for t, o in self.orders.items() if o["status"] == "open"]
+
+    def _report(self, order: dict, txid: str, exec_type: str, **extra: object) -> None:
+        report = self._execution(order, txid, exec_type, **extra)
+        for listener in self.execution_listeners:
+            listener(report)
+
+    def _execution(self, order: dict, txid: str, exec_type: str, **extra: object) -> dict:
+        """One executions report, in the shape of docs.kraken.com/api-reference/websocket-v2/executions
+        (and the examples ccxt's pro/kraken.py quotes): exec_type pending_new, new, trade, filled,
+        canceled, expired, amended, status; order_status pending_new, new, partially_filled, filled,
+        canceled, expired. A trade reports order_status partially_filled even when it completes the
+        order ("A trade event can report order_status: partially_filled even when that trade fills
+        the entire order. A separate exec_type: filled update reports completion")."""
+        info = ASSET_PAIRS[order["_pair"]]
+        status = {"pending_new": "pending_new", "trade": "partially_filled"}.get(exec_type, order["status"])
+        if status == "open":
+            status = "partially_filled" if order["_filled"] > 0 else "new"
+        elif status == "closed":
+            status = "filled"
+        report: dict = {
+            "order_id": txid, "symbol": info["wsname"].replace("XBT", "BTC"), "side": order["_side"],
+            "order_type": order["_type"], "order_qty": order["_volume"], "exec_type": exec_type,
+            "order_status": status, "time_in_force": order["_tif"], "timestamp": rfc3339(time.time()),
+            "cum_qty": order["_filled"], "cum_cost": round(order["_cost"], 8),
+            "avg_price": round(order["_cost"] / order["_filled"], 8) if order["_filled"] else 0.0,
+            "fee_usd_equiv": round(order["_fee"], 8), "fee_ccy_pref": "fciq",
+            "post_only": order["_post"], "order_userref": order["userref"] or 0,
+        }
+        if order["cl_ord_id"] is not None:
+            report["cl_ord_id"] = order["cl_ord_id"]
+        if order["_limit"] is not None:
+            report["limit_price"] = order["_limit"]
+        if order["_trigger"] is not None:
+            report["triggers"] = {"reference": "last", "price": order["_trigger"], "price_type": "static",
+                                  "status": "triggered" if order["_triggered"] else "untriggered"}
+            report["stop_price"] = order["_trigger"]
+        if order["_expires"] is not None:
+            report["expire_time"] = rfc3339(order["_expires"])
+        if exec_type == "trade":
+            fee = extra.pop("fee")
+            cost = round(float(extra["last_qty"]) * float(extra["last_price"]), 8)  # type: ignore[arg-type]
+            report.update(trade_id=order["_fills"], cost=cost,
+                          fees=[{"asset": info["quote"].removeprefix("Z"), "qty": fee}])
+        if exec_type in ("canceled", "expired"):
+            report["cancel_reason"] = extra.get("reason")
+        if exec_type == "amended":
+            report["amended"] = True
+        report.update(extra)
+        return report
 
     def _credit(self, asset: str, amount: float) -> None:
         """Kraken keeps balances in the asset's decimals (Assets: "decimals"), never a float's residue."""
@@ -479,6 +873,37 @@ def _checked_volume(text: str, info: dict, quote: bool) -> float:
     if len(text.partition(".")[2]) > places:
         raise KrakenError("EGeneral:Invalid arguments:volume")
     return float(text)
+
+
+def _checked_price(text: str | None, info: dict, pair: str, name: str) -> float | None:
+    """A price as Kraken accepts it: at most `pair_decimals` places (AssetPairs: "pair_decimals:
+    Scaling decimal places for pair"); more is refused with Kraken's text, e.g.
+    "EOrder:Invalid price:XXBTZUSD price can only be specified up to 1 decimals."."""
+    if text is None:
+        return None
+    if not _DECIMAL.fullmatch(text) or float(text) <= 0:
+        raise KrakenError(f"EGeneral:Invalid arguments:{name}")
+    if len(text.partition(".")[2]) > info["pair_decimals"]:
+        raise KrakenError(f"EOrder:Invalid price:{pair} price can only be specified up to "
+                          f"{info['pair_decimals']} decimals.")
+    return float(text)
+
+
+def _expiry(time_in_force: str, expiretm: str | None, now: float) -> float | None:
+    """When a GTD order expires. AddOrder, expiretm: "+<n> = expire <n> seconds from now, minimum
+    5 seconds; <n> = unix timestamp of expiration time"; timeinforce: "GTD (good-'til-date, if
+    specified, must coincide with a desired expiretm)"."""
+    if time_in_force not in TIME_IN_FORCE:
+        raise KrakenError("EGeneral:Invalid arguments:timeinforce")
+    if time_in_force != "GTD":
+        return None
+    if expiretm is None:
+        raise KrakenError("EGeneral:Invalid arguments:expiretm")
+    relative = expiretm.startswith("+")
+    text = expiretm.removeprefix("+")
+    if not _DECIMAL.fullmatch(text) or (relative and float(text) < 5):
+        raise KrakenError("EGeneral:Invalid arguments:expiretm")
+    return now + float(text) if relative else float(text)
 
 
 def _pair_id(name: str) -> str:
