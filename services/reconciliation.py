@@ -32,8 +32,8 @@ def reconcile(accounts: dict[str, StrategyAccount], quote_currencies: dict[str, 
         holdings = account.holdings()
         if holdings is None:
             continue
-        unsettled = {request.client_order_id for request in account.unsettled_orders}
-        unknown_open = [order for order in account.venue_open_orders() or [] if order not in unsettled]
+        journaled = {order.client_order_id for order in account.open_orders()}  # resting or unsettled
+        unknown_open = [order for order in account.venue_open_orders() or [] if order not in journaled]
         if unknown_open:
             reason = f"orders open on the exchange that its journal does not know: {', '.join(unknown_open)}"
             log.error("reconciliation_mismatch", strategy_link=link, open_orders=unknown_open,

@@ -179,3 +179,8 @@ def process_tick(manager: TickCacheManager, tick: RawTick) -> bool:
 def source_ticks(source: TickSource, stop: threading.Event | None = None) -> list[RawTick]:
     """Every candle source yields, as ticks."""
     return [tick for block in source.blocks(stop or threading.Event()) for tick in ticks_of(block)]
+
+
+def candle_at(moment: datetime, close: float, symbol: str = "BTC/USD") -> RawTick:
+    """A candle of one price (open, high, low and close alike) opened at moment."""
+    return RawTick(symbol=symbol, timestamp=moment, open=close, high=close, low=close, close=close, volume=1.0)

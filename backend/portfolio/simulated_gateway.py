@@ -171,8 +171,8 @@ class SimulatedGateway(IOrderGateway):
                 return None
             if not request.order_type.has_limit:
                 return self._filled(request, self._taker_price(request.side, at), maker=False)
-            resting.triggered = True  # a limit from here on; the rest of the candle may fill it
-            opens = at
+            resting.triggered = True  # a limit from the next candle on (as Kraken's book takes it)
+            return None
         limit = request.limit_price
         assert limit is not None
         through = self.rules.limit_fill == "through"
