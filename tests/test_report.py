@@ -29,11 +29,11 @@ from services.tick_cache_manager import TickCacheManager
 from tests.daemon import Daemon
 from tests.helpers import (
     REPO,
+    START,
     backtest_environment,
     blueprint,
     process_tick,
     simulated_account,
-    START,
     tick,
     write_config_tree,
 )

@@ -18,8 +18,8 @@ from backend.config import LoadedOperation, load_operation
 from backend.dtos import FillDTO, OrderDTO, OrderSide, OrderStatus, OrderType
 from backend.interfaces import IWorker, WorkerCategory
 from backend.interfaces.candle_columns import CandleColumns
-from backend.market_data import RawTick, TickSource
 from backend.interfaces.order_gateway import OrderOutcome, OrderRequest
+from backend.market_data import RawTick, TickSource
 from backend.portfolio import Ledger, SimulatedGateway, StrategyAccount
 from backend.portfolio.fill_rules import FillRules
 from backend.portfolio.ledger import AccountSnapshot, OpenPosition

@@ -3,9 +3,11 @@
 and, once it has ended, `summary.json`.
 
 Invariants: memory does not grow with the run (rows go to the files as they come; the metrics are
-a PerformanceTracker; per order, only while it is not done); until `close()` only the run's own thread calls in, and after it every
-call is a no-op (a run given up on may still close a tick late); a file that cannot be written
-never fails the run: recording stops and `report_write_failed` is logged once.
+a PerformanceTracker; what an order's fills came to is kept only while it is not done); until
+`close()` only the run's own thread calls in, and after it every call is a no-op (a run given up
+on may still close a tick late); a file that cannot be written never fails the run: recording
+stops and `report_write_failed` is logged once; an order's state that carries a fill is written
+with that fill (the account tells the fill right after the state).
 """
 
 import csv
