@@ -138,7 +138,7 @@ def test_report_of_the_demo_agrees_with_the_summaries(tmp_path, capsys):
                 in page)
         assert f"{summary['final_equity']:,.2f}" in page and f"{summary['pnl_pct']:+.2f}" in page
         assert f"{summary['metrics']['sharpe']:.2f}" in page
-        assert f'href="{link}/trades.csv"' in page  # relative links to the run's files
+        assert f'href="{link}/trades.csv"' in page and f'href="{link}/orders.csv"' in page  # relative links
 
 
 def test_report_of_a_failed_run_holds_what_it_did_until_it_failed(tmp_path, capsys, monkeypatch):
