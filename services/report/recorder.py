@@ -27,6 +27,7 @@ from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data.timeframes import timeframe_seconds
 from backend.performance import Performance, PerformanceTracker
 from backend.portfolio import Ledger, StrategyAccount
+from backend.portfolio.account import QUANTITY_TOLERANCE
 from services.strategy_run import RunSummary
 from services.tick_cache_manager import TickCacheManager
 
@@ -37,7 +38,6 @@ TRADE_COLUMNS = ("time", "symbol", "side", "quantity", "price", "notional", "fee
 EQUITY_COLUMNS = ("time", "symbol", "close", "position", "cash", "equity", "drawdown_pct")
 ORDER_COLUMNS = ("time", "client_order_id", "symbol", "side", "type", "quantity", "limit_price", "trigger_price",
                  "state", "filled_quantity", "average_price", "fee", "protective", "reason")
-SAME_QUANTITY = 1e-9  # relative: fills summed up to an order's cumulative quantity, rounding aside
 
 
 @dataclass
@@ -134,7 +134,7 @@ class RunRecorder:
         if self._closed:
             return
         filled = self._filled.setdefault(order.client_order_id, _Filled())
-        if order.filled_quantity > filled.quantity * (1 + SAME_QUANTITY):
+        if order.filled_quantity - filled.quantity > order.filled_quantity * QUANTITY_TOLERANCE:  # as the account
             self._awaiting_fill = order
             return
         self._order_row(self._manager.candle_time or order.placed_at or order.journaled_at, order, filled)
