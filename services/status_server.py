@@ -29,6 +29,7 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any, Protocol
 
@@ -44,6 +45,7 @@ from backend.dtos import FillDTO
 from backend.errors import ConfigError, ExchangeError
 from services.link_lifecycle import LinkStateError, UnknownLinkError
 from services.operation_reload import ReloadFailedError, ReloadPlan
+from services.order_view import describe_order, describe_protection, oldest_order_age_seconds, unprotected_positions
 from services.strategy_run import LATENCY_BUCKETS, RunSnapshot, RunStatus
 
 log = structlog.get_logger(__name__)
@@ -115,6 +117,15 @@ class OperationCollector:
         paused = GaugeMetricFamily("opdaemon_paused", "1 while the account takes no new buys", labels=link)
         status = GaugeMetricFamily("opdaemon_run_status", "1 for the run's current status",
                                    labels=[*link, "status"])
+        open_orders = GaugeMetricFamily("opdaemon_open_orders", "Orders not done yet", labels=link)
+        reserved = GaugeMetricFamily("opdaemon_reserved_cash", "Cash open buys may still spend (quote currency)",
+                                     labels=link)
+        oldest = GaugeMetricFamily("opdaemon_oldest_open_order_age_seconds",
+                                   "Seconds since the oldest open order was journaled (0 when none)", labels=link)
+        unprotected = GaugeMetricFamily("opdaemon_unprotected_positions",
+                                        "Positions with a stop asked for them but none open on the venue",
+                                        labels=link)
+        now = datetime.now(UTC)
         for run in self._service.snapshots():
             name = [run.strategy_link]
             ticks.add_metric(name, run.ticks_processed)
@@ -137,8 +148,12 @@ class OperationCollector:
             errors.add_metric(name, 1 if run.status in (RunStatus.FAILED, RunStatus.STALLED) else 0)
             paused.add_metric(name, 1 if run.paused else 0)
             status.add_metric([run.strategy_link, run.status.value], 1)
+            open_orders.add_metric(name, len(account.open_orders))
+            reserved.add_metric(name, account.reserved_cash)
+            oldest.add_metric(name, oldest_order_age_seconds(account, now) or 0.0)
+            unprotected.add_metric(name, len(unprotected_positions(account)))
         yield from (ticks, latency, depth, equity, pnl, drawdown, max_drawdown, position, trades, orders, errors,
-                    paused, status)
+                    paused, status, open_orders, reserved, oldest, unprotected)
 
         env = ["environment"]
         age = GaugeMetricFamily("opdaemon_environment_last_candle_age_seconds",
@@ -149,10 +164,10 @@ class OperationCollector:
         gaps = CounterMetricFamily("opdaemon_environment_gaps", "Candles that came after a hole in the data",
                                    labels=env)
         sent = CounterMetricFamily("opdaemon_environment_ticks", "Base candles the feed has sent", labels=env)
-        now = time.monotonic()
+        monotonic_now = time.monotonic()
         for feed in self._service.feeds:
             name = [feed.environment_id]
-            since = feed.last_candle_age(now)
+            since = feed.last_candle_age(monotonic_now)
             age.add_metric(name, math.nan if since is None else since)
             reconnects.add_metric(name, feed.reconnects)
             gaps.add_metric(name, feed.gaps)
@@ -321,6 +336,7 @@ class StatusServer:
         for run in self._service.snapshots():
             if run.status in (RunStatus.FAILED, RunStatus.STALLED):
                 reasons.append(f"strategy link {run.strategy_link} {run.status.value}: {run.error}")
+            reasons += [f"strategy link {run.strategy_link}: {why}" for _, why in unprotected_positions(run.account)]
         return reasons
 
     async def _healthz(self, _request: web.Request) -> web.Response:
@@ -434,6 +450,7 @@ class StatusServer:
 def _describe(run: RunSnapshot) -> dict[str, Any]:
     """A link's status answer, from one snapshot."""
     account = run.account
+    now = datetime.now(UTC)
     return {
         "strategy_link": run.strategy_link,
         "blueprint": run.blueprint,
@@ -451,9 +468,13 @@ def _describe(run: RunSnapshot) -> dict[str, Any]:
             "fees_paid": account.fees_paid,
             "positions": {p.asset: {"quantity": p.quantity, "average_entry_price": p.average_entry_price,
                                     "price": p.price, "unrealised_pnl": p.unrealised_pnl,
-                                    "unrealised_pnl_pct": p.unrealised_pnl_pct, "dust": p.dust}
+                                    "unrealised_pnl_pct": p.unrealised_pnl_pct, "dust": p.dust,
+                                    "protection": describe_protection(account, p.asset)}
                           for p in account.positions},
             "orders": dict(account.order_outcomes), "unsettled_orders": account.unsettled_orders,
+            "open_orders": [describe_order(order, now) for order in account.open_orders],
+            "open_orders_count": len(account.open_orders), "reserved_cash": account.reserved_cash,
+            "oldest_open_order_age_seconds": oldest_order_age_seconds(account, now),
         },
     }
 

@@ -128,7 +128,7 @@ def test_a_report_over_two_processes_has_the_files_of_one_process(tmp_path):
     assert daemon.events("backtest_shards_started")
     assert f"Report: {tmp_path / 'two' / 'report.html'}" in out
     for link in ("ict_smc_strategy@backtest_2023_q1", "smart_dca_btc@backtest_2023_q1"):
-        for name in ("trades.csv", "equity.csv", "summary.json"):
+        for name in ("trades.csv", "orders.csv", "equity.csv", "summary.json"):
             assert (tmp_path / "two" / link / name).read_bytes() == (tmp_path / "one" / link / name).read_bytes()
     (written,) = daemon.events("report_written")
     assert written["strategy_links"] == ["ict_smc_strategy@backtest_2023_q1", "smart_dca_btc@backtest_2023_q1"]

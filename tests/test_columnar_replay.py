@@ -127,8 +127,8 @@ def test_the_cli_and_its_report_are_the_same_replayed_columnar_or_tick_by_tick(t
                                                 [{"plugin": "tests.columnar:NotColumnar"}])
     assert modes == {("tick_by_tick", "workers without a columnar replay: tests.columnar:NotColumnar")}
     assert columnar == by_ticks and columnar["ema@bt"]["trades"] > 10
-    assert set(report) == {"equity.csv", "trades.csv", "summary.json", "report.html"}
-    assert report == report_by_ticks  # every equity row and trade, the metrics: the same text
+    assert set(report) == {"equity.csv", "trades.csv", "orders.csv", "summary.json", "report.html"}
+    assert report == report_by_ticks  # every equity row, order state and trade, the metrics: the same text
     assert "report generated 2023-04-01 00:00 UTC" in report["report.html"]  # REPORT_EPOCH, not the minute it ran
     bars = {"1h": 2160, "15m": 8635}[yaml.safe_load(blueprint.read_text())["timeframe"]]  # the 15m: from 5m candles
     assert report["equity.csv"].count("\n") == bars + 1  # a header and every bar

@@ -16,10 +16,12 @@ import pytest
 
 from backend.core.ohlcv_provider import OhlcvProvider
 from backend.core.trading_context_provider import TradingContextProvider
-from backend.dtos import FillDTO, OrderSide
+from backend.dtos import FillDTO, OrderDTO, OrderSide, OrderType
 from backend.market_data.timeframes import timeframe_seconds
 from backend.performance import performance_of
-from backend.portfolio import Ledger
+from backend.portfolio import Ledger, SimulatedGateway, StrategyAccount
+from backend.portfolio.fill_rules import FillRules
+from backend.state import StateStore, StoreJournal
 from backend.trade_stats import trade_stats_of
 from services.cli import main
 from services.report.recorder import RunRecorder
@@ -27,6 +29,7 @@ from services.tick_cache_manager import TickCacheManager
 from tests.daemon import Daemon
 from tests.helpers import (
     REPO,
+    START,
     backtest_environment,
     blueprint,
     process_tick,
@@ -77,6 +80,12 @@ def assert_files_agree(run_dir: Path, logged_summary: dict) -> dict:
                      price=float(r["price"]), fee=float(r["fee"]), timestamp=datetime.fromisoformat(r["time"]))
              for r in trades]
     assert leaves(summary["trade_stats"]) == pytest.approx(leaves(asdict(trade_stats_of(fills))))
+    # orders.csv: each order's last row holds what was filled of it, the fills trades.csv has.
+    last_state = {row["client_order_id"]: row for row in rows(run_dir / "orders.csv")}
+    filled = [float(row["filled_quantity"]) for row in last_state.values()]
+    assert sum(filled) == pytest.approx(sum(float(trade["quantity"]) for trade in trades))
+    assert sum(float(row["fee"]) for row in last_state.values()) == pytest.approx(
+        sum(float(trade["fee"]) for trade in trades))
     return summary
 
 
@@ -129,7 +138,7 @@ def test_report_of_the_demo_agrees_with_the_summaries(tmp_path, capsys):
                 in page)
         assert f"{summary['final_equity']:,.2f}" in page and f"{summary['pnl_pct']:+.2f}" in page
         assert f"{summary['metrics']['sharpe']:.2f}" in page
-        assert f'href="{link}/trades.csv"' in page  # relative links to the run's files
+        assert f'href="{link}/trades.csv"' in page and f'href="{link}/orders.csv"' in page  # relative links
 
 
 def test_report_of_a_failed_run_holds_what_it_did_until_it_failed(tmp_path, capsys, monkeypatch):
@@ -202,6 +211,87 @@ def test_recording_does_not_grow_with_the_run(tmp_path):
     recorder.close()
     assert recorder.equity_rows == 20_000 and len(rows(tmp_path / "run" / "equity.csv")) == 20_000
     assert after_20k - after_2k < 64_000  # bytes (18,000 rows kept would be over 1 MB)
+
+
+def test_orders_csv_holds_every_state_each_order_went_through(tmp_path):
+    """A resting limit buy that fills two candles later, a protected entry whose stop fills (its
+    take-profit then cancelled) and a post-only order refused: one row per state, on its candle."""
+    account = simulated_account(Ledger(10_000), fee_rate=0.001)
+    manager = TickCacheManager(TradingContextProvider(), OhlcvProvider(0), [], account, ["BTC/USD"])
+    recorder = RunRecorder(tmp_path / "run", "run@bt", "1h", manager)
+    hour = tick(1, 100).timestamp - tick(0, 100).timestamp
+    process_tick(manager, tick(0, 100))
+    limit = account.place(OrderDTO(asset="BTC/USD", side=OrderSide.BUY, quantity=10, reference_price=100,
+                                   reason="dip", order_type=OrderType.LIMIT, limit_price=90), START)
+    process_tick(manager, tick(1, 95, low=91))  # not through 90
+    process_tick(manager, tick(2, 92, low=85))  # through: filled at 90 (maker)
+    account.place(OrderDTO(asset="BTC/USD", side=OrderSide.BUY, quantity=5, reference_price=92, reason="entry",
+                           stop_loss_price=80, take_profit_price=120), START + 2 * hour)
+    account.place(OrderDTO(asset="BTC/USD", side=OrderSide.BUY, quantity=1, reference_price=92, reason="maker",
+                           order_type=OrderType.LIMIT, limit_price=95, post_only=True), START + 2 * hour)
+    process_tick(manager, tick(3, 78, open=85))  # through the stop at 80: the whole position sold
+    recorder.close()
+    written = rows(tmp_path / "run" / "orders.csv")
+    assert list(written[0]) == ["time", "client_order_id", "symbol", "side", "type", "quantity", "limit_price",
+                                "trigger_price", "state", "filled_quantity", "average_price", "fee", "protective",
+                                "reason"]
+    by_order: dict[str, list[dict[str, str]]] = {}
+    for row in written:
+        by_order.setdefault(row["client_order_id"], []).append(row)
+    # Orders in the order they were placed: the limit, the entry, its stop and take-profit, the post-only.
+    limit_rows, entry_rows, stop_rows, take_profit_rows, maker_rows = by_order.values()
+    assert limit.client_order_id == limit_rows[0]["client_order_id"]
+
+    def brief(rows_: list[dict[str, str]]) -> list[tuple]:
+        return [(r["time"], r["state"], float(r["filled_quantity"]), float(r["average_price"] or 0),
+                 float(r["fee"] or 0)) for r in rows_]
+
+    hours = [(START + i * hour).isoformat() for i in range(4)]
+    assert brief(limit_rows) == [(hours[0], "open", 0, 0, 0),
+                                 (hours[2], "filled", 10, 90, pytest.approx(10 * 90 * 0.001))]
+    assert limit_rows[0] | {"time": "", "state": ""} == {
+        "time": "", "client_order_id": limit.client_order_id, "symbol": "BTC/USD", "side": "buy", "type": "limit",
+        "quantity": "10.0", "limit_price": "90.0", "trigger_price": "", "state": "", "filled_quantity": "0.0",
+        "average_price": "", "fee": "0.0", "protective": "False", "reason": "dip"}
+    assert brief(entry_rows) == [(hours[2], "filled", 5, 92, pytest.approx(5 * 92 * 0.001))]
+    assert [(r["type"], r["trigger_price"], r["protective"], r["side"]) for r in (stop_rows[0], take_profit_rows[0])
+            ] == [("stop_loss", "80.0", "True", "sell"), ("take_profit", "120.0", "True", "sell")]
+    held = 15.0  # the limit's 10 and the entry's 5: the stop covers both
+    assert brief(stop_rows) == [(hours[2], "open", 0, 0, 0), (hours[3], "filled", held, 80,
+                                                               pytest.approx(held * 80 * 0.001))]
+    assert brief(take_profit_rows) == [(hours[2], "open", 0, 0, 0), (hours[3], "canceled", 0, 0, 0)]
+    assert brief(maker_rows) == [(hours[2], "rejected", 0, 0, 0)]
+    assert account.ledger.position("BTC/USD").qty == 0
+
+
+def test_a_paper_runs_orders_csv_is_written_as_booked_and_agrees_with_the_journal(tmp_path):
+    """Each row is on disk once booked; after a restart, the order resumed from the journal is
+    reported from its next state on, the states as the journal has them (but its intent)."""
+    store = StateStore.open(tmp_path, "op")
+    link, limit_buy = "p@paper", OrderDTO(asset="BTC/USD", side=OrderSide.BUY, quantity=10, reference_price=100,
+                                          reason="dip", order_type=OrderType.LIMIT, limit_price=90)
+
+    def paper_run(directory: Path) -> tuple[StrategyAccount, TickCacheManager, RunRecorder]:
+        account = StrategyAccount(Ledger(10_000, store.load_account(link)), SimulatedGateway(FillRules(0.001, 0.001)),
+                                  StoreJournal(store, link))
+        manager = TickCacheManager(TradingContextProvider(), OhlcvProvider(0), [], account, ["BTC/USD"])
+        return account, manager, RunRecorder(directory, link, "1h", manager)
+
+    account, manager, recorder = paper_run(tmp_path / "first")
+    process_tick(manager, tick(0, 100))
+    ticket = account.place(limit_buy, START)
+    assert [(r["client_order_id"], r["state"]) for r in rows(tmp_path / "first" / "orders.csv")] == [
+        (ticket.client_order_id, "open")]  # flushed, the recorder still open
+    recorder.close()
+
+    _, manager, recorder = paper_run(tmp_path / "second")  # a restart
+    process_tick(manager, tick(1, 92, low=85))
+    (filled,) = rows(tmp_path / "second" / "orders.csv")
+    assert (filled["client_order_id"], filled["state"], filled["filled_quantity"], filled["average_price"]) == (
+        ticket.client_order_id, "filled", "10.0", "90.0")
+    assert [event.state.value for event in store.order_events(link)] == ["pending", "open", "filled"]
+    recorder.close()
+    store.close()
 
 
 @pytest.mark.e2e

@@ -15,10 +15,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from backend.config import LoadedOperation, load_operation
-from backend.dtos import FillDTO, OrderDTO, OrderSide
+from backend.dtos import FillDTO, OrderDTO, OrderSide, OrderStatus, OrderType
 from backend.interfaces import IWorker, WorkerCategory
 from backend.interfaces.candle_columns import CandleColumns
+from backend.interfaces.order_gateway import OrderOutcome, OrderRequest
 from backend.market_data import RawTick, TickSource
+from backend.portfolio import Ledger, SimulatedGateway, StrategyAccount
+from backend.portfolio.fill_rules import FillRules
 from backend.portfolio.ledger import AccountSnapshot, OpenPosition
 from services.cli import main
 from services.link_lifecycle import UnknownLinkError
@@ -27,7 +30,7 @@ from services.operation_service import OperationService
 from services.status_server import StatusServer
 from services.strategy_run import RunSnapshot, RunStatus
 from services.worker_factory import WorkerFactory
-from tests.helpers import backtest_environment, blueprint, one_row, tick, write_config_tree
+from tests.helpers import backtest_environment, blueprint, one_row, simulated_account, tick, write_config_tree
 from tests.probes import PLUGINS_WITH_PROBE, probe_blueprint
 
 TOKEN_ENV, TOKEN = "OPDAEMON_TEST_CONTROL_TOKEN", "s3cret-token"
@@ -176,7 +179,8 @@ def test_metrics_and_strategies_match_the_summaries_of_a_real_backtest(tmp_path)
         assert one["account"]["positions"] == {"BTC/USD": {
             "quantity": pytest.approx(held.quantity), "average_entry_price": pytest.approx(entry),
             "price": close, "unrealised_pnl": pytest.approx(held.quantity * (close - entry)),
-            "unrealised_pnl_pct": pytest.approx((close / entry - 1) * 100), "dust": False}}
+            "unrealised_pnl_pct": pytest.approx((close / entry - 1) * 100), "dust": False, "protection": None}}
+        assert one["account"]["open_orders"] == [] and one["account"]["reserved_cash"] == 0
         # A backtest that finished is not stale.
         assert client.json("/readyz") == (200, {"status": "ready"})
     finally:
@@ -447,6 +451,15 @@ class SnapshotsOnly:
         raise AssertionError("not called")
 
 
+def run_snapshot(account: AccountSnapshot) -> RunSnapshot:
+    """A running link's snapshot (link p@bt) showing account."""
+    return RunSnapshot(strategy_link="p@bt", blueprint="p", environment="bt", status=RunStatus.RUNNING,
+                       error=None, paused=None, queue_depth=4, ticks_processed=7,
+                       latency_counts=(7, *[0] * 14), latency_sum=0.002,
+                       last_tick_time=datetime(2024, 1, 1, 6, tzinfo=UTC), last_tick_at=1_700_000_000.0,
+                       account=account)
+
+
 def test_the_status_server_reads_runs_through_their_snapshots_only(tmp_path):
     """Given an operation that has snapshots and nothing else (no run, account or ledger to reach
     into), the server answers /strategies, /strategies/{link}, /metrics and a pause from them."""
@@ -456,12 +469,7 @@ def test_the_status_server_reads_runs_through_their_snapshots_only(tmp_path):
     account = AccountSnapshot(starting_capital=1_000.0, cash=800.0, equity=1_020.0, peak_equity=1_050.0,
                               max_drawdown_pct=4.0, trades=3, fees_paid=1.5, positions=(held,),
                               order_outcomes=MappingProxyType({"filled": 3, "rejected": 1}), unsettled_orders=0)
-    snapshot = RunSnapshot(strategy_link="p@bt", blueprint="p", environment="bt", status=RunStatus.RUNNING,
-                           error=None, paused=None, queue_depth=4, ticks_processed=7,
-                           latency_counts=(7, *[0] * 14), latency_sum=0.002,
-                           last_tick_time=datetime(2024, 1, 1, 6, tzinfo=UTC), last_tick_at=1_700_000_000.0,
-                           account=account)
-    server = StatusServer(SnapshotsOnly(load_operation(path), snapshot), "127.0.0.1", 0, TOKEN)
+    server = StatusServer(SnapshotsOnly(load_operation(path), run_snapshot(account)), "127.0.0.1", 0, TOKEN)
     server.start()
     try:
         client = Client(server.port)
@@ -475,8 +483,9 @@ def test_the_status_server_reads_runs_through_their_snapshots_only(tmp_path):
                         "max_drawdown_pct": 4.0, "cash": 800.0, "trades": 3, "fees_paid": 1.5,
                         "positions": {"BTC/USD": {"quantity": 2.0, "average_entry_price": 100.0, "price": 110.0,
                                                   "unrealised_pnl": 20.0, "unrealised_pnl_pct": 10.0,
-                                                  "dust": False}},
-                        "orders": {"filled": 3, "rejected": 1}, "unsettled_orders": 0}}
+                                                  "dust": False, "protection": None}},
+                        "orders": {"filled": 3, "rejected": 1}, "unsettled_orders": 0, "open_orders": [],
+                        "open_orders_count": 0, "reserved_cash": 0.0, "oldest_open_order_age_seconds": None}}
         assert client.json("/strategies") == (200, [one])
         metrics = client.metrics()
         label = (("strategy_link", "p@bt"),)
@@ -492,3 +501,144 @@ def test_the_status_server_reads_runs_through_their_snapshots_only(tmp_path):
         assert client.json("/readyz") == (200, {"status": "ready"})
     finally:
         server.stop()
+
+
+@pytest.fixture
+def serve_account(tmp_path) -> Iterator[Callable[[StrategyAccount], Client]]:
+    """serve(account): a status server showing the account's snapshot now, as link p@bt's."""
+    path = write_config_tree(tmp_path, [("p", "bt")], {"p": blueprint({})}, {"bt": backtest_environment()},
+                             [tick(0, 100)])
+    operation = load_operation(path)
+    servers: list[StatusServer] = []
+
+    def serve(account: StrategyAccount) -> Client:
+        for server in servers:
+            server.stop()
+        server = StatusServer(SnapshotsOnly(operation, run_snapshot(account.snapshot())), "127.0.0.1", 0)
+        server.start()
+        servers.append(server)
+        return Client(server.port)
+
+    yield serve
+    for server in servers:
+        server.stop()
+
+
+def trading_account(gateway: SimulatedGateway | None = None) -> StrategyAccount:
+    """A simulated account of 10 000 (0.1 % fees) that has opened the candle of tick(1, 100)."""
+    account = (simulated_account(Ledger(10_000.0), fee_rate=0.001) if gateway is None
+               else StrategyAccount(Ledger(10_000.0), gateway))
+    account.open_tick(tick(1, 100), trading=True)
+    return account
+
+
+def test_a_resting_limit_order_is_shown_with_its_reserved_cash_and_age(serve_account):
+    account = trading_account()
+    placed_at = tick(1, 100).timestamp
+    ticket = account.place(OrderDTO(asset="BTC/USD", side=OrderSide.BUY, quantity=10, reference_price=100,
+                                    reason="dip", order_type=OrderType.LIMIT, limit_price=90), placed_at)
+    assert ticket.status is OrderStatus.OPEN
+    time.sleep(0.05)  # the order is some age when read
+    client = serve_account(account)
+    status, answer = client.json("/strategies/p@bt")
+    assert status == 200
+    shown = answer["account"]
+    (order,) = shown["open_orders"]
+    age = order.pop("age_seconds")
+    assert 0.05 <= age < 5 and shown["oldest_open_order_age_seconds"] >= age
+    assert order == {"client_order_id": ticket.client_order_id, "asset": "BTC/USD", "side": "buy", "type": "limit",
+                     "quantity": 10.0, "filled_quantity": 0.0, "limit_price": 90.0, "trigger_price": None,
+                     "status": "open", "protective": False, "placed_at": placed_at.isoformat(),
+                     "exchange_order_id": None, "reason": "dip"}
+    assert shown["open_orders_count"] == 1
+    assert shown["reserved_cash"] == pytest.approx(10 * 90 * 1.001)
+    assert shown["positions"] == {}
+    metrics = client.metrics()
+    label = (("strategy_link", "p@bt"),)
+    assert metrics[("opdaemon_open_orders", label)] == 1
+    assert metrics[("opdaemon_reserved_cash", label)] == pytest.approx(10 * 90 * 1.001)
+    assert 0.05 <= metrics[("opdaemon_oldest_open_order_age_seconds", label)] < 5
+    assert metrics[("opdaemon_unprotected_positions", label)] == 0
+    assert client.json("/readyz") == (200, {"status": "ready"})
+    # Once cancelled, nothing is open nor reserved.
+    account.cancel(ticket.client_order_id)
+    client = serve_account(account)
+    shown = client.json("/strategies/p@bt")[1]["account"]
+    assert shown["open_orders"] == [] and shown["open_orders_count"] == 0 and shown["reserved_cash"] == 0
+    assert shown["oldest_open_order_age_seconds"] is None
+    assert client.metrics()[("opdaemon_oldest_open_order_age_seconds", label)] == 0
+
+
+def protected_entry(account: StrategyAccount) -> None:
+    """Buy 5 at market, protected by a stop at 95 and a take-profit at 120."""
+    account.place(OrderDTO(asset="BTC/USD", side=OrderSide.BUY, quantity=5, reference_price=100, reason="entry",
+                           stop_loss_price=95, take_profit_price=120), tick(1, 100).timestamp)
+
+
+def test_a_protected_position_shows_its_orders_and_is_not_ready_once_its_stop_is_cancelled(serve_account):
+    account = trading_account()
+    protected_entry(account)
+    stop, take_profit = account.open_orders("BTC/USD")
+    assert (stop.order_type, take_profit.order_type) == (OrderType.STOP_LOSS, OrderType.TAKE_PROFIT)
+    client = serve_account(account)
+    shown = client.json("/strategies/p@bt")[1]["account"]
+    assert shown["positions"]["BTC/USD"]["protection"] == {
+        "stop": {"price": 95.0, "client_order_id": stop.client_order_id, "status": "open", "open": True},
+        "take_profit": {"price": 120.0, "client_order_id": take_profit.client_order_id, "status": "open",
+                        "open": True}}
+    assert [(o["type"], o["protective"], o["trigger_price"]) for o in shown["open_orders"]] == [
+        ("stop_loss", True, 95.0), ("take_profit", True, 120.0)]
+    assert shown["reserved_cash"] == 0  # trigger orders hold no funds
+    assert client.json("/readyz") == (200, {"status": "ready"})
+    assert client.metrics()[("opdaemon_unprotected_positions", (("strategy_link", "p@bt"),))] == 0
+
+    account.cancel(stop.client_order_id)  # by hand, between two candles
+    client = serve_account(account)
+    status, body = client.json("/readyz")
+    assert status == 503 and body["reasons"] == [
+        "strategy link p@bt: position in BTC/USD has no open protective stop (asked at 95)"]
+    protection = client.json("/strategies/p@bt")[1]["account"]["positions"]["BTC/USD"]["protection"]
+    assert protection["stop"] == {"price": 95.0, "client_order_id": None, "status": None, "open": False}
+    assert protection["take_profit"]["open"] is True
+    assert client.metrics()[("opdaemon_unprotected_positions", (("strategy_link", "p@bt"),))] == 1
+
+    # The next candle places the stop again: ready again.
+    account.open_tick(tick(2, 101), trading=True)
+    client = serve_account(account)
+    assert client.json("/readyz") == (200, {"status": "ready"})
+
+
+class UnansweredStops(SimulatedGateway):
+    """Protective orders are sent but their outcome never comes back (a timeout)."""
+
+    def execute(self, request: OrderRequest) -> OrderOutcome:
+        if request.protective:
+            return OrderOutcome(OrderStatus.UNKNOWN, reason="timed out")
+        return super().execute(request)
+
+
+def test_a_position_whose_stop_is_unsettled_is_not_ready_with_that_reason(serve_account):
+    account = trading_account(UnansweredStops(FillRules()))
+    protected_entry(account)
+    client = serve_account(account)
+    status, body = client.json("/readyz")
+    assert status == 503 and body["reasons"] == [
+        "strategy link p@bt: protective stop of BTC/USD (at 95) is unknown until settled"]
+    stop = client.json("/strategies/p@bt")[1]["account"]["positions"]["BTC/USD"]["protection"]["stop"]
+    assert stop["status"] == "unknown" and stop["open"] is False
+    assert client.metrics()[("opdaemon_unprotected_positions", (("strategy_link", "p@bt"),))] == 1
+
+
+def test_a_position_without_protection_asked_or_dust_is_ready(serve_account):
+    account = trading_account()
+    account.place(OrderDTO(asset="BTC/USD", side=OrderSide.BUY, quantity=5, reference_price=100, reason="entry"),
+                  tick(1, 100).timestamp)
+    client = serve_account(account)
+    assert client.json("/strategies/p@bt")[1]["account"]["positions"]["BTC/USD"]["protection"] is None
+    assert client.json("/readyz") == (200, {"status": "ready"})
+    # Protection asked for a position the venue deems dust: no stop can exist, none is asked.
+    account.ledger.set_minimum_quantity("BTC/USD", 10.0)
+    account.protect("BTC/USD", 95.0)
+    client = serve_account(account)
+    assert client.json("/strategies/p@bt")[1]["account"]["positions"]["BTC/USD"]["dust"] is True
+    assert client.json("/readyz") == (200, {"status": "ready"})

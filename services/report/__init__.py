@@ -1,6 +1,6 @@
 """`--report DIR`: every run's report files and the page comparing them.
 
-DIR/<link>/ (one folder per strategy link, named like its log file) holds `trades.csv`,
+DIR/<link>/ (one folder per strategy link, named like its log file) holds `trades.csv`, `orders.csv`,
 `equity.csv` (written while the run goes, see services.report.recorder) and `summary.json`;
 DIR/report.html compares the runs (services.report.html). Existing files are overwritten.
 

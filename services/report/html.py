@@ -168,7 +168,7 @@ def _table(runs: Sequence[RunFiles]) -> str:
         s, m = run.summary, run.summary["metrics"]
         folder = quote(run.directory.name, safe="@")
         files = " ".join(f'<a href="{folder}/{name}">{name}</a>'
-                         for name in ("trades.csv", "equity.csv", "summary.json"))
+                         for name in ("trades.csv", "orders.csv", "equity.csv", "summary.json"))
         error = f'<div class="error">{html.escape(s["error"])}</div>' if s.get("error") else ""
         cells = (
             f'<span class="swatch" style="background:{run.colour}"></span>{html.escape(run.link_id)}'
