@@ -97,9 +97,6 @@ class TickCacheManager:
         self._abandoned = False
         self._forced_entries: set[str] = set()  # assets whose next traded candle carries an operator's entry
         self._open: tuple[RawTick, PortfolioValues] | None = None  # the tick being processed
-        # The open time of the tick being processed (from before the account opens it), or of the
-        # last one; None before any: the candle an order's change is booked on (`--report`).
-        self.candle_time: datetime | None = None
         self._base_context = self._build_base_context  # bound once: handed to the cache every tick
         self.recorder: TickRecorder | None = None
         # The last long block's replay (mode, why not columnar), logged on the first and when it changes.
@@ -185,7 +182,6 @@ class TickCacheManager:
         symbol, context = tick.symbol, self._context
         self.current_step = (tick.timestamp, time.monotonic(), 1)
         # The account as of the tick's open, taken now and turned into DTOs only if a worker asks.
-        self.candle_time = tick.timestamp
         self._open = (tick, self.account.open_tick(tick, trading))
         context.start_new_tick_lazily(symbol, self._base_context)
         for dto in dtos:

@@ -234,7 +234,7 @@ def test_orders_csv_holds_every_state_each_order_went_through(tmp_path):
     written = rows(tmp_path / "run" / "orders.csv")
     assert list(written[0]) == ["time", "client_order_id", "symbol", "side", "type", "quantity", "limit_price",
                                 "trigger_price", "state", "filled_quantity", "average_price", "fee", "protective",
-                                "reason"]
+                                "reason", "detail"]
     by_order: dict[str, list[dict[str, str]]] = {}
     for row in written:
         by_order.setdefault(row["client_order_id"], []).append(row)
@@ -252,7 +252,7 @@ def test_orders_csv_holds_every_state_each_order_went_through(tmp_path):
     assert limit_rows[0] | {"time": "", "state": ""} == {
         "time": "", "client_order_id": limit.client_order_id, "symbol": "BTC/USD", "side": "buy", "type": "limit",
         "quantity": "10.0", "limit_price": "90.0", "trigger_price": "", "state": "", "filled_quantity": "0.0",
-        "average_price": "", "fee": "0.0", "protective": "False", "reason": "dip"}
+        "average_price": "", "fee": "0.0", "protective": "False", "reason": "dip", "detail": ""}
     assert brief(entry_rows) == [(hours[2], "filled", 5, 92, pytest.approx(5 * 92 * 0.001))]
     assert [(r["type"], r["trigger_price"], r["protective"], r["side"]) for r in (stop_rows[0], take_profit_rows[0])
             ] == [("stop_loss", "80.0", "True", "sell"), ("take_profit", "120.0", "True", "sell")]
@@ -261,6 +261,7 @@ def test_orders_csv_holds_every_state_each_order_went_through(tmp_path):
                                                                pytest.approx(held * 80 * 0.001))]
     assert brief(take_profit_rows) == [(hours[2], "open", 0, 0, 0), (hours[3], "canceled", 0, 0, 0)]
     assert brief(maker_rows) == [(hours[2], "rejected", 0, 0, 0)]
+    assert "post only" in maker_rows[0]["detail"] and take_profit_rows[1]["detail"] == "canceled"
     assert account.ledger.position("BTC/USD").qty == 0
 
 

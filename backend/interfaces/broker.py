@@ -17,6 +17,8 @@ class OrderView:
     order_type: OrderType
     quantity: float
     filled_quantity: float
+    average_price: float  # of what filled (0 before any fill)
+    fee: float  # of what filled, in the quote currency
     limit_price: float | None
     trigger_price: float | None
     status: OrderStatus
@@ -24,7 +26,8 @@ class OrderView:
     journaled_at: datetime
     protective: bool  # a position's protective stop or take-profit, kept by the account
     exchange_order_id: str | None
-    reason: str
+    reason: str  # why it was placed
+    detail: str | None  # why it is in its state, as the venue said (a refusal, an expiry)
 
 
 @dataclass(frozen=True)

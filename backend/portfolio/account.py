@@ -74,9 +74,10 @@ class _Order:
         return OrderView(
             client_order_id=request.client_order_id, asset=request.asset, side=request.side,
             order_type=request.order_type, quantity=request.quantity, filled_quantity=booked.filled_quantity,
+            average_price=booked.average_price, fee=booked.fee,
             limit_price=request.limit_price, trigger_price=request.trigger_price, status=booked.status,
             placed_at=request.placed_at, journaled_at=request.journaled_at, protective=request.protective,
-            exchange_order_id=booked.exchange_order_id, reason=request.reason,
+            exchange_order_id=booked.exchange_order_id, reason=request.reason, detail=booked.reason,
         )
 
 
@@ -107,7 +108,8 @@ class StrategyAccount(IBroker):
         # Orders by outcome since start (filled, rejected, unknown, skipped, ...), shown in its snapshot.
         self.order_outcomes: dict[str, int] = dict.fromkeys(("filled", "rejected", "unknown", "skipped"), 0)
         self.on_fill: Callable[[FillDTO], None] | None = None  # told of every fill once booked (a report)
-        self.on_order: Callable[[OrderView], None] | None = None  # told of every order state journaled
+        # Told of every order state journaled, with the candle it was booked on (a report).
+        self.on_order: Callable[[OrderView, datetime], None] | None = None
         # Bound once, to the logging configured before any account is built: through the module's
         # lazy proxy every fill would look the configuration up again (a backtest books thousands).
         self._log = log.bind()
@@ -393,7 +395,7 @@ class StrategyAccount(IBroker):
         if status.done:
             del self._orders[client_order_id]
         if self.on_order is not None:
-            self.on_order(order.view())
+            self.on_order(order.view(), timestamp)
         if fill is not None:
             if self.on_fill is not None:
                 self.on_fill(fill)

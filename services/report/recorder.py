@@ -14,7 +14,7 @@ import csv
 import json
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -27,7 +27,6 @@ from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data.timeframes import timeframe_seconds
 from backend.performance import Performance, PerformanceTracker
 from backend.portfolio import Ledger, StrategyAccount
-from backend.portfolio.account import QUANTITY_TOLERANCE
 from services.strategy_run import RunSummary
 from services.tick_cache_manager import TickCacheManager
 
@@ -37,17 +36,7 @@ TRADE_COLUMNS = ("time", "symbol", "side", "quantity", "price", "notional", "fee
                  "position_after", "cash_after", "equity_after", "order_id")
 EQUITY_COLUMNS = ("time", "symbol", "close", "position", "cash", "equity", "drawdown_pct")
 ORDER_COLUMNS = ("time", "client_order_id", "symbol", "side", "type", "quantity", "limit_price", "trigger_price",
-                 "state", "filled_quantity", "average_price", "fee", "protective", "reason")
-
-
-@dataclass
-class _Filled:
-    """What the fills of an order not done yet came to (cost and fee NaN: it had fills before the
-    report started, a resumed order's, whose prices the report never saw)."""
-
-    quantity: float = 0.0
-    cost: float = 0.0
-    fee: float = 0.0
+                 "state", "filled_quantity", "average_price", "fee", "protective", "reason", "detail")
 
 
 class RunRecorder:
@@ -67,7 +56,6 @@ class RunRecorder:
         self.first_tick: datetime | None = None
         self.last_tick: datetime | None = None
         self._closed = False
-        self._manager = manager
         directory.mkdir(parents=True, exist_ok=True)
         self._trades_file = self._open("trades.csv", TRADE_COLUMNS)
         self._orders_file = self._open("orders.csv", ORDER_COLUMNS)
@@ -77,11 +65,6 @@ class RunRecorder:
         self._equity = csv.writer(self._equity_file)
         self._file_of = {id(self._trades): self._trades_file, id(self._orders): self._orders_file,
                          id(self._equity): self._equity_file}
-        # Per order not done yet: what its fills came to; and an order whose new state carries a
-        # fill, until the account tells that fill (next, in the same call: see StrategyAccount._apply).
-        self._filled = {order.client_order_id: _Filled(order.filled_quantity, math.nan, math.nan)
-                        for order in self._account.open_orders() if order.filled_quantity > 0}
-        self._awaiting_fill: OrderView | None = None
         # A live or paper run's rows reach the files as they come (a candle a minute at most, so
         # `tail -f` shows them and a kill -9 loses none); a backtest's are buffered, for speed.
         self._flush_each_row = self._account.durable
@@ -121,32 +104,16 @@ class RunRecorder:
             fill.quantity * fill.price, fill.fee, ledger.position(fill.asset).qty, ledger.cash, ledger.equity(),
             fill.order_id or "",
         ))
-        order, self._awaiting_fill = self._awaiting_fill, None
-        if order is not None:
-            filled = self._filled[order.client_order_id]
-            filled.quantity += fill.quantity
-            filled.cost += fill.quantity * fill.price
-            filled.fee += fill.fee
-            self._order_row(fill.timestamp, order, filled)
 
-    def order(self, order: OrderView) -> None:
-        """A state the account booked for order; one that carries a fill is written with it."""
+    def order(self, order: OrderView, time: datetime) -> None:
+        """A state the account booked for order, on the candle opened at time."""
         if self._closed:
             return
-        filled = self._filled.setdefault(order.client_order_id, _Filled())
-        if order.filled_quantity - filled.quantity > order.filled_quantity * QUANTITY_TOLERANCE:  # as the account
-            self._awaiting_fill = order
-            return
-        self._order_row(self._manager.candle_time or order.placed_at or order.journaled_at, order, filled)
-
-    def _order_row(self, time: datetime, order: OrderView, filled: _Filled) -> None:
-        if order.status.done:
-            del self._filled[order.client_order_id]
-        average = filled.cost / filled.quantity if filled.quantity else math.nan
         self._write(self._orders, (
             time.isoformat(), order.client_order_id, order.asset, order.side.value, order.order_type.value,
             order.quantity, _blank(order.limit_price), _blank(order.trigger_price), order.status.value,
-            order.filled_quantity, _blank(average), _blank(filled.fee), order.protective, order.reason,
+            order.filled_quantity, _blank(order.average_price or None), order.fee, order.protective, order.reason,
+            order.detail or "",
         ))
 
     def _write(self, writer: Any, row: tuple) -> None:
