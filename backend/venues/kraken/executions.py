@@ -135,9 +135,9 @@ class ExecutionFeed:
 
     async def _connection(self) -> None:
         """Subscribe and keep a watch pending (ccxt fails it when the connection is lost)."""
+        await asyncio.to_thread(self._client.load_markets)  # cached by the account's client after the first
         exchange = ExecutionsClient(self._config(), self._fresh_token, self._heard)
-        if self._client.markets:
-            exchange.set_markets(self._client.markets, self._client.currencies)
+        exchange.set_markets(self._client.markets, self._client.currencies)  # it makes no REST request
         try:
             while True:
                 await exchange.watch_orders()
@@ -146,10 +146,10 @@ class ExecutionFeed:
                 await exchange.close()
 
     def _config(self) -> dict[str, Any]:
-        config: dict[str, Any] = {"enableRateLimit": True}
+        api = {"public": self._client.urls["api"]["public"], "private": self._client.urls["api"]["private"]}
         if self._url:
-            config["urls"] = {"api": {"ws": {"privateV2": self._url}}}
-        return config
+            api["ws"] = {"privateV2": self._url}
+        return {"enableRateLimit": True, "urls": {"api": api}}
 
     def _fresh_token(self) -> str:
         answer = self._client.privatePostGetWebSocketsToken()
