@@ -341,7 +341,8 @@ def test_a_protective_stop_is_placed_once_after_the_entry_fills_and_a_candle_tri
     assert len(add_orders(fake, "stop-loss")) == 1
     candle(acct, fake, 3, 48_000.0, 48_100.0, 46_500.0, 46_800.0)  # through the stop: sold at 47,000
 
-    buy, sell = store.fills(LINK)
+    entry, sell = store.fills(LINK)
+    assert (entry.side, entry.price) == ("buy", 49_000.0)
     assert (sell.side, sell.quantity, sell.price) == ("sell", pytest.approx(0.01), 47_000.0)
     assert sell.fee == pytest.approx(470 * TAKER)
     assert acct.ledger.position("BTC/USD").qty == pytest.approx(0.0)
