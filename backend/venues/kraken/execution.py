@@ -250,8 +250,8 @@ class KrakenOrderGateway(IOrderGateway):
             cid = request.client_order_id
             known = self._known.get(cid)
             heard = feed.latest(order_id, cid) if feed is not None else None
-            moved = heard is not None and (known is None or heard.cumulative_quantity > known.filled_quantity
-                                           or (heard.done and not known.status.done))
+            moved = heard is not None and (known is None or (heard.done and not known.status.done)
+                                           or heard.cumulative_quantity > known.filled_quantity * (1 + 1e-9))
             quiet = heard is None or heard.heard_at <= self._polled_at.get(cid, float("-inf"))
             stale = now - self._checked_at.get(cid, float("-inf")) >= self._check_seconds
             covered = epoch is not None and self._checked_in_epoch.get(cid) == epoch
@@ -259,14 +259,10 @@ class KrakenOrderGateway(IOrderGateway):
                 due.append((request, order_id))
             self._polled_at[cid] = now
         self._check(due, epoch)
-        changes = []
-        for request, _order_id in orders:
-            cid = request.client_order_id
-            outcome = self._known.get(cid)
-            if outcome is not None:
-                changes.append((cid, outcome))
-                if outcome.status.done:
-                    self._forget(cid)
+        changes = [(request.client_order_id, self._known[request.client_order_id]) for request, _ in orders
+                   if request.client_order_id in self._known]
+        for cid in [cid for cid, outcome in self._known.items() if outcome.status.done]:
+            self._forget(cid)  # reported: the account keeps a done order no more (nor polls it)
         return changes
 
     def open_orders(self) -> list[str] | None:

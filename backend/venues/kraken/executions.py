@@ -104,6 +104,10 @@ class ExecutionFeed:
         follower = loop.create_task(self._follow())
         try:
             loop.run_until_complete(self._until_stopped(follower))
+        except Exception as error:  # a bug, never a traceback on stderr: the gateways go on over REST
+            log.error("order_updates_failed", exchange="kraken", channel="executions",
+                      error=describe_error(error, self._client), exc_info=error,
+                      action="working orders are checked over REST on every candle")
         finally:
             follower.cancel()
             loop.run_until_complete(asyncio.gather(follower, return_exceptions=True))
