@@ -19,7 +19,7 @@ from backend.venues.kraken.executions import ExecutionFeed
 from tests.fake_kraken import FakeKraken
 from tests.fake_kraken_ws import FakeKrakenStream, running_fake_kraken_ws
 from tests.helpers import candle_at
-from tests.live_support import credentials, fake, fast_client, live_env  # noqa: F401  (fixtures)
+from tests.live_support import credentials, fake, fast_client, live_env, logs  # noqa: F401  (fixtures)
 
 LINK = "resting@kraken_live"
 T0 = 1_700_000_040  # the candle the orders are decided on (epoch seconds)
@@ -386,3 +386,27 @@ def test_a_rate_limited_protective_stop_is_placed_again_on_the_next_candle_exact
     assert len(add_orders(fake, "stop-loss")) == 3
     assert [view.order_type for view in acct.open_orders()] == [OrderType.STOP_LOSS]
 
+
+
+# --- settings: the channel off, or unreachable ----------------------------------------------------
+
+
+def test_order_updates_come_over_rest_when_the_channel_is_off_or_not_overridden_with_the_rest_host(
+        fake, stream):  # noqa: F811
+    assert live_env(fake, mode="live", allow_live_orders=True).order_updates_url is None  # fake REST, real ws: never
+    channel = live_env(fake, mode="live", allow_live_orders=True, private_ws_url=stream.url)
+    assert channel.order_updates_url == stream.url
+    off = live_env(fake, mode="live", allow_live_orders=True, private_ws_url=stream.url, order_updates="rest")
+    assert off.order_updates_url is None
+
+
+def test_with_the_channel_unreachable_a_fill_is_found_over_rest(fake, client, store, stop, logs):  # noqa: F811
+    unreachable = ExecutionFeed(client, "ws://127.0.0.1:9/v2", stop)  # nothing listens there
+    acct = account(client, store, stop, unreachable)
+    quiet(acct, 0, 50_000.0)
+    ticket = acct.place(limit_buy(0.01, 49_000.0), at(0))
+    quiet(acct, 1)
+    wait_until(lambda: any(e["event"] == "order_updates_unavailable" for e in logs))
+    candle(acct, fake, 2, 49_400.0, 49_450.0, 48_900.0, 49_100.0)
+    assert store.order(ticket.client_order_id).state is OrderStatus.FILLED
+    assert not unreachable.connected and len(store.fills(LINK)) == 1
