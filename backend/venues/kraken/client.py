@@ -39,6 +39,15 @@ KEY_REJECTIONS = ("EAPI:Invalid key", "EAPI:Invalid signature", "EGeneral:Permis
 # Kraken's plain refusals of an order: nothing was placed. ccxt maps only some of them to InvalidOrder
 # ("EGeneral:Invalid arguments" is a BadRequest, "EOrder:Cost minimum not met" a plain ExchangeError).
 ORDER_REFUSALS = ("EOrder:", "EGeneral:Invalid arguments")
+# Refusals an order's owner acts on, said in words before Kraken's text (docs.kraken.com/exchange/
+# guides/general/errors, "Order errors"). ccxt raises "EOrder:Post only order" as a plain
+# ExchangeError and "EOrder:Rate limit exceeded" as DDoSProtection (a network error): both are plain
+# refusals all the same, nothing was placed, and a post-only order is never sent again as a taker.
+REFUSAL_WORDS = {
+    "EOrder:Post only order": "post only: the order would have executed at once as a taker",
+    "EOrder:Insufficient funds": "insufficient funds",
+    "EOrder:Rate limit exceeded": "the pair's order rate limit is reached",
+}
 LOCK_WAIT_SLICE_SECONDS = 0.05  # how often a request waiting for its turn looks at the stop
 
 
@@ -150,7 +159,8 @@ def translate_error(error: BaseException, client: ccxt.Exchange | None = None) -
     if is_key_rejected(error) or isinstance(error, ccxt.PermissionDenied | ccxt.BadSymbol):
         return FatalExchangeError(cause)
     if isinstance(error, ccxt.InsufficientFunds | ccxt.InvalidOrder) or is_order_refused(error):
-        return OrderRejectedError(cause)
+        words = next((words for code, words in REFUSAL_WORDS.items() if code in str(error)), None)
+        return OrderRejectedError(f"{words} ({cause})" if words else cause)
     if is_network_failure(error):
         return TemporaryExchangeError(cause)
     return ExchangeError(cause)

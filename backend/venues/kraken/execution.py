@@ -9,19 +9,30 @@ is answered by looking the order up, never by sending it again, and stays UNKNOW
 cannot tell either, or if the daemon stops meanwhile; market buys are sent as a quote amount
 (`viqc`) that the account has checked it can pay, fee included, so a fill above the close cannot
 overspend.
+
+Resting orders (limit, stop-loss, take-profit and their *-limit forms) keep the same rules: sent once,
+a plain refusal is REJECTED, an unanswered AddOrder is looked up by cl_ord_id. Every outcome of one is
+cumulative and only moves forward (`_remember`: a done state over a working one, else the larger
+fill), whichever path (AddOrder, CancelOrder, AmendOrder, the executions channel, a REST check) saw
+it first. `poll` reads fills from REST (QueryOrders: cumulative quantity, average price and fee);
+the executions channel (executions.py) only tells which orders moved, and REST checks every working
+order at the first poll (orders done while the daemon was down), after each (re)connect of the
+channel, while it is down or off, and each `check_seconds` for an order it has not reported on.
 """
 
 import threading
 import time
 import uuid
 import zlib
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import ccxt
 import structlog
 
-from backend.dtos import OrderSide, OrderStatus
+from backend.dtos import OrderSide, OrderStatus, OrderType, TimeInForce
 from backend.errors import FatalExchangeError, OrderNotPlacedError, OrderRejectedError
+from backend.interfaces.ohlcv_provider import Candle
 from backend.interfaces.order_gateway import IOrderGateway, OrderOutcome, OrderRequest
 from backend.venues.kraken.client import (
     AccountClient,
@@ -31,6 +42,7 @@ from backend.venues.kraken.client import (
     root_cause,
     translate_error,
 )
+from backend.venues.kraken.executions import ExecutionFeed
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +50,15 @@ DONE_STATUSES = {"closed", "canceled", "expired", "rejected"}
 # Kraken lists every order it accepted, by cl_ord_id, within seconds. One it still does not know
 # this long after it was journaled was never placed (the daemon died before sending it, say).
 NEVER_PLACED_AFTER = timedelta(minutes=2)
+# A position is a sum of fills in whole lots, held as a float a hair below or above it (0.7 + 0.1 ==
+# 0.7999999999999999): nudged up before truncating to the lot, so that selling all of it sells all of
+# it instead of leaving one lot behind as dust.
+LOT_NUDGE = 1 + 1e-12
+QUERY_ORDERS_MAX_IDS = 20  # QueryOrders, txid: "Comma delimited list of transaction IDs ... (20 maximum)"
+# A resting order as ccxt's Kraken order status says it is (REST: pending, open, closed, canceled, expired).
+RESTING_STATUSES = {"closed": OrderStatus.FILLED, "canceled": OrderStatus.CANCELED, "expired": OrderStatus.EXPIRED,
+                    "rejected": OrderStatus.REJECTED}
+STOPS = (OrderType.STOP_LOSS, OrderType.STOP_LOSS_LIMIT)
 
 
 def link_tag(link_id: str) -> str:
@@ -54,6 +75,8 @@ class KrakenOrderGateway(IOrderGateway):
         fill_wait_seconds: float = 5.0,
         poll_seconds: float = 0.5,
         lookup_attempts: int = 3,
+        executions: ExecutionFeed | None = None,
+        check_seconds: float = 60.0,
     ) -> None:
         self._client = client
         self.venue_account = client
@@ -62,6 +85,15 @@ class KrakenOrderGateway(IOrderGateway):
         self._fill_wait_seconds = fill_wait_seconds
         self._poll_seconds = poll_seconds
         self._lookup_attempts = lookup_attempts
+        self._executions = executions  # None: order updates over REST only
+        self._check_seconds = check_seconds
+        # Per resting order (client order id): the furthest outcome seen, and when it was last
+        # checked over REST and last polled (time.monotonic()).
+        self._known: dict[str, OrderOutcome] = {}
+        self._checked_at: dict[str, float] = {}
+        self._polled_at: dict[str, float] = {}
+        self._checked_in_epoch: dict[str, int | None] = {}  # the channel's subscription at its last REST check
+        self._last_seen: dict[str, dict] = {}  # the order as REST last showed it (ccxt's parse)
 
     def sizing(self, asset: str, side: OrderSide, reference_price: float) -> tuple[float, float]:
         self._client.load_markets()  # loaded by the start-up check; cached by ccxt after that
@@ -78,24 +110,26 @@ class KrakenOrderGateway(IOrderGateway):
         return f"{self._tag}-{random[8:12]}-{random[12:16]}-{random[16:20]}-{random[20:]}"
 
     def execute(self, request: OrderRequest) -> OrderOutcome:
-        params = {"oflags": "fciq", "cl_ord_id": request.client_order_id}
+        params: dict[str, object] = {"oflags": "fciq", "cl_ord_id": request.client_order_id}
         try:
-            if request.side is OrderSide.BUY:
+            if request.resting:
+                placed = self._add_resting(request, params)
+                if placed is None:
+                    return OrderOutcome(OrderStatus.REJECTED, reason="below the pair's minimum order size: not sent")
+            elif request.side is OrderSide.BUY:
                 cost = float(self._client.cost_to_precision(request.asset, request.quantity * request.reference_price))
                 placed = self._client.create_market_buy_order_with_cost(request.asset, cost, params=params)
             else:
-                # A position is a sum of fills in whole lots, held as a float a hair below or above
-                # it (0.7 + 0.1 == 0.7999999999999999): nudged up before truncating to the lot, so
-                # selling all of it sells all of it instead of leaving one lot behind as dust.
-                amount = float(self._client.amount_to_precision(request.asset, request.quantity * (1 + 1e-12)))
+                amount = float(self._client.amount_to_precision(request.asset, request.quantity * LOT_NUDGE))
                 placed = self._client.create_order(request.asset, "market", "sell", amount, params=params)
         except RequestNotSent as error:  # the daemon stopped before the request went out
             return OrderOutcome(OrderStatus.REJECTED, reason=f"never sent: {error}")
         except ccxt.BaseError as error:
             if is_key_rejected(error):  # refused before the order existed: nothing executed
                 raise OrderNotPlacedError(root_cause(error, self._client)) from None
-            if isinstance(translate_error(error, self._client), OrderRejectedError):
-                return OrderOutcome(OrderStatus.REJECTED, reason=describe_error(error, self._client))
+            translated = translate_error(error, self._client)
+            if isinstance(translated, OrderRejectedError):
+                return OrderOutcome(OrderStatus.REJECTED, reason=str(translated))
             # The order may or may not exist: find out, never send it again.
             log.warning("order_reply_lost", client_order_id=request.client_order_id,
                         error=describe_error(error, self._client))
@@ -103,7 +137,38 @@ class KrakenOrderGateway(IOrderGateway):
         if not placed.get("id"):  # an answer without the order's id tells nothing: find out
             log.warning("order_reply_unreadable", client_order_id=request.client_order_id)
             return self._look_up(request, why="AddOrder answered without an order id")[0]
+        if request.resting:
+            # Placed: one look says whether it executed at once (a marketable limit, an IOC, a
+            # trigger already passed); if that look fails, it rests, as far as anyone can tell yet.
+            order_id = str(placed["id"])
+            return self._state(request, order_id) or self._remember(
+                request, OrderOutcome(OrderStatus.OPEN, exchange_order_id=order_id))
         return self._await_fill(request, str(placed["id"]))
+
+    def _add_resting(self, request: OrderRequest, params: dict[str, object]) -> dict | None:
+        """AddOrder for a resting order (docs.kraken.com/api-reference/trading/add-order), through
+        ccxt's create_order, which rounds price and triggers with price_to_precision: ordertype
+        limit / stop-loss / take-profit / *-limit, "price: Limit price for limit orders; trigger price
+        for stop-loss, stop-loss-limit, take-profit, take-profit-limit", "price2: Limit price for
+        stop-loss-limit and take-profit-limit orders" (ccxt: type "limit" with stopLossPrice /
+        takeProfitPrice); timeinforce GTC / IOC / GTD with "expiretm: <n> = unix timestamp of
+        expiration time"; oflags "post = post-only order (available when ordertype = limit)". None
+        when the amount, truncated to the lot, is below the pair's minimum (nothing is sent)."""
+        asset, kind = request.asset, request.order_type
+        amount = float(self._client.amount_to_precision(asset, request.quantity * LOT_NUDGE))
+        if amount < self.minimum_quantity(asset):
+            return None
+        if kind.has_trigger:
+            params["stopLossPrice" if kind in STOPS else "takeProfitPrice"] = request.trigger_price
+        if request.post_only:
+            params["postOnly"] = True
+        if request.time_in_force is TimeInForce.IOC:
+            params["timeInForce"] = "IOC"
+        elif request.time_in_force is TimeInForce.GTD and request.expires_at is not None:
+            params.update(timeInForce="GTD", expiretm=str(int(request.expires_at.timestamp())))
+        order_type = "limit" if kind.has_limit else "market"  # the trigger params make it a stop / take-profit
+        return self._client.create_order(asset, order_type, request.side.value, amount,
+                                         request.limit_price, params=params)
 
     def settle(self, request: OrderRequest) -> OrderOutcome:
         outcome, kraken_answered = self._look_up(request, why="settling an order whose outcome was unknown")
@@ -113,6 +178,92 @@ class KrakenOrderGateway(IOrderGateway):
             return OrderOutcome(OrderStatus.REJECTED, reason=f"never placed: Kraken does not know its cl_ord_id "
                                 f"{age.total_seconds():.0f} s after it was journaled")
         return outcome
+
+    def cancel(self, request: OrderRequest, exchange_order_id: str | None) -> OrderOutcome:
+        """CancelOrder (docs.kraken.com/api-reference/trading/cancel-order: "Cancel a particular open
+        order (or set of open orders) by txid, userref or cl_ord_id"), then the order's state as
+        QueryOrders tells it: CANCELED with what filled before, or FILLED when it filled first (Kraken
+        answers "EOrder:Unknown order" to a cancel of an order no longer open: a lookup, not an
+        error), or, when the cancel did not happen (refused, rate limited), the order still working;
+        UNKNOWN when that cannot be told."""
+        try:
+            if exchange_order_id:
+                self._client.cancel_order(exchange_order_id, request.asset)
+            else:
+                self._client.cancel_order("", request.asset, {"clientOrderId": request.client_order_id})
+        except ccxt.OrderNotFound:
+            pass  # not open any more: filled, expired or cancelled already; the lookup says which
+        except RequestNotSent:
+            return self._current(request, exchange_order_id)
+        except ccxt.BaseError as error:
+            self._raise_if_fatal(error)
+            log.warning("order_cancel_failed", client_order_id=request.client_order_id, order_id=exchange_order_id,
+                        error=describe_error(error, self._client), action="looking the order up")
+        return self._current(request, exchange_order_id)
+
+    def amend(self, request: OrderRequest, exchange_order_id: str | None, amended: OrderRequest) -> OrderOutcome:
+        """AmendOrder in place through ccxt's edit_order (docs.kraken.com/api-reference/trading/amend-order:
+        order_qty, limit_price, trigger_price of an open order; "The order identifiers assigned by
+        Kraken and/or client will stay the same"), then the order's state as QueryOrders tells it.
+        An amend refused or unanswered whose change the order does not show comes back UNKNOWN: the
+        account keeps the order as it was and reads it again by lookup (never as amended)."""
+        kind = request.order_type
+        params: dict[str, object] = {}
+        if amended.trigger_price != request.trigger_price:
+            params["stopLossPrice" if kind in STOPS else "takeProfitPrice"] = amended.trigger_price
+        quantity = amended.quantity * LOT_NUDGE if amended.quantity != request.quantity else None
+        limit = amended.limit_price if amended.limit_price != request.limit_price else None
+        order_id = exchange_order_id or self._order_id_of(request)
+        try:
+            if order_id is None:
+                raise ccxt.OrderNotFound(f"no order with cl_ord_id {request.client_order_id} found")
+            self._client.edit_order(order_id, request.asset, "limit" if kind.has_limit else "market",
+                                    request.side.value, quantity, limit, params)
+        except RequestNotSent:
+            failure = "never sent: the daemon is stopping"
+        except ccxt.BaseError as error:
+            self._raise_if_fatal(error)
+            failure = describe_error(error, self._client)
+            log.warning("order_amend_failed", client_order_id=request.client_order_id, order_id=order_id,
+                        error=failure, action="looking the order up")
+        else:
+            return self._current(request, order_id)
+        now = self._current(request, order_id)
+        if now.status.working and not self._shows(amended, self._last_seen.get(request.client_order_id)):
+            return OrderOutcome(OrderStatus.UNKNOWN, exchange_order_id=order_id, reason=f"amend not applied: {failure}")
+        return now
+
+    def poll(self, orders: Sequence[tuple[OrderRequest, str | None]], symbol: str,
+             candle: Candle) -> list[tuple[str, OrderOutcome]]:
+        """The furthest known state of each working order (the account books what it has not): REST
+        (QueryOrders) for every one at the first poll, after the executions channel (re)connected,
+        while it is down or off; else for those it reported as moved, and those it has not reported
+        on since the last poll once `check_seconds` passed since their last REST check."""
+        feed = self._executions
+        if feed is not None:
+            feed.start()
+        now = time.monotonic()
+        # The channel's subscription now: an order checked over REST since it began is covered by it.
+        epoch = feed.epoch if feed is not None and feed.connected else None
+        due: list[tuple[OrderRequest, str | None]] = []
+        for request, order_id in orders:
+            cid = request.client_order_id
+            known = self._known.get(cid)
+            heard = feed.latest(order_id, cid) if feed is not None else None
+            moved = heard is not None and (known is None or (heard.done and not known.status.done)
+                                           or heard.cumulative_quantity > known.filled_quantity * (1 + 1e-9))
+            quiet = heard is None or heard.heard_at <= self._polled_at.get(cid, float("-inf"))
+            stale = now - self._checked_at.get(cid, float("-inf")) >= self._check_seconds
+            covered = epoch is not None and self._checked_in_epoch.get(cid) == epoch
+            if not covered or known is None or moved or (quiet and stale):
+                due.append((request, order_id))
+            self._polled_at[cid] = now
+        self._check(due, epoch)
+        changes = [(request.client_order_id, self._known[request.client_order_id]) for request, _ in orders
+                   if request.client_order_id in self._known]
+        for cid in [cid for cid, outcome in self._known.items() if outcome.status.done]:
+            self._forget(cid)  # reported: the account keeps a done order no more (nor polls it)
+        return changes
 
     def open_orders(self) -> list[str] | None:
         """The account's open orders whose cl_ord_id carries this link's tag."""
@@ -173,6 +324,8 @@ class KrakenOrderGateway(IOrderGateway):
             matching = [o for o in found if o.get("clientOrderId") == request.client_order_id]
             if matching:
                 order = matching[0]
+                if request.resting:
+                    return self._remember(request, self._resting_outcome(request, order)), answered
                 if order.get("status") in DONE_STATUSES:
                     return self._outcome(request, order), answered
                 return self._await_fill(request, str(order["id"])), answered
@@ -193,6 +346,104 @@ class KrakenOrderGateway(IOrderGateway):
         return OrderOutcome(status, filled_quantity=filled, average_price=price,
                             fee=self._fee_in_quote(order, request.asset, price), exchange_order_id=order_id)
 
+    def _resting_outcome(self, request: OrderRequest, order: dict) -> OrderOutcome:
+        """A resting order's cumulative state from ccxt's parse of QueryOrders / OpenOrders /
+        ClosedOrders (vol_exec, cost, fee; status pending / open / closed / canceled / expired)."""
+        filled = float(order.get("filled") or 0)
+        price = float(order.get("average") or 0) or (float(order.get("cost") or 0) / filled if filled else 0.0)
+        status = RESTING_STATUSES.get(str(order.get("status")))
+        if status is None:  # pending or open: working
+            status = OrderStatus.PARTIALLY_FILLED if filled > 0 else OrderStatus.OPEN
+        reason = (order.get("info") or {}).get("reason") if status.done and status is not OrderStatus.FILLED else None
+        self._last_seen[request.client_order_id] = order
+        return OrderOutcome(status, filled_quantity=filled, average_price=price,
+                            fee=self._fee_in_quote(order, request.asset, price) if filled else 0.0,
+                            exchange_order_id=str(order["id"]), reason=reason)
+
+    def _state(self, request: OrderRequest, order_id: str) -> OrderOutcome | None:
+        """The order's state by QueryOrders (remembered), or None when Kraken does not answer it."""
+        try:
+            order = self._client.fetch_order(order_id, request.asset)
+        except RequestNotSent:
+            return None
+        except ccxt.BaseError as error:
+            self._raise_if_fatal(error)
+            log.warning("order_status_unavailable", order_id=order_id, error=describe_error(error, self._client))
+            return None
+        return self._remember(request, self._resting_outcome(request, order))
+
+    def _current(self, request: OrderRequest, order_id: str | None) -> OrderOutcome:
+        """The order's state now (by its id, else by its cl_ord_id); UNKNOWN when it cannot be told."""
+        if order_id:
+            state = self._state(request, order_id)
+            if state is not None:
+                return state
+            return OrderOutcome(OrderStatus.UNKNOWN, exchange_order_id=order_id,
+                                reason="its state could not be looked up")
+        return self._look_up(request, why="looking up an order without its exchange id")[0]
+
+    def _order_id_of(self, request: OrderRequest) -> str | None:
+        known = self._known.get(request.client_order_id)
+        return known.exchange_order_id if known is not None else None
+
+    def _check(self, orders: Sequence[tuple[OrderRequest, str | None]], epoch: int | None) -> None:
+        """REST checks of the orders (QueryOrders, 20 ids a request; by cl_ord_id the ones without an
+        id), remembered with when and in which subscription of the channel (epoch) they were made;
+        one that could not be checked is checked again on the next poll."""
+        by_id = {order_id: request for request, order_id in orders if order_id}
+        ids = list(by_id)
+        for start in range(0, len(ids), QUERY_ORDERS_MAX_IDS):
+            chunk = ids[start:start + QUERY_ORDERS_MAX_IDS]
+            try:
+                found = self._client.fetch_orders_by_ids(chunk, by_id[chunk[0]].asset)
+            except RequestNotSent:
+                return
+            except ccxt.BaseError as error:
+                self._raise_if_fatal(error)
+                log.warning("order_status_unavailable", order_ids=chunk, error=describe_error(error, self._client),
+                            action="checked again on the next candle")
+                continue
+            for order in found:
+                request = by_id.get(str(order.get("id")))
+                if request is not None:
+                    self._remember(request, self._resting_outcome(request, order))
+                    self._checked(request, epoch)
+        for request, order_id in orders:
+            if not order_id and self._look_up(request, why="checking an order without its exchange id")[0].status \
+                    is not OrderStatus.UNKNOWN:
+                self._checked(request, epoch)
+
+    def _checked(self, request: OrderRequest, epoch: int | None) -> None:
+        self._checked_at[request.client_order_id] = time.monotonic()
+        self._checked_in_epoch[request.client_order_id] = epoch
+
+    def _remember(self, request: OrderRequest, outcome: OrderOutcome) -> OrderOutcome:
+        """The order's furthest outcome so far: a done state over a working one, else the larger
+        cumulative fill (a late or repeated answer never moves an order back)."""
+        cid = request.client_order_id
+        known = self._known.get(cid)
+        if outcome.status is OrderStatus.UNKNOWN:
+            return known or outcome
+        if known is None or _further(outcome, known):
+            self._known[cid] = outcome
+        return self._known[cid]
+
+    def _forget(self, client_order_id: str) -> None:
+        for memory in (self._known, self._checked_at, self._checked_in_epoch, self._polled_at, self._last_seen):
+            memory.pop(client_order_id, None)
+
+    @staticmethod
+    def _shows(amended: OrderRequest, order: dict | None) -> bool:
+        """The order as last looked up carries the amended quantity and prices."""
+        if order is None:
+            return False
+        def same(wanted: float | None, seen: object) -> bool:
+            return wanted is None or (seen is not None and abs(float(seen) - wanted) <= abs(wanted) * 1e-6)  # type: ignore[arg-type]
+        trigger = order.get("triggerPrice") or order.get("stopLossPrice") or order.get("takeProfitPrice")
+        limit = order.get("price") if amended.order_type.has_limit else None
+        return (same(amended.quantity, order.get("amount")) and same(amended.trigger_price, trigger)
+                and (not amended.order_type.has_limit or same(amended.limit_price, limit)))
+
     def _fee_in_quote(self, order: dict, symbol: str, price: float) -> float:
         fee = order.get("fee") or {}
         cost = float(fee.get("cost") or 0)
@@ -204,3 +455,10 @@ class KrakenOrderGateway(IOrderGateway):
         translated = translate_error(error, self._client)
         if isinstance(translated, FatalExchangeError):
             raise translated from None
+
+
+def _further(new: OrderOutcome, old: OrderOutcome) -> bool:
+    """new is further along than old: done where old works, else more filled."""
+    if new.status.done != old.status.done:
+        return new.status.done
+    return not new.status.done and new.filled_quantity > old.filled_quantity * (1 + 1e-12)  # a done one never changes

@@ -29,6 +29,17 @@ class KrakenSettings(LiveEnvironment):
     # mode: live: how long a placed order's fill is awaited before it is journaled as unknown
     # (it is then settled by looking it up, never sent again).
     order_wait_seconds: float = Field(default=3, gt=0)
+    # mode: live: how Kraken's reports of resting orders (limits, stops) reach the daemon. websocket:
+    # the authenticated `executions` channel says which orders moved, REST (QueryOrders) reads their
+    # cumulative fills, and checks every working order after each (re)connect and while the channel is
+    # down; rest: every working order is checked over REST on each candle of its symbol.
+    order_updates: Literal["websocket", "rest"] = "websocket"
+    # The private websocket URL override (a local fake exchange in tests). With api_url overridden and
+    # this not, order updates come over REST only: a fake REST host never pairs with Kraken's websocket.
+    private_ws_url: str | None = None
+    # A working order the channel has not reported on since the last candle is still checked over
+    # REST at least this often (a lost message cannot hide a fill for longer).
+    order_check_seconds: float = Field(default=60, gt=0)
     # How far the local clock may be from Kraken's (measured from its `Time`): above the first it
     # is a warning; above the second no candle is handed out (nothing trades) until it is back.
     max_clock_skew_warn_seconds: float = Field(default=2, gt=0)
@@ -46,3 +57,10 @@ class KrakenSettings(LiveEnvironment):
         if self.market_data == "websocket" and (self.api_url is None) != (self.ws_url is None):
             raise ValueError("api_url and ws_url are overridden together with market_data: websocket")
         return self
+
+    @property
+    def order_updates_url(self) -> str | None:
+        """The executions websocket to follow ("" for Kraken's own), or None: REST only."""
+        if self.order_updates == "rest" or (self.api_url is not None and self.private_ws_url is None):
+            return None
+        return self.private_ws_url or ""

@@ -52,6 +52,13 @@ CLOSE_GRACE_SECONDS = 0.5
 CLOCK_CHECK_SECONDS = 0.25
 
 
+def reconnect_backoff(failures: int) -> float:
+    """Seconds before the next connection after `failures` in a row: doubling, capped, and
+    jittered (half to all of it) so that several symbols or daemons do not reconnect in step."""
+    ceiling = min(RECONNECT_FIRST_BACKOFF_SECONDS * 2 ** (failures - 1), RECONNECT_MAX_BACKOFF_SECONDS)
+    return ceiling * random.uniform(0.5, 1.0)
+
+
 class StreamSilentError(Exception):
     """A subscription delivered nothing for `stream_silence_seconds` (ccxt never notices: the
     socket may still answer its pings, or the subscription was refused)."""
@@ -171,7 +178,7 @@ class KrakenStreamSource(KrakenCandleSource):
                 reason = {"cause": root_cause(error, self._client), "error": describe_error(error, self._client)}
             # A connection that streamed something starts the backoff over.
             failures = 1 if self._last_heard[symbol] != heard_before else failures + 1
-            delay = self._backoff(failures)
+            delay = reconnect_backoff(failures)
             self.reconnects += 1
             log.warning("market_data_unavailable", exchange="kraken", symbol=symbol, transport="websocket",
                         attempt=failures, retry_in_seconds=round(delay, 3), **reason)
@@ -285,12 +292,6 @@ class KrakenStreamSource(KrakenCandleSource):
         if self._client.markets:
             exchange.set_markets(self._client.markets, self._client.currencies)
         return exchange
-
-    def _backoff(self, failures: int) -> float:
-        """Seconds before the next connection after `failures` in a row: doubling, capped, and
-        jittered (half to all of it) so that several symbols or daemons do not reconnect in step."""
-        ceiling = min(RECONNECT_FIRST_BACKOFF_SECONDS * 2 ** (failures - 1), RECONNECT_MAX_BACKOFF_SECONDS)
-        return ceiling * random.uniform(0.5, 1.0)
 
 
 class StreamClient(ccxt.pro.kraken):
