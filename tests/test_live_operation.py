@@ -39,6 +39,7 @@ def test_live_paper_and_backtest_links_run_side_by_side(tmp_path):
     (config / "environments").mkdir()
     (config / "environments" / "backtest_2023_q1.yaml").write_text(
         backtest.replace("../../data/kraken_xbtusd_1h_2023q1.csv", str(data_file))
+        .replace("../../data/kraken_xbtusd_5m_2023q1.csv", str(REPO / "data" / "kraken_xbtusd_5m_2023q1.csv"))
     )
     with running_fake_kraken() as fake:
         live = {
