@@ -10,7 +10,7 @@ backtest links (services.blueprint_check); the daemon's own tests use it too.
 
 import threading
 from collections.abc import Callable, Container, Iterable, MutableMapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import cycle, pairwise
 from pathlib import Path
 from typing import Any
@@ -119,7 +119,7 @@ class Replay:
         else:
             validated = [(cls, cls.Params(**params)) for cls, params in worker_specs]
             self.history = OhlcvProvider(max([p.history_needed() for _, p in validated], default=0))
-            services = WorkerServices(self.context, self.account, self.history)
+            services = WorkerServices(self.context, self.account, self.history, timedelta(seconds=HOUR))
             self.workers = [cls(params, services) for cls, params in validated]
         self.workers += [cls(cls.Params(**params), services) for cls, params in watchers]
         self.manager = TickCacheManager(self.context, self.history, self.workers, self.account, [symbol])

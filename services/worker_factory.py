@@ -7,7 +7,7 @@ wherever the workforce is built (a start, a shard, a reload) or tried out (`chec
 validate, a reload's check).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -19,6 +19,7 @@ from backend.core.trading_context_provider import TradingContextProvider
 from backend.dtos import DTO
 from backend.errors import ConfigError
 from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
+from backend.market_data.timeframes import timeframe_length
 from backend.portfolio import Ledger, SimulatedGateway, StrategyAccount
 from backend.portfolio.fill_rules import FillRules
 from backend.workers.plugin_import import PluginImportError, import_worker, is_import_path
@@ -43,13 +44,15 @@ class WorkerFactory:
         blueprint_file: Path,
         services: WorkerServices,
     ) -> list[IWorker]:
-        """Workers in run order: context, opportunity, threat, planning, execution.
+        """Workers in run order: context, opportunity, threat, planning, execution, on services
+with the blueprint's timeframe as the length of their candles.
 
         Raises ConfigError (naming the blueprint file and key) for an unknown plugin, a plugin
         listed under the wrong category, bad params, a DTO required before any worker produces
         it, two workers producing the same DTO, or a worker whose constructor raises.
         """
         checked = self._checked(blueprint, blueprint_file)
+        services = replace(services, timeframe=timeframe_length(blueprint.timeframe))
         return [self._construct(worker, services, blueprint_file) for worker in checked]
 
     def check_buildable(self, blueprint: StrategyBlueprint, blueprint_file: Path,
