@@ -135,12 +135,13 @@ class Replay:
             assert self.manager.process(block, threading.Event()).rows == len(block)
         return self
 
-    def outcome(self) -> tuple[list[dict], AccountState, dict, tuple[Candle, ...]]:
+    def outcome(self) -> tuple[list[dict], AccountState, dict, tuple[Candle, ...], dict[str, int]]:
         """What must not depend on the replay: fills (but their random order ids), the account,
-        the cursors and the history's last candles."""
+        the cursors, the history's last candles and how many orders ended how (filled, expired,
+        rejected, canceled, ...)."""
         fills = [fill.model_dump(exclude={"order_id"}) for fill in self.fills]
         history = tuple(self.history.history(self.symbol, self.history.capacity)) if self.history.capacity else ()
-        return fills, self.ledger.state, self.account.cursors, history
+        return fills, self.ledger.state, self.account.cursors, history, dict(self.account.order_outcomes)
 
 
 class Collect(IWorker):

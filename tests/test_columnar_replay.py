@@ -343,6 +343,22 @@ def test_smart_dca_trades_identically_across_holes(long_series, blueprint, sizes
     assert_dca_traded(replay, 200)
 
 
+@pytest.mark.parametrize("sizes", [[4096], [1], random_sizes(16)], ids=["4096", "1", "random"])
+def test_limit_entries_that_expire_or_fill_trade_identically_across_holes(long_series, tmp_path, sizes):
+    """Smart DCA buying every 4 candles 0.3 % under the close, each order good for one candle: many
+    expire, many fill, and which ones (and on which candle) must not depend on the replay."""
+    blueprint = yaml.safe_load(SMART_DCA.read_text())
+    workforce = blueprint["workforce"]
+    workforce["opportunity"][0]["params"]["interval_bars"] = 4
+    workforce["planning"][0]["params"].update(quote_amount=50, limit_offset_pct=0.3)
+    workforce["execution"][0]["params"].update(post_only=True, cancel_after_candles=1)
+    variant = tmp_path / "dca_limits.yaml"
+    variant.write_text(yaml.safe_dump(blueprint))
+    replay = assert_same_trades(lambda: Replay(blueprint_file=variant), long_series.rows(0, 6000), sizes)
+    outcomes = replay.account.order_outcomes
+    assert outcomes["expired"] > 50 and outcomes["filled"] > 50, outcomes
+
+
 class _BlockedEntries(IWorker):
     """Notes the candles where a buy signal met a threat and no order was filled. Columnar: it
     only reads what the workforce left in a tick's cache (a blocked entry is an active row)."""
