@@ -190,8 +190,8 @@ def replay_problem(check: LinkCheck) -> str | None:
             return (f"{producer.label}: columnar replay differs from tick by tick {check.at(row)}: "
                     f"{written[0].__name__} written tick by tick on a row no worker named (next_active_row)")
     outcome, outcome_by_blocks = by_ticks.outcome(), by_blocks.outcome()
-    for name, ticked_part, columnar_part in zip(("fills", "account", "cursors", "candle history", "orders by outcome"), outcome,
-                                                outcome_by_blocks, strict=True):
+    parts = ("fills", "account", "cursors", "candle history", "orders by outcome")
+    for name, ticked_part, columnar_part in zip(parts, outcome, outcome_by_blocks, strict=True):
         if ticked_part != columnar_part:
             return f"columnar replay differs from tick by tick: the {name}: {_describe(ticked_part, columnar_part)}"
     if entry_block_lines(tick_lines) != entry_block_lines(block_lines):

@@ -281,7 +281,8 @@ def test_the_drawdown_threat_blocks_and_exits_identically(long_series, tmp_path,
     assert len(replay.fills) > 10
     # Tick by tick (what the columnar replay matched), the threat did both.
     witness = {"plugin": "tests.columnar:EntryBlockedWitness"}  # by import path: the factory builds it
-    watched = Replay(blueprint_file=ict_variant(tmp_path, {**AT_MARKET, "planning": [witness, SIZER]}, **DRAWDOWN)).by_ticks(candles)
+    watched_variant = ict_variant(tmp_path, {**AT_MARKET, "planning": [witness, SIZER]}, **DRAWDOWN)
+    watched = Replay(blueprint_file=watched_variant).by_ticks(candles)
     assert any(isinstance(worker, EntryBlockedWitness) and worker.blocked > 0 for worker in watched.workers)
     exits = exits_by_ticks(lambda: Replay(blueprint_file=variant), candles)
     assert any(reason.startswith("drawdown ") for reason in exits), exits

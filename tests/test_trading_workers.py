@@ -5,7 +5,6 @@ from structlog.testing import capture_logs
 
 from backend.core.ohlcv_provider import OhlcvProvider
 from backend.core.trading_context_provider import TradingContextProvider
-
 from backend.dtos import (
     DTO,
     EmaDTO,

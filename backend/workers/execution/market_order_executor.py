@@ -18,7 +18,8 @@ class MarketOrderExecutor(IWorker):
         if plan is None:
             return
         base = self._base(asset)
-        ticket = self.services.broker.place(self._order(asset, plan, base), base.timestamp)  # booked and logged by the account
+        # Booked and logged by the account.
+        ticket = self.services.broker.place(self._order(asset, plan, base), base.timestamp)
         if ticket.fill is not None:
             self.context.set_result_dto(asset, ticket.fill)
 
