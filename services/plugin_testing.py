@@ -26,6 +26,7 @@ from backend.dtos import DTO, AccountState, FillDTO
 from backend.interfaces import Candle, IWorker, WorkerCategory, WorkerParams, WorkerServices
 from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data.candle_file import read_candle_file
+from backend.market_data.timeframes import timeframe_length
 from backend.portfolio import Ledger, SimulatedGateway, StrategyAccount
 from backend.portfolio.fill_rules import FillRules
 from services.tick_cache_manager import TickCacheManager
@@ -114,7 +115,7 @@ class Replay:
             blueprint = load_yaml_model(StrategyBlueprint, blueprint_file)
             factory = WorkerFactory()
             self.history = OhlcvProvider(factory.history_needed(blueprint, blueprint_file))
-            services = WorkerServices(self.context, self.account, self.history)
+            services = WorkerServices(self.context, self.account, self.history, timeframe_length(blueprint.timeframe))
             self.workers = factory.build(blueprint, blueprint_file, services)
         else:
             validated = [(cls, cls.Params(**params)) for cls, params in worker_specs]

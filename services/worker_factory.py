@@ -7,7 +7,7 @@ wherever the workforce is built (a start, a shard, a reload) or tried out (`chec
 validate, a reload's check).
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -21,7 +21,6 @@ from backend.errors import ConfigError
 from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
 from backend.market_data.timeframes import timeframe_length
 from backend.portfolio import Ledger, SimulatedGateway, StrategyAccount
-from backend.portfolio.fill_rules import FillRules
 from backend.workers.plugin_import import PluginImportError, import_worker, is_import_path
 from backend.workers.registry import PLUGINS
 
@@ -44,15 +43,13 @@ class WorkerFactory:
         blueprint_file: Path,
         services: WorkerServices,
     ) -> list[IWorker]:
-        """Workers in run order: context, opportunity, threat, planning, execution, on services
-with the blueprint's timeframe as the length of their candles.
+        """Workers in run order: context, opportunity, threat, planning, execution.
 
         Raises ConfigError (naming the blueprint file and key) for an unknown plugin, a plugin
         listed under the wrong category, bad params, a DTO required before any worker produces
         it, two workers producing the same DTO, or a worker whose constructor raises.
         """
         checked = self._checked(blueprint, blueprint_file)
-        services = replace(services, timeframe=timeframe_length(blueprint.timeframe))
         return [self._construct(worker, services, blueprint_file) for worker in checked]
 
     def check_buildable(self, blueprint: StrategyBlueprint, blueprint_file: Path,
@@ -61,9 +58,10 @@ with the blueprint's timeframe as the length of their candles.
         simulated account with the environment's capital and fees) and drop it: every check of
         `build`, constructors included, with nothing shared with a run. Returns `history_needed`."""
         needed = self.history_needed(blueprint, blueprint_file)
-        rules = FillRules(environment.fee_rate, environment.fee_rate, environment.slippage_bps)
-        account = StrategyAccount(Ledger(environment.starting_capital), SimulatedGateway(rules))
-        self.build(blueprint, blueprint_file, WorkerServices(TradingContextProvider(), account, OhlcvProvider(needed)))
+        account = StrategyAccount(Ledger(environment.starting_capital), SimulatedGateway(environment.fill_rules))
+        services = WorkerServices(TradingContextProvider(), account, OhlcvProvider(needed),
+                                  timeframe_length(blueprint.timeframe))
+        self.build(blueprint, blueprint_file, services)
         return needed
 
     @staticmethod
