@@ -21,6 +21,7 @@ from backend.errors import ConfigError
 from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
 from backend.market_data.timeframes import timeframe_length
 from backend.portfolio import Ledger, SimulatedGateway, StrategyAccount
+from backend.portfolio.fill_rules import FillRules
 from backend.workers.plugin_import import PluginImportError, import_worker, is_import_path
 from backend.workers.registry import PLUGINS
 
@@ -58,7 +59,8 @@ class WorkerFactory:
         simulated account with the environment's capital and fees) and drop it: every check of
         `build`, constructors included, with nothing shared with a run. Returns `history_needed`."""
         needed = self.history_needed(blueprint, blueprint_file)
-        account = StrategyAccount(Ledger(environment.starting_capital), SimulatedGateway(environment.fill_rules))
+        rules = FillRules(environment.fee_rate, environment.fee_rate, environment.slippage_bps)
+        account = StrategyAccount(Ledger(environment.starting_capital), SimulatedGateway(rules))
         services = WorkerServices(TradingContextProvider(), account, OhlcvProvider(needed),
                                   timeframe_length(blueprint.timeframe))
         self.build(blueprint, blueprint_file, services)
