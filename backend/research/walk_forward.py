@@ -37,5 +37,5 @@ def windows(start: datetime, end: datetime, train: timedelta, test: timedelta, s
 
 def planned_windows(plan: WalkForwardConfig, start: datetime, end: datetime) -> list[Window]:
     """The windows a sweep file's `walk_forward` section cuts [start, end) into."""
-    length = timeframe_length
-    return windows(start, end, length(plan.train), length(plan.test), length(plan.step or plan.test), plan.anchored)
+    train, test, step = (timeframe_length(duration) for duration in (plan.train, plan.test, plan.step or plan.test))
+    return windows(start, end, train, test, step, plan.anchored)

@@ -82,10 +82,10 @@ class FvgReentryOpportunity(IWorker):
         if self.params.entry == "close":
             self._candidates = np.flatnonzero(fvg.values("price_in_bullish_gap", bool) & bullish)
             return
-        gaps = fvg.values("bullish_gap", object)
-        rows = np.flatnonzero(bullish & (gaps != None))  # noqa: E711 (numpy's elementwise test)
-        formed = np.fromiter((gaps[row].formed_at.timestamp() for row in rows), dtype=np.float64, count=len(rows))
-        self._candidates = rows[formed == candles.open_times[rows]]
+        gaps, rows = fvg.values("bullish_gap", object), np.flatnonzero(bullish)
+        formed = np.fromiter((-1.0 if gaps[row] is None else gaps[row].formed_at.timestamp() for row in rows),
+                             dtype=np.float64, count=len(rows))
+        self._candidates = rows[formed == candles.open_times[rows]]  # a gap formed on the row
 
     def next_active_row(self, asset: str, candles: CandleColumns, start: int, portfolio: PortfolioSnapshotDTO) -> int:
         searched_from, found = self._answer
