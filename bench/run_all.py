@@ -12,6 +12,10 @@ Rows:
 - overhead: a workforce with no computation (one market_order_executor, which finds no plan and
   returns): what the daemon itself costs per candle and run (feed, hand-off, tick cache, account),
   with 1 and 10 runs on one environment.
+- resting orders: the blueprints whose orders rest on the venue (ICT/SMC: post-only limit entries
+  that expire, a stop-loss and a take-profit per position; smart DCA: post-only limit buys) through
+  the full service, one run, replayed columnar and tick by tick on the long series: candles per
+  second and the same trades (fills, final equity to the cent).
 - shipped blueprints: ICT/SMC and smart DCA through the full service, one run, against the same
   measurement of each `--baseline` git revision (extracted with `git archive` into a temporary
   directory and run with the same script): by default 944a9ad, the seed when issue 9 was taken
@@ -55,6 +59,7 @@ BASELINES = ["944a9ad", "bd06b08"]
 STRATEGIES = REPO / "config" / "strategies"
 EMA_CROSS = STRATEGIES / "ema_cross.yaml"
 BLUEPRINTS = {"ICT/SMC": STRATEGIES / "ict_smc_strategy.yaml", "smart DCA": STRATEGIES / "smart_dca_btc.yaml"}
+SECTIONS = ("peers", "overhead", "orders", "blueprints", "scaling", "memory")
 NOT_COLUMNAR = {"plugin": "bench.tick_by_tick:NotColumnar"}
 EXECUTOR_ONLY = {
     "display_name": "no computation", "assets": ["BTC/USD"], "timeframe": "1h",
@@ -169,6 +174,24 @@ def overhead(candles: int, tmp: Path, repeat: int) -> None:
         print(f"  {runs:<24}{cells[0]:>15.2f}{cells[1]:>15.2f}")
 
 
+def resting_orders(candles: int, tmp: Path, repeat: int) -> None:
+    first, rows = sample_rows()
+    data_file = write_csv(tmp / "resting_orders.csv", first, mirrored(rows, candles))
+    print(f"\n## Orders resting on the venue, one run, full service ({candles:,} candles)")
+    print(f"{'':<14}{'candles/s columnar':>20}{'tick by tick':>14}{'columnar is':>13}{'fills':>8}{'same trades':>13}")
+    for name, path in BLUEPRINTS.items():
+        contenders = (path, tick_by_tick(path, tmp))
+        runs: list[list[dict]] = [[], []]
+        for _ in range(repeat):  # interleaved
+            for index, blueprint in enumerate(contenders):
+                runs[index].append(service_case(blueprint, data_file))
+        columnar, by_ticks = (min(results, key=lambda r: r["seconds"]) for results in runs)
+        same_trades = same([columnar["trades"], by_ticks["trades"]],
+                           [columnar["final_equity"], by_ticks["final_equity"]])
+        print(f"  {name:<12}{rate(columnar):>20,.0f}{rate(by_ticks):>14,.0f}{rate(columnar) / rate(by_ticks):>12.1f}x"
+              f"{columnar['trades']:>8}{same_trades:>13}")
+
+
 def blueprints(candles: int, baselines: list[str], tmp: Path, repeat: int) -> None:
     first, rows = sample_rows()
     data_file = write_csv(tmp / "blueprints.csv", first, mirrored(rows, candles))
@@ -210,21 +233,24 @@ def main() -> None:
     parser.add_argument("--candles", type=int, default=200_000, help="the long series of the peer comparison")
     parser.add_argument("--blueprint-candles", type=int, default=50_000, help="candles of the shipped blueprints' rows")
     parser.add_argument("--overhead-candles", type=int, default=100_000)
+    parser.add_argument("--orders-candles", type=int, default=50_000, help="candles of the resting orders' rows")
     parser.add_argument("--memory-candles", type=int, default=600, help="candles of the memory rows (history: 50)")
     parser.add_argument("--baseline", action="append", help="git revision the shipped blueprints are compared with "
                         f"(repeatable; default: {' and '.join(BASELINES)})")
     parser.add_argument("--repeat", type=int, default=3, help="timed figures are the best of this many runs")
     parser.add_argument("--scaling-candles", type=int, default=500_000, help="candles per link of the scaling rows")
-    parser.add_argument("--only", choices=("peers", "overhead", "blueprints", "scaling", "memory"), action="append")
+    parser.add_argument("--only", choices=SECTIONS, action="append")
     args = parser.parse_args()
     ensure_peers()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        only = args.only or ["peers", "overhead", "blueprints", "scaling", "memory"]
+        only = args.only or SECTIONS
         if "peers" in only:
             peers(args.candles, tmp, args.repeat)
         if "overhead" in only:
             overhead(args.overhead_candles, tmp, args.repeat)
+        if "orders" in only:
+            resting_orders(args.orders_candles, tmp, args.repeat)
         if "blueprints" in only:
             blueprints(args.blueprint_candles, args.baseline or BASELINES, tmp, args.repeat)
         if "scaling" in only:

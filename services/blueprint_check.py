@@ -3,7 +3,8 @@ links, on the links' own data (services.plugin_testing's replays, shipped for pl
 
 - replay: the link's candles replayed tick by tick and columnar, cut into blocks of random sizes
   (seeded): every context worker's columns on every row, every other worker's DTOs on every row,
-  then the fills, the account, its cursors and history, and the threats' lines must be the same;
+  then the fills, the account, its cursors and history, how many orders ended how, and the
+  threats' lines must be the same;
 - look-ahead: a context worker's output at a row must not change when the rows after it are
   removed (only a columnar `prepare_block` is ever shown later candles);
 - recursive: once warm, a context worker's output must not depend on how much history came before:
@@ -189,8 +190,8 @@ def replay_problem(check: LinkCheck) -> str | None:
             return (f"{producer.label}: columnar replay differs from tick by tick {check.at(row)}: "
                     f"{written[0].__name__} written tick by tick on a row no worker named (next_active_row)")
     outcome, outcome_by_blocks = by_ticks.outcome(), by_blocks.outcome()
-    for name, ticked_part, columnar_part in zip(("fills", "account", "cursors", "candle history"), outcome,
-                                                outcome_by_blocks, strict=True):
+    parts = ("fills", "account", "cursors", "candle history", "orders by outcome")
+    for name, ticked_part, columnar_part in zip(parts, outcome, outcome_by_blocks, strict=True):
         if ticked_part != columnar_part:
             return f"columnar replay differs from tick by tick: the {name}: {_describe(ticked_part, columnar_part)}"
     if entry_block_lines(tick_lines) != entry_block_lines(block_lines):

@@ -25,6 +25,7 @@ from backend.interfaces import WorkerServices
 from backend.interfaces.journal import IAccountJournal, InMemoryJournal
 from backend.market_data import TickSource
 from backend.market_data.candle_checks import timeframe_seconds
+from backend.market_data.timeframes import timeframe_length
 from backend.portfolio import Ledger, StrategyAccount
 from backend.portfolio.account import numbered_order_ids
 from backend.state import StateStore, StoreJournal
@@ -65,7 +66,8 @@ class OperationBuilder:
         context = TradingContextProvider()
         history = OhlcvProvider(self._factory.history_needed(link.blueprint, link.blueprint_file))
         account = self._account(link)
-        workforce = self._factory.build(link.blueprint, link.blueprint_file, WorkerServices(context, account, history))
+        services = WorkerServices(context, account, history, timeframe_length(link.blueprint.timeframe))
+        workforce = self._factory.build(link.blueprint, link.blueprint_file, services)
         manager = TickCacheManager(context, history, workforce, account, link.blueprint.assets)
         stop = LinkStop(self._stop_event)
         return RunningLink(link, StrategyRun(link.link, manager, stop, self._queue_size), stop)

@@ -10,7 +10,7 @@ backtest links (services.blueprint_check); the daemon's own tests use it too.
 
 import threading
 from collections.abc import Callable, Container, Iterable, MutableMapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import cycle, pairwise
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from backend.dtos import DTO, AccountState, FillDTO
 from backend.interfaces import Candle, IWorker, WorkerCategory, WorkerParams, WorkerServices
 from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data.candle_file import read_candle_file
+from backend.market_data.timeframes import timeframe_length
 from backend.portfolio import Ledger, SimulatedGateway, StrategyAccount
 from backend.portfolio.fill_rules import FillRules
 from services.tick_cache_manager import TickCacheManager
@@ -120,12 +121,12 @@ class Replay:
             blueprint = load_yaml_model(StrategyBlueprint, blueprint_file)
             factory = WorkerFactory()
             self.history = OhlcvProvider(factory.history_needed(blueprint, blueprint_file))
-            services = WorkerServices(self.context, self.account, self.history)
+            services = WorkerServices(self.context, self.account, self.history, timeframe_length(blueprint.timeframe))
             self.workers = factory.build(blueprint, blueprint_file, services)
         else:
             validated = [(cls, cls.Params(**params)) for cls, params in worker_specs]
             self.history = OhlcvProvider(max([p.history_needed() for _, p in validated], default=0))
-            services = WorkerServices(self.context, self.account, self.history)
+            services = WorkerServices(self.context, self.account, self.history, timedelta(seconds=HOUR))
             self.workers = [cls(params, services) for cls, params in validated]
         self.workers += [cls(cls.Params(**params), services) for cls, params in watchers]
         self.manager = TickCacheManager(self.context, self.history, self.workers, self.account, [symbol])
@@ -141,12 +142,13 @@ class Replay:
             assert self.manager.process(block, threading.Event()).rows == len(block)
         return self
 
-    def outcome(self) -> tuple[list[dict], AccountState, dict, tuple[Candle, ...]]:
+    def outcome(self) -> tuple[list[dict], AccountState, dict, tuple[Candle, ...], dict[str, int]]:
         """What must not depend on the replay: fills (but their random order ids), the account,
-        the cursors and the history's last candles."""
+        the cursors, the history's last candles and how many orders ended how (filled, expired,
+        rejected, canceled, ...)."""
         fills = [fill.model_dump(exclude={"order_id"}) for fill in self.fills]
         history = tuple(self.history.history(self.symbol, self.history.capacity)) if self.history.capacity else ()
-        return fills, self.ledger.state, self.account.cursors, history
+        return fills, self.ledger.state, self.account.cursors, history, dict(self.account.order_outcomes)
 
 
 class Collect(IWorker):

@@ -19,6 +19,7 @@ from backend.core.trading_context_provider import TradingContextProvider
 from backend.dtos import DTO
 from backend.errors import ConfigError
 from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
+from backend.market_data.timeframes import timeframe_length
 from backend.portfolio import Ledger, SimulatedGateway, StrategyAccount
 from backend.workers.plugin_import import PluginImportError, import_worker, is_import_path
 from backend.workers.registry import PLUGINS
@@ -58,7 +59,9 @@ class WorkerFactory:
         `build`, constructors included, with nothing shared with a run. Returns `history_needed`."""
         needed = self.history_needed(blueprint, blueprint_file)
         account = StrategyAccount(Ledger(environment.starting_capital), SimulatedGateway(environment.fill_rules))
-        self.build(blueprint, blueprint_file, WorkerServices(TradingContextProvider(), account, OhlcvProvider(needed)))
+        services = WorkerServices(TradingContextProvider(), account, OhlcvProvider(needed),
+                                  timeframe_length(blueprint.timeframe))
+        self.build(blueprint, blueprint_file, services)
         return needed
 
     @staticmethod

@@ -153,7 +153,7 @@ class Pipeline:
         self.account = simulated_account(self.ledger, fee_rate, slippage_bps)
         validated = [(worker_class, worker_class.Params(**params)) for worker_class, params in workers]
         self.history = OhlcvProvider(max((params.history_needed() for _, params in validated), default=0))
-        services = WorkerServices(self.context, self.account, self.history)
+        services = WorkerServices(self.context, self.account, self.history, timedelta(hours=1))  # as `tick` makes them
         built = [worker_class(params, services) for worker_class, params in validated]
         self.recorder = Recorder(services, watched)
         self.manager = TickCacheManager(

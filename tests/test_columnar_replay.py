@@ -177,8 +177,9 @@ def exits_by_ticks(make: Callable[[], Replay], candles: CandleColumns) -> list[s
 
 
 def assert_stops_and_targets(exits: list[str]) -> None:
-    assert any(reason.startswith("stop ") for reason in exits), exits
-    assert any(reason.startswith("target ") for reason in exits), exits
+    """Sells by the venue's protective stop and take-profit (the ICT blueprints' `exits: venue`)."""
+    assert any(reason.startswith("protective stop ") for reason in exits), exits
+    assert any(reason.startswith("protective take-profit ") for reason in exits), exits
 
 
 @pytest.mark.parametrize("sizes", [[4096], [1], random_sizes(8)], ids=["4096", "1", "random"])
@@ -195,7 +196,7 @@ def test_the_shipped_ict_demo_trades_through_the_whole_quarter_and_says_why_it_p
     assert replay.fills[-1].timestamp >= datetime(2023, 3, 24, tzinfo=UTC)
     lines = entry_block_lines(logs)
     cooled = [line for line in lines if line["event"] == "entries_unblocked" and "cool-down" in line["reason"]]
-    assert cooled and cooled[0]["blocked_since"] == "2023-02-13T10:00:00+00:00", lines
+    assert cooled and cooled[0]["blocked_since"] == "2023-01-24T21:00:00+00:00", lines
     assert {line["worker"] for line in lines} == {"drawdown_threat"}
 
 
@@ -262,21 +263,26 @@ def ict_variant(directory: Path, workers: dict[str, list[dict]] | None = None, *
     return path
 
 
-# Entries blocked from 2 % under the peak, a position sold from 2.5 %; 2 % at risk per trade.
+# Entries blocked from 2 % under the peak, a position sold from 2.5 %; 2 % at risk per trade. The
+# workers of the ICT blueprint before its orders rested on the venue (market entries at the close,
+# exits on closes), which still trade at market: a venue's stop would sell before the threat.
 DRAWDOWN = {"block_entries_at_pct": 2.0, "exit_at_pct": 2.5}
 SIZER = {"plugin": "position_sizer", "params": {"risk_per_trade_pct": 2.0, "reward_risk_ratio": 2.0}}
+AT_MARKET = {"opportunity": [{"plugin": "fvg_reentry_opportunity", "params": {"entry": "close"}}],
+             "execution": [{"plugin": "market_order_executor"}]}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sizes", [[4096], [1], random_sizes(13)], ids=["4096", "1", "random"])
 def test_the_drawdown_threat_blocks_and_exits_identically(long_series, tmp_path, sizes):
     candles = long_series.rows(0, 6000)
-    variant = ict_variant(tmp_path, {"planning": [SIZER]}, **DRAWDOWN)
+    variant = ict_variant(tmp_path, {**AT_MARKET, "planning": [SIZER]}, **DRAWDOWN)
     replay = assert_same_trades(lambda: Replay(blueprint_file=variant), candles, sizes)
     assert len(replay.fills) > 10
     # Tick by tick (what the columnar replay matched), the threat did both.
     witness = {"plugin": "tests.columnar:EntryBlockedWitness"}  # by import path: the factory builds it
-    watched = Replay(blueprint_file=ict_variant(tmp_path, {"planning": [witness, SIZER]}, **DRAWDOWN)).by_ticks(candles)
+    watched_variant = ict_variant(tmp_path, {**AT_MARKET, "planning": [witness, SIZER]}, **DRAWDOWN)
+    watched = Replay(blueprint_file=watched_variant).by_ticks(candles)
     assert any(isinstance(worker, EntryBlockedWitness) and worker.blocked > 0 for worker in watched.workers)
     exits = exits_by_ticks(lambda: Replay(blueprint_file=variant), candles)
     assert any(reason.startswith("drawdown ") for reason in exits), exits
@@ -286,7 +292,7 @@ def test_the_drawdown_threat_blocks_and_exits_identically(long_series, tmp_path,
 @pytest.mark.parametrize("sizes", [[4096], [1], random_sizes(15)], ids=["4096", "1", "random"])
 def test_the_drawdown_threat_cools_down_and_says_so_identically(long_series, tmp_path, sizes):
     candles = long_series.rows(0, 6000)
-    variant = ict_variant(tmp_path, {"planning": [SIZER]}, **DRAWDOWN, cooldown_bars=5)
+    variant = ict_variant(tmp_path, {**AT_MARKET, "planning": [SIZER]}, **DRAWDOWN, cooldown_bars=5)
     lines = assert_same_trades(lambda: Replay(blueprint_file=variant), candles, sizes).entry_block_lines
     reasons = [line["reason"].split(" ")[0] for line in lines if line["event"] == "entries_unblocked"]
     assert {"cool-down", "drawdown"} <= set(reasons), reasons
@@ -336,6 +342,22 @@ def test_smart_dca_trades_identically_on_the_sample(blueprint, sizes):
 def test_smart_dca_trades_identically_across_holes(long_series, blueprint, sizes):
     replay = assert_same_trades(lambda: Replay(blueprint_file=blueprint), long_series, sizes)
     assert_dca_traded(replay, 200)
+
+
+@pytest.mark.parametrize("sizes", [[4096], [1], random_sizes(16)], ids=["4096", "1", "random"])
+def test_limit_entries_that_expire_or_fill_trade_identically_across_holes(long_series, tmp_path, sizes):
+    """Smart DCA buying every 4 candles 0.3 % under the close, each order good for one candle: many
+    expire, many fill, and which ones (and on which candle) must not depend on the replay."""
+    blueprint = yaml.safe_load(SMART_DCA.read_text())
+    workforce = blueprint["workforce"]
+    workforce["opportunity"][0]["params"]["interval_bars"] = 4
+    workforce["planning"][0]["params"].update(quote_amount=50, limit_offset_pct=0.3)
+    workforce["execution"][0]["params"].update(post_only=True, cancel_after_candles=1)
+    variant = tmp_path / "dca_limits.yaml"
+    variant.write_text(yaml.safe_dump(blueprint))
+    replay = assert_same_trades(lambda: Replay(blueprint_file=variant), long_series.rows(0, 6000), sizes)
+    outcomes = replay.account.order_outcomes
+    assert outcomes["expired"] > 50 and outcomes["filled"] > 50, outcomes
 
 
 class _BlockedEntries(IWorker):

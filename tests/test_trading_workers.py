@@ -1,22 +1,32 @@
+from typing import Any
+
 import pytest
 from structlog.testing import capture_logs
 
+from backend.core.ohlcv_provider import OhlcvProvider
+from backend.core.trading_context_provider import TradingContextProvider
 from backend.dtos import (
+    DTO,
     EmaDTO,
+    FairValueGapDTO,
     FillDTO,
     OpportunitySignalDTO,
     OrderDTO,
     OrderSide,
+    OrderStatus,
+    OrderType,
     ThreatAction,
     ThreatSignalDTO,
     TradePlanDTO,
 )
+from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
 from backend.portfolio import Ledger
 from backend.workers.context.ema_detector import EmaDetector
 from backend.workers.context.fair_value_gap_detector import FairValueGapDetector
 from backend.workers.context.market_regime_classifier import MarketRegimeClassifier
 from backend.workers.context.volatility_assessor import VolatilityAssessor
 from backend.workers.execution.market_order_executor import MarketOrderExecutor
+from backend.workers.execution.order_executor import OrderExecutor, OrderExecutorParams
 from backend.workers.opportunity.dca_schedule_opportunity import DcaScheduleOpportunity
 from backend.workers.opportunity.ema_cross_opportunity import EmaCrossOpportunity
 from backend.workers.opportunity.fvg_reentry_opportunity import FvgReentryOpportunity
@@ -317,3 +327,189 @@ def test_all_in_planner_leaves_a_signal_below_its_minimum_cash_alone():
     pipeline = ema_cross_pipeline(min_order_quote=20_000)
     out = pipeline.feed(ticks_from_closes([10, 10, 10, 9, 8, 12]))
     assert OpportunitySignalDTO in out[5] and TradePlanDTO not in out[5]
+
+
+# --- order executor: limit entries, post-only, expiry, protection on the venue -----------------
+
+
+class ScriptedPlansParams(WorkerParams):
+    plans: dict[int, dict[str, Any]]  # tick index -> the TradePlanDTO's fields
+
+
+class ScriptedPlans(IWorker):
+    """A planner that plans what its params say on the ticks they name."""
+
+    category = WorkerCategory.PLANNING
+    Params = ScriptedPlansParams
+    produces: tuple[type[DTO], ...] = (TradePlanDTO,)
+    params: ScriptedPlansParams
+
+    def __init__(self, params: ScriptedPlansParams, services: WorkerServices) -> None:
+        super().__init__(params, services)
+        self.ticks = 0
+
+    def process(self, asset: str) -> None:
+        fields = self.params.plans.get(self.ticks)
+        self.ticks += 1
+        if fields is not None:
+            self.context.set_result_dto(asset, self.produces[0](**{"reason": "scripted", **fields}))
+
+
+class ScriptedSignals(ScriptedPlans):
+    """An opportunity that signals what its params say on the ticks they name."""
+
+    category = WorkerCategory.OPPORTUNITY
+    produces = (OpportunitySignalDTO,)
+
+
+def executor_pipeline(plans: dict[int, dict[str, Any]], **executor: Any) -> Pipeline:
+    return Pipeline([(ScriptedPlans, {"plans": plans}), (OrderExecutor, executor)], [TradePlanDTO, FillDTO],
+                    fee_rate=0.001)
+
+
+LIMIT_BUY = {"side": OrderSide.BUY, "quantity": 1.0, "limit_price": 99.0}
+
+
+def test_the_order_executor_rests_a_post_only_limit_buy_good_for_n_candles():
+    pipeline = executor_pipeline({0: LIMIT_BUY}, post_only=True, cancel_after_candles=3)
+    with capture_logs() as logs:
+        out = pipeline.feed([tick(0, 100)])
+    assert FillDTO not in out[0]
+    [view] = pipeline.account.open_orders("BTC/USD")
+    assert (view.order_type, view.limit_price, view.status, view.quantity) == (
+        OrderType.LIMIT, 99.0, OrderStatus.OPEN, 1.0)
+    [opened] = [line for line in logs if line["event"] == "order_opened"]
+    assert opened["limit_price"] == 99.0 and opened["order_type"] == "limit"
+    assert pipeline.account.snapshot().reserved_cash == pytest.approx(99 * 1.001)
+
+
+@pytest.mark.parametrize(("dip_on", "filled"), [(3, True), (4, False)], ids=["nth_candle_fills", "then_expired"])
+def test_an_unfilled_limit_entry_expires_after_cancel_after_candles(dip_on, filled):
+    """Good for the 3 candles after the one it was decided on: a dip to 98 on the third fills it at
+    the limit (maker fee), on the fourth it has expired already."""
+    pipeline = executor_pipeline({0: LIMIT_BUY}, post_only=True, cancel_after_candles=3)
+    candles = [tick(index, 100, low=98 if index == dip_on else 100) for index in range(6)]
+    with capture_logs() as logs:
+        pipeline.feed(candles)
+    lines = [line for line in logs if line["event"].startswith("order_")]
+    events = [line["event"] for line in lines]
+    assert pipeline.account.open_orders() == []
+    if filled:  # booked by the account as the candle opens its tick (no FillDTO of the executor's)
+        assert events == ["order_opened", "order_filled"]
+        assert lines[1]["candle_time"] == tick(3, 0).timestamp.isoformat()
+        assert (lines[1]["price"], lines[1]["fee"]) == (99.0, pytest.approx(99 * 0.001))
+        assert pipeline.ledger.position("BTC/USD").qty == 1.0
+    else:
+        assert events == ["order_opened", "order_expired"]
+        assert pipeline.ledger.position("BTC/USD").qty == 0 and pipeline.ledger.state.cash == 10_000
+
+
+def test_a_post_only_limit_that_would_execute_at_once_is_rejected_and_without_post_only_fills_as_taker():
+    above = {**LIMIT_BUY, "limit_price": 101.0}
+    with capture_logs() as logs:
+        rejected = executor_pipeline({0: above}, post_only=True)
+        out = rejected.feed([tick(0, 100)])
+    assert FillDTO not in out[0] and rejected.account.open_orders() == []
+    [line] = [line for line in logs if line["event"] == "order_rejected"]
+    assert "post only" in line["reason"]
+    assert rejected.ledger.position("BTC/USD").qty == 0
+    taker = executor_pipeline({0: above})
+    fill = taker.feed([tick(0, 100)])[0][FillDTO]
+    assert (fill.price, fill.quantity) == (100.0, 1.0)  # at the reference price, at once
+
+
+PROTECTED_BUY = {**LIMIT_BUY, "stop_price": 95.0, "target_price": 107.0}
+
+
+@pytest.mark.parametrize(("later", "exit_price", "reason"), [
+    (tick(2, 100, high=108), 107.0, "protective take-profit at 107.00"),
+    (tick(2, 100, low=94), 95.0, "protective stop at 95.00"),
+    (tick(2, 93, open=93), 93.0, "protective stop at 95.00"),  # opens through the stop: at the open
+], ids=["take_profit", "stop", "gap_through_the_stop"])
+def test_the_entry_fill_places_a_protective_stop_and_take_profit_and_one_of_them_sells(later, exit_price, reason):
+    pipeline = executor_pipeline({0: PROTECTED_BUY}, post_only=True, cancel_after_candles=3)
+    pipeline.feed([tick(0, 100), tick(1, 100, low=98)])  # the entry fills at 99 on candle 1
+    assert pipeline.ledger.position("BTC/USD").qty == 1.0
+    protective = {view.order_type: view for view in pipeline.account.open_orders("BTC/USD")}
+    assert all(view.protective and view.quantity == 1.0 for view in protective.values())
+    assert {kind: view.trigger_price for kind, view in protective.items()} == {
+        OrderType.STOP_LOSS: 95.0, OrderType.TAKE_PROFIT: 107.0}
+    with capture_logs() as logs:
+        pipeline.feed([later, tick(3, 100, low=90, high=110)])
+    [sold] = [line for line in logs if line["event"] == "order_filled"]
+    assert (sold["side"], sold["price"], sold["reason"]) == ("sell", exit_price, reason)
+    assert pipeline.ledger.position("BTC/USD").qty == 0 and pipeline.account.open_orders() == []
+
+
+def test_a_market_plan_through_the_order_executor_is_protected_at_once():
+    pipeline = executor_pipeline({0: {"side": OrderSide.BUY, "quantity": 1.0, "stop_price": 95.0}})
+    fill = pipeline.feed([tick(0, 100)])[0][FillDTO]
+    assert (fill.price, fill.quantity) == (100.0, 1.0)
+    [stop] = pipeline.account.open_orders("BTC/USD")
+    assert (stop.order_type, stop.trigger_price, stop.protective) == (OrderType.STOP_LOSS, 95.0, True)
+
+
+def test_the_order_executor_without_protect_leaves_the_plans_exits_to_the_planner():
+    pipeline = executor_pipeline({0: {"side": OrderSide.BUY, "quantity": 1.0, "stop_price": 95.0}}, protect=False)
+    pipeline.feed([tick(0, 100)])
+    assert pipeline.account.open_orders() == []
+
+
+def test_cancel_after_candles_needs_the_runs_timeframe():
+    services = WorkerServices(TradingContextProvider(), simulated_account(Ledger(100)), OhlcvProvider(0))
+    with pytest.raises(ValueError, match="timeframe"):
+        OrderExecutor(OrderExecutorParams(cancel_after_candles=2), services)
+
+
+def test_position_sizer_with_venue_exits_enters_at_the_signals_limit_and_leaves_the_stop_to_the_venue():
+    signal = {"side": OrderSide.BUY, "stop_price": 95.0, "entry_price": 99.0}
+    pipeline = Pipeline([
+        (ScriptedSignals, {"plans": {0: signal, 1: signal}}),
+        (PositionSizer, {"risk_per_trade_pct": 1, "reward_risk_ratio": 2, "entry": "limit", "exits": "venue"}),
+        (OrderExecutor, {"post_only": True, "cancel_after_candles": 3}),
+    ], [TradePlanDTO])
+    out = pipeline.feed([tick(0, 100), tick(1, 100)])
+    plan = out[0][TradePlanDTO]
+    assert (plan.limit_price, plan.stop_price, plan.target_price) == (99.0, 95.0, 107.0)
+    assert plan.quantity == pytest.approx(10_000 * 0.01 / 4)  # 1 % of equity from the limit to the stop
+    assert TradePlanDTO not in out[1]  # the entry still waits for its price: no second one
+    with capture_logs() as logs:
+        out = pipeline.feed([tick(2, 100, low=98), tick(3, 94, open=100, low=94), tick(4, 94)])
+    assert all(TradePlanDTO not in ticked for ticked in out[2:])  # the sizer never sells at the stop itself
+    sells = [line for line in logs if line["event"] == "order_filled" and line["side"] == "sell"]
+    assert [(line["price"], line["reason"]) for line in sells] == [(95.0, "protective stop at 95.00")]
+    assert pipeline.ledger.position("BTC/USD").qty == 0
+
+
+def test_the_position_sizer_at_market_ignores_the_signals_entry_price():
+    signal = {"side": OrderSide.BUY, "stop_price": 95.0, "entry_price": 99.0}
+    pipeline = Pipeline([(ScriptedSignals, {"plans": {0: signal}}), (PositionSizer, {}), (MarketOrderExecutor, {})],
+                        [TradePlanDTO, FillDTO])
+    out = pipeline.feed([tick(0, 100)])
+    assert out[0][TradePlanDTO].limit_price is None and out[0][FillDTO].price == 100.0
+
+
+def test_fvg_limit_entry_signals_on_the_candle_that_forms_the_gap_with_its_top_as_the_price():
+    pipeline = Pipeline([
+        (EmaDetector, {"fast_period": 2, "slow_period": 3}),
+        (MarketRegimeClassifier, {"volatility_window": 2, "trend_threshold_pct": 0.1, "high_volatility_pct": 50}),
+        (FairValueGapDetector, {"min_gap_pct": 0, "swing_lookback": 1}),
+        (FvgReentryOpportunity, {"allowed_regimes": ["trending_up", "ranging"], "stop_buffer_pct": 1,
+                                 "entry": "limit"}),
+    ], [FairValueGapDTO, OpportunitySignalDTO])
+    out = pipeline.feed(ICT_SETUP)
+    signalled = [index for index, ticked in enumerate(out) if OpportunitySignalDTO in ticked]
+    assert signalled
+    for index in signalled:
+        gap = out[index][FairValueGapDTO].bullish_gap
+        signal = out[index][OpportunitySignalDTO]
+        assert gap.formed_at == tick(index, 0).timestamp  # formed on this candle
+        assert signal.entry_price == gap.top and signal.stop_price == pytest.approx(gap.bottom * 0.99)
+    assert 5 not in signalled  # the close back in the gap is no signal: the resting limit is the re-entry
+
+
+def test_dca_limit_entry_plans_under_the_close():
+    pipeline = dca_pipeline(entry="limit", limit_offset_pct=1)
+    out = pipeline.feed(ticks_from_closes([100, 100]))
+    plan = out[1][TradePlanDTO]
+    assert plan.limit_price == pytest.approx(99) and plan.quantity == pytest.approx(100 / 99)

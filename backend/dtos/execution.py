@@ -67,11 +67,16 @@ class OrderStatus(StrEnum):
 
 
 class TradePlanDTO(DTO):
+    """What a planner asks the tick's executor for: buy or sell quantity, at market or, with a
+    limit_price, with a limit order resting at that price; a buy's stop_price and target_price say
+    where the plan exits (an executor that protects orders holds them on the venue)."""
+
     side: OrderSide
     quantity: float = Field(gt=0)
     reason: str
     stop_price: float | None = None
     target_price: float | None = None
+    limit_price: float | None = Field(default=None, gt=0)  # None: at market
 
 
 class OrderDTO(DTO):

@@ -10,6 +10,7 @@ class OpportunitySignalDTO(DTO):
     side: OrderSide
     reason: str
     stop_price: float | None = None  # where the idea is proven wrong, if the worker knows
+    entry_price: float | None = None  # where to buy with a limit order, if the worker knows (None: the close)
 
 
 class ThreatAction(StrEnum):

@@ -1,5 +1,6 @@
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from functools import cached_property
 from typing import ClassVar, TypeVar
@@ -43,13 +44,16 @@ class WorkerServices:
     """What a strategy run hands every one of its workers, as one bundle (constructor injection).
 
     All of it belongs to that one run: its tick cache, its broker (orders go to the run's own
-    account, which sizes, journals and books them) and its candle history. A new service is one
-    more field here, not a special case per worker category.
+    account, which sizes, journals and books them), its candle history and the length of its
+    candles (the blueprint's timeframe; None where no run's candles are known, and then a worker
+    that needs it says so when it is built). A new service is one more field here, not a special
+    case per worker category.
     """
 
     context: ITradingContextProvider
     broker: IBroker
     ohlcv: IOhlcvProvider
+    timeframe: timedelta | None = None
 
 
 class IWorker(ABC):

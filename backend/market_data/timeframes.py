@@ -4,7 +4,7 @@ Invariant: a timeframe is `<n><m|h|d>` (the config schema checked its shape) and
 `timeframe_seconds` seconds; every moment handed on is an aware UTC date-time.
 """
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 TIMEFRAME_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
 
@@ -12,6 +12,11 @@ TIMEFRAME_UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
 def timeframe_seconds(timeframe: str) -> int:
     """'5m' -> 300; the config schema has already checked the shape `<n><m|h|d>`."""
     return int(timeframe[:-1]) * TIMEFRAME_UNIT_SECONDS[timeframe[-1]]
+
+
+def timeframe_length(timeframe: str) -> timedelta:
+    """'1h' -> timedelta(hours=1)."""
+    return timedelta(seconds=timeframe_seconds(timeframe))
 
 
 def as_utc(moment: datetime) -> datetime:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from backend.config.sweep import WalkForwardConfig
-from backend.market_data.timeframes import timeframe_seconds
+from backend.market_data.timeframes import timeframe_length
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,5 @@ def windows(start: datetime, end: datetime, train: timedelta, test: timedelta, s
 
 def planned_windows(plan: WalkForwardConfig, start: datetime, end: datetime) -> list[Window]:
     """The windows a sweep file's `walk_forward` section cuts [start, end) into."""
-
-    def length(duration: str) -> timedelta:
-        return timedelta(seconds=timeframe_seconds(duration))
-
-    return windows(start, end, length(plan.train), length(plan.test), length(plan.step or plan.test), plan.anchored)
+    train, test, step = (timeframe_length(duration) for duration in (plan.train, plan.test, plan.step or plan.test))
+    return windows(start, end, train, test, step, plan.anchored)

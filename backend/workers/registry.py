@@ -6,6 +6,7 @@ from backend.workers.context.fair_value_gap_detector import FairValueGapDetector
 from backend.workers.context.market_regime_classifier import MarketRegimeClassifier
 from backend.workers.context.volatility_assessor import VolatilityAssessor
 from backend.workers.execution.market_order_executor import MarketOrderExecutor
+from backend.workers.execution.order_executor import OrderExecutor
 from backend.workers.opportunity.dca_schedule_opportunity import DcaScheduleOpportunity
 from backend.workers.opportunity.ema_cross_opportunity import EmaCrossOpportunity
 from backend.workers.opportunity.fvg_reentry_opportunity import FvgReentryOpportunity
@@ -31,5 +32,6 @@ PLUGINS: dict[str, type[IWorker]] = {
         DcaPlanner,
         AllInPlanner,
         MarketOrderExecutor,
+        OrderExecutor,
     )
 }

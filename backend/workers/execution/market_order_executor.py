@@ -1,4 +1,4 @@
-from backend.dtos import FillDTO, OrderDTO, TradePlanDTO
+from backend.dtos import BaseContextDTO, FillDTO, OrderDTO, TradePlanDTO
 from backend.interfaces import IWorker, WorkerCategory
 
 
@@ -18,11 +18,14 @@ class MarketOrderExecutor(IWorker):
         if plan is None:
             return
         base = self._base(asset)
+        # Booked and logged by the account.
+        ticket = self.services.broker.place(self._order(asset, plan, base), base.timestamp)
+        if ticket.fill is not None:
+            self.context.set_result_dto(asset, ticket.fill)
+
+    def _order(self, asset: str, plan: TradePlanDTO, base: BaseContextDTO) -> OrderDTO:
         # From a validated plan and the tick's own close: nothing to validate again.
-        order = OrderDTO.trusted(
+        return OrderDTO.trusted(
             asset=asset, side=plan.side, quantity=plan.quantity,
             reference_price=base.close, reason=plan.reason,
         )
-        fill = self.services.broker.submit(order, base.timestamp)  # booked and logged by the account
-        if fill is not None:
-            self.context.set_result_dto(asset, fill)

@@ -1,3 +1,5 @@
+from typing import Literal
+
 from pydantic import Field
 
 from backend.dtos import (
@@ -18,11 +20,16 @@ class DcaPlannerParams(WorkerParams):
     dip_multiplier: float = Field(default=1.5, gt=0)  # applied while the regime trends down
     take_profit_pct: float = Field(default=10.0, gt=0)  # sell all this far above average cost
     min_order_quote: float = Field(default=10.0, ge=0)
+    # market: buy at the close; limit: with a limit order limit_offset_pct under the close.
+    entry: Literal["market", "limit"] = "market"
+    limit_offset_pct: float = Field(default=0.1, ge=0, lt=100)
 
 
 class DcaPlanner(IWorker):
     """Dollar-cost averaging: buys quote_amount on each buy signal (more in a downtrend, none
-    while a threat is raised) and sells the whole position at take_profit_pct above cost.
+    while a threat is raised), at the close or (`entry: limit`) with a limit order
+    limit_offset_pct under it, and sells the whole position at market once a close is
+    take_profit_pct above cost.
 
     `process` keeps no state. In a columnar replay it acts alone only to take profit, on the first
     close at or above the threshold the account's average cost gives (that cost stays put over
@@ -63,8 +70,9 @@ class DcaPlanner(IWorker):
         amount = min(self.params.quote_amount * multiplier, portfolio.cash)
         if amount < self.params.min_order_quote:
             return
+        limit = price * (1 - self.params.limit_offset_pct / 100) if self.params.entry == "limit" else None
         self.context.set_result_dto(asset, TradePlanDTO(
-            side=OrderSide.BUY, quantity=amount / price,
+            side=OrderSide.BUY, quantity=amount / (limit or price), limit_price=limit,
             reason=f"{opportunity.reason}; regime {regime}, x{multiplier}",
         ))
 
