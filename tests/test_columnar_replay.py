@@ -196,7 +196,7 @@ def test_the_shipped_ict_demo_trades_through_the_whole_quarter_and_says_why_it_p
     assert replay.fills[-1].timestamp >= datetime(2023, 3, 24, tzinfo=UTC)
     lines = entry_block_lines(logs)
     cooled = [line for line in lines if line["event"] == "entries_unblocked" and "cool-down" in line["reason"]]
-    assert cooled and cooled[0]["blocked_since"] == "2023-01-24T21:00:00+00:00", lines
+    assert cooled and cooled[0]["blocked_since"] == "2023-02-12T21:00:00+00:00", lines
     assert {line["worker"] for line in lines} == {"drawdown_threat"}
 
 
