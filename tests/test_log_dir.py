@@ -91,7 +91,7 @@ def test_an_unwritable_log_dir_is_a_config_error(tmp_path, capsys):
 def test_a_file_failing_mid_run_is_dropped_and_the_daemon_runs_on(tmp_path, capsys):
     # The DCA file's first rotation cannot remove the backup in its way (a directory): its write fails.
     (tmp_path / f"{DCA}.jsonl.1").mkdir()
-    assert main([DEMO, "--log-dir", str(tmp_path), "--log-max-bytes", "25000", "--log-backups", "1"]) == 0
+    assert main([DEMO, "--log-dir", str(tmp_path), "--log-max-bytes", "90000", "--log-backups", "1"]) == 0
     out, err = capsys.readouterr()
     assert f"== {DCA} [completed]" in out and f"== {ICT} [completed]" in out
     events = [json.loads(line) for line in stderr_lines(err)]

@@ -3,6 +3,7 @@
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from backend.dtos import FillDTO, OrderDTO, OrderSide, OrderStatus, OrderType
 
@@ -30,10 +31,10 @@ class OrderView:
     detail: str | None  # why it is in its state, as the venue said (a refusal, an expiry)
 
 
-@dataclass(frozen=True)
-class OrderTicket:
+class OrderTicket(NamedTuple):
     """What became of an order at once: its id (None when it was never placed: skipped, or too
-    small), its status, and the fill booked at placement if any (a market order's)."""
+    small), its status, and the fill booked at placement if any (a market order's). A named tuple:
+    one per order, built on a backtest's hot path."""
 
     client_order_id: str | None
     status: OrderStatus

@@ -44,7 +44,9 @@ MIN_NOTIONAL = 0.01  # quote currency; smaller remainders (float dust) are not o
 QUANTITY_TOLERANCE = 1e-12  # relative: a cumulative fill this close to what is booked is the same fill
 # A status never goes back: a late report of an earlier state changes nothing.
 STATUS_RANK = {OrderStatus.PENDING: 0, OrderStatus.UNKNOWN: 0, OrderStatus.OPEN: 1, OrderStatus.PARTIALLY_FILLED: 2}
-UNSETTLED = (OrderStatus.PENDING, OrderStatus.UNKNOWN)
+UNSETTLED = frozenset((OrderStatus.PENDING, OrderStatus.UNKNOWN))
+DONE = frozenset(status for status in OrderStatus if status.done)
+PENDING = OrderOutcome(OrderStatus.PENDING)
 STATUS_EVENTS = {
     OrderStatus.OPEN: "order_opened", OrderStatus.CANCELED: "order_canceled", OrderStatus.EXPIRED: "order_expired",
     OrderStatus.REJECTED: "order_rejected",
@@ -217,15 +219,15 @@ class StrategyAccount(IBroker):
         return self._place(order, timestamp, protective=False)
 
     def _place(self, order: OrderDTO, timestamp: datetime, protective: bool) -> OrderTicket:
-        context = {"asset": order.asset, "side": order.side.value, "order_type": order.order_type.value}
         buy = order.side is OrderSide.BUY
-        if buy and (self.unsettled_orders or self.paused):
+        orders = self._orders  # mostly empty in a backtest of market orders: each check below is then free
+        if buy and (self.paused or (orders and self.unsettled_orders)):
             reason = self.paused or "an earlier order's outcome is unknown until reconciled"
-            log.warning("order_skipped", **context, reason=reason,
+            log.warning("order_skipped", **self._context(order), reason=reason,
                         unsettled=[request.client_order_id for request in self.unsettled_orders])
             self.order_outcomes["skipped"] += 1
             return OrderTicket(None, OrderStatus.REJECTED)
-        if not buy and not protective and self._protective_orders(order.asset):
+        if orders and not buy and not protective and self._protective_orders(order.asset):
             # The strategy exits by itself: the protection goes first, so nothing is sold twice; a
             # protective order that filled meanwhile is booked, and only what is still held is sold.
             self._cancel_protection(order.asset, timestamp)
@@ -234,15 +236,17 @@ class StrategyAccount(IBroker):
         else:
             price = order.limit_price or order.trigger_price or order.reference_price
             fee_rate = self._gateway.sizing(order.asset, order.side, price)[1]
-        if buy:
+        if not orders:
+            reserved = 0.0
+        elif buy:
             reserved = self._reserved_cash()
         else:
-            reserved = sum(o.remaining for o in self._orders.values()
+            reserved = sum(o.remaining for o in orders.values()
                            if o.request.asset == order.asset and o.request.side is OrderSide.SELL
                            and not o.request.protective)
         quantity = self.ledger.capped_quantity(order.asset, order.side, order.quantity, price, fee_rate, reserved)
         if quantity * price < MIN_NOTIONAL:
-            log.warning("order_rejected", **context, reason="no cash" if buy else "no position")
+            log.warning("order_rejected", **self._context(order), reason="no cash" if buy else "no position")
             return OrderTicket(None, OrderStatus.REJECTED)
         if order.stop_loss_price is not None:
             self._set_protection(order.asset, Protection(order.stop_loss_price, order.take_profit_price))
@@ -254,7 +258,7 @@ class StrategyAccount(IBroker):
         )
         client_order_id = request.client_order_id
         self._journal.record_intent(request)
-        self._orders[client_order_id] = _Order(request, OrderOutcome(OrderStatus.PENDING))
+        orders[client_order_id] = _Order(request, PENDING)
         try:
             outcome = self._gateway.execute(request)
         except OrderNotPlacedError as error:  # e.g. the key was refused: journaled, then the run stops
@@ -262,6 +266,10 @@ class StrategyAccount(IBroker):
             raise
         fill = self._apply(client_order_id, outcome, timestamp)
         return OrderTicket(client_order_id, self._status_of(client_order_id, outcome), fill)
+
+    @staticmethod
+    def _context(order: OrderDTO) -> dict[str, str]:
+        return {"asset": order.asset, "side": order.side.value, "order_type": order.order_type.value}
 
     def _status_of(self, client_order_id: str, outcome: OrderOutcome) -> OrderStatus:
         order = self._orders.get(client_order_id)
@@ -372,14 +380,18 @@ class StrategyAccount(IBroker):
                 price = (outcome.filled_quantity * outcome.average_price
                          - booked.filled_quantity * booked.average_price) / increase
                 fee = max(outcome.fee - booked.fee, 0.0)
-            fill = FillDTO(asset=request.asset, side=request.side, quantity=increase, price=price, fee=fee,
-                           timestamp=timestamp, order_id=exchange_order_id)
+            # Floats the gateway made of the venue's answer (or the simulator computed): valid as they are.
+            fill = FillDTO.trusted(asset=request.asset, side=request.side, quantity=increase, price=price, fee=fee,
+                                   timestamp=timestamp, order_id=exchange_order_id)
             self.ledger.apply_fill(fill)
             self.trade_stats.add(fill)
             if status in UNSETTLED or status is OrderStatus.OPEN:
                 status = OrderStatus.PARTIALLY_FILLED
-            booked = OrderOutcome(status, outcome.filled_quantity, outcome.average_price, max(outcome.fee, booked.fee),
-                                  exchange_order_id, outcome.reason)
+            if status is outcome.status and exchange_order_id is outcome.exchange_order_id and not booked.fee:
+                booked = outcome  # the common case: the whole order reported at once
+            else:
+                booked = OrderOutcome(status, outcome.filled_quantity, outcome.average_price,
+                                      max(outcome.fee, booked.fee), exchange_order_id, outcome.reason)
         else:
             changed = replace(booked, status=status, exchange_order_id=exchange_order_id,
                               reason=outcome.reason or booked.reason)
@@ -392,7 +404,7 @@ class StrategyAccount(IBroker):
         order.booked = booked
         self._journal.record_update(request, booked, fill, self.ledger.state)
         self._log_change(order, fill, timestamp)
-        if status.done:
+        if status in DONE:
             del self._orders[client_order_id]
         if self.on_order is not None:
             self.on_order(order.view(), timestamp)
@@ -406,9 +418,7 @@ class StrategyAccount(IBroker):
     def _log_change(self, order: _Order, fill: FillDTO | None, timestamp: datetime) -> None:
         request, booked = order.request, order.booked
         status = booked.status
-        context = {"asset": request.asset, "side": request.side.value, "client_order_id": request.client_order_id,
-                   "order_id": booked.exchange_order_id}
-        if status.done or status is OrderStatus.UNKNOWN:
+        if status in DONE or status is OrderStatus.UNKNOWN:
             self.order_outcomes[status.value] = self.order_outcomes.get(status.value, 0) + 1
         if fill is not None:
             event = "order_filled" if status is OrderStatus.FILLED else "order_partially_filled"
@@ -418,6 +428,10 @@ class StrategyAccount(IBroker):
                            **({} if request.order_type is OrderType.MARKET and status is OrderStatus.FILLED else {
                                "order_type": request.order_type.value, "client_order_id": request.client_order_id,
                                "filled": booked.filled_quantity, "amount": request.quantity}))
+        if status is OrderStatus.FILLED:
+            return
+        context = {"asset": request.asset, "side": request.side.value, "client_order_id": request.client_order_id,
+                   "order_id": booked.exchange_order_id}
         if status is OrderStatus.UNKNOWN:
             log.error("order_outcome_unknown", **context, reason=booked.reason,
                       action="no new buys until it is settled by looking it up; it is never sent again")

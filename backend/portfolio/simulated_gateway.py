@@ -64,9 +64,9 @@ class SimulatedGateway(IOrderGateway):
 
     def _filled(self, request: OrderRequest, price: float, maker: bool) -> OrderOutcome:
         rate = self.rules.maker_fee_rate if maker else self.rules.taker_fee_rate
-        outcome = OrderOutcome(OrderStatus.FILLED, filled_quantity=request.quantity, average_price=price,
-                               fee=request.quantity * price * rate)
-        self._end(request.client_order_id, outcome)
+        outcome = OrderOutcome(OrderStatus.FILLED, request.quantity, price, request.quantity * price * rate)
+        if request.resting:  # a market order is never looked up again: it was filled in the call that sent it
+            self._end(request.client_order_id, outcome)
         return outcome
 
     def _end(self, client_order_id: str, outcome: OrderOutcome) -> OrderOutcome:
