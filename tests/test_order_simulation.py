@@ -249,3 +249,22 @@ def test_a_paper_protection_is_replaced_after_a_restart_that_lost_its_stop(tmp_p
     kinds = sorted(o.order_type for o in restarted.open_orders() if o.protective)
     assert kinds == [OrderType.STOP_LOSS, OrderType.TAKE_PROFIT]
     store.close()
+
+
+def test_protect_moves_the_stop_in_place_and_none_cancels_it():
+    """A trailing strategy calls protect with a higher stop each candle: the same order is amended
+    (never a second stop); protect(asset, None) drops the protection and cancels its orders."""
+    acct = account()
+    protected_entry(acct, 95.0, 110.0)
+    (stop,) = [o for o in acct.open_orders() if o.order_type is OrderType.STOP_LOSS]
+    replay(acct, tick(1, 104.0))
+    acct.protect("BTC/USD", 99.0, 110.0)
+    moved = [o for o in acct.open_orders() if o.order_type is OrderType.STOP_LOSS]
+    assert [(o.client_order_id, o.trigger_price) for o in moved] == [(stop.client_order_id, 99.0)]
+    replay(acct, tick(2, 100.0, low=98.5))  # through the moved stop
+    assert acct.ledger.position("BTC/USD").qty == 0 and acct.open_orders() == []
+
+    protected_entry(acct, 95.0, 110.0)
+    acct.protect("BTC/USD", None)
+    assert acct.open_orders() == [] and acct.snapshot().protections == {}
+    assert acct.ledger.position("BTC/USD").qty == pytest.approx(1.0)
