@@ -11,13 +11,26 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from backend.dtos import OrderStatus
 from backend.state import StateStore
 from backend.venues.kraken.execution import link_tag
 from tests.fake_kraken import FakeKraken
 from tests.live_support import credentials, fake, fast_client, live_env  # noqa: F401  (fixtures)
-from tests.order_e2e import PAIR, STEM, Market, Run, data_slice, errors, operation_tree, step, wait_until
+from tests.order_e2e import (
+    PAIR,
+    SHIPPED,
+    STEM,
+    Market,
+    Run,
+    data_slice,
+    errors,
+    operation_tree,
+    report_rows,
+    step,
+    wait_until,
+)
 from tests.test_order_parity import BLUEPRINT, CREDENTIALS, FIRST_ROW, ROWS, START_ROW, live_environment
 
 pytestmark = pytest.mark.e2e
@@ -223,3 +236,45 @@ def test_an_open_order_with_the_links_tag_the_journal_does_not_know_pauses_the_l
     run.stop()
     assert skipped["strategy_link"] == LINK
     assert sent(fake, "limit") == 1  # the stray order only
+
+
+# --- the shipped blueprints ------------------------------------------------------------------------
+
+SHIPPED_FIRST_ROW, SHIPPED_START = "2023-01-07T08:00:00Z", 73  # ICT enters at 2023-01-10 09:00, row 73
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["paper", "live"])
+@pytest.mark.parametrize("blueprint_id", ["ict_smc_strategy", "smart_dca_btc"])
+def test_a_shipped_blueprint_places_its_resting_orders_and_stops_cleanly(tmp_path, fake, blueprint_id, mode):  # noqa: F811
+    """The shipped blueprint file as it is, on 24 streamed candles after a warm-up of 72 (the most
+    either workforce needs): post-only limit entries, and for ICT its venue stop and take-profit once
+    its entry fills (at 10:00, the candle after it is placed)."""
+    market = Market(fake, data_slice(SHIPPED_FIRST_ROW, SHIPPED_START + 25))
+    blueprint = yaml.safe_load((SHIPPED / f"{blueprint_id}.yaml").read_text())
+    environment = {**live_environment(fake, mode), "warmup_candles": SHIPPED_START - 1}
+    operation = operation_tree(tmp_path, blueprint_id, blueprint, mode, environment)
+    market.show(SHIPPED_START)
+    run = Run(operation, tmp_path / "state", f"{blueprint_id}@{mode}", "--report", tmp_path / "report",
+              env=CREDENTIALS)
+    try:
+        run.wait_processed(market.moment(SHIPPED_START - 1))
+        for index in range(SHIPPED_START, SHIPPED_START + 24):
+            step(market, run, index, trade=mode == "live")
+        run.stop()
+    finally:
+        run.kill_if_running()
+
+    assert errors(run.daemon) == [] and "Traceback" not in run.daemon.stderr
+    orders = report_rows(tmp_path / "report", run.link, "orders.csv")
+    entries = {o["client_order_id"] for o in orders if (o["side"], o["type"]) == ("buy", "limit")}
+    exits = {o["type"] for o in orders if o["protective"] == "True"}
+    assert entries and all(o["type"] != "market" for o in orders)
+    assert exits == ({"stop_loss", "take_profit"} if blueprint_id == "ict_smc_strategy" else set())
+    if mode == "live":
+        added = fake.received("private/AddOrder")
+        assert {r.params["ordertype"] for r in added} == {"limit"} | {e.replace("_", "-") for e in exits}
+        assert all("post" in r.params.get("oflags", "").split(",") for r in added if r.params["ordertype"] == "limit")
+        assert len([r for r in added if r.params["ordertype"] == "limit"]) == len(entries)
+    else:
+        assert not fake.received("private/AddOrder")

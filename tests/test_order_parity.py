@@ -11,8 +11,8 @@ Live quantities and prices go through Kraken's precision (XBT/USD: 8 lot decimal
 exactly; a trigger price computed by the strategy (stop 0.2 % under the gap, target at 2R) is sent
 rounded to the tick, and the comparison allows that rounding (half a tick); quantities are
 truncated to the lot and sized on an equity those rounded exit prices moved by cents (so within
-1e-5 relative), and fees follow
-(the fake rounds them to Kraken's 4 decimals of USD). Limit entries and times match exactly."""
+1e-5 relative), and fees follow (the fake rounds them to Kraken's 4 decimals of USD). Limit entries
+and times match exactly."""
 
 from pathlib import Path
 
