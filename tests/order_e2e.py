@@ -143,5 +143,8 @@ def report_rows(report_dir: Path, link: str, name: str) -> list[dict]:
         return list(csv.DictReader(file))
 
 
-def errors(daemon: Daemon) -> list[dict]:
-    return [e for e in daemon.events() if e.get("level") in ("error", "critical")]
+def assert_clean(*runs: Run) -> None:
+    """No error line and no traceback in the runs' logs."""
+    for run in runs:
+        assert [e for e in run.daemon.events() if e.get("level") in ("error", "critical")] == [], run.daemon.stderr
+        assert "Traceback" not in run.daemon.stderr

@@ -21,7 +21,7 @@ import pytest
 from tests.daemon import Daemon
 from tests.fake_kraken import TEST_API_KEY, TEST_API_SECRET, FakeKraken
 from tests.live_support import KEY_ENV, SECRET_ENV, fake  # noqa: F401  (fixture)
-from tests.order_e2e import Market, Run, data_slice, errors, operation_tree, report_rows, step
+from tests.order_e2e import Market, Run, assert_clean, data_slice, operation_tree, report_rows, step
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -84,7 +84,7 @@ def run_on_the_fake(root: Path, fake: FakeKraken, market: Market, mode: str) -> 
         run.stop()
     finally:
         run.kill_if_running()
-    assert errors(run.daemon) == [] and "Traceback" not in run.daemon.stderr
+    assert_clean(run)
     return report_rows(root / "report", run.link, "trades.csv")
 
 
