@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from backend.dtos import OrderSide, OrderStatus, OrderType, TimeInForce
+from backend.interfaces.candle_columns import CandleColumns
 from backend.interfaces.ohlcv_provider import Candle
 
 
@@ -98,6 +99,12 @@ class IOrderGateway(ABC):
         asset: (client order id, outcome) for each whose state or fills changed (a simulator
         decides fills on the candle; a venue reports what it did)."""
         return []
+
+    def next_event_row(self, symbol: str, candles: CandleColumns, start: int) -> int:
+        """The first row at or after start of a block on which an open order of symbol could fill,
+        trigger or expire (len(candles): none), for a columnar replay; a venue's orders may fill on
+        any row."""
+        return start
 
     def cancel(self, request: OrderRequest, exchange_order_id: str | None) -> OrderOutcome:
         """Cancel an open order: its outcome afterwards (CANCELED with what filled before, FILLED when

@@ -189,8 +189,7 @@ class StrategyAccount(IBroker):
         expire (len(candles): none): an active row of a columnar replay."""
         if not any(order.request.asset == symbol for order in self._orders.values()):
             return len(candles)
-        next_event_row = getattr(self._gateway, "next_event_row", None)
-        return start if next_event_row is None else next_event_row(symbol, candles, start)
+        return self._gateway.next_event_row(symbol, candles, start)
 
     def close_quiet_candles(self, symbol: str, closes: np.ndarray, last_time: datetime) -> None:
         """Candles no worker acted on, closes in time order up to the one opened at last_time: the
