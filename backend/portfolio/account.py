@@ -292,6 +292,9 @@ class StrategyAccount(IBroker):
         if order is None or not order.booked.status.working:
             raise OperatorOrderError(f"no open order {client_order_id} in this account")
         request = order.request
+        if request.order_type is OrderType.TRAILING_STOP and (limit_price is not None or trigger_price is not None):
+            raise OperatorOrderError(f"order {client_order_id} is a trailing stop: its trigger follows the market, "
+                                     "only its quantity can be amended")
         amended = replace(request, quantity=request.quantity if quantity is None else quantity,
                           limit_price=request.limit_price if limit_price is None else limit_price,
                           trigger_price=request.trigger_price if trigger_price is None else trigger_price)
