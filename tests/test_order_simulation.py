@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from backend.dtos import OrderDTO, OrderSide, OrderStatus, OrderType, TimeInForce
+from backend.errors import OperatorOrderError
 from backend.interfaces.journal import Protection
 from backend.market_data.raw_tick import columns_of
 from backend.portfolio import Ledger, SimulatedGateway, StrategyAccount
@@ -340,3 +341,13 @@ def test_columnar_replay_names_the_first_row_a_trailing_stop_could_fill_on():
     acct.close_quiet_candles("BTC/USD", candles, range(0, 2))  # the replay passes rows 1 and 2 over
     replay(acct, rows[2])
     assert [f.price for f in fills] == [99.0]  # as tick by tick: the quiet rows raised the peak
+
+
+def test_a_trailing_stop_amends_its_quantity_but_not_a_trigger():
+    acct, fills = held_with_trailing_stop(trailing_offset=5.0)
+    (order,) = acct.open_orders()
+    with pytest.raises(OperatorOrderError, match="trailing stop: its trigger follows the market"):
+        acct.amend(order.client_order_id, trigger_price=97.0)
+    assert acct.amend(order.client_order_id, quantity=0.5) is OrderStatus.OPEN
+    replay(acct, tick(1, 94.0, open=96.0, low=93.0))
+    assert [(f.quantity, f.price) for f in fills] == [(0.5, 95.0)]

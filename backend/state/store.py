@@ -64,7 +64,8 @@ UPDATE orders SET
     fee = COALESCE((SELECT SUM(fee) FROM fills WHERE fills.client_order_id = orders.client_order_id), 0);
 """
 # Trailing stops: the distance from the peak (trough) in quote, or in percent of it.
-ORDERS_V5 = "ALTER TABLE orders ADD COLUMN trailing_offset REAL; ALTER TABLE orders ADD COLUMN trailing_offset_pct REAL;"
+ORDERS_V5 = "".join(f"ALTER TABLE orders ADD COLUMN {column} REAL;" for column in ("trailing_offset",
+                                                                                "trailing_offset_pct"))
 # Version N's changes to version N-1, applied in order to an older database when it is opened.
 MIGRATIONS = {
     2: "ALTER TABLE accounts ADD COLUMN mode TEXT;",  # paper or live: a paper account never trades live
