@@ -155,8 +155,9 @@ class KrakenOrderGateway(IOrderGateway):
         price for this field, namely the `+` prefix ... The `%` suffix also works for these order
         types" (ccxt: trailingAmount / trailingPercent send "+N" / "+N%" and trigger "last", the
         reference price the simulator and the fake trail too); timeinforce GTC / IOC / GTD with
-        "expiretm: <n> = unix timestamp of expiration time"; oflags "post = post-only order (available when ordertype = limit)". None
-        when the amount, truncated to the lot, is below the pair's minimum (nothing is sent)."""
+        "expiretm: <n> = unix timestamp of expiration time"; oflags "post = post-only order
+        (available when ordertype = limit)". None when the amount, truncated to the lot, is below the
+        pair's minimum (nothing is sent)."""
         asset, kind = request.asset, request.order_type
         amount = float(self._client.amount_to_precision(asset, request.quantity * LOT_NUDGE))
         if amount < self.minimum_quantity(asset):
