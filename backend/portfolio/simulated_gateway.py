@@ -15,7 +15,7 @@ quietly (`passed_quietly`), so both replays see the same peaks.
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -35,11 +35,10 @@ STOPS = (OrderType.STOP_LOSS, OrderType.STOP_LOSS_LIMIT)
 class _Resting:
     request: OrderRequest
     triggered: bool = False  # a *_limit order whose trigger was reached: a limit now
-    extreme: float = 0.0  # a trailing stop's peak (a sell) or trough (a buy) so far
+    extreme: float = field(init=False)  # a trailing stop's peak (a sell) or trough (a buy) so far
 
     def __post_init__(self) -> None:
-        if not self.extreme:
-            self.extreme = self.request.reference_price
+        self.extreme = self.request.reference_price
 
     def trigger_at(self, extreme: Price) -> Price:
         """A trailing stop's trigger at this peak (trough), or these."""
