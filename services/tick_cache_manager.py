@@ -258,7 +258,7 @@ class TickCacheManager:
         symbol, account, recorder = candles.symbol, self.account, self.recorder
         closes = candles.closes[quiet.start:quiet.stop]
         equities = None if recorder is None else account.ledger.equities_at(symbol, closes)
-        account.close_quiet_candles(symbol, closes, candles.open_time(quiet.stop - 1))
+        account.close_quiet_candles(symbol, candles, quiet)
         if recorder is not None and equities is not None:
             recorder.closed(candles, quiet, equities.tolist(), account)
         for worker in self._skippers:

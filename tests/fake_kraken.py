@@ -50,6 +50,8 @@ from tests.fake_kraken_book import (
     RESTING_TYPES,
     TAKER_FEE_RATE,
     TIME_IN_FORCE,
+    TRAILING_PRICE,
+    TRIGGER_SIGNALS,
     TRIGGER_TYPES,
     Candle,
     LimitFill,
@@ -59,6 +61,8 @@ from tests.fake_kraken_book import (
     fires_now,
     limit_fill_at,
     rfc3339,
+    trailing_fill_at,
+    trailing_trigger,
     triggered_at,
 )
 
@@ -279,7 +283,13 @@ class FakeKraken:
         body = ""
         if method == "POST":
             body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0)).decode()
-        params = dict(parse_qsl(parts.query if method == "GET" else body))
+        if method == "POST" and handler.headers.get("Content-Type", "").startswith("application/json"):
+            # The REST reference sends private calls' bodies as JSON too (Content-Type application/json),
+            # signed as "SHA256(nonce + POST data)" like a form ("Spot REST Authentication"); ccxt does
+            # so for a price ending in "%" (a trailing stop's percentage).
+            params = {key: str(value) for key, value in json.loads(body or "{}").items()}
+        else:
+            params = dict(parse_qsl(parts.query if method == "GET" else body))
         endpoint = parts.path.removeprefix("/0/")
         with self._lock:
             self.requests.append(ReceivedRequest(method, endpoint, params, dict(handler.headers.items())))
@@ -478,19 +488,24 @@ class FakeKraken:
     # --- resting orders --------------------------------------------------------------------
 
     def _add_resting_order(self, params: dict, pair: str, order_type: str) -> dict:
-        """A limit, stop-loss, take-profit, stop-loss-limit or take-profit-limit order.
+        """A limit, stop-loss, take-profit, stop-loss-limit, take-profit-limit or trailing-stop order.
 
         AddOrder, price: "Limit price for limit orders; trigger price for stop-loss, stop-loss-limit,
         take-profit, take-profit-limit ... orders"; price2: "Limit price for stop-loss-limit and
-        take-profit-limit orders". A limit that crosses the market executes at once (taker), what
-        is left rests; a trigger order holds nothing until it fires.
+        take-profit-limit orders"; a trailing-stop's price is its offset (`_checked_trail`). A limit
+        that crosses the market executes at once (taker), what is left rests; a trigger order holds
+        nothing until it fires; a trailing stop tracks the peak (a sell) or trough (a buy) from the
+        market price at placement.
         """
         info = ASSET_PAIRS[pair]
         side, oflags = params["type"], params.get("oflags", "")
         if "viqc" in oflags:  # "viqc = volume in quote currency": market buys only (see above)
             raise KrakenError("EGeneral:Invalid arguments:viqc")
         volume = _checked_volume(params.get("volume", ""), info, quote=False)
-        price = _checked_price(params.get("price"), info, pair, "price")
+        market = self.prices[pair]
+        trail = _checked_trail(params, info, pair) if order_type == "trailing-stop" else None
+        # A trailing stop's price is an offset: its size is measured at the market.
+        price = market if trail is not None else _checked_price(params.get("price"), info, pair, "price")
         limit2 = _checked_price(params.get("price2"), info, pair, "price2") if order_type.endswith("-limit") else None
         if price is None or (order_type.endswith("-limit") and order_type != "limit" and limit2 is None):
             raise KrakenError("EGeneral:Invalid arguments:price")
@@ -503,11 +518,12 @@ class FakeKraken:
         expires = _expiry(tif, params.get("expiretm"), self.clock())
         limit = price if order_type == "limit" else limit2
         trigger = price if order_type in TRIGGER_TYPES else None
+        if trail is not None:
+            trigger = trailing_trigger(side, market, *trail)
         if volume < float(info["ordermin"]):
             raise KrakenError("EOrder:Order minimum not met")
         if volume * (limit if limit is not None else price) < float(info["costmin"]):
             raise KrakenError("EOrder:Cost minimum not met")
-        market = self.prices[pair]
         if post and crosses(side, price, market):
             # A post-only limit that would take liquidity: "The order will either get posted to the
             # order book or be cancelled" (support.kraken.com, "Post limit order"); AddOrder answers
@@ -530,12 +546,13 @@ class FakeKraken:
             "_pair": pair, "_side": side, "_type": order_type, "_volume": volume, "_trigger": trigger,
             "_limit": limit, "_triggered": trigger is None, "_filled": 0.0, "_cost": 0.0, "_fee": 0.0,
             "_tif": tif, "_expires": expires, "_post": post, "_placed": time.monotonic(), "_fills": 0,
-            "_open_polls": 0, "_hidden_lookups": self.hidden_lookups,
+            "_open_polls": 0, "_hidden_lookups": self.hidden_lookups, "_trail": trail, "_extreme": market,
+            "_signal": params.get("trigger", "last"),
         }
         self.orders[txid] = order
         self._report(order, txid, "pending_new")
         self._report(order, txid, "new")
-        if trigger is not None and fires_now(order_type, side, trigger, market):
+        if trail is None and trigger is not None and fires_now(order_type, side, trigger, market):
             self._fire(order, txid, market)
         elif order_type == "limit" and crosses(side, limit, market):  # type: ignore[arg-type]
             self._fill(order, txid, market, liquidity="t")  # a marketable limit takes at the market
@@ -562,7 +579,12 @@ class FakeKraken:
             self._close(order, txid, "expired", "Order expired")
             return
         if not order["_triggered"]:
-            at = triggered_at(order["_type"], order["_side"], order["_trigger"], bar)
+            if order.get("_trail") is not None:
+                at, order["_extreme"] = trailing_fill_at(order["_side"], order["_extreme"], *order["_trail"], bar)
+                order["_trigger"] = trailing_trigger(order["_side"], order["_extreme"], *order["_trail"])
+                order["stopprice"] = f"{order['_trigger']:.5f}"
+            else:
+                at = triggered_at(order["_type"], order["_side"], order["_trigger"], bar)
             if at is not None:
                 self._fire(order, txid, at)
             return
@@ -774,7 +796,13 @@ class FakeKraken:
         if order["_limit"] is not None:
             report["limit_price"] = order["_limit"]
         if order["_trigger"] is not None:
-            report["triggers"] = {"reference": "last", "price": order["_trigger"], "price_type": "static",
+            # add_order (websocket v2), triggers.price_type: "static", "pct" (a percentage offset from
+            # the reference price) or "quote" (a notional offset in the quote currency).
+            amount, percent = order.get("_trail") or (None, None)
+            offset = ("pct", percent) if percent is not None else ("quote", amount) if amount is not None else None
+            report["triggers"] = {"reference": order.get("_signal", "last"),
+                                  "price": order["_trigger"] if offset is None else offset[1],
+                                  "price_type": "static" if offset is None else offset[0],
                                   "status": "triggered" if order["_triggered"] else "untriggered"}
             report["stop_price"] = order["_trigger"]
         if order["_expires"] is not None:
@@ -887,6 +915,20 @@ def _checked_price(text: str | None, info: dict, pair: str, name: str) -> float 
         raise KrakenError(f"EOrder:Invalid price:{pair} price can only be specified up to "
                           f"{info['pair_decimals']} decimals.")
     return float(text)
+
+
+def _checked_trail(params: dict, info: dict, pair: str) -> tuple[float | None, float | None]:
+    """A trailing-stop's offset (quote amount, percent) from its price, as AddOrder takes it: "+"
+    then the offset, "%" after a percentage (TRAILING_PRICE); a quote amount with at most
+    `pair_decimals` places, as any price; trigger index or last (TRIGGER_SIGNALS)."""
+    if params.get("trigger", "last") not in TRIGGER_SIGNALS:
+        raise KrakenError("EGeneral:Invalid arguments:trigger")
+    matched = TRAILING_PRICE.fullmatch(params.get("price") or "")
+    if matched is None or float(matched[1]) <= 0:
+        raise KrakenError("EGeneral:Invalid arguments:price")
+    if matched[2]:
+        return None, float(matched[1])
+    return _checked_price(matched[1], info, pair, "price"), None
 
 
 def _expiry(time_in_force: str, expiretm: str | None, now: float) -> float | None:

@@ -7,6 +7,7 @@ simulator rules (docs/internals.md, "The fake exchange's order book"), so a back
 run against the fake book the same fills.
 """
 
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,8 +18,16 @@ TAKER_FEE_RATE = 0.0026  # AssetPairs "fees" first tier: 0.26 %
 
 # AddOrder, ordertype: "market", "limit", "iceberg", "stop-loss", "take-profit", "stop-loss-limit",
 # "take-profit-limit", "trailing-stop", "trailing-stop-limit", "settle-position"; the fake speaks these.
-RESTING_TYPES = ("limit", "stop-loss", "take-profit", "stop-loss-limit", "take-profit-limit")
+RESTING_TYPES = ("limit", "stop-loss", "take-profit", "stop-loss-limit", "take-profit-limit", "trailing-stop")
 TRIGGER_TYPES = ("stop-loss", "take-profit", "stop-loss-limit", "take-profit-limit")
+# AddOrder, price: "Trailing Stops: Must use a relative price for this field, namely the `+` prefix,
+# from which the direction will be automatic based on if the original order is a buy or sell (no
+# need to use `-` or `#`). The `%` suffix also works for these order types to use a relative
+# percentage price." (docs.kraken.com/api-reference/trading/add-order)
+TRAILING_PRICE = re.compile(r"\+(\d+(?:\.\d+)?)(%?)")
+# AddOrder, trigger: "Price signal used to trigger stop/take-profit orders"; possible values index,
+# last; default last.
+TRIGGER_SIGNALS = ("index", "last")
 # AddOrder, timeinforce: "GTC" (good-'til-cancelled, the default), "IOC" (immediate-or-cancel),
 # "GTD" (good-'til-date: expiretm must be given).
 TIME_IN_FORCE = ("GTC", "IOC", "GTD")
@@ -50,6 +59,32 @@ def triggered_at(order_type: str, side: str, trigger: float, candle: Candle) -> 
     if candle.open >= trigger:
         return candle.open
     return trigger if candle.high >= trigger else None
+
+
+def trailing_trigger(side: str, extreme: float, amount: float | None, percent: float | None) -> float:
+    """A trailing stop's trigger: "Trailing stop Sell orders follow the market up and trigger after
+    price declines by a specified amount from the highest price after order entry"; "Trailing stop
+    Buy orders follow the market down and trigger after price rises by a specified amount from the
+    lowest price after order entry" (support.kraken.com, "Trailing stop orders"); extreme is that
+    highest (lowest) price, the amount in quote or a percent of it."""
+    distance = amount if amount is not None else extreme * ((percent or 0.0) / 100)
+    return extreme - distance if side == "sell" else extreme + distance
+
+
+def trailing_fill_at(side: str, extreme: float, amount: float | None, percent: float | None,
+                     candle: Candle) -> tuple[float | None, float]:
+    """(the price a trailing stop fires at in the candle, or None; its peak / trough after it), by
+    the daemon's simulator rule: at the open when the candle opens past the trigger, else at the
+    trigger when its range reaches it; only a candle that did not fire it moves the peak (its high)
+    or trough (its low): which of a candle's high and low came first is not known."""
+    trigger = trailing_trigger(side, extreme, amount, percent)
+    if side == "sell":
+        if candle.open <= trigger:
+            return candle.open, extreme
+        return (trigger, extreme) if candle.low <= trigger else (None, max(extreme, candle.high))
+    if candle.open >= trigger:
+        return candle.open, extreme
+    return (trigger, extreme) if candle.high >= trigger else (None, min(extreme, candle.low))
 
 
 def limit_fill_at(side: str, limit: float, candle: Candle, rule: LimitFill) -> float | None:

@@ -16,7 +16,15 @@ import pytest
 import yaml
 from structlog.testing import capture_logs
 
-from backend.dtos import FillDTO, OpportunitySignalDTO, OrderSide, ThreatSignalDTO
+from backend.dtos import (
+    FillDTO,
+    OpportunitySignalDTO,
+    OrderDTO,
+    OrderSide,
+    OrderType,
+    PortfolioSnapshotDTO,
+    ThreatSignalDTO,
+)
 from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
 from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data.raw_tick import ticks_of
@@ -358,6 +366,40 @@ def test_limit_entries_that_expire_or_fill_trade_identically_across_holes(long_s
     replay = assert_same_trades(lambda: Replay(blueprint_file=variant), long_series.rows(0, 6000), sizes)
     outcomes = replay.account.order_outcomes
     assert outcomes["expired"] > 50 and outcomes["filled"] > 50, outcomes
+
+
+class _TrailingStopTrader(IWorker):
+    """In and out by trailing stops only: flat, a trailing buy; holding, a trailing sell of the
+    position; the offset a quote amount on odd hours, a percentage on even ones. Columnar: it acts
+    only while it has no open order (its order's fill is the account's active row)."""
+
+    plugin_name = "trailing_stop_trader"
+    category = WorkerCategory.EXECUTION
+    columnar = True
+
+    def process(self, asset: str) -> None:
+        broker = self.services.broker
+        if broker.open_orders(asset):
+            return
+        base = self._base(asset)
+        held = base.portfolio.position_qty
+        offset = {"trailing_offset": 150.0} if base.timestamp.hour % 2 else {"trailing_offset_pct": 0.7}
+        broker.place(OrderDTO(asset=asset, side=OrderSide.SELL if held > 0 else OrderSide.BUY,
+                              quantity=held if held > 0 else 0.05, reference_price=base.close, reason="trail",
+                              order_type=OrderType.TRAILING_STOP, **offset), base.timestamp)
+
+    def next_active_row(self, asset: str, candles: CandleColumns, start: int, portfolio: PortfolioSnapshotDTO) -> int:
+        return len(candles) if self.services.broker.open_orders(asset) else start
+
+
+@pytest.mark.parametrize("sizes", [[4096], [1], random_sizes(17)], ids=["4096", "1", "random"])
+def test_trailing_stops_fill_identically_columnar_or_tick_by_tick(long_series, sizes):
+    """The peak (trough) a trailing stop reaches over the rows a columnar replay passes over quietly
+    is the one polling each row makes, and its fill row the first one `next_event_row` names."""
+    replay = assert_same_trades(lambda: Replay(worker_specs=[(_TrailingStopTrader, {})]), long_series.rows(0, 6000),
+                                sizes)
+    sides = [fill.side for fill in replay.fills]
+    assert sides.count(OrderSide.BUY) > 100 and sides.count(OrderSide.SELL) > 100, len(sides)
 
 
 class _BlockedEntries(IWorker):

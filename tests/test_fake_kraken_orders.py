@@ -155,6 +155,25 @@ def test_a_take_profit_fills_at_its_trigger_and_a_stop_loss_limit_becomes_a_limi
     assert client.fetch_order(stop["id"])["average"] == 47_900.0
 
 
+def test_a_trailing_stop_buy_tracks_the_trough_and_its_price_must_be_a_relative_offset(
+        fake: FakeKraken, client: ccxt.kraken) -> None:
+    """AddOrder, price: "Trailing Stops: Must use a relative price for this field, namely the `+`
+    prefix ... The `%` suffix also works"; trigger: index or last."""
+    for price, trigger in (("49500", "last"), ("-500", "last"), ("+500", "mark"), ("+5.55", "last")):
+        with pytest.raises(ccxt.BaseError, match="Invalid"):
+            client.privatePostAddOrder({"pair": "XBTUSD", "type": "buy", "ordertype": "trailing-stop",
+                                        "volume": "0.01", "price": price, "trigger": trigger})
+    trail = client.create_order("BTC/USD", "market", "buy", 0.01, None, {"trailingAmount": "500"})
+    sent = fake.received("private/AddOrder")[-1].params
+    assert (sent["ordertype"], sent["price"], sent["trigger"]) == ("trailing-stop", "+500", "last")
+    assert hold(fake, client, "ZUSD") == 0.0  # a trigger order holds nothing until it fires
+    fake.trade_candle("XXBTZUSD", T0, 50_000.0, 50_400.0, 48_000.0, 48_200.0)  # under 50,500: trough 48,000
+    assert client.fetch_order(trail["id"])["status"] == "open"
+    fake.trade_candle("XXBTZUSD", T0 + 60, 48_200.0, 48_600.0, 47_800.0, 48_500.0)  # reaches 48,500
+    seen = client.fetch_order(trail["id"])
+    assert (seen["status"], seen["average"]) == ("closed", 48_500.0)
+
+
 def test_a_stop_that_fires_without_the_funds_is_cancelled_for_insufficient_funds(
         fake: FakeKraken, client: ccxt.kraken) -> None:
     stop = client.create_order("BTC/USD", "market", "sell", 0.01, None, {"stopLossPrice": 48_000.0})  # no BTC held

@@ -10,8 +10,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from backend.dtos import OrderDTO, OrderSide, OrderStatus, OrderType, TimeInForce
-from backend.portfolio import Ledger, StrategyAccount
+from backend.dtos import FillDTO, OrderDTO, OrderSide, OrderStatus, OrderType, TimeInForce
+from backend.market_data.raw_tick import RawTick
+from backend.portfolio import Ledger, SimulatedGateway, StrategyAccount
+from backend.portfolio.fill_rules import FillRules
 from backend.state import StateStore, StoreJournal
 from backend.venues.kraken.client import AccountClient
 from backend.venues.kraken.execution import KrakenOrderGateway, link_tag
@@ -385,6 +387,50 @@ def test_a_rate_limited_protective_stop_is_placed_again_on_the_next_candle_exact
     assert [(o["status"], o["_volume"]) for o in stops] == [("open", 0.01)]
     assert len(add_orders(fake, "stop-loss")) == 3
     assert [view.order_type for view in acct.open_orders()] == [OrderType.STOP_LOSS]
+
+
+# --- trailing stops -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("offset", "sent_price"), [({"trailing_offset": 500.0}, "+500"),
+                                                    ({"trailing_offset_pct": 1.0}, "+1%")], ids=["quote", "pct"])
+def test_a_trailing_stop_on_kraken_books_the_fill_the_simulator_books_on_the_same_candles(
+        fake, client, store, stop, offset, sent_price):  # noqa: F811
+    """Bought 0.01 at 50,000, then a trailing stop sell placed through ccxt; the candles raise the
+    peak to 51,200 and the third one, whose high would raise it further, reaches the trigger the
+    peak had before it: Kraken (the fake's book) and the simulator sell on the same candle at the
+    same price."""
+    live = account(client, store, stop)
+    simulated = StrategyAccount(Ledger(10_000), SimulatedGateway(FillRules(MAKER, TAKER)))
+    sells: list[FillDTO] = []
+    simulated.on_fill = lambda fill: sells.append(fill) if fill.side is OrderSide.SELL else None
+    candles = [(50_000.0, 50_800.0, 49_600.0, 50_700.0), (50_700.0, 51_200.0, 50_400.0, 51_000.0),
+               (51_000.0, 51_500.0, 50_650.0, 50_900.0)]
+    for acct in (live, simulated):
+        acct.open_tick(candle_at(at(0), 50_000.0), trading=True)
+        acct.submit(OrderDTO(asset="BTC/USD", side=OrderSide.BUY, quantity=0.01, reference_price=50_000.0,
+                             reason="in"), at(0))
+        ticket = acct.place(OrderDTO(asset="BTC/USD", side=OrderSide.SELL, quantity=0.01, reference_price=50_000.0,
+                                     reason="trail", order_type=OrderType.TRAILING_STOP, **offset), at(0))
+        assert ticket.status is OrderStatus.OPEN
+    (sent,) = add_orders(fake, "trailing-stop")
+    assert (sent["type"], sent["price"], sent["trigger"], sent["volume"]) == ("sell", sent_price, "last", "0.01")
+    for n, (open_, high, low, close) in enumerate(candles, start=1):
+        candle(live, fake, n, open_, high, low, close)
+        simulated.open_tick(RawTick(symbol="BTC/USD", timestamp=at(n), open=open_, high=high, low=low, close=close,
+                                    volume=1.0), trading=True)
+        if n < 3:
+            assert sells == [] and [o.order_type for o in live.open_orders()] == [OrderType.TRAILING_STOP]
+
+    (simulated_sell,) = sells
+    assert simulated_sell.price == pytest.approx(51_200.0 - 500.0 if "trailing_offset" in offset else 51_200.0 * 0.99)
+    (_, live_sell) = store.fills(LINK)
+    assert (live_sell.side, live_sell.candle_time) == ("sell", simulated_sell.timestamp)
+    assert (live_sell.quantity, live_sell.price) == (pytest.approx(simulated_sell.quantity),
+                                                     pytest.approx(simulated_sell.price))
+    assert live_sell.fee == pytest.approx(simulated_sell.fee, abs=1e-4)  # Kraken rounds a fee to 4 places
+    assert live.ledger.cash == pytest.approx(simulated.ledger.cash, abs=1e-3)
+    assert live.open_orders() == [] and simulated.open_orders() == []
 
 
 

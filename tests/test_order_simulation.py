@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from backend.dtos import OrderDTO, OrderSide, OrderStatus, OrderType, TimeInForce
+from backend.errors import OperatorOrderError
 from backend.interfaces.journal import Protection
 from backend.market_data.raw_tick import columns_of
 from backend.portfolio import Ledger, SimulatedGateway, StrategyAccount
@@ -268,3 +269,104 @@ def test_protect_moves_the_stop_in_place_and_none_cancels_it():
     acct.protect("BTC/USD", None)
     assert acct.open_orders() == [] and acct.snapshot().protections == {}
     assert acct.ledger.position("BTC/USD").qty == pytest.approx(1.0)
+
+
+# --- trailing stops ------------------------------------------------------------------------------
+
+
+def trailing_stop(side: OrderSide = OrderSide.SELL, quantity: float = 1.0, **offset: float) -> OrderDTO:
+    return OrderDTO(asset="BTC/USD", side=side, quantity=quantity, reference_price=100.0, reason="trail",
+                    order_type=OrderType.TRAILING_STOP, **offset)
+
+
+NO_SLIPPAGE = FillRules(MAKER, TAKER)
+
+
+def held_with_trailing_stop(rules: FillRules = NO_SLIPPAGE, **offset: float) -> tuple[StrategyAccount, list]:
+    """A position of 1 bought at 100 on candle 0, and a trailing stop sell for it placed there."""
+    acct = account(rules)
+    acct.open_tick(tick(0, 100.0), trading=True)
+    acct.submit(OrderDTO(asset="BTC/USD", side=OrderSide.BUY, quantity=1.0, reference_price=100.0, reason="in"), at(0))
+    ticket = acct.place(trailing_stop(**offset), at(0))
+    assert ticket.status is OrderStatus.OPEN and ticket.fill is None
+    fills: list = []
+    acct.on_fill = fills.append
+    return acct, fills
+
+
+def test_a_trailing_stop_sell_follows_the_highs_and_fills_at_the_trigger_under_the_peak():
+    acct, fills = held_with_trailing_stop(trailing_offset=5.0)  # peak 100: trigger 95
+    replay(acct, tick(1, 103.0, open=100.0, high=104.0, low=96.0))  # above 95: the peak becomes 104 (trigger 99)
+    replay(acct, tick(2, 101.0, open=103.0, high=103.5, low=99.5))  # above 99: the peak stays 104
+    assert fills == [] and [o.order_type for o in acct.open_orders()] == [OrderType.TRAILING_STOP]
+    replay(acct, tick(3, 100.0, open=101.0, high=101.0, low=98.0))  # reaches 99 (it was 95 when placed)
+    assert [(f.side, f.quantity, f.price, f.fee) for f in fills] == [
+        (OrderSide.SELL, 1.0, 99.0, pytest.approx(99.0 * TAKER))]
+    assert acct.open_orders() == [] and acct.ledger.position("BTC/USD").qty == 0
+
+
+def test_a_trailing_stop_gapped_through_fills_at_the_open_with_taker_fee_and_slippage():
+    acct, fills = held_with_trailing_stop(RULES, trailing_offset_pct=2.0)  # peak 100: trigger 98
+    replay(acct, tick(1, 109.0, open=100.0, high=110.0, low=99.0))  # peak 110: trigger 107.8
+    replay(acct, tick(2, 104.0, open=105.0, high=106.0, low=103.0))  # opens under 107.8
+    price = 105.0 * (1 - 0.001)
+    assert [(f.price, f.fee) for f in fills] == [(pytest.approx(price), pytest.approx(price * TAKER))]
+
+
+def test_a_candle_whose_high_would_raise_the_peak_fills_at_the_old_trigger():
+    """Inside one candle the order of its high and low is unknown: the low reaching the trigger the
+    peak had before the candle fills it there, whatever the candle's high."""
+    acct, fills = held_with_trailing_stop(trailing_offset=5.0)
+    replay(acct, tick(1, 102.0, open=100.0, high=104.0, low=100.0))  # peak 104: trigger 99
+    replay(acct, tick(2, 108.0, open=103.0, high=120.0, low=99.0))  # would make it 115, but reaches 99 first
+    assert [f.price for f in fills] == [99.0]
+
+
+def test_a_trailing_stop_buy_follows_the_lows_and_fills_above_the_trough():
+    acct = account(FillRules(MAKER, TAKER))
+    acct.open_tick(tick(0, 100.0), trading=True)
+    acct.place(trailing_stop(OrderSide.BUY, 0.5, trailing_offset=4.0), at(0))  # trough 100: trigger 104
+    fills: list = []
+    acct.on_fill = fills.append
+    replay(acct, tick(1, 92.0, open=100.0, high=103.0, low=90.0))  # under 104: trough 90 (trigger 94)
+    replay(acct, tick(2, 93.0, open=92.0, high=93.5, low=91.0))  # under 94: trough stays 90
+    assert fills == []
+    replay(acct, tick(3, 95.0, open=93.0, high=96.0, low=92.0))
+    assert [(f.side, f.quantity, f.price) for f in fills] == [(OrderSide.BUY, 0.5, 94.0)]
+
+
+def test_a_trailing_stop_needs_one_offset_and_no_other_type_takes_one():
+    with pytest.raises(ValueError, match="needs one of trailing_offset and trailing_offset_pct"):
+        trailing_stop()
+    with pytest.raises(ValueError, match="needs one of trailing_offset and trailing_offset_pct"):
+        trailing_stop(trailing_offset=5.0, trailing_offset_pct=2.0)
+    with pytest.raises(ValueError, match="a limit order takes no trailing_offset"):
+        buy_limit(95.0, trailing_offset=5.0)
+    with pytest.raises(ValueError, match="takes no trigger_price"):
+        trailing_stop(trailing_offset=5.0, trigger_price=95.0)
+    with pytest.raises(ValueError, match="gtc or gtd, not ioc"):
+        trailing_stop(trailing_offset=5.0, time_in_force=TimeInForce.IOC)
+
+
+def test_columnar_replay_names_the_first_row_a_trailing_stop_could_fill_on():
+    """The peak before each row is the running maximum of the highs before it: candle 3's low (99)
+    is above the trigger the stop had when placed (95) but reaches the one the highs made (104 - 5);
+    the rows passed over quietly raise the peak as polling them would."""
+    acct, fills = held_with_trailing_stop(trailing_offset=5.0)
+    rows = [tick(1, 102.0, high=104.0, low=100.0), tick(2, 103.0, high=103.5, low=99.6),
+            tick(3, 101.0, high=102.0, low=99.0), tick(4, 90.0, low=80.0)]
+    candles = columns_of(rows)
+    assert acct.next_order_row("BTC/USD", candles, 0) == 2
+    acct.close_quiet_candles("BTC/USD", candles, range(0, 2))  # the replay passes rows 1 and 2 over
+    replay(acct, rows[2])
+    assert [f.price for f in fills] == [99.0]  # as tick by tick: the quiet rows raised the peak
+
+
+def test_a_trailing_stop_amends_its_quantity_but_not_a_trigger():
+    acct, fills = held_with_trailing_stop(trailing_offset=5.0)
+    (order,) = acct.open_orders()
+    with pytest.raises(OperatorOrderError, match="trailing stop: its trigger follows the market"):
+        acct.amend(order.client_order_id, trigger_price=97.0)
+    assert acct.amend(order.client_order_id, quantity=0.5) is OrderStatus.OPEN
+    replay(acct, tick(1, 94.0, open=96.0, low=93.0))
+    assert [(f.quantity, f.price) for f in fills] == [(0.5, 95.0)]

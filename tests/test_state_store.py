@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from backend.dtos import AccountState, OrderStatus, PositionState
+from backend.dtos import AccountState, OrderSide, OrderStatus, OrderType, PositionState
 from backend.errors import ConfigError, StateLostError
-from backend.state import FillRecord, LinkControls, OrderRecord, StateStore
-from backend.state.store import LINK_CONTROLS_TABLE, SCHEMA_3, SCHEMA_VERSION
+from backend.interfaces.order_gateway import OrderRequest
+from backend.state import FillRecord, LinkControls, OrderRecord, StateStore, StoreJournal
+from backend.state.store import LINK_CONTROLS_TABLE, MIGRATIONS, SCHEMA_3, SCHEMA_VERSION
 
 CANDLE = datetime(2024, 5, 1, 12, tzinfo=UTC)
 
@@ -82,7 +83,7 @@ def test_a_database_from_a_newer_version_is_refused_untouched(tmp_path):
         connection.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
     connection.close()
     before = digest(path)
-    with pytest.raises(ConfigError, match=r"newer opdaemon \(schema version 7; this one knows versions up to 4\)"):
+    with pytest.raises(ConfigError, match=r"newer opdaemon \(schema version 7; this one knows versions up to 5\)"):
         StateStore.open(tmp_path, "op")
     assert digest(path) == before
 
@@ -226,4 +227,32 @@ def test_a_version_3_database_gets_resting_orders_and_keeps_its_orders_and_fills
     assert store.order_events("a@live") == [] and store.protections("a@live") == {}
     store.save_protection("a@live", "BTC/USD", (49_000.0, None))
     assert store.protections("a@live") == {"BTC/USD": (49_000.0, None)}
+    store.close()
+
+
+def test_a_version_4_database_gets_trailing_offsets_and_keeps_its_orders(tmp_path):
+    """Schema 5: the orders table gains trailing_offset and trailing_offset_pct (none on the orders
+    it had), and a trailing stop's offset goes through the journal and back."""
+    path = tmp_path / "op.sqlite3"
+    with sqlite3.connect(path) as connection:
+        connection.executescript(f"{SCHEMA_3} {MIGRATIONS[4]} INSERT INTO meta VALUES ('schema_version', '4');")
+        connection.execute("INSERT INTO orders (client_order_id, link, asset, side, quantity, reference_price, reason, "
+                           "state, created_at, updated_at, order_type, trigger_price) VALUES ('c1', 'a@live', "
+                           "'BTC/USD', 'sell', 0.02, 50000, 't', 'open', ?, 'then', 'stop_loss', 49000)",
+                           (CANDLE.isoformat(),))
+    connection.close()
+
+    store = StateStore.open(tmp_path, "op")
+    kept = store.order("c1")
+    assert kept is not None and (kept.order_type, kept.trigger_price, kept.state) == ("stop_loss", 49_000.0,
+                                                                                      OrderStatus.OPEN)
+    assert (kept.trailing_offset, kept.trailing_offset_pct) == (None, None)
+    journal = StoreJournal(store, "a@live")
+    for client_order_id, offsets in (("c2", {"trailing_offset": 500.0}), ("c3", {"trailing_offset_pct": 2.5})):
+        journal.record_intent(OrderRequest(client_order_id, "BTC/USD", OrderSide.SELL, 0.01, 50_000.0,
+                                           order_type=OrderType.TRAILING_STOP, placed_at=CANDLE, **offsets))
+    reread = {order.request.client_order_id: order.request for order in journal.open_orders()}
+    assert (reread["c2"].order_type, reread["c2"].trailing_offset, reread["c2"].trailing_offset_pct) == (
+        OrderType.TRAILING_STOP, 500.0, None)
+    assert (reread["c3"].trailing_offset, reread["c3"].trailing_offset_pct) == (None, 2.5)
     store.close()

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from backend.dtos import OrderSide, OrderStatus, OrderType, TimeInForce
+from backend.dtos.execution import sizing_price
 from backend.interfaces.candle_columns import CandleColumns
 from backend.interfaces.ohlcv_provider import Candle
 
@@ -34,6 +35,8 @@ class OrderRequest:
     post_only: bool = False
     placed_at: datetime | None = None  # the candle it was decided on: a simulator fills it on later ones
     protective: bool = False  # a position's protective stop or take-profit, kept by the account
+    trailing_offset: float | None = None  # a trailing stop's distance from the peak / trough, in quote
+    trailing_offset_pct: float | None = None  # or in percent of it
 
     @property
     def resting(self) -> bool:
@@ -42,8 +45,8 @@ class OrderRequest:
 
     @property
     def price(self) -> float:
-        """The price it is sized and reserved at: its limit, else its trigger, else the reference."""
-        return self.limit_price or self.trigger_price or self.reference_price
+        """The price it is sized and reserved at (`sizing_price`)."""
+        return sizing_price(self)
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,11 @@ class IOrderGateway(ABC):
         """Change an open order's quantity or prices in place (amended: the same order with them
         changed): its outcome afterwards."""
         raise NotImplementedError(f"{type(self).__name__} has no resting orders")
+
+    def passed_quietly(self, symbol: str, candles: CandleColumns, rows: range) -> None:  # noqa: B027 (a venue saw them)
+        """Candles of symbol a columnar replay passed over in bulk, on which no open order could fill
+        (`next_event_row`): a simulator brings what it tracks from candle to candle (a trailing
+        stop's peak) to where polling each of them would have."""
 
     def resume(self, orders: Sequence[tuple[OrderRequest, OrderOutcome]]) -> None:  # noqa: B027 (a venue keeps them)
         """Orders the journal knows as open after a restart, with what was booked of them: a

@@ -23,10 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-import numpy as np
 import structlog
 
 from backend.dtos import FillDTO, OrderDTO, OrderSide, OrderStatus, OrderType
+from backend.dtos.execution import sizing_price
 from backend.errors import OperatorOrderError, OrderNotPlacedError
 from backend.interfaces import IBroker
 from backend.interfaces.broker import OrderTicket, OrderView
@@ -191,11 +191,13 @@ class StrategyAccount(IBroker):
             return len(candles)
         return self._gateway.next_event_row(symbol, candles, start)
 
-    def close_quiet_candles(self, symbol: str, closes: np.ndarray, last_time: datetime) -> None:
-        """Candles no worker acted on, closes in time order up to the one opened at last_time: the
+    def close_quiet_candles(self, symbol: str, candles: CandleColumns, quiet: range) -> None:
+        """Rows of candles no worker acted on and no order could fill on (`next_order_row`): the
         account as after `open_tick` and `close_tick` on each (only when `can_close_quietly`)."""
-        self.ledger.record_closes(symbol, closes)
-        self._advance_cursor(symbol, last_time)
+        self.ledger.record_closes(symbol, candles.closes[quiet.start:quiet.stop])
+        if self._orders:
+            self._gateway.passed_quietly(symbol, candles, quiet)
+        self._advance_cursor(symbol, candles.open_time(quiet.stop - 1))
 
     def _advance_cursor(self, symbol: str, candle_time: datetime) -> None:
         """candle_time becomes the symbol's cursor, saved with the account, unless that would
@@ -233,7 +235,7 @@ class StrategyAccount(IBroker):
         if order.order_type is OrderType.MARKET:
             price, fee_rate = self._gateway.sizing(order.asset, order.side, order.reference_price)
         else:
-            price = order.limit_price or order.trigger_price or order.reference_price
+            price = sizing_price(order)
             fee_rate = self._gateway.sizing(order.asset, order.side, price)[1]
         if not orders:
             reserved = 0.0
@@ -253,7 +255,8 @@ class StrategyAccount(IBroker):
             self._new_order_id(), order.asset, order.side, quantity, order.reference_price, reason=order.reason,
             order_type=order.order_type, limit_price=order.limit_price, trigger_price=order.trigger_price,
             time_in_force=order.time_in_force, expires_at=order.expires_at, post_only=order.post_only,
-            placed_at=timestamp, protective=protective,
+            placed_at=timestamp, protective=protective, trailing_offset=order.trailing_offset,
+            trailing_offset_pct=order.trailing_offset_pct,
         )
         client_order_id = request.client_order_id
         self._journal.record_intent(request)
@@ -288,6 +291,9 @@ class StrategyAccount(IBroker):
         if order is None or not order.booked.status.working:
             raise OperatorOrderError(f"no open order {client_order_id} in this account")
         request = order.request
+        if request.order_type is OrderType.TRAILING_STOP and (limit_price is not None or trigger_price is not None):
+            raise OperatorOrderError(f"order {client_order_id} is a trailing stop: its trigger follows the market, "
+                                     "only its quantity can be amended")
         amended = replace(request, quantity=request.quantity if quantity is None else quantity,
                           limit_price=request.limit_price if limit_price is None else limit_price,
                           trigger_price=request.trigger_price if trigger_price is None else trigger_price)

@@ -7,16 +7,21 @@ died in between, was never executed and settles as rejected); a resting order fi
 candle after the one it was placed on, by `fill_on` (identical in a columnar and a tick-by-tick
 replay, which `next_event_row` keeps by naming every row on which an order could fill, trigger
 or expire); of a position's protective orders (a stop and a take-profit) at most one fills per
-candle, the stop when both were reached, unless finer candles tell which was reached first.
+candle, the stop when both were reached, unless finer candles tell which was reached first; a
+trailing stop's peak (a sell; a buy's trough) starts at its reference price and is raised by a
+candle's high only after that candle did not fill it (inside a candle, the order of its high and low
+is unknown: its own high never tightens the stop within it), on every candle polled or passed
+quietly (`passed_quietly`), so both replays see the same peaks.
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import numpy as np
 
 from backend.dtos import OrderSide, OrderStatus, OrderType, TimeInForce
+from backend.dtos.execution import Price, trailing_trigger
 from backend.interfaces.candle_columns import CandleColumns
 from backend.interfaces.ohlcv_provider import Candle
 from backend.interfaces.order_gateway import IOrderGateway, OrderOutcome, OrderRequest
@@ -30,6 +35,19 @@ STOPS = (OrderType.STOP_LOSS, OrderType.STOP_LOSS_LIMIT)
 class _Resting:
     request: OrderRequest
     triggered: bool = False  # a *_limit order whose trigger was reached: a limit now
+    extreme: float = field(init=False)  # a trailing stop's peak (a sell) or trough (a buy) so far
+
+    def __post_init__(self) -> None:
+        self.extreme = self.request.reference_price
+
+    def trigger_at(self, extreme: Price) -> Price:
+        """A trailing stop's trigger at this peak (trough), or these."""
+        request = self.request
+        return trailing_trigger(request.side, extreme, request.trailing_offset, request.trailing_offset_pct)
+
+    def trail(self, high: float, low: float) -> None:
+        """A candle that did not fill the trailing stop moves its peak (trough) by its high (low)."""
+        self.extreme = max(self.extreme, high) if self.request.side is OrderSide.SELL else min(self.extreme, low)
 
 
 def _triggered_at(request: OrderRequest, opens: float, high: float, low: float) -> float | None:
@@ -83,6 +101,9 @@ class SimulatedGateway(IOrderGateway):
         reference = request.reference_price
         if request.order_type is OrderType.MARKET:
             return self._filled(request, self._taker_price(request.side, reference), maker=False)
+        if request.order_type is OrderType.TRAILING_STOP:  # its trigger starts an offset away from the reference
+            self._book[request.client_order_id] = _Resting(request)
+            return OrderOutcome(OrderStatus.OPEN)
         if request.order_type.has_trigger:
             if _triggered_at(request, reference, reference, reference) is not None:
                 if request.order_type.has_limit:  # triggered at once: a limit from now on
@@ -130,6 +151,7 @@ class SimulatedGateway(IOrderGateway):
         return OrderOutcome(OrderStatus.OPEN)
 
     def resume(self, orders: Sequence[tuple[OrderRequest, OrderOutcome]]) -> None:
+        """A trailing stop's peak (trough) starts again from its reference price: it is not journaled."""
         for request, _booked in orders:
             if request.resting:
                 self._book[request.client_order_id] = _Resting(request)
@@ -165,6 +187,8 @@ class SimulatedGateway(IOrderGateway):
     def _fill_on(self, resting: _Resting, opens: float, high: float, low: float) -> OrderOutcome | None:
         """The order's fill on one candle (or the finer candle of a detail series), if any."""
         request = resting.request
+        if request.order_type is OrderType.TRAILING_STOP:
+            return self._trail(resting, opens, high, low)
         if request.order_type.has_trigger and not resting.triggered:
             at = _triggered_at(request, opens, high, low)
             if at is None:
@@ -183,6 +207,20 @@ class SimulatedGateway(IOrderGateway):
         if opens >= limit:
             return self._filled(request, opens, maker=True)
         return self._filled(request, limit, maker=True) if (high > limit if through else high >= limit) else None
+
+    def _trail(self, resting: _Resting, opens: float, high: float, low: float) -> OrderOutcome | None:
+        """A trailing stop on one candle: at the open when the candle opens past its trigger, else at
+        the trigger when the candle's range reaches it (taker fee, slippage); else the candle moves
+        its peak (trough)."""
+        trigger = resting.trigger_at(resting.extreme)
+        if resting.request.side is OrderSide.SELL:
+            at = opens if opens <= trigger else (trigger if low <= trigger else None)
+        else:
+            at = opens if opens >= trigger else (trigger if high >= trigger else None)
+        if at is None:
+            resting.trail(high, low)
+            return None
+        return self._filled(resting.request, self._taker_price(resting.request.side, at), maker=False)
 
     def _fill_first_protective(self, symbol: str, candle: Candle, changes: list[tuple[str, OrderOutcome]]) -> bool:
         """Of symbol's protective orders, the one reached first on the candle fills (the stop when
@@ -228,25 +266,56 @@ class SimulatedGateway(IOrderGateway):
             first = min(first, self._first_row(resting, candles, start, first))
         return first
 
+    def passed_quietly(self, symbol: str, candles: CandleColumns, rows: range) -> None:
+        """The quiet rows' highs (lows) move the trailing stops' peaks (troughs): none filled there."""
+        quiet = slice(rows.start, rows.stop)
+        for resting in self._book.values():
+            request = resting.request
+            if request.asset != symbol or request.order_type is not OrderType.TRAILING_STOP:
+                continue
+            due = _due_rows(request, candles.open_times[quiet])
+            if due.any():
+                resting.trail(float(candles.highs[quiet][due].max()), float(candles.lows[quiet][due].min()))
+
     @staticmethod
     def _first_row(resting: _Resting, candles: CandleColumns, start: int, stop: int) -> int:
         request = resting.request
         times = candles.open_times[start:stop]
-        due = np.ones(len(times), dtype=bool)
-        if request.placed_at is not None:
-            due &= times > int(request.placed_at.timestamp())
+        due = _due_rows(request, times)
         lows, highs = candles.lows[start:stop], candles.highs[start:stop]
-        if request.order_type.has_trigger and not resting.triggered:
-            price = request.trigger_price
-            falling = (request.order_type in STOPS) == (request.side is OrderSide.SELL)
+        if request.order_type is OrderType.TRAILING_STOP:
+            hit = _trailing_hits(resting, due, highs, lows)
         else:
-            price = request.limit_price
-            falling = request.side is OrderSide.BUY
-        hit = (lows <= price) if falling else (highs >= price)
+            if request.order_type.has_trigger and not resting.triggered:
+                price = request.trigger_price
+                falling = (request.order_type in STOPS) == (request.side is OrderSide.SELL)
+            else:
+                price = request.limit_price
+                falling = request.side is OrderSide.BUY
+            hit = (lows <= price) if falling else (highs >= price)
         if request.expires_at is not None:
             hit |= times >= int(request.expires_at.timestamp())
         candidates = np.flatnonzero(due & hit)
         return start + int(candidates[0]) if len(candidates) else stop
+
+
+def _due_rows(request: OrderRequest, open_times: np.ndarray) -> np.ndarray:
+    """The rows opened after the candle the order was placed on (those it may fill on)."""
+    if request.placed_at is None:
+        return np.ones(len(open_times), dtype=bool)
+    return open_times > int(request.placed_at.timestamp())
+
+
+def _trailing_hits(resting: _Resting, due: np.ndarray, highs: np.ndarray, lows: np.ndarray) -> np.ndarray:
+    """Per row, whether the trailing stop is reached there, its peak (trough) being the running
+    maximum (minimum) of its peak now and the highs (lows) of the due rows before: exactly its
+    peak when that row is polled, as long as no row before filled it."""
+    sell = resting.request.side is OrderSide.SELL
+    moves = np.where(due, highs, -np.inf) if sell else np.where(due, lows, np.inf)
+    before = np.concatenate(([resting.extreme], moves[:-1]))
+    extremes = np.maximum.accumulate(before) if sell else np.minimum.accumulate(before)
+    triggers = resting.trigger_at(extremes)
+    return (lows <= triggers) if sell else (highs >= triggers)
 
 
 def expiry_after(candles: int, timeframe: timedelta, placed_at: datetime) -> datetime:

@@ -20,7 +20,8 @@ class StoreJournal(IAccountJournal):
             order_type=request.order_type.value, limit_price=request.limit_price,
             trigger_price=request.trigger_price, time_in_force=request.time_in_force.value,
             expires_at=request.expires_at, post_only=request.post_only, protective=request.protective,
-            placed_at=request.placed_at,
+            placed_at=request.placed_at, trailing_offset=request.trailing_offset,
+            trailing_offset_pct=request.trailing_offset_pct,
         ))
 
     def record_update(self, request: OrderRequest, booked: OrderOutcome, fill: FillDTO | None,
@@ -62,7 +63,7 @@ def _request(order: OrderRecord) -> OrderRequest:
         order.client_order_id, order.asset, OrderSide(order.side), order.quantity, order.reference_price,
         order.created_at or datetime.now(UTC), order.reason, OrderType(order.order_type), order.limit_price,
         order.trigger_price, TimeInForce(order.time_in_force), order.expires_at, order.post_only, order.placed_at,
-        order.protective,
+        order.protective, order.trailing_offset, order.trailing_offset_pct,
     )
 
 

@@ -29,7 +29,7 @@ from backend.errors import ConfigError, StateLostError
 
 log = structlog.get_logger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # What an operator asked of a link through the control API (paused, stopped), kept across restarts.
 LINK_CONTROLS_TABLE = """
 CREATE TABLE link_controls (
@@ -63,16 +63,21 @@ UPDATE orders SET
                               WHERE fills.client_order_id = orders.client_order_id), 0),
     fee = COALESCE((SELECT SUM(fee) FROM fills WHERE fills.client_order_id = orders.client_order_id), 0);
 """
+# Trailing stops: the distance from the peak (trough) in quote, or in percent of it.
+ORDERS_V5 = "".join(f"ALTER TABLE orders ADD COLUMN {column} REAL;" for column in ("trailing_offset",
+                                                                                "trailing_offset_pct"))
 # Version N's changes to version N-1, applied in order to an older database when it is opened.
 MIGRATIONS = {
     2: "ALTER TABLE accounts ADD COLUMN mode TEXT;",  # paper or live: a paper account never trades live
     3: LINK_CONTROLS_TABLE,
     4: ORDERS_V4 + ORDER_EVENTS_TABLE + PROTECTIONS_TABLE,
+    5: ORDERS_V5,
 }
 TABLES_OF_VERSION: dict[int, tuple[str, ...]] = {1: ("meta", "accounts", "positions", "orders", "fills", "cursors")}
 TABLES_OF_VERSION[2] = TABLES_OF_VERSION[1]
 TABLES_OF_VERSION[3] = (*TABLES_OF_VERSION[2], "link_controls")
 TABLES_OF_VERSION[4] = (*TABLES_OF_VERSION[3], "order_events", "protections")
+TABLES_OF_VERSION[5] = TABLES_OF_VERSION[4]
 # The schema as of version 3; a new database is that plus the later migrations, so every new
 # database runs them (a migration that breaks cannot go unnoticed).
 SCHEMA_3 = """
@@ -119,6 +124,8 @@ class OrderRecord:
     post_only: bool = False
     protective: bool = False
     placed_at: datetime | None = None
+    trailing_offset: float | None = None
+    trailing_offset_pct: float | None = None
     # What is booked of it: cumulative quantity, average price and fee (quote).
     filled_quantity: float = 0.0
     average_price: float = 0.0
@@ -160,7 +167,8 @@ class FillRecord:
 
 ORDER_COLUMNS = ("client_order_id, link, asset, side, quantity, reference_price, reason, state, "
                  "exchange_order_id, detail, created_at, order_type, limit_price, trigger_price, time_in_force, "
-                 "expires_at, post_only, protective, placed_at, filled_quantity, average_price, fee")
+                 "expires_at, post_only, protective, placed_at, filled_quantity, average_price, fee, trailing_offset, "
+                 "trailing_offset_pct")
 DONE_STATES = tuple(status.value for status in OrderStatus if status.done)
 
 
@@ -171,11 +179,11 @@ def _moment(text: str | None) -> datetime | None:
 def _order_from_row(row: tuple) -> OrderRecord:
     (client_order_id, link, asset, side, quantity, reference_price, reason, state, exchange_id, detail, created,
      order_type, limit_price, trigger_price, time_in_force, expires_at, post_only, protective, placed_at,
-     filled_quantity, average_price, fee) = row
+     filled_quantity, average_price, fee, trailing_offset, trailing_offset_pct) = row
     return OrderRecord(client_order_id, link, asset, side, quantity, reference_price, reason, OrderStatus(state),
                        exchange_id, detail, datetime.fromisoformat(created), order_type, limit_price, trigger_price,
                        time_in_force, _moment(expires_at), bool(post_only), bool(protective), _moment(placed_at),
-                       filled_quantity, average_price, fee)
+                       trailing_offset, trailing_offset_pct, filled_quantity, average_price, fee)
 
 
 def _now() -> str:
@@ -287,12 +295,13 @@ class StateStore:
             self._check_file()
             now = (order.created_at or datetime.now(UTC)).isoformat()
             self._db.execute(
-                f"INSERT INTO orders ({ORDER_COLUMNS}, updated_at) VALUES ({', '.join('?' * 23)})",
+                f"INSERT INTO orders ({ORDER_COLUMNS}, updated_at) VALUES ({', '.join('?' * 25)})",
                 (order.client_order_id, order.link, order.asset, order.side, order.quantity,
                  order.reference_price, order.reason, order.state.value, order.exchange_order_id,
                  order.detail, now, order.order_type, order.limit_price, order.trigger_price, order.time_in_force,
                  _text(order.expires_at), int(order.post_only), int(order.protective), _text(order.placed_at),
-                 order.filled_quantity, order.average_price, order.fee, now))
+                 order.filled_quantity, order.average_price, order.fee, order.trailing_offset,
+                 order.trailing_offset_pct, now))
             self._record_event(order.client_order_id)
 
     def update_order(self, client_order_id: str, state: OrderStatus, exchange_order_id: str | None = None,

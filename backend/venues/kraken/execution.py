@@ -10,7 +10,7 @@ cannot tell either, or if the daemon stops meanwhile; market buys are sent as a 
 (`viqc`) that the account has checked it can pay, fee included, so a fill above the close cannot
 overspend.
 
-Resting orders (limit, stop-loss, take-profit and their *-limit forms) keep the same rules: sent once,
+Resting orders (limit, stop-loss, take-profit and their *-limit forms, trailing-stop) keep the same rules: sent once,
 a plain refusal is REJECTED, an unanswered AddOrder is looked up by cl_ord_id. Every outcome of one is
 cumulative and only moves forward (`_remember`: a done state over a working one, else the larger
 fill), whichever path (AddOrder, CancelOrder, AmendOrder, the executions channel, a REST check) saw
@@ -151,22 +151,30 @@ class KrakenOrderGateway(IOrderGateway):
         limit / stop-loss / take-profit / *-limit, "price: Limit price for limit orders; trigger price
         for stop-loss, stop-loss-limit, take-profit, take-profit-limit", "price2: Limit price for
         stop-loss-limit and take-profit-limit orders" (ccxt: type "limit" with stopLossPrice /
-        takeProfitPrice); timeinforce GTC / IOC / GTD with "expiretm: <n> = unix timestamp of
-        expiration time"; oflags "post = post-only order (available when ordertype = limit)". None
-        when the amount, truncated to the lot, is below the pair's minimum (nothing is sent)."""
+        takeProfitPrice); a trailing-stop's price is its offset, "Trailing Stops: Must use a relative
+        price for this field, namely the `+` prefix ... The `%` suffix also works for these order
+        types" (ccxt: trailingAmount / trailingPercent send "+N" / "+N%" and trigger "last", the
+        reference price the simulator and the fake trail too); timeinforce GTC / IOC / GTD with
+        "expiretm: <n> = unix timestamp of expiration time"; oflags "post = post-only order
+        (available when ordertype = limit)". None when the amount, truncated to the lot, is below the
+        pair's minimum (nothing is sent)."""
         asset, kind = request.asset, request.order_type
         amount = float(self._client.amount_to_precision(asset, request.quantity * LOT_NUDGE))
         if amount < self.minimum_quantity(asset):
             return None
         if kind.has_trigger:
             params["stopLossPrice" if kind in STOPS else "takeProfitPrice"] = request.trigger_price
+        elif request.trailing_offset is not None:
+            params["trailingAmount"] = self._client.price_to_precision(asset, request.trailing_offset)
+        elif request.trailing_offset_pct is not None:
+            params["trailingPercent"] = f"{request.trailing_offset_pct:.10g}"
         if request.post_only:
             params["postOnly"] = True
         if request.time_in_force is TimeInForce.IOC:
             params["timeInForce"] = "IOC"
         elif request.time_in_force is TimeInForce.GTD and request.expires_at is not None:
             params.update(timeInForce="GTD", expiretm=str(int(request.expires_at.timestamp())))
-        order_type = "limit" if kind.has_limit else "market"  # the trigger params make it a stop / take-profit
+        order_type = "limit" if kind.has_limit else "market"  # the trigger / trailing params name the type
         return self._client.create_order(asset, order_type, request.side.value, amount,
                                          request.limit_price, params=params)
 
