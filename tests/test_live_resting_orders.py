@@ -352,6 +352,28 @@ def test_a_protective_stop_is_placed_once_after_the_entry_fills_and_a_candle_tri
     assert len(add_orders(fake, "stop-loss")) == 1 and acct.open_orders() == []
 
 
+def test_an_exit_whose_stop_cannot_be_cancelled_is_skipped_and_sells_once_the_cancel_takes(
+        fake, client, store, stop):  # noqa: F811
+    """The strategy sells while its venue stop covers the position: CancelOrder fails (an outage),
+    so selling too could sell the coins twice: the sell is skipped, the stop stays booked open; on
+    the next try the cancel takes and the position is sold once."""
+    acct = account(client, store, stop)
+    protected_entry(acct, fake)
+    quiet(acct, 2, 49_500.0)
+    exit_ = OrderDTO(asset="BTC/USD", side=OrderSide.SELL, quantity=0.01, reference_price=49_500.0, reason="out")
+    fake.fail_next(1, endpoint="private/CancelOrder")
+    assert acct.submit(exit_, at(2)) is None
+    assert not [r for r in fake.received("private/AddOrder") if r.params["ordertype"] == "market"
+                and r.params["type"] == "sell"]
+    assert [o.order_type for o in acct.open_orders()] == [OrderType.STOP_LOSS]
+    assert acct.ledger.position("BTC/USD").qty == pytest.approx(0.01)
+
+    fill = acct.submit(exit_, at(2))
+    assert fill is not None and fill.quantity == pytest.approx(0.01)
+    assert acct.open_orders() == [] and [o["status"] for o in fake.orders_of(link_tag(LINK))
+                                          if o["descr"]["ordertype"] == "stop-loss"] == ["canceled"]
+
+
 def test_a_stop_triggered_while_the_daemon_was_down_is_booked_once_at_restart(
         fake, client, store, stop, stream):  # noqa: F811
     acct = account(client, store, stop)

@@ -232,6 +232,11 @@ class StrategyAccount(IBroker):
             # The strategy exits by itself: the protection goes first, so nothing is sold twice; a
             # protective order that filled meanwhile is booked, and only what is still held is sold.
             self._cancel_protection(order.asset, timestamp)
+            if self._protective_orders(order.asset):  # a cancel did not take: the stop still covers it all
+                log.warning("order_skipped", **self._context(order), reason="the position's protective orders "
+                            "could not be cancelled: selling now could sell it twice")
+                self.order_outcomes["skipped"] += 1
+                return OrderTicket(None, OrderStatus.REJECTED)
         if order.order_type is OrderType.MARKET:
             price, fee_rate = self._gateway.sizing(order.asset, order.side, order.reference_price)
         else:
