@@ -374,6 +374,25 @@ def test_an_exit_whose_stop_cannot_be_cancelled_is_skipped_and_sells_once_the_ca
                                           if o["descr"]["ordertype"] == "stop-loss"] == ["canceled"]
 
 
+def test_a_take_profit_whose_cancel_fails_after_the_stop_filled_is_cancelled_on_a_later_candle(
+        fake, client, store, stop):  # noqa: F811
+    """One-cancels-the-other by the daemon: the stop fills, the take-profit's cancel fails; the
+    position is gone but the take-profit is not forgotten: the next candle cancels it."""
+    acct = account(client, store, stop)
+    quiet(acct, 0, 50_000.0)
+    acct.place(limit_buy(0.01, 49_000.0, stop_loss_price=47_000.0, take_profit_price=53_000.0), at(0))
+    candle(acct, fake, 1, 49_400.0, 49_450.0, 48_900.0, 49_100.0)
+    assert sorted(o.order_type for o in acct.open_orders()) == [OrderType.STOP_LOSS, OrderType.TAKE_PROFIT]
+    fake.fail_next(2, endpoint="private/CancelOrder")  # as the stop's fill is booked, and again on that candle
+    candle(acct, fake, 2, 48_000.0, 48_100.0, 46_500.0, 46_800.0)  # through the stop
+    assert acct.ledger.position("BTC/USD").qty == pytest.approx(0.0)
+    assert [o.order_type for o in acct.open_orders()] == [OrderType.TAKE_PROFIT]  # still open on the venue
+    quiet(acct, 3, 46_800.0)
+    assert acct.open_orders() == [] and acct.snapshot().protections == {}
+    statuses = {o["descr"]["ordertype"]: o["status"] for o in fake.orders_of(link_tag(LINK))}
+    assert (statuses["stop-loss"], statuses["take-profit"]) == ("closed", "canceled")
+
+
 def test_a_stop_triggered_while_the_daemon_was_down_is_booked_once_at_restart(
         fake, client, store, stop, stream):  # noqa: F811
     acct = account(client, store, stop)

@@ -495,9 +495,12 @@ class StrategyAccount(IBroker):
         if protection is None or covered <= 0 or held < self.ledger.minimum_quantity(asset):
             for order in mine:
                 self.cancel(order.request.client_order_id, timestamp)
-            if held <= 0 and protection is not None and not any(o.request.asset == asset for o in self._orders.values()
-                                                                   if o.request.side is OrderSide.BUY):
-                self._set_protection(asset, None)  # the position is gone and no entry is pending
+            # Dropped once the position is gone, no entry is pending and no protective order is left
+            # open (one whose cancel failed is cancelled again on the next candle, never forgotten).
+            if held <= 0 and protection is not None and not any(
+                    o.request.asset == asset and (o.request.protective or o.request.side is OrderSide.BUY)
+                    for o in self._orders.values()):
+                self._set_protection(asset, None)
             return
         wanted = {OrderType.STOP_LOSS: protection.stop_price}
         if protection.take_profit_price is not None:
