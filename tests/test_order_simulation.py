@@ -54,20 +54,16 @@ def test_a_resting_buy_limit_fills_three_candles_later_at_its_price_with_the_mak
     assert acct.ledger.cash == pytest.approx(10_000 - 9.5 - 9.5 * MAKER)
 
 
-def test_touch_rule_fills_a_limit_the_candle_only_touches():
-    acct = account(FillRules(MAKER, TAKER, limit_fill="touch"))
+@pytest.mark.parametrize("rule, next_candle, entry", [
+    ("touch", tick(1, 98.0, low=95.0), 95.0),  # the touch rule fills a limit the candle only touches
+    ("through", tick(1, 92.0, open=93.0), 93.0),  # a candle opening below a buy limit fills it at its open
+], ids=["touch", "gap"])
+def test_a_buy_limit_fills_by_the_rule_on_the_next_candle(rule, next_candle, entry):
+    acct = account(FillRules(MAKER, TAKER, limit_fill=rule))
     acct.open_tick(tick(0, 100.0), trading=True)
     acct.place(buy_limit(95.0), at(0))
-    replay(acct, tick(1, 98.0, low=95.0))
-    assert acct.ledger.position("BTC/USD").avg_entry_price == 95.0
-
-
-def test_a_candle_opening_below_a_buy_limit_fills_it_at_the_open():
-    acct = account()
-    acct.open_tick(tick(0, 100.0), trading=True)
-    acct.place(buy_limit(95.0), at(0))
-    replay(acct, tick(1, 92.0, open=93.0))
-    assert acct.ledger.position("BTC/USD").avg_entry_price == 93.0
+    replay(acct, next_candle)
+    assert acct.ledger.position("BTC/USD").avg_entry_price == entry
 
 
 def test_an_order_never_fills_on_the_candle_it_was_placed_on():
