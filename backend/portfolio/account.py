@@ -20,7 +20,7 @@ that dies in the middle of a tick never trades that candle again after a restart
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 
 import structlog
@@ -36,6 +36,7 @@ from backend.interfaces.ohlcv_provider import Candle
 from backend.interfaces.order_gateway import IOrderGateway, OrderOutcome, OrderRequest
 from backend.market_data.raw_tick import RawTick
 from backend.portfolio.ledger import AccountSnapshot, Ledger, PortfolioValues
+from backend.portfolio.open_orders import UNSETTLED, OpenOrder, OpenOrders
 from backend.trade_stats import TradeStatsTracker
 
 log = structlog.get_logger(__name__)
@@ -44,9 +45,7 @@ MIN_NOTIONAL = 0.01  # quote currency; smaller remainders (float dust) are not o
 QUANTITY_TOLERANCE = 1e-12  # relative: a cumulative fill this close to what is booked is the same fill
 # A status never goes back: a late report of an earlier state changes nothing.
 STATUS_RANK = {OrderStatus.PENDING: 0, OrderStatus.UNKNOWN: 0, OrderStatus.OPEN: 1, OrderStatus.PARTIALLY_FILLED: 2}
-UNSETTLED = frozenset((OrderStatus.PENDING, OrderStatus.UNKNOWN))
 DONE = frozenset(status for status in OrderStatus if status.done)
-PENDING = OrderOutcome(OrderStatus.PENDING)
 STATUS_EVENTS = {
     OrderStatus.OPEN: "order_opened", OrderStatus.CANCELED: "order_canceled", OrderStatus.EXPIRED: "order_expired",
     OrderStatus.REJECTED: "order_rejected",
@@ -58,29 +57,6 @@ def numbered_order_ids(prefix: str) -> Callable[[], str]:
     backtest's), far cheaper than a UUID each."""
     numbers = itertools.count(1)
     return lambda: f"{prefix}{next(numbers)}"
-
-
-@dataclass
-class _Order:
-    """An order not done yet: its request, and its status with what is booked of it."""
-
-    request: OrderRequest
-    booked: OrderOutcome
-
-    @property
-    def remaining(self) -> float:
-        return max(self.request.quantity - self.booked.filled_quantity, 0.0)
-
-    def view(self) -> OrderView:
-        request, booked = self.request, self.booked
-        return OrderView(
-            client_order_id=request.client_order_id, asset=request.asset, side=request.side,
-            order_type=request.order_type, quantity=request.quantity, filled_quantity=booked.filled_quantity,
-            average_price=booked.average_price, fee=booked.fee,
-            limit_price=request.limit_price, trigger_price=request.trigger_price, status=booked.status,
-            placed_at=request.placed_at, journaled_at=request.journaled_at, protective=request.protective,
-            exchange_order_id=booked.exchange_order_id, reason=request.reason, detail=booked.reason,
-        )
 
 
 class StrategyAccount(IBroker):
@@ -96,12 +72,8 @@ class StrategyAccount(IBroker):
         self._journal = journal or InMemoryJournal()
         self._durable = self._journal.durable
         self._new_order_id = new_order_id or gateway.new_client_order_id  # the venue's form by default
-        # Orders not done yet, by client order id, oldest first (journaled ones after a restart).
-        self._orders: dict[str, _Order] = {
-            order.request.client_order_id: _Order(order.request, order.booked) for order in self._journal.open_orders()
-        }
-        gateway.resume([(order.request, order.booked) for order in self._orders.values()
-                        if order.booked.status.working])
+        self._orders = OpenOrders(self._journal.open_orders())  # journaled ones, after a restart
+        gateway.resume([(order.request, order.booked) for order in self._orders.of() if order.booked.status.working])
         self._protections = self._journal.protections()
         self._cursors = self._journal.cursors()  # symbol -> last candle processed, across restarts
         # Why the account takes no new buys (reconciliation, an operator): set by other threads, and
@@ -130,7 +102,7 @@ class StrategyAccount(IBroker):
     @property
     def unsettled_orders(self) -> list[OrderRequest]:
         """Orders whose outcome is unknown until they are looked up."""
-        return [order.request for order in self._orders.values() if order.booked.status in UNSETTLED]
+        return [order.request for order in self._orders.unsettled()]
 
     # --- the tick's frame (TickCacheManager) -------------------------------------------------
 
@@ -155,8 +127,7 @@ class StrategyAccount(IBroker):
     def _settle_and_poll(self, tick: RawTick) -> None:
         if self.unsettled_orders:
             self.settle(tick.timestamp)
-        working = [(order.request, order.booked.exchange_order_id) for order in self._orders.values()
-                   if order.request.asset == tick.symbol and order.booked.status.working]
+        working = [(order.request, order.booked.exchange_order_id) for order in self._orders.working(tick.symbol)]
         if working:
             candle = Candle(tick.timestamp, tick.open, tick.high, tick.low, tick.close, tick.volume)
             for client_order_id, outcome in self._gateway.poll(working, tick.symbol, candle):
@@ -182,12 +153,12 @@ class StrategyAccount(IBroker):
         """Whether `close_quiet_candles` may stand for whole ticks now: nothing journaled per
         candle (a backtest), no order to settle, nothing held nor ordered but symbol."""
         return (not self._durable and not self.unsettled_orders and self.ledger.holds_only(symbol)
-                and all(order.request.asset == symbol for order in self._orders.values()))
+                and self._orders.only_of(symbol))
 
     def next_order_row(self, symbol: str, candles: CandleColumns, start: int) -> int:
         """The first row at or after start on which an order of symbol could fill, trigger or
         expire (len(candles): none): an active row of a columnar replay."""
-        if not any(order.request.asset == symbol for order in self._orders.values()):
+        if not self._orders.of(symbol):
             return len(candles)
         return self._gateway.next_event_row(symbol, candles, start)
 
@@ -211,7 +182,7 @@ class StrategyAccount(IBroker):
     def snapshot(self) -> AccountSnapshot:
         """The account now, frozen, for other threads: taken by the thread that uses the account."""
         return self.ledger.snapshot(self.order_outcomes, len(self.unsettled_orders),
-                                    tuple(order.view() for order in self._orders.values()),
+                                    tuple(order.view() for order in self._orders.of()),
                                     self._reserved_cash(), dict(self._protections))
 
     # --- orders --------------------------------------------------------------------------------
@@ -228,11 +199,11 @@ class StrategyAccount(IBroker):
                         unsettled=[request.client_order_id for request in self.unsettled_orders])
             self.order_outcomes["skipped"] += 1
             return OrderTicket(None, OrderStatus.REJECTED)
-        if orders and not buy and not protective and self._protective_orders(order.asset):
+        if orders and not buy and not protective and orders.protective(order.asset):
             # The strategy exits by itself: the protection goes first, so nothing is sold twice; a
             # protective order that filled meanwhile is booked, and only what is still held is sold.
             self._cancel_protection(order.asset, timestamp)
-            if self._protective_orders(order.asset):  # a cancel did not take: the stop still covers it all
+            if orders.protective(order.asset):  # a cancel did not take: the stop still covers it all
                 log.warning("order_skipped", **self._context(order), reason="the position's protective orders "
                             "could not be cancelled: selling now could sell it twice")
                 self.order_outcomes["skipped"] += 1
@@ -242,14 +213,9 @@ class StrategyAccount(IBroker):
         else:
             price = sizing_price(order)
             fee_rate = self._gateway.sizing(order.asset, order.side, price)[1]
-        if not orders:
-            reserved = 0.0
-        elif buy:
-            reserved = self._reserved_cash()
-        else:
-            reserved = sum(o.remaining for o in orders.values()
-                           if o.request.asset == order.asset and o.request.side is OrderSide.SELL
-                           and not o.request.protective)
+        reserved = 0.0  # nothing is open: nothing reserved (the common case of a backtest at market)
+        if orders:
+            reserved = self._reserved_cash() if buy else orders.selling(order.asset)
         quantity = self.ledger.capped_quantity(order.asset, order.side, order.quantity, price, fee_rate, reserved)
         if quantity * price < MIN_NOTIONAL:
             log.warning("order_rejected", **self._context(order), reason="no cash" if buy else "no position")
@@ -265,7 +231,7 @@ class StrategyAccount(IBroker):
         )
         client_order_id = request.client_order_id
         self._journal.record_intent(request)
-        orders[client_order_id] = _Order(request, PENDING)
+        orders.add(request)
         try:
             outcome = self._gateway.execute(request)
         except OrderNotPlacedError as error:  # e.g. the key was refused: journaled, then the run stops
@@ -312,7 +278,7 @@ class StrategyAccount(IBroker):
         return self._status_of(client_order_id, outcome)
 
     def open_orders(self, asset: str | None = None) -> list[OrderView]:
-        return [order.view() for order in self._orders.values() if asset is None or order.request.asset == asset]
+        return [order.view() for order in self._orders.of(asset)]
 
     def protect(self, asset: str, stop_price: float | None, take_profit_price: float | None = None) -> None:
         self._set_protection(asset, None if stop_price is None else Protection(stop_price, take_profit_price))
@@ -353,7 +319,8 @@ class StrategyAccount(IBroker):
         for request in self.unsettled_orders:
             outcome = self._gateway.settle(request)
             if outcome.status is OrderStatus.UNKNOWN:  # still: journal why (an intent becomes unknown)
-                order = self._orders[request.client_order_id]
+                order = self._orders.get(request.client_order_id)
+                assert order is not None, "an unsettled order is open"
                 order.booked = replace(order.booked, status=OrderStatus.UNKNOWN, reason=outcome.reason)
                 self._journal.record_update(request, order.booked, None, self.ledger.state)
             else:
@@ -425,7 +392,7 @@ class StrategyAccount(IBroker):
                 self._keep_protection(request.asset, timestamp)
         return fill
 
-    def _log_change(self, order: _Order, fill: FillDTO | None, timestamp: datetime) -> None:
+    def _log_change(self, order: OpenOrder, fill: FillDTO | None, timestamp: datetime) -> None:
         request, booked = order.request, order.booked
         status = booked.status
         if status in DONE or status is OrderStatus.UNKNOWN:
@@ -456,16 +423,8 @@ class StrategyAccount(IBroker):
 
     def _reserved_cash(self) -> float:
         """What open buys may still spend, at their price with the fee."""
-        reserved = 0.0
-        for order in self._orders.values():
-            request = order.request
-            if request.side is OrderSide.BUY and order.remaining > 0:
-                fee_rate = self._gateway.sizing(request.asset, OrderSide.BUY, request.price)[1]
-                reserved += order.remaining * request.price * (1 + fee_rate)
-        return reserved
-
-    def _protective_orders(self, asset: str) -> list[_Order]:
-        return [order for order in self._orders.values() if order.request.asset == asset and order.request.protective]
+        return self._orders.reserved_cash(
+            lambda request: self._gateway.sizing(request.asset, OrderSide.BUY, request.price)[1])
 
     def _set_protection(self, asset: str, protection: Protection | None) -> None:
         if self._protections.get(asset) == protection:
@@ -477,7 +436,7 @@ class StrategyAccount(IBroker):
         self._journal.save_protection(asset, protection)
 
     def _cancel_protection(self, asset: str, timestamp: datetime) -> None:
-        for order in self._protective_orders(asset):
+        for order in self._orders.protective(asset):
             if order.booked.status.working:
                 self.cancel(order.request.client_order_id, timestamp)
 
@@ -486,20 +445,18 @@ class StrategyAccount(IBroker):
         covering what is held, none once nothing (or dust) is held; nothing is placed while one of
         its orders is unsettled (it may exist already)."""
         protection = self._protections.get(asset)
-        mine = self._protective_orders(asset)
+        mine = self._orders.protective(asset)
         if any(order.booked.status in UNSETTLED for order in mine):
             return
         held = self.ledger.position(asset).qty
-        covered = held - sum(o.remaining for o in self._orders.values() if o.request.asset == asset
-                             and o.request.side is OrderSide.SELL and not o.request.protective)
+        covered = held - self._orders.selling(asset)
         if protection is None or covered <= 0 or held < self.ledger.minimum_quantity(asset):
             for order in mine:
                 self.cancel(order.request.client_order_id, timestamp)
             # Dropped once the position is gone, no entry is pending and no protective order is left
             # open (one whose cancel failed is cancelled again on the next candle, never forgotten).
-            if held <= 0 and protection is not None and not any(
-                    o.request.asset == asset and (o.request.protective or o.request.side is OrderSide.BUY)
-                    for o in self._orders.values()):
+            if held <= 0 and protection is not None and not self._orders.protective(asset) \
+                    and not self._orders.entry_pending(asset):
                 self._set_protection(asset, None)
             return
         wanted = {OrderType.STOP_LOSS: protection.stop_price}
