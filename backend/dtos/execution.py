@@ -1,6 +1,6 @@
 """Plans, orders and fills."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol, TypeVar
 
@@ -181,3 +181,9 @@ class FillDTO(DTO):
     fee: float
     timestamp: datetime
     order_id: str | None = None  # the exchange's id for live orders
+
+
+def expiry_after(candles: int, timeframe: timedelta, placed_at: datetime) -> datetime:
+    """The GTD expiry of an order placed on the candle opened at placed_at that may fill on the next
+    `candles` candles: it expires at the open of the one after them."""
+    return placed_at + timeframe * (candles + 1)

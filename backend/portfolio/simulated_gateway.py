@@ -16,7 +16,7 @@ quietly (`passed_quietly`), so both replays see the same peaks.
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import numpy as np
 
@@ -316,9 +316,3 @@ def _trailing_hits(resting: _Resting, due: np.ndarray, highs: np.ndarray, lows: 
     extremes = np.maximum.accumulate(before) if sell else np.minimum.accumulate(before)
     triggers = resting.trigger_at(extremes)
     return (lows <= triggers) if sell else (highs >= triggers)
-
-
-def expiry_after(candles: int, timeframe: timedelta, placed_at: datetime) -> datetime:
-    """The GTD expiry of an order placed on the candle opened at placed_at that may fill on the next
-    `candles` candles: it expires at the open of the one after them."""
-    return placed_at + timeframe * (candles + 1)

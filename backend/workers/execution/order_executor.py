@@ -13,8 +13,8 @@ names as an active row of a columnar replay, not a row this worker must remember
 from pydantic import Field
 
 from backend.dtos import BaseContextDTO, OrderDTO, OrderSide, OrderType, TimeInForce, TradePlanDTO
+from backend.dtos.execution import expiry_after
 from backend.interfaces import WorkerParams, WorkerServices
-from backend.portfolio.simulated_gateway import expiry_after
 from backend.workers.execution.market_order_executor import MarketOrderExecutor
 
 
