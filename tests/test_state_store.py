@@ -256,3 +256,13 @@ def test_a_version_4_database_gets_trailing_offsets_and_keeps_its_orders(tmp_pat
         OrderType.TRAILING_STOP, 500.0, None)
     assert (reread["c3"].trailing_offset, reread["c3"].trailing_offset_pct) == (None, 2.5)
     store.close()
+
+
+def test_a_position_of_zero_quantity_is_neither_saved_nor_loaded_as_held(tmp_path):
+    store = StateStore.open(tmp_path, "op")
+    account = AccountState(10_000, 9_000, positions={"BTC/USD": PositionState(0.0, 50_000.0),
+                                                       "ETH/USD": PositionState(0.5, 2_000.0)})
+    store.save_account("a@live", account)
+    loaded = store.load_account("a@live")
+    assert loaded is not None and loaded.positions == {"ETH/USD": PositionState(0.5, 2_000.0)}
+    store.close()
