@@ -92,6 +92,16 @@ class Daemon:
         return [e for e in parsed if name is None or e["event"] == name]
 
 
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 20, daemon: Daemon | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if daemon is not None and daemon.process.poll() is not None:
+            raise AssertionError(f"the daemon exited ({daemon.process.returncode}) before: {what}\n{daemon.stderr}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}" + (f"\n{daemon.stderr}" if daemon else ""))
+        time.sleep(0.01)
+
+
 def child_pid(pid: int, timeout: float = 5) -> int:
     """The first child of pid (e.g. the PID-1 process `unshare --fork` starts)."""
     deadline = time.monotonic() + timeout

@@ -7,11 +7,10 @@ close, as the simulator does on the candle after the one an order was placed on.
 import csv
 import signal
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.daemon import Daemon
+from tests.daemon import Daemon, wait_until
 from tests.fake_kraken import FakeKraken
 from tests.helpers import REPO, write_yaml
 from tests.test_status_server import Client
@@ -117,16 +116,6 @@ class Run:
         if self.daemon.process.poll() is None:
             self.daemon.process.kill()
             self.daemon.process.wait(5)
-
-
-def wait_until(condition: Callable[[], object], what: str, timeout: float = 20, daemon: Daemon | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if daemon is not None and daemon.process.poll() is not None:
-            raise AssertionError(f"the daemon exited ({daemon.process.returncode}) before: {what}\n{daemon.stderr}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}" + (f"\n{daemon.stderr}" if daemon else ""))
-        time.sleep(0.01)
 
 
 def step(market: Market, run: Run, index: int, trade: bool = True) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from backend.state import LinkControls
-from tests.daemon import Daemon, write_hourly_csv
+from tests.daemon import Daemon, wait_until, write_hourly_csv
 from tests.fake_kraken import FakeKraken
 from tests.helpers import REPO, backtest_environment, write_config_tree, write_yaml
 from tests.live_support import KEY_ENV, SECRET_ENV
@@ -106,6 +106,9 @@ def test_stop_and_start_keep_the_paper_account_and_pause_and_stop_survive_a_rest
     minutes.add()  # row 4 closes: both trade it, dca on the account it had
     wait_for(first, "order_filled", count=2, strategy_link="dca@live")
     wait_for(first, "order_filled", count=3, strategy_link="other@live")
+    # The status snapshot is published once the tick is done, a moment after its fill is logged.
+    wait_until(lambda: client.json("/strategies/dca@live")[1]["account"]["trades"] == 2,  # type: ignore[index]
+               "dca's second trade in its status", daemon=first)
     account = client.json("/strategies/dca@live")[1]["account"]  # type: ignore[index]
     assert account["trades"] == 2 and account["cash"] == pytest.approx(10_000 - 2 * BUY_USD, abs=1)
     assert fills_of(first, "dca@live") == [minutes.time(2), minutes.time(4)]  # row 3 missed while stopped

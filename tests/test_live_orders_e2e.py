@@ -16,6 +16,7 @@ import yaml
 from backend.dtos import OrderStatus
 from backend.state import StateStore
 from backend.venues.kraken.execution import link_tag
+from tests.daemon import wait_until
 from tests.fake_kraken import FakeKraken
 from tests.live_support import credentials, fake, fast_client, live_env  # noqa: F401  (fixtures)
 from tests.order_e2e import (
@@ -29,7 +30,6 @@ from tests.order_e2e import (
     operation_tree,
     report_rows,
     step,
-    wait_until,
 )
 from tests.test_order_parity import BLUEPRINT, CREDENTIALS, FIRST_ROW, ROWS, START_ROW, live_environment
 
