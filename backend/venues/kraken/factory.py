@@ -1,12 +1,15 @@
 import threading
+from collections.abc import Callable
 
 from backend.interfaces.order_gateway import IOrderGateway
 from backend.market_data import TickSource
+from backend.market_data.market_rules import MarketRules
 from backend.venues.base import Venue
 from backend.venues.kraken.client import AccountClient, make_kraken_client, read_credentials
 from backend.venues.kraken.execution import KrakenOrderGateway, link_tag
 from backend.venues.kraken.executions import ExecutionFeed
 from backend.venues.kraken.market_data import KrakenLiveSource
+from backend.venues.kraken.market_rules import kraken_market_rules
 from backend.venues.kraken.settings import KrakenSettings
 from backend.venues.kraken.streaming import KrakenStreamSource
 
@@ -39,6 +42,15 @@ class KrakenVenue(Venue[KrakenSettings]):
         return KrakenOrderGateway(client, link_tag(link_id), self._stop,
                                   fill_wait_seconds=environment.order_wait_seconds,
                                   executions=feed, check_seconds=environment.order_check_seconds)
+
+    def market_rules(self, environment: KrakenSettings) -> Callable[[str], MarketRules]:
+        client = self._client(environment)  # the tick source's: its start-up check loaded the markets
+
+        def rules_of(symbol: str) -> MarketRules:
+            client.load_markets()  # cached by ccxt once loaded
+            return kraken_market_rules(client.market(symbol))
+
+        return rules_of
 
     def _client(self, environment: KrakenSettings) -> AccountClient:
         with_credentials = environment.mode == "live"
