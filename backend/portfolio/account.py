@@ -10,9 +10,9 @@ the order; an order whose outcome is unknown is never sent again, only settled b
 and while one is unsettled the account takes no new buys (sells of what it surely holds stay
 allowed); every order is rounded to its market's lot and tick (`IOrderGateway.market_rules`), and
 one below the market's minimum order or cost is skipped (`order_skipped`) before any gateway sees
-it, in a backtest, paper or live alike; an order the venue refused before it existed (the key) is journaled rejected; open buys
-reserve the cash they may spend (at their price, fee included) and open sells the quantity they
-may sell, so orders never promise more than the account has; a position asked to be protected
+it, in a backtest, paper or live alike; an order the venue refused before it existed (the key) is
+journaled rejected; open buys reserve the cash they may spend (at their price, fee included) and
+open sells the quantity they may sell, so orders never promise more than the account has; a position asked to be protected
 holds one stop (and take-profit) on the venue covering it, placed when the position is held,
 resized when it changes, cancelled before the strategy's own sell and when it is gone, and
 never placed twice (not while a protective order's outcome is unknown); a candle is traded at
