@@ -1,10 +1,10 @@
 """A strategy's account: the one place its orders are sized, journaled and booked.
 
-Invariants: an order is journaled before its gateway sees it; every change of an order's state
-goes through `_apply`, which books only the part of the order's cumulative fill it has not booked
-yet (so a report repeated, late or arriving by two paths books nothing twice, and a done order
-never changes again), journals the new state with the fill and the account it produced in one
-write, and logs it (`order_opened`, `order_filled`, `order_partially_filled`, `order_canceled`,
+Invariants: an order is journaled before its gateway sees it; every change of an order's state goes
+through `_apply`, which books only the part of the order's cumulative fill it has not booked yet
+(so a report repeated, late or arriving by two paths books nothing twice, and a done order never
+changes again), journals the new state with the fill and the account it produced in one write, and
+logs it (`order_opened`, `order_filled`, `order_partially_filled`, `order_canceled`,
 `order_expired`, `order_rejected`, `order_outcome_unknown`), whichever worker or operator placed
 the order; an order whose outcome is unknown is never sent again, only settled by looking it up,
 and while one is unsettled the account takes no new buys (sells of what it surely holds stay
@@ -12,12 +12,12 @@ allowed); every order is rounded to its market's lot and tick (`IOrderGateway.ma
 one below the market's minimum order or cost is skipped (`order_skipped`) before any gateway sees
 it, in a backtest, paper or live alike; an order the venue refused before it existed (the key) is
 journaled rejected; open buys reserve the cash they may spend (at their price, fee included) and
-open sells the quantity they may sell, so orders never promise more than the account has; a position asked to be protected
-holds one stop (and take-profit) on the venue covering it, placed when the position is held,
-resized when it changes, cancelled before the strategy's own sell and when it is gone, and
-never placed twice (not while a protective order's outcome is unknown); a candle is traded at
-most once: it becomes its symbol's durable cursor before any worker trades on it, so a process
-that dies in the middle of a tick never trades that candle again after a restart.
+open sells the quantity they may sell, so orders never promise more than the account has; a
+position asked to be protected holds one stop (and take-profit) on the venue covering it, placed
+when the position is held, resized when it changes, cancelled before the strategy's own sell and
+when it is gone, and never placed twice (not while a protective order's outcome is unknown); a
+candle is traded at most once: it becomes its symbol's durable cursor before any worker trades on
+it, so a process that dies in the middle of a tick never trades that candle again after a restart.
 """
 
 import itertools
