@@ -6,10 +6,10 @@ environments replay it; one venue instance per exchange, so everything trading w
 shares one client; real orders only for `mode: live` environments (which the config schema only
 accepts with `allow_live_orders: true`); backtests and paper trading get simulated fills
 (`SimulatedGateway`, with a backtest's detail candles, one object per detail file), by the
-market rules of the backtest's markets file (read once per file) or of the paper run's venue, a
-backtest without a markets file saying so once per data file (`market_rules_defaulted`); what
-is built here never carries a config file path (a venue's wrong setting is a SettingError, which
-the caller, knowing the file, reports as a ConfigError).
+market rules of the backtest's markets file (read once per file, `market_rules_loaded`) or of the
+paper run's venue, a backtest without a markets file saying so once per data file
+(`market_rules_defaulted`); what is built here never carries a config file path (a venue's wrong
+setting is a SettingError, which the caller, knowing the file, reports as a ConfigError).
 """
 
 import threading
@@ -73,7 +73,10 @@ class ExecutionEnvironments:
                             fix="set markets_file, or put the exchange's markets.json beside the data file")
             return None
         if path not in self._market_rules:
-            self._market_rules[path] = load_market_rules(path).markets
+            cached = load_market_rules(path)
+            log.info("market_rules_loaded", markets_file=str(path), exchange=cached.exchange,
+                     fetched_at=cached.fetched_at.isoformat(), symbols=sorted(cached.markets))
+            self._market_rules[path] = cached.markets
         return self._market_rules[path].__getitem__
 
     def detail_candles(self, environment: EnvironmentConfig) -> DetailCandles | None:

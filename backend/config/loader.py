@@ -31,7 +31,7 @@ from backend.config.schema import (
 from backend.config.timerange import Timerange
 from backend.errors import ConfigError
 from backend.market_data.detail_candles import detail_timeframe, detail_timeframe_problem
-from backend.market_data.market_rules import MARKETS_FILE_NAME, MarketRulesError, load_market_rules
+from backend.market_data.market_rules import MARKETS_FILE_NAME, load_market_rules
 from backend.market_data.resample import resampling_problem
 from backend.venues import VENUES, unknown_exchange
 
@@ -183,25 +183,18 @@ def _data_file(path: Path, data_file: Path, key: str) -> Path:
 
 def _markets_file(path: Path, env: BacktestEnvironment) -> Path | None:
     """The markets file a backtest's orders are ruled by (its `markets_file`, else the markets.json
-    beside its data file, else none), read and checked: a market rules document listing every
-    symbol of the environment."""
+    beside its data file, else none), read and checked: market rules for every symbol it trades."""
     if env.markets_file is not None:
         markets_file = _data_file(path, env.markets_file, "markets_file")
     else:
         markets_file = env.data_file.parent / MARKETS_FILE_NAME
         if not markets_file.is_file():
             return None
-    where = "markets_file" if env.markets_file is not None else f"markets_file (default: {markets_file})"
-    try:
-        markets = load_market_rules(markets_file).markets
-    except MarketRulesError as error:
-        raise ConfigError(path, f"{markets_file}: {error.key}: {error.reason}", where) from None
-    except OSError as error:
-        raise ConfigError(path, f"cannot read {markets_file}: {error.strerror}", where) from None
+    markets = load_market_rules(markets_file).markets
     missing = [symbol for symbol in env.symbols if symbol not in markets]
     if missing:
-        raise ConfigError(path, f"{markets_file} has no market {', '.join(missing)} (it has "
-                                f"{', '.join(sorted(markets))})", where)
+        raise ConfigError(markets_file, f"no market {', '.join(missing)}, which {path.name} trades (it has "
+                                        f"{', '.join(sorted(markets))})", "markets")
     return markets_file
 
 

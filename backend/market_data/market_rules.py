@@ -1,5 +1,5 @@
 """An exchange's market rules per symbol (tick, lot, minimum order and cost) and `markets.json`,
-their cache beside downloaded data (README, "Market rules").
+their cache beside downloaded data (docs/configuration.md, "Market rules").
 
 Invariants: the rules only ever make an order coarser, never larger: a quantity is truncated to the
 lot (never above what was asked), a limit price moves to the tick on the side that is never worse
@@ -7,7 +7,7 @@ for its order (a buy's down, a sell's up), a trigger price and a trailing offset
 (as the venue's client rounds them; there is no worse side to a trigger), and no price below one
 tick; `NO_RULES` (all unset) changes nothing and refuses nothing. markets.json is written whole or
 not at all (a file beside it, fsynced, renamed over it) and reads back into equal rules; a file
-that is not such a document is refused with the key that is wrong (MarketRulesError).
+that is not such a document is refused as a ConfigError naming it and the key that is wrong.
 """
 
 import json
@@ -20,20 +20,13 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
+from backend.errors import ConfigError
+
 MARKETS_FILE_NAME = "markets.json"  # beside the data files it describes
 # A position is a sum of fills in whole lots, held as a float a hair below or above it (0.7 + 0.1 ==
 # 0.7999999999999999): nudged up before truncating to the lot, so that selling all of it sells all of
 # it instead of leaving one lot behind as dust.
 LOT_NUDGE = 1 + 1e-12
-
-
-class MarketRulesError(ValueError):
-    """markets.json is not a document of market rules: key names what is wrong in it."""
-
-    def __init__(self, key: str, reason: str) -> None:
-        self.key = key
-        self.reason = reason
-        super().__init__(f"{key}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -65,7 +58,7 @@ class MarketRules:
     def below_minimum(self, quantity: float, price: float) -> str | None:
         """Why an order of quantity at price is too small for the market; None when it is not."""
         if quantity <= 0:
-            return f"less than one lot ({self.amount_increment:g}) of the market"
+            return f"less than one lot ({self.amount_increment}) of the market"
         if quantity < self.min_quantity:
             return f"quantity {quantity:g} is below the market's minimum order of {self.min_quantity:g}"
         if quantity * price < self.min_cost:
@@ -94,7 +87,9 @@ class MarketRulesFile:
 
 def save_market_rules(path: Path, exchange: str, rules: Mapping[str, MarketRules],
                       fetched_at: datetime | None = None) -> None:
-    """Write markets.json (path) for these symbols' rules, as fetched now (or at fetched_at)."""
+    """Write markets.json at path: the exchange's name (e.g. "kraken"), the rules of each symbol
+    (e.g. from backend.venues.kraken.market_rules.fetch_market_rules) and when they were fetched
+    (default: now), replacing any file there atomically."""
     document = {
         "exchange": exchange,
         "fetched_at": (fetched_at or datetime.now(UTC)).astimezone(UTC).isoformat().replace("+00:00", "Z"),
@@ -110,46 +105,48 @@ def save_market_rules(path: Path, exchange: str, rules: Mapping[str, MarketRules
 
 
 def load_market_rules(path: Path) -> MarketRulesFile:
-    """markets.json as written by save_market_rules; MarketRulesError naming the wrong key, or
-    OSError when the file cannot be read."""
+    """markets.json as written by save_market_rules; a ConfigError naming the file and the key
+    that is wrong (`markets.BTC/USD.min_cost`), or that it cannot be read."""
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(path, f"cannot read the markets file: {error.strerror or error}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise MarketRulesError("(file)", f"not JSON: {error}") from None
+        raise ConfigError(path, f"not a JSON markets file: {error}") from None
     if not isinstance(document, dict):
-        raise MarketRulesError("(file)", "expected a JSON object with exchange, fetched_at and markets")
+        raise ConfigError(path, "expected a JSON object with exchange, fetched_at and markets")
     exchange = document.get("exchange")
     if not isinstance(exchange, str) or not exchange:
-        raise MarketRulesError("exchange", "expected the exchange's name")
+        raise ConfigError(path, "expected the exchange's name, e.g. \"kraken\"", "exchange")
     try:
         fetched_at = datetime.fromisoformat(str(document.get("fetched_at")))
     except ValueError:
-        raise MarketRulesError("fetched_at", "expected an ISO 8601 time (when the rules were fetched)") from None
+        raise ConfigError(path, "expected an ISO 8601 time (when the rules were fetched)", "fetched_at") from None
     markets = document.get("markets")
     if not isinstance(markets, dict) or not markets:
-        raise MarketRulesError("markets", "expected an object of market rules per symbol, e.g. \"BTC/USD\": {...}")
-    rules = {symbol: _market(f"markets.{symbol}", entry) for symbol, entry in markets.items()}
+        raise ConfigError(path, "expected an object of market rules per symbol, e.g. \"BTC/USD\": {...}", "markets")
+    rules = {symbol: _market(path, f"markets.{symbol}", entry) for symbol, entry in markets.items()}
     return MarketRulesFile(exchange, fetched_at if fetched_at.tzinfo else fetched_at.replace(tzinfo=UTC), rules)
 
 
-def _market(key: str, entry: Any) -> MarketRules:
-    if not isinstance(entry, dict):
-        raise MarketRulesError(key, "expected an object of price_increment, amount_increment, min_quantity, min_cost")
+def _market(path: Path, key: str, entry: Any) -> MarketRules:
     names = [field.name for field in fields(MarketRules)]
+    if not isinstance(entry, dict):
+        raise ConfigError(path, f"expected an object of {', '.join(names)}", key)
     unknown = sorted(set(entry) - set(names))
     if unknown:
-        raise MarketRulesError(f"{key}.{unknown[0]}", f"unknown key (known: {', '.join(names)})")
+        raise ConfigError(path, f"unknown key (known: {', '.join(names)})", f"{key}.{unknown[0]}")
     values: list[float | None] = []
     for name in names:
         if name not in entry:
-            raise MarketRulesError(f"{key}.{name}", "missing")
+            raise ConfigError(path, "missing", f"{key}.{name}")
         value, increment = entry[name], name.endswith("_increment")
         if value is None and increment:
             values.append(None)
         elif isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
                 or value < 0 or (increment and value == 0):
             wanted = "a positive number (or null: any)" if increment else "a number, 0 or more"
-            raise MarketRulesError(f"{key}.{name}", f"expected {wanted}, got {value!r}")
+            raise ConfigError(path, f"expected {wanted}, got {value!r}", f"{key}.{name}")
         else:
             values.append(float(value))
     price_increment, amount_increment, min_quantity, min_cost = values

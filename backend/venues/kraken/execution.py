@@ -44,7 +44,7 @@ from backend.venues.kraken.client import (
     translate_error,
 )
 from backend.venues.kraken.executions import ExecutionFeed
-from backend.venues.kraken.market_rules import kraken_market_rules
+from backend.venues.kraken.market_rules import market_rules_of
 
 log = structlog.get_logger(__name__)
 
@@ -100,8 +100,7 @@ class KrakenOrderGateway(IOrderGateway):
 
     def market_rules(self, asset: str) -> MarketRules:
         if asset not in self._rules:
-            self._client.load_markets()
-            self._rules[asset] = kraken_market_rules(self._client.market(asset))
+            self._rules[asset] = market_rules_of(self._client, asset)
         return self._rules[asset]
 
     def new_client_order_id(self) -> str:

@@ -1,3 +1,4 @@
+import functools
 import threading
 from collections.abc import Callable
 
@@ -9,7 +10,7 @@ from backend.venues.kraken.client import AccountClient, make_kraken_client, read
 from backend.venues.kraken.execution import KrakenOrderGateway, link_tag
 from backend.venues.kraken.executions import ExecutionFeed
 from backend.venues.kraken.market_data import KrakenLiveSource
-from backend.venues.kraken.market_rules import kraken_market_rules
+from backend.venues.kraken.market_rules import market_rules_of
 from backend.venues.kraken.settings import KrakenSettings
 from backend.venues.kraken.streaming import KrakenStreamSource
 
@@ -45,12 +46,7 @@ class KrakenVenue(Venue[KrakenSettings]):
 
     def market_rules(self, environment: KrakenSettings) -> Callable[[str], MarketRules]:
         client = self._client(environment)  # the tick source's: its start-up check loaded the markets
-
-        def rules_of(symbol: str) -> MarketRules:
-            client.load_markets()  # cached by ccxt once loaded
-            return kraken_market_rules(client.market(symbol))
-
-        return rules_of
+        return functools.partial(market_rules_of, client)
 
     def _client(self, environment: KrakenSettings) -> AccountClient:
         with_credentials = environment.mode == "live"

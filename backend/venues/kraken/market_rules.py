@@ -37,6 +37,13 @@ def kraken_market_rules(market: dict[str, Any]) -> MarketRules:
     )
 
 
+def market_rules_of(client: ccxt.Exchange, symbol: str) -> MarketRules:
+    """symbol's rules from the client's markets (loaded once: ccxt caches them, and a live run's
+    start-up check has loaded them already)."""
+    client.load_markets()
+    return kraken_market_rules(client.market(symbol))
+
+
 def fetch_market_rules(client: ccxt.Exchange, symbols: Iterable[str]) -> dict[str, MarketRules]:
     """The symbols' rules as Kraken states them now (one AssetPairs request unless ccxt has the
     markets already): what `save_market_rules(path, "kraken", ...)` caches beside downloaded data.
