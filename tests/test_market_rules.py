@@ -4,7 +4,7 @@ last two against the fake Kraken, whose AddOrder refuses what Kraken refuses).""
 
 import json
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import ccxt
@@ -276,6 +276,22 @@ def test_a_live_limit_is_rounded_to_the_tick_the_fake_would_refuse_it_off(fake, 
 
 def test_the_fake_refuses_a_price_off_the_pairs_tick(fake: FakeKraken, credentials):
     client = fast_client(live_env(fake, mode="live", allow_live_orders=True), with_credentials=True)
-    with pytest.raises(ccxt.InvalidOrder, match=r"XETHZUSD price must be a multiple of the tick size 0\.1"):
+    with pytest.raises(ccxt.ExchangeError, match=r"XETHZUSD price must be a multiple of the tick size 0\.1"):
         client.create_order("ETH/USD", "limit", "buy", 0.5, 2_900.07)
     assert client.create_order("ETH/USD", "limit", "buy", 0.5, 2_900.1)["id"]
+
+
+def test_a_protective_stop_off_the_tick_is_placed_on_it_once_never_amended_each_candle(fake, credentials, logs):
+    """The stop asked (49,000.37) rests at 49,000.4: the candles after see it covering the position
+    as asked, and amend nothing (an AmendOrder per candle would spend Kraken's rate limit)."""
+    account = live_account(fake, None)
+    entry = OrderDTO(asset="BTC/USD", side=OrderSide.BUY, quantity=0.01, reference_price=50_000, reason="test",
+                     stop_loss_price=49_000.37)
+    assert account.submit(entry, NOW) is not None
+
+    for hour in range(1, 4):
+        account.open_tick(candle_at(NOW + timedelta(hours=hour), 50_000.0), trading=True)
+
+    (stop,) = [r for r in fake.received("private/AddOrder") if r.params["ordertype"] == "stop-loss"]
+    assert stop.params["price"] == "49000.4"
+    assert fake.received("private/AmendOrder") == [] and not [e for e in logs if e["event"] == "order_amended"]

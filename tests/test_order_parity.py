@@ -126,5 +126,6 @@ def test_a_backtest_a_paper_run_and_a_live_run_book_the_same_fills(tmp_path, fak
     assert_same_fills(live, backtest, rounded=True)
     added = [r.params["ordertype"] for r in fake.received("private/AddOrder")]
     assert added.count("limit") == 4 and added.count("stop-loss") == 4 and added.count("take-profit") == 4
+    assert fake.received("private/AmendOrder") == []  # stops placed on the tick stay as they were placed
     assert [o["status"] for o in fake.orders.values()].count("closed") == 8  # entries and exits filled
     assert all(o["status"] in ("closed", "canceled") for o in fake.orders.values())

@@ -472,16 +472,19 @@ class StrategyAccount(IBroker):
                     and not self._orders.entry_pending(asset):
                 self._set_protection(asset, None)
             return
-        wanted = {OrderType.STOP_LOSS: protection.stop_price}
+        # Compared as the market takes them (on the tick and the lot), as the orders were placed:
+        # a protection asked off the tick is not amended on every candle.
+        rules = self._gateway.market_rules(asset)
+        wanted = {OrderType.STOP_LOSS: rules.trigger_price(protection.stop_price)}
         if protection.take_profit_price is not None:
-            wanted[OrderType.TAKE_PROFIT] = protection.take_profit_price
+            wanted[OrderType.TAKE_PROFIT] = rules.trigger_price(protection.take_profit_price)
         for order in mine:
             kind = order.request.order_type
             if kind not in wanted:
                 self.cancel(order.request.client_order_id, timestamp)
                 continue
             trigger = wanted.pop(kind)
-            quantity = order.booked.filled_quantity + covered
+            quantity = rules.quantity(order.booked.filled_quantity + covered)
             if order.request.trigger_price != trigger or abs(order.request.quantity - quantity) > quantity * 1e-9:
                 self.amend(order.request.client_order_id, quantity=quantity, trigger_price=trigger)
         price = self.ledger.last_price(asset) or self.ledger.position(asset).avg_entry_price
