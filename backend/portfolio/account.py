@@ -1,10 +1,10 @@
 """A strategy's account: the one place its orders are sized, journaled and booked.
 
-Invariants: an order is journaled before its gateway sees it; every change of an order's state goes
-through `_apply`, which books only the part of the order's cumulative fill it has not booked yet
-(so a report repeated, late or arriving by two paths books nothing twice, and a done order never
-changes again), journals the new state with the fill and the account it produced in one write, and
-logs it (`order_opened`, `order_filled`, `order_partially_filled`, `order_canceled`,
+Invariants: an order is journaled before its gateway sees it; every change of an order's state
+goes through `_apply`, which books only the part of the order's cumulative fill it has not booked
+yet (so a report repeated, late or arriving by two paths books nothing twice, and a done order
+never changes again), journals the new state with the fill and the account it produced in one
+write, and logs it (`order_opened`, `order_filled`, `order_partially_filled`, `order_canceled`,
 `order_expired`, `order_rejected`, `order_outcome_unknown`), whichever worker or operator placed
 the order; an order whose outcome is unknown is never sent again, only settled by looking it up,
 and while one is unsettled the account takes no new buys (sells of what it surely holds stay

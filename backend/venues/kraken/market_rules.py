@@ -10,10 +10,11 @@ the same rules (docs.kraken.com/exchange/api-reference/unified-fix/sl:
 QtyMin "Minimum order quantity allowed on asset pair", MinimumCost "Minimum cost (price x qty)
 for new orders", TickSize "Specifies the price increment allowed on the asset pair").
 
-Invariant: the rules are the ones ccxt sends orders by (its precision and limits), so a simulated
+Invariant: the rules are ccxt's precision and limits, which it sends orders by, so a simulated
 order is rounded and refused exactly as a live one: the lot is ccxt's amount precision
-(10^-lot_decimals, or the base currency's coarser precision), the tick is `tick_size` where
-Kraken gives one, else 10^-pair_decimals (ccxt's price precision).
+(10^-lot_decimals, or the base currency's coarser precision), the minimums its limits (`ordermin`,
+`costmin`); the tick is `tick_size` where Kraken gives one (a price on it is on ccxt's
+10^-pair_decimals too, which ccxt then leaves as it is), else 10^-pair_decimals.
 """
 
 from collections.abc import Iterable
