@@ -5,14 +5,19 @@ Invariants: a data file is checked once per (resolved path, timeframe) however m
 environments replay it; one venue instance per exchange, so everything trading with one API key
 shares one client; real orders only for `mode: live` environments (which the config schema only
 accepts with `allow_live_orders: true`); backtests and paper trading get simulated fills
-(`SimulatedGateway`, with a backtest's detail candles, one object per detail file); what
-is built here never carries a config file path (a venue's wrong setting is a SettingError, which
-the caller, knowing the file, reports as a ConfigError).
+(`SimulatedGateway`, with a backtest's detail candles, one object per detail file), by the
+market rules of the backtest's markets file (read once per file, `market_rules_loaded`) or of the
+paper run's venue, a backtest without a markets file saying so once per data file
+(`market_rules_defaulted`); what is built here never carries a config file path (a venue's wrong
+setting is a SettingError, which the caller, knowing the file, reports as a ConfigError).
 """
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import structlog
 
 from backend.config.schema import BacktestEnvironment, EnvironmentConfig, LiveEnvironment
 from backend.interfaces.order_gateway import IOrderGateway
@@ -20,10 +25,13 @@ from backend.market_data import TickSource
 from backend.market_data.backtest_source import BacktestSource
 from backend.market_data.candle_file import CandleFile, read_candle_file
 from backend.market_data.detail_candles import DetailCandles
+from backend.market_data.market_rules import MarketRules, load_market_rules
 from backend.market_data.timeframes import timeframe_seconds
 from backend.portfolio import SimulatedGateway
 from backend.venues import VENUES
 from backend.venues.base import Venue
+
+log = structlog.get_logger(__name__)
 
 
 class ExecutionEnvironments:
@@ -32,6 +40,8 @@ class ExecutionEnvironments:
         self._candle_files: dict[tuple[Path, str], CandleFile] = {}
         self._venues: dict[str, Venue[Any]] = {}
         self._detail_candles: dict[Path, DetailCandles] = {}
+        self._market_rules: dict[Path, dict[str, MarketRules]] = {}  # per markets file
+        self._defaulted: set[Path] = set()  # data files whose backtests run without market rules
 
     def tick_source(self, environment: EnvironmentConfig) -> TickSource:
         if isinstance(environment, BacktestEnvironment):
@@ -46,7 +56,28 @@ class ExecutionEnvironments:
             return self._venue(environment).order_gateway(environment, link_id)
         detail = self.detail_candles(environment)
         seconds = timeframe_seconds(timeframe or environment.timeframe)
-        return SimulatedGateway(environment.fill_rules, None if detail is None else detail.intrabar(seconds))
+        return SimulatedGateway(environment.fill_rules, None if detail is None else detail.intrabar(seconds),
+                                self.market_rules(environment))
+
+    def market_rules(self, environment: EnvironmentConfig) -> Callable[[str], MarketRules] | None:
+        """The rules simulated orders are rounded and checked by: a paper run's venue's, a backtest's
+        markets file's (checked by the loader: it lists every symbol); None: a backtest without one."""
+        if isinstance(environment, LiveEnvironment):
+            return self._venue(environment).market_rules(environment)
+        path = environment.markets_file
+        if path is None:
+            if environment.data_file not in self._defaulted:
+                self._defaulted.add(environment.data_file)
+                log.warning("market_rules_defaulted", data_file=str(environment.data_file), symbols=environment.symbols,
+                            rules="none: orders are neither rounded to a lot or tick nor refused for their size",
+                            fix="set markets_file, or put the exchange's markets.json beside the data file")
+            return None
+        if path not in self._market_rules:
+            cached = load_market_rules(path)
+            log.info("market_rules_loaded", markets_file=str(path), exchange=cached.exchange,
+                     fetched_at=cached.fetched_at.isoformat(), symbols=sorted(cached.markets))
+            self._market_rules[path] = cached.markets
+        return self._market_rules[path].__getitem__
 
     def detail_candles(self, environment: EnvironmentConfig) -> DetailCandles | None:
         """A backtest's finer candles (its `detail_data_file`), one object per file however many

@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
@@ -79,6 +80,11 @@ _FEES_MAKER = [[0, 0.16], [50000, 0.14], [100000, 0.12]]
 
 
 def _pair(altname: str, wsname: str, base: str, quote: str, pair_decimals: int, ordermin: str) -> dict:
+    """An AssetPairs entry (docs.kraken.com/api-reference/market-data/get-tradable-asset-pairs), whose
+    rules AddOrder and AmendOrder enforce: `lot_decimals` and `pair_decimals` (`_checked_volume`,
+    `_checked_price`), `tick_size` (`_checked_price`), `ordermin` and `costmin` (`_add_order`).
+    Both pairs have a 0.1 tick: XBT/USD's is its one decimal; ETH/USD's is coarser than its two
+    decimals, so that a price on the decimals but off the tick (ccxt's precision alone) is refused."""
     return {
         "altname": altname, "wsname": wsname, "aclass_base": "currency", "base": base,
         "aclass_quote": "currency", "quote": quote, "lot": "unit", "cost_decimals": 5,
@@ -906,7 +912,11 @@ def _checked_volume(text: str, info: dict, quote: bool) -> float:
 def _checked_price(text: str | None, info: dict, pair: str, name: str) -> float | None:
     """A price as Kraken accepts it: at most `pair_decimals` places (AssetPairs: "pair_decimals:
     Scaling decimal places for pair"); more is refused with Kraken's text, e.g.
-    "EOrder:Invalid price:XXBTZUSD price can only be specified up to 1 decimals."."""
+    "EOrder:Invalid price:XXBTZUSD price can only be specified up to 1 decimals."; and a whole
+    number of the pair's `tick_size` (docs.kraken.com/exchange/api-reference/unified-ws/instrument,
+    price_increment: "Minimum price increment for new orders. Order prices must be a multiple of
+    this value"; unified-fix/sl, TickSize: "Specifies the price increment allowed on the asset
+    pair"), refused with the same error category (Kraken documents no text for it)."""
     if text is None:
         return None
     if not _DECIMAL.fullmatch(text) or float(text) <= 0:
@@ -914,6 +924,8 @@ def _checked_price(text: str | None, info: dict, pair: str, name: str) -> float 
     if len(text.partition(".")[2]) > info["pair_decimals"]:
         raise KrakenError(f"EOrder:Invalid price:{pair} price can only be specified up to "
                           f"{info['pair_decimals']} decimals.")
+    if Decimal(text) % Decimal(info["tick_size"]):
+        raise KrakenError(f"EOrder:Invalid price:{pair} price must be a multiple of the tick size {info['tick_size']}.")
     return float(text)
 
 

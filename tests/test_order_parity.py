@@ -6,21 +6,22 @@ The blueprint is the shipped ICT workforce with short indicator periods (warm fr
 on 48 hours of the bundled data (2023-01-28 10:00 on) in which it enters four times: three
 take-profits (one of them fires at once, the market already past it) and a stop.
 
-Live quantities and prices go through Kraken's precision (XBT/USD: 8 lot decimals, truncated; a
-0.1 tick, to the nearest): the candle prices are on the tick already, so limit entries match
-exactly; a trigger price computed by the strategy (stop 0.2 % under the gap, target at 2R) is sent
-rounded to the tick, and the comparison allows that rounding (half a tick); quantities are
-truncated to the lot and sized on an equity those rounded exit prices moved by cents (so within
-1e-5 relative), and fees follow (the fake rounds them to Kraken's 4 decimals of USD). Limit entries
-and times match exactly."""
+The three runs apply the same market rules (the fake Kraken's AssetPairs: the backtest from a
+markets.json fetched from it, the paper run from the venue, the live run as it sends orders): every
+quantity truncated to the lot (8 decimals), every limit and trigger price on the 0.1 tick. So the
+backtest and the paper run book identical fills, and the live run the same times, sides and prices;
+its fees are the fake's, rounded to Kraken's 4 decimals of USD, so the equity it sizes on differs by
+cents and a quantity by at most a lot."""
 
 from pathlib import Path
 
 import pytest
 
+from backend.market_data.market_rules import save_market_rules
+from backend.venues.kraken.market_rules import fetch_market_rules
 from tests.daemon import Daemon
 from tests.fake_kraken import TEST_API_KEY, TEST_API_SECRET, FakeKraken
-from tests.live_support import KEY_ENV, SECRET_ENV, fake  # noqa: F401  (fixture)
+from tests.live_support import KEY_ENV, SECRET_ENV, fake, fast_client, live_env  # noqa: F401  (fixture)
 from tests.order_e2e import Market, Run, assert_clean, data_slice, operation_tree, report_rows, step
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -46,7 +47,7 @@ BLUEPRINT = {
     },
 }
 CREDENTIALS = {KEY_ENV: TEST_API_KEY, SECRET_ENV: TEST_API_SECRET}
-TICK, LOT = 0.1, 1e-8
+LOT = 1e-8  # XBT/USD: 8 lot decimals
 
 
 def live_environment(fake: FakeKraken, mode: str) -> dict:  # noqa: F811
@@ -60,7 +61,11 @@ def live_environment(fake: FakeKraken, mode: str) -> dict:  # noqa: F811
     }
 
 
-def run_backtest(root: Path, market: Market) -> list[dict]:
+def run_backtest(root: Path, market: Market, fake: FakeKraken) -> list[dict]:  # noqa: F811
+    """The slice, with the fake Kraken's market rules cached beside it (markets.json), as
+    download-data leaves them: the backtest rounds and checks orders as the paper and live runs do."""
+    root.mkdir(parents=True)
+    save_market_rules(root / "markets.json", "kraken", fetch_market_rules(fast_client(live_env(fake)), ["BTC/USD"]))
     environment = {
         "type": "backtest", "display_name": "the slice", "data_file": str(market.write_csv(root / "slice.csv")),
         "symbol": "BTC/USD", "timeframe": "1h", "start": market.moment(0).isoformat(),
@@ -93,26 +98,22 @@ def fills(trades: list[dict]) -> list[tuple[str, str, float, float, float]]:
 
 
 def assert_same_fills(booked: list[tuple], expected: list[tuple], rounded: bool) -> None:
-    """Each fill: time and side equal; quantity, price and fee equal within float tolerance, or
-    (rounded: a live run) with Kraken's rounding: the price within half a tick, the quantity
-    truncated to the lot and sized on an equity that the rounded exit prices moved by cents
-    (relative 1e-5), the fee on those (and rounded to 4 decimals)."""
+    """Each fill: time, side and price equal; quantity and fee equal within float tolerance, or
+    (rounded: a live run) the fee within Kraken's rounding of it and the quantity within a lot."""
     assert [(t, s) for t, s, *_ in booked] == [(t, s) for t, s, *_ in expected]
-    for (_, side, quantity, price, fee), (*_, want_quantity, want_price, want_fee) in zip(booked, expected,
-                                                                                         strict=True):
+    for (_, _, quantity, price, fee), (*_, want_quantity, want_price, want_fee) in zip(booked, expected, strict=True):
+        assert price == pytest.approx(want_price, rel=1e-12)
         if rounded:
-            assert side == "sell" or price == want_price  # a limit entry at a candle's price: on the tick
-            assert quantity == pytest.approx(want_quantity, rel=1e-5, abs=LOT)
-            assert price == pytest.approx(want_price, rel=0, abs=TICK / 2 + 1e-9)
+            assert quantity == pytest.approx(want_quantity, rel=0, abs=LOT + 1e-12)
             assert fee == pytest.approx(want_fee, rel=1e-5, abs=0.0001)
         else:
-            assert (quantity, price, fee) == pytest.approx((want_quantity, want_price, want_fee), rel=1e-9)
+            assert (quantity, fee) == pytest.approx((want_quantity, want_fee), rel=1e-9)
 
 
 def test_a_backtest_a_paper_run_and_a_live_run_book_the_same_fills(tmp_path, fake):  # noqa: F811
     rows = data_slice(FIRST_ROW, ROWS)
     market = Market(fake, rows)
-    backtest = fills(run_backtest(tmp_path / "backtest", market))
+    backtest = fills(run_backtest(tmp_path / "backtest", market, fake))
     sides = [side for _, side, *_ in backtest]
     assert sides == ["buy", "sell"] * 4  # four round trips in the slice, all after the warm-up
     assert backtest[0][0] == market.moment(START_ROW + 1).isoformat()
@@ -125,5 +126,6 @@ def test_a_backtest_a_paper_run_and_a_live_run_book_the_same_fills(tmp_path, fak
     assert_same_fills(live, backtest, rounded=True)
     added = [r.params["ordertype"] for r in fake.received("private/AddOrder")]
     assert added.count("limit") == 4 and added.count("stop-loss") == 4 and added.count("take-profit") == 4
+    assert fake.received("private/AmendOrder") == []  # stops placed on the tick stay as they were placed
     assert [o["status"] for o in fake.orders.values()].count("closed") == 8  # entries and exits filled
     assert all(o["status"] in ("closed", "canceled") for o in fake.orders.values())

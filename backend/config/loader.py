@@ -31,6 +31,7 @@ from backend.config.schema import (
 from backend.config.timerange import Timerange
 from backend.errors import ConfigError
 from backend.market_data.detail_candles import detail_timeframe, detail_timeframe_problem
+from backend.market_data.market_rules import MARKETS_FILE_NAME, load_market_rules
 from backend.market_data.resample import resampling_problem
 from backend.venues import VENUES, unknown_exchange
 
@@ -162,6 +163,7 @@ def load_environment(path: Path, timerange: Timerange | None = None) -> Environm
         env = env.model_copy(update={"data_file": _data_file(path, env.data_file, "data_file")})
         if env.detail_data_file is not None:
             env = env.model_copy(update={"detail_data_file": _detail_data_file(path, env)})
+        env = env.model_copy(update={"markets_file": _markets_file(path, env)})
         if timerange is not None:
             env = timerange.applied_to(env, path.stem)
     return env
@@ -177,6 +179,23 @@ def _data_file(path: Path, data_file: Path, key: str) -> Path:
     if not data_file.is_file():
         raise ConfigError(path, f"data file is not a regular file: {data_file}", key)
     return data_file
+
+
+def _markets_file(path: Path, env: BacktestEnvironment) -> Path | None:
+    """The markets file a backtest's orders are ruled by (its `markets_file`, else the markets.json
+    beside its data file, else none), read and checked: market rules for every symbol it trades."""
+    if env.markets_file is not None:
+        markets_file = _data_file(path, env.markets_file, "markets_file")
+    else:
+        markets_file = env.data_file.parent / MARKETS_FILE_NAME
+        if not markets_file.is_file():
+            return None
+    markets = load_market_rules(markets_file).markets
+    missing = [symbol for symbol in env.symbols if symbol not in markets]
+    if missing:
+        raise ConfigError(markets_file, f"no market {', '.join(missing)}, which {path.name} trades (it has "
+                                        f"{', '.join(sorted(markets))})", "markets")
+    return markets_file
 
 
 def _detail_data_file(path: Path, env: BacktestEnvironment) -> Path:

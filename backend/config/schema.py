@@ -197,6 +197,10 @@ class BacktestEnvironment(AccountSettings):
     # A finer candle file of the same symbol (e.g. 5m under 1h): what happened inside a candle, for
     # the simulator's resting orders (backend.market_data.detail_candles). Relative as data_file.
     detail_data_file: Path | None = None
+    # The exchange's market rules (lot, tick, minimum order and cost) orders are rounded and checked
+    # by: a markets.json (backend.market_data.market_rules). Relative as data_file; not given: the
+    # markets.json beside data_file if there is one, else no rules (logged: market_rules_defaulted).
+    markets_file: Path | None = None
     symbol: Symbol
     timeframe: Timeframe
     start: datetime

@@ -16,6 +16,7 @@ from backend.dtos import OrderSide, OrderStatus, OrderType, TimeInForce
 from backend.dtos.execution import sizing_price
 from backend.interfaces.candle_columns import CandleColumns
 from backend.interfaces.ohlcv_provider import Candle
+from backend.market_data.market_rules import NO_RULES, MarketRules
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,11 @@ class IOrderGateway(ABC):
         """A new order's id, unique across restarts, in the form the venue accepts (a UUID here)."""
         return str(uuid.uuid4())
 
-    def minimum_quantity(self, asset: str) -> float:
-        """The smallest order of asset the venue takes (0: any); a position below it is dust."""
-        return 0.0
+    def market_rules(self, asset: str) -> MarketRules:
+        """The venue's rules for orders of asset (tick, lot, minimum order and cost), which the
+        account rounds and checks every order by before it reaches the gateway; a position below
+        the minimum order is dust. NO_RULES: none known."""
+        return NO_RULES
 
     @abstractmethod
     def sizing(self, asset: str, side: OrderSide, reference_price: float) -> tuple[float, float]:

@@ -8,14 +8,16 @@ write, and logs it (`order_opened`, `order_filled`, `order_partially_filled`, `o
 `order_expired`, `order_rejected`, `order_outcome_unknown`), whichever worker or operator placed
 the order; an order whose outcome is unknown is never sent again, only settled by looking it up,
 and while one is unsettled the account takes no new buys (sells of what it surely holds stay
-allowed); an order the venue refused before it existed (the key) is journaled rejected; open buys
-reserve the cash they may spend (at their price, fee included) and open sells the quantity they
-may sell, so orders never promise more than the account has; a position asked to be protected
-holds one stop (and take-profit) on the venue covering it, placed when the position is held,
-resized when it changes, cancelled before the strategy's own sell and when it is gone, and
-never placed twice (not while a protective order's outcome is unknown); a candle is traded at
-most once: it becomes its symbol's durable cursor before any worker trades on it, so a process
-that dies in the middle of a tick never trades that candle again after a restart.
+allowed); every order is rounded to its market's lot and tick (`IOrderGateway.market_rules`), and
+one below the market's minimum order or cost is skipped (`order_skipped`) before any gateway sees
+it, in a backtest, paper or live alike; an order the venue refused before it existed (the key) is
+journaled rejected; open buys reserve the cash they may spend (at their price, fee included) and
+open sells the quantity they may sell, so orders never promise more than the account has; a
+position asked to be protected holds one stop (and take-profit) on the venue covering it, placed
+when the position is held, resized when it changes, cancelled before the strategy's own sell and
+when it is gone, and never placed twice (not while a protective order's outcome is unknown); a
+candle is traded at most once: it becomes its symbol's durable cursor before any worker trades on
+it, so a process that dies in the middle of a tick never trades that candle again after a restart.
 """
 
 import itertools
@@ -34,6 +36,7 @@ from backend.interfaces.candle_columns import CandleColumns
 from backend.interfaces.journal import IAccountJournal, InMemoryJournal, Protection
 from backend.interfaces.ohlcv_provider import Candle
 from backend.interfaces.order_gateway import IOrderGateway, OrderOutcome, OrderRequest
+from backend.market_data.market_rules import MarketRules
 from backend.market_data.raw_tick import RawTick
 from backend.portfolio.ledger import AccountSnapshot, Ledger, PortfolioValues
 from backend.portfolio.open_orders import UNSETTLED, OpenOrder, OpenOrders
@@ -116,7 +119,7 @@ class StrategyAccount(IBroker):
         self.ledger.mark(symbol, tick.close)
         if trading:
             if not self.ledger.has_minimum_quantity(symbol):  # once per symbol
-                self.ledger.set_minimum_quantity(symbol, self._gateway.minimum_quantity(symbol))
+                self.ledger.set_minimum_quantity(symbol, self._gateway.market_rules(symbol).min_quantity)
             if self._orders:
                 self._settle_and_poll(tick)
             if symbol in self._protections:  # a restart, say, left the position without its stop
@@ -195,22 +198,19 @@ class StrategyAccount(IBroker):
         orders = self._orders  # mostly empty in a backtest of market orders: each check below is then free
         if buy and (self.paused or (orders and self.unsettled_orders)):
             reason = self.paused or "an earlier order's outcome is unknown until reconciled"
-            log.warning("order_skipped", **self._context(order), reason=reason,
-                        unsettled=[request.client_order_id for request in self.unsettled_orders])
-            self.order_outcomes["skipped"] += 1
-            return OrderTicket(None, OrderStatus.REJECTED)
+            return self._skip(order, reason, unsettled=[request.client_order_id for request in self.unsettled_orders])
         if orders and not buy and not protective and orders.protective(order.asset):
             # The strategy exits by itself: the protection goes first, so nothing is sold twice; a
             # protective order that filled meanwhile is booked, and only what is still held is sold.
             self._cancel_protection(order.asset, timestamp)
             if orders.protective(order.asset):  # a cancel did not take: the stop still covers it all
-                log.warning("order_skipped", **self._context(order), reason="the position's protective orders "
-                            "could not be cancelled: selling now could sell it twice")
-                self.order_outcomes["skipped"] += 1
-                return OrderTicket(None, OrderStatus.REJECTED)
+                return self._skip(order, "the position's protective orders could not be cancelled: selling now "
+                                  "could sell it twice")
+        rules = self._gateway.market_rules(order.asset)
         if order.order_type is OrderType.MARKET:
             price, fee_rate = self._gateway.sizing(order.asset, order.side, order.reference_price)
         else:
+            order = _on_the_tick(order, rules)
             price = sizing_price(order)
             fee_rate = self._gateway.sizing(order.asset, order.side, price)[1]
         reserved = 0.0  # nothing is open: nothing reserved (the common case of a backtest at market)
@@ -220,6 +220,10 @@ class StrategyAccount(IBroker):
         if quantity * price < MIN_NOTIONAL:
             log.warning("order_rejected", **self._context(order), reason="no cash" if buy else "no position")
             return OrderTicket(None, OrderStatus.REJECTED)
+        quantity = rules.quantity(quantity)  # to the lot, as the venue takes it
+        too_small = rules.below_minimum(quantity, price)
+        if too_small is not None:
+            return self._skip(order, too_small, quantity=quantity)
         if order.stop_loss_price is not None:
             self._set_protection(order.asset, Protection(order.stop_loss_price, order.take_profit_price))
         request = OrderRequest(
@@ -239,6 +243,12 @@ class StrategyAccount(IBroker):
             raise
         fill = self._apply(client_order_id, outcome, timestamp)
         return OrderTicket(client_order_id, self._status_of(client_order_id, outcome), fill)
+
+    def _skip(self, order: OrderDTO, reason: str, **details: object) -> OrderTicket:
+        """The order is not placed, for a reason of the account's (never sent to any gateway)."""
+        log.warning("order_skipped", **self._context(order), reason=reason, **details)
+        self.order_outcomes["skipped"] += 1
+        return OrderTicket(None, OrderStatus.REJECTED)
 
     @staticmethod
     def _context(order: OrderDTO) -> dict[str, str]:
@@ -265,9 +275,12 @@ class StrategyAccount(IBroker):
         if request.order_type is OrderType.TRAILING_STOP and (limit_price is not None or trigger_price is not None):
             raise OperatorOrderError(f"order {client_order_id} is a trailing stop: its trigger follows the market, "
                                      "only its quantity can be amended")
-        amended = replace(request, quantity=request.quantity if quantity is None else quantity,
-                          limit_price=request.limit_price if limit_price is None else limit_price,
-                          trigger_price=request.trigger_price if trigger_price is None else trigger_price)
+        rules = self._gateway.market_rules(request.asset)
+        amended = replace(
+            request, quantity=request.quantity if quantity is None else rules.quantity(quantity),
+            limit_price=request.limit_price if limit_price is None else rules.limit_price(
+                limit_price, request.side is OrderSide.BUY),
+            trigger_price=request.trigger_price if trigger_price is None else rules.trigger_price(trigger_price))
         outcome = self._gateway.amend(request, order.booked.exchange_order_id, amended)
         if outcome.status.working:
             order.request = amended
@@ -459,16 +472,19 @@ class StrategyAccount(IBroker):
                     and not self._orders.entry_pending(asset):
                 self._set_protection(asset, None)
             return
-        wanted = {OrderType.STOP_LOSS: protection.stop_price}
+        # Compared as the market takes them (on the tick and the lot), as the orders were placed:
+        # a protection asked off the tick is not amended on every candle.
+        rules = self._gateway.market_rules(asset)
+        wanted = {OrderType.STOP_LOSS: rules.trigger_price(protection.stop_price)}
         if protection.take_profit_price is not None:
-            wanted[OrderType.TAKE_PROFIT] = protection.take_profit_price
+            wanted[OrderType.TAKE_PROFIT] = rules.trigger_price(protection.take_profit_price)
         for order in mine:
             kind = order.request.order_type
             if kind not in wanted:
                 self.cancel(order.request.client_order_id, timestamp)
                 continue
             trigger = wanted.pop(kind)
-            quantity = order.booked.filled_quantity + covered
+            quantity = rules.quantity(order.booked.filled_quantity + covered)
             if order.request.trigger_price != trigger or abs(order.request.quantity - quantity) > quantity * 1e-9:
                 self.amend(order.request.client_order_id, quantity=quantity, trigger_price=trigger)
         price = self.ledger.last_price(asset) or self.ledger.position(asset).avg_entry_price
@@ -478,3 +494,16 @@ class StrategyAccount(IBroker):
             reason = f"protective {'stop' if kind is OrderType.STOP_LOSS else 'take-profit'} at {trigger:.2f}"
             self._place(OrderDTO(asset=asset, side=OrderSide.SELL, quantity=covered, reference_price=price,
                                  reason=reason, order_type=kind, trigger_price=trigger), timestamp, protective=True)
+
+
+def _on_the_tick(order: OrderDTO, rules: MarketRules) -> OrderDTO:
+    """A resting order's prices as the market takes them (MarketRules: a limit never worse for the
+    order, a trigger and a trailing offset on the nearest tick)."""
+    if rules.price_increment is None:
+        return order
+    buy = order.side is OrderSide.BUY
+    return order.model_copy(update={
+        "limit_price": None if order.limit_price is None else rules.limit_price(order.limit_price, buy),
+        "trigger_price": None if order.trigger_price is None else rules.trigger_price(order.trigger_price),
+        "trailing_offset": None if order.trailing_offset is None else rules.trigger_price(order.trailing_offset),
+    })

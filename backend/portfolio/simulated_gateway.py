@@ -11,10 +11,12 @@ candle, the stop when both were reached, unless finer candles tell which was rea
 trailing stop's peak (a sell; a buy's trough) starts at its reference price and is raised by a
 candle's high only after that candle did not fill it (inside a candle, the order of its high and low
 is unknown: its own high never tightens the stop within it), on every candle polled or passed
-quietly (`passed_quietly`), so both replays see the same peaks.
+quietly (`passed_quietly`), so both replays see the same peaks. The market's rules (`market_rules`:
+lot, tick, minimum order and cost) are applied by the account before an order gets here, exactly as
+before an order goes to a venue: the simulator fills an order's quantity and prices as they are.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -26,6 +28,7 @@ from backend.interfaces.candle_columns import CandleColumns
 from backend.interfaces.ohlcv_provider import Candle
 from backend.interfaces.order_gateway import IOrderGateway, OrderOutcome, OrderRequest
 from backend.market_data.detail_candles import Intrabar
+from backend.market_data.market_rules import NO_RULES, MarketRules
 from backend.portfolio.fill_rules import FillRules
 
 STOPS = (OrderType.STOP_LOSS, OrderType.STOP_LOSS_LIMIT)
@@ -62,12 +65,24 @@ def _triggered_at(request: OrderRequest, opens: float, high: float, low: float) 
 
 
 class SimulatedGateway(IOrderGateway):
-    def __init__(self, rules: FillRules, detail: Intrabar | None = None) -> None:
+    def __init__(self, rules: FillRules, detail: Intrabar | None = None,
+                 market_rules: Callable[[str], MarketRules] | None = None) -> None:
+        """market_rules: the venue's rules per asset (a backtest's markets.json, a paper run's live
+        markets), by which the account rounds and checks orders; None: no rules (NO_RULES)."""
         self.rules = rules
+        self._market_rules = market_rules
+        self._known_rules: dict[str, MarketRules] = {}
         self._slippage = rules.slippage_bps / 10_000
         self._detail = detail
         self._book: dict[str, _Resting] = {}  # open orders by client order id
         self._ended: dict[str, OrderOutcome] = {}  # what became of the orders that left the book
+
+    def market_rules(self, asset: str) -> MarketRules:
+        if self._market_rules is None:
+            return NO_RULES
+        if asset not in self._known_rules:
+            self._known_rules[asset] = self._market_rules(asset)
+        return self._known_rules[asset]
 
     # --- sizing and fees ---------------------------------------------------------------------------
 

@@ -1,10 +1,12 @@
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from backend.config.schema import LiveEnvironment
 from backend.interfaces.order_gateway import IOrderGateway
 from backend.market_data import TickSource
+from backend.market_data.market_rules import MarketRules
 
 SettingsT = TypeVar("SettingsT", bound=LiveEnvironment)
 
@@ -39,3 +41,10 @@ class Venue(ABC, Generic[SettingsT]):
     @abstractmethod
     def order_gateway(self, environment: SettingsT, link_id: str) -> IOrderGateway:
         """Real orders for one strategy link (mode: live only)."""
+
+    def market_rules(self, environment: SettingsT) -> Callable[[str], MarketRules] | None:
+        """The exchange's rules per symbol (tick, lot, minimum order and cost) as it states them
+        now, for a paper run's simulated orders (asked once per symbol, after the tick source's
+        start-up check); None when the venue states none (orders are then neither rounded nor
+        refused for their size)."""
+        return None

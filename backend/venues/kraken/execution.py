@@ -34,6 +34,7 @@ from backend.dtos import OrderSide, OrderStatus, OrderType, TimeInForce
 from backend.errors import FatalExchangeError, OrderNotPlacedError, OrderRejectedError
 from backend.interfaces.ohlcv_provider import Candle
 from backend.interfaces.order_gateway import IOrderGateway, OrderOutcome, OrderRequest
+from backend.market_data.market_rules import LOT_NUDGE, MarketRules
 from backend.venues.kraken.client import (
     AccountClient,
     RequestNotSent,
@@ -43,6 +44,7 @@ from backend.venues.kraken.client import (
     translate_error,
 )
 from backend.venues.kraken.executions import ExecutionFeed
+from backend.venues.kraken.market_rules import market_rules_of
 
 log = structlog.get_logger(__name__)
 
@@ -50,10 +52,6 @@ DONE_STATUSES = {"closed", "canceled", "expired", "rejected"}
 # Kraken lists every order it accepted, by cl_ord_id, within seconds. One it still does not know
 # this long after it was journaled was never placed (the daemon died before sending it, say).
 NEVER_PLACED_AFTER = timedelta(minutes=2)
-# A position is a sum of fills in whole lots, held as a float a hair below or above it (0.7 + 0.1 ==
-# 0.7999999999999999): nudged up before truncating to the lot, so that selling all of it sells all of
-# it instead of leaving one lot behind as dust.
-LOT_NUDGE = 1 + 1e-12
 QUERY_ORDERS_MAX_IDS = 20  # QueryOrders, txid: "Comma delimited list of transaction IDs ... (20 maximum)"
 # A resting order as ccxt's Kraken order status says it is (REST: pending, open, closed, canceled, expired).
 RESTING_STATUSES = {"closed": OrderStatus.FILLED, "canceled": OrderStatus.CANCELED, "expired": OrderStatus.EXPIRED,
@@ -94,14 +92,16 @@ class KrakenOrderGateway(IOrderGateway):
         self._polled_at: dict[str, float] = {}
         self._checked_in_epoch: dict[str, int | None] = {}  # the channel's subscription at its last REST check
         self._last_seen: dict[str, dict] = {}  # the order as REST last showed it (ccxt's parse)
+        self._rules: dict[str, MarketRules] = {}  # per asset, from the markets the client loaded
 
     def sizing(self, asset: str, side: OrderSide, reference_price: float) -> tuple[float, float]:
         self._client.load_markets()  # loaded by the start-up check; cached by ccxt after that
         return reference_price, float(self._client.market(asset).get("taker") or 0.0)
 
-    def minimum_quantity(self, asset: str) -> float:
-        self._client.load_markets()
-        return float(self._client.market(asset)["limits"]["amount"]["min"] or 0.0)
+    def market_rules(self, asset: str) -> MarketRules:
+        if asset not in self._rules:
+            self._rules[asset] = market_rules_of(self._client, asset)
+        return self._rules[asset]
 
     def new_client_order_id(self) -> str:
         """A long UUID whose first group is the link's tag (Kraken's cl_ord_id takes "32 hex characters
@@ -114,8 +114,6 @@ class KrakenOrderGateway(IOrderGateway):
         try:
             if request.resting:
                 placed = self._add_resting(request, params)
-                if placed is None:
-                    return OrderOutcome(OrderStatus.REJECTED, reason="below the pair's minimum order size: not sent")
             elif request.side is OrderSide.BUY:
                 cost = float(self._client.cost_to_precision(request.asset, request.quantity * request.reference_price))
                 placed = self._client.create_market_buy_order_with_cost(request.asset, cost, params=params)
@@ -145,7 +143,7 @@ class KrakenOrderGateway(IOrderGateway):
                 request, OrderOutcome(OrderStatus.OPEN, exchange_order_id=order_id))
         return self._await_fill(request, str(placed["id"]))
 
-    def _add_resting(self, request: OrderRequest, params: dict[str, object]) -> dict | None:
+    def _add_resting(self, request: OrderRequest, params: dict[str, object]) -> dict:
         """AddOrder for a resting order (docs.kraken.com/api-reference/trading/add-order), through
         ccxt's create_order, which rounds price and triggers with price_to_precision: ordertype
         limit / stop-loss / take-profit / *-limit, "price: Limit price for limit orders; trigger price
@@ -156,12 +154,10 @@ class KrakenOrderGateway(IOrderGateway):
         types" (ccxt: trailingAmount / trailingPercent send "+N" / "+N%" and trigger "last", the
         reference price the simulator and the fake trail too); timeinforce GTC / IOC / GTD with
         "expiretm: <n> = unix timestamp of expiration time"; oflags "post = post-only order
-        (available when ordertype = limit)". None when the amount, truncated to the lot, is below the
-        pair's minimum (nothing is sent)."""
+        (available when ordertype = limit)". The account checked the amount against the pair's
+        minimum (`market_rules`) before it came here."""
         asset, kind = request.asset, request.order_type
         amount = float(self._client.amount_to_precision(asset, request.quantity * LOT_NUDGE))
-        if amount < self.minimum_quantity(asset):
-            return None
         if kind.has_trigger:
             params["stopLossPrice" if kind in STOPS else "takeProfitPrice"] = request.trigger_price
         elif request.trailing_offset is not None:

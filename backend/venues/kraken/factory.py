@@ -1,12 +1,16 @@
+import functools
 import threading
+from collections.abc import Callable
 
 from backend.interfaces.order_gateway import IOrderGateway
 from backend.market_data import TickSource
+from backend.market_data.market_rules import MarketRules
 from backend.venues.base import Venue
 from backend.venues.kraken.client import AccountClient, make_kraken_client, read_credentials
 from backend.venues.kraken.execution import KrakenOrderGateway, link_tag
 from backend.venues.kraken.executions import ExecutionFeed
 from backend.venues.kraken.market_data import KrakenLiveSource
+from backend.venues.kraken.market_rules import market_rules_of
 from backend.venues.kraken.settings import KrakenSettings
 from backend.venues.kraken.streaming import KrakenStreamSource
 
@@ -39,6 +43,10 @@ class KrakenVenue(Venue[KrakenSettings]):
         return KrakenOrderGateway(client, link_tag(link_id), self._stop,
                                   fill_wait_seconds=environment.order_wait_seconds,
                                   executions=feed, check_seconds=environment.order_check_seconds)
+
+    def market_rules(self, environment: KrakenSettings) -> Callable[[str], MarketRules]:
+        client = self._client(environment)  # the tick source's: its start-up check loaded the markets
+        return functools.partial(market_rules_of, client)
 
     def _client(self, environment: KrakenSettings) -> AccountClient:
         with_credentials = environment.mode == "live"
