@@ -35,7 +35,7 @@ def trade_history(price: float, count: int, seed: int, first_id: int = 1, start:
     with Kraken's sub-second times, a random walk of prices and random volumes."""
     rng = random.Random(seed)
     times = sorted({round(rng.uniform(start, end), 4) for _ in range(count * 2)})
-    times = [t for t in times if not QUIET[0] <= t < QUIET[1]][:count]
+    times = sorted(rng.sample([t for t in times if not QUIET[0] <= t < QUIET[1]], count))  # start to end
     rows = []
     for index, moment in enumerate(times):
         price = max(1.0, price + rng.choice((-1, 1)) * rng.random() * 5)
@@ -114,6 +114,14 @@ def assert_files_hold(out: Path, histories: dict[str, list[list]], extension: st
             read_candle_file(path, timeframe)  # as a backtest's data_file: every check passes
 
 
+def wait_for_trades(state: Path, count: int, process: subprocess.Popen) -> None:
+    """Until the download's state file says `count` trades were read (and saved)."""
+    deadline = time.monotonic() + 30
+    while not (state.exists() and json.loads(state.read_text())["trades"] >= count):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.02)
+
+
 @pytest.mark.parametrize("extension", ["parquet", "csv"])
 def test_the_files_hold_the_candles_of_the_trades_for_each_symbol_and_timeframe(tmp_path, extension):
     with running_fake_kraken() as fake:
@@ -134,6 +142,7 @@ def test_the_files_hold_the_candles_of_the_trades_for_each_symbol_and_timeframe(
     assert f"kraken_btcusd_1h.{extension}: 5 candles" in done.stdout
 
 
+@pytest.mark.slow
 def test_a_download_killed_or_interrupted_resumes_to_the_same_bytes(tmp_path):
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
     with running_fake_kraken() as fake:
@@ -144,10 +153,7 @@ def test_a_download_killed_or_interrupted_resumes_to_the_same_bytes(tmp_path):
         process = subprocess.Popen(download(fake.url, resumed, "--save-every", 0), cwd=REPO,
                                    env={**os.environ, "PYTHONPATH": str(REPO)},
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while not (state.exists() and json.loads(state.read_text())["trades"] >= 2 * TRADES_PAGE_SIZE):
-            assert time.monotonic() < deadline and process.poll() is None
-            time.sleep(0.02)
+        wait_for_trades(state, 2 * TRADES_PAGE_SIZE, process)
         process.kill()  # kill -9: no handler runs
         process.wait()
         placed = [path for path in resumed.iterdir() if not path.name.startswith(".")]
@@ -155,15 +161,19 @@ def test_a_download_killed_or_interrupted_resumes_to_the_same_bytes(tmp_path):
         for path in placed:  # what is in place is whole: a backtest reads it
             if path.suffix == ".parquet":
                 read_candle_file(path, path.stem.rsplit("_", 1)[1])
-        # Interrupted again, by SIGINT this time: it saves and says how to go on.
+        saved = json.loads(state.read_text())
+        asked = len(fake.received("public/Trades"))
+        # Interrupted again, by SIGINT this time, once it went on: it saves and says how to go on.
         interrupted = subprocess.Popen(download(fake.url, resumed, "--save-every", 0), cwd=REPO,
                                        env={**os.environ, "PYTHONPATH": str(REPO)},
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(1.5)
+        wait_for_trades(state, saved["trades"] + 1, interrupted)
         interrupted.send_signal(signal.SIGINT)
-        out, err = interrupted.communicate(timeout=30)
+        _, err = interrupted.communicate(timeout=30)
         assert interrupted.returncode == 0, err[-2000:]
         assert "run the same command again to resume" in err
+        # It went on from where the killed one had saved, not from --since.
+        assert fake.received("public/Trades")[asked].params["since"] == str(saved["cursor"]["since"])
         fake.delay_replies("public/Trades", 0.0, count=0)
         finished = run(download(fake.url, resumed))
         assert finished.returncode == 0, finished.stderr[-2000:]
@@ -174,26 +184,51 @@ def test_a_download_killed_or_interrupted_resumes_to_the_same_bytes(tmp_path):
     assert_files_hold(resumed, histories)
 
 
-def test_a_second_run_fetches_only_the_new_trades(tmp_path):
+def test_files_written_ahead_of_their_state_file_get_no_candle_twice(tmp_path):
+    """A crash after the files were replaced and before the state file was: the next run reads
+    those trades again, and the candles they close are already there."""
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    with running_fake_kraken() as fake:
+        histories = scripted_fake(fake, trades_per_symbol=1_500)
+        assert run(download(fake.url, whole)).returncode == 0
+        assert run(download(fake.url, resumed, until=UNTIL - 2 * 3600 - 1234)).returncode == 0
+        earlier_states = {path: path.read_bytes() for path in resumed.glob("*.download.json")}
+        assert run(download(fake.url, resumed)).returncode == 0
+        for path, state in earlier_states.items():  # as if the last save had stopped before them
+            path.write_bytes(state)
+        again = run(download(fake.url, resumed))
+        assert again.returncode == 0, again.stderr[-2000:]
+    for symbol in PAIRS:
+        for timeframe in TIMEFRAMES:
+            assert file_of(resumed, symbol, timeframe).read_bytes() == file_of(whole, symbol, timeframe).read_bytes()
+    assert_files_hold(resumed, histories)
+
+
+def test_a_second_run_reads_only_the_new_trades_and_writes_the_candles_kraken_closed_since(tmp_path):
+    """Without --until a run ends at Kraken's clock (its `Time`): the candles of the last trades
+    read keep forming in the state file, and the next run goes on with them."""
     with running_fake_kraken() as fake:
         histories = scripted_fake(fake, trades_per_symbol=2_500)
+        first_now = START + 4 * 3600 + 1800  # the 1h candle of 04:00 is half traded
+        fake.clock = lambda: first_now
         assert run(download(fake.url, tmp_path, until=None)).returncode == 0
-        first_run = len(fake.received("public/Trades"))
+        first_run = fake.received("public/Trades")
+        assert_files_hold(tmp_path, histories, before=first_now)
         later = trade_history(16_000.0, 1_200, seed=7, first_id=len(histories["BTC/USD"]) + 1,
                               start=UNTIL, end=UNTIL + 3 * 3600)
         fake.add_trades("XXBTZUSD", later)
+        histories["BTC/USD"] += later
+        second_now = int(later[-1][2]) + 1  # the newest trade's candles are still forming
+        fake.clock = lambda: second_now
         again = run(download(fake.url, tmp_path, until=None))
         assert again.returncode == 0, again.stderr[-2000:]
-        second_run = fake.received("public/Trades")[first_run:]
-    # BTC/USD: the new trades' two pages and the empty page that says there is no more; ETH/USD: that one.
-    assert len(second_run) == 2 + 1 + 1
-    assert all(int(request.params["since"]) >= UNTIL * 10**9 - 10**9 for request in second_run)
-    histories["BTC/USD"] += later
-    # No --until: the candle of the newest trade may still be forming, it waits for the next run.
-    for symbol, rows in histories.items():
-        for timeframe, step in TIMEFRAMES.items():
-            newest = math.floor(rows[-1][2]) // step * step
-            assert candles_in(file_of(tmp_path, symbol, timeframe)) == expected_candles(rows, step, newest)
+        second_run = fake.received("public/Trades")[len(first_run):]
+    for pair_id, *_ in PAIRS.values():
+        asked_before = [int(request.params["since"]) for request in first_run if request.params["pair"] == pair_id]
+        asked_now = [int(request.params["since"]) for request in second_run if request.params["pair"] == pair_id]
+        # The page the first run stopped in is read again from its start, nothing before it, each page once.
+        assert asked_now[0] == asked_before[-1] and asked_now == sorted(set(asked_now)), pair_id
+    assert_files_hold(tmp_path, histories, before=second_now)
 
 
 def test_rate_limits_are_waited_out_dropped_pages_retried_and_repeated_trades_kept_once(tmp_path):
@@ -214,10 +249,13 @@ def test_rate_limits_are_waited_out_dropped_pages_retried_and_repeated_trades_ke
 def test_a_dropped_page_is_asked_again(tmp_path):
     with running_fake_kraken() as fake:
         histories = scripted_fake(fake)
-        fake.fail_next(2, 503, "public/Trades")
+        fake.fail_next(1, 503, "public/Trades")
+        fake.lose_next_reply("public/Trades")  # the connection closes before the page is sent
         done = run(download(fake.url, tmp_path, symbols=("ETH/USD",)))
         assert done.returncode == 0, done.stderr[-2000:]
-    assert '"event": "download_retry"' in done.stderr
+    retries = [json.loads(line) for line in done.stderr.splitlines() if '"download_retry"' in line]
+    assert [(line["attempt"], line["symbol"]) for line in retries] == [(1, "ETH/USD"), (2, "ETH/USD")]
+    assert "503" in retries[0]["cause"] and "closed" in retries[1]["cause"]
     assert_files_hold(tmp_path, {"ETH/USD": histories["ETH/USD"]})
 
 
