@@ -104,6 +104,7 @@ class SymbolDownload:
     trades: int = 0  # read, in every run together
     last_trade_time: float | None = None
     end: float = 0.0  # set by `run`'s caller before it starts (`until`)
+    finished: bool = False  # every trade before `end` read
     closed: dict[str, list[Candle]] = field(default_factory=dict)  # timeframe -> not written yet
 
     @classmethod
@@ -149,10 +150,12 @@ class SymbolDownload:
 
     @property
     def environment_id(self) -> str:
-        return f"{self.plan.exchange} {self.symbol}"
+        return f"{self.plan.exchange} {self.symbol}, seconds of history"
 
     @property
     def ticks_sent(self) -> int:
+        if self.finished:
+            return self.total_ticks
         reached = self.plan.since if self.last_trade_time is None else self.last_trade_time
         return max(0, min(int(reached), int(self.end)) - self.plan.since)
 
@@ -177,6 +180,7 @@ class SymbolDownload:
                     break
                 self._take(page)
                 if page.last:
+                    self.finished = True
                     self._close_before(self.end)
                     self.save()
                     self._report(started, first_ticks)
