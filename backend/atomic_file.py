@@ -22,7 +22,7 @@ def temporary_beside(path: Path) -> Path:
     return path.with_name(f".{path.stem}{TEMPORARY_MARK}{path.suffix}")
 
 
-def replace_atomically(path: Path, write: Callable[[BinaryIO], None],
+def replace_atomically(path: Path, write: Callable[[BinaryIO], object],
                        check: Callable[[Path], None] | None = None) -> None:
     """path's content replaced by what `write` writes; `check(temporary)` may refuse it (by
     raising) before it is put in place."""

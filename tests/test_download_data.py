@@ -273,11 +273,17 @@ def test_bad_flags_exit_2_with_one_line(tmp_path, flags, message):
     assert not list(tmp_path.glob("kraken_*")) if tmp_path.exists() else True
 
 
-def test_a_different_since_than_the_saved_download_is_refused(tmp_path):
+def test_another_since_format_or_timeframes_than_the_saved_download_is_refused(tmp_path):
     with running_fake_kraken() as fake:
         scripted_fake(fake, trades_per_symbol=500)
         assert run(download(fake.url, tmp_path, symbols=("BTC/USD",))).returncode == 0
-        again = run([*download(fake.url, tmp_path, symbols=("BTC/USD",)), "--since", "2023-01-01T01:00"])
-    assert again.returncode == 2
-    assert again.stderr.strip().startswith("run-operation: download-data: ")
-    assert "--since" in again.stderr and "kraken_btcusd.download.json" in again.stderr
+        written = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+        refusals = {flag: run([*download(fake.url, tmp_path, symbols=("BTC/USD",)), flag, *values])
+                    for flag, values in (("--since", ["2023-01-01T01:00"]), ("--format", ["csv"]),
+                                         ("--timeframes", ["1m", "5m"]))}
+    state = tmp_path / "kraken_btcusd.download.json"
+    for flag, refused in refusals.items():
+        assert refused.returncode == 2
+        assert refused.stderr.splitlines() == [refused.stderr.strip()], flag  # one line
+        assert refused.stderr.startswith(f"run-operation: download-data: {state}: {flag}: the files beside it "), flag
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == written  # nothing touched

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import TypeVar
 
 import structlog
 
@@ -73,14 +73,16 @@ def symbol_slug(symbol: str) -> str:
 def with_retries(call: Callable[[], T], stop: threading.Event, **context: object) -> T | None:
     """call(), again after a wait while it fails for the exchange's rate limit
     (`download_rate_limited`) or a network failure (`download_retry`), doubling the wait each
-    time; None when stop is set meanwhile. The last error is raised after MAX_ATTEMPTS in a row;
-    any other error at once."""
+    time; None when stop is set meanwhile (the call that failed then is not made again). The last
+    error is raised after MAX_ATTEMPTS in a row; any other error at once."""
     delay = FIRST_RETRY_SECONDS
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             return call()
         except TemporaryExchangeError as error:
-            if attempt == MAX_ATTEMPTS or stop.is_set():
+            if stop.is_set():
+                return None
+            if attempt == MAX_ATTEMPTS:
                 raise
             event = "download_rate_limited" if isinstance(error, RateLimitedError) else "download_retry"
             log.warning(event, cause=str(error), attempt=attempt, retry_in_seconds=delay, **context)
@@ -103,7 +105,7 @@ class SymbolDownload:
     written_through: dict[str, int | None]  # timeframe -> open time of the last candle written
     trades: int = 0  # read, in every run together
     last_trade_time: float | None = None
-    end: float = 0.0  # set by `run`'s caller before it starts (`until`)
+    end: float = 0.0  # epoch seconds: --until, or the exchange's clock; set before `run`
     finished: bool = False  # every trade before `end` read
     closed: dict[str, list[Candle]] = field(default_factory=dict)  # timeframe -> not written yet
 
@@ -124,16 +126,17 @@ class SymbolDownload:
                            {timeframe: CandleBuilder(timeframe, saved[timeframe]["forming"]) for timeframe in saved},
                            {timeframe: saved[timeframe]["written_through"] for timeframe in saved},
                            state["trades"], state["last_trade_time"])
-            asked = {"exchange": plan.exchange, "symbol": symbol, "since": utc_from_epoch(plan.since).isoformat(),
-                     "format": plan.file_format}
-            found = {key: state[key] for key in asked}
+            asked = {("exchange", "--exchange"): plan.exchange, ("symbol", "--symbols"): symbol,
+                     ("since", "--since"): utc_from_epoch(plan.since).isoformat(),
+                     ("format", "--format"): plan.file_format}
+            found = {key: state[key[0]] for key in asked}
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ConfigError(path, f"not a download state this version wrote ({error}): move it away to "
                                     "download again") from None
-        for key, value in asked.items():
-            if found[key] != value:
-                raise ConfigError(path, f"the files beside it were downloaded with {found[key]}, not {value}: give "
-                                        f"the same --{key}, or another --out to download afresh", f"--{key}")
+        for (key, flag), value in asked.items():
+            if found[key, flag] != value:
+                raise ConfigError(path, f"the files beside it were downloaded with {flag} {found[key, flag]}, not "
+                                        f"{value}: give the same {flag}, or another --out to download afresh", flag)
         if sorted(saved) != sorted(plan.timeframes):
             raise ConfigError(path, f"the files beside it were built for {' '.join(saved)}, not "
                                     f"{' '.join(plan.timeframes)}: every timeframe comes from the same trades, so "
@@ -236,7 +239,7 @@ class SymbolDownload:
                            for timeframe, builder in self.builders.items()},
         }
         data = (json.dumps(state, indent=1) + "\n").encode()  # floats as repr: a forming candle goes on exactly
-        replace_atomically(self.plan.state_of(self.symbol), lambda handle: _write_all(handle, data))
+        replace_atomically(self.plan.state_of(self.symbol), lambda handle: handle.write(data))
 
     def _report(self, started: float, first_ticks: int) -> None:
         done, total = self.ticks_sent, self.total_ticks
@@ -245,7 +248,3 @@ class SymbolDownload:
         log.info("download_progress", symbol=self.symbol, trades=self.trades, reached=reached,
                  percent=round(done * 100 / total) if total else 100,
                  eta_seconds=round(elapsed * (total - done) / this_run, 1) if this_run > 0 else None)
-
-
-def _write_all(handle: BinaryIO, data: bytes) -> None:
-    handle.write(data)
