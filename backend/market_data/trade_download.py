@@ -220,7 +220,13 @@ class SymbolDownload:
 
     def save(self) -> None:
         """The closed candles appended to their files, then the state replaced (in that order:
-        see the module's invariant)."""
+        see the module's invariant); a ConfigError naming the file that could not be written."""
+        try:
+            self._save()
+        except OSError as exc:
+            raise ConfigError(exc.filename or self.plan.out, f"cannot write it: {exc.strerror or exc}") from None
+
+    def _save(self) -> None:
         for timeframe, candles in self.closed.items():
             if candles:
                 append_candles(self.plan.file_of(self.symbol, timeframe), timeframe, candles)
