@@ -62,6 +62,10 @@ class TemporaryExchangeError(ExchangeError):
     """Worth retrying later: network trouble, rate limiting, the exchange briefly down."""
 
 
+class RateLimitedError(TemporaryExchangeError):
+    """The exchange refused the request for its rate limit: wait longer before the next one."""
+
+
 class ExchangeUnavailableError(TemporaryExchangeError):
     """The exchange could not be reached at start (DNS, refused, TLS, timeout); names the cause."""
 

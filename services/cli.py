@@ -2,11 +2,14 @@
 `run-operation validate PATH`: check it without starting anything (only when the first argument
 is literally `validate`); `run-operation PATH --print-config`: print it as resolved, masked;
 `run-operation new-plugin NAME`: write a first worker plugin, its test and a backtest using it;
-`run-operation check PATH`: replay its backtest links' blueprints both ways and look for look-ahead.
+`run-operation check PATH`: replay its backtest links' blueprints both ways and look for look-ahead;
+`run-operation download-data --symbols ... --timeframes ... --since DATE`: candle files from an
+exchange's trade history.
 
 Exit codes: 0 success or a clean stop on request; 1 a strategy run failed or stalled, an
 environment's feed failed, the exchange could not be reached at start, the log stream closed, or
-a second signal forced the exit (for `check`: a check failed); 2 a config, data or credential error.
+a second signal forced the exit (for `check`: a check failed; for `download-data`: the exchange
+failed, what was read is saved); 2 a config, data or credential error.
 
 Signal handlers are installed before anything else is imported or loaded (this module imports
 nothing but the standard library's lightest modules at the top: structlog, pydantic, numpy come
@@ -113,6 +116,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         return _parse_new_plugin_args(arguments[1:])
     if arguments[:1] == ["check"]:
         return _parse_check_args(arguments[1:])
+    if arguments[:1] == ["download-data"]:
+        from services.download_args import parse_download_args
+
+        return parse_download_args(arguments[1:])
     validate = arguments[:1] == ["validate"]
     if validate:
         parser = argparse.ArgumentParser(
@@ -124,8 +131,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser = argparse.ArgumentParser(
             prog="run-operation",
             description="Run every active strategy link of an operation file.",
-            epilog="Other commands: run-operation validate PATH | check PATH | sweep FILE | new-plugin NAME "
-                   "(each with --help). The README has the whole reference.",
+            epilog="Other commands: run-operation validate PATH | check PATH | sweep FILE | new-plugin NAME | "
+                   "download-data --symbols ... (each with --help). The README has the whole reference.",
         )
         parser.add_argument("--version", action=_PrintVersion)
     parser.add_argument("operation", help="path to config/operations/<name>.yaml")
@@ -259,6 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _new_plugin(args)
         if args.command == "check":
             return _check(args, shutdown)
+        if args.command == "download-data":
+            return _download_data(args, shutdown)
         if args.command == "validate" or args.print_config:
             return _inspect(args, shutdown)
         return _run(args, shutdown)
@@ -547,13 +556,44 @@ def _sweep(args: argparse.Namespace, shutdown: Shutdown) -> int:
     return EXIT_OK
 
 
-def _report_config_error(exc: "ConfigError") -> None:
+def _download_data(args: argparse.Namespace, shutdown: Shutdown) -> int:
+    """`download-data`: 0 once every symbol is downloaded or on a stop on request (what was read
+    is saved), 1 when the exchange failed (likewise saved), 2 on a bad argument or state file."""
+    from backend.errors import ConfigError, ExchangeError
+    from services.download_data import DataDownload
+    from services.logging_setup import configure_logging
+
+    configure_logging(args.log_format, args.log_level, on_broken=lambda: shutdown.request("log_stream_closed"))
+    prefix = "run-operation: download-data: "
+    download = None
+    try:
+        download = DataDownload.prepare(args, shutdown.requested)
+        if download is None:
+            return EXIT_OK  # stopped while a request was retried: nothing was read
+        shutdown.loading = False  # from here a signal stops the download after its current page, saved
+        finished = download.run()
+    except ConfigError as exc:
+        _report_config_error(exc, "download-data")
+        return EXIT_CONFIG
+    except ExchangeError as exc:
+        saved = f"; saved: {download.progress_words()}: run the same command again to resume" if download else ""
+        _say(f"{prefix}exchange error: {exc}{saved}", sys.stderr)
+        return EXIT_FAILED
+    for line in download.summary():
+        _say(line, sys.stdout)
+    if not finished:
+        _say(f"{prefix}stopped by {', '.join(shutdown.reasons)}; saved: {download.progress_words()}: run the same "
+             "command again to resume", sys.stderr)
+    return EXIT_FAILED if shutdown.log_stream_closed else EXIT_OK
+
+
+def _report_config_error(exc: "ConfigError", command: str = "config error") -> None:
     """One line on stderr; the `config_error` event goes to the log files (--log-dir) only."""
     from services.logging_setup import hidden_on_stderr
 
     with hidden_on_stderr({"config_error"}):
         _log().error("config_error", file=exc.file, key=exc.key, reason=exc.reason)
-    _say(f"run-operation: config error: {exc}", sys.stderr)
+    _say(f"run-operation: {command}: {exc}", sys.stderr)
 
 
 if __name__ == "__main__":

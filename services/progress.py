@@ -34,10 +34,13 @@ REFRESH_SECONDS = 0.2
 
 
 class ProgressSource(Protocol):
-    """What a bar reads: an environment feed."""
+    """What a bar reads: an environment feed (or a sweep, a download)."""
 
-    environment_id: str
-    ticks_sent: int
+    @property
+    def environment_id(self) -> str: ...
+
+    @property
+    def ticks_sent(self) -> int: ...
 
     @property
     def total_ticks(self) -> int | None: ...

@@ -4,6 +4,7 @@ Implements what ccxt's kraken uses for load_markets, fetch_ohlcv, create_order, 
 fetch_balance:
 
     GET  /0/public/Assets        GET  /0/public/AssetPairs    GET /0/public/OHLC   GET /0/public/Time
+    GET  /0/public/Trades        (the trade history, paged by a nanosecond cursor; see `_trades`)
     POST /0/private/AddOrder     POST /0/private/QueryOrders
     POST /0/private/Balance      POST /0/private/BalanceEx
 
@@ -22,6 +23,9 @@ Usage:
         fake.garble_next(1, b"")                                # next request: HTTP 200, empty body
         fake.delay_replies("public/OHLC", 0.5)                  # the next OHLC answered 0.5 s late
         fake.clock = lambda: time.time() + 30                   # Kraken's Time runs 30 s ahead
+        fake.set_trades("XXBTZUSD", [trade(1672531200.5, 16500.0, 0.1, 1), ...])  # the trade history
+        fake.repeat_trade_next(1)                               # the next Trades page repeats a trade
+        fake.refuse_next(2, "EAPI:Rate limit exceeded", "public/Trades")  # Kraken's error envelope
         ... fake.url is the environment's api_url; fake.requests holds what was received
 
 For start-up failures on real sockets: `refused_url()` (nothing listens there), `silent_url()`
@@ -102,6 +106,19 @@ ASSET_PAIRS = {
 FEE_RATE = TAKER_FEE_RATE  # market orders pay the first tier's taker fee
 
 
+TRADES_PAGE_SIZE = 1000  # Get Recent Trades: "count: Return specific number of trades, up to 1000"
+
+
+def trade(time_: float, price: float, volume: float, trade_id: int, side: str = "b") -> list:
+    """A Trades row in Kraken's shape: [price, volume, time, buy/sell, market/limit, misc, trade_id]."""
+    return [f"{price:.1f}", f"{volume:.8f}", time_, side, "l", "", trade_id]
+
+
+def trade_nanoseconds(row: list) -> int:
+    """A Trades row's time in nanoseconds, from its decimal text (as Kraken counts `since`)."""
+    return int(Decimal(repr(row[2])) * 1_000_000_000)
+
+
 OHLC_FIELDS = {"open": 1, "high": 2, "low": 3, "close": 4, "volume": 6}
 
 
@@ -126,6 +143,7 @@ class ReceivedRequest:
     endpoint: str  # "public/OHLC", "private/AddOrder", ...
     params: dict[str, str]
     headers: dict[str, str]
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 @dataclass
@@ -133,6 +151,7 @@ class FakeKraken:
     api_key: str = TEST_API_KEY
     api_secret: str = TEST_API_SECRET
     candles: dict[str, list[list]] = field(default_factory=dict)  # pair id -> OHLC rows, oldest first
+    trades: dict[str, list[list]] = field(default_factory=dict)  # pair id -> Trades rows (`trade`), oldest first
     prices: dict[str, float] = field(default_factory=lambda: {"XXBTZUSD": 50_000.0, "XETHZUSD": 3_000.0})
     balances: dict[str, float] = field(default_factory=lambda: {"ZUSD": 10_000.0, "XXBT": 0.0, "XETH": 0.0})
     open_polls: int = 0  # QueryOrders answers "open" this many times before the order shows closed
@@ -165,6 +184,8 @@ class FakeKraken:
         self._garbled_body = b""
         self._last_nonce = 0
         self._refusals: list[str] = []
+        self._envelope_errors: dict[str, list[str]] = {}  # endpoint -> errors its next requests answer
+        self._repeated_trades = 0  # Trades pages still to start with the trade before them
         self._answers_without_id = 0
         self._reply_delays: dict[str, list[float]] = {}  # endpoint -> delays of its next replies
         self.nonce_errors = 0
@@ -185,6 +206,27 @@ class FakeKraken:
     def set_candles(self, pair_id: str, rows: list[list]) -> None:
         with self._lock:
             self.candles[pair_id] = [list(row) for row in rows]
+
+    def set_trades(self, pair_id: str, rows: list[list]) -> None:
+        with self._lock:
+            self.trades[pair_id] = [list(row) for row in rows]
+
+    def add_trades(self, pair_id: str, rows: list[list]) -> None:
+        """Trades made since: appended to the pair's history."""
+        with self._lock:
+            self.trades.setdefault(pair_id, []).extend(list(row) for row in rows)
+
+    def repeat_trade_next(self, count: int = 1) -> None:
+        """The next `count` Trades pages also start with the trade the previous page ended with (a
+        repeated trade id across pages, as a `since` at a trade's own timestamp may give)."""
+        with self._lock:
+            self._repeated_trades = count
+
+    def refuse_next(self, count: int, error: str, endpoint: str) -> None:
+        """The next `count` requests to endpoint are answered with Kraken's error envelope (HTTP 200,
+        {"error": [error]}), e.g. "EAPI:Rate limit exceeded" or "EGeneral:Too many requests"."""
+        with self._lock:  # served in the order scripted (the list is popped from its end)
+            self._envelope_errors[endpoint] = [error] * count + self._envelope_errors.get(endpoint, [])
 
     def fail_next(self, count: int, status: int = 503, endpoint: str | None = None) -> None:
         """The next `count` requests (to endpoint, e.g. "private/OpenOrders", or to any) answer HTTP status."""
@@ -306,6 +348,10 @@ class FakeKraken:
             if self._garbled_left > 0:
                 self._garbled_left -= 1
                 return _send(handler, 200, self._garbled_body, "text/html")
+            refusals = self._envelope_errors.get(endpoint)
+            if refusals:
+                self.rate_limited += "Rate limit" in refusals[-1] or "Too many requests" in refusals[-1]
+                return _send_json(handler, {"error": [refusals.pop()], "result": {}})
             if endpoint.startswith("private/"):
                 auth_error = self._check_auth(handler, parts.path, params, body) or self._count_call(endpoint)
                 if auth_error:
@@ -332,6 +378,7 @@ class FakeKraken:
             ("GET", "public/Assets"): lambda _: ASSETS,
             ("GET", "public/AssetPairs"): lambda _: ASSET_PAIRS,
             ("GET", "public/OHLC"): self._ohlc,
+            ("GET", "public/Trades"): self._trades,
             ("POST", "private/Balance"): lambda _: {k: f"{v:.8f}" for k, v in self.balances.items()},
             # BalanceEx: "hold_trade: Amount held in open orders" (what resting orders hold, see _held).
             ("POST", "private/BalanceEx"): lambda _: {
@@ -407,6 +454,29 @@ class FakeKraken:
                 rows = [*rows, all_rows[-1]]
         last = rows[-2][0] if len(rows) > 1 else (rows[-1][0] if rows else 0)  # last committed candle
         return {pair: rows[-720:], "last": last}
+
+    def _trades(self, params: dict) -> dict:
+        """Get Recent Trades (docs.kraken.com/api-reference/market-data/get-recent-trades): "Returns
+        the last 1000 trades by default"; `count` "up to 1000"; each row [price, volume, time,
+        buy/sell, market/limit, miscellaneous, trade_id], oldest first, and `last`, the "ID to be
+        used as since when polling for new trade data". `since` is a Unix time in nanoseconds
+        (support.kraken.com, "How to retrieve historical time and sales ... Trades endpoint": "a
+        UNIX timestamp at nanosecond resolution"); `last` is the nanosecond time of the page's last
+        trade, so a page starts with the trades after it (here) and the history is read page by page."""
+        pair = _pair_id(params.get("pair", ""))
+        count = int(params.get("count", TRADES_PAGE_SIZE))
+        if not 1 <= count <= TRADES_PAGE_SIZE:
+            raise KrakenError("EGeneral:Invalid arguments:count")
+        since = int(params.get("since", 0))
+        history = self.trades.get(pair, [])
+        first = next((index for index, row in enumerate(history) if trade_nanoseconds(row) > since), len(history))
+        if self._repeated_trades and first > 0:
+            self._repeated_trades -= 1
+            first -= 1
+        if "since" not in params:
+            first = max(0, len(history) - count)  # no since: the latest trades
+        page = history[first:first + count]
+        return {pair: page, "last": str(trade_nanoseconds(page[-1]) if page else since)}
 
     def _add_order(self, params: dict) -> dict:
         """AddOrder, refusing what Kraken documents it refuses (doc lines cited); market orders

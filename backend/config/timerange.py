@@ -35,7 +35,7 @@ class Timerange:
         found = _RANGE.fullmatch(text)
         if found is None or not (found["start"] or found["end"]):
             raise ValueError(f"not START-END (YYYYMMDD or ISO dates, one end may be left open): {text!r}")
-        start, end = (_moment(found[bound]) if found[bound] else None for bound in ("start", "end"))
+        start, end = (parse_moment(found[bound]) if found[bound] else None for bound in ("start", "end"))
         if start is not None and end is not None and end <= start:
             raise ValueError(f"END must be after START: {text!r}")
         return cls(text, start, end)
@@ -67,7 +67,8 @@ def blamed_for_empty_range(timerange: Timerange | None) -> Iterator[None]:
         raise ConfigError(timerange.option, f"{error.file}: {error.reason}") from None
 
 
-def _moment(text: str) -> datetime:
+def parse_moment(text: str) -> datetime:
+    """YYYYMMDD or an ISO date (and time), UTC unless it has an offset; ValueError: not a date."""
     try:
         moment = datetime.strptime(text, "%Y%m%d") if text.isdigit() else datetime.fromisoformat(text)
     except ValueError:

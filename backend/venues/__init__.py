@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from backend.config.schema import LiveEnvironment
+    from backend.market_data.trade_history import TradeHistory
     from backend.venues.base import Venue
 
 
@@ -22,6 +23,9 @@ if TYPE_CHECKING:
 class VenueEntry:
     settings: "Callable[[], type[LiveEnvironment]]"  # the model of the exchange's environment files
     make: "Callable[[threading.Event], Venue[Any]]"  # the adapter, given the operation's stop
+    # Its public trade history (`run-operation download-data`), given the REST URL to use (None:
+    # the exchange's own) and the command's stop; None: the venue has none.
+    trade_history: "Callable[[str | None, threading.Event], TradeHistory] | None" = None
 
 
 def _kraken_settings() -> "type[LiveEnvironment]":
@@ -36,8 +40,15 @@ def _kraken(stop: threading.Event) -> "Venue[Any]":
     return KrakenVenue(stop)
 
 
+def _kraken_trade_history(api_url: str | None, stop: threading.Event) -> "TradeHistory":
+    from backend.venues.kraken.client import make_client
+    from backend.venues.kraken.trade_history import KrakenTradeHistory
+
+    return KrakenTradeHistory(make_client(api_url, stop=stop))
+
+
 VENUES: dict[str, VenueEntry] = {
-    "kraken": VenueEntry(_kraken_settings, _kraken),
+    "kraken": VenueEntry(_kraken_settings, _kraken, _kraken_trade_history),
 }
 
 

@@ -23,6 +23,7 @@ from backend.errors import (
     ExchangeError,
     FatalExchangeError,
     OrderRejectedError,
+    RateLimitedError,
     SettingError,
     TemporaryExchangeError,
 )
@@ -96,19 +97,27 @@ class AccountClient(ccxt.kraken):
 
 def make_kraken_client(environment: KrakenSettings, with_credentials: bool,
                        stop: threading.Event | None = None) -> AccountClient:
-    """A rate-limited Kraken client; with credentials read from the env vars the environment names
-    (a SettingError on `api_key_env` / `api_secret_env` when one is unset or the secret is not
-    base64; never the value itself).
+    """A rate-limited Kraken client for an environment; with credentials read from the env vars it
+    names (a SettingError on `api_key_env` / `api_secret_env` when one is unset or the secret is
+    not base64; never the value itself)."""
+    credentials = read_credentials(environment) if with_credentials else None
+    return make_client(environment.api_url, credentials, stop)
+
+
+def make_client(api_url: str | None, credentials: tuple[str, str] | None = None,
+                stop: threading.Event | None = None) -> AccountClient:
+    """A rate-limited Kraken client (ccxt's limiter paces its requests), public unless given an
+    API key and secret.
 
     `api_url` (tests: a local fake exchange) replaces Kraken's host: ccxt appends
     `/0/public/<Method>` and `/0/private/<Method>` to `urls['api']['public'|'private']` itself.
     """
     config: dict = {"enableRateLimit": True, "timeout": REQUEST_TIMEOUT_MS}
-    if with_credentials:
-        config["apiKey"], config["secret"] = read_credentials(environment)
+    if credentials is not None:
+        config["apiKey"], config["secret"] = credentials
     client = AccountClient(config, stop)
-    if environment.api_url:
-        base = environment.api_url.rstrip("/")
+    if api_url:
+        base = api_url.rstrip("/")
         client.urls["api"] = {**client.urls["api"], "public": base, "private": base}
     return client
 
@@ -154,13 +163,16 @@ def root_cause(error: BaseException, client: ccxt.Exchange | None = None) -> str
 
 
 def translate_error(error: BaseException, client: ccxt.Exchange | None = None) -> ExchangeError:
-    """The one place ccxt's errors become the project's: temporary, order rejected or fatal."""
+    """The one place ccxt's errors become the project's: temporary (rate limited or not), order
+    rejected or fatal."""
     cause = root_cause(error, client)
     if is_key_rejected(error) or isinstance(error, ccxt.PermissionDenied | ccxt.BadSymbol):
         return FatalExchangeError(cause)
     if isinstance(error, ccxt.InsufficientFunds | ccxt.InvalidOrder) or is_order_refused(error):
         words = next((words for code, words in REFUSAL_WORDS.items() if code in str(error)), None)
         return OrderRejectedError(f"{words} ({cause})" if words else cause)
+    if isinstance(error, ccxt.DDoSProtection):  # "EAPI:Rate limit exceeded", "EGeneral:Too many requests"
+        return RateLimitedError(cause)
     if is_network_failure(error):
         return TemporaryExchangeError(cause)
     return ExchangeError(cause)

@@ -1,0 +1,50 @@
+"""What a venue's public trade history hands out, page by page (the venue's side of
+backend.market_data.trade_download; Kraken's: backend/venues/kraken/trade_history.py).
+
+Invariant: a page's trades are in time order, each handed out once over every page and run, and
+all of them before the `end` it was asked for; its cursor, kept as JSON, is where the next page
+starts. Errors are the project's (backend.errors), translated by the venue.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+Cursor = dict[str, Any]  # the venue's own: where its next page starts (kept in the download's state file)
+
+
+@dataclass(frozen=True)
+class Trade:
+    time: float  # epoch seconds, as the exchange sent it
+    price: float
+    volume: float
+
+
+@dataclass(frozen=True)
+class TradePage:
+    trades: list[Trade]  # not handed out before, oldest first, all before the `end` asked for
+    cursor: Cursor  # where the page after these trades starts
+    last: bool  # nothing more before `end`: the history has no later trade yet, or it reached `end`
+
+
+class TradeHistory(Protocol):
+    """A venue's public trade history, read page by page; errors are the project's
+    (backend.errors), translated by the venue."""
+
+    name: str  # as said to people: "Kraken"
+
+    def unlisted(self, symbols: Sequence[str]) -> list[str]:
+        """Those of symbols the exchange lists no market for (its markets are loaded here)."""
+        ...
+
+    def now(self) -> float:
+        """The exchange's clock, epoch seconds."""
+        ...
+
+    def start(self, since: int) -> Cursor:
+        """The cursor of the first page: trades from `since` (epoch seconds) on."""
+        ...
+
+    def page(self, symbol: str, cursor: Cursor, end: float) -> TradePage:
+        """The trades after cursor and before end (epoch seconds), one request's worth."""
+        ...

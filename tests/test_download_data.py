@@ -1,0 +1,289 @@
+"""`run-operation download-data` end to end: the real command line (ccxt paced 1 ms a request,
+tests/fast_cli.py) against the local fake's Trades pages, real files in tmp_path; the files are
+compared with candles built from the same trades by the plain loop below, and read back as a
+backtest reads them."""
+
+import json
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from backend.market_data.candle_file import read_candle_file
+from tests.fake_kraken import TRADES_PAGE_SIZE, running_fake_kraken, trade
+from tests.helpers import REPO
+
+pytestmark = pytest.mark.e2e
+
+START = 1672531200  # 2023-01-01T00:00:00Z
+PAIRS = {"BTC/USD": ("XXBTZUSD", "btcusd", 16_500.0), "ETH/USD": ("XETHZUSD", "ethusd", 1_200.0)}
+TIMEFRAMES = {"1m": 60, "5m": 300, "1h": 3600}
+QUIET = (START + 2 * 3600, START + 3 * 3600)  # no trade at all in this hour: a gap in every file
+UNTIL = START + 6 * 3600
+
+
+def trade_history(price: float, count: int, seed: int, first_id: int = 1, start: float = START,
+                  end: float = UNTIL) -> list[list]:
+    """`count` trades between start and end (none in QUIET), strictly later one after another,
+    with Kraken's sub-second times, a random walk of prices and random volumes."""
+    rng = random.Random(seed)
+    times = sorted({round(rng.uniform(start, end), 4) for _ in range(count * 2)})
+    times = sorted(rng.sample([t for t in times if not QUIET[0] <= t < QUIET[1]], count))  # start to end
+    rows = []
+    for index, moment in enumerate(times):
+        price = max(1.0, price + rng.choice((-1, 1)) * rng.random() * 5)
+        rows.append(trade(moment, price, rng.random() * 2, first_id + index))
+    return rows
+
+
+def expected_candles(rows: list[list], step: int, before: float = UNTIL) -> list[tuple]:
+    """Candles from trades the plain way: each trade into its interval on the UTC grid; first
+    price, highest, lowest, last, summed volume; an interval without trades has no candle."""
+    candles: dict[int, list[float]] = {}
+    for price_text, volume_text, moment, *_ in rows:
+        if moment >= before:
+            continue
+        opened = math.floor(moment) // step * step
+        price, volume = float(price_text), float(volume_text)
+        if opened not in candles:
+            candles[opened] = [price, price, price, price, 0.0]
+        candle = candles[opened]
+        candle[1], candle[2] = max(candle[1], price), min(candle[2], price)
+        candle[3] = price
+        candle[4] += volume
+    closed = {opened: values for opened, values in candles.items() if opened + step <= before}
+    return [(opened, *values) for opened, values in sorted(closed.items())]
+
+
+def candles_in(path: Path) -> list[tuple]:
+    if path.suffix == ".parquet":
+        table = pq.read_table(path).to_pydict()
+        times = [int(moment.timestamp()) for moment in table["timestamp"]]
+    else:
+        lines = path.read_text().splitlines()
+        assert lines[0] == "timestamp,open,high,low,close,volume"
+        table = {name: [] for name in ("timestamp", "open", "high", "low", "close", "volume")}
+        for line in lines[1:]:
+            for name, cell in zip(table, line.split(","), strict=True):
+                table[name].append(cell)
+        from datetime import datetime
+        times = [int(datetime.fromisoformat(cell).timestamp()) for cell in table["timestamp"]]
+    columns = [[float(value) for value in table[name]] for name in ("open", "high", "low", "close", "volume")]
+    return list(zip(times, *columns, strict=True))
+
+
+def download(fake_url: str, out: Path, *flags: object, symbols: tuple[str, ...] = tuple(PAIRS),
+             until: int | None = UNTIL) -> list[str]:
+    arguments = ["download-data", "--symbols", *symbols, "--timeframes", *TIMEFRAMES, "--since", "2023-01-01",
+                 "--out", str(out), "--api-url", fake_url, "--log-format", "json"]
+    if until is not None:
+        arguments += ["--until", time.strftime("%Y-%m-%dT%H:%M", time.gmtime(until))]
+    return [sys.executable, "-m", "tests.fast_cli", *arguments, *map(str, flags)]
+
+
+def run(command: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=50,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def scripted_fake(fake, trades_per_symbol: int = 3_500) -> dict[str, list[list]]:
+    histories = {}
+    for seed, (symbol, (pair_id, _, price)) in enumerate(PAIRS.items()):
+        histories[symbol] = trade_history(price, trades_per_symbol, seed)
+        fake.set_trades(pair_id, histories[symbol])
+    return histories
+
+
+def file_of(out: Path, symbol: str, timeframe: str, extension: str = "parquet") -> Path:
+    return out / f"kraken_{PAIRS[symbol][1]}_{timeframe}.{extension}"
+
+
+def assert_files_hold(out: Path, histories: dict[str, list[list]], extension: str = "parquet",
+                      before: float = UNTIL) -> None:
+    for symbol, rows in histories.items():
+        for timeframe, step in TIMEFRAMES.items():
+            path = file_of(out, symbol, timeframe, extension)
+            assert candles_in(path) == expected_candles(rows, step, before), path.name
+            read_candle_file(path, timeframe)  # as a backtest's data_file: every check passes
+
+
+def wait_for_trades(state: Path, count: int, process: subprocess.Popen) -> None:
+    """Until the download's state file says `count` trades were read (and saved)."""
+    deadline = time.monotonic() + 30
+    while not (state.exists() and json.loads(state.read_text())["trades"] >= count):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("extension", ["parquet", "csv"])
+def test_the_files_hold_the_candles_of_the_trades_for_each_symbol_and_timeframe(tmp_path, extension):
+    with running_fake_kraken() as fake:
+        histories = scripted_fake(fake)
+        done = run(download(fake.url, tmp_path, "--format", extension))
+        assert done.returncode == 0, done.stderr[-2000:]
+        pages = len(fake.received("public/Trades"))
+    assert_files_hold(tmp_path, histories, extension)
+    # Every page but each symbol's last was a full one: nothing asked twice.
+    assert pages == sum(len(rows) // TRADES_PAGE_SIZE + 1 for rows in histories.values())
+    hourly = candles_in(file_of(tmp_path, "BTC/USD", "1h", extension))
+    assert [opened for opened, *_ in hourly] == [START + hour * 3600 for hour in (0, 1, 3, 4, 5)]  # the quiet hour
+    gapped = read_candle_file(file_of(tmp_path, "ETH/USD", "1h", extension), "1h")
+    assert gapped.missing_in(gapped.holes_within(range(gapped.rows))) == 1
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
+        [file_of(tmp_path, symbol, timeframe, extension).name for symbol in PAIRS for timeframe in TIMEFRAMES]
+        + [f"kraken_{slug}.download.json" for _, slug, _ in PAIRS.values()])
+    assert f"kraken_btcusd_1h.{extension}: 5 candles" in done.stdout
+
+
+@pytest.mark.slow
+def test_a_download_killed_or_interrupted_resumes_to_the_same_bytes(tmp_path):
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    with running_fake_kraken() as fake:
+        histories = scripted_fake(fake, trades_per_symbol=5_000)
+        assert run(download(fake.url, whole)).returncode == 0
+        fake.delay_replies("public/Trades", 0.25, count=1_000)
+        state = resumed / "kraken_btcusd.download.json"
+        process = subprocess.Popen(download(fake.url, resumed, "--save-every", 0), cwd=REPO,
+                                   env={**os.environ, "PYTHONPATH": str(REPO)},
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_trades(state, 2 * TRADES_PAGE_SIZE, process)
+        process.kill()  # kill -9: no handler runs
+        process.wait()
+        placed = [path for path in resumed.iterdir() if not path.name.startswith(".")]
+        assert placed, "nothing was saved before the kill"
+        for path in placed:  # what is in place is whole: a backtest reads it
+            if path.suffix == ".parquet":
+                read_candle_file(path, path.stem.rsplit("_", 1)[1])
+        saved = json.loads(state.read_text())
+        asked = len(fake.received("public/Trades"))
+        # Interrupted again, by SIGINT this time, once it went on: it saves and says how to go on.
+        interrupted = subprocess.Popen(download(fake.url, resumed, "--save-every", 0), cwd=REPO,
+                                       env={**os.environ, "PYTHONPATH": str(REPO)},
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for_trades(state, saved["trades"] + 1, interrupted)
+        interrupted.send_signal(signal.SIGINT)
+        _, err = interrupted.communicate(timeout=30)
+        assert interrupted.returncode == 0, err[-2000:]
+        assert "run the same command again to resume" in err
+        # It went on from where the killed one had saved, not from --since.
+        assert fake.received("public/Trades")[asked].params["since"] == str(saved["cursor"]["since"])
+        fake.delay_replies("public/Trades", 0.0, count=0)
+        finished = run(download(fake.url, resumed))
+        assert finished.returncode == 0, finished.stderr[-2000:]
+    for symbol in PAIRS:
+        for timeframe in TIMEFRAMES:
+            assert file_of(resumed, symbol, timeframe).read_bytes() == file_of(whole, symbol, timeframe).read_bytes()
+    assert not [path.name for path in resumed.iterdir() if path.name.startswith(".")]  # no temporary file left
+    assert_files_hold(resumed, histories)
+
+
+def test_files_written_ahead_of_their_state_file_get_no_candle_twice(tmp_path):
+    """A crash after the files were replaced and before the state file was: the next run reads
+    those trades again, and the candles they close are already there."""
+    with running_fake_kraken() as fake:
+        histories = scripted_fake(fake, trades_per_symbol=1_500)
+        assert run(download(fake.url, tmp_path, until=UNTIL - 2 * 3600 - 1234)).returncode == 0
+        earlier_states = {path: path.read_bytes() for path in tmp_path.glob("*.download.json")}
+        assert run(download(fake.url, tmp_path)).returncode == 0
+        for path, state in earlier_states.items():  # as if the last save had stopped before them
+            path.write_bytes(state)
+        again = run(download(fake.url, tmp_path))
+        assert again.returncode == 0, again.stderr[-2000:]
+    assert_files_hold(tmp_path, histories)  # a candle written twice: a file no backtest reads
+
+
+def test_a_second_run_reads_only_the_new_trades_and_writes_the_candles_kraken_closed_since(tmp_path):
+    """Without --until a run ends at Kraken's clock (its `Time`): the candles of the last trades
+    read keep forming in the state file, and the next run goes on with them."""
+    with running_fake_kraken() as fake:
+        histories = scripted_fake(fake, trades_per_symbol=2_500)
+        first_now = START + 4 * 3600 + 1800  # the 1h candle of 04:00 is half traded
+        fake.clock = lambda: first_now
+        assert run(download(fake.url, tmp_path, until=None)).returncode == 0
+        first_run = fake.received("public/Trades")
+        assert_files_hold(tmp_path, histories, before=first_now)
+        later = trade_history(16_000.0, 1_200, seed=7, first_id=len(histories["BTC/USD"]) + 1,
+                              start=UNTIL, end=UNTIL + 3 * 3600)
+        fake.add_trades("XXBTZUSD", later)
+        histories["BTC/USD"] += later
+        second_now = int(later[-1][2]) + 1  # the newest trade's candles are still forming
+        fake.clock = lambda: second_now
+        again = run(download(fake.url, tmp_path, until=None))
+        assert again.returncode == 0, again.stderr[-2000:]
+        second_run = fake.received("public/Trades")[len(first_run):]
+    for pair_id, *_ in PAIRS.values():
+        asked_before = [int(request.params["since"]) for request in first_run if request.params["pair"] == pair_id]
+        asked_now = [int(request.params["since"]) for request in second_run if request.params["pair"] == pair_id]
+        # The page the first run stopped in is read again from its start, nothing before it, each page once.
+        assert asked_now[0] == asked_before[-1] and asked_now == sorted(set(asked_now)), pair_id
+    assert_files_hold(tmp_path, histories, before=second_now)
+
+
+def test_rate_limits_are_waited_out_and_repeated_trades_kept_once(tmp_path):
+    with running_fake_kraken() as fake:
+        histories = scripted_fake(fake)
+        fake.refuse_next(1, "EAPI:Rate limit exceeded", "public/Trades")
+        fake.refuse_next(1, "EGeneral:Too many requests", "public/Trades")
+        fake.repeat_trade_next(3)
+        done = run(download(fake.url, tmp_path, symbols=("BTC/USD",)))
+        assert done.returncode == 0, done.stderr[-2000:]
+        asked = fake.received("public/Trades")
+    assert fake.rate_limited == 2
+    assert asked[1].at - asked[0].at >= 0.9 and asked[2].at - asked[1].at >= 1.8  # waited, then longer
+    assert '"event": "download_rate_limited"' in done.stderr
+    assert_files_hold(tmp_path, {"BTC/USD": histories["BTC/USD"]})
+
+
+def test_a_dropped_page_is_asked_again(tmp_path):
+    with running_fake_kraken() as fake:
+        histories = scripted_fake(fake)
+        fake.lose_next_reply("public/Trades")  # the connection closes before the page is sent
+        done = run(download(fake.url, tmp_path, symbols=("ETH/USD",)))
+        assert done.returncode == 0, done.stderr[-2000:]
+    retries = [json.loads(line) for line in done.stderr.splitlines() if '"download_retry"' in line]
+    assert [(line["attempt"], line["symbol"], line["retry_in_seconds"]) for line in retries] == [(1, "ETH/USD", 1.0)]
+    assert "connection reset or closed by the server" in retries[0]["cause"]
+    assert_files_hold(tmp_path, {"ETH/USD": histories["ETH/USD"]})
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--symbols", "BTCUSD"], "--symbols: not BASE/QUOTE: 'BTCUSD'"),
+    (["--timeframes", "1x"], "--timeframes: not a timeframe"),
+    (["--since", "yesterday"], "--since: not a date: 'yesterday'"),
+    (["--format", "xlsx"], "--format: invalid choice: 'xlsx'"),
+    (["--until", "2022-12-01"], "--until: 2022-12-01T00:00:00+00:00 is not after --since"),
+    (["--symbols", "DOGE/XYZ"], "--symbols: Kraken lists no DOGE/XYZ"),
+])
+def test_bad_flags_exit_2_with_one_line(tmp_path, flags, message):
+    with running_fake_kraken() as fake:
+        command = download(fake.url, tmp_path, until=None)
+        command += flags  # argparse keeps the last value of a flag given twice
+        done = run(command)
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("run-operation: download-data: "), done.stderr
+    assert message in lines[0]
+    assert not list(tmp_path.glob("kraken_*")) if tmp_path.exists() else True
+
+
+def test_another_since_format_or_timeframes_than_the_saved_download_is_refused(tmp_path):
+    with running_fake_kraken() as fake:
+        scripted_fake(fake, trades_per_symbol=500)
+        assert run(download(fake.url, tmp_path, symbols=("BTC/USD",))).returncode == 0
+        written = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+        refusals = {flag: run([*download(fake.url, tmp_path, symbols=("BTC/USD",)), flag, *values])
+                    for flag, values in (("--since", ["2023-01-01T01:00"]), ("--format", ["csv"]),
+                                         ("--timeframes", ["1m", "5m"]))}
+    state = tmp_path / "kraken_btcusd.download.json"
+    for flag, refused in refusals.items():
+        assert refused.returncode == 2
+        assert refused.stderr.splitlines() == [refused.stderr.strip()], flag  # one line
+        assert refused.stderr.startswith(f"run-operation: download-data: {state}: {flag}: the files beside it "), flag
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == written  # nothing touched
