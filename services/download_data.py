@@ -3,10 +3,11 @@ timeframe, in --out (backend.market_data.trade_download does the work; the venue
 
 Invariants: no file is written, and nothing is logged but a request retried, before every
 argument, every state file beside the data and every symbol (by the exchange's markets) was
-checked: a refusal is the command's one line. `end` (--until, or the exchange's clock when the
-run starts) is the same for every symbol of a run. The symbols are downloaded one after another
-on one client (one rate-limit budget); a stop ends the one being downloaded after its current
-page, saved.
+checked: a refusal is the command's one line. The exchange's market rules of the symbols are then
+saved in --out as markets.json (rules of other symbols already there kept), where a backtest of
+the files finds them. `end` (--until, or the exchange's clock when the run starts) is the same
+for every symbol of a run. The symbols are downloaded one after another on one client (one
+rate-limit budget); a stop ends the one being downloaded after its current page, saved.
 """
 
 import argparse
@@ -20,6 +21,7 @@ import structlog
 
 from backend.errors import ConfigError
 from backend.market_data.candle_file import read_candle_file
+from backend.market_data.market_rules import MARKETS_FILE_NAME, load_market_rules, save_market_rules
 from backend.market_data.timeframes import utc_from_epoch
 from backend.market_data.trade_download import DownloadPlan, SymbolDownload, with_retries
 from backend.market_data.trade_history import TradeHistory
@@ -51,8 +53,14 @@ class DataDownload:
             return None
         if unlisted:
             raise ConfigError("--symbols", f"{history.name} lists no {', '.join(unlisted)}")
-        # Issue 18 part 3: the exchange's market rules (markets.json, with its date) are written
-        # beside the data here, from the markets `unlisted` has just loaded.
+        rules = with_retries(lambda: history.market_rules(args.symbols), stop)
+        if rules is None:
+            return None
+        markets_file = args.out / MARKETS_FILE_NAME
+        if markets_file.exists():  # other symbols' rules, downloaded before, stay
+            known = load_market_rules(markets_file)
+            if known.exchange == args.exchange:
+                rules = {**known.markets, **rules}
         now = with_retries(history.now, stop)
         if now is None:
             return None
@@ -66,6 +74,8 @@ class DataDownload:
             args.out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"--out {args.out}", f"cannot write the files there: {exc.strerror or exc}") from None
+        save_market_rules(markets_file, args.exchange, rules)
+        log.info("market_rules_saved", path=str(markets_file), symbols=sorted(rules))
         return cls(history, downloads, stop, args.save_every)
 
     def run(self) -> bool:

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from backend.market_data.candle_file import read_candle_file
+from backend.market_data.market_rules import MarketRules, load_market_rules
 from tests.fake_kraken import TRADES_PAGE_SIZE, running_fake_kraken, trade
 from tests.helpers import REPO
 
@@ -138,8 +139,24 @@ def test_the_files_hold_the_candles_of_the_trades_for_each_symbol_and_timeframe(
     assert gapped.missing_in(gapped.holes_within(range(gapped.rows))) == 1
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
         [file_of(tmp_path, symbol, timeframe, extension).name for symbol in PAIRS for timeframe in TIMEFRAMES]
-        + [f"kraken_{slug}.download.json" for _, slug, _ in PAIRS.values()])
+        + [f"kraken_{slug}.download.json" for _, slug, _ in PAIRS.values()] + ["markets.json"])
     assert f"kraken_btcusd_1h.{extension}: 5 candles" in done.stdout
+
+
+def test_the_market_rules_are_saved_beside_the_files_and_other_symbols_rules_kept(tmp_path):
+    with running_fake_kraken() as fake:
+        scripted_fake(fake, trades_per_symbol=50)
+        assert run(download(fake.url, tmp_path, "--timeframes", "1h", symbols=("ETH/USD",))).returncode == 0
+        first = load_market_rules(tmp_path / "markets.json")
+        assert list(first.markets) == ["ETH/USD"]
+        assert run(download(fake.url, tmp_path, "--timeframes", "1h", symbols=("BTC/USD",))).returncode == 0
+    saved = load_market_rules(tmp_path / "markets.json")
+    assert saved.exchange == "kraken" and saved.fetched_at > first.fetched_at
+    # AssetPairs as the fake states them: BTC/USD 1 price decimal, ETH/USD 2; both on a 0.1 tick, 8 lot decimals.
+    assert saved.markets == {
+        "BTC/USD": MarketRules(price_increment=0.1, amount_increment=1e-8, min_quantity=0.00005, min_cost=0.5),
+        "ETH/USD": MarketRules(price_increment=0.1, amount_increment=1e-8, min_quantity=0.002, min_cost=0.5),
+    }
 
 
 @pytest.mark.slow

@@ -12,7 +12,6 @@ that is not such a document is refused as a ConfigError naming it and the key th
 
 import json
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
+from backend.atomic_file import replace_atomically
 from backend.errors import ConfigError
 
 MARKETS_FILE_NAME = "markets.json"  # beside the data files it describes
@@ -95,13 +95,8 @@ def save_market_rules(path: Path, exchange: str, rules: Mapping[str, MarketRules
         "fetched_at": (fetched_at or datetime.now(UTC)).astimezone(UTC).isoformat().replace("+00:00", "Z"),
         "markets": {symbol: asdict(rules[symbol]) for symbol in sorted(rules)},
     }
-    partial = path.with_name(f".{path.name}.partial")
-    with partial.open("w", encoding="utf-8") as file:
-        json.dump(document, file, indent=2)
-        file.write("\n")
-        file.flush()
-        os.fsync(file.fileno())
-    partial.replace(path)  # atomic: a reader sees the old file or the new one, never half of one
+    text = json.dumps(document, indent=2) + "\n"
+    replace_atomically(path, lambda file: file.write(text.encode()))
 
 
 def load_market_rules(path: Path) -> MarketRulesFile:

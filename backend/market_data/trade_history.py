@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from backend.market_data.market_rules import MarketRules
+
 Cursor = dict[str, Any]  # the venue's own: where its next page starts (kept in the download's state file)
 
 
@@ -35,6 +37,10 @@ class TradeHistory(Protocol):
 
     def unlisted(self, symbols: Sequence[str]) -> list[str]:
         """Those of symbols the exchange lists no market for (its markets are loaded here)."""
+        ...
+
+    def market_rules(self, symbols: Sequence[str]) -> dict[str, MarketRules]:
+        """The symbols' market rules as the exchange states them now (for markets.json)."""
         ...
 
     def now(self) -> float:

@@ -26,8 +26,10 @@ from decimal import Decimal, InvalidOperation
 import ccxt
 
 from backend.errors import ExchangeError
+from backend.market_data.market_rules import MarketRules
 from backend.market_data.trade_history import Cursor, Trade, TradePage
 from backend.venues.kraken.client import AccountClient, translate_error
+from backend.venues.kraken.market_rules import fetch_market_rules
 
 PAGE_SIZE = 1000  # Get Recent Trades: count "up to 1000"
 NANOSECONDS = 1_000_000_000
@@ -45,6 +47,12 @@ class KrakenTradeHistory:
         except ccxt.BaseError as error:
             raise translate_error(error, self._client) from None
         return [symbol for symbol in symbols if symbol not in markets]
+
+    def market_rules(self, symbols: Sequence[str]) -> dict[str, MarketRules]:
+        try:
+            return fetch_market_rules(self._client, symbols)
+        except ccxt.BaseError as error:
+            raise translate_error(error, self._client) from None
 
     def now(self) -> float:
         try:
