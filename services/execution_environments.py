@@ -35,7 +35,9 @@ class ExecutionEnvironments:
 
     def tick_source(self, environment: EnvironmentConfig) -> TickSource:
         if isinstance(environment, BacktestEnvironment):
-            return BacktestSource(environment, self.candle_file(environment.data_file, environment.timeframe))
+            return BacktestSource(environment, {symbol: self.candle_file(environment.data_file_of(symbol),
+                                                                         environment.timeframe)
+                                                for symbol in environment.symbols})
         return self._venue(environment).tick_source(environment)
 
     def order_gateway(self, environment: EnvironmentConfig, link_id: str,

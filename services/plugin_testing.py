@@ -9,6 +9,7 @@ backtest links (services.blueprint_check); the daemon's own tests use it too.
 """
 
 import threading
+from dataclasses import replace
 from collections.abc import Callable, Container, Iterable, MutableMapping, Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import cycle, pairwise
@@ -68,12 +69,7 @@ def sample_candles(path: Path = SAMPLE_1H, timeframe: str = "1h", symbol: str = 
 def joined(symbol: str, blocks: Iterable[Any]) -> CandleColumns:
     """Consecutive blocks of candles (CandleColumns or a data file's blocks) as one, without a
     hole before its first row."""
-    parts = list(blocks)
-    column = lambda name: np.concatenate([getattr(block, name) for block in parts])  # noqa: E731
-    missing = column("missing_before")
-    missing[0] = 0
-    return CandleColumns(symbol, column("open_times"), column("opens"), column("highs"), column("lows"),
-                         column("closes"), column("volumes"), missing)
+    return replace(CandleColumns.concatenated(list(blocks)), symbol=symbol).with_missing_before_first(0)
 
 
 def random_sizes(seed: int = 1, count: int = 2000) -> list[int]:

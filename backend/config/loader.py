@@ -32,6 +32,7 @@ from backend.config.timerange import Timerange
 from backend.errors import ConfigError
 from backend.market_data.detail_candles import detail_timeframe, detail_timeframe_problem
 from backend.market_data.resample import resampling_problem
+from backend.market_data.timeframes import timeframe_seconds
 from backend.venues import VENUES, unknown_exchange
 
 M = TypeVar("M", bound=BaseModel)
@@ -159,11 +160,25 @@ def load_environment(path: Path, timerange: Timerange | None = None) -> Environm
         model = VENUES[data["exchange"]].settings()
     env = validate_model(model, data, path)
     if isinstance(env, BacktestEnvironment):
-        env = env.model_copy(update={"data_file": _data_file(path, env.data_file, "data_file")})
+        env = _data_files_checked(path, env)
         if env.detail_data_file is not None:
             env = env.model_copy(update={"detail_data_file": _detail_data_file(path, env)})
         if timerange is not None:
             env = timerange.applied_to(env, path.stem)
+    return env
+
+
+def _data_files_checked(path: Path, env: BacktestEnvironment) -> BacktestEnvironment:
+    """The environment with its data files resolved beside its file, each of them there (a
+    pattern is resolved as a pattern: each symbol's file it names is checked)."""
+    if env.data_files is not None:
+        return env.model_copy(update={"data_files": {
+            symbol: _data_file(path, data_file, f"data_files.{symbol}") for symbol, data_file in env.data_files.items()
+        }})
+    assert env.data_file is not None
+    env = env.model_copy(update={"data_file": (path.parent / env.data_file).resolve()})
+    for symbol in env.symbols:
+        _data_file(path, env.data_file_of(symbol), "data_file")
     return env
 
 
@@ -233,6 +248,11 @@ def check_compatible(
     timeframe_problem = resampling_problem(environment.timeframe, blueprint.timeframe)
     if timeframe_problem is not None:
         raise ConfigError(path, f"blueprint {timeframe_problem}", key)
+    if (isinstance(environment, BacktestEnvironment) and environment.several_symbols
+            and timeframe_seconds(blueprint.timeframe) != timeframe_seconds(environment.timeframe)):
+        raise ConfigError(path, f"blueprint timeframe {blueprint.timeframe} differs from the environment's "
+                          f"{environment.timeframe}: a backtest of several symbols is not resampled yet "
+                          "(use the environment's timeframe)", key)
     missing = [asset for asset in blueprint.assets if asset not in environment.symbols]
     if missing:
         raise ConfigError(

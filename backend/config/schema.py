@@ -191,13 +191,22 @@ def _first_given(*rates: float | None) -> float:
 
 
 class BacktestEnvironment(AccountSettings):
+    """A backtest on candle files. Invariant: once validated, `symbols` lists the symbols replayed
+    (`[symbol]` for the one-symbol form) and `data_file_of(symbol)` names each one's file, from
+    exactly one of the two forms: `symbol` + `data_file`, or `symbols` + `data_files` (a file per
+    symbol) or a `data_file` pattern with `{base}` and `{quote}` (the symbol's parts, lower-cased)."""
+
     type: Literal["backtest"]
     display_name: str
-    data_file: Path  # relative paths are relative to the environment file
+    # Relative paths are relative to the environment file. With `symbols`: a pattern, e.g.
+    # data/kraken_{base}{quote}_1h.parquet (BTC/USD -> data/kraken_btcusd_1h.parquet).
+    data_file: Path | None = None
+    data_files: dict[Symbol, Path] | None = None  # with `symbols`: each symbol's file
     # A finer candle file of the same symbol (e.g. 5m under 1h): what happened inside a candle, for
     # the simulator's resting orders (backend.market_data.detail_candles). Relative as data_file.
     detail_data_file: Path | None = None
-    symbol: Symbol
+    symbol: Symbol | None = None
+    symbols: list[Symbol] = Field(default_factory=list)  # set from `symbol` in the one-symbol form
     timeframe: Timeframe
     start: datetime
     end: datetime
@@ -214,9 +223,44 @@ class BacktestEnvironment(AccountSettings):
             raise ValueError("end must be after start")
         return self
 
+    @model_validator(mode="after")
+    def _one_form_of_symbols_and_files(self) -> "BacktestEnvironment":
+        if (self.symbol is None) == (not self.symbols):
+            raise ValueError("give either symbol (with data_file) or symbols (with data_files or a data_file "
+                             "pattern), exactly one")
+        if (self.data_file is None) == (self.data_files is None):
+            raise ValueError("give either data_file or data_files, exactly one")
+        if self.symbol is not None:
+            if self.data_files is not None:
+                raise ValueError("data_files goes with symbols: give symbol with data_file")
+            object.__setattr__(self, "symbols", [self.symbol])  # frozen: set once, here
+            return self
+        if len(set(self.symbols)) != len(self.symbols):
+            raise ValueError("symbols lists a symbol twice")
+        if self.data_files is not None and set(self.data_files) != set(self.symbols):
+            raise ValueError(f"data_files must name a file for each of symbols ({', '.join(self.symbols)}) "
+                             "and no other")
+        if self.data_file is not None and len(self.symbols) > 1 and not re.search(r"\{(base|quote)\}",
+                                                                                  str(self.data_file)):
+            raise ValueError("with several symbols, data_file must be a pattern naming {base} and/or {quote} "
+                             "(e.g. data/kraken_{base}{quote}_1h.parquet), or give data_files")
+        if len(self.symbols) > 1 and self.detail_data_file is not None:
+            raise ValueError("detail_data_file is for a one-symbol environment only")
+        return self
+
     @property
-    def symbols(self) -> list[str]:
-        return [self.symbol]
+    def several_symbols(self) -> bool:
+        return len(self.symbols) > 1
+
+    def data_file_of(self, symbol: str) -> Path:
+        """The candle file of one of `symbols` (the pattern's `{base}` and `{quote}` filled in)."""
+        if self.data_files is not None:
+            return self.data_files[symbol]
+        assert self.data_file is not None  # exactly one of the two: see the validator
+        if self.symbol is not None:
+            return self.data_file
+        base, quote = symbol.lower().split("/")
+        return Path(str(self.data_file).replace("{base}", base).replace("{quote}", quote))
 
 
 class LiveEnvironment(AccountSettings):
