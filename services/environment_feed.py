@@ -10,9 +10,10 @@ Invariants: the feed thread never dies outside its error handling; it never wait
 takes no more ticks (failed, stalled, stopping); every line it logs names the environment and
 the strategy links that depend on it; a live feed that delivered no candle has failed; progress
 counts base ticks (every symbol's), whatever the runs' timeframes; a window of several symbols
-goes to the runs as it is (several symbols are never resampled: the config loader refuses it); runs attached while it runs (`attach`, `detach`)
-get every tick from then on or none, and a run attached is finished when the feed ends, never
-left waiting; a run stopped on request keeps the feed going (it may be started again).
+goes to the runs as it is (several symbols are never resampled: the config loader refuses it);
+runs attached while it runs (`attach`, `detach`) get every tick from then on or none, and a run
+attached is finished when the feed ends, never left waiting; a run stopped on request keeps the
+feed going (it may be started again).
 """
 
 import threading

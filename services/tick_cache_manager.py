@@ -1,7 +1,9 @@
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
+from functools import partial
+from types import MappingProxyType
 from typing import NamedTuple, Protocol
 
 import structlog
@@ -11,12 +13,17 @@ from backend.dtos import DTO, BaseContextDTO, OpportunitySignalDTO, OrderSide
 from backend.errors import OperatorOrderError
 from backend.interfaces import ITradingContextProvider, IWorker, WorkerCategory
 from backend.interfaces.candle_columns import CandleColumns
+from backend.interfaces.candle_window import Candles
 from backend.market_data import RawTick
-from backend.market_data.raw_tick import shared_ticks_of, tick_at
+from backend.market_data.raw_tick import FrameRow, tick_at, tick_frames
 from backend.portfolio import StrategyAccount
 from backend.portfolio.ledger import PortfolioValues, portfolio_snapshot
 
 log = structlog.get_logger(__name__)
+
+# A row of a frame the account has opened: its candles, the row, its tick, and whether it is traded.
+_OpenRow = tuple[CandleColumns, int, RawTick, bool]
+NO_DTOS: Mapping[str, Iterable[DTO]] = MappingProxyType({})
 
 # What an operator's forced entry puts in the tick cache before the workers run.
 FORCED_ENTRY = OpportunitySignalDTO(side=OrderSide.BUY, reason="force_entry by the operator")
@@ -96,8 +103,8 @@ class TickCacheManager:
         self.current_step: tuple[datetime, float, int] | None = None
         self._abandoned = False
         self._forced_entries: set[str] = set()  # assets whose next traded candle carries an operator's entry
-        self._open: tuple[RawTick, PortfolioValues] | None = None  # the tick being processed
-        self._base_context = self._build_base_context  # bound once: handed to the cache every tick
+        self._open: dict[str, tuple[RawTick, PortfolioValues]] = {}  # per asset, the frame being processed
+        self._base_builders: dict[str, Callable[[], BaseContextDTO]] = {}  # _base_context_of's
         self.recorder: TickRecorder | None = None
         # The last long block's replay (mode, why not columnar), logged on the first and when it changes.
         self._replay: tuple[str, str | None] | None = None
@@ -105,10 +112,9 @@ class TickCacheManager:
         # run when a worker raised, and by the watchdog when it gives up on the run.
         self.progress = ReplayProgress()
 
-    def _build_base_context(self) -> BaseContextDTO:
-        """The open tick's base context (built once per tick, by the tick cache, on first use)."""
-        assert self._open is not None, "only called while a tick is open"
-        tick, portfolio = self._open
+    def _build_base_context(self, symbol: str) -> BaseContextDTO:
+        """The open frame's base context of symbol (built once per tick, by the tick cache, on first use)."""
+        tick, portfolio = self._open[symbol]
         return BaseContextDTO.trusted(
             asset=tick.symbol,
             timestamp=tick.timestamp,
@@ -127,11 +133,13 @@ class TickCacheManager:
     def abandon(self) -> None:
         self._abandoned = True
 
-    def process(self, candles: CandleColumns, stop: threading.Event, columnar: bool = True) -> Replayed:
-        """Replay a block of candles, columnar when `why_not_columnar` allows, else row by row,
-        only until stop is set (checked between ticks, or between columnar steps). columnar=False:
-        row by row whatever the workforce (the reference a columnar replay is checked against).
-        While it replays row by row, and after a worker raised, `progress` tells what it has done."""
+    def process(self, candles: Candles, stop: threading.Event, columnar: bool = True) -> Replayed:
+        """Replay a block of candles (or a window of several symbols'), columnar when
+        `why_not_columnar` allows, else frame by frame (a frame: the candles of one open time;
+        a block of one symbol: each row), only until stop is set (checked between frames, or
+        between columnar steps). columnar=False: frame by frame whatever the workforce (the
+        reference a columnar replay is checked against). While it replays frame by frame, and
+        after a worker raised, `progress` tells what it has done (its rows in frame order)."""
         self.progress = progress = ReplayProgress()
         why_not = self.why_not_columnar(candles) if columnar else "row by row asked for"
         if len(candles) > 1:  # a backtest's block (a live run's candles come one at a time)
@@ -140,32 +148,39 @@ class TickCacheManager:
                 self._replay = replay
                 log.info("backtest_replay", mode=replay[0], reason=why_not)
         if why_not is None:
+            assert isinstance(candles, CandleColumns)
             rows = self._process_columnar(candles, stop)
             return Replayed(rows, rows)
-        ticks = (tick_at(candles, 0),) if len(candles) == 1 else shared_ticks_of(candles)
-        for row, tick in enumerate(ticks):
+        for frame in tick_frames(candles):
             if stop.is_set() or self._abandoned:
                 break
-            progress.processed += self._process_row(candles, row, tick)
-            progress.rows = row + 1
+            progress.processed += self._process_frame(frame)
+            progress.rows += len(frame)
         return Replayed(progress.rows, progress.processed)
 
-    def _process_row(self, candles: CandleColumns, row: int, tick: RawTick) -> bool:
-        """Run the workforce on the row's tick (only the context workers on a warm-up tick); False
-        when the strategy does not trade tick.symbol or the run was abandoned."""
-        symbol = tick.symbol
-        if symbol not in self._assets or self._abandoned:
-            return False
-        trading = not tick.warmup
-        if trading and not self.account.is_new(symbol, tick.timestamp):
-            log.warning("candle_already_processed", symbol=symbol, candle_time=tick.timestamp.isoformat())
-            return False
-        self._history.append(symbol, candles, row, row + 1)
-        if trading and symbol in self._forced_entries:
-            self._forced_entries.discard(symbol)
-            log.info("force_entry_signalled", asset=symbol, candle_time=tick.timestamp.isoformat())
-            return self._run(candles, row, tick, trading, self._workforce, (FORCED_ENTRY,))
-        return self._run(candles, row, tick, trading, self._workforce if trading else self._context_workers)
+    def _process_frame(self, frame: Sequence[FrameRow]) -> int:
+        """Run the workforce on the frame's ticks (only the context workers on a warm-up tick):
+        how many were processed (none of a symbol the strategy does not trade, nor of a candle
+        processed before a restart, nor any once the run was abandoned)."""
+        opened: list[_OpenRow] = []
+        dtos: dict[str, tuple[DTO, ...]] = {}
+        for candles, row, tick in frame:
+            symbol = tick.symbol
+            if symbol not in self._assets or self._abandoned:
+                continue
+            trading = not tick.warmup
+            if trading and not self.account.is_new(symbol, tick.timestamp):
+                log.warning("candle_already_processed", symbol=symbol, candle_time=tick.timestamp.isoformat())
+                continue
+            self._history.append(symbol, candles, row, row + 1)
+            opened.append((candles, row, tick, trading))
+            if trading and symbol in self._forced_entries:
+                self._forced_entries.discard(symbol)
+                log.info("force_entry_signalled", asset=symbol, candle_time=tick.timestamp.isoformat())
+                dtos[symbol] = (FORCED_ENTRY,)
+        if not opened or not self._run(opened, self._workforce, dtos):
+            return 0
+        return len(opened)
 
     def force_entry(self, asset: str) -> None:
         """An operator's entry: asset's next traded candle starts with a buy opportunity, which the
@@ -174,35 +189,56 @@ class TickCacheManager:
             raise OperatorOrderError(f"{asset} is not an asset of this strategy ({', '.join(self._assets)})")
         self._forced_entries.add(asset)
 
-    def _run(self, candles: CandleColumns, row: int, tick: RawTick, trading: bool, workers: Sequence[IWorker],
-             dtos: Iterable[DTO] = ()) -> bool:
-        """The frame of tick (row `row` of candles) around workers: the account opens the tick, the
-        cache starts with dtos, the workers run, the cache is cleared, the account closes the
-        tick. False if the run was abandoned meanwhile (the tick is then never closed)."""
-        symbol, context = tick.symbol, self._context
-        self.current_step = (tick.timestamp, time.monotonic(), 1)
-        # The account as of the tick's open, taken now and turned into DTOs only if a worker asks.
-        self._open = (tick, self.account.open_tick(tick, trading))
-        context.start_new_tick_lazily(symbol, self._base_context)
-        for dto in dtos:
-            context.set_result_dto(symbol, dto)
+    def _run(self, opened: Sequence["_OpenRow"], workers: Sequence[IWorker],
+             dtos: Mapping[str, Iterable[DTO]] = NO_DTOS) -> bool:
+        """A frame (its rows `opened`) around workers: the account opens every row's tick (marking
+        every asset of the frame before any worker sees the account), the cache starts with each
+        asset's dtos, each worker runs on every asset of the frame (an acting one only on those
+        traded) in the workforce's order, the cache is cleared, the account closes the ticks.
+        False if the run was abandoned meanwhile (the frame is then never closed)."""
+        context, account = self._context, self.account
+        self.current_step = (opened[0][2].timestamp, time.monotonic(), 1)
+        for _, _, tick, trading in opened:
+            account.open_tick(tick, trading)
+        # The account as of the frame's open, taken now and turned into DTOs only if a worker asks.
+        self._open = {tick.symbol: (tick, account.ledger.snapshot_values(tick.symbol)) for _, _, tick, _ in opened}
+        every = [tick.symbol for _, _, tick, _ in opened]
+        traded = every if all(trading for *_, trading in opened) else [
+            tick.symbol for _, _, tick, trading in opened if trading]
+        for symbol in every:
+            context.start_new_tick_lazily(symbol, self._base_context_of(symbol))
+            for dto in dtos.get(symbol, ()):
+                context.set_result_dto(symbol, dto)
         try:
             for worker in workers:
-                if self._abandoned:
-                    return False
                 self.current_worker = worker.name
-                worker.process(symbol)
+                for symbol in every if worker.category is WorkerCategory.CONTEXT else traded:
+                    if self._abandoned:
+                        return False
+                    worker.process(symbol)
         finally:
             self.current_worker = None
             context.clear()
-        self.account.close_tick(symbol, tick.close, tick.timestamp, trading)
+        for _, _, tick, trading in opened:
+            account.close_tick(tick.symbol, tick.close, tick.timestamp, trading)
         self.current_step = None  # kept after an error: the failed tick
         if self.recorder is not None:
-            self.recorder.closed(candles, range(row, row + 1), (self.account.ledger.equity(),), self.account)
+            equity = (account.ledger.equity(),)
+            for candles, row, _, _ in opened:
+                self.recorder.closed(candles, range(row, row + 1), equity, account)
         return True
 
-    def why_not_columnar(self, candles: CandleColumns) -> str | None:
+    def _base_context_of(self, symbol: str) -> Callable[[], BaseContextDTO]:
+        """What builds symbol's base context of the open frame (made once per symbol)."""
+        build = self._base_builders.get(symbol)
+        if build is None:
+            build = self._base_builders[symbol] = partial(self._build_base_context, symbol)
+        return build
+
+    def why_not_columnar(self, candles: Candles) -> str | None:
         """None when `process` may replay this block columnar; else why its rows go one tick at a time."""
+        if not isinstance(candles, CandleColumns):
+            return "several symbols"
         symbol, account = candles.symbol, self.account
         if self._not_columnar:
             return f"workers without a columnar replay: {', '.join(self._not_columnar)}"
@@ -269,4 +305,4 @@ class TickCacheManager:
         """`process` for the row's tick, its context DTOs taken from the block's columns."""
         columns = self._context.block_columns(candles.symbol)
         dtos = [dto for dto in (column.at(row) for column in columns) if dto is not None]
-        self._run(candles, row, tick_at(candles, row), True, self._acting_workers, dtos)
+        self._run(((candles, row, tick_at(candles, row), True),), self._acting_workers, {candles.symbol: dtos})

@@ -177,20 +177,23 @@ def _data_files_checked(path: Path, env: BacktestEnvironment) -> BacktestEnviron
         }})
     assert env.data_file is not None
     env = env.model_copy(update={"data_file": (path.parent / env.data_file).resolve()})
-    for symbol in env.symbols:
-        _data_file(path, env.data_file_of(symbol), "data_file")
+    if env.symbol is None:  # a pattern, perhaps: the file of each symbol, named
+        for symbol in env.symbols:
+            _data_file(path, env.data_file_of(symbol), "data_file", f"data file of {symbol}")
+    else:
+        _data_file(path, env.data_file_of(env.symbol), "data_file")
     return env
 
 
-def _data_file(path: Path, data_file: Path, key: str) -> Path:
+def _data_file(path: Path, data_file: Path, key: str, what: str = "data file") -> Path:
     """A data file named by an environment file: resolved beside it, and there."""
     data_file = (path.parent / data_file).resolve()
     if data_file.is_dir():
-        raise ConfigError(path, f"data file is a directory, not a CSV file: {data_file}", key)
+        raise ConfigError(path, f"{what} is a directory, not a CSV file: {data_file}", key)
     if not data_file.exists():
-        raise ConfigError(path, f"data file not found: {data_file}", key)
+        raise ConfigError(path, f"{what} not found: {data_file}", key)
     if not data_file.is_file():
-        raise ConfigError(path, f"data file is not a regular file: {data_file}", key)
+        raise ConfigError(path, f"{what} is not a regular file: {data_file}", key)
     return data_file
 
 

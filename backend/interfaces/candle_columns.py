@@ -63,6 +63,12 @@ class CandleColumns:
         missing_before[0] = missing
         return replace(self, missing_before=missing_before)
 
+    @classmethod
+    def empty(cls, symbol: str) -> "CandleColumns":
+        """No candle of symbol (a window's symbol without a candle in its span)."""
+        none, times = np.empty(0), np.empty(0, dtype=np.int64)
+        return cls(symbol, times, none, none, none, none, none, times)
+
     @property
     def missing_candles(self) -> int:
         """Rows right after a hole."""

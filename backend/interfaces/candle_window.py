@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
+from itertools import pairwise
 
 import numpy as np
 
@@ -44,13 +45,13 @@ class CandleWindow:
         """The open time of the window's row `row`, counted in frame order."""
         return datetime.fromtimestamp(int(self.frame_order[0][row]), UTC)
 
-    def frames(self) -> Iterator[list[tuple[CandleColumns, int]]]:
-        """Each open time's rows, as (that symbol's candles, the row there), in the symbol order."""
+    def frames(self) -> Iterator[list[tuple[int, int]]]:
+        """Each open time's rows, as (the symbol's index in `columns`, the row there), in the symbol order."""
         times, symbols, rows = self.frame_order
         bounds = [0, *(np.flatnonzero(np.diff(times)) + 1).tolist(), len(times)]
         symbol_list, row_list = symbols.tolist(), rows.tolist()
-        for start, stop in zip(bounds, bounds[1:], strict=False):
-            yield [(self.columns[symbol_list[at]], row_list[at]) for at in range(start, stop)]
+        for start, stop in pairwise(bounds):
+            yield [(symbol_list[at], row_list[at]) for at in range(start, stop)]
 
 
 Candles = CandleColumns | CandleWindow  # what a source yields and a run takes, block after block

@@ -166,10 +166,7 @@ class _Cursor:
                 self._row = max(row, stop)
                 break
             self._block, self._row = next(self._blocks, None), 0
-        return CandleColumns.concatenated(parts) if parts else replace(_NO_CANDLES, symbol=self.symbol)
-
-
-_NO_CANDLES = CandleColumns("", *(np.empty(0, dtype=dtype) for dtype in (np.int64, *[np.float64] * 5, np.int64)))
+        return CandleColumns.concatenated(parts) if parts else CandleColumns.empty(self.symbol)
 
 
 def _iso(epoch_seconds: int) -> str:

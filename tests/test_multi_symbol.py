@@ -1,0 +1,229 @@
+"""Several symbols per backtest environment: `symbols` with a file each (`data_files`, or a
+`data_file` pattern naming {base} and {quote}); the candles of one open time reach a run as one
+frame; a symbol's hole is a gap of that symbol only; one account trades every asset of its link
+with one cash balance; the columnar replay trades as the tick-by-tick one."""
+
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backend.config import BacktestEnvironment, load_operation
+from backend.errors import ConfigError
+from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
+from backend.interfaces.candle_columns import CandleColumns
+from backend.interfaces.candle_window import CandleWindow
+from backend.workers.context.ema_detector import EmaDetector
+from backend.workers.context.market_regime_classifier import MarketRegimeClassifier
+from backend.workers.execution.market_order_executor import MarketOrderExecutor
+from backend.workers.opportunity.dca_schedule_opportunity import DcaScheduleOpportunity
+from backend.workers.planning.dca_planner import DcaPlanner
+from services.cli import main
+from services.plugin_testing import HOUR, Replay, sample_candles
+from tests.helpers import REPO, backtest_environment, blueprint, write_config_tree
+
+SAMPLE = REPO / "data" / "kraken_xbtusd_1h_2023q1.csv"
+PATTERN = "../../data/kraken_{base}{quote}_1h.csv"
+Q1 = {"start": "2023-01-01T00:00:00Z", "end": "2023-04-01T00:00:00Z"}
+ETH_HOLES = (range(300, 303), range(1000, 1001))  # rows of the sample ETH/USD has no candle for
+DCA_BOTH = blueprint({"opportunity": [{"plugin": "dca_schedule_opportunity", "params": {"interval_bars": 24}}],
+                      "planning": [{"plugin": "position_sizer"}]}, assets=("BTC/USD", "ETH/USD"))
+
+
+def write_data(root: Path) -> Path:
+    """data/kraken_btcusd_1h.csv (the bundled BTC/USD sample) and data/kraken_ethusd_1h.csv: made
+    up for the tests from the same candles, every price scaled to about ETH's, without the rows
+    of ETH_HOLES (gaps of ETH/USD only)."""
+    data = root / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    header, *rows = SAMPLE.read_text().splitlines()
+    (data / "kraken_btcusd_1h.csv").write_text("\n".join([header, *rows]) + "\n")
+    holes = {row for hole in ETH_HOLES for row in hole}
+    eth = []
+    for index, row in enumerate(rows):
+        if index in holes:
+            continue
+        moment, *prices, volume = row.split(",")
+        eth.append(",".join([moment, *(f"{float(price) * 0.075 + 3:.4f}" for price in prices), volume]))
+    (data / "kraken_ethusd_1h.csv").write_text("\n".join([header, *eth]) + "\n")
+    return data
+
+
+def two_symbols(**keys: object) -> dict:
+    environment = backtest_environment(PATTERN, **Q1, **keys)
+    del environment["symbol"]
+    return {"symbols": ["BTC/USD", "ETH/USD"], **environment}
+
+
+def tree(root: Path, environment: dict, strategy: dict = DCA_BOTH) -> Path:
+    write_data(root)
+    return write_config_tree(root, [("dca", "bt")], {"dca": strategy}, {"bt": environment})
+
+
+def config_error(root: Path, environment: dict) -> ConfigError:
+    with pytest.raises(ConfigError) as error:
+        load_operation(tree(root, environment))
+    assert error.value.file == str(root / "config" / "environments" / "bt.yaml")
+    return error.value
+
+
+# --- the config's two forms, and their mistakes ------------------------------------------------------
+
+
+def test_a_pattern_names_each_symbols_file(tmp_path):
+    (link,) = load_operation(tree(tmp_path, two_symbols())).links
+    environment = link.environment
+    assert isinstance(environment, BacktestEnvironment)
+    assert environment.symbols == ["BTC/USD", "ETH/USD"]
+    assert [environment.data_file_of(symbol) for symbol in environment.symbols] == [
+        (tmp_path / "data" / "kraken_btcusd_1h.csv").resolve(), (tmp_path / "data" / "kraken_ethusd_1h.csv").resolve()]
+
+
+def test_a_mapping_names_each_symbols_file(tmp_path):
+    files = {"BTC/USD": "../../data/kraken_btcusd_1h.csv", "ETH/USD": "../../data/kraken_ethusd_1h.csv"}
+    environment = two_symbols(data_files=files)
+    del environment["data_file"]
+    (link,) = load_operation(tree(tmp_path, environment)).links
+    assert isinstance(link.environment, BacktestEnvironment)
+    assert link.environment.data_file_of("ETH/USD") == (tmp_path / "data" / "kraken_ethusd_1h.csv").resolve()
+
+
+def test_the_one_symbol_form_is_a_list_of_one(tmp_path):
+    (link,) = load_operation(tree(tmp_path, backtest_environment("../../data/kraken_btcusd_1h.csv", **Q1),
+                                  blueprint({"opportunity": [{"plugin": "dca_schedule_opportunity"}]}))).links
+    assert isinstance(link.environment, BacktestEnvironment)
+    assert link.environment.symbols == ["BTC/USD"]
+    assert link.environment.data_file_of("BTC/USD") == (tmp_path / "data" / "kraken_btcusd_1h.csv").resolve()
+
+
+@pytest.mark.parametrize(("change", "key", "reason"), [
+    ({"data_file": "../../data/kraken_btcusd_1h.csv"}, "data_file",
+     "names one file for 2 symbols: with several symbols, data_file is a pattern naming {base} and {quote}"),
+    ({"data_file": None, "data_files": {"BTC/USD": "../../data/kraken_btcusd_1h.csv"}}, "data_files",
+     "must name a file for each of symbols and no other: no file for ETH/USD"),
+    ({"data_file": None, "data_files": {"BTC/USD": "a.csv", "ETH/USD": "b.csv", "SOL/USD": "c.csv"}}, "data_files",
+     "must name a file for each of symbols and no other: SOL/USD not in symbols"),
+    ({"data_files": {"BTC/USD": "a.csv", "ETH/USD": "b.csv"}}, "data_files",
+     "give data_file (a pattern) or data_files, not both"),
+    ({"symbol": "BTC/USD"}, "symbols", "give symbol (one) or symbols (several), not both"),
+    ({"symbols": ["BTC/USD", "ETH/USD", "BTC/USD"]}, "symbols", "lists BTC/USD more than once"),
+    ({"detail_data_file": "../../data/kraken_btcusd_1h.csv"}, "detail_data_file",
+     "is for an environment of one symbol"),
+    ({"symbols": []}, "(top level)", "give symbol (with data_file) or symbols"),
+    ({"data_file": None}, "(top level)", "give data_file (a pattern) or data_files"),
+])
+def test_a_mistaken_form_is_one_error_at_its_key(tmp_path, change, key, reason):
+    environment = {**two_symbols(), **change}
+    environment = {name: value for name, value in environment.items() if value is not None}
+    error = config_error(tmp_path, environment)
+    assert (error.key, error.reason[:len(reason)]) == (key, reason)
+
+
+def test_a_symbols_missing_file_is_named_with_its_symbol(tmp_path):
+    path = tree(tmp_path, two_symbols())
+    (tmp_path / "data" / "kraken_ethusd_1h.csv").unlink()
+    with pytest.raises(ConfigError) as error:
+        load_operation(path)
+    assert (error.value.key, error.value.reason) == (
+        "data_file", f"data file of ETH/USD not found: {(tmp_path / 'data' / 'kraken_ethusd_1h.csv').resolve()}")
+
+
+def test_a_missing_file_of_the_mapping_is_named_at_its_key_and_the_cli_exits_2(tmp_path, capsys):
+    environment = two_symbols(data_files={"BTC/USD": "../../data/kraken_btcusd_1h.csv",
+                                          "ETH/USD": "../../data/nowhere.csv"})
+    del environment["data_file"]
+    path = tree(tmp_path, environment)
+    assert main(["validate", str(path)]) == 2
+    _, err = capsys.readouterr()
+    env_file = tmp_path / "config" / "environments" / "bt.yaml"
+    reported = [line for line in err.splitlines() if "config error" in line]
+    assert reported == [f"run-operation: config error: {env_file}: data_files.ETH/USD: data file not found: "
+                        f"{tmp_path / 'data' / 'nowhere.csv'}"], err
+    assert "Traceback" not in err
+
+
+def test_several_symbols_are_not_resampled(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        load_operation(tree(tmp_path, two_symbols(), {**DCA_BOTH, "timeframe": "4h"}))
+    assert error.value.key == "strategy_links[0]"
+    assert "a backtest of several symbols is not resampled" in error.value.reason
+
+
+# --- one run, one account, every symbol's candles frame by frame -----------------------------------
+
+
+def eth_like(btc: CandleColumns) -> CandleColumns:
+    """ETH/USD made up from BTC/USD's candles as write_data does (without the rows of ETH_HOLES)."""
+    keep = np.ones(len(btc), dtype=bool)
+    for hole in ETH_HOLES:
+        keep[hole.start:hole.stop] = False
+    times = btc.open_times[keep]
+    missing = np.concatenate(([0], np.diff(times) // HOUR - 1))
+    opens, highs, lows, closes = (column[keep] * 0.075 + 3 for column in (btc.opens, btc.highs, btc.lows, btc.closes))
+    return CandleColumns("ETH/USD", times, opens, highs, lows, closes, btc.volumes[keep], missing)
+
+
+BTC = sample_candles()
+ETH = eth_like(BTC)
+SYMBOLS = ("BTC/USD", "ETH/USD")
+
+
+def dca(quote_amount: float, interval_bars: int = 24, take_profit_pct: float = 10.0) -> list:
+    return [(EmaDetector, {"fast_period": 6, "slow_period": 12}), (MarketRegimeClassifier, {"volatility_window": 6}),
+            (DcaScheduleOpportunity, {"interval_bars": interval_bars}),
+            (DcaPlanner, {"quote_amount": quote_amount, "min_order_quote": 1, "take_profit_pct": take_profit_pct}),
+            (MarketOrderExecutor, {})]
+
+
+def test_one_account_trades_both_symbols_and_a_buy_leaves_the_other_what_is_left(tmp_path):
+    # Both scheduled on the same candles: each frame buys BTC/USD first (the symbols' order), then
+    # ETH/USD with what BTC/USD left of the cash.
+    replay = Replay(worker_specs=dca(600), symbols=SYMBOLS, starting_capital=1_000, fee_rate=0.001)
+    replay.by_ticks(CandleWindow((BTC.rows(0, 48), ETH.rows(0, 48))))
+    btc, eth = replay.fills
+    assert (btc.asset, eth.asset) == SYMBOLS and btc.timestamp == eth.timestamp == BTC.open_time(23)
+    assert btc.quantity * btc.price == pytest.approx(600)
+    spent = btc.quantity * btc.price + btc.fee
+    assert eth.quantity * eth.price + eth.fee == pytest.approx(1_000 - spent)  # all that was left
+    assert eth.quantity * eth.price < 600 * 0.7
+    assert replay.ledger.cash == pytest.approx(0, abs=1e-6)
+    state = replay.ledger.state
+    assert set(state.positions) == set(SYMBOLS)
+    marks = {"BTC/USD": BTC.closes[47], "ETH/USD": ETH.closes[47]}
+    held = sum(position.qty * marks[asset] for asset, position in state.positions.items())
+    assert replay.ledger.equity() == pytest.approx(state.cash + held)
+
+
+class Seen(IWorker):
+    """Watches: every tick's asset, candle time, hole before it, and the candles of the other
+    assets then in the tick cache (the frame's)."""
+
+    category = WorkerCategory.EXECUTION
+
+    def __init__(self, params: WorkerParams, services: WorkerServices) -> None:
+        super().__init__(params, services)
+        self.ticks: list[tuple[str, datetime, int, tuple[str, ...]]] = []
+
+    def process(self, asset: str) -> None:
+        candle = self._candle(asset)
+        open_assets = tuple(sorted(self.context._base))  # type: ignore[attr-defined]
+        self.ticks.append((asset, candle.open_time, candle.missing_before, open_assets))
+
+
+def test_a_symbols_hole_is_a_gap_of_that_symbol_only_the_others_trade_through_it():
+    replay = Replay(worker_specs=[*dca(50, interval_bars=2), (Seen, {})], symbols=SYMBOLS, starting_capital=1e6)
+    replay.by_ticks(CandleWindow((BTC.rows(290, 320), ETH.rows(287, 314))))
+    seen = replay.workers[-1]
+    assert isinstance(seen, Seen)
+    hole = [BTC.open_time(row) for row in ETH_HOLES[0]]
+    by_time = {}
+    for asset, moment, missing, frame in seen.ticks:
+        by_time.setdefault(moment, []).append((asset, missing, frame))
+    assert all(by_time[moment] == [("BTC/USD", 0, ("BTC/USD",))] for moment in hole)  # BTC/USD alone
+    after = BTC.open_time(ETH_HOLES[0].stop)
+    assert by_time[after] == [("BTC/USD", 0, SYMBOLS), ("ETH/USD", 3, SYMBOLS)]  # one frame, ETH's gap marked
+    assert len(seen.ticks) == 30 + 27
+    traded = {(fill.asset, fill.timestamp) for fill in replay.fills}
+    assert ("BTC/USD", hole[1]) in traded and not any(moment in hole for asset, moment in traded if asset != "BTC/USD")
+    assert {asset for asset, _ in traded} == set(SYMBOLS)
