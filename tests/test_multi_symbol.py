@@ -3,6 +3,10 @@
 frame; a symbol's hole is a gap of that symbol only; one account trades every asset of its link
 with one cash balance; the columnar replay trades as the tick-by-tick one."""
 
+import json
+import os
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -20,8 +24,12 @@ from backend.workers.execution.market_order_executor import MarketOrderExecutor
 from backend.workers.opportunity.dca_schedule_opportunity import DcaScheduleOpportunity
 from backend.workers.planning.dca_planner import DcaPlanner
 from services.cli import main
+from services.operation_service import OperationService
 from services.plugin_testing import HOUR, Replay, sample_candles
+from services.status_server import StatusServer
+from services.worker_factory import WorkerFactory
 from tests.helpers import REPO, backtest_environment, blueprint, write_config_tree
+from tests.test_status_server import Client
 
 SAMPLE = REPO / "data" / "kraken_xbtusd_1h_2023q1.csv"
 PATTERN = "../../data/kraken_{base}{quote}_1h.csv"
@@ -227,3 +235,63 @@ def test_a_symbols_hole_is_a_gap_of_that_symbol_only_the_others_trade_through_it
     traded = {(fill.asset, fill.timestamp) for fill in replay.fills}
     assert ("BTC/USD", hole[1]) in traded and not any(moment in hole for asset, moment in traded if asset != "BTC/USD")
     assert {asset for asset, _ in traded} == set(SYMBOLS)
+
+
+# --- the whole daemon: a run's summaries, report and metrics, per asset and in total ----------------
+
+
+def run_cli(root: Path, environment: dict, strategy: dict = DCA_BOTH, *args: str) -> tuple[list[dict], str, Path]:
+    """A real `run-operation --report` of one link on environment: its log lines, what it printed
+    and its report folder."""
+    operation = tree(root, environment, strategy)
+    done = subprocess.run([sys.executable, "-m", "services.cli", str(operation), "--report", str(root / "report"),
+                           *args], cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+                          env={**os.environ, "SOURCE_DATE_EPOCH": "1680307200"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    return [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")], done.stdout, root / "report"
+
+
+def test_a_two_symbol_backtest_reports_each_asset_and_the_total(tmp_path):
+    lines, printed, report = run_cli(tmp_path, two_symbols())
+    (summary,) = [line for line in lines if line["event"] == "strategy_summary"]
+    assert summary["status"] == "completed" and summary["ticks_processed"] == len(BTC) + len(ETH)
+    per_asset = {figures["asset"]: figures for figures in summary["per_asset"]}
+    assert set(per_asset) == set(SYMBOLS) and all(figures["trades"] > 10 for figures in per_asset.values())
+    assert sum(figures["trades"] for figures in per_asset.values()) == summary["trades"]
+    assert sum(figures["fees_paid"] for figures in per_asset.values()) == pytest.approx(summary["fees_paid"])
+    assert sum(figures["pnl"] for figures in per_asset.values()) == pytest.approx(summary["pnl"], abs=1e-5)
+    trades = (report / "dca@bt" / "trades.csv").read_text().splitlines()[1:]
+    assert {row.split(",")[1] for row in trades} == set(SYMBOLS)
+    saved = json.loads((report / "dca@bt" / "summary.json").read_text())
+    assert saved["per_asset"] == summary["per_asset"]
+    # equity.csv: a row per candle of each symbol; the rows of one time carry the same equity.
+    equity_rows = [row.split(",") for row in (report / "dca@bt" / "equity.csv").read_text().splitlines()[1:]]
+    assert len(equity_rows) == len(BTC) + len(ETH)
+    by_time: dict[str, set[str]] = {}
+    for time, _, _, _, _, equity, _ in equity_rows:
+        by_time.setdefault(time, set()).add(equity)
+    assert all(len(equities) == 1 for equities in by_time.values())
+    assert "<h2>By asset</h2>" in (report / "report.html").read_text()
+    assert "by asset" in printed and "ETH/USD" in printed
+    gaps = [line for line in lines if line["event"] == "data_gap"]
+    assert [(line["symbol"], line["missing_candles"]) for line in gaps] == [("ETH/USD", 3), ("ETH/USD", 1)]
+
+
+def test_the_metrics_give_each_asset_and_the_total(tmp_path):
+    service = OperationService(load_operation(tree(tmp_path, two_symbols())), WorkerFactory())
+    server = StatusServer(service, "127.0.0.1", 0)
+    server.start()
+    try:
+        (summary,) = service.run()
+        metrics = Client(server.port).metrics()
+    finally:
+        server.stop()
+    account = summary.account
+    for figures in account.per_asset:
+        label = (("asset", figures.asset), ("strategy_link", "dca@bt"))
+        assert metrics[("opdaemon_asset_trades_total", label)] == figures.trades > 0
+        assert metrics[("opdaemon_asset_fees_total", label)] == pytest.approx(figures.fees_paid)
+        assert metrics[("opdaemon_asset_pnl", label)] == pytest.approx(figures.pnl)
+        assert metrics[("opdaemon_position_value", label)] == pytest.approx(figures.position_value)
+    assert sum(figures.pnl for figures in account.per_asset) == pytest.approx(account.pnl)
+    assert metrics[("opdaemon_trades_total", (("strategy_link", "dca@bt"),))] == account.trades
