@@ -175,6 +175,7 @@ class Collect(IWorker):
     category = WorkerCategory.EXECUTION
     Params = WorkerParams
     columnar = True
+    columnar_across_assets = True
     acts_only_on_signals = True  # a watcher: never makes a row active
 
     def __init__(self, params: WorkerParams, services: WorkerServices) -> None:
@@ -226,17 +227,21 @@ def first_context_difference(worker_specs: Sequence[tuple[type[IWorker], dict]],
     return next(((row, ticked, columnar) for row, (ticked, columnar) in pairs if ticked != columnar), None)
 
 
-def assert_same_trades(make: Callable[[], Replay], candles: CandleColumns, sizes: Iterable[int]) -> Replay:
-    """Replay candles tick by tick and by blocks of sizes with two fresh Replays from make: the
-    same fills, account, cursors and history, and the same lines from the threats (kept in
-    `entry_block_lines`). Returns the columnar one."""
+def assert_same_trades(make: Callable[[], Replay], candles: Candles, sizes: Iterable[int]) -> Replay:
+    """Replay candles (one symbol's, or a window of several symbols') tick by tick and by blocks of
+    sizes (windows spanning sizes open times) with two fresh Replays from make: the same fills,
+    account, cursors and history, and the same lines from the threats (kept in
+    `entry_block_lines`; of several assets, each asset's in the same order: a columnar replay
+    gives a quiet stretch's lines asset by asset). Returns the columnar one."""
     with capture_logs() as tick_lines:
         by_ticks = make().by_ticks(candles)
+    blocks = windows(candles.columns, sizes) if isinstance(candles, CandleWindow) else split(candles, sizes)
     with capture_logs() as block_lines:
-        by_blocks = make().by_blocks(split(candles, sizes))
+        by_blocks = make().by_blocks(blocks)
     assert by_blocks.outcome() == by_ticks.outcome()
     by_blocks.entry_block_lines = entry_block_lines(block_lines)
-    assert by_blocks.entry_block_lines == entry_block_lines(tick_lines)
+    by_asset = lambda lines: sorted(lines, key=lambda line: line["asset"])  # noqa: E731 (stable: in order per asset)
+    assert by_asset(by_blocks.entry_block_lines) == by_asset(entry_block_lines(tick_lines))
     return by_blocks
 
 

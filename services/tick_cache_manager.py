@@ -6,6 +6,7 @@ from functools import partial
 from types import MappingProxyType
 from typing import NamedTuple, Protocol
 
+import numpy as np
 import structlog
 
 from backend.core.ohlcv_provider import OhlcvProvider
@@ -13,7 +14,7 @@ from backend.dtos import DTO, BaseContextDTO, OpportunitySignalDTO, OrderSide
 from backend.errors import OperatorOrderError
 from backend.interfaces import ITradingContextProvider, IWorker, WorkerCategory
 from backend.interfaces.candle_columns import CandleColumns
-from backend.interfaces.candle_window import Candles
+from backend.interfaces.candle_window import Candles, CandleWindow
 from backend.market_data import RawTick
 from backend.market_data.raw_tick import FrameRow, tick_at, tick_frames
 from backend.portfolio import StrategyAccount
@@ -91,6 +92,7 @@ class TickCacheManager:
         self._context_workers = [w for w in workforce if w.category is WorkerCategory.CONTEXT]
         self._acting_workers = [w for w in workforce if w.category is not WorkerCategory.CONTEXT]
         self._not_columnar = [worker.name for worker in workforce if not worker.columnar]
+        self._not_across_assets = [worker.name for worker in workforce if not worker.columnar_across_assets]
         # The workers that may act on a row by themselves (by default on every row), and those that
         # keep state across quiet rows (the others keep IWorker's default: nothing to do).
         self._gates = [w for w in self._acting_workers if not w.acts_only_on_signals]
@@ -148,9 +150,7 @@ class TickCacheManager:
                 self._replay = replay
                 log.info("backtest_replay", mode=replay[0], reason=why_not)
         if why_not is None:
-            assert isinstance(candles, CandleColumns)
-            rows = self._process_columnar(candles, stop)
-            return Replayed(rows, rows)
+            return self._process_columnar(candles, stop)
         for frame in tick_frames(candles):
             if stop.is_set() or self._abandoned:
                 break
@@ -236,52 +236,90 @@ class TickCacheManager:
         return build
 
     def why_not_columnar(self, candles: Candles) -> str | None:
-        """None when `process` may replay this block columnar; else why its rows go one tick at a time."""
-        if not isinstance(candles, CandleColumns):
-            return "several symbols"
-        symbol, account = candles.symbol, self.account
+        """None when `process` may replay this block (or window) columnar; else why its rows go one
+        tick at a time."""
+        account = self.account
         if self._not_columnar:
             return f"workers without a columnar replay: {', '.join(self._not_columnar)}"
-        if candles.warmup.any():
+        if len(self._assets) > 1 and self._not_across_assets:
+            return f"workers without a columnar replay of several assets: {', '.join(self._not_across_assets)}"
+        columns = candles.columns if isinstance(candles, CandleWindow) else (candles,)
+        if any(part.warmup.any() for part in columns):
             return "warm-up candles (context workers only)"
         if self._abandoned:
             return "the run was given up on"
-        if symbol not in self._assets or not account.is_new(symbol, candles.open_time(0)):
+        traded = [part for part in columns if len(part) and part.symbol in self._assets]
+        if not traded or not all(account.is_new(part.symbol, part.open_time(0)) for part in traded):
             return "candles this run does not trade"
-        if not account.can_close_quietly(symbol):
-            return "the account journals every candle, settles an order or holds another asset"
+        # A symbol of the window without a candle in it has no order event in it either.
+        if not account.can_close_quietly({part.symbol for part in columns}):
+            return "the account journals every candle, settles an order or has one of an asset not in these candles"
         return None
 
-    def _process_columnar(self, candles: CandleColumns, stop: threading.Event) -> int:
-        """Replay a block as IWorker's columnar contract says (only when `why_not_columnar` is None):
-        the rows up to the next one a worker acts on in bulk, that row as a tick; stops early once
-        stop is set (between steps, as tick by tick between ticks). Returns the rows processed."""
-        symbol, account, rows = candles.symbol, self.account, len(candles)
-        start = 0
+    def _process_columnar(self, candles: Candles, stop: threading.Event) -> Replayed:
+        """Replay a block (or a window: each symbol's block of one stretch of time) as IWorker's
+        columnar contract says (only when `why_not_columnar` is None): every worker prepares each
+        symbol's block; then, from where each symbol has got to, every gate names its next active
+        row of each symbol; the frames before the earliest of them are quiet (to the account and
+        the history in bulk, each worker's `skip` per symbol), and that one is processed as a
+        frame of ticks. Stops early once stop is set (between steps, as tick by tick between
+        frames). Returns the rows gone through (in frame order) and processed."""
+        columns = candles.columns if isinstance(candles, CandleWindow) else (candles,)
+        traded = [part for part in columns if len(part) and part.symbol in self._assets]
+        starts = [0] * len(traded)  # per traded symbol, its rows processed
         try:
             for worker in self._workforce:
-                self._step(worker, candles, 0)
-                worker.prepare_block(symbol, candles)
-            while start < rows and not self._abandoned and not stop.is_set():
-                portfolio = portfolio_snapshot(account.ledger.snapshot_values(symbol))
-                active = account.next_order_row(symbol, candles, start)  # an order may fill there
-                for worker in self._gates:
-                    self._step(worker, candles, start)
-                    active = min(active, worker.next_active_row(symbol, candles, start, portfolio))
-                if active > start:
-                    self._close_quietly(candles, range(start, min(active, rows)))
-                if active >= rows:
-                    self._history.append(symbol, candles, start, rows)
-                    start = rows
+                for part in traded:
+                    self._step(worker, part, 0)
+                    worker.prepare_block(part.symbol, part)
+            while not self._abandoned and not stop.is_set():
+                actives = [self._next_active_row(part, start) for part, start in zip(traded, starts, strict=True)]
+                active_time = min((int(part.open_times[row]) for part, row in zip(traded, actives, strict=True)
+                                   if row < len(part)), default=None)
+                # Each symbol's rows before the active frame (all of them when there is none) are quiet.
+                stops = [row if active_time is None or (row < len(part) and part.open_times[row] == active_time)
+                         else int(np.searchsorted(part.open_times, active_time))
+                         for part, row in zip(traded, actives, strict=True)]
+                quiet = [(part, range(start, stop_row)) for part, start, stop_row in zip(traded, starts, stops,
+                                                                                         strict=True)
+                         if stop_row > start]
+                if quiet:
+                    self._close_quietly(quiet)
+                if active_time is None:
+                    starts = stops
                     break
-                self._history.append(symbol, candles, start, active + 1)
-                self._process_active_row(candles, active)
-                start = active + 1
+                frame = [(part, row) for part, row in zip(traded, stops, strict=True)
+                         if row < len(part) and part.open_times[row] == active_time]
+                for part, row in frame:
+                    self._history.append(part.symbol, part, row, row + 1)
+                starts = [row + 1 if row < len(part) and part.open_times[row] == active_time else row
+                          for part, row in zip(traded, stops, strict=True)]
+                self._process_active_frame(frame)
         finally:
             self.current_worker = None
             self._context.clear_block()
         self.current_step = None  # kept after an error: where it failed
-        return start
+        processed = sum(starts)
+        if len(columns) == 1:
+            return Replayed(processed, processed)
+        unfinished = [int(part.open_times[start]) for part, start in zip(traded, starts, strict=True)
+                      if start < len(part)]
+        if not unfinished:
+            return Replayed(len(candles), processed)
+        reached = min(unfinished)  # every frame before it is through
+        return Replayed(sum(int(np.searchsorted(part.open_times, reached)) for part in columns), processed)
+
+    def _next_active_row(self, candles: CandleColumns, start: int) -> int:
+        """The first row of candles at or after start on which an order may fill or a gate acts."""
+        symbol = candles.symbol
+        if start >= len(candles):
+            return start
+        portfolio = portfolio_snapshot(self.account.ledger.snapshot_values(symbol))
+        active = self.account.next_order_row(symbol, candles, start)  # an order may fill there
+        for worker in self._gates:
+            self._step(worker, candles, start)
+            active = min(active, worker.next_active_row(symbol, candles, start, portfolio))
+        return min(active, len(candles))
 
     def _step(self, worker: IWorker, candles: CandleColumns, start: int) -> None:
         """For the watchdog: worker now works on the block's rows from start on (a vector step
@@ -289,20 +327,32 @@ class TickCacheManager:
         self.current_worker = worker.name
         self.current_step = (candles.open_time(start), time.monotonic(), len(candles) - start)
 
-    def _close_quietly(self, candles: CandleColumns, quiet: range) -> None:
-        """Rows no worker acts on: to the account (and the recorder) in bulk, then the workers' skip."""
-        symbol, account, recorder = candles.symbol, self.account, self.recorder
-        closes = candles.closes[quiet.start:quiet.stop]
-        equities = None if recorder is None else account.ledger.equities_at(symbol, closes)
-        account.close_quiet_candles(symbol, candles, quiet)
+    def _close_quietly(self, quiet: Sequence[tuple[CandleColumns, range]]) -> None:
+        """Rows no worker acts on (each symbol's, of one stretch of time): to the account, the
+        history and the recorder in bulk (the recorder's rows in frame order), then the workers' skip."""
+        account, recorder = self.account, self.recorder
+        equities = account.close_quiet_candles(quiet, equities=recorder is not None)
         if recorder is not None and equities is not None:
-            recorder.closed(candles, quiet, equities.tolist(), account)
+            if len(quiet) == 1:
+                (candles, rows), (curve,) = quiet[0], equities
+                recorder.closed(candles, rows, curve.tolist(), account)
+            else:
+                for _, index, row, equity in sorted(
+                        (int(candles.open_times[row]), index, row, float(curve[row - rows.start]))
+                        for index, ((candles, rows), curve) in enumerate(zip(quiet, equities, strict=True))
+                        for row in rows):
+                    recorder.closed(quiet[index][0], range(row, row + 1), (equity,), account)
         for worker in self._skippers:
-            self._step(worker, candles, quiet.start)
-            worker.skip(symbol, candles, quiet)
+            for candles, rows in quiet:
+                self._step(worker, candles, rows.start)
+                worker.skip(candles.symbol, candles, rows)
+        for candles, rows in quiet:
+            self._history.append(candles.symbol, candles, rows.start, rows.stop)
 
-    def _process_active_row(self, candles: CandleColumns, row: int) -> None:
-        """`process` for the row's tick, its context DTOs taken from the block's columns."""
-        columns = self._context.block_columns(candles.symbol)
-        dtos = [dto for dto in (column.at(row) for column in columns) if dto is not None]
-        self._run(((candles, row, tick_at(candles, row), True),), self._acting_workers, {candles.symbol: dtos})
+    def _process_active_frame(self, frame: Sequence[tuple[CandleColumns, int]]) -> None:
+        """`process` for the frame's ticks, their context DTOs taken from the blocks' columns."""
+        dtos = {}
+        for candles, row in frame:
+            columns = self._context.block_columns(candles.symbol)
+            dtos[candles.symbol] = [dto for dto in (column.at(row) for column in columns) if dto is not None]
+        self._run([(candles, row, tick_at(candles, row), True) for candles, row in frame], self._acting_workers, dtos)

@@ -7,11 +7,14 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from backend.config import BacktestEnvironment, load_operation
 from backend.errors import ConfigError
@@ -25,10 +28,10 @@ from backend.workers.opportunity.dca_schedule_opportunity import DcaScheduleOppo
 from backend.workers.planning.dca_planner import DcaPlanner
 from services.cli import main
 from services.operation_service import OperationService
-from services.plugin_testing import HOUR, Replay, sample_candles
+from services.plugin_testing import HOUR, Replay, assert_same_trades, sample_candles
 from services.status_server import StatusServer
 from services.worker_factory import WorkerFactory
-from tests.helpers import REPO, backtest_environment, blueprint, write_config_tree
+from tests.helpers import REPO, backtest_environment, blueprint, write_config_tree, write_yaml
 from tests.test_status_server import Client
 
 SAMPLE = REPO / "data" / "kraken_xbtusd_1h_2023q1.csv"
@@ -161,14 +164,16 @@ def test_several_symbols_are_not_resampled(tmp_path):
 # --- one run, one account, every symbol's candles frame by frame -----------------------------------
 
 
-def eth_like(btc: CandleColumns) -> CandleColumns:
-    """ETH/USD made up from BTC/USD's candles as write_data does (without the rows of ETH_HOLES)."""
+def eth_like(btc: CandleColumns, lag: int = 0) -> CandleColumns:
+    """ETH/USD made up from BTC/USD's candles as write_data does (without the rows of ETH_HOLES),
+    each row priced as BTC/USD's `lag` rows later (the last ones wrapping round to the first)."""
     keep = np.ones(len(btc), dtype=bool)
     for hole in ETH_HOLES:
         keep[hole.start:hole.stop] = False
     times = btc.open_times[keep]
     missing = np.concatenate(([0], np.diff(times) // HOUR - 1))
-    opens, highs, lows, closes = (column[keep] * 0.075 + 3 for column in (btc.opens, btc.highs, btc.lows, btc.closes))
+    opens, highs, lows, closes = (np.roll(column, -lag)[keep] * 0.075 + 3
+                                  for column in (btc.opens, btc.highs, btc.lows, btc.closes))
     return CandleColumns("ETH/USD", times, opens, highs, lows, closes, btc.volumes[keep], missing)
 
 
@@ -295,3 +300,77 @@ def test_the_metrics_give_each_asset_and_the_total(tmp_path):
         assert metrics[("opdaemon_position_value", label)] == pytest.approx(figures.position_value)
     assert sum(figures.pnl for figures in account.per_asset) == pytest.approx(account.pnl)
     assert metrics[("opdaemon_trades_total", (("strategy_link", "dca@bt"),))] == account.trades
+
+
+# --- the columnar replay of several symbols --------------------------------------------------------
+
+
+def without_drawdown_threat(path: Path, directory: Path) -> Path:
+    """The blueprint file without its drawdown threat (it reads the account's equity, which moves
+    with every asset held: a run of several assets with it replays tick by tick)."""
+    spec = yaml.safe_load(path.read_text())
+    spec["workforce"]["threat"] = [w for w in spec["workforce"].get("threat", []) if w["plugin"] != "drawdown_threat"]
+    return write_yaml(directory / path.name, spec)
+
+
+class EquityRows:
+    """A TickRecorder that keeps each row it is told of: (open time, symbol, equity)."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, str, float]] = []
+
+    def closed(self, candles: CandleColumns, rows: range, equities: Sequence[float], account: object) -> None:
+        self.rows += zip(candles.open_times[rows.start:rows.stop].tolist(), [candles.symbol] * len(rows), equities,
+                         strict=True)
+
+
+LAGGING_ETH = eth_like(BTC, lag=37)  # its signals come on other candles than BTC/USD's
+LATE_ETH = LAGGING_ETH.rows(200, len(ETH) - 150)  # starts and ends inside the range: windows without ETH/USD
+
+
+@pytest.mark.parametrize("blueprint_name", ["smart_dca_btc.yaml", "ict_smc_strategy.yaml", "ema_cross.yaml"])
+@pytest.mark.parametrize("sizes", [[4096], [1], [7, 300, 1, 2, 50]], ids=["4096", "1", "mixed"])
+@pytest.mark.parametrize("eth", [ETH, LAGGING_ETH, LATE_ETH], ids=["eth", "lagging_eth", "late_eth"])
+def test_several_symbols_trade_identically_columnar_or_tick_by_tick(tmp_path, blueprint_name, sizes, eth):
+    blueprint_file = without_drawdown_threat(REPO / "config" / "strategies" / blueprint_name, tmp_path)
+    made: list[Replay] = []
+
+    def make() -> Replay:
+        replay = Replay(blueprint_file=blueprint_file, symbols=SYMBOLS, fee_rate=0.001)
+        replay.manager.recorder = EquityRows()
+        made.append(replay)
+        return replay
+
+    replay = assert_same_trades(make, CandleWindow((BTC, eth)), sizes)
+    by_ticks, by_blocks = (made_replay.manager.recorder for made_replay in made)
+    assert isinstance(by_ticks, EquityRows) and isinstance(by_blocks, EquityRows)
+    assert by_blocks.rows == by_ticks.rows and len(by_ticks.rows) == len(BTC) + len(eth)
+    if eth is not ETH or blueprint_name != "ema_cross.yaml":  # all in: ETH/USD's crosses are BTC/USD's, after it
+        assert {fill.asset for fill in replay.fills} == set(SYMBOLS)
+
+
+def test_a_worker_without_a_columnar_replay_of_several_assets_replays_them_tick_by_tick(tmp_path):
+    ict = REPO / "config" / "strategies" / "ict_smc_strategy.yaml"  # with its drawdown threat
+    both = Replay(blueprint_file=ict, symbols=SYMBOLS)
+    assert both.manager.why_not_columnar(CandleWindow((BTC, ETH))) == (
+        "workers without a columnar replay of several assets: drawdown_threat")
+    assert Replay(blueprint_file=ict).manager.why_not_columnar(BTC) is None  # one asset: columnar
+    replayed = both.manager.process(CandleWindow((BTC.rows(0, 500), ETH.rows(0, 497))), threading.Event())
+    assert replayed == (997, 997)
+
+
+def test_the_cli_and_its_report_are_the_same_for_two_symbols_columnar_or_tick_by_tick(tmp_path):
+    lines, printed, report = run_cli(tmp_path / "columnar", two_symbols())
+    tick_strategy = {**DCA_BOTH, "workforce": {**DCA_BOTH["workforce"], "execution": [
+        *DCA_BOTH["workforce"]["execution"], {"plugin": "tests.columnar:NotColumnar"}]}}
+    tick_lines, tick_printed, tick_report = run_cli(tmp_path / "ticks", two_symbols(), tick_strategy)
+    modes = {(line["mode"], line["reason"]) for line in lines if line["event"] == "backtest_replay"}
+    assert modes == {("columnar", None)}
+    assert {line["mode"] for line in tick_lines if line["event"] == "backtest_replay"} == {"tick_by_tick"}
+    summary = [{k: v for k, v in line.items() if k != "timestamp"} for line in lines
+               if line["event"] == "strategy_summary"]
+    assert summary == [{k: v for k, v in line.items() if k != "timestamp"} for line in tick_lines
+                       if line["event"] == "strategy_summary"]
+    assert printed.replace("columnar", "ticks") == tick_printed
+    for name in ("trades.csv", "orders.csv", "equity.csv", "summary.json"):
+        assert (report / "dca@bt" / name).read_text() == (tick_report / "dca@bt" / name).read_text(), name

@@ -303,6 +303,35 @@ class Ledger:
         state.peak_equity, state.max_drawdown_pct = peak, deepest
         self.mark(asset, float(closes[-1]))
 
+    def record_frames(self, stretches: Sequence[tuple[str, np.ndarray, np.ndarray]],
+                      equities: bool = False) -> list[np.ndarray] | None:
+        """Frames of candles no one traded on, given per symbol as (symbol, open times, closes) of
+        one stretch of time: for each frame (an open time of any of them), in time order, mark the
+        closes of that time, then close the frame on the equity curve; the same floats as one
+        frame at a time (`equity()` adds the positions up in the same order), whatever is held.
+        equities: also return each stretch's equity at each of its rows (its frame's)."""
+        state, prices = self.state, self._last_prices
+        times = np.unique(np.concatenate([open_times for _, open_times, _ in stretches]))
+        held: np.ndarray | None = None
+        for asset, position in state.positions.items():
+            mark = prices.get(asset, position.avg_entry_price)
+            price = np.full(len(times), mark)
+            for symbol, open_times, closes in stretches:
+                if symbol == asset:  # its last close at each frame, the mark before its first
+                    at = np.searchsorted(open_times, times, side="right") - 1
+                    price = np.where(at >= 0, closes[np.maximum(at, 0)], mark)
+                    break
+            part = position.qty * price
+            held = 0.0 + part if held is None else held + part
+        curve = np.full(len(times), state.cash) if held is None else state.cash + held
+        drawdowns, state.peak_equity = drawdown_curve(curve, state.peak_equity)
+        state.max_drawdown_pct = max(state.max_drawdown_pct, float(drawdowns.max()))
+        for symbol, _, closes in stretches:
+            self.mark(symbol, float(closes[-1]))
+        if not equities:
+            return None
+        return [curve[np.searchsorted(times, open_times)] for _, open_times, _ in stretches]
+
     def snapshot(self, order_outcomes: Mapping[str, int] = NO_ORDERS, unsettled_orders: int = 0,
                  open_orders: tuple[OrderView, ...] = (), reserved_cash: float = 0.0,
                  protections: Mapping[str, Protection] = NO_PROTECTIONS) -> AccountSnapshot:
