@@ -91,6 +91,9 @@ class TickCacheManager:
         self._workforce = list(workforce)
         self._context_workers = [w for w in workforce if w.category is WorkerCategory.CONTEXT]
         self._acting_workers = [w for w in workforce if w.category is not WorkerCategory.CONTEXT]
+        # Each worker with whether it is a context one (which also runs on a warm-up tick).
+        self._workforce_steps = [(worker, worker.category is WorkerCategory.CONTEXT) for worker in workforce]
+        self._acting_steps = [(worker, False) for worker in self._acting_workers]
         self._not_columnar = [worker.name for worker in workforce if not worker.columnar]
         self._not_across_assets = [worker.name for worker in workforce if not worker.columnar_across_assets]
         # The workers that may act on a row by themselves (by default on every row), and those that
@@ -163,7 +166,7 @@ class TickCacheManager:
         how many were processed (none of a symbol the strategy does not trade, nor of a candle
         processed before a restart, nor any once the run was abandoned)."""
         opened: list[_OpenRow] = []
-        dtos: dict[str, tuple[DTO, ...]] = {}
+        dtos: Mapping[str, Iterable[DTO]] = NO_DTOS
         for candles, row, tick in frame:
             symbol = tick.symbol
             if symbol not in self._assets or self._abandoned:
@@ -177,8 +180,8 @@ class TickCacheManager:
             if trading and symbol in self._forced_entries:
                 self._forced_entries.discard(symbol)
                 log.info("force_entry_signalled", asset=symbol, candle_time=tick.timestamp.isoformat())
-                dtos[symbol] = (FORCED_ENTRY,)
-        if not opened or not self._run(opened, self._workforce, dtos):
+                dtos = {**dtos, symbol: (FORCED_ENTRY,)}
+        if not opened or not self._run(opened, self._workforce_steps, dtos):
             return 0
         return len(opened)
 
@@ -189,33 +192,37 @@ class TickCacheManager:
             raise OperatorOrderError(f"{asset} is not an asset of this strategy ({', '.join(self._assets)})")
         self._forced_entries.add(asset)
 
-    def _run(self, opened: Sequence["_OpenRow"], workers: Sequence[IWorker],
+    def _run(self, opened: Sequence["_OpenRow"], steps: Sequence[tuple[IWorker, bool]],
              dtos: Mapping[str, Iterable[DTO]] = NO_DTOS) -> bool:
-        """A frame (its rows `opened`) around workers: the account opens every row's tick (marking
-        every asset of the frame before any worker sees the account), the cache starts with each
-        asset's dtos, each worker runs on every asset of the frame (an acting one only on those
-        traded) in the workforce's order, the cache is cleared, the account closes the ticks.
-        False if the run was abandoned meanwhile (the frame is then never closed)."""
-        context, account = self._context, self.account
+        """A frame (its rows `opened`) around workers (steps: each with whether it is a context
+        worker): the account opens every row's tick (marking every asset of the frame before any
+        worker sees the account), the cache starts with each asset's dtos, each worker runs on
+        every asset of the frame (an acting one only on those traded) in the workforce's order,
+        the cache is cleared, the account closes the ticks. False if the run was abandoned
+        meanwhile (the frame is then never closed)."""
+        context, account, builders = self._context, self.account, self._base_builders
         self.current_step = (opened[0][2].timestamp, time.monotonic(), 1)
-        for _, _, tick, trading in opened:
-            account.open_tick(tick, trading)
         # The account as of the frame's open, taken now and turned into DTOs only if a worker asks.
-        self._open = {tick.symbol: (tick, account.ledger.snapshot_values(tick.symbol)) for _, _, tick, _ in opened}
-        every = [tick.symbol for _, _, tick, _ in opened]
-        traded = every if all(trading for *_, trading in opened) else [
-            tick.symbol for _, _, tick, trading in opened if trading]
-        for symbol in every:
-            context.start_new_tick_lazily(symbol, self._base_context_of(symbol))
-            for dto in dtos.get(symbol, ()):
-                context.set_result_dto(symbol, dto)
+        open_rows = self._open
+        open_rows.clear()
+        for _, _, tick, trading in opened:
+            symbol = tick.symbol
+            open_rows[symbol] = (tick, account.open_tick(tick, trading))
+            context.start_new_tick_lazily(symbol, builders.get(symbol) or self._base_context_of(symbol))
+            if dtos:
+                for dto in dtos.get(symbol, ()):
+                    context.set_result_dto(symbol, dto)
+        if len(opened) > 1:  # each asset's view of the account once every asset of the frame is marked
+            for symbol, (tick, _) in open_rows.items():
+                open_rows[symbol] = (tick, account.ledger.snapshot_values(symbol))
         try:
-            for worker in workers:
+            for worker, context_worker in steps:
                 self.current_worker = worker.name
-                for symbol in every if worker.category is WorkerCategory.CONTEXT else traded:
-                    if self._abandoned:
-                        return False
-                    worker.process(symbol)
+                for _, _, tick, trading in opened:
+                    if trading or context_worker:
+                        if self._abandoned:
+                            return False
+                        worker.process(tick.symbol)
         finally:
             self.current_worker = None
             context.clear()
@@ -355,4 +362,4 @@ class TickCacheManager:
         for candles, row in frame:
             columns = self._context.block_columns(candles.symbol)
             dtos[candles.symbol] = [dto for dto in (column.at(row) for column in columns) if dto is not None]
-        self._run([(candles, row, tick_at(candles, row), True) for candles, row in frame], self._acting_workers, dtos)
+        self._run([(candles, row, tick_at(candles, row), True) for candles, row in frame], self._acting_steps, dtos)
