@@ -488,6 +488,8 @@ def _describe(run: RunSnapshot) -> dict[str, Any]:
                                     "unrealised_pnl_pct": p.unrealised_pnl_pct, "dust": p.dust,
                                     "protection": describe_protection(account, p.asset)}
                           for p in account.positions},
+            "per_asset": {f.asset: {"trades": f.trades, "fees_paid": f.fees_paid, "volume": f.volume,
+                                    "position_value": f.position_value, "pnl": f.pnl} for f in account.assets},
             "orders": dict(account.order_outcomes), "unsettled_orders": account.unsettled_orders,
             "open_orders": [describe_order(order, now) for order in account.open_orders],
             "open_orders_count": len(account.open_orders), "reserved_cash": account.reserved_cash,

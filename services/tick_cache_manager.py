@@ -59,8 +59,11 @@ class ReplayProgress:
 
 
 class TickCacheManager:
-    """One tick's lifecycle for one strategy: record the candle in the run's history, open the
-    cache, run the workforce, close it.
+    """One frame's lifecycle for one strategy (a frame: the candles of one open time, one per
+    asset; a block of one symbol gives frames of one candle): record the candles in the run's
+    history, open them in the account (every asset of the frame marked before any worker runs)
+    and in the cache, run the context workers on each asset, then each other worker on every
+    asset of the frame in turn, clear the cache and close the frame.
 
     Every processed candle (warm-up ones too) is in the history before the first worker runs, so a
     worker's `history(asset, n)` always ends with the current tick. `history_needed` is the run's
@@ -70,12 +73,13 @@ class TickCacheManager:
     stall watchdog: a candle, or a columnar step over many); after `abandon()` no further worker
     runs, so a run given up on never places an order late.
 
-    Candles come as blocks (a live candle: a block of one row) through one entry, `process`,
-    which decides per block (`why_not_columnar`): a block is replayed columnar when every worker
-    implements the columnar contract (IWorker), none of its rows is warm-up and the account
+    Candles come as blocks (a live candle: a block of one row; a backtest of several symbols: a
+    CandleWindow) through one entry, `process`, which decides per block (`why_not_columnar`): a
+    block is replayed columnar when every worker implements the columnar contract (IWorker; for
+    a run of several assets, across assets too), none of its rows is warm-up and the account
     keeps nothing per candle (a backtest's): the same DTOs on the rows where a worker acts, the
-    same trades, account and recorded equity as row by row, at a fraction of the cost;
-    otherwise row by row, each row a tick.
+    same trades, account and recorded equity as frame by frame, at a fraction of the cost;
+    otherwise frame by frame, each row a tick.
     """
 
     def __init__(
@@ -89,7 +93,6 @@ class TickCacheManager:
         self._context = context
         self._history = history
         self._workforce = list(workforce)
-        self._context_workers = [w for w in workforce if w.category is WorkerCategory.CONTEXT]
         self._acting_workers = [w for w in workforce if w.category is not WorkerCategory.CONTEXT]
         # Each worker with whether it is a context one (which also runs on a warm-up tick).
         self._workforce_steps = [(worker, worker.category is WorkerCategory.CONTEXT) for worker in workforce]

@@ -291,9 +291,16 @@ def test_the_metrics_give_each_asset_and_the_total(tmp_path):
     server.start()
     try:
         (summary,) = service.run()
-        metrics = Client(server.port).metrics()
+        client = Client(server.port)
+        metrics = client.metrics()
+        _, listed = client.json("/strategies/dca@bt")
     finally:
         server.stop()
+    assert isinstance(listed, dict)
+    assert listed["account"]["per_asset"] == {figures.asset: {
+        "trades": figures.trades, "fees_paid": pytest.approx(figures.fees_paid),
+        "volume": pytest.approx(figures.volume), "position_value": pytest.approx(figures.position_value),
+        "pnl": pytest.approx(figures.pnl)} for figures in summary.account.per_asset}
     account = summary.account
     for figures in account.per_asset:
         label = (("asset", figures.asset), ("strategy_link", "dca@bt"))
