@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ import pyarrow.parquet
 import pytest
 import yaml
 
-from backend.config import BacktestEnvironment, load_operation
+from backend.config import BacktestEnvironment, StrategyLink, load_operation
 from backend.errors import ConfigError
 from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
 from backend.interfaces.candle_columns import CandleColumns
@@ -30,9 +30,11 @@ from backend.workers.execution.market_order_executor import MarketOrderExecutor
 from backend.workers.opportunity.dca_schedule_opportunity import DcaScheduleOpportunity
 from backend.workers.planning.dca_planner import DcaPlanner
 from services.cli import main
+from services.link_lifecycle import ContinuedRun, LinkStop
 from services.operation_service import OperationService
 from services.plugin_testing import HOUR, Replay, assert_same_trades, sample_candles
 from services.status_server import StatusServer
+from services.strategy_run import StrategyRun
 from services.worker_factory import WorkerFactory
 from tests.helpers import REPO, backtest_environment, blueprint, write_config_tree, write_yaml
 from tests.test_status_server import Client
@@ -243,6 +245,18 @@ def test_a_symbols_hole_is_a_gap_of_that_symbol_only_the_others_trade_through_it
     traded = {(fill.asset, fill.timestamp) for fill in replay.fills}
     assert ("BTC/USD", hole[1]) in traded and not any(moment in hole for asset, moment in traded if asset != "BTC/USD")
     assert {asset for asset, _ in traded} == set(SYMBOLS)
+
+
+def test_a_link_started_again_marks_each_symbols_hole_since_its_stop():
+    replay = Replay(worker_specs=dca(50), symbols=SYMBOLS)
+    replay.by_ticks(CandleWindow((BTC.rows(0, 10), ETH.rows(0, 8))))  # BTC/USD up to row 9, ETH/USD to row 7
+    link = StrategyLink(strategy_blueprint_id="dca", execution_environment_id="bt")
+    stopped = StrategyRun(link, replay.manager, threading.Event())
+    continued = ContinuedRun(stopped, link, timedelta(hours=1), LinkStop(threading.Event()), 16)
+    assert continued.submit(CandleWindow((BTC.rows(20, 30), ETH.rows(20, 30))))
+    (queued,) = continued._ticks
+    assert isinstance(queued, CandleWindow)
+    assert [int(columns.missing_before[0]) for columns in queued.columns] == [10, 12]
 
 
 # --- the whole daemon: a run's summaries, report and metrics, per asset and in total ----------------
