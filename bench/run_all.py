@@ -20,6 +20,9 @@ Rows:
   measurement of each `--baseline` git revision (extracted with `git archive` into a temporary
   directory and run with the same script): by default 944a9ad, the seed when issue 9 was taken
   up, and bd06b08, the last revision that replayed every backtest tick by tick.
+- several symbols: smart DCA through the full service, one run trading one symbol, then two (one
+  account; the second symbol made up from the first, priced as it 37 candles later), replayed
+  columnar and tick by tick: candles per second (every symbol's) and the same trades.
 - scaling: N links of smart DCA over 1 and min(N, cores) processes (`--processes`), through the
   CLI, against one link in one process (bench/bench_scaling.py).
 - memory: 1, 100 and 1,000 runs of ICT/SMC on one environment (the sample's first candles, more than
@@ -59,7 +62,7 @@ BASELINES = ["944a9ad", "bd06b08"]
 STRATEGIES = REPO / "config" / "strategies"
 EMA_CROSS = STRATEGIES / "ema_cross.yaml"
 BLUEPRINTS = {"ICT/SMC": STRATEGIES / "ict_smc_strategy.yaml", "smart DCA": STRATEGIES / "smart_dca_btc.yaml"}
-SECTIONS = ("peers", "overhead", "orders", "blueprints", "scaling", "memory")
+SECTIONS = ("peers", "overhead", "orders", "blueprints", "multi", "scaling", "memory")
 NOT_COLUMNAR = {"plugin": "bench.tick_by_tick:NotColumnar"}
 EXECUTOR_ONLY = {
     "display_name": "no computation", "assets": ["BTC/USD"], "timeframe": "1h",
@@ -75,10 +78,12 @@ def ensure_peers() -> None:
 
 
 def service_case(blueprint: Path, data: Path, runs: int = 1, memory: bool = False,
-                 code: Path = REPO) -> dict:
+                 code: Path = REPO, also: dict[str, Path] | None = None) -> dict:
     command = [sys.executable, str(BENCH / "service_case.py"), str(blueprint), str(data), "--runs", str(runs)]
     if memory:
         command.append("--memory")
+    for symbol, path in (also or {}).items():
+        command += ["--also", f"{symbol}={path}"]
     env = {"PYTHONPATH": str(code), "PATH": ""}
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=code, check=False)
     if done.returncode:
@@ -192,6 +197,31 @@ def resting_orders(candles: int, tmp: Path, repeat: int) -> None:
               f"{columnar['trades']:>8}{same_trades:>13}")
 
 
+def multi_asset(candles: int, tmp: Path, repeat: int) -> None:
+    """Smart DCA on one symbol, then on two (a second made up from the first, priced as it 37
+    candles later and scaled: its own signals), one run and one account, columnar and tick by tick."""
+    first, rows = sample_rows()
+    series = mirrored(rows, candles)
+    data_file = write_csv(tmp / "multi_btc.csv", first, series)
+    lagged = series[37:] + series[:37]
+    other = write_csv(tmp / "multi_eth.csv", first, [(*(price * 0.075 for price in row[:4]), row[4])
+                                                      for row in lagged])
+    path = BLUEPRINTS["smart DCA"]
+    print(f"\n## Several symbols, smart DCA, one run, full service ({candles:,} candles per symbol)")
+    print(f"{'':<14}{'candles/s columnar':>20}{'tick by tick':>14}{'columnar is':>13}{'fills':>8}{'same trades':>13}")
+    for label, also in (("1 symbol", None), ("2 symbols", {"ETH/USD": other})):
+        contenders = (path, tick_by_tick(path, tmp))
+        runs: list[list[dict]] = [[], []]
+        for _ in range(repeat):  # interleaved
+            for index, blueprint in enumerate(contenders):
+                runs[index].append(service_case(blueprint, data_file, also=also))
+        columnar, by_ticks = (min(results, key=lambda r: r["seconds"]) for results in runs)
+        same_trades = same([columnar["trades"], by_ticks["trades"]],
+                           [columnar["final_equity"], by_ticks["final_equity"]])
+        print(f"  {label:<12}{rate(columnar):>20,.0f}{rate(by_ticks):>14,.0f}{rate(columnar) / rate(by_ticks):>12.1f}x"
+              f"{columnar['trades']:>8}{same_trades:>13}")
+
+
 def blueprints(candles: int, baselines: list[str], tmp: Path, repeat: int) -> None:
     first, rows = sample_rows()
     data_file = write_csv(tmp / "blueprints.csv", first, mirrored(rows, candles))
@@ -234,6 +264,7 @@ def main() -> None:
     parser.add_argument("--blueprint-candles", type=int, default=50_000, help="candles of the shipped blueprints' rows")
     parser.add_argument("--overhead-candles", type=int, default=100_000)
     parser.add_argument("--orders-candles", type=int, default=50_000, help="candles of the resting orders' rows")
+    parser.add_argument("--multi-candles", type=int, default=50_000, help="candles per symbol, several-symbol rows")
     parser.add_argument("--memory-candles", type=int, default=600, help="candles of the memory rows (history: 50)")
     parser.add_argument("--baseline", action="append", help="git revision the shipped blueprints are compared with "
                         f"(repeatable; default: {' and '.join(BASELINES)})")
@@ -241,16 +272,19 @@ def main() -> None:
     parser.add_argument("--scaling-candles", type=int, default=500_000, help="candles per link of the scaling rows")
     parser.add_argument("--only", choices=SECTIONS, action="append")
     args = parser.parse_args()
-    ensure_peers()
+    only = args.only or SECTIONS
+    if "peers" in only:
+        ensure_peers()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        only = args.only or SECTIONS
         if "peers" in only:
             peers(args.candles, tmp, args.repeat)
         if "overhead" in only:
             overhead(args.overhead_candles, tmp, args.repeat)
         if "orders" in only:
             resting_orders(args.orders_candles, tmp, args.repeat)
+        if "multi" in only:
+            multi_asset(args.multi_candles, tmp, args.repeat)
         if "blueprints" in only:
             blueprints(args.blueprint_candles, args.baseline or BASELINES, tmp, args.repeat)
         if "scaling" in only:

@@ -8,6 +8,10 @@ It only uses the service's public entry points (load_operation, OperationService
 script measures an older checkout of opdaemon too (`PYTHONPATH=that/checkout`).
 
     python bench/service_case.py BLUEPRINT.yaml DATA.csv [--runs N] [--fee RATE] [--memory]
+                                 [--also SYMBOL=DATA.csv ...]
+
+--also: more symbols of the same environment (its `symbols` and `data_files`; DATA is BTC/USD's),
+each traded by the blueprint too.
 """
 
 import argparse
@@ -35,9 +39,12 @@ def data_range(data: Path) -> tuple[str, str]:
     return first.isoformat(), (last + timedelta(hours=1)).isoformat()
 
 
-def write_tree(root: Path, blueprint: Path, data: Path, runs: int, fee: float) -> Path:
+def write_tree(root: Path, blueprint: Path, data: Path, runs: int, fee: float,
+               also: dict[str, Path] | None = None) -> Path:
     spec = yaml.safe_load(blueprint.read_text())
     start, end = data_range(data)
+    if also:
+        spec["assets"] = ["BTC/USD", *also]
     for index in range(runs):
         path = root / "config" / "strategies" / f"bench_{index}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -47,6 +54,11 @@ def write_tree(root: Path, blueprint: Path, data: Path, runs: int, fee: float) -
         "timeframe": "1h", "start": start, "end": end,
         "starting_capital": 10_000, "fee_rate": fee, "slippage_bps": 0,
     }
+    if also:
+        del environment["data_file"], environment["symbol"]
+        environment["symbols"] = spec["assets"]
+        environment["data_files"] = {"BTC/USD": str(data.resolve()),
+                                     **{symbol: str(path.resolve()) for symbol, path in also.items()}}
     (root / "config" / "environments").mkdir(parents=True)
     (root / "config" / "environments" / "bench.yaml").write_text(yaml.safe_dump(environment))
     operation = {
@@ -140,6 +152,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--fee", type=float, default=0.0)
     parser.add_argument("--memory", action="store_true", help="also report memory per run and the process RSS")
+    parser.add_argument("--also", action="append", default=[], metavar="SYMBOL=DATA",
+                        help="another symbol of the environment and its candle CSV")
     args = parser.parse_args()
     # Warnings and errors only, as a quiet production run: no line per order filled.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
@@ -148,7 +162,8 @@ def main() -> None:
     from services.operation_service import OperationService
 
     with tempfile.TemporaryDirectory() as tmp:
-        operation = write_tree(Path(tmp), args.blueprint, args.data, args.runs, args.fee)
+        also = {symbol: Path(path) for symbol, path in (item.split("=", 1) for item in args.also)}
+        operation = write_tree(Path(tmp), args.blueprint, args.data, args.runs, args.fee, also)
         service = OperationService(load_operation(operation))
         started = time.perf_counter()
         summaries = service.run()

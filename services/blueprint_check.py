@@ -32,6 +32,7 @@ from backend.config import BacktestEnvironment, LoadedOperation, ResolvedLink
 from backend.dtos import DTO
 from backend.interfaces import IWorker, WorkerCategory
 from backend.interfaces.candle_columns import CandleColumns
+from backend.interfaces.candle_window import CandleWindow
 from backend.market_data.candle_checks import timeframe_seconds
 from backend.market_data.raw_tick import columns_of, ticks_of
 from backend.market_data.resample import Resampler
@@ -102,41 +103,51 @@ class LinkCheck:
         return f"at {self.candles.open_time(row):%Y-%m-%dT%H:%M} (row {row})"
 
 
-def link_candles(link: ResolvedLink, environments: ExecutionEnvironments) -> CandleColumns | None:
-    """The candles a backtest link's run gets: its environment's range, resampled to the blueprint's
-    timeframe when that is longer (as the environment feed does); None when no bar is complete."""
+def link_candles(link: ResolvedLink, environments: ExecutionEnvironments) -> list[CandleColumns]:
+    """The candles a backtest link's run gets, one block per symbol of its environment: its range,
+    resampled to the blueprint's timeframe when that is longer (as the environment feed does); a
+    symbol with no complete bar has none."""
     environment = link.environment
     assert isinstance(environment, BacktestEnvironment)
     source = environments.tick_source(environment)
     with capture_logs():  # the data's gaps: `validate` and a run report them
-        candles = joined(environment.symbol, source.blocks(threading.Event()))
-    if timeframe_seconds(link.blueprint.timeframe) == timeframe_seconds(environment.timeframe):
-        return candles
-    resampler = Resampler(environment.timeframe, link.blueprint.timeframe)
-    bars = [bar for tick in ticks_of(candles) for bar in resampler.add(tick)]
-    return columns_of(bars) if bars else None
+        blocks = list(source.blocks(threading.Event()))
+    found = []
+    for index, symbol in enumerate(environment.symbols):
+        candles = joined(symbol, [block.columns[index] if isinstance(block, CandleWindow) else block
+                                  for block in blocks])
+        if timeframe_seconds(link.blueprint.timeframe) != timeframe_seconds(environment.timeframe):
+            resampler = Resampler(environment.timeframe, link.blueprint.timeframe)
+            bars = [bar for tick in ticks_of(candles) for bar in resampler.add(tick)]
+            if not bars:
+                continue
+            candles = columns_of(bars)
+        found.append(candles)
+    return found
 
 
 def check_operation(operation: LoadedOperation, seed: int) -> Iterator[str]:
     """Every problem with the blueprints of the operation's backtest links, one line each, starting
-    `<blueprint file>: `; a link of a live or paper environment is skipped (logged)."""
+    `<blueprint file>: `, on each symbol of the link's environment in turn (its workers run per
+    asset); a link of a live or paper environment is skipped (logged)."""
     environments = ExecutionEnvironments(threading.Event())
     for link in operation.links:
         if not isinstance(link.environment, BacktestEnvironment):
             log.info("check_link_skipped", strategy_link=link.link_id, reason="a live or paper environment")
             continue
         with settings_of(link.environment_file, operation.timerange):
-            candles = link_candles(link, environments)
-        if candles is None:
+            symbols_candles = link_candles(link, environments)
+        if not symbols_candles:
             log.info("check_link_skipped", strategy_link=link.link_id, reason="no complete bar in the range")
             continue
-        log.info("check_link_started", strategy_link=link.link_id, blueprint=str(link.blueprint_file),
-                 candles=len(candles), timeframe=link.blueprint.timeframe)
-        started = time.monotonic()
-        problems = list(check_link(LinkCheck(link, candles, seed)))
-        log.info("check_link_finished", strategy_link=link.link_id, problems=len(problems),
-                 seconds=round(time.monotonic() - started, 1))
-        yield from (f"{link.blueprint_file}: {problem}" for problem in problems)
+        for candles in symbols_candles:
+            log.info("check_link_started", strategy_link=link.link_id, blueprint=str(link.blueprint_file),
+                     symbol=candles.symbol, candles=len(candles), timeframe=link.blueprint.timeframe)
+            started = time.monotonic()
+            problems = list(check_link(LinkCheck(link, candles, seed)))
+            log.info("check_link_finished", strategy_link=link.link_id, symbol=candles.symbol,
+                     problems=len(problems), seconds=round(time.monotonic() - started, 1))
+            yield from (f"{link.blueprint_file}: {problem}" for problem in problems)
 
 
 def check_link(check: LinkCheck) -> Iterator[str]:

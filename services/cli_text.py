@@ -26,6 +26,11 @@ def format_summaries(summaries: Sequence) -> str:
             lines.append(f"   holds {p.quantity:.8g} {p.asset} @ {p.average_entry_price:,.2f}   now {p.price:,.2f}"
                          f"   unrealised {p.unrealised_pnl:+,.2f} ({p.unrealised_pnl_pct:+.2f}%)"
                          + ("   dust (below the minimum order)" if p.dust else ""))
+        if len(a.per_asset) > 1:  # one asset's figures are the totals above
+            lines.append(f"   {'by asset':<20} {'trades':>6} {'fees':>10} {'volume':>14} {'held value':>14}"
+                         f" {'PnL':>13}")
+            lines += [f"   {f.asset:<20} {f.trades:>6} {f.fees_paid:>10,.2f} {f.volume:>14,.2f}"
+                      f" {f.position_value:>14,.2f} {f.pnl:>+13,.2f}" for f in a.per_asset]
         lines += format_trade_stats(s.trade_stats)
         if s.orders_rejected or s.orders_unknown or s.orders_skipped:  # worth a look on a live account
             lines.append(f"   orders not filled: rejected {s.orders_rejected}   unknown {s.orders_unknown}"

@@ -9,9 +9,11 @@ for when a bar is complete and how gaps are marked).
 Invariants: the feed thread never dies outside its error handling; it never waits on a run that
 takes no more ticks (failed, stalled, stopping); every line it logs names the environment and
 the strategy links that depend on it; a live feed that delivered no candle has failed; progress
-counts base ticks, whatever the runs' timeframes; runs attached while it runs (`attach`, `detach`)
-get every tick from then on or none, and a run attached is finished when the feed ends, never
-left waiting; a run stopped on request keeps the feed going (it may be started again).
+counts base ticks (every symbol's), whatever the runs' timeframes; a window of several symbols
+goes to the runs as it is (several symbols are never resampled: the config loader refuses it);
+runs attached while it runs (`attach`, `detach`) get every tick from then on or none, and a run
+attached is finished when the feed ends, never left waiting; a run stopped on request keeps the
+feed going (it may be started again).
 """
 
 import threading
@@ -20,11 +22,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-import numpy as np
 import structlog
 
 from backend.errors import OpdaemonError
 from backend.interfaces.candle_columns import CandleColumns
+from backend.interfaces.candle_window import Candles, CandleWindow
 from backend.market_data import RawTick, TickSource
 from backend.market_data.candle_checks import log_data_gap
 from backend.market_data.raw_tick import columns_of, shared_ticks_of
@@ -44,9 +46,13 @@ class _Progress:
         self._next_pct = every_pct
         self._started = time.monotonic()
 
-    def cut(self, candles: CandleColumns, sent: int) -> Iterator[CandleColumns]:
+    def cut(self, candles: Candles, sent: int) -> Iterator[Candles]:
         """candles (the ticks after the first `sent`) cut where a line is due, so that each is
-        logged once the tick it counts is sent (`report` between the pieces)."""
+        logged once the tick it counts is sent (`report` between the pieces); a window of several
+        symbols is never cut (a line is logged after it)."""
+        if isinstance(candles, CandleWindow):
+            yield candles
+            return
         start = 0
         while self._total:
             due = -(-self._next_pct * self._total // 100) - (sent + start)  # ticks until the next line
@@ -282,18 +288,20 @@ class EnvironmentFeed:
                 progress.report(sent, candles.open_time(len(candles) - 1))
         return sent
 
-    def _send_block(self, candles: CandleColumns) -> bool:
+    def _send_block(self, candles: Candles) -> bool:
         """False, sending nothing, once no run bound here takes ticks."""
         self.last_tick_at = time.monotonic()
         if self._unneeded():
             log.warning("environment_feed_idle", reason="no strategy run bound to it takes ticks any more")
             return False
-        self.gaps += int(np.count_nonzero(candles.missing_before))
+        self.gaps += candles.missing_candles
         for route in self._routes:
             if route.resampler is None:
                 for run in route.runs:
                     run.submit(candles)
             else:  # the bars the block completes, as a block of their own
+                # Several symbols are never resampled: the config loader refuses it.
+                assert isinstance(candles, CandleColumns), "a window of several symbols is never resampled"
                 bars = [bar for tick in shared_ticks_of(candles) for bar in route.resampler.add(tick)]
                 for bar in bars:
                     self._announce_gaps(route.timeframe, bar)

@@ -45,7 +45,9 @@ class ExecutionEnvironments:
 
     def tick_source(self, environment: EnvironmentConfig) -> TickSource:
         if isinstance(environment, BacktestEnvironment):
-            return BacktestSource(environment, self.candle_file(environment.data_file, environment.timeframe))
+            return BacktestSource(environment, {symbol: self.candle_file(environment.data_file_of(symbol),
+                                                                         environment.timeframe)
+                                                for symbol in environment.symbols})
         return self._venue(environment).tick_source(environment)
 
     def order_gateway(self, environment: EnvironmentConfig, link_id: str,
@@ -66,9 +68,10 @@ class ExecutionEnvironments:
             return self._venue(environment).market_rules(environment)
         path = environment.markets_file
         if path is None:
-            if environment.data_file not in self._defaulted:
-                self._defaulted.add(environment.data_file)
-                log.warning("market_rules_defaulted", data_file=str(environment.data_file), symbols=environment.symbols,
+            data_file = environment.data_file_of(environment.symbols[0])
+            if data_file not in self._defaulted:
+                self._defaulted.add(data_file)
+                log.warning("market_rules_defaulted", data_file=str(data_file), symbols=environment.symbols,
                             rules="none: orders are neither rounded to a lot or tick nor refused for their size",
                             fix="set markets_file, or put the exchange's markets.json beside the data file")
             return None

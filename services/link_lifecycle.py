@@ -13,6 +13,7 @@ from datetime import timedelta
 
 from backend.config import StrategyLink
 from backend.interfaces.candle_columns import CandleColumns
+from backend.interfaces.candle_window import Candles, CandleWindow
 from services.strategy_run import StrategyRun
 
 POLL_SECONDS = 0.05  # how often wait() looks at the operation's stop as well
@@ -68,12 +69,17 @@ class ContinuedRun(StrategyRun):
         self._bar = bar
         self._last_before_stop = stopped.tick_manager.account.cursors  # per asset, the last candle processed
 
-    def submit(self, candles: CandleColumns) -> bool:
+    def submit(self, candles: Candles) -> bool:
         if self._last_before_stop:  # only until each asset's first candle after the stop has come
-            candles = self._with_hole_marked(candles)
+            if isinstance(candles, CandleWindow):
+                candles = CandleWindow(tuple(map(self._with_hole_marked, candles.columns)))
+            else:
+                candles = self._with_hole_marked(candles)
         return super().submit(candles)
 
     def _with_hole_marked(self, candles: CandleColumns) -> CandleColumns:
+        if not len(candles):
+            return candles
         last = self._last_before_stop.pop(candles.symbol, None)
         first = candles.open_time(0)
         if last is None or first <= last:

@@ -10,6 +10,7 @@ backtest links (services.blueprint_check); the daemon's own tests use it too.
 
 import threading
 from collections.abc import Callable, Container, Iterable, MutableMapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import cycle, pairwise
 from pathlib import Path
@@ -25,6 +26,7 @@ from backend.core.trading_context_provider import TradingContextProvider
 from backend.dtos import DTO, AccountState, FillDTO
 from backend.interfaces import Candle, IWorker, WorkerCategory, WorkerParams, WorkerServices
 from backend.interfaces.candle_columns import CandleColumns
+from backend.interfaces.candle_window import Candles, CandleWindow
 from backend.market_data.candle_file import read_candle_file
 from backend.market_data.timeframes import timeframe_length
 from backend.portfolio import Ledger, SimulatedGateway, StrategyAccount
@@ -68,12 +70,7 @@ def sample_candles(path: Path = SAMPLE_1H, timeframe: str = "1h", symbol: str = 
 def joined(symbol: str, blocks: Iterable[Any]) -> CandleColumns:
     """Consecutive blocks of candles (CandleColumns or a data file's blocks) as one, without a
     hole before its first row."""
-    parts = list(blocks)
-    column = lambda name: np.concatenate([getattr(block, name) for block in parts])  # noqa: E731
-    missing = column("missing_before")
-    missing[0] = 0
-    return CandleColumns(symbol, column("open_times"), column("opens"), column("highs"), column("lows"),
-                         column("closes"), column("volumes"), missing)
+    return replace(CandleColumns.concatenated(list(blocks)), symbol=symbol).with_missing_before_first(0)
 
 
 def random_sizes(seed: int = 1, count: int = 2000) -> list[int]:
@@ -86,13 +83,28 @@ def random_sizes(seed: int = 1, count: int = 2000) -> list[int]:
 
 def split(candles: CandleColumns, sizes: Iterable[int]) -> list[CandleColumns]:
     """candles cut into consecutive blocks of the given sizes, repeated as needed."""
+    return [candles.rows(start, stop) for start, stop in pairwise(split_points(len(candles), sizes))]
+
+
+def split_points(rows: int, sizes: Iterable[int]) -> list[int]:
+    """Where rows are cut into consecutive parts of the given sizes (repeated as needed): 0, ..., rows."""
     cuts = [0]
     for size in cycle(sizes):
-        if cuts[-1] + size >= len(candles):
+        if cuts[-1] + size >= rows:
             break
         cuts.append(cuts[-1] + size)
-    cuts.append(len(candles))
-    return [candles.rows(start, stop) for start, stop in pairwise(cuts)]
+    cuts.append(rows)
+    return cuts
+
+
+def windows(symbols_candles: Sequence[CandleColumns], sizes: Iterable[int]) -> list[CandleWindow]:
+    """Candles of several symbols (one block each) cut into consecutive windows, each spanning the
+    next of sizes (repeated as needed) open times of them all."""
+    times = np.unique(np.concatenate([candles.open_times for candles in symbols_candles]))
+    bounds = [int(times[cut]) for cut in (split_points(len(times), sizes)[:-1])] + [int(times[-1]) + 1]
+    return [CandleWindow(tuple(candles.rows(*np.searchsorted(candles.open_times, (low, high)).tolist())
+                               for candles in symbols_candles))
+            for low, high in pairwise(bounds)]
 
 
 class Replay:
@@ -103,14 +115,16 @@ class Replay:
     def __init__(self, workers: Sequence[IWorker] | None = None, *, blueprint_file: Path | None = None,
                  rules: FillRules | None = None, fee_rate: float | None = None, starting_capital: float = 10_000,
                  worker_specs: Sequence[tuple[type[IWorker], dict]] = (),
-                 watchers: Sequence[tuple[type[IWorker], dict]] = (), symbol: str = SYMBOL) -> None:
+                 watchers: Sequence[tuple[type[IWorker], dict]] = (), symbol: str = SYMBOL,
+                 symbols: Sequence[str] = ()) -> None:
         """rules: how orders fill (default: Kraken's entry-tier fees, no slippage); fee_rate: instead
-        of rules, both fees this rate (as an environment's `fee_rate`)."""
+        of rules, both fees this rate (as an environment's `fee_rate`); symbols: the assets traded
+        (one account for them all), when not the one symbol."""
         if fee_rate is not None:
             if rules is not None:
                 raise TypeError("Replay takes rules or fee_rate (both fees), not both")
             rules = FillRules(maker_fee_rate=fee_rate, taker_fee_rate=fee_rate)
-        self.symbol = symbol
+        self.symbols = list(symbols) or [symbol]
         self.context = TradingContextProvider()
         self.ledger = Ledger(starting_capital)
         self.account = StrategyAccount(self.ledger, SimulatedGateway(rules or FillRules()))
@@ -129,25 +143,26 @@ class Replay:
             services = WorkerServices(self.context, self.account, self.history, timedelta(seconds=HOUR))
             self.workers = [cls(params, services) for cls, params in validated]
         self.workers += [cls(cls.Params(**params), services) for cls, params in watchers]
-        self.manager = TickCacheManager(self.context, self.history, self.workers, self.account, [symbol])
+        self.manager = TickCacheManager(self.context, self.history, self.workers, self.account, self.symbols)
 
-    def by_ticks(self, candles: CandleColumns) -> "Replay":
-        """Row by row, each row a tick (the reference of `by_blocks`)."""
+    def by_ticks(self, candles: Candles) -> "Replay":
+        """Frame by frame (a block of one symbol: row by row), each row a tick (the reference of `by_blocks`)."""
         self.manager.process(candles, threading.Event(), columnar=False)
         return self
 
-    def by_blocks(self, blocks: Iterable[CandleColumns]) -> "Replay":
+    def by_blocks(self, blocks: Iterable[Candles]) -> "Replay":
         for block in blocks:
             assert self.manager.why_not_columnar(block) is None, self.manager.why_not_columnar(block)
             assert self.manager.process(block, threading.Event()).rows == len(block)
         return self
 
-    def outcome(self) -> tuple[list[dict], AccountState, dict, tuple[Candle, ...], dict[str, int]]:
+    def outcome(self) -> tuple[list[dict], AccountState, dict, dict[str, tuple[Candle, ...]], dict[str, int]]:
         """What must not depend on the replay: fills (but their random order ids), the account,
         the cursors, the history's last candles and how many orders ended how (filled, expired,
         rejected, canceled, ...)."""
         fills = [fill.model_dump(exclude={"order_id"}) for fill in self.fills]
-        history = tuple(self.history.history(self.symbol, self.history.capacity)) if self.history.capacity else ()
+        capacity = self.history.capacity
+        history = {symbol: tuple(self.history.history(symbol, capacity)) if capacity else () for symbol in self.symbols}
         return fills, self.ledger.state, self.account.cursors, history, dict(self.account.order_outcomes)
 
 
@@ -160,6 +175,7 @@ class Collect(IWorker):
     category = WorkerCategory.EXECUTION
     Params = WorkerParams
     columnar = True
+    columnar_across_assets = True
     acts_only_on_signals = True  # a watcher: never makes a row active
 
     def __init__(self, params: WorkerParams, services: WorkerServices) -> None:
@@ -211,17 +227,21 @@ def first_context_difference(worker_specs: Sequence[tuple[type[IWorker], dict]],
     return next(((row, ticked, columnar) for row, (ticked, columnar) in pairs if ticked != columnar), None)
 
 
-def assert_same_trades(make: Callable[[], Replay], candles: CandleColumns, sizes: Iterable[int]) -> Replay:
-    """Replay candles tick by tick and by blocks of sizes with two fresh Replays from make: the
-    same fills, account, cursors and history, and the same lines from the threats (kept in
-    `entry_block_lines`). Returns the columnar one."""
+def assert_same_trades(make: Callable[[], Replay], candles: Candles, sizes: Iterable[int]) -> Replay:
+    """Replay candles (one symbol's, or a window of several symbols') tick by tick and by blocks of
+    sizes (windows spanning sizes open times) with two fresh Replays from make: the same fills,
+    account, cursors and history, and the same lines from the threats (kept in
+    `entry_block_lines`; of several assets, each asset's in the same order: a columnar replay
+    gives a quiet stretch's lines asset by asset). Returns the columnar one."""
     with capture_logs() as tick_lines:
         by_ticks = make().by_ticks(candles)
+    blocks = windows(candles.columns, sizes) if isinstance(candles, CandleWindow) else split(candles, sizes)
     with capture_logs() as block_lines:
-        by_blocks = make().by_blocks(split(candles, sizes))
+        by_blocks = make().by_blocks(blocks)
     assert by_blocks.outcome() == by_ticks.outcome()
     by_blocks.entry_block_lines = entry_block_lines(block_lines)
-    assert by_blocks.entry_block_lines == entry_block_lines(tick_lines)
+    by_asset = lambda lines: sorted(lines, key=lambda line: line["asset"])  # noqa: E731 (stable: in order per asset)
+    assert by_asset(by_blocks.entry_block_lines) == by_asset(entry_block_lines(tick_lines))
     return by_blocks
 
 

@@ -112,6 +112,16 @@ class OperationCollector:
         max_drawdown = GaugeMetricFamily("opdaemon_max_drawdown_pct", "Deepest drawdown so far (%)", labels=link)
         position = GaugeMetricFamily("opdaemon_position", "Quantity held", labels=[*link, "asset"])
         trades = CounterMetricFamily("opdaemon_trades", "Fills booked", labels=link)
+        per_asset = [*link, "asset"]
+        asset_trades = CounterMetricFamily("opdaemon_asset_trades", "Fills booked of the asset since the start",
+                                           labels=per_asset)
+        asset_fees = CounterMetricFamily("opdaemon_asset_fees", "Fees paid on the asset's fills since the start "
+                                         "(quote currency)", labels=per_asset)
+        asset_value = GaugeMetricFamily("opdaemon_position_value", "Value held of the asset at its last close "
+                                        "(quote currency)", labels=per_asset)
+        asset_pnl = GaugeMetricFamily("opdaemon_asset_pnl", "The asset's PnL since the start: its fills' cash, "
+                                      "the value held now, less the cost held at the start (quote currency)",
+                                      labels=per_asset)
         orders = CounterMetricFamily("opdaemon_orders", "Orders by outcome", labels=[*link, "outcome"])
         errors = CounterMetricFamily("opdaemon_errors", "Strategy run failures (failed or stalled)", labels=link)
         paused = GaugeMetricFamily("opdaemon_paused", "1 while the account takes no new buys", labels=link)
@@ -143,6 +153,12 @@ class OperationCollector:
             for held in account.positions:
                 position.add_metric([run.strategy_link, held.asset], held.quantity)
             trades.add_metric(name, account.trades)
+            for figures in account.assets:
+                asset = [run.strategy_link, figures.asset]
+                asset_trades.add_metric(asset, figures.trades)
+                asset_fees.add_metric(asset, figures.fees_paid)
+                asset_value.add_metric(asset, figures.position_value)
+                asset_pnl.add_metric(asset, figures.pnl)
             for outcome, count in account.order_outcomes.items():
                 orders.add_metric([run.strategy_link, outcome], count)
             errors.add_metric(name, 1 if run.status in (RunStatus.FAILED, RunStatus.STALLED) else 0)
@@ -152,8 +168,9 @@ class OperationCollector:
             reserved.add_metric(name, account.reserved_cash)
             oldest.add_metric(name, oldest_order_age_seconds(account, now) or 0.0)
             unprotected.add_metric(name, len(unprotected_positions(account)))
-        yield from (ticks, latency, depth, equity, pnl, drawdown, max_drawdown, position, trades, orders, errors,
-                    paused, status, open_orders, reserved, oldest, unprotected)
+        yield from (ticks, latency, depth, equity, pnl, drawdown, max_drawdown, position, trades, asset_trades,
+                    asset_fees, asset_value, asset_pnl, orders, errors, paused, status, open_orders, reserved, oldest,
+                    unprotected)
 
         env = ["environment"]
         age = GaugeMetricFamily("opdaemon_environment_last_candle_age_seconds",
@@ -471,6 +488,8 @@ def _describe(run: RunSnapshot) -> dict[str, Any]:
                                     "unrealised_pnl_pct": p.unrealised_pnl_pct, "dust": p.dust,
                                     "protection": describe_protection(account, p.asset)}
                           for p in account.positions},
+            "per_asset": {f.asset: {"trades": f.trades, "fees_paid": f.fees_paid, "volume": f.volume,
+                                    "position_value": f.position_value, "pnl": f.pnl} for f in account.assets},
             "orders": dict(account.order_outcomes), "unsettled_orders": account.unsettled_orders,
             "open_orders": [describe_order(order, now) for order in account.open_orders],
             "open_orders_count": len(account.open_orders), "reserved_cash": account.reserved_cash,

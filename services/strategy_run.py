@@ -1,7 +1,8 @@
 """One strategy run: its own bounded queue of blocks of candles, consumed in its own thread.
 
 Candles come in one form, blocks of columns (a backtest's: thousands of rows; a live candle: a
-block of one row), through one `submit` and one `_take`; the tick manager decides, per block,
+block of one row; a backtest of several symbols: a CandleWindow of every symbol's columns),
+through one `submit` and one `_take`; the tick manager decides, per block,
 whether it replays it columnar or row by row. The hand-off between the feed's thread and the
 run's is a deque the feed appends to and the run takes from: neither takes a lock per block. A
 lock is only taken to sleep and to wake the other side (the run when it found nothing to do and
@@ -40,7 +41,7 @@ import structlog
 
 from backend.config import StrategyLink
 from backend.errors import OpdaemonError
-from backend.interfaces.candle_columns import CandleColumns
+from backend.interfaces.candle_window import Candles
 from backend.portfolio import AccountSnapshot, AccountSummary
 from backend.trade_stats import TradeStats
 from services.tick_cache_manager import TickCacheManager
@@ -170,7 +171,7 @@ class StrategyRun:
         self._capacity = max(1, queue_size)
         # Blocks of candles (a live candle: one row) appended by the feed's thread, and calls
         # between ticks appended by others, all taken by the run's.
-        self._ticks: deque[CandleColumns | _CallBetweenTicks] = deque()
+        self._ticks: deque[Candles | _CallBetweenTicks] = deque()
         self._end_status: RunStatus | None = None  # set by finish(): no tick comes after the queued ones
         self._closed = False  # the run has ended: the feed's cheap per-tick check
         self._lock = threading.Lock()
@@ -205,7 +206,7 @@ class StrategyRun:
         self.status = RunStatus.RUNNING
         self._thread.start()
 
-    def submit(self, candles: CandleColumns) -> bool:
+    def submit(self, candles: Candles) -> bool:
         """Queue a block of candles (a live candle: a block of one row) and wake the run, waiting
         while the queue is full: queue_size items, or BLOCKS_QUEUED once the block has more than
         one row; False once the run takes no more ticks."""
@@ -422,7 +423,7 @@ class StrategyRun:
             elif not self._take(item):
                 return
 
-    def _take(self, candles: CandleColumns) -> bool:
+    def _take(self, candles: Candles) -> bool:
         """Process a block of candles (the tick manager replays it columnar when it can, else row
         by row), only until the stop event is set (the rest is counted as discarded). False when
         that ended the run."""
@@ -444,7 +445,7 @@ class StrategyRun:
                 self._publish(now)
         return True
 
-    def _count_replayed(self, candles: CandleColumns, rows: int, processed: int, started: float) -> bool:
+    def _count_replayed(self, candles: Candles, rows: int, processed: int, started: float) -> bool:
         """Count the candles the tick manager processed of the first rows of candles (if any, and
         while the run is running)."""
         if not processed or self.status is not RunStatus.RUNNING:

@@ -285,13 +285,13 @@ def test_a_short_file_is_replayed_from_its_checked_rows_the_same_as_from_the_fil
     monkeypatch.setattr(candle_readers, "BLOCK_BYTES", 4096)  # many blocks, so ranges cut some
     start, end = (START + timedelta(minutes=187)).isoformat(), (START + timedelta(minutes=5_011)).isoformat()
     kept = BacktestSource(environment(path, start, end, "1m"))
-    assert kept._candles.kept is not None and len(kept._candles.kept) > 10
+    assert kept._ranges[0]._candles.kept is not None and len(kept._ranges[0]._candles.kept) > 10
     write_lines(path, rows[:100])  # replayed from the checked rows: the file is not read again
     from_memory = source_ticks(kept)
     write_lines(path, rows)
     monkeypatch.setattr(candle_file, "KEEP_ROWS", 0)
     streamed = BacktestSource(environment(path, start, end, "1m"))
-    assert streamed._candles.kept is None
+    assert streamed._ranges[0]._candles.kept is None
     assert from_memory == source_ticks(streamed) and len(from_memory) > 4_000
     assert sum(tick.missing_before > 0 for tick in from_memory) > 40
 

@@ -353,7 +353,7 @@ def test_columnar_replay_names_the_first_row_a_trailing_stop_could_fill_on():
             tick(3, 101.0, high=102.0, low=99.0), tick(4, 90.0, low=80.0)]
     candles = columns_of(rows)
     assert acct.next_order_row("BTC/USD", candles, 0) == 2
-    acct.close_quiet_candles("BTC/USD", candles, range(0, 2))  # the replay passes rows 1 and 2 over
+    acct.close_quiet_candles([(candles, range(0, 2))])  # the replay passes rows 1 and 2 over
     replay(acct, rows[2])
     assert [f.price for f in fills] == [99.0]  # as tick by tick: the quiet rows raised the peak
 

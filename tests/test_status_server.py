@@ -484,6 +484,7 @@ def test_the_status_server_reads_runs_through_their_snapshots_only(tmp_path):
                         "positions": {"BTC/USD": {"quantity": 2.0, "average_entry_price": 100.0, "price": 110.0,
                                                   "unrealised_pnl": 20.0, "unrealised_pnl_pct": 10.0,
                                                   "dust": False, "protection": None}},
+                        "per_asset": {},
                         "orders": {"filled": 3, "rejected": 1}, "unsettled_orders": 0, "open_orders": [],
                         "open_orders_count": 0, "reserved_cash": 0.0, "oldest_open_order_age_seconds": None}}
         assert client.json("/strategies") == (200, [one])

@@ -33,6 +33,7 @@ from backend.errors import ConfigError
 from backend.market_data.detail_candles import detail_timeframe, detail_timeframe_problem
 from backend.market_data.market_rules import MARKETS_FILE_NAME, load_market_rules
 from backend.market_data.resample import resampling_problem
+from backend.market_data.timeframes import timeframe_seconds
 from backend.venues import VENUES, unknown_exchange
 
 M = TypeVar("M", bound=BaseModel)
@@ -160,7 +161,7 @@ def load_environment(path: Path, timerange: Timerange | None = None) -> Environm
         model = VENUES[data["exchange"]].settings()
     env = validate_model(model, data, path)
     if isinstance(env, BacktestEnvironment):
-        env = env.model_copy(update={"data_file": _data_file(path, env.data_file, "data_file")})
+        env = _data_files_checked(path, env)
         if env.detail_data_file is not None:
             env = env.model_copy(update={"detail_data_file": _detail_data_file(path, env)})
         env = env.model_copy(update={"markets_file": _markets_file(path, env)})
@@ -169,25 +170,43 @@ def load_environment(path: Path, timerange: Timerange | None = None) -> Environm
     return env
 
 
-def _data_file(path: Path, data_file: Path, key: str) -> Path:
+def _data_files_checked(path: Path, env: BacktestEnvironment) -> BacktestEnvironment:
+    """The environment with its data files resolved beside its file, each of them there (a
+    pattern is resolved as a pattern: each symbol's file it names is checked)."""
+    if env.data_files is not None:
+        return env.model_copy(update={"data_files": {
+            symbol: _data_file(path, data_file, f"data_files.{symbol}") for symbol, data_file in env.data_files.items()
+        }})
+    assert env.data_file is not None
+    env = env.model_copy(update={"data_file": (path.parent / env.data_file).resolve()})
+    if env.symbol is None:  # a pattern, perhaps: the file of each symbol, named
+        for symbol in env.symbols:
+            _data_file(path, env.data_file_of(symbol), "data_file", f"data file of {symbol}")
+    else:
+        _data_file(path, env.data_file_of(env.symbol), "data_file")
+    return env
+
+
+def _data_file(path: Path, data_file: Path, key: str, what: str = "data file") -> Path:
     """A data file named by an environment file: resolved beside it, and there."""
     data_file = (path.parent / data_file).resolve()
     if data_file.is_dir():
-        raise ConfigError(path, f"data file is a directory, not a CSV file: {data_file}", key)
+        raise ConfigError(path, f"{what} is a directory, not a CSV file: {data_file}", key)
     if not data_file.exists():
-        raise ConfigError(path, f"data file not found: {data_file}", key)
+        raise ConfigError(path, f"{what} not found: {data_file}", key)
     if not data_file.is_file():
-        raise ConfigError(path, f"data file is not a regular file: {data_file}", key)
+        raise ConfigError(path, f"{what} is not a regular file: {data_file}", key)
     return data_file
 
 
 def _markets_file(path: Path, env: BacktestEnvironment) -> Path | None:
     """The markets file a backtest's orders are ruled by (its `markets_file`, else the markets.json
-    beside its data file, else none), read and checked: market rules for every symbol it trades."""
+    beside its (first symbol's) data file, else none), read and checked: market rules for every
+    symbol it trades."""
     if env.markets_file is not None:
         markets_file = _data_file(path, env.markets_file, "markets_file")
     else:
-        markets_file = env.data_file.parent / MARKETS_FILE_NAME
+        markets_file = env.data_file_of(env.symbols[0]).parent / MARKETS_FILE_NAME
         if not markets_file.is_file():
             return None
     markets = load_market_rules(markets_file).markets
@@ -252,6 +271,11 @@ def check_compatible(
     timeframe_problem = resampling_problem(environment.timeframe, blueprint.timeframe)
     if timeframe_problem is not None:
         raise ConfigError(path, f"blueprint {timeframe_problem}", key)
+    if (isinstance(environment, BacktestEnvironment) and environment.several_symbols
+            and timeframe_seconds(blueprint.timeframe) != timeframe_seconds(environment.timeframe)):
+        raise ConfigError(path, f"blueprint timeframe {blueprint.timeframe} differs from the environment's "
+                          f"{environment.timeframe}: a backtest of several symbols is not resampled yet "
+                          "(use the environment's timeframe)", key)
     missing = [asset for asset in blueprint.assets if asset not in environment.symbols]
     if missing:
         raise ConfigError(

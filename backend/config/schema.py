@@ -191,17 +191,28 @@ def _first_given(*rates: float | None) -> float:
 
 
 class BacktestEnvironment(AccountSettings):
+    """A backtest on candle files. Invariant: once validated, `symbols` lists the symbols replayed
+    (`[symbol]` for the one-symbol form) and `data_file_of(symbol)` names each one's file, from
+    exactly one of the two forms: `symbol` + `data_file`, or `symbols` + `data_files` (a file per
+    symbol) or a `data_file` pattern with `{base}` and `{quote}` (the symbol's parts, lower-cased).
+    Each key's own problem is reported at that key (field validators, in field order)."""
+
     type: Literal["backtest"]
     display_name: str
-    data_file: Path  # relative paths are relative to the environment file
+    symbol: Symbol | None = None
+    symbols: list[Symbol] = Field(default_factory=list)  # set from `symbol` in the one-symbol form
+    # Relative paths are relative to the environment file. With `symbols`: a pattern, e.g.
+    # data/kraken_{base}{quote}_1h.parquet (BTC/USD -> data/kraken_btcusd_1h.parquet).
+    data_file: Path | None = None
+    data_files: dict[Symbol, Path] | None = None  # with `symbols`: each symbol's file
     # A finer candle file of the same symbol (e.g. 5m under 1h): what happened inside a candle, for
     # the simulator's resting orders (backend.market_data.detail_candles). Relative as data_file.
     detail_data_file: Path | None = None
     # The exchange's market rules (lot, tick, minimum order and cost) orders are rounded and checked
     # by: a markets.json (backend.market_data.market_rules). Relative as data_file; not given: the
-    # markets.json beside data_file if there is one, else no rules (logged: market_rules_defaulted).
+    # markets.json beside the (first symbol's) data file if there is one, else no rules (logged:
+    # market_rules_defaulted).
     markets_file: Path | None = None
-    symbol: Symbol
     timeframe: Timeframe
     start: datetime
     end: datetime
@@ -212,15 +223,80 @@ class BacktestEnvironment(AccountSettings):
         """A bound without an offset is UTC, as CSV timestamps are."""
         return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
+    @field_validator("symbols")
+    @classmethod
+    def _symbols_once_each(cls, symbols: list[str], info: ValidationInfo) -> list[str]:
+        if symbols and info.data.get("symbol") is not None:
+            raise ValueError("give symbol (one) or symbols (several), not both")
+        repeated = sorted({symbol for symbol in symbols if symbols.count(symbol) > 1})
+        if repeated:
+            raise ValueError(f"lists {', '.join(repeated)} more than once")
+        return symbols
+
+    @field_validator("data_file")
+    @classmethod
+    def _a_pattern_for_several_symbols(cls, data_file: Path | None, info: ValidationInfo) -> Path | None:
+        symbols = info.data.get("symbols") or []
+        if data_file is not None and len(symbols) > 1 and not re.search(r"\{(base|quote)\}", str(data_file)):
+            raise ValueError(f"names one file for {len(symbols)} symbols: with several symbols, data_file is a "
+                             "pattern naming {base} and {quote} (e.g. data/kraken_{base}{quote}_1h.parquet), "
+                             "or give data_files")
+        return data_file
+
+    @field_validator("data_files")
+    @classmethod
+    def _a_file_per_symbol(cls, data_files: dict[str, Path] | None, info: ValidationInfo) -> dict[str, Path] | None:
+        if data_files is None:
+            return None
+        if info.data.get("symbol") is not None:
+            raise ValueError("goes with symbols (several): with symbol, give data_file")
+        if info.data.get("data_file") is not None:
+            raise ValueError("give data_file (a pattern) or data_files, not both")
+        symbols = info.data.get("symbols") or []
+        missing = [symbol for symbol in symbols if symbol not in data_files]
+        extra = [symbol for symbol in data_files if symbol not in symbols]
+        if missing or extra:
+            raise ValueError("must name a file for each of symbols and no other: "
+                             + "; ".join(([f"no file for {', '.join(missing)}"] if missing else [])
+                                         + ([f"{', '.join(extra)} not in symbols"] if extra else [])))
+        return data_files
+
+    @field_validator("detail_data_file")
+    @classmethod
+    def _detail_of_one_symbol(cls, detail_data_file: Path | None, info: ValidationInfo) -> Path | None:
+        if detail_data_file is not None and len(info.data.get("symbols") or []) > 1:
+            raise ValueError("is for an environment of one symbol")
+        return detail_data_file
+
     @model_validator(mode="after")
     def _range_is_ordered(self) -> "BacktestEnvironment":
         if self.end <= self.start:
             raise ValueError("end must be after start")
         return self
 
+    @model_validator(mode="after")
+    def _one_form_of_symbols_and_files(self) -> "BacktestEnvironment":
+        if self.symbol is None and not self.symbols:
+            raise ValueError("give symbol (with data_file) or symbols (with data_files or a data_file pattern)")
+        if self.data_file is None and self.data_files is None:
+            raise ValueError("give data_file" + (" (a pattern) or data_files" if self.symbol is None else ""))
+        if self.symbol is not None:
+            object.__setattr__(self, "symbols", [self.symbol])  # frozen: set once, here
+        return self
+
     @property
-    def symbols(self) -> list[str]:
-        return [self.symbol]
+    def several_symbols(self) -> bool:
+        return len(self.symbols) > 1
+
+    def data_file_of(self, symbol: str) -> Path:
+        """The candle file of one of `symbols` (the pattern's `{base}` and `{quote}` filled in)."""
+        if self.data_files is not None:
+            return self.data_files[symbol]
+        assert self.data_file is not None  # exactly one of the two: see the validator
+        if self.symbol is not None:
+            return self.data_file
+        base, quote = symbol.lower().split("/")
+        return Path(str(self.data_file).replace("{base}", base).replace("{quote}", quote))
 
 
 class LiveEnvironment(AccountSettings):

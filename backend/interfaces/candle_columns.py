@@ -10,6 +10,7 @@ warm-up rows come before any other of the stream. One block goes to every run of
 so nothing in it can be changed: its arrays are read-only and its Python copies of them are tuples.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
@@ -61,6 +62,27 @@ class CandleColumns:
         missing_before = self.missing_before.copy()
         missing_before[0] = missing
         return replace(self, missing_before=missing_before)
+
+    @classmethod
+    def empty(cls, symbol: str) -> "CandleColumns":
+        """No candle of symbol (a window's symbol without a candle in its span)."""
+        none, times = np.empty(0), np.empty(0, dtype=np.int64)
+        return cls(symbol, times, none, none, none, none, none, times)
+
+    @property
+    def missing_candles(self) -> int:
+        """Rows right after a hole."""
+        return int(np.count_nonzero(self.missing_before))
+
+    @classmethod
+    def concatenated(cls, parts: "Sequence[CandleColumns]") -> "CandleColumns":
+        """Consecutive blocks of one symbol as one block (a copy; the first one as it is when alone)."""
+        if len(parts) == 1:
+            return parts[0]
+        column = lambda name: np.concatenate([getattr(part, name) for part in parts])  # noqa: E731
+        return CandleColumns(parts[0].symbol, column("open_times"), column("opens"), column("highs"), column("lows"),
+                             column("closes"), column("volumes"), column("missing_before"), column("warmup"),
+                             parts[0].first_row)
 
     def open_time(self, row: int) -> datetime:
         return datetime.fromtimestamp(int(self.open_times[row]), UTC)

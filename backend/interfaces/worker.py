@@ -90,6 +90,15 @@ class IWorker(ABC):
     - a threat only restrains (ThreatAction): a threat worker names only the rows where it would
       raise EXIT_POSITIONS while a position is held. On every other row its signal can only stop
       what another worker would do there, and any row another worker names runs all of them.
+
+    Several assets (a backtest environment of several symbols, whose candles of one open time are
+    one frame: see services.tick_cache_manager). A run trading several assets is replayed columnar
+    only when every worker also declares `columnar_across_assets = True`: each symbol's block of a
+    window is prepared (`prepare_block`) before any other call, then the calls for the assets
+    interleave, the gates asked about every asset before each active frame. So what it keeps of a
+    block is kept per asset, and its `next_active_row` names rows from its asset's candles and the
+    account's cash and position in that asset; one that reads the account's equity (which moves
+    with the price of every asset held) does not qualify. Otherwise the run replays tick by tick.
     """
 
     plugin_name: ClassVar[str]
@@ -99,6 +108,8 @@ class IWorker(ABC):
     optional: ClassVar[tuple[type[DTO], ...]] = ()
     produces: ClassVar[tuple[type[DTO], ...]] = ()
     columnar: ClassVar[bool] = False  # implements the columnar replay's contract (class docstring)
+    # Its columnar replay holds for a run of several assets too (class docstring).
+    columnar_across_assets: ClassVar[bool] = False
     # Never acts on a row unless another worker does (columnar replay: class docstring).
     acts_only_on_signals: ClassVar[bool] = False
 
@@ -170,6 +181,7 @@ class CandleStepWorker(IWorker):
 
     category = WorkerCategory.CONTEXT
     columnar = True
+    columnar_across_assets = True  # its columns are its steps, asset by asset, as tick by tick
 
     def __init__(self, params: WorkerParams, services: WorkerServices) -> None:
         super().__init__(params, services)

@@ -6,6 +6,10 @@ import numpy as np
 
 from backend.dtos.base import DTO
 from backend.interfaces.candle_columns import CandleColumns
+from backend.interfaces.candle_window import Candles, CandleWindow
+
+# One row of a frame: the candles it is a row of, the row, and its tick.
+FrameRow = tuple[CandleColumns, int, "RawTick"]
 
 
 class RawTick(DTO):
@@ -30,7 +34,7 @@ class RawTick(DTO):
     missing_within: int = 0
 
 
-@lru_cache(maxsize=4)  # the blocks in flight
+@lru_cache(maxsize=16)  # the blocks in flight (a window of several symbols: a block per symbol)
 def shared_ticks_of(candles: CandleColumns) -> tuple[RawTick, ...]:
     """`ticks_of(candles)`, made once for all the runs that replay the block tick by tick."""
     return tuple(ticks_of(candles))
@@ -48,6 +52,17 @@ def ticks_of(candles: CandleColumns) -> Iterator[RawTick]:
             strict=True,
         )
     )
+
+
+def tick_frames(candles: Candles) -> Iterator[tuple[FrameRow, ...]]:
+    """The candles as frames, in time order: each frame the rows of one open time, in the window's
+    symbol order (a block of one symbol: each row a frame of its own)."""
+    if isinstance(candles, CandleWindow):
+        ticks = [shared_ticks_of(columns) for columns in candles.columns]
+        return (tuple((candles.columns[index], row, ticks[index][row]) for index, row in frame)
+                for frame in candles.frames())
+    ticks_of_rows = (tick_at(candles, 0),) if len(candles) == 1 else shared_ticks_of(candles)
+    return (((candles, row, tick),) for row, tick in enumerate(ticks_of_rows))
 
 
 def tick_at(candles: CandleColumns, row: int) -> RawTick:

@@ -1,8 +1,9 @@
 """The candles of one execution environment, as its feed reads them.
 
-Invariant: a source hands its candles on in one form only, blocks of columns (CandleColumns), in
-time order per symbol: a backtest's range a few thousand rows at a time, a live candle as a block
-of one row as soon as it has closed and passed the candle checks.
+Invariant: a source hands its candles on as blocks of columns (CandleColumns), in time order per
+symbol: a backtest's range a few thousand rows at a time, a live candle as a block of one row as
+soon as it has closed and passed the candle checks; a backtest of several symbols hands them on
+as CandleWindows (every symbol's candles of one span of time).
 """
 
 import threading
@@ -10,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from datetime import datetime
 
-from backend.interfaces.candle_columns import CandleColumns
+from backend.interfaces.candle_window import Candles
 
 
 class TickSource(ABC):
@@ -32,5 +33,5 @@ class TickSource(ABC):
         the candles closed since then as warm-up (context workers only) and trades from the next."""
 
     @abstractmethod
-    def blocks(self, stop: threading.Event) -> Iterator[CandleColumns]:
+    def blocks(self, stop: threading.Event) -> Iterator[Candles]:
         """Yield blocks of candles in time order until the data ends or `stop` is set."""

@@ -21,10 +21,11 @@ it, so a process that dies in the middle of a tick never trades that candle agai
 """
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from datetime import datetime
 
+import numpy as np
 import structlog
 
 from backend.dtos import FillDTO, OrderDTO, OrderSide, OrderStatus, OrderType
@@ -152,11 +153,12 @@ class StrategyAccount(IBroker):
         if self._durable:
             self._journal.save(self.ledger.state, symbol, self._cursors[symbol])
 
-    def can_close_quietly(self, symbol: str) -> bool:
-        """Whether `close_quiet_candles` may stand for whole ticks now: nothing journaled per
-        candle (a backtest), no order to settle, nothing held nor ordered but symbol."""
-        return (not self._durable and not self.unsettled_orders and self.ledger.holds_only(symbol)
-                and self._orders.only_of(symbol))
+    def can_close_quietly(self, symbols: Collection[str]) -> bool:
+        """Whether `close_quiet_candles` of these symbols' candles may stand for whole ticks now:
+        nothing journaled per candle (a backtest), no order to settle, no order of another symbol
+        (its candles are elsewhere)."""
+        return (not self._durable and not self.unsettled_orders
+                and all(order.request.asset in symbols for order in self._orders.of()))
 
     def next_order_row(self, symbol: str, candles: CandleColumns, start: int) -> int:
         """The first row at or after start on which an order of symbol could fill, trigger or
@@ -165,13 +167,27 @@ class StrategyAccount(IBroker):
             return len(candles)
         return self._gateway.next_event_row(symbol, candles, start)
 
-    def close_quiet_candles(self, symbol: str, candles: CandleColumns, quiet: range) -> None:
-        """Rows of candles no worker acted on and no order could fill on (`next_order_row`): the
-        account as after `open_tick` and `close_tick` on each (only when `can_close_quietly`)."""
-        self.ledger.record_closes(symbol, candles.closes[quiet.start:quiet.stop])
-        if self._orders:
-            self._gateway.passed_quietly(symbol, candles, quiet)
-        self._advance_cursor(symbol, candles.open_time(quiet.stop - 1))
+    def close_quiet_candles(self, quiet: Sequence[tuple[CandleColumns, range]],
+                            equities: bool = False) -> list[np.ndarray] | None:
+        """Rows of candles (each symbol's, of one stretch of time) no worker acted on and no order
+        could fill on (`next_order_row`): the account as after `open_tick` and `close_tick` on each
+        of their frames (only when `can_close_quietly`). equities: also each row's equity at its
+        frame's close, per part of quiet (for a recorder)."""
+        ledger = self.ledger
+        (first, first_rows), alone = quiet[0], len(quiet) == 1
+        if alone and ledger.holds_only(first.symbol):  # its equity depends on its closes alone
+            closes = first.closes[first_rows.start:first_rows.stop]
+            curves = [ledger.equities_at(first.symbol, closes)] if equities else None
+            ledger.record_closes(first.symbol, closes)
+        else:
+            curves = ledger.record_frames([(candles.symbol, candles.open_times[rows.start:rows.stop],
+                                            candles.closes[rows.start:rows.stop]) for candles, rows in quiet],
+                                          equities)
+        for candles, rows in quiet:
+            if self._orders:
+                self._gateway.passed_quietly(candles.symbol, candles, rows)
+            self._advance_cursor(candles.symbol, candles.open_time(rows.stop - 1))
+        return curves
 
     def _advance_cursor(self, symbol: str, candle_time: datetime) -> None:
         """candle_time becomes the symbol's cursor, saved with the account, unless that would

@@ -47,6 +47,34 @@ class OpenPosition:
 
 
 @dataclass(frozen=True)
+class AssetFigures:
+    """One asset's part of an account since its ledger was built (the run's start): its fills
+    and their fees and notional, what it holds now at the last close marked, and its PnL (the cash
+    its fills brought in, sells - buys - fees, plus the value held now, less the cost of what was
+    held at the start). The assets' PnLs add up to the account's equity less its cash and the cost
+    of the positions at the start: a backtest's total PnL."""
+
+    asset: str
+    trades: int
+    fees_paid: float
+    volume: float  # notional of its fills, quote currency
+    position_qty: float
+    position_value: float
+    pnl: float
+
+
+@dataclass
+class _AssetFlows:
+    """What one asset's fills have brought the account since the ledger was built."""
+
+    cost_at_start: float = 0.0  # quantity x average entry price of the position held at the start
+    trades: int = 0
+    fees: float = 0.0
+    volume: float = 0.0
+    cash: float = 0.0  # sells - buys - fees
+
+
+@dataclass(frozen=True)
 class AccountSummary:
     trades: int
     fees_paid: float
@@ -55,6 +83,7 @@ class AccountSummary:
     pnl_pct: float
     max_drawdown_pct: float
     open_positions: tuple[OpenPosition, ...] = ()
+    per_asset: tuple[AssetFigures, ...] = ()  # by asset name
 
 
 NO_ORDERS: Mapping[str, int] = MappingProxyType({})
@@ -82,6 +111,7 @@ class AccountSnapshot:
     reserved_cash: float = 0.0  # what open buys may still spend
     # Per asset: the stop (and take-profit) asked for its position.
     protections: Mapping[str, Protection] = field(default_factory=lambda: NO_PROTECTIONS)
+    assets: tuple[AssetFigures, ...] = ()  # every asset traded, held or priced since the start, by name
 
     @property
     def pnl(self) -> float:
@@ -101,6 +131,7 @@ class AccountSnapshot:
             pnl_pct=self.pnl / self.starting_capital * 100,
             max_drawdown_pct=self.max_drawdown_pct,
             open_positions=self.positions,
+            per_asset=self.assets,
         )
 
 
@@ -112,6 +143,8 @@ class Ledger:
         self._last_prices: dict[str, float] = {}
         self._equity: float | None = None  # cached until a price or the account changes
         self._minimum_quantities: dict[str, float] = {}  # per asset: less than this held is dust
+        self._flows = {asset: _AssetFlows(cost_at_start=position.qty * position.avg_entry_price)
+                       for asset, position in self.state.positions.items()}
 
     def set_minimum_quantity(self, asset: str, quantity: float) -> None:
         """The venue's smallest order of asset: a position below it cannot be sold, so it is dust."""
@@ -211,6 +244,25 @@ class Ledger:
         state.fees_paid += fill.fee
         state.trades += 1
         self._last_prices.setdefault(fill.asset, fill.price)
+        flows = self._flows.get(fill.asset)
+        if flows is None:
+            flows = self._flows[fill.asset] = _AssetFlows()
+        flows.trades += 1
+        flows.fees += fill.fee
+        flows.volume += notional
+        flows.cash += (notional if fill.side is OrderSide.SELL else -notional) - fill.fee
+
+    def asset_figures(self) -> tuple[AssetFigures, ...]:
+        """Each asset's part of the account (AssetFigures), by asset name."""
+        figures = []
+        for asset in sorted(self._flows.keys() | self._last_prices.keys()):
+            flows = self._flows.get(asset) or _AssetFlows()
+            position = self.state.positions.get(asset)
+            quantity = position.qty if position is not None else 0.0
+            value = quantity * self._last_prices.get(asset, position.avg_entry_price if position else 0.0)
+            figures.append(AssetFigures(asset, flows.trades, flows.fees, flows.volume, quantity, value,
+                                        flows.cash + value - flows.cost_at_start))
+        return tuple(figures)
 
 
     def holds_only(self, asset: str) -> bool:
@@ -251,6 +303,35 @@ class Ledger:
         state.peak_equity, state.max_drawdown_pct = peak, deepest
         self.mark(asset, float(closes[-1]))
 
+    def record_frames(self, stretches: Sequence[tuple[str, np.ndarray, np.ndarray]],
+                      equities: bool = False) -> list[np.ndarray] | None:
+        """Frames of candles no one traded on, given per symbol as (symbol, open times, closes) of
+        one stretch of time: for each frame (an open time of any of them), in time order, mark the
+        closes of that time, then close the frame on the equity curve; the same floats as one
+        frame at a time (`equity()` adds the positions up in the same order), whatever is held.
+        equities: also return each stretch's equity at each of its rows (its frame's)."""
+        state, prices = self.state, self._last_prices
+        times = np.unique(np.concatenate([open_times for _, open_times, _ in stretches]))
+        held: np.ndarray | None = None
+        for asset, position in state.positions.items():
+            mark = prices.get(asset, position.avg_entry_price)
+            price = np.full(len(times), mark)
+            for symbol, open_times, closes in stretches:
+                if symbol == asset:  # its last close at each frame, the mark before its first
+                    at = np.searchsorted(open_times, times, side="right") - 1
+                    price = np.where(at >= 0, closes[np.maximum(at, 0)], mark)
+                    break
+            part = position.qty * price
+            held = 0.0 + part if held is None else held + part
+        curve = np.full(len(times), state.cash) if held is None else state.cash + held
+        drawdowns, state.peak_equity = drawdown_curve(curve, state.peak_equity)
+        state.max_drawdown_pct = max(state.max_drawdown_pct, float(drawdowns.max()))
+        for symbol, _, closes in stretches:
+            self.mark(symbol, float(closes[-1]))
+        if not equities:
+            return None
+        return [curve[np.searchsorted(times, open_times)] for _, open_times, _ in stretches]
+
     def snapshot(self, order_outcomes: Mapping[str, int] = NO_ORDERS, unsettled_orders: int = 0,
                  open_orders: tuple[OrderView, ...] = (), reserved_cash: float = 0.0,
                  protections: Mapping[str, Protection] = NO_PROTECTIONS) -> AccountSnapshot:
@@ -273,6 +354,7 @@ class Ledger:
             open_orders=open_orders,
             reserved_cash=reserved_cash,
             protections=MappingProxyType(dict(protections)),
+            assets=self.asset_figures(),
         )
 
     def summary(self) -> AccountSummary:

@@ -66,9 +66,6 @@ class OpenOrders(dict[str, OpenOrder]):
         """asset's position's protective orders (a stop, a take-profit)."""
         return [order for order in self.of(asset) if order.request.protective]
 
-    def only_of(self, asset: str) -> bool:
-        return all(order.request.asset == asset for order in self.values())
-
     def entry_pending(self, asset: str) -> bool:
         """A buy of asset is open: a protection asked with it waits for its fill."""
         return any(order.request.side is OrderSide.BUY for order in self.of(asset))

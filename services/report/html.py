@@ -183,6 +183,19 @@ def _table(runs: Sequence[RunFiles]) -> str:
     return _html_table(head, rows)
 
 
+def _asset_table(runs: Sequence[RunFiles]) -> str:
+    """Each run's part per asset (backend.portfolio.ledger.AssetFigures, from summary.json), when
+    a run has several assets (one asset's figures are its run's)."""
+    if all(len(run.summary.get("per_asset", ())) < 2 for run in runs):
+        return ""
+    head = ("run", "asset", "trades", "fees", "volume", "position", "held value", "PnL")
+    rows = [(html.escape(run.link_id), html.escape(f["asset"]), _number(f["trades"], ","), _number(f["fees_paid"]),
+             _number(f["volume"]), _number(f["position_qty"], ".8g"), _number(f["position_value"]),
+             _number(f["pnl"], "+,.2f"))
+            for run in runs for f in run.summary.get("per_asset", ())]
+    return f"<h2>By asset</h2>{_html_table(head, rows)}"
+
+
 def _trade_tables(runs: Sequence[RunFiles]) -> str:
     """The runs' round trips (backend.trade_stats, from summary.json): one row per run, then one
     per run and asset and per run and month."""
@@ -234,7 +247,9 @@ _NOTES = (
     "a position's first fill while flat to the fill that leaves the asset flat again; its PnL is the "
     "cash it brought back, fees included; profit factor: gross profit over gross loss; expectancy: "
     "the mean PnL of a round trip; by month: by the month (UTC) of its last fill; open: positions "
-    "still held at the end, not counted."
+    "still held at the end, not counted. By asset (runs of several assets): its fills, fees and "
+    "notional traded, what it holds at its last close, and its PnL (its fills' cash plus the value "
+    "held now); the assets' PnLs add up to the run's."
 )
 
 
@@ -254,6 +269,7 @@ def write_report_html(path: Path, title: str, runs: Sequence[RunFiles]) -> None:
 <h1>{html.escape(title)}</h1>
 <div class="meta">{len(runs)} run(s), report generated {generated}</div>
 {_table(runs)}
+{_asset_table(runs)}
 <p class="notes">{html.escape(_NOTES)}</p>
 {charts_svg(runs)}
 {_trade_tables(runs)}

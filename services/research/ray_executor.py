@@ -71,9 +71,7 @@ def _run_part(part: LoadedOperation, data: dict[str, Any]) -> dict[str, RunResul
 
     local = {original: _materialised(ray.get(reference), Path(original).suffix)
              for original, reference in data.items()}
-    links = [replace(link, environment=link.environment.model_copy(
-        update={key: local[str(path)] for key, path in _data_files(link.environment).items()}))
-        for link in part.links]
+    links = [replace(link, environment=_reading(link.environment, local)) for link in part.links]
     results: dict[str, RunResult] = {}
     LocalExecutor(1, threading.Event()).run([replace(part, links=links)], results.update)
     return results
@@ -86,12 +84,21 @@ def _describe(error: Exception) -> str:
 
 
 def _data_files(environment: EnvironmentConfig) -> dict[str, Path]:
-    """The files a (backtest) environment reads, by key: shipped to the task, found there by content."""
+    """The files a (backtest) environment reads, by symbol (and "detail_data_file"): shipped to the
+    task, found there by content."""
     assert isinstance(environment, BacktestEnvironment)  # a sweep runs backtests only
-    files = {"data_file": environment.data_file}
+    files = {symbol: environment.data_file_of(symbol) for symbol in environment.symbols}
     if environment.detail_data_file is not None:
         files["detail_data_file"] = environment.detail_data_file
     return files
+
+
+def _reading(environment: EnvironmentConfig, local: dict[str, Path]) -> EnvironmentConfig:
+    """The environment reading the task's copies of its files (each symbol's named in `data_files`)."""
+    files = {key: local[str(path)] for key, path in _data_files(environment).items()}
+    detail = files.pop("detail_data_file", None)
+    return environment.model_copy(update={"data_files": files, "data_file": None,
+                                          **({"detail_data_file": detail} if detail is not None else {})})
 
 
 def _materialised(content: bytes, suffix: str) -> Path:

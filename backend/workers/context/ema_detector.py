@@ -60,6 +60,7 @@ class EmaDetector(IWorker):
     Params = EmaDetectorParams
     produces = (EmaDTO,)
     columnar = True
+    columnar_across_assets = True  # its state is per asset
     params: EmaDetectorParams
 
     def __init__(self, params: EmaDetectorParams, services: WorkerServices) -> None:

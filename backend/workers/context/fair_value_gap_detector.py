@@ -101,6 +101,7 @@ class FairValueGapDetector(IWorker):
     Params = FairValueGapParams
     produces = (FairValueGapDTO,)
     columnar = True
+    columnar_across_assets = True  # its state is per asset
     params: FairValueGapParams
 
     def __init__(self, params: FairValueGapParams, services: WorkerServices) -> None:

@@ -52,6 +52,7 @@ class MarketRegimeClassifier(IWorker):
     requires = (EmaDTO,)
     produces = (MarketRegimeDTO,)
     columnar = True
+    columnar_across_assets = True  # its state is per asset
     params: MarketRegimeParams
 
     def __init__(self, params: MarketRegimeParams, services: WorkerServices) -> None:

@@ -64,6 +64,7 @@ class VolatilityAssessor(IWorker):
     Params = VolatilityAssessorParams
     produces = (VolatilityDTO,)
     columnar = True
+    columnar_across_assets = True  # its state is per asset
     params: VolatilityAssessorParams
 
     def __init__(self, params: VolatilityAssessorParams, services: WorkerServices) -> None:

@@ -11,6 +11,7 @@ class MarketOrderExecutor(IWorker):
     optional = (TradePlanDTO,)
     produces = (FillDTO,)
     columnar = True
+    columnar_across_assets = True  # stateless
     acts_only_on_signals = True  # executes the tick's plan only
 
     def process(self, asset: str) -> None:

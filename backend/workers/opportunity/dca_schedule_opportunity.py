@@ -21,6 +21,7 @@ class DcaScheduleOpportunity(IWorker):
     Params = DcaScheduleParams
     produces = (OpportunitySignalDTO,)
     columnar = True
+    columnar_across_assets = True  # its counts are per asset
     params: DcaScheduleParams
 
     def __init__(self, params: DcaScheduleParams, services: WorkerServices) -> None:

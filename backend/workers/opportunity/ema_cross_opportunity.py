@@ -19,13 +19,15 @@ class EmaCrossOpportunity(IWorker):
     requires = (EmaDTO,)
     produces = (OpportunitySignalDTO,)
     columnar = True
+    columnar_across_assets = True  # its block's crosses and EMAs are kept per asset
 
     def __init__(self, params: WorkerParams, services: WorkerServices) -> None:
         super().__init__(params, services)
         # Per asset, the fast and slow EMA of the previous candle (None while warming up).
         self._previous: dict[str, tuple[float | None, float | None]] = {}
-        self._crosses: list[int] = []  # the current block's rows with a cross
-        self._emas = (np.empty(0), np.empty(0))  # the current block's fast and slow EMAs (NaN: None)
+        self._crosses: dict[str, list[int]] = {}  # per asset, the current block's rows with a cross
+        # Per asset, the current block's fast and slow EMAs (NaN: None).
+        self._emas: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def process(self, asset: str) -> None:
         ema = self._require(asset, EmaDTO)
@@ -46,18 +48,19 @@ class EmaCrossOpportunity(IWorker):
 
     def prepare_block(self, asset: str, candles: CandleColumns) -> None:
         emas = self._require_columns(asset, EmaDTO)
-        fast, slow = self._emas = emas.values("fast"), emas.values("slow")
+        fast, slow = self._emas[asset] = emas.values("fast"), emas.values("slow")
         # None (warming up) becomes NaN, which compares false: no cross, as in `process`.
         before = np.array(self._previous.get(asset, (None, None)), dtype=float)
         previous_fast = np.concatenate((before[:1], fast[:-1]))
         previous_slow = np.concatenate((before[1:], slow[:-1]))
         crossed = ((previous_fast < previous_slow) & (fast > slow)) | ((previous_fast > previous_slow) & (fast < slow))
-        self._crosses = np.flatnonzero(crossed).tolist()
+        self._crosses[asset] = np.flatnonzero(crossed).tolist()
 
     def next_active_row(self, asset: str, candles: CandleColumns, start: int, portfolio: PortfolioSnapshotDTO) -> int:
-        index = bisect_left(self._crosses, start)
-        return self._crosses[index] if index < len(self._crosses) else len(candles)
+        crosses = self._crosses[asset]
+        index = bisect_left(crosses, start)
+        return crosses[index] if index < len(crosses) else len(candles)
 
     def skip(self, asset: str, candles: CandleColumns, rows: range) -> None:
-        fast, slow = (float(emas[rows[-1]]) for emas in self._emas)
+        fast, slow = (float(emas[rows[-1]]) for emas in self._emas[asset])
         self._previous[asset] = (None if math.isnan(fast) else fast, None if math.isnan(slow) else slow)

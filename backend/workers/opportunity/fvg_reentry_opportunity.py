@@ -43,14 +43,15 @@ class FvgReentryOpportunity(IWorker):
     requires = (FairValueGapDTO, MarketRegimeDTO)
     produces = (OpportunitySignalDTO,)
     columnar = True
+    columnar_across_assets = True  # its block's candidates and last answer are kept per asset
     params: FvgReentryParams
 
     def __init__(self, params: FvgReentryParams, services: WorkerServices) -> None:
         super().__init__(params, services)
-        self._candidates = np.empty(0, dtype=np.int64)  # the current block's candidate rows
-        self._regimes: DtoColumns[MarketRegimeDTO] | None = None
-        # The last answer of next_active_row, (start, row): no candidate in [start, row) is active.
-        self._answer = (0, -1)
+        self._candidates: dict[str, np.ndarray] = {}  # per asset, the current block's candidate rows
+        self._regimes: dict[str, DtoColumns[MarketRegimeDTO]] = {}
+        # Per asset, the last answer of next_active_row, (start, row): no candidate in [start, row) is active.
+        self._answer: dict[str, tuple[int, int]] = {}
 
     def process(self, asset: str) -> None:
         fvg = self._require(asset, FairValueGapDTO)
@@ -74,25 +75,24 @@ class FvgReentryOpportunity(IWorker):
 
     def prepare_block(self, asset: str, candles: CandleColumns) -> None:
         fvg = self._require_columns(asset, FairValueGapDTO)
-        self._regimes = self._require_columns(asset, MarketRegimeDTO)
-        self._answer = (0, -1)
+        self._regimes[asset] = self._require_columns(asset, MarketRegimeDTO)
+        self._answer[asset] = (0, -1)
         # `process`'s first tests (a price in a bullish gap implies the gap): an over-approximation
         # at worst, which is always safe (process decides on the row).
         bullish = fvg.values("structure", object) == MarketStructure.BULLISH
         if self.params.entry == "close":
-            self._candidates = np.flatnonzero(fvg.values("price_in_bullish_gap", bool) & bullish)
+            self._candidates[asset] = np.flatnonzero(fvg.values("price_in_bullish_gap", bool) & bullish)
             return
         gaps, rows = fvg.values("bullish_gap", object), np.flatnonzero(bullish)
         formed = np.fromiter((-1.0 if gaps[row] is None else gaps[row].formed_at.timestamp() for row in rows),
                              dtype=np.float64, count=len(rows))
-        self._candidates = rows[formed == candles.open_times[rows]]  # a gap formed on the row
+        self._candidates[asset] = rows[formed == candles.open_times[rows]]  # a gap formed on the row
 
     def next_active_row(self, asset: str, candles: CandleColumns, start: int, portfolio: PortfolioSnapshotDTO) -> int:
-        searched_from, found = self._answer
+        searched_from, found = self._answer[asset]
         if searched_from <= start <= found:
             return found  # the candidates before it were rejected already
-        candidates, regimes, allowed = self._candidates, self._regimes, self.params.allowed_regimes
-        assert regimes is not None, "prepare_block ran"
+        candidates, regimes, allowed = self._candidates[asset], self._regimes[asset], self.params.allowed_regimes
         row = len(candles)
         for index in range(int(np.searchsorted(candidates, start)), len(candidates)):
             candidate = int(candidates[index])
@@ -100,5 +100,5 @@ class FvgReentryOpportunity(IWorker):
             if regime is None or regime.regime in allowed:  # None: process decides (it raises)
                 row = candidate
                 break
-        self._answer = (start, row)
+        self._answer[asset] = (start, row)
         return row

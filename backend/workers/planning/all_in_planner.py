@@ -19,6 +19,7 @@ class AllInPlanner(IWorker):
     optional = (OpportunitySignalDTO, ThreatSignalDTO)
     produces = (TradePlanDTO,)
     columnar = True
+    columnar_across_assets = True  # stateless
     acts_only_on_signals = True  # sizes the tick's signals only
     params: AllInPlannerParams
 

@@ -42,13 +42,14 @@ class DcaPlanner(IWorker):
     optional = (OpportunitySignalDTO, ThreatSignalDTO)
     produces = (TradePlanDTO,)
     columnar = True
+    columnar_across_assets = True  # its last search is kept per asset; it reads the asset's position only
     params: DcaPlannerParams
 
     def __init__(self, params: DcaPlannerParams, services: WorkerServices) -> None:
         super().__init__(params, services)
-        # The current block's last take-profit search: (threshold, from row, first row reaching
-        # it). Until a fill moves the average cost the threshold is the same, and so is the answer.
-        self._reach: tuple[float, int, int] | None = None
+        # Per asset, the current block's last take-profit search: (threshold, from row, first row
+        # reaching it). Until a fill moves the average cost the threshold is the same, and so is the answer.
+        self._reach: dict[str, tuple[float, int, int]] = {}
 
     def process(self, asset: str) -> None:
         base = self._base(asset)
@@ -81,15 +82,15 @@ class DcaPlanner(IWorker):
         if average is None or start >= len(candles):
             return len(candles)
         threshold = average * (1 + self.params.take_profit_pct / 100)  # the float `process` compares with
-        reach = self._reach
+        reach = self._reach.get(asset)
         if reach is not None and reach[0] == threshold and reach[1] <= start <= reach[2]:
             return reach[2]  # no row in [reach[1], reach[2]) reaches it, so none in [start, reach[2])
         # `process`'s test on every remaining row at once: the same floats, the same >=.
         reached = candles.closes[start:] >= threshold
         first = int(reached.argmax())
         row = start + first if reached[first] else len(candles)
-        self._reach = (threshold, start, row)
+        self._reach[asset] = (threshold, start, row)
         return row
 
     def prepare_block(self, asset: str, candles: CandleColumns) -> None:
-        self._reach = None  # rows of another block
+        self._reach.pop(asset, None)  # rows of another block

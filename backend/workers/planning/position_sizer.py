@@ -51,6 +51,7 @@ class PositionSizer(IWorker):
     optional = (OpportunitySignalDTO, ThreatSignalDTO)
     produces = (TradePlanDTO,)
     columnar = True
+    columnar_across_assets = True  # its exits are per asset; it reads the asset's position only
     params: PositionSizerParams
 
     def __init__(self, params: PositionSizerParams, services: WorkerServices) -> None:

@@ -20,14 +20,15 @@ class VolatilityThreat(IWorker):
     requires = (VolatilityDTO,)
     produces = (ThreatSignalDTO,)
     columnar = True
+    columnar_across_assets = True  # its block's rated rows are kept per asset
     acts_only_on_signals = True
 
     def __init__(self, params: WorkerParams, services: WorkerServices) -> None:
         super().__init__(params, services)
         self._blocks = EntryBlocks(self.name)
-        # The current block's rows rated HIGH (in order) and ATR percentages.
-        self._high_rows = np.empty(0, dtype=np.int64)
-        self._atr_pct = np.empty(0)
+        # Per asset, the current block's rows rated HIGH (in order) and ATR percentages.
+        self._high_rows: dict[str, np.ndarray] = {}
+        self._atr_pct: dict[str, np.ndarray] = {}
 
     def process(self, asset: str) -> None:
         volatility = self._require(asset, VolatilityDTO)
@@ -41,19 +42,19 @@ class VolatilityThreat(IWorker):
 
     def prepare_block(self, asset: str, candles: CandleColumns) -> None:
         columns = self._require_columns(asset, VolatilityDTO)
-        self._high_rows = np.flatnonzero(columns.values("risk_level", object) == RiskLevel.HIGH)
-        self._atr_pct = columns.values("atr_pct")
+        self._high_rows[asset] = np.flatnonzero(columns.values("risk_level", object) == RiskLevel.HIGH)
+        self._atr_pct[asset] = columns.values("atr_pct")
 
     def skip(self, asset: str, candles: CandleColumns, rows: range) -> None:
-        high_rows = self._high_rows[np.searchsorted(self._high_rows, rows.start):
-                                    np.searchsorted(self._high_rows, rows.stop)]
+        rated = self._high_rows[asset]
+        high_rows = rated[np.searchsorted(rated, rows.start):np.searchsorted(rated, rows.stop)]
         if not len(high_rows):  # the common case, said without a mask
             if self._blocks.is_blocked(asset):
                 self._blocks.clear(asset, candles.open_time(rows.start), CLEARED_BECAUSE)
             return
         blocking = np.zeros(len(rows), dtype=bool)
         blocking[high_rows - rows.start] = True
-        atr_pct = self._atr_pct
+        atr_pct = self._atr_pct[asset]
         self._blocks.rows(asset, candles, rows, blocking, lambda row: self._reason(float(atr_pct[row])),
                           CLEARED_BECAUSE)
 
