@@ -10,7 +10,8 @@ Invariants: the feed thread never dies outside its error handling; it never wait
 takes no more ticks (failed, stalled, stopping); every line it logs names the environment and
 the strategy links that depend on it; a live feed that delivered no candle has failed; progress
 counts base ticks (every symbol's), whatever the runs' timeframes; a window of several symbols
-goes to the runs as it is (several symbols are never resampled: the config loader refuses it);
+goes to the runs as it is, and is resampled frame by frame (a backtest of several symbols is not
+resampled: the config loader refuses it);
 runs attached while it runs (`attach`, `detach`) get every tick from then on or none, and a run
 attached is finished when the feed ends, never left waiting; a run stopped on request keeps the
 feed going (it may be started again).
@@ -25,11 +26,10 @@ from datetime import datetime, timedelta
 import structlog
 
 from backend.errors import OpdaemonError
-from backend.interfaces.candle_columns import CandleColumns
 from backend.interfaces.candle_window import Candles, CandleWindow
 from backend.market_data import RawTick, TickSource
 from backend.market_data.candle_checks import log_data_gap
-from backend.market_data.raw_tick import columns_of, shared_ticks_of
+from backend.market_data.raw_tick import candles_of, tick_frames
 from backend.market_data.resample import Resampler
 from backend.market_data.timeframes import timeframe_seconds
 from services.strategy_run import RunStatus, StrategyRun
@@ -299,14 +299,13 @@ class EnvironmentFeed:
             if route.resampler is None:
                 for run in route.runs:
                     run.submit(candles)
-            else:  # the bars the block completes, as a block of their own
-                # Several symbols are never resampled: the config loader refuses it.
-                assert isinstance(candles, CandleColumns), "a window of several symbols is never resampled"
-                bars = [bar for tick in shared_ticks_of(candles) for bar in route.resampler.add(tick)]
+            else:  # the bars the block completes, as a block (several symbols': a window) of their own
+                bars = [bar for frame in tick_frames(candles) for _, _, tick in frame
+                        for bar in route.resampler.add(tick)]
                 for bar in bars:
                     self._announce_gaps(route.timeframe, bar)
                 if bars:
-                    block = columns_of(bars)
+                    block = candles_of(bars)
                     for run in route.runs:
                         run.submit(block)
                     route.bars_sent += len(bars)

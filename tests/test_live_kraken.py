@@ -9,7 +9,7 @@ import ccxt
 import pytest
 
 from backend.errors import SettingError, TemporaryExchangeError
-from backend.market_data.raw_tick import RawTick, ticks_of
+from backend.market_data.raw_tick import RawTick, tick_frames
 from backend.portfolio import SimulatedGateway
 from backend.venues.kraken import exchange_clock
 from backend.venues.kraken.client import make_kraken_client, translate_error
@@ -47,6 +47,7 @@ class Consumer:
     def __init__(self, source: KrakenLiveSource) -> None:
         self.stop = threading.Event()
         self.ticks: list[RawTick] = []
+        self.frames: list[list[RawTick]] = []  # the ticks of each open time handed on together
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, args=(source,), daemon=True)
         self._thread.start()
@@ -54,7 +55,9 @@ class Consumer:
     def _run(self, source: KrakenLiveSource) -> None:
         try:
             for block in source.blocks(self.stop):
-                self.ticks.extend(ticks_of(block))
+                frames = [[tick for _, _, tick in frame] for frame in tick_frames(block)]
+                self.frames.extend(frames)
+                self.ticks.extend(tick for frame in frames for tick in frame)
         except BaseException as error:  # surfaced to the test
             self.error = error
 
@@ -164,6 +167,41 @@ def test_every_symbol_is_polled(fake, consume):
     consumer.wait_for(2)
     time.sleep(0.2)
     assert sorted((t.symbol, t.close) for t in consumer.ticks) == [("BTC/USD", 101), ("ETH/USD", 11)]
+
+
+def test_the_candles_of_one_open_time_go_on_together_though_a_symbol_shows_its_own_later(fake, consume):
+    """As a backtest of the two symbols hands them on: one frame per open time."""
+    start = ten_minutes_ago()
+    fake.set_candles("XXBTZUSD", minute_rows(start, [100, 101, 102]))
+    fake.set_candles("XETHZUSD", minute_rows(start, [10]))  # Kraken has not closed ETH's candle yet
+    environment = live_env(fake, symbols=["BTC/USD", "ETH/USD"], frame_wait_seconds=20)
+    consumer = consume(KrakenLiveSource(environment, client=fast_client(environment)))
+
+    wait_until(lambda: len(fake.received("public/OHLC")) >= 6, timeout=10)  # three polls of each
+    assert consumer.ticks == []  # BTC's closed candle waits for ETH's
+    fake.set_candles("XETHZUSD", minute_rows(start, [10, 11, 12]))
+    consumer.wait_for(2)
+    fake.set_candles("XETHZUSD", minute_rows(start, [10, 11, 12, 13]))  # ETH first this time
+    fake.set_candles("XXBTZUSD", minute_rows(start, [100, 101, 102, 103]))
+    consumer.wait_for(4)
+    assert [[(tick.symbol, tick.close) for tick in frame] for frame in consumer.frames] == [
+        [("BTC/USD", 101), ("ETH/USD", 11)], [("BTC/USD", 102), ("ETH/USD", 12)]]
+
+
+def test_a_candle_waits_frame_wait_seconds_at_most_for_the_other_symbols(fake, consume):
+    start = ten_minutes_ago()
+    fake.set_candles("XXBTZUSD", minute_rows(start, [100, 101, 102]))
+    fake.set_candles("XETHZUSD", minute_rows(start, [10]))
+    environment = live_env(fake, symbols=["BTC/USD", "ETH/USD"], frame_wait_seconds=0.5)
+    consumer = consume(KrakenLiveSource(environment, client=fast_client(environment)))
+
+    started = time.monotonic()
+    consumer.wait_for(1)
+    assert time.monotonic() - started >= 0.5
+    fake.set_candles("XETHZUSD", minute_rows(start, [10, 11, 12]))  # late: it goes on by itself
+    consumer.wait_for(2)
+    assert [[(tick.symbol, tick.close) for tick in frame] for frame in consumer.frames] == [
+        [("BTC/USD", 101)], [("ETH/USD", 11)]]
 
 
 def test_a_burst_of_503s_is_logged_and_ridden_out(fake, consume, logs):

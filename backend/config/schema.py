@@ -313,6 +313,10 @@ class LiveEnvironment(AccountSettings):
     allow_live_orders: StrictBool = False  # a safety switch: the literal `true` only, never yes, on, True or 1
     # Closed candles replayed at start so indicators are warm; only context workers see them.
     warmup_candles: int = Field(default=0, ge=0, le=700)
+    # With several symbols: how long the candles of one open time wait for the other symbols' (which
+    # the exchange may publish a poll or a few seconds later), so a strategy sees them in one frame as
+    # in a backtest; a candle still missing then goes on by itself when it comes.
+    frame_wait_seconds: float = Field(default=30, ge=0)
 
     @field_validator("allow_live_orders", mode="before")
     @classmethod

@@ -1,8 +1,10 @@
-"""The candles of several symbols over one span of time: how a backtest environment of several
-symbols hands its candles on (one symbol's keep coming as a CandleColumns).
+"""The candles of several symbols over one span of time: how an environment of several symbols
+hands its candles on (one symbol's keep coming as a CandleColumns): a backtest's a window of many
+open times, a live one's a frame (backend.market_data.live_frames).
 
-Invariant: `columns` holds one CandleColumns per symbol of the environment, in its symbol order,
-each that symbol's consecutive candles (possibly none) opening in the same [start, end) span; a
+Invariant: `columns` holds one CandleColumns per symbol (a backtest's: every symbol of the
+environment; a live frame's: those whose candle came), in the environment's symbol order, each
+that symbol's consecutive candles (a backtest's: possibly none) opening in the same span; a
 symbol without a candle at a timestamp has no row there (a gap of that symbol only, counted in
 the `missing_before` of its next row). The rows are visited in frame order: by open time, and
 within one open time in the symbol order; a frame is the rows of one open time.

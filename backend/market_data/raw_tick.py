@@ -86,3 +86,15 @@ def columns_of(ticks: Sequence[RawTick]) -> CandleColumns:
         column("open", float), column("high", float), column("low", float), column("close", float),
         column("volume", float), column("missing_before", np.int64), column("warmup", bool),
     )
+
+
+def candles_of(ticks: Sequence[RawTick]) -> Candles:
+    """Checked ticks in frame order (by open time, one symbol's in time order) as a run takes them:
+    one symbol's as a block, several symbols' as a window of each one's block (in the order the
+    symbols first appear)."""
+    by_symbol: dict[str, list[RawTick]] = {}
+    for tick in ticks:
+        by_symbol.setdefault(tick.symbol, []).append(tick)
+    if len(by_symbol) == 1:
+        return columns_of(ticks)
+    return CandleWindow(tuple(columns_of(symbol_ticks) for symbol_ticks in by_symbol.values()))

@@ -7,8 +7,10 @@ Invariants:
   api_key_env) or ExchangeUnavailableError naming the URL, the time waited and the root cause.
 - No candle becomes a tick unless it passes `candle_problem` and its symbol's `CandleSequence`;
   a rejected one is logged (`candle_rejected`), counted in `candles_rejected` and skipped.
-- A symbol's candles are handed out at most once each, in open-time order: `_last_seen` only grows;
-  each as a block of one row (CandleColumns, warm-up flagged in its `warmup` column).
+- A symbol's candles are handed out at most once each, in open-time order: `_last_seen` only grows.
+  The candles of one open time go out together (FrameAssembly, backend.market_data.live_frames:
+  once every symbol reached it, or after `frame_wait_seconds`), one as a block of one row
+  (CandleColumns, warm-up flagged in its `warmup` column), several as a CandleWindow.
 - A candle is closed by Kraken's clock (exchange_clock), never the local one alone; while that
   clock is not trusted (skew above `max_clock_skew_seconds`, or in doubt) none is handed out.
 """
@@ -23,9 +25,10 @@ import ccxt
 import structlog
 
 from backend.errors import ExchangeUnavailableError, SettingError
-from backend.interfaces.candle_columns import CandleColumns
+from backend.interfaces.candle_window import Candles
 from backend.market_data.candle_checks import CandleSequence, candle_problem, log_data_gap
-from backend.market_data.raw_tick import RawTick, columns_of
+from backend.market_data.live_frames import FrameAssembly
+from backend.market_data.raw_tick import RawTick, candles_of
 from backend.market_data.tick_source import TickSource
 from backend.redaction import without_url_credentials
 from backend.venues.kraken.client import (
@@ -93,6 +96,7 @@ class KrakenCandleSource(TickSource):
         self._sequences = {symbol: CandleSequence(environment.timeframe) for symbol in self._symbols}
         self._resume_after_ms: dict[str, int] = {}  # symbol -> open time (ms) processed before a restart
         self._hole_waited_for: dict[str, int] = {}  # symbol -> open time (ms) of the missing candle last waited for
+        self._frames = FrameAssembly(self._symbols, environment.frame_wait_seconds)  # checked candles to hand on
         self.candles_rejected = 0
 
     # --- start-up ------------------------------------------------------------------------------
@@ -223,7 +227,7 @@ class KrakenCandleSource(TickSource):
     def _hand_out(self, symbol: str, candles: list[Candle], warmup_count: int = 0) -> list[RawTick]:
         """Closed candles after `_last_seen`, oldest first, as checked ticks (the first
         `warmup_count` flagged warm-up); each is marked handled, even when it is rejected. The
-        caller announces each tick it hands over (`_announced`)."""
+        caller adds them to the frame assembly (`_frames_ready` announces them as they leave)."""
         ticks = []
         for index, candle in enumerate(candles):
             self._last_seen[symbol] = max(candle[0], self._last_seen.get(symbol, candle[0]))
@@ -232,14 +236,20 @@ class KrakenCandleSource(TickSource):
                 ticks.append(tick)
         return ticks
 
-    @staticmethod
-    def _announced(tick: RawTick) -> CandleColumns:
-        """tick as a block of one row, `candle_closed` logged (a candle to trade): called as it
-        leaves the source, so a candle prepared but never handed over (the source was stopped) is
-        not announced."""
-        if not tick.warmup:
-            log.info("candle_closed", symbol=tick.symbol, candle_time=tick.timestamp.isoformat(), close=tick.close)
-        return columns_of((tick,))
+    def _frames_ready(self, stop: threading.Event) -> Iterator[Candles]:
+        """The frames that can go on now (FrameAssembly: the candles of one open time together once
+        every symbol reached it, or waited frame_wait_seconds), none once stop is set (also when
+        the answer came after the stop: nobody takes it), each candle logged `candle_closed` (a
+        candle to trade) as it leaves the source, so one never handed over is not announced."""
+        reached = {symbol: datetime.fromtimestamp(ms / 1000, tz=UTC) for symbol, ms in self._last_seen.items()}
+        for frame in self._frames.ready(reached):
+            if stop.is_set():
+                return
+            for tick in frame:
+                if not tick.warmup:
+                    log.info("candle_closed", symbol=tick.symbol, candle_time=tick.timestamp.isoformat(),
+                             close=tick.close)
+            yield candles_of(frame)
 
     def _new_closed_candles(self, symbol: str, candles: list[Candle]) -> list[Candle]:
         """Closed candles after the last one handled, one per open time, oldest first; on the first
@@ -305,7 +315,7 @@ class KrakenLiveSource(KrakenCandleSource):
     propagates, translated.
     """
 
-    def blocks(self, stop: threading.Event) -> Iterator[CandleColumns]:
+    def blocks(self, stop: threading.Event) -> Iterator[Candles]:
         failures = 0
         while not stop.is_set():
             delay = self._poll_interval
@@ -324,9 +334,8 @@ class KrakenLiveSource(KrakenCandleSource):
                                 retry_in_seconds=round(delay, 3))
                     break
                 for tick in self._ticks_from_rest(symbol, candles, wait_for_holes=True):
-                    if stop.is_set():  # also when the answer came after the stop: nobody takes it
-                        return
-                    yield self._announced(tick)
+                    self._frames.add(tick)
+                yield from self._frames_ready(stop)
                 if stop.is_set():
                     return
             else:

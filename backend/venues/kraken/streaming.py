@@ -34,7 +34,7 @@ import ccxt.pro
 import structlog
 
 from backend.core.event_loops import new_event_loop
-from backend.interfaces.candle_columns import CandleColumns
+from backend.interfaces.candle_window import Candles
 from backend.market_data.raw_tick import RawTick
 from backend.venues.kraken.client import describe_error, is_network_failure, root_cause, translate_error
 from backend.venues.kraken.market_data import Candle, KrakenCandleSource
@@ -99,7 +99,7 @@ class KrakenStreamSource(KrakenCandleSource):
 
     # --- the feed thread's side -----------------------------------------------------------------
 
-    def blocks(self, stop: threading.Event) -> Iterator[CandleColumns]:
+    def blocks(self, stop: threading.Event) -> Iterator[Candles]:
         loop = new_event_loop()
         ready: deque[RawTick] = deque()
         arrived = asyncio.Event()
@@ -126,11 +126,14 @@ class KrakenStreamSource(KrakenCandleSource):
             loop.close()
 
     async def _next_candle(self, ready: deque[RawTick], arrived: asyncio.Event,
-                           followers: list[asyncio.Task], stop: threading.Event) -> CandleColumns | None:
+                           followers: list[asyncio.Task], stop: threading.Event) -> Candles | None:
         """The next candle to hand out, or None once `stop` is set; a follower's fatal error is raised."""
         while not stop.is_set():
-            if ready:
-                return self._announced(ready.popleft())
+            while ready:
+                self._frames.add(ready.popleft())
+            frame = next(self._frames_ready(stop), None)  # the frames not taken now stay assembled
+            if frame is not None:
+                return frame
             for follower in followers:
                 if follower.done():
                     follower.result()  # only a translated, non-network error ends a follower
