@@ -35,8 +35,11 @@ class Market:
     """The slice's rows at hourly times ending just before this hour: row i opens at `times[i]`.
     `show(i)` serves rows 0..i over REST (row i forming, so i-1 closed)."""
 
-    def __init__(self, fake: FakeKraken | None, rows: list[tuple[float, float, float, float, float]]) -> None:
-        self.fake, self.rows = fake, rows
+    def __init__(self, fake: FakeKraken | None, rows: list[tuple[float, float, float, float, float]],
+                 pair: str = PAIR, missing: frozenset[int] = frozenset()) -> None:
+        """pair: the fake's pair id the rows are served as; missing: rows Kraken never publishes
+        (a candle without a trade: a hole in the file too)."""
+        self.fake, self.rows, self.pair, self.missing = fake, rows, pair, missing
         first = (int(time.time()) // HOUR - len(rows) - 1) * HOUR
         self.times = [first + i * HOUR for i in range(len(rows))]
 
@@ -49,17 +52,19 @@ class Market:
 
     def show(self, forming: int) -> None:
         assert self.fake is not None
-        self.fake.set_candles(PAIR, [self.kraken_row(i) for i in range(forming + 1)])
+        self.fake.set_candles(self.pair, [self.kraken_row(i) for i in range(forming + 1) if i not in self.missing])
 
     def trade(self, index: int) -> None:
         """The exchange trades row index: its open orders are matched against it, its price is the close."""
         assert self.fake is not None
         o, h, low, c, _ = self.rows[index]
-        self.fake.trade_candle(PAIR, self.times[index], o, h, low, c)
+        self.fake.trade_candle(self.pair, self.times[index], o, h, low, c)
 
     def write_csv(self, path: Path) -> Path:
         lines = ["timestamp,open,high,low,close,volume"]
         for index, (o, h, low, c, v) in enumerate(self.rows):
+            if index in self.missing:
+                continue
             lines.append(f"{self.moment(index).strftime('%Y-%m-%dT%H:%M:%SZ')},{o},{h},{low},{c},{v}")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("\n".join(lines) + "\n")

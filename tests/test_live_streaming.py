@@ -111,6 +111,23 @@ def test_candles_arrive_once_and_in_order_across_a_forced_disconnect_with_a_rest
     assert consumer.close() < 0.6
 
 
+def test_streamed_candles_of_one_open_time_go_on_together_whichever_symbol_closes_first(fake, stream, consume):
+    t = ten_minutes_ago()
+    fake.set_candles("XXBTZUSD", minute_rows(t, [100, 101]))
+    fake.set_candles("XETHZUSD", minute_rows(t, [10, 11]))
+    _, consumer = started(fake, stream, consume, symbols=["BTC/USD", "ETH/USD"], frame_wait_seconds=20)
+    consumer.wait_for(2)  # the start-up backfill: t of each, one frame
+    stream.wait_for_subscriptions(2)
+    stream.send(ws_candle("ETH/USD", t + MINUTE, 11), ws_candle("ETH/USD", t + 2 * MINUTE, 12))  # ETH's t+1 closes
+    time.sleep(0.3)
+    assert len(consumer.ticks) == 2  # it waits for BTC's
+    stream.send(btc(t + MINUTE, 101), btc(t + 2 * MINUTE, 102))
+    consumer.wait_for(4)
+
+    assert [[(tick.symbol, tick.close) for tick in frame] for frame in consumer.frames] == [
+        [("BTC/USD", 100), ("ETH/USD", 10)], [("BTC/USD", 101), ("ETH/USD", 11)]]
+
+
 @pytest.mark.slow
 def test_a_revised_repeated_or_reordered_candle_is_not_handed_out_again(fake, stream, consume):
     t = ten_minutes_ago()
