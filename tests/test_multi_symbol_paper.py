@@ -1,5 +1,6 @@
 """A strategy of two symbols books the same fills in a backtest of their two files as in a paper
-run on the fake Kraken's candles of them: the live source hands the candles of one open time on
+run on the fake Kraken's candles of them (and, to the cent, as a live run whose orders the fake
+rests and matches): the live source hands the candles of one open time on
 together (one frame, as the backtest does), though Kraken closes ETH's candle before BTC's each
 hour, and around a candle one symbol lacks. When the cash runs short, which symbol of a frame
 buys first decides the fills: BTC/USD, the first of the blueprint's symbols, in both.
@@ -72,16 +73,21 @@ def run_backtest(root: Path, fake: FakeKraken, btc: Market, eth: Market) -> list
     return report_rows(root / "report", "dca@file", "trades.csv")
 
 
-def run_paper(root: Path, fake: FakeKraken, btc: Market, eth: Market) -> tuple[list[dict], Run]:  # noqa: F811
-    environment = {**live_environment(fake, "paper"), "symbols": SYMBOLS, "warmup_candles": 0,
+def run_on_the_fake(root: Path, fake: FakeKraken, btc: Market, eth: Market,  # noqa: F811
+                    mode: str) -> tuple[list[dict], Run]:
+    environment = {**live_environment(fake, mode), "symbols": SYMBOLS, "warmup_candles": 0,
                    "frame_wait_seconds": 0.3}
-    operation = operation_tree(root, "dca", BLUEPRINT, "paper", environment)
+    operation = operation_tree(root, "dca", BLUEPRINT, mode, environment)
     btc.show(START_ROW)
     eth.show(START_ROW)  # row START_ROW - 1 closed: the first candle traded
-    run = Run(operation, root / "state", "dca@paper", "--report", root / "report", env=CREDENTIALS)
+    run = Run(operation, root / "state", f"dca@{mode}", "--report", root / "report", env=CREDENTIALS)
     try:
         run.wait_processed(btc.moment(START_ROW - 1))
         for index in range(START_ROW, ROWS - 1):
+            if mode == "live":  # the exchange matches the resting orders on the candle before it closes
+                btc.trade(index)
+                if index != ETH_HOLE:
+                    eth.trade(index)
             eth.show(index + 1)  # Kraken closes ETH's candle a few polls before BTC's: ETH's waits for it
             time.sleep(0.1)
             btc.show(index + 1)
@@ -104,8 +110,16 @@ def test_a_paper_run_of_two_symbols_books_what_their_backtest_books(tmp_path, fa
     assert {symbol for _, symbol, *_ in backtest} == set(SYMBOLS)
     assert {side for _, _, side, *_ in backtest} == {"buy", "sell"}
 
-    paper, run = run_paper(tmp_path / "paper", fake, btc, eth)
+    paper, run = run_on_the_fake(tmp_path / "paper", fake, btc, eth, "paper")
     assert fills(paper) == backtest
     # The frame of the hour ETH lacks went on with BTC alone, after waiting frame_wait_seconds for it.
     gaps = [(event["symbol"], event["gap_from"]) for event in run.daemon.events("data_gap")]
     assert gaps == [("ETH/USD", eth.moment(ETH_HOLE).isoformat())]
+
+    # Live: the fake rests and matches the orders. Its fees are rounded to Kraken's 4 decimals of
+    # USD, so the cash differs by fractions of a cent, and so do the buys the cash limits.
+    live = fills(run_on_the_fake(tmp_path / "live", fake, btc, eth, "live")[0])
+    assert [fill[:3] + fill[4:5] for fill in live] == [fill[:3] + fill[4:5] for fill in backtest]
+    for (*_, quantity, price, fee), (*_, want_quantity, _, want_fee) in zip(live, backtest, strict=True):
+        assert quantity * price == pytest.approx(want_quantity * price, abs=0.01)
+        assert fee == pytest.approx(want_fee, abs=0.0001)
