@@ -19,6 +19,7 @@ Usage:
     with running_fake_kraken() as fake:
         fake.set_candles("XXBTZUSD", [candle(t, 100.0), sent_as(candle(t + 60, 101.0), high="nan"), ...])
                                                                 # last row = the forming candle
+        fake.set_candles("XXBTZUSD", rows, interval=60)         # served for interval=60 only
         fake.fail_next(3)                                       # next 3 requests answer HTTP 503
         fake.garble_next(1, b"")                                # next request: HTTP 200, empty body
         fake.delay_replies("public/OHLC", 0.5)                  # the next OHLC answered 0.5 s late
@@ -119,6 +120,8 @@ def trade_nanoseconds(row: list) -> int:
     return int(Decimal(repr(row[2])) * 1_000_000_000)
 
 
+OHLC_INTERVALS = (1, 5, 15, 30, 60, 240, 1440, 10080, 21600)  # Get OHLC Data: `interval`, in minutes
+OHLC_WINDOW = 720  # Get OHLC Data: "Returns up to 720 of the most recent entries"
 OHLC_FIELDS = {"open": 1, "high": 2, "low": 3, "close": 4, "volume": 6}
 
 
@@ -150,7 +153,9 @@ class ReceivedRequest:
 class FakeKraken:
     api_key: str = TEST_API_KEY
     api_secret: str = TEST_API_SECRET
-    candles: dict[str, list[list]] = field(default_factory=dict)  # pair id -> OHLC rows, oldest first
+    candles: dict[str, list[list]] = field(default_factory=dict)  # pair id -> OHLC rows of any interval, oldest first
+    # (pair id, interval in minutes) -> OHLC rows of that interval only, served before `candles`
+    interval_candles: dict[tuple[str, int], list[list]] = field(default_factory=dict)
     trades: dict[str, list[list]] = field(default_factory=dict)  # pair id -> Trades rows (`trade`), oldest first
     prices: dict[str, float] = field(default_factory=lambda: {"XXBTZUSD": 50_000.0, "XETHZUSD": 3_000.0})
     balances: dict[str, float] = field(default_factory=lambda: {"ZUSD": 10_000.0, "XXBT": 0.0, "XETH": 0.0})
@@ -203,9 +208,14 @@ class FakeKraken:
 
     # --- scripting -------------------------------------------------------------------------
 
-    def set_candles(self, pair_id: str, rows: list[list]) -> None:
+    def set_candles(self, pair_id: str, rows: list[list], interval: int | None = None) -> None:
+        """The pair's OHLC rows (the last one the forming candle): for every interval asked, or only
+        for `interval` (minutes) when given."""
         with self._lock:
-            self.candles[pair_id] = [list(row) for row in rows]
+            if interval is None:
+                self.candles[pair_id] = [list(row) for row in rows]
+            else:
+                self.interval_candles[pair_id, interval] = [list(row) for row in rows]
 
     def set_trades(self, pair_id: str, rows: list[list]) -> None:
         with self._lock:
@@ -442,18 +452,32 @@ class FakeKraken:
         return {"unixtime": int(now), "rfc1123": formatdate(now, usegmt=True)}
 
     def _ohlc(self, params: dict) -> dict:
+        """Get OHLC Data (docs.kraken.com/api-reference/market-data/get-ohlc-data): `interval` "Time
+        frame interval in minutes", one of "1, 5, 15, 30, 60, 240, 1440, 10080, 21600" (default 1);
+        rows [time, open, high, low, close, vwap, volume, count], oldest first. An interval without a
+        trade is sent as a row of count 0 and volume 0 at the previous close, when scripted so
+        (Kraken does: `[1627084800,"1.024497",...,"0.000000","0.00000000",0]`, github.com/dominiktraxl/
+        pykrakenapi issue 55)."""
         pair = _pair_id(params.get("pair", ""))
-        all_rows = self.candles.get(pair, [])
+        interval = int(params.get("interval", 1))
+        if interval not in OHLC_INTERVALS:
+            raise KrakenError("EGeneral:Invalid arguments:interval")
+        all_rows = self.interval_candles.get((pair, interval), self.candles.get(pair, []))
         rows = all_rows
         if "since" in params:  # a row without a numeric time is never "after" anything
+            # The same page: since "Return OHLC entries since the given timestamp (intended for
+            # incremental updates)": the rows after it.
             rows = [row for row in rows if isinstance(row[0], int) and row[0] > int(params["since"])]
             # docs.kraken.com/api-reference/market-data/get-ohlc-data: "The last entry in the OHLC array
             # is for the current, not-yet-committed timeframe, and will always be present, regardless
             # of the value of `since`."
             if all_rows and (not rows or rows[-1] is not all_rows[-1]):
                 rows = [*rows, all_rows[-1]]
+        # The same page: "Returns up to 720 of the most recent entries (older data cannot be
+        # retrieved, regardless of the value of `since`)": the forming entry is one of them.
+        rows = rows[-OHLC_WINDOW:]
         last = rows[-2][0] if len(rows) > 1 else (rows[-1][0] if rows else 0)  # last committed candle
-        return {pair: rows[-720:], "last": last}
+        return {pair: rows, "last": last}
 
     def _trades(self, params: dict) -> dict:
         """Get Recent Trades (docs.kraken.com/api-reference/market-data/get-recent-trades): "Returns

@@ -19,7 +19,7 @@ import pytest
 
 from backend.market_data.candle_file import read_candle_file
 from backend.market_data.market_rules import MarketRules, load_market_rules
-from tests.fake_kraken import TRADES_PAGE_SIZE, running_fake_kraken, trade
+from tests.fake_kraken import OHLC_WINDOW, TRADES_PAGE_SIZE, running_fake_kraken, trade
 from tests.helpers import REPO
 
 pytestmark = pytest.mark.e2e
@@ -122,6 +122,49 @@ def wait_for_trades(state: Path, count: int, process: subprocess.Popen) -> None:
     while not (state.exists() and json.loads(state.read_text())["trades"] >= count):
         assert time.monotonic() < deadline and process.poll() is None
         time.sleep(0.02)
+
+
+def ohlc_rows(trades: list[list], step: int, first: int, now: float) -> list[list]:
+    """Kraken's OHLC rows of the trades before `now`, one per interval from the one holding
+    `first` to the one holding `now` (the forming one, last); an interval without a trade is a row
+    of count 0 and volume 0 at the previous close, as Kraken sends it. Volumes carry every digit,
+    so that a row's candle is the trades' candle to the bit."""
+    before_now = [row for row in trades if row[2] < now]
+    built = {opened: values for opened, *values in expected_candles(before_now, step, (now // step + 1) * step)}
+    counts: dict[int, int] = {}
+    for *_, moment, _side, _kind, _misc, _id in before_now:
+        counts[math.floor(moment) // step * step] = counts.get(math.floor(moment) // step * step, 0) + 1
+    rows, close = [], built[min(built)][0]
+    for opened in range(first // step * step, int(now) // step * step + step, step):
+        if opened in built:
+            open_, high, low, close, volume = built[opened]
+            rows.append([opened, *map(repr, (open_, high, low, close, close, volume)), counts[opened]])
+        else:
+            rows.append([opened, *[repr(close)] * 4, "0.000000", "0.00000000", 0])
+    return rows
+
+
+def candles_of_rows(rows: list[list], step: int, first: int, before: float) -> list[tuple]:
+    """The candles a file gets from OHLC rows: those that closed by `before`, from `first` on, with
+    at least one trade (a row of count 0 is an interval without trades: a gap)."""
+    return [(row[0], *(float(row[index]) for index in (1, 2, 3, 4, 6))) for row in rows[:-1]
+            if row[7] > 0 and row[0] >= first and row[0] + step <= before]
+
+
+def serve_ohlc(fake, histories: dict[str, list[list]], first: int, now: float) -> dict[str, dict[str, list[list]]]:
+    """The fake's OHLC rows of every timeframe, built from the histories up to `now` (its clock)."""
+    fake.clock = lambda: now
+    served: dict[str, dict[str, list[list]]] = {}
+    for symbol, rows in histories.items():
+        for timeframe, step in TIMEFRAMES.items():
+            served.setdefault(symbol, {})[timeframe] = ohlc_rows(rows, step, first, now)
+            fake.set_candles(PAIRS[symbol][0], served[symbol][timeframe], interval=step // 60)
+    return served
+
+
+def sources_logged(stderr: str) -> dict[str, tuple[str, str]]:
+    lines = [json.loads(line) for line in stderr.splitlines() if '"download_source"' in line]
+    return {line["symbol"]: (line["source"], line["reason"]) for line in lines}
 
 
 @pytest.mark.parametrize("extension", ["parquet", "csv"])
@@ -332,3 +375,89 @@ def test_the_shipped_multi_asset_example_runs_on_what_download_data_fetched(tmp_
     assert summary["status"] == "completed"
     assert [figures["asset"] for figures in summary["per_asset"]] == ["BTC/USD", "ETH/USD"]
     assert all(figures["trades"] >= 2 for figures in summary["per_asset"]), summary["per_asset"]
+
+
+def test_a_range_within_kraken_s_ohlc_window_is_written_from_ohlc_without_trades(tmp_path):
+    """Every timeframe's last 720 OHLC rows reach back to --since: the files are the rows (the
+    forming one and those of intervals without trades left out), and no Trades page is asked."""
+    now = START + 6 * 3600 + 1800  # 06:30: the 1m window reaches back to 18:31 the day before
+    with running_fake_kraken() as fake:
+        histories = {symbol: trade_history(price, 2_000, seed, start=START - 6 * 3600, end=now - 1)
+                     for seed, (symbol, (_, _, price)) in enumerate(PAIRS.items())}
+        for symbol, rows in histories.items():
+            fake.set_trades(PAIRS[symbol][0], rows)
+        served = serve_ohlc(fake, histories, START - 7 * 3600, now)
+        done = run(download(fake.url, tmp_path, until=None))
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert not fake.received("public/Trades")
+        asked = [(request.params["pair"], request.params["interval"]) for request in fake.received("public/OHLC")]
+    assert sorted(asked) == sorted((pair_id, str(step // 60)) for pair_id, *_ in PAIRS.values()
+                                   for step in TIMEFRAMES.values())
+    assert {symbol: source for symbol, (source, _) in sources_logged(done.stderr).items()} == dict.fromkeys(
+        PAIRS, "ohlc")
+    for symbol, rows in histories.items():
+        for timeframe, step in TIMEFRAMES.items():
+            written = candles_in(file_of(tmp_path, symbol, timeframe))
+            assert written == candles_of_rows(served[symbol][timeframe], step, START, now), (symbol, timeframe)
+            # The same candles as the trades make: the quiet hour a gap, not a candle of count 0.
+            assert written == expected_candles([row for row in rows if row[2] >= START], step, now)
+    hourly = candles_in(file_of(tmp_path, "BTC/USD", "1h"))
+    assert [opened for opened, *_ in hourly] == [START + hour * 3600 for hour in (0, 1, 3, 4, 5)]
+
+
+def test_after_an_ohlc_run_the_next_appends_only_new_candles_and_a_later_one_beyond_the_window_reads_trades(tmp_path):
+    """Run 1 and run 2 within the window (OHLC; run 2 appends what closed since); run 3 comes 14 hours
+    later, beyond the 1m window: trades for every timeframe, from the earliest candle a file still
+    needs (the hour run 2's end was in), and the files are the trades' candles throughout."""
+    first_now, second_now, third_now = START + 6 * 3600 + 1800, START + 9 * 3600 + 1800, START + 23 * 3600 + 1800
+    symbols = ("BTC/USD",)
+    with running_fake_kraken() as fake:
+        rows = trade_history(16_500.0, 1_500, seed=3, start=START - 6 * 3600, end=first_now - 1)
+        fake.set_trades("XXBTZUSD", rows)
+        serve_ohlc(fake, {"BTC/USD": rows}, START - 7 * 3600, first_now)
+        assert run(download(fake.url, tmp_path, symbols=symbols, until=None)).returncode == 0
+        first_files = {timeframe: candles_in(file_of(tmp_path, "BTC/USD", timeframe)) for timeframe in TIMEFRAMES}
+        later = trade_history(16_400.0, 600, seed=4, first_id=len(rows) + 1, start=first_now, end=second_now - 1)
+        fake.add_trades("XXBTZUSD", later)
+        rows += later
+        serve_ohlc(fake, {"BTC/USD": rows}, START - 7 * 3600, second_now)
+        second = run(download(fake.url, tmp_path, symbols=symbols, until=None))
+        assert second.returncode == 0, second.stderr[-2000:]
+        assert not fake.received("public/Trades")
+        for timeframe, step in TIMEFRAMES.items():
+            written = candles_in(file_of(tmp_path, "BTC/USD", timeframe))
+            assert written[:len(first_files[timeframe])] == first_files[timeframe], timeframe  # appended
+            assert len(written) > len(first_files[timeframe]), timeframe
+            assert written == expected_candles([row for row in rows if row[2] >= START], step, second_now), timeframe
+        latest = trade_history(16_300.0, 1_500, seed=5, first_id=len(rows) + 1, start=second_now, end=third_now - 1)
+        fake.add_trades("XXBTZUSD", latest)
+        rows += latest
+        serve_ohlc(fake, {"BTC/USD": rows}, START - 7 * 3600, third_now)
+        third = run(download(fake.url, tmp_path, symbols=symbols, until=None))
+        assert third.returncode == 0, third.stderr[-2000:]
+        pages = fake.received("public/Trades")
+    source, reason = sources_logged(third.stderr)["BTC/USD"]
+    assert source == "trades" and reason.startswith("1m: "), reason
+    assert pages and pages[0].params["since"] == str((START + 9 * 3600) * 1_000_000_000 - 1)
+    for timeframe, step in TIMEFRAMES.items():
+        path = file_of(tmp_path, "BTC/USD", timeframe)
+        assert candles_in(path) == expected_candles([row for row in rows if row[2] >= START], step, third_now)
+        read_candle_file(path, timeframe)
+
+
+def test_a_range_beyond_one_timeframe_s_ohlc_window_is_read_from_trades_for_every_timeframe(tmp_path):
+    """13 hours back: the 1h rows reach --since, the 1m rows (720 minutes) do not: one trade
+    download makes every file."""
+    now = START + 13 * 3600
+    with running_fake_kraken() as fake:
+        rows = trade_history(16_500.0, 1_500, seed=6, end=now - 1)
+        fake.set_trades("XXBTZUSD", rows)
+        served = serve_ohlc(fake, {"BTC/USD": rows}, START - 3600, now)
+        assert len(served["BTC/USD"]["1m"]) > OHLC_WINDOW  # the fake sends the last 720 only
+        done = run(download(fake.url, tmp_path, symbols=("BTC/USD",), until=None))
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert fake.received("public/Trades")
+    source, reason = sources_logged(done.stderr)["BTC/USD"]
+    assert source == "trades" and reason.startswith("1m: "), reason
+    for timeframe, step in TIMEFRAMES.items():
+        assert candles_in(file_of(tmp_path, "BTC/USD", timeframe)) == expected_candles(rows, step, now), timeframe
