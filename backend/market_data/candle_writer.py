@@ -21,7 +21,7 @@ from backend.atomic_file import replace_atomically
 from backend.errors import ConfigError
 from backend.market_data.candle_file import read_candle_file
 from backend.market_data.candle_readers import COLUMNS, candle_blocks, is_parquet
-from backend.market_data.trade_candles import Candle
+from backend.market_data.trade_history import Candle
 
 
 def append_candles(path: Path, timeframe: str, candles: Sequence[Candle]) -> None:

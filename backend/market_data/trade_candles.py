@@ -12,9 +12,7 @@ never stopped (its floats go through JSON unchanged: repr round-trips).
 import math
 
 from backend.market_data.timeframes import timeframe_seconds
-from backend.market_data.trade_history import Trade
-
-Candle = tuple[int, float, float, float, float, float]  # open time (epoch seconds), open, high, low, close, volume
+from backend.market_data.trade_history import Candle, Trade
 
 
 class CandleBuilder:

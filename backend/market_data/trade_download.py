@@ -1,8 +1,16 @@
-"""A symbol's candle files built from its exchange's trade history, incrementally and resumably;
-the venue pages through the history (`TradeHistory`, e.g. backend/venues/kraken/trade_history.py),
-everything else is here and knows no venue.
+"""A symbol's candle files built from its exchange's trade history, incrementally and resumably,
+or taken from the venue's window of recent candles when that window covers what every file still
+needs; the venue pages through the history and serves the window (`TradeHistory`, e.g.
+backend/venues/kraken/trade_history.py), everything else is here and knows no venue.
 
 Invariants:
+- A symbol's files come from the recent candles only when, for every timeframe, the window's
+  oldest interval opens at or before the first candle the file needs (the one holding --since,
+  or the one after the file's last); otherwise from the trades, for every timeframe (one
+  download). Either way only candles closed by `end` are written, after the file's last one; the
+  state left then lets a later run go on by either: after the window, the trade cursor starts at
+  the earliest candle any timeframe still needs (the one holding `end`), and the candles those
+  trades close again are already in the files, which skip them.
 - Every timeframe's candles come from one pass over the same trades (a CandleBuilder each), on
   the UTC grid; an interval without a trade has no candle (a gap, never an invented one).
 - Only closed candles are written: closed by a trade of a later interval, or by `end` once every
@@ -24,6 +32,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -32,9 +41,9 @@ import structlog
 from backend.atomic_file import replace_atomically
 from backend.errors import ConfigError, ExchangeError, RateLimitedError, TemporaryExchangeError
 from backend.market_data.candle_writer import append_candles
-from backend.market_data.timeframes import utc_from_epoch
-from backend.market_data.trade_candles import Candle, CandleBuilder
-from backend.market_data.trade_history import Cursor, TradeHistory, TradePage
+from backend.market_data.timeframes import timeframe_seconds, utc_from_epoch
+from backend.market_data.trade_candles import CandleBuilder
+from backend.market_data.trade_history import Candle, CandleWindow, Cursor, TradeHistory, TradePage
 
 log = structlog.get_logger(__name__)
 
@@ -173,6 +182,9 @@ class SymbolDownload:
         saved: True), or until stop is set (what was read is saved: False). Saves at least every
         save_every seconds meanwhile; an error that retrying did not cure is raised once what
         was read is saved."""
+        from_window = self._from_recent_candles(history, stop)
+        if from_window is not None:
+            return from_window
         started, first_ticks = time.monotonic(), self.ticks_sent
         saved_at = reported_at = started
         try:
@@ -200,6 +212,40 @@ class SymbolDownload:
             raise
         self.save()
         return False
+
+    def _from_recent_candles(self, history: TradeHistory, stop: threading.Event) -> bool | None:
+        """The files from the venue's recent candles when every timeframe's window covers what its
+        file needs (written and saved: True; stopped meanwhile: False); None when one does not, or
+        the venue serves none of a timeframe (the trades then). Logs `download_source` either way."""
+        needed = {timeframe: self._first_needed(timeframe) for timeframe in self.plan.timeframes}
+        windows: dict[str, CandleWindow] = {}
+        for timeframe in sorted(needed, key=timeframe_seconds):  # the shortest window is the likeliest short
+            window = with_retries(partial(history.recent_candles, self.symbol, timeframe), stop, symbol=self.symbol)
+            if stop.is_set():
+                return False
+            reason = _not_covering(window, needed[timeframe], history.name)
+            if reason is not None:
+                log.info("download_source", symbol=self.symbol, source="trades", reason=f"{timeframe}: {reason}")
+                return None
+            assert window is not None
+            windows[timeframe] = window
+        log.info("download_source", symbol=self.symbol, source="ohlc",
+                 reason=f"{history.name}'s recent candles of every timeframe reach back to the file's next candle")
+        for timeframe, window in windows.items():
+            step = timeframe_seconds(timeframe)
+            self.closed[timeframe] = [candle for candle in window.candles
+                                      if candle[0] >= needed[timeframe] and candle[0] + step <= self.end]
+            self.builders[timeframe].forming = None
+        self.cursor = history.start(min(_opening(self.end, timeframe) for timeframe in self.plan.timeframes))
+        self.finished = True
+        self.save()
+        return True
+
+    def _first_needed(self, timeframe: str) -> int:
+        """Open time of the first candle the file may still lack: the one after its last, or the
+        one holding plan.since before any was written."""
+        last = self.written_through[timeframe]
+        return _opening(self.plan.since, timeframe) if last is None else last + timeframe_seconds(timeframe)
 
     def _take(self, page: TradePage) -> None:
         for trade in page.trades:
@@ -230,7 +276,8 @@ class SymbolDownload:
         for timeframe, candles in self.closed.items():
             if candles:
                 append_candles(self.plan.file_of(self.symbol, timeframe), timeframe, candles)
-                self.written_through[timeframe] = candles[-1][0]
+                last = self.written_through[timeframe]  # candles closed again by trades read again: not later
+                self.written_through[timeframe] = candles[-1][0] if last is None else max(last, candles[-1][0])
         self.closed.clear()
         state = {
             "version": STATE_VERSION,
@@ -254,3 +301,20 @@ class SymbolDownload:
         log.info("download_progress", symbol=self.symbol, trades=self.trades, reached=reached,
                  percent=round(done * 100 / total) if total else 100,
                  eta_seconds=round(elapsed * (total - done) / this_run, 1) if this_run > 0 else None)
+
+
+def _opening(moment: float, timeframe: str) -> int:
+    """Open time of the timeframe's candle holding moment (epoch seconds), on the UTC grid."""
+    step = timeframe_seconds(timeframe)
+    return math.floor(moment) // step * step
+
+
+def _not_covering(window: CandleWindow | None, needed: int, venue: str) -> str | None:
+    """Why the window cannot make the file from `needed` (epoch seconds) on; None when it can."""
+    if window is None:
+        return f"{venue} serves no recent candles of it"
+    if window.first_open is None or window.first_open > needed:
+        reached = "nothing" if window.first_open is None else f"back to {utc_from_epoch(window.first_open).isoformat()}"
+        return (f"{venue}'s recent candles reach {reached}, the file needs them from "
+                f"{utc_from_epoch(needed).isoformat()}")
+    return None

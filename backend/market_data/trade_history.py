@@ -1,9 +1,11 @@
-"""What a venue's public trade history hands out, page by page (the venue's side of
-backend.market_data.trade_download; Kraken's: backend/venues/kraken/trade_history.py).
+"""What a venue's public trade history hands out, page by page, and the window of recent candles
+it serves in one request (the venue's side of backend.market_data.trade_download; Kraken's:
+backend/venues/kraken/trade_history.py and ohlc_window.py).
 
-Invariant: a page's trades are in time order, each handed out once over every page and run, and
+Invariants: a page's trades are in time order, each handed out once over every page and run, and
 all of them before the `end` it was asked for; its cursor, kept as JSON, is where the next page
-starts. Errors are the project's (backend.errors), translated by the venue.
+starts. A window's candles are closed ones with at least one trade, on the UTC grid, oldest first.
+Errors are the project's (backend.errors), translated by the venue.
 """
 
 from collections.abc import Sequence
@@ -12,6 +14,7 @@ from typing import Any, Protocol
 
 from backend.market_data.market_rules import MarketRules
 
+Candle = tuple[int, float, float, float, float, float]  # open time (epoch seconds), open, high, low, close, volume
 Cursor = dict[str, Any]  # the venue's own: where its next page starts (kept in the download's state file)
 
 
@@ -29,9 +32,22 @@ class TradePage:
     last: bool  # nothing more before `end`: the history has no later trade yet, or it reached `end`
 
 
-class TradeHistory(Protocol):
-    """A venue's public trade history, read page by page; errors are the project's
-    (backend.errors), translated by the venue."""
+@dataclass(frozen=True)
+class CandleWindow:
+    first_open: int | None  # open time of the oldest interval the venue sent (with trades or not); None: none
+    candles: list[Candle]  # closed, with at least one trade, oldest first (an interval without one is a gap)
+
+
+class RecentCandles(Protocol):
+    def recent_candles(self, symbol: str, timeframe: str) -> CandleWindow | None:
+        """The venue's latest candles of timeframe, one request's worth (all it serves: Kraken's
+        OHLC, the last 720); None when it serves no candles of that timeframe."""
+        ...
+
+
+class TradeHistory(RecentCandles, Protocol):
+    """A venue's public trade history, read page by page, and its window of recent candles;
+    errors are the project's (backend.errors), translated by the venue."""
 
     name: str  # as said to people: "Kraken"
 

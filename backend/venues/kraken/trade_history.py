@@ -1,5 +1,6 @@
 """Kraken's whole trade history, page by page, from its public `Trades` endpoint (the
-backend.market_data.trade_history.TradeHistory of Kraken), paged as freqtrade pages Kraken's:
+backend.market_data.trade_history.TradeHistory of Kraken; its recent candles: ohlc_window.py),
+paged as freqtrade pages Kraken's:
 `since` is a nanosecond cursor (support.kraken.com, "How to retrieve historical time and sales
 ... Trades endpoint": "a UNIX timestamp at nanosecond resolution"), each answer's `last` the
 "ID to be used as since when polling for new trade data" (docs.kraken.com, Get Recent Trades),
@@ -27,9 +28,10 @@ import ccxt
 
 from backend.errors import ExchangeError
 from backend.market_data.market_rules import MarketRules
-from backend.market_data.trade_history import Cursor, Trade, TradePage
+from backend.market_data.trade_history import CandleWindow, Cursor, Trade, TradePage
 from backend.venues.kraken.client import AccountClient, translate_error
 from backend.venues.kraken.market_rules import fetch_market_rules
+from backend.venues.kraken.ohlc_window import recent_candles
 
 PAGE_SIZE = 1000  # Get Recent Trades: count "up to 1000"
 NANOSECONDS = 1_000_000_000
@@ -57,6 +59,12 @@ class KrakenTradeHistory:
     def now(self) -> float:
         try:
             return self._client.fetch_time() / 1000
+        except ccxt.BaseError as error:
+            raise translate_error(error, self._client) from None
+
+    def recent_candles(self, symbol: str, timeframe: str) -> CandleWindow | None:
+        try:
+            return recent_candles(self._client, symbol, timeframe)
         except ccxt.BaseError as error:
             raise translate_error(error, self._client) from None
 
