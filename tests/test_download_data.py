@@ -410,31 +410,28 @@ def test_after_an_ohlc_run_the_next_appends_only_new_candles_and_a_later_one_bey
     later, beyond the 1m window: trades for every timeframe, from the earliest candle a file still
     needs (the hour run 2's end was in), and the files are the trades' candles throughout."""
     first_now, second_now, third_now = START + 6 * 3600 + 1800, START + 9 * 3600 + 1800, START + 23 * 3600 + 1800
-    symbols = ("BTC/USD",)
+    rows: list[list] = []
     with running_fake_kraken() as fake:
-        rows = trade_history(16_500.0, 1_500, seed=3, start=START - 6 * 3600, end=first_now - 1)
-        fake.set_trades("XXBTZUSD", rows)
-        serve_ohlc(fake, {"BTC/USD": rows}, START - 7 * 3600, first_now)
-        assert run(download(fake.url, tmp_path, symbols=symbols, until=None)).returncode == 0
+
+        def run_after_trading(start: float, now: float, count: int, seed: int) -> subprocess.CompletedProcess:
+            """`count` more trades from start on, Kraken's clock and OHLC rows at now, and a run."""
+            rows.extend(trade_history(16_500.0, count, seed, first_id=len(rows) + 1, start=start, end=now - 1))
+            fake.set_trades("XXBTZUSD", rows)
+            serve_ohlc(fake, {"BTC/USD": rows}, START - 7 * 3600, now)
+            done = run(download(fake.url, tmp_path, symbols=("BTC/USD",), until=None))
+            assert done.returncode == 0, done.stderr[-2000:]
+            return done
+
+        run_after_trading(START - 6 * 3600, first_now, 1_500, seed=3)
         first_files = {timeframe: candles_in(file_of(tmp_path, "BTC/USD", timeframe)) for timeframe in TIMEFRAMES}
-        later = trade_history(16_400.0, 600, seed=4, first_id=len(rows) + 1, start=first_now, end=second_now - 1)
-        fake.add_trades("XXBTZUSD", later)
-        rows += later
-        serve_ohlc(fake, {"BTC/USD": rows}, START - 7 * 3600, second_now)
-        second = run(download(fake.url, tmp_path, symbols=symbols, until=None))
-        assert second.returncode == 0, second.stderr[-2000:]
+        run_after_trading(first_now, second_now, 600, seed=4)
         assert not fake.received("public/Trades")
         for timeframe, step in TIMEFRAMES.items():
             written = candles_in(file_of(tmp_path, "BTC/USD", timeframe))
             assert written[:len(first_files[timeframe])] == first_files[timeframe], timeframe  # appended
             assert len(written) > len(first_files[timeframe]), timeframe
             assert written == expected_candles([row for row in rows if row[2] >= START], step, second_now), timeframe
-        latest = trade_history(16_300.0, 1_500, seed=5, first_id=len(rows) + 1, start=second_now, end=third_now - 1)
-        fake.add_trades("XXBTZUSD", latest)
-        rows += latest
-        serve_ohlc(fake, {"BTC/USD": rows}, START - 7 * 3600, third_now)
-        third = run(download(fake.url, tmp_path, symbols=symbols, until=None))
-        assert third.returncode == 0, third.stderr[-2000:]
+        third = run_after_trading(second_now, third_now, 1_500, seed=5)
         pages = fake.received("public/Trades")
     source, reason = sources_logged(third.stderr)["BTC/USD"]
     assert source == "trades" and reason.startswith("1m: "), reason
