@@ -43,7 +43,7 @@ from backend.errors import ConfigError, ExchangeError, RateLimitedError, Tempora
 from backend.market_data.candle_writer import append_candles
 from backend.market_data.timeframes import timeframe_seconds, utc_from_epoch
 from backend.market_data.trade_candles import CandleBuilder
-from backend.market_data.trade_history import Candle, CandleWindow, Cursor, TradeHistory, TradePage
+from backend.market_data.trade_history import Candle, Cursor, RecentCandleRows, TradeHistory, TradePage
 
 log = structlog.get_logger(__name__)
 
@@ -218,7 +218,7 @@ class SymbolDownload:
         file needs (written and saved: True; stopped meanwhile: False); None when one does not, or
         the venue serves none of a timeframe (the trades then). Logs `download_source` either way."""
         needed = {timeframe: self._first_needed(timeframe) for timeframe in self.plan.timeframes}
-        windows: dict[str, CandleWindow] = {}
+        windows: dict[str, RecentCandleRows] = {}
         for timeframe in sorted(needed, key=timeframe_seconds):  # the shortest window is the likeliest short
             window = with_retries(partial(history.recent_candles, self.symbol, timeframe), stop, symbol=self.symbol)
             if stop.is_set():
@@ -309,7 +309,7 @@ def _opening(moment: float, timeframe: str) -> int:
     return math.floor(moment) // step * step
 
 
-def _not_covering(window: CandleWindow | None, needed: int, venue: str) -> str | None:
+def _not_covering(window: RecentCandleRows | None, needed: int, venue: str) -> str | None:
     """Why the window cannot make the file from `needed` (epoch seconds) on; None when it can."""
     if window is None:
         return f"{venue} serves no recent candles of it"

@@ -33,13 +33,13 @@ class TradePage:
 
 
 @dataclass(frozen=True)
-class CandleWindow:
+class RecentCandleRows:
     first_open: int | None  # open time of the oldest interval the venue sent (with trades or not); None: none
     candles: list[Candle]  # closed, with at least one trade, oldest first (an interval without one is a gap)
 
 
 class RecentCandles(Protocol):
-    def recent_candles(self, symbol: str, timeframe: str) -> CandleWindow | None:
+    def recent_candles(self, symbol: str, timeframe: str) -> RecentCandleRows | None:
         """The venue's latest candles of timeframe, one request's worth (all it serves: Kraken's
         OHLC, the last 720); None when it serves no candles of that timeframe."""
         ...

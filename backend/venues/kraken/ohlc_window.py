@@ -19,13 +19,13 @@ served (1m to 1d: Kraken's week and 15 days are left out); any other is None.
 
 from backend.errors import ExchangeError
 from backend.market_data.timeframes import timeframe_seconds
-from backend.market_data.trade_history import Candle, CandleWindow
+from backend.market_data.trade_history import Candle, RecentCandleRows
 from backend.venues.kraken.client import AccountClient
 
 INTERVAL_MINUTES = (1, 5, 15, 30, 60, 240, 1440)  # Get OHLC Data: `interval`, up to a day
 
 
-def recent_candles(client: AccountClient, symbol: str, timeframe: str) -> CandleWindow | None:
+def recent_candles(client: AccountClient, symbol: str, timeframe: str) -> RecentCandleRows | None:
     """ccxt's errors leave as they are (the caller translates them)."""
     minutes, remainder = divmod(timeframe_seconds(timeframe), 60)
     if remainder or minutes not in INTERVAL_MINUTES:
@@ -34,7 +34,7 @@ def recent_candles(client: AccountClient, symbol: str, timeframe: str) -> Candle
     rows: list[list] = next((rows for key, rows in result.items() if key != "last"), [])
     parsed = [_parsed(row) for row in rows]
     candles = [candle for candle, count in parsed[:-1] if count > 0]  # the last: still forming
-    return CandleWindow(parsed[0][0][0] if parsed else None, candles)
+    return RecentCandleRows(parsed[0][0][0] if parsed else None, candles)
 
 
 def _parsed(row: list) -> tuple[Candle, int]:

@@ -28,7 +28,7 @@ import ccxt
 
 from backend.errors import ExchangeError
 from backend.market_data.market_rules import MarketRules
-from backend.market_data.trade_history import CandleWindow, Cursor, Trade, TradePage
+from backend.market_data.trade_history import Cursor, RecentCandleRows, Trade, TradePage
 from backend.venues.kraken.client import AccountClient, translate_error
 from backend.venues.kraken.market_rules import fetch_market_rules
 from backend.venues.kraken.ohlc_window import recent_candles
@@ -62,7 +62,7 @@ class KrakenTradeHistory:
         except ccxt.BaseError as error:
             raise translate_error(error, self._client) from None
 
-    def recent_candles(self, symbol: str, timeframe: str) -> CandleWindow | None:
+    def recent_candles(self, symbol: str, timeframe: str) -> RecentCandleRows | None:
         try:
             return recent_candles(self._client, symbol, timeframe)
         except ccxt.BaseError as error:
