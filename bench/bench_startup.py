@@ -1,0 +1,217 @@
+"""Start-up cost per command (issue 19, "pay only for what is used"): for each command, in fresh
+processes, the time its imports take, its wall time and its peak RSS, each the median of
+`--runs` runs.
+
+    python bench/bench_startup.py [--runs 5]
+
+Commands:
+- `run-operation --help`;
+- `run-operation validate config/operations/backtest_demo.yaml`;
+- the backtest demo, `run-operation config/operations/backtest_demo.yaml` (whole process);
+- a live daemon with two links (Kraken, mode live) against the local fake Kraken
+  (tests/fake_kraken.py), until its first exchange call: "wall" is the time from the spawn to the
+  fake's first request, and the daemon is then left running until it has polled its candles
+  `--live-seconds` (default 2), so that the RSS is that of a running daemon, not of one starting.
+
+Columns:
+- imports: the seconds the process spends importing modules, from `python -X importtime` (the
+  sum of the top-level entries' cumulative times, lazy imports included; a run of its own, as the
+  option slows the imports down a little);
+- wall: the whole process (a live daemon: to its first exchange call);
+- peak RSS: the child's `ru_maxrss` (`os.wait4`), the most resident memory it ever held;
+- heavy modules: which of pandas, pyarrow, matplotlib, optuna, ray, rich, numpy the process imported.
+"""
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.fake_kraken import TEST_API_KEY, TEST_API_SECRET, FakeKraken, candle, running_fake_kraken  # noqa: E402
+from tests.fake_kraken_ws import running_fake_kraken_ws, ws_candle  # noqa: E402
+
+DEMO = "config/operations/backtest_demo.yaml"
+HEAVY = ("pandas", "pyarrow", "matplotlib", "optuna", "ray", "rich", "numpy")
+KEY_ENV, SECRET_ENV = "OPDAEMON_BENCH_KRAKEN_KEY", "OPDAEMON_BENCH_KRAKEN_SECRET"
+# Prints the heavy top-level modules the process imported, as it exits (whatever path it exits by).
+HEAVY_REPORT = ("import atexit, sys; atexit.register(lambda: print('heavy:', ' '.join("
+                f"m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr))")
+
+
+@dataclass
+class Run:
+    wall: float
+    max_rss_bytes: int
+    imports: float
+    heavy: str
+
+
+def live_operation(root: Path, fake: FakeKraken, **settings: object) -> Path:
+    """Two links (two blueprints) on one live Kraken environment pointed at the fake (settings:
+    the environment's, over REST market data and order updates)."""
+    environment = {
+        "type": "live", "display_name": "fake kraken", "exchange": "kraken", "symbols": ["BTC/USD"],
+        "timeframe": "1m", "mode": "live", "allow_live_orders": True, "api_key_env": KEY_ENV,
+        "api_secret_env": SECRET_ENV, "api_url": fake.url, "market_data": "rest", "poll_interval_seconds": 0.2,
+        "starting_capital": 10_000, "fee_rate": 0.0026, **settings,
+    }
+    blueprint = yaml.safe_load((REPO / "config" / "strategies" / "smart_dca_btc.yaml").read_text())
+    blueprint["timeframe"] = "1m"
+    config = root / "config"
+    for folder in ("operations", "strategies", "environments"):
+        (config / folder).mkdir(parents=True, exist_ok=True)
+    (config / "environments" / "live.yaml").write_text(yaml.safe_dump(environment))
+    for name in ("first", "second"):
+        (config / "strategies" / f"{name}.yaml").write_text(yaml.safe_dump(blueprint))
+    operation = {"display_name": "two live links", "strategy_links": [
+        {"strategy_blueprint_id": name, "execution_environment_id": "live", "is_active": True}
+        for name in ("first", "second")]}
+    path = config / "operations" / f"live_{environment['market_data']}.yaml"
+    path.write_text(yaml.safe_dump(operation))
+    return path
+
+
+def spawn(arguments: list[str], importtime: bool, env: dict[str, str]) -> subprocess.Popen:
+    flags = ["-X", "importtime"] if importtime else []
+    command = [sys.executable, *flags, "-c", f"{HEAVY_REPORT}\nimport runpy\nrunpy.run_module('services.cli', "
+               "run_name='__main__')", *arguments]
+    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={"PYTHONPATH": str(REPO), "PATH": os.environ.get("PATH", ""), **env})
+
+
+def import_seconds(stderr: str) -> float:
+    """The sum of the top-level entries of -X importtime (each is cumulative over what it imported)."""
+    total = 0
+    for line in stderr.splitlines():
+        if line.startswith("import time:") and not line.startswith("import time: self"):
+            _, cumulative, name = line[len("import time:"):].split("|")
+            if not name.startswith("  "):  # one space after the bar: imported by no other module
+                total += int(cumulative)
+    return total / 1e6
+
+
+class Child:
+    """A spawned command whose stderr is read as it comes (a full pipe would block it) and which is
+    reaped with os.wait4, for its rusage."""
+
+    def __init__(self, arguments: list[str], importtime: bool, env: dict[str, str]) -> None:
+        self.started = time.monotonic()
+        self.process = spawn(arguments, importtime, env)
+        self._lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        self._lines.extend(self.process.stderr)
+
+    def wait(self) -> tuple[int, int, str]:
+        """(exit code, peak RSS bytes, stderr)."""
+        _, status, usage = os.wait4(self.process.pid, 0)
+        self.process.returncode = code = os.waitstatus_to_exitcode(status)
+        self._reader.join()
+        return code, usage.ru_maxrss * 1024, "".join(self._lines)
+
+
+def run_command(arguments: list[str], importtime: bool) -> tuple[float, int, str]:
+    child = Child(arguments, importtime, {})
+    code, max_rss, stderr = child.wait()
+    wall = time.monotonic() - child.started
+    if code != 0:
+        raise SystemExit(f"{' '.join(arguments)} exited {code}:\n{messages(stderr)}")
+    return wall, max_rss, stderr
+
+
+def run_live(fake: FakeKraken, settings: dict, importtime: bool, live_seconds: float) -> tuple[float, int, str]:
+    """A live daemon (in a fresh config tree and data dir) from its spawn to its first exchange
+    call, then left running live_seconds."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return _run_live(live_operation(Path(tmp), fake, **settings), fake, importtime, live_seconds)
+
+
+def _run_live(operation: Path, fake: FakeKraken, importtime: bool, live_seconds: float) -> tuple[float, int, str]:
+    fake.requests.clear()
+    credentials = {KEY_ENV: TEST_API_KEY, SECRET_ENV: TEST_API_SECRET}
+    child = Child([str(operation), "--data-dir", str(operation.parents[2] / "data")], importtime, credentials)
+    deadline = child.started + 30
+    while not fake.requests and time.monotonic() < deadline and child.process.poll() is None:
+        time.sleep(0.001)
+    if not fake.requests:
+        child.process.kill()
+        raise SystemExit(f"the live daemon made no exchange call within 30 s:\n{messages(child.wait()[2])}")
+    first_call = fake.requests[0].at - child.started
+    time.sleep(live_seconds)  # running: its candles polled, its links ticking
+    child.process.send_signal(signal.SIGTERM)
+    code, max_rss, stderr = child.wait()
+    if code != 0:
+        raise SystemExit(f"the live daemon exited {code}:\n{messages(stderr)}")
+    return first_call, max_rss, stderr
+
+
+def messages(stderr: str) -> str:
+    """The last lines of stderr that are not -X importtime's."""
+    return "\n".join([line for line in stderr.splitlines() if not line.startswith("import time:")][-20:])
+
+
+def heavy_of(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.startswith("heavy:")]
+    return lines[-1][len("heavy:"):].strip() if lines else "?"
+
+
+def measure(case: Callable[[bool], tuple[float, int, str]], runs: int) -> Run:
+    plain = [case(False) for _ in range(runs)]
+    timed_imports = [case(True) for _ in range(runs)]
+    return Run(wall=statistics.median(r[0] for r in plain),
+               max_rss_bytes=int(statistics.median(r[1] for r in plain)),
+               imports=statistics.median(import_seconds(r[2]) for r in timed_imports),
+               heavy=heavy_of(plain[-1][2]))
+
+
+def startup(runs: int, live_seconds: float) -> None:
+    print(f"\n## Start-up per command (fresh processes, median of {runs} runs)")
+    print(f"{'command':<44}{'imports':>9}{'wall':>9}{'peak RSS':>11}   heavy modules imported")
+    cases: dict[str, Callable[[bool], tuple[float, int, str]]] = {
+        "run-operation --help": lambda importtime: run_command(["--help"], importtime),
+        "validate (backtest demo)": lambda importtime: run_command(["validate", DEMO], importtime),
+        "backtest demo (whole process)": lambda importtime: run_command([DEMO, "--log-level", "warning"], importtime),
+    }
+    with running_fake_kraken() as fake, running_fake_kraken_ws(rest=fake) as stream:
+        minute = 60
+        first = (int(time.time()) // minute - 120) * minute
+        fake.set_candles("XXBTZUSD", [candle(first + index * minute, 50_000.0) for index in range(120)])
+        stream.send(*(ws_candle("BTC/USD", first + index * minute, 50_000.0) for index in range(120)))
+        for market_data, settings in (("rest", {}), ("websocket", {"market_data": "websocket", "ws_url": stream.url,
+                                                                  "private_ws_url": stream.url})):
+            cases[f"live, 2 links, {market_data} (to 1st call)"] = partial(
+                lambda importtime, settings: run_live(fake, settings, importtime, live_seconds), settings=settings)
+        for name, case in cases.items():
+            result = measure(case, runs)
+            print(f"{name:<44}{result.imports:>8.2f}s{result.wall:>8.2f}s{result.max_rss_bytes / 2**20:>8.0f} MB"
+                  f"   {result.heavy or '-'}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="each figure is the median of this many runs")
+    parser.add_argument("--live-seconds", type=float, default=2.0,
+                        help="how long the live daemon runs after its first exchange call")
+    args = parser.parse_args()
+    startup(args.runs, args.live_seconds)
+
+
+if __name__ == "__main__":
+    main()
