@@ -1,0 +1,3 @@
+from backend.structlog_without_rich import refuse_rich_to_structlog
+
+refuse_rich_to_structlog()
