@@ -236,6 +236,29 @@ def test_every_spelling_python_reads_gives_the_same_candles(tmp_path, spell, why
     assert replay(spelled, start, end, "1m") == replay(clean, start, end, "1m"), why
 
 
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        (lambda lines: "\r\n".join(lines) + "\r\n", "Windows line ends"),
+        (lambda lines: "\n".join('"' + line.replace(",", '","') + '"' for line in lines),
+         "every cell quoted, no newline at the end"),
+        (lambda lines: "\n".join(line.replace("T", " ") for line in lines) + "\n", "a space for the T"),
+        (lambda lines: "\ufeff" + "\n".join(lines[1:]) + "\n", "no header, a BOM before the first row"),
+        (lambda lines: "\n".join(lines[:2] + [line.replace("Z", "+00:00") for line in lines[2:]]) + "\n",
+         "Z on the first row, +00:00 after"),
+    ],
+    ids=["crlf", "quoted", "space_separator", "bom_without_header", "mixed_offsets"],
+)
+def test_line_ends_quotes_and_time_spellings_give_the_same_candles(tmp_path, text, why):
+    """Files the vectorised CSV reader leaves (wholly or partly) to the reference loop, over several chunks."""
+    rows = large_rows(12_000)
+    clean = write_lines(tmp_path / "clean.csv", rows)
+    spelled = tmp_path / "spelled.csv"
+    spelled.write_bytes(text([HEADER, *rows]).encode())
+    start, end = rows[0][:20], rows[-1][:20]
+    assert replay(spelled, start, end, "1m") == replay(clean, start, end, "1m"), why
+
+
 # --- streaming --------------------------------------------------------------------------------
 
 
