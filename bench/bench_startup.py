@@ -1,8 +1,9 @@
 """Start-up cost per command (issue 19, "pay only for what is used"): for each command, in fresh
 processes, the time its imports take, its wall time and its peak RSS, each the median of
-`--runs` runs.
+`--runs` runs; with `--code DIR`, the same for another checkout too (e.g. a revision extracted with
+`git archive REV | tar -x -C DIR`), the runs of both interleaved.
 
-    python bench/bench_startup.py [--runs 5]
+    python bench/bench_startup.py [--runs 5] [--code DIR]
 
 Commands:
 - `run-operation --help`;
@@ -89,12 +90,12 @@ def live_operation(root: Path, fake: FakeKraken, **settings: object) -> Path:
     return path
 
 
-def spawn(module: str, arguments: list[str], importtime: bool, env: dict[str, str]) -> subprocess.Popen:
+def spawn(code: Path, module: str, arguments: list[str], importtime: bool, env: dict[str, str]) -> subprocess.Popen:
     flags = ["-X", "importtime"] if importtime else []
     command = [sys.executable, *flags, "-c", f"{HEAVY_REPORT}\nimport runpy\nrunpy.run_module({module!r}, "
                "run_name='__main__')", *arguments]
-    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={"PYTHONPATH": str(REPO), "PATH": os.environ.get("PATH", ""), **env})
+    return subprocess.Popen(command, cwd=code, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={"PYTHONPATH": str(code), "PATH": os.environ.get("PATH", ""), **env})
 
 
 def import_seconds(stderr: str) -> float:
@@ -112,9 +113,9 @@ class Child:
     """A spawned command whose stderr is read as it comes (a full pipe would block it) and which is
     reaped with os.wait4, for its rusage."""
 
-    def __init__(self, arguments: list[str], importtime: bool, env: dict[str, str], module: str = CLI) -> None:
+    def __init__(self, code: Path, module: str, arguments: list[str], importtime: bool, env: dict[str, str]) -> None:
         self.started = time.monotonic()
-        self.process = spawn(module, arguments, importtime, env)
+        self.process = spawn(code, module, arguments, importtime, env)
         self._lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -134,8 +135,8 @@ class Child:
         return code, usage.ru_maxrss * 1024, "".join(self._lines)
 
 
-def run_command(arguments: list[str], importtime: bool) -> tuple[float, int, str]:
-    child = Child(arguments, importtime, {})
+def run_command(code: Path, arguments: list[str], importtime: bool) -> tuple[float, int, str]:
+    child = Child(code, CLI, arguments, importtime, {})
     code, max_rss, stderr = child.wait()
     wall = time.monotonic() - child.started
     if code != 0:
@@ -143,30 +144,28 @@ def run_command(arguments: list[str], importtime: bool) -> tuple[float, int, str
     return wall, max_rss, stderr
 
 
-def run_live(fake: FakeKraken, settings: dict, importtime: bool, live_seconds: float) -> tuple[float, int, str]:
-    """A live daemon (in a fresh config tree and data dir) from its spawn to its first exchange
-    call, then left running live_seconds."""
+def run_live(code: Path, fake: FakeKraken, settings: dict, importtime: bool, live_seconds: float,
+             ) -> tuple[float, int, str]:
+    """A live daemon (in a fresh config tree and data dir): (seconds from its spawn to its first
+    exchange call, peak RSS once it ran live_seconds after logging operation_started, stderr)."""
     with tempfile.TemporaryDirectory() as tmp:
-        return _run_live(live_operation(Path(tmp), fake, **settings), fake, importtime, live_seconds)
-
-
-def _run_live(operation: Path, fake: FakeKraken, importtime: bool, live_seconds: float) -> tuple[float, int, str]:
-    fake.requests.clear()
-    credentials = {KEY_ENV: TEST_API_KEY, SECRET_ENV: TEST_API_SECRET}
-    child = Child([str(operation), "--data-dir", str(operation.parents[2] / "data")], importtime, credentials,
-                  module=FAST_CLI)
-    deadline = child.started + 30
-    while not child.logged("operation_started") and time.monotonic() < deadline and child.process.poll() is None:
-        time.sleep(0.001)
-    if not fake.requests or not child.logged("operation_started"):
-        child.process.kill()
-        raise SystemExit(f"the live daemon did not start within 30 s:\n{messages(child.wait()[2])}")
-    first_call = fake.requests[0].at - child.started
-    time.sleep(live_seconds)  # running: its candles polled, its links ticking
-    child.process.send_signal(signal.SIGTERM)
-    code, max_rss, stderr = child.wait()
-    if code != 0:
-        raise SystemExit(f"the live daemon exited {code}:\n{messages(stderr)}")
+        operation = live_operation(Path(tmp), fake, **settings)
+        fake.requests.clear()
+        credentials = {KEY_ENV: TEST_API_KEY, SECRET_ENV: TEST_API_SECRET}
+        child = Child(code, FAST_CLI, [str(operation), "--data-dir", str(Path(tmp) / "data")], importtime,
+                      credentials)
+        deadline = child.started + 30
+        while not child.logged("operation_started") and time.monotonic() < deadline and child.process.poll() is None:
+            time.sleep(0.001)
+        if not fake.requests or not child.logged("operation_started"):
+            child.process.kill()
+            raise SystemExit(f"the live daemon did not start within 30 s:\n{messages(child.wait()[2])}")
+        first_call = fake.requests[0].at - child.started
+        time.sleep(live_seconds)  # running: its candles polled, its links ticking
+        child.process.send_signal(signal.SIGTERM)
+        exit_code, max_rss, stderr = child.wait()
+    if exit_code != 0:
+        raise SystemExit(f"the live daemon exited {exit_code}:\n{messages(stderr)}")
     return first_call, max_rss, stderr
 
 
@@ -180,45 +179,59 @@ def heavy_of(stderr: str) -> str:
     return lines[-1][len("heavy:"):].strip() if lines else "?"
 
 
-def measure(case: Callable[[bool], tuple[float, int, str]], runs: int) -> Run:
-    plain = [case(False) for _ in range(runs)]
-    timed_imports = [case(True) for _ in range(runs)]
-    return Run(wall=statistics.median(r[0] for r in plain),
-               max_rss_bytes=int(statistics.median(r[1] for r in plain)),
-               imports=statistics.median(import_seconds(r[2]) for r in timed_imports),
-               heavy=heavy_of(plain[-1][2]))
+Case = Callable[[Path, bool], tuple[float, int, str]]  # (code, importtime) -> (wall, peak RSS, stderr)
 
 
-def startup(runs: int, live_seconds: float) -> None:
+def measure(case: Case, codes: dict[str, Path], runs: int) -> dict[str, Run]:
+    """Each code's Run of case: plain runs (wall, RSS), then -X importtime runs, the codes interleaved."""
+    plain: dict[str, list] = {label: [] for label in codes}
+    timed: dict[str, list] = {label: [] for label in codes}
+    for results, importtime in ((plain, False), (timed, True)):
+        for _ in range(runs):
+            for label, code in codes.items():
+                results[label].append(case(code, importtime))
+    return {label: Run(wall=statistics.median(r[0] for r in plain[label]),
+                       max_rss_bytes=int(statistics.median(r[1] for r in plain[label])),
+                       imports=statistics.median(import_seconds(r[2]) for r in timed[label]),
+                       heavy=heavy_of(plain[label][-1][2])) for label in codes}
+
+
+def startup(runs: int, live_seconds: float, codes: dict[str, Path]) -> None:
+    """Print the table: each command, for each code (label: checkout)."""
     print(f"\n## Start-up per command (fresh processes, median of {runs} runs)")
-    print(f"{'command':<44}{'imports':>9}{'wall':>9}{'peak RSS':>11}   heavy modules imported")
-    cases: dict[str, Callable[[bool], tuple[float, int, str]]] = {
-        "run-operation --help": lambda importtime: run_command(["--help"], importtime),
-        "validate (backtest demo)": lambda importtime: run_command(["validate", DEMO], importtime),
-        "backtest demo (whole process)": lambda importtime: run_command([DEMO, "--log-level", "warning"], importtime),
+    print(f"{'command':<40}{'code':<12}{'imports':>9}{'wall':>9}{'peak RSS':>11}   heavy modules imported")
+    cases: dict[str, Case] = {
+        "run-operation --help": lambda code, importtime: run_command(code, ["--help"], importtime),
+        "validate (backtest demo)": lambda code, importtime: run_command(code, ["validate", DEMO], importtime),
+        "backtest demo (whole process)": lambda code, importtime: run_command(
+            code, [DEMO, "--log-level", "warning"], importtime),
     }
     with running_fake_kraken() as fake, running_fake_kraken_ws(rest=fake) as stream:
         minute = 60
         first = (int(time.time()) // minute - 120) * minute
         fake.set_candles("XXBTZUSD", [candle(first + index * minute, 50_000.0) for index in range(120)])
         stream.send(*(ws_candle("BTC/USD", first + index * minute, 50_000.0) for index in range(120)))
-        for market_data, settings in (("rest", {}), ("websocket", {"market_data": "websocket", "ws_url": stream.url,
-                                                                  "private_ws_url": stream.url})):
+        websocket = {"market_data": "websocket", "ws_url": stream.url, "private_ws_url": stream.url}
+        for market_data, settings in (("rest", {}), ("websocket", websocket)):
             cases[f"live, 2 links, {market_data} (to 1st call)"] = partial(
-                lambda importtime, settings: run_live(fake, settings, importtime, live_seconds), settings=settings)
+                lambda code, importtime, settings: run_live(code, fake, settings, importtime, live_seconds),
+                settings=settings)
         for name, case in cases.items():
-            result = measure(case, runs)
-            print(f"{name:<44}{result.imports:>8.2f}s{result.wall:>8.2f}s{result.max_rss_bytes / 2**20:>8.0f} MB"
-                  f"   {result.heavy or '-'}", flush=True)
+            for label, result in measure(case, codes, runs).items():
+                print(f"{name:<40}{label:<12}{result.imports:>8.2f}s{result.wall:>8.2f}s"
+                      f"{result.max_rss_bytes / 2**20:>8.0f} MB   {result.heavy or '-'}", flush=True)
+                name = ""
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="each figure is the median of this many runs")
     parser.add_argument("--live-seconds", type=float, default=2.0,
-                        help="how long the live daemon runs after its first exchange call")
+                        help="how long the live daemon runs after operation_started")
+    parser.add_argument("--code", type=Path, help="another checkout, measured beside this tree")
     args = parser.parse_args()
-    startup(args.runs, args.live_seconds)
+    other = {args.code.name[:11]: args.code} if args.code else {}
+    startup(args.runs, args.live_seconds, {"this tree": REPO, **other})
 
 
 if __name__ == "__main__":
