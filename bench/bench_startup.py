@@ -9,18 +9,22 @@ Commands:
 - `run-operation --help`;
 - `run-operation validate config/operations/backtest_demo.yaml`;
 - the backtest demo, `run-operation config/operations/backtest_demo.yaml` (whole process);
-- a live daemon with two links (Kraken, mode live) against the local fake Kraken
-  (tests/fake_kraken.py), until its first exchange call: "wall" is the time from the spawn to the
-  fake's first request, and the daemon is then left running until it has polled its candles
-  `--live-seconds` (default 2), so that the RSS is that of a running daemon, not of one starting.
+- a live daemon with two links (Kraken, mode live, shipped smart DCA on 1m candles) against the
+  local fake Kraken (tests/fake_kraken.py, tests/fake_kraken_ws.py), its market data over REST,
+  then over the websocket (with the executions channel): "wall" is the time from the spawn to the
+  fake's first request; the daemon then runs until `--live-seconds` (default 2) after it logged
+  `operation_started`, so that its RSS is that of a running daemon (warm-up replayed, candles
+  polled or streamed), then gets SIGTERM. It runs as tests/fast_cli.py (ccxt's pacing at 1 ms, as
+  in the end-to-end tests; the first call is not paced, so its time is the CLI's).
 
 Columns:
 - imports: the seconds the process spends importing modules, from `python -X importtime` (the
   sum of the top-level entries' cumulative times, lazy imports included; a run of its own, as the
   option slows the imports down a little);
 - wall: the whole process (a live daemon: to its first exchange call);
-- peak RSS: the child's `ru_maxrss` (`os.wait4`), the most resident memory it ever held;
-- heavy modules: which of pandas, pyarrow, matplotlib, optuna, ray, rich, numpy the process imported.
+- peak RSS: the most resident memory the process ever held (VmHWM, read as it exits);
+- heavy modules: which of HEAVY the process imported (pandas, pyarrow, matplotlib, optuna, ray,
+  rich, numpy, ccxt, and ccxt.pro: the websocket clients of every exchange ccxt knows).
 """
 
 import argparse
@@ -52,9 +56,13 @@ CLI = "services.cli"
 FAST_CLI = "tests.fast_cli"
 HEAVY = ("pandas", "pyarrow", "matplotlib", "optuna", "ray", "rich", "numpy", "ccxt", "ccxt.pro")
 KEY_ENV, SECRET_ENV = "OPDAEMON_BENCH_KRAKEN_KEY", "OPDAEMON_BENCH_KRAKEN_SECRET"
-# Prints the heavy top-level modules the process imported, as it exits (whatever path it exits by).
-HEAVY_REPORT = ("import atexit, sys; atexit.register(lambda: print('heavy:', ' '.join("
-                f"m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr))")
+# As the process exits (whatever path it exits by), prints the HEAVY modules it imported and its
+# peak RSS: VmHWM, which, unlike getrusage's ru_maxrss, a child does not inherit from its parent
+# across fork and exec (ru_maxrss would show this script's own size as every child's floor).
+EXIT_REPORT = ("import atexit, sys; atexit.register(lambda: print("
+               f"'heavy:', ' '.join(m for m in {HEAVY!r} if m in sys.modules), "
+               "'| VmHWM:', next(line for line in open('/proc/self/status') if line.startswith('VmHWM:')).split()[1], "
+               "file=sys.stderr))")
 
 
 @dataclass
@@ -92,7 +100,7 @@ def live_operation(root: Path, fake: FakeKraken, **settings: object) -> Path:
 
 def spawn(code: Path, module: str, arguments: list[str], importtime: bool, env: dict[str, str]) -> subprocess.Popen:
     flags = ["-X", "importtime"] if importtime else []
-    command = [sys.executable, *flags, "-c", f"{HEAVY_REPORT}\nimport runpy\nrunpy.run_module({module!r}, "
+    command = [sys.executable, *flags, "-c", f"{EXIT_REPORT}\nimport runpy\nrunpy.run_module({module!r}, "
                "run_name='__main__')", *arguments]
     return subprocess.Popen(command, cwd=code, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={"PYTHONPATH": str(code), "PATH": os.environ.get("PATH", ""), **env})
@@ -110,8 +118,7 @@ def import_seconds(stderr: str) -> float:
 
 
 class Child:
-    """A spawned command whose stderr is read as it comes (a full pipe would block it) and which is
-    reaped with os.wait4, for its rusage."""
+    """A spawned command whose stderr is read as it comes (a full pipe would block it)."""
 
     def __init__(self, code: Path, module: str, arguments: list[str], importtime: bool, env: dict[str, str]) -> None:
         self.started = time.monotonic()
@@ -129,10 +136,10 @@ class Child:
 
     def wait(self) -> tuple[int, int, str]:
         """(exit code, peak RSS bytes, stderr)."""
-        _, status, usage = os.wait4(self.process.pid, 0)
-        self.process.returncode = code = os.waitstatus_to_exitcode(status)
+        code = self.process.wait()
         self._reader.join()
-        return code, usage.ru_maxrss * 1024, "".join(self._lines)
+        stderr = "".join(self._lines)
+        return code, int(exit_report(stderr)[1]) * 1024, stderr
 
 
 def run_command(code: Path, arguments: list[str], importtime: bool) -> tuple[float, int, str]:
@@ -174,9 +181,11 @@ def messages(stderr: str) -> str:
     return "\n".join([line for line in stderr.splitlines() if not line.startswith("import time:")][-20:])
 
 
-def heavy_of(stderr: str) -> str:
+def exit_report(stderr: str) -> tuple[str, str]:
+    """(the heavy modules imported, VmHWM in kB) as EXIT_REPORT printed them."""
     lines = [line for line in stderr.splitlines() if line.startswith("heavy:")]
-    return lines[-1][len("heavy:"):].strip() if lines else "?"
+    heavy, _, peak = lines[-1].removeprefix("heavy:").partition("| VmHWM:") if lines else ("?", "", "0")
+    return heavy.strip(), peak.strip()
 
 
 Case = Callable[[Path, bool], tuple[float, int, str]]  # (code, importtime) -> (wall, peak RSS, stderr)
@@ -193,7 +202,7 @@ def measure(case: Case, codes: dict[str, Path], runs: int) -> dict[str, Run]:
     return {label: Run(wall=statistics.median(r[0] for r in plain[label]),
                        max_rss_bytes=int(statistics.median(r[1] for r in plain[label])),
                        imports=statistics.median(import_seconds(r[2]) for r in timed[label]),
-                       heavy=heavy_of(plain[label][-1][2])) for label in codes}
+                       heavy=exit_report(plain[label][-1][2])[0]) for label in codes}
 
 
 def startup(runs: int, live_seconds: float, codes: dict[str, Path]) -> None:
