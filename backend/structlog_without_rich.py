@@ -12,16 +12,20 @@ structlog it has.
 
 import sys
 from collections.abc import Sequence
-from importlib.abc import MetaPathFinder
-from importlib.machinery import ModuleSpec
 from types import FrameType, ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from importlib.machinery import ModuleSpec
 
 REFUSED, IMPORTER = "rich", "structlog"
 
 
-class _RichRefusedToStructlog(MetaPathFinder):
+class _RichRefusedToStructlog:
+    """A meta path finder (importlib.abc.MetaPathFinder's protocol; that module alone costs 7 ms)."""
+
     def find_spec(self, fullname: str, path: Sequence[str] | None = None,
-                  target: ModuleType | None = None) -> ModuleSpec | None:
+                  target: ModuleType | None = None) -> "ModuleSpec | None":
         if fullname.partition(".")[0] == REFUSED and _importer(sys._getframe(1)).partition(".")[0] == IMPORTER:
             raise ModuleNotFoundError(f"{REFUSED} is not imported for {IMPORTER}", name=fullname)
         return None  # the next finder finds it
@@ -31,7 +35,7 @@ def _importer(frame: FrameType | None) -> str:
     """The module whose code runs the import: the first frame outside the import machinery."""
     while frame is not None:
         name = frame.f_globals.get("__name__", "")
-        if not name.startswith(("importlib", "_frozen_importlib")):
+        if name != "importlib" and not name.startswith(("importlib.", "_frozen_importlib")):
             return name
         frame = frame.f_back
     return ""

@@ -17,9 +17,10 @@ from tests.helpers import REPO, write_config_tree
 pytestmark = pytest.mark.e2e
 
 DEMO = "config/operations/backtest_demo.yaml"
-# The research stack (optuna, ray), the report's charts (matplotlib), the columnar file stack
-# (pyarrow, and pandas, which pyarrow imports for some conversions) and the progress bars (rich).
-HEAVY = ("pyarrow", "pandas", "matplotlib", "optuna", "ray", "rich")
+# The research stack (optuna, ray), the report's charts (matplotlib), the Parquet stack (pyarrow,
+# and pandas, which pyarrow imports for many conversions), the progress bars (rich), and ccxt.pro
+# (every exchange's websocket client: imported when a websocket connects, not with the modules).
+HEAVY = ("pyarrow", "pandas", "matplotlib", "optuna", "ray", "rich", "ccxt.pro")
 LIVE_PATH = (
     "services.cli",
     "services.operation_service",  # builds and runs the links
