@@ -100,7 +100,7 @@ class EpochColumn:
 
 def check_block(
     first_row: int,
-    times: "EpochColumn",
+    times: EpochColumn,
     numbers: Sequence[np.ndarray],
     previous_open: int | None,
     timeframe: str,

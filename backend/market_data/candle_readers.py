@@ -16,12 +16,13 @@ vectorised reader only speeds the reading up, it never changes what is accepted 
 
 import csv
 import gzip
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import TextIO
 
 import numpy as np
 
@@ -85,7 +86,6 @@ class CsvLayout:
     width: int
     indices: list[int]
     epoch_unit: str | None
-    first_time: str | None
 
     @property
     def columns(self) -> str:
@@ -107,7 +107,7 @@ def _csv_blocks(path: Path, timeframe: str) -> Iterator[CandleColumns]:
             rows, previous_open = rows + len(block), int(block.open_times[-1])
 
 
-def _checked_chunk(chunk: bytes, layout: "CsvLayout", first_row: int, previous_open: int | None,
+def _checked_chunk(chunk: bytes, layout: CsvLayout, first_row: int, previous_open: int | None,
                    timeframe: str) -> CandleColumns | None:
     """The chunk's rows, checked; None when the vectorised reader does not read them or one fails."""
     columns = read_chunk(chunk, layout.width, layout.indices, layout.epoch_unit)
@@ -133,10 +133,9 @@ def _chunks(path: Path, skip_header: bool) -> Iterator[bytes]:
             yield chunk if chunk.endswith(b"\n") else chunk + b"\n"
 
 
-def _open_binary(path: Path) -> BinaryIO:
-    if path.suffix.lower() == ".gz":
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    return path.open("rb")
+def _open_binary(path: Path) -> io.BufferedIOBase:
+    """The file's bytes (a .gz file decompressed)."""
+    return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else path.open("rb")
 
 
 def _open_text(path: Path) -> TextIO:
@@ -163,7 +162,7 @@ def _csv_start(path: Path) -> CsvLayout:
     if _is_candle(first):  # no header: Kraken's own export, or a bare OHLCV dump
         if len(first) not in (len(COLUMNS), len(HEADERLESS_COLUMNS)):
             raise ConfigError(path, f"no header, and {len(first)} columns: expected {ACCEPTED}", "line 1")
-        return CsvLayout(None, len(first), list(range(len(COLUMNS))), _epoch_unit(first[0]), first[0])
+        return CsvLayout(None, len(first), list(range(len(COLUMNS))), _epoch_unit(first[0]))
     names = [name.lower() for name in first]
     absent = [column for column in COLUMNS if column not in names]
     if absent:
@@ -171,7 +170,7 @@ def _csv_start(path: Path) -> CsvLayout:
                                 f"expected {ACCEPTED}", "line 1")
     indices = [names.index(column) for column in COLUMNS]
     first_time = first_row[indices[0]].strip() if first_row and len(first_row) > indices[0] else None
-    return CsvLayout(first, len(first), indices, None if first_time is None else _epoch_unit(first_time), first_time)
+    return CsvLayout(first, len(first), indices, None if first_time is None else _epoch_unit(first_time))
 
 
 def _is_candle(cells: list[str]) -> bool:
