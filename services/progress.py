@@ -1,6 +1,7 @@
 """Live progress bars of backtests on a terminal: one per environment whose data has an end,
-drawn on stderr by rich (imported only then) from counters the feeds keep anyway (`ticks_sent`, `total_ticks`), read a
-few times a second by a thread of its own: the feeds know nothing of it.
+drawn on stderr by rich (imported only when bars are shown) from counters the feeds keep anyway
+(`ticks_sent`, `total_ticks`), read a few times a second by a thread of its own: the feeds know
+nothing of it.
 
 While the bars are shown they are also the log's stderr (`write`): every log line is printed
 above them, whole and as rendered (a JSON line stays one line: rich neither wraps, crops nor

@@ -1,6 +1,6 @@
 """Pay only for what is used (issue 19): the CLI and the live path import none of the research,
-report or columnar-file stack, and a backtest of a CSV file imports neither pyarrow nor the report
-or research stack; each in a fresh interpreter (`python -c`), so nothing another test imported counts.
+report or Parquet stack, nor rich or ccxt.pro, and neither does a backtest of a CSV file; each in
+a fresh interpreter (`python -c`), so nothing another test imported counts.
 
 numpy stays: the live path's own computations are numpy (the workers' indicators and columnar
 contract, the account's ledger, the candle DTOs)."""
