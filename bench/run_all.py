@@ -25,6 +25,11 @@ Rows:
   columnar and tick by tick: candles per second (every symbol's) and the same trades.
 - scaling: N links of smart DCA over 1 and min(N, cores) processes (`--processes`), through the
   CLI, against one link in one process (bench/bench_scaling.py).
+- startup: per command (`--help`, validate, the backtest demo, a live daemon with two links against
+  the local fake Kraken over REST and over websockets), the seconds spent importing, the wall time
+  (a live daemon: to its first exchange call) and the peak RSS of a fresh process, the median of
+  `--startup-runs`; with `--startup-baseline REV`, the same for that git revision beside this tree
+  (bench/bench_startup.py).
 - memory: 1, 100 and 1,000 runs of ICT/SMC on one environment (the sample's first candles, more than
   the 50 its history keeps): bytes per
   run of its parts (the tick cache's provider between ticks, and what a full tick puts in it,
@@ -54,6 +59,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(BENCH))
 
 from bench_scaling import scaling  # noqa: E402
+from bench_startup import startup  # noqa: E402
 from candles import SAMPLE, mirrored, sample_rows, write_csv  # noqa: E402
 
 T = TypeVar("T")
@@ -62,7 +68,7 @@ BASELINES = ["944a9ad", "bd06b08"]
 STRATEGIES = REPO / "config" / "strategies"
 EMA_CROSS = STRATEGIES / "ema_cross.yaml"
 BLUEPRINTS = {"ICT/SMC": STRATEGIES / "ict_smc_strategy.yaml", "smart DCA": STRATEGIES / "smart_dca_btc.yaml"}
-SECTIONS = ("peers", "overhead", "orders", "blueprints", "multi", "scaling", "memory")
+SECTIONS = ("peers", "overhead", "orders", "blueprints", "multi", "scaling", "startup", "memory")
 NOT_COLUMNAR = {"plugin": "bench.tick_by_tick:NotColumnar"}
 EXECUTOR_ONLY = {
     "display_name": "no computation", "assets": ["BTC/USD"], "timeframe": "1h",
@@ -270,6 +276,8 @@ def main() -> None:
                         f"(repeatable; default: {' and '.join(BASELINES)})")
     parser.add_argument("--repeat", type=int, default=3, help="timed figures are the best of this many runs")
     parser.add_argument("--scaling-candles", type=int, default=500_000, help="candles per link of the scaling rows")
+    parser.add_argument("--startup-runs", type=int, default=5, help="start-up figures are the median of this many")
+    parser.add_argument("--startup-baseline", help="git revision measured beside this tree in the start-up rows")
     parser.add_argument("--only", choices=SECTIONS, action="append")
     args = parser.parse_args()
     only = args.only or SECTIONS
@@ -289,6 +297,11 @@ def main() -> None:
             blueprints(args.blueprint_candles, args.baseline or BASELINES, tmp, args.repeat)
         if "scaling" in only:
             scaling(args.scaling_candles, tmp)
+        if "startup" in only:
+            baseline = args.startup_baseline
+            codes = {"this tree": REPO, **({baseline: baseline_checkout(baseline, tmp / "startup_baseline")}
+                                           if baseline else {})}
+            startup(args.startup_runs, 2.0, codes)
         if "memory" in only:
             memory(args.memory_candles, tmp)
 

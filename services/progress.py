@@ -1,6 +1,7 @@
 """Live progress bars of backtests on a terminal: one per environment whose data has an end,
-drawn on stderr by rich from counters the feeds keep anyway (`ticks_sent`, `total_ticks`), read a
-few times a second by a thread of its own: the feeds know nothing of it.
+drawn on stderr by rich (imported only when bars are shown) from counters the feeds keep anyway
+(`ticks_sent`, `total_ticks`), read a few times a second by a thread of its own: the feeds know
+nothing of it.
 
 While the bars are shown they are also the log's stderr (`write`): every log line is printed
 above them, whole and as rendered (a JSON line stays one line: rich neither wraps, crops nor
@@ -14,21 +15,12 @@ for any closed log stream.
 import contextlib
 import threading
 from collections.abc import Sequence
-from typing import Protocol, TextIO
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 from services.logging_setup import silence_if_standard_stream
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 REFRESH_SECONDS = 0.2
 
@@ -50,6 +42,18 @@ class ProgressBars:
     """`with ProgressBars(feeds, sys.stderr) as bars:` shows the bars until the block ends."""
 
     def __init__(self, sources: Sequence[ProgressSource], stream: TextIO) -> None:
+        # rich is imported only when bars are shown (`wanted`): a run without them never loads it.
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
         self._stream = stream
         self._console = Console(file=stream)
         self._progress = Progress(

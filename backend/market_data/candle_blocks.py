@@ -1,5 +1,6 @@
 """Candle rows checked a block at a time: vectorised tests find the first bad row of a block, the
 row-by-row reference rules (`parse_row`, `candle_problem`, `CandleSequence`) say what is wrong with it.
+numpy only: the readers turn their cells into numpy columns (pyarrow is the Parquet reader's alone).
 
 Invariant: `check_block` returns a block of CandleColumns only when every row of the block passes, in order,
 exactly the rules `parse_row` and `CandleSequence` apply row by row (the vectorised tests accept
@@ -7,19 +8,20 @@ nothing the reference refuses, and their values equal the reference's); otherwis
 BadRowError for the first row that fails, with the reference's reason for it.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data.candle_checks import CandleSequence, candle_problem
 from backend.market_data.timeframes import as_utc, timeframe_seconds, utc_from_epoch
 
 NUMBER_COLUMNS = ("open", "high", "low", "close", "volume")
+COLUMNS = ("timestamp", *NUMBER_COLUMNS)  # a data file's, by name (CSV headers, Parquet columns)
 UNITS_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+EPOCH_UNIT_NAMES = {"s": "seconds", "ms": "milliseconds"}  # the Unix time units of a CSV file
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
 
@@ -49,6 +51,17 @@ def parse_time(value: object) -> datetime:
         raise ValueError(f"timestamp {value!r} is not an ISO 8601 date-time") from None
 
 
+def parse_unix_time(cell: str, unit: str) -> datetime:
+    """A Unix time cell (the unit is the file's: EPOCH_UNIT_NAMES) as a UTC date-time."""
+    cell = cell.strip()
+    try:
+        if not cell.removeprefix("-").isdigit():  # as an int64 is written: digits, a minus sign
+            raise ValueError
+        return EPOCH + timedelta(**{EPOCH_UNIT_NAMES[unit]: int(cell)})
+    except (ValueError, OverflowError):
+        raise ValueError(f"timestamp {cell!r} is not a Unix time in {EPOCH_UNIT_NAMES[unit]}") from None
+
+
 def parse_number(column: str, value: object) -> float:
     if value is None:
         raise ValueError(f"{column} is empty")
@@ -69,17 +82,39 @@ def parse_row(time_value: object, number_values: Sequence[object]) -> tuple[date
     return open_time, numbers
 
 
+@dataclass(frozen=True)
+class EpochColumn:
+    """A block's open times: int64 `units` (per second) since the epoch; `valid` False where a
+    cell is no time the reference reads (its epoch is then meaningless), None when all are valid."""
+
+    epochs: np.ndarray
+    units: int
+    valid: np.ndarray | None = None
+
+    @classmethod
+    def of_micros(cls, micros: Sequence[int | None]) -> "EpochColumn":
+        """From per-cell microseconds (`epoch_micros`: None where the reference refuses the cell)."""
+        valid = np.array([value is not None for value in micros], dtype=bool)
+        return cls(np.array([value or 0 for value in micros], dtype=np.int64), UNITS_PER_SECOND["us"], valid)
+
+
 def check_block(
-    first_row: int, times: pa.Array, numbers: Sequence[pa.Array], previous_open: int | None, timeframe: str
+    first_row: int,
+    times: EpochColumn,
+    numbers: Sequence[np.ndarray],
+    previous_open: int | None,
+    timeframe: str,
+    cells: Callable[[int], tuple[object, list[object]]],
 ) -> CandleColumns:
     """Check one block read from a file: its rows as CandleColumns of no symbol yet, whose
     `missing_before[i]` counts the candles missing between row i and the row before it in the file
-    (0 for the file's first row). times: ISO 8601 strings or timestamps; numbers: the five number
-    columns in NUMBER_COLUMNS order, of any type that casts to float64 (text included);
-    previous_open: the epoch seconds of the file's row before this block (None at the file's start)."""
+    (0 for the file's first row). times: the open times (EpochColumn); numbers: the five number
+    columns in NUMBER_COLUMNS order as float64, NaN where a cell is null or not a number;
+    previous_open: the epoch seconds of the file's row before this block (None at the file's
+    start); cells(i): row i's cells as read (a timestamp, five numbers), for the reference's reason."""
     timeframe_step = timeframe_seconds(timeframe)
-    epochs, time_ok, units = _epoch_units(times)
-    opens, highs, lows, closes, volumes = columns = [_floats(column) for column in numbers]
+    epochs, units = times.epochs, times.units
+    opens, highs, lows, closes, volumes = columns = list(numbers)
     step_units = timeframe_step * units
     previous = np.empty_like(epochs)  # each row's predecessor; the file's first row has none
     previous[1:] = epochs[:-1]
@@ -91,22 +126,22 @@ def check_block(
     bad |= (lows > np.minimum(opens, closes)) | (highs < np.maximum(opens, closes))
     bad |= epochs % step_units != 0
     bad |= epochs <= previous
-    if time_ok is not None:
-        bad |= ~time_ok
+    if times.valid is not None:
+        bad |= ~times.valid
     if bad.any():
         index = int(bad.argmax())
         earlier = int(previous[index] // units) if index or previous_open is not None else None
-        raise BadRowError(first_row + index, _reference_reason(times, numbers, index, earlier, timeframe))
+        raise BadRowError(first_row + index, _reference_reason(cells, index, earlier, timeframe))
     seconds = epochs // units
     missing = (seconds - previous // units) // timeframe_step - 1
     return CandleColumns("", seconds, opens, highs, lows, closes, volumes, missing, first_row=first_row)
 
 
 def _reference_reason(
-    times: pa.Array, numbers: Sequence[pa.Array], index: int, previous_open: int | None, timeframe: str
+    cells: Callable[[int], tuple[object, list[object]]], index: int, previous_open: int | None, timeframe: str
 ) -> str:
     try:
-        open_time, _ = parse_row(times[index].as_py(), [column[index].as_py() for column in numbers])
+        open_time, _ = parse_row(*cells(index))
         sequence = CandleSequence(timeframe)
         sequence.last = None if previous_open is None else utc_from_epoch(previous_open)
         sequence.missing_before(open_time)
@@ -115,50 +150,9 @@ def _reference_reason(
     raise AssertionError(f"row {index} of a block failed the vectorised checks but passes the reference")
 
 
-def _epoch_units(times: pa.Array) -> tuple[np.ndarray, np.ndarray | None, int]:
-    """(int64 times since the epoch, validity mask or None when all are valid, units per second)."""
-    if pa.types.is_timestamp(times.type):
-        return _int64s(times.cast(pa.int64())), _valid(times), UNITS_PER_SECOND[times.type.unit]
-    if not (pa.types.is_string(times.type) or pa.types.is_large_string(times.type)):
-        raise ColumnTypeError(f"the timestamp column holds {times.type}: expected ISO 8601 text or timestamps")
-    # Fast: all with an offset ("Z" included), or all without (UTC). Anything else row by row.
-    for target in (pa.timestamp("us", "UTC"), pa.timestamp("us")):
-        try:
-            parsed = pc.cast(times, target)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            continue
-        return _int64s(parsed.cast(pa.int64())), _valid(parsed), UNITS_PER_SECOND["us"]
-    micros = [_epoch_micros(value) for value in times.to_pylist()]
-    valid = np.array([value is not None for value in micros])
-    return np.array([value or 0 for value in micros], dtype=np.int64), valid, UNITS_PER_SECOND["us"]
-
-
-def _epoch_micros(value: object) -> int | None:
+def epoch_micros(value: object) -> int | None:
+    """A timestamp cell as microseconds since the epoch, as the reference reads it; None if it does not."""
     try:
         return (parse_time(value) - EPOCH) // MICROSECOND
     except ValueError:
         return None
-
-
-def _floats(column: pa.Array) -> np.ndarray:
-    """float64 values, NaN where a cell is null or not a number (the reference decides which)."""
-    try:
-        values = pc.cast(column, pa.float64())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # spellings only Python reads, or real junk
-        return np.array([_float_or_nan(value) for value in column.to_pylist()], dtype=np.float64)
-    return values.fill_null(np.nan).to_numpy(zero_copy_only=False)
-
-
-def _float_or_nan(value: object) -> float:
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return np.nan
-
-
-def _int64s(values: pa.Array) -> np.ndarray:
-    return values.fill_null(0).to_numpy(zero_copy_only=False)
-
-
-def _valid(values: pa.Array) -> np.ndarray | None:
-    return None if values.null_count == 0 else values.is_valid().to_numpy(zero_copy_only=False)

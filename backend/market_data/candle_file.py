@@ -12,7 +12,7 @@ pass and in each replay, is one block of rows plus that hole index, whatever the
 except that a file of at most KEEP_ROWS candles keeps its checked rows (at most ~30 MB of
 columns) and is replayed from them. A longer one is replayed from the file, re-checking every row;
 a file changed since its check is then refused.
-The readers (and pyarrow, ~0.3 s to import) are imported where a file is read: a live-only
+The readers are imported where a file is read (pyarrow only for a Parquet file): a live-only
 daemon never loads them.
 """
 
@@ -115,7 +115,7 @@ class CandleFile:
 
     def blocks(self, rows: range) -> Iterator["CandleColumns"]:
         """The candles `rows`, read again from the file and checked again, a block at a time."""
-        from backend.market_data.candle_readers import candle_blocks  # pyarrow: imported by backtests only
+        from backend.market_data.candle_readers import candle_blocks  # the readers: imported by backtests only
 
         if self.kept is not None:
             yield from (block.stream_rows(rows.start, rows.stop) for block in self.kept
@@ -139,7 +139,7 @@ def read_candle_file(path: Path, timeframe: str) -> CandleFile:
     order, extra columns ignored, or no header as Kraken's OHLCVT export; UTF-8 with or without a
     BOM; `.gz` compressed or not) or a Parquet file (`.parquet`, `.pq`) with those columns, in one
     streaming pass; a ConfigError naming the file, and the line or row (candle_readers.ACCEPTED)."""
-    from backend.market_data.candle_readers import candle_blocks, is_parquet  # pyarrow: imported by backtests only
+    from backend.market_data.candle_readers import candle_blocks, is_parquet  # the readers: imported by backtests only
 
     version = _version(path)
     rows, first, last = 0, 0, 0

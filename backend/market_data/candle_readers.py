@@ -2,56 +2,55 @@
 checked blocks of CandleColumns. A CSV file's layout (CsvLayout: a header in any case, or none as in Kraken's
 OHLCVT export; ISO 8601 or Unix timestamps) is read from its first line and first row.
 
-Invariant: memory is one block, never the file: CSV is read by pyarrow's streaming reader
-BLOCK_BYTES of text at a time, Parquet a record batch of at most BLOCK_ROWS rows at a time; every
-row yielded passed `check_block` (so `parse_row`, `candle_problem` and `CandleSequence`); anything
-else is a ConfigError naming the file and the CSV line (as a text editor counts it) or the
-Parquet row (1 = the first candle). A CSV block pyarrow cannot read (a row with the wrong number
-of fields, bad UTF-8, spellings only Python reads such as `1_000` or ` 1.5`) or that fails a check
-is re-read from its first row to the end of the file by the row-by-row reference loop (Python's
-csv module, as the reader always did), which yields what it accepts and names the first line it
-refuses: pyarrow only speeds the reading up, it never changes what is accepted or the error.
+Invariant: memory is one block, never the file: CSV is read BLOCK_BYTES of text at a time, Parquet
+a record batch of at most BLOCK_ROWS rows at a time (parquet_files, the only reader that imports
+pyarrow, imported when a Parquet file is read); every row yielded passed `check_block` (so
+`parse_row`, `candle_problem` and `CandleSequence`); anything else is a ConfigError naming the
+file and the CSV line (as a text editor counts it) or the Parquet row (1 = the first candle). A
+CSV chunk the vectorised reader does not read (csv_chunks: a quote, a row with the wrong number of
+fields, bad UTF-8, spellings only Python reads such as `1_000`) or that fails a check is re-read
+from its first row to the end of the file by the row-by-row reference loop (Python's csv module,
+as the reader always did), which yields what it accepts and names the first line it refuses: the
+vectorised reader only speeds the reading up, it never changes what is accepted or the error.
 """
 
 import csv
 import gzip
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from itertools import islice
 from pathlib import Path
 from typing import TextIO
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.csv as arrow_csv
-import pyarrow.parquet as pq
 
 from backend.errors import ConfigError
 from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data.candle_blocks import (
-    EPOCH,
+    COLUMNS,
     NUMBER_COLUMNS,
     BadRowError,
-    ColumnTypeError,
     check_block,
     parse_row,
+    parse_unix_time,
 )
 from backend.market_data.candle_checks import CandleSequence
+from backend.market_data.csv_chunks import read_chunk
 from backend.market_data.timeframes import utc_from_epoch
 
-COLUMNS = ("timestamp", *NUMBER_COLUMNS)
 # Without a header, the fields are these, in this order: Kraken's OHLCVT export, or its first six.
 HEADERLESS_COLUMNS = ("time", *NUMBER_COLUMNS, "trades")
-EPOCH_UNIT_NAMES = {"s": "seconds", "ms": "milliseconds"}
 ACCEPTED = (
     f"a header naming {','.join(COLUMNS)} (any case, any order, extra columns ignored), or no header and "
     f"the fields {','.join(HEADERLESS_COLUMNS)} (Kraken's OHLCVT export) or its first six; timestamps "
     "in ISO 8601 or Unix seconds or milliseconds"
 )
 PARQUET_SUFFIXES = (".parquet", ".pq")
-BLOCK_BYTES = 1 << 20  # of CSV text per block: ~17,000 rows of a typical candle file
+BLOCK_BYTES = 1 << 18  # of CSV text per block: ~4,300 rows of a typical candle file
 BLOCK_ROWS = 1 << 14  # Parquet rows per batch, and the row-by-row reference loop's block
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def is_parquet(path: Path) -> bool:
@@ -60,7 +59,12 @@ def is_parquet(path: Path) -> bool:
 
 def candle_blocks(path: Path, timeframe: str) -> Iterator[CandleColumns]:
     """Every candle of the file, in file order, checked, a block at a time."""
-    blocks = _parquet_blocks(path, timeframe) if is_parquet(path) else _csv_blocks(path, timeframe)
+    if is_parquet(path):
+        from backend.market_data.parquet_files import parquet_blocks  # pyarrow: for Parquet files only
+
+        blocks = parquet_blocks(path, timeframe, BLOCK_ROWS)
+    else:
+        blocks = _csv_blocks(path, timeframe)
     try:
         yield from blocks
     except IsADirectoryError:
@@ -82,7 +86,6 @@ class CsvLayout:
     width: int
     indices: list[int]
     epoch_unit: str | None
-    first_time: str | None
 
     @property
     def columns(self) -> str:
@@ -92,49 +95,47 @@ class CsvLayout:
 
 def _csv_blocks(path: Path, timeframe: str) -> Iterator[CandleColumns]:
     layout = _csv_start(path)
-    indices = layout.indices
-    # Our own column names (the header's may repeat). pyarrow converts the cells itself (four
-    # times faster than text then cast) and refuses any cell it cannot read exactly as Python
-    # would; no cell is null (null_values=[]): an empty one is refused, not made a NaN.
-    names = [f"column_{index}" for index in range(layout.width)]
-    types = dict.fromkeys(names, pa.string())  # extra columns: text, so bad UTF-8 is refused anywhere
-    epoch_type = None if layout.epoch_unit is None else pa.timestamp(layout.epoch_unit, "UTC")
-    types[names[indices[0]]] = _timestamp_type(layout.first_time) if epoch_type is None else pa.int64()
-    types.update((names[index], pa.float64()) for index in indices[1:])
     rows, previous_open = 0, None
-    try:
-        reader = arrow_csv.open_csv(
-            path,  # a .gz file is decompressed as it is read (pyarrow goes by the extension)
-            # One thread: as fast on a busy machine, and environments replaying at once add no pools.
-            read_options=arrow_csv.ReadOptions(
-                skip_rows=0 if layout.header is None else 1, column_names=names, block_size=BLOCK_BYTES,
-                use_threads=False,
-            ),
-            convert_options=arrow_csv.ConvertOptions(
-                column_types=types, null_values=[], strings_can_be_null=False, quoted_strings_can_be_null=False,
-            ),
-        )
-        for batch in reader:
-            if not batch.num_rows:
-                continue
-            times, *numbers = (batch.column(index) for index in indices)
-            if epoch_type is not None:
-                times = times.cast(epoch_type)
-            block = check_block(rows, times, numbers, previous_open, timeframe)
+    for chunk in _chunks(path, skip_header=layout.header is not None):
+        block = _checked_chunk(chunk, layout, rows, previous_open, timeframe)
+        del chunk  # not held while the block is replayed: memory is one chunk
+        if block is None:  # from its first row on, the reference loop reads it (and names the bad line)
+            yield from _csv_reference_blocks(path, layout, rows, previous_open, timeframe)
+            return
+        if len(block):
             yield block
             rows, previous_open = rows + len(block), int(block.open_times[-1])
-    except (pa.ArrowInvalid, BadRowError):
-        yield from _csv_reference_blocks(path, layout, rows, previous_open, timeframe)
 
 
-def _timestamp_type(first_time: str | None) -> pa.DataType:
-    """Timestamps with an offset ("Z" included) or without (UTC): the first row says which the
-    file has; a file that mixes both is read row by row from the first block that does."""
+def _checked_chunk(chunk: bytes, layout: CsvLayout, first_row: int, previous_open: int | None,
+                   timeframe: str) -> CandleColumns | None:
+    """The chunk's rows, checked; None when the vectorised reader does not read them or one fails."""
+    columns = read_chunk(chunk, layout.width, layout.indices, layout.epoch_unit)
+    if columns is None:
+        return None
     try:
-        naive = first_time is not None and datetime.fromisoformat(first_time).tzinfo is None
-    except ValueError:
-        naive = False
-    return pa.timestamp("us") if naive else pa.timestamp("us", "UTC")
+        return check_block(first_row, columns.times, columns.numbers, previous_open, timeframe, columns.cells)
+    except BadRowError:
+        return None
+
+
+def _chunks(path: Path, skip_header: bool) -> Iterator[bytes]:
+    """The file's lines about BLOCK_BYTES at a time, each chunk ended by a newline, without the
+    header line (skip_header) or else without a UTF-8 BOM before the first row."""
+    with _open_binary(path) as handle:
+        if skip_header:
+            handle.readline()  # a BOM before it included
+        at_start = not skip_header
+        while chunk := handle.read(BLOCK_BYTES):
+            if at_start:
+                chunk, at_start = chunk.removeprefix(UTF8_BOM), False
+            chunk += handle.readline()  # to the end of its last line
+            yield chunk if chunk.endswith(b"\n") else chunk + b"\n"
+
+
+def _open_binary(path: Path) -> io.BufferedIOBase:
+    """The file's bytes (a .gz file decompressed)."""
+    return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else path.open("rb")
 
 
 def _open_text(path: Path) -> TextIO:
@@ -161,7 +162,7 @@ def _csv_start(path: Path) -> CsvLayout:
     if _is_candle(first):  # no header: Kraken's own export, or a bare OHLCV dump
         if len(first) not in (len(COLUMNS), len(HEADERLESS_COLUMNS)):
             raise ConfigError(path, f"no header, and {len(first)} columns: expected {ACCEPTED}", "line 1")
-        return CsvLayout(None, len(first), list(range(len(COLUMNS))), _epoch_unit(first[0]), first[0])
+        return CsvLayout(None, len(first), list(range(len(COLUMNS))), _epoch_unit(first[0]))
     names = [name.lower() for name in first]
     absent = [column for column in COLUMNS if column not in names]
     if absent:
@@ -169,7 +170,7 @@ def _csv_start(path: Path) -> CsvLayout:
                                 f"expected {ACCEPTED}", "line 1")
     indices = [names.index(column) for column in COLUMNS]
     first_time = first_row[indices[0]].strip() if first_row and len(first_row) > indices[0] else None
-    return CsvLayout(first, len(first), indices, None if first_time is None else _epoch_unit(first_time), first_time)
+    return CsvLayout(first, len(first), indices, None if first_time is None else _epoch_unit(first_time))
 
 
 def _is_candle(cells: list[str]) -> bool:
@@ -189,16 +190,6 @@ def _epoch_unit(first_time: str) -> str | None:
     if not first_time.isdigit():
         return None
     return "ms" if int(first_time) >= 10**11 else "s"
-
-
-def _epoch_time(cell: str, unit: str) -> datetime:
-    """A Unix time cell as the reference reads it (the unit is the file's)."""
-    try:
-        if not cell.removeprefix("-").isdigit():  # as pyarrow reads an int64: digits, a minus sign
-            raise ValueError
-        return EPOCH + timedelta(**{EPOCH_UNIT_NAMES[unit]: int(cell)})
-    except (ValueError, OverflowError):
-        raise ValueError(f"timestamp {cell!r} is not a Unix time in {EPOCH_UNIT_NAMES[unit]}") from None
 
 
 def _csv_reference_blocks(
@@ -223,7 +214,7 @@ def _csv_reference_blocks(
                     )
                 try:
                     time_cell = record[time_index]
-                    open_time, numbers = parse_row(time_cell if unit is None else _epoch_time(time_cell.strip(), unit),
+                    open_time, numbers = parse_row(time_cell if unit is None else parse_unix_time(time_cell, unit),
                                                    [record[index] for index in number_indices])
                     block.add(open_time, numbers, sequence.missing_before(open_time))
                 except ValueError as exc:
@@ -263,39 +254,3 @@ class _BlockBuilder:
             "", np.array(self.open_times, dtype=np.int64), opens, highs, lows, closes, volumes,
             np.array(self.missing, dtype=np.int64), first_row=self.first_row,
         )
-
-
-# --- Parquet --------------------------------------------------------------------------------
-
-
-def _parquet_blocks(path: Path, timeframe: str) -> Iterator[CandleColumns]:
-    try:
-        # pre_buffer off: on, pyarrow keeps the ranges it read ahead, so memory grows with the file;
-        # buffer_size: column chunks are read through a buffer, not whole (a row group can be huge).
-        parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=BLOCK_BYTES)
-    except pa.ArrowInvalid as exc:
-        raise ConfigError(path, f"not a readable Parquet file: {exc}") from None
-    found = parquet.schema_arrow.names
-    names = {name.lower(): name for name in reversed(found)}  # any case; the first of a repeated name
-    absent = [column for column in COLUMNS if column not in names]
-    if absent:
-        raise ConfigError(path, f"missing column(s): {', '.join(absent)}; the columns found: {','.join(found)}; "
-                                f"expected columns named {','.join(COLUMNS)} (any case, extra ones ignored)")
-    columns = [names[column] for column in COLUMNS]
-    rows, previous_open = 0, None
-    try:
-        for batch in parquet.iter_batches(batch_size=BLOCK_ROWS, columns=columns):
-            if not batch.num_rows:
-                continue
-            times, *numbers = (batch.column(column) for column in columns)
-            block = check_block(rows, times, numbers, previous_open, timeframe)
-            yield block
-            rows, previous_open = rows + len(block), int(block.open_times[-1])
-    except BadRowError as bad:
-        raise ConfigError(path, bad.reason, f"row {bad.row + 1}") from None
-    except ColumnTypeError as exc:
-        raise ConfigError(path, str(exc)) from None
-    except pa.ArrowInvalid as exc:
-        raise ConfigError(path, f"not a readable Parquet file: {exc}") from None
-
-

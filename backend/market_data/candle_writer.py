@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from backend.atomic_file import replace_atomically
 from backend.errors import ConfigError
@@ -55,10 +53,9 @@ def append_candles(path: Path, timeframe: str, candles: Sequence[Candle]) -> Non
 def _write(handle: BinaryIO, path: Path, columns: list[np.ndarray]) -> None:
     times, *numbers = columns
     if is_parquet(path):
-        table = pa.table({"timestamp": pa.array(times.astype(np.int64), pa.int64()).cast(pa.timestamp("s", "UTC")),
-                          **{name: pa.array(values, pa.float64()) for name, values in zip(COLUMNS[1:], numbers,
-                                                                                          strict=True)}})
-        pq.write_table(table, handle)
+        from backend.market_data.parquet_files import write_parquet  # pyarrow: for Parquet files only
+
+        write_parquet(handle, times, numbers)
         return
     lines = [",".join(COLUMNS)]
     for opened, *values in zip(times.tolist(), *(column.tolist() for column in numbers), strict=True):

@@ -31,7 +31,7 @@ Intrabar = Callable[[datetime], DetailRows | None]
 def detail_timeframe(path: Path) -> str:
     """The timeframe of a candle file: the most common spacing between the rows of its first block
     (ties: the shortest). A ConfigError naming the file (and line or row) when the readers refuse it."""
-    from backend.market_data.candle_readers import candle_blocks  # pyarrow: imported by backtests only
+    from backend.market_data.candle_readers import candle_blocks  # the readers: imported by backtests only
 
     first = next(candle_blocks(path, FINEST_TIMEFRAME), None)  # the rest is never read
     spacings = Counter(np.diff(first.open_times).tolist()) if first is not None else Counter()

@@ -24,12 +24,10 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import ccxt
-import ccxt.pro
 import structlog
 
 from backend.core.event_loops import new_event_loop
@@ -140,6 +138,8 @@ class ExecutionFeed:
     async def _connection(self) -> None:
         """Subscribe and keep a watch pending (ccxt fails it when the connection is lost)."""
         await asyncio.to_thread(self._client.load_markets)  # cached by the account's client after the first
+        from backend.venues.kraken.websocket_clients import ExecutionsClient  # ccxt.pro: only once it connects
+
         exchange = ExecutionsClient(self._config(), self._fresh_token, self._heard)
         exchange.set_markets(self._client.markets, self._client.currencies)  # it makes no REST request
         try:
@@ -185,28 +185,3 @@ class ExecutionFeed:
             self.connected = True
             log.info("order_updates_connected", exchange="kraken", channel="executions", epoch=self.epoch,
                      open_orders=len(reports))
-
-
-class ExecutionsClient(ccxt.pro.kraken):
-    """ccxt.pro's Kraken for one connection of the executions channel. Every executions message goes
-    to `heard` as it is handled, whether or not a watch is pending (ccxt hands an update to
-    watch_orders only while one waits, and a trade message only to watch_my_trades); the token
-    comes from `token` (blocking: run off the loop), asked once per connection."""
-
-    def __init__(self, config: dict[str, Any], token: Callable[[], str],
-                 heard: Callable[[list[dict], bool], None]) -> None:
-        super().__init__(config)
-        self._token_source = token
-        self._token: str | None = None
-        self._heard_reports = heard
-
-    async def authenticate(self, params: dict | None = None) -> str:
-        if self._token is None:
-            self._token = await asyncio.to_thread(self._token_source)
-        return self._token
-
-    def handle_message(self, client: Any, message: Any) -> None:
-        if isinstance(message, dict) and message.get("channel") == "executions":
-            self._heard_reports([r for r in message.get("data") or [] if isinstance(r, dict)],
-                                message.get("type") == "snapshot")
-        super().handle_message(client, message)

@@ -27,10 +27,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ccxt
-import ccxt.pro
 import structlog
 
 from backend.core.event_loops import new_event_loop
@@ -39,6 +38,9 @@ from backend.market_data.raw_tick import RawTick
 from backend.venues.kraken.client import describe_error, is_network_failure, root_cause, translate_error
 from backend.venues.kraken.market_data import Candle, KrakenCandleSource
 from backend.venues.kraken.settings import KrakenSettings
+
+if TYPE_CHECKING:
+    from backend.venues.kraken.websocket_clients import StreamClient
 
 log = structlog.get_logger(__name__)
 
@@ -291,37 +293,9 @@ class KrakenStreamSource(KrakenCandleSource):
         if self._environment.ws_url:
             config["urls"] = {"api": {"ws": {"publicV2": self._environment.ws_url},
                                       "public": self._client.urls["api"]["public"]}}
+        from backend.venues.kraken.websocket_clients import StreamClient  # ccxt.pro: only once a stream connects
+
         exchange = StreamClient(config)
         if self._client.markets:
             exchange.set_markets(self._client.markets, self._client.currencies)
         return exchange
-
-
-class StreamClient(ccxt.pro.kraken):
-    """ccxt.pro's Kraken client for one connection, telling when candles arrive.
-
-    ccxt resolves a watch only when one is pending as a message is handled, so a message coming
-    right between two watches would wait for the next one to be seen; `candles_changed` stays set
-    until read. `connections` counts dials: a watch issued after the connection was lost redials
-    on its own, without the backfill a new connection needs.
-    """
-
-    def __init__(self, config: dict[str, Any]) -> None:
-        super().__init__(config)
-        self.candles_changed = asyncio.Event()
-        self.connections = 0
-        self.message_sent: float | None = None  # the last candle message's own timestamp (epoch seconds)
-
-    def on_connected(self, client: Any, message: Any = None) -> None:
-        super().on_connected(client, message)
-        self.connections += 1
-
-    def handle_ohlcv(self, client: Any, message: dict) -> None:
-        super().handle_ohlcv(client, message)
-        sent_ms = self.parse8601(message.get("timestamp"))
-        self.message_sent = sent_ms / 1000 if sent_ms is not None else None
-        self.candles_changed.set()
-
-    def cached_candles(self, symbol: str, timeframe: str) -> list[Candle]:
-        """Every candle of this connection, one per open time (the latest version), in arrival order."""
-        return list(self.ohlcvs.get(symbol, {}).get(timeframe, []))
