@@ -93,7 +93,7 @@ def test_every_command_ends_cleanly_on_a_signal_as_soon_as_the_handlers_are_in_p
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_a_fifth_of_a_second_after_start_ends_the_daemon_cleanly(signum):
     daemon = Daemon([DEMO])
-    time.sleep(0.2 - (time.monotonic() - daemon.started))
+    time.sleep(max(0.0, 0.2 - (time.monotonic() - daemon.started)))  # a loaded machine may take longer to spawn it
     daemon.signal(signum)
     code, out = daemon.finish(timeout=10)
 
