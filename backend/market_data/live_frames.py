@@ -11,28 +11,26 @@ symbol every candle is its own frame, handed on as it arrives (a block of one ro
 """
 
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 
 from backend.market_data.raw_tick import RawTick
 
 
 class FrameAssembly:
-    def __init__(self, symbols: Sequence[str], patience: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, symbols: Sequence[str], patience: float) -> None:
         self._order = {symbol: index for index, symbol in enumerate(symbols)}
         self._patience = patience
-        self._clock = clock
         self._waiting: dict[datetime, tuple[float, list[RawTick]]] = {}  # open time -> (first arrival, candles)
 
     def add(self, tick: RawTick) -> None:
-        _, candles = self._waiting.setdefault(tick.timestamp, (self._clock(), []))
+        _, candles = self._waiting.setdefault(tick.timestamp, (time.monotonic(), []))
         candles.append(tick)
 
     def ready(self, reached: Mapping[str, datetime]) -> Iterator[list[RawTick]]:
         """The frames that can go on, oldest first, given where each symbol's source has got to
         (reached: the latest open time it handled, candle or gap; a symbol not in it has none yet)."""
-        now = self._clock()
+        now = time.monotonic()
         for open_time in sorted(self._waiting):
             arrived, candles = self._waiting[open_time]
             complete = all(symbol in reached and reached[symbol] >= open_time for symbol in self._order)
