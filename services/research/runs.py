@@ -12,6 +12,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import numpy as np
+
 from backend.config import LoadedOperation, ResolvedLink
 from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data.timeframes import timeframe_seconds
@@ -20,6 +22,8 @@ from backend.portfolio import StrategyAccount
 from services.backtest_shards import ShardedBacktest
 from services.operation_service import OperationService
 from services.strategy_run import RunSummary
+
+SECONDS_PER_DAY = 86_400
 
 
 @dataclass(frozen=True)
@@ -37,26 +41,30 @@ class PerformanceRecorder:
         self.daily: list[tuple[str, float]] = []
 
     def closed(self, candles: CandleColumns, rows: range, equities: Sequence[float], account: StrategyAccount) -> None:
-        exposed = bool(account.ledger.positions)
-        for epoch, equity in zip(candles.open_times[rows.start:rows.stop].tolist(), equities, strict=True):
-            self._close(datetime.fromtimestamp(epoch, UTC), equity, exposed)
-
-    def _close(self, time: datetime, equity: float, exposed: bool) -> None:
-        self.tracker.add(time, equity, exposed)
-        day = time.date().isoformat()
-        if self.daily and self.daily[-1][0] == day:
-            self.daily[-1] = (day, equity)
-        else:
-            self.daily.append((day, equity))
+        """The rows' points (a period per open time, in epoch seconds), and each UTC day's last equity."""
+        times = candles.open_times[rows.start:rows.stop]
+        if not len(times):
+            return
+        self.tracker.add_many(times.tolist(), equities, exposed=bool(account.ledger.positions))
+        days = times // SECONDS_PER_DAY
+        for last in [*np.flatnonzero(np.diff(days)).tolist(), len(days) - 1]:  # each day's last row
+            day = datetime.fromtimestamp(int(days[last]) * SECONDS_PER_DAY, UTC).date().isoformat()
+            if self.daily and self.daily[-1][0] == day:
+                self.daily[-1] = (day, equities[last])
+            else:
+                self.daily.append((day, equities[last]))
 
 
 class PerformanceObserver:
-    """Attaches a PerformanceRecorder to every run of a service (a shard's, or this process's)."""
+    """Readies a service of combinations (a shard's, or this process's) before it starts: the
+    context workers its runs have in common computed once (services.shared_context), and a
+    PerformanceRecorder on every run."""
 
     def __init__(self) -> None:
         self._recorders: dict[str, PerformanceRecorder] = {}
 
     def attach(self, service: OperationService) -> None:
+        service.share_context_workers()
         timeframes = {link.link_id: link.blueprint.timeframe for link in service.operation.links}
         for run in service.runs:
             manager = run.tick_manager
@@ -95,8 +103,10 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """`processes` = 1: every part in this process, one after the other; more: batches of
-    `processes` parts at a time, one part per forked process (services.backtest_shards)."""
+    """All the parts of a `run` in one pass: every combination a run of one operation, on one feed
+    per environment. `processes` = 1: in this process; more: the parts dealt round-robin over at
+    most that many forked processes (services.backtest_shards), each built once and reading the
+    data once. Each process computes the context workers its combinations have in common once."""
 
     def __init__(self, processes: int, stop: threading.Event, log_level: str = "warning") -> None:
         self.processes = processes
@@ -104,27 +114,24 @@ class LocalExecutor:
         self.log_level = log_level
 
     def run(self, parts: Sequence[LoadedOperation], done: Callable[[dict[str, RunResult]], None]) -> None:
-        for start in range(0, len(parts), self.processes):
-            if self.stop.is_set():
-                return
-            batch = parts[start:start + self.processes]
-            done(self._run_batch(batch))
-
-    def close(self) -> None:
-        pass  # nothing outlives a batch
-
-    def _run_batch(self, batch: Sequence[LoadedOperation]) -> dict[str, RunResult]:
-        links = [link for part in batch for link in part.links]
-        operation = replace(batch[0], links=links)
-        if self.processes == 1:
+        if not parts or self.stop.is_set():
+            return
+        links = [link for part in parts for link in part.links]
+        operation = replace(parts[0], links=links)
+        processes = min(self.processes, len(parts))
+        if processes == 1:
             service = OperationService(operation, stop_event=self.stop)
             observer = PerformanceObserver()
             observer.attach(service)
-            return _results(service.run(), observer.results(), links)
-        sharded = ShardedBacktest(operation, len(batch), self.stop, self.log_level, PerformanceObserver,
-                                  shards=[list(part.links) for part in batch])
+            done(_results(service.run(), observer.results(), links))
+            return
+        shards = [[link for part in parts[start::processes] for link in part.links] for start in range(processes)]
+        sharded = ShardedBacktest(operation, processes, self.stop, self.log_level, PerformanceObserver, shards=shards)
         try:
             sharded.prepare()
-            return _results(sharded.run(), sharded.observed, links)
+            done(_results(sharded.run(), sharded.observed, links))
         finally:
             sharded.abort()
+
+    def close(self) -> None:
+        pass  # nothing outlives a pass
