@@ -28,14 +28,11 @@ from tests.probes import CountedEma
 RECORDED = Path(__file__).parent / "sweep_results_before_one_pass"
 
 
-@pytest.mark.e2e
-@pytest.mark.parametrize("processes", ["1", "2"])
-@pytest.mark.parametrize("name", ["dca_grid", "dca_ema_periods", "dca_walk_forward"])
-def test_the_shipped_sweeps_write_the_files_they_wrote_before_the_one_pass(tmp_path, name, processes):
-    out = tmp_path / name
+def assert_recorded_files(name: str, *options: str, out: Path) -> None:
+    """`run-operation sweep config/sweeps/<name>.yaml` with options writes the recorded files."""
     done = subprocess.run(
-        [sys.executable, "-m", "services.cli", "sweep", f"config/sweeps/{name}.yaml", "--out", str(out),
-         "--processes", processes, "--log-level", "warning"],
+        [sys.executable, "-m", "services.cli", "sweep", f"config/sweeps/{name}.yaml", "--out", str(out), *options,
+         "--log-level", "warning"],
         cwd=REPO, capture_output=True, text=True, timeout=50, check=False,
         env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 0, done.stderr
@@ -43,6 +40,20 @@ def test_the_shipped_sweeps_write_the_files_they_wrote_before_the_one_pass(tmp_p
     assert sorted(path.name for path in out.iterdir()) == recorded
     for file in recorded:
         assert (out / file).read_text() == (RECORDED / name / file).read_text(), file
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("processes", ["1", "2"])
+@pytest.mark.parametrize("name", ["dca_grid", "dca_ema_periods", "dca_walk_forward"])
+def test_the_shipped_sweeps_write_the_files_they_wrote_before_the_one_pass(tmp_path, name, processes):
+    assert_recorded_files(name, "--processes", processes, out=tmp_path / name)
+
+
+@pytest.mark.e2e
+@pytest.mark.ray
+def test_ray_tasks_of_several_combinations_write_the_files_recorded_before(tmp_path, ray_address):
+    """The grid's 9 combinations in as many tasks as the local Ray has CPUs, each a pass."""
+    assert_recorded_files("dca_grid", "--executor", "ray", "--address", ray_address, out=tmp_path / "out")
 
 
 class OneByOne:

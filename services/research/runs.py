@@ -39,20 +39,29 @@ class PerformanceRecorder:
     def __init__(self, starting_equity: float, timeframe: str) -> None:
         self.tracker = PerformanceTracker(starting_equity, timeframe_seconds(timeframe))
         self.daily: list[tuple[str, float]] = []
+        self._day: int | None = None  # the last daily point's, in days since the epoch
 
     def closed(self, candles: CandleColumns, rows: range, equities: Sequence[float], account: StrategyAccount) -> None:
         """The rows' points (a period per open time, in epoch seconds), and each UTC day's last equity."""
-        times = candles.open_times[rows.start:rows.stop]
-        if not len(times):
+        exposed = bool(account.ledger.positions)
+        if len(rows) == 1:  # a tick: no array work, it would cost more than the point
+            time = int(candles.open_times[rows.start])
+            self.tracker.add_many((time,), equities, exposed)
+            self._day_closed(time // SECONDS_PER_DAY, equities[0])
             return
-        self.tracker.add_many(times.tolist(), equities, exposed=bool(account.ledger.positions))
+        times = candles.open_times[rows.start:rows.stop]
+        self.tracker.add_many(times.tolist(), equities, exposed)
         days = times // SECONDS_PER_DAY
-        for last in [*np.flatnonzero(np.diff(days)).tolist(), len(days) - 1]:  # each day's last row
-            day = datetime.fromtimestamp(int(days[last]) * SECONDS_PER_DAY, UTC).date().isoformat()
-            if self.daily and self.daily[-1][0] == day:
-                self.daily[-1] = (day, equities[last])
-            else:
-                self.daily.append((day, equities[last]))
+        for last in [*np.flatnonzero(np.diff(days)).tolist(), len(days) - 1] if len(days) else ():
+            self._day_closed(int(days[last]), equities[last])
+
+    def _day_closed(self, day: int, equity: float) -> None:
+        """The equity at a day's last point so far."""
+        if day == self._day:
+            self.daily[-1] = (self.daily[-1][0], equity)
+        else:
+            self._day = day
+            self.daily.append((datetime.fromtimestamp(day * SECONDS_PER_DAY, UTC).date().isoformat(), equity))
 
 
 class PerformanceObserver:
