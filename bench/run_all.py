@@ -303,7 +303,7 @@ def main() -> None:
         if "scaling" in only:
             scaling(args.scaling_candles, tmp)
         if "sweep" in only:
-            sweep_rows(args.sweep_candles, tmp, args.sweep_processes)
+            sweep_rows(args.sweep_candles, tmp, args.sweep_processes, args.repeat)
         if "memory" in only:
             memory(args.memory_candles, tmp)
 
