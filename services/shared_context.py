@@ -11,12 +11,11 @@ replays the block columnar or tick by tick (IWorker's contract: a columnar conte
 columns are a function of its params, the candles and the columns of the context workers before
 it, never of the account); the private instance prepares every block of each symbol once, in the
 feed's order, with the history it would have had in a run; a block's columns live as long as the
-block (a weak reference: the feed's blocks go once every run has replayed them).
+block (kept in it: the feed's blocks go once every run has replayed them).
 """
 
 import threading
 from collections.abc import Hashable, Iterable, Sequence
-from weakref import WeakKeyDictionary
 
 from backend.config import BacktestEnvironment
 from backend.core.ohlcv_provider import OhlcvProvider
@@ -46,16 +45,16 @@ class SharedContextWorker:
         self._produces = type(worker).produces
         self.upstream = tuple(upstream)  # every context worker before it, in order
         self._lock = threading.Lock()
-        self._columns: WeakKeyDictionary[CandleColumns, tuple[DtoColumns, ...]] = WeakKeyDictionary()
 
     def columns(self, candles: CandleColumns) -> tuple[DtoColumns, ...]:
-        """Its columns of the block (a symbol's): computed once, whichever run asks first."""
-        found = self._columns.get(candles)
+        """Its columns of the block (a symbol's): computed once, whichever run asks first, and
+        kept with the block (`derived`: they go when it goes, even if they refer to it)."""
+        found = candles.derived.get(self)
         if found is None:
             with self._lock:
-                found = self._columns.get(candles)
+                found = candles.derived.get(self)
                 if found is None:
-                    found = self._columns[candles] = self._prepare(candles)
+                    found = candles.derived[self] = self._prepare(candles)
         return found
 
     def _prepare(self, candles: CandleColumns) -> tuple[DtoColumns, ...]:

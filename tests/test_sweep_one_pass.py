@@ -7,22 +7,29 @@ examples before the one pass (each combination then an operation of its own, in 
 own with --processes 2): every file must come out the same, byte for byte.
 """
 
+import gc
 import os
 import shutil
 import subprocess
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
 from backend.config import LoadedOperation
+from backend.dtos import EmaDTO
+from backend.interfaces.candle_columns import CandleColumns
+from backend.workers.context.ema_detector import EmaColumns, EmaDetector
+from services.plugin_testing import Replay, sample_candles
 from services.research.runs import LocalExecutor, RunResult
 from services.research.sweep import Row, Sweep
 from services.research.sweep_file import load_sweep
-from tests.helpers import REPO, write_yaml
+from tests.helpers import REPO, backtest_environment, write_yaml
 from tests.probes import CountedEma
 
 RECORDED = Path(__file__).parent / "sweep_results_before_one_pass"
@@ -110,3 +117,36 @@ def test_combinations_in_one_pass_get_what_each_gets_alone_with_the_context_comp
         assert prepared_alone == 3 * CountedEma.prepared > 0
     else:  # tick by tick, alone, nothing is prepared; together, the DTOs come from the shared columns
         assert prepared_alone == 0 and CountedEma.prepared > 0
+
+
+@dataclass(frozen=True)
+class KeepingColumns(EmaColumns):
+    kept: object = None
+
+
+class BlockKeeping(EmaDetector):
+    """The EMA detector, whose columns keep a reference to their block (as a plugin's might)."""
+
+    def prepare_block(self, asset: str, candles: CandleColumns) -> None:
+        super().prepare_block(asset, candles)
+        own = self.context.find_columns(asset, EmaDTO)
+        assert isinstance(own, EmaColumns)
+        self.context.set_result_columns(asset, KeepingColumns(own.fast_period, own.slow_period, own.fast, own.slow,
+                                                              kept=candles))
+
+
+def test_shared_columns_go_with_their_block_even_when_they_refer_to_it():
+    from backend.config.schema import BacktestEnvironment
+    from services.shared_context import SharedContextWorker
+
+    replay = Replay(worker_specs=[(BlockKeeping, {"fast_period": 12, "slow_period": 26})])
+    environment = BacktestEnvironment.model_validate(backtest_environment())
+    shared = SharedContextWorker(replay.workers[0], environment, ())
+    block = sample_candles().rows(0, 500)
+    (columns,) = shared.columns(block)
+    assert shared.columns(block)[0] is columns and columns.kept is block  # computed once
+    assert shared.columns(sample_candles().rows(500, 1000))[0] is not columns  # the next block's
+    gone = weakref.ref(block)
+    del block, columns
+    gc.collect()
+    assert gone() is None
