@@ -1,9 +1,11 @@
 """Runs a sweep's strategy links and measures each: its summary, its performance figures and its
-equity at each UTC day's last bar, in one process or over local processes.
+equity at each UTC day's last bar, in one process or over local processes, the combinations of
+one `run` in one pass (one operation, one feed per environment, per process).
 
-Invariants: results are the same whichever executor ran them (a backtest is deterministic);
+Invariants: results are the same whichever executor ran them, and whichever combinations ran
+beside them (a backtest is deterministic; shared context workers give each run its own DTOs);
 memory per run stays bounded (figures computed as the run goes, one equity point per day kept);
-a run that fails keeps its row (status and error), and so does a run whose process died.
+a run that fails keeps its row (status and error), and so does every run of a process that died.
 """
 
 import threading
@@ -50,9 +52,11 @@ class PerformanceRecorder:
             self._day_closed(time // SECONDS_PER_DAY, equities[0])
             return
         times = candles.open_times[rows.start:rows.stop]
+        if not len(times):
+            return
         self.tracker.add_many(times.tolist(), equities, exposed)
         days = times // SECONDS_PER_DAY
-        for last in [*np.flatnonzero(np.diff(days)).tolist(), len(days) - 1] if len(days) else ():
+        for last in [*np.flatnonzero(np.diff(days)).tolist(), len(days) - 1]:  # each day's last row
             self._day_closed(int(days[last]), equities[last])
 
     def _day_closed(self, day: int, equity: float) -> None:
