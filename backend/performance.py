@@ -60,9 +60,9 @@ class PerformanceTracker:
         self._squares = 0.0
         self._downside_squares = 0.0
 
-    def add(self, time: datetime, equity: float, exposed: bool) -> float:
-        """One point: the equity at the close of a bar at `time`, and whether a position was held;
-        returns the drawdown (%) at this point."""
+    def add(self, time: Hashable, equity: float, exposed: bool) -> float:
+        """One point: the equity at the close of a bar at `time` (a datetime, or its epoch seconds:
+        one kind per tracker), and whether a position was held; returns the drawdown (%) at this point."""
         if self._open is not None and self._open[0] != time:
             self._close_period()
         self._open = (time, equity, exposed)

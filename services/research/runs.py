@@ -9,12 +9,11 @@ a run that fails keeps its row (status and error), and so does every run of a pr
 """
 
 import threading
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
-
-import numpy as np
 
 from backend.config import LoadedOperation, ResolvedLink
 from backend.interfaces.candle_columns import CandleColumns
@@ -46,18 +45,21 @@ class PerformanceRecorder:
     def closed(self, candles: CandleColumns, rows: range, equities: Sequence[float], account: StrategyAccount) -> None:
         """The rows' points (a period per open time, in epoch seconds), and each UTC day's last equity."""
         exposed = bool(account.ledger.positions)
-        if len(rows) == 1:  # a tick: no array work, it would cost more than the point
+        if len(rows) == 1:  # a tick's: a point, no list to make
             time = int(candles.open_times[rows.start])
-            self.tracker.add_many((time,), equities, exposed)
+            self.tracker.add(time, equities[0], exposed)
             self._day_closed(time // SECONDS_PER_DAY, equities[0])
             return
-        times = candles.open_times[rows.start:rows.stop]
-        if not len(times):
+        times = candles.open_times[rows.start:rows.stop].tolist()
+        if not times:
             return
-        self.tracker.add_many(times.tolist(), equities, exposed)
-        days = times // SECONDS_PER_DAY
-        for last in [*np.flatnonzero(np.diff(days)).tolist(), len(days) - 1]:  # each day's last row
-            self._day_closed(int(days[last]), equities[last])
+        self.tracker.add_many(times, equities, exposed)
+        start, day, last_day = 0, times[0] // SECONDS_PER_DAY, times[-1] // SECONDS_PER_DAY
+        while day < last_day:  # each day's last point (a quiet stretch spans a day or two, mostly)
+            start = bisect_left(times, (day + 1) * SECONDS_PER_DAY, start)  # the next day's first row
+            self._day_closed(day, equities[start - 1])
+            day = times[start] // SECONDS_PER_DAY
+        self._day_closed(last_day, equities[-1])
 
     def _day_closed(self, day: int, equity: float) -> None:
         """The equity at a day's last point so far."""
