@@ -82,7 +82,7 @@ class PerformanceTracker:
         returns, mean, squares, downside = self._returns, self._mean, self._squares, self._downside_squares
         open_time, open_equity, open_exposed = self._open if self._open is not None else (None, 0.0, False)
         for time, equity in zip(times, equities, strict=True):
-            if open_time is not None and open_time != time:  # _close_period
+            if time != open_time and open_time is not None:  # _close_period
                 periods += 1
                 exposed_periods += open_exposed
                 if closed > 0:
@@ -91,14 +91,16 @@ class PerformanceTracker:
                     delta = change - mean
                     mean += delta / returns
                     squares += delta * (change - mean)
-                    downside += min(change, 0.0) ** 2
+                    if not change > 0.0:  # min(change, 0.0) ** 2: above 0, it adds 0.0
+                        downside += change ** 2
                 closed = open_equity
             open_time, open_equity, open_exposed = time, equity, exposed
-            if equity > peak:  # max(peak, equity)
+            if equity > peak:  # max(peak, equity): a new peak, whose drawdown is 0.0
                 peak = equity
-            drawdown = (1 - equity / peak) * 100 if peak > 0 else 0.0  # drawdown_pct(equity, peak)
-            if drawdown > deepest:
-                deepest = drawdown
+            elif peak > 0:  # drawdown_pct(equity, peak)
+                drawdown = (1 - equity / peak) * 100
+                if drawdown > deepest:
+                    deepest = drawdown
         self.peak, self.max_drawdown_pct, self._closed_equity = peak, deepest, closed
         self._periods, self._exposed_periods = periods, exposed_periods
         self._returns, self._mean, self._squares, self._downside_squares = returns, mean, squares, downside
