@@ -89,14 +89,14 @@ def test_emas_of_one_period_in_one_state_share_a_blocks_values():
     closes = [100 + (index * 7919 % 23) - index / 10 for index in range(120)]
     memo: dict = {}
     first, second = Ema(10), Ema(10)
-    values = first.update_shared(closes[:60], memo, (0, 60))
-    assert second.update_shared(closes[:60], memo, (0, 60)) is values
+    values = first.update_shared(closes[:60], memo, ("close", 0, 60))
+    assert second.update_shared(closes[:60], memo, ("close", 0, 60)) is values
     assert (second.value, second._seed) == (first.value, first._seed)
     assert values == Ema(10).update_many(closes[:60])
     seeding = Ema(10)
     seeding.update_many(closes[100:104])  # 4 of its 10 seed values: another state, over the same rows
-    own = seeding.update_shared(closes[:60], memo, (0, 60))
+    own = seeding.update_shared(closes[:60], memo, ("close", 0, 60))
     reference = Ema(10)
     reference.update_many(closes[100:104])
     assert own is not values and own == reference.update_many(closes[:60]) and seeding.value == reference.value
-    assert first.update_shared(closes[60:], memo, (60, 120)) == second.update_many(closes[60:])
+    assert first.update_shared(closes[60:], memo, ("close", 60, 120)) == second.update_many(closes[60:])

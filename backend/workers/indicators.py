@@ -47,12 +47,13 @@ class Ema:
 
 
     def update_shared(self, xs: Sequence[float], memo: MutableMapping[Hashable, Any],
-                      rows: Hashable) -> list[float | None]:
-        """`update_many(xs)`, xs being rows of a block that several runs replay: looked up in memo
-        (the block's `derived`) by the rows, the period and the state before them, and computed there
-        by the first run that gets there (an EMA of the same period in the same state over the same
-        closes is the same floats). The list is shared: read it, never change it."""
-        key = ("ema", rows, self.period, self.value, tuple(self._seed))
+                      series: Hashable) -> list[float | None]:
+        """`update_many(xs)`, xs being values of a block that several runs replay, named by series
+        (which column, which rows: `("close", start, stop)`): looked up in memo (the block's
+        `derived`) by the series, the period and the state before them, and computed there by the
+        first run that gets there (an EMA of the same period in the same state over the same values
+        is the same floats). The list is shared: read it, never change it."""
+        key = ("ema", series, self.period, self.value, tuple(self._seed))
         found = memo.get(key)
         if found is None:
             values = self.update_many(xs)

@@ -93,8 +93,8 @@ class EmaDetector(IWorker):
                 self._reseed(asset)
             fast, slow = self._emas[asset]
             segment = closes[start:stop]
-            fast_values += fast.update_shared(segment, candles.derived, (start, stop))
-            slow_values += slow.update_shared(segment, candles.derived, (start, stop))
+            fast_values += fast.update_shared(segment, candles.derived, ("close", start, stop))
+            slow_values += slow.update_shared(segment, candles.derived, ("close", start, stop))
         self.context.set_result_columns(
             asset, EmaColumns(self.params.fast_period, self.params.slow_period, fast_values, slow_values)
         )
