@@ -20,7 +20,7 @@ negative return (no downside to divide by).
 
 import copy
 import math
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -51,7 +51,7 @@ class PerformanceTracker:
         self.peak = starting_equity
         self.max_drawdown_pct = 0.0
         self._closed_equity = starting_equity  # E_(t-1): the last closed period's
-        self._open: tuple[datetime, float, bool] | None = None  # the period whose last point may still change
+        self._open: tuple[Hashable, float, bool] | None = None  # the period whose last point may still change
         self._periods = 0
         self._exposed_periods = 0
         # Welford's running mean and sum of squared deviations of the returns, and the downside sum.
@@ -60,9 +60,9 @@ class PerformanceTracker:
         self._squares = 0.0
         self._downside_squares = 0.0
 
-    def add(self, time: datetime, equity: float, exposed: bool) -> float:
-        """One point: the equity at the close of a bar at `time`, and whether a position was held;
-        returns the drawdown (%) at this point."""
+    def add(self, time: Hashable, equity: float, exposed: bool) -> float:
+        """One point: the equity at the close of a bar at `time` (a datetime, or its epoch seconds:
+        one kind per tracker), and whether a position was held; returns the drawdown (%) at this point."""
         if self._open is not None and self._open[0] != time:
             self._close_period()
         self._open = (time, equity, exposed)
@@ -70,6 +70,41 @@ class PerformanceTracker:
         drawdown = drawdown_pct(equity, self.peak)
         self.max_drawdown_pct = max(self.max_drawdown_pct, drawdown)
         return drawdown
+
+    def add_many(self, times: Sequence[Hashable], equities: Sequence[float], exposed: bool) -> None:
+        """`add(time, equity, exposed)` for each point in turn (times as `add` compares them: one
+        caller, one kind): the same floats, inlined (a columnar replay's quiet stretch is
+        thousands of points: a call each would cost more than the rest of the replay)."""
+        if not times:
+            return
+        peak, deepest, closed = self.peak, self.max_drawdown_pct, self._closed_equity
+        periods, exposed_periods = self._periods, self._exposed_periods
+        returns, mean, squares, downside = self._returns, self._mean, self._squares, self._downside_squares
+        open_time, open_equity, open_exposed = self._open if self._open is not None else (None, 0.0, False)
+        for time, equity in zip(times, equities, strict=True):
+            if time != open_time and open_time is not None:  # _close_period
+                periods += 1
+                exposed_periods += open_exposed
+                if closed > 0:
+                    change = open_equity / closed - 1
+                    returns += 1
+                    delta = change - mean
+                    mean += delta / returns
+                    squares += delta * (change - mean)
+                    if not change > 0.0:  # min(change, 0.0) ** 2: above 0, it adds 0.0
+                        downside += change ** 2
+                closed = open_equity
+            open_time, open_equity, open_exposed = time, equity, exposed
+            if equity > peak:  # max(peak, equity): a new peak, whose drawdown is 0.0
+                peak = equity
+            elif peak > 0:  # drawdown_pct(equity, peak)
+                drawdown = (1 - equity / peak) * 100
+                if drawdown > deepest:
+                    deepest = drawdown
+        self.peak, self.max_drawdown_pct, self._closed_equity = peak, deepest, closed
+        self._periods, self._exposed_periods = periods, exposed_periods
+        self._returns, self._mean, self._squares, self._downside_squares = returns, mean, squares, downside
+        self._open = (open_time, open_equity, open_exposed)
 
     def _close_period(self) -> None:
         assert self._open is not None

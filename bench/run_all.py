@@ -8,7 +8,7 @@ Rows:
   service, one run, against backtesting.py and backtrader on the same candles (bench/peers.py
   says how the semantics are matched). Trades are compared on the shipped sample and on the long
   series: fills and final equity to the cent. The peers are installed into this interpreter's
-  environment when missing (`pip install backtesting backtrader`).
+  environment when missing (`pip install backtesting backtrader`: pyproject.toml's `bench` extra).
 - overhead: a workforce with no computation (one market_order_executor, which finds no plan and
   returns): what the daemon itself costs per candle and run (feed, hand-off, tick cache, account),
   with 1 and 10 runs on one environment.
@@ -30,6 +30,10 @@ Rows:
   (a live daemon: to its first exchange call) and the peak RSS of a fresh process, the median of
   `--startup-runs`; with `--startup-baseline REV`, the same for that git revision beside this tree
   (bench/bench_startup.py).
+- sweep: the EMA-cross blueprint over 70 (fast, slow) pairs through `run-operation sweep`
+  against vectorbt's broadcast run of the same pairs, cold (its whole process, numba's
+  compilation included) and warm (its sweep call), trades compared pair by pair
+  (bench/bench_sweep.py). vectorbt is installed when missing, as the peers are.
 - memory: 1, 100 and 1,000 runs of ICT/SMC on one environment (the sample's first candles, more than
   the 50 its history keeps): bytes per
   run of its parts (the tick cache's provider between ticks, and what a full tick puts in it,
@@ -44,6 +48,7 @@ other load, which only ever slows a run down, weighs on none of them more than o
 import argparse
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -60,6 +65,7 @@ sys.path.insert(0, str(BENCH))
 
 from bench_scaling import scaling  # noqa: E402
 from bench_startup import startup  # noqa: E402
+from bench_sweep import sweep_rows  # noqa: E402
 from candles import SAMPLE, mirrored, sample_rows, write_csv  # noqa: E402
 
 T = TypeVar("T")
@@ -68,7 +74,9 @@ BASELINES = ["944a9ad", "bd06b08"]
 STRATEGIES = REPO / "config" / "strategies"
 EMA_CROSS = STRATEGIES / "ema_cross.yaml"
 BLUEPRINTS = {"ICT/SMC": STRATEGIES / "ict_smc_strategy.yaml", "smart DCA": STRATEGIES / "smart_dca_btc.yaml"}
-SECTIONS = ("peers", "overhead", "orders", "blueprints", "multi", "scaling", "startup", "memory")
+SECTIONS = ("peers", "overhead", "orders", "blueprints", "multi", "scaling", "sweep", "startup", "memory")
+# The packages each section compares opdaemon with (pyproject.toml's `bench` extra), by import name.
+PEERS = {"peers": {"backtesting": "backtesting", "backtrader": "backtrader"}, "sweep": {"vectorbt": "vectorbt"}}
 NOT_COLUMNAR = {"plugin": "bench.tick_by_tick:NotColumnar"}
 EXECUTOR_ONLY = {
     "display_name": "no computation", "assets": ["BTC/USD"], "timeframe": "1h",
@@ -76,8 +84,11 @@ EXECUTOR_ONLY = {
 }
 
 
-def ensure_peers() -> None:
-    missing = [name for name in ("backtesting", "backtrader") if importlib.util.find_spec(name) is None]
+def ensure_peers(sections: list[str] | tuple[str, ...]) -> None:
+    """pip-install into this interpreter's environment the peers of the sections asked for that
+    are missing (the `bench` extra: never a dependency of opdaemon itself)."""
+    wanted = {module: package for section in sections for module, package in PEERS.get(section, {}).items()}
+    missing = [package for module, package in wanted.items() if importlib.util.find_spec(module) is None]
     if missing:
         print(f"installing {' '.join(missing)} ...", flush=True)
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
@@ -278,11 +289,13 @@ def main() -> None:
     parser.add_argument("--scaling-candles", type=int, default=500_000, help="candles per link of the scaling rows")
     parser.add_argument("--startup-runs", type=int, default=5, help="start-up figures are the median of this many")
     parser.add_argument("--startup-baseline", help="git revision measured beside this tree in the start-up rows")
+    parser.add_argument("--sweep-candles", type=int, default=200_000, help="candles of the sweep row")
+    parser.add_argument("--sweep-processes", type=int, default=os.cpu_count() or 1,
+                        help="run-operation sweep --processes (default: one per core)")
     parser.add_argument("--only", choices=SECTIONS, action="append")
     args = parser.parse_args()
     only = args.only or SECTIONS
-    if "peers" in only:
-        ensure_peers()
+    ensure_peers(only)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         if "peers" in only:
@@ -302,6 +315,8 @@ def main() -> None:
             codes = {"this tree": REPO, **({baseline: baseline_checkout(baseline, tmp / "startup_baseline")}
                                            if baseline else {})}
             startup(args.startup_runs, 2.0, codes)
+        if "sweep" in only:
+            sweep_rows(args.sweep_candles, tmp, args.sweep_processes, args.repeat)
         if "memory" in only:
             memory(args.memory_candles, tmp)
 

@@ -145,6 +145,14 @@ class OperationService:
         self.start()
         return self.wait()
 
+    def share_context_workers(self) -> int:
+        """Before the start: the context workers that several runs of an environment have in
+        common (same class, params and upstream workers) computed once per block for all of them
+        (services.shared_context; a sweep's combinations). Returns how many are shared."""
+        from services.shared_context import share_context_workers
+
+        return share_context_workers(self._running.links.values())
+
     @property
     def feed_errors(self) -> list[str]:
         return [f"{feed.environment_id}: {feed.error}" for feed in self.feeds if feed.error]

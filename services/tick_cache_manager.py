@@ -15,6 +15,7 @@ from backend.errors import OperatorOrderError
 from backend.interfaces import ITradingContextProvider, IWorker, WorkerCategory
 from backend.interfaces.candle_columns import CandleColumns
 from backend.interfaces.candle_window import Candles, CandleWindow
+from backend.interfaces.context_provider import DtoColumns
 from backend.market_data import RawTick
 from backend.market_data.raw_tick import FrameRow, tick_at, tick_frames
 from backend.portfolio import StrategyAccount
@@ -38,6 +39,13 @@ class TickRecorder(Protocol):
         a stretch on which no worker acted), with the account's equity at each row's close (the
         same floats `ledger.equity()` gave after each, tick by tick); the account is as it closed
         the last of them."""
+
+
+class SharedColumns(Protocol):
+    """A context worker computed once for several runs (services.shared_context)."""
+
+    def columns(self, candles: CandleColumns) -> Sequence[DtoColumns]:
+        """Its columns of the block: what the run's own instance would have written."""
 
 
 class Replayed(NamedTuple):
@@ -103,6 +111,8 @@ class TickCacheManager:
         # keep state across quiet rows (the others keep IWorker's default: nothing to do).
         self._gates = [w for w in self._acting_workers if not w.acts_only_on_signals]
         self._skippers = [w for w in self._acting_workers if type(w).skip is not IWorker.skip]
+        # Context workers computed once for several runs (`share`): their columns, by worker.
+        self._shared: dict[IWorker, SharedColumns] = {}
         self.account = account
         self._assets = frozenset(assets)
         self.current_worker: str | None = None
@@ -137,6 +147,16 @@ class TickCacheManager:
     @property
     def history_needed(self) -> int:
         return self._history.capacity
+
+    @property
+    def workforce(self) -> list[IWorker]:
+        return list(self._workforce)
+
+    def share(self, worker: IWorker, source: SharedColumns) -> None:
+        """From now on, a context worker's output is source's columns (a block columnar, a row's
+        DTOs tick by tick) instead of its own: computed once for several runs. Before the first block."""
+        self._shared[worker] = source
+        self._workforce_steps = [(step, context) for step, context in self._workforce_steps if step is not worker]
 
     def abandon(self) -> None:
         self._abandoned = True
@@ -180,10 +200,13 @@ class TickCacheManager:
                 continue
             self._history.append(symbol, candles, row, row + 1)
             opened.append((candles, row, tick, trading))
+            if self._shared:  # the shared context workers' DTOs of the row, in the workforce's order
+                dtos = {**dtos, symbol: [dto for source in self._shared.values() for columns in source.columns(candles)
+                                         if (dto := columns.at(row)) is not None]}
             if trading and symbol in self._forced_entries:
                 self._forced_entries.discard(symbol)
                 log.info("force_entry_signalled", asset=symbol, candle_time=tick.timestamp.isoformat())
-                dtos = {**dtos, symbol: (FORCED_ENTRY,)}
+                dtos = {**dtos, symbol: [*dtos.get(symbol, ()), FORCED_ENTRY]}
         if not opened or not self._run(opened, self._workforce_steps, dtos):
             return 0
         return len(opened)
@@ -279,9 +302,14 @@ class TickCacheManager:
         starts = [0] * len(traded)  # per traded symbol, its rows processed
         try:
             for worker in self._workforce:
+                shared = self._shared.get(worker)
                 for part in traded:
                     self._step(worker, part, 0)
-                    worker.prepare_block(part.symbol, part)
+                    if shared is None:
+                        worker.prepare_block(part.symbol, part)
+                    else:
+                        for produced in shared.columns(part):
+                            self._context.set_result_columns(part.symbol, produced)
             while not self._abandoned and not stop.is_set():
                 actives = [self._next_active_row(part, start) for part, start in zip(traded, starts, strict=True)]
                 active_time = min((int(part.open_times[row]) for part, row in zip(traded, actives, strict=True)

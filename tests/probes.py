@@ -12,6 +12,8 @@ import structlog
 
 from backend.dtos import MarketRegimeDTO
 from backend.interfaces import IWorker, WorkerCategory, WorkerParams
+from backend.interfaces.candle_columns import CandleColumns
+from backend.workers.context.ema_detector import EmaDetector
 from backend.workers.registry import PLUGINS
 
 
@@ -72,6 +74,16 @@ class Probe(IWorker):
             return False
         marker.touch()
         return True
+
+
+class CountedEma(EmaDetector):
+    """The EMA detector, counting the blocks its instances prepare (all of them, in this process)."""
+
+    prepared = 0
+
+    def prepare_block(self, asset: str, candles: CandleColumns) -> None:
+        type(self).prepared += 1
+        super().prepare_block(asset, candles)
 
 
 PLUGINS_WITH_PROBE = {**PLUGINS, "probe": Probe}

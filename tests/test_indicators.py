@@ -80,3 +80,23 @@ def test_return_volatility_subtracts_the_mean_of_returns():
         vol.update(close)
     # returns +1 %, +2 %, +1 %: mean 4/3 %, sample variance ((1/3)² + (2/3)² + (1/3)²) / 2 = 1/3 (%²)
     assert vol.update(104.0502) == pytest.approx(math.sqrt(1 / 3), rel=1e-6)
+
+
+def test_emas_of_one_period_in_one_state_share_a_blocks_values():
+    """update_shared: the second EMA of a period, in the same state over the same rows, takes the
+    first one's list and ends in its state; one in another state (mid-seed too) computes its own;
+    every list is what update_many gives."""
+    closes = [100 + (index * 7919 % 23) - index / 10 for index in range(120)]
+    memo: dict = {}
+    first, second = Ema(10), Ema(10)
+    values = first.update_shared(closes[:60], memo, ("close", 0, 60))
+    assert second.update_shared(closes[:60], memo, ("close", 0, 60)) is values
+    assert (second.value, second._seed) == (first.value, first._seed)
+    assert values == Ema(10).update_many(closes[:60])
+    seeding = Ema(10)
+    seeding.update_many(closes[100:104])  # 4 of its 10 seed values: another state, over the same rows
+    own = seeding.update_shared(closes[:60], memo, ("close", 0, 60))
+    reference = Ema(10)
+    reference.update_many(closes[100:104])
+    assert own is not values and own == reference.update_many(closes[:60]) and seeding.value == reference.value
+    assert first.update_shared(closes[60:], memo, ("close", 60, 120)) == second.update_many(closes[60:])

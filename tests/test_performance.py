@@ -3,6 +3,7 @@
 import math
 import statistics
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -152,3 +153,21 @@ def test_the_drawdown_is_one_formula_whose_scalar_and_vector_forms_agree_to_the_
     assert deepest_drawdown(0.0, 1.0, equities.tolist(), 9_000.0, 0.0) == (peak, max(one_by_one))
     assert min(one_by_one) == 0.0 and max(one_by_one) == 100.0
     assert drawdown_pct(0.0, 0.0) == 0.0 and drawdown_curve(np.empty(0), 5.0)[1] == 5.0
+
+
+def test_points_added_in_bulk_give_the_floats_added_one_by_one():
+    """add_many (a columnar replay's quiet stretch, one `exposed` for all its points) against add
+    per point: random equities in uneven stretches, some points sharing a time (one period), an
+    account at zero for a while."""
+    random = np.random.default_rng(11)
+    equities = (10_000 * np.cumprod(1 + random.normal(0, 0.01, 3_000))).tolist()
+    equities[1_000:1_010] = [0.0] * 10
+    times = [index // 3 if 500 <= index < 600 else index for index in range(len(equities))]
+    bounds = [0, *sorted(random.choice(range(1, len(equities)), 60, replace=False).tolist()), len(equities)]
+    stretches = [(range(start, stop), bool(random.integers(0, 2))) for start, stop in pairwise(bounds)]
+    one_by_one, in_bulk = PerformanceTracker(10_000, HOUR), PerformanceTracker(10_000, HOUR)
+    for rows, exposed in stretches:
+        for row in rows:
+            one_by_one.add(times[row], equities[row], exposed)  # type: ignore[arg-type]
+        in_bulk.add_many(times[rows.start:rows.stop], equities[rows.start:rows.stop], exposed)
+        assert in_bulk.result() == one_by_one.result()

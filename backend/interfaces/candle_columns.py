@@ -10,10 +10,11 @@ warm-up rows come before any other of the stream. One block goes to every run of
 so nothing in it can be changed: its arrays are read-only and its Python copies of them are tuples.
 """
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -33,6 +34,9 @@ class CandleColumns:
     # bool; None when built: no warm-up row (a backtest's blocks have none)
     warmup: np.ndarray = field(default=None)  # type: ignore[arg-type]
     first_row: int = 0  # index of the block's first row in the stream it was cut from (a data file's rows)
+    # Values computed from the block once for all the runs that replay it (a context worker's
+    # columns shared by several runs: services.shared_context), by their owner; they go with the block.
+    derived: dict[Hashable, Any] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.warmup is None:

@@ -76,7 +76,10 @@ class IWorker(ABC):
       its `process` would have written on every row of the block (any DtoColumns of its DTO type;
       a CandleStepWorker does so from the one step `process` runs), and leaves its own state as
       `process` would have left it after the block's last row. Consumers find them by DTO type,
-      never by the producer's class;
+      never by the producer's class. They follow from its params, the candles (the block, and
+      the history before it) and the columns of the context workers before it, never from the
+      account: runs with the same context workers may be handed one instance's columns (a
+      sweep's combinations, services.shared_context), read-only;
     - any other worker is active on every row unless it says otherwise (slower, never wrong). It
       says so in one of two ways. It names its rows: `next_active_row` is never later than the
       first row at or after `start` where its `process` could write a DTO, place an order or

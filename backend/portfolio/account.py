@@ -21,6 +21,7 @@ it, so a process that dies in the middle of a tick never trades that candle agai
 """
 
 import itertools
+import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -91,6 +92,10 @@ class StrategyAccount(IBroker):
         # Bound once, to the logging configured before any account is built: through the module's
         # lazy proxy every fill would look the configuration up again (a backtest books thousands).
         self._log = log.bind()
+        # Whether a fill's info line is kept at all: a sweep's runs log at warning, and building the
+        # line's fields for nothing cost as much as booking the fill's trade statistics.
+        enabled = getattr(self._log, "is_enabled_for", None)
+        self._log_fills = enabled is None or enabled(logging.INFO)
         self.trade_stats = TradeStatsTracker()  # of the fills since start
 
     @property
@@ -426,7 +431,7 @@ class StrategyAccount(IBroker):
         status = booked.status
         if status in DONE or status is OrderStatus.UNKNOWN:
             self.order_outcomes[status.value] = self.order_outcomes.get(status.value, 0) + 1
-        if fill is not None:
+        if fill is not None and self._log_fills:
             event = "order_filled" if status is OrderStatus.FILLED else "order_partially_filled"
             self._log.info(event, asset=fill.asset, side=fill.side.value, quantity=round(fill.quantity, 8),
                            price=round(fill.price, 2), fee=round(fill.fee, 4), reason=request.reason,

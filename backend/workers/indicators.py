@@ -3,8 +3,9 @@ functions of a window of candles a worker reads from its run's history."""
 
 import math
 from collections import deque
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Hashable, MutableMapping, Sequence
 from itertools import pairwise
+from typing import Any
 
 import numpy as np
 
@@ -42,6 +43,24 @@ class Ema:
                 value = alpha * x + keep * value
                 append(value)
             self.value = value
+        return values
+
+
+    def update_shared(self, xs: Sequence[float], memo: MutableMapping[Hashable, Any],
+                      series: Hashable) -> list[float | None]:
+        """`update_many(xs)`, xs being values of a block that several runs replay, named by series
+        (which column, which rows: `("close", start, stop)`): looked up in memo (the block's
+        `derived`) by the series, the period and the state before them, and computed there by the
+        first run that gets there (an EMA of the same period in the same state over the same values
+        is the same floats). The list is shared: read it, never change it."""
+        key = ("ema", series, self.period, self.value, tuple(self._seed))
+        found = memo.get(key)
+        if found is None:
+            values = self.update_many(xs)
+            memo[key] = (values, self.value, tuple(self._seed))
+            return values
+        values, self.value, seed = found
+        self._seed = list(seed)
         return values
 
 

@@ -1,9 +1,12 @@
-"""`--executor ray`: each combination one Ray task, on a local Ray or an existing cluster.
+"""`--executor ray`: the combinations dealt over as many Ray tasks as the cluster has CPUs (a task:
+a slice of the combinations over one data set), on a local Ray or an existing cluster.
 
-Invariants: each data file (a detail file too) is read once and shipped once, through Ray's object store; a task
-runs the combination exactly as the local executor does (an in-process operation of its links,
+Invariants: each data file (a detail file too) is read once and shipped once, through Ray's object
+store; a task runs its slice exactly as the local executor runs a pass in one process (one
+operation of every combination's links, the context workers they have in common computed once:
 services.research.runs), so results are identical; a task lost with its worker is retried once
-(`max_retries=1`), then reported as its combination's failure while the others complete.
+(`max_retries=1`), then reported as the failure of each combination of its slice while the other
+slices complete.
 """
 
 import hashlib
@@ -34,20 +37,22 @@ class RayExecutor:
         if not ray.is_initialized():
             # A local Ray when no address is given; its dashboard and driver log echo stay off.
             ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
-        self._task = ray.remote(max_retries=1)(_run_part)
+        self._task = ray.remote(max_retries=1)(_run_slice)
         self._shipped: dict[Path, Any] = {}
 
     def run(self, parts: Sequence[LoadedOperation], done: Callable[[dict[str, RunResult]], None]) -> None:
         ray = self._ray
-        pending = {self._task.remote(part, self._data_of(part)): part for part in parts}
+        tasks = max(1, min(int(ray.cluster_resources().get("CPU", 1)), len(parts)))
+        slices = [list(parts[start::tasks]) for start in range(tasks) if parts[start::tasks]]
+        pending = {self._task.remote(chunk, self._data_of(chunk)): chunk for chunk in slices}
         while pending and not self.stop.is_set():
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_SECONDS)
             for reference in ready:
-                part = pending.pop(reference)
+                chunk = pending.pop(reference)
                 try:
                     done(ray.get(reference))
                 except ray.exceptions.RayError as error:  # lost twice, or the task itself broke
-                    done(_failed(part, _describe(error)))
+                    done(_failed(chunk, _describe(error)))
         for reference in pending:
             ray.cancel(reference)
 
@@ -55,25 +60,26 @@ class RayExecutor:
         """Leave the cluster (a local Ray started here is shut down)."""
         self._ray.shutdown()
 
-    def _data_of(self, part: LoadedOperation) -> dict[str, Any]:
-        """The part's data files as object-store references, each file put once per executor."""
-        files = {path for link in part.links for path in _data_files(link.environment).values()}
+    def _data_of(self, parts: Sequence[LoadedOperation]) -> dict[str, Any]:
+        """The parts' data files as object-store references, each file put once per executor."""
+        files = {path for part in parts for link in part.links for path in _data_files(link.environment).values()}
         for path in files - self._shipped.keys():
             self._shipped[path] = self._ray.put(path.read_bytes())
         return {str(path): self._shipped[path] for path in files}
 
 
-def _run_part(part: LoadedOperation, data: dict[str, Any]) -> dict[str, RunResult]:
-    """In a Ray worker: the data written once per worker machine (by content), then the part run
-    in the worker's process exactly as LocalExecutor(1) runs it. `data`: path -> object reference
-    (references inside a dict are not resolved by Ray: fetched here)."""
+def _run_slice(parts: Sequence[LoadedOperation], data: dict[str, Any]) -> dict[str, RunResult]:
+    """In a Ray worker: the data written once per worker machine (by content), then the slice run
+    in the worker's process exactly as LocalExecutor(1) runs a pass. `data`: path -> object
+    reference (references inside a dict are not resolved by Ray: fetched here)."""
     import ray
 
     local = {original: _materialised(ray.get(reference), Path(original).suffix)
              for original, reference in data.items()}
-    links = [replace(link, environment=_reading(link.environment, local)) for link in part.links]
+    reading = [replace(part, links=[replace(link, environment=_reading(link.environment, local))
+                                    for link in part.links]) for part in parts]
     results: dict[str, RunResult] = {}
-    LocalExecutor(1, threading.Event()).run([replace(part, links=links)], results.update)
+    LocalExecutor(1, threading.Event()).run(reading, results.update)
     return results
 
 
@@ -111,7 +117,8 @@ def _materialised(content: bytes, suffix: str) -> Path:
     return path
 
 
-def _failed(part: LoadedOperation, reason: str) -> dict[str, RunResult]:
-    log.error("sweep_task_failed", strategy_links=[link.link_id for link in part.links], error=reason)
+def _failed(parts: Sequence[LoadedOperation], reason: str) -> dict[str, RunResult]:
+    links = [link for part in parts for link in part.links]
+    log.error("sweep_task_failed", strategy_links=[link.link_id for link in links], error=reason)
     return {link.link_id: unmeasured(failed_summary(link, reason), link.environment.starting_capital)
-            for link in part.links}
+            for link in links}

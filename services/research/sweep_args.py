@@ -21,10 +21,11 @@ def parse_sweep_args(arguments: list[str]) -> argparse.Namespace:
                         help="where results.csv, results.json and results.html go (default: sweeps/<name> "
                              "in the current directory)")
     parser.add_argument("--executor", choices=("local", "ray"), default="local",
-                        help="local (default): processes on this machine; ray: one Ray task per combination")
+                        help="local (default): processes on this machine; ray: a Ray task per CPU of the cluster, "
+                             "each a slice of the combinations")
     parser.add_argument("--processes", type=process_count, default=os.cpu_count() or 1, metavar="N|auto",
-                        help="--executor local: combinations run side by side, one per process "
-                             "(default: one per CPU core; 1: all in this process)")
+                        help="--executor local: the combinations dealt over this many processes, each "
+                             "running its share in one pass (default: one per CPU core; 1: all in this process)")
     parser.add_argument("--address", metavar="ADDRESS",
                         help="--executor ray: the cluster to join (e.g. ray://head:10001 or auto); "
                              "default: start a local Ray")

@@ -82,7 +82,9 @@ class EmaDetector(IWorker):
 
     def prepare_block(self, asset: str, candles: CandleColumns) -> None:
         closes, fast_values, slow_values = candles.close_values, [], []
-        # Segments between holes: the EMAs are seeded again at each hole, as `process` does.
+        # Segments between holes: the EMAs are seeded again at each hole, as `process` does. An
+        # EMA of the block is computed once for the runs replaying it (a sweep's combinations
+        # share their fast and slow periods): the block's `derived` keeps it.
         starts = [0, *np.flatnonzero(candles.missing_before).tolist(), len(candles)]
         for start, stop in pairwise(starts):
             if start == stop:
@@ -90,8 +92,9 @@ class EmaDetector(IWorker):
             if asset not in self._emas or candles.missing_values[start]:
                 self._reseed(asset)
             fast, slow = self._emas[asset]
-            fast_values += fast.update_many(closes[start:stop])
-            slow_values += slow.update_many(closes[start:stop])
+            segment = closes[start:stop]
+            fast_values += fast.update_shared(segment, candles.derived, ("close", start, stop))
+            slow_values += slow.update_shared(segment, candles.derived, ("close", start, stop))
         self.context.set_result_columns(
             asset, EmaColumns(self.params.fast_period, self.params.slow_period, fast_values, slow_values)
         )

@@ -37,11 +37,12 @@ class AllInPlanner(IWorker):
                 reason = opportunity.reason
             else:
                 return
-            self.context.set_result_dto(asset, TradePlanDTO(
+            # From the account's position (above 0) and a signal's reason: nothing to validate again.
+            self.context.set_result_dto(asset, TradePlanDTO.trusted(
                 side=OrderSide.SELL, quantity=portfolio.position_qty, reason=reason,
             ))
         elif (opportunity is not None and opportunity.side is OrderSide.BUY and threat is None
               and portfolio.cash > 0 and portfolio.cash >= self.params.min_order_quote):
-            self.context.set_result_dto(asset, TradePlanDTO(
+            self.context.set_result_dto(asset, TradePlanDTO.trusted(  # cash and a checked close, both above 0
                 side=OrderSide.BUY, quantity=portfolio.cash / base.close, reason=opportunity.reason,
             ))
