@@ -32,6 +32,7 @@ from backend.config import LoadedOperation, ResolvedLink
 from backend.config.schema import BacktestEnvironment
 from backend.errors import ConfigError
 from backend.portfolio import AccountSummary
+from services.progress import candles_replayed
 from services.strategy_run import RunStatus, RunSummary
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 STOP_CHECK_SECONDS = 0.1
+PROGRESS_SECONDS = 0.5  # how often a shard tells how far its feeds are
 
 
 class RunObserver(Protocol):
@@ -68,6 +70,7 @@ class _Shard:
     links: list[ResolvedLink]
     process: Any  # multiprocessing's forked Process
     connection: Connection
+    replayed: Any  # multiprocessing's shared Array('q', 2): the shard's (ticks sent, ticks to send)
     ready: bool = False
     config_error: ConfigError | None = None
     summaries: list[RunSummary] | None = None
@@ -93,13 +96,14 @@ class ShardedBacktest:
         self._shards: list[_Shard] = []
         for links in shards or split_links(operation.links, processes):
             parent_end, child_end = context.Pipe(duplex=False)
+            replayed = context.Array("q", 2, lock=False)  # written by the shard alone
             part = replace(operation, links=links)
             process = context.Process(target=_run_shard,
-                                      args=(part, child_end, self._go, self._stop, log_level, observer),
+                                      args=(part, child_end, self._go, self._stop, log_level, observer, replayed),
                                       name=f"shard:{len(self._shards)}", daemon=True)
             process.start()
             child_end.close()  # the parent keeps only its reading end: EOF once the child is gone
-            self._shards.append(_Shard(links, process, parent_end))
+            self._shards.append(_Shard(links, process, parent_end, replayed))
         self._readers = [threading.Thread(target=self._read, args=(shard,), daemon=True,
                                           name=f"shard-reader:{index}") for index, shard in enumerate(self._shards)]
         for reader in self._readers:
@@ -149,6 +153,14 @@ class ShardedBacktest:
     def feeds(self) -> list["EnvironmentFeed"]:
         """None in this process: each shard replays the data itself (and logs its progress)."""
         return []
+
+    def candles_replayed(self) -> tuple[int, int]:
+        """(ticks sent, ticks to send) over every shard's feeds, as the shards last said (each
+        every PROGRESS_SECONDS)."""
+        sent = total = 0
+        for shard in self._shards:
+            sent, total = sent + shard.replayed[0], total + shard.replayed[1]
+        return sent, total
 
     @property
     def feed_errors(self) -> list[str]:
@@ -244,7 +256,7 @@ class _PipeStream:
 
 
 def _run_shard(operation: LoadedOperation, connection: Connection, go: Any, stop: Any, log_level: str,
-               observer_factory: Callable[[], RunObserver] | None) -> None:
+               observer_factory: Callable[[], RunObserver] | None, replayed: Any) -> None:
     """In the forked child: build, report ready, wait for go, run, report the summaries."""
     from services.logging_setup import configure_logging
     from services.operation_service import OperationService
@@ -275,8 +287,22 @@ def _run_shard(operation: LoadedOperation, connection: Connection, go: Any, stop
             return
     if stop.is_set() or local_stop.is_set():  # an abort sets stop, then go
         return
+    ended = threading.Event()
+    _tell_replayed(service, replayed, ended)
     summaries = service.run()
+    ended.set()
     connection.send(("done", summaries, service.feed_errors, observer.results() if observer is not None else {}))
+
+
+def _tell_replayed(service: "OperationService", replayed: Any, ended: threading.Event) -> None:
+    """A thread that keeps replayed (shared with the parent) at the service's (ticks sent, ticks to
+    send) until ended."""
+
+    def tell() -> None:
+        while not ended.wait(PROGRESS_SECONDS):
+            replayed[0], replayed[1] = candles_replayed(service.feeds)
+
+    threading.Thread(target=tell, name="shard-progress", daemon=True).start()
 
 
 def _watch(stop_requested: Callable[[], bool], local_stop: threading.Event) -> None:

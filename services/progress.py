@@ -14,7 +14,7 @@ for any closed log stream.
 
 import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol, TextIO
 
 from services.logging_setup import silence_if_standard_stream
@@ -36,6 +36,15 @@ class ProgressSource(Protocol):
 
     @property
     def total_ticks(self) -> int | None: ...
+
+
+def candles_replayed(sources: Iterable[ProgressSource]) -> tuple[int, int]:
+    """(ticks sent, ticks to send) over sources (one without a total counts none)."""
+    sent = total = 0
+    for source in sources:
+        sent += source.ticks_sent
+        total += source.total_ticks or 0
+    return sent, total
 
 
 class ProgressBars:

@@ -69,7 +69,8 @@ class OneByOne:
     def __init__(self, stop: threading.Event) -> None:
         self.stop = stop
 
-    def run(self, parts: Sequence[LoadedOperation], done: Callable[[dict[str, RunResult]], None]) -> None:
+    def run(self, parts: Sequence[LoadedOperation], done: Callable[[dict[str, RunResult]], None],
+            progress: object = None) -> None:
         for part in parts:
             LocalExecutor(1, self.stop).run([part], done)
 

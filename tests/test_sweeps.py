@@ -342,6 +342,22 @@ def test_an_interrupted_sweep_writes_its_results_marked_partial(tmp_path):
 
 
 @pytest.mark.e2e
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_a_pass_tells_how_far_it_is_before_any_combination_ends(tmp_path, processes):
+    """The three combinations run in one pass (slowed by the probe, about 10 s): while it runs,
+    `sweep_progress` lines count the share of its candles replayed (none finished yet)."""
+    path = probe_sweep(tmp_path, sleep_seconds=[0.003, 0.004, 0.005])
+    daemon = Daemon(["sweep", path, "--processes", processes, "--out", tmp_path / "out"], module="tests.probe_cli")
+    try:
+        under_way = json.loads(daemon.wait_for_line(
+            lambda line: '"sweep_progress"' in line and json.loads(line)["percent"] > 0))
+    finally:
+        daemon.signal(signal.SIGINT)
+        daemon.finish(timeout=30)
+    assert under_way["done"] == 0 and 0 < under_way["percent"] < 100 and under_way["eta_seconds"] > 0
+
+
+@pytest.mark.e2e
 def test_a_complete_sweep_is_not_marked_partial(tmp_path):
     path = probe_sweep(tmp_path, tag=["a", "b"])
     code, out, daemon = sweep([path, "--processes", "1", "--out", tmp_path / "out"], module="tests.probe_cli")

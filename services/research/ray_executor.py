@@ -21,7 +21,7 @@ import structlog
 
 from backend.config import BacktestEnvironment, EnvironmentConfig, LoadedOperation
 from services.backtest_shards import failed_summary
-from services.research.runs import LocalExecutor, RunResult, unmeasured
+from services.research.runs import LocalExecutor, PassProgress, RunResult, unmeasured
 
 log = structlog.get_logger(__name__)
 
@@ -40,7 +40,9 @@ class RayExecutor:
         self._task = ray.remote(max_retries=1)(_run_slice)
         self._shipped: dict[Path, Any] = {}
 
-    def run(self, parts: Sequence[LoadedOperation], done: Callable[[dict[str, RunResult]], None]) -> None:
+    def run(self, parts: Sequence[LoadedOperation], done: Callable[[dict[str, RunResult]], None],
+            progress: PassProgress | None = None) -> None:
+        """progress: not told (a task tells its slice's results when it ends, nothing before)."""
         ray = self._ray
         tasks = max(1, min(int(ray.cluster_resources().get("CPU", 1)), len(parts)))
         slices = [list(parts[start::tasks]) for start in range(tasks) if parts[start::tasks]]

@@ -24,11 +24,13 @@ from backend.performance import Performance, PerformanceTracker
 from backend.portfolio import StrategyAccount
 from services.backtest_shards import ShardedBacktest
 from services.operation_service import OperationService
+from services.progress import candles_replayed
 from services.strategy_run import RunSummary
 
 SECONDS_PER_DAY = 86_400
 # How long a thread of a pass may hold the GIL before another gets it (Python's default: 5 ms).
 PASS_SWITCH_INTERVAL_SECONDS = 0.1
+PROGRESS_SECONDS = 1.0  # how often a pass tells how far it is
 
 
 @dataclass(frozen=True)
@@ -112,11 +114,16 @@ def _results(summaries: Sequence[RunSummary], observed: dict[str, Any],
     return results
 
 
+PassProgress = Callable[[float], None]  # told, while a pass runs, the share of its candles replayed (0 to 1)
+
+
 class Executor(Protocol):
     """Runs parts (each an operation of backtest links: one combination on its environments) and
-    hands each part's results to `done` as they complete; stops early once `stop` is set."""
+    hands each part's results to `done` as they complete (and, if it can tell, how far the parts
+    still running are to `progress`); stops early once `stop` is set."""
 
-    def run(self, parts: Sequence[LoadedOperation], done: Callable[[dict[str, RunResult]], None]) -> None: ...
+    def run(self, parts: Sequence[LoadedOperation], done: Callable[[dict[str, RunResult]], None],
+            progress: PassProgress | None = None) -> None: ...
 
     def close(self) -> None: ...
 
@@ -132,13 +139,15 @@ class LocalExecutor:
         self.stop = stop
         self.log_level = log_level
 
-    def run(self, parts: Sequence[LoadedOperation], done: Callable[[dict[str, RunResult]], None]) -> None:
+    def run(self, parts: Sequence[LoadedOperation], done: Callable[[dict[str, RunResult]], None],
+            progress: PassProgress | None = None) -> None:
         if not parts or self.stop.is_set():
             return
         with _long_gil_turns():  # forked shards inherit it
-            self._pass(parts, done)
+            self._pass(parts, done, progress)
 
-    def _pass(self, parts: Sequence[LoadedOperation], done: Callable[[dict[str, RunResult]], None]) -> None:
+    def _pass(self, parts: Sequence[LoadedOperation], done: Callable[[dict[str, RunResult]], None],
+              progress: PassProgress | None) -> None:
         links = [link for part in parts for link in part.links]
         operation = replace(parts[0], links=links)
         processes = min(self.processes, len(parts))
@@ -146,18 +155,46 @@ class LocalExecutor:
             service = OperationService(operation, stop_event=self.stop)
             observer = PerformanceObserver()
             observer.attach(service)
-            done(_results(service.run(), observer.results(), links))
+            with _reporting(progress, lambda: candles_replayed(service.feeds)):
+                summaries = service.run()
+            done(_results(summaries, observer.results(), links))
             return
         shards = [[link for part in parts[start::processes] for link in part.links] for start in range(processes)]
         sharded = ShardedBacktest(operation, processes, self.stop, self.log_level, PerformanceObserver, shards=shards)
         try:
             sharded.prepare()
-            done(_results(sharded.run(), sharded.observed, links))
+            with _reporting(progress, sharded.candles_replayed):
+                summaries = sharded.run()
+            done(_results(summaries, sharded.observed, links))
         finally:
             sharded.abort()
 
     def close(self) -> None:
         pass  # nothing outlives a pass
+
+
+@contextmanager
+def _reporting(progress: PassProgress | None, replayed: Callable[[], tuple[int, int]]) -> Iterator[None]:
+    """While the block runs, progress is told every PROGRESS_SECONDS the share of the candles
+    replayed (replayed: (sent, total) over the pass's feeds)."""
+    if progress is None:
+        yield
+        return
+    finished = threading.Event()
+
+    def report() -> None:
+        while not finished.wait(PROGRESS_SECONDS):
+            sent, total = replayed()
+            if total:
+                progress(min(sent / total, 1.0))
+
+    reporter = threading.Thread(target=report, name="sweep-pass-progress", daemon=True)
+    reporter.start()
+    try:
+        yield
+    finally:
+        finished.set()
+        reporter.join()
 
 
 @contextmanager

@@ -74,10 +74,15 @@ class Progress:
 
     def advance(self, count: int) -> None:
         self.done += count
+        self.report(self.done)
+
+    def report(self, reached: float) -> None:
+        """A line for `reached` combinations' worth of work: those done, and (while a pass runs)
+        the share of the running ones' candles replayed."""
         elapsed = time.monotonic() - self.started
         log.info("sweep_progress", stage=self.label, done=self.done, total=self.total,
-                 percent=round(self.done * 100 / self.total) if self.total else 100,
-                 eta_seconds=round(elapsed * (self.total - self.done) / self.done, 1) if self.done else None)
+                 percent=round(reached * 100 / self.total) if self.total else 100,
+                 eta_seconds=round(elapsed * (self.total - reached) / reached, 1) if reached else None)
 
 
 class Sweep:
@@ -170,15 +175,28 @@ class Sweep:
             if progress is not None:
                 progress.advance(finished)
 
+        if refused:
+            advance(refused)
+        estimated = 0  # combinations' worth of the running pass's candles counted in ticks_sent
+
+        def partly(share: float) -> None:
+            """The running pass's combinations, share of their candles replayed: in the bar and the lines."""
+            nonlocal estimated
+            self.ticks_sent += int(share * len(parts)) - estimated
+            estimated = int(share * len(parts))
+            if progress is not None:
+                progress.report(progress.done + share * len(parts))
+
         def done(results: dict[str, RunResult]) -> None:
+            nonlocal estimated
+            self.ticks_sent -= estimated  # the estimate gives way to the count
+            estimated = 0
             for link_id, result in results.items():
                 identifier, environment_id = link_id.rsplit("@", 1)
                 _record(rows[identifier], environment_id, result, len(environments))
             advance(len({link_id.rsplit("@", 1)[0] for link_id in results}))
 
-        if refused:
-            advance(refused)
-        self.executor.run(parts, done)
+        self.executor.run(parts, done, partly)
         return list(rows.values())
 
     def _part(self, identifier: str, combination: Combination,
