@@ -92,7 +92,9 @@ class TradeStatsTracker:
         self._held_seconds = 0.0
 
     def add(self, fill: FillDTO) -> None:
-        trip = self._open.setdefault(fill.asset, _OpenTrip(fill.timestamp))
+        trip = self._open.get(fill.asset)
+        if trip is None:
+            trip = self._open[fill.asset] = _OpenTrip(fill.timestamp)
         notional = fill.quantity * fill.price
         if fill.side is OrderSide.BUY:
             trip.quantity += fill.quantity

@@ -1,7 +1,7 @@
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from types import MappingProxyType
 from typing import NamedTuple, Protocol
@@ -118,7 +118,7 @@ class TickCacheManager:
         self.current_worker: str | None = None
         # What the run is doing now, for the stall watchdog, as one reference: the open time of the
         # (first) candle, since when (time.monotonic()), and how many candles the step covers.
-        self.current_step: tuple[datetime, float, int] | None = None
+        self._current_step: tuple[datetime | int, float, int] | None = None  # the time: or its epoch seconds
         self._abandoned = False
         self._forced_entries: set[str] = set()  # assets whose next traded candle carries an operator's entry
         self._open: dict[str, tuple[RawTick, PortfolioValues]] = {}  # per asset, the frame being processed
@@ -129,6 +129,14 @@ class TickCacheManager:
         # The rows of the block being replayed row by row (or the last) done so far: read by the
         # run when a worker raised, and by the watchdog when it gives up on the run.
         self.progress = ReplayProgress()
+
+    @property
+    def current_step(self) -> tuple[datetime, float, int] | None:
+        step = self._current_step
+        if step is None:
+            return None
+        when, since, candles = step
+        return when if isinstance(when, datetime) else datetime.fromtimestamp(when, UTC), since, candles
 
     def _build_base_context(self, symbol: str) -> BaseContextDTO:
         """The open frame's base context of symbol (built once per tick, by the tick cache, on first use)."""
@@ -227,7 +235,7 @@ class TickCacheManager:
         the cache is cleared, the account closes the ticks. False if the run was abandoned
         meanwhile (the frame is then never closed)."""
         context, account, builders = self._context, self.account, self._base_builders
-        self.current_step = (opened[0][2].timestamp, time.monotonic(), 1)
+        self._current_step = (opened[0][2].timestamp, time.monotonic(), 1)
         # The account as of the frame's open, taken now and turned into DTOs only if a worker asks.
         open_rows = self._open
         open_rows.clear()
@@ -254,7 +262,7 @@ class TickCacheManager:
             context.clear()
         for _, _, tick, trading in opened:
             account.close_tick(tick.symbol, tick.close, tick.timestamp, trading)
-        self.current_step = None  # kept after an error: the failed tick
+        self._current_step = None  # kept after an error: the failed tick
         if self.recorder is not None:
             equity = (account.ledger.equity(),)
             for candles, row, _, _ in opened:
@@ -299,7 +307,6 @@ class TickCacheManager:
         frames). Returns the rows gone through (in frame order) and processed."""
         columns = candles.columns if isinstance(candles, CandleWindow) else (candles,)
         traded = [part for part in columns if len(part) and part.symbol in self._assets]
-        starts = [0] * len(traded)  # per traded symbol, its rows processed
         try:
             for worker in self._workforce:
                 shared = self._shared.get(worker)
@@ -310,33 +317,11 @@ class TickCacheManager:
                     else:
                         for produced in shared.columns(part):
                             self._context.set_result_columns(part.symbol, produced)
-            while not self._abandoned and not stop.is_set():
-                actives = [self._next_active_row(part, start) for part, start in zip(traded, starts, strict=True)]
-                active_time = min((int(part.open_times[row]) for part, row in zip(traded, actives, strict=True)
-                                   if row < len(part)), default=None)
-                # Each symbol's rows before the active frame (all of them when there is none) are quiet.
-                stops = [row if active_time is None or (row < len(part) and part.open_times[row] == active_time)
-                         else int(np.searchsorted(part.open_times, active_time))
-                         for part, row in zip(traded, actives, strict=True)]
-                quiet = [(part, range(start, stop_row)) for part, start, stop_row in zip(traded, starts, stops,
-                                                                                         strict=True)
-                         if stop_row > start]
-                if quiet:
-                    self._close_quietly(quiet)
-                if active_time is None:
-                    starts = stops
-                    break
-                frame = [(part, row) for part, row in zip(traded, stops, strict=True)
-                         if row < len(part) and part.open_times[row] == active_time]
-                for part, row in frame:
-                    self._history.append(part.symbol, part, row, row + 1)
-                starts = [row + 1 if row < len(part) and part.open_times[row] == active_time else row
-                          for part, row in zip(traded, stops, strict=True)]
-                self._process_active_frame(frame)
+            starts = [self._replay_alone(traded[0], stop)] if len(traded) == 1 else self._replay_window(traded, stop)
         finally:
             self.current_worker = None
             self._context.clear_block()
-        self.current_step = None  # kept after an error: where it failed
+        self._current_step = None  # kept after an error: where it failed
         processed = sum(starts)
         if len(columns) == 1:
             return Replayed(processed, processed)
@@ -346,6 +331,50 @@ class TickCacheManager:
             return Replayed(len(candles), processed)
         reached = min(unfinished)  # every frame before it is through
         return Replayed(sum(int(np.searchsorted(part.open_times, reached)) for part in columns), processed)
+
+    def _replay_window(self, traded: Sequence[CandleColumns], stop: threading.Event) -> list[int]:
+        """The loop of `_process_columnar` over a window's traded symbols: per symbol, the rows done."""
+        starts = [0] * len(traded)
+        while not self._abandoned and not stop.is_set():
+            actives = [self._next_active_row(part, start) for part, start in zip(traded, starts, strict=True)]
+            active_time = min((int(part.open_times[row]) for part, row in zip(traded, actives, strict=True)
+                               if row < len(part)), default=None)
+            # Each symbol's rows before the active frame (all of them when there is none) are quiet.
+            stops = [row if active_time is None or (row < len(part) and part.open_times[row] == active_time)
+                     else int(np.searchsorted(part.open_times, active_time))
+                     for part, row in zip(traded, actives, strict=True)]
+            quiet = [(part, range(start, stop_row)) for part, start, stop_row in zip(traded, starts, stops,
+                                                                                     strict=True)
+                     if stop_row > start]
+            if quiet:
+                self._close_quietly(quiet)
+            if active_time is None:
+                starts = stops
+                break
+            frame = [(part, row) for part, row in zip(traded, stops, strict=True)
+                     if row < len(part) and part.open_times[row] == active_time]
+            for part, row in frame:
+                self._history.append(part.symbol, part, row, row + 1)
+            starts = [row + 1 if row < len(part) and part.open_times[row] == active_time else row
+                      for part, row in zip(traded, stops, strict=True)]
+            self._process_active_frame(frame)
+        return starts
+
+    def _replay_alone(self, candles: CandleColumns, stop: threading.Event) -> int:
+        """The loop of `_process_columnar` for a block of one traded symbol, whose frames are its
+        rows (the window's loop with one part, without its per-symbol lists: an active row of a
+        sweep or a backtest costs this loop's steps): the rows done."""
+        start, size = 0, len(candles)
+        while start < size and not self._abandoned and not stop.is_set():
+            row = self._next_active_row(candles, start)
+            if row > start:
+                self._close_quietly(((candles, range(start, row)),))
+            start = row
+            if row < size:
+                self._history.append(candles.symbol, candles, row, row + 1)
+                start = row + 1
+                self._process_active_frame(((candles, row),))
+        return start
 
     def _next_active_row(self, candles: CandleColumns, start: int) -> int:
         """The first row of candles at or after start on which an order may fill or a gate acts."""
@@ -363,7 +392,8 @@ class TickCacheManager:
         """For the watchdog: worker now works on the block's rows from start on (a vector step
         may take as long as that many ticks)."""
         self.current_worker = worker.name
-        self.current_step = (candles.open_time(start), time.monotonic(), len(candles) - start)
+        # Its epoch seconds: a date-time is made only if the watchdog reads it (`current_step`).
+        self._current_step = (int(candles.open_times[start]), time.monotonic(), len(candles) - start)
 
     def _close_quietly(self, quiet: Sequence[tuple[CandleColumns, range]]) -> None:
         """Rows no worker acts on (each symbol's, of one stretch of time): to the account, the
