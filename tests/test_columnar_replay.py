@@ -468,6 +468,7 @@ def test_the_watchdog_gives_a_columnar_step_its_candles_worth_of_time(tmp_path):
     assert summaries["stuck@bt"]["status"] == "stalled" and summaries["stuck@bt"]["ticks_processed"] == 2160 - 216
     (stalled,) = [line for line in lines if line["event"] == "strategy_run_stalled"]
     assert stalled["worker"] == "tests.columnar:StuckAtTheEnd" and "a step over 216 candles" in stalled["reason"]
+    assert stalled["tick_time"] == "2023-03-23T00:00:00+00:00"  # the step's first candle: the last block's (row 1944)
 
 
 class NamesNoRow(EmaCrossOpportunity):

@@ -27,6 +27,10 @@ def test_a_trusted_dto_equals_the_validated_one_and_fills_in_the_defaults():
     tick = RawTick.trusted(symbol="BTC/USD", timestamp=START, open=1.0, high=2.0, low=0.5, close=1.5, volume=3.0)
     assert tick == RawTick(symbol="BTC/USD", timestamp=START, open=1.0, high=2.0, low=0.5, close=1.5, volume=3.0)
     assert (tick.warmup, tick.missing_before, tick.missing_within) == (False, 0, 0)
+    # Every field named (the hot path's common call, which skips the defaults): the values given.
+    every_field = TradePlanDTO(side=OrderSide.SELL, quantity=2.0, reason="r", stop_price=90.0)
+    named = TradePlanDTO.trusted(**dict(every_field))
+    assert named == every_field and named.stop_price == 90.0 and named.model_fields_set == set(TradePlanDTO.model_fields)
 
 
 def test_validation_still_guards_dtos_built_the_ordinary_way():
