@@ -1,6 +1,7 @@
 """Pay only for what is used (issue 19): the CLI and the live path import none of the research,
 report or Parquet stack, nor rich or ccxt.pro, and neither does a backtest of a CSV file; each in
-a fresh interpreter (`python -c`), so nothing another test imported counts.
+a fresh interpreter (`python -c`), so nothing another test imported counts. Of ccxt, the Kraken
+clients load Kraken's modules alone, not its other ~100 exchanges'.
 
 numpy stays: the live path's own computations are numpy (the workers' indicators and columnar
 contract, the account's ledger, the candle DTOs)."""
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.e2e
 DEMO = "config/operations/backtest_demo.yaml"
 # The research stack (optuna, ray), the report's charts (matplotlib), the Parquet stack (pyarrow,
 # and pandas, which pyarrow imports for many conversions), the progress bars (rich), and ccxt.pro
-# (every exchange's websocket client: imported when a websocket connects, not with the modules).
+# (the websocket clients: imported when a websocket connects, not with the modules).
 HEAVY = ("pyarrow", "pandas", "matplotlib", "optuna", "ray", "rich", "ccxt.pro")
 LIVE_PATH = (
     "services.cli",
