@@ -1,7 +1,7 @@
 """ccxt's packages (`ccxt`, `ccxt.async_support`, `ccxt.pro`) loading an exchange's module only
 when its name is first read: the daemon talks to Kraken alone, but each package's `__init__`
-imports all of its ~100 exchanges (ccxt/ccxt#29573): about 38 MB for `ccxt`'s REST clients and
-30 MB more for the async and websocket ones, none of them used.
+imports all of its ~100 exchanges (ccxt/ccxt#29573): about 35 MB for `ccxt`'s REST clients and
+20 MB more for the async and websocket ones, none of them used.
 
 Each of the three runs its own `__init__` except for the lines `from <package>.<x> import <x>`,
 one per exchange; `<package>.<x>` is then imported on first read (`ccxt.pro.kraken`), as a
@@ -76,7 +76,9 @@ class _LazyCcxtFinder(importlib.abc.MetaPathFinder):
         if fullname not in PACKAGES:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
-        if spec is None or spec.origin is None or not isinstance(spec.loader, importlib.machinery.SourceFileLoader):
+        if spec is None:
+            return None  # not installed: the import fails as it would
+        if spec.origin is None or not isinstance(spec.loader, importlib.machinery.SourceFileLoader):
             log.warning("ccxt_imported_whole", package=fullname, reason="no source file")
             return None  # the next finder imports it as ccxt ships it
         source = spec.loader.get_source(fullname) or ""
