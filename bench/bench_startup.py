@@ -24,7 +24,8 @@ Columns:
 - wall: the whole process (a live daemon: to its first exchange call);
 - peak RSS: the most resident memory the process ever held (VmHWM, read as it exits);
 - heavy modules: which of HEAVY the process imported (pandas, pyarrow, matplotlib, optuna, ray,
-  rich, numpy, ccxt, and ccxt.pro: the websocket clients of every exchange ccxt knows).
+  rich, numpy, ccxt, ccxt.pro (ccxt's websocket clients), and ccxt.binance: the sign that ccxt
+  loaded every exchange it knows, not Kraken's alone).
 """
 
 import argparse
@@ -54,7 +55,7 @@ CLI = "services.cli"
 # The CLI with ccxt's pacing of Kraken requests at 1 ms instead of 1 s, as the end-to-end tests run it:
 # the daemon gets through its start-up calls to the (local) exchange at once. The first call is not paced.
 FAST_CLI = "tests.fast_cli"
-HEAVY = ("pandas", "pyarrow", "matplotlib", "optuna", "ray", "rich", "numpy", "ccxt", "ccxt.pro")
+HEAVY = ("pandas", "pyarrow", "matplotlib", "optuna", "ray", "rich", "numpy", "ccxt", "ccxt.pro", "ccxt.binance")
 KEY_ENV, SECRET_ENV = "OPDAEMON_BENCH_KRAKEN_KEY", "OPDAEMON_BENCH_KRAKEN_SECRET"
 # As the process exits (whatever path it exits by), prints the HEAVY modules it imported and its
 # peak RSS: VmHWM, which, unlike getrusage's ru_maxrss, a child does not inherit from its parent

@@ -1,8 +1,8 @@
 """ccxt.pro's Kraken client, subclassed for one websocket connection each: the candle stream
 (`market_data: websocket`, streaming.py) and the authenticated executions channel (executions.py).
 
-Invariant: imported only where a connection is made, never at the top of a module: ccxt.pro imports
-every exchange's websocket client (~0.2 s and ~30 MB), which a daemon on REST alone never needs.
+Invariant: imported only where a connection is made, never at the top of a module: ccxt.pro and
+ccxt's async client, which a daemon on REST alone never needs (Kraken's alone: lazy_ccxt.py).
 """
 
 import asyncio
