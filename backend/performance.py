@@ -24,6 +24,8 @@ from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
+
 from backend.equity_curve import drawdown_pct
 
 SECONDS_PER_YEAR = 365 * 86_400
@@ -71,40 +73,59 @@ class PerformanceTracker:
         self.max_drawdown_pct = max(self.max_drawdown_pct, drawdown)
         return drawdown
 
-    def add_many(self, times: Sequence[Hashable], equities: Sequence[float], exposed: bool) -> None:
-        """`add(time, equity, exposed)` for each point in turn (times as `add` compares them: one
-        caller, one kind): the same floats, inlined (a columnar replay's quiet stretch is
-        thousands of points: a call each would cost more than the rest of the replay)."""
-        if not times:
+    def add_many(self, times: Sequence[Hashable] | np.ndarray, equities: Sequence[float] | np.ndarray,
+                 exposed: bool | Sequence[bool] | np.ndarray) -> None:
+        """`add(time, equity, exposed)` for each point in turn (exposed: one for all, or each
+        point's; times as `add` compares them: one caller, one kind), with the same floats. What
+        each point gives alone is computed as arrays (the periods it closes, its return, its
+        drawdown from the peak before it, its return's square below zero by libm's `pow` as
+        Python's `**`, and those squares added in order by `add.accumulate`); Welford's mean,
+        whose every step needs the one before, stays a loop (a sweep's recorder adds a block of
+        thousands of points at once: a call per point would cost more than the replay)."""
+        count = len(times)
+        if not count:
             return
-        peak, deepest, closed = self.peak, self.max_drawdown_pct, self._closed_equity
-        periods, exposed_periods = self._periods, self._exposed_periods
-        returns, mean, squares, downside = self._returns, self._mean, self._squares, self._downside_squares
-        open_time, open_equity, open_exposed = self._open if self._open is not None else (None, 0.0, False)
-        for time, equity in zip(times, equities, strict=True):
-            if time != open_time and open_time is not None:  # _close_period
-                periods += 1
-                exposed_periods += open_exposed
-                if closed > 0:
-                    change = open_equity / closed - 1
-                    returns += 1
-                    delta = change - mean
-                    mean += delta / returns
-                    squares += delta * (change - mean)
-                    if not change > 0.0:  # min(change, 0.0) ** 2: above 0, it adds 0.0
-                        downside += change ** 2
-                closed = open_equity
-            open_time, open_equity, open_exposed = time, equity, exposed
-            if equity > peak:  # max(peak, equity): a new peak, whose drawdown is 0.0
-                peak = equity
-            elif peak > 0:  # drawdown_pct(equity, peak)
-                drawdown = (1 - equity / peak) * 100
-                if drawdown > deepest:
-                    deepest = drawdown
-        self.peak, self.max_drawdown_pct, self._closed_equity = peak, deepest, closed
-        self._periods, self._exposed_periods = periods, exposed_periods
-        self._returns, self._mean, self._squares, self._downside_squares = returns, mean, squares, downside
-        self._open = (open_time, open_equity, open_exposed)
+        at = np.asarray(times)
+        values = np.asarray(equities, dtype=np.float64)
+        held = np.broadcast_to(np.asarray(exposed, dtype=bool), (count,))
+        # Drawdown: from the peak before each point, unless the point is a new peak (0.0 then).
+        tops = np.maximum.accumulate(np.concatenate(([self.peak], values)))
+        before = tops[:-1]
+        counted = ~(values > before) & (before > 0)
+        if counted.any():
+            self.max_drawdown_pct = max(self.max_drawdown_pct,
+                                        float(((1 - values[counted] / before[counted]) * 100).max()))
+        self.peak = float(tops[-1])
+        # A point at a new time closes the period open before it: the open one's last point.
+        if self._open is None:
+            closing = np.concatenate(([False], at[1:] != at[:-1]))
+            open_equity, open_exposed = 0.0, False
+        else:
+            open_time, open_equity, open_exposed = self._open
+            closing = np.concatenate(([at[0] != open_time], at[1:] != at[:-1]))
+        closed_equities = np.concatenate(([open_equity], values[:-1]))[closing]
+        if len(closed_equities):
+            self._periods += len(closed_equities)
+            self._exposed_periods += int(np.count_nonzero(np.concatenate(([open_exposed], held[:-1]))[closing]))
+            # Each closed period's return on the one closed before it (none from an account at zero).
+            previous = np.concatenate(([self._closed_equity], closed_equities[:-1]))
+            valued = previous > 0
+            changes = closed_equities[valued] / previous[valued] - 1
+            self._closed_equity = float(closed_equities[-1])
+            downside = changes[~(changes > 0.0)]  # min(change, 0.0) ** 2: above 0, it adds 0.0
+            if len(downside):
+                self._downside_squares = float(np.add.accumulate(
+                    np.concatenate(([self._downside_squares], np.float_power(downside, 2.0))))[-1])
+            returns, mean, squares = self._returns, self._mean, self._squares
+            for change in changes.tolist():
+                returns += 1
+                delta = change - mean
+                mean += delta / returns
+                squares += delta * (change - mean)
+            self._returns, self._mean, self._squares = returns, mean, squares
+        last_time = at[-1]
+        self._open = (last_time.item() if isinstance(last_time, np.generic) else last_time, float(values[-1]),
+                      bool(held[-1]))
 
     def _close_period(self) -> None:
         assert self._open is not None

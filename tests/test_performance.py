@@ -171,3 +171,26 @@ def test_points_added_in_bulk_give_the_floats_added_one_by_one():
             one_by_one.add(times[row], equities[row], exposed)  # type: ignore[arg-type]
         in_bulk.add_many(times[rows.start:rows.stop], equities[rows.start:rows.stop], exposed)
         assert in_bulk.result() == one_by_one.result()
+    # All at once as arrays, each point with its own `exposed` (a sweep's block), and in two halves.
+    each_exposed = [exposed for rows, exposed in stretches for _ in rows]
+    for cuts in ([0, len(times)], [0, 1_234, len(times)]):
+        at_once = PerformanceTracker(10_000, HOUR)
+        for start, stop in pairwise(cuts):
+            at_once.add_many(np.array(times[start:stop]), np.array(equities[start:stop]),
+                             np.array(each_exposed[start:stop]))
+        assert at_once.result() == one_by_one.result()
+    assert one_by_one.result().sortino is not None and one_by_one.result().max_drawdown_pct == 100.0
+
+
+def test_a_long_curve_added_at_once_gives_the_floats_of_python_point_by_point():
+    """100,000 points in one call (a sweep's recorder adds blocks of thousands), each with its own
+    `exposed`: the same figures as point by point (Welford's mean in order, the downside's squares
+    by Python's `**`, added in order)."""
+    random = np.random.default_rng(5)
+    equities = 10_000 * np.cumprod(1 + random.normal(0, 0.01, 100_000))
+    exposed = random.integers(0, 2, len(equities)).astype(bool)
+    one_by_one, at_once = PerformanceTracker(10_000, HOUR), PerformanceTracker(10_000, HOUR)
+    for time, (equity, held) in enumerate(zip(equities.tolist(), exposed.tolist(), strict=True)):
+        one_by_one.add(time, equity, held)
+    at_once.add_many(np.arange(len(equities)), equities, exposed)
+    assert at_once.result() == one_by_one.result()

@@ -10,12 +10,14 @@ a run that fails keeps its row (status and error), and so does every run of a pr
 
 import sys
 import threading
-from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any, Protocol
+
+import numpy as np
 
 from backend.config import LoadedOperation, ResolvedLink
 from backend.interfaces.candle_columns import CandleColumns
@@ -41,31 +43,49 @@ class RunResult:
 
 
 class PerformanceRecorder:
-    """A run's tick recorder (TickCacheManager.recorder): performance and daily equity as it goes."""
+    """A run's tick recorder (TickCacheManager.recorder): performance and daily equity as it goes.
+    Points are kept until a block's worth (FLUSH_POINTS) has come, then added at once (a tick or a
+    quiet stretch each costs an append; `PerformanceTracker.add_many` is vectorised); `figures()`
+    adds what is left."""
+
+    FLUSH_POINTS = 4096
 
     def __init__(self, starting_equity: float, timeframe: str) -> None:
         self.tracker = PerformanceTracker(starting_equity, timeframe_seconds(timeframe))
         self.daily: list[tuple[str, float]] = []
         self._day: int | None = None  # the last daily point's, in days since the epoch
+        # The points not yet added: per `closed` call, its open times, equities and exposure.
+        self._times: list[np.ndarray] = []
+        self._equities: list[Sequence[float]] = []
+        self._exposed: list[bool] = []
+        self._counts: list[int] = []
+        self._pending = 0
 
     def closed(self, candles: CandleColumns, rows: range, equities: Sequence[float], account: StrategyAccount) -> None:
         """The rows' points (a period per open time, in epoch seconds), and each UTC day's last equity."""
-        exposed = bool(account.ledger.positions)
-        if len(rows) == 1:  # a tick's: a point, no list to make
-            time = int(candles.open_times[rows.start])
-            self.tracker.add(time, equities[0], exposed)
-            self._day_closed(time // SECONDS_PER_DAY, equities[0])
+        self._times.append(candles.open_times[rows.start:rows.stop])
+        self._equities.append(equities)
+        self._exposed.append(bool(account.ledger.positions))
+        self._counts.append(len(rows))
+        self._pending += len(rows)
+        if self._pending >= self.FLUSH_POINTS:
+            self._add_pending()
+
+    def figures(self) -> tuple[Performance, tuple[tuple[str, float], ...]]:
+        """The performance and the daily equities of every point so far."""
+        self._add_pending()
+        return self.tracker.result(), tuple(self.daily)
+
+    def _add_pending(self) -> None:
+        if not self._pending:
             return
-        times = candles.open_times[rows.start:rows.stop].tolist()
-        if not times:
-            return
-        self.tracker.add_many(times, equities, exposed)
-        start, day, last_day = 0, times[0] // SECONDS_PER_DAY, times[-1] // SECONDS_PER_DAY
-        while day < last_day:  # each day's last point (a quiet stretch spans a day or two, mostly)
-            start = bisect_left(times, (day + 1) * SECONDS_PER_DAY, start)  # the next day's first row
-            self._day_closed(day, equities[start - 1])
-            day = times[start] // SECONDS_PER_DAY
-        self._day_closed(last_day, equities[-1])
+        times = np.concatenate(self._times)
+        equities = np.fromiter(chain.from_iterable(self._equities), dtype=np.float64, count=self._pending)
+        self.tracker.add_many(times, equities, np.repeat(self._exposed, self._counts))
+        days = times // SECONDS_PER_DAY
+        for last in (*np.flatnonzero(days[1:] != days[:-1]).tolist(), len(days) - 1):  # each day's last point
+            self._day_closed(int(days[last]), float(equities[last]))
+        self._times, self._equities, self._exposed, self._counts, self._pending = [], [], [], [], 0
 
     def _day_closed(self, day: int, equity: float) -> None:
         """The equity at a day's last point so far."""
@@ -94,7 +114,7 @@ class PerformanceObserver:
             self._recorders[run.link_id] = recorder
 
     def results(self) -> dict[str, Any]:
-        return {link: (recorder.tracker.result(), tuple(recorder.daily)) for link, recorder in self._recorders.items()}
+        return {link: recorder.figures() for link, recorder in self._recorders.items()}
 
 
 def unmeasured(summary: RunSummary, starting_capital: float) -> RunResult:
