@@ -190,10 +190,11 @@ def sweep_rows(candles: int, tmp: Path, processes: int, repeat: int = 1) -> None
     print(f"  identical trades (fills, final equity to the cent): {agreeing} of {len(theirs['pairs'])} pairs"
           + (f"; differing: {', '.join(differing[:5])}" if differing else ""))
     if ray_runs:
-        tasks = min(processes, len(PAIRS))
+        tasks = min(processes, len(PAIRS))  # a task per CPU, the pairs dealt round-robin
+        sizes = sorted({len(PAIRS[start::tasks]) for start in range(tasks)})
         same, other = compare(on_ray["pairs"], ours["pairs"])
         print(f"  Ray: a local cluster of {processes} CPUs (started in {ray_start:.1f} s, not counted), {tasks} tasks "
-              f"of {len(PAIRS) // tasks}-{-(-len(PAIRS) // tasks)} pairs; its process is "
+              f"of {' or '.join(map(str, sizes))} pairs; its process is "
               f"{on_ray['seconds'] / whole:.2f}x the local executor's; identical trades to the local executor's: "
               f"{same} of {len(ours['pairs'])} pairs" + (f"; differing: {', '.join(other[:5])}" if other else ""))
     else:
