@@ -30,7 +30,8 @@ Rows:
   (a live daemon: to its first exchange call) and the peak RSS of a fresh process, the median of
   `--startup-runs`; with `--startup-baseline REV`, the same for that git revision beside this tree
   (bench/bench_startup.py).
-- sweep: the EMA-cross blueprint over 70 (fast, slow) pairs through `run-operation sweep`
+- sweep: the EMA-cross blueprint over 70 (fast, slow) pairs through `run-operation sweep`, with
+  the local executor and with `--executor ray` on a local Ray cluster the bench starts and stops,
   against vectorbt's broadcast run of the same pairs, cold (its whole process, numba's
   compilation included) and warm (its sweep call), trades compared pair by pair
   (bench/bench_sweep.py). vectorbt is installed when missing, as the peers are.
@@ -291,7 +292,7 @@ def main() -> None:
     parser.add_argument("--startup-baseline", help="git revision measured beside this tree in the start-up rows")
     parser.add_argument("--sweep-candles", type=int, default=200_000, help="candles of the sweep row")
     parser.add_argument("--sweep-processes", type=int, default=os.cpu_count() or 1,
-                        help="run-operation sweep --processes (default: one per core)")
+                        help="run-operation sweep --processes and the local Ray cluster's CPUs (default: cores)")
     parser.add_argument("--only", choices=SECTIONS, action="append")
     args = parser.parse_args()
     only = args.only or SECTIONS

@@ -1,7 +1,10 @@
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import structlog
@@ -25,11 +28,11 @@ def reset_logging():
     structlog.reset_defaults()
 
 
-# A local Ray (this process's children), shut down when stdin closes; prints its address after the
-# prefix (Ray prints lines of its own).
+# A local Ray (this process's children), its files under argv[1], shut down when stdin closes;
+# prints its address after the prefix (Ray prints lines of its own).
 _RAY_HEAD = """
 import sys, ray
-ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+ray.init(_temp_dir=sys.argv[1], include_dashboard=False, log_to_driver=False, configure_logging=False)
 print("ray head at", ray.get_runtime_context().gcs_address, flush=True)
 sys.stdin.read()
 ray.shutdown()
@@ -37,12 +40,20 @@ ray.shutdown()
 
 
 @pytest.fixture(scope="session")
-def ray_address() -> Iterator[str]:
+def ray_files() -> Iterator[Path]:
+    """The session's Ray head's files (its workers' logs under session_latest/logs), gone after it."""
+    path = Path(tempfile.mkdtemp(prefix="ray-"))  # short: Ray's socket paths under it have a length limit
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def ray_address(ray_files: Path) -> Iterator[str]:
     """One local Ray head shared by the session's Ray tests (each start takes seconds): a sweep
     joins it with `--address`. Its workers import this checkout (the tests' probe plugins too);
     it takes drivers without Ray's token (a test cluster of this machine's, gone with the session)."""
     pytest.importorskip("ray")
-    head = subprocess.Popen([sys.executable, "-c", _RAY_HEAD], cwd=REPO, stdin=subprocess.PIPE,
+    head = subprocess.Popen([sys.executable, "-c", _RAY_HEAD, str(ray_files)], cwd=REPO, stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled"})
     assert head.stdout is not None and head.stdin is not None

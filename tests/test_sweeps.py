@@ -382,6 +382,19 @@ def test_ray_gives_the_local_executors_table(tmp_path, ray_address):
 
 @pytest.mark.e2e
 @pytest.mark.ray
+def test_a_ray_tasks_runs_log_at_warning_as_a_local_shards_do(tmp_path, ray_address, ray_files):
+    """Not a line per fill in the worker's log files, nor built for nothing (Ray's worker, left with
+    structlog's defaults, printed every fill: twice the CPU of the local executor's pass)."""
+    code, _, daemon = sweep([GRID, "--executor", "ray", "--address", ray_address, "--out", tmp_path])
+    assert code == 0, daemon.stderr
+    assert sum(row["trades"] for row in rows_of(tmp_path)) > 0  # there were fills to log
+    worker_logs = list((ray_files / "session_latest" / "logs").glob("worker-*"))
+    assert worker_logs
+    assert not [path.name for path in worker_logs if "order_filled" in path.read_text()]
+
+
+@pytest.mark.e2e
+@pytest.mark.ray
 def test_a_ray_task_whose_worker_dies_is_retried_once_then_a_failed_row(tmp_path, ray_address):
     """The probe kills its Ray worker on tick 50: always, or only the first time (the marker file
     tells a retry). Killed once: the retry completes; killed every time: a failed row."""

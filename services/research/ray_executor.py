@@ -4,9 +4,9 @@ a slice of the combinations over one data set), on a local Ray or an existing cl
 Invariants: each data file (a detail file too) is read once and shipped once, through Ray's object
 store; a task runs its slice exactly as the local executor runs a pass in one process (one
 operation of every combination's links, the context workers they have in common computed once:
-services.research.runs), so results are identical; a task lost with its worker is retried once
-(`max_retries=1`), then reported as the failure of each combination of its slice while the other
-slices complete.
+services.research.runs; its runs logging warnings and errors only, as a local shard's), so
+results are identical; a task lost with its worker is retried once (`max_retries=1`), then
+reported as the failure of each combination of its slice while the other slices complete.
 """
 
 import hashlib
@@ -21,7 +21,8 @@ import structlog
 
 from backend.config import BacktestEnvironment, EnvironmentConfig, LoadedOperation
 from services.backtest_shards import failed_summary
-from services.research.runs import LocalExecutor, PassProgress, RunResult, unmeasured
+from services.logging_setup import configure_logging
+from services.research.runs import RUNS_LOG_LEVEL, LocalExecutor, PassProgress, RunResult, unmeasured
 
 log = structlog.get_logger(__name__)
 
@@ -72,10 +73,12 @@ class RayExecutor:
 
 def _run_slice(parts: Sequence[LoadedOperation], data: dict[str, Any]) -> dict[str, RunResult]:
     """In a Ray worker: the data written once per worker machine (by content), then the slice run
-    in the worker's process exactly as LocalExecutor(1) runs a pass. `data`: path -> object
-    reference (references inside a dict are not resolved by Ray: fetched here)."""
+    in the worker's process exactly as LocalExecutor(1) runs a pass, logging as a local shard does
+    (to the worker's stderr: Ray's worker log file). `data`: path -> object reference (references
+    inside a dict are not resolved by Ray: fetched here)."""
     import ray
 
+    configure_logging("json", RUNS_LOG_LEVEL)  # else structlog's defaults: every fill printed
     local = {original: _materialised(ray.get(reference), Path(original).suffix)
              for original, reference in data.items()}
     reading = [replace(part, links=[replace(link, environment=_reading(link.environment, local))

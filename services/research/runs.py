@@ -33,6 +33,9 @@ SECONDS_PER_DAY = 86_400
 # How long a thread of a pass may hold the GIL before another gets it (Python's default: 5 ms).
 PASS_SWITCH_INTERVAL_SECONDS = 0.1
 PROGRESS_SECONDS = 1.0  # how often a pass tells how far it is
+# A pass's runs in a process of their own (a shard, a Ray task) log warnings and errors only: their
+# info lines (one per fill) are then never built.
+RUNS_LOG_LEVEL = "warning"
 
 
 @dataclass(frozen=True)
@@ -154,7 +157,7 @@ class LocalExecutor:
     most that many forked processes (services.backtest_shards), each built once and reading the
     data once. Each process computes the context workers its combinations have in common once."""
 
-    def __init__(self, processes: int, stop: threading.Event, log_level: str = "warning") -> None:
+    def __init__(self, processes: int, stop: threading.Event, log_level: str = RUNS_LOG_LEVEL) -> None:
         self.processes = processes
         self.stop = stop
         self.log_level = log_level
