@@ -1,5 +1,6 @@
 """Test-only worker plugins that record what a strategy run saw, or misbehave on purpose."""
 
+import gc
 import os
 import signal
 import threading
@@ -7,6 +8,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import structlog
 
@@ -15,6 +17,7 @@ from backend.interfaces import IWorker, WorkerCategory, WorkerParams
 from backend.interfaces.candle_columns import CandleColumns
 from backend.workers.context.ema_detector import EmaDetector
 from backend.workers.registry import PLUGINS
+from tests.columnar import NotColumnar
 
 
 @dataclass(frozen=True)
@@ -106,3 +109,12 @@ def probe_blueprint(tag: str, regime: dict | None = None, **probe_params) -> dic
             "execution": [{"plugin": "market_order_executor"}],
         },
     }
+
+
+class CollectorWatch(NotColumnar):
+    """Notes, on each tick, how the cyclic garbage collector is set."""
+
+    seen: ClassVar[set[tuple[tuple[int, ...], bool]]] = set()
+
+    def process(self, asset: str) -> None:
+        type(self).seen.add((gc.get_threshold(), gc.get_freeze_count() > 0))

@@ -26,11 +26,11 @@ from backend.dtos import EmaDTO
 from backend.interfaces.candle_columns import CandleColumns
 from backend.workers.context.ema_detector import EmaColumns, EmaDetector
 from services.plugin_testing import Replay, sample_candles
-from services.research.runs import LocalExecutor, RunResult
+from services.research.runs import PASS_GC_THRESHOLDS, LocalExecutor, RunResult, _rare_collections
 from services.research.sweep import Row, Sweep
 from services.research.sweep_file import load_sweep
 from tests.helpers import REPO, backtest_environment, write_yaml
-from tests.probes import CountedEma
+from tests.probes import CollectorWatch, CountedEma
 
 RECORDED = Path(__file__).parent / "sweep_results_before_one_pass"
 
@@ -118,6 +118,28 @@ def test_combinations_in_one_pass_get_what_each_gets_alone_with_the_context_comp
         assert prepared_alone == 3 * CountedEma.prepared > 0
     else:  # tick by tick, alone, nothing is prepared; together, the DTOs come from the shared columns
         assert prepared_alone == 0 and CountedEma.prepared > 0
+
+
+def test_a_pass_collects_garbage_cycles_rarely_and_puts_the_collector_back(tmp_path):
+    """During a pass the collector runs after PASS_GC_THRESHOLDS' allocations, what was made
+    before is frozen out of it, a cycle made meanwhile is still collected; after, it is as before."""
+    path = sweep_over(tmp_path, [{"plugin": "tests.probes:CollectorWatch"}])
+    before = gc.get_threshold()
+    CollectorWatch.seen = set()
+    assert all(row.status == "completed" for row in rows(path, lambda stop: LocalExecutor(1, stop)))
+    assert CollectorWatch.seen == {(PASS_GC_THRESHOLDS, True)}
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+    class Node:
+        pass
+
+    with _rare_collections():
+        node = Node()
+        node.itself = node  # type: ignore[attr-defined]
+        gone = weakref.ref(node)
+        del node
+        gc.collect()
+        assert gone() is None
 
 
 @dataclass(frozen=True)
