@@ -112,9 +112,12 @@ def probe_blueprint(tag: str, regime: dict | None = None, **probe_params) -> dic
 
 
 class CollectorWatch(NotColumnar):
-    """Notes, on each tick, how the cyclic garbage collector is set."""
+    """Notes how the cyclic garbage collector is set, on each tick whose thresholds it has not
+    seen yet (counting the frozen objects walks them all)."""
 
     seen: ClassVar[set[tuple[tuple[int, ...], bool]]] = set()
 
     def process(self, asset: str) -> None:
-        type(self).seen.add((gc.get_threshold(), gc.get_freeze_count() > 0))
+        thresholds = gc.get_threshold()
+        if not any(seen == thresholds for seen, _ in type(self).seen):
+            type(self).seen.add((thresholds, gc.get_freeze_count() > 0))
