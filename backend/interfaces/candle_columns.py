@@ -89,7 +89,7 @@ class CandleColumns:
                              parts[0].first_row)
 
     def open_time(self, row: int) -> datetime:
-        return datetime.fromtimestamp(int(self.open_times[row]), UTC)
+        return datetime.fromtimestamp(self.open_times.item(row), UTC)
 
     def candle(self, row: int) -> Candle:
         # The open times as date-times if a row-by-row replay made them already (it needs them all).

@@ -67,11 +67,11 @@ def tick_frames(candles: Candles) -> Iterator[tuple[FrameRow, ...]]:
 
 def tick_at(candles: CandleColumns, row: int) -> RawTick:
     """The tick of one row of a block (`ticks_of` for every row is faster)."""
-    return RawTick.trusted(
-        symbol=candles.symbol, timestamp=candles.open_time(row), open=float(candles.opens[row]),
-        high=float(candles.highs[row]), low=float(candles.lows[row]), close=float(candles.closes[row]),
-        volume=float(candles.volumes[row]), missing_before=int(candles.missing_before[row]),
-        warmup=bool(candles.warmup[row]),
+    return RawTick.trusted(  # item(): the Python value at once, no numpy scalar made first
+        symbol=candles.symbol, timestamp=candles.open_time(row), open=candles.opens.item(row),
+        high=candles.highs.item(row), low=candles.lows.item(row), close=candles.closes.item(row),
+        volume=candles.volumes.item(row), missing_before=candles.missing_before.item(row),
+        warmup=candles.warmup.item(row),
     )
 
 

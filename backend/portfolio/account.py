@@ -430,7 +430,8 @@ class StrategyAccount(IBroker):
         request, booked = order.request, order.booked
         status = booked.status
         if status in DONE or status is OrderStatus.UNKNOWN:
-            self.order_outcomes[status.value] = self.order_outcomes.get(status.value, 0) + 1
+            outcome = status.value
+            self.order_outcomes[outcome] = self.order_outcomes.get(outcome, 0) + 1
         if fill is not None and self._log_fills:
             event = "order_filled" if status is OrderStatus.FILLED else "order_partially_filled"
             self._log.info(event, asset=fill.asset, side=fill.side.value, quantity=round(fill.quantity, 8),
