@@ -8,11 +8,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from backend.dtos import AccountState, OrderSide, OrderStatus, OrderType, PositionState
+from backend.dtos import AccountState, OrderDTO, OrderSide, OrderStatus, OrderType, PositionState
 from backend.errors import ConfigError, StateLostError
 from backend.interfaces.order_gateway import OrderRequest
+from backend.market_data import RawTick
+from backend.portfolio import Ledger, SimulatedGateway, StrategyAccount
+from backend.portfolio.fill_rules import FillRules
 from backend.state import FillRecord, LinkControls, OrderRecord, StateStore, StoreJournal
 from backend.state.store import LINK_CONTROLS_TABLE, MIGRATIONS, SCHEMA_3, SCHEMA_VERSION
+from tests.helpers import tick
 
 CANDLE = datetime(2024, 5, 1, 12, tzinfo=UTC)
 
@@ -266,3 +270,39 @@ def test_a_position_of_zero_quantity_is_neither_saved_nor_loaded_as_held(tmp_pat
     loaded = store.load_account("a@live")
     assert loaded is not None and loaded.positions == {"ETH/USD": PositionState(0.5, 2_000.0)}
     store.close()
+
+
+def test_the_peak_equity_and_drawdown_recorded_on_a_traded_candle_survive_a_restart(tmp_path):
+    """A paper account journaled candle by candle: the peak (11,000 at 120) and the deepest
+    drawdown (to 9,950 at 99, on the last candle before the stop) come back with the account, so
+    a restart neither forgets a drawdown nor measures the next one from a lower peak."""
+    def paper_account(store: StateStore) -> StrategyAccount:  # as the daemon builds it on each start
+        return StrategyAccount(Ledger(10_000, store.load_account("p@paper")), SimulatedGateway(FillRules(0.0, 0.0)),
+                               StoreJournal(store, "p@paper"))
+
+    def trade(account: StrategyAccount, candle: RawTick) -> None:
+        account.open_tick(candle, trading=True)
+        account.close_tick(candle.symbol, candle.close, candle.timestamp, trading=True)
+
+    store = StateStore.open(tmp_path, "op")
+    first = paper_account(store)
+    first.open_tick(tick(0, 100.0), trading=True)
+    first.submit(OrderDTO(asset="BTC/USD", side=OrderSide.BUY, quantity=50, reference_price=100.0, reason="test"),
+                 tick(0, 100.0).timestamp)
+    first.close_tick("BTC/USD", 100.0, tick(0, 100.0).timestamp, trading=True)
+    trade(first, tick(1, 120.0))
+    trade(first, tick(2, 99.0))
+    store.close()
+
+    reopened = StateStore.open(tmp_path, "op")
+    deepest = (1 - 9_950 / 11_000) * 100
+    restored = reopened.load_account("p@paper")
+    assert restored is not None and restored.peak_equity == pytest.approx(11_000)
+    assert restored.max_drawdown_pct == pytest.approx(deepest)
+    restarted = paper_account(reopened)
+    trade(restarted, tick(3, 110.0))
+    snapshot = restarted.snapshot()
+    assert (snapshot.equity, snapshot.peak_equity) == (pytest.approx(10_500), pytest.approx(11_000))
+    assert snapshot.max_drawdown_pct == pytest.approx(deepest) and snapshot.drawdown_pct == pytest.approx(
+        (1 - 10_500 / 11_000) * 100)
+    reopened.close()
