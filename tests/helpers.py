@@ -138,7 +138,7 @@ class Recorder(IWorker):
 
 class Pipeline:
     """A real tick pipeline (tick cache, candle history sized by the workers' declared need, account
-    with simulated fills, tick manager) around workers."""
+    with simulated fills unless one is given, tick manager) around workers."""
 
     def __init__(
         self,
@@ -147,10 +147,11 @@ class Pipeline:
         starting_capital: float = 10_000,
         fee_rate: float = 0.0,
         slippage_bps: float = 0.0,
+        account: StrategyAccount | None = None,
     ) -> None:
         self.context = TradingContextProvider()
-        self.ledger = Ledger(starting_capital)
-        self.account = simulated_account(self.ledger, fee_rate, slippage_bps)
+        self.account = account or simulated_account(Ledger(starting_capital), fee_rate, slippage_bps)
+        self.ledger = self.account.ledger
         validated = [(worker_class, worker_class.Params(**params)) for worker_class, params in workers]
         self.history = OhlcvProvider(max((params.history_needed() for _, params in validated), default=0))
         services = WorkerServices(self.context, self.account, self.history, timedelta(hours=1))  # as `tick` makes them

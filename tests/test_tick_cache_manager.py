@@ -4,11 +4,16 @@ from dataclasses import replace
 import numpy as np
 
 from backend.dtos import EmaDTO, FillDTO
+from backend.portfolio import Ledger, SimulatedGateway, StrategyAccount
+from backend.portfolio.fill_rules import FillRules
+from backend.state import StateStore, StoreJournal
 from backend.workers.context.ema_detector import EmaDetector
+from backend.workers.context.market_regime_classifier import MarketRegimeClassifier
 from backend.workers.execution.market_order_executor import MarketOrderExecutor
 from backend.workers.opportunity.dca_schedule_opportunity import DcaScheduleOpportunity
 from backend.workers.opportunity.ema_cross_opportunity import EmaCrossOpportunity
 from backend.workers.planning.all_in_planner import AllInPlanner
+from backend.workers.planning.dca_planner import DcaPlanner
 from backend.workers.planning.position_sizer import PositionSizer
 from services.plugin_testing import Replay, sample_candles
 from tests.helpers import Pipeline, process_tick, tick
@@ -36,6 +41,31 @@ def test_warmup_ticks_feed_context_workers_only():
     (live,) = run.feed([tick(3, 103)])
     assert live[EmaDTO].slow == 0.5 * 103 + 0.5 * 101  # seeded by the warm-up closes 100-102
     assert live[FillDTO].price == 103  # the first live tick trades
+
+
+def test_a_candle_traded_before_a_restart_is_not_traded_again_by_the_account_itself(tmp_path, logs):
+    """A paper link restarted on its state store, handed the last candle it traded once more (a
+    feed resuming a candle early): the account's own cursor refuses it; the next candle trades."""
+    store = StateStore.open(tmp_path, "op")
+
+    def started() -> Pipeline:  # the link's account as the daemon builds it on each start
+        account = StrategyAccount(Ledger(10_000, store.load_account("p@paper")), SimulatedGateway(FillRules()),
+                                  StoreJournal(store, "p@paper"))
+        workforce = [(EmaDetector, {}), (MarketRegimeClassifier, {}), (DcaScheduleOpportunity, {"interval_bars": 1}),
+                     (DcaPlanner, {"quote_amount": 100.0}), (MarketOrderExecutor, {})]
+        return Pipeline(workforce, [FillDTO], account=account)
+
+    first = started()
+    first.feed([tick(0, 100), tick(1, 101)])
+    assert first.ledger.state.trades == 2  # the schedule buys on every candle it trades
+
+    restarted = started()
+    assert not process_tick(restarted.manager, tick(1, 101))
+    assert restarted.ledger.state.trades == 2 and len(store.fills("p@paper")) == 2
+    (skipped,) = [e for e in logs if e["event"] == "candle_already_processed"]
+    assert skipped["candle_time"] == tick(1, 101).timestamp.isoformat()
+    assert process_tick(restarted.manager, tick(2, 102)) and restarted.ledger.state.trades == 3
+    store.close()
 
 
 def test_ticks_of_other_assets_are_skipped():
