@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from backend.dtos import FillDTO, OrderSide
+from backend.dtos import AccountState, FillDTO, OrderSide, PositionState
 from backend.portfolio.ledger import DUST_QUANTITY, SHORT_STRETCH, Ledger
 
 T = datetime(2024, 1, 1, tzinfo=UTC)
@@ -75,9 +75,28 @@ def test_an_asset_filled_twice_before_its_first_mark_is_valued_at_its_fills():
 
 
 def test_a_peak_equity_of_zero_records_no_drawdown_and_no_division_by_zero():
-    ledger = Ledger(0.0)
-    ledger.record_closes("BTC/USD", [1.0])
-    assert (ledger.state.peak_equity, ledger.state.max_drawdown_pct) == (0.0, 0.0)
+    """Every path that closes candles on the curve: a tick, a short and a long stretch of quiet
+    closes (a loop, numpy), frames of several symbols; an account worth nothing all along."""
+    for record in (lambda ledger: ledger.record_closes("BTC/USD", [0.0]),
+                   lambda ledger: ledger.record_closes("BTC/USD", [0.0] * 3),
+                   lambda ledger: ledger.record_closes("BTC/USD", np.zeros(SHORT_STRETCH + 2)),
+                   lambda ledger: ledger.record_frames([("BTC/USD", np.arange(3), np.zeros(3)),
+                                                        ("ETH/USD", np.arange(3), np.zeros(3))])):
+        for held in (0.0, 1.0):  # flat, or holding an asset whose closes are all 0
+            positions = {"BTC/USD": PositionState(held, 1.0)} if held else {}
+            ledger = Ledger(0.0, AccountState(0.0, 0.0, positions=positions))
+            record(ledger)
+            assert (ledger.state.peak_equity, ledger.state.max_drawdown_pct) == (0.0, 0.0)
+            assert ledger.snapshot().drawdown_pct == 0.0
+
+
+def test_a_position_of_zero_quantity_is_not_shown_to_workers_as_held():
+    """Not a position: workers see a flat account (no entry price to plan an exit from), even
+    before the venue's minimum order is known (a restored account's first candle)."""
+    ledger = Ledger(10_000, AccountState(10_000, 9_000, peak_equity=10_000,
+                                         positions={"BTC/USD": PositionState(0.0, 50_000.0)}))
+    ledger.mark("BTC/USD", 50_000.0)
+    assert ledger.snapshot_values("BTC/USD") == (9_000, 0.0, None, 9_000, 10_000)
 
 
 def test_a_snapshot_never_shows_a_drawdown_deeper_than_its_maximum():

@@ -153,6 +153,9 @@ def test_the_drawdown_is_one_formula_whose_scalar_and_vector_forms_agree_to_the_
     assert deepest_drawdown(0.0, 1.0, equities.tolist(), 9_000.0, 0.0) == (peak, max(one_by_one))
     assert min(one_by_one) == 0.0 and max(one_by_one) == 100.0
     assert drawdown_pct(0.0, 0.0) == 0.0 and drawdown_curve(np.empty(0), 5.0)[1] == 5.0
+    # A top of zero (an account worth nothing since its start): no drawdown, in every form.
+    assert drawdown_curve(np.zeros(3), 0.0)[0].tolist() == [0.0] * 3
+    assert deepest_drawdown(0.0, 1.0, [0.0] * 3, 0.0, 0.0) == (0.0, 0.0)
 
 
 def test_points_added_in_bulk_give_the_floats_added_one_by_one():
