@@ -64,13 +64,17 @@ def test_quiet_closes_in_bulk_are_a_mark_and_an_equity_record_each(holding, coun
         assert (in_bulk.state.max_drawdown_pct > 0) == holding
 
 
-def test_an_asset_filled_twice_before_its_first_mark_is_valued_at_its_fills():
+def test_an_asset_filled_twice_before_its_first_mark_is_valued_at_its_entry_price():
+    """Two orders settled at start, before any candle (OpenPosition: "valued at the last close
+    marked (its entry price before any)"): at cost, 25,000, never at one fill's price (20,000 would
+    show a loss of 1,000 that never happened)."""
     ledger = Ledger(10_000)
     ledger.apply_fill(FillDTO(asset="BTC/USD", side=OrderSide.BUY, quantity=0.1, price=20_000, fee=0, timestamp=T))
     ledger.apply_fill(FillDTO(asset="BTC/USD", side=OrderSide.BUY, quantity=0.1, price=30_000, fee=0, timestamp=T))
-    # No candle close marked yet: valued at the first fill's price (the last price it knows)...
-    assert ledger.equity() == pytest.approx(5_000 + 0.2 * 20_000)
-    ledger.mark("BTC/USD", 40_000)  # ...and at the market once a close is marked
+    assert ledger.equity() == pytest.approx(10_000) and ledger.last_price("BTC/USD") is None
+    (held,) = ledger.open_positions()
+    assert (held.price, held.unrealised_pnl) == (pytest.approx(25_000), pytest.approx(0))
+    ledger.mark("BTC/USD", 40_000)  # at the market once a close is marked
     assert ledger.equity() == pytest.approx(5_000 + 0.2 * 40_000)
 
 

@@ -243,7 +243,6 @@ class Ledger:
             state.cash += notional - fill.fee
         state.fees_paid += fill.fee
         state.trades += 1
-        self._last_prices.setdefault(fill.asset, fill.price)
         flows = self._flows.get(fill.asset)
         if flows is None:
             flows = self._flows[fill.asset] = _AssetFlows()
