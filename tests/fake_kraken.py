@@ -164,7 +164,7 @@ class FakeKraken:
     fill_slippage: float = 0.0  # market orders fill at price * (1 + slippage) for buys (- for sells)
     executed_fraction: float = 1.0  # of each market order's volume: below 1, it closes partly filled
     end_status: str = "closed"  # "canceled" / "expired": orders end with nothing executed
-    fee_in_base: bool = False  # charge the fee in the base currency whatever oflags asked (and say so)
+    fee_in_base: bool = False  # charge the fee in base whatever oflags asked (oflags says fcib; fee stays quote)
     orders: dict[str, dict] = field(default_factory=dict)
     requests: list[ReceivedRequest] = field(default_factory=list)
     echo_key_in_errors: bool = False  # a rude server: quotes the API-Key header in auth errors
@@ -540,11 +540,13 @@ class FakeKraken:
         requested = volume
         volume = 0.0 if self.end_status != "closed" else round(volume * self.executed_fraction, info["lot_decimals"])
         cost = volume * price
+        # QueryOrders / OpenOrders / ClosedOrders, fee: "total fee (quote currency)", whichever currency
+        # paid it: Kraken's own example lists an `oflags: fcib` sell of cost 7500.0 with fee 7.5.
         fee = round(cost * FEE_RATE, 4)
         base, quote = info["base"], info["quote"]
-        if self.fee_in_base:
-            fee, oflags = round(volume * FEE_RATE, 8), oflags.replace("fciq", "fcib")
-        base_fee, quote_fee = (fee, 0.0) if self.fee_in_base else (0.0, fee)
+        if self.fee_in_base:  # AddOrder, oflags: "fcib = prefer fee in base currency": paid in base
+            oflags = oflags.replace("fciq", "fcib")
+        base_fee, quote_fee = (round(volume * FEE_RATE, 8), 0.0) if self.fee_in_base else (0.0, fee)
         if side == "buy":
             if self.balances.get(quote, 0.0) - self._held(quote) < cost + quote_fee:
                 raise KrakenError("EOrder:Insufficient funds")
@@ -564,7 +566,7 @@ class FakeKraken:
             "descr": {"pair": info["altname"], "type": side, "ordertype": "market", "price": "0",
                       "price2": "0", "leverage": "none", "order": description, "close": ""},
             "vol": f"{requested:.8f}", "vol_exec": f"{volume:.8f}", "cost": f"{cost:.5f}",
-            "fee": f"{fee:.8f}" if self.fee_in_base else f"{fee:.5f}", "price": f"{price:.1f}" if volume else "0.0",
+            "fee": f"{fee:.5f}", "price": f"{price:.1f}" if volume else "0.0",
             "stopprice": "0.00000", "limitprice": "0.00000", "misc": "",
             "oflags": oflags, "trades": [f"T{txid[1:]}"],
             "_open_polls": self.open_polls, "_hidden_lookups": self.hidden_lookups,

@@ -448,12 +448,16 @@ def test_an_order_the_venue_ends_with_nothing_filled_is_rejected_not_a_fill_of_z
 
 
 def test_a_fee_kraken_charges_in_the_base_currency_is_booked_at_its_quote_value(fake, credentials, store):
+    """The order comes back `oflags: fcib` (ccxt then labels its fee BTC), but QueryOrders' fee is
+    "total fee (quote currency)" whichever currency paid it: booked as is, never times the price."""
     fake.fee_in_base = True
     account = live_account(fake, store)
 
     fill = account.submit(buy(0.01), NOW)
 
-    assert fill is not None and fill.fee == pytest.approx(0.01 * 0.0026 * 50_000)  # 2.6e-5 BTC, in USD
+    assert fake.balances["XXBT"] == pytest.approx(0.01 - 0.01 * 0.0026)  # paid in BTC: 2.6e-5 BTC
+    assert fill is not None and fill.fee == pytest.approx(0.01 * 0.0026 * 50_000)  # 1.3 USD
+    assert account.ledger.fees_paid == pytest.approx(1.3) and store.fills(LINK)[0].fee == pytest.approx(1.3)
 
 
 def test_an_order_closed_partly_filled_books_what_executed_and_says_so(fake, credentials, store, logs):

@@ -348,7 +348,7 @@ class KrakenOrderGateway(IOrderGateway):
         status = OrderStatus.FILLED if order.get("status") == "closed" and not cut_short else (
             OrderStatus.EXPIRED if order.get("status") == "expired" else OrderStatus.CANCELED)
         return OrderOutcome(status, filled_quantity=filled, average_price=price,
-                            fee=self._fee_in_quote(order, request.asset, price), exchange_order_id=order_id)
+                            fee=self._fee_in_quote(order), exchange_order_id=order_id)
 
     def _resting_outcome(self, request: OrderRequest, order: dict) -> OrderOutcome:
         """A resting order's cumulative state from ccxt's parse of QueryOrders / OpenOrders /
@@ -361,7 +361,7 @@ class KrakenOrderGateway(IOrderGateway):
         reason = (order.get("info") or {}).get("reason") if status.done and status is not OrderStatus.FILLED else None
         self._last_seen[request.client_order_id] = order
         return OrderOutcome(status, filled_quantity=filled, average_price=price,
-                            fee=self._fee_in_quote(order, request.asset, price) if filled else 0.0,
+                            fee=self._fee_in_quote(order) if filled else 0.0,
                             exchange_order_id=str(order["id"]), reason=reason)
 
     def _state(self, request: OrderRequest, order_id: str) -> OrderOutcome | None:
@@ -448,12 +448,11 @@ class KrakenOrderGateway(IOrderGateway):
         return (same(amended.quantity, order.get("amount")) and same(amended.trigger_price, trigger)
                 and (not amended.order_type.has_limit or same(amended.limit_price, limit)))
 
-    def _fee_in_quote(self, order: dict, symbol: str, price: float) -> float:
-        fee = order.get("fee") or {}
-        cost = float(fee.get("cost") or 0)
-        if fee.get("currency") == self._client.market(symbol)["base"]:
-            return cost * price  # charged in base despite fciq: book its quote value
-        return cost
+    @staticmethod
+    def _fee_in_quote(order: dict) -> float:
+        """The order's fee in quote as Kraken reports it (QueryOrders, fee: "total fee (quote
+        currency)"), even when it was charged in base (oflags fcib), which ccxt then labels base."""
+        return float((order.get("fee") or {}).get("cost") or 0)
 
     def _raise_if_fatal(self, error: ccxt.BaseError) -> None:
         translated = translate_error(error, self._client)
