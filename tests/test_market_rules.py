@@ -261,6 +261,20 @@ def test_a_live_order_below_the_minimum_is_skipped_never_sent(fake, credentials,
     store.close()
 
 
+@pytest.mark.parametrize(("quantity", "price"), [(0.00005, 50_000.0), (0.0001, 5_000.0)],
+                         ids=["the_minimum_order", "the_minimum_cost"])
+def test_a_live_order_of_exactly_the_minimum_is_placed_not_skipped(fake, credentials, logs, quantity, price):
+    """A minimum is allowed (AssetPairs: "ordermin: Minimum order size", "costmin: Minimum order
+    cost", both taken by the fake's AddOrder): exactly 0.00005 BTC, exactly 0.5 USD."""
+    fake.prices["XXBTZUSD"] = price
+    account = live_account(fake, None)
+
+    fill = account.submit(buy(quantity, price), NOW)
+
+    assert fill is not None and fill.quantity == pytest.approx(quantity)
+    assert len(fake.received("private/AddOrder")) == 1 and skipped_events(logs) == []
+
+
 def test_a_live_limit_is_rounded_to_the_tick_the_fake_would_refuse_it_off(fake, credentials):
     """ETH/USD's tick (0.1) is coarser than its two decimals: ccxt's precision alone would send
     2900.07, which AddOrder refuses; rounded down to the tick (a buy never pays more) it rests."""
