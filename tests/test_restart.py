@@ -415,14 +415,24 @@ def _truncated_state(path: Path) -> None:
     (path.parent / f"{STEM}.lock").unlink()
 
 
+def _schema_version_0(path: Path) -> None:
+    """A real opdaemon database whose schema version says 0 (no version ever had that number)."""
+    with state_of(path.parent):
+        pass
+    with closing_connection(sqlite3.connect(path)) as db:
+        db.execute("UPDATE meta SET value = '0' WHERE key = 'schema_version'")
+        db.commit()
+
+
 @pytest.mark.parametrize(
     ("damage", "reason"),
     [
         (lambda path: path.write_bytes(b"\x00\x17garbage, not a database\n" * 400), "file is not a database"),
         (_truncated_state, "database disk image is malformed"),
         (_foreign_database, "not an opdaemon database (it has no meta table)"),
+        (_schema_version_0, "the database is damaged (schema version '0')"),
     ],
-    ids=["garbage", "truncated", "foreign_sqlite"],
+    ids=["garbage", "truncated", "foreign_sqlite", "schema_version_0"],
 )
 def test_a_damaged_database_exits_2_and_is_left_untouched(tmp_path, fake, daemons, damage, reason):
     operation, data_dir = live_operation(tmp_path, fake), tmp_path / "state"
