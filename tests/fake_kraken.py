@@ -538,6 +538,11 @@ class FakeKraken:
         if cost < float(info["costmin"]):
             raise KrakenError("EOrder:Cost minimum not met")
         requested = volume
+        # QueryOrders: status "pending", "open", "closed", "canceled" or "expired"; vol: "Volume of
+        # order", vol_exec: "Volume executed". A market order the venue ends canceled / expired executed
+        # nothing here; one `closed` below its volume was cut short (support.kraken.com, "What is Market
+        # Price Protection?": it "will cancel any market order as soon as the bid/ask spread gets unusually
+        # wide"; the fake closes it, the case the daemon's status alone cannot tell).
         volume = 0.0 if self.end_status != "closed" else round(volume * self.executed_fraction, info["lot_decimals"])
         cost = volume * price
         # QueryOrders / OpenOrders / ClosedOrders, fee: "total fee (quote currency)", whichever currency
@@ -931,7 +936,7 @@ class FakeKraken:
             order["_hidden_lookups"] -= 1
             return None
         public = {k: v for k, v in order.items() if not k.startswith("_")}
-        if order["_open_polls"] > 0:  # still working: nothing executed yet
+        if order["_open_polls"] > 0:  # still working (QueryOrders status "open"): nothing executed yet
             order["_open_polls"] -= 1
             public.update(status="open", vol_exec="0.00000000", cost="0.00000", fee="0.00000", price="0.0")
         return public

@@ -473,10 +473,16 @@ def test_an_order_closed_partly_filled_books_what_executed_and_says_so(fake, cre
     assert (partial["filled"], partial["amount"]) == (pytest.approx(0.01), pytest.approx(0.02))
 
 
-def test_a_lookup_failing_on_a_passing_exchange_error_is_tried_again(fake, credentials, store, logs):
+# Passing errors (support.kraken.com "API error messages"): "Service status errors" such as
+# EService:Unavailable, in Kraken's envelope, and "Cloudflare (networking) errors", an HTTP 5xx.
+@pytest.mark.parametrize("passing", ["http_503", "EService:Unavailable"])
+def test_a_lookup_failing_on_a_passing_exchange_error_is_tried_again(fake, credentials, store, logs, passing):
     fake.lose_next_add_order_reply()
     account = live_account(fake, store, lookup_attempts=3)
-    fake.fail_next(1, endpoint="private/OpenOrders")  # the first lookup meets a 503
+    if passing == "http_503":  # the first lookup meets it
+        fake.fail_next(1, endpoint="private/OpenOrders")
+    else:
+        fake.refuse_next(1, passing, endpoint="private/OpenOrders")
 
     fill = account.submit(buy(0.01), NOW)
 
