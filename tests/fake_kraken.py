@@ -539,10 +539,10 @@ class FakeKraken:
             raise KrakenError("EOrder:Cost minimum not met")
         requested = volume
         # QueryOrders: status "pending", "open", "closed", "canceled" or "expired"; vol: "Volume of
-        # order", vol_exec: "Volume executed". A market order the venue ends canceled / expired executed
-        # nothing here; one `closed` below its volume was cut short (support.kraken.com, "What is Market
-        # Price Protection?": it "will cancel any market order as soon as the bid/ask spread gets unusually
-        # wide"; the fake closes it, the case the daemon's status alone cannot tell).
+        # order", vol_exec: "Volume executed". end_status canceled / expired: nothing executed. A market
+        # order cut short (support.kraken.com, "What is Market Price Protection?": it "will cancel any
+        # market order as soon as the bid/ask spread gets unusually wide") keeps what executed; with
+        # executed_fraction the fake reports it `closed` all the same, so only vol_exec < vol tells.
         volume = 0.0 if self.end_status != "closed" else round(volume * self.executed_fraction, info["lot_decimals"])
         cost = volume * price
         # QueryOrders / OpenOrders / ClosedOrders, fee: "total fee (quote currency)", whichever currency
