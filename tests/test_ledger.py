@@ -45,6 +45,18 @@ def test_only_float_residue_below_the_dust_threshold_closes_a_position():
     assert ledger.position("BTC/USD").qty == 0
 
 
+def test_a_positive_float_residue_after_selling_everything_closes_the_position():
+    """0.1 + 0.2 bought is a hair more than the 0.3 sold: that residue (above zero, below
+    DUST_QUANTITY) is no position left open."""
+    ledger = Ledger(10_000)
+    ledger.apply_fill(fill(OrderSide.BUY, 0.1, 10_000))
+    ledger.apply_fill(fill(OrderSide.BUY, 0.2, 10_000))
+    assert 0 < ledger.position("BTC/USD").qty - 0.3 < DUST_QUANTITY
+    ledger.apply_fill(fill(OrderSide.SELL, 0.3, 10_000))
+    assert "BTC/USD" not in ledger.positions
+    assert ledger.open_positions() == []
+
+
 @pytest.mark.parametrize("holding", [False, True])
 @pytest.mark.parametrize("count", [1, 2, SHORT_STRETCH, SHORT_STRETCH + 1, 500])
 def test_quiet_closes_in_bulk_are_a_mark_and_an_equity_record_each(holding, count):
