@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from backend.dtos import FillDTO, OrderSide
+from backend.dtos.account import DUST_QUANTITY
 from backend.equity_curve import deepest_drawdown, drawdown_curve, drawdown_pct
 from backend.performance import PerformanceTracker, performance_of
 from backend.trade_stats import TradeGroup, TradeStats, TradeStatsTracker, trade_stats_of
@@ -122,6 +123,18 @@ def test_trade_statistics_of_hand_made_fills():
         "2024-01": TradeGroup(2, 1, 1, 50.0, pytest.approx(11)),
         "2024-02": TradeGroup(2, 1, 0, 50.0, pytest.approx(9.6)),
     }
+
+
+def test_a_round_trip_ends_where_the_ledger_closes_the_position_at_the_dust_quantity():
+    """Flat again below DUST_QUANTITY, as the ledger has it: 0.1 + 0.2 bought and 0.3 sold leaves a
+    positive float residue, a closed trip; a remainder ten times DUST_QUANTITY is still held."""
+    closed = trade_stats_of([fill("BTC/USD", "buy", 0.1, 100, 0, T0), fill("BTC/USD", "buy", 0.2, 100, 0, T0),
+                             fill("BTC/USD", "sell", 0.3, 110, 0, T0 + timedelta(hours=1))])
+    assert (closed.round_trips, closed.open_round_trips, closed.wins) == (1, 0, 1)
+    assert closed.best_trade == pytest.approx(3)
+    still_open = trade_stats_of([fill("BTC/USD", "buy", 0.3, 100, 0, T0),
+                                 fill("BTC/USD", "sell", 0.3 - 10 * DUST_QUANTITY, 110, 0, T0 + timedelta(hours=1))])
+    assert (still_open.round_trips, still_open.open_round_trips) == (0, 1)
 
 
 def test_trade_statistics_without_losses_or_trips_leave_undefined_figures_out():
