@@ -65,6 +65,7 @@ def good_rows(count: int) -> list[str]:
         (f"{hour(2)},100,101,99,100,inf", "prices and volume must be finite numbers"),
         (f"{hour(2)},0,101,99,100,1", "prices must be positive"),
         (f"{hour(2)},100,101,-99,100,1", "prices must be positive"),
+        (f"{hour(2)},100,101,0,100,1", "prices must be positive"),  # low 0 still contains open and close
         (f"{hour(2)},100,101,99,100,-0.5", "volume must not be negative"),
         (f"{hour(2)},100,101,100.5,101,1", "low 100.5 / high 101.0 do not contain open 100.0 and close 101.0"),
         (f"{hour(2)},100,101,99,102,1", "low 99.0 / high 101.0 do not contain open 100.0 and close 102.0"),
@@ -72,7 +73,7 @@ def good_rows(count: int) -> list[str]:
         (f"{hour(1)},100,101,99,100,1", f"timestamp {hour(1)} is not after the previous candle's ({hour(1)})"),
         (f"{hour(0)},100,101,99,100,1", f"timestamp {hour(0)} is not after the previous candle's ({hour(1)})"),
     ],
-    ids=["nan", "inf_price", "inf_volume", "zero_price", "negative_price", "negative_volume",
+    ids=["nan", "inf_price", "inf_volume", "zero_price", "negative_price", "zero_low", "negative_volume",
          "low_above_open", "high_below_close", "misaligned", "duplicate", "out_of_order"],
 )
 def test_each_bad_candle_exits_2_naming_file_and_line(tmp_path, capsys, row, reason):
