@@ -2,6 +2,9 @@
 caught, gaps and partly covered ranges reported, and one parse per file shared by environments."""
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -19,6 +22,7 @@ from services.cli import main
 from services.execution_environments import ExecutionEnvironments
 from services.operation_service import OperationService
 from tests.helpers import (
+    REPO,
     START,
     backtest_environment,
     blueprint,
@@ -82,6 +86,19 @@ def test_each_bad_candle_exits_2_naming_file_and_line(tmp_path, capsys, row, rea
     out, err = capsys.readouterr()
     assert f"run-operation: config error: {data_file}: line 4: {reason}" in err
     assert "Traceback" not in err and "Strategy run summaries" not in out
+
+
+@pytest.mark.e2e
+def test_a_duplicate_timestamp_spelled_with_another_offset_exits_2_through_the_command(tmp_path):
+    """run-operation as a process: 03:00+02:00 is 01:00 UTC, the row before's instant: one line
+    naming file, line and reason on stderr, exit 2, no run started."""
+    path, data_file = operation(tmp_path, [*good_rows(2), "2024-01-01T03:00:00+02:00,100,101,99,100,1"])
+    done = subprocess.run([sys.executable, "-m", "services.cli", str(path)], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, check=False, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 2, done.stderr
+    reason = f"timestamp {hour(1)} is not after the previous candle's ({hour(1)})"
+    assert done.stderr.splitlines()[-1] == f"run-operation: config error: {data_file}: line 4: {reason}"
+    assert "Traceback" not in done.stderr and "strategy_run_started" not in done.stderr
 
 
 def test_daily_rows_in_an_hourly_environment_exit_2_naming_both_spacings(tmp_path, capsys):
