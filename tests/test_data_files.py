@@ -198,6 +198,38 @@ def test_a_bad_row_deep_in_a_large_file_names_its_line(tmp_path, bad_row, reason
     assert (error.value.key, error.value.reason) == (f"line {1 + 3 + 50_001}", reason)
 
 
+@pytest.mark.parametrize(
+    ("bad_row", "reason"),
+    [
+        ("{time},100,101,0,100,1", "prices must be positive"),
+        ("{time},-100,101,99,100,1", "prices must be positive"),
+        ("{time},100,101,100.5,101,1", "low 100.5 / high 101.0 do not contain open 100.0 and close 101.0"),
+        ("{previous},100,101,99,100,1", "timestamp {previous} is not after the previous candle's ({previous})"),
+        ("{previous_at_plus_two},100,101,99,100,1",
+         "timestamp {previous} is not after the previous candle's ({previous})"),
+    ],
+    ids=["zero_low", "negative_open", "low_above_close", "duplicate", "duplicate_at_plus_two"],
+)
+def test_a_bad_row_is_refused_alike_in_a_large_file_a_small_one_and_by_the_reference_loop(tmp_path, bad_row, reason):
+    """The vectorised checks (a chunk of a large file, a whole small file) and the row-by-row
+    reference loop (the small file with one cell quoted, which the vectorised reader leaves to it)
+    refuse the same row, with the same reason, at its line."""
+    def spelled(rows: list[str], index: int) -> list[str]:
+        previous = START + timedelta(minutes=index - 1)
+        row = bad_row.format(time=(previous + timedelta(minutes=1)).isoformat(), previous=previous.isoformat(),
+                             previous_at_plus_two=previous.astimezone(timezone(timedelta(hours=2))).isoformat())
+        return [*rows[:index], row, *rows[index + 1:]]
+
+    expected = reason.format(previous=(START + timedelta(minutes=2)).isoformat())
+    small = spelled(large_rows(6), 3)
+    assert outcome(write_lines(tmp_path / "small.csv", small), "1m") == ("line 5", expected)
+    quoted = [small[0].replace(",100.5,", ',"100.5",'), *small[1:]]
+    assert outcome(write_lines(tmp_path / "quoted.csv", quoted), "1m") == ("line 5", expected)
+    expected = reason.format(previous=(START + timedelta(minutes=49_999)).isoformat())
+    large = write_lines(tmp_path / "large.csv", spelled(large_rows(60_000), 50_000))
+    assert outcome(large, "1m") == ("line 50002", expected)
+
+
 def test_a_large_file_with_holes_counts_rows_and_holes_from_its_index(tmp_path):
     rows = large_rows(100_000)
     del rows[70_000:70_010], rows[30_000:30_003]  # 3 candles missing, then 10
