@@ -320,6 +320,19 @@ def test_the_vectorised_reader_makes_of_a_cell_what_the_reference_makes_of_it(tm
     assert outcome(fast) == outcome(reference)
 
 
+def test_times_at_plus_two_hours_are_read_as_their_utc_instants_vectorised_and_by_the_reference(tmp_path):
+    """Every row spelled +02:00 (the vectorised reader's offset layout), and the same file with a
+    cell quoted (the reference loop): both open two hours earlier than the clock says."""
+    plus_two = timezone(timedelta(hours=2))
+    rows = [f"{(START + timedelta(hours=i)).astimezone(plus_two).isoformat()},100,101,99,100,1" for i in range(4)]
+    assert rows[0].startswith("2024-01-01T02:00:00+02:00")
+    expected = [int((START + timedelta(hours=i)).timestamp()) for i in range(4)]
+    for path in (write_lines(tmp_path / "fast.csv", rows),
+                 write_lines(tmp_path / "reference.csv", [rows[0].replace(",101,", ',"101",'), *rows[1:]])):
+        candles = read_candle_file(path, "1h")
+        assert [candles.open_epoch(row) for row in range(len(candles))] == expected, path.name
+
+
 def test_a_field_too_many_on_one_row_and_too_few_on_the_next_is_refused_at_the_first(tmp_path):
     """As many commas in the chunk as its rows should have, but not one row's worth on each row
     (numpy.loadtxt alone reads both: the five numbers are there)."""
