@@ -70,6 +70,12 @@ def assert_files_agree(run_dir: Path, logged_summary: dict) -> dict:
         assert cash == pytest.approx(float(trade["cash_after"]), abs=1e-6)
     if equity:
         assert cash == pytest.approx(float(equity[-1]["cash"]), abs=1e-6)
+    if equity and summary["status"] != "failed" and len({row["symbol"] for row in equity}) == 1:
+        # The PnL, from the fills alone: that cash plus what they left held, at the last close.
+        held = sum(float(t["quantity"]) * (1 if t["side"] == "buy" else -1) for t in trades)
+        pnl = cash + held * float(equity[-1]["close"]) - summary["metrics"]["starting_equity"]
+        assert summary["pnl"] == pytest.approx(pnl, abs=1e-5)
+        assert summary["pnl_pct"] == pytest.approx(pnl / summary["metrics"]["starting_equity"] * 100, abs=1e-5)
     # The metrics are those of the curve in equity.csv, and agree with the account's own drawdown.
     curve = [(datetime.fromisoformat(r["time"]), float(r["equity"]), float(r["position"]) > 0) for r in equity]
     recomputed = performance_of(curve, summary["metrics"]["starting_equity"], timeframe_seconds(summary["timeframe"]))
