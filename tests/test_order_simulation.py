@@ -2,6 +2,9 @@
 (backtests and paper trading): resting limits, stops and take-profits, expiry, post-only, cancel
 and amend, reservations, protective stops, and open orders across a restart."""
 
+import os
+import random
+import uuid
 from datetime import timedelta
 
 import numpy as np
@@ -366,3 +369,36 @@ def test_a_trailing_stop_amends_its_quantity_but_not_a_trigger():
     assert acct.amend(order.client_order_id, quantity=0.5) is OrderStatus.OPEN
     replay(acct, tick(1, 94.0, open=96.0, low=93.0))
     assert [(f.quantity, f.price) for f in fills] == [(0.5, 95.0)]
+
+
+def test_order_ids_are_version_4_uuids_that_a_plugins_random_seed_cannot_repeat():
+    gateway = SimulatedGateway(RULES)
+    random.seed(7)  # as a plugin seeding its own draws might
+    first = [gateway.new_client_order_id() for _ in range(3)]
+    random.seed(7)
+    again = [gateway.new_client_order_id() for _ in range(3)]
+    assert not set(first) & set(again)
+    for client_order_id in first + again:
+        parsed = uuid.UUID(client_order_id)
+        assert str(parsed) == client_order_id and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+@pytest.mark.timeout(30)
+def test_a_forked_process_draws_other_order_ids_than_its_parent():
+    """A sweep's shards are forked: each must not repeat the ids its parent or a sibling draws next."""
+    gateway = SimulatedGateway(RULES)
+    reading, writing = os.pipe()
+    children = []
+    for _ in range(2):
+        pid = os.fork()
+        if pid == 0:  # the child: its next id to the parent, then gone without running the parent's cleanup
+            os.write(writing, gateway.new_client_order_id().encode() + b"\n")
+            os._exit(0)
+        children.append(pid)
+    for pid in children:
+        assert os.waitpid(pid, 0)[1] == 0
+    os.close(writing)
+    with os.fdopen(reading) as pipe:
+        drawn = pipe.read().split()
+    drawn.append(gateway.new_client_order_id())
+    assert len(drawn) == 3 and len(set(drawn)) == 3

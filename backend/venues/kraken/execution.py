@@ -22,7 +22,6 @@ channel, while it is down or off, and each `check_seconds` for an order it has n
 
 import threading
 import time
-import uuid
 import zlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -33,7 +32,7 @@ import structlog
 from backend.dtos import OrderSide, OrderStatus, OrderType, TimeInForce
 from backend.errors import FatalExchangeError, OrderNotPlacedError, OrderRejectedError
 from backend.interfaces.ohlcv_provider import Candle
-from backend.interfaces.order_gateway import IOrderGateway, OrderOutcome, OrderRequest
+from backend.interfaces.order_gateway import IOrderGateway, OrderOutcome, OrderRequest, random_uuid_hex
 from backend.market_data.market_rules import LOT_NUDGE, MarketRules
 from backend.venues.kraken.client import (
     AccountClient,
@@ -106,8 +105,8 @@ class KrakenOrderGateway(IOrderGateway):
     def new_client_order_id(self) -> str:
         """A long UUID whose first group is the link's tag (Kraken's cl_ord_id takes "32 hex characters
         separated with 4 dashes"): unique, and attributable to the link among the account's orders."""
-        random = uuid.uuid4().hex
-        return f"{self._tag}-{random[8:12]}-{random[12:16]}-{random[16:20]}-{random[20:]}"
+        digits = random_uuid_hex()
+        return f"{self._tag}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
     def execute(self, request: OrderRequest) -> OrderOutcome:
         params: dict[str, object] = {"oflags": "fciq", "cl_ord_id": request.client_order_id}
