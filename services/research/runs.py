@@ -14,7 +14,6 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from itertools import chain
 from typing import Any, Protocol
 
@@ -89,17 +88,20 @@ class PerformanceRecorder:
         equities = np.fromiter(chain.from_iterable(self._equities), dtype=np.float64, count=self._pending)
         self.tracker.add_many(times, equities, np.repeat(self._exposed, self._counts))
         days = times // SECONDS_PER_DAY
-        for last in (*np.flatnonzero(days[1:] != days[:-1]).tolist(), len(days) - 1):  # each day's last point
-            self._day_closed(int(days[last]), float(equities[last]))
+        lasts = np.append(np.flatnonzero(days[1:] != days[:-1]), len(days) - 1)  # each day's last point
+        last_days = days[lasts]
+        dates = np.datetime_as_string(last_days.astype("datetime64[D]")).tolist()  # ISO dates, UTC
+        for day, date, equity in zip(last_days.tolist(), dates, equities[lasts].tolist(), strict=True):
+            self._day_closed(day, date, equity)
         self._times, self._equities, self._exposed, self._counts, self._pending = [], [], [], [], 0
 
-    def _day_closed(self, day: int, equity: float) -> None:
-        """The equity at a day's last point so far."""
+    def _day_closed(self, day: int, date: str, equity: float) -> None:
+        """The equity at a day's last point so far (date: the day's, in ISO format)."""
         if day == self._day:
-            self.daily[-1] = (self.daily[-1][0], equity)
+            self.daily[-1] = (date, equity)
         else:
             self._day = day
-            self.daily.append((datetime.fromtimestamp(day * SECONDS_PER_DAY, UTC).date().isoformat(), equity))
+            self.daily.append((date, equity))
 
 
 class PerformanceObserver:
