@@ -9,7 +9,8 @@ with its ticks to the bit; `equities_holding` adds an account's equity up as `Le
 does, for the same reason.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
@@ -50,6 +51,25 @@ def drawdown_curve(equities: np.ndarray, peak: float) -> tuple[np.ndarray, float
     return drawdowns, float(tops[-1]) if rows else peak
 
 
-def equities_holding(cash: float, quantity: float, closes: Closes) -> Closes:
-    """The equity of an account holding cash and quantity of one asset, at the close (or each)."""
-    return cash + (0.0 + quantity * closes)  # as `Ledger.equity()` adds it up
+def equities_holding(cash: float | np.ndarray, quantity: float | np.ndarray, closes: Closes) -> Closes:
+    """The equity of an account holding cash and quantity of one asset, at the close (or each;
+    cash and quantity may be arrays of as many, one per close)."""
+    # As `Ledger.equity()` adds it up. (Closes: an array when cash or quantity is one.)
+    return cash + (0.0 + quantity * closes)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True, slots=True)
+class EquityLine:
+    """The equity of an account holding cash and quantity of one asset alone over rows of its
+    candles (a quiet stretch keeps the holding): `equities_holding` at each row's close, told
+    without computing them (a sweep's recorder computes a block's at once)."""
+
+    cash: float
+    quantity: float
+
+
+def row_equities(equities: EquityLine | Sequence[float], closes: np.ndarray) -> Sequence[float]:
+    """Each row's equity, given as a line over the rows' closes or as the equities themselves."""
+    if isinstance(equities, EquityLine):
+        return equities_holding(equities.cash, equities.quantity, closes).tolist()
+    return equities

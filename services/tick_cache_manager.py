@@ -11,6 +11,7 @@ import structlog
 
 from backend.core.ohlcv_provider import OhlcvProvider
 from backend.dtos import DTO, BaseContextDTO, OpportunitySignalDTO, OrderSide
+from backend.equity_curve import EquityLine, row_equities
 from backend.errors import OperatorOrderError
 from backend.interfaces import ITradingContextProvider, IWorker, WorkerCategory
 from backend.interfaces.candle_columns import CandleColumns
@@ -34,11 +35,12 @@ FORCED_ENTRY = OpportunitySignalDTO(side=OrderSide.BUY, reason="force_entry by t
 class TickRecorder(Protocol):
     """Told of every processed candle once the account has closed it (`--report`, a sweep)."""
 
-    def closed(self, candles: CandleColumns, rows: range, equities: Sequence[float], account: StrategyAccount) -> None:
+    def closed(self, candles: CandleColumns, rows: range, equities: EquityLine | Sequence[float],
+               account: StrategyAccount) -> None:
         """Rows of a block the account has closed (a tick: one row; in a columnar replay, also
         a stretch on which no worker acted), with the account's equity at each row's close (the
-        same floats `ledger.equity()` gave after each, tick by tick); the account is as it closed
-        the last of them."""
+        same floats `ledger.equity()` gave after each, tick by tick), or the line they are on
+        (`row_equities` gives them); the account is as it closed the last of them."""
 
 
 class SharedColumns(Protocol):
@@ -403,12 +405,13 @@ class TickCacheManager:
         if recorder is not None and equities is not None:
             if len(quiet) == 1:
                 (candles, rows), (curve,) = quiet[0], equities
-                recorder.closed(candles, rows, curve.tolist(), account)
+                recorder.closed(candles, rows, curve, account)
             else:
+                values = [row_equities(curve, candles.closes[rows.start:rows.stop])
+                          for (candles, rows), curve in zip(quiet, equities, strict=True)]
                 for _, index, row, equity in sorted(
-                        (int(candles.open_times[row]), index, row, float(curve[row - rows.start]))
-                        for index, ((candles, rows), curve) in enumerate(zip(quiet, equities, strict=True))
-                        for row in rows):
+                        (int(candles.open_times[row]), index, row, values[index][row - rows.start])
+                        for index, (candles, rows) in enumerate(quiet) for row in rows):
                     recorder.closed(quiet[index][0], range(row, row + 1), (equity,), account)
         for worker in self._skippers:
             for candles, rows in quiet:

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from backend.config import BacktestEnvironment, StrategyLink, load_operation
+from backend.equity_curve import EquityLine, row_equities
 from backend.errors import ConfigError
 from backend.interfaces import IWorker, WorkerCategory, WorkerParams, WorkerServices
 from backend.interfaces.candle_columns import CandleColumns
@@ -343,9 +344,10 @@ class EquityRows:
     def __init__(self) -> None:
         self.rows: list[tuple[int, str, float]] = []
 
-    def closed(self, candles: CandleColumns, rows: range, equities: Sequence[float], account: object) -> None:
-        self.rows += zip(candles.open_times[rows.start:rows.stop].tolist(), [candles.symbol] * len(rows), equities,
-                         strict=True)
+    def closed(self, candles: CandleColumns, rows: range, equities: EquityLine | Sequence[float],
+               account: object) -> None:
+        self.rows += zip(candles.open_times[rows.start:rows.stop].tolist(), [candles.symbol] * len(rows),
+                         row_equities(equities, candles.closes[rows.start:rows.stop]), strict=True)
 
 
 LAGGING_ETH = eth_like(BTC, lag=37)  # its signals come on other candles than BTC/USD's

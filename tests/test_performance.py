@@ -4,15 +4,18 @@ import math
 import statistics
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from backend.dtos import FillDTO, OrderSide
 from backend.dtos.account import DUST_QUANTITY
-from backend.equity_curve import deepest_drawdown, drawdown_curve, drawdown_pct
+from backend.equity_curve import EquityLine, deepest_drawdown, drawdown_curve, drawdown_pct
+from backend.interfaces.candle_columns import CandleColumns
 from backend.performance import PerformanceTracker, performance_of
 from backend.trade_stats import TradeGroup, TradeStats, TradeStatsTracker, trade_stats_of
+from services.research.runs import PerformanceRecorder
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 HOUR = 3600
@@ -210,3 +213,40 @@ def test_a_long_curve_added_at_once_gives_the_floats_of_python_point_by_point():
         one_by_one.add(time, equity, held)
     at_once.add_many(np.arange(len(equities)), equities, exposed)
     assert at_once.result() == one_by_one.result()
+
+
+def test_a_sweeps_recorder_given_equity_lines_records_the_floats_of_the_equities_themselves():
+    """PerformanceRecorder told of stretches of two blocks, each stretch's equities given as the
+    line the account's holding draws over its closes or as the equities themselves (a tick, or an
+    account holding other assets), some rows left out, its points added every 25 (flushes inside a
+    block and a stretch): the figures and the daily equities of the same points added one by one,
+    each equity as `Ledger.equity()` adds it up (cash + (0.0 + quantity * close))."""
+    random = np.random.default_rng(3)
+    start = int(datetime(2023, 1, 1, 20, tzinfo=UTC).timestamp())
+    blocks = []
+    for first in (0, 60):
+        closes = 20_000 * np.cumprod(1 + random.normal(0, 0.01, 60))
+        blocks.append(CandleColumns("BTC/USD", start + (first + np.arange(60)) * HOUR, closes, closes, closes, closes,
+                                    np.ones(60), np.zeros(60, dtype=np.int64)))
+    recorder = PerformanceRecorder(10_000, "1h")
+    recorder.FLUSH_POINTS = 25
+    one_by_one, daily = PerformanceTracker(10_000, HOUR), {}
+    bounds = [0, *sorted(random.choice(range(1, 60), 12, replace=False).tolist()), 60]
+    # Rows the run did not process (candles it had processed before a restart, say): a stretch
+    # inside the first block, its end, and the second's start up to the same row.
+    left_out = ({5, *range(9, 13)}, set(range(9)))
+    for block, skipped in zip(blocks, left_out, strict=True):
+        for index, (low, high) in enumerate(pairwise(bounds)):
+            if index in skipped:
+                continue
+            cash, quantity = float(random.uniform(0, 5_000)), float(random.choice([0.0, random.uniform(0, 0.5)]))
+            equities = [cash + (0.0 + quantity * close) for close in block.closes[low:high].tolist()]
+            account = SimpleNamespace(ledger=SimpleNamespace(positions={"BTC/USD": quantity} if quantity else {}))
+            told = EquityLine(cash, quantity) if random.integers(0, 2) else equities
+            recorder.closed(block, range(low, high), told, account)  # type: ignore[arg-type]
+            for time, equity in zip(block.open_times[low:high].tolist(), equities, strict=True):
+                one_by_one.add(time, equity, bool(quantity))
+                daily[datetime.fromtimestamp(time, UTC).date().isoformat()] = equity
+    performance, days = recorder.figures()
+    assert performance == one_by_one.result() and 0 < performance.periods < 120
+    assert days == tuple(daily.items()) and len(days) >= 3

@@ -26,11 +26,11 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from datetime import datetime
 
-import numpy as np
 import structlog
 
 from backend.dtos import FillDTO, OrderDTO, OrderSide, OrderStatus, OrderType
 from backend.dtos.execution import sizing_price
+from backend.equity_curve import EquityLine
 from backend.errors import OperatorOrderError, OrderNotPlacedError
 from backend.interfaces import IBroker
 from backend.interfaces.broker import OrderTicket, OrderView
@@ -173,21 +173,23 @@ class StrategyAccount(IBroker):
         return self._gateway.next_event_row(symbol, candles, start)
 
     def close_quiet_candles(self, quiet: Sequence[tuple[CandleColumns, range]],
-                            equities: bool = False) -> list[np.ndarray] | None:
+                            equities: bool = False) -> list[EquityLine | list[float]] | None:
         """Rows of candles (each symbol's, of one stretch of time) no worker acted on and no order
         could fill on (`next_order_row`): the account as after `open_tick` and `close_tick` on each
         of their frames (only when `can_close_quietly`). equities: also each row's equity at its
-        frame's close, per part of quiet (for a recorder)."""
+        frame's close, per part of quiet (for a recorder): a line over its closes when the
+        account holds only its asset, else an array."""
         ledger = self.ledger
         (first, first_rows), alone = quiet[0], len(quiet) == 1
         if alone and ledger.holds_only(first.symbol):  # its equity depends on its closes alone
             closes = first.closes[first_rows.start:first_rows.stop]
-            curves = [ledger.equities_at(first.symbol, closes)] if equities else None
+            curves: list[EquityLine | list[float]] | None = [ledger.equity_line(first.symbol)] if equities else None
             ledger.record_closes(first.symbol, closes)
         else:
-            curves = ledger.record_frames([(candles.symbol, candles.open_times[rows.start:rows.stop],
+            arrays = ledger.record_frames([(candles.symbol, candles.open_times[rows.start:rows.stop],
                                             candles.closes[rows.start:rows.stop]) for candles, rows in quiet],
                                           equities)
+            curves = None if arrays is None else [curve.tolist() for curve in arrays]
         for candles, rows in quiet:
             if self._orders:
                 self._gateway.passed_quietly(candles.symbol, candles, rows)

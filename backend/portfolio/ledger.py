@@ -17,7 +17,7 @@ import numpy as np
 
 from backend.dtos import AccountState, FillDTO, OrderSide, PortfolioSnapshotDTO, PositionState
 from backend.dtos.account import DUST_QUANTITY
-from backend.equity_curve import deepest_drawdown, drawdown_curve, drawdown_pct, equities_holding
+from backend.equity_curve import EquityLine, deepest_drawdown, drawdown_curve, drawdown_pct, equities_holding
 from backend.interfaces.broker import OrderView
 from backend.interfaces.journal import Protection
 
@@ -268,11 +268,11 @@ class Ledger:
         """No position in another asset (its equity then depends on asset's price alone)."""
         return all(held == asset for held in self.state.positions)
 
-    def equities_at(self, asset: str, closes: np.ndarray) -> np.ndarray:
-        """The equity `equity()` gives after `mark(asset, close)`, for each close: for an account
-        that holds nothing but asset (`holds_only`)."""
+    def equity_line(self, asset: str) -> EquityLine:
+        """The equity `equity()` gives after `mark(asset, close)`, at any close, as long as the
+        holding stays: for an account that holds nothing but asset (`holds_only`)."""
         position = self.state.positions.get(asset)
-        return equities_holding(self.state.cash, position.qty if position is not None else 0.0, closes)
+        return EquityLine(self.state.cash, position.qty if position is not None else 0.0)
 
     def record_closes(self, asset: str, closes: Sequence[float] | np.ndarray) -> None:
         """For each close of asset, in order: `mark(asset, close)`, then close the candle on the

@@ -22,6 +22,7 @@ from typing import Any, TextIO
 import structlog
 
 from backend.dtos import FillDTO
+from backend.equity_curve import EquityLine, row_equities
 from backend.interfaces.broker import OrderView
 from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data.timeframes import timeframe_seconds
@@ -77,9 +78,11 @@ class RunRecorder:
         csv.writer(file).writerow(columns)
         return file
 
-    def closed(self, candles: CandleColumns, rows: range, equities: Sequence[float], account: StrategyAccount) -> None:
+    def closed(self, candles: CandleColumns, rows: range, equities: EquityLine | Sequence[float],
+               account: StrategyAccount) -> None:
         for epoch, close, equity in zip(candles.open_times[rows.start:rows.stop].tolist(),
-                                        candles.close_values[rows.start:rows.stop], equities, strict=True):
+                                        candles.close_values[rows.start:rows.stop],
+                                        row_equities(equities, candles.closes[rows.start:rows.stop]), strict=True):
             self._close(datetime.fromtimestamp(epoch, UTC), candles.symbol, close, equity, account.ledger)
 
     def _close(self, time: datetime, symbol: str, close: float, equity: float, ledger: Ledger) -> None:

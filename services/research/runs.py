@@ -14,12 +14,12 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from itertools import chain
 from typing import Any, Protocol
 
 import numpy as np
 
 from backend.config import LoadedOperation, ResolvedLink
+from backend.equity_curve import EquityLine, equities_holding
 from backend.interfaces.candle_columns import CandleColumns
 from backend.market_data.timeframes import timeframe_seconds
 from backend.performance import Performance, PerformanceTracker
@@ -50,8 +50,9 @@ class RunResult:
 class PerformanceRecorder:
     """A run's tick recorder (TickCacheManager.recorder): performance and daily equity as it goes.
     Points are kept until a block's worth (FLUSH_POINTS) has come, then added at once (a tick or a
-    quiet stretch each costs an append; `PerformanceTracker.add_many` is vectorised); `figures()`
-    adds what is left."""
+    quiet stretch each costs a few appends, the equities of its rows computed with the others'
+    when given as a line; `PerformanceTracker.add_many` is vectorised); `figures()` adds what is
+    left."""
 
     FLUSH_POINTS = 4096
 
@@ -59,20 +60,36 @@ class PerformanceRecorder:
         self.tracker = PerformanceTracker(starting_equity, timeframe_seconds(timeframe))
         self.daily: list[tuple[str, float]] = []
         self._day: int | None = None  # the last daily point's, in days since the epoch
-        # The points not yet added: per `closed` call, its open times, equities and exposure.
-        self._times: list[np.ndarray] = []
-        self._equities: list[Sequence[float]] = []
-        self._exposed: list[bool] = []
+        # The points not yet added: the rows of blocks they are (consecutive rows of a block
+        # joined), and per `closed` call its rows' count, exposure and equity line (cash and
+        # quantity; zeros when its equities were given, kept with their offset).
+        self._spans: list[list] = []  # [block, first row, row after the last]
         self._counts: list[int] = []
+        self._exposed: list[bool] = []
+        self._cash: list[float] = []
+        self._quantity: list[float] = []
+        self._given: list[tuple[int, Sequence[float]]] = []
         self._pending = 0
 
-    def closed(self, candles: CandleColumns, rows: range, equities: Sequence[float], account: StrategyAccount) -> None:
+    def closed(self, candles: CandleColumns, rows: range, equities: EquityLine | Sequence[float],
+               account: StrategyAccount) -> None:
         """The rows' points (a period per open time, in epoch seconds), and each UTC day's last equity."""
-        self._times.append(candles.open_times[rows.start:rows.stop])
-        self._equities.append(equities)
+        start, stop = rows.start, rows.stop
+        spans = self._spans
+        if spans and spans[-1][0] is candles and spans[-1][2] == start:
+            spans[-1][2] = stop
+        else:
+            spans.append([candles, start, stop])
+        if isinstance(equities, EquityLine):
+            self._cash.append(equities.cash)
+            self._quantity.append(equities.quantity)
+        else:
+            self._cash.append(0.0)
+            self._quantity.append(0.0)
+            self._given.append((self._pending, equities))
+        self._counts.append(stop - start)
         self._exposed.append(bool(account.ledger.positions))
-        self._counts.append(len(rows))
-        self._pending += len(rows)
+        self._pending += stop - start
         if self._pending >= self.FLUSH_POINTS:
             self._add_pending()
 
@@ -84,16 +101,21 @@ class PerformanceRecorder:
     def _add_pending(self) -> None:
         if not self._pending:
             return
-        times = np.concatenate(self._times)
-        equities = np.fromiter(chain.from_iterable(self._equities), dtype=np.float64, count=self._pending)
-        self.tracker.add_many(times, equities, np.repeat(self._exposed, self._counts))
+        times = np.concatenate([block.open_times[start:stop] for block, start, stop in self._spans])
+        closes = np.concatenate([block.closes[start:stop] for block, start, stop in self._spans])
+        counts = self._counts
+        equities = equities_holding(np.repeat(self._cash, counts), np.repeat(self._quantity, counts), closes)
+        for offset, given in self._given:
+            equities[offset:offset + len(given)] = given
+        self.tracker.add_many(times, equities, np.repeat(self._exposed, counts))
         days = times // SECONDS_PER_DAY
         lasts = np.append(np.flatnonzero(days[1:] != days[:-1]), len(days) - 1)  # each day's last point
         last_days = days[lasts]
         dates = np.datetime_as_string(last_days.astype("datetime64[D]")).tolist()  # ISO dates, UTC
         for day, date, equity in zip(last_days.tolist(), dates, equities[lasts].tolist(), strict=True):
             self._day_closed(day, date, equity)
-        self._times, self._equities, self._exposed, self._counts, self._pending = [], [], [], [], 0
+        self._spans, self._counts, self._exposed, self._cash, self._quantity, self._given = [], [], [], [], [], []
+        self._pending = 0
 
     def _day_closed(self, day: int, date: str, equity: float) -> None:
         """The equity at a day's last point so far (date: the day's, in ISO format)."""
