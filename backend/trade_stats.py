@@ -109,8 +109,11 @@ class TradeStatsTracker:
     def _close(self, asset: str, trip: _OpenTrip, ended: datetime) -> None:
         pnl = trip.cash
         self._all.add(pnl)
-        self._by_asset.setdefault(asset, _Tally()).add(pnl)
-        self._by_month.setdefault(f"{ended.year:04d}-{ended.month:02d}", _Tally()).add(pnl)
+        for tallies, key in ((self._by_asset, asset), (self._by_month, f"{ended.year:04d}-{ended.month:02d}")):
+            tally = tallies.get(key)
+            if tally is None:  # made once per key, not per trip
+                tally = tallies[key] = _Tally()
+            tally.add(pnl)
         if pnl > 0:
             self._gross_profit += pnl
         elif pnl < 0:

@@ -229,7 +229,9 @@ class Ledger:
     def apply_fill(self, fill: FillDTO) -> None:
         state = self.state
         self._equity = None
-        position = state.positions.setdefault(fill.asset, PositionState())
+        position = state.positions.get(fill.asset)
+        if position is None:  # not setdefault, which would make a PositionState per fill to throw away
+            position = state.positions[fill.asset] = PositionState()
         notional = fill.quantity * fill.price
         if fill.side is OrderSide.BUY:
             total_qty = position.qty + fill.quantity
