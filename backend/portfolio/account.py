@@ -177,8 +177,8 @@ class StrategyAccount(IBroker):
         """Rows of candles (each symbol's, of one stretch of time) no worker acted on and no order
         could fill on (`next_order_row`): the account as after `open_tick` and `close_tick` on each
         of their frames (only when `can_close_quietly`). equities: also each row's equity at its
-        frame's close, per part of quiet (for a recorder): a line over its closes when the
-        account holds only its asset, else an array."""
+        frame's close, per part of quiet (for a recorder): the line they are on when the
+        account holds only its asset, else the equities themselves."""
         ledger = self.ledger
         (first, first_rows), alone = quiet[0], len(quiet) == 1
         if alone and ledger.holds_only(first.symbol):  # its equity depends on its closes alone
