@@ -11,11 +11,9 @@ does, for the same reason.
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import overload
 
 import numpy as np
-
-Closes = TypeVar("Closes", float, np.ndarray)
 
 
 def drawdown_pct(equity: float, peak: float) -> float:
@@ -51,11 +49,15 @@ def drawdown_curve(equities: np.ndarray, peak: float) -> tuple[np.ndarray, float
     return drawdowns, float(tops[-1]) if rows else peak
 
 
-def equities_holding(cash: float | np.ndarray, quantity: float | np.ndarray, closes: Closes) -> Closes:
+@overload
+def equities_holding(cash: float, quantity: float, closes: float) -> float: ...
+@overload
+def equities_holding(cash: float | np.ndarray, quantity: float | np.ndarray, closes: np.ndarray) -> np.ndarray: ...
+def equities_holding(cash: float | np.ndarray, quantity: float | np.ndarray,
+                     closes: float | np.ndarray) -> float | np.ndarray:
     """The equity of an account holding cash and quantity of one asset, at the close (or each;
     cash and quantity may be arrays of as many, one per close)."""
-    # As `Ledger.equity()` adds it up. (Closes: an array when cash or quantity is one.)
-    return cash + (0.0 + quantity * closes)  # type: ignore[return-value]
+    return cash + (0.0 + quantity * closes)  # as `Ledger.equity()` adds it up
 
 
 @dataclass(frozen=True, slots=True)

@@ -109,11 +109,15 @@ class TradeStatsTracker:
     def _close(self, asset: str, trip: _OpenTrip, ended: datetime) -> None:
         pnl = trip.cash
         self._all.add(pnl)
-        for tallies, key in ((self._by_asset, asset), (self._by_month, f"{ended.year:04d}-{ended.month:02d}")):
-            tally = tallies.get(key)
-            if tally is None:  # made once per key, not per trip
-                tally = tallies[key] = _Tally()
-            tally.add(pnl)
+        by_asset = self._by_asset.get(asset)
+        if by_asset is None:  # not setdefault, which would make a _Tally per trip to throw away
+            by_asset = self._by_asset[asset] = _Tally()
+        by_asset.add(pnl)
+        month = f"{ended.year:04d}-{ended.month:02d}"
+        by_month = self._by_month.get(month)
+        if by_month is None:
+            by_month = self._by_month[month] = _Tally()
+        by_month.add(pnl)
         if pnl > 0:
             self._gross_profit += pnl
         elif pnl < 0:

@@ -373,10 +373,14 @@ def test_a_trailing_stop_amends_its_quantity_but_not_a_trigger():
 
 def test_order_ids_are_version_4_uuids_that_a_plugins_random_seed_cannot_repeat():
     gateway = SimulatedGateway(RULES)
-    random.seed(7)  # as a plugin seeding its own draws might
-    first = [gateway.new_client_order_id() for _ in range(3)]
-    random.seed(7)
-    again = [gateway.new_client_order_id() for _ in range(3)]
+    state = random.getstate()
+    try:
+        random.seed(7)  # as a plugin seeding its own draws might
+        first = [gateway.new_client_order_id() for _ in range(3)]
+        random.seed(7)
+        again = [gateway.new_client_order_id() for _ in range(3)]
+    finally:
+        random.setstate(state)
     assert not set(first) & set(again)
     for client_order_id in first + again:
         parsed = uuid.UUID(client_order_id)
@@ -392,8 +396,10 @@ def test_a_forked_process_draws_other_order_ids_than_its_parent():
     for _ in range(2):
         pid = os.fork()
         if pid == 0:  # the child: its next id to the parent, then gone without running the parent's cleanup
-            os.write(writing, gateway.new_client_order_id().encode() + b"\n")
-            os._exit(0)
+            try:
+                os.write(writing, gateway.new_client_order_id().encode() + b"\n")
+            finally:
+                os._exit(0)
         children.append(pid)
     for pid in children:
         assert os.waitpid(pid, 0)[1] == 0

@@ -63,7 +63,7 @@ class PerformanceRecorder:
         # The points not yet added: the rows of blocks they are (consecutive rows of a block
         # joined), and per `closed` call its rows' count, exposure and equity line (cash and
         # quantity; zeros when its equities were given, kept with their offset).
-        self._spans: list[list] = []  # [block, first row, row after the last]
+        self._spans: list[list[Any]] = []  # [block, first row, row after the last] (a list: joined in place)
         self._counts: list[int] = []
         self._exposed: list[bool] = []
         self._cash: list[float] = []
@@ -73,7 +73,8 @@ class PerformanceRecorder:
 
     def closed(self, candles: CandleColumns, rows: range, equities: EquityLine | Sequence[float],
                account: StrategyAccount) -> None:
-        """The rows' points (a period per open time, in epoch seconds), and each UTC day's last equity."""
+        """The rows' points (a period per open time, in epoch seconds), and each UTC day's last equity;
+        equities: each row's, or the line they are on (`EquityLine`)."""
         start, stop = rows.start, rows.stop
         spans = self._spans
         if spans and spans[-1][0] is candles and spans[-1][2] == start:
@@ -84,6 +85,8 @@ class PerformanceRecorder:
             self._cash.append(equities.cash)
             self._quantity.append(equities.quantity)
         else:
+            if len(equities) != stop - start:  # it would shift every point after it
+                raise ValueError(f"{len(equities)} equities for {stop - start} rows")
             self._cash.append(0.0)
             self._quantity.append(0.0)
             self._given.append((self._pending, equities))
